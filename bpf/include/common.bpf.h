@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Maps and helpers every sensor object shares. The `events`, `drops` and
+ * `scope_*` maps are created once by user space and handed to each object
+ * (bpf_map__reuse_fd), so all sensors write one ordered stream and obey one scope. */
+#ifndef BPFGUARD_COMMON_BPF_H
+#define BPFGUARD_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "bpfguard.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Room for the largest fixed event part plus a full payload, plus one maximal
+ * string read starting at the last masked payload offset. */
+#define BG_FIXED_MAX 1024
+#define BG_SCRATCH_SIZE (BG_FIXED_MAX + BG_DATA_LIMIT + BG_STR_MAX)
+
+/* One scratch slot per program role: a BPF program never re-enters itself on a
+ * CPU (the kernel skips and counts it), but two different programs can
+ * interleave on one CPU under preemption, so they must not share a slot. */
+enum bg_scratch_role {
+	BG_SCRATCH_SYSCALL = 0,
+	BG_SCRATCH_EXEC = 1,
+	BG_SCRATCH_FORK = 2,
+	BG_SCRATCH_EXIT = 3,
+	BG_SCRATCH_ROLES = 4,
+};
+
+struct bg_scratch {
+	__u8 buf[BG_SCRATCH_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BG_DROP_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BG_SCRATCH_ROLES);
+	__type(key, __u32);
+	__type(value, struct bg_scratch);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bg_scope_config);
+} scope_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8); /* enum bg_scope_state */
+} scope_tgids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64); /* cgroup v2 id; descendants are in scope too */
+	__type(value, __u8);
+} scope_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* mount namespace inode */
+	__type(value, __u8);
+} scope_mntns SEC(".maps");
+
+/* Referencing the ABI enums puts them into the object's BTF, where user space
+ * reads them; clang emits BTF only for types something uses. */
+struct bg_abi_enums {
+	enum bg_event_type event_type;
+	enum bg_event_flags event_flags;
+	enum bg_drop_reason drop_reason;
+	enum bg_file_flags file_flags;
+	enum bg_exec_flags exec_flags;
+	enum bg_arg_kind arg_kind;
+	enum bg_ret_kind ret_kind;
+	enum bg_scope_flags scope_flags;
+	enum bg_scope_state scope_state;
+};
+struct bg_abi_enums bg_abi_enums_anchor;
+
+#define BG_CGROUP_DEPTH 32
+
+static __always_inline void bg_count_drop(__u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&drops, &reason);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline struct bg_scratch *bg_scratch(__u32 role)
+{
+	struct bg_scratch *s = bpf_map_lookup_elem(&scratch, &role);
+
+	if (!s)
+		bg_count_drop(BG_DROP_NO_SCRATCH);
+	return s;
+}
+
+static __always_inline void bg_fill_header(struct bg_event_header *h, struct task_struct *task,
+					   __u16 type)
+{
+	h->ktime_ns = bpf_ktime_get_boot_ns();
+	h->type = type;
+	h->flags = 0;
+	h->tgid = BPF_CORE_READ(task, tgid);
+	h->tid = BPF_CORE_READ(task, pid);
+	h->uid = BPF_CORE_READ(task, cred, uid.val);
+	h->gid = BPF_CORE_READ(task, cred, gid.val);
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	BPF_CORE_READ_STR_INTO(&h->comm, task, comm);
+}
+
+/* Bounds `var` (a __u64) to `max` in the register the verifier will check:
+ * a C comparison lets clang test a copy and pass on the unbounded original. */
+#define bg_clamp(var, max) asm volatile("if %0 <= %1 goto +1; %0 = %1" : "+r"(var) : "i"(max))
+
+/* Sends fixed part + payload; the size is clamped for the verifier. */
+static __always_inline void bg_emit(void *ev, __u32 fixed, __u32 payload)
+{
+	__u64 size = fixed + payload;
+
+	bg_clamp(size, BG_SCRATCH_SIZE);
+	((struct bg_event_header *)ev)->size = size;
+	if (bpf_ringbuf_output(&events, ev, size, 0))
+		bg_count_drop(BG_DROP_RINGBUF_FULL);
+}
+
+/* Payload writer: `pos` is the logical offset into data[]; every write checks
+ * it leaves room for its maximum and masks the offset so the verifier sees it
+ * bounded. A write that does not fit sets *trunc and writes nothing. */
+struct bg_payload {
+	__u8 *data;
+	__u32 pos;
+	__u32 trunc;
+};
+
+static __always_inline int bg_put_user_str(struct bg_payload *p, const void *src, __u32 max,
+					   struct bg_blob *out)
+{
+	long n;
+
+	if (max > BG_STR_MAX)
+		max = BG_STR_MAX;
+	if (p->pos + max > BG_DATA_LIMIT) {
+		p->trunc = 1;
+		return -1;
+	}
+	n = bpf_probe_read_user_str(p->data + (p->pos & BG_DATA_MASK), max, src);
+	if (n < 0)
+		n = 0;
+	out->off = p->pos;
+	out->len = n;
+	p->pos += n;
+	return 0;
+}
+
+static __always_inline int bg_put_kernel_str(struct bg_payload *p, const void *src, __u32 max,
+					     struct bg_blob *out)
+{
+	long n;
+
+	if (max > BG_STR_MAX)
+		max = BG_STR_MAX;
+	if (p->pos + max > BG_DATA_LIMIT) {
+		p->trunc = 1;
+		return -1;
+	}
+	n = bpf_probe_read_kernel_str(p->data + (p->pos & BG_DATA_MASK), max, src);
+	if (n < 0)
+		n = 0;
+	out->off = p->pos;
+	out->len = n;
+	p->pos += n;
+	return 0;
+}
+
+/* ---- scope ---- */
+
+static __always_inline struct bg_scope_config *bg_scope_cfg(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&scope_config, &zero);
+}
+
+static __always_inline bool bg_cgroup_in_scope(struct task_struct *task)
+{
+	int level = BPF_CORE_READ(task, cgroups, dfl_cgrp, level);
+
+	for (int i = 0; i < BG_CGROUP_DEPTH; i++) {
+		__u64 id;
+
+		if (i > level)
+			break;
+		id = bpf_get_current_ancestor_cgroup_id(i);
+		if (bpf_map_lookup_elem(&scope_cgroups, &id))
+			return true;
+	}
+	return false;
+}
+
+/* Is `task` (the current task) one bpfguard reports on? */
+static __always_inline bool bg_in_scope(struct task_struct *task, __u32 tgid)
+{
+	struct bg_scope_config *cfg = bg_scope_cfg();
+	__u32 flags;
+
+	if (!cfg || tgid == cfg->self_tgid)
+		return false;
+	flags = cfg->flags;
+	if (!(flags & (BG_SCOPE_TGIDS | BG_SCOPE_CGROUPS | BG_SCOPE_MNTNS)))
+		return true;
+	if (flags & BG_SCOPE_TGIDS) {
+		__u8 *st = bpf_map_lookup_elem(&scope_tgids, &tgid);
+
+		if (st && *st == BG_SCOPE_ACTIVE)
+			return true;
+	}
+	if ((flags & BG_SCOPE_CGROUPS) && bg_cgroup_in_scope(task))
+		return true;
+	if (flags & BG_SCOPE_MNTNS) {
+		__u32 ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+
+		if (bpf_map_lookup_elem(&scope_mntns, &ns))
+			return true;
+	}
+	return false;
+}
+
+/* An ARMED tgid becomes ACTIVE when it execs. */
+static __always_inline void bg_scope_on_exec(__u32 tgid)
+{
+	__u8 *st = bpf_map_lookup_elem(&scope_tgids, &tgid);
+
+	if (st && *st == BG_SCOPE_ARMED)
+		*st = BG_SCOPE_ACTIVE;
+}
+
+#endif /* BPFGUARD_COMMON_BPF_H */

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Process sensor: exec, fork and exit from the sched tracepoints (tp_btf).
+ * Exec reports kernel truth: the executable is mm->exe_file, argv is read
+ * from mm->arg_start..arg_end, never from what a process claims later. */
+#include "path.bpf.h"
+
+/* Set before load by user space. */
+const volatile __u32 targ_args_max = BG_ARGS_MAX;
+
+static __always_inline __u32 bg_ppid(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, real_parent, tgid);
+}
+
+static __always_inline __u32 bg_pidns_inum(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up;
+
+	/* numbers[] is a flexible array: read the element at `level` by address */
+	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
+	return BPF_CORE_READ(up.ns, ns.inum);
+}
+
+struct kernfs_node___pre615 {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct kernfs_node *bg_kn_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(((struct kernfs_node___pre615 *)0)->parent))
+		return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
+	return BPF_CORE_READ(kn, __parent);
+}
+
+/* cgroup v2 path of `task`, components leaf first (the root's empty name ends it). */
+static __always_inline void bg_cgroup_path(struct task_struct *task, struct bg_payload *p,
+					   struct bg_exec_event *e)
+{
+	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+
+	e->cgroup.off = p->pos;
+	for (int i = 0; i < BG_CGROUP_DEPTH; i++) {
+		struct kernfs_node *up;
+		long n;
+
+		if (!kn)
+			break;
+		up = bg_kn_parent(kn);
+		if (!up)
+			break; /* the root's name is "/", not a component */
+		if (p->pos + BG_NAME_MAX > BG_DATA_LIMIT) {
+			e->exec_flags |= BG_EXEC_CGROUP_TRUNCATED;
+			p->trunc = 1;
+			break;
+		}
+		n = bpf_probe_read_kernel_str(p->data + (p->pos & BG_DATA_MASK), BG_NAME_MAX,
+					      BPF_CORE_READ(kn, name));
+		if (n <= 0)
+			break;
+		p->pos += n;
+		kn = up;
+		if (i == BG_CGROUP_DEPTH - 1)
+			e->exec_flags |= BG_EXEC_CGROUP_TRUNCATED;
+	}
+	e->cgroup.len = p->pos - e->cgroup.off;
+}
+
+static __always_inline void bg_args(struct task_struct *task, struct bg_payload *p,
+				    struct bg_exec_event *e)
+{
+	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
+	__u64 len = end - start, max = targ_args_max;
+
+	if (max > BG_ARGS_MAX - 1)
+		max = BG_ARGS_MAX - 1;
+	if (len > max) {
+		len = max;
+		e->exec_flags |= BG_EXEC_ARGS_TRUNCATED;
+	}
+	if (p->pos + BG_ARGS_MAX > BG_DATA_LIMIT) {
+		e->exec_flags |= BG_EXEC_ARGS_TRUNCATED;
+		p->trunc = 1;
+		return;
+	}
+	bg_clamp(len, BG_ARGS_MAX - 1);
+	if (bpf_probe_read_user(p->data + (p->pos & BG_DATA_MASK), len, (void *)start))
+		len = 0;
+	e->args.off = p->pos;
+	e->args.len = len;
+	p->pos += len;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(bg_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct bg_scratch *s;
+	struct bg_exec_event *e;
+	struct bg_payload p = {};
+	const struct cred *cred;
+	struct tty_struct *tty;
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+
+	bg_scope_on_exec(tgid);
+	if (!bg_in_scope(task, tgid))
+		return 0;
+	s = bg_scratch(BG_SCRATCH_EXEC);
+	if (!s)
+		return 0;
+	e = (void *)s->buf;
+	__builtin_memset(e, 0, sizeof(*e));
+	bg_fill_header(&e->hdr, task, BG_EVENT_EXEC);
+	p.data = e->data;
+
+	e->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	e->ppid = bg_ppid(task);
+	e->old_tid = old_pid;
+	cred = BPF_CORE_READ(task, cred);
+	e->euid = BPF_CORE_READ(cred, euid.val);
+	e->egid = BPF_CORE_READ(cred, egid.val);
+	e->loginuid = BPF_CORE_READ(task, loginuid.val);
+	e->sessionid = BPF_CORE_READ(task, sessionid);
+	BPF_CORE_READ_INTO(&e->cap_effective, cred, cap_effective);
+	BPF_CORE_READ_INTO(&e->cap_permitted, cred, cap_permitted);
+	e->mntns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	e->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	e->cgroupns = BPF_CORE_READ(task, nsproxy, cgroup_ns, ns.inum);
+	e->userns = BPF_CORE_READ(cred, user_ns, ns.inum);
+	e->pidns = bg_pidns_inum(task);
+	e->argc = BPF_CORE_READ(bprm, argc);
+
+	bg_args(task, &p, e);
+	bg_put_kernel_str(&p, BPF_CORE_READ(bprm, filename), BG_STR_MAX, &e->filename);
+	bg_resolve_exe(task, &p, &e->exe);
+	bg_resolve_cwd(task, &p, &e->cwd);
+	bg_cgroup_path(task, &p, e);
+	tty = BPF_CORE_READ(task, signal, tty);
+	if (tty)
+		bg_put_kernel_str(&p, __builtin_preserve_access_index(&tty->name), 64, &e->tty);
+	if (p.trunc)
+		e->hdr.flags |= BG_EV_TRUNCATED;
+	bg_emit(e, offsetof(struct bg_exec_event, data), p.pos);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(bg_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct bg_scope_config *cfg;
+	struct bg_scratch *s;
+	struct bg_fork_event *e;
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 tgid = BPF_CORE_READ(child, tgid);
+
+	if (BPF_CORE_READ(child, pid) != tgid)
+		return 0; /* a new thread: its process is already known */
+	cfg = bg_scope_cfg();
+	if (cfg && (cfg->flags & BG_SCOPE_FOLLOW)) {
+		__u8 *st = bpf_map_lookup_elem(&scope_tgids, &ptgid);
+
+		if (st && *st == BG_SCOPE_ACTIVE) {
+			__u8 active = BG_SCOPE_ACTIVE;
+
+			bpf_map_update_elem(&scope_tgids, &tgid, &active, BPF_ANY);
+		}
+	}
+	/* the child shares the parent's scope attributes (cgroup, mount ns) at fork */
+	if (!bg_in_scope(child, tgid))
+		return 0;
+	s = bg_scratch(BG_SCRATCH_FORK);
+	if (!s)
+		return 0;
+	e = (void *)s->buf;
+	__builtin_memset(e, 0, sizeof(*e));
+	bg_fill_header(&e->hdr, child, BG_EVENT_FORK);
+	e->start_ns = BPF_CORE_READ(child, start_boottime);
+	e->ppid = ptgid;
+	bg_emit(e, offsetof(struct bg_fork_event, data), 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(bg_exit, struct task_struct *task)
+{
+	struct bg_scratch *s;
+	struct bg_exit_event *e;
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	bool report;
+
+	/* report the process once, when its last thread leaves */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	report = bg_in_scope(task, tgid);
+	bpf_map_delete_elem(&scope_tgids, &tgid);
+	if (!report)
+		return 0;
+	s = bg_scratch(BG_SCRATCH_EXIT);
+	if (!s)
+		return 0;
+	e = (void *)s->buf;
+	__builtin_memset(e, 0, sizeof(*e));
+	bg_fill_header(&e->hdr, task, BG_EVENT_EXIT);
+	e->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	e->ppid = bg_ppid(task);
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	bg_emit(e, offsetof(struct bg_exit_event, data), 0);
+	return 0;
+}

@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Syscall sensor: raw_syscalls sys_enter/sys_exit (tp_btf), filtered in the kernel.
+ *
+ * Fast path: an uninteresting syscall costs one bitmap test in global data at
+ * entry and one at exit. Interesting ones are checked against the per-arch
+ * spec and the scope; their arguments (and user strings, read at entry) are
+ * stashed in task local storage, which the kernel frees with the thread, so an
+ * entry whose exit never comes cannot leak. At exit the event is completed
+ * with the return value and what the kernel actually acted on: fds, dirfds
+ * and the cwd resolved from kernel objects, so a path swapped in user memory
+ * after entry does not change the reported resolution. */
+#include "path.bpf.h"
+
+#define BG_TS_COMPAT 0x0002 /* x86 thread_info.status: in a 32-bit syscall */
+#define BG_SOCKADDR_MAX 128
+/* Stash payload: one masked offset (< 4096) plus one maximal string. */
+#define BG_STASH_MASK (BG_STR_MAX - 1)
+#define BG_STASH_DATA (2 * BG_STR_MAX)
+
+/* Set before load by user space. */
+const volatile __u32 targ_str_max = BG_STR_MAX;
+
+/* Union of the native and compat interest sets by number: the fast-path test.
+ * Written by user space through the mmap'd .bss. */
+__u64 interest[BG_NR_MAX / 64];
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * BG_NR_MAX); /* native ids, then compat ids */
+	__type(key, __u32);
+	__type(value, struct bg_syscall_spec);
+} specs SEC(".maps");
+
+struct bg_stash {
+	__u64 enter_ns;
+	__u64 args[BG_ARGC];
+	__u32 nr;
+	__u16 active;
+	__u16 flags; /* enum bg_event_flags */
+	__u32 data_len;
+	__u32 pad;
+	struct bg_blob arg_data[BG_ARGC];
+	__u8 data[BG_STASH_DATA];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bg_stash);
+} stash SEC(".maps");
+
+static __always_inline bool bg_interesting(long id)
+{
+	if ((__u64)id >= BG_NR_MAX)
+		return false;
+	return interest[(id >> 6) & (BG_NR_MAX / 64 - 1)] & (1ULL << (id & 63));
+}
+
+static __always_inline bool bg_is_compat(struct task_struct *task)
+{
+#if defined(__TARGET_ARCH_x86)
+	return BPF_CORE_READ(task, thread_info.status) & BG_TS_COMPAT;
+#else
+	return false;
+#endif
+}
+
+static __always_inline void bg_read_args(struct pt_regs *regs, bool compat, __u64 *a)
+{
+#if defined(__TARGET_ARCH_x86)
+	if (compat) {
+		a[0] = BPF_CORE_READ(regs, bx);
+		a[1] = BPF_CORE_READ(regs, cx);
+		a[2] = BPF_CORE_READ(regs, dx);
+		a[3] = BPF_CORE_READ(regs, si);
+		a[4] = BPF_CORE_READ(regs, di);
+		a[5] = BPF_CORE_READ(regs, bp);
+		return;
+	}
+	a[0] = BPF_CORE_READ(regs, di);
+	a[1] = BPF_CORE_READ(regs, si);
+	a[2] = BPF_CORE_READ(regs, dx);
+	a[3] = BPF_CORE_READ(regs, r10);
+	a[4] = BPF_CORE_READ(regs, r8);
+	a[5] = BPF_CORE_READ(regs, r9);
+#elif defined(__TARGET_ARCH_arm64)
+	a[0] = BPF_CORE_READ(regs, orig_x0);
+	for (int i = 1; i < BG_ARGC; i++)
+		a[i] = BPF_CORE_READ(regs, regs[i]);
+#endif
+}
+
+/* Copies one user string into the stash; returns the new offset. */
+static __always_inline __u32 bg_stash_str(struct bg_stash *st, __u32 pos, const void *src,
+					  __u64 max, struct bg_blob *out)
+{
+	long n;
+
+	if (pos > BG_STASH_MASK) {
+		st->flags |= BG_EV_TRUNCATED;
+		return pos;
+	}
+	bg_clamp(max, BG_STR_MAX);
+	n = bpf_probe_read_user_str(st->data + (pos & BG_STASH_MASK), max, src);
+	if (n < 0)
+		n = 0;
+	out->off = pos;
+	out->len = n;
+	return pos + n;
+}
+
+static __always_inline __u32 bg_stash_bytes(struct bg_stash *st, __u32 pos, const void *src,
+					    __u64 len, struct bg_blob *out)
+{
+	if (pos > BG_STASH_MASK) {
+		st->flags |= BG_EV_TRUNCATED;
+		return pos;
+	}
+	bg_clamp(len, BG_SOCKADDR_MAX);
+	if (bpf_probe_read_user(st->data + (pos & BG_STASH_MASK), len, src))
+		len = 0;
+	out->off = pos;
+	out->len = len;
+	return pos + len;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
+{
+	struct task_struct *task;
+	struct bg_syscall_spec *spec;
+	struct bg_stash *st;
+	__u32 idx, tgid, pos = 0;
+	bool compat;
+
+	if (!bg_interesting(id))
+		return 0;
+	task = bpf_get_current_task_btf();
+	compat = bg_is_compat(task);
+	idx = (__u32)id + (compat ? BG_NR_MAX : 0);
+	spec = bpf_map_lookup_elem(&specs, &idx);
+	if (!spec || !spec->enabled)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!bg_in_scope(task, tgid)) {
+		/* `trace -- CMD`: CMD's window opens at its execve */
+		__u8 *state = bpf_map_lookup_elem(&scope_tgids, &tgid);
+
+		if (!state || *state != BG_SCOPE_ARMED || spec->ret != BG_RET_EXEC)
+			return 0;
+		*state = BG_SCOPE_ACTIVE;
+	}
+	st = bpf_task_storage_get(&stash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		bg_count_drop(BG_DROP_STASH_ALLOC);
+		return 0;
+	}
+	st->enter_ns = bpf_ktime_get_boot_ns();
+	st->nr = idx;
+	st->flags = compat ? BG_EV_COMPAT : 0;
+	bg_read_args(regs, compat, st->args);
+	__builtin_memset(st->arg_data, 0, sizeof(st->arg_data));
+	for (int i = 0; i < BG_ARGC; i++) {
+		__u8 kind = spec->arg[i];
+
+		if (kind == BG_ARG_PATH || kind == BG_ARG_PATH_AT || kind == BG_ARG_STR)
+			pos = bg_stash_str(st, pos, (void *)st->args[i], targ_str_max,
+					   &st->arg_data[i]);
+		else if (kind == BG_ARG_SOCKADDR && i + 1 < BG_ARGC)
+			pos = bg_stash_bytes(st, pos, (void *)st->args[i], st->args[i + 1],
+					     &st->arg_data[i]);
+	}
+	st->data_len = pos;
+	st->active = 1;
+	return 0;
+}
+
+static __always_inline bool bg_relative(struct bg_stash *st, __u64 i)
+{
+	struct bg_blob *b = &st->arg_data[i];
+
+	return b->len > 0 && st->data[b->off & BG_STASH_MASK] != '/';
+}
+
+struct bg_exit_ctx {
+	struct task_struct *task;
+	struct bg_stash *st;
+	struct bg_syscall_spec *spec;
+	struct bg_syscall_event *e;
+	struct bg_payload *p;
+};
+
+/* Resolves argument i at exit. A bpf_loop callback so the verifier checks it
+ * once, not once per argument and per combination of argument kinds. */
+static long bg_exit_arg(__u32 i, void *ctx)
+{
+	struct bg_exit_ctx *c = ctx;
+	struct bg_stash *st = c->st;
+	struct bg_file *out;
+	__u64 k = i, at;
+	__u8 kind;
+
+	bg_clamp(k, BG_ARGC - 1);
+	kind = c->spec->arg[k];
+	out = &c->e->arg_file[k];
+	if (kind == BG_ARG_FD) {
+		bg_resolve_fd(c->task, (int)st->args[k], c->p, out);
+	} else if ((kind == BG_ARG_PATH || kind == BG_ARG_PATH_AT) && bg_relative(st, k)) {
+		if (kind == BG_ARG_PATH)
+			return bg_resolve_cwd(c->task, c->p, out), 0;
+		at = k - 1; /* user space puts PATH_AT only after its dirfd */
+		bg_clamp(at, BG_ARGC - 1);
+		bg_resolve_fd_or_cwd(c->task, (int)st->args[at], c->p, out);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct task_struct *task;
+	struct bg_syscall_spec *spec;
+	struct bg_syscall_event *e;
+	struct bg_scratch *s;
+	struct bg_stash *st;
+	struct bg_payload p = {};
+	struct bg_exit_ctx c;
+	__u64 len;
+	long id;
+
+#if defined(__TARGET_ARCH_x86)
+	id = BPF_CORE_READ(regs, orig_ax);
+#elif defined(__TARGET_ARCH_arm64)
+	id = BPF_CORE_READ(regs, syscallno);
+#endif
+	if (!bg_interesting(id))
+		return 0;
+	task = bpf_get_current_task_btf();
+	st = bpf_task_storage_get(&stash, task, 0, 0);
+	if (!st || !st->active)
+		return 0;
+	st->active = 0;
+	if ((st->nr & (BG_NR_MAX - 1)) != id)
+		return 0;
+	spec = bpf_map_lookup_elem(&specs, &st->nr);
+	if (!spec)
+		return 0;
+	s = bg_scratch(BG_SCRATCH_SYSCALL);
+	if (!s)
+		return 0;
+	e = (void *)s->buf;
+	__builtin_memset(e, 0, sizeof(*e));
+	bg_fill_header(&e->hdr, task, BG_EVENT_SYSCALL);
+	e->hdr.flags = st->flags;
+	e->enter_ns = st->enter_ns;
+	e->ret = ret;
+	e->nr = st->nr;
+	__builtin_memcpy(e->args, st->args, sizeof(e->args));
+	__builtin_memcpy(e->arg_data, st->arg_data, sizeof(e->arg_data));
+
+	/* entry strings first: their stash offsets stay valid in data[] */
+	len = st->data_len;
+	bg_clamp(len, BG_STASH_DATA);
+	if (len && bpf_probe_read_kernel(e->data, len, st->data))
+		len = 0;
+	p.data = e->data;
+	p.pos = len;
+
+	c.task = task;
+	c.st = st;
+	c.spec = spec;
+	c.e = e;
+	c.p = &p;
+	bpf_loop(BG_ARGC, bg_exit_arg, &c, 0);
+	if (ret >= 0) {
+		if (spec->ret == BG_RET_FD)
+			bg_resolve_fd(task, ret, &p, &e->ret_file);
+		else if (spec->ret == BG_RET_EXEC)
+			bg_resolve_exe(task, &p, &e->ret_file);
+	}
+	if (p.trunc)
+		e->hdr.flags |= BG_EV_TRUNCATED;
+	bg_emit(e, offsetof(struct bg_syscall_event, data), p.pos);
+	return 0;
+}
