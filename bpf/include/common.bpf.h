@@ -81,9 +81,9 @@ struct {
 	__type(value, __u8);
 } scope_mntns SEC(".maps");
 
-/* Referencing the ABI enums puts them into the object's BTF, where user space
- * reads them; clang emits BTF only for types something uses. */
-struct bg_abi_enums {
+/* Referencing every ABI type puts it into the object's BTF, where user space
+ * reads layouts and enums; clang emits BTF only for types something uses. */
+struct bg_abi {
 	enum bg_event_type event_type;
 	enum bg_event_flags event_flags;
 	enum bg_drop_reason drop_reason;
@@ -93,8 +93,15 @@ struct bg_abi_enums {
 	enum bg_ret_kind ret_kind;
 	enum bg_scope_flags scope_flags;
 	enum bg_scope_state scope_state;
+	struct bg_syscall_spec spec;
+	struct bg_scope_config scope;
 };
-struct bg_abi_enums bg_abi_enums_anchor;
+struct bg_abi bg_abi_anchor;
+/* Whole structs, not pointers: a pointer alone yields only a forward declaration. */
+struct bg_exec_event bg_abi_exec;
+struct bg_fork_event bg_abi_fork;
+struct bg_exit_event bg_abi_exit;
+struct bg_syscall_event bg_abi_syscall;
 
 #define BG_CGROUP_DEPTH 32
 

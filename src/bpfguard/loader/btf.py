@@ -1,0 +1,202 @@
+"""Struct layouts and enums from BTF.
+
+The kernel/user ABI is written once, in C (``bpf/include/bpfguard.h``). The
+compiled objects carry its BTF, and :class:`Btf` turns that into ctypes types
+and Python enums, so user space never keeps a hand-copied twin. The same code
+reads the kernel's own BTF (``/sys/kernel/btf/vmlinux``) for kernel UAPI
+structs such as ``bpf_prog_info``.
+
+Example::
+
+    with Btf.from_file("process.bpf.o") as btf:
+        Exec = btf.struct("bg_exec_event")
+        kinds = btf.enum("bg_event_type")
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+from ..errors import KernelError
+from . import _libbpf as L
+
+__all__ = ["Btf"]
+
+_INT, _PTR, _ARRAY, _STRUCT, _UNION, _ENUM, _FWD, _TYPEDEF = 1, 2, 3, 4, 5, 6, 7, 8
+_VOLATILE, _CONST, _RESTRICT, _FUNC, _FUNC_PROTO, _VAR, _DATASEC = 9, 10, 11, 12, 13, 14, 15
+_FLOAT, _DECL_TAG, _TYPE_TAG, _ENUM64 = 16, 17, 18, 19
+_MODIFIERS = {_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG}
+
+_INTS = {
+    (1, False): ctypes.c_uint8, (1, True): ctypes.c_int8,
+    (2, False): ctypes.c_uint16, (2, True): ctypes.c_int16,
+    (4, False): ctypes.c_uint32, (4, True): ctypes.c_int32,
+    (8, False): ctypes.c_uint64, (8, True): ctypes.c_int64,
+}
+
+
+class Btf:
+    """A parsed BTF blob: types by name, converted to ctypes on demand."""
+
+    def __init__(self, handle: int, *, owned: bool) -> None:
+        self._h = handle
+        self._owned = owned
+        self._ctypes: dict[int, Any] = {}
+
+    @classmethod
+    def from_file(cls, path: str) -> Btf:
+        """Parses the BTF of an ELF object (or a raw BTF file)."""
+        h = L.check_ptr(L.btf__parse(path.encode(), None), f"parse BTF of {path}")
+        return cls(h, owned=True)
+
+    @classmethod
+    def vmlinux(cls) -> Btf:
+        """The running kernel's BTF."""
+        return cls(L.check_ptr(L.btf__load_vmlinux_btf(), "load kernel BTF"), owned=True)
+
+    def close(self) -> None:
+        if self._owned and self._h:
+            L.btf__free(self._h)
+        self._h = 0
+
+    def __enter__(self) -> Btf:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- raw access ----------------------------------------------------------
+
+    def _type(self, tid: int) -> L.BtfType:
+        t = L.btf__type_by_id(self._h, tid)
+        if not t:
+            raise KernelError(f"BTF type {tid}", 2)
+        return t.contents
+
+    @staticmethod
+    def _kind(t: L.BtfType) -> int:
+        return (t.info >> 24) & 0x1F
+
+    @staticmethod
+    def _vlen(t: L.BtfType) -> int:
+        return t.info & 0xFFFF
+
+    def _name(self, off: int) -> str:
+        n = L.btf__name_by_offset(self._h, off)
+        return n.decode() if n else ""
+
+    def _tail(self, t: L.BtfType, kind: Any, count: int) -> Any:
+        """The records that follow a btf_type (members, enum values, ...)."""
+        addr = ctypes.addressof(t) + ctypes.sizeof(L.BtfType)
+        return (kind * count).from_address(addr)
+
+    def find(self, name: str, kind: int) -> int:
+        tid = L.btf__find_by_name_kind(self._h, name.encode(), kind)
+        if tid < 0:
+            raise KeyError(f"no BTF type {name!r} (kind {kind})")
+        return tid
+
+    def _strip(self, tid: int) -> int:
+        while True:
+            t = self._type(tid)
+            if self._kind(t) not in _MODIFIERS:
+                return tid
+            tid = t.size_or_type
+
+    # -- conversion ----------------------------------------------------------
+
+    def struct(self, name: str) -> Any:
+        """The ctypes Structure for ``struct name``."""
+        return self.ctype(self.find(name, _STRUCT))
+
+    def enum(self, name: str) -> dict[str, int]:
+        """The values of ``enum name``, by enumerator name."""
+        t = self._type(self.find(name, _ENUM))
+        return {self._name(e.name_off): e.val for e in self._tail(t, L.BtfEnum, self._vlen(t))}
+
+    def datasec(self, name: str) -> dict[str, tuple[int, Any]]:
+        """Variables of a data section (``.rodata``, ``.bss``): name -> (offset, ctype)."""
+        t = self._type(self.find(name, _DATASEC))
+        out: dict[str, tuple[int, Any]] = {}
+        for v in self._tail(t, L.BtfVarSecinfo, self._vlen(t)):
+            var = self._type(v.type)
+            out[self._name(var.name_off)] = (v.offset, self.ctype(var.size_or_type))
+        return out
+
+    def ctype(self, tid: int) -> Any:
+        """Converts BTF type `tid` to a ctypes type (cached)."""
+        tid = self._strip(tid)
+        if tid in self._ctypes:
+            return self._ctypes[tid]
+        t = self._type(tid)
+        kind = self._kind(t)
+        ct: Any
+        if kind == _INT:
+            enc = self._tail(t, ctypes.c_uint32, 1)[0]
+            size, signed = t.size_or_type, bool((enc >> 24) & 1)
+            is_char = (enc >> 24) & 2 or self._name(t.name_off) == "char"
+            ct = ctypes.c_char if size == 1 and is_char else _INTS[(size, signed)]
+        elif kind == _PTR:
+            ct = ctypes.c_uint64
+        elif kind in (_ENUM, _ENUM64):
+            ct = _INTS[(t.size_or_type, False)]
+        elif kind == _ARRAY:
+            arr = self._tail(t, L.BtfArray, 1)[0]
+            ct = self.ctype(arr.type) * arr.nelems
+        elif kind in (_STRUCT, _UNION):
+            ct = self._record(tid, t, kind == _UNION)
+        else:
+            raise TypeError(f"BTF kind {kind} of type {tid} has no ctypes equivalent")
+        self._ctypes[tid] = ct
+        return ct
+
+    def _record(self, tid: int, t: L.BtfType, union: bool) -> Any:
+        """A Structure whose field offsets equal BTF's, padding made explicit.
+
+        Bitfields are left as padding bytes: the ABI headers have none, and
+        the kernel structs read through here only need their whole fields.
+        """
+        name = self._name(t.name_off) or f"anon_{tid}"
+        size = t.size_or_type
+        kflag = t.info >> 31
+        base: Any = ctypes.Union if union else ctypes.Structure
+        cls: Any = type(name, (base,), {"_pack_": 1})
+        self._ctypes[tid] = cls  # self-referencing records resolve to it
+        fields: list[tuple[str, Any]] = []
+        anonymous: list[str] = []
+        at = 0
+        for i, m in enumerate(self._tail(t, L.BtfMember, self._vlen(t))):
+            bit_off = m.offset & 0xFFFFFF if kflag else m.offset
+            bitfield = (m.offset >> 24) if kflag else 0
+            mtype = self.ctype(m.type)
+            if bitfield or bit_off % 8 or (
+                not kflag and self._kind(self._type(self._strip(m.type))) == _INT
+                and ctypes.sizeof(mtype) * 8 != self._int_bits(m.type)
+            ):
+                continue
+            off = bit_off // 8
+            if union:
+                at = 0
+            elif off < at:
+                continue
+            elif off > at:
+                fields.append((f"_pad{i}", ctypes.c_uint8 * (off - at)))
+            mname = self._name(m.name_off)
+            if not mname:
+                mname = f"_anon{i}"
+                anonymous.append(mname)
+            fields.append((mname, mtype))
+            at = off + ctypes.sizeof(mtype)
+        if not union and at < size:
+            fields.append(("_pad_end", ctypes.c_uint8 * (size - at)))
+        if anonymous:
+            cls._anonymous_ = anonymous
+        cls._fields_ = fields
+        if ctypes.sizeof(cls) != size:
+            raise TypeError(f"layout of {name}: ctypes {ctypes.sizeof(cls)} != BTF {size}")
+        return cls
+
+    def _int_bits(self, tid: int) -> int:
+        t = self._type(self._strip(tid))
+        return int(self._tail(t, ctypes.c_uint32, 1)[0] & 0xFF)

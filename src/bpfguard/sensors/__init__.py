@@ -1,0 +1,37 @@
+"""Kernel sensors and their decoded events.
+
+- :class:`SensorSet`: the process and syscall sensors sharing one ordered
+  event stream and one in-kernel scope.
+- :mod:`.events`: the event types, decoded with layouts from BTF.
+"""
+
+from .events import (
+    Event,
+    ExecEvent,
+    ExitEvent,
+    FileRef,
+    ForkEvent,
+    LossEvent,
+    SockInfo,
+    SyscallEvent,
+)
+from .sensors import ProcessSensor, Sensor, SyscallSensor
+from .sensorset import Scope, SensorSet
+from .syscall_specs import DEFAULT_SYSCALLS
+
+__all__ = [
+    "DEFAULT_SYSCALLS",
+    "Event",
+    "ExecEvent",
+    "ExitEvent",
+    "FileRef",
+    "ForkEvent",
+    "LossEvent",
+    "ProcessSensor",
+    "Scope",
+    "Sensor",
+    "SensorSet",
+    "SockInfo",
+    "SyscallEvent",
+    "SyscallSensor",
+]

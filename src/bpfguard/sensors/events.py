@@ -1,0 +1,459 @@
+"""Decoded sensor events.
+
+:class:`Abi` reads the wire structs and enums from an object's BTF;
+:func:`decode` turns one ring-buffer record into an event object. Events carry
+kernel truth (resolved paths, the exe from mm->exe_file) next to what the
+process claimed (the user string it passed), because a difference between the
+two is itself a signal.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import ipaddress
+import os
+import posixpath
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..loader import Btf
+from .syscall_specs import spec_for
+from .syscall_table import native_arches, syscall_name
+
+__all__ = [
+    "Abi",
+    "Event",
+    "ExecEvent",
+    "ExitEvent",
+    "FileRef",
+    "ForkEvent",
+    "LossEvent",
+    "SockInfo",
+    "SyscallEvent",
+    "boot_to_wall_ns",
+    "decode",
+]
+
+# Pseudo filesystems whose files d_path names by inode (linux/magic.h).
+_PIPEFS_MAGIC = 0x50495045
+_SOCKFS_MAGIC = 0x534F434B
+_ANON_INODE_FS_MAGIC = 0x09041934
+
+_BOOT_OFFSET_NS = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(
+    time.CLOCK_BOOTTIME)
+
+
+def boot_to_wall_ns(boot_ns: int) -> int:
+    """CLOCK_BOOTTIME (as BPF reports it) to Unix time, in ns."""
+    return boot_ns + _BOOT_OFFSET_NS
+
+
+def _prefix_enum(values: dict[str, int], prefix: str) -> dict[str, int]:
+    return {k.removeprefix(prefix): v for k, v in values.items()}
+
+
+class Abi:
+    """The wire ABI as one object's BTF describes it."""
+
+    def __init__(self, btf: Btf) -> None:
+        self.header = btf.struct("bg_event_header")
+        self.exec = btf.struct("bg_exec_event")
+        self.fork = btf.struct("bg_fork_event")
+        self.exit = btf.struct("bg_exit_event")
+        self.syscall = btf.struct("bg_syscall_event")
+        self.spec = btf.struct("bg_syscall_spec")
+        self.scope_config = btf.struct("bg_scope_config")
+        self.event_type = _prefix_enum(btf.enum("bg_event_type"), "BG_EVENT_")
+        self.event_flags = _prefix_enum(btf.enum("bg_event_flags"), "BG_EV_")
+        self.file_flags = _prefix_enum(btf.enum("bg_file_flags"), "BG_FILE_")
+        self.exec_flags = _prefix_enum(btf.enum("bg_exec_flags"), "BG_EXEC_")
+        self.drop_reason = _prefix_enum(btf.enum("bg_drop_reason"), "BG_DROP_")
+        self.arg_kind = _prefix_enum(btf.enum("bg_arg_kind"), "BG_ARG_")
+        self.ret_kind = _prefix_enum(btf.enum("bg_ret_kind"), "BG_RET_")
+        self.scope_flags = _prefix_enum(btf.enum("bg_scope_flags"), "BG_SCOPE_")
+        self.scope_state = _prefix_enum(btf.enum("bg_scope_state"), "BG_SCOPE_")
+        self.nr_max = ctypes.sizeof(btf.datasec(".bss")["interest"][1]) * 8 \
+            if "interest" in btf.datasec(".bss") else 512
+        self._types = {v: k for k, v in self.event_type.items()}
+
+
+@dataclass
+class SockInfo:
+    family: str
+    type: int
+    protocol: int
+    local: str | None
+    local_port: int
+    remote: str | None
+    remote_port: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FileRef:
+    """What an fd, path or cwd referred to, read from kernel objects."""
+
+    path: str
+    ino: int
+    dev: int
+    fs_magic: int
+    mode: int
+    deleted: bool = False
+    truncated: bool = False
+    detached: bool = False
+    sock: SockInfo | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "ino": self.ino, "dev": self.dev,
+                             "mode": oct(self.mode)}
+        if self.deleted:
+            d["deleted"] = True
+        if self.truncated:
+            d["truncated"] = True
+        if self.sock:
+            d["sock"] = self.sock.to_dict()
+        return d
+
+
+@dataclass
+class Event:
+    type: str
+    ktime_ns: int
+    pid: int
+    tid: int
+    uid: int
+    gid: int
+    cgroup_id: int
+    comm: str
+    truncated: bool
+
+    @property
+    def time_ns(self) -> int:
+        return boot_to_wall_ns(self.ktime_ns)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        d["time_ns"] = self.time_ns
+        for k, v in list(d.items()):
+            if hasattr(v, "to_dict"):
+                d[k] = v.to_dict()
+        if not self.truncated:
+            d.pop("truncated")
+        return d
+
+
+@dataclass
+class ExecEvent(Event):
+    ppid: int
+    start_ns: int
+    exec_id: str
+    exe: FileRef | None
+    filename: str
+    args: list[str]
+    args_truncated: bool
+    cwd: FileRef | None
+    euid: int
+    egid: int
+    loginuid: int
+    sessionid: int
+    cap_effective: int
+    cap_permitted: int
+    mntns: int
+    pidns: int
+    netns: int
+    userns: int
+    cgroupns: int
+    cgroup: str
+    tty: str | None
+
+
+@dataclass
+class ForkEvent(Event):
+    ppid: int
+    start_ns: int
+
+
+@dataclass
+class ExitEvent(Event):
+    ppid: int
+    start_ns: int
+    status: int
+    exit_code: int | None = None
+    signal: int | None = None
+    core_dumped: bool = False
+
+
+@dataclass
+class SyscallEvent(Event):
+    syscall: str
+    nr: int
+    arch: str
+    ret: int
+    errno: str | None
+    latency_ns: int
+    args: dict[str, Any]
+    ret_file: FileRef | None = None
+
+
+@dataclass
+class LossEvent:
+    """Events the pipeline knows it lost since the last report, by reason."""
+
+    reason: str
+    count: int
+    total: int
+    type: str = "loss"
+    time_ns: int = field(default_factory=time.time_ns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _blob(data: bytes, blob: Any) -> bytes:
+    return data[blob.off: blob.off + blob.len]
+
+
+def _file(abi: Abi, data: bytes, f: Any) -> FileRef | None:
+    flags = abi.file_flags
+    if not f.flags & flags["VALID"]:
+        return None
+    parts = [p.decode(errors="replace") for p in _blob(data, f.name).split(b"\0")[: f.depth]]
+    parts.reverse()
+    if f.fs_magic == _PIPEFS_MAGIC:
+        path = f"pipe:[{f.ino}]"
+    elif f.fs_magic == _SOCKFS_MAGIC:
+        path = f"socket:[{f.ino}]"
+    elif f.fs_magic == _ANON_INODE_FS_MAGIC:
+        path = f"anon_inode:{parts[-1] if parts else ''}"
+    else:
+        path = "/" + "/".join(parts)
+        if f.flags & flags["DELETED"]:
+            path += " (deleted)"
+    sock = None
+    if f.flags & flags["SOCKET"]:
+        sock = _sock(f.sock)
+    return FileRef(path=path, ino=f.ino, dev=f.dev, fs_magic=f.fs_magic, mode=f.mode,
+                   deleted=bool(f.flags & flags["DELETED"]),
+                   truncated=bool(f.flags & flags["TRUNCATED"]),
+                   detached=bool(f.flags & flags["DETACHED"]), sock=sock)
+
+
+def _family(fam: int) -> str:
+    try:
+        return socket.AddressFamily(fam).name
+    except ValueError:
+        return str(fam)
+
+
+def _addr(fam: int, raw: bytes) -> str | None:
+    if fam == socket.AF_INET:
+        return str(ipaddress.IPv4Address(raw[:4]))
+    if fam == socket.AF_INET6:
+        return str(ipaddress.IPv6Address(raw[:16]))
+    return None
+
+
+def _sock(s: Any) -> SockInfo:
+    return SockInfo(family=_family(s.family), type=s.type, protocol=s.protocol,
+                    local=_addr(s.family, bytes(s.laddr)), local_port=s.lport,
+                    remote=_addr(s.family, bytes(s.raddr)), remote_port=s.rport)
+
+
+def decode_sockaddr(raw: bytes) -> dict[str, Any]:
+    """A user sockaddr as captured at entry."""
+    if len(raw) < 2:
+        return {"family": None}
+    fam = int.from_bytes(raw[:2], "little")
+    out: dict[str, Any] = {"family": _family(fam)}
+    if fam == socket.AF_INET and len(raw) >= 8:
+        out["port"] = int.from_bytes(raw[2:4], "big")
+        out["addr"] = str(ipaddress.IPv4Address(raw[4:8]))
+    elif fam == socket.AF_INET6 and len(raw) >= 24:
+        out["port"] = int.from_bytes(raw[2:4], "big")
+        out["addr"] = str(ipaddress.IPv6Address(raw[8:24]))
+    elif fam == socket.AF_UNIX:
+        path = raw[2:]
+        out["path"] = ("@" + path[1:].split(b"\0")[0].decode(errors="replace")
+                       if path[:1] == b"\0" else _cstr(path))
+    return out
+
+
+def _flag_names(value: int, names: dict[int, str], zero: str | None = None) -> str:
+    if value == 0 and zero:
+        return zero
+    out = []
+    for bit, name in names.items():
+        if bit and value & bit == bit:
+            out.append(name)
+            value &= ~bit
+    if value:
+        out.append(hex(value))
+    return "|".join(out) or "0"
+
+
+def _open_flags(value: int) -> str:
+    acc = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
+    mode = acc.get(value & os.O_ACCMODE, hex(value & os.O_ACCMODE))
+    # O_* constants from Python's os module, which takes them from the C headers
+    bits = {getattr(os, n): n for n in sorted(dir(os))
+            if n.startswith("O_") and n not in ("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE",
+                                               "O_RSYNC", "O_FSYNC", "O_NDELAY")
+            and getattr(os, n)}
+    rest = value & ~os.O_ACCMODE
+    # O_TMPFILE includes O_DIRECTORY's bit: name the composite first
+    ordered = dict(sorted(bits.items(), key=lambda kv: -bin(kv[0]).count("1")))
+    return mode + ("|" + _flag_names(rest, ordered) if rest else "")
+
+
+# linux/fcntl.h (UAPI, stable)
+_AT_FLAGS = {0x100: "AT_SYMLINK_NOFOLLOW", 0x200: "AT_REMOVEDIR", 0x400: "AT_SYMLINK_FOLLOW",
+             0x800: "AT_NO_AUTOMOUNT", 0x1000: "AT_EMPTY_PATH"}
+
+FLAG_DECODERS = {
+    "open_flags": _open_flags,
+    "at_flags": lambda v: _flag_names(v, _AT_FLAGS, "0"),
+}
+
+_AT_FDCWD = -100
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def _s64(v: int) -> int:
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+# -- decode ---------------------------------------------------------------------
+
+
+class Decoder:
+    """Turns records into events for one ABI. Cheap to call per record."""
+
+    def __init__(self, abi: Abi, boot_id: str) -> None:
+        self.abi = abi
+        self.boot_id = boot_id
+        self._hsize = ctypes.sizeof(abi.header)
+        native, compat = native_arches()
+        self._arch = (native.name, compat.name if compat else native.name)
+        self._kinds = {v: k for k, v in abi.arg_kind.items()}
+
+    def _base(self, cls: type, h: Any, **kw: Any) -> Any:
+        return cls(type=kw.pop("type"), ktime_ns=h.ktime_ns, pid=h.tgid, tid=h.tid, uid=h.uid,
+                   gid=h.gid, cgroup_id=h.cgroup_id, comm=_cstr(bytes(h.comm)),
+                   truncated=bool(h.flags & self.abi.event_flags["TRUNCATED"]), **kw)
+
+    def decode(self, rec: bytes) -> Event | None:
+        if len(rec) < self._hsize:
+            return None
+        h = self.abi.header.from_buffer_copy(rec, 0)
+        kind = self.abi._types.get(h.type)
+        if kind == "SYSCALL":
+            return self._syscall(rec)
+        if kind == "EXEC":
+            return self._exec(rec)
+        if kind == "FORK":
+            e = self.abi.fork.from_buffer_copy(rec[: ctypes.sizeof(self.abi.fork)])
+            return self._base(ForkEvent, e.hdr, type="fork", ppid=e.ppid, start_ns=e.start_ns)
+        if kind == "EXIT":
+            e = self.abi.exit.from_buffer_copy(rec[: ctypes.sizeof(self.abi.exit)])
+            st = e.exit_code
+            sig = st & 0x7F
+            return self._base(ExitEvent, e.hdr, type="exit", ppid=e.ppid, start_ns=e.start_ns,
+                              status=st, exit_code=None if sig else (st >> 8) & 0xFF,
+                              signal=sig or None, core_dumped=bool(st & 0x80))
+        return None
+
+    def _exec(self, rec: bytes) -> ExecEvent:
+        size = ctypes.sizeof(self.abi.exec)
+        e = self.abi.exec.from_buffer_copy(rec[:size])
+        data = rec[size:]
+        raw_args = _blob(data, e.args)
+        args = [a.decode(errors="replace") for a in raw_args.split(b"\0")]
+        if args and args[-1] == "" and raw_args.endswith(b"\0"):
+            args.pop()
+        cg_parts = [p.decode(errors="replace")
+                    for p in _blob(data, e.cgroup).split(b"\0") if p]
+        cg_parts.reverse()
+        flags = self.abi.exec_flags
+        tty = _cstr(_blob(data, e.tty)) if e.tty.len else None
+        return self._base(
+            ExecEvent, e.hdr, type="exec", ppid=e.ppid, start_ns=e.start_ns,
+            exec_id=f"{self.boot_id}:{e.hdr.ktime_ns}:{e.hdr.tgid}",
+            exe=_file(self.abi, data, e.exe), filename=_cstr(_blob(data, e.filename)),
+            args=args, args_truncated=bool(e.exec_flags & flags["ARGS_TRUNCATED"]),
+            cwd=_file(self.abi, data, e.cwd), euid=e.euid, egid=e.egid, loginuid=e.loginuid,
+            sessionid=e.sessionid, cap_effective=e.cap_effective,
+            cap_permitted=e.cap_permitted, mntns=e.mntns, pidns=e.pidns, netns=e.netns,
+            userns=e.userns, cgroupns=e.cgroupns, cgroup="/" + "/".join(cg_parts),
+            tty=tty,
+        )
+
+    def _syscall(self, rec: bytes) -> SyscallEvent:
+        size = ctypes.sizeof(self.abi.syscall)
+        e = self.abi.syscall.from_buffer_copy(rec[:size])
+        data = rec[size:]
+        compat = bool(e.hdr.flags & self.abi.event_flags["COMPAT"])
+        nr = e.nr % self.abi.nr_max
+        name = syscall_name(nr, compat=compat)
+        spec = spec_for(name)
+        args: dict[str, Any] = {}
+        for i, a in enumerate(spec.args):
+            raw = e.args[i] & (0xFFFFFFFF if compat else 0xFFFFFFFFFFFFFFFF)
+            kind = a.kind
+            if kind == "INT":
+                args[a.name] = _s32(raw) if compat else _s64(raw)
+            elif kind == "UINT":
+                dec = FLAG_DECODERS.get(a.decoder or "")
+                args[a.name] = dec(raw) if dec else raw
+            elif kind == "PTR":
+                args[a.name] = hex(raw)
+            elif kind == "DIRFD":
+                fd = _s32(raw)
+                args[a.name] = "AT_FDCWD" if fd == _AT_FDCWD else fd
+            elif kind == "FD":
+                f = _file(self.abi, data, e.arg_file[i])
+                args[a.name] = {"fd": _s32(raw), **(f.to_dict() if f else {})}
+            elif kind in ("PATH", "PATH_AT"):
+                user = _cstr(_blob(data, e.arg_data[i]))
+                base = _file(self.abi, data, e.arg_file[i])
+                if user.startswith("/"):
+                    resolved = posixpath.normpath(user)
+                elif base is not None:
+                    resolved = posixpath.normpath(posixpath.join(base.path, user))
+                else:
+                    resolved = None
+                args[a.name] = {"user": user, "resolved": resolved}
+            elif kind == "STR":
+                args[a.name] = _cstr(_blob(data, e.arg_data[i]))
+            elif kind == "SOCKADDR":
+                args[a.name] = decode_sockaddr(_blob(data, e.arg_data[i]))
+        ret = e.ret
+        err = None
+        if -4096 < ret < 0:
+            err = _errno.errorcode.get(-ret, str(-ret))
+        return self._base(
+            SyscallEvent, e.hdr, type="syscall", syscall=name, nr=nr,
+            arch=self._arch[1] if compat else self._arch[0], ret=ret, errno=err,
+            latency_ns=e.hdr.ktime_ns - e.enter_ns, args=args,
+            ret_file=_file(self.abi, data, e.ret_file) if ret >= 0 else None,
+        )
+
+
+def decode(decoder: Decoder, rec: bytes) -> Event | None:
+    """Decodes one ring-buffer record (None for an unknown type)."""
+    return decoder.decode(rec)

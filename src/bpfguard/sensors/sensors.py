@@ -1,0 +1,140 @@
+"""Sensors: each owns one BPF object (its programs and maps) and its lifecycle.
+
+All sensors of a :class:`SensorSet` share the maps named in ``SHARED_MAPS``
+(one ordered event stream, one drop counter, one scope): the first sensor
+loaded creates them and the others reuse its fds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import ConfigError
+from ..loader import BpfObject, Map, bpf_object_path
+from .events import Abi
+from .syscall_specs import DEFAULT_SYSCALLS, spec_for
+from .syscall_table import native_arches, syscall_number
+
+__all__ = ["SHARED_MAPS", "ProcessSensor", "Sensor", "SyscallSensor"]
+
+SHARED_MAPS = ("events", "drops", "scope_config", "scope_tgids", "scope_cgroups", "scope_mntns")
+
+
+class Sensor:
+    """Base: open -> configure -> load(shared) -> attach -> close."""
+
+    object_name = ""
+
+    def __init__(self) -> None:
+        self.obj = BpfObject.open(bpf_object_path(self.object_name))
+        self.abi = Abi(self.obj.btf)
+
+    def configure(self) -> None:
+        """Writes load-time knobs (.rodata); subclasses override."""
+
+    def load(self, shared: dict[str, Map]) -> None:
+        """Loads the object, reusing maps already in `shared` and adding its own."""
+        for name in SHARED_MAPS:
+            if name in shared:
+                self.obj.reuse_map(name, shared[name].fd)
+        self.configure()
+        self.obj.load()
+        for name in SHARED_MAPS:
+            shared.setdefault(name, self.obj.map(name))
+        self.after_load()
+
+    def after_load(self) -> None:
+        """Writes run-time configuration (maps, .bss); subclasses override."""
+
+    def attach(self) -> None:
+        for prog in self.obj.programs:
+            prog.attach()
+
+    def program_stats(self) -> dict[str, dict[str, int]]:
+        return {p.name: p.stats() for p in self.obj.programs}
+
+    def close(self) -> None:
+        self.obj.close()
+
+
+class ProcessSensor(Sensor):
+    """exec / fork / exit, with kernel-truth exe, argv, cwd, creds, namespaces, cgroup."""
+
+    object_name = "process"
+
+    def __init__(self, *, args_max: int = 4096) -> None:
+        super().__init__()
+        self.args_max = args_max
+
+    def configure(self) -> None:
+        self.obj.rodata["targ_args_max"] = self.args_max
+
+
+class SyscallSensor(Sensor):
+    """raw_syscalls enter/exit, filtered in the kernel by an interest set and the scope.
+
+    Args:
+        syscalls: names to report (default: :data:`DEFAULT_SYSCALLS`).
+        str_max: bytes read per user string argument (paths), at most 4096.
+    """
+
+    object_name = "syscalls"
+
+    def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096) -> None:
+        super().__init__()
+        if not 1 <= str_max <= 4096:
+            raise ConfigError(f"str_max must be within 1..4096, not {str_max}")
+        self.str_max = str_max
+        self.syscalls = tuple(syscalls) if syscalls is not None else DEFAULT_SYSCALLS
+        self._table = self._resolve(self.syscalls)
+
+    def _resolve(self, names: Iterable[str]) -> dict[int, Any]:
+        """Index (native nr, or compat nr + NR_MAX) -> encoded bg_syscall_spec."""
+        native, compat = native_arches()
+        nr_max = self.abi.nr_max
+        kinds, rets = self.abi.arg_kind, self.abi.ret_kind
+        out: dict[int, Any] = {}
+        for name in names:
+            spec = spec_for(name)
+            enc = self.abi.spec()
+            enc.enabled = 1
+            enc.ret = rets[spec.ret]
+            for i, a in enumerate(spec.args):
+                enc.arg[i] = kinds[a.kind]
+            found = False
+            for is_compat, base in ((False, 0), (True, nr_max)):
+                if is_compat and compat is None:
+                    continue
+                nr = syscall_number(name, compat=is_compat)
+                if nr is not None and nr < nr_max:
+                    out[base + nr] = enc
+                    found = True
+            if not found:
+                raise ConfigError(f"unknown syscall {name!r} on {native.name}")
+        return out
+
+    def configure(self) -> None:
+        self.obj.rodata["targ_str_max"] = self.str_max
+
+    def after_load(self) -> None:
+        specs = self.obj.map("specs")
+        for idx, enc in self._table.items():
+            specs.update(ctypes.c_uint32(idx), enc)
+        interest = self.obj.bss.var("interest")
+        words = [0] * len(interest)
+        for idx in self._table:
+            nr = idx % self.abi.nr_max
+            words[nr // 64] |= 1 << (nr % 64)
+        for i, w in enumerate(words):
+            interest[i] = w
+
+    @property
+    def numbers(self) -> list[int]:
+        return sorted(self._table)
+
+
+def self_tgid() -> int:
+    return os.getpid()
