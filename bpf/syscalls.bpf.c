@@ -176,11 +176,11 @@ int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-static __always_inline bool bg_relative(struct bg_stash *st, __u64 i)
+static __always_inline bool bg_relative(struct bg_syscall_event *e, __u64 i)
 {
-	struct bg_blob *b = &st->arg_data[i];
+	struct bg_blob *b = &e->arg_data[i];
 
-	return b->len > 0 && st->data[b->off & BG_STASH_MASK] != '/';
+	return b->len > 1 && e->data[b->off & BG_DATA_MASK] != '/';
 }
 
 struct bg_exit_ctx {
@@ -206,13 +206,22 @@ static long bg_exit_arg(__u32 i, void *ctx)
 	out = &c->e->arg_file[k];
 	if (kind == BG_ARG_FD) {
 		bg_resolve_fd(c->task, (int)st->args[k], c->p, out);
-	} else if ((kind == BG_ARG_PATH || kind == BG_ARG_PATH_AT) && bg_relative(st, k)) {
-		if (kind == BG_ARG_PATH)
-			return bg_resolve_cwd(c->task, c->p, out), 0;
-		at = k - 1; /* user space puts PATH_AT only after its dirfd */
-		bg_clamp(at, BG_ARGC - 1);
-		bg_resolve_fd_or_cwd(c->task, (int)st->args[at], c->p, out);
+		return 0;
 	}
+	if (kind != BG_ARG_PATH && kind != BG_ARG_PATH_AT && kind != BG_ARG_STR)
+		return 0;
+	if (c->e->arg_data[k].len == 0) {
+		/* unreadable at entry: read what the kernel has now faulted in */
+		bg_put_user_str(c->p, (void *)st->args[k], targ_str_max, &c->e->arg_data[k]);
+		c->e->late_args |= 1 << k;
+	}
+	if (kind == BG_ARG_STR || !bg_relative(c->e, k))
+		return 0;
+	if (kind == BG_ARG_PATH)
+		return bg_resolve_cwd(c->task, c->p, out), 0;
+	at = k - 1; /* user space puts PATH_AT only after its dirfd */
+	bg_clamp(at, BG_ARGC - 1);
+	bg_resolve_fd_or_cwd(c->task, (int)st->args[at], c->p, out);
 	return 0;
 }
 

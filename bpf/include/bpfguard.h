@@ -184,7 +184,11 @@ struct bg_syscall_event {
 	__s64 ret;
 	__u64 args[BG_ARGC];
 	__u32 nr;
-	__u32 pad;
+	/* bit i: argument i's string was unreadable at entry (its page was not
+	 * resident; BPF cannot fault it in) and was read at exit instead, after
+	 * the kernel used it: for such strings the TOCTOU guarantee is weaker */
+	__u16 late_args;
+	__u16 pad;
 	struct bg_blob arg_data[BG_ARGC]; /* user string / sockaddr read at entry */
 	struct bg_file arg_file[BG_ARGC]; /* an fd's file, or a relative path's base, at exit */
 	struct bg_file ret_file;          /* returned fd or new executable, resolved at exit */

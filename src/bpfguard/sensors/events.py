@@ -438,6 +438,8 @@ class Decoder:
                 else:
                     resolved = None
                 args[a.name] = {"user": user, "resolved": resolved}
+                if e.late_args & (1 << i):
+                    args[a.name]["read_at_exit"] = True
             elif kind == "STR":
                 args[a.name] = _cstr(_blob(data, e.arg_data[i]))
             elif kind == "SOCKADDR":

@@ -65,7 +65,7 @@ class ProcessSensor(Sensor):
 
     object_name = "process"
 
-    def __init__(self, *, args_max: int = 4096) -> None:
+    def __init__(self, *, args_max: int = 4095) -> None:
         super().__init__()
         self.args_max = args_max
 

@@ -135,7 +135,7 @@ class SensorSet:
     """
 
     def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096,
-                 args_max: int = 4096, ringbuf_bytes: int = 16 << 20) -> None:
+                 args_max: int = 4095, ringbuf_bytes: int = 16 << 20) -> None:
         if ringbuf_bytes & (ringbuf_bytes - 1) or ringbuf_bytes < 4096:
             raise ConfigError(f"ringbuf_bytes must be a power of two >= 4096, not {ringbuf_bytes}")
         self.maps: dict[str, Map] = {}

@@ -1,0 +1,107 @@
+"""The agent's event pipeline: sensors -> process table -> bounded queue -> outputs.
+
+A reader thread drains the ring buffer in batches, updates the process
+table and enriches each event; a bounded queue decouples it from the
+outputs, so a slow output never stalls the drain. When the queue is full the
+record is dropped and counted, and the loss is reported like a kernel loss.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+from ..proctable import ProcessTable
+from ..sensors import SensorSet
+from ..sensors.events import LossEvent
+from ..outputs import record
+
+__all__ = ["Pipeline"]
+
+_LOSS_CHECK_S = 1.0
+
+
+class Pipeline:
+    """Runs the reader thread; the caller takes records with :meth:`get`.
+
+    Args:
+        sensors: a loaded SensorSet (started by :meth:`start`).
+        table: the process table to keep up to date.
+        queue_size: records buffered between the reader and the outputs.
+    """
+
+    def __init__(self, sensors: SensorSet, table: ProcessTable, *,
+                 queue_size: int = 65536) -> None:
+        self.sensors = sensors
+        self.table = table
+        self._q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bpfguard-reader", daemon=True)
+        self.queue_drops = 0
+        self._queue_drops_reported = 0
+        self.events = 0
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self.sensors.start()
+        self._thread.start()
+
+    def _put(self, rec: dict[str, Any]) -> None:
+        try:
+            self._q.put_nowait(rec)
+        except queue.Full:
+            self.queue_drops += 1
+
+    def _report_losses(self) -> None:
+        for loss in self.sensors.losses():
+            self._put(record(loss))
+        delta = self.queue_drops - self._queue_drops_reported
+        if delta:
+            self._queue_drops_reported = self.queue_drops
+            self._put(record(LossEvent(reason="userspace_queue_full", count=delta,
+                                       total=self.queue_drops)))
+
+    def _run(self) -> None:
+        next_check = time.monotonic() + _LOSS_CHECK_S
+        try:
+            while not self._stop.is_set():
+                batch = self.sensors.read(timeout_ms=100)
+                for ev in batch:
+                    self.table.apply(ev)
+                    self._put(record(ev, self.table))
+                self.events += len(batch)
+                if time.monotonic() >= next_check:
+                    self._report_losses()
+                    next_check = time.monotonic() + _LOSS_CHECK_S
+            # what arrived before stop() is still delivered
+            for ev in self.sensors.read(timeout_ms=0):
+                self.table.apply(ev)
+                self._put(record(ev, self.table))
+            self._report_losses()
+        except BaseException as exc:  # surfaced to the caller by get()
+            self.error = exc
+
+    def get(self, timeout: float = 0.1) -> dict[str, Any] | None:
+        """The next record, or None after `timeout` seconds without one."""
+        if self.error is not None:
+            raise self.error
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def stop(self) -> None:
+        """Stops reading after a final drain; records already queued stay readable."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def pending(self) -> list[dict[str, Any]]:
+        out = []
+        while True:
+            try:
+                out.append(self._q.get_nowait())
+            except queue.Empty:
+                return out

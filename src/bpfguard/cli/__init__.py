@@ -1,0 +1,282 @@
+"""The `bpfguard` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from ..errors import BpfguardError, ConfigError
+from ..sensors import DEFAULT_SYSCALLS
+
+__all__ = ["main"]
+
+_CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BpfguardError as exc:
+            click.echo(f"bpfguard: error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings=_CTX)
+@click.version_option(package_name="bpfguard")
+def main() -> None:
+    """Runtime security for Linux on eBPF: observe processes and syscalls in the
+    kernel, filter there, and report what matters.
+
+    \b
+    Start here:
+      bpfguard probe              what this kernel can do (and what it refuses)
+      bpfguard trace -- CMD ...   run CMD and show what it and its children do
+      bpfguard run                the agent: JSON events on stdout
+
+    Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with BTF.
+    """
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise BpfguardError("needs root: loading BPF programs requires CAP_BPF and CAP_PERFMON")
+
+
+def _syscalls(names: Sequence[str]) -> list[str] | None:
+    out: list[str] = []
+    for n in names:
+        out.extend(x for x in n.split(",") if x)
+    return out or None
+
+
+_sensor_options = [
+    click.option("--syscall", "-s", "syscalls", multiple=True, metavar="NAME",
+                 help="Report this syscall (repeatable, or comma-separated). Default: the "
+                      f"{len(DEFAULT_SYSCALLS)} security-relevant syscalls bpfguard knows "
+                      "(open*, exec*, connect, unlink*, setuid, ptrace, bpf, ...)."),
+    click.option("--no-syscalls", is_flag=True,
+                 help="Only process lifecycle events (exec, fork, exit)."),
+    click.option("--str-max", default=4096, show_default=True, type=click.IntRange(1, 4096),
+                 help="Bytes read per string argument (paths)."),
+    click.option("--args-max", default=4095, show_default=True,
+                 type=click.IntRange(1, 4095), help="argv bytes read at exec."),
+    click.option("--ringbuf-mb", default=16, show_default=True, type=click.IntRange(1, 1024),
+                 help="Kernel ring buffer size in MiB (rounded up to a power of two)."),
+]
+
+
+def _with_sensor_options(f: Any) -> Any:
+    for opt in reversed(_sensor_options):
+        f = opt(f)
+    return f
+
+
+def _sensorset(syscalls: Sequence[str], no_syscalls: bool, str_max: int, args_max: int,
+               ringbuf_mb: int) -> Any:
+    from ..sensors import SensorSet
+
+    names: list[str] | None = [] if no_syscalls else _syscalls(syscalls)
+    size = 1 << max(12, (ringbuf_mb * 1024 * 1024 - 1).bit_length())
+    return SensorSet(syscalls=names, str_max=str_max, args_max=args_max, ringbuf_bytes=size)
+
+
+def _output(json_lines: bool) -> Any:
+    from ..outputs import JsonLines, TextLines
+
+    return JsonLines(sys.stdout) if json_lines else TextLines(sys.stdout)
+
+
+def _pipeline(sensors: Any) -> Any:
+    from ..agent import Pipeline
+    from ..proctable import ProcessTable
+    from ..sensors.sensorset import _boot_id
+
+    table = ProcessTable(boot_id=_boot_id())
+    table.seed_from_proc()
+    return Pipeline(sensors, table)
+
+
+@main.command(context_settings=_CTX)
+@click.option("--json/--text", "json_lines", default=False,
+              help="JSON lines instead of the human-readable table.")
+@click.option("--pid", "-p", "pids", multiple=True, type=int, metavar="PID",
+              help="Trace this process and its descendants (repeatable).")
+@click.option("--cgroup", "-c", "cgroups", multiple=True, metavar="PATH",
+              help="Trace processes in this cgroup v2 directory and below (repeatable).")
+@_with_sensor_options
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
+          syscalls: tuple[str, ...], no_syscalls: bool, str_max: int, args_max: int,
+          ringbuf_mb: int, command: tuple[str, ...]) -> None:
+    """Stream process and syscall events, filtered in the kernel.
+
+    \b
+    With `-- CMD ARGS...`, run CMD and trace exactly it and its descendants,
+    from its first instruction (the window opens at its execve, so none of
+    bpfguard's own setup shows), then exit with CMD's exit code.
+    Without a command, trace until Ctrl-C: everything but bpfguard itself,
+    or only what --pid / --cgroup select.
+
+    \b
+    Examples:
+      bpfguard trace -- curl -s example.org
+      bpfguard trace --json -s openat,connect -- python3 app.py
+      bpfguard trace --pid 1234 -s execve
+      bpfguard trace --cgroup /sys/fs/cgroup/unified/system.slice/nginx.service
+
+    Paths are reported twice: the string the process passed (`user`) and what
+    the kernel acted on (`resolved`, from the kernel's objects at exit).
+    """
+    _require_root()
+    argv = list(command)
+    exe = None
+    if argv:
+        exe = shutil.which(argv[0])
+        if exe is None:
+            raise ConfigError(f"command not found: {argv[0]}")
+    sensors = _sensorset(syscalls, no_syscalls, str_max, args_max, ringbuf_mb)
+    child = -1
+    release = -1
+    try:
+        for pid in pids:
+            if not os.path.exists(f"/proc/{pid}"):
+                raise ConfigError(f"--pid {pid}: no such process")
+            sensors.scope.add_pid(pid)
+        for cg in cgroups:
+            sensors.scope.add_cgroup(cg)
+        if exe is not None:
+            child, release = _spawn_waiting(exe, argv)
+            sensors.scope.add_pid(child, armed=True)
+        pipe = _pipeline(sensors)
+        out = _output(json_lines)
+        pipe.start()
+        if release >= 0:
+            os.write(release, b"x")
+            os.close(release)
+            release = -1
+        status = _stream(pipe, out, child)
+    finally:
+        if release >= 0:
+            os.close(release)
+        sensors.close()
+    if child > 0 and status is not None:
+        code = os.waitstatus_to_exitcode(status)
+        sys.exit(code if code >= 0 else 128 - code)
+
+
+def _spawn_waiting(exe: str, argv: list[str]) -> tuple[int, int]:
+    """Forks a child that execs `exe` once released through the returned pipe fd."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: nothing but wait and exec
+        try:
+            os.close(w)
+            if os.read(r, 1) == b"x":
+                os.close(r)
+                os.execv(exe, argv)
+        finally:
+            os._exit(127)
+    os.close(r)
+    return pid, w
+
+
+def _stream(pipe: Any, out: Any, child: int) -> int | None:
+    """Writes records until Ctrl-C, or until `child` exited and its events are out."""
+    status: int | None = None
+    stopping = False
+
+    def _term(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old = signal.signal(signal.SIGTERM, _term)
+    try:
+        while True:
+            rec = pipe.get(timeout=0.1)
+            if rec is not None:
+                out.write(rec)
+                if pipe._q.empty():
+                    out.flush()
+                continue
+            out.flush()
+            if child > 0 and status is None:
+                done, st = os.waitpid(child, os.WNOHANG)
+                if done:
+                    status = st
+                    break
+            if stopping:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        pipe.stop()
+        for rec in pipe.pending():
+            out.write(rec)
+        out.flush()
+        if child > 0 and status is None:
+            try:
+                os.kill(child, signal.SIGTERM)
+                status = os.waitpid(child, 0)[1]
+            except ChildProcessError:
+                pass
+    return status
+
+
+@main.command(context_settings=_CTX)
+@click.option("--json/--text", "json_lines", default=True,
+              help="JSON lines (default) or the human-readable table.")
+@_with_sensor_options
+def run(json_lines: bool, syscalls: tuple[str, ...], no_syscalls: bool, str_max: int,
+        args_max: int, ringbuf_mb: int) -> None:
+    """Run the agent on its embedded default configuration.
+
+    \b
+    For now: process lifecycle and the security-relevant syscalls of every
+    process on the host (except bpfguard), as JSON lines on stdout, until
+    SIGINT or SIGTERM. Lost events are reported as {"type": "loss"} records
+    with their reason, never dropped silently.
+    """
+    _require_root()
+    sensors = _sensorset(syscalls, no_syscalls, str_max, args_max, ringbuf_mb)
+    try:
+        pipe = _pipeline(sensors)
+        pipe.start()
+        _stream(pipe, _output(json_lines), -1)
+        drops = sensors.drops()
+    finally:
+        sensors.close()
+    click.echo(f"bpfguard: stopped; {pipe.events} events, kernel drops {drops}, "
+               f"queue drops {pipe.queue_drops}", err=True)
+
+
+@main.command(context_settings=_CTX)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def probe(as_json: bool) -> None:
+    """Show what this kernel can do, by loading and attaching tiny programs.
+
+    Each feature is tried for real (not guessed from the version); a refused
+    one says why. Later features pick their backends from this: e.g. LSM or
+    fmod_ret deny before an operation when available, otherwise SIGKILL after.
+    """
+    _require_root()
+    from ..probe import probe_features, render_table
+
+    t0 = time.monotonic()
+    feats = probe_features()
+    if as_json:
+        click.echo(json.dumps(feats.to_dict(), indent=2))
+        return
+    from rich.console import Console
+
+    Console().print(render_table(feats))
+    click.echo(f"probed in {time.monotonic() - t0:.1f}s", err=True)

@@ -1,0 +1,256 @@
+"""The process table: what user space knows about each process, with ancestry.
+
+Fed by the process sensor (exec, fork, exit) and seeded from /proc for
+processes that existed before bpfguard started. Identity is (pid, start
+time), never the pid alone, so a reused pid never inherits a dead process's
+ancestry. Memory is bounded: exited processes stay for a while (late events
+and children's ancestry need them), then the oldest are evicted.
+
+Example::
+
+    table = ProcessTable()
+    table.seed_from_proc()
+    table.apply(event)                     # an ExecEvent / ForkEvent / ExitEvent
+    [p.exe for p in table.ancestors(pid)]  # parent first
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..sensors.events import Event, ExecEvent, ExitEvent, ForkEvent
+
+__all__ = ["Process", "ProcessTable", "container_id_from_cgroup"]
+
+# Container runtimes' cgroup path patterns; the id is 64 hex digits, reported
+# with 12 as Falco and docker do.
+_CONTAINER_PATTERNS = [
+    re.compile(r"docker-([0-9a-f]{64})\.scope"),
+    re.compile(r"/docker/([0-9a-f]{64})"),
+    re.compile(r"cri-containerd-([0-9a-f]{64})\.scope"),
+    re.compile(r"crio-(?:conmon-)?([0-9a-f]{64})\.scope"),
+    re.compile(r"libpod-(?:conmon-)?([0-9a-f]{64})\.scope"),
+    re.compile(r"/libpod_parent/libpod-([0-9a-f]{64})"),
+    re.compile(r"/kubepods[^ ]*/(?:pod[0-9a-f_-]+/)?([0-9a-f]{64})$"),
+    re.compile(r"/containerd/([0-9a-f]{64})"),
+]
+
+
+def container_id_from_cgroup(path: str) -> str:
+    """The container id (12 hex digits) a cgroup path belongs to, or "host"."""
+    for pat in _CONTAINER_PATTERNS:
+        m = pat.search(path)
+        if m:
+            return m.group(1)[:12]
+    return "host"
+
+
+@dataclass
+class Process:
+    pid: int
+    ppid: int
+    start_ns: int
+    exec_id: str
+    comm: str
+    exe: str | None = None
+    args: list[str] = field(default_factory=list)
+    cwd: str | None = None
+    uid: int = 0
+    gid: int = 0
+    euid: int = 0
+    loginuid: int = -1
+    cgroup: str | None = None
+    tty: str | None = None
+    exe_from_memfd: bool = False
+    parent_exec_id: str | None = None
+    exited: bool = False
+    exit_status: int | None = None
+    from_proc: bool = False  # seeded from /proc, not observed at exec
+
+    @property
+    def container_id(self) -> str:
+        return container_id_from_cgroup(self.cgroup or "")
+
+    @property
+    def cmdline(self) -> str:
+        return " ".join(self.args)
+
+    def summary(self) -> dict[str, Any]:
+        return {"pid": self.pid, "exec_id": self.exec_id, "exe": self.exe,
+                "cmdline": self.cmdline, "ppid": self.ppid, "comm": self.comm}
+
+
+class ProcessTable:
+    """Processes by pid, bounded.
+
+    Args:
+        max_exited: exited processes kept for late lookups before eviction.
+        boot_id: prefix of exec ids made for processes seeded from /proc.
+    """
+
+    def __init__(self, *, max_exited: int = 4096, boot_id: str = "00000000") -> None:
+        self._procs: dict[int, Process] = {}
+        self._exited: OrderedDict[int, None] = OrderedDict()
+        self.max_exited = max_exited
+        self.boot_id = boot_id
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    def get(self, pid: int) -> Process | None:
+        return self._procs.get(pid)
+
+    def ancestors(self, pid: int, *, limit: int = 256) -> list[Process]:
+        """Parent chain of `pid`, nearest first, as far as it is known."""
+        out: list[Process] = []
+        p = self._procs.get(pid)
+        seen = {pid}
+        while p is not None and len(out) < limit:
+            parent = self._procs.get(p.ppid)
+            if parent is None or parent.pid in seen:
+                break
+            if p.parent_exec_id and parent.exec_id != p.parent_exec_id and \
+                    parent.start_ns > p.start_ns:
+                break  # the pid was reused by a younger process: not our parent
+            out.append(parent)
+            seen.add(parent.pid)
+            p = parent
+        return out
+
+    # -- updates -------------------------------------------------------------
+
+    def apply(self, ev: Event) -> Process | None:
+        """Updates the table from a process event; returns the process it concerns."""
+        if isinstance(ev, ExecEvent):
+            return self._exec(ev)
+        if isinstance(ev, ForkEvent):
+            return self._fork(ev)
+        if isinstance(ev, ExitEvent):
+            return self._exit(ev)
+        return self._procs.get(ev.pid)
+
+    def _put(self, p: Process) -> None:
+        self._procs[p.pid] = p
+        self._exited.pop(p.pid, None)
+
+    def _exec(self, ev: ExecEvent) -> Process:
+        parent = self._procs.get(ev.ppid)
+        exe = ev.exe.path if ev.exe else None
+        p = Process(
+            pid=ev.pid, ppid=ev.ppid, start_ns=ev.start_ns, exec_id=ev.exec_id, comm=ev.comm,
+            exe=exe, args=ev.args, cwd=ev.cwd.path if ev.cwd else None, uid=ev.uid,
+            gid=ev.gid, euid=ev.euid, loginuid=ev.loginuid, cgroup=ev.cgroup, tty=ev.tty,
+            exe_from_memfd=bool(exe and ev.exe and ev.exe.detached
+                                and exe.startswith("/memfd:")),
+            parent_exec_id=parent.exec_id if parent else None,
+        )
+        self._put(p)
+        return p
+
+    def _fork(self, ev: ForkEvent) -> Process:
+        parent = self._procs.get(ev.ppid)
+        p = Process(
+            pid=ev.pid, ppid=ev.ppid, start_ns=ev.start_ns,
+            exec_id=f"{self.boot_id}:{ev.ktime_ns}:{ev.pid}", comm=ev.comm, uid=ev.uid,
+            gid=ev.gid, parent_exec_id=parent.exec_id if parent else None,
+        )
+        if parent is not None:  # a forked child runs its parent's image until it execs
+            p.exe, p.args, p.cwd, p.cgroup = parent.exe, parent.args, parent.cwd, parent.cgroup
+            p.euid, p.loginuid, p.tty = parent.euid, parent.loginuid, parent.tty
+            p.exe_from_memfd = parent.exe_from_memfd
+        self._put(p)
+        return p
+
+    def _exit(self, ev: ExitEvent) -> Process | None:
+        p = self._procs.get(ev.pid)
+        if p is None:
+            return None
+        p.exited = True
+        p.exit_status = ev.status
+        self._exited[p.pid] = None
+        while len(self._exited) > self.max_exited:
+            old, _ = self._exited.popitem(last=False)
+            self._procs.pop(old, None)
+        return p
+
+    # -- /proc -----------------------------------------------------------------
+
+    def seed_from_proc(self, root: str = "/proc") -> int:
+        """Adds every running process from /proc; returns how many."""
+        n = 0
+        for d in Path(root).iterdir():
+            if d.name.isdigit() and int(d.name) not in self._procs:
+                p = read_proc(int(d.name), root=root, boot_id=self.boot_id)
+                if p is not None:
+                    self._procs[p.pid] = p
+                    n += 1
+        for p in self._procs.values():
+            parent = self._procs.get(p.ppid)
+            if parent is not None and p.parent_exec_id is None:
+                p.parent_exec_id = parent.exec_id
+        return n
+
+    def lookup_or_read(self, pid: int) -> Process | None:
+        """The process, reading /proc when the table has not seen it."""
+        p = self._procs.get(pid)
+        if p is None:
+            p = read_proc(pid, boot_id=self.boot_id)
+            if p is not None:
+                self._procs[pid] = p
+        return p
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Process | None:
+    """A Process from /proc/<pid>, or None if it is gone (or a kernel thread)."""
+    base = Path(root) / str(pid)
+    try:
+        stat = (base / "stat").read_text()
+        comm = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        ppid = int(fields[1])
+        tty_nr = int(fields[4])
+        start_ns = int(fields[19]) * 1_000_000_000 // _CLK_TCK
+        args = [a.decode(errors="replace")
+                for a in (base / "cmdline").read_bytes().split(b"\0")[:-1]]
+        status = (base / "status").read_text()
+    except (OSError, ValueError, IndexError):
+        return None
+
+    def _link(name: str) -> str | None:
+        try:
+            return os.readlink(base / name)
+        except OSError:
+            return None
+
+    uid = gid = euid = 0
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            uid, euid = (int(x) for x in line.split()[1:3])
+        elif line.startswith("Gid:"):
+            gid = int(line.split()[1])
+    cgroup = None
+    try:
+        for line in (base / "cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                cgroup = line[3:]
+    except OSError:
+        pass
+    try:
+        loginuid = int((base / "loginuid").read_text())
+    except (OSError, ValueError):
+        loginuid = -1
+    exe = _link("exe")
+    return Process(
+        pid=pid, ppid=ppid, start_ns=start_ns, exec_id=f"{boot_id}:{start_ns}:{pid}",
+        comm=comm, exe=exe, args=args, cwd=_link("cwd"), uid=uid, gid=gid, euid=euid,
+        loginuid=loginuid, cgroup=cgroup, tty=str(tty_nr) if tty_nr else None,
+        exe_from_memfd=bool(exe and exe.startswith("/memfd:")), from_proc=True,
+    )
