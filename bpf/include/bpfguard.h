@@ -76,6 +76,8 @@ enum bg_file_flags {
 	BG_FILE_SOCKET = 1 << 3,    /* sock is filled */
 	BG_FILE_DETACHED = 1 << 4,  /* the walk ended at a root that is not the task's root
 				     * (internal mount: memfd, pipe, anon inode; or outside a chroot) */
+	BG_FILE_PSEUDO = 1 << 5,    /* a pseudo dentry (its own parent, from alloc_file_pseudo):
+				     * d_path names it by d_dname, e.g. "/memfd:x (deleted)" */
 };
 
 struct bg_sock {

@@ -139,7 +139,7 @@ __noinline int bg_resolve(struct bg_area *a, struct bg_file_req *req, struct bg_
 		parent = BPF_CORE_READ(d, d_parent);
 		if (parent == d) {
 			/* a pseudo dentry (pipe, socket, memfd, anon inode) is its own parent */
-			out->flags |= BG_FILE_DETACHED;
+			out->flags |= BG_FILE_DETACHED | BG_FILE_PSEUDO;
 			break;
 		}
 		d = parent;

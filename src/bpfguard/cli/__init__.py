@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..agent.launch import spawn_waiting, stream
 from ..errors import BpfguardError, ConfigError
 from ..sensors import DEFAULT_SYSCALLS
 
@@ -154,7 +154,7 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
         for cg in cgroups:
             sensors.scope.add_cgroup(cg)
         if exe is not None:
-            child, release = _spawn_waiting(exe, argv)
+            child, release = spawn_waiting(exe, argv)
             sensors.scope.add_pid(child, armed=True)
         pipe = _pipeline(sensors)
         out = _output(json_lines)
@@ -163,7 +163,7 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
             os.write(release, b"x")
             os.close(release)
             release = -1
-        status = _stream(pipe, out, child)
+        status = stream(pipe, out, child)
     finally:
         if release >= 0:
             os.close(release)
@@ -171,65 +171,6 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
     if child > 0 and status is not None:
         code = os.waitstatus_to_exitcode(status)
         sys.exit(code if code >= 0 else 128 - code)
-
-
-def _spawn_waiting(exe: str, argv: list[str]) -> tuple[int, int]:
-    """Forks a child that execs `exe` once released through the returned pipe fd."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: nothing but wait and exec
-        try:
-            os.close(w)
-            if os.read(r, 1) == b"x":
-                os.close(r)
-                os.execv(exe, argv)
-        finally:
-            os._exit(127)
-    os.close(r)
-    return pid, w
-
-
-def _stream(pipe: Any, out: Any, child: int) -> int | None:
-    """Writes records until Ctrl-C, or until `child` exited and its events are out."""
-    status: int | None = None
-    stopping = False
-
-    def _term(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    old = signal.signal(signal.SIGTERM, _term)
-    try:
-        while True:
-            rec = pipe.get(timeout=0.1)
-            if rec is not None:
-                out.write(rec)
-                if pipe._q.empty():
-                    out.flush()
-                continue
-            out.flush()
-            if child > 0 and status is None:
-                done, st = os.waitpid(child, os.WNOHANG)
-                if done:
-                    status = st
-                    break
-            if stopping:
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, old)
-        pipe.stop()
-        for rec in pipe.pending():
-            out.write(rec)
-        out.flush()
-        if child > 0 and status is None:
-            try:
-                os.kill(child, signal.SIGTERM)
-                status = os.waitpid(child, 0)[1]
-            except ChildProcessError:
-                pass
-    return status
 
 
 @main.command(context_settings=_CTX)
@@ -251,7 +192,7 @@ def run(json_lines: bool, syscalls: tuple[str, ...], no_syscalls: bool, str_max:
     try:
         pipe = _pipeline(sensors)
         pipe.start()
-        _stream(pipe, _output(json_lines), -1)
+        stream(pipe, _output(json_lines), -1)
         drops = sensors.drops()
     finally:
         sensors.close()

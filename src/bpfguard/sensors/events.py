@@ -239,13 +239,15 @@ def _file(abi: Abi, data: bytes, f: Any) -> FileRef | None:
         path = f"anon_inode:{parts[-1] if parts else ''}"
     else:
         path = "/" + "/".join(parts)
-        if f.flags & flags["DELETED"]:
+        # d_path: " (deleted)" for unlinked files, and simple_dname() names
+        # pseudo files (memfd, ...) the same way
+        if f.flags & (flags["DELETED"] | flags["PSEUDO"]):
             path += " (deleted)"
     sock = None
     if f.flags & flags["SOCKET"]:
         sock = _sock(f.sock)
     return FileRef(path=path, ino=f.ino, dev=f.dev, fs_magic=f.fs_magic, mode=f.mode,
-                   deleted=bool(f.flags & flags["DELETED"]),
+                   deleted=bool(f.flags & (flags["DELETED"] | flags["PSEUDO"])),
                    truncated=bool(f.flags & flags["TRUNCATED"]),
                    detached=bool(f.flags & flags["DETACHED"]), sock=sock)
 

@@ -1,0 +1,78 @@
+"""Running a command under observation, and streaming records to an output."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from . import Pipeline
+
+__all__ = ["spawn_waiting", "stream"]
+
+
+def spawn_waiting(exe: str, argv: list[str], *, cwd: str | None = None) -> tuple[int, int]:
+    """Forks a child that execs `exe` once released; returns (pid, release fd).
+
+    Write one byte ``b"x"`` to the release fd (then close it) to let the child
+    exec; closing it without writing makes the child exit 127. The child does
+    nothing between fork and execve but wait, so a scope ARMED on its pid
+    opens exactly at the exec.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(w)
+            if cwd is not None:
+                os.chdir(cwd)
+            if os.read(r, 1) == b"x":
+                os.close(r)
+                os.execv(exe, argv)
+        finally:
+            os._exit(127)
+    os.close(r)
+    return pid, w
+
+
+def stream(pipe: Pipeline, out: Any, child: int) -> int | None:
+    """Writes records to `out` until SIGINT/SIGTERM, or, with `child` > 0, until
+    the child exited and everything before its exit was written. Returns the
+    child's wait status (None without a child)."""
+    status: int | None = None
+    stopping = False
+
+    def _term(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old = signal.signal(signal.SIGTERM, _term)
+    try:
+        while True:
+            rec = pipe.get(timeout=0.1)
+            if rec is not None:
+                out.write(rec)
+                continue
+            out.flush()
+            if child > 0 and status is None:
+                done, st = os.waitpid(child, os.WNOHANG)
+                if done:
+                    status = st
+                    break
+            if stopping:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        pipe.stop()
+        for rec in pipe.pending():
+            out.write(rec)
+        out.flush()
+        if child > 0 and status is None:
+            try:
+                os.kill(child, signal.SIGTERM)
+                status = os.waitpid(child, 0)[1]
+            except ChildProcessError:
+                pass
+    return status

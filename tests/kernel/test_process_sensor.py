@@ -1,0 +1,103 @@
+"""Process sensor on the real kernel: exec, fork, exit, ancestry, kernel truth."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from .helpers import trace
+
+pytestmark = pytest.mark.kernel
+
+
+def _exec_of(t, exe_suffix):  # type: ignore[no-untyped-def]
+    execs = [r for r in t.of_type("exec") if (r.get("exe") or {}).get("path", "").endswith(exe_suffix)]
+    assert execs, f"no exec of *{exe_suffix} in {[r.get('exe') for r in t.of_type('exec')]}"
+    return execs[0]
+
+
+def test_exec_argv_and_ancestry() -> None:
+    t = trace(["sh", "-c", '/bin/echo one "two words" three; true'], syscalls=[])
+    sh = _exec_of(t, "/dash")
+    echo = _exec_of(t, "/echo")
+    assert sh["pid"] == t.pid
+    # argv exactly as passed, including an argument with a space
+    assert echo["args"] == ["/bin/echo", "one", "two words", "three"]
+    # kernel truth: /bin is a symlink to /usr/bin on Debian, mm->exe_file says so
+    assert echo["exe"]["path"] == "/usr/bin/echo"
+    assert echo["filename"] == "/bin/echo"  # what execve was given
+    assert echo["ppid"] == t.pid
+    chain = [a["pid"] for a in echo["ancestors"]]
+    assert chain[:2] == [t.pid, os.getpid()], chain  # sh, then this test (the launcher)
+    assert echo["ancestors"][0]["exe"] == "/usr/bin/dash"
+    assert echo["ancestors"][0]["exec_id"] == sh["exec_id"]
+    assert echo["exec_id"] != sh["exec_id"]
+    # the fork that preceded the exec is reported for the child
+    forks = [r for r in t.of_type("fork") if r["pid"] == echo["pid"]]
+    assert forks and forks[0]["ppid"] == t.pid
+    assert sh["cwd"]["path"] == os.getcwd()
+    assert echo["mntns"] == os.stat("/proc/self/ns/mnt").st_ino
+    assert echo["cap_effective"] != 0  # root
+
+
+def test_exit_code_and_signal() -> None:
+    t = trace(["sh", "-c", "sh -c 'exit 7'; sh -c 'kill -KILL $$'; exit 3"], syscalls=[])
+    exits = {r["pid"]: r for r in t.of_type("exit")}
+    codes = {(r["exit_code"], r["signal"]) for r in exits.values()}
+    assert (7, None) in codes
+    assert (None, 9) in codes
+    assert exits[t.pid]["exit_code"] == 3
+    assert t.exit_code == 3
+
+
+def test_long_argv_is_truncated_and_flagged() -> None:
+    arg = "x" * 600
+    t = trace(["/bin/true", arg, arg], syscalls=[], args_max=1024)
+    ex = _exec_of(t, "/true")
+    assert ex["args_truncated"] is True
+    assert ex["args"][:2] == ["/bin/true", arg]
+    assert len("\0".join(ex["args"])) <= 1024
+
+
+def test_prctl_rename_keeps_true_exe() -> None:
+    code = ("import ctypes; libc = ctypes.CDLL(None); "
+            "libc.prctl(15, b'innocent', 0, 0, 0); open('/etc/hostname').close()")
+    t = trace([sys.executable, "-c", code], syscalls=["openat", "prctl"])
+    prctl = t.syscalls("prctl", t.pid)
+    assert prctl and prctl[0]["args"]["option"] == 15  # PR_SET_NAME
+    opens = [r for r in t.syscalls("openat", t.pid)
+             if r["args"]["pathname"]["user"] == "/etc/hostname"]
+    assert opens, "the open after the rename was not reported"
+    ev = opens[0]
+    assert ev["comm"] == "innocent"  # what the process claims
+    assert ev["process"]["exe"] == os.path.realpath(sys.executable)  # kernel truth
+
+
+def test_exec_from_memfd() -> None:
+    code = ("import os; fd = os.memfd_create('payload', 0); "
+            "os.write(fd, open('/bin/true', 'rb').read()); "
+            "os.execve(fd, ['payload'], {})")
+    t = trace([sys.executable, "-c", code], syscalls=["memfd_create", "execveat", "execve"])
+    execs = [r for r in t.of_type("exec") if r["pid"] == t.pid]
+    memfd_exec = execs[-1]
+    assert memfd_exec["exe"]["path"] == "/memfd:payload (deleted)"
+    assert memfd_exec["exe"]["deleted"] is True
+    proc = t.table.get(t.pid)
+    assert proc is not None and proc.exe_from_memfd
+    created = t.syscalls("memfd_create", t.pid)
+    assert created and created[0]["args"]["name"] == "payload"
+    assert created[0]["ret_file"]["path"] == "/memfd:payload (deleted)"
+    assert t.exit_code == 0
+
+
+def test_process_table_seeds_from_proc() -> None:
+    from bpfguard.proctable import ProcessTable
+
+    table = ProcessTable()
+    assert table.seed_from_proc() > 1
+    me = table.get(os.getpid())
+    assert me is not None and me.exe == os.path.realpath(sys.executable)
+    assert table.get(1) is not None
+    assert [p.pid for p in table.ancestors(os.getpid())][:1] == [os.getppid()]
