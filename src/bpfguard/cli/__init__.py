@@ -136,13 +136,13 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
     Paths are reported twice: the string the process passed (`user`) and what
     the kernel acted on (`resolved`, from the kernel's objects at exit).
     """
-    _require_root()
     argv = list(command)
     exe = None
     if argv:
         exe = shutil.which(argv[0])
         if exe is None:
             raise ConfigError(f"command not found: {argv[0]}")
+    _require_root()
     sensors = _sensorset(syscalls, no_syscalls, str_max, args_max, ringbuf_mb)
     child = -1
     release = -1
