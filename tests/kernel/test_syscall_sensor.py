@@ -193,3 +193,70 @@ def test_cgroup_scope(tmp_path: Path) -> None:
         assert all(e.cgroup_id == cgid for e in evs)
     finally:
         cg.rmdir()
+
+
+def test_mount_namespace_scope() -> None:
+    # a process in its own mount namespace waits until it is in scope
+    proc = subprocess.Popen(["unshare", "-m", "sh", "-c", "read x; cat /etc/hostname"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        mine = os.stat("/proc/self/ns/mnt").st_ino
+        while True:  # unshare execs sh once the namespace exists
+            ns = os.stat(f"/proc/{proc.pid}/ns/mnt").st_ino
+            if ns != mine or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        assert ns != mine
+        with SensorSet(syscalls=["openat"]) as sensors:
+            sensors.scope.add_mntns(ns)
+            sensors.start()
+            outside = subprocess.run(["cat", "/etc/hostname"], stdout=subprocess.DEVNULL)
+            assert outside.returncode == 0
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.close()
+            proc.wait()
+            evs = []
+            while True:
+                batch = sensors.read(300)
+                if not batch:
+                    break
+                evs += batch
+    finally:
+        proc.kill()
+        proc.wait()
+    hostname_opens = [e for e in evs if e.type == "syscall"
+                      and e.args["pathname"]["user"] == "/etc/hostname"]
+    assert len(hostname_opens) == 1  # the one inside the namespace, not the outsider's
+    assert all(getattr(e, "mntns", ns) == ns for e in evs)
+    assert {e.comm for e in hostname_opens} == {"cat"}
+
+
+def test_ring_buffer_loss_is_counted_and_reported(tmp_path: Path) -> None:
+    n = 2000
+    code = f"import os\nfor _ in range({n}): os.close(os.open('/etc/hostname', os.O_RDONLY))"
+    with SensorSet(syscalls=["openat"], ringbuf_bytes=4096) as sensors:
+        ready = "import sys; print('ready', flush=True); sys.stdin.read(1)\n"
+        proc = subprocess.Popen([sys.executable, "-c", ready + code], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"  # start-up done: only the loop opens now
+        sensors.scope.add_pid(proc.pid)
+        sensors.start()
+        proc.stdin.write(b"x")
+        proc.stdin.close()
+        proc.wait()  # nothing is read meanwhile: the 4 KiB ring overflows
+        proc.stdout.close()
+        delivered = []
+        while True:
+            batch = sensors.read(200)
+            if not batch:
+                break
+            delivered += [e for e in batch if e.type == "syscall"
+                          and e.args["pathname"]["user"] == "/etc/hostname"]
+        losses = {loss.reason: loss for loss in sensors.losses()}
+    assert "ringbuf_full" in losses
+    lost = losses["ringbuf_full"].count
+    assert 0 < len(delivered) < n
+    assert len(delivered) + lost == n  # every event is either delivered or counted

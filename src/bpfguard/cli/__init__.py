@@ -89,6 +89,15 @@ def _sensorset(syscalls: Sequence[str], no_syscalls: bool, str_max: int, args_ma
     return SensorSet(syscalls=names, str_max=str_max, args_max=args_max, ringbuf_bytes=size)
 
 
+def _ns_inode(ns: str) -> int:
+    if ns.isdigit():
+        return int(ns)
+    try:
+        return os.stat(ns).st_ino
+    except OSError as exc:
+        raise ConfigError(f"--mntns {ns}: {exc.strerror}") from None
+
+
 def _output(json_lines: bool) -> Any:
     from ..outputs import JsonLines, TextLines
 
@@ -112,11 +121,14 @@ def _pipeline(sensors: Any) -> Any:
               help="Trace this process and its descendants (repeatable).")
 @click.option("--cgroup", "-c", "cgroups", multiple=True, metavar="PATH",
               help="Trace processes in this cgroup v2 directory and below (repeatable).")
+@click.option("--mntns", "mntns", multiple=True, metavar="NS",
+              help="Trace processes in this mount namespace: an inode number, or a path "
+                   "such as /proc/PID/ns/mnt (repeatable).")
 @_with_sensor_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
-          syscalls: tuple[str, ...], no_syscalls: bool, str_max: int, args_max: int,
-          ringbuf_mb: int, command: tuple[str, ...]) -> None:
+          mntns: tuple[str, ...], syscalls: tuple[str, ...], no_syscalls: bool, str_max: int,
+          args_max: int, ringbuf_mb: int, command: tuple[str, ...]) -> None:
     """Stream process and syscall events, filtered in the kernel.
 
     \b
@@ -132,6 +144,7 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
       bpfguard trace --json -s openat,connect -- python3 app.py
       bpfguard trace --pid 1234 -s execve
       bpfguard trace --cgroup /sys/fs/cgroup/unified/system.slice/nginx.service
+      bpfguard trace --mntns /proc/4321/ns/mnt       (a container's processes)
 
     Paths are reported twice: the string the process passed (`user`) and what
     the kernel acted on (`resolved`, from the kernel's objects at exit).
@@ -153,6 +166,8 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
             sensors.scope.add_pid(pid)
         for cg in cgroups:
             sensors.scope.add_cgroup(cg)
+        for ns in mntns:
+            sensors.scope.add_mntns(_ns_inode(ns))
         if exe is not None:
             child, release = spawn_waiting(exe, argv)
             sensors.scope.add_pid(child, armed=True)
