@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-
 PROGS = Path(__file__).parent / "progs"
 
 

@@ -69,7 +69,7 @@ def test_map_operations() -> None:
             tgids.update(ctypes.c_uint32(pid), ctypes.c_uint8(pid % 2 + 1))
         assert tgids.lookup(ctypes.c_uint32(101)) == b"\x02"
         assert tgids.lookup(ctypes.c_uint32(99)) is None
-        keys = sorted(int.from_bytes(k, "little") for k in tgids.keys())
+        keys = sorted(int.from_bytes(k, "little") for k in tgids.keys())  # noqa: SIM118
         assert keys == list(range(100, 150))
         batch = tgids.lookup_batch(count=16)  # several batches
         assert sorted(int.from_bytes(k, "little") for k, _ in batch) == keys

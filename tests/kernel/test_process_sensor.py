@@ -13,7 +13,8 @@ pytestmark = pytest.mark.kernel
 
 
 def _exec_of(t, exe_suffix):  # type: ignore[no-untyped-def]
-    execs = [r for r in t.of_type("exec") if (r.get("exe") or {}).get("path", "").endswith(exe_suffix)]
+    execs = [r for r in t.of_type("exec")
+             if (r.get("exe") or {}).get("path", "").endswith(exe_suffix)]
     assert execs, f"no exec of *{exe_suffix} in {[r.get('exe') for r in t.of_type('exec')]}"
     return execs[0]
 

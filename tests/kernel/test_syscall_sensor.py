@@ -117,7 +117,7 @@ def test_toctou_race_resolution_matches_what_was_opened(tmp_path: Path,
     evs = [r for r in _opens(t, t.pid) if r["args"]["pathname"]["user"].startswith(str(d))]
     assert len(evs) == len(seen) == n, (len(evs), len(seen))
     differed = 0
-    for r, c in zip(evs, seen):
+    for r, c in zip(evs, seen, strict=True):
         if c == "E":
             assert r["ret"] < 0
             continue

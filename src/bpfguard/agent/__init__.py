@@ -13,10 +13,10 @@ import threading
 import time
 from typing import Any
 
+from ..outputs import record
 from ..proctable import ProcessTable
 from ..sensors import SensorSet
 from ..sensors.events import LossEvent
-from ..outputs import record
 
 __all__ = ["Pipeline"]
 

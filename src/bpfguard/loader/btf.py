@@ -72,15 +72,16 @@ class Btf:
         t = L.btf__type_by_id(self._h, tid)
         if not t:
             raise KernelError(f"BTF type {tid}", 2)
-        return t.contents
+        contents: L.BtfType = t.contents
+        return contents
 
     @staticmethod
     def _kind(t: L.BtfType) -> int:
-        return (t.info >> 24) & 0x1F
+        return int(t.info >> 24) & 0x1F
 
     @staticmethod
     def _vlen(t: L.BtfType) -> int:
-        return t.info & 0xFFFF
+        return int(t.info) & 0xFFFF
 
     def _name(self, off: int) -> str:
         n = L.btf__name_by_offset(self._h, off)
@@ -95,14 +96,14 @@ class Btf:
         tid = L.btf__find_by_name_kind(self._h, name.encode(), kind)
         if tid < 0:
             raise KeyError(f"no BTF type {name!r} (kind {kind})")
-        return tid
+        return int(tid)
 
     def _strip(self, tid: int) -> int:
         while True:
             t = self._type(tid)
             if self._kind(t) not in _MODIFIERS:
                 return tid
-            tid = t.size_or_type
+            tid = int(t.size_or_type)
 
     # -- conversion ----------------------------------------------------------
 

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import mmap
@@ -35,6 +36,7 @@ _LOG_SIZE = 1 << 20
 _LOG_TAIL_LINES = 40
 
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+_ENOTSUPP = 524  # the kernel's internal "operation not supported"; Python's errno lacks it
 _PERCPU_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 
 
@@ -310,7 +312,7 @@ class Map:
                                          ctypes.byref(n), ctypes.byref(opts))
             err = L.errno_now() if ret < 0 else 0
             if ret < 0 and err not in (errno.ENOENT,):
-                if err in (errno.EINVAL, errno.ENOTSUPP, errno.EOPNOTSUPP) and not out:
+                if err in (errno.EINVAL, _ENOTSUPP, errno.EOPNOTSUPP) and not out:
                     return [(k, v) for k, v in self.items() if isinstance(v, bytes)]
                 raise KernelError(f"batch lookup in map {self.name}", err)
             vs = self._slot * self._ncpu
@@ -401,10 +403,9 @@ class GlobalData:
 
     def close(self) -> None:
         if self._mm is not None:
-            try:
+            # a var() view may still reference it; the GC then unmaps it
+            with contextlib.suppress(BufferError):
                 self._mm.close()
-            except BufferError:  # a var() view is still referenced; the GC unmaps it
-                pass
             self._mm = None
 
     def __getitem__(self, name: str) -> Any:

@@ -16,8 +16,9 @@ import os
 import posixpath
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..loader import Btf
 from .syscall_specs import spec_for
@@ -323,12 +324,17 @@ def _open_flags(value: int) -> str:
 _AT_FLAGS = {0x100: "AT_SYMLINK_NOFOLLOW", 0x200: "AT_REMOVEDIR", 0x400: "AT_SYMLINK_FOLLOW",
              0x800: "AT_NO_AUTOMOUNT", 0x1000: "AT_EMPTY_PATH"}
 
-FLAG_DECODERS = {
+def _at_flags(value: int) -> str:
+    return _flag_names(value, _AT_FLAGS, "0")
+
+
+FLAG_DECODERS: dict[str, Callable[[int], str]] = {
     "open_flags": _open_flags,
-    "at_flags": lambda v: _flag_names(v, _AT_FLAGS, "0"),
+    "at_flags": _at_flags,
 }
 
 _AT_FDCWD = -100
+_E = TypeVar("_E", bound=Event)
 
 
 def _s32(v: int) -> int:
@@ -354,7 +360,7 @@ class Decoder:
         self._arch = (native.name, compat.name if compat else native.name)
         self._kinds = {v: k for k, v in abi.arg_kind.items()}
 
-    def _base(self, cls: type, h: Any, **kw: Any) -> Any:
+    def _base(self, cls: type[_E], h: Any, **kw: Any) -> _E:
         return cls(type=kw.pop("type"), ktime_ns=h.ktime_ns, pid=h.tgid, tid=h.tid, uid=h.uid,
                    gid=h.gid, cgroup_id=h.cgroup_id, comm=_cstr(bytes(h.comm)),
                    truncated=bool(h.flags & self.abi.event_flags["TRUNCATED"]), **kw)

@@ -47,7 +47,7 @@ def syscall_name(nr: int, *, compat: bool = False) -> str:
     native, comp = native_arches()
     arch = comp if compat and comp else native
     try:
-        return pyseccomp.resolve_syscall(arch.token, nr).decode()
+        return str(pyseccomp.resolve_syscall(arch.token, nr).decode())
     except ValueError:
         return f"syscall_{nr}"
 
@@ -60,7 +60,7 @@ def syscall_number(name: str, *, compat: bool = False) -> int | None:
     if arch is None:
         return None
     try:
-        nr = pyseccomp.resolve_syscall(arch.token, name)
+        nr = int(pyseccomp.resolve_syscall(arch.token, name))
     except ValueError:
         return None
     return nr if nr >= 0 else None
