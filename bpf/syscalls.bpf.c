@@ -69,25 +69,26 @@ static __always_inline bool bg_is_compat(struct task_struct *task)
 static __always_inline void bg_read_args(struct pt_regs *regs, bool compat, __u64 *a)
 {
 #if defined(__TARGET_ARCH_x86)
+	/* tp_btf hands a trusted pt_regs pointer: direct (CO-RE) loads, no helper */
 	if (compat) {
-		a[0] = BPF_CORE_READ(regs, bx);
-		a[1] = BPF_CORE_READ(regs, cx);
-		a[2] = BPF_CORE_READ(regs, dx);
-		a[3] = BPF_CORE_READ(regs, si);
-		a[4] = BPF_CORE_READ(regs, di);
-		a[5] = BPF_CORE_READ(regs, bp);
+		a[0] = regs->bx;
+		a[1] = regs->cx;
+		a[2] = regs->dx;
+		a[3] = regs->si;
+		a[4] = regs->di;
+		a[5] = regs->bp;
 		return;
 	}
-	a[0] = BPF_CORE_READ(regs, di);
-	a[1] = BPF_CORE_READ(regs, si);
-	a[2] = BPF_CORE_READ(regs, dx);
-	a[3] = BPF_CORE_READ(regs, r10);
-	a[4] = BPF_CORE_READ(regs, r8);
-	a[5] = BPF_CORE_READ(regs, r9);
+	a[0] = regs->di;
+	a[1] = regs->si;
+	a[2] = regs->dx;
+	a[3] = regs->r10;
+	a[4] = regs->r8;
+	a[5] = regs->r9;
 #elif defined(__TARGET_ARCH_arm64)
-	a[0] = BPF_CORE_READ(regs, orig_x0);
+	a[0] = regs->orig_x0;
 	for (int i = 1; i < BG_ARGC; i++)
-		a[i] = BPF_CORE_READ(regs, regs[i]);
+		a[i] = regs->regs[i];
 #endif
 }
 
@@ -125,8 +126,9 @@ static __always_inline __u32 bg_stash_bytes(struct bg_stash *st, __u32 pos, cons
 	return pos + len;
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
+/* Everything after the fast-path test, out of line so that no setup the
+ * compiler might hoist runs for uninteresting syscalls. */
+static __noinline int bg_enter(struct pt_regs *regs, long id)
 {
 	struct task_struct *task;
 	struct bg_syscall_spec *spec;
@@ -134,8 +136,6 @@ int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
 	__u32 idx, tgid, pos = 0;
 	bool compat;
 
-	if (!bg_interesting(id))
-		return 0;
 	task = bpf_get_current_task_btf();
 	compat = bg_is_compat(task);
 	idx = (__u32)id + (compat ? BG_NR_MAX : 0);
@@ -174,6 +174,14 @@ int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
 	st->data_len = pos;
 	st->active = 1;
 	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
+{
+	if (!bg_interesting(id))
+		return 0;
+	return bg_enter(regs, id);
 }
 
 static __always_inline bool bg_relative(struct bg_syscall_event *e, __u64 i)
@@ -225,8 +233,7 @@ static long bg_exit_arg(__u32 i, void *ctx)
 	return 0;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
+static __noinline int bg_exit(long id, long ret)
 {
 	struct task_struct *task;
 	struct bg_syscall_spec *spec;
@@ -236,15 +243,7 @@ int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
 	struct bg_payload p = {};
 	struct bg_exit_ctx c;
 	__u64 len;
-	long id;
 
-#if defined(__TARGET_ARCH_x86)
-	id = BPF_CORE_READ(regs, orig_ax);
-#elif defined(__TARGET_ARCH_arm64)
-	id = BPF_CORE_READ(regs, syscallno);
-#endif
-	if (!bg_interesting(id))
-		return 0;
 	task = bpf_get_current_task_btf();
 	st = bpf_task_storage_get(&stash, task, 0, 0);
 	if (!st || !st->active)
@@ -292,4 +291,19 @@ int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
 		e->hdr.flags |= BG_EV_TRUNCATED;
 	bg_emit(e, offsetof(struct bg_syscall_event, data), p.pos);
 	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
+{
+	long id;
+
+#if defined(__TARGET_ARCH_x86)
+	id = regs->orig_ax; /* direct load: sys_exit carries no id of its own */
+#elif defined(__TARGET_ARCH_arm64)
+	id = regs->syscallno;
+#endif
+	if (!bg_interesting(id))
+		return 0;
+	return bg_exit(id, ret);
 }
