@@ -8,6 +8,8 @@ import socket
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bpfguard.errors import BuildError
 from bpfguard.sensors.events import FLAG_DECODERS, decode_sockaddr
@@ -91,3 +93,18 @@ def test_abi_enums_come_from_btf() -> None:
         assert kinds["BG_ARG_PATH_AT"] != kinds["BG_ARG_PATH"]
         assert set(btf.enum("bg_event_type")) == {
             "BG_EVENT_EXEC", "BG_EVENT_FORK", "BG_EVENT_EXIT", "BG_EVENT_SYSCALL"}
+
+
+_O_NAMES = {n: getattr(os, n) for n in dir(os) if n.startswith("O_") and getattr(os, n)}
+
+
+@given(st.integers(min_value=0, max_value=0xFFFFFFFF))
+def test_open_flags_names_or_back_to_the_value(value: int) -> None:
+    text = FLAG_DECODERS["open_flags"](value)
+    total = 0
+    for part in text.split("|"):
+        if part.startswith("0x"):
+            total |= int(part, 16)
+        elif part != "O_RDONLY":
+            total |= _O_NAMES[part]
+    assert total == value
