@@ -182,6 +182,7 @@ bpf_map__value_size = _fn("bpf_map__value_size", c_uint32, map_p)
 bpf_map__max_entries = _fn("bpf_map__max_entries", c_uint32, map_p)
 bpf_map__set_max_entries = _fn("bpf_map__set_max_entries", c_int, map_p, c_uint32)
 bpf_map__reuse_fd = _fn("bpf_map__reuse_fd", c_int, map_p, c_int)
+bpf_map__set_autocreate = _fn("bpf_map__set_autocreate", c_int, map_p, c_bool)
 bpf_map__initial_value = _fn("bpf_map__initial_value", c_void_p, map_p, POINTER(c_size_t))
 bpf_map__btf_value_type_id = _fn("bpf_map__btf_value_type_id", c_uint32, map_p)
 

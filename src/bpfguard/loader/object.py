@@ -488,6 +488,15 @@ class BpfObject:
         L.check(L.bpf_map__set_max_entries(self._map_handle(map_name), n),
                 f"resize map {map_name}")
 
+    def set_autocreate(self, map_name: str, on: bool) -> None:
+        """Whether load creates this map (off: no program loaded may use it)."""
+        L.check(L.bpf_map__set_autocreate(self._map_handle(map_name), on),
+                f"set autocreate of map {map_name}")
+
+    @property
+    def map_names(self) -> list[str]:
+        return list(self._maps)
+
     def reuse_map(self, map_name: str, fd: int) -> None:
         """Makes this object use an existing map (shared with another object)."""
         L.check(L.bpf_map__reuse_fd(self._map_handle(map_name), fd), f"reuse map {map_name}")
