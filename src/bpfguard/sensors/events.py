@@ -34,8 +34,8 @@ __all__ = [
     "LossEvent",
     "SockInfo",
     "SyscallEvent",
+    "Decoder",
     "boot_to_wall_ns",
-    "decode",
 ]
 
 # Pseudo filesystems whose files d_path names by inode (linux/magic.h).
@@ -463,7 +463,3 @@ class Decoder:
             ret_file=_file(self.abi, data, e.ret_file) if ret >= 0 else None,
         )
 
-
-def decode(decoder: Decoder, rec: bytes) -> Event | None:
-    """Decodes one ring-buffer record (None for an unknown type)."""
-    return decoder.decode(rec)

@@ -8,7 +8,6 @@ loaded creates them and the others reuse its fds.
 from __future__ import annotations
 
 import ctypes
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -135,6 +134,3 @@ class SyscallSensor(Sensor):
     def numbers(self) -> list[int]:
         return sorted(self._table)
 
-
-def self_tgid() -> int:
-    return os.getpid()

@@ -77,8 +77,7 @@ class Scope:
         """Puts a cgroup v2 directory (and its sub-cgroups) in scope; returns its id."""
         p = Path(path)
         try:
-            st = os.statvfs(p)  # noqa: F841 - existence check with a clear error below
-            cgid = os.stat(p).st_ino
+            cgid = os.stat(p).st_ino  # a cgroup v2 id is its directory's inode number
         except OSError as exc:
             raise ConfigError(f"--cgroup {path}: {exc.strerror}") from None
         if not _is_cgroup2(p):
@@ -157,9 +156,7 @@ class SensorSet:
             self.close()
             raise
         self.abi = self.process.abi
-        boot = _boot_id()
-        self._decoders = {id(s): Decoder(s.abi, boot) for s in self.sensors}
-        self._decoder = Decoder(self.abi, boot)
+        self._decoder = Decoder(self.abi, _boot_id())
         self.scope = Scope(self.maps, self.abi)
         self.scope.apply()
         self._reported: dict[str, int] = {}
