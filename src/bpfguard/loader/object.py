@@ -29,7 +29,16 @@ from ..errors import AttachError, KernelError, LoadError
 from . import _libbpf as L
 from .btf import Btf
 
-__all__ = ["BpfObject", "GlobalData", "Link", "Map", "Program", "PIN_ROOT"]
+__all__ = [
+    "PIN_ROOT",
+    "BpfObject",
+    "GlobalData",
+    "Link",
+    "Map",
+    "Program",
+    "kernel_has_helper",
+    "kernel_has_map_type",
+]
 
 PIN_ROOT = Path("/sys/fs/bpf/bpfguard")
 _LOG_SIZE = 1 << 20
@@ -577,3 +586,15 @@ class BpfObject:
 
     def __repr__(self) -> str:
         return f"<BpfObject {self.path}{' loaded' if self.loaded else ''}>"
+
+
+def kernel_has_map_type(map_type: int) -> bool:
+    """libbpf's probe: whether this kernel can create a map of `map_type`
+    (enum bpf_map_type). Explains a refusal a real load would only report as EINVAL."""
+    return L.check(L.libbpf_probe_bpf_map_type(map_type, None), f"probe map type {map_type}") == 1
+
+
+def kernel_has_helper(prog_type: int, helper_id: int) -> bool:
+    """libbpf's probe: whether programs of `prog_type` may call helper `helper_id`."""
+    return L.check(L.libbpf_probe_bpf_helper(prog_type, helper_id, None),
+                   f"probe helper {helper_id} for program type {prog_type}") == 1
