@@ -5,13 +5,14 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from bpfguard.errors import KernelError, LoadError
-from bpfguard.loader import PIN_ROOT, BpfObject, Map, bpf_object_path
+from bpfguard.loader import PIN_ROOT, BpfObject, Map, RingBuffer, bpf_object_path
 
 pytestmark = pytest.mark.kernel
 
@@ -123,3 +124,19 @@ def test_program_stats() -> None:
         obj.load()
         st = obj.program("bg_exec").stats()
         assert set(st) == {"run_cnt", "run_time_ns", "recursion_misses"}
+
+
+def test_ring_buffer_wait_ended_by_a_signal_is_not_an_error() -> None:
+    # A traced command's SIGCHLD lands in the agent's poll; it must read as "nothing yet".
+    fired: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, _frame: fired.append(signum))
+    try:
+        with BpfObject.open(bpf_object_path("process")) as obj:
+            obj.load()
+            with RingBuffer(obj.map("events")) as ring:
+                signal.setitimer(signal.ITIMER_REAL, 0.05)
+                assert ring.poll(timeout_ms=5000) == []
+                assert fired == [signal.SIGALRM]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

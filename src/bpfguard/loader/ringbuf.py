@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import errno
 
 from . import _libbpf as L
 from .object import Map
@@ -40,15 +41,26 @@ class RingBuffer:
         return int(L.ring_buffer__epoll_fd(self._h))
 
     def poll(self, timeout_ms: int = 100) -> list[bytes]:
-        """Waits up to timeout_ms for records and returns all that are ready."""
-        L.check(L.ring_buffer__poll(self._h, timeout_ms), "poll ring buffer")
-        out = self._batch[:]
-        self._batch.clear()
-        return out
+        """Waits up to timeout_ms for records and returns all that are ready.
+
+        A signal arriving during the wait (SIGCHLD from a traced command, for
+        one) ends the wait early with what was collected so far, as a timeout
+        would; it is not an error.
+        """
+        self._collect(L.ring_buffer__poll(self._h, timeout_ms), "poll ring buffer")
+        return self._take()
 
     def drain(self) -> list[bytes]:
         """Returns what is ready without waiting."""
-        L.check(L.ring_buffer__consume(self._h), "consume ring buffer")
+        self._collect(L.ring_buffer__consume(self._h), "consume ring buffer")
+        return self._take()
+
+    @staticmethod
+    def _collect(ret: int, what: str) -> None:
+        if ret != -errno.EINTR:
+            L.check(ret, what)
+
+    def _take(self) -> list[bytes]:
         out = self._batch[:]
         self._batch.clear()
         return out
