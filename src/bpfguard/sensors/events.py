@@ -306,18 +306,20 @@ def _flag_names(value: int, names: dict[int, str], zero: str | None = None) -> s
     return "|".join(out) or "0"
 
 
+_ACCESS_MODES = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
+# O_* constants from Python's os module, which takes them from the C headers.
+# Composites (O_TMPFILE includes O_DIRECTORY's bit) come first so they are named whole.
+_NOT_OPEN_BITS = ("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE", "O_RSYNC", "O_FSYNC", "O_NDELAY")
+_OPEN_BITS = dict(sorted(
+    ((getattr(os, n), n) for n in sorted(dir(os))
+     if n.startswith("O_") and getattr(os, n) and n not in _NOT_OPEN_BITS),
+    key=lambda kv: -bin(kv[0]).count("1")))
+
+
 def _open_flags(value: int) -> str:
-    acc = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
-    mode = acc.get(value & os.O_ACCMODE, hex(value & os.O_ACCMODE))
-    # O_* constants from Python's os module, which takes them from the C headers
-    bits = {getattr(os, n): n for n in sorted(dir(os))
-            if n.startswith("O_") and n not in ("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE",
-                                               "O_RSYNC", "O_FSYNC", "O_NDELAY")
-            and getattr(os, n)}
+    mode = _ACCESS_MODES.get(value & os.O_ACCMODE, hex(value & os.O_ACCMODE))
     rest = value & ~os.O_ACCMODE
-    # O_TMPFILE includes O_DIRECTORY's bit: name the composite first
-    ordered = dict(sorted(bits.items(), key=lambda kv: -bin(kv[0]).count("1")))
-    return mode + ("|" + _flag_names(rest, ordered) if rest else "")
+    return mode + ("|" + _flag_names(rest, _OPEN_BITS) if rest else "")
 
 
 # linux/fcntl.h (UAPI, stable)
