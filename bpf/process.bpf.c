@@ -132,13 +132,13 @@ int BPF_PROG(bg_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	e->argc = BPF_CORE_READ(bprm, argc);
 
 	bg_args(task, &p, e);
-	bg_put_kernel_str(&p, BPF_CORE_READ(bprm, filename), BG_STR_MAX, &e->filename);
+	bg_put_str(&p, BPF_CORE_READ(bprm, filename), BG_STR_MAX, &e->filename, false);
 	bg_resolve_exe(task, &p, &e->exe);
 	bg_resolve_cwd(task, &p, &e->cwd);
 	bg_cgroup_path(task, &p, e);
 	tty = BPF_CORE_READ(task, signal, tty);
 	if (tty)
-		bg_put_kernel_str(&p, __builtin_preserve_access_index(&tty->name), 64, &e->tty);
+		bg_put_str(&p, __builtin_preserve_access_index(&tty->name), 64, &e->tty, false);
 	if (p.trunc)
 		e->hdr.flags |= BG_EV_TRUNCATED;
 	bg_emit(e, offsetof(struct bg_exec_event, data), p.pos);

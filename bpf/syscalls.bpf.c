@@ -220,7 +220,7 @@ static long bg_exit_arg(__u32 i, void *ctx)
 		return 0;
 	if (c->e->arg_data[k].len == 0) {
 		/* unreadable at entry: read what the kernel has now faulted in */
-		bg_put_user_str(c->p, (void *)st->args[k], targ_str_max, &c->e->arg_data[k]);
+		bg_put_str(c->p, (void *)st->args[k], targ_str_max, &c->e->arg_data[k], true);
 		c->e->late_args |= 1 << k;
 	}
 	if (kind == BG_ARG_STR || !bg_relative(c->e, k))

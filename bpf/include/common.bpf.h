@@ -160,8 +160,9 @@ struct bg_payload {
 	__u32 trunc;
 };
 
-static __always_inline int bg_put_user_str(struct bg_payload *p, const void *src, __u32 max,
-					   struct bg_blob *out)
+/* from_user is a constant at every call site, so the branch folds away */
+static __always_inline int bg_put_str(struct bg_payload *p, const void *src, __u32 max,
+				      struct bg_blob *out, bool from_user)
 {
 	long n;
 
@@ -171,27 +172,10 @@ static __always_inline int bg_put_user_str(struct bg_payload *p, const void *src
 		p->trunc = 1;
 		return -1;
 	}
-	n = bpf_probe_read_user_str(p->data + (p->pos & BG_DATA_MASK), max, src);
-	if (n < 0)
-		n = 0;
-	out->off = p->pos;
-	out->len = n;
-	p->pos += n;
-	return 0;
-}
-
-static __always_inline int bg_put_kernel_str(struct bg_payload *p, const void *src, __u32 max,
-					     struct bg_blob *out)
-{
-	long n;
-
-	if (max > BG_STR_MAX)
-		max = BG_STR_MAX;
-	if (p->pos + max > BG_DATA_LIMIT) {
-		p->trunc = 1;
-		return -1;
-	}
-	n = bpf_probe_read_kernel_str(p->data + (p->pos & BG_DATA_MASK), max, src);
+	if (from_user)
+		n = bpf_probe_read_user_str(p->data + (p->pos & BG_DATA_MASK), max, src);
+	else
+		n = bpf_probe_read_kernel_str(p->data + (p->pos & BG_DATA_MASK), max, src);
 	if (n < 0)
 		n = 0;
 	out->off = p->pos;
