@@ -148,7 +148,6 @@ int BPF_PROG(bg_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(bg_fork, struct task_struct *parent, struct task_struct *child)
 {
-	struct bg_scope_config *cfg;
 	struct bg_scratch *s;
 	struct bg_fork_event *e;
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
@@ -156,16 +155,7 @@ int BPF_PROG(bg_fork, struct task_struct *parent, struct task_struct *child)
 
 	if (BPF_CORE_READ(child, pid) != tgid)
 		return 0; /* a new thread: its process is already known */
-	cfg = bg_scope_cfg();
-	if (cfg && (cfg->flags & BG_SCOPE_FOLLOW)) {
-		__u8 *st = bpf_map_lookup_elem(&scope_tgids, &ptgid);
-
-		if (st && *st == BG_SCOPE_ACTIVE) {
-			__u8 active = BG_SCOPE_ACTIVE;
-
-			bpf_map_update_elem(&scope_tgids, &tgid, &active, BPF_ANY);
-		}
-	}
+	bg_scope_on_fork(ptgid, tgid);
 	/* the child shares the parent's scope attributes (cgroup, mount ns) at fork */
 	if (!bg_in_scope(child, tgid))
 		return 0;

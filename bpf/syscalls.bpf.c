@@ -10,8 +10,8 @@
  * and the cwd resolved from kernel objects, so a path swapped in user memory
  * after entry does not change the reported resolution. */
 #include "path.bpf.h"
+#include "syscall.bpf.h"
 
-#define BG_TS_COMPAT 0x0002 /* x86 thread_info.status: in a 32-bit syscall */
 #define BG_SOCKADDR_MAX 128
 /* Stash payload: one masked offset (< 4096) plus one maximal string. */
 #define BG_STASH_MASK (BG_STR_MAX - 1)
@@ -55,41 +55,6 @@ static __always_inline bool bg_interesting(long id)
 	if ((__u64)id >= BG_NR_MAX)
 		return false;
 	return interest[(id >> 6) & (BG_NR_MAX / 64 - 1)] & (1ULL << (id & 63));
-}
-
-static __always_inline bool bg_is_compat(struct task_struct *task)
-{
-#if defined(__TARGET_ARCH_x86)
-	return BPF_CORE_READ(task, thread_info.status) & BG_TS_COMPAT;
-#else
-	return false;
-#endif
-}
-
-static __always_inline void bg_read_args(struct pt_regs *regs, bool compat, __u64 *a)
-{
-#if defined(__TARGET_ARCH_x86)
-	/* tp_btf hands a trusted pt_regs pointer: direct (CO-RE) loads, no helper */
-	if (compat) {
-		a[0] = regs->bx;
-		a[1] = regs->cx;
-		a[2] = regs->dx;
-		a[3] = regs->si;
-		a[4] = regs->di;
-		a[5] = regs->bp;
-		return;
-	}
-	a[0] = regs->di;
-	a[1] = regs->si;
-	a[2] = regs->dx;
-	a[3] = regs->r10;
-	a[4] = regs->r8;
-	a[5] = regs->r9;
-#elif defined(__TARGET_ARCH_arm64)
-	a[0] = regs->orig_x0;
-	for (int i = 1; i < BG_ARGC; i++)
-		a[i] = regs->regs[i];
-#endif
 }
 
 /* Copies one user string into the stash; returns the new offset. */
@@ -296,13 +261,8 @@ static __noinline int bg_exit(long id, long ret)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
 {
-	long id;
+	long id = bg_syscall_nr(regs); /* sys_exit carries no id of its own */
 
-#if defined(__TARGET_ARCH_x86)
-	id = regs->orig_ax; /* direct load: sys_exit carries no id of its own */
-#elif defined(__TARGET_ARCH_arm64)
-	id = regs->syscallno;
-#endif
 	if (!bg_interesting(id))
 		return 0;
 	return bg_exit(id, ret);

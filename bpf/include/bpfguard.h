@@ -216,4 +216,19 @@ struct bg_scope_config {
 	__u32 self_tgid; /* bpfguard itself: never reported */
 };
 
+/* Seccomp recorder (seccomp.bpf.c): which argument value it collects, per
+ * syscall, for argument rules. */
+enum bg_watch {
+	BG_WATCH_NONE = 0,
+	BG_WATCH_ARG0 = 1,   /* argument i is BG_WATCH_ARG0 + i */
+	BG_WATCH_CLONE3 = 7, /* the flags word of clone3's struct clone_args (arg 0 points to it) */
+};
+
+/* One argument value seen: the recorder's `argvals` map key. */
+struct bg_argval_key {
+	__u32 idx; /* syscall number, + BG_NR_MAX for a compat syscall */
+	__u32 pad;
+	__u64 value;
+};
+
 #endif /* BPFGUARD_H */

@@ -93,8 +93,10 @@ struct bg_abi {
 	enum bg_ret_kind ret_kind;
 	enum bg_scope_flags scope_flags;
 	enum bg_scope_state scope_state;
+	enum bg_watch watch;
 	struct bg_syscall_spec spec;
 	struct bg_scope_config scope;
+	struct bg_argval_key argval;
 };
 struct bg_abi bg_abi_anchor;
 /* Whole structs, not pointers: a pointer alone yields only a forward declaration. */
@@ -237,13 +239,30 @@ static __always_inline bool bg_in_scope(struct task_struct *task, __u32 tgid)
 	return false;
 }
 
-/* An ARMED tgid becomes ACTIVE when it execs. */
-static __always_inline void bg_scope_on_exec(__u32 tgid)
+/* An ARMED tgid becomes ACTIVE when it execs; returns whether it just did. */
+static __always_inline bool bg_scope_on_exec(__u32 tgid)
 {
 	__u8 *st = bpf_map_lookup_elem(&scope_tgids, &tgid);
 
-	if (st && *st == BG_SCOPE_ARMED)
-		*st = BG_SCOPE_ACTIVE;
+	if (!st || *st != BG_SCOPE_ARMED)
+		return false;
+	*st = BG_SCOPE_ACTIVE;
+	return true;
+}
+
+/* Following forks, a process forked by an ACTIVE tgid joins; returns whether it did. */
+static __always_inline bool bg_scope_on_fork(__u32 ptgid, __u32 tgid)
+{
+	struct bg_scope_config *cfg = bg_scope_cfg();
+	__u8 active = BG_SCOPE_ACTIVE;
+	__u8 *st;
+
+	if (!cfg || !(cfg->flags & BG_SCOPE_FOLLOW))
+		return false;
+	st = bpf_map_lookup_elem(&scope_tgids, &ptgid);
+	if (!st || *st != BG_SCOPE_ACTIVE)
+		return false;
+	return bpf_map_update_elem(&scope_tgids, &tgid, &active, BPF_ANY) == 0;
 }
 
 #endif /* BPFGUARD_COMMON_BPF_H */

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Seccomp recorder: the set of syscalls a scope makes, aggregated in the kernel.
+ *
+ * No event per syscall: sys_enter marks the syscall's byte in `seen` (global
+ * data user space reads through mmap) and, for the few syscalls whose
+ * arguments decide safety, puts the value into `argvals`. The scope is kept
+ * here too (fork, exec, exit), so a recording needs no other sensor. */
+#include "syscall.bpf.h"
+
+#define BG_E2BIG 7
+#define BG_IDX_MASK (2 * BG_NR_MAX - 1)
+
+/* Set before load: enum bg_watch per syscall index (native, then compat). */
+const volatile __u8 targ_watch[2 * BG_NR_MAX];
+
+/* Plain byte stores, not atomics: every writer writes 1. */
+__u8 seen[2 * BG_NR_MAX];
+/* A value of this syscall was not recorded (argvals full, or unreadable):
+ * user space must not emit argument rules for it. */
+__u8 argvals_lost[2 * BG_NR_MAX];
+/* Syscall ids >= BG_NR_MAX (or -1 from a ptracer): counted, not recorded. */
+__u64 out_of_range;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct bg_argval_key);
+	__type(value, __u8);
+} argvals SEC(".maps");
+
+/* Every tgid that was ever in scope_tgids during this recording, kept after it
+ * exits, so records that arrive late (seccomp audit lines) can be attributed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} members SEC(".maps");
+
+static __always_inline void bg_join(__u32 tgid)
+{
+	__u8 one = 1;
+
+	bpf_map_update_elem(&members, &tgid, &one, BPF_ANY);
+}
+
+static __always_inline void bg_record_arg(struct pt_regs *regs, bool compat, __u32 idx, __u8 w)
+{
+	struct bg_argval_key key = { .idx = idx };
+	__u64 a[BG_ARGC];
+	__u8 one = 1;
+	long err;
+
+	bg_read_args(regs, compat, a);
+	if (w == BG_WATCH_CLONE3) {
+		if (bpf_probe_read_user(&key.value, sizeof(key.value), (void *)a[0])) {
+			argvals_lost[idx & BG_IDX_MASK] = 1;
+			return;
+		}
+	} else {
+		__u32 i = w - BG_WATCH_ARG0;
+
+		if (i >= BG_ARGC)
+			return;
+		key.value = a[i];
+	}
+	if (bpf_map_lookup_elem(&argvals, &key))
+		return;
+	err = bpf_map_update_elem(&argvals, &key, &one, BPF_NOEXIST);
+	if (err == -BG_E2BIG)
+		argvals_lost[idx & BG_IDX_MASK] = 1;
+}
+
+static __always_inline void bg_record(struct pt_regs *regs, long id, bool compat)
+{
+	__u32 idx;
+	__u8 w;
+
+	if ((__u64)id >= BG_NR_MAX) {
+		__sync_fetch_and_add(&out_of_range, 1);
+		return;
+	}
+	idx = ((__u32)id + (compat ? BG_NR_MAX : 0)) & BG_IDX_MASK;
+	if (!seen[idx])
+		seen[idx] = 1;
+	w = targ_watch[idx];
+	if (w != BG_WATCH_NONE)
+		bg_record_arg(regs, compat, idx, w);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(bg_rec_enter, struct pt_regs *regs, long id)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (!bg_in_scope(task, bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	bg_record(regs, id, bg_is_compat(task));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(bg_rec_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	struct pt_regs *regs;
+
+	if (!bg_scope_on_exec(tgid))
+		return 0;
+	bg_join(tgid);
+	/* The execve that opened the window entered while ARMED, so sys_enter
+	 * skipped it: record it here. It was made by bpfguard's launcher, a
+	 * native process, whatever ABI the new image has. */
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	bg_record(regs, bg_syscall_nr(regs), false);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(bg_rec_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 tgid = BPF_CORE_READ(child, tgid);
+
+	if (BPF_CORE_READ(child, pid) != tgid)
+		return 0; /* a thread: its process is already in or out */
+	if (bg_scope_on_fork(BPF_CORE_READ(parent, tgid), tgid))
+		bg_join(tgid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(bg_rec_exit, struct task_struct *task)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+		bpf_map_delete_elem(&scope_tgids, &tgid);
+	return 0;
+}
