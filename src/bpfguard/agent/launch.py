@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from . import Pipeline
@@ -11,26 +12,36 @@ from . import Pipeline
 __all__ = ["spawn_waiting", "stream"]
 
 
-def spawn_waiting(exe: str, argv: list[str], *, cwd: str | None = None) -> tuple[int, int]:
+def spawn_waiting(exe: str, argv: list[str], *, cwd: str | None = None,
+                  prepare: Callable[[], None] | None = None) -> tuple[int, int]:
     """Forks a child that execs `exe` once released; returns (pid, release fd).
 
     Write one byte ``b"x"`` to the release fd (then close it) to let the child
     exec; closing it without writing makes the child exit 127. The child does
-    nothing between fork and execve but wait, so a scope ARMED on its pid
-    opens exactly at the exec.
+    nothing between fork and execve but wait (and call `prepare`, such as
+    loading a seccomp filter, just before the exec), so a scope ARMED on its
+    pid opens exactly at the exec. If `prepare` or the exec fails, the child
+    says why on stderr and exits 126 or 127.
     """
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
+        code = 127
         try:
             os.close(w)
             if cwd is not None:
                 os.chdir(cwd)
             if os.read(r, 1) == b"x":
                 os.close(r)
+                if prepare is not None:
+                    code = 126
+                    prepare()
+                    code = 127
                 os.execv(exe, argv)
+        except BaseException as exc:  # noqa: BLE001 - the child must never return
+            os.write(2, f"bpfguard: {exe}: {exc}\n".encode(errors="replace"))
         finally:
-            os._exit(127)
+            os._exit(code)
     os.close(r)
     return pid, w
 

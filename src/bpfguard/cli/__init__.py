@@ -236,3 +236,8 @@ def probe(as_json: bool) -> None:
 
     Console().print(render_table(feats))
     click.echo(f"probed in {time.monotonic() - t0:.1f}s", err=True)
+
+
+from .seccomp import seccomp  # noqa: E402 - registers after main exists
+
+main.add_command(seccomp)

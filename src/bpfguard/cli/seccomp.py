@@ -1,0 +1,303 @@
+"""`bpfguard seccomp`: record -> audit -> enforce, plus check and diff."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import BpfguardError, ConfigError
+from ..seccomp.enforce import PlannedRule
+from ..seccomp.profile import Profile, ProfileError, load_profile
+
+__all__ = ["seccomp"]
+
+_CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _say(msg: str) -> None:
+    click.echo(f"bpfguard seccomp: {msg}", err=True)
+
+
+def _which(argv: list[str]) -> str:
+    exe = shutil.which(argv[0])
+    if exe is None:
+        raise ConfigError(f"command not found: {argv[0]}")
+    return exe
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+@click.group(context_settings=_CTX)
+def seccomp() -> None:
+    """Seccomp profiles from what a workload really does.
+
+    \b
+    The workflow: learn, then audit, then enforce.
+      bpfguard seccomp record -o app.json -- ./app       learn (in-kernel, no ptrace)
+      bpfguard seccomp run --profile app.json --log -- ./app   audit: deny nothing, report
+      bpfguard seccomp run --profile app.json -- ./app    enforce (libseccomp)
+      bpfguard seccomp check app.json                    validate, show what applies here
+      bpfguard seccomp diff old.json new.json            what changed
+
+    Profiles are OCI runtime-spec `linux.seccomp` JSON or Docker's format
+    (archMap, includes/excludes); both are read and written.
+    """
+
+
+@seccomp.command(context_settings=_CTX)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the profile (replaced atomically; not written if "
+                   "nothing was recorded).")
+@click.option("--format", "fmt", type=click.Choice(["oci", "docker"]), default=None,
+              help="oci: runtime-spec linux.seccomp with `architectures` (default); docker: "
+                   "Docker's format with `archMap`. With --base: the base's format.")
+@click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Merge into this profile: syscalls it names keep their rules, new ones "
+                   "are appended as ALLOW.")
+@click.option("--args", "with_args", is_flag=True,
+              help="Argument rules instead of a blanket allow for socket (family), clone "
+                   "(namespace flags), personality and prctl (operation): only the values "
+                   "seen are allowed. clone3 then gets ENOSYS so libc falls back to clone.")
+@click.option("-p", "--pid", "pids", multiple=True, type=int, metavar="PID",
+              help="Record this running process, its threads and descendants, "
+                   "including future children (repeatable).")
+@click.option("-c", "--cgroup", "cgroups", multiple=True, metavar="PATH",
+              help="Record every process in this cgroup v2 directory and below (repeatable).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="S",
+              help="Stop after S seconds (otherwise: when the recorded processes are all "
+                   "gone, or at Ctrl-C).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def record(output: Path, fmt: str | None, base: Path | None, with_args: bool,
+           pids: tuple[int, ...], cgroups: tuple[str, ...], duration: float | None,
+           command: tuple[str, ...]) -> None:
+    """Record the syscalls of a command (or running processes) into a profile.
+
+    \b
+    With `-- CMD ARGS...`: runs CMD and records every syscall of it, its
+    threads and all its descendants, from its execve to the exit of the last
+    of them; then exits with CMD's exit code. Nothing of bpfguard's own or
+    the launcher's syscalls is in the profile.
+
+    \b
+    The syscall set is kept in the kernel (one byte per syscall, no event per
+    call), so recording costs the workload about one map lookup per syscall.
+    32-bit (compat) syscalls are recorded under their own architecture in the
+    profile's metadata. The profile denies everything else with EPERM.
+
+    \b
+    Examples:
+      bpfguard seccomp record -o tar.json -- tar czf /tmp/x.tgz /etc
+      bpfguard seccomp record --args --format docker -o app.json -- python3 app.py
+      bpfguard seccomp record --pid 1234 --duration 60 -o svc.json
+      bpfguard seccomp record --base docker-default.json -o mine.json -- ./app
+    """
+    from ..seccomp import RecordingInfo, SeccompRecorder, profile_from_recording
+    from ..seccomp import record as run_record
+    from . import _require_root
+
+    argv = list(command)
+    if argv and (pids or cgroups):
+        raise ConfigError("give a command, or --pid/--cgroup, not both")
+    if not argv and not pids and not cgroups:
+        raise ConfigError("nothing to record: give `-- CMD ARGS...`, --pid or --cgroup")
+    base_profile = load_profile(base) if base else None
+    exe = _which(argv) if argv else None
+    if not output.parent.is_dir():
+        raise ConfigError(f"-o {output}: directory {output.parent} does not exist")
+    _require_root()
+    source: dict[str, Any]
+    with SeccompRecorder(args=with_args) as rec:
+        for pid in pids:
+            if not os.path.exists(f"/proc/{pid}"):
+                raise ConfigError(f"--pid {pid}: no such process")
+            rec.scope.add_pid(pid)
+        for cg in cgroups:
+            rec.scope.add_cgroup(cg)
+        result = run_record(rec, argv=argv or None, exe=exe, duration=duration, on_status=_say)
+    if argv:
+        source = {"command": argv}
+    else:
+        source = {k: v for k, v in (("pids", list(pids)), ("cgroups", list(cgroups))) if v}
+    names = result.recording.names()
+    code = _exit_code(result.status) if result.status is not None else 0
+    if not names:
+        raise BpfguardError("nothing was recorded (did the command start?); no profile written")
+    info = RecordingInfo(source, result.started, result.ended, str(base) if base else None)
+    profile = profile_from_recording(result.recording, info, base=base_profile,
+                                     with_args=with_args)
+    out_fmt = fmt or (base_profile.format if base_profile else "oci")
+    _write_atomically(output, profile.dumps(out_fmt))
+    per_arch = ", ".join(f"{a.removeprefix('SCMP_ARCH_')}: {len(n)}"
+                         for a, n in sorted(result.recording.syscalls.items()))
+    added = f", {len(profile.metadata['added'])} added to the base" \
+        if base_profile and profile.metadata else ""
+    _say(f"{len(names)} syscalls ({per_arch}){added} -> {output} ({out_fmt})")
+    for note in (profile.metadata or {}).get("notes", []):
+        _say(f"note: {note}")
+    if argv and code:
+        _say(f"note: {argv[0]} exited with {code}; the profile covers what it did until then")
+    sys.exit(code)
+
+
+def _load_or_explain(path: Path) -> Profile:
+    profile = load_profile(path)
+    for w in profile.warnings:
+        _say(f"warning: {path}: {w}")
+    return profile
+
+
+def _would(plan_rules: dict[str, list[PlannedRule]], default: str, name: str) -> str:
+    rules = plan_rules.get(name, [])
+    blanket = [r for r in rules if not r.args]
+    if blanket:
+        return blanket[0].action + (f"({blanket[0].data})" if blanket[0].data is not None else "")
+    suffix = " (its arguments matched no rule)" if rules else ""
+    return default + suffix
+
+
+@seccomp.command(context_settings=_CTX)
+@click.option("--profile", "profile_path", required=True, metavar="PROFILE.json",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The profile to apply (OCI or Docker format).")
+@click.option("--log", "audit", is_flag=True,
+              help="Audit mode: every action but ALLOW becomes SCMP_ACT_LOG. Nothing is "
+                   "denied; what the profile would have denied is reported.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the (would-be) denials as JSON to this file.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(profile_path: Path, audit: bool, report: Path | None, command: tuple[str, ...]) -> None:
+    """Run a command confined by a profile, and report what the kernel denied.
+
+    \b
+    The profile is applied through libseccomp right before CMD's execve and
+    inherited by everything CMD starts. Denied syscalls are reported after CMD
+    exits with the process that made them (read from the kernel's audit
+    records: seccomp's own verdicts). Exits with CMD's exit code.
+
+    \b
+    Examples:
+      bpfguard seccomp run --profile tar.json -- tar czf /tmp/y.tgz /etc
+      bpfguard seccomp run --profile app.json --log --report would.json -- ./app
+      bpfguard seccomp run --profile docker-default.json -- sh
+    """
+    from ..seccomp import plan_filter, run_confined
+
+    argv = list(command)
+    profile = _load_or_explain(profile_path)
+    plan = plan_filter(profile, audit=audit)
+    enforce_plan = plan_filter(profile) if audit else plan
+    exe = _which(argv)
+    track = os.geteuid() == 0
+    if not track:
+        _say("not root: enforcing without reports (recording the process tree and reading "
+             "the audit log need root)")
+    result = run_confined(plan, exe, argv, track=track)
+    by_name: dict[str, list[PlannedRule]] = {}
+    for r in enforce_plan.rules:
+        by_name.setdefault(r.name, []).append(r)
+    default = enforce_plan.default_action + (
+        f"({enforce_plan.default_data})" if enforce_plan.default_data is not None else "")
+    rows = []
+    for d in result.denials:
+        row = d.to_dict()
+        row["profile_action"] = _would(by_name, default, d.syscall)
+        rows.append(row)
+    if track and not result.audit_available:
+        _say("warning: the kernel delivered no audit records (audit disabled?): "
+             "denials cannot be reported")
+    if result.lost:
+        _say(f"warning: {result.lost} audit read overflows: some records were lost")
+    if rows:
+        verb = "would have denied" if audit else "denied"
+        _say(f"the profile {verb} {sum(r['count'] for r in rows)} syscall(s):")
+        for row in rows:
+            procs = row["processes"]
+            who = ", ".join(f"pid {p['pid']} {p['comm']} ({p['exe']})" for p in procs[:3])
+            more = f" and {len(procs) - 3} more processes" if len(procs) > 3 else ""
+            click.echo(f"  {row['syscall']} ({row['arch'].removeprefix('SCMP_ARCH_')}) "
+                       f"x{row['count']}: {row['profile_action']} - {who}{more}", err=True)
+    elif track and result.audit_available:
+        _say("audit mode: nothing would have been denied" if audit
+             else "nothing was denied")
+    if report:
+        _write_atomically(report, json.dumps({"audit": audit, "profile": str(profile_path),
+                                              "command": argv, "denials": rows}, indent=2) + "\n")
+    sys.exit(_exit_code(result.status))
+
+
+@seccomp.command(context_settings=_CTX)
+@click.argument("profile_path", metavar="PROFILE.json",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-v", "--verbose", is_flag=True, help="List every rule left out on this machine.")
+def check(profile_path: Path, verbose: bool) -> None:
+    """Validate a profile and show what it becomes on this machine.
+
+    Every problem is listed with its JSON path ($.syscalls[3].action) and the
+    exit code is 1; unknown keys are warnings. The filter is then built with
+    libseccomp (not loaded), so what passes here also applies.
+    """
+    from ..seccomp import build_filter, plan_filter
+
+    profile = _load_or_explain(profile_path)
+    plan = plan_filter(profile)
+    build_filter(plan)
+    names = profile.named()
+    default = profile.default_action + (
+        f"({profile.default_errno_ret})" if profile.default_errno_ret is not None else "")
+    click.echo(f"{profile_path}: ok ({profile.format} format): {len(profile.syscalls)} rules "
+               f"naming {len(names)} syscalls, default {default}")
+    click.echo(f"on this machine: {len(plan.rules)} libseccomp rules for "
+               f"{', '.join(a.removeprefix('SCMP_ARCH_') for a in plan.arches)}; "
+               f"{len(plan.skipped)} rule(s) or name(s) left out")
+    for s in plan.skipped if verbose else plan.skipped[:5]:
+        click.echo(f"  left out: {s}")
+    if not verbose and len(plan.skipped) > 5:
+        click.echo(f"  ... {len(plan.skipped) - 5} more (-v lists them)")
+
+
+@seccomp.command(context_settings=_CTX)
+@click.argument("a", metavar="A.json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("b", metavar="B.json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def diff(a: Path, b: Path, as_json: bool) -> None:
+    """Show what B changes from A: default action, architectures, syscalls
+    (+ added, - removed, ~ rules changed) and rules.
+
+    Compares meaning, not text (format, rule order, comments and metadata do
+    not count). Exit code: 0 same, 1 different, 2 trouble (like diff(1)).
+    """
+    from ..seccomp import diff_profiles
+
+    try:
+        pa, pb = load_profile(a), load_profile(b)
+    except ProfileError as exc:
+        click.echo(f"bpfguard: error: {exc}", err=True)
+        sys.exit(2)
+    d = diff_profiles(pa, pb)
+    if as_json:
+        click.echo(json.dumps(d.to_json(), indent=2))
+    elif d:
+        click.echo(d.render())
+    sys.exit(1 if d else 0)

@@ -1,0 +1,228 @@
+"""Turning a profile into a libseccomp filter for this machine.
+
+The semantics follow runc (the OCI runtime) and Docker, so a profile behaves
+here as it does in a container:
+
+- Docker's ``archMap``: the entry of the native architecture gives the filter's
+  architectures; ``architectures`` (OCI) is taken as listed.
+- ``includes``/``excludes`` are decided against this machine (Docker's arch
+  name, kernel version) and the capabilities the command will hold.
+- A rule whose action equals the default action is left out (libseccomp
+  refuses it, and it changes nothing); a name the local libseccomp cannot
+  resolve is left out with a note (the kernel may not have it either).
+- Several conditions on the same argument make one rule each (ORed), as
+  libseccomp cannot AND two conditions on one argument; otherwise the
+  conditions of a rule are ANDed.
+- ``errnoRet`` absent means EPERM for a rule, ``defaultErrnoRet`` for the default.
+
+Audit mode turns every action but ALLOW into LOG: nothing is denied, and the
+kernel logs what would have been.
+"""
+
+from __future__ import annotations
+
+import errno
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyseccomp
+
+from ..errors import ConfigError
+from .profile import CAPABILITIES, Condition, Profile, SyscallRule, seccomp_knows
+
+__all__ = ["FilterPlan", "PlannedRule", "Target", "build_filter", "plan_filter"]
+
+_OPS = {"SCMP_CMP_NE": pyseccomp.NE, "SCMP_CMP_LT": pyseccomp.LT, "SCMP_CMP_LE": pyseccomp.LE,
+        "SCMP_CMP_EQ": pyseccomp.EQ, "SCMP_CMP_GE": pyseccomp.GE, "SCMP_CMP_GT": pyseccomp.GT,
+        "SCMP_CMP_MASKED_EQ": pyseccomp.MASKED_EQ}
+# platform.machine() -> the architecture name Docker's includes/excludes use
+_DOCKER_ARCH = {"x86_64": "amd64", "i686": "x86", "i386": "x86", "aarch64": "arm64",
+                "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
+                "loongarch64": "loong64", "mips64": "mips64"}
+# platform.machine() -> the libseccomp architecture of native syscalls
+_NATIVE_SCMP = {"x86_64": "SCMP_ARCH_X86_64", "i686": "SCMP_ARCH_X86", "i386": "SCMP_ARCH_X86",
+                "aarch64": "SCMP_ARCH_AARCH64", "armv7l": "SCMP_ARCH_ARM",
+                "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X",
+                "riscv64": "SCMP_ARCH_RISCV64", "loongarch64": "SCMP_ARCH_LOONGARCH64"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What includes/excludes are decided against."""
+
+    machine: str
+    kernel: tuple[int, ...]
+    caps: frozenset[str]
+
+    @classmethod
+    def current(cls) -> Target:
+        """This machine, and the effective capabilities of this process (which a
+        command it execs keeps)."""
+        return cls(platform.machine(), _version(platform.release()), _effective_caps())
+
+    @property
+    def docker_arch(self) -> str:
+        return _DOCKER_ARCH.get(self.machine, self.machine)
+
+    @property
+    def native(self) -> str:
+        if self.machine not in _NATIVE_SCMP:
+            raise ConfigError(f"unsupported machine {self.machine}")
+        return _NATIVE_SCMP[self.machine]
+
+
+def _version(text: str) -> tuple[int, ...]:
+    out = []
+    for part in text.split("-")[0].split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits or 0))
+    return tuple(out)
+
+
+def _effective_caps() -> frozenset[str]:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            mask = int(line.split()[1], 16)
+            return frozenset(c for i, c in enumerate(CAPABILITIES) if mask >> i & 1)
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class PlannedRule:
+    """One libseccomp rule: action, syscall name, argument conditions."""
+
+    action: str
+    data: int | None
+    name: str
+    args: tuple[tuple[int, str, int, int], ...]  # (index, op, value, valueTwo)
+    source: str  # JSON path of the profile rule it came from
+
+
+@dataclass
+class FilterPlan:
+    """The filter a profile makes on this machine, before libseccomp builds it."""
+
+    default_action: str
+    default_data: int | None
+    arches: tuple[str, ...]
+    rules: list[PlannedRule]
+    log_denials: bool
+    skipped: list[str] = field(default_factory=list)
+
+
+def _applies(rule: SyscallRule, t: Target) -> bool:
+    """Docker's includes/excludes (moby profiles/seccomp)."""
+    ex, inc = rule.excludes, rule.includes
+    if ex.arches and t.docker_arch in ex.arches:
+        return False
+    if ex.caps and any(c in t.caps for c in ex.caps):
+        return False
+    if ex.min_kernel and t.kernel >= _version(ex.min_kernel):
+        return False
+    if inc.arches and t.docker_arch not in inc.arches:
+        return False
+    if inc.caps and not all(c in t.caps for c in inc.caps):
+        return False
+    return not (inc.min_kernel and t.kernel < _version(inc.min_kernel))
+
+
+def _describe(cond: Condition) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cond.to_json().items())
+
+
+def plan_filter(profile: Profile, *, target: Target | None = None, audit: bool = False,
+                log_denials: bool = True) -> FilterPlan:
+    """Decides the filter for `target` (default: this machine and process).
+
+    audit: every non-ALLOW action becomes SCMP_ACT_LOG. log_denials: the kernel
+    logs denials to the audit log (SECCOMP_FILTER_FLAG_LOG), so they can be
+    reported; a profile's own SECCOMP_FILTER_FLAG_LOG also turns it on.
+    """
+    t = target or Target.current()
+    if profile.default_action == "SCMP_ACT_NOTIFY" or any(
+            r.action == "SCMP_ACT_NOTIFY" for r in profile.syscalls):
+        raise ConfigError("SCMP_ACT_NOTIFY hands syscalls to a seccomp agent on "
+                          "listenerPath; bpfguard seccomp run is not one")
+    default, default_data = profile.default_action, profile.default_errno_ret
+    if audit and default != "SCMP_ACT_ALLOW":
+        default, default_data = "SCMP_ACT_LOG", None
+    if profile.arch_map:
+        entry = [subs for arch, subs in profile.arch_map if arch == t.native]
+        arches = (t.native, *entry[0]) if entry else (t.native,)
+    else:
+        arches = profile.architectures or (t.native,)
+    plan = FilterPlan(default, default_data, arches, [],
+                      log_denials or "SECCOMP_FILTER_FLAG_LOG" in profile.flags)
+    for a in arches:
+        if not hasattr(pyseccomp.Arch, a.removeprefix("SCMP_ARCH_")):
+            plan.skipped.append(f"architecture {a}: unknown to this libseccomp, left out")
+    plan.arches = tuple(a for a in arches if hasattr(pyseccomp.Arch, a.removeprefix("SCMP_ARCH_")))
+    for i, rule in enumerate(profile.syscalls):
+        src = f"$.syscalls[{i}]"
+        if not _applies(rule, t):
+            why = "; ".join(f"{k} {_describe(c)}" for k, c in (("includes", rule.includes),
+                                                               ("excludes", rule.excludes)) if c)
+            plan.skipped.append(f"{src} ({', '.join(rule.names[:3])}"
+                                f"{', ...' if len(rule.names) > 3 else ''}): not for this "
+                                f"machine/capabilities ({why})")
+            continue
+        action, data = rule.action, rule.errno_ret
+        if action in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE") and data is None:
+            data = errno.EPERM
+        if audit and action != "SCMP_ACT_ALLOW":
+            action, data = "SCMP_ACT_LOG", None
+        if _same_action(action, data, default, default_data):
+            continue
+        conds = [(a.index, a.op, a.value, a.value_two) for a in rule.args]
+        groups = [tuple(conds)]
+        if len({c[0] for c in conds}) < len(conds):
+            groups = [(c,) for c in conds]
+        unknown = [n for n in rule.names if not seccomp_knows(n)]
+        if unknown:
+            plan.skipped.append(f"{src}: left out, unknown to this libseccomp "
+                                f"(the kernel may lack them too): {', '.join(unknown)}")
+        for name in rule.names:
+            if name in unknown:
+                continue
+            for g in groups:
+                plan.rules.append(PlannedRule(action, data, name, g, src))
+    return plan
+
+
+def _same_action(a: str, a_data: int | None, b: str, b_data: int | None) -> bool:
+    def norm(x: str, d: int | None) -> tuple[str, int | None]:
+        x = "SCMP_ACT_KILL_THREAD" if x == "SCMP_ACT_KILL" else x
+        if x in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
+            return x, errno.EPERM if d is None else d
+        return x, None
+    return norm(a, a_data) == norm(b, b_data)
+
+
+def _action(name: str, data: int | None) -> int:
+    if name in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
+        ctor = pyseccomp.ERRNO if name == "SCMP_ACT_ERRNO" else pyseccomp.TRACE
+        return int(ctor(errno.EPERM if data is None else data))
+    return int({"SCMP_ACT_ALLOW": pyseccomp.ALLOW, "SCMP_ACT_KILL": pyseccomp.KILL_THREAD,
+                "SCMP_ACT_KILL_THREAD": pyseccomp.KILL_THREAD,
+                "SCMP_ACT_KILL_PROCESS": pyseccomp.KILL_PROCESS, "SCMP_ACT_TRAP": pyseccomp.TRAP,
+                "SCMP_ACT_LOG": pyseccomp.LOG}[name])
+
+
+def build_filter(plan: FilterPlan) -> pyseccomp.SyscallFilter:
+    """Builds (does not load) the libseccomp filter; errors name the profile rule."""
+    f = pyseccomp.SyscallFilter(_action(plan.default_action, plan.default_data))
+    native = pyseccomp.system_arch()
+    tokens = [getattr(pyseccomp.Arch, a.removeprefix("SCMP_ARCH_")) for a in plan.arches]
+    for tok in tokens:  # the native architecture stays in, as with runc
+        if tok != native and not f.exist_arch(tok):
+            f.add_arch(tok)
+    if plan.log_denials:
+        f.set_attr(pyseccomp.Attr.CTL_LOG, 1)
+    for r in plan.rules:
+        args = [pyseccomp.Arg(i, _OPS[op], v, v2) for i, op, v, v2 in r.args]
+        try:
+            f.add_rule(_action(r.action, r.data), r.name, *args)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"{r.source}: {r.name}: libseccomp refused the rule: {exc}") from None
+    return f

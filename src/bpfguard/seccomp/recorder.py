@@ -1,0 +1,159 @@
+"""Recording which syscalls a workload makes, aggregated in the kernel.
+
+``bpf/seccomp.bpf.c`` marks one byte per (ABI, syscall number) in global data
+for every syscall an in-scope process makes, and collects the values of the
+few arguments that decide safety; user space reads the set when it wants it.
+No event crosses to user space per syscall.
+
+Example::
+
+    with SeccompRecorder() as rec:
+        pid, release = spawn_waiting(exe, argv)
+        rec.scope.add_pid(pid, armed=True)   # the window opens at CMD's execve
+        rec.start()
+        os.write(release, b"x"); os.close(release)
+        ...
+        recording = rec.recording()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..loader import BpfObject, Map, bpf_object_path
+from ..sensors.events import Abi
+from ..sensors.sensorset import Scope
+from ..sensors.syscall_table import native_arches, syscall_name, syscall_number
+
+__all__ = ["ARG_WATCHES", "CLONE_NS_MASK", "ArgWatch", "Recording", "SeccompRecorder"]
+
+# CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET (linux/sched.h):
+# the flags that create namespaces. CLONE_NEWTIME (0x80) is left out: in clone()'s
+# first argument that bit belongs to the exit signal. Docker's profile uses the same mask.
+CLONE_NS_MASK = 0x7E020000
+
+
+@dataclass(frozen=True)
+class ArgWatch:
+    """An argument whose values become rules: EQ per value, or MASKED_EQ per
+    masked value when ``mask`` is set."""
+
+    index: int
+    mask: int | None
+    meaning: str
+
+
+# Syscalls whose arguments decide what they can do (recorded with --args).
+ARG_WATCHES = {
+    "socket": ArgWatch(0, None, "address family"),
+    "personality": ArgWatch(0, None, "execution domain"),
+    "prctl": ArgWatch(0, None, "operation"),
+    "clone": ArgWatch(0, CLONE_NS_MASK, "namespace flags"),
+}
+
+
+@dataclass
+class Recording:
+    """What a scope did, by OCI architecture name.
+
+    ``arg_values`` holds, per watched syscall, the values seen (clone3's flags
+    are folded into clone's). ``args_incomplete`` names syscalls of which some
+    value could not be kept: they get no argument rules.
+    """
+
+    syscalls: dict[str, set[str]] = field(default_factory=dict)
+    unnamed: dict[str, set[int]] = field(default_factory=dict)
+    arg_values: dict[str, set[int]] = field(default_factory=dict)
+    args_incomplete: set[str] = field(default_factory=set)
+    out_of_range: int = 0
+
+    def names(self) -> set[str]:
+        return set().union(*self.syscalls.values()) if self.syscalls else set()
+
+
+class SeccompRecorder:
+    """The in-kernel syscall set of one scope. Use :attr:`scope` to choose what
+    is recorded, then :meth:`start`.
+
+    Args:
+        args: also collect the argument values of :data:`ARG_WATCHES` (and clone3's flags).
+    """
+
+    def __init__(self, *, args: bool = False) -> None:
+        self.obj = BpfObject.open(bpf_object_path("seccomp"))
+        try:
+            abi = Abi(self.obj.btf)
+            self._nr_max = abi.nr_max
+            if args:
+                self._watch(self.obj.btf.enum("bg_watch"))
+            self.obj.load()
+            self._maps: dict[str, Map] = {
+                n: self.obj.map(n) for n in ("scope_config", "scope_tgids", "scope_cgroups",
+                                             "scope_mntns", "argvals", "members")}
+            self.scope = Scope(self._maps, abi)
+            self.scope.apply()
+        except BaseException:
+            self.obj.close()
+            raise
+
+    def _watch(self, kinds: dict[str, int]) -> None:
+        watch = self.obj.rodata.var("targ_watch")
+        _, compat = native_arches()
+        for is_compat in (False, True) if compat else (False,):
+            base = self._nr_max if is_compat else 0
+            for name, w in ARG_WATCHES.items():
+                nr = syscall_number(name, compat=is_compat)
+                if nr is not None and nr < self._nr_max:
+                    watch[base + nr] = kinds["BG_WATCH_ARG0"] + w.index
+            nr = syscall_number("clone3", compat=is_compat)
+            if nr is not None and nr < self._nr_max:
+                watch[base + nr] = kinds["BG_WATCH_CLONE3"]
+
+    def start(self) -> None:
+        """Attaches the programs: recording starts (for ARMED pids, at their execve)."""
+        for prog in self.obj.programs:
+            prog.attach()
+
+    def live(self) -> int:
+        """Processes in the scope's pid set now (ARMED ones included)."""
+        return sum(1 for _ in self._maps["scope_tgids"].keys())  # noqa: SIM118
+
+    def members(self) -> set[int]:
+        """Every tgid that was in the pid scope at some point, exited ones too."""
+        return {int.from_bytes(k, "little") for k in self._maps["members"].keys()}  # noqa: SIM118
+
+    def recording(self) -> Recording:
+        """A snapshot of what was recorded so far."""
+        native, compat = native_arches()
+        seen = bytes(self.obj.bss.var("seen"))
+        lost = bytes(self.obj.bss.var("argvals_lost"))
+        rec = Recording(out_of_range=int(self.obj.bss["out_of_range"]))
+        for idx, hit in enumerate(seen):
+            if not hit:
+                continue
+            is_compat = idx >= self._nr_max
+            arch = compat if is_compat and compat else native
+            nr = idx % self._nr_max
+            name = syscall_name(nr, compat=is_compat)
+            if name.startswith("syscall_"):
+                rec.unnamed.setdefault(arch.oci, set()).add(nr)
+                continue
+            rec.syscalls.setdefault(arch.oci, set()).add(name)
+            if lost[idx]:
+                rec.args_incomplete.add("clone" if name == "clone3" else name)
+        key_type = self.obj.btf.struct("bg_argval_key")
+        for key, _ in self._maps["argvals"].items():
+            k = key_type.from_buffer_copy(key)
+            is_compat = k.idx >= self._nr_max
+            name = syscall_name(k.idx % self._nr_max, compat=is_compat)
+            rec.arg_values.setdefault("clone" if name == "clone3" else name, set()).add(k.value)
+        return rec
+
+    def close(self) -> None:
+        self.obj.close()
+
+    def __enter__(self) -> SeccompRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,179 @@
+"""Running commands for the advisor: record one, or confine one with a profile."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..agent.launch import spawn_waiting
+from .audit import AuditReader, SeccompRecord
+from .enforce import FilterPlan, build_filter
+from .recorder import Recording, SeccompRecorder
+
+__all__ = ["Denial", "RecordResult", "RunResult", "record", "run_confined"]
+
+_POLL_S = 0.05
+# Records kept for one run; a busy audit-mode workload can log millions.
+_MAX_RECORDS = 1_000_000
+
+
+@dataclass
+class RecordResult:
+    recording: Recording
+    started: dt.datetime
+    ended: dt.datetime
+    status: int | None  # the command's wait status; None without a command
+    interrupted: bool
+
+
+@contextmanager
+def _stop_signals() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM end the wait instead of the process; yields what arrived."""
+    got: list[int] = []
+
+    def _handler(signum: int, _frame: Any) -> None:
+        got.append(signum)
+
+    old = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield got
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def record(recorder: SeccompRecorder, *, argv: list[str] | None = None, exe: str | None = None,
+           duration: float | None = None,
+           on_status: Callable[[str], None] = lambda _m: None) -> RecordResult:
+    """Records until the scope is empty (with a command, or pids), `duration`
+    seconds passed, or SIGINT/SIGTERM. The recorder's scope must be set up,
+    except for the command, which this starts and puts in scope at its exec."""
+    child = 0
+    status: int | None = None
+    with _stop_signals() as stop:
+        if argv:
+            assert exe is not None
+            child, release = spawn_waiting(exe, argv)
+            recorder.scope.add_pid(child, armed=True)
+        recorder.start()
+        started = dt.datetime.now(dt.UTC)
+        if child:
+            os.write(release, b"x")
+            os.close(release)
+        deadline = time.monotonic() + duration if duration else None
+        told = False
+        pid_scoped = bool(argv) or recorder.live() > 0
+        while not stop:
+            if child and status is None:
+                done, st = os.waitpid(child, os.WNOHANG)
+                if done:
+                    status = st
+            if pid_scoped and (not child or status is not None):
+                live = recorder.live()
+                if live == 0:
+                    break
+                if not told:
+                    on_status(f"waiting for {live} remaining process(es) of the recorded tree "
+                              "(Ctrl-C stops)")
+                    told = True
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(_POLL_S)
+        ended = dt.datetime.now(dt.UTC)
+        recording = recorder.recording()
+    if child and status is None:
+        with suppress(ProcessLookupError):
+            os.kill(child, signal.SIGTERM)
+        status = os.waitpid(child, 0)[1]
+    return RecordResult(recording, started, ended, status, bool(stop))
+
+
+@dataclass
+class Denial:
+    """Syscalls of one kind the filter acted on (or, in audit mode, would have),
+    and the processes that made them."""
+
+    syscall: str
+    arch: str
+    action: str  # what the kernel logged: the filter's action, without its errno
+    count: int = 0
+    processes: dict[int, tuple[str, str]] = field(default_factory=dict)  # pid -> (comm, exe)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"syscall": self.syscall, "arch": self.arch, "action": self.action,
+                "count": self.count,
+                "processes": [{"pid": p, "comm": c, "exe": e}
+                              for p, (c, e) in sorted(self.processes.items())]}
+
+
+@dataclass
+class RunResult:
+    status: int
+    denials: list[Denial] = field(default_factory=list)
+    audit_available: bool = True
+    lost: int = 0
+
+
+def run_confined(plan: FilterPlan, exe: str, argv: list[str], *, track: bool = True) -> RunResult:
+    """Runs the command under the plan's filter and waits for it.
+
+    With `track`, denials (or, for an audit-mode plan, would-be denials) the
+    kernel logs are collected and attributed to the command's process tree,
+    which the seccomp recorder's in-kernel scope follows across forks.
+    """
+    filt = build_filter(plan)
+    audit = AuditReader() if track else None
+    recorder = SeccompRecorder() if track else None
+    records: list[SeccompRecord] = []
+
+    def keep(rec: SeccompRecord) -> None:
+        if rec.action != "SCMP_ACT_ALLOW" and len(records) < _MAX_RECORDS:
+            records.append(rec)
+
+    try:
+        available = audit.barrier(lambda _r: None) if audit else False
+        child, release = spawn_waiting(exe, argv, prepare=filt.load)
+        if recorder:
+            recorder.scope.add_pid(child, armed=True)
+            recorder.start()
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal signals CMD
+        forward = signal.signal(signal.SIGTERM, lambda s, _f: os.kill(child, s))
+        try:
+            os.write(release, b"x")
+            os.close(release)
+            while True:
+                if audit:
+                    for rec in audit.read(_POLL_S):
+                        keep(rec)
+                else:
+                    time.sleep(_POLL_S)
+                done, status = os.waitpid(child, os.WNOHANG)
+                if done:
+                    break
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, forward)
+        if audit and available:
+            available = audit.barrier(keep)
+        tree = (recorder.members() if recorder else set()) | {child}
+        by_kind: dict[tuple[str, str, str], Denial] = {}
+        for rec in records:
+            if rec.pid not in tree:
+                continue
+            d = by_kind.setdefault((rec.syscall, rec.arch, rec.action),
+                                   Denial(rec.syscall, rec.arch, rec.action))
+            d.count += 1
+            d.processes.setdefault(rec.pid, (rec.comm, rec.exe))
+        denials = [by_kind[k] for k in sorted(by_kind)]
+        return RunResult(status, denials, available, audit.lost if audit else 0)
+    finally:
+        if recorder:
+            recorder.close()
+        if audit:
+            audit.close()
