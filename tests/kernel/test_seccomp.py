@@ -55,7 +55,8 @@ def bpfguard(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 
 def load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
 
 
 def allowed(profile: dict[str, Any]) -> set[str]:

@@ -1,0 +1,317 @@
+"""Seccomp profiles without the kernel: parsing, errors, plans, generation, diffs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bpfguard.seccomp import (
+    Profile,
+    ProfileError,
+    Recording,
+    RecordingInfo,
+    Target,
+    build_filter,
+    diff_profiles,
+    load_profile,
+    parse_profile,
+    plan_filter,
+    profile_from_recording,
+)
+from bpfguard.seccomp.audit import parse_record
+from bpfguard.seccomp.recorder import CLONE_NS_MASK
+
+DOCKER_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "seccomp" / \
+    "docker-default.json"
+ROOT = Target("x86_64", (6, 18, 0), frozenset({"CAP_SYS_ADMIN", "CAP_SYS_PTRACE"}))
+PLAIN = Target("x86_64", (6, 18, 0), frozenset({"CAP_CHOWN"}))
+
+
+@pytest.fixture(scope="module")
+def docker_default() -> Profile:
+    if not DOCKER_DEFAULT.exists():
+        pytest.skip(f"{DOCKER_DEFAULT} is absent (the shared fixtures are not checked out here)")
+    return load_profile(DOCKER_DEFAULT)
+
+
+def problems(data: Any) -> list[str]:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(data, "p.json")
+    return info.value.problems
+
+
+# -- parsing ---------------------------------------------------------------------
+
+
+def test_docker_default_round_trips_exactly(docker_default: Profile) -> None:
+    assert docker_default.format == "docker"
+    assert docker_default.to_json() == json.loads(DOCKER_DEFAULT.read_text())
+    assert docker_default.warnings == []
+
+
+def test_broken_json_names_line_and_column(tmp_path: Path) -> None:
+    p = tmp_path / "p.json"
+    p.write_text('{\n  "defaultAction": "SCMP_ACT_ERRNO",\n  "syscalls": [\n}\n')
+    with pytest.raises(ProfileError, match=r"p\.json:4:1: invalid JSON"):
+        load_profile(p)
+
+
+def test_every_problem_is_reported_with_its_json_path() -> None:
+    found = problems({
+        "defaultAction": "SCMP_ACT_ERRNOO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"],
+        "syscalls": [
+            {"names": ["read", "opne"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 6, "value": 2, "op": "SCMP_CMP_EQQ"}]},
+            {"names": ["kill"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1},
+            {"names": [], "action": "SCMP_ACT_LOG"},
+        ]})
+    assert found[1].startswith("$.architectures[1]: unknown architecture 'SCMP_ARCH_Z80'")
+    assert found[:1] + found[2:] == [
+        "$.defaultAction: unknown action 'SCMP_ACT_ERRNOO' (did you mean 'SCMP_ACT_ERRNO'?)",
+        "$.syscalls[0].names[1]: unknown syscall 'opne': no Linux architecture has it",
+        "$.syscalls[1].args[0].index: 6 is out of range 0..5",
+        "$.syscalls[1].args[0].op: unknown operator 'SCMP_CMP_EQQ' (did you mean 'SCMP_CMP_EQ'?)",
+        "$.syscalls[2].errnoRet: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take errnoRet, "
+        "not SCMP_ACT_ALLOW",
+        "$.syscalls[3].names: empty: a rule needs at least one syscall name",
+    ]
+
+
+def test_architectures_and_arch_map_together_conflict() -> None:
+    found = problems({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86"],
+                      "archMap": [{"architecture": "SCMP_ARCH_X86_64"}]})
+    assert found == ["$: both 'architectures' and 'archMap' are given: use one of them "
+                     "(architectures is OCI's form, archMap Docker's)"]
+
+
+def test_missing_default_action_and_wrong_types() -> None:
+    assert problems([]) == ["$: expected an object, got a list"]
+    found = problems({"syscalls": [{"names": "read", "action": 1}]})
+    assert "$: missing 'defaultAction'" in found
+    assert "$.syscalls[0].names: expected a list, got a string" in found
+    assert "$.syscalls[0].action: expected a string, got an integer" in found
+
+
+def test_unknown_keys_are_warnings_not_errors() -> None:
+    p = parse_profile({"defaultAction": "SCMP_ACT_ALLOW", "defaultActon": "x",
+                       "syscalls": [{"names": ["read"], "action": "SCMP_ACT_LOG", "arg": []}]})
+    assert p.warnings == ["$.defaultActon: unknown key, ignored (did you mean 'defaultAction'?)",
+                          "$.syscalls[0].arg: unknown key, ignored (did you mean 'args'?)"]
+
+
+def test_syscalls_newer_than_libseccomp_are_accepted(docker_default: Profile) -> None:
+    # mseal (6.10) is in Docker's profile and in the system-calls tables
+    assert "mseal" in docker_default.named()
+
+
+# -- plans: what a profile becomes on a machine ------------------------------------
+
+
+def _rules_for(plan: Any, name: str) -> list[Any]:
+    return [r for r in plan.rules if r.name == name]
+
+
+def test_docker_default_without_sys_admin_restricts_clone(docker_default: Profile) -> None:
+    plan = plan_filter(docker_default, target=PLAIN)
+    assert plan.arches == ("SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32")
+    clone = _rules_for(plan, "clone")
+    assert [r.args for r in clone] == [((0, "SCMP_CMP_MASKED_EQ", CLONE_NS_MASK, 0),)]
+    clone3 = _rules_for(plan, "clone3")
+    assert [(r.action, r.data) for r in clone3] == [("SCMP_ACT_ERRNO", errno.ENOSYS)]
+    assert _rules_for(plan, "ptrace")  # minKernel 4.8 <= 6.18
+    assert _rules_for(plan, "bpf") == []  # needs CAP_SYS_ADMIN or CAP_BPF
+    build_filter(plan)
+
+
+def test_docker_default_with_sys_admin_allows_clone_whole(docker_default: Profile) -> None:
+    plan = plan_filter(docker_default, target=ROOT)
+    assert [r.args for r in _rules_for(plan, "clone")] == [()]
+    assert [r.action for r in _rules_for(plan, "clone3")] == ["SCMP_ACT_ALLOW"]
+    assert any(r.name == "arch_prctl" for r in plan.rules)  # includes arches amd64
+    assert not any(r.name == "s390_pci_mmio_read" for r in plan.rules)
+
+
+def test_min_kernel_condition() -> None:
+    p = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "6.20"}}]})
+    assert plan_filter(p, target=ROOT).rules == []
+    old = Target("x86_64", (7, 0, 1), ROOT.caps)
+    assert [r.name for r in plan_filter(p, target=old).rules] == ["ptrace"]
+
+
+def test_conditions_on_one_argument_become_separate_rules() -> None:
+    p = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+                  {"index": 0, "value": 10, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["mmap"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 2, "value": 4, "op": "SCMP_CMP_MASKED_EQ", "valueTwo": 0},
+                  {"index": 3, "value": 1, "op": "SCMP_CMP_NE"}]}]})
+    plan = plan_filter(p, target=ROOT)
+    assert [r.args for r in _rules_for(plan, "socket")] == [
+        ((0, "SCMP_CMP_EQ", 1, 0),), ((0, "SCMP_CMP_EQ", 10, 0),)]
+    assert [r.args for r in _rules_for(plan, "mmap")] == [
+        ((2, "SCMP_CMP_MASKED_EQ", 4, 0), (3, "SCMP_CMP_NE", 1, 0))]
+    build_filter(plan)
+
+
+def test_errno_defaults_and_rules_equal_to_the_default() -> None:
+    p = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO"},
+        {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]})
+    plan = plan_filter(p, target=ROOT)
+    assert (plan.default_action, plan.default_data) == ("SCMP_ACT_ERRNO", 38)
+    # a rule without errnoRet answers EPERM (runc); one equal to the default is left out
+    assert [(r.name, r.data) for r in plan.rules] == [("kill", errno.EPERM), ("read", None)]
+
+
+def test_audit_mode_logs_instead_of_denying() -> None:
+    p = parse_profile({"defaultAction": "SCMP_ACT_KILL_PROCESS", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO"},
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]})
+    plan = plan_filter(p, target=ROOT, audit=True)
+    assert plan.default_action == "SCMP_ACT_LOG"
+    assert [(r.name, r.action) for r in plan.rules] == [("read", "SCMP_ACT_ALLOW")]
+
+
+def test_notify_is_refused_with_the_reason() -> None:
+    p = parse_profile({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+                       "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_NOTIFY"}]})
+    with pytest.raises(Exception, match="seccomp agent"):
+        plan_filter(p, target=ROOT)
+
+
+# -- generation ------------------------------------------------------------------------
+
+
+def _recording(**kw: Any) -> Recording:
+    rec = Recording(syscalls={"SCMP_ARCH_X86_64": {"write", "read", "socket", "exit_group",
+                                                   "clone3", "execve"},
+                              "SCMP_ARCH_X86": {"open"}})
+    for k, v in kw.items():
+        setattr(rec, k, v)
+    return rec
+
+
+INFO = RecordingInfo({"command": ["app"]}, dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                     dt.datetime(2026, 1, 1, 0, 0, 5, tzinfo=dt.UTC))
+
+
+def test_generated_profile_is_sorted_and_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    a = profile_from_recording(_recording(), INFO).dumps("oci")
+    b = profile_from_recording(_recording(), INFO).dumps("oci")
+    assert a == b
+    data = json.loads(a)
+    assert data["syscalls"] == [{"names": ["clone3", "execve", "exit_group", "open", "read",
+                                           "socket", "write"], "action": "SCMP_ACT_ALLOW"}]
+    assert data["defaultAction"] == "SCMP_ACT_ERRNO" and data["defaultErrnoRet"] == 1
+    assert data["bpfguard"]["recorded_from"] == "2023-11-14T22:13:20Z"
+    assert data["bpfguard"]["syscalls"]["SCMP_ARCH_X86"] == ["open"]
+    docker = json.loads(profile_from_recording(_recording(), INFO).dumps("docker"))
+    assert docker["archMap"] == [{"architecture": "SCMP_ARCH_X86_64",
+                                  "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}]
+    assert parse_profile(docker).format == "docker"
+
+
+def test_args_rules_replace_blanket_allows() -> None:
+    rec = _recording(arg_values={"socket": {1, 10}, "clone": {0x3D0F00, 0x3D0F00 | 0x20000}})
+    p = profile_from_recording(rec, INFO, with_args=True)
+    rules = {(r.names, r.action, r.errno_ret, r.args) for r in p.syscalls}
+    assert "socket" not in p.syscalls[0].names and "clone3" not in p.syscalls[0].names
+    eq = "SCMP_CMP_EQ"
+    assert {r[3][0].value for r in rules if r[0] == ("socket",)} == {1, 10}
+    assert all(r[3][0].op == eq for r in rules if r[0] == ("socket",))
+    clone = sorted(r[3][0].value_two for r in rules if r[0] == ("clone",))
+    assert clone == [0, 0x20000]  # only the namespace bits count
+    assert (("clone3",), "SCMP_ACT_ERRNO", errno.ENOSYS, ()) in rules
+
+
+def test_args_incomplete_falls_back_to_blanket_allow() -> None:
+    rec = _recording(arg_values={"socket": {1}}, args_incomplete={"socket", "clone"})
+    p = profile_from_recording(rec, INFO, with_args=True)
+    assert {"socket", "clone3"} <= set(p.syscalls[0].names)
+    assert any("socket" in n for n in (p.metadata or {})["notes"])
+
+
+def test_base_merge_keeps_what_the_base_names() -> None:
+    base = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": 97},
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]})
+    p = profile_from_recording(_recording(), INFO, base=base)
+    assert p.syscalls[:2] == base.syscalls
+    assert p.syscalls[2].names == ("clone3", "execve", "exit_group", "open", "write")
+    assert (p.metadata or {})["added"] == ["clone3", "execve", "exit_group", "open", "write"]
+
+
+# -- diff -------------------------------------------------------------------------------
+
+
+def test_diff_by_meaning() -> None:
+    a = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+                       "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+                                    {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW"}]})
+    same = parse_profile({"defaultAction": "SCMP_ACT_ERRNO",
+                          "archMap": [{"architecture": "SCMP_ARCH_X86_64"}],
+                          "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_ALLOW",
+                                        "comment": "moved"},
+                                       {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]})
+    assert not diff_profiles(a, same)
+    b = parse_profile({"defaultAction": "SCMP_ACT_LOG", "architectures": ["SCMP_ARCH_X86_64"],
+                       "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+                                    {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+                                     "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]}]})
+    d = diff_profiles(a, b)
+    assert d.default_action == ("SCMP_ACT_ERRNO", "SCMP_ACT_LOG")
+    assert d.syscalls_added == {"socket": ["SCMP_ACT_ALLOW if arg0 == 0x1"]}
+    assert d.syscalls_removed == {"ptrace": ["SCMP_ACT_ALLOW"]}
+    text = d.render()
+    assert "+ socket: SCMP_ACT_ALLOW if arg0 == 0x1" in text and "- ptrace" in text
+
+
+# -- audit records --------------------------------------------------------------------
+
+
+def test_parse_seccomp_audit_record() -> None:
+    rec = parse_record('audit(1795923281.416:3): auid=4294967295 uid=0 gid=0 ses=4294967295 '
+                       'pid=7043 comm="python3" exe="/usr/bin/python3.11" sig=0 '
+                       'arch=c000003e syscall=41 compat=0 ip=0x7f40244f34f7 code=0x50000')
+    assert rec is not None
+    assert (rec.pid, rec.comm, rec.syscall, rec.arch, rec.action) == (
+        7043, "python3", "socket", "SCMP_ARCH_X86_64", "SCMP_ACT_ERRNO")
+    # an odd comm comes hex-encoded; i386 syscall 5 is open
+    rec = parse_record('pid=1 comm=6D7920617070 exe="/x" arch=40000003 syscall=5 code=0x7ffc0000')
+    assert rec is not None and (rec.comm, rec.syscall, rec.arch, rec.action) == (
+        "my app", "open", "SCMP_ARCH_X86", "SCMP_ACT_LOG")
+    assert parse_record("type=SYSCALL msg=audit(1:2): arch=c000003e") is None
+
+
+# -- properties --------------------------------------------------------------------------
+
+_NAMES = st.sampled_from(["read", "write", "openat", "socket", "clone", "mmap", "ptrace"])
+_ACTIONS = st.sampled_from(["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_LOG", "SCMP_ACT_TRAP"])
+_ARG = st.fixed_dictionaries({"index": st.integers(0, 5), "value": st.integers(0, 2**64 - 1),
+                              "op": st.sampled_from(["SCMP_CMP_EQ", "SCMP_CMP_GT"])})
+_RULE = st.fixed_dictionaries({"names": st.lists(_NAMES, min_size=1, max_size=3, unique=True),
+                               "action": _ACTIONS},
+                              optional={"args": st.lists(_ARG, max_size=2)})
+
+
+@given(st.lists(_RULE, max_size=6), st.sampled_from(["oci", "docker"]))
+def test_render_then_parse_is_the_same_profile(rules: list[dict[str, Any]], fmt: str) -> None:
+    p = parse_profile({"defaultAction": "SCMP_ACT_ERRNO",
+                       "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+                       "syscalls": rules})
+    again = parse_profile(json.loads(p.dumps(fmt)))
+    assert not diff_profiles(p, again)
+    assert again.dumps(fmt) == p.dumps(fmt)
