@@ -315,3 +315,20 @@ def test_render_then_parse_is_the_same_profile(rules: list[dict[str, Any]], fmt:
     again = parse_profile(json.loads(p.dumps(fmt)))
     assert not diff_profiles(p, again)
     assert again.dumps(fmt) == p.dumps(fmt)
+
+
+def test_every_action_and_operator_builds() -> None:
+    actions = ["SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS",
+               "SCMP_ACT_TRAP", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW"]
+    ops = ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE",
+           "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"]
+    names = ["kill", "tkill", "tgkill", "ptrace", "mount", "umount2", "chroot", "reboot"]
+    rules: list[dict[str, Any]] = [{"names": [n], "action": a}
+                                   for n, a in zip(names, actions, strict=True)]
+    rules += [{"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+               "args": [{"index": 0, "value": 0xFF, "op": op, "valueTwo": 1}]} for op in ops]
+    p = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 13,
+                       "syscalls": rules})
+    plan = plan_filter(p, target=ROOT)
+    assert len(plan.rules) == len(actions) + len(ops)
+    build_filter(plan)
