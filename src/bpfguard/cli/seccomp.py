@@ -161,6 +161,21 @@ def record(output: Path, fmt: str | None, base: Path | None, with_args: bool,
     sys.exit(code)
 
 
+_ACTIONS_LOGGED = Path("/proc/sys/kernel/seccomp/actions_logged")
+
+
+def _warn_unlogged(audit: bool) -> None:
+    """The kernel logs only the actions in kernel.seccomp.actions_logged."""
+    try:
+        logged = set(_ACTIONS_LOGGED.read_text().split())
+    except OSError:
+        return
+    needed = {"log"} if audit else {"errno", "kill_process", "kill_thread", "trap", "trace"}
+    if missing := sorted(needed - logged):
+        _say(f"warning: kernel.seccomp.actions_logged lacks {', '.join(missing)}: "
+             "those actions are applied but cannot be reported")
+
+
 def _load_or_explain(path: Path) -> Profile:
     profile = load_profile(path)
     for w in profile.warnings:
@@ -213,6 +228,8 @@ def run(profile_path: Path, audit: bool, report: Path | None, command: tuple[str
     if not track:
         _say("not root: enforcing without reports (recording the process tree and reading "
              "the audit log need root)")
+    if track:
+        _warn_unlogged(audit)
     result = run_confined(plan, exe, argv, track=track)
     by_name: dict[str, list[PlannedRule]] = {}
     for r in enforce_plan.rules:

@@ -108,6 +108,7 @@ class FilterPlan:
     arches: tuple[str, ...]
     rules: list[PlannedRule]
     log_denials: bool
+    spec_allow: bool = False  # SECCOMP_FILTER_FLAG_SPEC_ALLOW: keep speculative store bypass
     skipped: list[str] = field(default_factory=list)
 
 
@@ -153,7 +154,8 @@ def plan_filter(profile: Profile, *, target: Target | None = None, audit: bool =
     else:
         arches = profile.architectures or (t.native,)
     plan = FilterPlan(default, default_data, arches, [],
-                      log_denials or "SECCOMP_FILTER_FLAG_LOG" in profile.flags)
+                      log_denials or "SECCOMP_FILTER_FLAG_LOG" in profile.flags,
+                      "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in profile.flags)
     for a in arches:
         if not hasattr(pyseccomp.Arch, a.removeprefix("SCMP_ARCH_")):
             plan.skipped.append(f"architecture {a}: unknown to this libseccomp, left out")
@@ -219,6 +221,8 @@ def build_filter(plan: FilterPlan) -> pyseccomp.SyscallFilter:
             f.add_arch(tok)
     if plan.log_denials:
         f.set_attr(pyseccomp.Attr.CTL_LOG, 1)
+    if plan.spec_allow:
+        f.set_attr(pyseccomp.Attr.CTL_SSB, 1)
     for r in plan.rules:
         args = [pyseccomp.Arg(i, _OPS[op], v, v2) for i, op, v, v2 in r.args]
         try:
