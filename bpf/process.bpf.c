@@ -183,7 +183,7 @@ int BPF_PROG(bg_exit, struct task_struct *task)
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	report = bg_in_scope(task, tgid);
-	bpf_map_delete_elem(&scope_tgids, &tgid);
+	bg_scope_on_exit(task, tgid);
 	if (!report)
 		return 0;
 	s = bg_scratch(BG_SCRATCH_EXIT);

@@ -18,8 +18,10 @@ __u8 seen[2 * BG_NR_MAX];
 /* A value of this syscall was not recorded (argvals full, or unreadable):
  * user space must not emit argument rules for it. */
 __u8 argvals_lost[2 * BG_NR_MAX];
-/* Syscall ids >= BG_NR_MAX (or -1 from a ptracer): counted, not recorded. */
+/* Syscall ids >= BG_NR_MAX (x32 ones, or -1 from a ptracer): counted, not recorded. */
 __u64 out_of_range;
+/* Processes that could not join `members` (full): their audit records go unattributed. */
+__u64 members_full;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -41,7 +43,8 @@ static __always_inline void bg_join(__u32 tgid)
 {
 	__u8 one = 1;
 
-	bpf_map_update_elem(&members, &tgid, &one, BPF_ANY);
+	if (bpf_map_update_elem(&members, &tgid, &one, BPF_ANY))
+		__sync_fetch_and_add(&members_full, 1);
 }
 
 static __always_inline void bg_record_arg(struct pt_regs *regs, bool compat, __u32 idx, __u8 w)
@@ -131,9 +134,6 @@ int BPF_PROG(bg_rec_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(bg_rec_exit, struct task_struct *task)
 {
-	__u32 tgid = BPF_CORE_READ(task, tgid);
-
-	if (BPF_CORE_READ(task, signal, live.counter) == 0)
-		bpf_map_delete_elem(&scope_tgids, &tgid);
+	bg_scope_on_exit(task, BPF_CORE_READ(task, tgid));
 	return 0;
 }

@@ -250,6 +250,14 @@ static __always_inline bool bg_scope_on_exec(__u32 tgid)
 	return true;
 }
 
+/* A process leaves the pid scope when its last thread exits; returns whether it was in. */
+static __always_inline bool bg_scope_on_exit(struct task_struct *task, __u32 tgid)
+{
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return false;
+	return bpf_map_delete_elem(&scope_tgids, &tgid) == 0;
+}
+
 /* Following forks, a process forked by an ACTIVE tgid joins; returns whether it did. */
 static __always_inline bool bg_scope_on_fork(__u32 ptgid, __u32 tgid)
 {

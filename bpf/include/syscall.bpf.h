@@ -7,11 +7,14 @@
 #include "common.bpf.h"
 
 #define BG_TS_COMPAT 0x0002 /* x86 thread_info.status: in a 32-bit syscall */
+#define BG_TIF_32BIT 22     /* arm64 thread_info.flags: an AArch32 task */
 
 static __always_inline bool bg_is_compat(struct task_struct *task)
 {
 #if defined(__TARGET_ARCH_x86)
 	return BPF_CORE_READ(task, thread_info.status) & BG_TS_COMPAT;
+#elif defined(__TARGET_ARCH_arm64)
+	return BPF_CORE_READ(task, thread_info.flags) & (1UL << BG_TIF_32BIT);
 #else
 	return false;
 #endif

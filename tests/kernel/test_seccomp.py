@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from bpfguard.sensors.syscall_table import syscall_number
+
 pytestmark = pytest.mark.kernel
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
@@ -174,10 +176,10 @@ def test_docker_default_loads_and_enforces(tmp_path: Path) -> None:
     check = bpfguard("check", str(profile), cwd=tmp_path)
     assert "ok (docker format)" in check.stdout
     # keyctl is in no rule of Docker's profile: its default action answers EPERM
-    script = textwrap.dedent("""
+    script = textwrap.dedent(f"""
         import ctypes, errno, os
         libc = ctypes.CDLL(None, use_errno=True)
-        r = libc.syscall(250, 0, 0, 0, 0, 0)  # keyctl(KEYCTL_GET_KEYRING_ID, ...)
+        r = libc.syscall({syscall_number("keyctl")}, 0, 0, 0, 0, 0)  # KEYCTL_GET_KEYRING_ID
         print('keyctl', errno.errorcode[ctypes.get_errno()] if r < 0 else 'ok')
         print('pid', os.getpid() > 0)
     """)
@@ -196,7 +198,8 @@ def test_record_a_running_tree_by_pid_follows_its_forks(tmp_path: Path) -> None:
         rec = subprocess.Popen([sys.executable, "-m", "bpfguard", "seccomp", "record", "-o",
                                 "pid.json", "--pid", str(sh.pid)], cwd=tmp_path,
                                stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)  # the recorder's start-up: loading the BPF object
+        assert rec.stderr is not None
+        assert "recording" in rec.stderr.readline()  # attached: from here on it is recorded
         go.touch()
         assert sh.wait(timeout=30) == 0
         _, err = rec.communicate(timeout=30)
@@ -269,7 +272,9 @@ def test_record_a_cgroup_until_sigint(tmp_path: Path, empty_cgroup: Path) -> Non
         rec = subprocess.Popen([sys.executable, "-m", "bpfguard", "seccomp", "record", "-o",
                                 "cg.json", "--cgroup", str(empty_cgroup)], cwd=tmp_path,
                                stderr=subprocess.PIPE, text=True)
-        time.sleep(2)
+        assert rec.stderr is not None
+        assert "recording" in rec.stderr.readline()
+        time.sleep(1)  # a few rounds of the loop
         rec.send_signal(2)  # SIGINT, as Ctrl-C
         _, err = rec.communicate(timeout=30)
         assert rec.returncode == 0, err
@@ -279,3 +284,84 @@ def test_record_a_cgroup_until_sigint(tmp_path: Path, empty_cgroup: Path) -> Non
     profile = load(tmp_path / "cg.json")
     assert profile["bpfguard"]["cgroups"] == [str(empty_cgroup)]
     assert {"openat", "read", "execve", "wait4"} <= allowed(profile)
+
+
+ACTIONS = textwrap.dedent("""
+    import ctypes, os, sys
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys.stdout.write("start\\n"); sys.stdout.flush()
+    os.getpid()  # LOG: allowed, and logged
+    r = libc.syscall({sched_yield}, 0)  # MASKED_EQ: arg0 & 0xf0 == 0x10 -> ALLOW, else ERRNO 13
+    print("yield(0)", ctypes.get_errno() if r < 0 else "ok")
+    r = libc.syscall({sched_yield}, 0x13)
+    print("yield(0x13)", "ok" if r == 0 else ctypes.get_errno())
+    sys.stdout.flush()
+    os.{last}()
+    print("survived")
+""")
+
+
+@pytest.mark.parametrize(("action", "last", "code"), [
+    ("SCMP_ACT_KILL_PROCESS", "getppid", 128 + 31),  # SIGSYS
+    ("SCMP_ACT_TRAP", "getppid", 128 + 31),
+    ("SCMP_ACT_ERRNO", "getppid", 0),
+])
+def test_actions_and_masked_eq_are_enforced(tmp_path: Path, action: str, last: str,
+                                            code: int) -> None:
+    base = json.loads((FIXTURES / "seccomp" / "docker-default.json").read_text()) \
+        if (FIXTURES / "seccomp" / "docker-default.json").exists() else None
+    if base is None:
+        pytest.skip("the shared fixtures are not checked out here")
+    ours = {"getpid", "getppid", "sched_yield"}
+    for rule in base["syscalls"]:
+        rule["names"] = [n for n in rule["names"] if n not in ours]
+    base["syscalls"] = [r for r in base["syscalls"] if r["names"]]
+    base["syscalls"] += [
+        {"names": ["getpid"], "action": "SCMP_ACT_LOG"},
+        {"names": ["sched_yield"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": 0xF0, "valueTwo": 0x10, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["sched_yield"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+         "args": [{"index": 0, "value": 0xF0, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": [last], "action": action},
+    ]
+    (tmp_path / "p.json").write_text(json.dumps(base))
+    script = ACTIONS.format(sched_yield=syscall_number("sched_yield"), last=last)
+    r = bpfguard("run", "--profile", "p.json", "--report", "r.json", "--", *PY, "-c", script,
+                 cwd=tmp_path, check=False)
+    assert r.returncode == code, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["start", "yield(0) 13", "yield(0x13) ok"]
+    assert ("survived" in lines) == (code == 0)
+    assert "allowed and logged by SCMP_ACT_LOG rules" in r.stderr
+    kinds = {(d["syscall"], d["action"]) for d in load(tmp_path / "r.json")["denials"]}
+    expected = {"SCMP_ACT_KILL_PROCESS": "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP": "SCMP_ACT_TRAP",
+                "SCMP_ACT_ERRNO": "SCMP_ACT_ERRNO"}[action]
+    assert {("getpid", "SCMP_ACT_LOG"), ("sched_yield", "SCMP_ACT_ERRNO"),
+            ("getppid", expected)} <= kinds
+
+
+def test_record_by_pid_ends_when_the_tree_is_gone_even_with_a_zombie(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    # a child that exited before recording began stays a zombie until its parent ends
+    parent = subprocess.Popen([*PY, "-c", textwrap.dedent(f"""
+        import os, time
+        if os.fork() == 0:
+            os._exit(0)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.05)
+        os.mkdir({str(tmp_path / "made")!r})
+    """)])
+    try:
+        time.sleep(0.3)  # the child is a zombie by now
+        rec = subprocess.Popen([sys.executable, "-m", "bpfguard", "seccomp", "record", "-o",
+                                "z.json", "--pid", str(parent.pid)], cwd=tmp_path,
+                               stderr=subprocess.PIPE, text=True)
+        assert rec.stderr is not None
+        assert "recording" in rec.stderr.readline()
+        go.touch()
+        assert parent.wait(timeout=30) == 0
+        _, err = rec.communicate(timeout=30)
+        assert rec.returncode == 0, err
+    finally:
+        parent.kill()
+    assert "mkdir" in allowed(load(tmp_path / "z.json"))

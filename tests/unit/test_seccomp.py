@@ -24,6 +24,7 @@ from bpfguard.seccomp import (
     parse_profile,
     plan_filter,
     profile_from_recording,
+    resolve_for,
 )
 from bpfguard.seccomp.audit import parse_record
 from bpfguard.seccomp.recorder import CLONE_NS_MASK
@@ -272,11 +273,55 @@ def test_diff_by_meaning() -> None:
                                     {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
                                      "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]}]})
     d = diff_profiles(a, b)
-    assert d.default_action == ("SCMP_ACT_ERRNO", "SCMP_ACT_LOG")
+    assert d.default_action == ("SCMP_ACT_ERRNO(1)", "SCMP_ACT_LOG")
     assert d.syscalls_added == {"socket": ["SCMP_ACT_ALLOW if arg0 == 0x1"]}
     assert d.syscalls_removed == {"ptrace": ["SCMP_ACT_ALLOW"]}
     text = d.render()
     assert "+ socket: SCMP_ACT_ALLOW if arg0 == 0x1" in text and "- ptrace" in text
+
+
+def test_diff_ignores_implicit_eperm_and_grouping_but_not_flags() -> None:
+    a = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO"}]})
+    b = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1, "syscalls": [
+        {"names": ["write"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]})
+    assert not diff_profiles(a, b)
+    c = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+                       "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+                                    {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+                                     "errnoRet": 13}]})
+    d = diff_profiles(a, c)
+    assert d.flags_added == ["SECCOMP_FILTER_FLAG_LOG"]
+    assert d.syscalls_changed == {"kill": (["SCMP_ACT_ERRNO(1)"], ["SCMP_ACT_ERRNO(13)"])}
+
+
+def test_docker_profile_as_oci_is_resolved_for_the_machine(docker_default: Profile) -> None:
+    with pytest.raises(Exception, match="no includes/excludes"):
+        docker_default.dumps("oci")
+    oci = resolve_for(docker_default, PLAIN)
+    data = json.loads(oci.dumps("oci"))
+    assert data["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+    assert not any("includes" in r or "excludes" in r for r in data["syscalls"])
+    named = {n for r in data["syscalls"] for n in r["names"]}
+    assert "bpf" not in named and "reboot" not in named  # capability-gated: dropped
+    assert "arch_prctl" in named  # includes arches amd64: kept, unconditionally
+    # and grouping a flat list back into Docker's archMap keeps families together
+    again = json.loads(oci.dumps("docker"))
+    assert again["archMap"] == [{"architecture": "SCMP_ARCH_X86_64",
+                                 "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}]
+
+
+def test_unreadable_profiles_are_clear_errors(tmp_path: Path) -> None:
+    p = tmp_path / "p.json"
+    p.write_bytes(b'{"defaultAction": "\xff"}')
+    with pytest.raises(ProfileError, match="not UTF-8"):
+        load_profile(p)
+    p.write_text("[" * 100000)
+    with pytest.raises(ProfileError, match="invalid JSON"):
+        load_profile(p)
 
 
 # -- audit records --------------------------------------------------------------------
@@ -332,3 +377,11 @@ def test_every_action_and_operator_builds() -> None:
     plan = plan_filter(p, target=ROOT)
     assert len(plan.rules) == len(actions) + len(ops)
     build_filter(plan)
+
+
+def test_arch_map_entries_must_be_unique() -> None:
+    found = problems({"defaultAction": "SCMP_ACT_ALLOW", "archMap": [
+        {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
+        {"architecture": "SCMP_ARCH_X86_64"}]})
+    assert found == ["$.archMap[1].architecture: SCMP_ARCH_X86_64 is already an archMap entry "
+                     "at $.archMap[0]"]

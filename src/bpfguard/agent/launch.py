@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from collections.abc import Callable
@@ -39,6 +40,8 @@ def spawn_waiting(exe: str, argv: list[str], *, cwd: str | None = None,
                     code = 127
                 os.execv(exe, argv)
         except BaseException as exc:  # noqa: BLE001 - the child must never return
+            if isinstance(exc, OSError) and exc.errno != errno.ENOENT:
+                code = 126  # found but not executable, as shells say
             os.write(2, f"bpfguard: {exe}: {exc}\n".encode(errors="replace"))
         finally:
             os._exit(code)

@@ -51,6 +51,19 @@ def _require_root() -> None:
         raise BpfguardError("needs root: loading BPF programs requires CAP_BPF and CAP_PERFMON")
 
 
+def _which(argv: Sequence[str]) -> str:
+    exe = shutil.which(argv[0])
+    if exe is None:
+        raise ConfigError(f"command not found: {argv[0]}")
+    return exe
+
+
+def _exit_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128 + the signal."""
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
 def _syscalls(names: Sequence[str]) -> list[str] | None:
     out: list[str] = []
     for n in names:
@@ -150,11 +163,7 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
     the kernel acted on (`resolved`, from the kernel's objects at exit).
     """
     argv = list(command)
-    exe = None
-    if argv:
-        exe = shutil.which(argv[0])
-        if exe is None:
-            raise ConfigError(f"command not found: {argv[0]}")
+    exe = _which(argv) if argv else None
     _require_root()
     sensors = _sensorset(syscalls, no_syscalls, str_max, args_max, ringbuf_mb)
     child = -1
@@ -184,8 +193,7 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
             os.close(release)
         sensors.close()
     if child > 0 and status is not None:
-        code = os.waitstatus_to_exitcode(status)
-        sys.exit(code if code >= 0 else 128 - code)
+        sys.exit(_exit_code(status))
 
 
 @main.command(context_settings=_CTX)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -13,8 +12,8 @@ from typing import Any
 import click
 
 from ..errors import BpfguardError, ConfigError
-from ..seccomp.enforce import PlannedRule
-from ..seccomp.profile import Profile, ProfileError, load_profile
+from ..seccomp.profile import Profile, load_profile
+from . import _exit_code, _require_root, _which
 
 __all__ = ["seccomp"]
 
@@ -23,18 +22,6 @@ _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 def _say(msg: str) -> None:
     click.echo(f"bpfguard seccomp: {msg}", err=True)
-
-
-def _which(argv: list[str]) -> str:
-    exe = shutil.which(argv[0])
-    if exe is None:
-        raise ConfigError(f"command not found: {argv[0]}")
-    return exe
-
-
-def _exit_code(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return code if code >= 0 else 128 - code
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -113,9 +100,14 @@ def record(output: Path, fmt: str | None, base: Path | None, with_args: bool,
       bpfguard seccomp record --pid 1234 --duration 60 -o svc.json
       bpfguard seccomp record --base docker-default.json -o mine.json -- ./app
     """
-    from ..seccomp import RecordingInfo, SeccompRecorder, profile_from_recording
+    from ..seccomp import (
+        RecordingInfo,
+        SeccompRecorder,
+        Target,
+        profile_from_recording,
+        resolve_for,
+    )
     from ..seccomp import record as run_record
-    from . import _require_root
 
     argv = list(command)
     if argv and (pids or cgroups):
@@ -128,14 +120,12 @@ def record(output: Path, fmt: str | None, base: Path | None, with_args: bool,
         raise ConfigError(f"-o {output}: directory {output.parent} does not exist")
     _require_root()
     source: dict[str, Any]
+    for pid in pids:
+        if not os.path.exists(f"/proc/{pid}"):
+            raise ConfigError(f"--pid {pid}: no such process")
     with SeccompRecorder(args=with_args) as rec:
-        for pid in pids:
-            if not os.path.exists(f"/proc/{pid}"):
-                raise ConfigError(f"--pid {pid}: no such process")
-            rec.scope.add_pid(pid)
-        for cg in cgroups:
-            rec.scope.add_cgroup(cg)
-        result = run_record(rec, argv=argv or None, exe=exe, duration=duration, on_status=_say)
+        result = run_record(rec, argv=argv or None, exe=exe, pids=pids, cgroups=cgroups,
+                            duration=duration, on_status=_say)
     if argv:
         source = {"command": argv}
     else:
@@ -148,6 +138,14 @@ def record(output: Path, fmt: str | None, base: Path | None, with_args: bool,
     profile = profile_from_recording(result.recording, info, base=base_profile,
                                      with_args=with_args)
     out_fmt = fmt or (base_profile.format if base_profile else "oci")
+    if out_fmt == "oci" and profile.format == "docker":
+        target = Target.current()
+        profile = resolve_for(profile, target)
+        if profile.metadata is not None:
+            profile.metadata.setdefault("notes", []).append(
+                f"Docker's archMap and includes/excludes were resolved for this machine "
+                f"({target.machine}, kernel {'.'.join(map(str, target.kernel))}, the "
+                f"capabilities of the recording user): OCI has no such conditions")
     _write_atomically(output, profile.dumps(out_fmt))
     per_arch = ", ".join(f"{a.removeprefix('SCMP_ARCH_')}: {len(n)}"
                          for a, n in sorted(result.recording.syscalls.items()))
@@ -183,15 +181,6 @@ def _load_or_explain(path: Path) -> Profile:
     return profile
 
 
-def _would(plan_rules: dict[str, list[PlannedRule]], default: str, name: str) -> str:
-    rules = plan_rules.get(name, [])
-    blanket = [r for r in rules if not r.args]
-    if blanket:
-        return blanket[0].action + (f"({blanket[0].data})" if blanket[0].data is not None else "")
-    suffix = " (its arguments matched no rule)" if rules else ""
-    return default + suffix
-
-
 @seccomp.command(context_settings=_CTX)
 @click.option("--profile", "profile_path", required=True, metavar="PROFILE.json",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -222,42 +211,50 @@ def run(profile_path: Path, audit: bool, report: Path | None, command: tuple[str
     argv = list(command)
     profile = _load_or_explain(profile_path)
     plan = plan_filter(profile, audit=audit)
-    enforce_plan = plan_filter(profile) if audit else plan
+    verdicts = plan_filter(profile) if audit else plan
     exe = _which(argv)
+    if report and not report.parent.is_dir():
+        raise ConfigError(f"--report {report}: directory {report.parent} does not exist")
     track = os.geteuid() == 0
     if not track:
         _say("not root: enforcing without reports (recording the process tree and reading "
              "the audit log need root)")
-    if track:
+    else:
         _warn_unlogged(audit)
     result = run_confined(plan, exe, argv, track=track)
-    by_name: dict[str, list[PlannedRule]] = {}
-    for r in enforce_plan.rules:
-        by_name.setdefault(r.name, []).append(r)
-    default = enforce_plan.default_action + (
-        f"({enforce_plan.default_data})" if enforce_plan.default_data is not None else "")
-    rows = []
-    for d in result.denials:
-        row = d.to_dict()
-        row["profile_action"] = _would(by_name, default, d.syscall)
-        rows.append(row)
-    if track and not result.audit_available:
+    if result.tracking_error:
+        _say(f"warning: enforced, but nothing can be reported: {result.tracking_error}")
+    elif track and not result.audit_available:
         _say("warning: the kernel delivered no audit records (audit disabled?): "
              "denials cannot be reported")
     if result.lost:
-        _say(f"warning: {result.lost} audit read overflows: some records were lost")
-    if rows:
-        verb = "would have denied" if audit else "denied"
-        _say(f"the profile {verb} {sum(r['count'] for r in rows)} syscall(s):")
-        for row in rows:
+        _say(f"warning: {result.lost} audit records were lost (socket overflow or the "
+             "kernel's audit backlog): the counts below are low")
+    if result.unattributed:
+        _say(f"warning: {result.unattributed} processes of the tree could not be tracked: "
+             "their denials are not reported")
+    rows = []
+    for d in result.denials:
+        row = d.to_dict()
+        row["profile_action"], row["rule_comment"] = verdicts.action_for(d.syscall)
+        rows.append(row)
+    # a LOG rule allows (and logs): not a denial
+    denied = [r for r in rows if audit or r["action"] != "SCMP_ACT_LOG"]
+    logged = [r for r in rows if not audit and r["action"] == "SCMP_ACT_LOG"]
+    for title, group in ((f"the profile {'would have denied' if audit else 'denied'}", denied),
+                         ("allowed and logged by SCMP_ACT_LOG rules", logged)):
+        if not group:
+            continue
+        _say(f"{title} {sum(r['count'] for r in group)} syscall(s):")
+        for row in group:
             procs = row["processes"]
             who = ", ".join(f"pid {p['pid']} {p['comm']} ({p['exe']})" for p in procs[:3])
             more = f" and {len(procs) - 3} more processes" if len(procs) > 3 else ""
+            why = f" [{row['rule_comment']}]" if row["rule_comment"] else ""
             click.echo(f"  {row['syscall']} ({row['arch'].removeprefix('SCMP_ARCH_')}) "
-                       f"x{row['count']}: {row['profile_action']} - {who}{more}", err=True)
-    elif track and result.audit_available:
-        _say("audit mode: nothing would have been denied" if audit
-             else "nothing was denied")
+                       f"x{row['count']}: {row['profile_action']}{why} - {who}{more}", err=True)
+    if not rows and track and result.audit_available and not result.tracking_error:
+        _say("audit mode: nothing would have been denied" if audit else "nothing was denied")
     if report:
         _write_atomically(report, json.dumps({"audit": audit, "profile": str(profile_path),
                                               "command": argv, "denials": rows}, indent=2) + "\n")
@@ -309,7 +306,7 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
 
     try:
         pa, pb = load_profile(a), load_profile(b)
-    except ProfileError as exc:
+    except ConfigError as exc:
         click.echo(f"bpfguard: error: {exc}", err=True)
         sys.exit(2)
     d = diff_profiles(pa, pb)

@@ -15,7 +15,7 @@ Example::
 
 from .audit import AuditReader, SeccompRecord
 from .diff import ProfileDiff, diff_profiles
-from .enforce import FilterPlan, Target, build_filter, plan_filter
+from .enforce import FilterPlan, Target, build_filter, plan_filter, resolve_for
 from .generate import RecordingInfo, profile_from_recording
 from .profile import Profile, ProfileError, SyscallRule, load_profile, parse_profile
 from .recorder import ARG_WATCHES, Recording, SeccompRecorder
@@ -44,5 +44,6 @@ __all__ = [
     "plan_filter",
     "profile_from_recording",
     "record",
+    "resolve_for",
     "run_confined",
 ]

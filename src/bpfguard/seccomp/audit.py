@@ -25,12 +25,15 @@ from dataclasses import dataclass
 import pyseccomp
 
 from ..errors import UnsupportedError
+from ..sensors.syscall_table import LIBSECCOMP_ARCHES
 
-__all__ = ["ACTION_NAMES", "AuditReader", "SeccompRecord"]
+__all__ = ["ACTION_NAMES", "AuditReader", "SeccompRecord", "kernel_lost"]
 
 _NETLINK_AUDIT = 9
 _AUDIT_NLGRP_READLOG = 1
+_AUDIT_GET = 1000
 _AUDIT_SECCOMP = 1326
+_NLM_F_REQUEST = 1
 _NLMSG_HDR = struct.Struct("=IHHII")
 _SECCOMP_RET_ACTION_FULL = 0xFFFF0000
 _X32_SYSCALL_BIT = 0x40000000
@@ -40,8 +43,7 @@ ACTION_NAMES = {0x80000000: "SCMP_ACT_KILL_PROCESS", 0x00000000: "SCMP_ACT_KILL_
                 0x7FC00000: "SCMP_ACT_NOTIFY", 0x7FF00000: "SCMP_ACT_TRACE",
                 0x7FFC0000: "SCMP_ACT_LOG", 0x7FFF0000: "SCMP_ACT_ALLOW"}
 # libseccomp's architecture tokens are the kernel's AUDIT_ARCH_* values
-_ARCH_BY_AUDIT = {getattr(pyseccomp.Arch, n): f"SCMP_ARCH_{n}" for n in dir(pyseccomp.Arch)
-                  if n.isupper() and n not in ("NATIVE", "X32")}
+_ARCH_BY_AUDIT = {tok: name for name, tok in LIBSECCOMP_ARCHES.items() if name != "SCMP_ARCH_X32"}
 _FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
 
 
@@ -69,7 +71,7 @@ def _untrusted(value: str) -> str:
 
 
 def _syscall_name(arch: str, nr: int) -> str:
-    token = getattr(pyseccomp.Arch, arch.removeprefix("SCMP_ARCH_"), None)
+    token = LIBSECCOMP_ARCHES.get(arch)
     if token is None:
         return f"syscall_{nr}"
     try:
@@ -95,6 +97,25 @@ def parse_record(text: str) -> SeccompRecord | None:
                          exe=_untrusted(f.get("exe", "")), arch=arch,
                          syscall=_syscall_name(arch, nr), nr=nr,
                          action=ACTION_NAMES.get(code & _SECCOMP_RET_ACTION_FULL, hex(code)))
+
+
+def kernel_lost() -> int | None:
+    """Records the kernel's audit subsystem dropped since boot (backlog or rate
+    limit), from AUDIT_GET; None where it cannot be asked (needs CAP_AUDIT_CONTROL)."""
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_AUDIT) as sock:
+            sock.settimeout(1.0)
+            sock.sendto(_NLMSG_HDR.pack(_NLMSG_HDR.size, _AUDIT_GET, _NLM_F_REQUEST, 1, 0), (0, 0))
+            while True:
+                msg = sock.recv(1 << 16)
+                if _NLMSG_HDR.unpack_from(msg)[1] == _AUDIT_GET:
+                    # struct audit_status: mask, enabled, failure, pid, rate_limit,
+                    # backlog_limit, lost, ...
+                    return int(struct.unpack_from("=7I", msg, _NLMSG_HDR.size)[6])
+                if _NLMSG_HDR.unpack_from(msg)[1] == 2:  # NLMSG_ERROR: refused
+                    return None
+    except OSError:
+        return None
 
 
 class AuditReader:

@@ -23,30 +23,27 @@ from __future__ import annotations
 
 import errno
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyseccomp
 
 from ..errors import ConfigError
+from ..sensors.syscall_table import LIBSECCOMP_ARCHES, machine
 from .profile import CAPABILITIES, Condition, Profile, SyscallRule, seccomp_knows
 
-__all__ = ["FilterPlan", "PlannedRule", "Target", "build_filter", "plan_filter"]
+__all__ = [
+    "FilterPlan",
+    "PlannedRule",
+    "Target",
+    "build_filter",
+    "plan_filter",
+    "resolve_for",
+]
 
 _OPS = {"SCMP_CMP_NE": pyseccomp.NE, "SCMP_CMP_LT": pyseccomp.LT, "SCMP_CMP_LE": pyseccomp.LE,
         "SCMP_CMP_EQ": pyseccomp.EQ, "SCMP_CMP_GE": pyseccomp.GE, "SCMP_CMP_GT": pyseccomp.GT,
         "SCMP_CMP_MASKED_EQ": pyseccomp.MASKED_EQ}
-# platform.machine() -> the architecture name Docker's includes/excludes use
-_DOCKER_ARCH = {"x86_64": "amd64", "i686": "x86", "i386": "x86", "aarch64": "arm64",
-                "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
-                "loongarch64": "loong64", "mips64": "mips64"}
-# platform.machine() -> the libseccomp architecture of native syscalls
-_NATIVE_SCMP = {"x86_64": "SCMP_ARCH_X86_64", "i686": "SCMP_ARCH_X86", "i386": "SCMP_ARCH_X86",
-                "aarch64": "SCMP_ARCH_AARCH64", "armv7l": "SCMP_ARCH_ARM",
-                "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X",
-                "riscv64": "SCMP_ARCH_RISCV64", "loongarch64": "SCMP_ARCH_LOONGARCH64"}
-
-
 @dataclass(frozen=True)
 class Target:
     """What includes/excludes are decided against."""
@@ -63,13 +60,11 @@ class Target:
 
     @property
     def docker_arch(self) -> str:
-        return _DOCKER_ARCH.get(self.machine, self.machine)
+        return machine(self.machine).docker
 
     @property
     def native(self) -> str:
-        if self.machine not in _NATIVE_SCMP:
-            raise ConfigError(f"unsupported machine {self.machine}")
-        return _NATIVE_SCMP[self.machine]
+        return machine(self.machine).native.oci
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -97,6 +92,7 @@ class PlannedRule:
     name: str
     args: tuple[tuple[int, str, int, int], ...]  # (index, op, value, valueTwo)
     source: str  # JSON path of the profile rule it came from
+    comment: str = ""
 
 
 @dataclass
@@ -109,7 +105,22 @@ class FilterPlan:
     rules: list[PlannedRule]
     log_denials: bool
     spec_allow: bool = False  # SECCOMP_FILTER_FLAG_SPEC_ALLOW: keep speculative store bypass
+    no_new_privs: bool = True  # NNP; off only where CAP_SYS_ADMIN allows a filter without it
     skipped: list[str] = field(default_factory=list)
+
+    def action_for(self, name: str) -> tuple[str, str]:
+        """What the filter does with syscall `name` (ignoring argument rules when a
+        blanket rule exists), and the comment of the rule that decides it."""
+        rules = [r for r in self.rules if r.name == name]
+        for r in rules:
+            if not r.args:
+                return _label(r.action, r.data), r.comment
+        note = " unless its arguments match a rule" if rules else ""
+        return _label(self.default_action, self.default_data) + note, ""
+
+
+def _label(action: str, data: int | None) -> str:
+    return action + (f"({data})" if data is not None else "")
 
 
 def _applies(rule: SyscallRule, t: Target) -> bool:
@@ -126,6 +137,26 @@ def _applies(rule: SyscallRule, t: Target) -> bool:
     if inc.caps and not all(c in t.caps for c in inc.caps):
         return False
     return not (inc.min_kernel and t.kernel < _version(inc.min_kernel))
+
+
+def _arches_for(profile: Profile, t: Target) -> tuple[str, ...]:
+    """Docker's archMap: the native entry's; OCI's architectures: as listed."""
+    if profile.arch_map:
+        entry = [subs for arch, subs in profile.arch_map if arch == t.native]
+        return (t.native, *entry[0]) if entry else (t.native,)
+    return profile.architectures or (t.native,)
+
+
+def resolve_for(profile: Profile, target: Target | None = None) -> Profile:
+    """The profile as it applies on `target`, in a form OCI can hold (as moby
+    does when it writes a container's config): rules whose includes/excludes do
+    not hold are dropped, the others lose their conditions, and archMap becomes
+    the native entry's architectures."""
+    t = target or Target.current()
+    rules = tuple(replace(r, includes=Condition(), excludes=Condition())
+                  for r in profile.syscalls if _applies(r, t))
+    return replace(profile, architectures=_arches_for(profile, t), arch_map=(), syscalls=rules,
+                   warnings=[])
 
 
 def _describe(cond: Condition) -> str:
@@ -148,18 +179,16 @@ def plan_filter(profile: Profile, *, target: Target | None = None, audit: bool =
     default, default_data = profile.default_action, profile.default_errno_ret
     if audit and default != "SCMP_ACT_ALLOW":
         default, default_data = "SCMP_ACT_LOG", None
-    if profile.arch_map:
-        entry = [subs for arch, subs in profile.arch_map if arch == t.native]
-        arches = (t.native, *entry[0]) if entry else (t.native,)
-    else:
-        arches = profile.architectures or (t.native,)
+    arches = _arches_for(profile, t)
     plan = FilterPlan(default, default_data, arches, [],
                       log_denials or "SECCOMP_FILTER_FLAG_LOG" in profile.flags,
-                      "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in profile.flags)
+                      "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in profile.flags,
+                      # runc sets NNP only when asked; without CAP_SYS_ADMIN the kernel needs it
+                      "CAP_SYS_ADMIN" not in t.caps)
     for a in arches:
-        if not hasattr(pyseccomp.Arch, a.removeprefix("SCMP_ARCH_")):
+        if a not in LIBSECCOMP_ARCHES:
             plan.skipped.append(f"architecture {a}: unknown to this libseccomp, left out")
-    plan.arches = tuple(a for a in arches if hasattr(pyseccomp.Arch, a.removeprefix("SCMP_ARCH_")))
+    plan.arches = tuple(a for a in arches if a in LIBSECCOMP_ARCHES)
     for i, rule in enumerate(profile.syscalls):
         src = f"$.syscalls[{i}]"
         if not _applies(rule, t):
@@ -188,7 +217,7 @@ def plan_filter(profile: Profile, *, target: Target | None = None, audit: bool =
             if name in unknown:
                 continue
             for g in groups:
-                plan.rules.append(PlannedRule(action, data, name, g, src))
+                plan.rules.append(PlannedRule(action, data, name, g, src, rule.comment))
     return plan
 
 
@@ -215,7 +244,7 @@ def build_filter(plan: FilterPlan) -> pyseccomp.SyscallFilter:
     """Builds (does not load) the libseccomp filter; errors name the profile rule."""
     f = pyseccomp.SyscallFilter(_action(plan.default_action, plan.default_data))
     native = pyseccomp.system_arch()
-    tokens = [getattr(pyseccomp.Arch, a.removeprefix("SCMP_ARCH_")) for a in plan.arches]
+    tokens = [LIBSECCOMP_ARCHES[a] for a in plan.arches]
     for tok in tokens:  # the native architecture stays in, as with runc
         if tok != native and not f.exist_arch(tok):
             f.add_arch(tok)
@@ -223,6 +252,8 @@ def build_filter(plan: FilterPlan) -> pyseccomp.SyscallFilter:
         f.set_attr(pyseccomp.Attr.CTL_LOG, 1)
     if plan.spec_allow:
         f.set_attr(pyseccomp.Attr.CTL_SSB, 1)
+    if not plan.no_new_privs:  # setuid programs keep working, as under runc
+        f.set_attr(pyseccomp.Attr.CTL_NNP, 0)
     for r in plan.rules:
         args = [pyseccomp.Arg(i, _OPS[op], v, v2) for i, op, v, v2 in r.args]
         try:

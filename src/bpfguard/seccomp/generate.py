@@ -14,15 +14,11 @@ import platform
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..sensors.syscall_table import native_arches
+from ..sensors.syscall_table import machine
 from .profile import ArgCondition, Profile, SyscallRule
 from .recorder import ARG_WATCHES, Recording
 
-__all__ = ["RecordingInfo", "SUB_ARCHES", "profile_from_recording"]
-
-# The native architecture and what its kernel also runs (Docker's archMap).
-SUB_ARCHES = {"SCMP_ARCH_X86_64": ("SCMP_ARCH_X86", "SCMP_ARCH_X32"),
-              "SCMP_ARCH_AARCH64": ("SCMP_ARCH_ARM",)}
+__all__ = ["RecordingInfo", "profile_from_recording"]
 
 _CLONE3_COMMENT = ("clone3 passes its flags behind a pointer seccomp cannot read: ENOSYS makes "
                    "the C library fall back to clone, whose flags the rules check")
@@ -77,7 +73,8 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
     With `base`, the recording is merged into it: a syscall the base names
     under any action keeps that rule; the others are appended as ALLOW.
     """
-    native = native_arches()[0].oci
+    here = machine()
+    native = here.native.oci
     names = rec.names()
     arg_rules, covered = _arg_rules(rec, names) if with_args else ([], set())
     allow = sorted(names - covered)
@@ -111,7 +108,7 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
     if base is None:
         rules = ([SyscallRule(tuple(allow), "SCMP_ACT_ALLOW")] if allow else []) + arg_rules
         return Profile("SCMP_ACT_ERRNO", errno.EPERM,
-                       architectures=(native, *SUB_ARCHES.get(native, ())),
+                       architectures=(native, *here.sub_arches),
                        syscalls=tuple(rules), metadata=meta)
     named = base.named()
     added = [n for n in allow if n not in named]

@@ -22,6 +22,7 @@ import pyseccomp
 import system_calls  # type: ignore[import-untyped]
 
 from ..errors import ConfigError
+from ..sensors.syscall_table import ARCH_FAMILIES, LIBSECCOMP_ARCHES
 
 __all__ = [
     "ACTIONS",
@@ -53,8 +54,7 @@ ARCHES = tuple(sorted({
     "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64",
     "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_PARISC",
     "SCMP_ARCH_PARISC64", "SCMP_ARCH_RISCV64", "SCMP_ARCH_LOONGARCH64", "SCMP_ARCH_M68K",
-    "SCMP_ARCH_SH", "SCMP_ARCH_SHEB",
-    *(f"SCMP_ARCH_{n}" for n in dir(pyseccomp.Arch) if n.isupper() and n != "NATIVE")}))
+    "SCMP_ARCH_SH", "SCMP_ARCH_SHEB", *LIBSECCOMP_ARCHES}))
 FLAGS = ("SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
          "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
 # Docker names architectures in includes/excludes as Go does (runtime.GOARCH, 386 as x86).
@@ -197,7 +197,11 @@ class Profile:
 
     @property
     def format(self) -> str:
-        return "docker" if self.arch_map else "oci"
+        """ "docker" when it uses Docker's additions (archMap, includes/excludes)."""
+        return "docker" if self.arch_map or self.has_conditions() else "oci"
+
+    def has_conditions(self) -> bool:
+        return any(r.includes or r.excludes for r in self.syscalls)
 
     def named(self) -> set[str]:
         """Every syscall name some rule mentions, under any action."""
@@ -206,6 +210,10 @@ class Profile:
     def to_json(self, fmt: str | None = None) -> dict[str, Any]:
         """The profile as JSON data in `fmt` ("oci" or "docker"; default: its own)."""
         fmt = fmt or self.format
+        if fmt == "oci" and self.has_conditions():
+            # runc ignores keys it does not know: a capability-gated rule would allow for all
+            raise ConfigError("OCI profiles have no includes/excludes: resolve them for the "
+                              "target machine first (seccomp.enforce.resolve_for)")
         d: dict[str, Any] = {}
         if self.metadata is not None:
             d["bpfguard"] = self.metadata
@@ -243,11 +251,18 @@ def _arches_from(arch_map: Iterable[tuple[str, tuple[str, ...]]]) -> tuple[str, 
 
 
 def _arch_map_from(arches: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    return ((arches[0], arches[1:]),) if arches else ()
+    """Groups a flat architecture list into archMap entries by machine family."""
+    out: list[tuple[str, tuple[str, ...]]] = []
+    grouped: set[str] = set()
+    for a in arches:
+        if a in ARCH_FAMILIES:
+            subs = tuple(s for s in ARCH_FAMILIES[a] if s in arches)
+            out.append((a, subs))
+            grouped.update((a, *subs))
+    out += [(a, ()) for a in arches if a not in grouped]
+    return tuple(out)
 
 
-_ARCH_TOKENS = tuple(getattr(pyseccomp.Arch, n) for n in dir(pyseccomp.Arch)
-                     if n.isupper() and n != "NATIVE")
 # Every syscall name of every Linux architecture, from the system-calls tables
 # (newer than the system's libseccomp, which may lack recent syscalls).
 _LINUX_SYSCALLS = frozenset(system_calls.syscalls().names())
@@ -263,7 +278,7 @@ def _resolvable(token: int, name: str) -> bool:
 @functools.lru_cache(maxsize=4096)
 def seccomp_knows(name: str) -> bool:
     """Whether this machine's libseccomp can name `name` on some architecture."""
-    return any(_resolvable(t, name) for t in _ARCH_TOKENS)
+    return any(_resolvable(t, name) for t in LIBSECCOMP_ARCHES.values())
 
 
 def known_syscall(name: str) -> bool:
@@ -458,8 +473,10 @@ def parse_profile(data: Any, source: str = "<profile>") -> Profile:
                               ARCHES, "architecture")
             if arch is None:
                 continue
+            # the entry whose architecture is the machine's own applies: it must be unique
+            # (sub-architectures may recur: Docker's own profile maps MIPS ones twice)
             if arch in seen:
-                c.bad(f"{p}.architecture", f"{arch} is already mapped by {seen[arch]}")
+                c.bad(f"{p}.architecture", f"{arch} is already an archMap entry at {seen[arch]}")
             seen[arch] = p
             arch_map.append((arch, subs))
     flags = c.str_list("$.flags", data.get("flags", []), FLAGS, "flag")
@@ -488,8 +505,12 @@ def load_profile(path: str | Path) -> Profile:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(f"{p}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(str(p), [f"not UTF-8 text (byte {exc.start}): JSON must be"]) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProfileError(f"{p}:{exc.lineno}:{exc.colno}", [f"invalid JSON: {exc.msg}"]) from None
+    except RecursionError:
+        raise ProfileError(str(p), ["invalid JSON: nested too deeply"]) from None
     return parse_profile(data, str(p))

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..loader import BpfObject, Map, bpf_object_path
 from ..sensors.events import Abi
@@ -118,6 +119,18 @@ class SeccompRecorder:
         """Processes in the scope's pid set now (ARMED ones included)."""
         return sum(1 for _ in self._maps["scope_tgids"].keys())  # noqa: SIM118
 
+    def prune(self) -> None:
+        """Drops pids whose process is gone or a zombie: added to the scope after
+        they exited (their exit tracepoint had fired), they would never leave."""
+        tgids = self._maps["scope_tgids"]
+        for key in list(tgids.keys()):  # noqa: SIM118
+            if _gone(int.from_bytes(key, "little")):
+                tgids.delete(key)
+
+    def members_full(self) -> int:
+        """Processes that could not be remembered as members (the map was full)."""
+        return int(self.obj.bss["members_full"])
+
     def members(self) -> set[int]:
         """Every tgid that was in the pid scope at some point, exited ones too."""
         return {int.from_bytes(k, "little") for k in self._maps["members"].keys()}  # noqa: SIM118
@@ -157,3 +170,11 @@ class SeccompRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")

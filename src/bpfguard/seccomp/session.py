@@ -6,21 +6,20 @@ import datetime as dt
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..agent.launch import spawn_waiting
-from .audit import AuditReader, SeccompRecord
+from ..errors import BpfguardError
+from .audit import AuditReader, SeccompRecord, kernel_lost
 from .enforce import FilterPlan, build_filter
 from .recorder import Recording, SeccompRecorder
 
 __all__ = ["Denial", "RecordResult", "RunResult", "record", "run_confined"]
 
 _POLL_S = 0.05
-# Records kept for one run; a busy audit-mode workload can log millions.
-_MAX_RECORDS = 1_000_000
 
 
 @dataclass
@@ -49,32 +48,41 @@ def _stop_signals() -> Iterator[list[int]]:
 
 
 def record(recorder: SeccompRecorder, *, argv: list[str] | None = None, exe: str | None = None,
-           duration: float | None = None,
+           pids: Iterable[int] = (), cgroups: Iterable[str] = (), duration: float | None = None,
            on_status: Callable[[str], None] = lambda _m: None) -> RecordResult:
-    """Records until the scope is empty (with a command, or pids), `duration`
-    seconds passed, or SIGINT/SIGTERM. The recorder's scope must be set up,
-    except for the command, which this starts and puts in scope at its exec."""
+    """Records a command (started here, in scope from its execve), running
+    processes with their descendants (`pids`) and/or cgroups, until the pid
+    scope is empty, `duration` seconds passed, or SIGINT/SIGTERM."""
+    pids = list(pids)
     child = 0
     status: int | None = None
     with _stop_signals() as stop:
+        for cg in cgroups:
+            recorder.scope.add_cgroup(cg)
+        for pid in pids:  # scope flags first, so attaching records these alone
+            recorder.scope.add_pid(pid, children=False)
         if argv:
             assert exe is not None
             child, release = spawn_waiting(exe, argv)
             recorder.scope.add_pid(child, armed=True)
         recorder.start()
+        for pid in pids:  # again: children forked before the fork program was attached
+            recorder.scope.add_pid(pid)
         started = dt.datetime.now(dt.UTC)
         if child:
             os.write(release, b"x")
             os.close(release)
+        on_status("recording (Ctrl-C stops)")
         deadline = time.monotonic() + duration if duration else None
         told = False
-        pid_scoped = bool(argv) or recorder.live() > 0
+        pid_scoped = bool(argv or pids)
         while not stop:
             if child and status is None:
                 done, st = os.waitpid(child, os.WNOHANG)
                 if done:
                     status = st
             if pid_scoped and (not child or status is not None):
+                recorder.prune()
                 live = recorder.live()
                 if live == 0:
                     break
@@ -116,8 +124,10 @@ class Denial:
 class RunResult:
     status: int
     denials: list[Denial] = field(default_factory=list)
+    tracking_error: str | None = None  # why nothing could be reported, if so
     audit_available: bool = True
-    lost: int = 0
+    lost: int = 0  # audit records lost: socket overflows and the kernel's own drops
+    unattributed: int = 0  # processes of the tree the recorder could not remember
 
 
 def run_confined(plan: FilterPlan, exe: str, argv: list[str], *, track: bool = True) -> RunResult:
@@ -125,17 +135,34 @@ def run_confined(plan: FilterPlan, exe: str, argv: list[str], *, track: bool = T
 
     With `track`, denials (or, for an audit-mode plan, would-be denials) the
     kernel logs are collected and attributed to the command's process tree,
-    which the seccomp recorder's in-kernel scope follows across forks.
+    which the seccomp recorder's in-kernel scope follows across forks. If that
+    cannot be set up, the command still runs confined and the result says why
+    nothing was reported.
     """
     filt = build_filter(plan)
-    audit = AuditReader() if track else None
-    recorder = SeccompRecorder() if track else None
-    records: list[SeccompRecord] = []
+    audit: AuditReader | None = None
+    recorder: SeccompRecorder | None = None
+    tracking_error = None
+    if track:
+        try:
+            audit = AuditReader()
+            recorder = SeccompRecorder()
+        except BpfguardError as exc:
+            tracking_error = str(exc)
+            if audit:
+                audit.close()
+            audit = None
+    # (pid, syscall, arch, action) -> [count, comm, exe]
+    counts: dict[tuple[int, str, str, str], list[Any]] = {}
 
     def keep(rec: SeccompRecord) -> None:
-        if rec.action != "SCMP_ACT_ALLOW" and len(records) < _MAX_RECORDS:
-            records.append(rec)
+        if rec.action == "SCMP_ACT_ALLOW":
+            return
+        entry = counts.setdefault((rec.pid, rec.syscall, rec.arch, rec.action),
+                                  [0, rec.comm, rec.exe])
+        entry[0] += 1
 
+    lost_before = kernel_lost() if audit else None
     try:
         available = audit.barrier(lambda _r: None) if audit else False
         child, release = spawn_waiting(exe, argv, prepare=filt.load)
@@ -163,15 +190,18 @@ def run_confined(plan: FilterPlan, exe: str, argv: list[str], *, track: bool = T
             available = audit.barrier(keep)
         tree = (recorder.members() if recorder else set()) | {child}
         by_kind: dict[tuple[str, str, str], Denial] = {}
-        for rec in records:
-            if rec.pid not in tree:
+        for (pid, syscall, arch, action), (n, comm, path) in counts.items():
+            if pid not in tree:
                 continue
-            d = by_kind.setdefault((rec.syscall, rec.arch, rec.action),
-                                   Denial(rec.syscall, rec.arch, rec.action))
-            d.count += 1
-            d.processes.setdefault(rec.pid, (rec.comm, rec.exe))
-        denials = [by_kind[k] for k in sorted(by_kind)]
-        return RunResult(status, denials, available, audit.lost if audit else 0)
+            d = by_kind.setdefault((syscall, arch, action), Denial(syscall, arch, action))
+            d.count += n
+            d.processes.setdefault(pid, (comm, path))
+        lost = audit.lost if audit else 0
+        lost_after = kernel_lost() if audit else None
+        if lost_before is not None and lost_after is not None:
+            lost += lost_after - lost_before
+        return RunResult(status, [by_kind[k] for k in sorted(by_kind)], tracking_error,
+                         available, lost, recorder.members_full() if recorder else 0)
     finally:
         if recorder:
             recorder.close()

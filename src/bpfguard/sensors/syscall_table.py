@@ -13,7 +13,18 @@ from dataclasses import dataclass
 
 import pyseccomp
 
-__all__ = ["Arch", "native_arches", "syscall_name", "syscall_number"]
+from ..errors import UnsupportedError
+
+__all__ = [
+    "ARCH_FAMILIES",
+    "LIBSECCOMP_ARCHES",
+    "Arch",
+    "Machine",
+    "machine",
+    "native_arches",
+    "syscall_name",
+    "syscall_number",
+]
 
 
 @dataclass(frozen=True)
@@ -25,20 +36,47 @@ class Arch:
     oci: str
 
 
-_ARCHES: dict[str, tuple[Arch, Arch | None]] = {
-    "x86_64": (Arch("x86_64", pyseccomp.Arch.X86_64, "SCMP_ARCH_X86_64"),
-               Arch("i386", pyseccomp.Arch.X86, "SCMP_ARCH_X86")),
-    "aarch64": (Arch("aarch64", pyseccomp.Arch.AARCH64, "SCMP_ARCH_AARCH64"),
-                Arch("arm", pyseccomp.Arch.ARM, "SCMP_ARCH_ARM")),
+@dataclass(frozen=True)
+class Machine:
+    """A machine type's syscall ABIs, named as each tool names them."""
+
+    native: Arch
+    compat: Arch | None  # the 32-bit ABI bpfguard's sensors tell apart
+    sub_arches: tuple[str, ...]  # OCI names of every other ABI its kernel runs (Docker's archMap)
+    docker: str  # the name Docker profiles use in includes/excludes (Go's GOARCH)
+
+
+_MACHINES: dict[str, Machine] = {
+    "x86_64": Machine(Arch("x86_64", pyseccomp.Arch.X86_64, "SCMP_ARCH_X86_64"),
+                      Arch("i386", pyseccomp.Arch.X86, "SCMP_ARCH_X86"),
+                      ("SCMP_ARCH_X86", "SCMP_ARCH_X32"), "amd64"),
+    "aarch64": Machine(Arch("aarch64", pyseccomp.Arch.AARCH64, "SCMP_ARCH_AARCH64"),
+                       Arch("arm", pyseccomp.Arch.ARM, "SCMP_ARCH_ARM"),
+                       ("SCMP_ARCH_ARM",), "arm64"),
 }
+
+# Every architecture this libseccomp knows: OCI name -> token (the kernel's AUDIT_ARCH_*).
+LIBSECCOMP_ARCHES: dict[str, int] = {f"SCMP_ARCH_{n}": getattr(pyseccomp.Arch, n)
+                                     for n in dir(pyseccomp.Arch)
+                                     if n.isupper() and n != "NATIVE"}
+# Each supported machine's native OCI architecture -> its sub-architectures.
+ARCH_FAMILIES: dict[str, tuple[str, ...]] = {m.native.oci: m.sub_arches
+                                             for m in _MACHINES.values()}
+
+
+def machine(name: str | None = None) -> Machine:
+    """The ABIs of machine type `name` (platform.machine(); default: this one)."""
+    name = name or platform.machine()
+    if name not in _MACHINES:
+        raise UnsupportedError(f"unsupported machine type {name} "
+                               f"(supported: {', '.join(_MACHINES)})")
+    return _MACHINES[name]
 
 
 def native_arches() -> tuple[Arch, Arch | None]:
     """(native ABI, compat ABI or None) for this machine."""
-    machine = platform.machine()
-    if machine not in _ARCHES:
-        raise RuntimeError(f"unsupported architecture {machine}")
-    return _ARCHES[machine]
+    m = machine()
+    return m.native, m.compat
 
 
 @functools.lru_cache(maxsize=4096)
