@@ -51,9 +51,10 @@ BENCH = REPO / "bench"
 BPFGUARD = REPO / ".venv" / "bin" / "bpfguard"
 SECCOMP_OBJ = REPO / "src" / "bpfguard" / "_bpf" / "seccomp.bpf.o"
 
-CONFIGS = ("bare", "bpfguard", "strace")
+CONFIGS = ("bare", "empty", "bpfguard", "strace")
 LABELS = {
     "bare": "bare",
+    "empty": "empty sys_enter (floor)",
     "bpfguard": "bpfguard seccomp record",
     "strace": "strace -f -c",
 }
@@ -158,11 +159,15 @@ def run_once(config: str, wl: Workload, tmp: Path, strace: str) -> Run:
     for f in (timefile, profile, counts):
         f.unlink(missing_ok=True)
     argv = wl.argv(timefile)
+    if config == "empty":
+        with _floor_attached():
+            out, err, rc, cmd_ms = _spawn(argv)
     if config == "bpfguard":
         argv = [str(BPFGUARD), "seccomp", "record", "-o", str(profile), "--", *argv]
     elif config == "strace":
         argv = [strace, "-f", "-c", "-o", str(counts), "--", *argv]
-    out, err, rc, cmd_ms = _spawn(argv)
+    if config != "empty":
+        out, err, rc, cmd_ms = _spawn(argv)
     if rc != 0 or not timefile.exists():
         raise BenchError(f"{config} {wl.name}: exit {rc}:\n{' '.join(argv)}\n{err.strip()}")
     start, end, status = timefile.read_text().split()
@@ -174,6 +179,29 @@ def run_once(config: str, wl: Workload, tmp: Path, strace: str) -> Run:
     elif config == "strace":
         run.names, run.calls = strace_counts(counts)
     return run
+
+
+# The floor of any recorder on sys_enter: bench/empty.bpf.c's raw_tp/sys_enter program,
+# which returns at once, attached for the run alone (loaded once, in main).
+_FLOOR: Any = None
+
+
+def _floor_attached() -> Any:
+    return _FLOOR.program("empty_sys_enter").attach()  # a Link: detached on exit
+
+
+def _load_floor(tmp: Path) -> Any:
+    from bpfguard.loader import BpfObject
+
+    machine = os.uname().machine
+    arch = {"x86_64": "x86", "aarch64": "arm64"}.get(machine, machine)
+    obj_path = tmp / "empty.bpf.o"
+    _run([os.environ.get("CLANG", "clang"), "-O2", "-g", "-target", "bpf",  # bpf/Makefile's
+          f"-D__TARGET_ARCH_{arch}", "-I", str(REPO / "build"),
+          "-c", str(BENCH / "empty.bpf.c"), "-o", str(obj_path)], "compile bench/empty.bpf.c")
+    obj = BpfObject.open(str(obj_path))
+    obj.load()
+    return obj
 
 
 def _spawn(argv: list[str]) -> tuple[str, str, int, float]:
@@ -274,7 +302,7 @@ def timing(wls: dict[str, Workload], cycles: int, rounds: int, tmp: Path, strace
             break  # the last check covers the last cycle
         for w, wl in wls.items():
             for j in range(rounds):
-                configs = CONFIGS if j == k % rounds else CONFIGS[:2]
+                configs = CONFIGS if j == k % rounds else CONFIGS[:3]
                 rot = n % len(configs)
                 n += 1
                 out[w].append({c: run_once(c, wl, tmp, strace)
@@ -359,8 +387,10 @@ def build_report(runs: dict[str, list[Round]], wls: dict[str, Workload],
             },
         }
     t = rep["workloads"][TARGET_WORKLOAD]["configs"]["bpfguard"]
+    f = rep["workloads"][TARGET_WORKLOAD]["configs"]["empty"]
     rep["target"] = {"what": f"bpfguard recording's added wall time on {TARGET_WORKLOAD}",
                      "added_pct": t["added_pct"], "added_pct_se": t["added_pct_se"],
+                     "floor_pct": f["added_pct"], "floor_pct_se": f["added_pct_se"],
                      "limit_pct": TARGET_PCT, "within": t["added_pct"] < TARGET_PCT}
     return rep
 
@@ -392,6 +422,9 @@ def print_report(rep: dict[str, Any]) -> None:
                   f"{_f(r.get('added_pct_se')):>6} {_f(r.get('added_ns_per_syscall')):>10} "
                   f"{_f(r.get('ratio_vs_strace'), '{:.4f}x'):>8} {r['cmd_median_ms']:8.0f}")
         bg, st = data["configs"]["bpfguard"], data["configs"]["strace"]
+        floor = data["configs"]["empty"]
+        print(f"  bpfguard adds {_f(_ratio(bg['added_ms'], floor['added_ms']), '{:.2f}x')} "
+              "what an empty sys_enter program adds (the floor of any recorder there)")
         print(f"  strace adds {_f(_ratio(st['added_ms'], bg['added_ms']), '{:.0f}x')} "
               f"what bpfguard adds; strace's wall time / bpfguard's: "
               f"{_f(data['strace_wall_over_bpfguard_wall'], '{:.1f}x')}")
@@ -424,7 +457,8 @@ def print_report(rep: dict[str, Any]) -> None:
         "none" if not other else f"{', '.join(other)}: every configuration paid for them"))
     t = rep["target"]
     print(f"target: {t['what']} < {t['limit_pct']:.0f}%: {t['added_pct']:+.1f}% "
-          f"± {t['added_pct_se']:.1f} ({'within' if t['within'] else 'above'} target)")
+          f"± {t['added_pct_se']:.1f} ({'within' if t['within'] else 'above'} target); "
+          f"the empty sys_enter floor: {t['floor_pct']:+.1f}% ± {t['floor_pct_se']:.1f}")
 
 
 # --------------------------------------------------------------------------- main
@@ -457,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bpfguard-bench-") as tmpdir:
             tmp = Path(tmpdir)
             wls = workloads(build_loop(tmp), args.iterations)
+            global _FLOOR
+            _FLOOR = _load_floor(tmp)
             log(f"warming up; then {cycles} cycles x {len(wls)} workloads x {args.rounds} "
                 "rounds")
             warm_up(wls, tmp, strace)

@@ -74,6 +74,11 @@ static __always_inline void bg_record_arg(struct pt_regs *regs, bool compat, __u
 		argvals_lost[idx & BG_IDX_MASK] = 1;
 }
 
+static __always_inline __u32 bg_index(long id, bool compat)
+{
+	return ((__u32)id + (compat ? BG_NR_MAX : 0)) & BG_IDX_MASK;
+}
+
 static __always_inline void bg_record(struct pt_regs *regs, long id, bool compat)
 {
 	__u32 idx;
@@ -83,7 +88,7 @@ static __always_inline void bg_record(struct pt_regs *regs, long id, bool compat
 		__sync_fetch_and_add(&out_of_range, 1);
 		return;
 	}
-	idx = ((__u32)id + (compat ? BG_NR_MAX : 0)) & BG_IDX_MASK;
+	idx = bg_index(id, compat);
 	if (!seen[idx])
 		seen[idx] = 1;
 	w = targ_watch[idx];
@@ -91,14 +96,25 @@ static __always_inline void bg_record(struct pt_regs *regs, long id, bool compat
 		bg_record_arg(regs, compat, idx, w);
 }
 
+/* Whatever the process, a syscall already in the set with no argument to
+ * collect changes nothing: answer that from global data first, and pay for
+ * the scope lookup only for syscalls not seen yet. After a workload's first
+ * moments that is almost none, in scope or not. */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(bg_rec_enter, struct pt_regs *regs, long id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+	bool compat = bg_is_compat(task);
 
+	if ((__u64)id < BG_NR_MAX) {
+		__u32 idx = bg_index(id, compat);
+
+		if (seen[idx] && targ_watch[idx] == BG_WATCH_NONE)
+			return 0;
+	}
 	if (!bg_in_scope(task, bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	bg_record(regs, id, bg_is_compat(task));
+	bg_record(regs, id, compat);
 	return 0;
 }
 

@@ -11,10 +11,11 @@
 
 static __always_inline bool bg_is_compat(struct task_struct *task)
 {
+	/* task is a trusted BTF pointer: a direct (CO-RE) load, no probe-read helper */
 #if defined(__TARGET_ARCH_x86)
-	return BPF_CORE_READ(task, thread_info.status) & BG_TS_COMPAT;
+	return task->thread_info.status & BG_TS_COMPAT;
 #elif defined(__TARGET_ARCH_arm64)
-	return BPF_CORE_READ(task, thread_info.flags) & (1UL << BG_TIF_32BIT);
+	return task->thread_info.flags & (1UL << BG_TIF_32BIT);
 #else
 	return false;
 #endif
