@@ -15,9 +15,6 @@ from pathlib import Path
 import pytest
 
 REQUIRE_KERNEL = os.environ.get("BPFGUARD_REQUIRE_KERNEL") == "1"
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-
-
 def _kernel_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "needs root"

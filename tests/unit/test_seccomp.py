@@ -29,16 +29,14 @@ from bpfguard.seccomp import (
 from bpfguard.seccomp.audit import parse_record
 from bpfguard.seccomp.recorder import CLONE_NS_MASK
 
-DOCKER_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "seccomp" / \
-    "docker-default.json"
+# Docker's default profile, copied with its LICENSE and SOURCE
+DOCKER_DEFAULT = Path(__file__).resolve().parents[1] / "fixtures/seccomp/docker-default.json"
 ROOT = Target("x86_64", (6, 18, 0), frozenset({"CAP_SYS_ADMIN", "CAP_SYS_PTRACE"}))
 PLAIN = Target("x86_64", (6, 18, 0), frozenset({"CAP_CHOWN"}))
 
 
 @pytest.fixture(scope="module")
 def docker_default() -> Profile:
-    if not DOCKER_DEFAULT.exists():
-        pytest.skip(f"{DOCKER_DEFAULT} is absent (the shared fixtures are not checked out here)")
     return load_profile(DOCKER_DEFAULT)
 
 
