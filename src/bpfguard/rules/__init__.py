@@ -1,0 +1,1 @@
+"""Falco-compatible detection: rules files, conditions, fields, the engine."""

@@ -1,0 +1,220 @@
+"""The filter fields bpfguard provides, with Falco's names, types and arguments.
+
+This is the registry the loader validates conditions against and the
+compiler looks extractors up in (:mod:`.extract`). Semantics follow Falco's
+(libsinsp) field documentation; where bpfguard cannot know a value it is
+absent, never invented (a comparison on an absent value is false).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .ast import FieldRef
+
+__all__ = ["FIELDS", "ArgKind", "FieldSpec", "FieldType", "check_field", "split_field"]
+
+
+class FieldType(Enum):
+    STR = "string"
+    INT = "int"
+    BOOL = "bool"
+    IP = "ipaddr"
+    NET = "ipnet"
+    PORT = "port"
+    TIME = "abstime"  # ns since the epoch
+    DURATION = "reltime"  # ns
+    LIST = "list"  # a set of strings (fd.types)
+
+
+class ArgKind(Enum):
+    NONE = "none"
+    INDEX = "index"  # proc.aname[2]: a non-negative integer; absent means "any"
+    INDEX_REQUIRED = "index-required"
+    KEY = "key"  # proc.env[HOME], evt.arg[flags] / evt.arg.flags
+    KEY_REQUIRED = "key-required"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: FieldType
+    desc: str
+    arg: ArgKind = ArgKind.NONE
+
+
+def _specs(*rows: tuple[str, FieldType, str] | tuple[str, FieldType, str, ArgKind]
+           ) -> dict[str, FieldSpec]:
+    out = {}
+    for row in rows:
+        name, typ, desc = row[0], row[1], row[2]
+        arg = row[3] if len(row) > 3 else ArgKind.NONE
+        out[name] = FieldSpec(name, typ, desc, arg)
+    return out
+
+
+S, N, B = FieldType.STR, FieldType.INT, FieldType.BOOL
+IDX, KEY = ArgKind.INDEX, ArgKind.KEY
+
+FIELDS: dict[str, FieldSpec] = _specs(
+    # -- event
+    ("evt.num", N, "event number, increasing"),
+    ("evt.time", FieldType.TIME, "event time (ns since the epoch)"),
+    ("evt.time.s", S, "event time as HH:MM:SS"),
+    ("evt.time.iso8601", S, "event time, ISO 8601"),
+    ("evt.datetime", S, "event date and time"),
+    ("evt.rawtime", FieldType.TIME, "event time (ns since the epoch)"),
+    ("evt.type", S, "syscall name (execve for a new program)"),
+    ("evt.dir", S, "'<' for an exit event: bpfguard reports syscalls at exit"),
+    ("evt.cpu", N, "CPU number (absent: not recorded)"),
+    ("evt.args", S, "all arguments as text"),
+    ("evt.arg", S, "one argument by name (evt.arg.flags) or index (evt.arg[0])",
+     ArgKind.KEY_REQUIRED),
+    ("evt.rawarg", S, "one argument's raw value by name", ArgKind.KEY_REQUIRED),
+    ("evt.res", S, "SUCCESS, or the errno name of a failure (ENOENT)"),
+    ("evt.rawres", N, "the return value"),
+    ("evt.failed", B, "the syscall failed"),
+    ("evt.is_open_read", B, "an open for reading"),
+    ("evt.is_open_write", B, "an open for writing"),
+    ("evt.is_open_exec", B, "an open of a file for execution (O_EXEC flag or exec)"),
+    ("evt.is_open_create", B, "an open that creates (O_CREAT)"),
+    ("evt.latency", FieldType.DURATION, "syscall duration (ns)"),
+    ("evt.hostname", S, "host name"),
+    ("evt.source", S, "event source: syscall"),
+    ("syscall.type", S, "syscall name (absent for a program start seen by the process sensor)"),
+    # -- process
+    ("proc.name", S, "comm: the process name (15 chars)"),
+    ("proc.exe", S, "argv[0] as the process passed it"),
+    ("proc.exepath", S, "the executable's full path, from the kernel"),
+    ("proc.pexepath", S, "the parent's executable path"),
+    ("proc.aexepath", S, "an ancestor's executable path ([1] the parent)", IDX),
+    ("proc.cmdline", S, "name and arguments"),
+    ("proc.args", S, "arguments, space separated"),
+    ("proc.pid", N, "process id"),
+    ("proc.ppid", N, "parent process id"),
+    ("proc.vpid", N, "process id in its pid namespace (absent: not recorded)"),
+    ("proc.pname", S, "parent's name"),
+    ("proc.pexe", S, "parent's argv[0]"),
+    ("proc.pcmdline", S, "parent's command line"),
+    ("proc.aname", S, "an ancestor's name ([1] parent, [2] grandparent); no index: any", IDX),
+    ("proc.apid", N, "an ancestor's pid; no index: any", IDX),
+    ("proc.sid", N, "session id"),
+    ("proc.sname", S, "session leader's name"),
+    ("proc.vpgid", N, "process group id"),
+    ("proc.vpgid.name", S, "process group leader's name"),
+    ("proc.vpgid.exe", S, "process group leader's argv[0]"),
+    ("proc.is_vpgid_leader", B, "the process leads its process group"),
+    ("proc.is_sid_leader", B, "the process leads its session"),
+    ("proc.tty", N, "controlling terminal (0 for none)"),
+    ("proc.cwd", S, "working directory"),
+    ("proc.duration", FieldType.DURATION, "ns since the process started"),
+    ("proc.ppid.duration", FieldType.DURATION, "ns since the parent started"),
+    ("proc.loginshellid", N, "pid of the oldest shell ancestor (absent when none)"),
+    ("proc.is_exe_from_memfd", B, "the executable is a memfd"),
+    ("proc.is_exe_upper_layer", B, "the executable is in an overlayfs upper layer"),
+    ("proc.is_exe_writable", B, "the executable is writable by the process's user"),
+    ("proc.exe_ino", N, "the executable's inode number"),
+    ("proc.exe_ino.ctime", FieldType.TIME, "the executable's ctime"),
+    ("proc.exe_ino.mtime", FieldType.TIME, "the executable's mtime"),
+    ("proc.exe_ino.ctime_duration_proc_start", FieldType.DURATION,
+     "ns from the executable's ctime to the process start"),
+    ("proc.env", S, "environment (all, or one variable by name)", KEY),
+    ("proc.stdin.name", S, "what fd 0 refers to"),
+    ("proc.stdout.name", S, "what fd 1 refers to"),
+    ("thread.tid", N, "thread id"),
+    ("thread.cap_effective", S, "effective capabilities"),
+    ("thread.cap_permitted", S, "permitted capabilities"),
+    # -- user and group
+    ("user.uid", N, "user id"),
+    ("user.name", S, "user name"),
+    ("user.homedir", S, "home directory"),
+    ("user.shell", S, "login shell"),
+    ("user.loginuid", N, "audit login uid (-1 when unset)"),
+    ("user.loginname", S, "name of the login uid"),
+    ("group.gid", N, "group id"),
+    ("group.name", S, "group name"),
+    # -- file descriptors (the fd the syscall acted on or returned)
+    ("fd.num", N, "fd number (-1 when the syscall failed)"),
+    ("fd.name", S, "path of a file, or the connection tuple of a socket"),
+    ("fd.nameraw", S, "the path as the process passed it"),
+    ("fd.directory", S, "directory of fd.name"),
+    ("fd.filename", S, "file name part of fd.name"),
+    ("fd.type", S, "file, directory, ipv4, ipv6, unix, pipe, event, signalfd, memfd, ..."),
+    ("fd.typechar", S, "f, 4, 6, u, p, e, ... (Falco's one-letter type)"),
+    ("fd.types", FieldType.LIST, "types of the process's fds (absent: not tracked)", IDX),
+    ("fd.ino", N, "inode number"),
+    ("fd.dev", N, "device number"),
+    ("fd.sip", FieldType.IP, "server IP"),
+    ("fd.cip", FieldType.IP, "client IP"),
+    ("fd.lip", FieldType.IP, "local IP"),
+    ("fd.rip", FieldType.IP, "remote IP"),
+    ("fd.ip", FieldType.IP, "either end's IP (matches if one does)"),
+    ("fd.sport", FieldType.PORT, "server port"),
+    ("fd.cport", FieldType.PORT, "client port"),
+    ("fd.lport", FieldType.PORT, "local port"),
+    ("fd.rport", FieldType.PORT, "remote port"),
+    ("fd.port", FieldType.PORT, "either end's port"),
+    ("fd.l4proto", S, "tcp, udp, icmp, raw"),
+    ("fd.sockfamily", S, "ip or unix"),
+    ("fd.snet", FieldType.NET, "server network"),
+    ("fd.cnet", FieldType.NET, "client network"),
+    ("fd.lnet", FieldType.NET, "local network"),
+    ("fd.rnet", FieldType.NET, "remote network"),
+    ("fd.net", FieldType.NET, "either end's network"),
+    ("fd.sip.name", S, "server host name (absent: bpfguard resolves no names)"),
+    ("fd.connected", B, "the socket is connected"),
+    ("fd.name_changed", B, "the fd name changed (absent: not tracked)"),
+    ("fs.path.name", S, "path a syscall named (resolved, absolute)"),
+    ("fs.path.nameraw", S, "path a syscall named, as passed"),
+    ("fs.path.source", S, "source path of a rename/link (resolved)"),
+    ("fs.path.sourceraw", S, "source path as passed"),
+    ("fs.path.target", S, "target path of a rename/link/symlink (resolved)"),
+    ("fs.path.targetraw", S, "target path as passed"),
+    # -- container and Kubernetes, from the cgroup path
+    ("container.id", S, "container id (12 chars), 'host' on the host"),
+    ("container.full_id", S, "container id (64 chars), 'host' on the host"),
+    ("container.name", S, "container name (absent unless the runtime's name is derivable)"),
+    ("container.image", S, "image (absent: not derivable from the kernel)"),
+    ("container.image.repository", S, "image repository (absent: not derivable)"),
+    ("container.image.tag", S, "image tag (absent: not derivable)"),
+    ("container.type", S, "docker, containerd, cri-o, podman, host"),
+    ("container.privileged", B, "the container runs privileged (absent: not derivable)"),
+    ("container.start_ts", FieldType.TIME, "container start (absent: not derivable)"),
+    ("k8s.pod.uid", S, "pod UID, from the kubepods cgroup path"),
+    ("k8s.pod.name", S, "pod name (absent: not derivable from the kernel)"),
+    ("k8s.ns.name", S, "namespace name (absent: not derivable from the kernel)"),
+)
+
+
+def check_field(ref: FieldRef) -> str | None:
+    """None if `ref` names a field bpfguard provides with a fitting argument;
+    otherwise what is wrong, for the loader's error message."""
+    spec = FIELDS.get(ref.name)
+    if spec is None:
+        return f"unknown field {ref.name!r}"
+    if ref.arg is None:
+        if spec.arg in (ArgKind.INDEX_REQUIRED, ArgKind.KEY_REQUIRED):
+            return f"field {ref.name!r} needs an argument"
+        return None
+    if spec.arg is ArgKind.NONE:
+        return f"field {ref.name!r} takes no argument"
+    if spec.arg in (ArgKind.INDEX, ArgKind.INDEX_REQUIRED) and not ref.arg.isdigit():
+        return f"field {ref.name!r} takes an index, not {ref.arg!r}"
+    return None
+
+
+# Fields whose argument Falco writes after a dot: evt.arg.flags is evt.arg[flags].
+_DOTTED_ARG = ("evt.arg", "evt.rawarg")
+
+
+def split_field(text: str, pos: int = 0) -> FieldRef:
+    """A field as written (``proc.aname[2]``, ``evt.arg.flags``, ``evt.arg[0]``,
+    ``proc.env[HOME]``) as a FieldRef, whether or not the field exists."""
+    arg = None
+    if text.endswith("]") and "[" in text:
+        text, _, arg = text[:-1].partition("[")
+    for prefix in _DOTTED_ARG:
+        if arg is None and text.startswith(prefix + "."):
+            return FieldRef(prefix, text[len(prefix) + 1:], pos=pos)
+    return FieldRef(text, arg, pos=pos)
