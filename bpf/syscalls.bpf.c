@@ -31,6 +31,68 @@ struct {
 	__type(value, struct bg_syscall_spec);
 } specs SEC(".maps");
 
+/* Rules pushdown: the comms and effective uids some rule for a syscall needs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct bg_push_comm_key);
+	__type(value, __u8);
+} push_comms SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct bg_push_euid_key);
+	__type(value, __u8);
+} push_euids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BG_PUSHED_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} push_stats SEC(".maps");
+
+static __always_inline void bg_count_pushed(__u32 where)
+{
+	__u64 *n = bpf_map_lookup_elem(&push_stats, &where);
+
+	if (n)
+		*n += 1;
+}
+
+/* The entry-time part of the pushdown: what the task and the arguments tell.
+ * True when some rule could still want this syscall. */
+static __always_inline bool bg_push_keep(struct task_struct *task, struct pt_regs *regs,
+					 bool compat, __u32 idx, struct bg_syscall_spec *spec)
+{
+	__u8 push = spec->push;
+
+	if (push & BG_PUSH_ACCMODE) {
+		__u64 a[BG_ARGC];
+		__u32 i = spec->flags_arg;
+
+		bg_read_args(regs, compat, a);
+		if (i < BG_ARGC && !(spec->accmodes & (1 << (a[i] & 3))))
+			return false;
+	}
+	if (push & BG_PUSH_COMM) {
+		struct bg_push_comm_key key = { .idx = idx };
+
+		bpf_get_current_comm(key.comm, sizeof(key.comm));
+		if (!bpf_map_lookup_elem(&push_comms, &key))
+			return false;
+	}
+	if (push & BG_PUSH_EUID) {
+		struct bg_push_euid_key key = { .idx = idx };
+
+		key.euid = BPF_CORE_READ(task, cred, euid.val);
+		if (!bpf_map_lookup_elem(&push_euids, &key))
+			return false;
+	}
+	return true;
+}
+
 struct bg_stash {
 	__u64 enter_ns;
 	__u64 args[BG_ARGC];
@@ -115,6 +177,10 @@ static __noinline int bg_enter(struct pt_regs *regs, long id)
 		if (!state || *state != BG_SCOPE_ARMED || spec->ret != BG_RET_EXEC)
 			return 0;
 		*state = BG_SCOPE_ACTIVE;
+	}
+	if (spec->push && !bg_push_keep(task, regs, compat, idx, spec)) {
+		bg_count_pushed(BG_PUSHED_AT_ENTRY);
+		return 0;
 	}
 	st = bpf_task_storage_get(&stash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st) {
@@ -219,6 +285,11 @@ static __noinline int bg_exit(long id, long ret)
 	spec = bpf_map_lookup_elem(&specs, &st->nr);
 	if (!spec)
 		return 0;
+	if (spec->push & (BG_PUSH_SUCCESS | BG_PUSH_FAILURE) &&
+	    !(spec->push & (ret >= 0 ? BG_PUSH_SUCCESS : BG_PUSH_FAILURE))) {
+		bg_count_pushed(BG_PUSHED_AT_EXIT);
+		return 0;
+	}
 	s = bg_scratch(BG_SCRATCH_SYSCALL);
 	if (!s)
 		return 0;

@@ -174,10 +174,42 @@ enum bg_ret_kind {
 	BG_RET_EXEC = 2, /* execve: the new mm->exe_file */
 };
 
+/* In-kernel pre-filter of one syscall, derived from the rules that can match
+ * it (rules pushdown): an event is dropped in the kernel only when no rule
+ * could match it. With no flag set, nothing is filtered. */
+enum bg_push_flags {
+	BG_PUSH_SUCCESS = 1 << 0, /* with BG_PUSH_FAILURE: keep by result, ret >= 0 ... */
+	BG_PUSH_FAILURE = 1 << 1, /* ... or ret < 0; neither bit: any result */
+	BG_PUSH_COMM = 1 << 2,    /* keep only tasks whose comm is in push_comms for it */
+	BG_PUSH_EUID = 1 << 3,    /* keep only effective uids in push_euids for it */
+	BG_PUSH_ACCMODE = 1 << 4, /* keep only open access modes (O_ACCMODE) in `accmodes` */
+};
+
+/* Events the pushdown filtered out, per CPU (not losses: no rule wanted them). */
+enum bg_push_stat {
+	BG_PUSHED_AT_ENTRY = 0,
+	BG_PUSHED_AT_EXIT = 1,
+	BG_PUSHED_MAX = 2,
+};
+
 struct bg_syscall_spec {
 	__u8 enabled;
 	__u8 ret;           /* enum bg_ret_kind */
 	__u8 arg[BG_ARGC]; /* enum bg_arg_kind */
+	__u8 push;          /* enum bg_push_flags */
+	__u8 flags_arg;     /* BG_PUSH_ACCMODE: the argument holding open(2) flags */
+	__u8 accmodes;      /* BG_PUSH_ACCMODE: bit (1 << (flags & O_ACCMODE)) kept */
+	__u8 pad;
+};
+
+struct bg_push_comm_key {
+	__u32 idx; /* syscall number, + BG_NR_MAX for compat */
+	char comm[BG_COMM_LEN];
+};
+
+struct bg_push_euid_key {
+	__u32 idx;
+	__u32 euid;
 };
 
 struct bg_syscall_event {

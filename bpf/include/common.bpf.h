@@ -94,7 +94,11 @@ struct bg_abi {
 	enum bg_scope_flags scope_flags;
 	enum bg_scope_state scope_state;
 	enum bg_watch watch;
+	enum bg_push_flags push_flags;
+	enum bg_push_stat push_stat;
 	struct bg_syscall_spec spec;
+	struct bg_push_comm_key push_comm;
+	struct bg_push_euid_key push_euid;
 	struct bg_scope_config scope;
 	struct bg_argval_key argval;
 };

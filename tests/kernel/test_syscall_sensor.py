@@ -260,3 +260,23 @@ def test_ring_buffer_loss_is_counted_and_reported(tmp_path: Path) -> None:
     lost = losses["ringbuf_full"].count
     assert 0 < len(delivered) < n
     assert len(delivered) + lost == n  # every event is either delivered or counted
+
+
+def test_pushdown_filters_drop_in_the_kernel_what_no_rule_wants(tmp_path: Path) -> None:
+    from bpfguard.sensors import SyscallFilter
+
+    out = tmp_path / "w.txt"
+    script = f"echo x > {out}; cat /etc/hostname >/dev/null; cat /nonexistent 2>/dev/null; true"
+    failed = trace(["sh", "-c", script], syscalls=["openat"],
+                   filters={"openat": SyscallFilter(results=frozenset({"failure"}))})
+    assert failed.syscalls("openat") and all(r["ret"] < 0 for r in failed.syscalls("openat"))
+    assert any(r["args"]["pathname"]["user"] == "/nonexistent" for r in failed.syscalls("openat"))
+    writes = trace(["sh", "-c", script], syscalls=["openat"], filters={"openat": SyscallFilter(
+        accmodes=frozenset({os.O_WRONLY, os.O_RDWR}), comms=frozenset({"sh"}),
+        euids=frozenset({os.geteuid()}))})
+    seen = {(r["comm"], r["args"]["pathname"]["user"]) for r in writes.syscalls("openat")}
+    # sh's two redirections stay; cat's reads and the failed open are gone
+    assert seen == {("sh", str(out)), ("sh", "/dev/null")}
+    nobody = trace(["sh", "-c", script], syscalls=["openat"],
+                   filters={"openat": SyscallFilter(euids=frozenset({65534}))})
+    assert nobody.syscalls("openat") == []

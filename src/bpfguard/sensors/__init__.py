@@ -15,7 +15,7 @@ from .events import (
     SockInfo,
     SyscallEvent,
 )
-from .sensors import ProcessSensor, Sensor, SyscallSensor
+from .sensors import ProcessSensor, Sensor, SyscallFilter, SyscallSensor
 from .sensorset import Scope, SensorSet
 from .syscall_specs import DEFAULT_SYSCALLS
 
@@ -33,5 +33,6 @@ __all__ = [
     "SensorSet",
     "SockInfo",
     "SyscallEvent",
+    "SyscallFilter",
     "SyscallSensor",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
@@ -17,7 +18,7 @@ from .events import Abi
 from .syscall_specs import DEFAULT_SYSCALLS, spec_for
 from .syscall_table import native_arches, syscall_number
 
-__all__ = ["SHARED_MAPS", "ProcessSensor", "Sensor", "SyscallSensor"]
+__all__ = ["SHARED_MAPS", "ProcessSensor", "Sensor", "SyscallFilter", "SyscallSensor"]
 
 SHARED_MAPS = ("events", "drops", "scope_config", "scope_tgids", "scope_cgroups", "scope_mntns")
 
@@ -72,22 +73,49 @@ class ProcessSensor(Sensor):
         self.obj.rodata["targ_args_max"] = self.args_max
 
 
+@dataclass(frozen=True)
+class SyscallFilter:
+    """What the kernel may drop of one syscall's events because nothing wants them
+    (rules pushdown). None in a field means no condition on it.
+
+    Attributes:
+        results: "success" (ret >= 0) and/or "failure" (ret < 0) to keep.
+        accmodes: open(2) access modes to keep (os.O_RDONLY, O_WRONLY, O_RDWR); only
+            for syscalls with an open-flags argument.
+        comms: task names (comm, at most 15 bytes) to keep.
+        euids: effective uids to keep.
+    """
+
+    results: frozenset[str] | None = None
+    accmodes: frozenset[int] | None = None
+    comms: frozenset[str] | None = None
+    euids: frozenset[int] | None = None
+
+
 class SyscallSensor(Sensor):
     """raw_syscalls enter/exit, filtered in the kernel by an interest set and the scope.
 
     Args:
         syscalls: names to report (default: :data:`DEFAULT_SYSCALLS`).
         str_max: bytes read per user string argument (paths), at most 4096.
+        filters: per syscall name, what the kernel may drop (see SyscallFilter).
     """
 
     object_name = "syscalls"
 
-    def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096) -> None:
+    def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096,
+                 filters: dict[str, SyscallFilter] | None = None) -> None:
         super().__init__()
         if not 1 <= str_max <= 4096:
             raise ConfigError(f"str_max must be within 1..4096, not {str_max}")
         self.str_max = str_max
         self.syscalls = tuple(syscalls) if syscalls is not None else DEFAULT_SYSCALLS
+        self.filters = dict(filters or {})
+        unknown = sorted(set(self.filters) - set(self.syscalls))
+        if unknown:
+            raise ConfigError(f"filters for syscalls not traced: {', '.join(unknown)}")
+        self._comms: list[tuple[int, bytes]] = []
+        self._euids: list[tuple[int, int]] = []
         self._table = self._resolve(self.syscalls)
 
     def _resolve(self, names: Iterable[str]) -> dict[int, Any]:
@@ -103,6 +131,9 @@ class SyscallSensor(Sensor):
             enc.ret = rets[spec.ret]
             for i, a in enumerate(spec.args):
                 enc.arg[i] = kinds[a.kind]
+            filt = self.filters.get(name)
+            if filt is not None:
+                self._encode_filter(name, filt, spec, enc)
             found = False
             for is_compat, base in ((False, 0), (True, nr_max)):
                 if is_compat and compat is None:
@@ -111,9 +142,33 @@ class SyscallSensor(Sensor):
                 if nr is not None and nr < nr_max:
                     out[base + nr] = enc
                     found = True
+                    if filt is not None:
+                        self._comms += [(base + nr, c.encode()[:15]) for c in filt.comms or ()]
+                        self._euids += [(base + nr, u) for u in filt.euids or ()]
             if not found:
                 raise ConfigError(f"unknown syscall {name!r} on {native.name}")
         return out
+
+    def _encode_filter(self, name: str, filt: SyscallFilter, spec: Any, enc: Any) -> None:
+        push = self.abi.push_flags
+        flags = 0
+        if filt.results is not None:
+            flags |= push["SUCCESS"] if "success" in filt.results else 0
+            flags |= push["FAILURE"] if "failure" in filt.results else 0
+            if not filt.results:  # no result kept: the syscall is not wanted at all
+                raise ConfigError(f"{name}: a filter keeping no result; leave the syscall out")
+        if filt.accmodes is not None:
+            idx = [i for i, a in enumerate(spec.args) if a.decoder == "open_flags"]
+            if not idx:
+                raise ConfigError(f"{name}: no open-flags argument to filter access modes on")
+            flags |= push["ACCMODE"]
+            enc.flags_arg = idx[0]
+            enc.accmodes = sum(1 << m for m in filt.accmodes)
+        if filt.comms is not None:
+            flags |= push["COMM"]
+        if filt.euids is not None:
+            flags |= push["EUID"]
+        enc.push = flags
 
     def configure(self) -> None:
         self.obj.rodata["targ_str_max"] = self.str_max
@@ -122,6 +177,16 @@ class SyscallSensor(Sensor):
         specs = self.obj.map("specs")
         for idx, enc in self._table.items():
             specs.update(ctypes.c_uint32(idx), enc)
+        comms, euids = self.obj.map("push_comms"), self.obj.map("push_euids")
+        comm_key, euid_key = self.abi.push_comm_key, self.abi.push_euid_key
+        for idx, comm in self._comms:
+            k = comm_key()
+            k.idx, k.comm = idx, comm
+            comms.update(k, ctypes.c_uint8(1))
+        for idx, euid in self._euids:
+            k = euid_key()
+            k.idx, k.euid = idx, euid
+            euids.update(k, ctypes.c_uint8(1))
         interest = self.obj.bss.var("interest")
         words = [0] * len(interest)
         for idx in self._table:

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..loader import Map, RingBuffer
 from .events import Abi, Decoder, Event, LossEvent
-from .sensors import ProcessSensor, Sensor, SyscallSensor
+from .sensors import ProcessSensor, Sensor, SyscallFilter, SyscallSensor
 
 __all__ = ["Scope", "SensorSet"]
 
@@ -131,10 +131,12 @@ class SensorSet:
         str_max: bytes read per user string argument.
         args_max: argv bytes read at exec.
         ringbuf_bytes: size of the shared ring buffer (power of two).
+        filters: per syscall, what the kernel may drop (rules pushdown).
     """
 
     def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096,
-                 args_max: int = 4095, ringbuf_bytes: int = 16 << 20) -> None:
+                 args_max: int = 4095, ringbuf_bytes: int = 16 << 20,
+                 filters: dict[str, SyscallFilter] | None = None) -> None:
         if ringbuf_bytes & (ringbuf_bytes - 1) or ringbuf_bytes < 4096:
             raise ConfigError(f"ringbuf_bytes must be a power of two >= 4096, not {ringbuf_bytes}")
         self.maps: dict[str, Map] = {}
@@ -147,7 +149,7 @@ class SensorSet:
             self.syscalls: SyscallSensor | None = None
             names = None if syscalls is None else list(syscalls)
             if names is None or names:
-                self.syscalls = SyscallSensor(syscalls=names, str_max=str_max)
+                self.syscalls = SyscallSensor(syscalls=names, str_max=str_max, filters=filters)
                 self.sensors.append(self.syscalls)
             self.process.obj.set_max_entries("events", ringbuf_bytes)
             for s in self.sensors:
@@ -186,6 +188,14 @@ class SensorSet:
         out["recursion_miss"] = sum(st["recursion_misses"] for s in self.sensors
                                     for st in s.program_stats().values())
         return out
+
+    def pushed_down(self) -> int:
+        """Syscall events the kernel dropped because no rule could want them."""
+        if self.syscalls is None:
+            return 0
+        stats = self.syscalls.obj.map("push_stats")
+        return sum(stats.sum_percpu_u64(ctypes.c_uint32(v))
+                   for k, v in self.abi.push_stat.items() if k != "MAX")
 
     def losses(self) -> list[LossEvent]:
         """Loss events for what was dropped since the last call."""
