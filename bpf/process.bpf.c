@@ -6,6 +6,7 @@
 
 /* Set before load by user space. */
 const volatile __u32 targ_args_max = BG_ARGS_MAX;
+const volatile __u32 targ_env_max = 0; /* 0: the environment is not read */
 
 static __always_inline __u32 bg_ppid(struct task_struct *task)
 {
@@ -65,6 +66,42 @@ static __always_inline void bg_cgroup_path(struct task_struct *task, struct bg_p
 			e->exec_flags |= BG_EXEC_CGROUP_TRUNCATED;
 	}
 	e->cgroup.len = p->pos - e->cgroup.off;
+}
+
+/* mm->env_start..env_end, bounded like argv. */
+static __always_inline void bg_env(struct task_struct *task, struct bg_payload *p,
+				   struct bg_exec_event *e)
+{
+	unsigned long start = BPF_CORE_READ(task, mm, env_start);
+	unsigned long end = BPF_CORE_READ(task, mm, env_end);
+	__u64 len = end - start, max = targ_env_max;
+
+	if (max > BG_ENV_MAX - 1)
+		max = BG_ENV_MAX - 1;
+	if (len > max) {
+		len = max;
+		e->exec_flags |= BG_EXEC_ENV_TRUNCATED;
+	}
+	if (p->pos + BG_ENV_MAX > BG_DATA_LIMIT) {
+		e->exec_flags |= BG_EXEC_ENV_TRUNCATED;
+		p->trunc = 1;
+		return;
+	}
+	bg_clamp(len, BG_ENV_MAX - 1);
+	if (bpf_probe_read_user(p->data + (p->pos & BG_DATA_MASK), len, (void *)start))
+		len = 0;
+	e->env.off = p->pos;
+	e->env.len = len;
+	p->pos += len;
+}
+
+/* The pid number of `task`'s session or process group leader, as the initial
+ * namespace sees it. */
+static __always_inline __u32 bg_leader_nr(struct task_struct *task, enum pid_type type)
+{
+	struct pid *pid = BPF_CORE_READ(task, signal, pids[type]);
+
+	return pid ? BPF_CORE_READ(pid, numbers[0].nr) : 0;
 }
 
 static __always_inline void bg_args(struct task_struct *task, struct bg_payload *p,
@@ -130,6 +167,10 @@ int BPF_PROG(bg_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	e->userns = BPF_CORE_READ(cred, user_ns, ns.inum);
 	e->pidns = bg_pidns_inum(task);
 	e->argc = BPF_CORE_READ(bprm, argc);
+	e->sid = bg_leader_nr(task, PIDTYPE_SID);
+	e->pgid = bg_leader_nr(task, PIDTYPE_PGID);
+	e->exe_uid = BPF_CORE_READ(task, mm, exe_file, f_inode, i_uid.val);
+	e->exe_gid = BPF_CORE_READ(task, mm, exe_file, f_inode, i_gid.val);
 
 	bg_args(task, &p, e);
 	bg_put_str(&p, BPF_CORE_READ(bprm, filename), BG_STR_MAX, &e->filename, false);
@@ -137,8 +178,14 @@ int BPF_PROG(bg_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	bg_resolve_cwd(task, &p, &e->cwd);
 	bg_cgroup_path(task, &p, e);
 	tty = BPF_CORE_READ(task, signal, tty);
-	if (tty)
+	if (tty) {
+		__u32 minor = BPF_CORE_READ(tty, driver, minor_start) + BPF_CORE_READ(tty, index);
+
+		e->tty_dev = (BPF_CORE_READ(tty, driver, major) << 20) | (minor & 0xfffff);
 		bg_put_str(&p, __builtin_preserve_access_index(&tty->name), 64, &e->tty, false);
+	}
+	if (targ_env_max)
+		bg_env(task, &p, e);
 	if (p.trunc)
 		e->hdr.flags |= BG_EV_TRUNCATED;
 	bg_emit(e, offsetof(struct bg_exec_event, data), p.pos);

@@ -25,6 +25,8 @@
 #define BG_PATH_DEPTH 96
 /* argv bytes copied at exec; longer command lines are flagged truncated. */
 #define BG_ARGS_MAX 4096
+/* Environment bytes copied at exec when asked for (targ_env_max), likewise. */
+#define BG_ENV_MAX 4096
 /* Syscall numbers covered per architecture; compat (32-bit) ids live at +BG_NR_MAX. */
 #define BG_NR_MAX 512
 #define BG_ARGC 6
@@ -106,6 +108,7 @@ struct bg_file {
 enum bg_exec_flags {
 	BG_EXEC_ARGS_TRUNCATED = 1 << 0,
 	BG_EXEC_CGROUP_TRUNCATED = 1 << 1,
+	BG_EXEC_ENV_TRUNCATED = 1 << 2,
 };
 
 struct bg_exec_event {
@@ -126,6 +129,11 @@ struct bg_exec_event {
 	__u32 cgroupns;
 	__u32 exec_flags; /* enum bg_exec_flags */
 	__u32 argc;
+	__u32 sid;     /* session id, in the initial pid namespace */
+	__u32 pgid;    /* process group id, likewise */
+	__u32 exe_uid; /* owner of the executable's inode */
+	__u32 exe_gid;
+	__u32 tty_dev; /* controlling terminal, MKDEV(major, minor); 0 for none */
 	__u32 pad;
 	struct bg_file exe;   /* mm->exe_file */
 	struct bg_file cwd;   /* fs->pwd */
@@ -133,6 +141,7 @@ struct bg_exec_event {
 	struct bg_blob filename; /* bprm->filename: the name execve was given */
 	struct bg_blob cgroup; /* cgroup v2 path components, leaf first, NUL-terminated */
 	struct bg_blob tty;
+	struct bg_blob env; /* environment, NUL-separated; empty unless targ_env_max > 0 */
 	__u8 data[];
 };
 

@@ -102,3 +102,17 @@ def test_process_table_seeds_from_proc() -> None:
     assert me is not None and me.exe == os.path.realpath(sys.executable)
     assert table.get(1) is not None
     assert [p.pid for p in table.ancestors(os.getpid())][:1] == [os.getppid()]
+
+
+def test_session_group_terminal_owner_and_environment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # under script(1) the shell gets a pty: its tty_nr as /proc says, session and group
+    out = tmp_path / "stat"
+    t = trace(["script", "-qc", f"cat /proc/self/stat > {out}; exec env -i FOO=bar /bin/true",
+               "/dev/null"], syscalls=[], env_max=1024)
+    stat = out.read_text().rsplit(")", 1)[1].split()
+    cat = _exec_of(t, "/cat")
+    assert (cat["tty_nr"], cat["sid"], cat["pgid"]) == (int(stat[4]), int(stat[3]), int(stat[2]))
+    assert cat["tty_nr"] != 0
+    assert cat["exe_uid"] == 0 and cat["exe_gid"] == 0  # root owns /usr/bin/cat
+    true = _exec_of(t, "/true")
+    assert true["env"] == ["FOO=bar"]

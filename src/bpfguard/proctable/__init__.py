@@ -66,7 +66,19 @@ class Process:
     loginuid: int = -1
     cgroup: str | None = None
     tty: str | None = None
+    tty_nr: int = 0
     exe_from_memfd: bool = False
+    egid: int = 0
+    sid: int = 0
+    pgid: int = 0
+    cap_effective: int | None = None
+    cap_permitted: int | None = None
+    exe_ino: int | None = None
+    exe_mode: int | None = None
+    exe_uid: int | None = None
+    exe_gid: int | None = None
+    exe_fs_magic: int | None = None
+    env: list[str] | None = None  # None: not read
     parent_exec_id: str | None = None
     exited: bool = False
     exit_status: int | None = None
@@ -83,6 +95,12 @@ class Process:
     def summary(self) -> dict[str, Any]:
         return {"pid": self.pid, "exec_id": self.exec_id, "exe": self.exe,
                 "cmdline": self.cmdline, "ppid": self.ppid, "comm": self.comm}
+
+
+# What a forked child shares with its parent until it execs (or changes it).
+_INHERITED = ("exe", "args", "cwd", "cgroup", "euid", "egid", "loginuid", "tty", "tty_nr",
+              "exe_from_memfd", "sid", "pgid", "cap_effective", "cap_permitted", "exe_ino",
+              "exe_mode", "exe_uid", "exe_gid", "exe_fs_magic", "env")
 
 
 class ProcessTable:
@@ -147,6 +165,11 @@ class ProcessTable:
             gid=ev.gid, euid=ev.euid, loginuid=ev.loginuid, cgroup=ev.cgroup, tty=ev.tty,
             exe_from_memfd=bool(exe and ev.exe and ev.exe.detached
                                 and exe.startswith("/memfd:")),
+            egid=ev.egid, sid=ev.sid, pgid=ev.pgid, tty_nr=ev.tty_nr,
+            cap_effective=ev.cap_effective,
+            cap_permitted=ev.cap_permitted, exe_uid=ev.exe_uid, exe_gid=ev.exe_gid,
+            exe_ino=ev.exe.ino if ev.exe else None, exe_mode=ev.exe.mode if ev.exe else None,
+            exe_fs_magic=ev.exe.fs_magic if ev.exe else None, env=ev.env,
             parent_exec_id=parent.exec_id if parent else None,
         )
         self._put(p)
@@ -160,9 +183,8 @@ class ProcessTable:
             gid=ev.gid, parent_exec_id=parent.exec_id if parent else None,
         )
         if parent is not None:  # a forked child runs its parent's image until it execs
-            p.exe, p.args, p.cwd, p.cgroup = parent.exe, parent.args, parent.cwd, parent.cgroup
-            p.euid, p.loginuid, p.tty = parent.euid, parent.loginuid, parent.tty
-            p.exe_from_memfd = parent.exe_from_memfd
+            for name in _INHERITED:
+                setattr(p, name, getattr(parent, name))
         self._put(p)
         return p
 
@@ -230,12 +252,15 @@ def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Pr
         except OSError:
             return None
 
-    uid = gid = euid = 0
+    uid = gid = euid = egid = 0
+    caps: dict[str, int] = {}
     for line in status.splitlines():
         if line.startswith("Uid:"):
             uid, euid = (int(x) for x in line.split()[1:3])
         elif line.startswith("Gid:"):
-            gid = int(line.split()[1])
+            gid, egid = (int(x) for x in line.split()[1:3])
+        elif line.startswith(("CapEff:", "CapPrm:")):
+            caps[line[:6]] = int(line.split()[1], 16)
     cgroup = None
     try:
         for line in (base / "cgroup").read_text().splitlines():
@@ -248,9 +273,17 @@ def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Pr
     except (OSError, ValueError):
         loginuid = -1
     exe = _link("exe")
+    try:
+        st = os.stat(base / "exe")
+        exe_stat: dict[str, Any] = {"exe_ino": st.st_ino, "exe_mode": st.st_mode,
+                                    "exe_uid": st.st_uid, "exe_gid": st.st_gid}
+    except OSError:
+        exe_stat = {}
     return Process(
         pid=pid, ppid=ppid, start_ns=start_ns, exec_id=f"{boot_id}:{start_ns}:{pid}",
         comm=comm, exe=exe, args=args, cwd=_link("cwd"), uid=uid, gid=gid, euid=euid,
-        loginuid=loginuid, cgroup=cgroup, tty=str(tty_nr) if tty_nr else None,
+        egid=egid, loginuid=loginuid, cgroup=cgroup, tty=str(tty_nr) if tty_nr else None,
         exe_from_memfd=bool(exe and exe.startswith("/memfd:")), from_proc=True,
+        sid=int(fields[3]), pgid=int(fields[2]), cap_effective=caps.get("CapEff"),
+        cap_permitted=caps.get("CapPrm"), **exe_stat,
     )

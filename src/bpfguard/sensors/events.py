@@ -175,6 +175,13 @@ class ExecEvent(Event):
     cgroupns: int
     cgroup: str
     tty: str | None
+    sid: int = 0
+    pgid: int = 0
+    tty_nr: int = 0  # as /proc/PID/stat's tty_nr: 0 for none
+    exe_uid: int | None = None
+    exe_gid: int | None = None
+    env: list[str] | None = None  # None: not read (see ProcessSensor env_max)
+    env_truncated: bool = False
 
 
 @dataclass
@@ -224,6 +231,21 @@ class LossEvent:
 
 def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _tty_nr(dev: int) -> int:
+    """MKDEV(major, minor) as the kernel encodes it for userspace (new_encode_dev),
+    the number /proc/PID/stat and Falco's proc.tty give."""
+    major, minor = dev >> 20, dev & 0xFFFFF
+    return (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
+
+
+def _strings(raw: bytes) -> list[str]:
+    """NUL-separated strings (argv, environ): a final NUL ends the last one."""
+    out = [a.decode(errors="replace") for a in raw.split(b"\0")]
+    if out and out[-1] == "" and raw.endswith(b"\0"):
+        out.pop()
+    return out if raw else []
 
 
 def _blob(data: bytes, blob: Any) -> bytes:
@@ -358,9 +380,10 @@ def _s64(v: int) -> int:
 class Decoder:
     """Turns records into events for one ABI. Cheap to call per record."""
 
-    def __init__(self, abi: Abi, boot_id: str) -> None:
+    def __init__(self, abi: Abi, boot_id: str, *, env_read: bool = False) -> None:
         self.abi = abi
         self.boot_id = boot_id
+        self.env_read = env_read
         self._hsize = ctypes.sizeof(abi.header)
         native, compat = native_arches()
         self._arch = (native.name, compat.name if compat else native.name)
@@ -394,12 +417,9 @@ class Decoder:
 
     def _exec(self, rec: bytes) -> ExecEvent:
         size = ctypes.sizeof(self.abi.exec)
-        e = self.abi.exec.from_buffer_copy(rec[:size])
-        data = rec[size:]
-        raw_args = _blob(data, e.args)
-        args = [a.decode(errors="replace") for a in raw_args.split(b"\0")]
-        if args and args[-1] == "" and raw_args.endswith(b"\0"):
-            args.pop()
+        e = self.abi.exec.from_buffer_copy(rec[:size].ljust(size, b"\0"))
+        data = rec[self.abi.exec.data.offset:]  # the payload starts at data[], not at sizeof
+        args = _strings(_blob(data, e.args))
         cg_parts = [p.decode(errors="replace")
                     for p in _blob(data, e.cgroup).split(b"\0") if p]
         cg_parts.reverse()
@@ -414,13 +434,17 @@ class Decoder:
             sessionid=e.sessionid, cap_effective=e.cap_effective,
             cap_permitted=e.cap_permitted, mntns=e.mntns, pidns=e.pidns, netns=e.netns,
             userns=e.userns, cgroupns=e.cgroupns, cgroup="/" + "/".join(cg_parts),
-            tty=tty,
+            tty=tty, sid=e.sid, pgid=e.pgid, tty_nr=_tty_nr(e.tty_dev),
+            exe_uid=e.exe_uid if e.exe.flags & self.abi.file_flags["VALID"] else None,
+            exe_gid=e.exe_gid if e.exe.flags & self.abi.file_flags["VALID"] else None,
+            env=_strings(_blob(data, e.env)) if self.env_read else None,
+            env_truncated=bool(e.exec_flags & flags["ENV_TRUNCATED"]),
         )
 
     def _syscall(self, rec: bytes) -> SyscallEvent:
         size = ctypes.sizeof(self.abi.syscall)
-        e = self.abi.syscall.from_buffer_copy(rec[:size])
-        data = rec[size:]
+        e = self.abi.syscall.from_buffer_copy(rec[:size].ljust(size, b"\0"))
+        data = rec[self.abi.syscall.data.offset:]
         compat = bool(e.hdr.flags & self.abi.event_flags["COMPAT"])
         nr = e.nr % self.abi.nr_max
         name = syscall_name(nr, compat=compat)

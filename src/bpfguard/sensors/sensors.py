@@ -61,16 +61,25 @@ class Sensor:
 
 
 class ProcessSensor(Sensor):
-    """exec / fork / exit, with kernel-truth exe, argv, cwd, creds, namespaces, cgroup."""
+    """exec / fork / exit, with kernel-truth exe, argv, cwd, creds, namespaces, cgroup.
+
+    Args:
+        args_max: argv bytes read at exec.
+        env_max: environment bytes read at exec (0: not read).
+    """
 
     object_name = "process"
 
-    def __init__(self, *, args_max: int = 4095) -> None:
+    def __init__(self, *, args_max: int = 4095, env_max: int = 0) -> None:
         super().__init__()
+        if not 0 <= env_max <= 4095:
+            raise ConfigError(f"env_max must be within 0..4095, not {env_max}")
         self.args_max = args_max
+        self.env_max = env_max
 
     def configure(self) -> None:
         self.obj.rodata["targ_args_max"] = self.args_max
+        self.obj.rodata["targ_env_max"] = self.env_max
 
 
 @dataclass(frozen=True)

@@ -132,11 +132,12 @@ class SensorSet:
         args_max: argv bytes read at exec.
         ringbuf_bytes: size of the shared ring buffer (power of two).
         filters: per syscall, what the kernel may drop (rules pushdown).
+        env_max: environment bytes read at exec (0: not read).
     """
 
     def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096,
                  args_max: int = 4095, ringbuf_bytes: int = 16 << 20,
-                 filters: dict[str, SyscallFilter] | None = None) -> None:
+                 filters: dict[str, SyscallFilter] | None = None, env_max: int = 0) -> None:
         if ringbuf_bytes & (ringbuf_bytes - 1) or ringbuf_bytes < 4096:
             raise ConfigError(f"ringbuf_bytes must be a power of two >= 4096, not {ringbuf_bytes}")
         self.maps: dict[str, Map] = {}
@@ -144,7 +145,7 @@ class SensorSet:
         self._rb: RingBuffer | None = None
         self._started = False
         try:
-            self.process = ProcessSensor(args_max=args_max)
+            self.process = ProcessSensor(args_max=args_max, env_max=env_max)
             self.sensors.append(self.process)
             self.syscalls: SyscallSensor | None = None
             names = None if syscalls is None else list(syscalls)
@@ -158,7 +159,7 @@ class SensorSet:
             self.close()
             raise
         self.abi = self.process.abi
-        self._decoder = Decoder(self.abi, _boot_id())
+        self._decoder = Decoder(self.abi, _boot_id(), env_read=env_max > 0)
         self.scope = Scope(self.maps, self.abi)
         self.scope.apply()
         self._reported: dict[str, int] = {}
