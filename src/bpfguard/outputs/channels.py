@@ -1,0 +1,966 @@
+"""Alert channels: stdout, file, syslog, program and HTTP(S), as Falco has them.
+
+An alert is a dict in Falco's JSON alert shape (``time``, ``rule``,
+``priority``, ``source``, ``hostname``, ``output``, ``output_fields``,
+``tags``). Each channel turns it into Falco's line (:class:`Format`) and
+delivers it; :class:`Channels` fans one alert out to several, through an
+optional :class:`~bpfguard.outputs.ratelimit.RateLimiter`, and counts per
+channel what was sent, failed, dropped and suppressed::
+
+    from bpfguard.outputs.channels import (
+        Channels, FileChannel, Format, HttpChannel, StdoutChannel)
+    from bpfguard.outputs.ratelimit import Limit, RateLimiter
+
+    with Channels(
+        [StdoutChannel(Format(json_output=True)),
+         FileChannel("/var/log/bpfguard/alerts.log", keep_alive=True),
+         HttpChannel("http://falcosidekick:2801/", capacity=1000)],
+        limiter=RateLimiter(limit=Limit(rate=1.0, burst=10), dedup_window=60),
+        install_sighup=True,           # logrotate: SIGHUP reopens the file
+    ) as out:
+        out.send(alert)
+        out.notice(loss_record)        # {"type": "loss"|"drop", ...}: Falco's drop alert
+        print(out.stats()["http"])     # ChannelStats(sent=..., failed=..., dropped=..., ...)
+
+Formats, as Falco writes them (falcosecurity/falco ``userspace/engine/formats.cpp``,
+``userspace/falco/falco_outputs.cpp``, libsinsp ``sinsp_utils::ts_to_string``):
+
+* text: ``HH:MM:SS.nnnnnnnnn: Priority message`` in local time. For a rule alert
+  that is its ``output`` with the prefix put before it, unless it starts with
+  one already (Falco's own alerts carry it; bpfguard's engine leaves it to the
+  outputs). An internal message (``source`` ``"internal"``, e.g. the drop
+  alert) gets the prefix and then `` (k=v k=v)`` from ``output_fields`` in key
+  order, values JSON-encoded.
+* JSON: one compact object, keys in byte order (Falco's nlohmann::json object is
+  a std::map), ``output`` the full text line (internal messages: the bare
+  message), ``tags`` sorted and unique (a std::set), non-ASCII as UTF-8.
+  ``json_include_output_property`` / ``json_include_tags_property`` drop
+  ``output`` / ``tags``.
+
+Delivery never blocks the caller: every channel owns a worker thread and a
+bounded queue. When the queue is full the NEWEST alert is dropped and counted,
+as Falco's outputs queue does (``try_push``) and as the kernel's ring buffer
+does: what is already queued, the start of an incident, cannot be pushed out by
+a flood, and what a channel delivers is a gap-free prefix of what it was given.
+A channel whose delivery can fail transiently (program, HTTP) retries with
+exponential backoff and jitter (:class:`Backoff`); the exponent counts
+consecutive failures across alerts, so a dead endpoint is not hammered.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import contextlib
+import enum
+import gzip
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import syslog
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from types import FrameType
+from typing import IO, Any, Generic, Protocol, Self, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from .. import __version__
+from ..errors import ConfigError
+from .ratelimit import RateLimiter, message_of
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DROP_RULE",
+    "PRIORITIES",
+    "Backoff",
+    "Channel",
+    "ChannelStats",
+    "Channels",
+    "FileChannel",
+    "Format",
+    "HttpChannel",
+    "ProgramChannel",
+    "StdoutChannel",
+    "SyslogChannel",
+    "drop_alert",
+    "priority_level",
+    "rfc3339",
+]
+
+log = logging.getLogger("bpfguard.outputs")
+
+Alert = Mapping[str, Any]
+
+#: Falco's priorities; the index is the syslog level (LOG_EMERG .. LOG_DEBUG).
+PRIORITIES = ("Emergency", "Alert", "Critical", "Error", "Warning", "Notice",
+              "Informational", "Debug")
+
+#: The rule of Falco's event-drop alert (``syscall_event_drops.actions: [alert]``).
+DROP_RULE = "Falco internal: syscall event drop"
+
+#: Alerts a channel queues by default before it drops the newest.
+DEFAULT_CAPACITY = 1000
+
+
+def priority_level(name: str) -> int:
+    """The syslog level of a Falco priority: case-insensitive, "Info" too (as Falco)."""
+    low = name.lower()
+    for level, p in enumerate(PRIORITIES):
+        if low == p.lower() or (low == "info" and p == "Informational"):
+            return level
+    raise ValueError(f"unknown priority {name!r}")
+
+
+def rfc3339(ns: int) -> str:
+    """``2024-05-01T12:00:00.000000001Z``: UTC with nanoseconds, as Falco's ``time``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
+        f".{ns % 1_000_000_000:09d}Z"
+
+
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})\Z")
+
+
+def _parse_time(text: str) -> tuple[int, str]:
+    """Seconds since the epoch and the 9-digit fraction of an RFC 3339 time."""
+    m = _RFC3339.match(text)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    secs = calendar.timegm(time.strptime(m[1], "%Y-%m-%dT%H:%M:%S"))
+    if m[3] != "Z":
+        sign = 1 if m[3][0] == "+" else -1
+        hh, mm = int(m[3][1:3]), int(m[3][-2:])
+        secs -= sign * (hh * 3600 + mm * 60)
+    return secs, (m[2] or "").ljust(9, "0")
+
+
+def _text_time(alert: Alert) -> str:
+    # sinsp's %evt.time: HH:MM:SS.nnnnnnnnn in local time. (sinsp applies the
+    # zone offset in force *now*; this uses the one at the alert's time, which
+    # differs only for alerts that cross a DST change.)
+    secs, frac = _parse_time(str(alert["time"]))
+    return time.strftime("%H:%M:%S", time.localtime(secs)) + "." + frac
+
+
+def _output(alert: Alert) -> str:
+    """The alert's full ``output``: Falco's rule alerts carry the text prefix in it."""
+    out = str(alert.get("output", ""))
+    if alert.get("source") == "internal" or message_of(alert) != out:
+        return out
+    return f"{_text_time(alert)}: {alert['priority']} {out}"
+
+
+@dataclass(frozen=True)
+class Format:
+    """How an alert becomes a line; the fields are Falco's settings of the same names."""
+
+    json_output: bool = False
+    json_include_output_property: bool = True
+    json_include_tags_property: bool = True
+
+    def line(self, alert: Alert) -> str:
+        """The alert as Falco prints it, without the newline."""
+        return self._json(alert) if self.json_output else self._text(alert)
+
+    def _text(self, alert: Alert) -> str:
+        if alert.get("source") != "internal":
+            return _output(alert)
+        # falco_outputs::handle_msg: "<time>: <Priority> <msg> (k=v k=v)"
+        fields = " ".join(f"{k}={_dumps(v)}"
+                          for k, v in sorted(dict(alert.get("output_fields") or {}).items()))
+        return f"{_text_time(alert)}: {alert['priority']} {alert.get('output', '')} ({fields})"
+
+    def _json(self, alert: Alert) -> str:
+        obj = dict(alert)
+        if "output" in obj:
+            obj["output"] = _output(alert)
+        if not self.json_include_output_property:
+            obj.pop("output", None)
+        if not self.json_include_tags_property:
+            obj.pop("tags", None)
+        elif obj.get("tags") is not None:
+            obj["tags"] = sorted(set(obj["tags"]))
+        return _dumps(obj)
+
+
+def _dumps(value: Any) -> str:
+    # nlohmann::json::dump(): compact, object keys sorted, UTF-8 kept as is
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def drop_alert(record: Mapping[str, Any], *, hostname: str) -> dict[str, Any]:
+    """Falco's event-drop alert for a bpfguard drop notice.
+
+    `record` is a loss record (``{"type": "loss" or "drop", "count", "reason",
+    "time_ns", ...}``). Falco's ``syscall_event_drops`` "alert" action emits
+    an internal message: rule :data:`DROP_RULE`, priority ``Debug`` (Falco
+    before 0.33 said ``Critical``), source ``internal``, no tags, string-valued
+    ``output_fields`` (``n_drops`` and one ``n_drops_<cause>``).
+    """
+    if record.get("type") not in ("drop", "loss"):
+        raise ValueError(f"not a drop notice: {record!r}")
+    n = int(record["count"])
+    fields = {"n_drops": str(n), "ebpf_enabled": "1"}
+    if record.get("reason"):
+        fields[f"n_drops_{record['reason']}"] = str(n)
+    return {
+        "hostname": hostname,
+        "output": f"{DROP_RULE}. {n} system calls dropped in last second.",
+        "output_fields": fields,
+        "priority": "Debug",
+        "rule": DROP_RULE,
+        "source": "internal",
+        "time": rfc3339(int(record.get("time_ns") or time.time_ns())),
+    }
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry policy: up to `attempts` tries an alert, waiting between them.
+
+    The wait before retry ``n`` (0-based, counting consecutive failures) is
+    ``d = min(maximum, initial * 2**n)``, jittered uniformly in ``[d/2, d]``:
+    a fleet of agents does not retry in lockstep, yet each still backs off.
+    """
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    attempts: int = 5
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.initial < 0 or self.maximum < self.initial:
+            raise ConfigError(f"bad backoff {self}")
+
+    def delay(self, n: int, rng: random.Random) -> float:
+        """Seconds to wait before retry `n`."""
+        d = min(self.maximum, self.initial * 2.0 ** min(n, 64))
+        return d / 2 + rng.uniform(0, d / 2)
+
+
+_NO_RETRY = Backoff(attempts=1)
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """A channel's counters since it was made.
+
+    sent: alerts delivered. failed: alerts given up on after their attempts.
+    dropped: alerts never tried (queue full, or still queued at close).
+    suppressed: alerts the fan-out's limiter held back from this channel.
+    queued: alerts waiting now.
+    """
+
+    sent: int = 0
+    failed: int = 0
+    dropped: int = 0
+    suppressed: int = 0
+    queued: int = 0
+
+
+class Channel(Protocol):
+    """What :class:`Channels` fans out to."""
+
+    name: str
+
+    def send(self, alert: Alert) -> None:
+        """Queues `alert`; never blocks for long, never raises for delivery."""
+
+    def reopen(self) -> None:
+        """Reopens what the channel writes to (log rotation), after what is queued."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until the queue is empty; False if `timeout` passed first."""
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Delivers what is queued, within `timeout`, and frees the channel."""
+
+    def stats(self) -> ChannelStats:
+        """The counters."""
+
+
+class _Transient(Exception):
+    """A delivery failure worth retrying."""
+
+
+class _Reopen(enum.Enum):
+    REOPEN = enum.auto()
+
+
+_T = TypeVar("_T")
+
+
+class _QueuedChannel(Generic[_T]):
+    """A bounded queue and the worker thread that drains it into `_deliver`.
+
+    Subclasses turn an alert into an item in the caller's thread (`_prepare`:
+    cheap, and later changes to the dict do not matter) and deliver it in the
+    worker (`_deliver`, raising `_Transient` for what a retry could fix). The
+    resources they open live in the worker only: `_reopen` and `_shutdown`
+    run there too, so nothing is shared but the queue (`_interrupt` is the
+    exception: close() calls it from its own thread to unblock the worker).
+    """
+
+    def __init__(self, name: str, *, capacity: int, backoff: Backoff,
+                 rng: random.Random | None = None) -> None:
+        if capacity < 1:
+            raise ConfigError(f"{name} channel: capacity must be >= 1, got {capacity}")
+        self.name = name
+        self._capacity = capacity
+        self._backoff = backoff
+        self._rng = rng or random.Random()
+        self._q: deque[_T | _Reopen] = deque()
+        # reentrant: reopen() may run in a signal handler, on top of a main
+        # thread that holds this lock in send()
+        self._cv = threading.Condition(threading.RLock())
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._busy = False
+        self._abort = threading.Event()
+        self._sent = self._failed = self._dropped = 0
+        self._drops_logged = 0
+        self._failures = 0  # consecutive transient failures: the backoff exponent
+        self._failing = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- caller side ----------------------------------------------------------
+
+    def send(self, alert: Alert) -> None:
+        """Queues `alert` (dropped and counted if the queue is full)."""
+        try:
+            item = self._prepare(alert)
+        except Exception:
+            log.exception("%s: cannot format alert %r", self.name, alert)
+            with self._cv:
+                self._failed += 1
+            return
+        with self._cv:
+            if self._closing or len(self._q) >= self._capacity:
+                self._dropped += 1
+                return
+            self._push(item)
+
+    def reopen(self) -> None:
+        """Queues a reopen, done in order with the alerts around it."""
+        with self._cv:
+            if not self._closing:
+                self._push(_Reopen.REOPEN)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until all that was queued has been handled."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._q and not self._busy, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Delivers what is queued within `timeout`, then drops the rest."""
+        with self._cv:
+            if self._closing:
+                return
+            self._closing = True
+            self._cv.notify_all()
+            thread = self._thread
+        if thread is None:
+            self._shutdown()
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("%s: still busy after %.1fs, dropping what is queued", self.name, timeout)
+            self._abort.set()
+            self._interrupt()
+            # the worker leaves at its next step; a blocking call may hold it
+            # up to its own timeout, and it is a daemon thread meanwhile
+            thread.join(min(timeout, 1.0))
+
+    def stats(self) -> ChannelStats:
+        with self._cv:
+            return ChannelStats(sent=self._sent, failed=self._failed, dropped=self._dropped,
+                                queued=sum(1 for i in self._q if i is not _Reopen.REOPEN))
+
+    def _push(self, item: _T | _Reopen) -> None:
+        self._q.append(item)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"bpfguard-{self.name}",
+                                            daemon=True)
+            self._thread.start()
+        self._cv.notify_all()
+
+    # -- worker side ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._q and not self._closing:
+                    self._cv.wait()
+                if not self._q or self._abort.is_set():
+                    break
+                item = self._q.popleft()
+                self._busy = True
+            try:
+                self._handle(item)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+            self._log_drops()
+        with self._cv:
+            self._dropped += sum(1 for i in self._q if i is not _Reopen.REOPEN)
+            self._q.clear()
+            self._cv.notify_all()
+        self._log_drops()
+        try:
+            self._shutdown()
+        except Exception:
+            log.exception("%s: closing failed", self.name)
+
+    def _handle(self, item: _T | _Reopen) -> None:
+        if item is _Reopen.REOPEN:
+            try:
+                self._reopen()
+            except Exception as exc:
+                log.warning("%s: reopen failed: %s", self.name, exc)
+            return
+        tries = 0
+        while True:
+            try:
+                self._deliver(item)
+            except _Transient as exc:
+                tries += 1
+                self._failures += 1
+                if tries >= self._backoff.attempts or self._abort.wait(
+                        self._backoff.delay(self._failures - 1, self._rng)):
+                    self._give_up(exc)
+                    return
+                continue
+            except Exception as exc:
+                self._give_up(exc)
+                return
+            with self._cv:
+                self._sent += 1
+            self._failures = 0
+            if self._failing:
+                self._failing = False
+                log.info("%s: delivering again", self.name)
+            return
+
+    def _give_up(self, exc: BaseException) -> None:
+        with self._cv:
+            self._failed += 1
+        # one line when a channel starts failing, not one an alert
+        if not self._failing:
+            self._failing = True
+            log.warning("%s: alert not delivered: %s", self.name, exc)
+
+    def _log_drops(self) -> None:
+        with self._cv:
+            new = self._dropped - self._drops_logged
+            self._drops_logged = self._dropped
+        if new:
+            log.warning("%s: dropped %d alert(s): queue full (capacity %d)",
+                        self.name, new, self._capacity)
+
+    # -- for subclasses -------------------------------------------------------
+
+    def _prepare(self, alert: Alert) -> _T:
+        raise NotImplementedError
+
+    def _deliver(self, item: _T) -> None:
+        raise NotImplementedError
+
+    def _reopen(self) -> None:
+        """Closes what is open; the next alert opens it anew."""
+
+    def _shutdown(self) -> None:
+        """Frees what is open."""
+
+    def _interrupt(self) -> None:
+        """Called from close() to unblock a worker stuck in `_deliver`."""
+
+
+class StdoutChannel(_QueuedChannel[str]):
+    """Falco's ``stdout_output``: a line an alert.
+
+    Args:
+        fmt: text (default) or JSON.
+        stream: where to write (default: ``sys.stdout`` as it is now).
+        buffered: Falco's ``buffered_outputs``; False flushes every line.
+    """
+
+    def __init__(self, fmt: Format = Format(), *, stream: IO[str] | None = None,
+                 buffered: bool = False, name: str = "stdout",
+                 capacity: int = DEFAULT_CAPACITY) -> None:
+        super().__init__(name, capacity=capacity, backoff=_NO_RETRY)
+        self._fmt = fmt
+        self._stream = stream if stream is not None else sys.stdout
+        self._buffered = buffered
+
+    def _prepare(self, alert: Alert) -> str:
+        return self._fmt.line(alert) + "\n"
+
+    def _deliver(self, item: str) -> None:
+        self._stream.write(item)
+        if not self._buffered:
+            self._stream.flush()
+
+    def _shutdown(self) -> None:
+        self._stream.flush()
+
+
+class FileChannel(_QueuedChannel[str]):
+    """Falco's ``file_output``: appends a line an alert to `path`.
+
+    Args:
+        keep_alive: False (Falco's default) opens, appends and closes for every
+            alert, so a rotated file is left at once; True opens once and keeps
+            writing to the same open file until :meth:`reopen` (SIGHUP through
+            :class:`Channels`), which moves to a new file at `path`.
+        buffered: Falco's ``buffered_outputs``; False flushes every line.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fmt: Format = Format(), *,
+                 keep_alive: bool = False, buffered: bool = False, name: str = "file",
+                 capacity: int = DEFAULT_CAPACITY) -> None:
+        super().__init__(name, capacity=capacity, backoff=_NO_RETRY)
+        self.path = os.fspath(path)
+        if not os.path.isdir(os.path.dirname(os.path.abspath(self.path))):
+            raise ConfigError(f"file channel: no directory for {self.path}")
+        self._fmt = fmt
+        self._keep_alive = keep_alive
+        self._buffered = buffered
+        self._file: IO[str] | None = None
+
+    def _prepare(self, alert: Alert) -> str:
+        return self._fmt.line(alert) + "\n"
+
+    def _deliver(self, item: str) -> None:
+        if self._file is None:
+            # errors="replace": one undecodable string must not cost the alert
+            self._file = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        try:
+            self._file.write(item)
+            if not self._buffered:
+                self._file.flush()
+        except OSError:
+            self._close_file()  # a full disk or a vanished mount: start afresh next time
+            raise
+        if not self._keep_alive:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+
+    _reopen = _close_file
+    _shutdown = _close_file
+
+
+_FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp",
+               "cron", "authpriv", "local0", "local1", "local2", "local3", "local4",
+               "local5", "local6", "local7")
+
+
+class SyslogChannel(_QueuedChannel[tuple[int, str]]):
+    """Falco's ``syslog_output``: ``syslog(3)`` a message an alert.
+
+    The level is the alert's priority (:func:`priority_level`: Emergency is
+    LOG_EMERG ... Debug is LOG_DEBUG, as Falco); the message is the same line
+    as on stdout. `facility` is a ``syslog.LOG_*`` value or its name
+    (``"local0"``). `ident` is process-wide in syslog(3): the last
+    SyslogChannel made sets it.
+
+    Runs in a worker like the others: syslog(3) blocks when the log daemon's
+    socket is full.
+    """
+
+    def __init__(self, fmt: Format = Format(), *, ident: str = "bpfguard",
+                 facility: int | str = syslog.LOG_USER, name: str = "syslog",
+                 capacity: int = DEFAULT_CAPACITY) -> None:
+        super().__init__(name, capacity=capacity, backoff=_NO_RETRY)
+        if isinstance(facility, str):
+            if facility.lower() not in _FACILITIES:
+                raise ConfigError(f"syslog channel: unknown facility {facility!r}")
+            facility = int(getattr(syslog, f"LOG_{facility.upper()}"))
+        self._fmt = fmt
+        self._facility = facility
+        syslog.openlog(ident, 0, facility)
+
+    def _prepare(self, alert: Alert) -> tuple[int, str]:
+        return priority_level(str(alert["priority"])), self._fmt.line(alert)
+
+    def _deliver(self, item: tuple[int, str]) -> None:
+        level, line = item
+        syslog.syslog(self._facility | level, line)
+
+
+class ProgramChannel(_QueuedChannel[bytes]):
+    """Falco's ``program_output``: each alert's line to ``sh -c program``'s stdin.
+
+    Args:
+        keep_alive: False (Falco's default) runs the program for every alert
+            and waits (at most `timeout`) for it to end; a non-zero exit fails
+            the alert without a retry, as the program ran. True starts it once
+            and writes line after line; when it has died it is restarted, with
+            :class:`Backoff` between tries. A line written just before it died
+            may be lost, as with any pipe.
+        timeout: seconds a program may take to finish (per alert, or at close).
+        backoff, rng: the retries, and the jitter's source.
+
+    The program runs in its own session, so a Ctrl-C meant for bpfguard does
+    not kill it before it got the last alerts.
+    """
+
+    def __init__(self, program: str, fmt: Format = Format(), *, keep_alive: bool = False,
+                 buffered: bool = False, timeout: float = 5.0, name: str = "program",
+                 capacity: int = DEFAULT_CAPACITY, backoff: Backoff = Backoff(attempts=3),
+                 rng: random.Random | None = None) -> None:
+        super().__init__(name, capacity=capacity, backoff=backoff, rng=rng)
+        self.program = program
+        self._fmt = fmt
+        self._keep_alive = keep_alive
+        self._buffered = buffered
+        self._timeout = timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _prepare(self, alert: Alert) -> bytes:
+        return (self._fmt.line(alert) + "\n").encode("utf-8", "replace")
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        try:
+            # what popen(3) runs, as Falco
+            return subprocess.Popen(["/bin/sh", "-c", self.program], stdin=subprocess.PIPE,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise _Transient(f"cannot start {self.program!r}: {exc}") from exc
+
+    def _deliver(self, item: bytes) -> None:
+        if not self._keep_alive:
+            proc = self._spawn()
+            try:
+                proc.communicate(item, timeout=self._timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise RuntimeError(f"{self.program!r} still running after {self._timeout}s, "
+                                   "killed") from None
+            if proc.returncode:
+                raise RuntimeError(f"{self.program!r} exited with status {proc.returncode}")
+            return
+        if self._proc is not None and self._proc.poll() is not None:
+            status = self._proc.returncode
+            self._stop_program()
+            # a retry restarts it, after the backoff: a program that dies at
+            # once is not restarted in a tight loop
+            raise _Transient(f"{self.program!r} exited with status {status}")
+        if self._proc is None:
+            self._proc = self._spawn()
+        proc = self._proc
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(item)
+            if not self._buffered:
+                proc.stdin.flush()
+        except OSError as exc:  # EPIPE: it exited (Python ignores SIGPIPE)
+            self._stop_program()
+            raise _Transient(f"{self.program!r} is gone: {exc}") from exc
+
+    def _stop_program(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        assert proc.stdin is not None
+        # EOF: a well-behaved program finishes and exits. OSError: it had
+        # exited with data still in the pipe
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(self._timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    # Falco's reopen() also restarts the program
+    _reopen = _stop_program
+    _shutdown = _stop_program
+
+    def _interrupt(self) -> None:
+        proc = self._proc
+        if proc is not None:
+            proc.kill()
+
+
+# 408 and 429 ask the client to try again later: giving up on them would lose
+# alerts to a receiver's throttling. Every other 4xx is final.
+_RETRY_4XX = frozenset({408, 429})
+
+
+class _StaleConnection(Exception):
+    """A reused keep-alive connection failed before any answer."""
+
+
+class HttpChannel(_QueuedChannel[bytes]):
+    """Falco's ``http_output``: POSTs each alert to `url`.
+
+    Args:
+        fmt: JSON by default (the body is the JSON line, as Falco sends it,
+            ``Content-Type: application/json``); text is sent as
+            ``text/plain``, as Falco does.
+        user_agent: the ``User-Agent``.
+        headers: more headers (overriding the defaults). A ``user:password@``
+            in `url` becomes Basic authorization.
+        insecure: skip certificate and host name checks.
+        ca_cert, ca_path: a CA bundle file, a CA directory (default: the system's).
+        client_cert, client_key: mutual TLS (Falco's ``mtls``).
+        compress: gzip the body (``Content-Encoding: gzip``). Falco's
+            ``compress_uploads`` only asks the server to compress responses.
+        echo: write the server's replies to stdout (Falco's ``echo``).
+        timeout: seconds for the connection and each socket operation.
+        capacity: the bounded queue; the newest alert is dropped when full.
+        backoff: retries on connection errors, timeouts, 5xx, 408 and 429;
+            none on other answers (4xx) or an untrusted certificate.
+        rng: the jitter's source (seed it for reproducible runs).
+
+    One connection is kept open and reused (HTTP/1.1 keep-alive).
+
+    The standard library is enough here (http.client rather than
+    urllib.request, for the reused connection): a retrying worker around
+    http.client is all this needs, and a process that runs as root is better
+    off without the dependencies an HTTP client library brings.
+    """
+
+    def __init__(self, url: str, fmt: Format = Format(json_output=True), *,
+                 user_agent: str = f"bpfguard/{__version__}",
+                 headers: Mapping[str, str] | None = None, insecure: bool = False,
+                 ca_cert: str | None = None, ca_path: str | None = None,
+                 client_cert: str | None = None, client_key: str | None = None,
+                 compress: bool = False, echo: bool = False, timeout: float = 5.0,
+                 name: str = "http", capacity: int = DEFAULT_CAPACITY,
+                 backoff: Backoff = Backoff(), rng: random.Random | None = None) -> None:
+        super().__init__(name, capacity=capacity, backoff=backoff, rng=rng)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"http channel: not an http(s) URL: {url!r}")
+        self.url = url
+        self._fmt = fmt
+        self._host = parts.hostname
+        self._port = parts.port
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._compress = compress
+        self._echo = echo
+        self._timeout = timeout
+        self._headers = {
+            "Content-Type": "application/json" if fmt.json_output else "text/plain",
+            "User-Agent": user_agent,
+        }
+        if compress:
+            self._headers["Content-Encoding"] = "gzip"
+        if parts.username is not None:
+            cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            self._headers["Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
+        self._headers.update(headers or {})
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self._ssl = _ssl_context(insecure, ca_cert, ca_path, client_cert, client_key)
+        elif client_cert or ca_cert or ca_path:
+            raise ConfigError(f"http channel: TLS options given for a plain http URL {url!r}")
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _prepare(self, alert: Alert) -> bytes:
+        return self._fmt.line(alert).encode("utf-8", "replace")
+
+    def _deliver(self, item: bytes) -> None:
+        body = gzip.compress(item) if self._compress else item
+        try:
+            status, reply = self._exchange(body)
+        except _StaleConnection:
+            # servers close idle keep-alive connections whenever they like:
+            # one immediate try on a new connection tells that from an outage
+            status, reply = self._exchange(body)
+        if self._echo and reply:
+            sys.stdout.write(reply.decode("utf-8", "replace") + "\n")
+        if status < 300:
+            return
+        if status >= 500 or status in _RETRY_4XX:
+            raise _Transient(f"HTTP {status}")
+        raise RuntimeError(f"HTTP {status}: {reply[:200]!r}")
+
+    def _exchange(self, body: bytes) -> tuple[int, bytes]:
+        reused = self._conn is not None
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            self._conn.request("POST", self._target, body=body, headers=self._headers)
+            resp = self._conn.getresponse()
+            reply = resp.read()
+        except ssl.SSLCertVerificationError:
+            self._disconnect()
+            raise  # no retry: waiting does not make a certificate trusted
+        except (OSError, http.client.HTTPException) as exc:
+            self._disconnect()
+            if reused and not isinstance(exc, TimeoutError):
+                raise _StaleConnection from exc
+            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+        if resp.will_close:
+            self._disconnect()
+        return resp.status, reply
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._ssl is not None:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout,
+                                               context=self._ssl)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    _shutdown = _disconnect
+
+
+def _ssl_context(insecure: bool, ca_cert: str | None, ca_path: str | None,
+                 client_cert: str | None, client_key: str | None) -> ssl.SSLContext:
+    if client_key and not client_cert:
+        raise ConfigError("http channel: client_key without client_cert")
+    try:
+        ctx = ssl.create_default_context(cafile=ca_cert, capath=ca_path)
+        if client_cert:
+            ctx.load_cert_chain(client_cert, client_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"http channel: TLS setup failed: {exc}") from exc
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Channels:
+    """Fans alerts out to channels, through an optional rate limiter.
+
+    Args:
+        channels: the channels; their names must differ.
+        limiter: applied once, before the fan-out; its summaries go to every
+            channel. A ticker thread polls it every `tick_interval` seconds so
+            a summary is not held until the next alert; ``None``: only
+            :meth:`send` and :meth:`tick` poll it.
+        hostname: for :meth:`notice` (default: this host's name).
+        install_sighup: reopen every channel on SIGHUP (log rotation). Only
+            from the main thread, where Python runs signal handlers;
+            :meth:`close`, from the main thread too, puts the previous one back.
+    """
+
+    def __init__(self, channels: Iterable[Channel], *, limiter: RateLimiter | None = None,
+                 hostname: str | None = None, install_sighup: bool = False,
+                 tick_interval: float | None = 1.0) -> None:
+        self._channels = list(channels)
+        names = [c.name for c in self._channels]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"channel names must differ: {names}")
+        self._limiter = limiter
+        self.hostname = hostname if hostname is not None else socket.gethostname()
+        self._closed = False
+        self._old_sighup: Any = None
+        if install_sighup:
+            if threading.current_thread() is not threading.main_thread():
+                raise ConfigError("a SIGHUP handler can only be installed from the main thread")
+            self._old_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
+            self._sighup = True
+        else:
+            self._sighup = False
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if limiter is not None and tick_interval is not None:
+            self._ticker = threading.Thread(target=self._tick_loop, args=(tick_interval,),
+                                            name="bpfguard-ratelimit", daemon=True)
+            self._ticker.start()
+
+    def __enter__(self) -> Channels:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def channels(self) -> list[Channel]:
+        return list(self._channels)
+
+    def send(self, alert: Alert) -> None:
+        """Queues `alert` on every channel, unless the limiter holds it back."""
+        if self._limiter is not None:
+            self._fan_out(self._limiter.poll())  # older summaries first
+            if not self._limiter.admit(alert):
+                return
+        for ch in self._channels:
+            ch.send(alert)
+
+    def notice(self, record: Mapping[str, Any]) -> None:
+        """Sends a drop notice (``{"type": "loss"|"drop", ...}``) as Falco's drop alert."""
+        self.send(drop_alert(record, hostname=self.hostname))
+
+    def tick(self) -> None:
+        """Sends the limiter's summaries that are due."""
+        if self._limiter is not None:
+            self._fan_out(self._limiter.poll())
+
+    def reopen(self) -> None:
+        """Reopens every channel (after what each has queued)."""
+        for ch in self._channels:
+            ch.reopen()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until every channel's queue is empty; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return all([ch.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                    for ch in self._channels])
+
+    def stats(self) -> dict[str, ChannelStats]:
+        """Each channel's counters, by name."""
+        held = self._limiter.suppressed if self._limiter is not None else 0
+        return {ch.name: replace(ch.stats(), suppressed=held) for ch in self._channels}
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Sends pending summaries, then closes every channel within `timeout` in all."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        if self._limiter is not None:
+            self._fan_out(self._limiter.drain())
+        deadline = time.monotonic() + timeout
+        for ch in self._channels:
+            ch.close(max(0.0, deadline - time.monotonic()))
+        if self._sighup:
+            # None: the old handler was not set from Python; the default is all we can put back
+            signal.signal(signal.SIGHUP,
+                          signal.SIG_DFL if self._old_sighup is None else self._old_sighup)
+
+    def _fan_out(self, alerts: list[dict[str, Any]]) -> None:
+        for alert in alerts:
+            for ch in self._channels:
+                ch.send(alert)
+
+    def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
+        self.reopen()
+
+    def _tick_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("rate limiter tick failed")

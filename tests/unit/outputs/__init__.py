@@ -1,0 +1,1 @@
+"""Alert channels and their rate limiting."""
