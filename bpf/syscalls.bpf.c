@@ -290,6 +290,16 @@ static __noinline int bg_exit(long id, long ret)
 		bg_count_pushed(BG_PUSHED_AT_EXIT);
 		return 0;
 	}
+	if ((spec->push & BG_PUSH_FILETYPE) && ret >= 0 && spec->ret == BG_RET_FD) {
+		/* the inode type costs three loads; the path walk below is what it saves */
+		struct file *f = bg_fd_file(task, ret);
+		__u32 mode = f ? BPF_CORE_READ(f, f_inode, i_mode) : 0;
+
+		if (!(spec->filetypes & (1 << ((mode >> 12) & 15)))) {
+			bg_count_pushed(BG_PUSHED_AT_EXIT);
+			return 0;
+		}
+	}
 	s = bg_scratch(BG_SCRATCH_SYSCALL);
 	if (!s)
 		return 0;

@@ -192,6 +192,7 @@ enum bg_push_flags {
 	BG_PUSH_COMM = 1 << 2,    /* keep only tasks whose comm is in push_comms for it */
 	BG_PUSH_EUID = 1 << 3,    /* keep only effective uids in push_euids for it */
 	BG_PUSH_ACCMODE = 1 << 4, /* keep only open access modes (O_ACCMODE) in `accmodes` */
+	BG_PUSH_FILETYPE = 1 << 5, /* a returned fd: keep only inode types in `filetypes` */
 };
 
 /* Events the pushdown filtered out, per CPU (not losses: no rule wanted them). */
@@ -209,6 +210,8 @@ struct bg_syscall_spec {
 	__u8 flags_arg;     /* BG_PUSH_ACCMODE: the argument holding open(2) flags */
 	__u8 accmodes;      /* BG_PUSH_ACCMODE: bit (1 << (flags & O_ACCMODE)) kept */
 	__u8 pad;
+	__u16 filetypes;    /* BG_PUSH_FILETYPE: bit (1 << (i_mode >> 12)) kept; failures pass */
+	__u16 pad2;
 };
 
 struct bg_push_comm_key {

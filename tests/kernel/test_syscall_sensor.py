@@ -280,3 +280,18 @@ def test_pushdown_filters_drop_in_the_kernel_what_no_rule_wants(tmp_path: Path) 
     nobody = trace(["sh", "-c", script], syscalls=["openat"],
                    filters={"openat": SyscallFilter(euids=frozenset({65534}))})
     assert nobody.syscalls("openat") == []
+
+
+def test_pushdown_file_type_drops_successful_opens_of_other_types() -> None:
+    import stat
+
+    from bpfguard.sensors import SyscallFilter
+
+    t = trace(["sh", "-c", "ls /etc >/dev/null; cat /etc/hostname >/dev/null; "
+                           "cat /nonexistent 2>/dev/null; true"], syscalls=["openat"],
+              filters={"openat": SyscallFilter(filetypes=frozenset({stat.S_IFREG}))})
+    opened = {r["args"]["pathname"]["user"]: r for r in t.syscalls("openat")}
+    assert "/etc/hostname" in opened and "/nonexistent" in opened  # a failure passes
+    assert "/etc" not in opened  # ls's directory open was dropped in the kernel
+    assert all(r["ret_file"]["mode"].startswith("0o100") for r in opened.values()
+               if r["ret"] >= 0)

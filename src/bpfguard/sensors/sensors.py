@@ -93,12 +93,15 @@ class SyscallFilter:
             for syscalls with an open-flags argument.
         comms: task names (comm, at most 15 bytes) to keep.
         euids: effective uids to keep.
+        filetypes: inode types (stat.S_IFREG, S_IFDIR, ...) of a returned fd to keep;
+            failures pass. Only for syscalls returning an fd.
     """
 
     results: frozenset[str] | None = None
     accmodes: frozenset[int] | None = None
     comms: frozenset[str] | None = None
     euids: frozenset[int] | None = None
+    filetypes: frozenset[int] | None = None
 
 
 class SyscallSensor(Sensor):
@@ -173,6 +176,11 @@ class SyscallSensor(Sensor):
             flags |= push["ACCMODE"]
             enc.flags_arg = idx[0]
             enc.accmodes = sum(1 << m for m in filt.accmodes)
+        if filt.filetypes is not None:
+            if spec.ret != "FD":
+                raise ConfigError(f"{name}: returns no fd whose file type could be filtered")
+            flags |= push["FILETYPE"]
+            enc.filetypes = sum(1 << (t >> 12) for t in filt.filetypes)
         if filt.comms is not None:
             flags |= push["COMM"]
         if filt.euids is not None:
