@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyseccomp
-import system_calls  # type: ignore[import-untyped]
+import system_calls
 
 from ..errors import ConfigError
 from ..sensors.syscall_table import ARCH_FAMILIES, LIBSECCOMP_ARCHES
