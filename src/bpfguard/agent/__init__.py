@@ -11,12 +11,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..outputs import record
 from ..proctable import ProcessTable
 from ..sensors import SensorSet
-from ..sensors.events import LossEvent
+from ..sensors.events import Event, LossEvent
 
 __all__ = ["Pipeline"]
 
@@ -30,12 +31,16 @@ class Pipeline:
         sensors: a loaded SensorSet (started by :meth:`start`).
         table: the process table to keep up to date.
         queue_size: records buffered between the reader and the outputs.
+        handler: what an event becomes, after the table has applied it (default:
+            its record; the detector gives alerts). Runs on the reader thread.
     """
 
     def __init__(self, sensors: SensorSet, table: ProcessTable, *,
-                 queue_size: int = 65536) -> None:
+                 queue_size: int = 65536,
+                 handler: Callable[[Event], Iterable[dict[str, Any]]] | None = None) -> None:
         self.sensors = sensors
         self.table = table
+        self._handle = handler or (lambda ev: (record(ev, table),))
         self._q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bpfguard-reader", daemon=True)
@@ -70,7 +75,8 @@ class Pipeline:
                 batch = self.sensors.read(timeout_ms=100)
                 for ev in batch:
                     self.table.apply(ev)
-                    self._put(record(ev, self.table))
+                    for rec in self._handle(ev):
+                        self._put(rec)
                 self.events += len(batch)
                 if time.monotonic() >= next_check:
                     self._report_losses()
@@ -78,7 +84,8 @@ class Pipeline:
             # what arrived before stop() is still delivered
             for ev in self.sensors.read(timeout_ms=0):
                 self.table.apply(ev)
-                self._put(record(ev, self.table))
+                for rec in self._handle(ev):
+                    self._put(rec)
             self._report_losses()
         except BaseException as exc:  # surfaced to the caller by get()
             self.error = exc

@@ -25,29 +25,35 @@ from typing import Any
 
 from ..sensors.events import Event, ExecEvent, ExitEvent, ForkEvent
 
-__all__ = ["Process", "ProcessTable", "container_id_from_cgroup"]
+__all__ = ["Process", "ProcessTable", "container_id_from_cgroup", "container_of"]
 
 # Container runtimes' cgroup path patterns; the id is 64 hex digits, reported
 # with 12 as Falco and docker do.
 _CONTAINER_PATTERNS = [
-    re.compile(r"docker-([0-9a-f]{64})\.scope"),
-    re.compile(r"/docker/([0-9a-f]{64})"),
-    re.compile(r"cri-containerd-([0-9a-f]{64})\.scope"),
-    re.compile(r"crio-(?:conmon-)?([0-9a-f]{64})\.scope"),
-    re.compile(r"libpod-(?:conmon-)?([0-9a-f]{64})\.scope"),
-    re.compile(r"/libpod_parent/libpod-([0-9a-f]{64})"),
-    re.compile(r"/kubepods[^ ]*/(?:pod[0-9a-f_-]+/)?([0-9a-f]{64})$"),
-    re.compile(r"/containerd/([0-9a-f]{64})"),
+    ("docker", re.compile(r"docker-([0-9a-f]{64})\.scope")),
+    ("docker", re.compile(r"/docker/([0-9a-f]{64})")),
+    ("containerd", re.compile(r"cri-containerd-([0-9a-f]{64})\.scope")),
+    ("cri-o", re.compile(r"crio-(?:conmon-)?([0-9a-f]{64})\.scope")),
+    ("podman", re.compile(r"libpod-(?:conmon-)?([0-9a-f]{64})\.scope")),
+    ("podman", re.compile(r"/libpod_parent/libpod-([0-9a-f]{64})")),
+    ("containerd", re.compile(r"/kubepods[^ ]*/(?:pod[0-9a-f_-]+/)?([0-9a-f]{64})$")),
+    ("containerd", re.compile(r"/containerd/([0-9a-f]{64})")),
 ]
+
+
+def container_of(path: str) -> tuple[str, str] | None:
+    """(runtime, 64-hex container id) a cgroup path belongs to; None on the host."""
+    for runtime, pat in _CONTAINER_PATTERNS:
+        m = pat.search(path)
+        if m:
+            return runtime, m.group(1)
+    return None
 
 
 def container_id_from_cgroup(path: str) -> str:
     """The container id (12 hex digits) a cgroup path belongs to, or "host"."""
-    for pat in _CONTAINER_PATTERNS:
-        m = pat.search(path)
-        if m:
-            return m.group(1)[:12]
-    return "host"
+    c = container_of(path)
+    return c[1][:12] if c else "host"
 
 
 @dataclass

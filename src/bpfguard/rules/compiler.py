@@ -1,0 +1,290 @@
+"""Conditions to Python closures, with Falco's comparison semantics.
+
+- A field that cannot be extracted makes every comparison on it false,
+  ``!=`` included; ``not`` then makes the negation true, as in Falco.
+- A field standing for several values (``proc.aname`` without an index, the
+  either-end network fields) matches if one of its values does.
+- The right-hand side is parsed once, for the field's type: numbers for
+  numeric fields, addresses and networks for network fields (``fd.snet in
+  ("10.0.0.0/8")`` is network membership), ``true``/``false`` for booleans.
+- ``regex`` is RE2 anchored at both ends (libsinsp's ANCHOR_BOTH); ``glob``
+  is fnmatch without special meaning for ``/``; ``pmatch`` matches a path
+  equal to, or under, one of the given prefixes; ``in`` and ``intersects``
+  are set membership for single values.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import ipaddress
+import posixpath
+from collections.abc import Callable
+from typing import Any
+
+import re2
+
+from ..errors import ConfigError
+from . import ast
+from .event import RuleEvent
+from .extract import AnyOf, Extractor, extractor
+from .fields import FIELDS, FieldType
+
+__all__ = ["ALL_TYPES", "Check", "CompileError", "compile_condition", "event_types"]
+
+Check = Callable[[RuleEvent], bool]
+
+_STRING_OPS = {"contains", "icontains", "bcontains", "startswith", "bstartswith", "endswith",
+               "glob", "iglob", "regex", "pmatch"}
+_ORDER_OPS = {"<", "<=", ">", ">="}
+_NUMERIC = {FieldType.INT, FieldType.PORT, FieldType.TIME, FieldType.DURATION}
+
+
+class CompileError(ConfigError):
+    """A condition that parses but cannot be evaluated (a type mismatch, a bad
+    regex, ...). `pos` is the offset in the condition text."""
+
+    def __init__(self, message: str, pos: int) -> None:
+        self.pos = pos
+        super().__init__(message)
+
+
+# -- operands --------------------------------------------------------------------------
+
+_TRANSFORMS: dict[str, tuple[Callable[[Any], Any], FieldType | None]] = {
+    "tolower": (lambda v: v.lower() if isinstance(v, str) else v, FieldType.STR),
+    "toupper": (lambda v: v.upper() if isinstance(v, str) else v, FieldType.STR),
+    "b64": (lambda v: _b64(v), FieldType.STR),
+    "basename": (lambda v: posixpath.basename(v) if isinstance(v, str) else v, FieldType.STR),
+    "len": (lambda v: len(v) if isinstance(v, (str, list)) else None, FieldType.INT),
+}
+
+
+def _b64(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return None
+    try:
+        return base64.b64decode(v, validate=False).decode(errors="replace")
+    except ValueError:
+        return None
+
+
+def _operand(node: ast.Operand) -> tuple[Extractor, FieldType]:
+    """The extractor of a field or transformed field, and its resulting type."""
+    if isinstance(node, ast.FieldRef):
+        return extractor(node), FIELDS[node.name].type
+    inner, typ = _operand(node.operand)
+    if node.name not in _TRANSFORMS:
+        raise CompileError(f"unknown transformer {node.name!r}", node.pos)
+    fn, out = _TRANSFORMS[node.name]
+    if typ not in (FieldType.STR, FieldType.LIST) and node.name != "len":
+        raise CompileError(f"transformer {node.name} applies to strings, not {typ.value}",
+                           node.pos)
+
+    def transformed(e: RuleEvent) -> Any:
+        v = inner(e)
+        if v is None:
+            return None
+        if isinstance(v, AnyOf):
+            return AnyOf(x for x in map(fn, v) if x is not None)
+        return fn(v)
+    return transformed, out or typ
+
+
+# -- right-hand values -------------------------------------------------------------------
+
+
+def _convert(text: str, typ: FieldType, op: str, pos: int) -> Any:
+    """The literal `text` as a value of the field's type."""
+    if op in ("bcontains", "bstartswith"):
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            raise CompileError(f"{op} takes hex bytes, not {text!r}", pos) from None
+    if op in _STRING_OPS:
+        if typ not in (FieldType.STR, FieldType.LIST):
+            raise CompileError(f"operator {op} applies to strings, not {typ.value} fields", pos)
+        if op == "regex":
+            try:
+                return re2.compile(text)
+            except re2.error as exc:
+                raise CompileError(f"bad regex {text!r}: {exc}", pos) from None
+        if op == "iglob":
+            return text.lower()
+        return text
+    if typ in _NUMERIC:
+        try:
+            return int(text, 0)
+        except ValueError:
+            raise CompileError(f"{text!r} is not a number", pos) from None
+    if typ is FieldType.BOOL:
+        if text.lower() not in ("true", "false"):
+            raise CompileError(f"{text!r} is not true or false", pos)
+        return text.lower() == "true"
+    if typ in (FieldType.IP, FieldType.NET):
+        try:
+            if "/" in text:
+                return ipaddress.ip_network(text, strict=False)
+            return ipaddress.ip_address(text)
+        except ValueError:
+            raise CompileError(f"{text!r} is not an IP address or network", pos) from None
+    return text
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(b, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        return isinstance(a, (ipaddress.IPv4Address, ipaddress.IPv6Address)) and a in b
+    return bool(a == b)
+
+
+def _pmatch(value: str, prefixes: tuple[str, ...]) -> bool:
+    for p in prefixes:
+        p = p.rstrip("/")
+        if value == p or value.startswith(p + "/") or p == "":
+            return True
+    return False
+
+
+def _binary(op: str, want: Any) -> Callable[[Any], bool]:
+    """A test of one extracted value against a constant."""
+    if op in ("=", "=="):
+        return lambda v: _equal(v, want)
+    if op == "!=":
+        return lambda v: not _equal(v, want)
+    if op == "<":
+        return lambda v: bool(v < want)
+    if op == "<=":
+        return lambda v: bool(v <= want)
+    if op == ">":
+        return lambda v: bool(v > want)
+    if op == ">=":
+        return lambda v: bool(v >= want)
+    if op == "contains":
+        return lambda v: isinstance(v, str) and want in v
+    if op == "icontains":
+        low = want.lower()
+        return lambda v: isinstance(v, str) and low in v.lower()
+    if op == "startswith":
+        return lambda v: isinstance(v, str) and v.startswith(want)
+    if op == "endswith":
+        return lambda v: isinstance(v, str) and v.endswith(want)
+    if op == "bcontains":
+        return lambda v: isinstance(v, str) and want in v.encode(errors="surrogateescape")
+    if op == "bstartswith":
+        return lambda v: isinstance(v, str) and v.encode(errors="surrogateescape").startswith(want)
+    if op == "glob":
+        return lambda v: isinstance(v, str) and fnmatch.fnmatchcase(v, want)
+    if op == "iglob":
+        return lambda v: isinstance(v, str) and fnmatch.fnmatchcase(v.lower(), want)
+    if op == "regex":
+        return lambda v: isinstance(v, str) and want.fullmatch(v) is not None
+    raise AssertionError(op)
+
+
+def _against(get: Extractor, test: Callable[[Any], bool]) -> Check:
+    def check(e: RuleEvent) -> bool:
+        v = get(e)
+        if v is None:
+            return False
+        if isinstance(v, AnyOf):
+            return any(test(x) for x in v)
+        return test(v)
+    return check
+
+
+def _compare(node: ast.Compare) -> Check:
+    get, typ = _operand(node.left)
+    op, right = node.op, node.right
+    if op == "exists":
+        return lambda e: get(e) is not None
+    if op in _ORDER_OPS and typ not in _NUMERIC and typ is not FieldType.STR:
+        raise CompileError(f"operator {op} does not apply to {typ.value} fields", node.pos)
+    if isinstance(right, ast.Value):
+        other, other_typ = _operand(right.operand)
+        if other_typ is not typ:
+            raise CompileError(f"val() compares a {typ.value} field with a {other_typ.value} "
+                               "field", right.pos)
+
+        def check_val(e: RuleEvent) -> bool:
+            w = other(e)
+            if w is None or isinstance(w, AnyOf):
+                return False
+            return _against(get, _binary(op if op != "in" else "=", w))(e)
+        return check_val
+    if op in ("in", "intersects", "pmatch"):
+        items = right.items if isinstance(right, ast.ListValue) else (right,)
+        words = [i for i in items if isinstance(i, ast.Word)]
+        if len(words) != len(items):
+            raise CompileError(f"{op} takes literals, not val()", node.pos)
+        if op == "pmatch":
+            prefixes = tuple(w.text for w in words)
+            return _against(get, lambda v: isinstance(v, str) and _pmatch(v, prefixes))
+        values = [_convert(w.text, typ, "=", w.pos) for w in words]
+        nets = [v for v in values if isinstance(v, (ipaddress.IPv4Network,
+                                                    ipaddress.IPv6Network))]
+        exact = frozenset(v for v in values if v not in nets)
+
+        def member(v: Any) -> bool:
+            return v in exact or any(_equal(v, n) for n in nets)
+        if typ is FieldType.LIST:  # a set field: in = all of it listed, intersects = some
+            def list_check(e: RuleEvent) -> bool:
+                v = get(e)
+                if v is None:
+                    return False
+                members = [member(x) for x in v]
+                return all(members) if op == "in" else any(members)
+            return list_check
+        return _against(get, member)
+    if not isinstance(right, ast.Word):
+        raise CompileError(f"operator {op} takes one value, not a list", node.pos)
+    return _against(get, _binary(op, _convert(right.text, typ, op, right.pos)))
+
+
+def compile_condition(node: ast.Condition) -> Check:
+    """The closure deciding a resolved condition (no macro references left)."""
+    if isinstance(node, ast.And):
+        parts = [compile_condition(i) for i in node.items]
+        return lambda e: all(p(e) for p in parts)
+    if isinstance(node, ast.Or):
+        parts = [compile_condition(i) for i in node.items]
+        return lambda e: any(p(e) for p in parts)
+    if isinstance(node, ast.Not):
+        inner = compile_condition(node.item)
+        return lambda e: not inner(e)
+    if isinstance(node, ast.Compare):
+        return _compare(node)
+    raise CompileError(f"unresolved macro {node.name!r}", node.pos)
+
+
+# -- event types --------------------------------------------------------------------------
+
+ALL_TYPES: frozenset[str] = frozenset({"*"})
+
+
+def event_types(node: ast.Condition) -> frozenset[str]:
+    """The evt.type values a condition can match; ALL_TYPES when it does not say.
+    Sound over-approximation: a condition never matches an event outside it."""
+    if isinstance(node, ast.Compare):
+        left = node.left
+        if isinstance(left, ast.FieldRef) and left.name == "evt.type":
+            if node.op in ("=", "==") and isinstance(node.right, ast.Word):
+                return frozenset({node.right.text})
+            if node.op in ("in", "intersects") and isinstance(node.right, ast.ListValue):
+                words = [i for i in node.right.items if isinstance(i, ast.Word)]
+                if len(words) == len(node.right.items):
+                    return frozenset(w.text for w in words)
+        return ALL_TYPES
+    if isinstance(node, ast.And):
+        known = [t for t in map(event_types, node.items) if t is not ALL_TYPES]
+        if not known:
+            return ALL_TYPES
+        out = known[0]
+        for t in known[1:]:
+            out &= t
+        return frozenset(out)
+    if isinstance(node, ast.Or):
+        parts = [event_types(i) for i in node.items]
+        if any(p is ALL_TYPES for p in parts):
+            return ALL_TYPES
+        return frozenset().union(*parts)
+    return ALL_TYPES  # not, or an unresolved macro: anything

@@ -1,0 +1,473 @@
+"""Field extractors: one function per field, from a RuleEvent to a value.
+
+An extractor returns None when the value is absent (Falco: the field cannot
+be extracted, so every comparison on it is false), or :class:`AnyOf` for a
+field that stands for several values at once (``proc.aname`` without an index:
+any ancestor), which a comparison matches if one of them does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import grp
+import ipaddress
+import posixpath
+import pwd
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ..proctable import Process, container_of
+from ..seccomp.profile import CAPABILITIES
+from .ast import FieldRef
+from .event import RuleEvent, exe_writable, memfd_exepath
+from .fields import FIELDS
+
+__all__ = ["ABSENT_FIELDS", "AnyOf", "Extractor", "extractor", "render"]
+
+
+class AnyOf(list[Any]):
+    """Several values for one field: a comparison holds if it holds for one."""
+
+
+Extractor = Callable[[RuleEvent], Any]
+
+_OVERLAYFS_MAGIC = 0x794C7630
+_SHELLS = frozenset({"ash", "bash", "csh", "ksh", "sh", "tcsh", "zsh", "dash", "fish"})
+_K8S_POD = re.compile(r"pod([0-9a-f]{8}(?:[-_][0-9a-f]{4}){3}[-_][0-9a-f]{12})")
+
+
+def _user(uid: int | None) -> pwd.struct_passwd | None:
+    if uid is None or uid < 0:
+        return None
+    return _pw(uid)
+
+
+_pw_cache: dict[int, pwd.struct_passwd | None] = {}
+
+
+def _pw(uid: int) -> pwd.struct_passwd | None:
+    if uid not in _pw_cache:
+        try:
+            _pw_cache[uid] = pwd.getpwuid(uid)
+        except KeyError:
+            _pw_cache[uid] = None
+    return _pw_cache[uid]
+
+
+_gr_cache: dict[int, str | None] = {}
+
+
+def _group_name(gid: int | None) -> str | None:
+    if gid is None:
+        return None
+    if gid not in _gr_cache:
+        try:
+            _gr_cache[gid] = grp.getgrgid(gid).gr_name
+        except KeyError:
+            _gr_cache[gid] = None
+    return _gr_cache[gid]
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+# -- process helpers ------------------------------------------------------------
+
+
+def _p(e: RuleEvent) -> Process | None:
+    return e.proc
+
+
+def _exepath(p: Process | None) -> str | None:
+    return memfd_exepath(p.exe) if p else None
+
+
+def _argv0(p: Process | None) -> str | None:
+    return p.args[0] if p and p.args else None
+
+
+def _cmdline(p: Process | None, comm: str | None = None) -> str | None:
+    """Falco's proc.cmdline: the name, then the arguments."""
+    if p is None:
+        return None
+    name = comm or p.comm
+    return " ".join([name, *p.args[1:]])
+
+
+def _ancestor(e: RuleEvent, n: int) -> Process | None:
+    """[0] the process itself, [1] its parent, ..."""
+    if n == 0:
+        return e.proc
+    anc = e.ancestors
+    return anc[n - 1] if n - 1 < len(anc) else None
+
+
+def _by_ancestor(get: Callable[[Process], Any]) -> Callable[[RuleEvent, str | None], Any]:
+    def extract(e: RuleEvent, arg: str | None) -> Any:
+        if arg is None:
+            return AnyOf(v for v in (get(a) for a in e.ancestors) if v is not None)
+        p = _ancestor(e, int(arg))
+        return get(p) if p else None
+    return extract
+
+
+def _caps(mask: int | None) -> str | None:
+    if mask is None:
+        return None
+    return " ".join(c for i, c in enumerate(CAPABILITIES) if mask >> i & 1)
+
+
+def _duration(e: RuleEvent, p: Process | None) -> int | None:
+    if p is None or not p.start_ns:
+        return None
+    return max(0, e.event.ktime_ns - p.start_ns)
+
+
+def _leader(e: RuleEvent, pid: int | None) -> Process | None:
+    return e.table.get(pid) if pid else None
+
+
+def _loginshell(e: RuleEvent) -> int | None:
+    found = None
+    for p in [e.proc, *e.ancestors]:
+        if p is not None and p.comm in _SHELLS:
+            found = p.pid
+    return found
+
+
+def _env(e: RuleEvent, arg: str | None) -> str | None:
+    p = e.proc
+    if p is None or p.env is None:
+        return None
+    if arg is None:
+        return " ".join(p.env)
+    for item in p.env:
+        k, _, v = item.partition("=")
+        if k == arg:
+            return v
+    return None
+
+
+# -- container ------------------------------------------------------------------
+
+
+def _container(p: Process | None) -> tuple[str, str] | None:
+    return container_of(p.cgroup) if p and p.cgroup else None
+
+
+def _pod_uid(p: Process | None) -> str | None:
+    m = _K8S_POD.search(p.cgroup or "") if p else None
+    return m.group(1).replace("_", "-") if m else None
+
+
+# -- fd and network ----------------------------------------------------------------
+
+
+def _fd_file(e: RuleEvent) -> str | None:
+    fd = e.fd
+    return fd.name if fd and fd.typechar in ("f", "d", "m") else None
+
+
+def _ends(e: RuleEvent) -> tuple[tuple[Any, int], tuple[Any, int]] | None:
+    """((server ip, port), (client ip, port)) of the event's IP socket."""
+    fd = e.fd
+    s = fd.file.sock if fd and fd.file else None
+    if s is None or s.local is None or s.remote is None:
+        return None
+    local = (ipaddress.ip_address(s.local), s.local_port)
+    remote = (ipaddress.ip_address(s.remote), s.remote_port)
+    return (local, remote) if fd and fd.server_local else (remote, local)
+
+
+def _end(which: int, part: int) -> Callable[[RuleEvent, str | None], Any]:
+    def extract(e: RuleEvent, _arg: str | None) -> Any:
+        ends = _ends(e)
+        return ends[which][part] if ends else None
+    return extract
+
+
+def _local_end(local: bool, part: int) -> Callable[[RuleEvent, str | None], Any]:
+    def extract(e: RuleEvent, _arg: str | None) -> Any:
+        ends = _ends(e)
+        if ends is None or e.fd is None:
+            return None
+        server_is_local = e.fd.server_local
+        return ends[0 if server_is_local == local else 1][part]
+    return extract
+
+
+def _both(part: int) -> Callable[[RuleEvent, str | None], Any]:
+    def extract(e: RuleEvent, _arg: str | None) -> Any:
+        ends = _ends(e)
+        return AnyOf([ends[0][part], ends[1][part]]) if ends else None
+    return extract
+
+
+def _l4proto(e: RuleEvent) -> str | None:
+    fd = e.fd
+    s = fd.file.sock if fd and fd.file else None
+    if s is None:
+        return None
+    if s.family not in ("AF_INET", "AF_INET6"):
+        return None
+    return {1: "tcp", 2: "udp", 3: "raw"}.get(s.type, "unknown")
+
+
+# -- event ------------------------------------------------------------------------
+
+
+def _arg(e: RuleEvent, arg: str | None) -> Any:
+    """evt.arg.NAME / evt.arg[N]: Falco's parameter, as text (evt.rawarg is the value)."""
+    if arg is None:
+        return None
+    args = e.args
+    if arg.isdigit():
+        keys = list(args)
+        i = int(arg)
+        v = args[keys[i]] if i < len(keys) else None
+    else:
+        v = args.get(arg)
+    return None if v is None else render(v)
+
+
+def _args_text(e: RuleEvent) -> str:
+    return " ".join(f"{k}={render(v)}" for k, v in e.args.items() if k != "res")
+
+
+def _res(e: RuleEvent) -> str:
+    sc = e.syscall
+    if sc is None or sc.ret >= 0:
+        return "SUCCESS"
+    return sc.errno or str(sc.ret)
+
+
+def _open_flags(e: RuleEvent) -> str | None:
+    sc = e.syscall
+    if sc is None or sc.syscall not in ("open", "openat", "openat2", "creat"):
+        return None
+    if sc.syscall == "creat":
+        return "O_WRONLY|O_CREAT|O_TRUNC"
+    flags = sc.args.get("flags")
+    return flags if isinstance(flags, str) else None
+
+
+def _is_open(mode: str) -> Callable[[RuleEvent, str | None], Any]:
+    def extract(e: RuleEvent, _arg: str | None) -> Any:
+        flags = _open_flags(e)
+        if flags is None:
+            return False if e.syscall is not None else None
+        names = set(flags.split("|"))
+        if mode == "read":
+            return bool(names & {"O_RDONLY", "O_RDWR"})
+        if mode == "write":
+            return bool(names & {"O_WRONLY", "O_RDWR"})
+        if mode == "create":
+            return "O_CREAT" in names or "O_TMPFILE" in names
+        return "O_PATH" not in names and False  # exec: no O_EXEC on Linux
+    return extract
+
+
+def _time(fmt: Callable[[dt.datetime, int], str]) -> Callable[[RuleEvent, str | None], Any]:
+    def extract(e: RuleEvent, _arg: str | None) -> Any:
+        ns = e.event.time_ns
+        return fmt(dt.datetime.fromtimestamp(ns / 1e9, dt.UTC), ns)
+    return extract
+
+
+def _fs_path(which: str, raw: bool) -> Callable[[RuleEvent, str | None], Any]:
+    """fs.path.name/source/target of path syscalls (resolved, or as passed)."""
+    def extract(e: RuleEvent, _arg: str | None) -> Any:
+        sc = e.syscall
+        if sc is None:
+            return None
+        paths = [v for v in sc.args.values() if isinstance(v, dict) and "user" in v]
+        name = sc.syscall
+        if name in ("symlink", "symlinkat"):
+            pick = {"source": sc.args.get("target"),
+                    "target": paths[0] if paths else None}.get(which)
+            if isinstance(pick, str):
+                return pick
+        elif which == "name" and len(paths) == 1:
+            pick = paths[0]
+        elif which in ("source", "target") and len(paths) == 2:
+            pick = paths[0 if which == "source" else 1]
+        else:
+            return None
+        if not isinstance(pick, dict):
+            return None
+        return pick.get("user") if raw else pick.get("resolved")
+    return extract
+
+
+def _const(value: Any) -> Callable[[RuleEvent, str | None], Any]:
+    return lambda _e, _a: value
+
+
+def _absent(_e: RuleEvent, _a: str | None) -> Any:
+    """A field bpfguard never has a value for (said so in fields.py)."""
+    return None
+
+
+def _proc(get: Callable[[RuleEvent, Process], Any]) -> Callable[[RuleEvent, str | None], Any]:
+    def extract(e: RuleEvent, _arg: str | None) -> Any:
+        p = e.proc
+        return get(e, p) if p is not None else None
+    return extract
+
+
+def _parent(get: Callable[[Process], Any]) -> Callable[[RuleEvent, str | None], Any]:
+    def extract(e: RuleEvent, _arg: str | None) -> Any:
+        p = _ancestor(e, 1)
+        return get(p) if p is not None else None
+    return extract
+
+
+_E = Callable[[RuleEvent, str | None], Any]
+
+_EXTRACT: dict[str, _E] = {
+    "evt.num": lambda e, a: e.num,
+    "evt.time": lambda e, a: e.event.time_ns,
+    "evt.rawtime": lambda e, a: e.event.time_ns,
+    "evt.time.s": _time(lambda t, ns: t.strftime("%H:%M:%S")),
+    "evt.time.iso8601": _time(
+        lambda t, ns: t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ns % 10**9:09d}Z"),
+    "evt.datetime": _time(lambda t, ns: t.strftime("%Y-%m-%d %H:%M:%S.") + f"{ns % 10**9:09d}"),
+    "evt.type": lambda e, a: e.type,
+    "evt.dir": _const("<"),
+    "evt.cpu": _absent,
+    "evt.args": lambda e, a: _args_text(e),
+    "evt.arg": _arg,
+    "evt.rawarg": lambda e, a: (e.syscall.args.get(a) if e.syscall and a else None),
+    "evt.res": lambda e, a: _res(e),
+    "evt.rawres": lambda e, a: e.ret,
+    "evt.failed": lambda e, a: e.ret < 0,
+    "evt.is_open_read": _is_open("read"),
+    "evt.is_open_write": _is_open("write"),
+    "evt.is_open_exec": _is_open("exec"),
+    "evt.is_open_create": _is_open("create"),
+    "evt.latency": lambda e, a: e.syscall.latency_ns if e.syscall else 0,
+    "evt.hostname": lambda e, a: e.hostname,
+    "evt.source": _const("syscall"),
+    "syscall.type": lambda e, a: e.type if e.syscall or e.exec else None,
+    # process
+    "proc.name": lambda e, a: e.event.comm,
+    "proc.exe": lambda e, a: _argv0(e.proc),
+    "proc.exepath": lambda e, a: _exepath(e.proc),
+    "proc.pexepath": _parent(lambda p: memfd_exepath(p.exe)),
+    "proc.aexepath": _by_ancestor(lambda p: memfd_exepath(p.exe)),
+    "proc.cmdline": lambda e, a: _cmdline(e.proc, e.event.comm),
+    "proc.args": _proc(lambda e, p: " ".join(p.args[1:])),
+    "proc.pid": lambda e, a: e.event.pid,
+    "proc.ppid": _proc(lambda e, p: p.ppid),
+    "proc.vpid": _absent,
+    "proc.pname": _parent(lambda p: p.comm),
+    "proc.pexe": _parent(_argv0),
+    "proc.pcmdline": _parent(_cmdline),
+    "proc.aname": _by_ancestor(lambda p: p.comm),
+    "proc.apid": _by_ancestor(lambda p: p.pid),
+    "proc.sid": _proc(lambda e, p: p.sid or None),
+    "proc.sname": _proc(lambda e, p: (s.comm if (s := _leader(e, p.sid)) else None)),
+    "proc.vpgid": _proc(lambda e, p: p.pgid or None),
+    "proc.vpgid.name": _proc(lambda e, p: (g.comm if (g := _leader(e, p.pgid)) else None)),
+    "proc.vpgid.exe": _proc(lambda e, p: _argv0(_leader(e, p.pgid))),
+    "proc.is_vpgid_leader": _proc(lambda e, p: p.pgid == p.pid if p.pgid else None),
+    "proc.is_sid_leader": _proc(lambda e, p: p.sid == p.pid if p.sid else None),
+    "proc.tty": _proc(lambda e, p: p.tty_nr),
+    "proc.cwd": _proc(lambda e, p: p.cwd.rstrip("/") + "/" if p.cwd else None),
+    "proc.duration": lambda e, a: _duration(e, e.proc),
+    "proc.ppid.duration": lambda e, a: _duration(e, _ancestor(e, 1)),
+    "proc.loginshellid": lambda e, a: _loginshell(e),
+    "proc.is_exe_from_memfd": _proc(lambda e, p: p.exe_from_memfd),
+    "proc.is_exe_upper_layer": _proc(
+        lambda e, p: False if p.exe_fs_magic not in (None, _OVERLAYFS_MAGIC) else None),
+    "proc.is_exe_writable": _proc(lambda e, p: exe_writable(p)),
+    "proc.exe_ino": _proc(lambda e, p: p.exe_ino),
+    "proc.exe_ino.ctime": _absent,
+    "proc.exe_ino.mtime": _absent,
+    "proc.exe_ino.ctime_duration_proc_start": _absent,
+    "proc.env": _env,
+    "proc.stdin.name": _absent,
+    "proc.stdout.name": _absent,
+    "thread.tid": lambda e, a: e.event.tid,
+    "thread.cap_effective": _proc(lambda e, p: _caps(p.cap_effective)),
+    "thread.cap_permitted": _proc(lambda e, p: _caps(p.cap_permitted)),
+    # user and group (user.uid is the effective uid, as Falco's)
+    "user.uid": _proc(lambda e, p: p.euid),
+    "user.name": _proc(lambda e, p: (u.pw_name if (u := _user(p.euid)) else None)),
+    "user.homedir": _proc(lambda e, p: (u.pw_dir if (u := _user(p.euid)) else None)),
+    "user.shell": _proc(lambda e, p: (u.pw_shell if (u := _user(p.euid)) else None)),
+    "user.loginuid": _proc(lambda e, p: _s32(p.loginuid)),
+    "user.loginname": _proc(lambda e, p: (u.pw_name if (u := _user(_s32(p.loginuid))) else None)),
+    "group.gid": _proc(lambda e, p: p.egid),
+    "group.name": _proc(lambda e, p: _group_name(p.egid)),
+    # fd
+    "fd.num": lambda e, a: e.fd.num if e.fd else None,
+    "fd.name": lambda e, a: e.fd.name if e.fd else None,
+    "fd.nameraw": lambda e, a: (e.fd.nameraw or e.fd.name) if e.fd else None,
+    "fd.directory": lambda e, a: (posixpath.dirname(n) if (n := _fd_file(e)) else None),
+    "fd.filename": lambda e, a: (posixpath.basename(n) if (n := _fd_file(e)) else None),
+    "fd.type": lambda e, a: e.fd.type if e.fd else None,
+    "fd.typechar": lambda e, a: e.fd.typechar if e.fd else None,
+    "fd.types": _absent,
+    "fd.ino": lambda e, a: e.fd.ino if e.fd else None,
+    "fd.dev": lambda e, a: e.fd.dev if e.fd else None,
+    "fd.sip": _end(0, 0), "fd.sport": _end(0, 1),
+    "fd.cip": _end(1, 0), "fd.cport": _end(1, 1),
+    "fd.lip": _local_end(True, 0), "fd.lport": _local_end(True, 1),
+    "fd.rip": _local_end(False, 0), "fd.rport": _local_end(False, 1),
+    "fd.ip": _both(0), "fd.port": _both(1),
+    "fd.snet": _end(0, 0), "fd.cnet": _end(1, 0),
+    "fd.lnet": _local_end(True, 0), "fd.rnet": _local_end(False, 0), "fd.net": _both(0),
+    "fd.l4proto": lambda e, a: _l4proto(e),
+    "fd.sockfamily": lambda e, a: ({"4": "ip", "6": "ip", "u": "unix"}.get(e.fd.typechar or "")
+                                   if e.fd else None),
+    "fd.sip.name": _absent,
+    "fd.connected": lambda e, a: e.fd.connected if e.fd else None,
+    "fd.name_changed": _absent,
+    "fs.path.name": _fs_path("name", False),
+    "fs.path.nameraw": _fs_path("name", True),
+    "fs.path.source": _fs_path("source", False),
+    "fs.path.sourceraw": _fs_path("source", True),
+    "fs.path.target": _fs_path("target", False),
+    "fs.path.targetraw": _fs_path("target", True),
+    # container and Kubernetes
+    "container.id": lambda e, a: (c[1][:12] if (c := _container(e.proc)) else "host"),
+    "container.full_id": lambda e, a: (c[1] if (c := _container(e.proc)) else "host"),
+    "container.type": lambda e, a: (c[0] if (c := _container(e.proc)) else "host"),
+    "container.name": lambda e, a: None if _container(e.proc) else "host",
+    "container.image": _absent,
+    "container.image.repository": _absent,
+    "container.image.tag": _absent,
+    "container.privileged": _absent,
+    "container.start_ts": _absent,
+    "k8s.pod.uid": lambda e, a: _pod_uid(e.proc),
+    "k8s.pod.name": _absent,
+    "k8s.ns.name": _absent,
+}
+
+assert set(_EXTRACT) == set(FIELDS), set(FIELDS) ^ set(_EXTRACT)
+
+# Comparisons on these are always false: the pushdown planner drops branches on them.
+ABSENT_FIELDS = frozenset(k for k, v in _EXTRACT.items() if v is _absent)
+
+
+def extractor(ref: FieldRef) -> Extractor:
+    """The extractor of a (validated) field reference."""
+    fn = _EXTRACT[ref.name]
+    arg = ref.arg
+    return lambda e: fn(e, arg)
+
+
+def render(value: Any) -> str:
+    """A value as Falco prints it in outputs; absent values are <NA>."""
+    if value is None:
+        return "<NA>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, AnyOf):
+        return ",".join(render(v) for v in value) or "<NA>"
+    return str(value)
+

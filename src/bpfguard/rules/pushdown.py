@@ -1,0 +1,293 @@
+"""What the kernel can check of the loaded rules, so fewer events reach Python.
+
+For each syscall a rule can match, the condition is abstracted into what an
+event *must* have for the condition to possibly hold: a result class
+(success/failure), open access modes, task names (comm), effective uids.
+The abstraction over-approximates (``and`` intersects, ``or`` unites, ``not``
+gives up), so a kernel filter built from it never drops an event some rule
+would have matched. Comparisons on fields bpfguard can never extract are
+false, so branches built on them fall away. The per-syscall kernel filter
+is the union over every rule that can match the syscall; a syscall no rule
+can match is not traced at all.
+
+Path prefixes are not pushed down: the kernel builds paths leaf first, and
+the path a process passes is not the file it gets (symlinks, ``..``,
+relative paths), so a prefix test on it would not be sound.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..sensors import SyscallFilter
+from ..sensors.syscall_specs import SPECS
+from . import ast
+from .compiler import ALL_TYPES
+from .engine import CompiledRule, Engine
+from .extract import ABSENT_FIELDS
+
+__all__ = ["Need", "Plan", "plan_pushdown"]
+
+# Events of the process sensor: never filtered, the process table needs them all.
+PROCESS_EVENTS = frozenset({"clone", "procexit"})
+_RET_FD = frozenset(n for n, s in SPECS.items() if s.ret == "FD")
+_OPENS = frozenset({"open", "openat", "openat2", "creat"})
+_ACCMODE_SYSCALLS = frozenset({"open", "openat"})  # the flags are an argument
+_READ = frozenset({os.O_RDONLY, os.O_RDWR})
+_WRITE = frozenset({os.O_WRONLY, os.O_RDWR})
+_ACCMODE_NAMES = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
+# Falco's fd.typechar / fd.type for a file, by inode type (as rules/event.py assigns them)
+_FILETYPES = {"f": frozenset({stat.S_IFREG, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFLNK}),
+              "file": frozenset({stat.S_IFREG, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFLNK}),
+              "d": frozenset({stat.S_IFDIR}), "directory": frozenset({stat.S_IFDIR}),
+              "p": frozenset({stat.S_IFIFO}), "pipe": frozenset({stat.S_IFIFO})}
+_FILETYPE_NAMES = {stat.S_IFREG: "regular", stat.S_IFCHR: "char device",
+                   stat.S_IFBLK: "block device", stat.S_IFLNK: "symlink",
+                   stat.S_IFDIR: "directory", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
+# opens: their fd is the file they open (sockets and others come from socket(), accept())
+_FILE_OPENS = frozenset({"open", "openat", "openat2", "creat"})
+
+
+@dataclass(frozen=True)
+class Need:
+    """What an event must have for a condition to hold. None: no requirement.
+    `filetypes` constrains successful events only (a failed open has no file)."""
+
+    results: frozenset[str] | None = None
+    accmodes: frozenset[int] | None = None
+    comms: frozenset[str] | None = None
+    euids: frozenset[int] | None = None
+    filetypes: frozenset[int] | None = None
+
+    def _normal(self) -> Need:
+        # nothing successful passes: no file type either
+        if self.results is not None and "success" not in self.results \
+                and self.filetypes != frozenset():
+            return Need(self.results, self.accmodes, self.comms, self.euids, frozenset())
+        return self
+
+    def meet(self, o: Need) -> Need:
+        def m(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else a & b
+        return Need(m(self.results, o.results), m(self.accmodes, o.accmodes),
+                    m(self.comms, o.comms), m(self.euids, o.euids),
+                    m(self.filetypes, o.filetypes))._normal()
+
+    def join(self, o: Need) -> Need:
+        def j(a: Any, b: Any) -> Any:
+            return None if a is None or b is None else a | b
+        a, b = self._normal(), o._normal()
+        return Need(j(a.results, b.results), j(a.accmodes, b.accmodes),
+                    j(a.comms, b.comms), j(a.euids, b.euids), j(a.filetypes, b.filetypes))
+
+    @property
+    def impossible(self) -> bool:
+        n = self._normal()
+        if any(v is not None and not v for v in (n.results, n.accmodes, n.comms, n.euids)):
+            return True
+        return n.filetypes == frozenset() and n.results == frozenset({"success"})
+
+    def describe(self) -> list[str]:
+        out = []
+        if self.results is not None and self.results != _BOTH:
+            out.append("result " + "|".join(sorted(self.results)))
+        if self.accmodes is not None:
+            out.append("access mode " + "|".join(_ACCMODE_NAMES[m] for m in sorted(self.accmodes)))
+        if self.comms is not None:
+            out.append(f"comm in ({', '.join(sorted(self.comms))})")
+        if self.euids is not None:
+            out.append(f"euid in ({', '.join(map(str, sorted(self.euids)))})")
+        if self.filetypes is not None and (self.results is None or "success" in self.results):
+            names = [_FILETYPE_NAMES.get(t, oct(t)) for t in sorted(self.filetypes)]
+            out.append(f"returned file is ({', '.join(names) or 'none'}) when it succeeds")
+        return out
+
+
+_BOTH = frozenset({"success", "failure"})
+TOP = Need()
+NEVER = Need(results=frozenset())  # no event can match
+
+
+def _words(node: ast.Compare) -> list[str] | None:
+    r = node.right
+    if isinstance(r, ast.Word):
+        return [r.text]
+    if isinstance(r, ast.ListValue) and all(isinstance(i, ast.Word) for i in r.items):
+        return [i.text for i in r.items if isinstance(i, ast.Word)]
+    return None
+
+
+def _int_words(node: ast.Compare) -> list[int] | None:
+    words = _words(node)
+    try:
+        return [int(w, 0) for w in words] if words is not None else None
+    except ValueError:
+        return None
+
+
+def _results_of_ret(op: str, values: list[int]) -> frozenset[str] | None:
+    """The result classes `ret op value` allows; None when it cannot say."""
+    if op in ("=", "==", "in", "intersects"):
+        return frozenset("success" if v >= 0 else "failure" for v in values)
+    if len(values) != 1:
+        return None
+    v = values[0]
+    if op in (">=",) and v >= 0 or op == ">" and v >= -1:
+        return frozenset({"success"})
+    if op in ("<",) and v <= 0 or op == "<=" and v < 0:
+        return frozenset({"failure"})
+    return None
+
+
+def _compare(node: ast.Compare, syscall: str) -> Need:
+    left = node.left
+    if not isinstance(left, ast.FieldRef):
+        return TOP
+    name, op = left.name, node.op
+    if name in ABSENT_FIELDS and op != "exists":
+        return NEVER  # never extracted: the comparison is false
+    positive = op in ("=", "==", "in", "intersects")
+    if name == "evt.type" and positive:
+        words = _words(node)
+        return TOP if words is None or syscall in words else NEVER
+    if name == "proc.name" and positive and (words := _words(node)) is not None:
+        return Need(comms=frozenset(w[:15] for w in words))
+    if name == "user.uid" and positive and (nums := _int_words(node)) is not None:
+        return Need(euids=frozenset(nums))
+    if name in ("evt.is_open_read", "evt.is_open_write"):
+        if not (op in ("=", "==") and _words(node) == ["true"]):
+            return TOP
+        if syscall not in _OPENS:
+            return NEVER  # false for anything but an open
+        if syscall in _ACCMODE_SYSCALLS:
+            return Need(accmodes=_READ if name.endswith("read") else _WRITE)
+        return TOP
+    if name in ("fd.typechar", "fd.type") and syscall in _FILE_OPENS and positive:
+        words = _words(node)
+        if words is not None and all(w in _FILETYPES for w in words):
+            return Need(filetypes=frozenset().union(*(_FILETYPES[w] for w in words)))
+        return TOP
+    if name == "evt.rawres" or (name == "fd.num" and syscall in _RET_FD):
+        nums = _int_words(node)
+        if nums is not None and (res := _results_of_ret(op, nums)) is not None:
+            return Need(results=res)
+        return TOP
+    if name == "evt.res" and (words := _words(node)) is not None:
+        if op in ("=", "==", "in"):
+            return Need(results=frozenset("success" if w == "SUCCESS" else "failure"
+                                          for w in words))
+        if op == "!=" and words == ["SUCCESS"]:
+            return Need(results=frozenset({"failure"}))
+        if op == "startswith" and words[0][:1] == "E":
+            return Need(results=frozenset({"failure"}))
+        return TOP
+    if name == "evt.failed" and op in ("=", "==") and (words := _words(node)) is not None:
+        return Need(results=frozenset({"failure" if words == ["true"] else "success"}))
+    return TOP
+
+
+def need(node: ast.Condition, syscall: str) -> Need:
+    """What an event of `syscall` must have for `node` to hold."""
+    if isinstance(node, ast.And):
+        out = TOP
+        for i in node.items:
+            out = out.meet(need(i, syscall))
+        return out
+    if isinstance(node, ast.Or):
+        parts = [n for n in (need(i, syscall) for i in node.items) if not n.impossible]
+        if not parts:
+            return NEVER
+        out = parts[0]
+        for n in parts[1:]:
+            out = out.join(n)
+        return out
+    if isinstance(node, ast.Compare):
+        return _compare(node, syscall)
+    return TOP  # not: the abstraction cannot follow a negation
+
+
+@dataclass
+class Plan:
+    """The kernel side of a loaded ruleset."""
+
+    syscalls: list[str]  # traced by the syscall sensor
+    filters: dict[str, SyscallFilter]
+    per_rule: dict[str, dict[str, Need]] = field(default_factory=dict)
+    untraceable: dict[str, list[str]] = field(default_factory=dict)  # rule -> types
+    all_types_rules: list[str] = field(default_factory=list)
+
+    def explain(self) -> str:
+        """Per rule: the syscalls it needs and what the kernel checks for it; then
+        the resulting per-syscall kernel filters."""
+        lines = []
+        for rule, per in self.per_rule.items():
+            lines.append(f"{rule}:")
+            for sc, n in per.items():
+                if sc == "execve":
+                    lines.append("  execve: program starts from the process sensor (all of "
+                                 "them: the process table needs them); failed execve from "
+                                 "the syscall sensor")
+                    continue
+                if n.impossible:
+                    lines.append(f"  {sc}: the condition cannot hold for it (not traced for "
+                                 "this rule)")
+                    continue
+                pushed = n.describe()
+                lines.append(f"  {sc}: kernel checks " + ("; ".join(pushed) if pushed
+                                                           else "nothing beyond the syscall"))
+            for t in self.untraceable.get(rule, []):
+                lines.append(f"  {t}: bpfguard has no sensor for it; never matches")
+        if self.all_types_rules:
+            lines.append("rules matching every event type (every syscall traced for them): "
+                         + ", ".join(self.all_types_rules))
+        lines.append("kernel filters per syscall (the union over the rules that need it):")
+        for sc in self.syscalls:
+            f = self.filters.get(sc)
+            n = Need(f.results, f.accmodes, f.comms, f.euids, f.filetypes) if f else TOP
+            lines.append(f"  {sc}: " + ("; ".join(n.describe()) or "every event"))
+        return "\n".join(lines)
+
+
+def plan_pushdown(engine: Engine, *, enabled: bool = True) -> Plan:
+    """The syscalls to trace and their in-kernel filters for `engine`'s rules.
+    With enabled=False: the same syscalls, no filters (for comparison)."""
+    wanted: dict[str, Need] = {}
+    plan = Plan([], {})
+    for c in engine.compiled:
+        types = _types_of(c)
+        if types is None:
+            plan.all_types_rules.append(c.name)
+            types = list(SPECS)
+        per: dict[str, Need] = {}
+        for t in sorted(types):
+            if t in PROCESS_EVENTS:
+                continue
+            if t not in SPECS:
+                plan.untraceable.setdefault(c.name, []).append(t)
+                continue
+            assert c.rule.condition is not None  # compiled rules have one
+            n = need(c.rule.condition, t)
+            if t in ("execve", "execveat"):  # successes come from the process sensor
+                n = n.meet(Need(results=frozenset({"failure"})))
+            per[t] = n
+            if not n.impossible:
+                wanted[t] = wanted[t].join(n) if t in wanted else n
+        plan.per_rule[c.name] = per
+    plan.syscalls = sorted(wanted)
+    if enabled:
+        for sc, n in wanted.items():
+            f = SyscallFilter(n.results if n.results != _BOTH else None, n.accmodes, n.comms,
+                              n.euids, n.filetypes if sc in _RET_FD else None)
+            if f != SyscallFilter():
+                plan.filters[sc] = f
+    else:  # not a pushdown: program starts that succeeded come from the process sensor
+        plan.filters = {sc: SyscallFilter(results=frozenset({"failure"}))
+                        for sc in ("execve", "execveat") if sc in wanted}
+    return plan
+
+
+def _types_of(c: CompiledRule) -> list[str] | None:
+    return None if c.types is ALL_TYPES else list(c.types)

@@ -1,0 +1,263 @@
+"""Rule evaluation without the kernel: Falco's operator semantics, fields,
+alerts, and what the pushdown planner may filter in the kernel."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from bpfguard.proctable import Process, ProcessTable
+from bpfguard.rules.compiler import ALL_TYPES, CompileError, compile_condition, event_types
+from bpfguard.rules.event import RuleEvent
+from bpfguard.rules.grammar import parse_condition
+from bpfguard.rules.pushdown import NEVER, Need, need
+from bpfguard.sensors.events import ExecEvent, FileRef, SockInfo, SyscallEvent
+
+T0 = 1_000_000_000_000
+
+
+def _table() -> ProcessTable:
+    t = ProcessTable()
+    procs = [
+        Process(pid=1, ppid=0, start_ns=1, exec_id="a:1:1", comm="systemd", exe="/sbin/init",
+                args=["/sbin/init"]),
+        Process(pid=100, ppid=1, start_ns=2, exec_id="a:2:100", comm="sshd",
+                exe="/usr/sbin/sshd", args=["sshd:", "root"]),
+        Process(pid=200, ppid=100, start_ns=3, exec_id="a:3:200", comm="bash",
+                exe="/usr/bin/bash", args=["-bash"], sid=200, pgid=200, tty_nr=34816),
+        Process(pid=300, ppid=200, start_ns=T0 - 10_000_000_000, exec_id="a:4:300",
+                comm="python3", exe="/usr/bin/python3.11",
+                args=["python3", "x.py", "--flag"], cwd="/dev/shm", euid=1000, egid=1000,
+                loginuid=1000, sid=200, pgid=300, tty_nr=34816, exe_mode=0o100755,
+                exe_uid=0, exe_gid=0, cap_effective=0,
+                env=["HOME=/home/u", "PATH=/usr/bin"], cgroup="/system.slice/x.service"),
+    ]
+    for p in procs:
+        t._put(p)
+    return t
+
+
+TABLE = _table()
+
+
+def _open(path: str, *, ret: int = 3, flags: str = "O_RDONLY|O_CLOEXEC", user: str | None = None,
+          mode: int = 0o100644) -> RuleEvent:
+    f = FileRef(path=path, ino=42, dev=8, fs_magic=0xEF53, mode=mode) if ret >= 0 else None
+    ev = SyscallEvent(type="syscall", ktime_ns=T0, pid=300, tid=300, uid=1000, gid=1000,
+                      cgroup_id=1, comm="python3", truncated=False, syscall="openat", nr=257,
+                      arch="x86_64", ret=ret, errno=None if ret >= 0 else "ENOENT",
+                      latency_ns=1000, args={"dirfd": "AT_FDCWD",
+                                             "pathname": {"user": user or path,
+                                                          "resolved": path},
+                                             "flags": flags, "mode": 0},
+                      ret_file=f)
+    return RuleEvent(1, "openat", ev, TABLE.get(300), TABLE, "host1")
+
+
+def _connect(remote: str, port: int) -> RuleEvent:
+    sock = SockInfo(family="AF_INET", type=1, protocol=6, local="10.0.0.5", local_port=40000,
+                    remote=remote, remote_port=port)
+    ev = SyscallEvent(type="syscall", ktime_ns=T0, pid=300, tid=300, uid=1000, gid=1000,
+                      cgroup_id=1, comm="python3", truncated=False, syscall="connect", nr=42,
+                      arch="x86_64", ret=0, errno=None, latency_ns=10,
+                      args={"fd": {"fd": 3, "path": "socket:[1]", "ino": 1, "dev": 0,
+                                   "mode": "0o140777", "sock": sock.to_dict()},
+                            "addr": {"family": "AF_INET", "addr": remote, "port": port},
+                            "addrlen": 16})
+    return RuleEvent(2, "connect", ev, TABLE.get(300), TABLE, "host1")
+
+
+def check(cond: str, e: RuleEvent) -> bool:
+    return compile_condition(parse_condition(cond))(e)
+
+
+OPEN = _open("/etc/shadow", user="../etc/shadow")
+
+
+@pytest.mark.parametrize(("cond", "expected"), [
+    ("fd.name = /etc/shadow", True),
+    ("fd.name == '/etc/shadow'", True),
+    ("fd.name != /etc/passwd", True),
+    ("fd.name contains shad", True),
+    ("fd.name icontains SHAD", True),
+    ("fd.name startswith /etc/", True),
+    ("fd.name endswith adow", True),
+    ("fd.name glob '/etc/*'", True),
+    ("fd.name glob '/e?c/[rs]hadow'", True),
+    ("fd.name iglob '/ETC/*'", True),
+    ("fd.name regex '/etc/sha.*'", True),
+    ("fd.name regex 'sha'", False),  # RE2 anchored at both ends
+    ("fd.name in (/etc/passwd, /etc/shadow)", True),
+    ("fd.name intersects (/etc/shadow)", True),
+    ("fd.name pmatch (/etc)", True),
+    ("fd.name pmatch (/et)", False),  # a path prefix, not a string prefix
+    ("fd.name bcontains 736861646f77", True),  # "shadow" in hex
+    ("fd.name bstartswith 2f657463", True),
+    ("fd.num >= 0", True),
+    ("fd.num < 3", False),
+    ("fd.num <= 3", True),
+    ("fd.num > 2", True),
+    ("fd.nameraw = ../etc/shadow", True),
+    ("fd.directory = /etc", True),
+    ("fd.filename = shadow", True),
+    ("fd.typechar = f and fd.type = file", True),
+    ("evt.is_open_read = true and evt.is_open_write = false", True),
+    ("evt.arg.flags contains O_CLOEXEC", True),
+    ("evt.arg.name = ../etc/shadow", True),
+    ("evt.arg[0] = 3 and evt.arg[2] = ../etc/shadow", True),  # Falco's order: fd, dirfd, name
+    ("evt.res = SUCCESS and evt.rawres = 3 and evt.failed = false", True),
+    ("evt.type = openat and evt.dir = '<'", True),
+    ("tolower(proc.name) = python3 and toupper(proc.name) = PYTHON3", True),
+    ("len(proc.name) = 7", True),
+    ("basename(fd.name) = shadow", True),
+    ("b64(proc.env[ENC]) exists", False),
+    ("proc.name = val(proc.name)", True),
+    ("proc.name = val(proc.pname)", False),
+    ("fd.name exists", True),
+])
+def test_operators(cond: str, expected: bool) -> None:
+    assert check(cond, OPEN) is expected
+
+
+def test_absent_fields_make_every_comparison_false() -> None:
+    # container.image.repository is never known; Falco: false for = and != alike
+    assert not check("container.image.repository = nginx", OPEN)
+    assert not check("container.image.repository != nginx", OPEN)
+    assert check("not container.image.repository in (nginx)", OPEN)
+    assert not check("container.image.repository exists", OPEN)
+    assert not check("proc.env[NOPE] != x", OPEN)
+
+
+def test_process_and_ancestry_fields() -> None:
+    e = OPEN
+    assert check("proc.pname = bash and proc.aname[2] = sshd and proc.aname[3] = systemd", e)
+    assert check("proc.aname = sshd", e)  # no index: any ancestor
+    assert check("proc.aname in (nginx, systemd)", e)
+    assert not check("proc.aname = nginx", e)
+    assert not check("proc.aname[9] != nginx", e)  # no such ancestor: absent
+    assert check("proc.apid[1] = 200 and proc.ppid = 200 and proc.pid = 300", e)
+    assert check("proc.exe = python3 and proc.exepath = /usr/bin/python3.11", e)
+    assert check("proc.cmdline = 'python3 x.py --flag' and proc.args = 'x.py --flag'", e)
+    assert check("proc.pcmdline = '-bash'", e) is False  # the parent's cmdline starts with its name
+    assert check("proc.pcmdline = bash", e)
+    assert check("proc.cwd = /dev/shm/ and proc.cwd startswith /dev/shm/", e)  # trailing /
+    assert check("proc.sid = 200 and proc.sname = bash and proc.vpgid = 300", e)
+    assert check("proc.is_vpgid_leader = true and proc.is_sid_leader = false", e)
+    assert check("proc.tty = 34816 and proc.tty != 0", e)
+    assert check("proc.duration >= 10000000000", e)
+    assert check("proc.loginshellid = 200", e)
+    assert check("proc.env[HOME] = /home/u and proc.env contains 'PATH='", e)
+    assert check("user.uid = 1000 and user.loginuid = 1000 and group.gid = 1000", e)
+    assert check("proc.is_exe_writable = false and proc.is_exe_from_memfd = false", e)
+    assert check("container.id = host and container.type = host", e)
+    assert check("evt.hostname = host1 and evt.source = syscall", e)
+
+
+def test_failed_open_describes_the_file_it_tried() -> None:
+    e = _open("/etc/nope", ret=-2)
+    assert check("fd.num = -1 and fd.typechar = f and fd.name = /etc/nope", e)
+    assert check("evt.res startswith E and evt.res = ENOENT and evt.failed = true", e)
+
+
+def test_network_fields_and_cidr_membership() -> None:
+    e = _connect("93.184.216.34", 443)
+    assert check("fd.sip = 93.184.216.34 and fd.sport = 443 and fd.cport = 40000", e)
+    assert check("fd.rip = 93.184.216.34 and fd.lip = 10.0.0.5 and fd.lport = 40000", e)
+    assert check("fd.l4proto = tcp and fd.typechar = 4 and fd.sockfamily = ip", e)
+    assert check("fd.name = '10.0.0.5:40000->93.184.216.34:443'", e)
+    assert check("not fd.snet in ('10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16')", e)
+    assert check("fd.net = '10.0.0.0/8'", e)  # either end: the local one is private
+    assert check("fd.ip != '0.0.0.0' and fd.net != '127.0.0.0/8'", e)
+    assert check("fd.sport in (80, 443)", e)
+    assert check("evt.arg.tuple = '93.184.216.34:443'", e)
+    assert check("fd.connected = true", e)
+
+
+def test_type_errors_are_compile_errors() -> None:
+    for cond, msg in [("fd.num = abc", "not a number"),
+                      ("fd.num contains 1", "applies to strings"),
+                      ("proc.name regex '('", "bad regex"),
+                      ("fd.sip = nothost", "not an IP"),
+                      ("evt.failed = maybe", "true or false"),
+                      ("proc.name = val(fd.num)", "compares a string field")]:
+        with pytest.raises(CompileError, match=msg):
+            compile_condition(parse_condition(cond))
+
+
+def test_event_types_of_a_condition() -> None:
+    types = event_types(parse_condition("evt.type in (open, openat) and fd.num >= 0"))
+    assert types == {"open", "openat"}
+    assert event_types(parse_condition("evt.type = open or evt.type = ptrace")) == \
+        {"open", "ptrace"}
+    assert event_types(parse_condition("proc.name = sh")) is ALL_TYPES
+    assert event_types(parse_condition("not evt.type = open")) is ALL_TYPES
+
+
+# -- pushdown: what the kernel may check -------------------------------------------------
+
+
+def _need(cond: str, syscall: str) -> Need:
+    return need(parse_condition(cond), syscall)
+
+
+def test_pushdown_abstraction() -> None:
+    open_read = ("evt.type in (open, openat, openat2) and evt.is_open_read = true and "
+                 "fd.typechar = f and fd.num >= 0")
+    failed = "evt.type in (open, openat, openat2) and fd.num = -1 and evt.res startswith E"
+    n = _need(f"({open_read} or {failed}) and proc.name in (cat, python3)", "openat")
+    assert n.results == {"success", "failure"}
+    assert n.accmodes is None  # the failed branch accepts any mode
+    assert n.comms == {"cat", "python3"}
+    r = _need(open_read, "openat")
+    assert r.results == {"success"} and r.accmodes == {os.O_RDONLY, os.O_RDWR}
+    assert _need(open_read, "ptrace").impossible  # evt.type says no
+    assert _need("evt.type = ptrace and user.uid in (0, 1000)", "ptrace").euids == {0, 1000}
+    # a negation is not followed; an absent field never holds
+    assert _need("not proc.name = sh", "openat") == Need()
+    assert _need("container.image.repository = x", "openat") == NEVER
+    assert _need("proc.name = check-new-releases", "openat").comms == {"check-new-relea"}
+    # execve exit of a failed exec: the result fields describe it
+    assert _need("evt.rawres < 0", "execve").results == {"failure"}
+
+
+def test_output_fields_and_alert_shape() -> None:
+    from bpfguard.rules.engine import OutputFormat
+
+    fmt = OutputFormat("file=%fd.name gp=%proc.aname[2] img=%container.image.repository "
+                       "flags=%evt.arg.flags (%proc.name)")
+    text, values = fmt.format(OPEN)
+    assert text == ("file=/etc/shadow gp=sshd img=<NA> flags=O_RDONLY|O_CLOEXEC (python3)")
+    assert values == {"fd.name": "/etc/shadow", "proc.aname[2]": "sshd",
+                      "container.image.repository": None, "evt.arg.flags": "O_RDONLY|O_CLOEXEC",
+                      "proc.name": "python3"}
+    with pytest.raises(CompileError, match="unknown field"):
+        OutputFormat("x=%proc.nope")
+
+
+def test_exec_event_fields() -> None:
+    ev = ExecEvent(type="exec", ktime_ns=T0, pid=300, tid=300, uid=1000, gid=1000, cgroup_id=1,
+                   comm="python3", truncated=False, ppid=200, start_ns=T0, exec_id="x",
+                   exe=None, filename="/usr/bin/python3", args=["python3", "x.py"],
+                   args_truncated=False, cwd=None, euid=1000, egid=1000, loginuid=1000,
+                   sessionid=1, cap_effective=0, cap_permitted=0, mntns=1, pidns=1, netns=1,
+                   userns=1, cgroupns=1, cgroup="/", tty=None)
+    e = RuleEvent(3, "execve", ev, TABLE.get(300), TABLE, "host1")
+    assert check("evt.type = execve and evt.res = SUCCESS and evt.arg.exe = python3", e)
+    assert check("evt.arg.flags = 0", e)  # not writable, not from a memfd
+    values: dict[str, Any] = {}
+    assert values == {}
+
+
+def test_pushdown_file_type_holds_for_successes_only() -> None:
+    import stat
+
+    open_read = ("evt.type in (open, openat) and evt.is_open_read = true and "
+                 "fd.typechar = f and fd.num >= 0")
+    failed = "evt.type in (open, openat) and fd.typechar = f and fd.num = -1"
+    n = _need(f"{open_read} or {failed}", "openat")
+    assert n.results == {"success", "failure"}
+    assert n.filetypes is not None and stat.S_IFREG in n.filetypes
+    assert stat.S_IFDIR not in n.filetypes  # a directory opened successfully matches neither
+    assert _need(failed, "openat").filetypes == frozenset()
