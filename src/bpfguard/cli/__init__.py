@@ -15,6 +15,7 @@ import click
 from ..agent.launch import spawn_waiting, stream
 from ..errors import BpfguardError, ConfigError
 from ..sensors import DEFAULT_SYSCALLS
+from .detect import detect, rules
 
 __all__ = ["main"]
 
@@ -40,7 +41,9 @@ def main() -> None:
     Start here:
       bpfguard probe              what this kernel can do (and what it refuses)
       bpfguard trace -- CMD ...   run CMD and show what it and its children do
-      bpfguard run                the agent: JSON events on stdout
+      bpfguard run                the agent: Falco's stock rules, JSON alerts on stdout
+      bpfguard detect -r RULES    Falco rules files, alerts as Falco prints them
+      bpfguard seccomp record     a seccomp profile from what a command really does
 
     Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with BTF.
     """
@@ -197,25 +200,31 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
 
 
 @main.command(context_settings=_CTX)
-@click.option("--json/--text", "json_lines", default=True,
-              help="JSON lines (default) or the human-readable table.")
+@click.option("--events", is_flag=True,
+              help="Stream every process and security-relevant syscall event instead "
+                   "(JSON lines; what `trace --json` shows, host-wide).")
 @_with_sensor_options
-def run(json_lines: bool, syscalls: tuple[str, ...], no_syscalls: bool, str_max: int,
-        args_max: int, ringbuf_mb: int) -> None:
+@click.pass_context
+def run(ctx: click.Context, events: bool, syscalls: tuple[str, ...], no_syscalls: bool,
+        str_max: int, args_max: int, ringbuf_mb: int) -> None:
     """Run the agent on its embedded default configuration.
 
     \b
-    For now: process lifecycle and the security-relevant syscalls of every
-    process on the host (except bpfguard), as JSON lines on stdout, until
-    SIGINT or SIGTERM. Lost events are reported as {"type": "loss"} records
-    with their reason, never dropped silently.
+    Today: Falco's stock rules over every process on the host (bpfguard
+    excepted), Falco-compatible JSON alerts on stdout, until SIGINT or
+    SIGTERM; the same as `bpfguard detect --json`. Lost events are reported
+    as Falco's drop alerts, never silently. With --events: the raw event
+    stream instead.
     """
+    if not events:
+        ctx.invoke(detect, json_flag=True)
+        return
     _require_root()
     sensors = _sensorset(syscalls, no_syscalls, str_max, args_max, ringbuf_mb)
     try:
         pipe = _pipeline(sensors)
         pipe.start()
-        stream(pipe, _output(json_lines), -1)
+        stream(pipe, _output(True), -1)
         drops = sensors.drops()
     finally:
         sensors.close()
@@ -249,3 +258,6 @@ def probe(as_json: bool) -> None:
 from .seccomp import seccomp  # noqa: E402 - registers after main exists
 
 main.add_command(seccomp)
+
+main.add_command(detect)
+main.add_command(rules)
