@@ -70,3 +70,38 @@ def test_seccomp_record_needs_exactly_one_source(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "nothing to record" in r.output
     r = CliRunner().invoke(main, ["seccomp", "record", "-o", out, "--pid", "1", "--", "true"])
     assert r.exit_code == 1 and "not both" in r.output
+
+
+def test_rules_validate_reports_file_line_and_text(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- rule: r1\n  desc: d\n  condition: evt.type = open and proc.nme = x\n"
+                   "  output: o\n  priority: WARNING\n")
+    r = CliRunner().invoke(main, ["rules", "validate", str(bad)])
+    assert r.exit_code == 1, r.output
+    assert f"{bad}:3:" in r.output and "proc.nme" in r.output
+    good = tmp_path / "good.yaml"
+    good.write_text("- list: shells\n  items: [sh, bash]\n"
+                    "- rule: r1\n  desc: d\n  condition: evt.type = execve and proc.name in "
+                    "(shells)\n  output: shell %proc.name\n  priority: NOTICE\n")
+    r = CliRunner().invoke(main, ["rules", "validate", str(good)])
+    assert r.exit_code == 0 and "ok: 1 rules" in r.output
+
+
+def test_rules_list_and_explain_on_the_stock_ruleset() -> None:
+    r = CliRunner().invoke(main, ["rules", "list"])
+    assert r.exit_code == 0 and "Read sensitive file untrusted" in r.output
+    assert "Warning, enabled, open,openat,openat2" in r.output
+    r = CliRunner().invoke(main, ["rules", "explain"])
+    assert r.exit_code == 0, r.output
+    assert "Read sensitive file untrusted:" in r.output
+    assert "openat: kernel checks result success; access mode O_RDONLY|O_RDWR" in r.output
+    assert "sendto: bpfguard has no sensor for it; never matches" in r.output
+
+
+def test_detect_rejects_bad_options() -> None:
+    r = CliRunner().invoke(main, ["detect", "-o", "nope=1"])
+    assert r.exit_code == 1 and "unknown option" in r.output
+    r = CliRunner().invoke(main, ["detect", "-o", "priority=loud"])
+    assert r.exit_code == 1 and "unknown priority" in r.output
+    r = CliRunner().invoke(main, ["detect", "-D", "No such rule"])
+    assert r.exit_code == 1 and "no rule named" in r.output
