@@ -67,6 +67,8 @@ struct bg_event_header {
 	__u32 tid;
 	__u32 uid;
 	__u32 gid;
+	__u32 euid; /* effective ids: what permission checks (and Falco's user.uid) use */
+	__u32 egid;
 	__u64 cgroup_id; /* cgroup v2 id */
 	char comm[BG_COMM_LEN];
 };

@@ -138,6 +138,8 @@ static __always_inline void bg_fill_header(struct bg_event_header *h, struct tas
 	h->tid = BPF_CORE_READ(task, pid);
 	h->uid = BPF_CORE_READ(task, cred, uid.val);
 	h->gid = BPF_CORE_READ(task, cred, gid.val);
+	h->euid = BPF_CORE_READ(task, cred, euid.val);
+	h->egid = BPF_CORE_READ(task, cred, egid.val);
 	h->cgroup_id = bpf_get_current_cgroup_id();
 	BPF_CORE_READ_STR_INTO(&h->comm, task, comm);
 }

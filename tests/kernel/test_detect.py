@@ -170,3 +170,22 @@ def test_pushdown_changes_nothing_but_the_volume(engine: Engine) -> None:
     with_push = detect(engine, [*PY, "open('/etc/shadow').read()"])
     without = detect(engine, [*PY, "open('/etc/shadow').read()"], pushdown=False)
     assert rules_of(with_push) == rules_of(without) != set()
+
+
+def test_user_uid_is_the_effective_uid_at_the_event(tmp_path: Path) -> None:
+    from bpfguard.rules.loader import load_rules_or_raise as load
+
+    rules = tmp_path / "uid.yaml"
+    rules.write_text(textwrap.dedent("""
+        - rule: Opened as nobody
+          desc: an open made after dropping privileges
+          condition: evt.type = openat and user.uid = 65534 and fd.name = /etc/hostname
+          output: opened by uid %user.uid (%user.name)
+          priority: NOTICE
+    """))
+    eng = Engine(load([str(rules)]).rules)
+    # the uid changes after the exec: the process table still says 0, the event says 65534
+    script = "import os; os.setresuid(65534, 65534, 65534); open('/etc/hostname').read()"
+    for pushdown in (True, False):  # pushed down as an euid filter, or checked in Python
+        alerts = detect(eng, [*PY, script], pushdown=pushdown)
+        assert [a["output_fields"]["user.uid"] for a in alerts] == [65534], pushdown

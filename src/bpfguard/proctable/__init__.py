@@ -168,10 +168,12 @@ class ProcessTable:
         p = Process(
             pid=ev.pid, ppid=ev.ppid, start_ns=ev.start_ns, exec_id=ev.exec_id, comm=ev.comm,
             exe=exe, args=ev.args, cwd=ev.cwd.path if ev.cwd else None, uid=ev.uid,
-            gid=ev.gid, euid=ev.euid, loginuid=ev.loginuid, cgroup=ev.cgroup, tty=ev.tty,
+            gid=ev.gid, euid=ev.euid if ev.euid is not None else ev.uid,
+            loginuid=ev.loginuid, cgroup=ev.cgroup, tty=ev.tty,
             exe_from_memfd=bool(exe and ev.exe and ev.exe.detached
                                 and exe.startswith("/memfd:")),
-            egid=ev.egid, sid=ev.sid, pgid=ev.pgid, tty_nr=ev.tty_nr,
+            egid=ev.egid if ev.egid is not None else ev.gid, sid=ev.sid, pgid=ev.pgid,
+            tty_nr=ev.tty_nr,
             cap_effective=ev.cap_effective,
             cap_permitted=ev.cap_permitted, exe_uid=ev.exe_uid, exe_gid=ev.exe_gid,
             exe_ino=ev.exe.ino if ev.exe else None, exe_mode=ev.exe.mode if ev.exe else None,

@@ -136,7 +136,8 @@ class RuleEvent:
         if ex is not None:
             out.update(exe=ex.args[0] if ex.args else ex.filename, args=" ".join(ex.args[1:]),
                        tid=ex.tid, pid=ex.pid, ptid=ex.ppid, cwd=ex.cwd.path if ex.cwd else None,
-                       comm=ex.comm, uid=ex.euid, loginuid=ex.loginuid, pgid=ex.pgid,
+                       comm=ex.comm, uid=ex.euid if ex.euid is not None else ex.uid,
+                       loginuid=ex.loginuid, pgid=ex.pgid,
                        flags=_exe_flags(self.proc), filename=ex.filename)
         return out
 

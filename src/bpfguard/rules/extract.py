@@ -114,6 +114,18 @@ def _by_ancestor(get: Callable[[Process], Any]) -> Callable[[RuleEvent, str | No
     return extract
 
 
+def _euid(e: RuleEvent) -> int | None:
+    if e.event.euid is not None:
+        return e.event.euid
+    return e.proc.euid if e.proc else None
+
+
+def _egid(e: RuleEvent) -> int | None:
+    if e.event.egid is not None:
+        return e.event.egid
+    return e.proc.egid if e.proc else None
+
+
 def _caps(mask: int | None) -> str | None:
     if mask is None:
         return None
@@ -394,15 +406,15 @@ _EXTRACT: dict[str, _E] = {
     "thread.tid": lambda e, a: e.event.tid,
     "thread.cap_effective": _proc(lambda e, p: _caps(p.cap_effective)),
     "thread.cap_permitted": _proc(lambda e, p: _caps(p.cap_permitted)),
-    # user and group (user.uid is the effective uid, as Falco's)
-    "user.uid": _proc(lambda e, p: p.euid),
-    "user.name": _proc(lambda e, p: (u.pw_name if (u := _user(p.euid)) else None)),
-    "user.homedir": _proc(lambda e, p: (u.pw_dir if (u := _user(p.euid)) else None)),
-    "user.shell": _proc(lambda e, p: (u.pw_shell if (u := _user(p.euid)) else None)),
+    # user and group: the effective ids at the event, as Falco's (and the kernel filter's)
+    "user.uid": lambda e, a: _euid(e),
+    "user.name": lambda e, a: (u.pw_name if (u := _user(_euid(e))) else None),
+    "user.homedir": lambda e, a: (u.pw_dir if (u := _user(_euid(e))) else None),
+    "user.shell": lambda e, a: (u.pw_shell if (u := _user(_euid(e))) else None),
     "user.loginuid": _proc(lambda e, p: _s32(p.loginuid)),
     "user.loginname": _proc(lambda e, p: (u.pw_name if (u := _user(_s32(p.loginuid))) else None)),
-    "group.gid": _proc(lambda e, p: p.egid),
-    "group.name": _proc(lambda e, p: _group_name(p.egid)),
+    "group.gid": lambda e, a: _egid(e),
+    "group.name": lambda e, a: _group_name(_egid(e)),
     # fd
     "fd.num": lambda e, a: e.fd.num if e.fd else None,
     "fd.name": lambda e, a: e.fd.name if e.fd else None,

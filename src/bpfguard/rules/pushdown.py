@@ -170,7 +170,8 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
         if words is not None and all(w in _FILETYPES for w in words):
             return Need(filetypes=frozenset().union(*(_FILETYPES[w] for w in words)))
         return TOP
-    if name == "evt.rawres" or (name == "fd.num" and syscall in _RET_FD):
+    # fd.num is the result only for opens (elsewhere it may be an fd argument)
+    if name == "evt.rawres" or (name == "fd.num" and syscall in _FILE_OPENS):
         nums = _int_words(node)
         if nums is not None and (res := _results_of_ret(op, nums)) is not None:
             return Need(results=res)

@@ -136,6 +136,9 @@ class Event:
     cgroup_id: int
     comm: str
     truncated: bool
+    # effective ids at the event (the process table's are as of the last exec)
+    euid: int | None = field(default=None, kw_only=True)
+    egid: int | None = field(default=None, kw_only=True)
 
     @property
     def time_ns(self) -> int:
@@ -162,8 +165,6 @@ class ExecEvent(Event):
     args: list[str]
     args_truncated: bool
     cwd: FileRef | None
-    euid: int
-    egid: int
     loginuid: int
     sessionid: int
     cap_effective: int
@@ -390,9 +391,11 @@ class Decoder:
         self._kinds = {v: k for k, v in abi.arg_kind.items()}
 
     def _base(self, cls: type[_E], h: Any, **kw: Any) -> _E:
-        return cls(type=kw.pop("type"), ktime_ns=h.ktime_ns, pid=h.tgid, tid=h.tid, uid=h.uid,
-                   gid=h.gid, cgroup_id=h.cgroup_id, comm=_cstr(bytes(h.comm)),
-                   truncated=bool(h.flags & self.abi.event_flags["TRUNCATED"]), **kw)
+        ev = cls(type=kw.pop("type"), ktime_ns=h.ktime_ns, pid=h.tgid, tid=h.tid, uid=h.uid,
+                 gid=h.gid, cgroup_id=h.cgroup_id, comm=_cstr(bytes(h.comm)),
+                 truncated=bool(h.flags & self.abi.event_flags["TRUNCATED"]), **kw)
+        ev.euid, ev.egid = h.euid, h.egid
+        return ev
 
     def decode(self, rec: bytes) -> Event | None:
         if len(rec) < self._hsize:
