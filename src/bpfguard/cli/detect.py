@@ -203,7 +203,7 @@ def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[s
       bpfguard detect -- ./suspicious.sh                watch one command, exit with its code
     """
     from ..agent.detect import Detector
-    from ..agent.launch import spawn_waiting
+    from ..agent.launch import spawn_waiting, stream
     from . import _exit_code, _require_root, _which
 
     opts = _parse_options(options, json_flag)
@@ -228,7 +228,7 @@ def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[s
                 os.write(release, b"x")
                 os.close(release)
                 release = -1
-            status = _run(det, channels, child)
+            status = stream(det.pipeline, _ToChannels(channels), child)
             if stats:
                 _print_stats(det, channels)
     finally:
@@ -239,42 +239,20 @@ def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[s
         sys.exit(_exit_code(status))
 
 
-def _deliver(channels: Any, item: dict[str, Any]) -> None:
-    if item.get("type") == "loss":
-        channels.notice(item)
-    else:
-        channels.send(item)
+class _ToChannels:
+    """stream()'s output: alerts to the channels, loss records as Falco's drop alert."""
 
+    def __init__(self, channels: Any) -> None:
+        self._channels = channels
 
-def _run(det: Any, channels: Any, child: int) -> int | None:
-    """Delivers alerts until Ctrl-C/SIGTERM or, with a command, its exit."""
-    import signal
+    def write(self, item: dict[str, Any]) -> None:
+        if item.get("type") == "loss":
+            self._channels.notice(item)
+        else:
+            self._channels.send(item)
 
-    stopping: list[int] = []
-    old = signal.signal(signal.SIGTERM, lambda s, _f: stopping.append(s))
-    status = None
-    try:
-        while not stopping:
-            for item in det.alerts(timeout=0.1):
-                _deliver(channels, item)
-            if child > 0:
-                done, st = os.waitpid(child, os.WNOHANG)
-                if done:
-                    status = st
-                    break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, old)
-        for item in det.stop():
-            _deliver(channels, item)
-        if child > 0 and status is None:
-            try:
-                os.kill(child, signal.SIGTERM)
-                status = os.waitpid(child, 0)[1]
-            except ChildProcessError:
-                pass
-    return status
+    def flush(self) -> None:
+        """The channels' own queues deliver; nothing to push here."""
 
 
 def _print_stats(det: Any, channels: Any) -> None:
