@@ -34,14 +34,14 @@ struct {
 /* Rules pushdown: the comms and effective uids some rule for a syscall needs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, BG_PUSH_SET_MAX);
 	__type(key, struct bg_push_comm_key);
 	__type(value, __u8);
 } push_comms SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, BG_PUSH_SET_MAX);
 	__type(key, struct bg_push_euid_key);
 	__type(value, __u8);
 } push_euids SEC(".maps");
@@ -68,12 +68,21 @@ static __always_inline bool bg_push_keep(struct task_struct *task, struct pt_reg
 {
 	__u8 push = spec->push;
 
-	if (push & BG_PUSH_ACCMODE) {
-		__u64 a[BG_ARGC];
+	if (push & (BG_PUSH_ACCMODE | BG_PUSH_FLAGS)) {
+		__u64 a[BG_ARGC], flags;
 		__u32 i = spec->flags_arg;
 
+		if (i >= BG_ARGC)
+			return true;
 		bg_read_args(regs, compat, a);
-		if (i < BG_ARGC && !(spec->accmodes & (1 << (a[i] & 3))))
+		flags = a[i];
+		if (spec->arg[i] == BG_ARG_OPEN_HOW &&
+		    bpf_probe_read_user(&flags, sizeof(flags), (void *)a[i]))
+			return true; /* unreadable: the syscall fails with EFAULT; keep it */
+		if ((push & BG_PUSH_ACCMODE) && !(spec->accmodes & (1 << (flags & 3))))
+			return false;
+		if ((push & BG_PUSH_FLAGS) &&
+		    ((flags & spec->flags_none) || (flags & spec->flags_all) != spec->flags_all))
 			return false;
 	}
 	if (push & BG_PUSH_COMM) {
@@ -201,6 +210,9 @@ static __noinline int bg_enter(struct pt_regs *regs, long id)
 		else if (kind == BG_ARG_SOCKADDR && i + 1 < BG_ARGC)
 			pos = bg_stash_bytes(st, pos, (void *)st->args[i], st->args[i + 1],
 					     &st->arg_data[i]);
+		else if (kind == BG_ARG_OPEN_HOW &&
+			 bpf_probe_read_user(&st->args[i], sizeof(__u64), (void *)st->args[i]))
+			st->args[i] = 0;
 	}
 	st->data_len = pos;
 	st->active = 1;
@@ -289,16 +301,6 @@ static __noinline int bg_exit(long id, long ret)
 	    !(spec->push & (ret >= 0 ? BG_PUSH_SUCCESS : BG_PUSH_FAILURE))) {
 		bg_count_pushed(BG_PUSHED_AT_EXIT);
 		return 0;
-	}
-	if ((spec->push & BG_PUSH_FILETYPE) && ret >= 0 && spec->ret == BG_RET_FD) {
-		/* the inode type costs three loads; the path walk below is what it saves */
-		struct file *f = bg_fd_file(task, ret);
-		__u32 mode = f ? BPF_CORE_READ(f, f_inode, i_mode) : 0;
-
-		if (!(spec->filetypes & (1 << ((mode >> 12) & 15)))) {
-			bg_count_pushed(BG_PUSHED_AT_EXIT);
-			return 0;
-		}
 	}
 	s = bg_scratch(BG_SCRATCH_SYSCALL);
 	if (!s)

@@ -177,6 +177,8 @@ enum bg_arg_kind {
 			      * (AT_FDCWD: the cwd) */
 	BG_ARG_SOCKADDR = 8, /* user sockaddr read at entry; length from the next argument */
 	BG_ARG_STR = 9,      /* user string read at entry */
+	BG_ARG_OPEN_HOW = 10, /* openat2's struct open_how: its flags word, read at entry,
+			       * replaces the pointer */
 };
 
 enum bg_ret_kind {
@@ -194,7 +196,9 @@ enum bg_push_flags {
 	BG_PUSH_COMM = 1 << 2,    /* keep only tasks whose comm is in push_comms for it */
 	BG_PUSH_EUID = 1 << 3,    /* keep only effective uids in push_euids for it */
 	BG_PUSH_ACCMODE = 1 << 4, /* keep only open access modes (O_ACCMODE) in `accmodes` */
-	BG_PUSH_FILETYPE = 1 << 5, /* a returned fd: keep only inode types in `filetypes` */
+	BG_PUSH_FLAGS = 1 << 5,   /* open flags: keep when none of `flags_none` is set and
+				   * all of `flags_all` are (Falco types an opened fd by
+				   * O_DIRECTORY: 'd' with it, 'f' without) */
 };
 
 /* Events the pushdown filtered out, per CPU (not losses: no rule wanted them). */
@@ -212,9 +216,12 @@ struct bg_syscall_spec {
 	__u8 flags_arg;     /* BG_PUSH_ACCMODE: the argument holding open(2) flags */
 	__u8 accmodes;      /* BG_PUSH_ACCMODE: bit (1 << (flags & O_ACCMODE)) kept */
 	__u8 pad;
-	__u16 filetypes;    /* BG_PUSH_FILETYPE: bit (1 << (i_mode >> 12)) kept; failures pass */
-	__u16 pad2;
+	__u32 flags_none;   /* BG_PUSH_FLAGS */
+	__u32 flags_all;
 };
+
+/* Entries of push_comms and push_euids: (syscall, name) and (syscall, euid) pairs. */
+#define BG_PUSH_SET_MAX 16384
 
 struct bg_push_comm_key {
 	__u32 idx; /* syscall number, + BG_NR_MAX for compat */

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -282,16 +283,35 @@ def test_pushdown_filters_drop_in_the_kernel_what_no_rule_wants(tmp_path: Path) 
     assert nobody.syscalls("openat") == []
 
 
-def test_pushdown_file_type_drops_successful_opens_of_other_types() -> None:
-    import stat
-
+def test_pushdown_open_flags_drop_directory_opens() -> None:
     from bpfguard.sensors import SyscallFilter
 
-    t = trace(["sh", "-c", "ls /etc >/dev/null; cat /etc/hostname >/dev/null; "
-                           "cat /nonexistent 2>/dev/null; true"], syscalls=["openat"],
-              filters={"openat": SyscallFilter(filetypes=frozenset({stat.S_IFREG}))})
-    opened = {r["args"]["pathname"]["user"]: r for r in t.syscalls("openat")}
-    assert "/etc/hostname" in opened and "/nonexistent" in opened  # a failure passes
-    assert "/etc" not in opened  # ls's directory open was dropped in the kernel
-    assert all(r["ret_file"]["mode"].startswith("0o100") for r in opened.values()
-               if r["ret"] >= 0)
+    script = ("ls /etc >/dev/null; cat /etc/hostname >/dev/null; cat /nonexistent 2>/dev/null; "
+              f"{sys.executable} -I -S -c \"import os; os.close(os.open('/etc', "
+              "os.O_RDONLY | os.O_DIRECTORY)); os.close(os.open('/etc', os.O_RDONLY))\"")
+    for syscalls in (["openat"], ["openat", "openat2"]):
+        t = trace(["sh", "-c", script], syscalls=syscalls, filters={
+            s: SyscallFilter(without_flags=os.O_DIRECTORY) for s in syscalls})
+        opened = [(r["args"]["pathname"]["user"], r["args"]["flags"])
+                  for r in t.syscalls("openat")]
+        paths = [p for p, _ in opened]
+        assert "/etc/hostname" in paths and "/nonexistent" in paths  # a failure passes too
+        assert paths.count("/etc") == 1  # the directory opened without the flag, only
+        assert not any("O_DIRECTORY" in f for _, f in opened)
+
+
+def test_openat2_flags_are_read_from_open_how(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import ctypes, os
+        class How(ctypes.Structure):
+            _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                        ("resolve", ctypes.c_uint64)]
+        libc = ctypes.CDLL(None, use_errno=True)
+        how = How(os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, 0)
+        fd = libc.syscall(437, -100, b"{tmp_path}/o2", ctypes.byref(how), ctypes.sizeof(how))
+        os.close(fd)
+    """)
+    t = trace([sys.executable, "-I", "-S", "-c", script], syscalls=["openat2"])
+    (ev,) = t.syscalls("openat2")
+    assert ev["args"]["how"] == "O_WRONLY|O_CREAT|O_TRUNC"
+    assert ev["ret_file"]["path"] == f"{tmp_path}/o2"

@@ -7,6 +7,8 @@ import os
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bpfguard.proctable import Process, ProcessTable
 from bpfguard.rules.compiler import ALL_TYPES, CompileError, compile_condition, event_types
@@ -246,18 +248,128 @@ def test_exec_event_fields() -> None:
     e = RuleEvent(3, "execve", ev, TABLE.get(300), TABLE, "host1")
     assert check("evt.type = execve and evt.res = SUCCESS and evt.arg.exe = python3", e)
     assert check("evt.arg.flags = 0", e)  # not writable, not from a memfd
-    values: dict[str, Any] = {}
-    assert values == {}
 
 
-def test_pushdown_file_type_holds_for_successes_only() -> None:
-    import stat
-
+def test_pushdown_open_type_is_the_o_directory_flag() -> None:
+    # Falco types an opened fd by its flags: 'd' with O_DIRECTORY, 'f' without, failed too
     open_read = ("evt.type in (open, openat) and evt.is_open_read = true and "
                  "fd.typechar = f and fd.num >= 0")
     failed = "evt.type in (open, openat) and fd.typechar = f and fd.num = -1"
     n = _need(f"{open_read} or {failed}", "openat")
-    assert n.results == {"success", "failure"}
-    assert n.filetypes is not None and stat.S_IFREG in n.filetypes
-    assert stat.S_IFDIR not in n.filetypes  # a directory opened successfully matches neither
-    assert _need(failed, "openat").filetypes == frozenset()
+    assert n.results == {"success", "failure"} and n.directory == {False}
+    assert _need("evt.type = openat and fd.typechar in (f, d)", "openat").directory == \
+        {False, True}  # either: nothing to check
+    assert _need("evt.type = openat and fd.type = directory", "openat").directory == {True}
+    d = _open("/etc", flags="O_RDONLY|O_DIRECTORY", mode=0o40755)
+    assert check("fd.typechar = d and fd.type = directory", d)
+    t = _open("/tmp/x", flags="O_RDWR|O_TMPFILE")
+    assert check("fd.typechar = d", t)  # O_TMPFILE carries O_DIRECTORY's bit
+
+
+def test_pushdown_leaves_what_the_syscall_itself_changes() -> None:
+    # the kernel checks comm and euid at entry; these syscalls change them before the exit
+    assert _need("evt.type = prctl and proc.name = renamed", "prctl").comms is None
+    assert _need("evt.type = setresuid and user.uid = 0", "setresuid").euids is None
+    assert _need("evt.type = openat and evt.failed = true", "openat").results == {"failure"}
+
+
+def test_a_rule_that_raises_does_not_stop_the_engine() -> None:
+    from bpfguard.rules.engine import Engine
+    from bpfguard.rules.loader import load_rules_or_raise
+
+    rules = load_rules_or_raise([("r.yaml", """
+- rule: raises
+  desc: compares a number with text at run time
+  condition: evt.type = openat and evt.rawarg.mode > 5
+  output: never
+  priority: NOTICE
+- rule: fine
+  desc: matches
+  condition: evt.type = openat and fd.name = /etc/shadow
+  output: "shadow %fd.name"
+  priority: NOTICE
+""")]).rules
+    engine = Engine(rules, rule_matching="all")
+    assert [c.name for c in engine.match(OPEN)] == ["fine"]
+    assert engine.errors == {"raises": 1} and "TypeError" in (engine.last_error or "")
+
+
+# -- pushdown soundness: the kernel filter keeps every event some rule matches ------------
+
+_CUSTOM = """
+- rule: root opens a key
+  desc: d
+  condition: evt.type in (open, openat) and user.uid = 0 and fd.name endswith id_rsa
+  output: o
+  priority: NOTICE
+- rule: failed as nobody
+  desc: d
+  condition: evt.type = openat and evt.failed = true and user.uid in (65534)
+  output: o
+  priority: NOTICE
+"""
+
+
+def _keeps(f: Any, e: RuleEvent, raw_flags: int) -> bool:
+    """The BPF filter (bg_push_keep and bg_exit's result check), in Python."""
+    sc = e.syscall
+    assert sc is not None
+    if f.results is not None and ("success" if sc.ret >= 0 else "failure") not in f.results:
+        return False
+    if f.accmodes is not None and (raw_flags & 3) not in f.accmodes:
+        return False
+    if (raw_flags & f.without_flags) or (raw_flags & f.with_flags) != f.with_flags:
+        return False
+    if f.comms is not None and sc.comm[:15] not in f.comms:
+        return False
+    return f.euids is None or sc.euid in f.euids
+
+
+@pytest.fixture(scope="module", params=["stock", "stock+custom"])
+def stock_plus_custom(request: pytest.FixtureRequest) -> Any:
+    from bpfguard.rules import stock_rules_path
+    from bpfguard.rules.engine import Engine
+    from bpfguard.rules.loader import load_rules_or_raise
+    from bpfguard.rules.pushdown import plan_pushdown
+
+    # stock alone gives the tightest filters; the custom rules add comm/euid/failure needs
+    files: list[Any] = [str(stock_rules_path())]
+    if request.param == "stock+custom":
+        files.append(("custom.yaml", _CUSTOM))
+    rules = load_rules_or_raise(files).rules
+    engine = Engine(rules, rule_matching="all")
+    return engine, plan_pushdown(engine)
+
+
+_PATHS = ["/etc/shadow", "/etc/../../etc/shadow", "/var/log/syslog", "/tmp/x/syslog",
+          "/etc/pam.d/sshd", "/root/.ssh/id_rsa", "/etc", "/tmp/a/../../etc/sudoers"]
+
+
+@given(comm=st.sampled_from(["cat", "python3", "sshd", "bash", "find", "nginx"]),
+       euid=st.sampled_from([0, 1000, 65534]), acc=st.sampled_from([0, 1, 2]),
+       extra=st.sets(st.sampled_from([os.O_CREAT, os.O_TRUNC, os.O_DIRECTORY, os.O_CLOEXEC,
+                                      os.O_APPEND])),
+       ok=st.booleans(), raw=st.sampled_from(_PATHS), syscall=st.sampled_from(["open", "openat"]))
+def test_pushdown_never_drops_what_a_rule_matches(stock_plus_custom: Any, comm: str, euid: int,
+                                                  acc: int, extra: set[int], ok: bool, raw: str,
+                                                  syscall: str) -> None:
+    import posixpath
+
+    from bpfguard.sensors.events import FLAG_DECODERS
+
+    engine, plan = stock_plus_custom
+    flags = acc | sum(extra)
+    path = posixpath.normpath(raw)
+    f = FileRef(path=path, ino=1, dev=1, fs_magic=0, mode=0o100644) if ok else None
+    ev = SyscallEvent(type="syscall", ktime_ns=T0, pid=300, tid=300, uid=euid, gid=0,
+                      cgroup_id=1, comm=comm, truncated=False, syscall=syscall, nr=2,
+                      arch="x86_64", ret=3 if ok else -2, errno=None if ok else "ENOENT",
+                      latency_ns=1, args={"pathname": {"user": raw, "resolved": path},
+                                          "flags": FLAG_DECODERS["open_flags"](flags),
+                                          "mode": 0}, ret_file=f, euid=euid, egid=0)
+    e = RuleEvent(1, syscall, ev, TABLE.get(300), TABLE, "host1")
+    matched = engine.match(e)
+    if matched:
+        assert syscall in plan.syscalls, [c.name for c in matched]
+        filt = plan.filters.get(syscall)
+        assert filt is None or _keeps(filt, e, flags), ([c.name for c in matched], filt)

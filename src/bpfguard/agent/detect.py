@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..proctable import ProcessTable
+from ..rules.compiler import fields_used
 from ..rules.engine import Engine
 from ..rules.event import from_event
 from ..rules.pushdown import Plan, plan_pushdown
@@ -49,7 +50,8 @@ class Detector:
         self.engine = engine
         self.plan: Plan = plan_pushdown(engine, enabled=pushdown)
         self.hostname = socket.gethostname()
-        uses_env = any("proc.env" in c.rule.condition_text or "%proc.env" in c.rule.output
+        uses_env = any("proc.env" in fields_used(c.rule.condition)  # type: ignore[arg-type]
+                       or any(f.startswith("proc.env") for f in c.output.fields)
                        for c in engine.compiled)
         self.sensors = SensorSet(syscalls=self.plan.syscalls, str_max=str_max,
                                  ringbuf_bytes=ringbuf_bytes, filters=self.plan.filters,

@@ -83,6 +83,8 @@ def stream(pipe: Pipeline, out: Any, child: int) -> int | None:
         for rec in pipe.pending():
             out.write(rec)
         out.flush()
+        if pipe.error is not None:  # the reader died: say so, never end as if all was well
+            raise pipe.error
         if child > 0 and status is None:
             try:
                 os.kill(child, signal.SIGTERM)

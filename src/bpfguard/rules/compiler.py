@@ -30,7 +30,8 @@ from .event import RuleEvent
 from .extract import AnyOf, Extractor, extractor
 from .fields import FIELDS, FieldType
 
-__all__ = ["ALL_TYPES", "Check", "CompileError", "compile_condition", "event_types"]
+__all__ = ["ALL_TYPES", "Check", "CompileError", "compile_condition", "event_types",
+           "fields_used"]
 
 Check = Callable[[RuleEvent], bool]
 
@@ -117,10 +118,10 @@ def _convert(text: str, typ: FieldType, op: str, pos: int) -> Any:
             return int(text, 0)
         except ValueError:
             raise CompileError(f"{text!r} is not a number", pos) from None
-    if typ is FieldType.BOOL:
-        if text.lower() not in ("true", "false"):
+    if typ is FieldType.BOOL:  # lowercase only, as libsinsp parses booleans
+        if text not in ("true", "false"):
             raise CompileError(f"{text!r} is not true or false", pos)
-        return text.lower() == "true"
+        return text == "true"
     if typ in (FieldType.IP, FieldType.NET):
         try:
             if "/" in text:
@@ -288,3 +289,29 @@ def event_types(node: ast.Condition) -> frozenset[str]:
             return ALL_TYPES
         return frozenset().union(*parts)
     return ALL_TYPES  # not, or an unresolved macro: anything
+
+
+def fields_used(node: ast.Condition) -> set[str]:
+    """The names of every field a resolved condition reads (val() and transformers too)."""
+    out: set[str] = set()
+
+    def operand(o: ast.Operand) -> None:
+        if isinstance(o, ast.FieldRef):
+            out.add(o.name)
+        else:
+            operand(o.operand)
+
+    def walk(n: ast.Condition) -> None:
+        if isinstance(n, (ast.And, ast.Or)):
+            for i in n.items:
+                walk(i)
+        elif isinstance(n, ast.Not):
+            walk(n.item)
+        elif isinstance(n, ast.Compare):
+            operand(n.left)
+            right = n.right.items if isinstance(n.right, ast.ListValue) else (n.right,)
+            for r in right:
+                if isinstance(r, ast.Value):
+                    operand(r.operand)
+    walk(node)
+    return out

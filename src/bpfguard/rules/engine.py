@@ -109,6 +109,8 @@ class Engine:
     enable_rules: Iterable[str] | None = None
     enable_tags: Iterable[str] | None = None
     compiled: list[CompiledRule] = field(init=False)
+    errors: dict[str, int] = field(init=False, default_factory=dict)
+    last_error: str | None = field(init=False, default=None)
     _by_type: dict[str, list[CompiledRule]] = field(init=False)
     _any_type: list[CompiledRule] = field(init=False)
 
@@ -161,10 +163,18 @@ class Engine:
         return self._by_type.get(evt_type, self._any_type)
 
     def match(self, e: RuleEvent) -> list[CompiledRule]:
-        """The rules that match `e` (only the first with rule_matching "first")."""
+        """The rules that match `e` (only the first with rule_matching "first").
+        A rule that raises on an event does not match it; the error is counted
+        per rule (:attr:`errors`) and never stops detection."""
         out = []
         for c in self.candidates(e.type):
-            if c.check(e):
+            try:
+                hit = c.check(e)
+            except Exception as exc:  # noqa: BLE001 - one odd event must not stop the engine
+                self.errors[c.name] = self.errors.get(c.name, 0) + 1
+                self.last_error = f"{c.name}: {type(exc).__name__}: {exc}"
+                continue
+            if hit:
                 out.append(c)
                 if self.rule_matching == "first":
                     break

@@ -25,7 +25,7 @@ __all__ = ["FALCO_ARGS", "FdInfo", "RuleEvent", "event_type", "from_event"]
 FALCO_ARGS: dict[str, dict[str, str]] = {
     "open": {"fd": "$ret", "name": "pathname"},
     "openat": {"fd": "$ret", "name": "pathname"},
-    "openat2": {"fd": "$ret", "name": "pathname"},
+    "openat2": {"fd": "$ret", "name": "pathname", "flags": "how"},
     "creat": {"fd": "$ret", "name": "pathname"},
     "socket": {"fd": "$ret", "proto": "protocol"},
     "connect": {"tuple": "addr"},
@@ -217,13 +217,17 @@ def _fd_of(sc: SyscallEvent) -> FdInfo | None:
     socket, memfd_create), else the fd argument (connect, fchmod, ...)."""
     name = sc.syscall
     if name in ("open", "openat", "openat2", "creat"):
+        # libsinsp types an opened fd by its flags, whatever the inode: a directory
+        # with O_DIRECTORY, a file without; a failed open still describes its file
         path = sc.args.get("pathname") or {}
+        flags = sc.args.get("how" if name == "openat2" else "flags")
+        # (O_TMPFILE carries O_DIRECTORY's bit, and so does Falco's flag for it)
+        ftype, ch = ("directory", "d") if isinstance(flags, str) and \
+            {"O_DIRECTORY", "O_TMPFILE"} & set(flags.split("|")) else ("file", "f")
         if sc.ret >= 0 and sc.ret_file is not None:
             f = sc.ret_file
-            ftype, ch = _file_types(f)
             return FdInfo(sc.ret, f.path, path.get("user"), ftype, ch, f.ino, f.dev, f)
-        # a failed open: Falco still describes the file it tried
-        return FdInfo(-1, path.get("resolved"), path.get("user"), "file", "f")
+        return FdInfo(-1, path.get("resolved"), path.get("user"), ftype, ch)
     if sc.ret_file is not None and sc.ret >= 0:  # accept, dup, socket, memfd_create
         f = sc.ret_file
         ftype, ch = _file_types(f)

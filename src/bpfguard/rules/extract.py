@@ -262,7 +262,7 @@ def _open_flags(e: RuleEvent) -> str | None:
         return None
     if sc.syscall == "creat":
         return "O_WRONLY|O_CREAT|O_TRUNC"
-    flags = sc.args.get("flags")
+    flags = sc.args.get("how" if sc.syscall == "openat2" else "flags")
     return flags if isinstance(flags, str) else None
 
 

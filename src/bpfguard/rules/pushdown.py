@@ -18,7 +18,6 @@ relative paths), so a prefix test on it would not be sound.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,62 +32,53 @@ __all__ = ["Need", "Plan", "plan_pushdown"]
 
 # Events of the process sensor: never filtered, the process table needs them all.
 PROCESS_EVENTS = frozenset({"clone", "procexit"})
-_RET_FD = frozenset(n for n, s in SPECS.items() if s.ret == "FD")
 _OPENS = frozenset({"open", "openat", "openat2", "creat"})
-_ACCMODE_SYSCALLS = frozenset({"open", "openat"})  # the flags are an argument
 _READ = frozenset({os.O_RDONLY, os.O_RDWR})
 _WRITE = frozenset({os.O_WRONLY, os.O_RDWR})
 _ACCMODE_NAMES = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
-# Falco's fd.typechar / fd.type for a file, by inode type (as rules/event.py assigns them)
-_FILETYPES = {"f": frozenset({stat.S_IFREG, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFLNK}),
-              "file": frozenset({stat.S_IFREG, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFLNK}),
-              "d": frozenset({stat.S_IFDIR}), "directory": frozenset({stat.S_IFDIR}),
-              "p": frozenset({stat.S_IFIFO}), "pipe": frozenset({stat.S_IFIFO})}
-_FILETYPE_NAMES = {stat.S_IFREG: "regular", stat.S_IFCHR: "char device",
-                   stat.S_IFBLK: "block device", stat.S_IFLNK: "symlink",
-                   stat.S_IFDIR: "directory", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
-# opens: their fd is the file they open (sockets and others come from socket(), accept())
+# Falco's fd.typechar / fd.type of an opened file: is O_DIRECTORY among its flags
+# (rules/event.py assigns them the same way)
+_OPEN_TYPES = {"f": False, "file": False, "d": True, "directory": True}
+_O_DIRECTORY = os.O_DIRECTORY
 _FILE_OPENS = frozenset({"open", "openat", "openat2", "creat"})
+# the flags are an argument (openat2's in struct open_how, which the kernel reads)
+_FLAGS_SYSCALLS = frozenset({"open", "openat", "openat2"})
+# syscalls that change what the kernel filter checks at entry before the exit
+# event is built: their comm (prctl PR_SET_NAME) or euid (the set*uid family)
+_CHANGES_COMM = frozenset({"prctl"})
+_CHANGES_EUID = frozenset({"setuid", "setreuid", "setresuid", "setfsuid"})
 
 
 @dataclass(frozen=True)
 class Need:
     """What an event must have for a condition to hold. None: no requirement.
-    `filetypes` constrains successful events only (a failed open has no file)."""
+    `directory`: whether an open's flags carry O_DIRECTORY (Falco's fd type of
+    an opened file: 'd' with it, 'f' without)."""
 
     results: frozenset[str] | None = None
     accmodes: frozenset[int] | None = None
     comms: frozenset[str] | None = None
     euids: frozenset[int] | None = None
-    filetypes: frozenset[int] | None = None
-
-    def _normal(self) -> Need:
-        # nothing successful passes: no file type either
-        if self.results is not None and "success" not in self.results \
-                and self.filetypes != frozenset():
-            return Need(self.results, self.accmodes, self.comms, self.euids, frozenset())
-        return self
+    directory: frozenset[bool] | None = None
 
     def meet(self, o: Need) -> Need:
         def m(a: Any, b: Any) -> Any:
             return b if a is None else a if b is None else a & b
         return Need(m(self.results, o.results), m(self.accmodes, o.accmodes),
                     m(self.comms, o.comms), m(self.euids, o.euids),
-                    m(self.filetypes, o.filetypes))._normal()
+                    m(self.directory, o.directory))
 
     def join(self, o: Need) -> Need:
         def j(a: Any, b: Any) -> Any:
             return None if a is None or b is None else a | b
-        a, b = self._normal(), o._normal()
-        return Need(j(a.results, b.results), j(a.accmodes, b.accmodes),
-                    j(a.comms, b.comms), j(a.euids, b.euids), j(a.filetypes, b.filetypes))
+        return Need(j(self.results, o.results), j(self.accmodes, o.accmodes),
+                    j(self.comms, o.comms), j(self.euids, o.euids),
+                    j(self.directory, o.directory))
 
     @property
     def impossible(self) -> bool:
-        n = self._normal()
-        if any(v is not None and not v for v in (n.results, n.accmodes, n.comms, n.euids)):
-            return True
-        return n.filetypes == frozenset() and n.results == frozenset({"success"})
+        return any(v is not None and not v for v in (self.results, self.accmodes, self.comms,
+                                                     self.euids, self.directory))
 
     def describe(self) -> list[str]:
         out = []
@@ -96,13 +86,12 @@ class Need:
             out.append("result " + "|".join(sorted(self.results)))
         if self.accmodes is not None:
             out.append("access mode " + "|".join(_ACCMODE_NAMES[m] for m in sorted(self.accmodes)))
+        if self.directory is not None and len(self.directory) == 1:
+            out.append("O_DIRECTORY " + ("set" if True in self.directory else "clear"))
         if self.comms is not None:
             out.append(f"comm in ({', '.join(sorted(self.comms))})")
         if self.euids is not None:
             out.append(f"euid in ({', '.join(map(str, sorted(self.euids)))})")
-        if self.filetypes is not None and (self.results is None or "success" in self.results):
-            names = [_FILETYPE_NAMES.get(t, oct(t)) for t in sorted(self.filetypes)]
-            out.append(f"returned file is ({', '.join(names) or 'none'}) when it succeeds")
         return out
 
 
@@ -118,6 +107,10 @@ def _words(node: ast.Compare) -> list[str] | None:
     if isinstance(r, ast.ListValue) and all(isinstance(i, ast.Word) for i in r.items):
         return [i.text for i in r.items if isinstance(i, ast.Word)]
     return None
+
+
+def _lower(words: list[str] | None) -> list[str] | None:
+    return [w.lower() for w in words] if words is not None else None
 
 
 def _int_words(node: ast.Compare) -> list[int] | None:
@@ -153,22 +146,24 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
     if name == "evt.type" and positive:
         words = _words(node)
         return TOP if words is None or syscall in words else NEVER
-    if name == "proc.name" and positive and (words := _words(node)) is not None:
+    if name == "proc.name" and positive and syscall not in _CHANGES_COMM \
+            and (words := _words(node)) is not None:
         return Need(comms=frozenset(w[:15] for w in words))
-    if name == "user.uid" and positive and (nums := _int_words(node)) is not None:
+    if name == "user.uid" and positive and syscall not in _CHANGES_EUID \
+            and (nums := _int_words(node)) is not None:
         return Need(euids=frozenset(nums))
     if name in ("evt.is_open_read", "evt.is_open_write"):
-        if not (op in ("=", "==") and _words(node) == ["true"]):
+        if not (op in ("=", "==") and _lower(_words(node)) == ["true"]):
             return TOP
         if syscall not in _OPENS:
             return NEVER  # false for anything but an open
-        if syscall in _ACCMODE_SYSCALLS:
+        if syscall in _FLAGS_SYSCALLS:
             return Need(accmodes=_READ if name.endswith("read") else _WRITE)
         return TOP
-    if name in ("fd.typechar", "fd.type") and syscall in _FILE_OPENS and positive:
+    if name in ("fd.typechar", "fd.type") and syscall in _FLAGS_SYSCALLS and positive:
         words = _words(node)
-        if words is not None and all(w in _FILETYPES for w in words):
-            return Need(filetypes=frozenset().union(*(_FILETYPES[w] for w in words)))
+        if words is not None and all(w in _OPEN_TYPES for w in words):
+            return Need(directory=frozenset(_OPEN_TYPES[w] for w in words))
         return TOP
     # fd.num is the result only for opens (elsewhere it may be an fd argument)
     if name == "evt.rawres" or (name == "fd.num" and syscall in _FILE_OPENS):
@@ -186,7 +181,9 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
             return Need(results=frozenset({"failure"}))
         return TOP
     if name == "evt.failed" and op in ("=", "==") and (words := _words(node)) is not None:
-        return Need(results=frozenset({"failure" if words == ["true"] else "success"}))
+        if _lower(words) not in (["true"], ["false"]):
+            return TOP
+        return Need(results=frozenset({"failure" if _lower(words) == ["true"] else "success"}))
     return TOP
 
 
@@ -247,7 +244,11 @@ class Plan:
         lines.append("kernel filters per syscall (the union over the rules that need it):")
         for sc in self.syscalls:
             f = self.filters.get(sc)
-            n = Need(f.results, f.accmodes, f.comms, f.euids, f.filetypes) if f else TOP
+            n = TOP
+            if f:
+                directory = frozenset({False}) if f.without_flags else \
+                    frozenset({True}) if f.with_flags else None
+                n = Need(f.results, f.accmodes, f.comms, f.euids, directory)
             lines.append(f"  {sc}: " + ("; ".join(n.describe()) or "every event"))
         return "\n".join(lines)
 
@@ -280,8 +281,13 @@ def plan_pushdown(engine: Engine, *, enabled: bool = True) -> Plan:
     plan.syscalls = sorted(wanted)
     if enabled:
         for sc, n in wanted.items():
-            f = SyscallFilter(n.results if n.results != _BOTH else None, n.accmodes, n.comms,
-                              n.euids, n.filetypes if sc in _RET_FD else None)
+            directory = n.directory if sc in _FLAGS_SYSCALLS and n.directory and \
+                len(n.directory) == 1 else None
+            f = SyscallFilter(
+                n.results if n.results != _BOTH else None,
+                n.accmodes if sc in _FLAGS_SYSCALLS else None, n.comms, n.euids,
+                without_flags=_O_DIRECTORY if directory == frozenset({False}) else 0,
+                with_flags=_O_DIRECTORY if directory == frozenset({True}) else 0)
             if f != SyscallFilter():
                 plan.filters[sc] = f
     else:  # not a pushdown: program starts that succeeded come from the process sensor

@@ -458,7 +458,7 @@ class Decoder:
             kind = a.kind
             if kind == "INT":
                 args[a.name] = _s32(raw) if compat else _s64(raw)
-            elif kind == "UINT":
+            elif kind in ("UINT", "OPEN_HOW"):  # OPEN_HOW: the flags word the kernel read
                 dec = FLAG_DECODERS.get(a.decoder or "")
                 args[a.name] = dec(raw) if dec else raw
             elif kind == "PTR":

@@ -93,15 +93,16 @@ class SyscallFilter:
             for syscalls with an open-flags argument.
         comms: task names (comm, at most 15 bytes) to keep.
         euids: effective uids to keep.
-        filetypes: inode types (stat.S_IFREG, S_IFDIR, ...) of a returned fd to keep;
-            failures pass. Only for syscalls returning an fd.
+        without_flags / with_flags: open(2) flags that must all be clear / all be set
+            (0: no condition); only for syscalls with an open-flags argument.
     """
 
     results: frozenset[str] | None = None
     accmodes: frozenset[int] | None = None
     comms: frozenset[str] | None = None
     euids: frozenset[int] | None = None
-    filetypes: frozenset[int] | None = None
+    without_flags: int = 0
+    with_flags: int = 0
 
 
 class SyscallSensor(Sensor):
@@ -169,18 +170,18 @@ class SyscallSensor(Sensor):
             flags |= push["FAILURE"] if "failure" in filt.results else 0
             if not filt.results:  # no result kept: the syscall is not wanted at all
                 raise ConfigError(f"{name}: a filter keeping no result; leave the syscall out")
-        if filt.accmodes is not None:
-            idx = [i for i, a in enumerate(spec.args) if a.decoder == "open_flags"]
+        if filt.accmodes is not None or filt.without_flags or filt.with_flags:
+            idx = [i for i, a in enumerate(spec.args) if a.decoder == "open_flags"
+                   and spec.name not in ("dup3",)]
             if not idx:
-                raise ConfigError(f"{name}: no open-flags argument to filter access modes on")
-            flags |= push["ACCMODE"]
+                raise ConfigError(f"{name}: no open-flags argument to filter on")
             enc.flags_arg = idx[0]
-            enc.accmodes = sum(1 << m for m in filt.accmodes)
-        if filt.filetypes is not None:
-            if spec.ret != "FD":
-                raise ConfigError(f"{name}: returns no fd whose file type could be filtered")
-            flags |= push["FILETYPE"]
-            enc.filetypes = sum(1 << (t >> 12) for t in filt.filetypes)
+            if filt.accmodes is not None:
+                flags |= push["ACCMODE"]
+                enc.accmodes = sum(1 << m for m in filt.accmodes)
+            if filt.without_flags or filt.with_flags:
+                flags |= push["FLAGS"]
+                enc.flags_none, enc.flags_all = filt.without_flags, filt.with_flags
         if filt.comms is not None:
             flags |= push["COMM"]
         if filt.euids is not None:
@@ -189,6 +190,12 @@ class SyscallSensor(Sensor):
 
     def configure(self) -> None:
         self.obj.rodata["targ_str_max"] = self.str_max
+        for what, pairs, name in (("comms", self._comms, "push_comms"),
+                                  ("euids", self._euids, "push_euids")):
+            room = self.obj.map(name).max_entries
+            if len(pairs) > room:
+                raise ConfigError(f"pushdown: {len(pairs)} (syscall, {what[:-1]}) pairs, more "
+                                  f"than the {room} the kernel map holds; filter fewer syscalls")
 
     def after_load(self) -> None:
         specs = self.obj.map("specs")

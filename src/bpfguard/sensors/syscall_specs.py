@@ -14,8 +14,8 @@ from dataclasses import dataclass
 __all__ = ["DEFAULT_SYSCALLS", "SPECS", "ArgSpec", "SyscallSpec", "spec_for"]
 
 # Kinds, by their enumerator names in bg_arg_kind / bg_ret_kind (BG_ARG_<kind>).
-INT, UINT, PTR, FD, DIRFD, PATH, PATH_AT, SOCKADDR, STR = (
-    "INT", "UINT", "PTR", "FD", "DIRFD", "PATH", "PATH_AT", "SOCKADDR", "STR")
+INT, UINT, PTR, FD, DIRFD, PATH, PATH_AT, SOCKADDR, STR, OPEN_HOW = (
+    "INT", "UINT", "PTR", "FD", "DIRFD", "PATH", "PATH_AT", "SOCKADDR", "STR", "OPEN_HOW")
 RET_INT, RET_FD, RET_EXEC = "INT", "FD", "EXEC"
 
 
@@ -44,8 +44,8 @@ SPECS: dict[str, SyscallSpec] = {s.name: s for s in [
     _s("open", ("pathname", PATH), ("flags", UINT, _OPEN_FLAGS), ("mode", UINT), ret=RET_FD),
     _s("openat", ("dirfd", DIRFD), ("pathname", PATH_AT), ("flags", UINT, _OPEN_FLAGS),
        ("mode", UINT), ret=RET_FD),
-    _s("openat2", ("dirfd", DIRFD), ("pathname", PATH_AT), ("how", PTR), ("size", UINT),
-       ret=RET_FD),
+    _s("openat2", ("dirfd", DIRFD), ("pathname", PATH_AT), ("how", OPEN_HOW, _OPEN_FLAGS),
+       ("size", UINT), ret=RET_FD),
     _s("creat", ("pathname", PATH), ("mode", UINT), ret=RET_FD),
     _s("execve", ("filename", PATH), ("argv", PTR), ("envp", PTR), ret=RET_EXEC),
     _s("execveat", ("dirfd", DIRFD), ("pathname", PATH_AT), ("argv", PTR), ("envp", PTR),
