@@ -858,7 +858,8 @@ class Channels:
             a summary is not held until the next alert; ``None``: only
             :meth:`send` and :meth:`tick` poll it.
         hostname: for :meth:`notice` (default: this host's name).
-        install_sighup: reopen every channel on SIGHUP (log rotation). Only
+        install_sighup: reopen every channel on SIGHUP or SIGUSR1 (log rotation;
+            Falco's logrotate configs send SIGUSR1). Only
             from the main thread, where Python runs signal handlers;
             :meth:`close`, from the main thread too, puts the previous one back.
     """
@@ -873,14 +874,13 @@ class Channels:
         self._limiter = limiter
         self.hostname = hostname if hostname is not None else socket.gethostname()
         self._closed = False
-        self._old_sighup: Any = None
+        # SIGHUP as logrotate configs usually send; SIGUSR1 as Falco's own do
+        self._old_handlers: dict[int, Any] = {}
         if install_sighup:
             if threading.current_thread() is not threading.main_thread():
                 raise ConfigError("a SIGHUP handler can only be installed from the main thread")
-            self._old_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
-            self._sighup = True
-        else:
-            self._sighup = False
+            for sig in (signal.SIGHUP, signal.SIGUSR1):
+                self._old_handlers[sig] = signal.signal(sig, self._on_sighup)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         if limiter is not None and tick_interval is not None:
@@ -945,10 +945,9 @@ class Channels:
         deadline = time.monotonic() + timeout
         for ch in self._channels:
             ch.close(max(0.0, deadline - time.monotonic()))
-        if self._sighup:
+        for sig, old in self._old_handlers.items():
             # None: the old handler was not set from Python; the default is all we can put back
-            signal.signal(signal.SIGHUP,
-                          signal.SIG_DFL if self._old_sighup is None else self._old_sighup)
+            signal.signal(sig, signal.SIG_DFL if old is None else old)
 
     def _fan_out(self, alerts: list[dict[str, Any]]) -> None:
         for alert in alerts:

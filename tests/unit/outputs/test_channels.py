@@ -202,22 +202,24 @@ def test_file_without_keep_alive_opens_per_alert(tmp_path: Path) -> None:
     assert path.read_text() == OUTPUT + "\n"
 
 
-def test_sighup_reopens_files_and_close_restores_the_handler(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1])  # logrotate's, Falco's
+def test_sighup_reopens_files_and_close_restores_the_handler(tmp_path: Path,
+                                                             sig: signal.Signals) -> None:
     path, rotated = tmp_path / "a.log", tmp_path / "a.log.1"
-    before = signal.getsignal(signal.SIGHUP)
+    before = signal.getsignal(sig)
     out = Channels([FileChannel(path, keep_alive=True)], install_sighup=True)
     try:
         out.send(make_alert(output="m1"))
         assert out.flush(5)
         path.rename(rotated)
-        # never raise SIGHUP without our handler: the default ends the process
-        assert signal.getsignal(signal.SIGHUP) == out._on_sighup
-        signal.raise_signal(signal.SIGHUP)  # its Python handler runs before the next line
+        # never raise the signal without our handler: the default ends the process
+        assert signal.getsignal(sig) == out._on_sighup
+        signal.raise_signal(sig)  # its Python handler runs before the next line
         out.send(make_alert(output="m2"))
         assert out.flush(5)
     finally:
         out.close()
-    assert signal.getsignal(signal.SIGHUP) == before
+    assert signal.getsignal(sig) == before
     assert rotated.read_text().endswith("m1\n") and path.read_text().endswith("m2\n")
 
 
