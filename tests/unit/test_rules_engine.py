@@ -118,6 +118,8 @@ OPEN = _open("/etc/shadow", user="../etc/shadow")
     ("proc.name = val(proc.name)", True),
     ("proc.name = val(proc.pname)", False),
     ("fd.name exists", True),
+    ("evt.rawarg.mode = 0 and evt.rawarg.mode < 5", True),  # typed as its argument
+    ("evt.rawarg.flags contains O_CLOEXEC", True),
 ])
 def test_operators(cond: str, expected: bool) -> None:
     assert check(cond, OPEN) is expected
@@ -279,8 +281,8 @@ def test_a_rule_that_raises_does_not_stop_the_engine() -> None:
 
     rules = load_rules_or_raise([("r.yaml", """
 - rule: raises
-  desc: compares a number with text at run time
-  condition: evt.type = openat and evt.rawarg.mode > 5
+  desc: its check will fail on this event
+  condition: evt.type = openat and fd.name = /etc/shadow
   output: never
   priority: NOTICE
 - rule: fine
@@ -290,6 +292,10 @@ def test_a_rule_that_raises_does_not_stop_the_engine() -> None:
   priority: NOTICE
 """)]).rules
     engine = Engine(rules, rule_matching="all")
+
+    def broken(_e: RuleEvent) -> bool:
+        raise TypeError("an extractor met data it did not expect")
+    engine.compiled[0].check = broken
     assert [c.name for c in engine.match(OPEN)] == ["fine"]
     assert engine.errors == {"raises": 1} and "TypeError" in (engine.last_error or "")
 

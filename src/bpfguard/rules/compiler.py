@@ -238,7 +238,26 @@ def _compare(node: ast.Compare) -> Check:
         return _against(get, member)
     if not isinstance(right, ast.Word):
         raise CompileError(f"operator {op} takes one value, not a list", node.pos)
+    if isinstance(node.left, ast.FieldRef) and node.left.name == "evt.rawarg":
+        return _against(get, _rawarg_test(op, right.text))
     return _against(get, _binary(op, _convert(right.text, typ, op, right.pos)))
+
+
+def _rawarg_test(op: str, text: str) -> Callable[[Any], bool]:
+    """evt.rawarg.X's type is its argument's: numbers compare as numbers, the rest
+    as text (Falco types it by the event's parameter)."""
+    try:
+        number = int(text, 0)
+    except ValueError:
+        number = None
+    as_text = _binary(op, text) if op not in _ORDER_OPS else (lambda v: False)
+    as_number = _binary(op, number) if number is not None and op not in _STRING_OPS else None
+
+    def test(v: Any) -> bool:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return as_number(v) if as_number is not None else False
+        return as_text(v if isinstance(v, str) else str(v))
+    return test
 
 
 def compile_condition(node: ast.Condition) -> Check:
