@@ -9,6 +9,7 @@
     ├── UnsupportedError         the running kernel lacks a needed feature (names it)
     ├── BuildError               the BPF objects are missing or stale
     └── ConfigError              bad user input (where, and what was wrong)
+        └── CommandError         the command to run cannot be (exit 127 or 126, as shells)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "AttachError",
     "BpfguardError",
     "BuildError",
+    "CommandError",
     "ConfigError",
     "KernelError",
     "LoadError",
@@ -82,3 +84,12 @@ class BuildError(BpfguardError):
 
 class ConfigError(BpfguardError):
     """Bad user input: the message says where and what was wrong."""
+
+
+class CommandError(ConfigError):
+    """The command given after `--` cannot be run. `exit_code` is what a shell
+    would exit with: 127 not found, 126 found but not executable."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)

@@ -25,9 +25,13 @@ def test_trace_help_has_examples() -> None:
 
 
 def test_trace_unknown_command_is_reported() -> None:
+    # exit codes as a shell's: 127 not found, 126 not executable
     r = CliRunner().invoke(main, ["trace", "--", "/nonexistent/binary-xyz"])
-    assert r.exit_code == 1
+    assert r.exit_code == 127
     assert "command not found" in r.output
+    for cmd in ("detect", "trace"):
+        r = CliRunner().invoke(main, [cmd, "--", "/etc/passwd"])
+        assert r.exit_code == 126 and "/etc/passwd: not executable" in r.output
 
 
 def test_str_max_is_bounded() -> None:
@@ -105,3 +109,22 @@ def test_detect_rejects_bad_options() -> None:
     assert r.exit_code == 1 and "unknown priority" in r.output
     r = CliRunner().invoke(main, ["detect", "-D", "No such rule"])
     assert r.exit_code == 1 and "no rule named" in r.output
+
+
+def test_detect_refuses_what_would_watch_nothing(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["detect", "-r", str(tmp_path)])
+    assert r.exit_code == 1 and "no .yaml or .yml rules file" in r.output
+    r = CliRunner().invoke(main, ["detect", "-t", "no-such-tag"])
+    assert r.exit_code == 1 and "no rule is enabled" in r.output
+    r = CliRunner().invoke(main, ["detect", "-p", "999999999"])
+    assert r.exit_code == 1 and "--pid 999999999: no such process" in r.output
+    r = CliRunner().invoke(main, ["detect", "-o", "rate_limit.rate=-1"])
+    assert r.exit_code == 1 and "must not be negative" in r.output
+    r = CliRunner().invoke(main, ["rules", "validate", str(tmp_path / "missing.yaml")])
+    assert r.exit_code == 1 and "-r " not in r.output and "no such file" in r.output
+
+
+def test_seccomp_outputs_are_checked_before_the_command_runs(tmp_path: Path) -> None:
+    ro = Path("/proc/self")  # a directory nobody can create files in
+    r = CliRunner().invoke(main, ["seccomp", "record", "-o", str(ro / "p.json"), "--", "true"])
+    assert r.exit_code == 1 and "-o /proc/self/p.json" in r.output

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..agent.launch import spawn_waiting, stream
-from ..errors import BpfguardError, ConfigError
+from ..errors import BpfguardError, CommandError, ConfigError
 from ..sensors import DEFAULT_SYSCALLS
 from .detect import detect, rules
 
@@ -28,7 +28,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except BpfguardError as exc:
             click.echo(f"bpfguard: error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(getattr(exc, "exit_code", 1))
 
 
 @click.group(cls=_Group, context_settings=_CTX)
@@ -55,10 +55,15 @@ def _require_root() -> None:
 
 
 def _which(argv: Sequence[str]) -> str:
+    """The executable for argv[0], or CommandError with a shell's exit code."""
     exe = shutil.which(argv[0])
-    if exe is None:
-        raise ConfigError(f"command not found: {argv[0]}")
-    return exe
+    if exe is not None:
+        return exe
+    if os.path.exists(argv[0]) or ("/" not in argv[0] and any(
+            os.path.exists(os.path.join(d, argv[0]))
+            for d in os.environ.get("PATH", "").split(os.pathsep))):
+        raise CommandError(f"{argv[0]}: not executable", 126)
+    raise CommandError(f"command not found: {argv[0]}", 127)
 
 
 def _exit_code(status: int) -> int:

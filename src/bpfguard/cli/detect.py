@@ -64,12 +64,14 @@ def _parse_options(items: Sequence[str], json_flag: bool | None) -> dict[str, An
                 opts[key] = typ(raw)
             except ValueError:
                 raise ConfigError(f"-o {key}={raw}: expected a {typ.__name__}") from None
+            if typ in (int, float) and opts[key] < 0:
+                raise ConfigError(f"-o {key}={raw}: must not be negative")
     if json_flag is not None:
         opts["json_output"] = json_flag
     return opts
 
 
-def _rule_files(paths: Sequence[str]) -> list[str]:
+def _rule_files(paths: Sequence[str], what: str = "-r ") -> list[str]:
     from ..rules import stock_rules_path
 
     if not paths:
@@ -78,12 +80,15 @@ def _rule_files(paths: Sequence[str]) -> list[str]:
     for p in paths:
         path = Path(p)
         if path.is_dir():  # as Falco: the directory's rules files, in name order
-            out += [str(f) for f in sorted(path.iterdir())
-                    if f.suffix in (".yaml", ".yml") and f.is_file()]
+            found = [str(f) for f in sorted(path.iterdir())
+                     if f.suffix in (".yaml", ".yml") and f.is_file()]
+            if not found:
+                raise ConfigError(f"{what}{p}: no .yaml or .yml rules file in this directory")
+            out += found
         elif path.exists():
             out.append(str(path))
         else:
-            raise ConfigError(f"-r {p}: no such file or directory")
+            raise ConfigError(f"{what}{p}: no such file or directory")
     return out
 
 
@@ -105,9 +110,13 @@ def _engine(result: Any, opts: dict[str, Any], disable_rules: Sequence[str],
         min_priority = Priority.parse(opts["priority"])
     except ValueError as exc:
         raise ConfigError(f"-o priority: {exc}") from None
-    return Engine(result.rules, min_priority=min_priority,
-                  rule_matching=opts["rule_matching"], disable_rules=disable_rules,
-                  disable_tags=disable_tags, enable_tags=list(enable_tags) or None)
+    engine = Engine(result.rules, min_priority=min_priority,
+                    rule_matching=opts["rule_matching"], disable_rules=disable_rules,
+                    disable_tags=disable_tags, enable_tags=list(enable_tags) or None)
+    if not engine.compiled:
+        raise ConfigError("no rule is enabled: check -t/-T/-D, -o priority and the rules "
+                          "files' `enabled` keys")
+    return engine
 
 
 def _channels(opts: dict[str, Any]) -> Any:
@@ -209,6 +218,9 @@ def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[s
     opts = _parse_options(options, json_flag)
     argv = list(command)
     exe = _which(argv) if argv else None
+    for pid in pids:
+        if not os.path.exists(f"/proc/{pid}"):
+            raise ConfigError(f"--pid {pid}: no such process")
     result = _load(rule_paths)
     engine = _engine(result, opts, disable_rules, disable_tags, enable_tags)
     _require_root()
@@ -278,7 +290,7 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
     from ..rules.engine import Engine
     from ..rules.loader import load_rules
 
-    result = load_rules(_rule_files(files))
+    result = load_rules(_rule_files(files, what=""))
     compile_error = None
     if result.ok:
         try:

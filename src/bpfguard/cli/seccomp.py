@@ -24,16 +24,34 @@ def _say(msg: str) -> None:
     click.echo(f"bpfguard seccomp: {msg}", err=True)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+def _write_atomically(path: Path, text: str, what: str = "-o") -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        os.unlink(tmp)
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """Fails now, not after the command ran, when `path` cannot be written."""
+    if not path.parent.is_dir():
+        raise ConfigError(f"{what} {path}: directory {path.parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 @click.group(context_settings=_CTX)
@@ -116,8 +134,7 @@ def record(output: Path, fmt: str | None, base: Path | None, with_args: bool,
         raise ConfigError("nothing to record: give `-- CMD ARGS...`, --pid or --cgroup")
     base_profile = load_profile(base) if base else None
     exe = _which(argv) if argv else None
-    if not output.parent.is_dir():
-        raise ConfigError(f"-o {output}: directory {output.parent} does not exist")
+    _check_writable(output, "-o")
     _require_root()
     source: dict[str, Any]
     for pid in pids:
@@ -213,8 +230,8 @@ def run(profile_path: Path, audit: bool, report: Path | None, command: tuple[str
     plan = plan_filter(profile, audit=audit)
     verdicts = plan_filter(profile) if audit else plan
     exe = _which(argv)
-    if report and not report.parent.is_dir():
-        raise ConfigError(f"--report {report}: directory {report.parent} does not exist")
+    if report:
+        _check_writable(report, "--report")
     track = os.geteuid() == 0
     if not track:
         _say("not root: enforcing without reports (recording the process tree and reading "
@@ -245,7 +262,8 @@ def run(profile_path: Path, audit: bool, report: Path | None, command: tuple[str
                          ("allowed and logged by SCMP_ACT_LOG rules", logged)):
         if not group:
             continue
-        _say(f"{title} {sum(r['count'] for r in group)} syscall(s):")
+        _say(f"{title} {sum(r['count'] for r in group)} call(s) of "
+             f"{len({r['syscall'] for r in group})} syscall(s):")
         for row in group:
             procs = row["processes"]
             who = ", ".join(f"pid {p['pid']} {p['comm']} ({p['exe']})" for p in procs[:3])
@@ -257,7 +275,8 @@ def run(profile_path: Path, audit: bool, report: Path | None, command: tuple[str
         _say("audit mode: nothing would have been denied" if audit else "nothing was denied")
     if report:
         _write_atomically(report, json.dumps({"audit": audit, "profile": str(profile_path),
-                                              "command": argv, "denials": rows}, indent=2) + "\n")
+                                              "command": argv, "denials": rows}, indent=2) + "\n",
+                          "--report")
     sys.exit(_exit_code(result.status))
 
 

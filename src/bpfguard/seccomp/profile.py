@@ -506,7 +506,8 @@ def load_profile(path: str | Path) -> Profile:
     except OSError as exc:
         raise ConfigError(f"{p}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise ProfileError(str(p), [f"not UTF-8 text (byte {exc.start}): JSON must be"]) from None
+        raise ProfileError(str(p), [f"not UTF-8 text (byte {exc.start}): JSON must be UTF-8"]
+                           ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -195,7 +195,8 @@ class SyscallSensor(Sensor):
             room = self.obj.map(name).max_entries
             if len(pairs) > room:
                 raise ConfigError(f"pushdown: {len(pairs)} (syscall, {what[:-1]}) pairs, more "
-                                  f"than the {room} the kernel map holds; filter fewer syscalls")
+                                  f"than the {room} the kernel map holds; filter fewer syscalls "
+                                  "(or run detect with --no-pushdown)")
 
     def after_load(self) -> None:
         specs = self.obj.map("specs")
