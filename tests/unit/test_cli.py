@@ -128,3 +128,15 @@ def test_seccomp_outputs_are_checked_before_the_command_runs(tmp_path: Path) -> 
     ro = Path("/proc/self")  # a directory nobody can create files in
     r = CliRunner().invoke(main, ["seccomp", "record", "-o", str(ro / "p.json"), "--", "true"])
     assert r.exit_code == 1 and "-o /proc/self/p.json" in r.output
+
+
+def test_policy_check_names_what_this_kernel_lacks(tmp_path: Path) -> None:
+    lsm = Path(__file__).resolve().parents[1] / "fixtures" / "tetragon" / "lsm_file_open.yaml"
+    r = CliRunner().invoke(main, ["policy", "check", str(lsm)])
+    assert r.exit_code == 0, r.output
+    assert "ok: policy" in r.output and "needs BPF LSM" in r.output and "MISSING" in r.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
+                   "  name: bad\nspec:\n  kprobes:\n  - call: fd_install\n    syscal: false\n")
+    r = CliRunner().invoke(main, ["policy", "check", str(bad)])
+    assert r.exit_code == 1 and f"{bad}:8:" in r.output and "syscall" in r.output

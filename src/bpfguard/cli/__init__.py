@@ -16,6 +16,7 @@ from ..agent.launch import spawn_waiting, stream
 from ..errors import BpfguardError, CommandError, ConfigError
 from ..sensors import DEFAULT_SYSCALLS
 from .detect import detect, rules
+from .policy import policy
 
 __all__ = ["main"]
 
@@ -266,3 +267,4 @@ main.add_command(seccomp)
 
 main.add_command(detect)
 main.add_command(rules)
+main.add_command(policy)

@@ -1,0 +1,493 @@
+"""Tetragon TracingPolicy, as typed data, and what a policy needs from the kernel.
+
+The model mirrors the ``cilium.io/v1alpha1`` CRD (Tetragon's
+``pkg/k8s/apis/cilium.io/v1alpha1/types.go`` and
+``tracing_policy_types.go``): one dataclass per Go struct, field names in
+snake_case, defaults as the CRD's ``+kubebuilder:default`` markers give them
+(notably ``syscall: true`` for kprobes and ``type: auto`` for arguments).
+Every hook keeps the :class:`~bpfguard.rules.model.Context` it was read from,
+so that whatever is said about it later (a missing kernel feature) can point
+at the file and line.
+
+:func:`requirements` says, for each hook and enforcement action, which kernel
+feature bpfguard would use and whether this kernel has it. It is a pure
+function of a policy and a feature map, so it is tested with fake kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal, Protocol
+
+from ..rules.model import Context, Problem
+
+__all__ = [
+    "ACTIONS",
+    "ARG_OPERATORS",
+    "ARG_TYPES",
+    "Action",
+    "Arg",
+    "ArgSelector",
+    "BinarySelector",
+    "CapabilitiesSelector",
+    "Enforcer",
+    "FeatureSet",
+    "Hook",
+    "KProbe",
+    "ListSpec",
+    "LsmHook",
+    "NamespaceChangesSelector",
+    "NamespaceSelector",
+    "Option",
+    "PIDSelector",
+    "Policy",
+    "Requirement",
+    "Selector",
+    "Tracepoint",
+    "UProbe",
+    "requirements",
+]
+
+ARG_TYPES: Final = frozenset({
+    "auto", "int", "int8", "uint8", "int16", "uint16", "uint32", "int32", "uint64", "int64",
+    "char_buf", "char_iovec", "size_t", "skb", "sock", "sockaddr", "socket", "string", "fd",
+    "file", "filename", "path", "dentry", "nop", "bpf_attr", "perf_event", "bpf_map",
+    "user_namespace", "capability", "kiocb", "iov_iter", "cred", "load_info", "module",
+    "syscall64", "kernel_cap_t", "cap_inheritable", "cap_permitted", "cap_effective",
+    "linux_binprm", "data_loc", "net_device",
+})
+"""Argument types: the CRD's ``KProbeArg.Type`` enum, plus ``sockaddr``,
+``socket`` and ``dentry`` which later Tetragon releases accept."""
+
+ARG_OPERATORS: Final = frozenset({
+    "Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix", "GreaterThan",
+    "LessThan", "GT", "LT", "Mask", "SPort", "NotSPort", "SPortPriv", "NotSportPriv",
+    "NotSPortPriv", "DPort", "NotDPort", "DPortPriv", "NotDPortPriv", "SAddr", "NotSAddr",
+    "DAddr", "NotDAddr", "Protocol", "Family", "State", "InMap", "NotInMap",
+})
+"""``matchArgs``/``matchReturnArgs`` operators (the CRD's ``ArgSelector.Operator``
+enum; ``NotSportPriv`` is Tetragon's historical spelling, ``NotSPortPriv`` the
+later one)."""
+
+ACTIONS: Final = frozenset({
+    "Post", "FollowFD", "UnfollowFD", "Sigkill", "CopyFD", "Override", "GetUrl", "DnsLookup",
+    "NoPost", "Signal", "TrackSock", "UntrackSock", "NotifyEnforcer",
+})
+"""``matchActions``/``matchReturnActions`` actions (``ActionSelector.Action``)."""
+
+ENFORCING_ACTIONS: Final = frozenset({"Sigkill", "Signal", "Override", "NotifyEnforcer"})
+"""Actions that change what the traced process sees; ``policy-mode: monitor``
+turns them off, as in Tetragon."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A hook argument to read (``KProbeArg``). `size_arg_index` is 1-based
+    (0: none), as in Tetragon: ``sizeArgIndex: 3`` names the third argument."""
+
+    index: int
+    type: str = "auto"
+    label: str = ""
+    size_arg_index: int = 0
+    return_copy: bool = False
+    max_data: bool = False
+    resolve: str = ""
+
+
+@dataclass(frozen=True)
+class ArgSelector:
+    """A ``matchArgs``/``matchReturnArgs`` filter. `index` is the argument it
+    filters (``args`` lists several, in later Tetragon releases). For
+    kprobes, LSM hooks and uprobes it is an argument's ``index``; for
+    tracepoints it is the position in the hook's ``args`` list."""
+
+    operator: str
+    values: tuple[str, ...] = ()
+    index: int = 0
+    args: tuple[int, ...] = ()
+
+    @property
+    def indexes(self) -> tuple[int, ...]:
+        """The arguments this filter reads."""
+        return self.args or (self.index,)
+
+
+@dataclass(frozen=True)
+class PIDSelector:
+    """A ``matchPIDs`` filter."""
+
+    operator: str
+    values: tuple[int, ...]
+    is_namespace_pid: bool = False
+    follow_forks: bool = False
+
+
+@dataclass(frozen=True)
+class BinarySelector:
+    """A ``matchBinaries``/``matchParentBinaries`` filter."""
+
+    operator: str
+    values: tuple[str, ...]
+    follow_children: bool = False
+
+
+@dataclass(frozen=True)
+class NamespaceSelector:
+    """A ``matchNamespaces`` filter: namespace IDs, or ``host_ns``."""
+
+    namespace: str
+    operator: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NamespaceChangesSelector:
+    """A ``matchNamespaceChanges`` filter: namespace kinds (``Mnt``, ``Pid``...)."""
+
+    operator: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CapabilitiesSelector:
+    """A ``matchCapabilities``/``matchCapabilityChanges`` filter."""
+
+    operator: str
+    values: tuple[str, ...]
+    type: str = "Effective"
+    is_namespace_capability: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    """A ``matchActions``/``matchReturnActions`` entry. Integer arguments are
+    None when not given, so that "Override without argError" is visible."""
+
+    action: str
+    arg_error: int | None = None
+    arg_sig: int | None = None
+    arg_fd: int | None = None
+    arg_name: int | None = None
+    arg_sock: int | None = None
+    arg_url: str = ""
+    arg_fqdn: str = ""
+    rate_limit: str = ""
+    rate_limit_scope: str = ""
+    kernel_stack_trace: bool = False
+    user_stack_trace: bool = False
+    ima_hash: bool = False
+
+
+@dataclass(frozen=True)
+class Selector:
+    """One selector: its filters are ANDed; a hook's selectors are ORed."""
+
+    match_pids: tuple[PIDSelector, ...] = ()
+    match_args: tuple[ArgSelector, ...] = ()
+    match_return_args: tuple[ArgSelector, ...] = ()
+    match_binaries: tuple[BinarySelector, ...] = ()
+    match_parent_binaries: tuple[BinarySelector, ...] = ()
+    match_namespaces: tuple[NamespaceSelector, ...] = ()
+    match_namespace_changes: tuple[NamespaceChangesSelector, ...] = ()
+    match_capabilities: tuple[CapabilitiesSelector, ...] = ()
+    match_capability_changes: tuple[CapabilitiesSelector, ...] = ()
+    match_actions: tuple[Action, ...] = ()
+    match_return_actions: tuple[Action, ...] = ()
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        """Every action, on entry and on return."""
+        return self.match_actions + self.match_return_actions
+
+
+@dataclass(frozen=True)
+class KProbe:
+    """A ``kprobes`` entry: a kernel function, or a syscall (``syscall``,
+    true by default as in the CRD). `call` may be ``list:NAME``."""
+
+    call: str
+    context: Context = field(compare=False, repr=False)
+    syscall: bool = True
+    return_: bool = False
+    message: str = ""
+    args: tuple[Arg, ...] = ()
+    return_arg: Arg | None = None
+    return_arg_action: str = ""
+    selectors: tuple[Selector, ...] = ()
+    tags: tuple[str, ...] = ()
+    ignore_call_not_found: bool = False
+
+    @property
+    def name(self) -> str:
+        """What the hook attaches to, for messages."""
+        return self.call
+
+
+@dataclass(frozen=True)
+class Tracepoint:
+    """A ``tracepoints`` entry; `raw` asks for a BTF raw tracepoint."""
+
+    subsystem: str
+    event: str
+    context: Context = field(compare=False, repr=False)
+    raw: bool = False
+    message: str = ""
+    args: tuple[Arg, ...] = ()
+    selectors: tuple[Selector, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """``subsystem:event``, for messages."""
+        return f"{self.subsystem}:{self.event}"
+
+
+@dataclass(frozen=True)
+class LsmHook:
+    """An ``lsmhooks`` entry: a BPF LSM hook (``file_open``, without the
+    ``security_`` prefix)."""
+
+    hook: str
+    context: Context = field(compare=False, repr=False)
+    message: str = ""
+    args: tuple[Arg, ...] = ()
+    selectors: tuple[Selector, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The hook, for messages."""
+        return self.hook
+
+
+@dataclass(frozen=True)
+class UProbe:
+    """A ``uprobes`` entry: symbols (or offsets) in the binary at `path`."""
+
+    path: str
+    context: Context = field(compare=False, repr=False)
+    symbols: tuple[str, ...] = ()
+    offsets: tuple[int, ...] = ()
+    ref_ctr_offsets: tuple[int, ...] = ()
+    message: str = ""
+    args: tuple[Arg, ...] = ()
+    selectors: tuple[Selector, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """``path:symbol,...``, for messages."""
+        return f"{self.path}:{','.join(self.symbols) or 'offsets'}"
+
+
+Hook = KProbe | Tracepoint | LsmHook | UProbe
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """A named list (``lists``), referred to as ``list:NAME`` from a
+    kprobe's `call`, an enforcer's calls or an ``InMap`` value."""
+
+    name: str
+    type: str = ""
+    values: tuple[str, ...] = ()
+    pattern: str | None = None
+
+
+@dataclass(frozen=True)
+class Option:
+    """An ``options`` entry (``policy-mode`` and the like)."""
+
+    name: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class Enforcer:
+    """An ``enforcers`` entry: the calls (functions or ``list:NAME``) whose
+    return value ``NotifyEnforcer`` changes."""
+
+    calls: tuple[str, ...]
+    context: Context = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A loaded and validated TracingPolicy or TracingPolicyNamespaced.
+
+    `pod_selector` and `container_selector` are kept as read (a Kubernetes
+    ``LabelSelector``) but select nothing outside Kubernetes; `warnings`
+    says so, with where they are.
+    """
+
+    kind: Literal["TracingPolicy", "TracingPolicyNamespaced"]
+    name: str
+    context: Context = field(compare=False, repr=False)
+    namespace: str = ""
+    kprobes: tuple[KProbe, ...] = ()
+    tracepoints: tuple[Tracepoint, ...] = ()
+    lsmhooks: tuple[LsmHook, ...] = ()
+    uprobes: tuple[UProbe, ...] = ()
+    lists: tuple[ListSpec, ...] = ()
+    options: tuple[Option, ...] = ()
+    enforcers: tuple[Enforcer, ...] = ()
+    loader: bool = False
+    pod_selector: Mapping[str, object] | None = field(default=None, compare=False, hash=False)
+    container_selector: Mapping[str, object] | None = field(default=None, compare=False,
+                                                             hash=False)
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """Every hook, kprobes first, in file order within each kind."""
+        return (*self.kprobes, *self.tracepoints, *self.lsmhooks, *self.uprobes)
+
+    @property
+    def mode(self) -> Literal["enforce", "monitor"]:
+        """The ``policy-mode`` option; ``enforce`` when not given, as in Tetragon."""
+        for opt in self.options:
+            if opt.name == "policy-mode" and opt.value == "monitor":
+                return "monitor"
+        return "enforce"
+
+
+# -- what a policy needs from the kernel ---------------------------------------
+
+class FeatureSet(Protocol):
+    """What :func:`requirements` needs to know of a kernel: the probe's
+    :class:`~bpfguard.probe.Features` has it."""
+
+    def has(self, name: str) -> bool:
+        """True if the feature named `name` (a probe feature name) works."""
+        ...
+
+
+_FEATURE_TEXT: Final[Mapping[str, str]] = {
+    "kprobe": "kprobes",
+    "fentry": "BPF trampolines (fentry)",
+    "fentry+fexit": "BPF trampolines (fentry and fexit)",
+    "tracepoint": "tracepoints",
+    "raw_tp": "raw tracepoints",
+    "lsm": "BPF LSM",
+    "fmod_ret": "BPF trampolines (fmod_ret)",
+    "uprobe": "uprobes",
+    "send_signal": "bpf_send_signal",
+}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What one hook, or one action of it, needs from the kernel.
+
+    `candidates` are the backends bpfguard can use, best first; each is a
+    ``+``-joined set of probe feature names that must all work
+    (``fentry+fexit``). `backend` is the first candidate this kernel has,
+    None when it has none; `message` then names what is missing.
+    `purpose` is ``attach`` for the hook itself, else the action's name.
+    """
+
+    hook: str
+    purpose: str
+    candidates: tuple[str, ...]
+    backend: str | None
+    message: str
+    context: Context = field(compare=False, repr=False)
+
+    @property
+    def available(self) -> bool:
+        """True when some candidate backend works on this kernel."""
+        return self.backend is not None
+
+
+def _has(features: FeatureSet | Mapping[str, bool], name: str) -> bool:
+    if isinstance(features, Mapping):
+        return all(bool(features.get(part, False)) for part in name.split("+"))
+    return all(features.has(part) for part in name.split("+"))
+
+
+def _describe(candidates: tuple[str, ...]) -> str:
+    words = [_FEATURE_TEXT.get(c, c) for c in candidates]
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _choose(hook: Hook, purpose: str, candidates: tuple[str, ...],
+            features: FeatureSet | Mapping[str, bool]) -> Requirement:
+    subject = hook.name if purpose == "attach" else f"{purpose} on {hook.name}"
+    for cand in candidates:
+        if _has(features, cand):
+            return Requirement(hook.name, purpose, candidates, cand,
+                               f"{subject} uses {_FEATURE_TEXT.get(cand, cand)}", hook.context)
+    lack = {1: "does not have it", 2: "has neither"}.get(len(candidates), "has none of them")
+    return Requirement(hook.name, purpose, candidates, None,
+                       f"{subject} needs {_describe(candidates)}; this kernel {lack}",
+                       hook.context)
+
+
+def _attach_candidates(hook: Hook) -> tuple[str, ...]:
+    if isinstance(hook, KProbe):
+        if hook.syscall:
+            # The syscalls:sys_enter_*/sys_exit_* tracepoints see the same
+            # arguments and return value as a kprobe on the syscall.
+            return ("kprobe", "tracepoint")
+        return ("kprobe", "fentry+fexit" if hook.return_ else "fentry")
+    if isinstance(hook, Tracepoint):
+        return ("raw_tp",) if hook.raw else ("tracepoint",)
+    if isinstance(hook, LsmHook):
+        return ("lsm",)
+    return ("uprobe",)
+
+
+def _override_candidates(hook: Hook) -> tuple[str, ...]:
+    # fmod_ret replaces the return value of the function itself; a kprobe on
+    # a security_* function can instead be served by the LSM hook it calls.
+    if isinstance(hook, KProbe) and not hook.syscall and hook.call.startswith("security_"):
+        return ("fmod_ret", "lsm")
+    return ("fmod_ret",)
+
+
+def requirements(policy: Policy,
+                 features: FeatureSet | Mapping[str, bool]) -> list[Requirement]:
+    """What each hook of `policy` needs from the kernel, and what bpfguard
+    would use on one with `features` (probe feature names to availability,
+    or the probe's Features).
+
+    Backends, best first:
+
+    * kprobe with ``syscall: true``: kprobe, else the syscall tracepoints;
+    * kprobe on a kernel function: kprobe, else fentry (fentry and fexit
+      when ``return: true``);
+    * tracepoint: tracepoint; with ``raw: true``, a raw tracepoint;
+    * lsmhook: BPF LSM (which also serves its Override action);
+    * uprobe: uprobe;
+    * Override on a kprobe: fmod_ret, or for ``security_*`` functions BPF LSM;
+    * Sigkill, Signal, and NotifyEnforcer with ``argSig``: bpf_send_signal;
+    * NotifyEnforcer with ``argError``: fmod_ret on the enforcer's calls.
+
+    Enforcing actions need nothing in ``policy-mode: monitor``, which
+    turns them off. Each (hook, purpose) is listed once, in policy order.
+    """
+    out: list[Requirement] = []
+    enforce = policy.mode == "enforce"
+    for hook in policy.hooks:
+        out.append(_choose(hook, "attach", _attach_candidates(hook), features))
+        if not enforce:
+            continue
+        seen: set[str] = set()
+        for sel in hook.selectors:
+            for act in sel.actions:
+                needs: list[tuple[str, tuple[str, ...]]] = []
+                if act.action == "Override" and not isinstance(hook, LsmHook):
+                    needs.append(("Override", _override_candidates(hook)))
+                elif act.action in ("Sigkill", "Signal") or (
+                        act.action == "NotifyEnforcer" and act.arg_sig is not None):
+                    needs.append((act.action, ("send_signal",)))
+                if act.action == "NotifyEnforcer" and act.arg_error is not None:
+                    needs.append(("NotifyEnforcer (argError)", ("fmod_ret",)))
+                for purpose, cands in needs:
+                    if purpose not in seen:
+                        seen.add(purpose)
+                        out.append(_choose(hook, purpose, cands, features))
+    return out

@@ -1,0 +1,1 @@
+"""Tests of bpfguard.policy: Tetragon TracingPolicy loading and requirements."""

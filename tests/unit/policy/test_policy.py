@@ -1,0 +1,355 @@
+"""Loading Tetragon TracingPolicy files, validating them, and choosing kernel
+backends for their hooks (with fake kernels)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+from bpfguard.errors import ConfigError
+from bpfguard.policy import (
+    KProbe,
+    PolicyCode,
+    PolicyError,
+    Tracepoint,
+    load_policy,
+    load_policy_text,
+    requirements,
+)
+
+# Tetragon's example policies, copied with their LICENSE and SOURCE
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tetragon"
+FIXTURE_FILES = sorted(FIXTURES.glob("*.yaml"))
+
+# This VM: no kprobes, no BPF trampolines, no BPF LSM.
+THIS_HOST = {"kprobe": False, "fentry": False, "fexit": False, "fmod_ret": False,
+             "lsm": False, "tp_btf": True, "raw_tp": True, "tracepoint": True,
+             "uprobe": True, "send_signal": True}
+# A 6.1 guest with everything.
+FULL = dict.fromkeys(THIS_HOST, True)
+
+HEAD = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n"
+
+
+def _body(yaml_text: str) -> str:
+    """`yaml_text` (spec keys, written at column 0) dedented and indented under spec."""
+    return "".join("  " + line if line.strip() else line
+                   for line in dedent(yaml_text).splitlines(keepends=True))
+
+
+def _problems(text: str) -> list[str]:
+    """Each problem as 'line:col path: message' (file name dropped)."""
+    with pytest.raises(PolicyError) as info:
+        load_policy_text("p.yaml", text)
+    return [f"{p.context.line}:{p.context.column} {p.context.name}: {p.message}"
+            for p in info.value.problems]
+
+
+def test_the_fixtures_are_all_there() -> None:
+    assert len(FIXTURE_FILES) == 20  # Tetragon's examples, as copied
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_every_fixture_loads(path: Path) -> None:
+    policy = load_policy(path)
+    assert policy.hooks
+    assert policy.kind == "TracingPolicy"
+
+
+def test_fixture_model_details() -> None:
+    write = load_policy(FIXTURES / "write.yaml")
+    kp = write.kprobes[0]
+    assert (kp.call, kp.syscall) == ("sys_write", True)
+    assert [(a.index, a.type, a.size_arg_index) for a in kp.args] == [
+        (0, "int", 0), (1, "char_buf", 3), (2, "size_t", 0)]
+    assert kp.selectors[0].match_pids[0].values == (1,)
+    assert kp.selectors[0].match_pids[0].is_namespace_pid
+
+    killer = load_policy(FIXTURES / "killer.yaml")
+    assert killer.lists[0].values == ("sys_dup", "sys_dup2", "__ia32_sys_dup")
+    assert killer.enforcers[0].calls == ("list:dups",)
+    act = killer.tracepoints[0].selectors[0].match_actions[0]
+    assert (act.action, act.arg_error, act.arg_sig) == ("NotifyEnforcer", -1, 9)
+
+    # syscall defaults to true, as in the CRD; args type to auto.
+    p = load_policy_text("d.yaml", HEAD + "  kprobes:\n  - call: x\n    args:\n    - index: 0\n")
+    assert p.kprobes[0].syscall is True
+    assert p.kprobes[0].args[0].type == "auto"
+
+
+def test_file_and_snippet_in_error_text() -> None:
+    text = HEAD + "  kprobes:\n  - call: fd_install\n    selector: []\n"
+    with pytest.raises(ConfigError) as info:
+        load_policy_text("p.yaml", text)
+    msg = str(info.value)
+    assert "p.yaml:8:5: spec.kprobes[0].selector: unknown key 'selector' " \
+           "(did you mean 'selectors'?) [POLICY_UNKNOWN_KEY]" in msg
+    assert "    selector: []\n    ^" in msg
+
+
+def test_unknown_key_with_hint() -> None:
+    assert _problems(HEAD + "  kprobes:\n  - call: x\n    args:\n    - index: 0\n      typ: int\n"
+                     ) == ["10:7 spec.kprobes[0].args[0].typ: unknown key 'typ' "
+                           "(did you mean 'type'?)"]
+
+
+def test_bad_operator() -> None:
+    text = HEAD + _body("""\
+      kprobes:
+      - call: x
+        args:
+        - index: 0
+          type: string
+        selectors:
+        - matchArgs:
+          - index: 0
+            operator: Equals
+            values: ["/etc/passwd"]
+    """)
+    [p] = _problems(text)
+    assert p.startswith("14:19 spec.kprobes[0].selectors[0].matchArgs[0].operator: "
+                        "operator 'Equals' is not one of ")
+    assert p.endswith("(did you mean 'Equal'?)")
+
+
+def test_operator_must_fit_argument_type() -> None:
+    text = HEAD + _body("""\
+      kprobes:
+      - call: x
+        args:
+        - index: 0
+          type: string
+        selectors:
+        - matchArgs:
+          - index: 0
+            operator: DAddr
+            values: ["10.0.0.0/8"]
+    """)
+    assert _problems(text) == [
+        "14:19 spec.kprobes[0].selectors[0].matchArgs[0].operator: DAddr filters sock, skb, "
+        "sockaddr or socket arguments; this argument is string"]
+
+
+def test_bad_cidr_port_and_integer_values_all_reported() -> None:
+    text = HEAD + _body("""\
+      kprobes:
+      - call: tcp_connect
+        syscall: false
+        args:
+        - index: 0
+          type: sock
+        - index: 1
+          type: int
+        selectors:
+        - matchArgs:
+          - index: 0
+            operator: NotDAddr
+            values:
+            - "10.0.0.0/8"
+            - "10.0.0.0/33"
+          - index: 0
+            operator: DPort
+            values: ["80", "70000"]
+          - index: 1
+            operator: GT
+            values: ["ten"]
+    """)
+    assert _problems(text) == [
+        "20:11 spec.kprobes[0].selectors[0].matchArgs[0].values[1]: '10.0.0.0/33' is not an "
+        "IP address or CIDR (like 10.0.0.0/8)",
+        "23:24 spec.kprobes[0].selectors[0].matchArgs[1].values[1]: '70000' is not a port "
+        "(0-65535) or a port range (1000:2000)",
+        "26:18 spec.kprobes[0].selectors[0].matchArgs[2].values[0]: GT compares integers; "
+        "'ten' is not one",
+    ]
+
+
+def test_arg_index_out_of_range() -> None:
+    text = HEAD + _body("""\
+      kprobes:
+      - call: x
+        args:
+        - index: 0
+          type: int
+        - index: 2
+          type: string
+        selectors:
+        - matchArgs:
+          - index: 1
+            operator: Equal
+            values: ["1"]
+    """)
+    assert _problems(text) == [
+        "15:16 spec.kprobes[0].selectors[0].matchArgs[0].index: no argument with index 1 "
+        "in args (indexes: 0, 2)"]
+
+
+def test_tracepoint_selector_index_is_a_position() -> None:
+    ok = HEAD + _body("""\
+      tracepoints:
+      - subsystem: raw_syscalls
+        event: sys_enter
+        args:
+        - index: 4
+          type: uint64
+        selectors:
+        - matchArgs:
+          - index: 0
+            operator: Equal
+            values: ["59"]
+    """)
+    assert isinstance(load_policy_text("p.yaml", ok).tracepoints[0], Tracepoint)
+    assert _problems(ok.replace("index: 0", "index: 4")) == [
+        "14:16 spec.tracepoints[0].selectors[0].matchArgs[0].index: index 4 is out of "
+        "range: a tracepoint selector's index is a position in its args, which has 1"]
+
+
+def test_unknown_list() -> None:
+    text = HEAD + _body("""\
+      lists:
+      - name: dups
+        type: syscalls
+        values: [sys_dup]
+      kprobes:
+      - call: "list:dup"
+    """)
+    assert _problems(text) == [
+        "11:11 spec.kprobes[0].call: list 'dup' is not defined in spec.lists "
+        "(did you mean 'dups'?)"]
+
+
+def test_wrong_kind_and_api_version() -> None:
+    text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: t\nspec: {}\n"
+    assert _problems(text) == [
+        "1:13 apiVersion: apiVersion is 'v1'; a TracingPolicy is 'cilium.io/v1alpha1'",
+        "2:7 kind: kind 'Pod' is not one of TracingPolicy, TracingPolicyNamespaced",
+    ]
+
+
+def test_wrong_yaml_types() -> None:
+    text = HEAD + "  kprobes:\n    call: x\n"
+    assert _problems(text) == ["7:5 spec.kprobes: kprobes must be a list, found a mapping"]
+    text = HEAD + "  kprobes:\n  - call: x\n    return: maybe\n"
+    assert _problems(text) == [
+        "8:13 spec.kprobes[0].return: return must be true or false, found 'maybe'"]
+
+
+def test_actions_checked() -> None:
+    text = HEAD + _body("""\
+      tracepoints:
+      - subsystem: syscalls
+        event: sys_enter_openat
+        selectors:
+        - matchActions:
+          - action: Override
+            argError: -1
+          - action: Signal
+          - action: Sigkill
+            rateLimit: 1m
+    """)
+    assert _problems(text) == [
+        "11:17 spec.tracepoints[0].selectors[0].matchActions[0].action: Override changes a "
+        "function's return value: kprobes and lsmhooks only, not tracepoints",
+        "13:9 spec.tracepoints[0].selectors[0].matchActions[1]: Signal needs argSig",
+        "15:20 spec.tracepoints[0].selectors[0].matchActions[2].rateLimit: rateLimit is only "
+        "valid with the Post action",
+    ]
+
+
+def test_limits() -> None:
+    sels = "".join("  - matchPIDs:\n    - operator: In\n      values: [1]\n" for _ in range(6))
+    text = HEAD + "  kprobes:\n  - call: x\n    args:\n    - index: 5\n      type: int\n" \
+        "    selectors:\n" + "\n".join("  " + line for line in sels.splitlines()) + "\n"
+    assert _problems(text) == [
+        "9:14 spec.kprobes[0].args[0].index: argument index 5 is out of range: Tetragon "
+        "reads arguments 0-4",
+        "12:5 spec.kprobes[0].selectors: 6 selectors; Tetragon evaluates at most 5 per hook",
+    ]
+
+
+def test_pod_selector_is_kept_and_warned() -> None:
+    text = HEAD + "  podSelector:\n    matchLabels:\n      app: web\n  kprobes:\n  - call: x\n"
+    policy = load_policy_text("p.yaml", text)
+    assert policy.pod_selector == {"matchLabels": {"app": "web"}}
+    [w] = policy.warnings
+    assert w.code == PolicyCode.NOT_APPLICABLE
+    assert (w.context.line, w.context.name) == (7, "spec.podSelector")
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    assert _problems("a: [\n")[0].startswith("2:1 : while parsing")
+    with pytest.raises(PolicyError) as info:
+        load_policy(tmp_path / "nope.yaml")
+    assert info.value.problems[0].code == PolicyCode.FILE_READ
+
+
+# -- requirements --------------------------------------------------------------
+
+def _reqs(name: str, features: dict[str, bool]) -> list[tuple[str, str, str | None, str]]:
+    policy = load_policy(FIXTURES / name)
+    return [(r.hook, r.purpose, r.backend, r.message) for r in requirements(policy, features)]
+
+
+def test_requirements_on_this_host() -> None:
+    assert _reqs("fd_install_ns_host.yaml", THIS_HOST) == [
+        ("fd_install", "attach", None,
+         "fd_install needs kprobes or BPF trampolines (fentry); this kernel has neither")]
+    assert _reqs("filename_monitoring.yaml", THIS_HOST)[0][3] == (
+        "security_file_permission needs kprobes or BPF trampolines (fentry and fexit); "
+        "this kernel has neither")
+    # syscalls fall back to the syscall tracepoints
+    assert _reqs("symlink-override.yaml", THIS_HOST) == [
+        ("sys_symlinkat", "attach", "tracepoint", "sys_symlinkat uses tracepoints"),
+        ("sys_symlinkat", "Override", None,
+         "Override on sys_symlinkat needs BPF trampolines (fmod_ret); this kernel does not "
+         "have it"),
+    ]
+    assert _reqs("lsm_bprm_check.yaml", THIS_HOST) == [
+        ("bprm_check_security", "attach", None,
+         "bprm_check_security needs BPF LSM; this kernel does not have it")]
+    assert _reqs("override-security.yaml", THIS_HOST)[1][3] == (
+        "Override on security_inode_mkdir needs BPF trampolines (fmod_ret) or BPF LSM; "
+        "this kernel has neither")
+    assert _reqs("tcp-connect-only-private-addrs.yaml", THIS_HOST)[1] == (
+        "tcp_connect", "Sigkill", "send_signal", "Sigkill on tcp_connect uses bpf_send_signal")
+    assert [r[2] for r in _reqs("rawtp.yaml", THIS_HOST)] == ["raw_tp"]
+    assert [r[1:3] for r in _reqs("killer.yaml", THIS_HOST)] == [
+        ("attach", "tracepoint"), ("NotifyEnforcer", "send_signal"),
+        ("NotifyEnforcer (argError)", None)]
+
+
+def test_requirements_on_a_full_guest() -> None:
+    every = [r for f in FIXTURE_FILES
+             for r in requirements(load_policy(f), FULL)]
+    assert all(r.available for r in every)
+    assert _reqs("fd_install_ns_host.yaml", FULL)[0][2] == "kprobe"
+    assert _reqs("sys_setuid.yaml", FULL)[0][2] == "kprobe"
+    assert _reqs("override-security.yaml", FULL)[1][2] == "fmod_ret"
+    assert _reqs("lsm_file_open.yaml", FULL)[0][2] == "lsm"
+    only_fentry = {**THIS_HOST, "fentry": True, "fexit": True}
+    assert _reqs("filename_monitoring.yaml", only_fentry)[0][2] == "fentry+fexit"
+    assert _reqs("fd_install_ns_host.yaml", only_fentry)[0][2] == "fentry"
+
+
+def test_monitor_mode_needs_no_enforcement() -> None:
+    text = HEAD + _body("""\
+      options:
+      - name: policy-mode
+        value: monitor
+      kprobes:
+      - call: sys_kill
+        selectors:
+        - matchActions:
+          - action: Sigkill
+    """)
+    policy = load_policy_text("p.yaml", text)
+    assert policy.mode == "monitor"
+    assert isinstance(policy.kprobes[0], KProbe)
+    assert [r.purpose for r in requirements(policy, THIS_HOST)] == ["attach"]
+    assert [r.purpose for r in requirements(
+        load_policy_text("p.yaml", text.replace("monitor", "enforce")), THIS_HOST)] == [
+        "attach", "Sigkill"]
+    assert _problems(text.replace("monitor", "monitr")) == [
+        "8:12 spec.options[0].value: option policy-mode takes enforce, monitor, not 'monitr'"]
