@@ -2,7 +2,8 @@
 
 For each syscall a rule can match, the condition is abstracted into what an
 event *must* have for the condition to possibly hold: a result class
-(success/failure), open access modes, task names (comm), effective uids.
+(success/failure), open access modes, O_DIRECTORY (Falco's fd type of an
+opened file), task names (comm), effective uids.
 The abstraction over-approximates (``and`` intersects, ``or`` unites, ``not``
 gives up), so a kernel filter built from it never drops an event some rule
 would have matched. Comparisons on fields bpfguard can never extract are
@@ -40,7 +41,6 @@ _ACCMODE_NAMES = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "
 # (rules/event.py assigns them the same way)
 _OPEN_TYPES = {"f": False, "file": False, "d": True, "directory": True}
 _O_DIRECTORY = os.O_DIRECTORY
-_FILE_OPENS = frozenset({"open", "openat", "openat2", "creat"})
 # the flags are an argument (openat2's in struct open_how, which the kernel reads)
 _FLAGS_SYSCALLS = frozenset({"open", "openat", "openat2"})
 # syscalls that change what the kernel filter checks at entry before the exit
@@ -166,7 +166,7 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
             return Need(directory=frozenset(_OPEN_TYPES[w] for w in words))
         return TOP
     # fd.num is the result only for opens (elsewhere it may be an fd argument)
-    if name == "evt.rawres" or (name == "fd.num" and syscall in _FILE_OPENS):
+    if name == "evt.rawres" or (name == "fd.num" and syscall in _OPENS):
         nums = _int_words(node)
         if nums is not None and (res := _results_of_ret(op, nums)) is not None:
             return Need(results=res)
