@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import re
 import shlex
@@ -46,8 +45,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "bench"
+from _common import (  # bench/, the script's own directory, is on sys.path
+    REPO,
+    BenchError,
+    compile_empty,
+    compile_loop,
+    log,
+)
+from _common import fmt as _f
+from _common import median_se as _median_se
+from _common import ratio as _ratio
+from _common import run as _run
+
 BPFGUARD = REPO / ".venv" / "bin" / "bpfguard"
 SECCOMP_OBJ = REPO / "src" / "bpfguard" / "_bpf" / "seccomp.bpf.o"
 
@@ -71,14 +80,6 @@ NEVER_RETURN = {"exit", "exit_group"}
 # $1: the file that gets "start end status"; pipefail: a failing tar is seen.
 TIMED = ('set -o pipefail; s=$EPOCHREALTIME; {cmd}; rc=$?; e=$EPOCHREALTIME; '
          'echo "$s $e $rc" >"$1"')
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-class BenchError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -137,21 +138,6 @@ def check_tools() -> str:
     return strace
 
 
-def build_loop(tmp: Path) -> Path:
-    loop = tmp / "loop"
-    _run(["gcc", "-O2", "-Wall", "-o", str(loop), str(BENCH / "loop.c")], "compile bench/loop.c")
-    return loop
-
-
-def _run(cmd: list[str], what: str) -> None:
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise BenchError(f"{what}: {cmd[0]} not found") from None
-    if r.returncode:
-        raise BenchError(f"{what} failed:\n{r.stdout}{r.stderr}")
-
-
 # --------------------------------------------------------------------------- one run
 
 def run_once(config: str, wl: Workload, tmp: Path, strace: str) -> Run:
@@ -193,13 +179,7 @@ def _floor_attached() -> Any:
 def _load_floor(tmp: Path) -> Any:
     from bpfguard.loader import BpfObject
 
-    machine = os.uname().machine
-    arch = {"x86_64": "x86", "aarch64": "arm64"}.get(machine, machine)
-    obj_path = tmp / "empty.bpf.o"
-    _run([os.environ.get("CLANG", "clang"), "-O2", "-g", "-target", "bpf",  # bpf/Makefile's
-          f"-D__TARGET_ARCH_{arch}", "-I", str(REPO / "build"),
-          "-c", str(BENCH / "empty.bpf.c"), "-o", str(obj_path)], "compile bench/empty.bpf.c")
-    obj = BpfObject.open(str(obj_path))
+    obj = BpfObject.open(str(compile_empty(tmp)))
     obj.load()
     return obj
 
@@ -315,22 +295,6 @@ def timing(wls: dict[str, Workload], cycles: int, rounds: int, tmp: Path, strace
 
 # --------------------------------------------------------------------------- report
 
-def _iqr_half(xs: list[float]) -> float:
-    if len(xs) < 2:
-        return 0.0
-    q = statistics.quantiles(xs, n=4)
-    return (q[2] - q[0]) / 2
-
-
-def _median_se(xs: list[float]) -> float:
-    # standard error of a median, from the IQR (as bench/syscall_overhead.py does)
-    return 0.93 * 2 * _iqr_half(xs) / math.sqrt(len(xs)) if xs else 0.0
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else a / b
-
-
 def _loop_ns(run: Run) -> float | None:
     """bench/loop.c prints its own ns per iteration (the loop alone, no exec)."""
     try:
@@ -393,10 +357,6 @@ def build_report(runs: dict[str, list[Round]], wls: dict[str, Workload],
                      "floor_pct": f["added_pct"], "floor_pct_se": f["added_pct_se"],
                      "limit_pct": TARGET_PCT, "within": t["added_pct"] < TARGET_PCT}
     return rep
-
-
-def _f(v: float | None, fmt: str = "{:.1f}") -> str:
-    return "-" if v is None else fmt.format(v)
 
 
 def print_report(rep: dict[str, Any]) -> None:
@@ -490,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         strace = check_tools()
         with tempfile.TemporaryDirectory(prefix="bpfguard-bench-") as tmpdir:
             tmp = Path(tmpdir)
-            wls = workloads(build_loop(tmp), args.iterations)
+            wls = workloads(compile_loop(tmp), args.iterations)
             global _FLOOR
             _FLOOR = _load_floor(tmp)
             log(f"warming up; then {cycles} cycles x {len(wls)} workloads x {args.rounds} "

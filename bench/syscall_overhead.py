@@ -46,8 +46,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "bench"
+from _common import (  # bench/, the script's own directory, is on sys.path
+    REPO,
+    BenchError,
+    compile_empty,
+    compile_loop,
+    log,
+)
+from _common import fmt as _f
+from _common import iqr_half as _iqr_half
+from _common import median_se as _median_se
+from _common import ratio as _ratio
+from _common import run as _run
+
 try:
     import bpfguard  # noqa: F401
 except ImportError:  # a Python without the editable install
@@ -82,41 +93,16 @@ STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 PHASE = {"config": ""}  # what is attached now, for diagnostics from other threads
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
-
 # --------------------------------------------------------------------------- build
 
 def build(tmp: Path) -> tuple[Path, Path]:
     """Compiles the loop (gcc) and the empty raw_tp object (clang) into tmp."""
-    loop = tmp / "loop"
-    _run(["gcc", "-O2", "-Wall", "-o", str(loop), str(BENCH / "loop.c")], "compile bench/loop.c")
+    loop = compile_loop(tmp)
     if not (REPO / "build" / "vmlinux.h").exists() or not _sensor_objects_exist():
         log("build/vmlinux.h or the sensor objects are missing: running make -C bpf")
         _run(["make", "-C", str(REPO / "bpf")], "make -C bpf")
     _warn_if_stale()
-    machine = os.uname().machine
-    arch = {"x86_64": "x86", "aarch64": "arm64"}.get(machine, machine)
-    empty = tmp / "empty.bpf.o"
-    _run([os.environ.get("CLANG", "clang"), "-O2", "-g", "-target", "bpf",  # bpf/Makefile's flags
-          f"-D__TARGET_ARCH_{arch}", "-Wall", "-Werror", "-Wno-unused-function",
-          "-I", str(REPO / "build"), "-I", str(REPO / "bpf" / "include"),
-          "-c", str(BENCH / "empty.bpf.c"), "-o", str(empty)], "compile bench/empty.bpf.c")
-    return loop, empty
-
-
-def _run(cmd: list[str], what: str) -> None:
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise BenchError(f"{what}: {cmd[0]} not found") from None
-    if r.returncode:
-        raise BenchError(f"{what} failed:\n{r.stdout}{r.stderr}")
+    return loop, compile_empty(tmp)
 
 
 def _sensor_objects_exist() -> bool:
@@ -598,19 +584,6 @@ def stats_pass(configs: dict[str, Config], loop: Loop, n: dict[str, int],
 
 # --------------------------------------------------------------------------- report
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b <= 0:
-        return None
-    return a / b
-
-
-def _iqr_half(xs: list[float]) -> float:
-    if len(xs) < 2:
-        return 0.0
-    q = statistics.quantiles(xs, n=4)
-    return (q[2] - q[0]) / 2
-
-
 def build_report(samples: dict[str, dict[str, list[float]]], observed: dict[str, Any],
                  stats: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     rep: dict[str, Any] = {"params": params, "workloads": {}, "observed": observed,
@@ -626,7 +599,7 @@ def build_report(samples: dict[str, dict[str, list[float]]], observed: dict[str,
             if c != "bare":
                 added = statistics.median(diffs)
                 # standard error of a median, from the IQR of the paired differences
-                se = 0.93 * 2 * _iqr_half(diffs) / math.sqrt(len(diffs))
+                se = _median_se(diffs)
                 row.update(added_ns=added, added_se_ns=se,
                            added_ns_per_syscall=added / per_iter,
                            paired_diffs=diffs)
@@ -653,10 +626,6 @@ def build_report(samples: dict[str, dict[str, list[float]]], observed: dict[str,
         "within": None if ratio is None else ratio <= TARGET_RATIO,
     }
     return rep
-
-
-def _f(v: float | None, fmt: str = "{:.1f}") -> str:
-    return "-" if v is None else fmt.format(v)
 
 
 def print_report(rep: dict[str, Any]) -> None:
