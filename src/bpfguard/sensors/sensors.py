@@ -171,8 +171,7 @@ class SyscallSensor(Sensor):
             if not filt.results:  # no result kept: the syscall is not wanted at all
                 raise ConfigError(f"{name}: a filter keeping no result; leave the syscall out")
         if filt.accmodes is not None or filt.without_flags or filt.with_flags:
-            idx = [i for i, a in enumerate(spec.args) if a.decoder == "open_flags"
-                   and spec.name not in ("dup3",)]
+            idx = [i for i, a in enumerate(spec.args) if a.decoder == "open_flags"]
             if not idx:
                 raise ConfigError(f"{name}: no open-flags argument to filter on")
             enc.flags_arg = idx[0]
