@@ -36,6 +36,7 @@ enum bg_event_type {
 	BG_EVENT_FORK = 2,
 	BG_EVENT_EXIT = 3,
 	BG_EVENT_SYSCALL = 4,
+	BG_EVENT_POLICY = 5,
 };
 
 /* Header flags. */
@@ -282,6 +283,275 @@ struct bg_argval_key {
 	__u32 idx; /* syscall number, + BG_NR_MAX for a compat syscall */
 	__u32 pad;
 	__u64 value;
+};
+
+/* ---- TracingPolicy engine (policy.bpf.c) ----
+ *
+ * User space compiles each hook of a policy into a bg_pol_hook (what to read)
+ * and up to BG_POL_SELECTORS bg_pol_selector entries (what to match, what to
+ * do); sets of strings, integers and addresses live in hash and LPM maps,
+ * addressed by a set id. One generic program interprets them: adding or
+ * removing a policy writes maps, it never compiles code. */
+#define BG_POL_HOOKS 512          /* hooks loaded at once, all policies together */
+#define BG_POL_ARGS 5             /* arguments read per hook (Tetragon: 5) */
+#define BG_POL_SELECTORS 8        /* selectors per hook (Tetragon: 5) */
+#define BG_POL_FILTERS 8          /* matchArgs + matchReturnArgs per selector (Tetragon: 5) */
+#define BG_POL_VALUES 8           /* inline integer values per filter (Tetragon: 4);
+				   * more values are compiled into a set */
+#define BG_POL_NS_FILTERS 4       /* matchNamespaces filters per selector */
+#define BG_POL_NS_VALUES 4        /* namespace ids per matchNamespaces filter */
+#define BG_POL_PREFIX_MAX 252     /* bytes compared by Prefix and Postfix (Tetragon: 256 / 127);
+				   * an LPM key holds 256 data bytes, 4 of them the set id */
+#define BG_POL_SYSCALL_HOOKS 8    /* hooks on one syscall, all policies together */
+#define BG_POL_PID_WALK 9         /* ancestors checked by matchPIDs followForks (as Tetragon) */
+#define BG_POL_RET 7              /* bg_pol_filter.arg naming the return value */
+#define BG_POL_SETS 65536         /* entries of each set map (strings, integers, addresses) */
+
+enum bg_pol_hook_kind {
+	BG_HOOK_SYSCALL = 1,    /* kprobes with syscall: true, on raw_syscalls sys_enter/sys_exit */
+	BG_HOOK_TRACEPOINT = 2, /* tracepoints: a copy of bg_pol_tp per hook */
+	BG_HOOK_RAW_TP = 3,     /* tracepoints with raw: true: a copy of bg_pol_raw_tp per hook */
+};
+
+/* How one hook argument is read. */
+enum bg_pol_type {
+	BG_PT_NONE = 0,
+	BG_PT_INT = 1,       /* integer of `size` bytes, sign-extended when is_signed */
+	BG_PT_STRING = 2,    /* user string: NUL-terminated, at most BG_STR_MAX bytes */
+	BG_PT_KSTRING = 3,   /* kernel string pointer */
+	BG_PT_DATA_LOC = 4,  /* tracepoint __data_loc string inside the record */
+	BG_PT_CHAR_BUF = 5,  /* user bytes; the length is argument size_arg (1-based) */
+	BG_PT_FD = 6,        /* an fd of the current task: its file's path */
+	BG_PT_FILE = 7,      /* struct file *: its path */
+	BG_PT_PATH = 8,      /* struct path *: its path */
+	BG_PT_BINPRM = 9,    /* struct linux_binprm *: the path of its file */
+	BG_PT_SOCKADDR = 10, /* user struct sockaddr *; its length is the next argument */
+	BG_PT_SYSCALL64 = 11, /* a syscall id; bit 31 marks the 32-bit compat ABI (as Tetragon) */
+};
+
+struct bg_pol_arg {
+	__u8 type;      /* enum bg_pol_type */
+	__u8 size;      /* BG_PT_INT: 1, 2, 4 or 8 bytes */
+	__u8 is_signed;
+	__u8 size_arg;  /* BG_PT_CHAR_BUF: 1-based hook argument holding the length */
+	__u16 src;      /* syscall or raw tracepoint: argument index; tracepoint: field offset */
+	__u16 pad;
+};
+
+enum bg_pol_op {
+	BG_OP_EQ = 1,           /* integers: any inline value; strings: in the exact set */
+	BG_OP_NEQ = 2,          /* integers: none of the inline values; strings: not in the set */
+	BG_OP_PREFIX = 3,
+	BG_OP_NOT_PREFIX = 4,
+	BG_OP_POSTFIX = 5,
+	BG_OP_NOT_POSTFIX = 6,
+	BG_OP_GT = 7,
+	BG_OP_LT = 8,
+	BG_OP_MASK = 9,         /* (value & v) != 0 for some inline v */
+	BG_OP_IN_SET = 10,      /* InMap, and Equal with more than BG_POL_VALUES values */
+	BG_OP_NOT_IN_SET = 11,
+	BG_OP_SADDR = 12,       /* CIDRs: an LPM set */
+	BG_OP_NOT_SADDR = 13,
+	BG_OP_DADDR = 14,
+	BG_OP_NOT_DADDR = 15,
+	BG_OP_SPORT = 16,       /* inline ports */
+	BG_OP_NOT_SPORT = 17,
+	BG_OP_DPORT = 18,
+	BG_OP_NOT_DPORT = 19,
+	BG_OP_SPORT_PRIV = 20,  /* port < 1024 */
+	BG_OP_NOT_SPORT_PRIV = 21,
+	BG_OP_DPORT_PRIV = 22,
+	BG_OP_NOT_DPORT_PRIV = 23,
+	BG_OP_PROTOCOL = 24,    /* inline values */
+	BG_OP_FAMILY = 25,
+	BG_OP_STATE = 26,
+	BG_OP_STR_EQ = 27,      /* strings: in the exact set */
+	BG_OP_STR_NEQ = 28,     /* strings: in none of it */
+};
+
+struct bg_pol_filter {
+	__u8 op;    /* enum bg_pol_op */
+	__u8 arg;   /* position in the hook's arguments, or BG_POL_RET */
+	__u8 nvals;
+	__u8 ret;   /* a matchReturnArgs filter: checked at return */
+	__u32 set;  /* set id of string, InMap and address operators */
+	__u64 vals[BG_POL_VALUES];
+};
+
+enum bg_pol_action {
+	BG_ACT_POST = 1 << 0,
+	BG_ACT_NOPOST = 1 << 1,
+	BG_ACT_SIGKILL = 1 << 2,
+	BG_ACT_SIGNAL = 1 << 3,
+};
+
+enum bg_pol_pid_flags {
+	BG_PID_NOT_IN = 1 << 0,
+	BG_PID_NS = 1 << 1,     /* isNamespacePID: the pid in the task's own pid namespace */
+	BG_PID_FOLLOW = 1 << 2, /* followForks: the process or its parent, up BG_POL_PID_WALK */
+};
+
+enum bg_pol_str_op { /* matchBinaries / matchParentBinaries */
+	BG_BIN_IN = 1,
+	BG_BIN_NOT_IN = 2,
+	BG_BIN_PREFIX = 3,
+	BG_BIN_NOT_PREFIX = 4,
+	BG_BIN_POSTFIX = 5,
+	BG_BIN_NOT_POSTFIX = 6,
+};
+
+enum bg_pol_ns_kind {
+	BG_NS_UTS = 1,
+	BG_NS_IPC = 2,
+	BG_NS_MNT = 3,
+	BG_NS_PID = 4,
+	BG_NS_PID_FOR_CHILDREN = 5,
+	BG_NS_NET = 6,
+	BG_NS_TIME = 7,
+	BG_NS_TIME_FOR_CHILDREN = 8,
+	BG_NS_CGROUP = 9,
+	BG_NS_USER = 10,
+};
+
+struct bg_pol_ns_filter {
+	__u8 kind;   /* enum bg_pol_ns_kind */
+	__u8 not_in;
+	__u8 nvals;
+	__u8 pad;
+	__u32 vals[BG_POL_NS_VALUES]; /* namespace inode numbers */
+};
+
+enum bg_pol_cap_type {
+	BG_CAP_EFFECTIVE = 0,
+	BG_CAP_INHERITABLE = 1,
+	BG_CAP_PERMITTED = 2,
+};
+
+enum bg_pol_rate_scope {
+	BG_RATE_THREAD = 0,
+	BG_RATE_PROCESS = 1,
+	BG_RATE_GLOBAL = 2,
+};
+
+struct bg_pol_selector {
+	__u8 nfilters;
+	__u8 actions;      /* enum bg_pol_action: at the hook (entry) */
+	__u8 ret_actions;  /* at return (return: true hooks) */
+	__u8 signal;       /* BG_ACT_SIGNAL */
+	__u8 pid_flags;    /* enum bg_pol_pid_flags */
+	__u8 npids;        /* 0: no matchPIDs */
+	__u8 bin_op;       /* enum bg_pol_str_op; 0: no matchBinaries */
+	__u8 pbin_op;      /* matchParentBinaries */
+	__u8 nns;
+	__u8 cap_op;       /* 1 In, 2 NotIn; 0: no matchCapabilities */
+	__u8 cap_type;     /* enum bg_pol_cap_type */
+	__u8 rate_scope;   /* enum bg_pol_rate_scope */
+	__u32 rate_ms;     /* Post rateLimit; 0: none */
+	__u32 bin_set;
+	__u32 pbin_set;
+	__u32 pad;
+	__u32 pids[BG_POL_VALUES];
+	__u64 cap_mask;
+	struct bg_pol_ns_filter ns[BG_POL_NS_FILTERS];
+	struct bg_pol_filter filters[BG_POL_FILTERS];
+};
+
+enum bg_pol_mode {
+	BG_MODE_ENFORCE = 0,
+	BG_MODE_MONITOR = 1, /* enforcing actions are counted, not done */
+};
+
+struct bg_pol_hook {
+	__u8 kind;     /* enum bg_pol_hook_kind; 0: slot free */
+	__u8 nargs;
+	__u8 nsel;
+	__u8 ret;      /* return: true: post at return, with the return value */
+	__u8 mode;     /* enum bg_pol_mode */
+	__u8 pad;
+	__u16 policy;  /* user space's policy slot, for counters */
+	__u64 cgroup;  /* cgroup v2 id the hook is limited to (and its descendants); 0: all */
+	struct bg_pol_arg args[BG_POL_ARGS];
+};
+
+/* Which hooks a syscall feeds: index = syscall number (+ BG_NR_MAX for compat). */
+struct bg_pol_route {
+	__u32 n;
+	__u16 hooks[BG_POL_SYSCALL_HOOKS];
+};
+
+/* Per hook, per CPU: index hook * BG_PST_MAX + stat. */
+enum bg_pol_stat {
+	BG_PST_POSTED = 0,       /* events sent */
+	BG_PST_ACTED = 1,        /* enforcing actions done */
+	BG_PST_WOULD = 2,        /* enforcing actions not done: monitor mode */
+	BG_PST_RATE_LIMITED = 3, /* posts suppressed by rateLimit */
+	BG_PST_NO_RETURN = 4,    /* return: true events posted at entry: another was pending */
+	BG_PST_MAX = 5,
+};
+
+struct bg_pol_int_key {
+	__u32 set;
+	__u32 pad;
+	__u64 value;
+};
+
+/* Exact strings match by set, length and a seeded 64-bit hash (the seed is
+ * random per load, so a collision cannot be chosen from outside). */
+struct bg_pol_str_key {
+	__u32 set;
+	__u32 len;
+	__u64 hash;
+};
+
+struct bg_pol_lpm_key {
+	__u32 prefixlen; /* bits: 32 for the set id, then 8 per byte */
+	__u32 set;
+	__u8 data[BG_POL_PREFIX_MAX]; /* Postfix: the string reversed */
+};
+
+struct bg_pol_addr_key {
+	__u32 prefixlen; /* 32 for the set id + 128 address bits (IPv4 as ::ffff:a.b.c.d) */
+	__u32 set;
+	__u8 addr[16];
+};
+
+/* A process's executable for matchBinaries, from mm->exe_file at exec. */
+struct bg_pol_exe {
+	__u32 len;
+	__u32 pad;
+	__u64 hash;
+	__u8 head[BG_POL_PREFIX_MAX];
+	__u8 tail[BG_POL_PREFIX_MAX]; /* the last bytes, reversed */
+};
+
+enum bg_pol_value_flags {
+	BG_PV_DATA = 1 << 0,       /* data holds the string, path or bytes */
+	BG_PV_SOCK = 1 << 1,       /* sock is filled */
+	BG_PV_TRUNCATED = 1 << 2,
+	BG_PV_UNREADABLE = 1 << 3,
+};
+
+struct bg_pol_value {
+	__u64 value;         /* integers; the raw pointer for the others */
+	struct bg_blob data; /* strings include their NUL */
+	__u16 flags;         /* enum bg_pol_value_flags */
+	__u16 pad;
+	struct bg_sock sock; /* sockaddr: family, both addresses and ports */
+};
+
+struct bg_policy_event {
+	struct bg_event_header hdr;
+	__s64 ret;
+	__u32 hook;
+	__u32 nr;        /* syscall hooks: the syscall (+ BG_NR_MAX for compat) */
+	__u8 selector;
+	__u8 done;       /* enum bg_pol_action: enforcing actions carried out */
+	__u8 would;      /* enforcing actions not carried out: monitor mode */
+	__u8 failed;     /* enforcing actions the kernel refused */
+	__u8 has_ret;
+	__u8 pad[3];
+	struct bg_pol_value args[BG_POL_ARGS];
+	__u8 data[];
 };
 
 #endif /* BPFGUARD_H */

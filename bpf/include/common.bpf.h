@@ -27,7 +27,9 @@ enum bg_scratch_role {
 	BG_SCRATCH_EXEC = 1,
 	BG_SCRATCH_FORK = 2,
 	BG_SCRATCH_EXIT = 3,
-	BG_SCRATCH_ROLES = 4,
+	BG_SCRATCH_POLICY_ENTER = 4, /* policy.bpf.c: syscall entry */
+	BG_SCRATCH_POLICY_TP = 5,    /* policy.bpf.c: tracepoints and raw tracepoints */
+	BG_SCRATCH_ROLES = 6,
 };
 
 struct bg_scratch {
@@ -101,6 +103,26 @@ struct bg_abi {
 	struct bg_push_euid_key push_euid;
 	struct bg_scope_config scope;
 	struct bg_argval_key argval;
+	enum bg_pol_hook_kind pol_hook_kind;
+	enum bg_pol_type pol_type;
+	enum bg_pol_op pol_op;
+	enum bg_pol_action pol_action;
+	enum bg_pol_pid_flags pol_pid_flags;
+	enum bg_pol_str_op pol_str_op;
+	enum bg_pol_ns_kind pol_ns_kind;
+	enum bg_pol_cap_type pol_cap_type;
+	enum bg_pol_rate_scope pol_rate_scope;
+	enum bg_pol_mode pol_mode;
+	enum bg_pol_stat pol_stat;
+	enum bg_pol_value_flags pol_value_flags;
+	struct bg_pol_hook pol_hook;
+	struct bg_pol_selector pol_selector;
+	struct bg_pol_route pol_route;
+	struct bg_pol_int_key pol_int_key;
+	struct bg_pol_str_key pol_str_key;
+	struct bg_pol_lpm_key pol_lpm_key;
+	struct bg_pol_addr_key pol_addr_key;
+	struct bg_pol_exe pol_exe;
 };
 struct bg_abi bg_abi_anchor;
 /* Whole structs, not pointers: a pointer alone yields only a forward declaration. */
@@ -108,6 +130,7 @@ struct bg_exec_event bg_abi_exec;
 struct bg_fork_event bg_abi_fork;
 struct bg_exit_event bg_abi_exit;
 struct bg_syscall_event bg_abi_syscall;
+struct bg_policy_event bg_abi_policy;
 
 #define BG_CGROUP_DEPTH 32
 

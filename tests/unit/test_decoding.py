@@ -92,7 +92,8 @@ def test_abi_enums_come_from_btf() -> None:
         kinds = btf.enum("bg_arg_kind")
         assert kinds["BG_ARG_PATH_AT"] != kinds["BG_ARG_PATH"]
         assert set(btf.enum("bg_event_type")) == {
-            "BG_EVENT_EXEC", "BG_EVENT_FORK", "BG_EVENT_EXIT", "BG_EVENT_SYSCALL"}
+            "BG_EVENT_EXEC", "BG_EVENT_FORK", "BG_EVENT_EXIT", "BG_EVENT_SYSCALL",
+                "BG_EVENT_POLICY"}
 
 
 _O_NAMES = {n: getattr(os, n) for n in dir(os) if n.startswith("O_") and getattr(os, n)}

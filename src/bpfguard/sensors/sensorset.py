@@ -16,10 +16,11 @@ import ctypes
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..loader import Map, RingBuffer
-from .events import Abi, Decoder, Event, LossEvent
+from .events import Abi, Decoder, LossEvent
 from .sensors import ProcessSensor, Sensor, SyscallFilter, SyscallSensor
 
 __all__ = ["Scope", "SensorSet"]
@@ -133,11 +134,14 @@ class SensorSet:
         ringbuf_bytes: size of the shared ring buffer (power of two).
         filters: per syscall, what the kernel may drop (rules pushdown).
         env_max: environment bytes read at exec (0: not read).
+        extra: further sensors sharing the stream (the policy engine); each
+            decodes the records of its `event_type` with `decode(rec)`.
     """
 
     def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096,
                  args_max: int = 4095, ringbuf_bytes: int = 16 << 20,
-                 filters: dict[str, SyscallFilter] | None = None, env_max: int = 0) -> None:
+                 filters: dict[str, SyscallFilter] | None = None, env_max: int = 0,
+                 extra: Iterable[Sensor] = ()) -> None:
         if ringbuf_bytes & (ringbuf_bytes - 1) or ringbuf_bytes < 4096:
             raise ConfigError(f"ringbuf_bytes must be a power of two >= 4096, not {ringbuf_bytes}")
         self.maps: dict[str, Map] = {}
@@ -152,6 +156,8 @@ class SensorSet:
             if names is None or names:
                 self.syscalls = SyscallSensor(syscalls=names, str_max=str_max, filters=filters)
                 self.sensors.append(self.syscalls)
+            self.extra = list(extra)
+            self.sensors.extend(self.extra)
             self.process.obj.set_max_entries("events", ringbuf_bytes)
             for s in self.sensors:
                 s.load(self.maps)
@@ -160,6 +166,10 @@ class SensorSet:
             raise
         self.abi = self.process.abi
         self._decoder = Decoder(self.abi, _boot_id(), env_read=env_max > 0)
+        self._extra_decoders = {s.event_type: s.decode for s in self.extra  # type: ignore[attr-defined]
+                                if hasattr(s, "decode")}
+        self._hsize = ctypes.sizeof(self.abi.header)
+        self._type_off = self.abi.header.type.offset
         self.scope = Scope(self.maps, self.abi)
         self.scope.apply()
         self._reported: dict[str, int] = {}
@@ -171,12 +181,17 @@ class SensorSet:
             s.attach()
         self._started = True
 
-    def read(self, timeout_ms: int = 100) -> list[Event]:
-        """Waits up to timeout_ms and returns the decoded events that are ready."""
+    def read(self, timeout_ms: int = 100) -> list[Any]:
+        """Waits up to timeout_ms and returns the decoded events that are ready
+        (Events, and whatever extra sensors decode)."""
         assert self._rb is not None, "start() first"
-        out = []
+        out: list[Any] = []
         for rec in self._rb.poll(timeout_ms):
-            ev = self._decoder.decode(rec)
+            ev: Any = self._decoder.decode(rec)
+            if ev is None and self._extra_decoders and len(rec) >= self._hsize:
+                dec = self._extra_decoders.get(
+                    int.from_bytes(rec[self._type_off:self._type_off + 2], "little"))
+                ev = dec(rec) if dec else None
             if ev is not None:
                 out.append(ev)
         return out

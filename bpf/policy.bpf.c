@@ -1,0 +1,1190 @@
+// SPDX-License-Identifier: GPL-2.0
+/* TracingPolicy engine: one generic program interprets compiled selectors.
+ *
+ * User space compiles each hook of a Tetragon TracingPolicy into maps
+ * (bg_pol_hook, bg_pol_selector, string/integer/address sets); these programs
+ * read the hook's arguments, evaluate the selectors in the kernel, act
+ * (bpf_send_signal) in the offending task, and post only matching events.
+ *
+ * Hooks:
+ *  - syscalls (kprobes with syscall: true) on raw_syscalls sys_enter/sys_exit,
+ *    routed by syscall number; return: true hooks stash the entry event in
+ *    task storage and post it at exit with the return value;
+ *  - tracepoints and raw tracepoints: one copy of this object per hook with
+ *    only bg_pol_tp / bg_pol_raw_tp loaded and targ_hook set, sharing every map.
+ *
+ * On a kernel without BPF LSM or fmod_ret a signal sent at syscall entry kills
+ * the task on its way back to user space: the syscall itself still completes.
+ * Events say so (user space marks before_operation false). */
+#include "path.bpf.h"
+#include "syscall.bpf.h"
+
+/* Set before load by user space. */
+const volatile __u32 targ_hook = 0;  /* tracepoint copies: the hook they serve */
+const volatile __u64 targ_seed = 0;  /* exact-string hash key, random per run */
+
+/* Syscalls some hook wants at entry, and at return: the fast-path tests. */
+__u64 pol_interest[BG_NR_MAX / 64];
+__u64 pol_ret_interest[BG_NR_MAX / 64];
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BG_POL_HOOKS);
+	__type(key, __u32);
+	__type(value, struct bg_pol_hook);
+} pol_hooks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BG_POL_HOOKS * BG_POL_SELECTORS);
+	__type(key, __u32);
+	__type(value, struct bg_pol_selector);
+} pol_selectors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * BG_NR_MAX);
+	__type(key, __u32);
+	__type(value, struct bg_pol_route);
+} pol_routes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BG_POL_SETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bg_pol_int_key);
+	__type(value, __u8);
+} pol_ints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BG_POL_SETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bg_pol_str_key);
+	__type(value, __u8);
+} pol_strs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, BG_POL_SETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bg_pol_lpm_key);
+	__type(value, __u8);
+} pol_prefix SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, BG_POL_SETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bg_pol_lpm_key);
+	__type(value, __u8);
+} pol_postfix SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, BG_POL_SETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bg_pol_addr_key);
+	__type(value, __u8);
+} pol_addrs SEC(".maps");
+
+/* tgid -> executable, for matchBinaries; seeded from /proc for older processes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct bg_pol_exe);
+} pol_exe SEC(".maps");
+
+struct bg_pol_rate_key {
+	__u32 hook;
+	__u32 selector;
+	__u32 who; /* tid, tgid or 0, by rateLimitScope */
+	__u32 pad;
+	__u64 hash; /* of the arguments */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct bg_pol_rate_key);
+	__type(value, __u64); /* last post, CLOCK_BOOTTIME ns */
+} pol_rate SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BG_POL_HOOKS * BG_PST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} pol_stats SEC(".maps");
+
+/* An event and room for its payload plus one maximal read at the last offset.
+ * ev.data[] runs on into room[]: one buffer, addressed through ev.data. */
+#pragma clang diagnostic ignored "-Wgnu-variable-sized-type-not-at-end"
+struct bg_pol_area {
+	struct bg_policy_event ev;
+	__u8 room[BG_DATA_LIMIT + BG_STR_MAX];
+};
+
+#define BG_POL_FIXED offsetof(struct bg_policy_event, data)
+
+struct bg_pol_stash {
+	__u32 nr;
+	__u32 active;
+	__u32 hook;
+	__u32 size;
+	struct bg_pol_area area;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bg_pol_stash);
+} pol_stash SEC(".maps");
+
+/* Per-CPU work areas: an LPM key too big for the stack, and the dentry names
+ * of a path being written forward. */
+struct bg_pol_work {
+	struct bg_pol_lpm_key key;
+	__u64 names[BG_PATH_DEPTH];
+	__u32 depth;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bg_pol_work);
+} pol_work SEC(".maps");
+
+/* Where a hook's arguments come from. */
+struct bg_pol_src {
+	__u64 a[BG_ARGC]; /* syscall or raw tracepoint arguments */
+	__u64 base;       /* tracepoint: the record */
+	__u32 nr;         /* syscall hooks: the syscall index */
+	__u32 compat;
+};
+
+static __always_inline void bg_pol_count(__u32 hook, __u32 stat)
+{
+	__u32 k = hook * BG_PST_MAX + stat;
+	__u64 *n = bpf_map_lookup_elem(&pol_stats, &k);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline struct bg_pol_work *bg_pol_work(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&pol_work, &zero);
+}
+
+/* ---- strings ---- */
+
+static __always_inline __u64 bg_mix(__u64 h, __u64 w)
+{
+	h ^= w;
+	h *= 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 32);
+}
+
+/* Seeded hash of len bytes at off in the event's data; user space computes the
+ * same function (bpfguard.policy.compiler.string_hash). */
+__noinline __u64 bg_pol_hash(struct bg_pol_area *a, __u32 off, __u32 len)
+{
+	__u64 h, w;
+
+	if (!a)
+		return 0;
+	h = bg_mix(targ_seed, len);
+	for (int i = 0; i < BG_STR_MAX / 8; i++) {
+		__u32 at = i * 8;
+
+		if (at >= len)
+			break;
+		w = 0;
+		bpf_probe_read_kernel(&w, 8, &a->ev.data[(off + at) & BG_DATA_MASK]);
+		if (len - at < 8)
+			w &= (1ULL << ((len - at) * 8)) - 1;
+		h = bg_mix(h, w);
+	}
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	return h ^ (h >> 32);
+}
+
+/* The string's length without its terminating NUL. */
+static __always_inline __u32 bg_pol_strlen(struct bg_pol_area *a, struct bg_pol_value *v)
+{
+	__u32 len = v->data.len;
+
+	if (len && a->ev.data[(v->data.off + len - 1) & BG_DATA_MASK] == 0)
+		len--;
+	return len;
+}
+
+static __always_inline bool bg_pol_lpm(void *map, struct bg_pol_lpm_key *key, __u32 set,
+				       __u32 n)
+{
+	key->set = set;
+	key->prefixlen = 32 + 8 * n;
+	return bpf_map_lookup_elem(map, key) != NULL;
+}
+
+/* Is the string in set `set` as exact value, prefix or postfix? */
+__noinline int bg_pol_str_in(struct bg_pol_area *a, __u32 off, __u32 len, __u32 set, __u32 how)
+{
+	struct bg_pol_str_key sk = {};
+	struct bg_pol_work *w = bg_pol_work();
+	__u64 n = len;
+
+	if (!a || !w)
+		return 0;
+	if (how == BG_OP_STR_EQ) {
+		sk.set = set;
+		sk.len = len;
+		sk.hash = bg_pol_hash(a, off, len);
+		return bpf_map_lookup_elem(&pol_strs, &sk) != NULL;
+	}
+	bg_clamp(n, BG_POL_PREFIX_MAX);
+	if (how == BG_OP_PREFIX) {
+		bpf_probe_read_kernel(w->key.data, n,
+				      &a->ev.data[off & BG_DATA_MASK]);
+		return bg_pol_lpm(&pol_prefix, &w->key, set, n);
+	}
+	for (int i = 0; i < BG_POL_PREFIX_MAX; i++) {
+		if (i >= n)
+			break;
+		w->key.data[i] = a->ev.data[(off + len - 1 - i) & BG_DATA_MASK];
+	}
+	return bg_pol_lpm(&pol_postfix, &w->key, set, n);
+}
+
+/* ---- paths, written forward for matching ---- */
+
+/* Writes the path of req->file (or req->path) as "/a/b/c" plus NUL at
+ * req->pos, walking dentries and mounts up to the task's root as d_path does
+ * (no " (deleted)" suffix). Returns the bytes written; req->pad gets 1 when
+ * the path was cut. */
+__noinline int bg_path_forward(struct bg_area *a, struct bg_file_req *req)
+{
+	struct bg_pol_work *w = bg_pol_work();
+	struct task_struct *task;
+	struct file *file;
+	const struct path *path;
+	struct dentry *d, *root_dentry, *parent;
+	struct vfsmount *vfsmnt, *root_mnt;
+	struct mount *mnt;
+	__u32 pos, start, n;
+	__u64 k;
+	int i;
+
+	if (!a || !req || !w)
+		return 0;
+	w->depth = 0;
+	start = pos = req->pos;
+	task = (void *)req->task;
+	file = (void *)req->file;
+	path = file ? __builtin_preserve_access_index(&file->f_path) : (void *)req->path;
+	if (!path)
+		return 0;
+	d = BPF_CORE_READ(path, dentry);
+	vfsmnt = BPF_CORE_READ(path, mnt);
+	if (!d || !vfsmnt)
+		return 0;
+	mnt = container_of(vfsmnt, struct mount, mnt);
+	root_dentry = BPF_CORE_READ(task, fs, root.dentry);
+	root_mnt = BPF_CORE_READ(task, fs, root.mnt);
+	for (i = 0; i < BG_PATH_DEPTH; i++) {
+		if (d == root_dentry && vfsmnt == root_mnt)
+			break;
+		if (d == BPF_CORE_READ(vfsmnt, mnt_root)) {
+			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+			if (up == mnt)
+				break;
+			d = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = up;
+			vfsmnt = __builtin_preserve_access_index(&up->mnt);
+			continue;
+		}
+		/* the depth lives in memory, not a register: read back it is an
+		 * unknown scalar, so loop states differing only in it are pruned */
+		n = *(volatile __u32 *)&w->depth;
+		if (n >= BG_PATH_DEPTH) {
+			req->pad = 1;
+			break;
+		}
+		k = n;
+		bg_clamp(k, BG_PATH_DEPTH - 1);
+		w->names[k] = (__u64)BPF_CORE_READ(d, d_name.name);
+		w->depth = n + 1;
+		parent = BPF_CORE_READ(d, d_parent);
+		if (parent == d)
+			break;
+		d = parent;
+	}
+	n = *(volatile __u32 *)&w->depth;
+	if (!n) {
+		a->b[pos & BG_DATA_MASK] = '/';
+		pos++;
+	}
+	for (i = 0; i < BG_PATH_DEPTH; i++) {
+		long got;
+
+		if (i >= n)
+			break;
+		if (pos + BG_NAME_MAX + 2 > BG_DATA_LIMIT) {
+			req->pad = 1;
+			break;
+		}
+		a->b[pos & BG_DATA_MASK] = '/';
+		pos++;
+		k = n - 1 - i;
+		bg_clamp(k, BG_PATH_DEPTH - 1);
+		got = bpf_probe_read_kernel_str(a->b + (pos & BG_DATA_MASK), BG_NAME_MAX,
+						(void *)w->names[k]);
+		if (got <= 1)
+			break;
+		pos += got - 1;
+	}
+	a->b[pos & BG_DATA_MASK] = 0;
+	return pos + 1 - start;
+}
+
+static __always_inline __u32 bg_pol_put_path(struct bg_pol_area *a, __u32 pos,
+					     struct task_struct *task, struct file *file,
+					     const struct path *path, struct bg_pol_value *v)
+{
+	struct bg_file_req req = {
+		.task = (__u64)task,
+		.file = (__u64)file,
+		.path = (__u64)path,
+		.pos = pos,
+	};
+	int n;
+
+	if (!file && !path) {
+		v->flags |= BG_PV_UNREADABLE;
+		return pos;
+	}
+	n = bg_path_forward((struct bg_area *)a->ev.data, &req);
+	if (n <= 0) {
+		v->flags |= BG_PV_UNREADABLE;
+		return pos;
+	}
+	v->data.off = pos;
+	v->data.len = n;
+	v->flags |= BG_PV_DATA | (req.pad ? BG_PV_TRUNCATED : 0);
+	return pos + n;
+}
+
+/* ---- reading a hook's arguments ---- */
+
+static __always_inline __u64 bg_pol_src_arg(struct bg_pol_src *src, __u64 i)
+{
+	if (i >= BG_ARGC)
+		return 0;
+	bg_clamp(i, BG_ARGC - 1);
+	return src->a[i];
+}
+
+static __always_inline __u64 bg_pol_raw(struct bg_pol_hook *h, struct bg_pol_arg *arg,
+					struct bg_pol_src *src, __u32 size)
+{
+	__u64 v = 0;
+	__u32 i = arg->src;
+
+	if (h->kind != BG_HOOK_TRACEPOINT)
+		return bg_pol_src_arg(src, i);
+	switch (size) {
+	case 1:
+		bpf_probe_read_kernel(&v, 1, (void *)(src->base + i));
+		break;
+	case 2:
+		bpf_probe_read_kernel(&v, 2, (void *)(src->base + i));
+		break;
+	case 4:
+		bpf_probe_read_kernel(&v, 4, (void *)(src->base + i));
+		break;
+	default:
+		bpf_probe_read_kernel(&v, 8, (void *)(src->base + i));
+	}
+	return v;
+}
+
+static __always_inline __u64 bg_pol_int(__u64 v, __u32 size, bool is_signed)
+{
+	switch (size) {
+	case 1:
+		return is_signed ? (__u64)(__s64)(__s8)v : (__u8)v;
+	case 2:
+		return is_signed ? (__u64)(__s64)(__s16)v : (__u16)v;
+	case 4:
+		return is_signed ? (__u64)(__s64)(__s32)v : (__u32)v;
+	}
+	return v;
+}
+
+static __always_inline void bg_pol_sockaddr(struct bg_pol_value *v, const void *uaddr, __u64 len)
+{
+	struct {
+		__u16 family;
+		__u16 port;
+		__u32 v4;   /* sockaddr_in: the address; sockaddr_in6: flowinfo */
+		__u8 v6[16];
+	} sa = {};
+
+	if (len > sizeof(sa))
+		len = sizeof(sa);
+	if (len < 4 || bpf_probe_read_user(&sa, len & 31, uaddr)) {
+		v->flags |= BG_PV_UNREADABLE;
+		return;
+	}
+	v->flags |= BG_PV_SOCK;
+	v->sock.family = sa.family;
+	v->sock.lport = v->sock.rport = bpf_ntohs(sa.port);
+	if (sa.family == BG_AF_INET) {
+		__builtin_memcpy(v->sock.laddr, &sa.v4, 4);
+		__builtin_memcpy(v->sock.raddr, &sa.v4, 4);
+	} else if (sa.family == BG_AF_INET6) {
+		__builtin_memcpy(v->sock.laddr, sa.v6, 16);
+		__builtin_memcpy(v->sock.raddr, sa.v6, 16);
+	}
+}
+
+/* Reads argument k of hook h into a->ev.args[k] and the payload at pos;
+ * returns the new payload offset. */
+__noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
+				 struct bg_pol_src *src, __u32 k, __u32 pos)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_value *v;
+	struct bg_pol_arg *arg;
+	struct bg_payload p;
+	__u64 raw, len;
+
+	if (!a || !h || !src || k >= BG_POL_ARGS)
+		return pos;
+	arg = &h->args[k];
+	v = &a->ev.args[k];
+	raw = bg_pol_raw(h, arg, src, arg->size);
+	v->value = raw;
+	p.data = a->ev.data;
+	p.pos = pos;
+	p.trunc = 0;
+	switch (arg->type) {
+	case BG_PT_INT:
+		v->value = bg_pol_int(raw, arg->size, arg->is_signed);
+		return pos;
+	case BG_PT_SYSCALL64:
+		v->value = (__u32)raw | ((__u64)src->compat << 31);
+		return pos;
+	case BG_PT_STRING:
+	case BG_PT_KSTRING:
+		if (bg_put_str(&p, (void *)raw, BG_STR_MAX, &v->data, arg->type == BG_PT_STRING)) {
+			v->flags |= BG_PV_TRUNCATED;
+			return pos;
+		}
+		v->flags |= BG_PV_DATA | (v->data.len == 0 ? BG_PV_UNREADABLE : 0);
+		return p.pos;
+	case BG_PT_DATA_LOC:
+		if (bg_put_str(&p, (void *)(src->base + (raw & 0xffff)), BG_STR_MAX, &v->data,
+			       false)) {
+			v->flags |= BG_PV_TRUNCATED;
+			return pos;
+		}
+		v->flags |= BG_PV_DATA;
+		return p.pos;
+	case BG_PT_CHAR_BUF:
+		len = arg->size_arg ? bg_pol_src_arg(src, arg->size_arg - 1) : 0;
+		if (len > BG_STR_MAX) {
+			len = BG_STR_MAX;
+			v->flags |= BG_PV_TRUNCATED;
+		}
+		if (pos + len > BG_DATA_LIMIT) {
+			v->flags |= BG_PV_TRUNCATED;
+			return pos;
+		}
+		bg_clamp(len, BG_STR_MAX);
+		if (bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, (void *)raw)) {
+			v->flags |= BG_PV_UNREADABLE;
+			return pos;
+		}
+		v->data.off = pos;
+		v->data.len = len;
+		v->flags |= BG_PV_DATA;
+		return pos + len;
+	case BG_PT_FD:
+		return bg_pol_put_path(a, pos, task, bg_fd_file(task, (long)(int)raw), NULL, v);
+	case BG_PT_FILE:
+		return bg_pol_put_path(a, pos, task, (struct file *)raw, NULL, v);
+	case BG_PT_PATH:
+		return bg_pol_put_path(a, pos, task, NULL, (const struct path *)raw, v);
+	case BG_PT_BINPRM:
+		return bg_pol_put_path(a, pos, task,
+				       BPF_CORE_READ((struct linux_binprm *)raw, file), NULL, v);
+	case BG_PT_SOCKADDR:
+		len = arg->src + 1 < BG_ARGC ? bg_pol_src_arg(src, arg->src + 1) : 16;
+		bg_pol_sockaddr(v, (void *)raw, len);
+		return pos;
+	}
+	return pos;
+}
+
+/* ---- selectors ---- */
+
+static __always_inline bool bg_pol_in_vals(struct bg_pol_filter *f, __u64 x)
+{
+	for (int j = 0; j < BG_POL_VALUES; j++) {
+		if (j >= f->nvals)
+			break;
+		if (x == f->vals[j])
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool bg_pol_addr_in(__u32 set, struct bg_sock *s, bool remote)
+{
+	struct bg_pol_addr_key k = { .prefixlen = 32 + 128, .set = set };
+	__u8 *addr = remote ? s->raddr : s->laddr;
+
+	if (s->family == BG_AF_INET) {
+		k.addr[10] = 0xff;
+		k.addr[11] = 0xff;
+		__builtin_memcpy(&k.addr[12], addr, 4);
+	} else if (s->family == BG_AF_INET6) {
+		__builtin_memcpy(k.addr, addr, 16);
+	} else {
+		return false;
+	}
+	return bpf_map_lookup_elem(&pol_addrs, &k) != NULL;
+}
+
+/* One matchArgs / matchReturnArgs filter. */
+__noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
+{
+	struct bg_pol_int_key ik = {};
+	struct bg_pol_value *v = NULL;
+	struct bg_sock *s;
+	__u64 x;
+	__u32 k, len;
+	__u8 op;
+
+	if (!a || !f)
+		return 0;
+	k = f->arg;
+	op = f->op;
+	if (k == BG_POL_RET) {
+		x = a->ev.ret;
+	} else {
+		if (k >= BG_POL_ARGS)
+			return 0;
+		v = &a->ev.args[k];
+		x = v->value;
+	}
+	switch (op) {
+	case BG_OP_EQ:
+		return bg_pol_in_vals(f, x);
+	case BG_OP_NEQ:
+		return !bg_pol_in_vals(f, x);
+	case BG_OP_GT:
+		return (__s64)x > (__s64)f->vals[0];
+	case BG_OP_LT:
+		return (__s64)x < (__s64)f->vals[0];
+	case BG_OP_MASK:
+		for (int j = 0; j < BG_POL_VALUES; j++) {
+			if (j >= f->nvals)
+				break;
+			if (x & f->vals[j])
+				return 1;
+		}
+		return 0;
+	case BG_OP_IN_SET:
+	case BG_OP_NOT_IN_SET:
+		ik.set = f->set;
+		ik.value = x;
+		return (bpf_map_lookup_elem(&pol_ints, &ik) != NULL) == (op == BG_OP_IN_SET);
+	}
+	if (!v)
+		return 0;
+	switch (op) {
+	case BG_OP_STR_EQ:
+	case BG_OP_STR_NEQ:
+	case BG_OP_PREFIX:
+	case BG_OP_NOT_PREFIX:
+	case BG_OP_POSTFIX:
+	case BG_OP_NOT_POSTFIX: {
+		bool in;
+
+		if (!(v->flags & BG_PV_DATA))
+			return op == BG_OP_STR_NEQ || op == BG_OP_NOT_PREFIX ||
+			       op == BG_OP_NOT_POSTFIX;
+		len = bg_pol_strlen(a, v);
+		in = bg_pol_str_in(a, v->data.off, len, f->set,
+				   op <= BG_OP_NOT_PREFIX && op >= BG_OP_PREFIX ? BG_OP_PREFIX :
+				   op >= BG_OP_STR_EQ ? BG_OP_STR_EQ : BG_OP_POSTFIX);
+		return op == BG_OP_STR_EQ || op == BG_OP_PREFIX || op == BG_OP_POSTFIX ? in : !in;
+	}
+	}
+	if (!(v->flags & BG_PV_SOCK))
+		return 0;
+	s = &v->sock;
+	switch (op) {
+	case BG_OP_SADDR:
+		return bg_pol_addr_in(f->set, s, false);
+	case BG_OP_NOT_SADDR:
+		return !bg_pol_addr_in(f->set, s, false);
+	case BG_OP_DADDR:
+		return bg_pol_addr_in(f->set, s, true);
+	case BG_OP_NOT_DADDR:
+		return !bg_pol_addr_in(f->set, s, true);
+	case BG_OP_SPORT:
+		return bg_pol_in_vals(f, s->lport);
+	case BG_OP_NOT_SPORT:
+		return !bg_pol_in_vals(f, s->lport);
+	case BG_OP_DPORT:
+		return bg_pol_in_vals(f, s->rport);
+	case BG_OP_NOT_DPORT:
+		return !bg_pol_in_vals(f, s->rport);
+	case BG_OP_SPORT_PRIV:
+		return s->lport < 1024;
+	case BG_OP_NOT_SPORT_PRIV:
+		return s->lport >= 1024;
+	case BG_OP_DPORT_PRIV:
+		return s->rport < 1024;
+	case BG_OP_NOT_DPORT_PRIV:
+		return s->rport >= 1024;
+	case BG_OP_PROTOCOL:
+		return bg_pol_in_vals(f, s->protocol);
+	case BG_OP_FAMILY:
+		return bg_pol_in_vals(f, s->family);
+	case BG_OP_STATE:
+		return bg_pol_in_vals(f, s->state);
+	}
+	return 0;
+}
+
+static __always_inline __u32 bg_pol_nspid(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+
+	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
+	return up.nr;
+}
+
+static __always_inline bool bg_pol_pid_in(struct bg_pol_selector *s, __u32 pid)
+{
+	for (int j = 0; j < BG_POL_VALUES; j++) {
+		if (j >= s->npids)
+			break;
+		if (pid == s->pids[j])
+			return true;
+	}
+	return false;
+}
+
+/* matchPIDs, as Tetragon: followForks also accepts the parent's pid, and
+ * walks up the ancestry BG_POL_PID_WALK steps; with isNamespacePID only the
+ * namespace pids count. */
+static __always_inline bool bg_pol_pids(struct bg_pol_selector *s, struct task_struct *task)
+{
+	bool ns = s->pid_flags & BG_PID_NS, found = false;
+	struct task_struct *t = task;
+
+	for (int i = 0; i < BG_POL_PID_WALK; i++) {
+		__u32 pid = ns ? bg_pol_nspid(t) : BPF_CORE_READ(t, tgid);
+		struct task_struct *up = BPF_CORE_READ(t, real_parent);
+
+		if (bg_pol_pid_in(s, pid) ||
+		    (!ns && (s->pid_flags & BG_PID_FOLLOW) && bg_pol_pid_in(s, BPF_CORE_READ(up, tgid)))) {
+			found = true;
+			break;
+		}
+		if (!(s->pid_flags & BG_PID_FOLLOW) || !up || up == t)
+			break;
+		t = up;
+	}
+	return (s->pid_flags & BG_PID_NOT_IN) ? !found : found;
+}
+
+/* matchBinaries / matchParentBinaries on the executable recorded for tgid. */
+static __always_inline bool bg_pol_binary(__u8 op, __u32 set, __u32 tgid)
+{
+	struct bg_pol_exe *exe = bpf_map_lookup_elem(&pol_exe, &tgid);
+	struct bg_pol_work *w;
+	struct bg_pol_str_key sk = {};
+	bool in = false;
+	__u32 n;
+
+	if (exe) {
+		n = exe->len < BG_POL_PREFIX_MAX ? exe->len : BG_POL_PREFIX_MAX;
+		if (op == BG_BIN_IN || op == BG_BIN_NOT_IN) {
+			sk.set = set;
+			sk.len = exe->len;
+			sk.hash = exe->hash;
+			in = bpf_map_lookup_elem(&pol_strs, &sk) != NULL;
+		} else if ((w = bg_pol_work())) {
+			bool prefix = op == BG_BIN_PREFIX || op == BG_BIN_NOT_PREFIX;
+
+			__builtin_memcpy(w->key.data, prefix ? exe->head : exe->tail,
+					 BG_POL_PREFIX_MAX);
+			in = bg_pol_lpm(prefix ? (void *)&pol_prefix : (void *)&pol_postfix,
+					&w->key, set, n);
+		}
+	}
+	if (op == BG_BIN_NOT_IN || op == BG_BIN_NOT_PREFIX || op == BG_BIN_NOT_POSTFIX)
+		return !in;
+	return in;
+}
+
+static __always_inline __u32 bg_pol_ns_inum(struct task_struct *task, __u8 kind)
+{
+	struct nsproxy *nsp = BPF_CORE_READ(task, nsproxy);
+
+	switch (kind) {
+	case BG_NS_UTS:
+		return BPF_CORE_READ(nsp, uts_ns, ns.inum);
+	case BG_NS_IPC:
+		return BPF_CORE_READ(nsp, ipc_ns, ns.inum);
+	case BG_NS_MNT:
+		return BPF_CORE_READ(nsp, mnt_ns, ns.inum);
+	case BG_NS_PID: {
+		struct pid *pid = BPF_CORE_READ(task, thread_pid);
+		unsigned int level = BPF_CORE_READ(pid, level);
+		struct upid up = {};
+
+		bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
+		return BPF_CORE_READ(up.ns, ns.inum);
+	}
+	case BG_NS_PID_FOR_CHILDREN:
+		return BPF_CORE_READ(nsp, pid_ns_for_children, ns.inum);
+	case BG_NS_NET:
+		return BPF_CORE_READ(nsp, net_ns, ns.inum);
+	case BG_NS_TIME:
+		if (bpf_core_field_exists(nsp->time_ns))
+			return BPF_CORE_READ(nsp, time_ns, ns.inum);
+		return 0;
+	case BG_NS_TIME_FOR_CHILDREN:
+		if (bpf_core_field_exists(nsp->time_ns_for_children))
+			return BPF_CORE_READ(nsp, time_ns_for_children, ns.inum);
+		return 0;
+	case BG_NS_CGROUP:
+		return BPF_CORE_READ(nsp, cgroup_ns, ns.inum);
+	case BG_NS_USER:
+		return BPF_CORE_READ(task, cred, user_ns, ns.inum);
+	}
+	return 0;
+}
+
+static __always_inline bool bg_pol_namespaces(struct bg_pol_selector *s, struct task_struct *task)
+{
+	for (int i = 0; i < BG_POL_NS_FILTERS; i++) {
+		struct bg_pol_ns_filter *f = &s->ns[i];
+		__u32 inum;
+		bool in = false;
+
+		if (i >= s->nns)
+			break;
+		inum = bg_pol_ns_inum(task, f->kind);
+		for (int j = 0; j < BG_POL_NS_VALUES; j++) {
+			if (j < f->nvals && f->vals[j] == inum)
+				in = true;
+		}
+		if (in == (bool)f->not_in)
+			return false;
+	}
+	return true;
+}
+
+static __always_inline bool bg_pol_caps(struct bg_pol_selector *s, struct task_struct *task)
+{
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+	__u64 caps = 0;
+
+	if (s->cap_type == BG_CAP_PERMITTED)
+		BPF_CORE_READ_INTO(&caps, cred, cap_permitted);
+	else if (s->cap_type == BG_CAP_INHERITABLE)
+		BPF_CORE_READ_INTO(&caps, cred, cap_inheritable);
+	else
+		BPF_CORE_READ_INTO(&caps, cred, cap_effective);
+	return ((caps & s->cap_mask) != 0) == (s->cap_op == 1);
+}
+
+/* Does selector s match? ret_phase: check only the matchReturnArgs filters
+ * (at return); otherwise everything else. */
+__noinline int bg_pol_match(struct bg_pol_area *a, struct bg_pol_selector *s, __u32 ret_phase)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (!a || !s)
+		return 0;
+	if (!ret_phase) {
+		if (s->npids && !bg_pol_pids(s, task))
+			return 0;
+		if (s->bin_op && !bg_pol_binary(s->bin_op, s->bin_set, task->tgid))
+			return 0;
+		if (s->pbin_op &&
+		    !bg_pol_binary(s->pbin_op, s->pbin_set, BPF_CORE_READ(task, real_parent, tgid)))
+			return 0;
+		if (s->nns && !bg_pol_namespaces(s, task))
+			return 0;
+		if (s->cap_op && !bg_pol_caps(s, task))
+			return 0;
+	}
+	for (int i = 0; i < BG_POL_FILTERS; i++) {
+		if (i >= s->nfilters)
+			break;
+		if (s->filters[i].ret != ret_phase)
+			continue;
+		if (!bg_pol_filter(a, &s->filters[i]))
+			return 0;
+	}
+	return 1;
+}
+
+/* ---- actions and posting ---- */
+
+static __always_inline void bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook *h, __u32 hook,
+				       __u8 acts, __u8 signal)
+{
+	__u8 bits = acts & (BG_ACT_SIGKILL | BG_ACT_SIGNAL);
+
+	if (!bits)
+		return;
+	if (h->mode == BG_MODE_MONITOR) {
+		a->ev.would |= bits;
+		bg_pol_count(hook, BG_PST_WOULD);
+		return;
+	}
+	if (bits & BG_ACT_SIGKILL) {
+		if (bpf_send_signal(9) == 0)
+			a->ev.done |= BG_ACT_SIGKILL;
+		else
+			a->ev.failed |= BG_ACT_SIGKILL;
+	}
+	if (bits & BG_ACT_SIGNAL) {
+		if (bpf_send_signal(signal) == 0)
+			a->ev.done |= BG_ACT_SIGNAL;
+		else
+			a->ev.failed |= BG_ACT_SIGNAL;
+	}
+	if (a->ev.done)
+		bg_pol_count(hook, BG_PST_ACTED);
+}
+
+/* False when rateLimit suppresses this post. Identical events are those of
+ * the same hook, selector, scope and argument values (strings by content). */
+static __always_inline bool bg_pol_rate_ok(struct bg_pol_area *a, struct bg_pol_selector *s,
+					   __u32 hook)
+{
+	struct bg_pol_rate_key k = { .hook = hook, .selector = a->ev.selector };
+	__u64 now, *last;
+
+	if (!s->rate_ms)
+		return true;
+	if (s->rate_scope == BG_RATE_THREAD)
+		k.who = a->ev.hdr.tid;
+	else if (s->rate_scope == BG_RATE_PROCESS)
+		k.who = a->ev.hdr.tgid;
+	for (int i = 0; i < BG_POL_ARGS; i++) {
+		struct bg_pol_value *v = &a->ev.args[i];
+
+		k.hash = bg_mix(k.hash, v->value);
+		if (v->flags & BG_PV_DATA)
+			k.hash = bg_mix(k.hash, bg_pol_hash(a, v->data.off, v->data.len));
+	}
+	now = bpf_ktime_get_boot_ns();
+	last = bpf_map_lookup_elem(&pol_rate, &k);
+	if (last && now - *last < (__u64)s->rate_ms * 1000000) {
+		bg_pol_count(hook, BG_PST_RATE_LIMITED);
+		return false;
+	}
+	bpf_map_update_elem(&pol_rate, &k, &now, BPF_ANY);
+	return true;
+}
+
+static __always_inline void bg_pol_post(struct bg_pol_area *a, struct bg_pol_selector *s,
+					__u32 hook, __u64 size)
+{
+	if ((s->actions | s->ret_actions) & BG_ACT_NOPOST)
+		return;
+	if (!bg_pol_rate_ok(a, s, hook))
+		return;
+	bg_clamp(size, sizeof(struct bg_pol_area) - BG_STR_MAX);
+	a->ev.hdr.size = size;
+	if (bpf_ringbuf_output(&events, a, size, 0)) {
+		bg_count_drop(BG_DROP_RINGBUF_FULL);
+		return;
+	}
+	bg_pol_count(hook, BG_PST_POSTED);
+}
+
+static __always_inline bool bg_pol_in_cgroup(struct task_struct *task, __u64 cg)
+{
+	int level = BPF_CORE_READ(task, cgroups, dfl_cgrp, level);
+
+	for (int i = 0; i < BG_CGROUP_DEPTH; i++) {
+		if (i > level)
+			break;
+		if (bpf_get_current_ancestor_cgroup_id(i) == cg)
+			return true;
+	}
+	return false;
+}
+
+/* Runs hook `hook` on the current task: read, select, act, post (or stash
+ * the event until the syscall returns). */
+__noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_selector *sel = NULL;
+	struct bg_pol_hook *h;
+	struct bg_pol_area *a;
+	struct bg_scratch *scr;
+	struct bg_pol_stash *st;
+	__u32 pos = 0, tgid, key;
+	__u64 size;
+
+	if (!src)
+		return 0;
+	h = bpf_map_lookup_elem(&pol_hooks, &hook);
+	if (!h || !h->kind)
+		return 0;
+	tgid = task->tgid;
+	if (!bg_in_scope(task, tgid))
+		return 0;
+	if (h->cgroup && !bg_pol_in_cgroup(task, h->cgroup))
+		return 0;
+	scr = bg_scratch(role);
+	if (!scr)
+		return 0;
+	a = (void *)scr->buf;
+	__builtin_memset(&a->ev, 0, sizeof(a->ev));
+	bg_fill_header(&a->ev.hdr, task, BG_EVENT_POLICY);
+	a->ev.hook = hook;
+	a->ev.nr = src->nr;
+	if (src->compat)
+		a->ev.hdr.flags |= BG_EV_COMPAT;
+	for (__u32 k = 0; k < BG_POL_ARGS; k++) {
+		if (k >= h->nargs)
+			break;
+		pos = bg_pol_read_arg(a, h, src, k, pos);
+	}
+	for (int i = 0; i < BG_POL_SELECTORS; i++) {
+		struct bg_pol_selector *s;
+
+		if (i >= h->nsel)
+			break;
+		key = hook * BG_POL_SELECTORS + i;
+		s = bpf_map_lookup_elem(&pol_selectors, &key);
+		if (s && bg_pol_match(a, s, 0)) {
+			sel = s;
+			a->ev.selector = i;
+			break;
+		}
+	}
+	if (!sel)
+		return 0;
+	bg_pol_act(a, h, hook, sel->actions, sel->signal);
+	size = BG_POL_FIXED + pos;
+	bg_clamp(size, sizeof(struct bg_pol_area) - BG_STR_MAX);
+	if (h->ret && h->kind == BG_HOOK_SYSCALL) {
+		st = bpf_task_storage_get(&pol_stash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (st && !st->active) {
+			bpf_probe_read_kernel(&st->area, size, a);
+			st->nr = src->nr;
+			st->hook = hook;
+			st->size = size;
+			st->active = 1;
+			return 0;
+		}
+		/* another return hook of this syscall holds the slot: post now */
+		bg_pol_count(hook, BG_PST_NO_RETURN);
+	}
+	bg_pol_post(a, sel, hook, size);
+	return 0;
+}
+
+/* ---- syscall hooks ---- */
+
+static __always_inline bool bg_pol_wants(__u64 *set, long id)
+{
+	if ((__u64)id >= BG_NR_MAX)
+		return false;
+	return set[(id >> 6) & (BG_NR_MAX / 64 - 1)] & (1ULL << (id & 63));
+}
+
+static __noinline int bg_pol_enter(struct pt_regs *regs, long id)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_route *route;
+	struct bg_pol_stash *st;
+	struct bg_pol_src src = {};
+	__u32 idx;
+
+	src.compat = bg_is_compat(task);
+	idx = (__u32)id + (src.compat ? BG_NR_MAX : 0);
+	route = bpf_map_lookup_elem(&pol_routes, &idx);
+	if (!route || !route->n)
+		return 0;
+	/* a slot still active here lost its exit (the thread cannot be in two syscalls) */
+	st = bpf_task_storage_get(&pol_stash, task, 0, 0);
+	if (st)
+		st->active = 0;
+	src.nr = idx;
+	bg_read_args(regs, src.compat, src.a);
+	for (int i = 0; i < BG_POL_SYSCALL_HOOKS; i++) {
+		if (i >= route->n)
+			break;
+		bg_pol_run(route->hooks[i], &src, BG_SCRATCH_POLICY_ENTER);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(bg_pol_sys_enter, struct pt_regs *regs, long id)
+{
+	if (!bg_pol_wants(pol_interest, id))
+		return 0;
+	return bg_pol_enter(regs, id);
+}
+
+static __noinline int bg_pol_exit(long id, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_selector *sel;
+	struct bg_pol_hook *h;
+	struct bg_pol_stash *st;
+	struct bg_pol_area *a;
+	__u32 hook, key;
+
+	st = bpf_task_storage_get(&pol_stash, task, 0, 0);
+	if (!st || !st->active)
+		return 0;
+	st->active = 0;
+	if ((st->nr & (BG_NR_MAX - 1)) != id)
+		return 0;
+	hook = st->hook;
+	a = &st->area;
+	h = bpf_map_lookup_elem(&pol_hooks, &hook);
+	key = hook * BG_POL_SELECTORS + a->ev.selector;
+	sel = bpf_map_lookup_elem(&pol_selectors, &key);
+	if (!h || !h->kind || !sel)
+		return 0;
+	a->ev.ret = ret;
+	a->ev.has_ret = 1;
+	if (!bg_pol_match(a, sel, 1))
+		return 0;
+	bg_pol_act(a, h, hook, sel->ret_actions, sel->signal);
+	bg_pol_post(a, sel, hook, st->size);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(bg_pol_sys_exit, struct pt_regs *regs, long ret)
+{
+	long id = bg_syscall_nr(regs);
+
+	if (!bg_pol_wants(pol_ret_interest, id))
+		return 0;
+	return bg_pol_exit(id, ret);
+}
+
+/* ---- tracepoint hooks: one loaded copy per hook ---- */
+
+SEC("tracepoint")
+int bg_pol_tp(void *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_src src = {};
+
+	src.base = (__u64)ctx;
+	src.compat = bg_is_compat(task);
+	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_TP);
+}
+
+SEC("raw_tp")
+int bg_pol_raw_tp(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_src src = {};
+	__u64 base = (__u64)ctx;
+
+	/* probe reads: a direct ctx load past the tracepoint's own arguments
+	 * would make the attach fail */
+	for (int i = 0; i < BG_POL_ARGS; i++)
+		bpf_probe_read_kernel(&src.a[i], 8, (void *)(base + 8 * i));
+	src.compat = bg_is_compat(task);
+	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_TP);
+}
+
+/* ---- executables for matchBinaries ---- */
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(bg_pol_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_file_req req = { .task = (__u64)task };
+	struct bg_scratch *scr = bg_scratch(BG_SCRATCH_EXEC);
+	struct bg_pol_exe *exe;
+	struct bg_pol_area *a;
+	__u32 tgid = task->tgid, len, n;
+	__u64 head;
+
+	if (!scr)
+		return 0;
+	a = (void *)scr->buf;
+	req.file = (__u64)BPF_CORE_READ(task, mm, exe_file);
+	n = bg_path_forward((struct bg_area *)a->ev.data, &req);
+	if (n < 2)
+		return 0;
+	len = n - 1;
+	/* any initial value will do: every field read later is written below */
+	bpf_map_update_elem(&pol_exe, &tgid, scr->buf + sizeof(scr->buf) - sizeof(*exe), BPF_ANY);
+	exe = bpf_map_lookup_elem(&pol_exe, &tgid);
+	if (!exe)
+		return 0;
+	exe->len = len;
+	exe->hash = bg_pol_hash(a, 0, len);
+	head = len;
+	bg_clamp(head, BG_POL_PREFIX_MAX);
+	bpf_probe_read_kernel(exe->head, head, a->ev.data);
+	for (int i = 0; i < BG_POL_PREFIX_MAX; i++) {
+		if (i >= len)
+			break;
+		exe->tail[i] = a->ev.data[(len - 1 - i) & BG_DATA_MASK];
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(bg_pol_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, tgid = child->tgid;
+	struct bg_pol_exe *exe;
+
+	if (child->pid != tgid)
+		return 0; /* a thread: same process */
+	exe = bpf_map_lookup_elem(&pol_exe, &ptgid);
+	if (exe)
+		bpf_map_update_elem(&pol_exe, &tgid, exe, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(bg_pol_exit_task, struct task_struct *task)
+{
+	__u32 tgid = task->tgid;
+
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+		bpf_map_delete_elem(&pol_exe, &tgid);
+	return 0;
+}

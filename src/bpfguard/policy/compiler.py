@@ -1,0 +1,829 @@
+"""Compile a validated TracingPolicy into what the in-kernel engine reads.
+
+The engine (``bpf/policy.bpf.c``) interprets, per hook, a ``bg_pol_hook``
+(which arguments to read and how) and up to ``BG_POL_SELECTORS``
+``bg_pol_selector`` entries; strings, long integer lists and CIDRs go to
+set maps addressed by a set id. This module does the whole translation in
+user space, as plain data, so that a policy that cannot be served is
+refused before anything is written to the kernel (all or nothing), and so
+that the translation is testable without a kernel.
+
+Semantics follow Tetragon (``bpf/process/types/basic.h``,
+``pkg/selectors``): selectors OR, filters of a selector AND, values of a
+filter OR. One deliberate difference: integer ``NotEqual`` matches when the
+value differs from *every* value (Tetragon's BPF code accepts it when it
+differs from any one, which with two values matches everything); string
+``NotEqual``, ``NotPrefix``, ``NotPostfix`` and ``NotIn`` already mean
+"none of them" in both.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from ..rules.model import Context, Problem
+from ..sensors.syscall_table import native_arches, syscall_number
+from .loader import PolicyCode, PolicyError
+from .model import (
+    Action,
+    ArgSelector,
+    BinarySelector,
+    Hook,
+    KProbe,
+    LsmHook,
+    Policy,
+    Selector,
+    Tracepoint,
+)
+
+__all__ = [
+    "LIMITS",
+    "CompiledArg",
+    "CompiledFilter",
+    "CompiledHook",
+    "CompiledPolicy",
+    "CompiledSelector",
+    "SetEntries",
+    "TracepointField",
+    "compile_policy",
+    "parse_rate",
+    "string_hash",
+    "tracepoint_fields",
+]
+
+_M64: Final = (1 << 64) - 1
+_COMPAT_BIT: Final = 1 << 31  # Tetragon marks 32-bit syscalls with bit 31
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """The engine's sizes (bpf/include/bpfguard.h); the docs quote them."""
+
+    args: int = 5
+    selectors: int = 8
+    filters: int = 8
+    values: int = 8
+    ns_filters: int = 4
+    ns_values: int = 4
+    prefix: int = 252
+    string: int = 4095
+    syscall_hooks: int = 8
+    hooks: int = 512
+    set_entries: int = 65536
+
+
+LIMITS: Final = _Limits()
+
+# enum values of bpf/include/bpfguard.h; checked against the object's BTF by
+# the engine at load (PolicyEngine._check_abi), so a drift fails loudly.
+HOOK_KIND: Final = {"SYSCALL": 1, "TRACEPOINT": 2, "RAW_TP": 3}
+PT: Final = {"NONE": 0, "INT": 1, "STRING": 2, "KSTRING": 3, "DATA_LOC": 4, "CHAR_BUF": 5,
+             "FD": 6, "FILE": 7, "PATH": 8, "BINPRM": 9, "SOCKADDR": 10, "SYSCALL64": 11}
+OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT_POSTFIX": 6,
+             "GT": 7, "LT": 8, "MASK": 9, "IN_SET": 10, "NOT_IN_SET": 11, "SADDR": 12,
+             "NOT_SADDR": 13, "DADDR": 14, "NOT_DADDR": 15, "SPORT": 16, "NOT_SPORT": 17,
+             "DPORT": 18, "NOT_DPORT": 19, "SPORT_PRIV": 20, "NOT_SPORT_PRIV": 21,
+             "DPORT_PRIV": 22, "NOT_DPORT_PRIV": 23, "PROTOCOL": 24, "FAMILY": 25, "STATE": 26,
+             "STR_EQ": 27, "STR_NEQ": 28}
+ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8}
+PID_FLAG: Final = {"NOT_IN": 1, "NS": 2, "FOLLOW": 4}
+BIN_OP: Final = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}
+NS_KIND: Final = {"Uts": 1, "Ipc": 2, "Mnt": 3, "Pid": 4, "PidForChildren": 5, "Net": 6,
+                  "Time": 7, "TimeForChildren": 8, "Cgroup": 9, "User": 10}
+_NS_PROC: Final = {"Uts": "uts", "Ipc": "ipc", "Mnt": "mnt", "Pid": "pid",
+                   "PidForChildren": "pid_for_children", "Net": "net", "Time": "time",
+                   "TimeForChildren": "time_for_children", "Cgroup": "cgroup", "User": "user"}
+CAP_TYPE: Final = {"Effective": 0, "Inheritable": 1, "Permitted": 2}
+RATE_SCOPE: Final = {"thread": 0, "process": 1, "global": 2}
+RET_ARG: Final = 7
+
+_INT_TYPES: Final = {
+    "int": (4, True), "int8": (1, True), "uint8": (1, False), "int16": (2, True),
+    "uint16": (2, False), "int32": (4, True), "uint32": (4, False), "int64": (8, True),
+    "uint64": (8, False), "size_t": (8, False), "auto": (8, True), "capability": (4, True),
+    "kernel_cap_t": (8, False), "cap_inheritable": (8, False), "cap_permitted": (8, False),
+    "cap_effective": (8, False),
+}
+_STRING_TYPES: Final = frozenset({"STRING", "KSTRING", "DATA_LOC", "CHAR_BUF", "FD", "FILE",
+                                  "PATH", "BINPRM"})
+_ENFORCING_UNSUPPORTED: Final = {
+    "Override": "Override needs BPF LSM or fmod_ret (BPF trampolines) to change a return value",
+    "NotifyEnforcer": "NotifyEnforcer needs fmod_ret (BPF trampolines) on the enforcer's calls",
+}
+_NOT_SUPPORTED: Final = {
+    "FollowFD": "FollowFD/UnfollowFD/CopyFD are deprecated in Tetragon; use the fd or file "
+                "argument types, which bpfguard resolves at the hook",
+    "UnfollowFD": "see FollowFD",
+    "CopyFD": "see FollowFD",
+    "GetUrl": "GetUrl makes network requests from the agent; bpfguard does not",
+    "DnsLookup": "DnsLookup makes network requests from the agent; bpfguard does not",
+    "TrackSock": "TrackSock/UntrackSock need kprobes on socket functions",
+    "UntrackSock": "see TrackSock",
+}
+
+_FAMILIES: Final = {"AF_UNIX": 1, "AF_LOCAL": 1, "AF_INET": 2, "AF_INET6": 10,
+                    "AF_NETLINK": 16, "AF_PACKET": 17}
+_PROTOCOLS: Final = {"IPPROTO_IP": 0, "IPPROTO_ICMP": 1, "IPPROTO_TCP": 6, "IPPROTO_UDP": 17,
+                     "IPPROTO_ICMPV6": 58, "IPPROTO_RAW": 255}
+_TCP_STATES: Final = {"TCP_ESTABLISHED": 1, "TCP_SYN_SENT": 2, "TCP_SYN_RECV": 3,
+                      "TCP_FIN_WAIT1": 4, "TCP_FIN_WAIT2": 5, "TCP_TIME_WAIT": 6,
+                      "TCP_CLOSE": 7, "TCP_CLOSE_WAIT": 8, "TCP_LAST_ACK": 9, "TCP_LISTEN": 10,
+                      "TCP_CLOSING": 11, "TCP_NEW_SYN_RECV": 12}
+_CAPS: Final = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
+    "CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
+    "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+
+# -- hashing (the kernel computes the same in bg_pol_hash) --------------------------
+
+def _mix(h: int, w: int) -> int:
+    h = ((h ^ w) * 0x9E3779B97F4A7C15) & _M64
+    return h ^ (h >> 32)
+
+
+def string_hash(seed: int, data: bytes) -> int:
+    """bg_pol_hash: the seeded 64-bit hash exact strings are matched by."""
+    h = _mix(seed, len(data))
+    for i in range(0, len(data), 8):
+        h = _mix(h, int.from_bytes(data[i:i + 8].ljust(8, b"\0"), "little"))
+    h ^= h >> 29
+    h = (h * 0xBF58476D1CE4E5B9) & _M64
+    return h ^ (h >> 32)
+
+
+# -- compiled data --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CompiledArg:
+    """A ``bg_pol_arg``, with the declaration it came from (for decoding)."""
+
+    type: str       # PT key
+    size: int
+    is_signed: bool
+    size_arg: int
+    src: int
+    declared: str   # the policy's type name, for the event
+    label: str
+    index: int      # the policy's index
+
+
+@dataclass(frozen=True)
+class CompiledFilter:
+    op: str
+    arg: int
+    ret: bool = False
+    set: int = 0
+    vals: tuple[int, ...] = ()
+
+
+@dataclass
+class CompiledSelector:
+    filters: list[CompiledFilter] = field(default_factory=list)
+    actions: int = ACT["POST"]
+    ret_actions: int = 0
+    signal: int = 0
+    pid_flags: int = 0
+    pids: tuple[int, ...] = ()
+    bin_op: int = 0
+    bin_set: int = 0
+    pbin_op: int = 0
+    pbin_set: int = 0
+    ns: list[tuple[int, bool, tuple[int, ...]]] = field(default_factory=list)
+    cap_op: int = 0
+    cap_type: int = 0
+    cap_mask: int = 0
+    rate_ms: int = 0
+    rate_scope: int = 0
+    enforcing: tuple[str, ...] = ()   # action names, for events and messages
+
+
+@dataclass
+class CompiledHook:
+    """One hook, ready for the maps. `syscalls` are route indexes (syscall
+    number, + nr_max for compat) for syscall hooks."""
+
+    hook: Hook
+    kind: str
+    args: list[CompiledArg]
+    selectors: list[CompiledSelector]
+    ret: bool = False
+    ret_type: str = "int"
+    syscalls: tuple[int, ...] = ()
+    subsys: str = ""
+    event: str = ""
+    function_name: str = ""
+
+
+@dataclass
+class SetEntries:
+    """Set map entries: integer (set, value), exact-string (set, len, hash),
+    prefix/postfix (set, bytes; postfix already reversed), address (set,
+    prefix bits of the 128-bit address, 16 bytes)."""
+
+    ints: list[tuple[int, int]] = field(default_factory=list)
+    strs: list[tuple[int, int, int]] = field(default_factory=list)
+    prefixes: list[tuple[int, bytes]] = field(default_factory=list)
+    postfixes: list[tuple[int, bytes]] = field(default_factory=list)
+    addrs: list[tuple[int, int, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class CompiledPolicy:
+    policy: Policy
+    hooks: list[CompiledHook]
+    sets: SetEntries
+    set_ids: list[int]
+
+
+# -- tracepoint formats ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TracepointField:
+    """One ``field:`` line of a tracepoint's format file."""
+
+    decl: str
+    name: str
+    offset: int
+    size: int
+    signed: bool
+
+    @property
+    def is_data_loc(self) -> bool:
+        return self.decl.startswith("__data_loc")
+
+    @property
+    def is_char_ptr(self) -> bool:
+        return bool(re.search(r"\bchar\s*\*", self.decl))
+
+
+_TRACEFS: Final = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+_FIELD_RE: Final = re.compile(
+    r"field:(?P<decl>[^;]*);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);\s*signed:(?P<s>\d)")
+
+
+def tracepoint_fields(subsys: str, event: str,
+                      roots: tuple[str, ...] = _TRACEFS) -> list[TracepointField] | None:
+    """The fields of tracepoint subsys:event in format-file order, common_*
+    fields included (Tetragon's ``index`` counts them); None if it does not exist."""
+    if "/" in subsys or "/" in event or subsys.startswith(".") or event.startswith("."):
+        return None
+    for root in roots:
+        p = Path(root, "events", subsys, event, "format")
+        try:
+            text = p.read_text()
+        except OSError:
+            continue
+        out = []
+        for m in _FIELD_RE.finditer(text):
+            decl = m.group("decl").strip()
+            name = re.sub(r"\[.*\]$", "", decl.split()[-1]).lstrip("*")
+            out.append(TracepointField(decl, name, int(m.group("off")), int(m.group("size")),
+                                       m.group("s") == "1"))
+        return out
+    return None
+
+
+def parse_rate(text: str) -> int | None:
+    """rateLimit ("30", "30s", "5m", "1h") in milliseconds; None if malformed."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhSMH]?)\s*", text)
+    if not m:
+        return None
+    mult = {"": 1000, "s": 1000, "m": 60_000, "h": 3_600_000}[m.group(2).lower()]
+    return min(int(m.group(1)) * mult, 0xFFFFFFFF)
+
+
+# -- the compiler -----------------------------------------------------------------
+
+class _Fail(Exception):
+    """One problem; collected, not raised out of compile_policy."""
+
+
+def _int(text: str) -> int:
+    t = text.strip()
+    try:
+        return int(t, 0)
+    except ValueError:
+        raise _Fail(f"{text!r} is not an integer") from None
+
+
+def _syscall_ids(name: str, nr_max: int) -> list[tuple[int, bool]]:
+    """(number, compat) of a syscall as Tetragon names it: ``sys_openat`` and
+    ``__x64_sys_openat`` the native one, ``__ia32_sys_openat`` the 32-bit one."""
+    compat = False
+    n = name
+    for prefix, is_compat in (("__ia32_compat_sys_", True), ("__ia32_sys_", True),
+                              ("__x64_sys_", False), ("__arm64_sys_", False),
+                              ("__se_sys_", False), ("sys_", False)):
+        if n.startswith(prefix):
+            n, compat = n[len(prefix):], is_compat
+            break
+    native, compat_arch = native_arches()
+    if compat and compat_arch is None:
+        raise _Fail(f"{name}: this machine has no 32-bit syscall ABI")
+    nr = syscall_number(n, compat=compat)
+    if nr is None or nr >= nr_max:
+        raise _Fail(f"unknown syscall {name!r} on {native.name}")
+    return [(nr, compat)]
+
+
+class _Compiler:
+    def __init__(self, policy: Policy, *, nr_max: int, seed: int,
+                 next_set: Callable[[], int],
+                 fields_of: Callable[[str, str], list[TracepointField] | None],
+                 ns_root: str) -> None:
+        self.policy = policy
+        self.nr_max = nr_max
+        self.seed = seed
+        self.next_set = next_set
+        self.fields_of = fields_of
+        self.ns_root = ns_root
+        self.sets = SetEntries()
+        self.set_ids: list[int] = []
+        self.problems: list[Problem] = []
+        self.lists = {lst.name: lst for lst in policy.lists}
+
+    def fail(self, ctx: Context, msg: str) -> None:
+        self.problems.append(Problem(PolicyCode.UNSUPPORTED, msg, ctx))
+
+    def new_set(self) -> int:
+        s = self.next_set()
+        self.set_ids.append(s)
+        return s
+
+    # -- hooks --
+
+    def compile(self) -> CompiledPolicy:
+        hooks: list[CompiledHook] = []
+        for hook in self.policy.hooks:
+            try:
+                hooks.extend(self.hook(hook))
+            except _Fail as exc:
+                self.fail(hook.context, f"{hook.name}: {exc}")
+        if len(hooks) > LIMITS.hooks:
+            self.fail(self.policy.context, f"{len(hooks)} hooks; the engine holds {LIMITS.hooks}")
+        if self.problems:
+            raise PolicyError(self.policy.context.file, self.problems)
+        return CompiledPolicy(self.policy, hooks, self.sets, self.set_ids)
+
+    def hook(self, hook: Hook) -> list[CompiledHook]:
+        if isinstance(hook, KProbe):
+            if not hook.syscall:
+                raise _Fail("kprobes on kernel functions need kprobes or BPF trampolines; "
+                            "bpfguard serves only syscall kprobes (on the syscall tracepoints)"
+                            " here")
+            return [self.syscall_hook(hook)]
+        if isinstance(hook, Tracepoint):
+            return [self.tracepoint_hook(hook)]
+        if isinstance(hook, LsmHook):
+            raise _Fail("LSM hooks need BPF LSM (BPF trampolines)")
+        raise _Fail("uprobes are not served by bpfguard yet")
+
+    def _calls(self, call: str) -> list[str]:
+        if call.startswith("list:"):
+            lst = self.lists.get(call[5:])
+            if lst is None:
+                raise _Fail(f"no list named {call[5:]!r}")
+            if lst.type not in ("syscalls", "generated_syscalls"):
+                raise _Fail(f"list {lst.name!r} is of type {lst.type or 'none'}; syscall "
+                            "hooks take lists of type syscalls")
+            if lst.type == "generated_syscalls":
+                raise _Fail(f"list {lst.name!r}: generated_syscalls lists need kprobes")
+            return list(lst.values)
+        return [call]
+
+    def syscall_hook(self, hook: KProbe) -> CompiledHook:
+        routes: list[int] = []
+        for name in self._calls(hook.call):
+            for nr, compat in _syscall_ids(name, self.nr_max):
+                routes.append(nr + (self.nr_max if compat else 0))
+        args = [self.syscall_arg(a.index, a.type, a.size_arg_index, a.label, a.return_copy)
+                for a in hook.args if a.type != "nop"]
+        if len(args) > LIMITS.args:
+            raise _Fail(f"{len(args)} arguments; at most {LIMITS.args}")
+        ret_type = hook.return_arg.type if hook.return_arg else "int"
+        if hook.return_ and ret_type not in _INT_TYPES and ret_type != "fd":
+            raise _Fail(f"returnArg type {ret_type!r}: syscall hooks return integers")
+        sels = self.selectors(hook, hook.selectors, args, index_is_position=False)
+        base = hook.call[5:] if hook.call.startswith("list:") else hook.call
+        fn = base if base.startswith("__") or hook.call.startswith("list:") else \
+            f"__{native_arches()[0].name.replace('x86_64', 'x64')}_{base}"
+        return CompiledHook(hook, "SYSCALL", args, sels, ret=hook.return_, ret_type=ret_type,
+                            syscalls=tuple(dict.fromkeys(routes)), function_name=fn)
+
+    def syscall_arg(self, index: int, type_: str, size_arg: int, label: str,
+                    return_copy: bool) -> CompiledArg:
+        if not 0 <= index < 6:
+            raise _Fail(f"argument index {index}: syscalls have 6 arguments (0-5)")
+        if return_copy:
+            raise _Fail("returnCopy: bpfguard reads char_buf at entry only")
+        if type_ in _INT_TYPES:
+            size, signed = _INT_TYPES[type_]
+            return CompiledArg("INT", size, signed, 0, index, type_, label, index)
+        kinds = {"string": "STRING", "filename": "STRING", "char_buf": "CHAR_BUF",
+                 "fd": "FD", "sockaddr": "SOCKADDR", "syscall64": "SYSCALL64"}
+        if type_ not in kinds:
+            raise _Fail(f"argument {index} of type {type_!r}: a syscall argument is a user "
+                        "value (use int, string, char_buf, fd or sockaddr)")
+        if type_ == "char_buf" and not size_arg:
+            raise _Fail(f"argument {index}: char_buf needs sizeArgIndex")
+        return CompiledArg(kinds[type_], 8, False, size_arg, index, type_, label, index)
+
+    def tracepoint_hook(self, hook: Tracepoint) -> CompiledHook:
+        # A tracepoint's matchArgs index is the position in its args list
+        # (Tetragon remaps it so), which CompiledArg.index records.
+        if hook.raw:
+            args = [self.raw_arg(a.index, a.type, a.label, pos)
+                    for pos, a in enumerate(hook.args) if a.type != "nop"]
+            kind = "RAW_TP"
+        else:
+            fields = self.fields_of(hook.subsystem, hook.event)
+            if fields is None:
+                raise _Fail(f"no tracepoint {hook.subsystem}:{hook.event} on this kernel "
+                            "(see /sys/kernel/tracing/events)")
+            args = [self.tp_arg(hook, fields, a.index, a.type, a.label, pos)
+                    for pos, a in enumerate(hook.args) if a.type != "nop"]
+            kind = "TRACEPOINT"
+        if len(args) > LIMITS.args:
+            raise _Fail(f"{len(args)} arguments; at most {LIMITS.args}")
+        sels = self.selectors(hook, hook.selectors, args, index_is_position=True)
+        return CompiledHook(hook, kind, args, sels, subsys=hook.subsystem, event=hook.event)
+
+    def raw_arg(self, index: int, type_: str, label: str, pos: int) -> CompiledArg:
+        if not 0 <= index < LIMITS.args:
+            raise _Fail(f"argument index {index}: raw tracepoints pass at most "
+                        f"{LIMITS.args} arguments (0-{LIMITS.args - 1})")
+        if type_ in _INT_TYPES:
+            size, signed = _INT_TYPES[type_]
+            return CompiledArg("INT", size, signed, 0, index, type_, label, pos)
+        kinds = {"string": "KSTRING", "file": "FILE", "path": "PATH",
+                 "linux_binprm": "BINPRM", "syscall64": "SYSCALL64"}
+        if type_ not in kinds:
+            raise _Fail(f"argument {index} of type {type_!r} is not read from raw "
+                        "tracepoints by bpfguard (int types, string, file, path, "
+                        "linux_binprm, syscall64)")
+        return CompiledArg(kinds[type_], 8, False, 0, index, type_, label, pos)
+
+    def tp_arg(self, hook: Tracepoint, fields: list[TracepointField], index: int, type_: str,
+               label: str, pos: int) -> CompiledArg:
+        if not 0 <= index < len(fields):
+            raise _Fail(f"argument index {index}: {hook.name} has {len(fields)} fields "
+                        f"(0-{len(fields) - 1}, common_* fields included)")
+        f = fields[index]
+        if f.offset > 0xFFFF:
+            raise _Fail(f"field {f.name} at offset {f.offset}")
+        size = f.size if f.size in (1, 2, 4, 8) else 8
+        user = hook.subsystem == "syscalls"
+        if type_ == "auto":
+            if f.is_data_loc:
+                type_ = "data_loc"
+            elif f.is_char_ptr:
+                type_ = "string"
+            else:
+                return CompiledArg("INT", size, f.signed, 0, f.offset, "int64" if f.signed
+                                   else "uint64", label or f.name, pos)
+        if type_ in _INT_TYPES:
+            isize, signed = _INT_TYPES[type_]
+            return CompiledArg("INT", min(isize, size), signed, 0, f.offset, type_,
+                               label or f.name, pos)
+        if type_ in ("string", "filename"):
+            return CompiledArg("STRING" if user else "KSTRING", 8, False, 0, f.offset, type_,
+                               label or f.name, pos)
+        if type_ == "data_loc":
+            return CompiledArg("DATA_LOC", 4, False, 0, f.offset, type_, label or f.name, pos)
+        if type_ == "syscall64":
+            return CompiledArg("SYSCALL64", 8, False, 0, f.offset, type_, label or f.name,
+                               pos)
+        if type_ == "fd":
+            return CompiledArg("FD", size, False, 0, f.offset, type_, label or f.name, pos)
+        raise _Fail(f"argument {index} ({f.decl}) of type {type_!r} is not read from "
+                    "tracepoints by bpfguard (int types, string, data_loc, fd, syscall64)")
+
+    # -- selectors --
+
+    def selectors(self, hook: Hook, sels: tuple[Selector, ...], args: list[CompiledArg],
+                  *, index_is_position: bool) -> list[CompiledSelector]:
+        if len(sels) > LIMITS.selectors:
+            raise _Fail(f"{len(sels)} selectors; the engine evaluates {LIMITS.selectors}")
+        if not sels:
+            return [CompiledSelector()]
+        return [self.selector(hook, s, args, index_is_position) for s in sels]
+
+    def _position(self, args: list[CompiledArg], index: int, positional: bool) -> int:
+        for k, a in enumerate(args):
+            if a.index == index:
+                return k
+        what = "position" if positional else "index"
+        raise _Fail(f"a filter on argument {what} {index}, which the hook does not read "
+                    "(declare it under args)")
+
+    def selector(self, hook: Hook, sel: Selector, args: list[CompiledArg],
+                 positional: bool) -> CompiledSelector:
+        out = CompiledSelector()
+        for f in sel.match_args:
+            for idx in f.indexes:
+                k = self._position(args, idx, positional)
+                out.filters.append(self.arg_filter(f, args[k], k, ret=False))
+        for f in sel.match_return_args:
+            if isinstance(hook, KProbe) and hook.return_:
+                out.filters.append(self.int_filter(f, RET_ARG, ret=True, ret_type="int"))
+            else:
+                raise _Fail("matchReturnArgs needs return: true")
+        if len(out.filters) > LIMITS.filters:
+            raise _Fail(f"{len(out.filters)} argument filters in one selector; the engine "
+                        f"evaluates {LIMITS.filters}")
+        self.pids(sel, out)
+        self.binaries(sel, out)
+        self.namespaces(sel, out)
+        self.capabilities(sel, out)
+        if sel.match_namespace_changes or sel.match_capability_changes:
+            raise _Fail("matchNamespaceChanges/matchCapabilityChanges need kprobes on "
+                        "commit_creds and the namespace functions")
+        self.actions(hook, sel, out)
+        return out
+
+    def int_filter(self, f: ArgSelector, k: int, *, ret: bool, ret_type: str) -> CompiledFilter:
+        op = f.operator
+        if op in ("InMap", "NotInMap"):
+            s = self.new_set()
+            for v in f.values:
+                for value in self.map_values(v):
+                    self.sets.ints.append((s, value))
+            return CompiledFilter("IN_SET" if op == "InMap" else "NOT_IN_SET", k, ret, s)
+        vals = [_int(v) & _M64 for v in f.values]
+        if op in ("Equal", "NotEqual"):
+            if len(vals) > LIMITS.values:
+                s = self.new_set()
+                self.sets.ints.extend((s, v) for v in vals)
+                return CompiledFilter("IN_SET" if op == "Equal" else "NOT_IN_SET", k, ret, s)
+            return CompiledFilter("EQ" if op == "Equal" else "NEQ", k, ret, 0, tuple(vals))
+        if op in ("GT", "GreaterThan", "LT", "LessThan"):
+            if len(vals) != 1:
+                raise _Fail(f"{op} takes one value, not {len(vals)}")
+            return CompiledFilter("GT" if op in ("GT", "GreaterThan") else "LT", k, ret, 0,
+                                  tuple(vals))
+        if op == "Mask":
+            mask = 0
+            for value in vals:  # any (x & v) != 0  ==  (x & (v1|v2|...)) != 0
+                mask |= value
+            return CompiledFilter("MASK", k, ret, 0, (mask,))
+        raise _Fail(f"operator {op} does not apply to an integer ({ret_type})")
+
+    def map_values(self, v: str) -> list[int]:
+        if v.startswith("list:"):
+            lst = self.lists.get(v[5:])
+            if lst is None:
+                raise _Fail(f"no list named {v[5:]!r}")
+            if lst.type not in ("syscalls",):
+                raise _Fail(f"InMap on list {lst.name!r} of type {lst.type or 'none'}: "
+                            "bpfguard takes syscalls lists here")
+            out = []
+            for name in lst.values:
+                for nr, compat in _syscall_ids(name, self.nr_max):
+                    out.append(nr | (_COMPAT_BIT if compat else 0))
+            return out
+        if ":" in v:
+            lo, hi = (_int(x) for x in v.split(":", 1))
+            if hi < lo or hi - lo > 65535:
+                raise _Fail(f"range {v!r}: at most 65536 values, low first")
+            return list(range(lo, hi + 1))
+        return [_int(v) & _M64]
+
+    def arg_filter(self, f: ArgSelector, a: CompiledArg, k: int, *, ret: bool) -> CompiledFilter:
+        op = f.operator
+        if a.type in ("INT", "SYSCALL64"):
+            return self.int_filter(f, k, ret=ret, ret_type=a.declared)
+        if a.type in _STRING_TYPES:
+            return self.string_filter(f, k)
+        if a.type == "SOCKADDR":
+            return self.sock_filter(f, k)
+        raise _Fail(f"operator {op} on a {a.declared} argument")
+
+    def string_filter(self, f: ArgSelector, k: int) -> CompiledFilter:
+        op = f.operator
+        s = self.new_set()
+        vals = [v.encode() for v in f.values]
+        if op in ("Equal", "NotEqual"):
+            for v in vals:
+                if len(v) > LIMITS.string:
+                    raise _Fail(f"a value of {len(v)} bytes; strings match up to "
+                                f"{LIMITS.string}")
+                self.sets.strs.append((s, len(v), string_hash(self.seed, v)))
+            return CompiledFilter("STR_EQ" if op == "Equal" else "STR_NEQ", k, False, s)
+        if op in ("Prefix", "NotPrefix", "Postfix", "NotPostfix"):
+            post = "Postfix" in op
+            for v in vals:
+                if len(v) > LIMITS.prefix:
+                    raise _Fail(f"{op} value of {len(v)} bytes; at most {LIMITS.prefix}")
+                if post:
+                    self.sets.postfixes.append((s, v[::-1]))
+                else:
+                    self.sets.prefixes.append((s, v))
+            name = ("NOT_" if op.startswith("Not") else "") + ("POSTFIX" if post else "PREFIX")
+            return CompiledFilter(name, k, False, s)
+        raise _Fail(f"operator {op} does not apply to a string or path")
+
+    def sock_filter(self, f: ArgSelector, k: int) -> CompiledFilter:
+        op = f.operator
+        if op in ("SAddr", "NotSAddr", "DAddr", "NotDAddr"):
+            s = self.new_set()
+            for v in f.values:
+                try:
+                    net = ipaddress.ip_network(v.strip(), strict=False)
+                except ValueError:
+                    raise _Fail(f"{v!r} is not an address or CIDR") from None
+                if net.version == 4:
+                    addr = b"\0" * 10 + b"\xff\xff" + net.network_address.packed
+                    bits = 96 + net.prefixlen
+                else:
+                    addr, bits = net.network_address.packed, net.prefixlen
+                self.sets.addrs.append((s, bits, addr))
+            name = {"SAddr": "SADDR", "NotSAddr": "NOT_SADDR", "DAddr": "DADDR",
+                    "NotDAddr": "NOT_DADDR"}[op]
+            return CompiledFilter(name, k, False, s)
+        simple = {"SPort": "SPORT", "NotSPort": "NOT_SPORT", "DPort": "DPORT",
+                  "NotDPort": "NOT_DPORT", "Protocol": "PROTOCOL", "Family": "FAMILY",
+                  "State": "STATE"}
+        if op in simple:
+            table = {"Protocol": _PROTOCOLS, "Family": _FAMILIES, "State": _TCP_STATES}.get(op, {})
+            vals = tuple(table[v] if v in table else _int(v) for v in f.values)
+            if len(vals) > LIMITS.values:
+                raise _Fail(f"{len(vals)} values; {op} takes at most {LIMITS.values}")
+            return CompiledFilter(simple[op], k, False, 0, vals)
+        priv = {"SPortPriv": "SPORT_PRIV", "NotSPortPriv": "NOT_SPORT_PRIV",
+                "NotSportPriv": "NOT_SPORT_PRIV", "DPortPriv": "DPORT_PRIV",
+                "NotDPortPriv": "NOT_DPORT_PRIV"}
+        if op in priv:
+            return CompiledFilter(priv[op], k)
+        raise _Fail(f"operator {op} does not apply to a socket address")
+
+    def pids(self, sel: Selector, out: CompiledSelector) -> None:
+        if not sel.match_pids:
+            return
+        flags = set()
+        pids: set[int] | None = None
+        for p in sel.match_pids:
+            f = (PID_FLAG["NOT_IN"] if p.operator == "NotIn" else 0) | \
+                (PID_FLAG["NS"] if p.is_namespace_pid else 0) | \
+                (PID_FLAG["FOLLOW"] if p.follow_forks else 0)
+            flags.add(f)
+            vals = set(p.values)
+            # AND of NotIn filters: not in the union; AND of In filters: in the intersection
+            if pids is None:
+                pids = vals
+            elif f & PID_FLAG["NOT_IN"]:
+                pids = pids | vals
+            else:
+                pids = pids & vals
+        if len(flags) > 1:
+            raise _Fail("matchPIDs filters with different operators or flags in one "
+                        "selector; bpfguard evaluates one (Tetragon only the first)")
+        assert pids is not None
+        if len(pids) > LIMITS.values:
+            raise _Fail(f"{len(pids)} pids in matchPIDs; at most {LIMITS.values}")
+        out.pid_flags = flags.pop()
+        out.pids = tuple(sorted(pids))
+        if not out.pids and not out.pid_flags & PID_FLAG["NOT_IN"]:
+            raise _Fail("matchPIDs In filters with no pid in common match nothing")
+
+    def _binaries(self, filters: tuple[BinarySelector, ...], what: str) -> tuple[int, int]:
+        if not filters:
+            return 0, 0
+        if len(filters) > 1:
+            raise _Fail(f"{len(filters)} {what} filters; Tetragon and bpfguard take one")
+        f = filters[0]
+        if f.follow_children:
+            raise _Fail(f"{what} followChildren is not served by bpfguard yet")
+        s = self.new_set()
+        for v in f.values:
+            b = v.encode()
+            if f.operator in ("In", "NotIn"):
+                self.sets.strs.append((s, len(b), string_hash(self.seed, b)))
+            elif len(b) > LIMITS.prefix:
+                raise _Fail(f"{what} {f.operator} value of {len(b)} bytes; at most "
+                            f"{LIMITS.prefix}")
+            elif "Postfix" in f.operator:
+                self.sets.postfixes.append((s, b[::-1]))
+            else:
+                self.sets.prefixes.append((s, b))
+        return BIN_OP[f.operator], s
+
+    def binaries(self, sel: Selector, out: CompiledSelector) -> None:
+        out.bin_op, out.bin_set = self._binaries(sel.match_binaries, "matchBinaries")
+        out.pbin_op, out.pbin_set = self._binaries(sel.match_parent_binaries,
+                                                   "matchParentBinaries")
+
+    def namespaces(self, sel: Selector, out: CompiledSelector) -> None:
+        if len(sel.match_namespaces) > LIMITS.ns_filters:
+            raise _Fail(f"{len(sel.match_namespaces)} matchNamespaces filters; at most "
+                        f"{LIMITS.ns_filters}")
+        for f in sel.match_namespaces:
+            if f.namespace not in NS_KIND:
+                raise _Fail(f"namespace {f.namespace!r}")
+            vals = []
+            for v in f.values:
+                if v == "host_ns":
+                    try:
+                        vals.append(os.stat(f"{self.ns_root}/{_NS_PROC[f.namespace]}").st_ino)
+                    except OSError as exc:
+                        raise _Fail(f"host_ns for {f.namespace}: {exc.strerror}") from None
+                else:
+                    vals.append(_int(v))
+            if len(vals) > LIMITS.ns_values:
+                raise _Fail(f"{len(vals)} values in matchNamespaces; at most "
+                            f"{LIMITS.ns_values}")
+            out.ns.append((NS_KIND[f.namespace], f.operator == "NotIn", tuple(vals)))
+
+    def capabilities(self, sel: Selector, out: CompiledSelector) -> None:
+        if not sel.match_capabilities:
+            return
+        if len(sel.match_capabilities) > 1:
+            raise _Fail("more than one matchCapabilities filter in a selector")
+        f = sel.match_capabilities[0]
+        if f.is_namespace_capability:
+            raise _Fail("isNamespaceCapability is not served by bpfguard yet")
+        mask = 0
+        for v in f.values:
+            if v not in _CAPS:
+                raise _Fail(f"unknown capability {v!r}")
+            mask |= 1 << _CAPS[v]
+        out.cap_op = 1 if f.operator == "In" else 2
+        out.cap_type = CAP_TYPE.get(f.type, 0)
+        out.cap_mask = mask
+
+    def actions(self, hook: Hook, sel: Selector, out: CompiledSelector) -> None:
+        enforcing: list[str] = []
+
+        def bits(acts: tuple[Action, ...]) -> int:
+            b = 0
+            for a in acts:
+                if a.action in _ENFORCING_UNSUPPORTED:
+                    raise _Fail(_ENFORCING_UNSUPPORTED[a.action] + "; this kernel refuses "
+                                "BPF trampolines, and bpfguard has no such backend yet")
+                if a.action in _NOT_SUPPORTED:
+                    raise _Fail(f"{a.action}: {_NOT_SUPPORTED[a.action]}")
+                if a.kernel_stack_trace or a.user_stack_trace or a.ima_hash:
+                    raise _Fail(f"{a.action}: stack traces and imaHash are not served by "
+                                "bpfguard yet")
+                if a.action == "Post":
+                    b |= ACT["POST"]
+                    if a.rate_limit:
+                        ms = parse_rate(a.rate_limit)
+                        if ms is None:
+                            raise _Fail(f"rateLimit {a.rate_limit!r}: a number with s, m or h")
+                        out.rate_ms = ms
+                        out.rate_scope = RATE_SCOPE.get(a.rate_limit_scope or "thread", 0)
+                elif a.action == "NoPost":
+                    b |= ACT["NOPOST"]
+                elif a.action == "Sigkill":
+                    b |= ACT["SIGKILL"]
+                    enforcing.append("Sigkill")
+                elif a.action == "Signal":
+                    if a.arg_sig is None or not 0 < a.arg_sig < 65:
+                        raise _Fail("Signal needs argSig (1-64)")
+                    b |= ACT["SIGNAL"]
+                    out.signal = a.arg_sig
+                    enforcing.append("Signal")
+            return b
+
+        entry = bits(sel.match_actions)
+        ret = bits(sel.match_return_actions)
+        if sel.match_return_actions and not (isinstance(hook, KProbe) and hook.return_):
+            raise _Fail("matchReturnActions needs return: true")
+        out.actions = entry if sel.match_actions else ACT["POST"]
+        out.ret_actions = ret
+        out.enforcing = tuple(dict.fromkeys(enforcing))
+
+
+def compile_policy(policy: Policy, *, nr_max: int = 512, seed: int = 0,
+                   next_set: Callable[[], int] | None = None,
+                   fields_of: Callable[[str, str], list[TracepointField] | None]
+                   = tracepoint_fields,
+                   ns_root: str = "/proc/1/ns") -> CompiledPolicy:
+    """Compile `policy` for the in-kernel engine, or raise PolicyError naming
+    every hook that cannot be served here and why (at the hook's line).
+
+    `next_set` hands out set ids (the engine's allocator; a counter by
+    default), `seed` is the engine's exact-string hash key, `fields_of`
+    reads tracepoint formats (tracefs by default).
+    """
+    counter = iter(range(1, 1 << 31))
+    return _Compiler(policy, nr_max=nr_max, seed=seed,
+                     next_set=next_set or (lambda: next(counter)), fields_of=fields_of,
+                     ns_root=ns_root).compile()
+

@@ -1,0 +1,541 @@
+"""The policy engine: TracingPolicies compiled into the kernel, live.
+
+One :class:`PolicyEngine` owns ``bpf/policy.bpf.o``: the syscall programs
+(raw_syscalls enter/exit, serving every syscall hook), the executable
+tracker behind matchBinaries, and one small copy of the object per
+tracepoint hook. Adding a policy validates and compiles it completely, then
+writes sets, selectors and hooks, loads its tracepoint copies, and only
+then routes syscalls to it; any failure undoes what was written. Deleting
+a policy unroutes it, detaches its copies and clears its map entries; the
+syscall programs stay attached only while some syscall hook exists.
+
+Example::
+
+    with SensorSet(syscalls=(), extra=[PolicyEngine()]) as sensors:
+        engine = sensors.extra[0]
+        engine.add(load_policy("openat.yaml"))
+        sensors.start()
+        for ev in sensors.read():
+            ...   # PolicyEvent among ExecEvent/ExitEvent
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import os
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import BpfguardError, ConfigError
+from ..loader import BpfObject, Link, Map, bpf_object_path
+from ..probe import Features
+from ..rules.model import Problem
+from ..sensors.events import boot_to_wall_ns
+from ..sensors.sensors import SHARED_MAPS, Sensor
+from .compiler import (
+    ACT,
+    HOOK_KIND,
+    LIMITS,
+    OP,
+    PT,
+    CompiledHook,
+    CompiledPolicy,
+    compile_policy,
+    string_hash,
+)
+from .events import Enforcement, PolicyArg, PolicyEvent
+from .loader import PolicyCode, PolicyError
+from .model import Policy, requirements
+
+__all__ = ["LoadedPolicy", "PolicyEngine"]
+
+_STATS = ("posted", "actions", "would_act", "rate_limited", "no_return")
+_TP_PROGRAMS = ("bg_pol_tp", "bg_pol_raw_tp")
+# maps each tracepoint copy keeps for itself: per-CPU scratch and global data
+_PRIVATE_MAPS = ("scratch", "pol_work")
+_TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL"}
+_FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}
+
+
+@dataclass
+class LoadedPolicy:
+    """A policy in the kernel: its hook slots, sets and tracepoint copies."""
+
+    policy: Policy
+    compiled: CompiledPolicy
+    source: str
+    mode: Literal["enforce", "monitor"]
+    slots: list[int] = field(default_factory=list)
+    copies: list[BpfObject] = field(default_factory=list)
+    cgroup: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+
+class PolicyEngine(Sensor):
+    """TracingPolicies evaluated in the kernel (see the module docstring).
+
+    Args:
+        features: what the kernel can do (the probe); decides which hooks
+            and actions can be served, and the messages when not.
+        seed: exact-string hash key; random by default.
+    """
+
+    object_name = "policy"
+
+    def __init__(self, *, features: Features | None = None, seed: int | None = None) -> None:
+        super().__init__()
+        self.features = features
+        self.seed = seed if seed is not None else secrets.randbits(64)
+        self.policies: dict[str, LoadedPolicy] = {}
+        self._slots: dict[int, tuple[LoadedPolicy, CompiledHook]] = {}
+        self._next_set = 1
+        self._shared: dict[str, Map] = {}
+        self._syscall_links: list[Link] = []
+        self._lock = threading.RLock()
+        self._attached = False
+        btf = self.obj.btf
+        self._t = {n: btf.struct(n) for n in (
+            "bg_pol_hook", "bg_pol_selector", "bg_pol_route", "bg_pol_int_key",
+            "bg_pol_str_key", "bg_pol_lpm_key", "bg_pol_addr_key", "bg_pol_exe",
+            "bg_policy_event")}
+        self._nr_max = self.abi.nr_max
+        self._event_type = self.abi.event_type["POLICY"]
+        self._check_abi()
+        for p in self.obj.programs:
+            if p.name in _TP_PROGRAMS:
+                p.autoload = False
+
+    def _check_abi(self) -> None:
+        """The compiler's enum copies must equal the object's (one source of truth: the C)."""
+        btf = self.obj.btf
+        for enum, prefix, table in (("bg_pol_hook_kind", "BG_HOOK_", HOOK_KIND),
+                                    ("bg_pol_type", "BG_PT_", PT), ("bg_pol_op", "BG_OP_", OP),
+                                    ("bg_pol_action", "BG_ACT_", ACT)):
+            got = {k.removeprefix(prefix): v for k, v in btf.enum(enum).items()}
+            if got != table:
+                raise BpfguardError(f"policy compiler and {enum} in policy.bpf.o disagree; "
+                                    "rebuild the BPF objects (make -C bpf)")
+
+    # -- Sensor --
+
+    def configure(self) -> None:
+        self.obj.rodata["targ_seed"] = self.seed
+
+    def load(self, shared: dict[str, Map]) -> None:
+        super().load(shared)
+        self._shared = shared
+
+    def after_load(self) -> None:
+        self._seed_executables()
+
+    def attach(self) -> None:
+        with self._lock:
+            for name in ("bg_pol_exec", "bg_pol_fork", "bg_pol_exit_task"):
+                self.obj.program(name).attach()
+            self._attached = True
+            self._sync_syscall_programs()
+
+    def _seed_executables(self) -> None:
+        """pol_exe for processes that exec'd before the engine: from /proc."""
+        exe_map = self.obj.map("pol_exe")
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                path = os.readlink(d / "exe").encode()
+            except OSError:
+                continue
+            if path.endswith(b" (deleted)"):
+                path = path[: -len(b" (deleted)")]
+            exe_map.update(ctypes.c_uint32(int(d.name)), self._exe_entry(path))
+
+    def _exe_entry(self, path: bytes) -> Any:
+        e = self._t["bg_pol_exe"]()
+        e.len = len(path)
+        e.hash = string_hash(self.seed, path)
+        n = min(len(path), LIMITS.prefix)
+        ctypes.memmove(e.head, path[:n], n)
+        tail = path[::-1][:n]
+        ctypes.memmove(e.tail, tail, n)
+        return e
+
+    # -- adding and removing policies --
+
+    def add(self, policy: Policy, *, source: str = "", cgroup: str | None = None) -> LoadedPolicy:
+        """Validate, compile and load `policy`; all or nothing.
+
+        Raises PolicyError (hooks or actions this kernel or bpfguard cannot
+        serve, with file:line) or ConfigError (name taken, no room).
+        `cgroup` limits the policy to a cgroup v2 directory and its
+        descendants (a container outside Kubernetes).
+        """
+        with self._lock:
+            if policy.name in self.policies:
+                raise ConfigError(f"a policy named {policy.name!r} is loaded already; delete "
+                                  "it first (bpfguard policy delete NAME)")
+            self._refuse_missing_features(policy)
+            compiled = compile_policy(policy, nr_max=self._nr_max, seed=self.seed,
+                                      next_set=self._new_set)
+            free = [s for s in range(LIMITS.hooks) if s not in self._slots]
+            if len(compiled.hooks) > len(free):
+                raise ConfigError(f"{policy.name}: {len(compiled.hooks)} hooks, but only "
+                                  f"{len(free)} of {LIMITS.hooks} hook slots are free")
+            for h in compiled.hooks:
+                for idx in h.syscalls:
+                    users = sum(1 for _, other in self._slots.values() if idx in other.syscalls)
+                    if users + 1 > LIMITS.syscall_hooks:
+                        raise ConfigError(f"{policy.name}: syscall {idx} already has "
+                                          f"{users} hooks; the engine routes at most "
+                                          f"{LIMITS.syscall_hooks} per syscall")
+            lp = LoadedPolicy(policy, compiled, source or policy.context.file, policy.mode)
+            if cgroup is not None:
+                try:
+                    lp.cgroup = os.stat(cgroup).st_ino
+                except OSError as exc:
+                    raise ConfigError(f"--cgroup {cgroup}: {exc.strerror}") from None
+            try:
+                self._write_sets(compiled)
+                for h in compiled.hooks:
+                    slot = free.pop(0)
+                    lp.slots.append(slot)
+                    self._slots[slot] = (lp, h)
+                    self._write_hook(slot, lp, h)
+                    if h.kind in ("TRACEPOINT", "RAW_TP"):
+                        lp.copies.append(self._load_copy(slot, h))
+                self.policies[policy.name] = lp
+                self._write_routes()
+            except BaseException:
+                self.policies.pop(policy.name, None)
+                self._unload(lp)
+                raise
+            return lp
+
+    def _refuse_missing_features(self, policy: Policy) -> None:
+        if self.features is None:
+            return
+        missing = [r for r in requirements(policy, self.features) if not r.available]
+        if missing:
+            raise PolicyError(policy.context.file, [
+                Problem(PolicyCode.NOT_APPLICABLE, r.message, r.context) for r in missing])
+
+    def _new_set(self) -> int:
+        s = self._next_set
+        self._next_set += 1
+        return s
+
+    def delete(self, name: str) -> None:
+        """Detach and remove the policy called `name` (KeyError if none)."""
+        with self._lock:
+            lp = self.policies.pop(name)
+            self._write_routes()
+            self._unload(lp)
+
+    def set_mode(self, name: str, mode: str) -> None:
+        """Switch a loaded policy between enforce and monitor, live."""
+        if mode not in ("enforce", "monitor"):
+            raise ValueError(f"mode must be enforce or monitor, not {mode!r}")
+        with self._lock:
+            lp = self.policies[name]
+            lp.mode = mode  # type: ignore[assignment]
+            for slot in lp.slots:
+                self._write_hook(slot, lp, self._slots[slot][1])
+
+    def counters(self, name: str) -> dict[str, int]:
+        """Per-policy totals: posted, actions, would_act, rate_limited, no_return."""
+        lp = self.policies[name]
+        stats = self.obj.map("pol_stats")
+        out = dict.fromkeys(_STATS, 0)
+        for slot in lp.slots:
+            for i, key in enumerate(_STATS):
+                out[key] += stats.sum_percpu_u64(ctypes.c_uint32(slot * len(_STATS) + i))
+        return out
+
+    def list(self) -> list[dict[str, Any]]:
+        """Loaded policies with their counters, for `bpfguard policy list`."""
+        with self._lock:
+            return [{"name": lp.name, "mode": lp.mode, "hooks": len(lp.slots),
+                     "file": lp.source, "counters": self.counters(lp.name)}
+                    for lp in self.policies.values()]
+
+    def close(self) -> None:
+        with self._lock:
+            for lp in list(self.policies.values()):
+                for c in lp.copies:
+                    c.close()
+            self.policies.clear()
+        super().close()
+
+    # -- map writing --
+
+    def _write_sets(self, c: CompiledPolicy) -> None:
+        t = self._t
+        one = ctypes.c_uint8(1)
+        ints, strs = self.obj.map("pol_ints"), self.obj.map("pol_strs")
+        pre, post, addrs = (self.obj.map("pol_prefix"), self.obj.map("pol_postfix"),
+                            self.obj.map("pol_addrs"))
+        for s, v in c.sets.ints:
+            k = t["bg_pol_int_key"]()
+            k.set, k.value = s, v
+            ints.update(k, one)
+        for s, n, h in c.sets.strs:
+            k = t["bg_pol_str_key"]()
+            k.set, k.len, k.hash = s, n, h
+            strs.update(k, one)
+        for m, entries in ((pre, c.sets.prefixes), (post, c.sets.postfixes)):
+            for s, data in entries:
+                k = t["bg_pol_lpm_key"]()
+                k.prefixlen, k.set = 32 + 8 * len(data), s
+                ctypes.memmove(k.data, data, len(data))
+                m.update(k, one)
+        for s, bits, addr in c.sets.addrs:
+            k = t["bg_pol_addr_key"]()
+            k.prefixlen, k.set = 32 + bits, s
+            ctypes.memmove(k.addr, addr, 16)
+            addrs.update(k, one)
+
+    def _clear_sets(self, c: CompiledPolicy) -> None:
+        ids = set(c.set_ids)
+        for name in ("pol_ints", "pol_strs", "pol_prefix", "pol_postfix", "pol_addrs"):
+            m = self.obj.map(name)
+            for key in list(m.keys()):
+                # every set key has the set id as its first u32 after an
+                # optional u32 prefix length (LPM keys)
+                off = 4 if name in ("pol_prefix", "pol_postfix", "pol_addrs") else 0
+                if int.from_bytes(key[off:off + 4], "little") in ids:
+                    m.delete(key)
+
+    def _write_hook(self, slot: int, lp: LoadedPolicy, h: CompiledHook) -> None:
+        t = self._t
+        enc = t["bg_pol_hook"]()
+        enc.kind = HOOK_KIND[h.kind]
+        enc.nargs = len(h.args)
+        enc.nsel = len(h.selectors)
+        enc.ret = int(h.ret)
+        enc.mode = 1 if lp.mode == "monitor" else 0
+        enc.policy = slot
+        enc.cgroup = lp.cgroup
+        for i, a in enumerate(h.args):
+            enc.args[i].type = PT[a.type]
+            enc.args[i].size = a.size
+            enc.args[i].is_signed = int(a.is_signed)
+            enc.args[i].size_arg = a.size_arg
+            enc.args[i].src = a.src
+        sels = self.obj.map("pol_selectors")
+        for i, s in enumerate(h.selectors):
+            e = t["bg_pol_selector"]()
+            e.nfilters = len(s.filters)
+            e.actions, e.ret_actions, e.signal = s.actions, s.ret_actions, s.signal
+            e.pid_flags, e.npids = s.pid_flags, len(s.pids)
+            for j, p in enumerate(s.pids):
+                e.pids[j] = p
+            e.bin_op, e.bin_set, e.pbin_op, e.pbin_set = s.bin_op, s.bin_set, s.pbin_op, s.pbin_set
+            e.nns = len(s.ns)
+            for j, (kind, not_in, vals) in enumerate(s.ns):
+                e.ns[j].kind, e.ns[j].not_in, e.ns[j].nvals = kind, int(not_in), len(vals)
+                for m, v in enumerate(vals):
+                    e.ns[j].vals[m] = v
+            e.cap_op, e.cap_type, e.cap_mask = s.cap_op, s.cap_type, s.cap_mask
+            e.rate_ms, e.rate_scope = s.rate_ms, s.rate_scope
+            for j, f in enumerate(s.filters):
+                e.filters[j].op = OP[f.op]
+                e.filters[j].arg = f.arg
+                e.filters[j].ret = int(f.ret)
+                e.filters[j].set = f.set
+                e.filters[j].nvals = len(f.vals)
+                for m, v in enumerate(f.vals):
+                    e.filters[j].vals[m] = v
+            sels.update(ctypes.c_uint32(slot * LIMITS.selectors + i), e)
+        self.obj.map("pol_hooks").update(ctypes.c_uint32(slot), enc)
+
+    def _write_routes(self) -> None:
+        """Routes and interest bitmaps from the loaded syscall hooks; programs
+        attach when the first syscall hook arrives and detach with the last."""
+        routes: dict[int, list[int]] = {}
+        ret_nrs: set[int] = set()
+        for lp in self.policies.values():
+            for slot in lp.slots:
+                h = self._slots[slot][1]
+                for idx in h.syscalls:
+                    routes.setdefault(idx, []).append(slot)
+                    if h.ret:
+                        ret_nrs.add(idx % self._nr_max)
+        m = self.obj.map("pol_routes")
+        for idx in range(2 * self._nr_max):
+            r = self._t["bg_pol_route"]()
+            slots = routes.get(idx, [])
+            r.n = len(slots)
+            for i, s in enumerate(slots):
+                r.hooks[i] = s
+            m.update(ctypes.c_uint32(idx), r)
+        for var, nrs in (("pol_interest", {i % self._nr_max for i in routes}),
+                         ("pol_ret_interest", ret_nrs)):
+            words = self.obj.bss.var(var)
+            bits = [0] * len(words)
+            for nr in nrs:
+                bits[nr // 64] |= 1 << (nr % 64)
+            for i, w in enumerate(bits):
+                words[i] = w
+        self._sync_syscall_programs()
+
+    def _sync_syscall_programs(self) -> None:
+        if not self._attached:
+            return
+        want = any(h.syscalls for lp in self.policies.values()
+                   for h in (self._slots[s][1] for s in lp.slots))
+        if want and not self._syscall_links:
+            self._syscall_links = [self.obj.program(n).attach()
+                                   for n in ("bg_pol_sys_enter", "bg_pol_sys_exit")]
+        elif not want and self._syscall_links:
+            for link in self._syscall_links:
+                link.destroy()
+            self._syscall_links = []
+
+    def _load_copy(self, slot: int, h: CompiledHook) -> BpfObject:
+        """A copy of the object serving one tracepoint hook, sharing every map."""
+        copy = BpfObject.open(bpf_object_path(self.object_name))
+        try:
+            want = "bg_pol_raw_tp" if h.kind == "RAW_TP" else "bg_pol_tp"
+            for p in copy.programs:
+                p.autoload = p.name == want
+            for name in copy.map_names:
+                if "." in name or name in _PRIVATE_MAPS:  # global data: obj.rodata, obj.bss
+                    continue
+                src = self._shared.get(name) if name in SHARED_MAPS else self.obj.map(name)
+                if src is not None:
+                    copy.reuse_map(name, src.fd)
+            copy.rodata["targ_hook"] = slot
+            copy.rodata["targ_seed"] = self.seed
+            copy.load()
+            prog = copy.program(want)
+            if h.kind == "RAW_TP":
+                prog.attach_raw_tracepoint(h.event)
+            else:
+                prog.attach_tracepoint(h.subsys, h.event)
+            return copy
+        except BpfguardError as exc:
+            copy.close()
+            raise PolicyError(h.hook.context.file, [Problem(
+                PolicyCode.NOT_APPLICABLE, f"{h.hook.name}: cannot attach: {exc}",
+                h.hook.context)]) from None
+        except BaseException:
+            copy.close()
+            raise
+
+    def _unload(self, lp: LoadedPolicy) -> None:
+        hooks, sels = self.obj.map("pol_hooks"), self.obj.map("pol_selectors")
+        for c in lp.copies:
+            c.close()
+        lp.copies.clear()
+        for slot in lp.slots:
+            hooks.update(ctypes.c_uint32(slot), self._t["bg_pol_hook"]())
+            for i in range(LIMITS.selectors):
+                sels.update(ctypes.c_uint32(slot * LIMITS.selectors + i),
+                            self._t["bg_pol_selector"]())
+            self._slots.pop(slot, None)
+        lp.slots.clear()
+        self._clear_sets(lp.compiled)
+
+    # -- events --
+
+    @property
+    def event_type(self) -> int:
+        return self._event_type
+
+    def decode(self, rec: bytes) -> PolicyEvent | None:
+        """A policy event record as a PolicyEvent; None for a hook since removed."""
+        t = self._t["bg_policy_event"]
+        size = ctypes.sizeof(t)
+        e = t.from_buffer_copy(rec[:size].ljust(size, b"\0"))
+        found = self._slots.get(e.hook)
+        if found is None:
+            return None
+        lp, h = found
+        data = rec[t.data.offset:]
+        sel = h.selectors[e.selector] if e.selector < len(h.selectors) else h.selectors[0]
+        args = tuple(self._arg(a, e.args[i], data) for i, a in enumerate(h.args))
+        enforcement = self._enforcement(e, sel.enforcing, lp)
+        action = "KPROBE_ACTION_POST"
+        for en in enforcement:
+            if en.done:
+                action = _TETRAGON_ACTION[en.action]
+        ret = None
+        if e.has_ret:
+            ret = PolicyArg(h.ret_type, int(e.ret))
+        common = dict(policy_name=lp.name, pid=e.hdr.tgid, tid=e.hdr.tid,
+                      time_ns=boot_to_wall_ns(e.hdr.ktime_ns), ktime_ns=e.hdr.ktime_ns,
+                      args=args, action=action, return_value=ret,
+                      return_action="KPROBE_ACTION_POST" if e.has_ret else "",
+                      enforcement=enforcement, message=h.hook.message, tags=h.hook.tags,
+                      selector=e.selector, uid=e.hdr.euid,
+                      comm=bytes(e.hdr.comm).split(b"\0", 1)[0].decode(errors="replace"))
+        if h.kind == "SYSCALL":
+            return PolicyEvent(kind="kprobe", function_name=h.function_name or _syscall_fn(
+                e.nr, self._nr_max), **common)
+        return PolicyEvent(kind="tracepoint", subsys=h.subsys, event=h.event,
+                           **common)
+
+    def _enforcement(self, e: Any, names: tuple[str, ...], lp: LoadedPolicy
+                     ) -> tuple[Enforcement, ...]:
+        out = []
+        for name in names:
+            bit = ACT["SIGKILL"] if name == "Sigkill" else ACT["SIGNAL"]
+            if not (e.done | e.would | e.failed) & bit:
+                continue
+            done = bool(e.done & bit)
+            note = ("monitor mode: counted, not done" if e.would & bit else
+                    "the kernel refused to send the signal" if e.failed & bit else
+                    "signal sent at the hook; the operation itself was not prevented "
+                    "(no BPF LSM or fmod_ret backend on this kernel)")
+            out.append(Enforcement(action=name, done=done,
+                                   mode="monitor" if e.would & bit else "enforce",
+                                   backend="bpf_send_signal", before_operation=False,
+                                   signal=9 if name == "Sigkill" else 0, note=note))
+        return tuple(out)
+
+    def _arg(self, a: Any, v: Any, data: bytes) -> PolicyArg:
+        flags = v.flags
+        truncated = bool(flags & 4)
+        if flags & 8:
+            return PolicyArg(a.declared, None, a.label, truncated)
+        if a.type in ("INT", "SYSCALL64"):
+            value = int(v.value)
+            if a.is_signed and value >= 1 << 63:
+                value -= 1 << 64
+            return PolicyArg(a.declared, value, a.label)
+        if a.type == "SOCKADDR":
+            if not flags & 2:
+                return PolicyArg(a.declared, None, a.label)
+            s = v.sock
+            raw = bytes(s.raddr)
+            fam = int(s.family)
+            addr = (".".join(str(b) for b in raw[:4]) if fam == 2 else
+                    _v6(raw) if fam == 10 else "")
+            return PolicyArg(a.declared, {"family": _FAMILY.get(fam, str(fam)), "addr": addr,
+                                          "port": int(s.rport)}, a.label)
+        if not flags & 1:
+            return PolicyArg(a.declared, None, a.label, truncated)
+        raw = data[v.data.off:v.data.off + v.data.len]
+        if a.type == "CHAR_BUF":
+            return PolicyArg(a.declared, raw, a.label, truncated)
+        return PolicyArg(a.declared, raw.split(b"\0", 1)[0].decode(errors="surrogateescape"),
+                         a.label, truncated)
+
+
+def _v6(raw: bytes) -> str:
+    return str(ipaddress.IPv6Address(raw[:16]))
+
+
+def _syscall_fn(idx: int, nr_max: int) -> str:
+    from ..sensors.syscall_table import syscall_name
+
+    compat = idx >= nr_max
+    return ("__ia32_sys_" if compat else "__x64_sys_") + syscall_name(idx % nr_max,
+                                                                      compat=compat)
+

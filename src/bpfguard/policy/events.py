@@ -1,0 +1,89 @@
+"""Events of loaded TracingPolicies, decoded from the kernel, before formatting.
+
+A :class:`PolicyEvent` is what one selector match produced: the hook, the
+arguments as the policy declared them (resolved paths, parsed socket
+addresses), the return value for ``return: true`` hooks, and what bpfguard
+really did about it. :mod:`bpfguard.outputs.tetragon` renders it as
+Tetragon's ``process_kprobe`` / ``process_tracepoint`` JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Enforcement", "PolicyArg", "PolicyEvent"]
+
+
+@dataclass(frozen=True)
+class PolicyArg:
+    """One argument as the policy declared it.
+
+    `value` by type: int for the integer family and ``syscall64`` (bit 31 set
+    for a 32-bit compat syscall, as Tetragon does); str for ``string``,
+    ``data_loc`` and path-like types (``fd``, ``file``, ``path``,
+    ``linux_binprm``: the path resolved from kernel objects); bytes for
+    ``char_buf``; dict for ``sockaddr`` ({"family", "addr", "port"}) and
+    ``sock`` ({"family", "type", "protocol", "saddr", "daddr", "sport",
+    "dport", "state"}); None when it could not be read.
+    """
+
+    type: str
+    value: int | str | bytes | dict[str, Any] | None
+    label: str = ""
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """What an enforcing action (Sigkill, Signal) did, in truth.
+
+    `done` is False in monitor mode (the action is only counted) and when the
+    kernel refused it. `before_operation` says whether it acted before the
+    operation took effect: a signal sent at syscall entry kills the task, but
+    the syscall itself still completes on a kernel without BPF LSM/fmod_ret.
+    """
+
+    action: str            # "Sigkill" | "Signal"
+    done: bool
+    mode: Literal["enforce", "monitor"]
+    backend: str           # "bpf_send_signal"
+    before_operation: bool
+    signal: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PolicyEvent:
+    """One selector match, ready to format.
+
+    `kind` picks the Tetragon event: ``kprobe`` (``kprobes`` hooks, including
+    syscalls served by the syscall tracepoints) or ``tracepoint``.
+    `function_name` is the kprobe's function as Tetragon names it (for
+    syscalls, ``__x64_sys_openat`` style); `subsys`/`event` name a tracepoint.
+    `action` is Tetragon's KprobeAction name of what happened
+    (``KPROBE_ACTION_POST``, ``KPROBE_ACTION_SIGKILL``, ...): in monitor mode
+    it stays ``KPROBE_ACTION_POST`` and `enforcement` says what would have
+    been done.
+    """
+
+    kind: Literal["kprobe", "tracepoint"]
+    policy_name: str
+    pid: int
+    tid: int
+    time_ns: int                 # wall clock, ns since the epoch
+    ktime_ns: int                # CLOCK_BOOTTIME, for ordering
+    args: tuple[PolicyArg, ...]
+    action: str = "KPROBE_ACTION_POST"
+    function_name: str = ""
+    subsys: str = ""
+    event: str = ""
+    return_value: PolicyArg | None = None
+    return_action: str = ""
+    enforcement: tuple[Enforcement, ...] = ()
+    message: str = ""
+    tags: tuple[str, ...] = ()
+    selector: int = 0
+    uid: int = 0
+    comm: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
