@@ -6,12 +6,20 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+
+from ..agent.control import DEFAULT_SOCKET, AgentNotListening, ControlError, request
 
 __all__ = ["policy"]
 
 _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+_socket_option = click.option(
+    "--socket", "socket_path", default=DEFAULT_SOCKET, show_default=True, metavar="PATH",
+    type=click.Path(dir_okay=False, readable=False, path_type=Path),
+    help="The running agent's control socket (root-only).")
 
 
 @click.group(context_settings=_CTX)
@@ -19,9 +27,18 @@ def policy() -> None:
     """Tetragon TracingPolicy files (cilium.io/v1alpha1), unmodified.
 
     \b
-    For now: `check` validates a policy as Tetragon would and says, hook by
-    hook, which kernel feature bpfguard would use on this machine, or which
-    one is missing. Loading policies into the kernel is the next step.
+    Check a policy, then manage the policies of the running agent:
+      bpfguard policy check block-shadow.yaml      validate; what each hook needs here
+      bpfguard run --policy block-shadow.yaml      start the agent with it
+      bpfguard policy add more.yaml                load another one into the agent, live
+      bpfguard policy list                         loaded policies, events, actions
+      bpfguard policy mode block-shadow monitor    stop acting, keep reporting
+      bpfguard policy delete block-shadow          unload it
+
+    \b
+    add, list, mode and delete talk to the agent started by `bpfguard run
+    --policy ...` over its control socket (/run/bpfguard/control.sock, or
+    --socket), which only root may use. `check` works without an agent.
     """
 
 
@@ -76,3 +93,153 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
     if failed:
         sys.exit(1)
 
+
+
+def _say_error(msg: str) -> None:
+    click.echo(f"bpfguard: error: {msg}", err=True)
+
+
+@policy.command(context_settings=_CTX)
+@click.argument("files", nargs=-1, required=True, metavar="POLICY.yaml...",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_socket_option
+def add(files: tuple[Path, ...], socket_path: Path) -> None:
+    """Load TracingPolicy files into the running agent.
+
+    \b
+    Each file is loaded whole or not at all: if the policy is invalid, or this
+    kernel cannot provide one of its hooks, nothing of it is attached and the
+    reason is printed (the other files are still tried). Exit code 1 if any
+    file failed. A policy with the option `policy-mode: monitor` only reports
+    what it would have done; switch it later with `bpfguard policy mode`.
+
+    \b
+    Examples:
+      sudo bpfguard policy add block-shadow.yaml
+      sudo bpfguard policy add policies/*.yaml
+      sudo bpfguard policy add --socket /run/other/control.sock p.yaml
+
+    Needs an agent started with `bpfguard run --policy FILE`; the control
+    socket is root-only.
+    """
+    failed = False
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            _say_error(f"{f}: {getattr(exc, 'strerror', None) or exc}")
+            failed = True
+            continue
+        try:
+            summary: Any = request("add", socket_path=socket_path, text=text, source=str(f))
+        except AgentNotListening:
+            raise
+        except ControlError as exc:
+            msg = str(exc)
+            _say_error(msg if msg.startswith(str(f)) else f"{f}: {msg}")
+            failed = True
+            continue
+        if not isinstance(summary, dict):
+            summary = {}
+        hooks = summary.get("hooks")
+        nhooks = f", {hooks} hook{'s' if hooks != 1 else ''}" if isinstance(hooks, int) else ""
+        click.echo(f"added policy {summary.get('name', '?')!r} "
+                   f"({summary.get('mode', '?')} mode{nhooks}) from {f}")
+    if failed:
+        sys.exit(1)
+
+
+_COLUMNS = ("NAME", "MODE", "HOOKS", "EVENTS", "ACTIONS", "WOULD-ACT", "RATE-LIMITED", "FILE")
+
+
+def _row(p: dict[str, Any]) -> tuple[str, ...]:
+    counters = p.get("counters")
+    c: dict[str, Any] = counters if isinstance(counters, dict) else {}
+
+    def cell(v: Any) -> str:
+        return "-" if v is None else str(v)
+
+    return (cell(p.get("name")), cell(p.get("mode")), cell(p.get("hooks")),
+            cell(c.get("posted")), cell(c.get("actions")), cell(c.get("would_act")),
+            cell(c.get("rate_limited")), cell(p.get("file")))
+
+
+@policy.command(name="list", context_settings=_CTX)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_socket_option
+def list_policies(as_json: bool, socket_path: Path) -> None:
+    """Show the policies loaded in the running agent, with their counters.
+
+    \b
+    Columns:
+      EVENTS        events the policy's hooks reported
+      ACTIONS       actions taken (enforce mode): Sigkill, Override, ...
+      WOULD-ACT     actions a monitor-mode policy would have taken
+      RATE-LIMITED  events not reported because of a rateLimit
+
+    \b
+    Examples:
+      sudo bpfguard policy list
+      sudo bpfguard policy list --json | jq '.[].counters'
+
+    Needs an agent started with `bpfguard run --policy FILE`; the control
+    socket is root-only.
+    """
+    result = request("list", socket_path=socket_path)
+    policies: list[Any] = result if isinstance(result, list) else []
+    if as_json:
+        click.echo(json.dumps(policies, indent=2))
+        return
+    if not policies:
+        click.echo("no policies loaded (add one with `bpfguard policy add FILE`)", err=True)
+        return
+    rows = [_COLUMNS] + [_row(p) for p in policies if isinstance(p, dict)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    numeric = {2, 3, 4, 5, 6}
+    for r in rows:
+        cells = [v.rjust(w) if i in numeric else v.ljust(w)
+                 for i, (v, w) in enumerate(zip(r, widths, strict=True))]
+        click.echo("  ".join(cells).rstrip())
+
+
+@policy.command(context_settings=_CTX)
+@click.argument("name")
+@_socket_option
+def delete(name: str, socket_path: Path) -> None:
+    """Unload a policy from the running agent: its hooks are detached and its
+    actions stop at once.
+
+    \b
+    Example:
+      sudo bpfguard policy delete block-shadow
+
+    NAME is the policy's metadata.name, as `bpfguard policy list` shows it.
+    Needs an agent started with `bpfguard run --policy FILE`; the control
+    socket is root-only.
+    """
+    request("delete", socket_path=socket_path, name=name)
+    click.echo(f"deleted policy {name!r}")
+
+
+@policy.command(name="mode", context_settings=_CTX)
+@click.argument("name")
+@click.argument("mode", type=click.Choice(["enforce", "monitor"]))
+@_socket_option
+def set_mode(name: str, mode: str, socket_path: Path) -> None:
+    """Switch a loaded policy between enforce and monitor mode, live.
+
+    \b
+    enforce: the policy's actions (Sigkill, Override, ...) are carried out.
+    monitor: nothing is done to the process; events are still reported and
+             what would have been done is counted (WOULD-ACT in `policy list`).
+
+    \b
+    Examples:
+      sudo bpfguard policy mode block-shadow monitor     try a policy safely
+      sudo bpfguard policy mode block-shadow enforce     then enforce it
+
+    Needs an agent started with `bpfguard run --policy FILE`; the control
+    socket is root-only.
+    """
+    request("mode", socket_path=socket_path, name=name, mode=mode)
+    click.echo(f"policy {name!r} is now in {mode} mode")

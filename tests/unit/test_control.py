@@ -1,0 +1,459 @@
+"""The agent's control socket and the `bpfguard policy add/list/delete/mode`
+commands, over real Unix sockets with an in-memory policy handler."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bpfguard.agent import control
+from bpfguard.agent.control import (
+    AgentNotListening,
+    ControlError,
+    ControlServer,
+    request,
+)
+from bpfguard.cli import main
+from bpfguard.errors import BpfguardError, UnsupportedError
+from bpfguard.policy import load_policy_text
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tetragon"
+
+POLICY = """\
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: {name}
+spec:
+  tracepoints:
+  - subsystem: syscalls
+    event: sys_enter_openat
+  - subsystem: syscalls
+    event: sys_enter_unlinkat
+"""
+
+
+class FakePolicies:
+    """A PolicyControl keeping policies in a dict; parses with the real loader."""
+
+    def __init__(self) -> None:
+        self.policies: dict[str, dict[str, Any]] = {}
+        self.calls = 0
+        self.active = 0
+        self.max_active = 0
+        self.delay = 0.0
+
+    def _enter(self) -> None:
+        self.calls += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        if self.delay:
+            time.sleep(self.delay)
+
+    def add_policy(self, text: str, source: str) -> dict[str, Any]:
+        self._enter()
+        try:
+            if "needs-lsm" in text:
+                raise UnsupportedError(f"{source}: hook lsm/file_open needs BPF LSM; "
+                                       "this kernel has none")
+            if "crash-me" in text:
+                raise RuntimeError("boom")
+            pol = load_policy_text(source, text)
+            self.policies[pol.name] = {
+                "name": pol.name, "mode": pol.mode, "hooks": len(pol.hooks), "file": source,
+                "counters": {"posted": 7, "actions": 1, "would_act": 0, "rate_limited": 2}}
+            return {"name": pol.name, "mode": pol.mode, "hooks": len(pol.hooks)}
+        finally:
+            self.active -= 1
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        self._enter()
+        self.active -= 1
+        return list(self.policies.values())
+
+    def delete_policy(self, name: str) -> None:
+        self._enter()
+        self.active -= 1
+        del self.policies[name]
+
+    def set_policy_mode(self, name: str, mode: str) -> None:
+        self._enter()
+        self.active -= 1
+        if mode not in ("enforce", "monitor"):
+            raise ValueError(f"bad mode {mode!r}")
+        self.policies[name]["mode"] = mode
+
+
+@pytest.fixture
+def sock_path(tmp_path: Path) -> Iterator[Path]:
+    """A socket path in tmp_path, or in a short temporary directory when
+    tmp_path is too long for sun_path (108 bytes)."""
+    path = tmp_path / "run" / "control.sock"
+    if len(os.fsencode(path)) < 100:
+        yield path
+        return
+    d = tempfile.mkdtemp(prefix="bpfg")
+    try:
+        yield Path(d) / "run" / "control.sock"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def handler() -> FakePolicies:
+    return FakePolicies()
+
+
+@pytest.fixture
+def server(sock_path: Path, handler: FakePolicies) -> Iterator[ControlServer]:
+    with ControlServer(sock_path, handler, timeout=2.0) as srv:
+        yield srv
+
+
+def _raw(path: Path, data: bytes, *, shut: bool = True) -> dict[str, Any]:
+    """Send raw bytes, return the decoded response line."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        try:
+            s.sendall(data)
+            if shut:
+                s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    result: dict[str, Any] = json.loads(buf)
+    return result
+
+
+# -- the server and client -------------------------------------------------
+
+
+def test_round_trips(server: ControlServer, sock_path: Path, handler: FakePolicies) -> None:
+    assert request("list", socket_path=sock_path) == []
+    summary = request("add", socket_path=sock_path, text=POLICY.format(name="p1"),
+                      source="p1.yaml")
+    assert summary == {"name": "p1", "mode": "enforce", "hooks": 2}
+    request("add", socket_path=sock_path, text=POLICY.format(name="p2"), source="p2.yaml")
+    listed = request("list", socket_path=sock_path)
+    assert [p["name"] for p in listed] == ["p1", "p2"]
+    assert listed[0]["file"] == "p1.yaml" and listed[0]["counters"]["posted"] == 7
+    assert request("mode", socket_path=sock_path, name="p1", mode="monitor") is None
+    assert handler.policies["p1"]["mode"] == "monitor"
+    assert request("delete", socket_path=sock_path, name="p2") is None
+    assert list(handler.policies) == ["p1"]
+
+
+def test_policy_error_text_reaches_the_client(server: ControlServer, sock_path: Path) -> None:
+    bad = POLICY.format(name="bad").replace("tracepoints", "tracepointz")
+    with pytest.raises(ControlError) as info:
+        request("add", socket_path=sock_path, text=bad, source="bad.yaml")
+    msg = str(info.value)
+    assert msg.startswith("bad.yaml: ")
+    assert "tracepointz" in msg
+    # a kernel refusal too; and the server still serves
+    with pytest.raises(ControlError, match="needs BPF LSM"):
+        request("add", socket_path=sock_path, text="# needs-lsm", source="lsm.yaml")
+    assert request("list", socket_path=sock_path) == []
+
+
+def test_errors_keep_the_server_serving(server: ControlServer, sock_path: Path,
+                                        handler: FakePolicies) -> None:
+    request("add", socket_path=sock_path, text=POLICY.format(name="p"), source="p.yaml")
+    with pytest.raises(ControlError, match="no policy named 'nope'"):
+        request("delete", socket_path=sock_path, name="nope")
+    with pytest.raises(ControlError, match="no policy named 'nope'"):
+        request("mode", socket_path=sock_path, name="nope", mode="monitor")
+    with pytest.raises(ControlError, match="mode must be 'enforce' or 'monitor', not 'off'"):
+        request("mode", socket_path=sock_path, name="p", mode="off")
+    with pytest.raises(ControlError, match="unknown op 'frobnicate'"):
+        request("frobnicate", socket_path=sock_path)
+    with pytest.raises(ControlError, match="'name' must be a string"):
+        request("delete", socket_path=sock_path, name=3)
+    with pytest.raises(ControlError, match="internal error in the agent: RuntimeError: boom"):
+        request("add", socket_path=sock_path, text="crash-me", source="x.yaml")
+    assert [p["name"] for p in request("list", socket_path=sock_path)] == ["p"]
+
+
+def test_malformed_json_is_an_error(server: ControlServer, sock_path: Path) -> None:
+    resp = _raw(sock_path, b"{not json\n")
+    assert resp["ok"] is False and "not JSON" in resp["error"]
+    resp = _raw(sock_path, b"[1, 2]\n")
+    assert resp == {"ok": False, "error": "bad request: expected a JSON object"}
+    # a request without a newline, ended by EOF, is still read
+    assert _raw(sock_path, b'{"op": "list"}') == {"ok": True, "result": []}
+    assert request("list", socket_path=sock_path) == []
+
+
+def test_oversize_request_is_refused(sock_path: Path, handler: FakePolicies) -> None:
+    with ControlServer(sock_path, handler, max_request=1024) as srv:
+        assert srv.max_request == 1024
+        with pytest.raises(ControlError, match="request too large"):
+            request("add", socket_path=sock_path, text="x" * 100_000, source="big.yaml")
+        assert handler.calls == 0
+        assert request("list", socket_path=sock_path) == []
+
+
+def test_default_limit_is_4_mib(server: ControlServer, sock_path: Path,
+                                handler: FakePolicies) -> None:
+    assert control.MAX_REQUEST == 4 * 1024 * 1024
+    with pytest.raises(ControlError, match="request too large"):
+        request("add", socket_path=sock_path, text="x" * (5 * 1024 * 1024), source="b.yaml")
+    assert handler.calls == 0
+    assert request("list", socket_path=sock_path) == []
+
+
+def test_stuck_client_times_out_and_others_are_served(sock_path: Path,
+                                                      handler: FakePolicies) -> None:
+    with ControlServer(sock_path, handler, timeout=1.0), \
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stuck:
+        stuck.connect(str(sock_path))
+        stuck.sendall(b'{"op": "li')             # and then nothing
+        t0 = time.monotonic()
+        assert request("list", socket_path=sock_path) == []
+        assert time.monotonic() - t0 < 0.8       # not queued behind the stuck one
+        stuck.settimeout(5)
+        resp = json.loads(stuck.recv(65536))
+        assert resp["ok"] is False and "no complete request" in resp["error"]
+
+
+def test_handler_calls_are_serialized(server: ControlServer, sock_path: Path,
+                                      handler: FakePolicies) -> None:
+    handler.delay = 0.05
+    errors: list[BaseException] = []
+
+    def add(i: int) -> None:
+        try:
+            request("add", socket_path=sock_path, text=POLICY.format(name=f"p{i}"),
+                    source=f"p{i}.yaml")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert handler.max_active == 1
+    assert len(handler.policies) == 6
+
+
+def test_non_root_peer_is_refused(server: ControlServer, sock_path: Path,
+                                  handler: FakePolicies,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control, "peer_uid", lambda conn: 1000)
+    with pytest.raises(ControlError, match=r"permission denied.*uid 1000"):
+        request("add", socket_path=sock_path, text=POLICY.format(name="p"), source="p.yaml")
+    assert handler.calls == 0
+    monkeypatch.undo()
+    assert request("list", socket_path=sock_path) == []
+
+
+def test_peer_uid_is_read_from_the_kernel(server: ControlServer, sock_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(sock_path))
+        assert control.peer_uid(s) == os.geteuid()
+
+
+def test_socket_is_0600_in_a_0700_directory(server: ControlServer, sock_path: Path) -> None:
+    st = os.lstat(sock_path)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(sock_path.parent).st_mode) == 0o700
+
+
+def test_close_unlinks_and_is_idempotent(sock_path: Path, handler: FakePolicies) -> None:
+    srv = ControlServer(sock_path, handler)
+    srv.start()
+    assert sock_path.exists()
+    srv.close()
+    assert not sock_path.exists()
+    srv.close()
+    with pytest.raises(AgentNotListening):
+        request("list", socket_path=sock_path)
+
+
+def test_stale_socket_is_replaced(sock_path: Path, handler: FakePolicies) -> None:
+    sock_path.parent.mkdir(mode=0o700)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock_path))
+    stale.close()                                   # the file stays, nobody listens
+    assert sock_path.exists()
+    with ControlServer(sock_path, handler):
+        assert request("list", socket_path=sock_path) == []
+
+
+def test_second_server_on_a_live_socket_refuses(server: ControlServer, sock_path: Path,
+                                                handler: FakePolicies) -> None:
+    with pytest.raises(ControlError, match="another bpfguard agent is listening"):
+        ControlServer(sock_path, FakePolicies()).start()
+    # the first one is untouched
+    assert sock_path.exists()
+    request("add", socket_path=sock_path, text=POLICY.format(name="p"), source="p.yaml")
+    assert "p" in handler.policies
+
+
+def test_a_regular_file_is_not_removed(sock_path: Path, handler: FakePolicies) -> None:
+    sock_path.parent.mkdir()
+    sock_path.write_text("keep me")
+    with pytest.raises(ControlError, match="exists and is not a socket"):
+        ControlServer(sock_path, handler).start()
+    assert sock_path.read_text() == "keep me"
+
+
+def test_nothing_listening_says_how_to_start_an_agent(sock_path: Path) -> None:
+    with pytest.raises(AgentNotListening) as info:
+        request("list", socket_path=sock_path)
+    assert str(info.value) == (
+        f"no bpfguard agent is listening on {sock_path}; start one with "
+        "`bpfguard run --policy FILE` (or pass --socket)")
+    assert isinstance(info.value, ControlError) and isinstance(info.value, BpfguardError)
+
+
+def test_close_waits_for_a_handler_call_in_progress(sock_path: Path,
+                                                    handler: FakePolicies) -> None:
+    handler.delay = 0.3
+    srv = ControlServer(sock_path, handler)
+    srv.start()
+    results: list[Any] = []
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.connect(str(sock_path))                     # connected, sends nothing
+    t = threading.Thread(target=lambda: results.append(request("list", socket_path=sock_path)))
+    t.start()
+    deadline = time.monotonic() + 5
+    while handler.calls == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    srv.close()
+    assert time.monotonic() - t0 < 2                 # the idle client does not hold it
+    assert handler.active == 0
+    t.join()
+    assert results == [[]]                           # the call in progress was answered
+    idle.close()
+
+
+# -- the CLI ---------------------------------------------------------------
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(main, ["policy", *args])
+
+
+def test_cli_add_list_mode_delete(server: ControlServer, sock_path: Path, tmp_path: Path,
+                                  handler: FakePolicies) -> None:
+    f = tmp_path / "p1.yaml"
+    f.write_text(POLICY.format(name="p1"))
+    r = _cli("add", str(f), "--socket", str(sock_path))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == f"added policy 'p1' (enforce mode, 2 hooks) from {f}\n"
+    assert handler.policies["p1"]["file"] == str(f)
+
+    r = _cli("list", "--socket", str(sock_path))
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "MODE", "HOOKS", "EVENTS", "ACTIONS", "WOULD-ACT",
+                                "RATE-LIMITED", "FILE"]
+    assert lines[1].split() == ["p1", "enforce", "2", "7", "1", "0", "2", str(f)]
+
+    r = _cli("list", "--json", "--socket", str(sock_path))
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)[0]["name"] == "p1"
+
+    r = _cli("mode", "p1", "monitor", "--socket", str(sock_path))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "policy 'p1' is now in monitor mode\n"
+    assert handler.policies["p1"]["mode"] == "monitor"
+
+    r = _cli("delete", "p1", "--socket", str(sock_path))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "deleted policy 'p1'\n"
+    assert handler.policies == {}
+
+    r = _cli("list", "--socket", str(sock_path))
+    assert r.exit_code == 0
+    assert r.stdout == ""
+    assert "no policies loaded" in r.stderr
+
+
+def test_cli_add_reports_each_failure(server: ControlServer, sock_path: Path,
+                                      tmp_path: Path, handler: FakePolicies) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(POLICY.format(name="bad").replace("kind: TracingPolicy", "kind: Nope"))
+    lsm = tmp_path / "lsm.yaml"
+    lsm.write_text("# needs-lsm\n")
+    good = tmp_path / "good.yaml"
+    good.write_text(POLICY.format(name="good"))
+    r = _cli("add", str(bad), str(lsm), str(good), "--socket", str(sock_path))
+    assert r.exit_code == 1
+    assert f"bpfguard: error: {bad}: 1 problem" in r.stderr
+    assert f"bpfguard: error: {lsm}: hook lsm/file_open needs BPF LSM" in r.stderr
+    assert "added policy 'good'" in r.stdout
+    assert list(handler.policies) == ["good"]
+
+
+def test_cli_add_a_tetragon_example(server: ControlServer, sock_path: Path) -> None:
+    r = _cli("add", str(FIXTURES / "sys_setuid.yaml"), "--socket", str(sock_path))
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("added policy ")
+
+
+def test_cli_errors_exit_1_with_the_message(server: ControlServer, sock_path: Path) -> None:
+    r = _cli("delete", "nope", "--socket", str(sock_path))
+    assert r.exit_code == 1
+    assert "bpfguard: error: no policy named 'nope'" in r.stderr
+    r = _cli("mode", "nope", "enforce", "--socket", str(sock_path))
+    assert r.exit_code == 1
+    assert "no policy named 'nope'" in r.stderr
+    r = _cli("mode", "p", "off", "--socket", str(sock_path))
+    assert r.exit_code == 2                          # click's usage error
+
+
+def test_cli_without_an_agent(sock_path: Path, tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text(POLICY.format(name="p"))
+    for args in (["add", str(f), str(f)], ["list"], ["delete", "p"], ["mode", "p", "monitor"]):
+        r = _cli(*args, "--socket", str(sock_path))
+        assert r.exit_code == 1, args
+        assert r.stderr == (f"bpfguard: error: no bpfguard agent is listening on {sock_path}; "
+                            "start one with `bpfguard run --policy FILE` (or pass --socket)\n")
+
+
+def test_cli_refused_peer(server: ControlServer, sock_path: Path,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control, "peer_uid", lambda conn: 1000)
+    r = _cli("list", "--socket", str(sock_path))
+    assert r.exit_code == 1
+    assert "permission denied: only root" in r.stderr
+
+
+def test_cli_help_teaches() -> None:
+    r = _cli("--help")
+    assert r.exit_code == 0
+    for text in ("bpfguard policy add", "bpfguard policy list", "bpfguard run --policy",
+                 "only root", "/run/bpfguard/control.sock", "check"):
+        assert text in r.output, text
+    assert "next step" not in r.output
+    for cmd in ("add", "list", "delete", "mode"):
+        r = _cli(cmd, "--help")
+        assert r.exit_code == 0
+        assert "bpfguard run --policy" in r.output and "root-only" in r.output
+        assert f"bpfguard policy {cmd}" in r.output
+        assert "--socket" in r.output
