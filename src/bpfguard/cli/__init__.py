@@ -209,10 +209,27 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
 @click.option("--events", is_flag=True,
               help="Stream every process and security-relevant syscall event instead "
                    "(JSON lines; what `trace --json` shows, host-wide).")
+@click.option("--policy", "policies", multiple=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False),
+              help="Enforce a Tetragon TracingPolicy (repeatable), like `tetragon "
+                   "--tracing-policy`: its events in Tetragon's JSON on stdout.")
+@click.option("--policy-cgroup", metavar="PATH",
+              help="With --policy: limit the policies to this cgroup v2 directory and "
+                   "everything below it (a container, outside Kubernetes).")
+@click.option("--socket", "socket_path", metavar="PATH", default=None,
+              help="With --policy: the root-only control socket for `bpfguard policy "
+                   "add|list|delete|mode` [default: /run/bpfguard/control.sock].")
+@click.option("--no-process-events", is_flag=True,
+              help="With --policy: only policy events, no process_exec/process_exit.")
+@click.option("--ancestors", is_flag=True,
+              help="With --policy: add each event's ancestors, as Tetragon's "
+                   "--enable-ancestors does.")
 @_with_sensor_options
 @click.pass_context
-def run(ctx: click.Context, events: bool, syscalls: tuple[str, ...], no_syscalls: bool,
-        str_max: int, args_max: int, ringbuf_mb: int) -> None:
+def run(ctx: click.Context, events: bool, policies: tuple[str, ...], policy_cgroup: str | None,
+        socket_path: str | None, no_process_events: bool, ancestors: bool,
+        syscalls: tuple[str, ...], no_syscalls: bool, str_max: int, args_max: int,
+        ringbuf_mb: int) -> None:
     """Run the agent on its embedded default configuration.
 
     \b
@@ -221,7 +238,24 @@ def run(ctx: click.Context, events: bool, syscalls: tuple[str, ...], no_syscalls
     SIGTERM; the same as `bpfguard detect --json`. Lost events are reported
     as Falco's drop alerts, never silently. With --events: the raw event
     stream instead.
+
+    \b
+    With --policy FILE: enforce Tetragon TracingPolicies instead. Selectors
+    run in the kernel; Sigkill/Signal act in the offending task; events are
+    Tetragon's JSON (process_kprobe, process_tracepoint, process_exec,
+    process_exit). A policy this kernel cannot serve is refused with the
+    missing feature named, and nothing is loaded. Manage policies live:
+      bpfguard run --policy kill-etc.yaml &
+      bpfguard policy add more.yaml
+      bpfguard policy mode kill-etc monitor
+      bpfguard policy list
     """
+    if policies:
+        _run_policies(policies, policy_cgroup, socket_path, not no_process_events, ancestors)
+        return
+    if socket_path or policy_cgroup or no_process_events or ancestors:
+        raise ConfigError("--socket, --policy-cgroup, --no-process-events and --ancestors "
+                          "go with --policy")
     if not events:
         ctx.invoke(detect, json_flag=True)
         return
@@ -236,6 +270,28 @@ def run(ctx: click.Context, events: bool, syscalls: tuple[str, ...], no_syscalls
         sensors.close()
     click.echo(f"bpfguard: stopped; {pipe.events} events, kernel drops {drops}, "
                f"queue drops {pipe.queue_drops}", err=True)
+
+
+def _run_policies(policies: Sequence[str], cgroup: str | None, socket_path: str | None,
+                  process_events: bool, ancestors: bool) -> None:
+    from ..agent.control import DEFAULT_SOCKET
+    from ..agent.policy import PolicyAgent
+    from ..outputs import JsonLines
+
+    _require_root()
+    agent = PolicyAgent(policies, cgroup=cgroup, socket_path=socket_path or DEFAULT_SOCKET,
+                        process_events=process_events, ancestors=ancestors)
+    try:
+        for lp in agent.engine.policies.values():
+            click.echo(f"bpfguard: policy {lp.name!r} loaded ({lp.mode} mode, "
+                       f"{len(lp.slots)} hooks)", err=True)
+        agent.start()
+        stream(agent.pipeline, JsonLines(sys.stdout), -1)
+        counters = {lp["name"]: lp["counters"] for lp in agent.engine.list()}
+        drops = agent.sensors.drops()
+    finally:
+        agent.close()
+    click.echo(f"bpfguard: stopped; policy counters {counters}, kernel drops {drops}", err=True)
 
 
 @main.command(context_settings=_CTX)

@@ -54,7 +54,7 @@ class Sensor:
             prog.attach()
 
     def program_stats(self) -> dict[str, dict[str, int]]:
-        return {p.name: p.stats() for p in self.obj.programs}
+        return {p.name: p.stats() for p in self.obj.programs if p.fd >= 0}  # loaded ones
 
     def close(self) -> None:
         self.obj.close()
