@@ -383,3 +383,62 @@ def test_fixture_pid_selectors_exclude_namespace_init(running: Running, name: st
         if any(a.value == marker for a in e.args):
             seen[e.policy_name] = seen.get(e.policy_name, 0) + 1
     assert seen == {doc["metadata"]["name"]: 1}
+
+
+def _marker_open_policy(name: str, marker: str, extra: str = "") -> str:
+    return f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata: {{name: {name}}}
+    spec:
+      kprobes:
+      - call: sys_openat
+        args: [{{index: 1, type: string}}]
+        selectors:
+        - matchArgs: [{{index: 1, operator: Postfix, values: ["{marker}"]}}]
+    {extra}"""
+
+
+def test_rate_limit_posts_identical_events_once(running: Running, tmp_path: Path) -> None:
+    target = tmp_path / "rate-marker"
+    target.write_text("x")
+    running.add(_marker_open_policy("rated", "/rate-marker", """
+          matchActions: [{action: Post, rateLimit: 1m, rateLimitScope: process}]"""))
+    subprocess.run([*PY, f"import os\nfor _ in range(5): os.close(os.open({str(target)!r}, 0))"],
+                   check=True)
+    evs = [e for e in running.events() if e.policy_name == "rated"]
+    assert len(evs) == 1
+    c = running.engine.counters("rated")
+    assert (c["posted"], c["rate_limited"]) == (1, 4)
+
+
+def test_signal_action_sends_the_given_signal(running: Running, tmp_path: Path) -> None:
+    target = tmp_path / "sig-marker"
+    target.write_text("x")
+    running.add(_marker_open_policy("usr1", "/sig-marker", """
+          matchActions: [{action: Signal, argSig: 10}]"""))
+    p = subprocess.run([*PY, f"import os\nos.open({str(target)!r}, 0)\nimport time\n"
+                             "time.sleep(5)"], timeout=30)
+    assert p.returncode == -10  # SIGUSR1's default action ends it
+
+
+def test_policy_limited_to_a_cgroup(running: Running, tmp_path: Path) -> None:
+    root = Path("/sys/fs/cgroup/unified")
+    if not (root / "cgroup.procs").exists():
+        root = Path("/sys/fs/cgroup")
+    cg = root / f"bpfguard-test-{os.getpid()}"
+    cg.mkdir()
+    try:
+        target = tmp_path / "cg-marker"
+        target.write_text("x")
+        text = textwrap.dedent(_marker_open_policy("in-cgroup", "/cg-marker"))
+        running.engine.add(load_policy_text("cg.yaml", text), cgroup=str(cg))
+        open_it = f"os.close(os.open({str(target)!r}, 0))"
+        inside = subprocess.Popen([*PY, f"import os\nopen('{cg}/cgroup.procs', 'w')"
+                                        f".write(str(os.getpid()))\n{open_it}"])
+        outside = subprocess.Popen([*PY, f"import os\n{open_it}"])
+        assert inside.wait() == 0 and outside.wait() == 0
+        pids = {e.pid for e in running.events() if e.policy_name == "in-cgroup"}
+        assert pids == {inside.pid}
+    finally:
+        cg.rmdir()
