@@ -64,20 +64,27 @@ struct {
 	__type(value, __u8);
 } pol_strs SEC(".maps");
 
-struct {
+/* The template of the per-set tries user space creates. */
+struct bg_pol_trie {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, BG_POL_SETS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct bg_pol_lpm_key);
 	__type(value, __u8);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, BG_POL_PREFIX_SETS);
+	__type(key, __u32);
+	__array(values, struct bg_pol_trie);
 } pol_prefix SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, BG_POL_SETS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct bg_pol_lpm_key);
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, BG_POL_PREFIX_SETS);
+	__type(key, __u32);
+	__array(values, struct bg_pol_trie);
 } pol_postfix SEC(".maps");
 
 struct {
@@ -227,12 +234,15 @@ static __always_inline __u32 bg_pol_strlen(struct bg_pol_area *a, struct bg_pol_
 	return len;
 }
 
-static __always_inline bool bg_pol_lpm(void *map, struct bg_pol_lpm_key *key, __u32 set,
+static __always_inline bool bg_pol_lpm(void *outer, struct bg_pol_lpm_key *key, __u32 set,
 				       __u32 n)
 {
-	key->set = set;
-	key->prefixlen = 32 + 8 * n;
-	return bpf_map_lookup_elem(map, key) != NULL;
+	void *trie = bpf_map_lookup_elem(outer, &set);
+
+	if (!trie)
+		return false;
+	key->prefixlen = 8 * n;
+	return bpf_map_lookup_elem(trie, key) != NULL;
 }
 
 /* Is the string in set `set` as exact value, prefix or postfix? */

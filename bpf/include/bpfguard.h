@@ -300,8 +300,8 @@ struct bg_argval_key {
 				   * more values are compiled into a set */
 #define BG_POL_NS_FILTERS 4       /* matchNamespaces filters per selector */
 #define BG_POL_NS_VALUES 4        /* namespace ids per matchNamespaces filter */
-#define BG_POL_PREFIX_MAX 252     /* bytes compared by Prefix and Postfix (Tetragon: 256 / 127);
-				   * an LPM key holds 256 data bytes, 4 of them the set id */
+#define BG_POL_PREFIX_MAX 256     /* bytes compared by Prefix and Postfix (Tetragon: 256 / 127) */
+#define BG_POL_PREFIX_SETS 4096   /* Prefix/Postfix sets (one LPM trie each) at once */
 #define BG_POL_SYSCALL_HOOKS 8    /* hooks on one syscall, all policies together */
 #define BG_POL_PID_WALK 9         /* ancestors checked by matchPIDs followForks (as Tetragon) */
 #define BG_POL_RET 7              /* bg_pol_filter.arg naming the return value */
@@ -503,9 +503,11 @@ struct bg_pol_str_key {
 	__u64 hash;
 };
 
+/* Prefix and Postfix sets are one LPM trie each (an LPM key holds at most
+ * 256 data bytes, so the set cannot be part of the key): the set id indexes
+ * the pol_prefix / pol_postfix arrays of tries. */
 struct bg_pol_lpm_key {
-	__u32 prefixlen; /* bits: 32 for the set id, then 8 per byte */
-	__u32 set;
+	__u32 prefixlen; /* 8 bits per byte */
 	__u8 data[BG_POL_PREFIX_MAX]; /* Postfix: the string reversed */
 };
 

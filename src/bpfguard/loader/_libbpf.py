@@ -99,6 +99,21 @@ class UprobeOpts(Structure):
     ]
 
 
+class MapCreateOpts(Structure):
+    _fields_ = [
+        ("sz", c_size_t),
+        ("btf_fd", c_uint32),
+        ("btf_key_type_id", c_uint32),
+        ("btf_value_type_id", c_uint32),
+        ("btf_vmlinux_value_type_id", c_uint32),
+        ("inner_map_fd", c_uint32),
+        ("map_flags", c_uint32),
+        ("map_extra", c_uint64),
+        ("numa_node", c_uint32),
+        ("map_ifindex", c_uint32),
+    ]
+
+
 class TcHook(Structure):
     _fields_ = [
         ("sz", c_size_t),
@@ -201,6 +216,8 @@ bpf_map_update_batch = _fn(
 )
 bpf_obj_pin = _fn("bpf_obj_pin", c_int, c_int, c_char_p)
 bpf_obj_get = _fn("bpf_obj_get", c_int, c_char_p)
+bpf_map_create = _fn("bpf_map_create", c_int, c_int, c_char_p, c_uint32, c_uint32, c_uint32,
+                     POINTER(MapCreateOpts))
 bpf_obj_get_info_by_fd = _fn("bpf_obj_get_info_by_fd", c_int, c_int, c_void_p, POINTER(c_uint32))
 bpf_enable_stats = _fn("bpf_enable_stats", c_int, c_int)
 

@@ -223,6 +223,18 @@ class Map:
         return cls(Path(path).name, fd, info["type"], info["key_size"], info["value_size"],
                    info["max_entries"], owned_fd=True)
 
+    @classmethod
+    def create(cls, name: str, map_type: int, key_size: int, value_size: int,
+               max_entries: int, *, flags: int = 0) -> Map:
+        """A new map not tied to an object (an inner map of a map-in-map, say);
+        the caller owns it: close() releases it."""
+        opts = L.MapCreateOpts(sz=ctypes.sizeof(L.MapCreateOpts), map_flags=flags)
+        fd = L.bpf_map_create(map_type, name.encode()[:15], key_size, value_size, max_entries,
+                              ctypes.byref(opts))
+        if fd < 0:
+            raise KernelError(f"create map {name}", L.errno_now())
+        return cls(name, fd, map_type, key_size, value_size, max_entries, owned_fd=True)
+
     @property
     def fd(self) -> int:
         return self._fd

@@ -59,6 +59,8 @@ _TP_PROGRAMS = ("bg_pol_tp", "bg_pol_raw_tp")
 _PRIVATE_MAPS = ("scratch", "pol_work")
 _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL"}
 _FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}
+_LPM_TRIE = 11  # BPF_MAP_TYPE_LPM_TRIE
+_NO_PREALLOC = 1  # BPF_F_NO_PREALLOC, which LPM tries require
 
 
 @dataclass
@@ -95,7 +97,9 @@ class PolicyEngine(Sensor):
         self.seed = seed if seed is not None else secrets.randbits(64)
         self.policies: dict[str, LoadedPolicy] = {}
         self._slots: dict[int, tuple[LoadedPolicy, CompiledHook]] = {}
-        self._next_set = 1
+        # set ids index the arrays of prefix/postfix tries: a recycled pool
+        self._free_sets = list(range(LIMITS.prefix_sets - 1, 0, -1))
+        self._tries: dict[tuple[str, int], Map] = {}
         self._shared: dict[str, Map] = {}
         self._syscall_links: list[Link] = []
         self._lock = threading.RLock()
@@ -181,8 +185,24 @@ class PolicyEngine(Sensor):
                 raise ConfigError(f"a policy named {policy.name!r} is loaded already; delete "
                                   "it first (bpfguard policy delete NAME)")
             self._refuse_missing_features(policy)
-            compiled = compile_policy(policy, nr_max=self._nr_max, seed=self.seed,
-                                      next_set=self._new_set)
+            allocated: list[int] = []
+
+            def next_set() -> int:
+                allocated.append(self._new_set())
+                return allocated[-1]
+
+            try:
+                compiled = compile_policy(policy, nr_max=self._nr_max, seed=self.seed,
+                                          next_set=next_set)
+                return self._add(policy, compiled, source, cgroup)
+            except BaseException:
+                if policy.name not in self.policies:  # _unload gave back what it wrote
+                    self._free_sets.extend(s for s in allocated if s not in self._free_sets)
+                raise
+
+    def _add(self, policy: Policy, compiled: CompiledPolicy, source: str,
+             cgroup: str | None) -> LoadedPolicy:
+        with self._lock:
             free = [s for s in range(LIMITS.hooks) if s not in self._slots]
             if len(compiled.hooks) > len(free):
                 raise ConfigError(f"{policy.name}: {len(compiled.hooks)} hooks, but only "
@@ -226,9 +246,10 @@ class PolicyEngine(Sensor):
                 Problem(PolicyCode.NOT_APPLICABLE, r.message, r.context) for r in missing])
 
     def _new_set(self) -> int:
-        s = self._next_set
-        self._next_set += 1
-        return s
+        if not self._free_sets:
+            raise ConfigError(f"all {LIMITS.prefix_sets - 1} selector sets are in use; "
+                              "delete a policy first")
+        return self._free_sets.pop()
 
     def delete(self, name: str) -> None:
         """Detach and remove the policy called `name` (KeyError if none)."""
@@ -270,6 +291,9 @@ class PolicyEngine(Sensor):
                 for c in lp.copies:
                     c.close()
             self.policies.clear()
+            for trie in self._tries.values():
+                trie.close()
+            self._tries.clear()
         super().close()
 
     # -- map writing --
@@ -278,8 +302,7 @@ class PolicyEngine(Sensor):
         t = self._t
         one = ctypes.c_uint8(1)
         ints, strs = self.obj.map("pol_ints"), self.obj.map("pol_strs")
-        pre, post, addrs = (self.obj.map("pol_prefix"), self.obj.map("pol_postfix"),
-                            self.obj.map("pol_addrs"))
+        addrs = self.obj.map("pol_addrs")
         for s, v in c.sets.ints:
             k = t["bg_pol_int_key"]()
             k.set, k.value = s, v
@@ -288,12 +311,19 @@ class PolicyEngine(Sensor):
             k = t["bg_pol_str_key"]()
             k.set, k.len, k.hash = s, n, h
             strs.update(k, one)
-        for m, entries in ((pre, c.sets.prefixes), (post, c.sets.postfixes)):
+        for outer, entries in (("pol_prefix", c.sets.prefixes),
+                               ("pol_postfix", c.sets.postfixes)):
             for s, data in entries:
+                trie = self._tries.get((outer, s))
+                if trie is None:
+                    trie = self._tries[(outer, s)] = Map.create(
+                        f"bg_pol_trie{s}", _LPM_TRIE, ctypes.sizeof(t["bg_pol_lpm_key"]), 1,
+                        LIMITS.set_entries, flags=_NO_PREALLOC)
+                    self.obj.map(outer).update(ctypes.c_uint32(s), ctypes.c_uint32(trie.fd))
                 k = t["bg_pol_lpm_key"]()
-                k.prefixlen, k.set = 32 + 8 * len(data), s
+                k.prefixlen = 8 * len(data)
                 ctypes.memmove(k.data, data, len(data))
-                m.update(k, one)
+                trie.update(k, one)
         for s, bits, addr in c.sets.addrs:
             k = t["bg_pol_addr_key"]()
             k.prefixlen, k.set = 32 + bits, s
@@ -302,14 +332,20 @@ class PolicyEngine(Sensor):
 
     def _clear_sets(self, c: CompiledPolicy) -> None:
         ids = set(c.set_ids)
-        for name in ("pol_ints", "pol_strs", "pol_prefix", "pol_postfix", "pol_addrs"):
+        for name in ("pol_ints", "pol_strs", "pol_addrs"):
             m = self.obj.map(name)
             for key in list(m.keys()):
-                # every set key has the set id as its first u32 after an
-                # optional u32 prefix length (LPM keys)
-                off = 4 if name in ("pol_prefix", "pol_postfix", "pol_addrs") else 0
+                # the set id is the first u32 of a key, after the prefix length in LPM keys
+                off = 4 if name == "pol_addrs" else 0
                 if int.from_bytes(key[off:off + 4], "little") in ids:
                     m.delete(key)
+        for outer in ("pol_prefix", "pol_postfix"):
+            for s in ids:
+                trie = self._tries.pop((outer, s), None)
+                if trie is not None:
+                    self.obj.map(outer).delete(ctypes.c_uint32(s))
+                    trie.close()
+        self._free_sets.extend(sorted(ids, reverse=True))
 
     def _write_hook(self, slot: int, lp: LoadedPolicy, h: CompiledHook) -> None:
         t = self._t

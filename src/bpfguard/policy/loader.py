@@ -14,7 +14,7 @@ lets through: argument indexes a selector refers to must exist, ``list:``
 names must be defined, values must parse for their operator (integers for
 ``GT``/``LT``/``Mask``, CIDRs for ``SAddr``/``DAddr``, ports for
 ``SPort``/``DPort``), at most 5 selectors per hook and 5 arguments (index
-0-4) per kprobe, prefix and postfix strings at most 256 and 128 bytes.
+0-4) per kprobe, prefix and postfix strings at most 256 bytes (Tetragon: 256 and 127).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ MAX_KPROBE_ARG_INDEX: Final = 4
 MAX_TAGS: Final = 16
 MAX_MESSAGE: Final = 256
 MAX_PREFIX: Final = 256
-MAX_POSTFIX: Final = 128
+MAX_POSTFIX: Final = 256  # Tetragon: 127; bpfguard's tries hold 256 both ways
 MAX_SIGNAL: Final = 64
 
 _SELECTOR_OPS: Final = frozenset({"In", "NotIn"})
