@@ -71,7 +71,8 @@ class _Limits:
     values: int = 8
     ns_filters: int = 4
     ns_values: int = 4
-    prefix: int = 252
+    prefix: int = 256
+    prefix_sets: int = 4096
     string: int = 4095
     syscall_hooks: int = 8
     hooks: int = 512
@@ -281,7 +282,8 @@ def tracepoint_fields(subsys: str, event: str,
                       roots: tuple[str, ...] = _TRACEFS) -> list[TracepointField] | None:
     """The fields of tracepoint subsys:event in format-file order, common_*
     fields included (Tetragon's ``index`` counts them); None if it does not exist."""
-    if "/" in subsys or "/" in event or subsys.startswith(".") or event.startswith("."):
+    if any(c in name for name in (subsys, event) for c in "/\0") or \
+            subsys.startswith(".") or event.startswith("."):
         return None
     for root in roots:
         p = Path(root, "events", subsys, event, "format")
@@ -315,11 +317,26 @@ class _Fail(Exception):
 
 
 def _int(text: str) -> int:
-    t = text.strip()
+    """An integer as Go's ParseInt(s, 0, 64) reads it, as Tetragon does: a
+    leading 0 means octal ("0100" is O_CREAT)."""
+    t = text.strip().replace("_", "")
     try:
+        if re.fullmatch(r"[+-]?0[0-7]+", t):
+            return int(t, 8)
         return int(t, 0)
     except ValueError:
         raise _Fail(f"{text!r} is not an integer") from None
+
+
+_ARCH_PREFIX: Final = {"x86_64": "__x64_", "aarch64": "__arm64_"}
+
+
+def _function_name(call: str) -> str:
+    """The kernel's name for a syscall's entry, as Tetragon reports it."""
+    if call.startswith("__"):
+        return call
+    prefix = _ARCH_PREFIX.get(native_arches()[0].name, "__")
+    return prefix + (call if call.startswith("sys_") else f"sys_{call}")
 
 
 def _syscall_ids(name: str, nr_max: int) -> list[tuple[int, bool]]:
@@ -377,6 +394,13 @@ class _Compiler:
                 self.fail(hook.context, f"{hook.name}: {exc}")
         if len(hooks) > LIMITS.hooks:
             self.fail(self.policy.context, f"{len(hooks)} hooks; the engine holds {LIMITS.hooks}")
+        for what, n in (("integer set", len(self.sets.ints)), ("string set", len(self.sets.strs)),
+                        ("address set", len(self.sets.addrs)),
+                        ("prefix set", len(self.sets.prefixes)),
+                        ("postfix set", len(self.sets.postfixes))):
+            if n > LIMITS.set_entries:
+                self.fail(self.policy.context, f"{n} {what} entries; the engine holds "
+                          f"{LIMITS.set_entries}")
         if self.problems:
             raise PolicyError(self.policy.context.file, self.problems)
         return CompiledPolicy(self.policy, hooks, self.sets, self.set_ids)
@@ -420,9 +444,8 @@ class _Compiler:
         if hook.return_ and ret_type not in _INT_TYPES and ret_type != "fd":
             raise _Fail(f"returnArg type {ret_type!r}: syscall hooks return integers")
         sels = self.selectors(hook, hook.selectors, args, index_is_position=False)
-        base = hook.call[5:] if hook.call.startswith("list:") else hook.call
-        fn = base if base.startswith("__") or hook.call.startswith("list:") else \
-            f"__{native_arches()[0].name.replace('x86_64', 'x64')}_{base}"
+        # a list's events name the syscall that ran (the engine fills it per event)
+        fn = "" if hook.call.startswith("list:") else _function_name(hook.call)
         return CompiledHook(hook, "SYSCALL", args, sels, ret=hook.return_, ret_type=ret_type,
                             syscalls=tuple(dict.fromkeys(routes)), function_name=fn)
 
@@ -601,7 +624,7 @@ class _Compiler:
             lo, hi = (_int(x) for x in v.split(":", 1))
             if hi < lo or hi - lo > 65535:
                 raise _Fail(f"range {v!r}: at most 65536 values, low first")
-            return list(range(lo, hi + 1))
+            return [x & _M64 for x in range(lo, hi + 1)]
         return [_int(v) & _M64]
 
     def arg_filter(self, f: ArgSelector, a: CompiledArg, k: int, *, ret: bool) -> CompiledFilter:
