@@ -680,14 +680,20 @@ __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 	return 0;
 }
 
-static __always_inline __u32 bg_pol_nspid(struct task_struct *task)
+/* The pid's number and namespace at its own (innermost) level. */
+static __always_inline struct upid bg_pol_upid(struct pid *pid)
 {
-	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
 	unsigned int level = BPF_CORE_READ(pid, level);
 	struct upid up = {};
 
+	/* numbers[] is a flexible array: read the element at `level` by address */
 	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
-	return up.nr;
+	return up;
+}
+
+static __always_inline __u32 bg_pol_nspid(struct task_struct *task)
+{
+	return bg_pol_upid(BPF_CORE_READ(task, group_leader, thread_pid)).nr;
 }
 
 static __always_inline bool bg_pol_pid_in(struct bg_pol_selector *s, __u32 pid)
@@ -767,11 +773,8 @@ static __always_inline __u32 bg_pol_ns_inum(struct task_struct *task, __u8 kind)
 	case BG_NS_MNT:
 		return BPF_CORE_READ(nsp, mnt_ns, ns.inum);
 	case BG_NS_PID: {
-		struct pid *pid = BPF_CORE_READ(task, thread_pid);
-		unsigned int level = BPF_CORE_READ(pid, level);
-		struct upid up = {};
+		struct upid up = bg_pol_upid(BPF_CORE_READ(task, thread_pid));
 
-		bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
 		return BPF_CORE_READ(up.ns, ns.inum);
 	}
 	case BG_NS_PID_FOR_CHILDREN:

@@ -446,3 +446,24 @@ def test_policy_limited_to_a_cgroup(running: Running, tmp_path: Path) -> None:
         assert pids == {inside.pid}
     finally:
         cg.rmdir()
+
+
+def test_match_namespaces_and_capabilities(running: Running, tmp_path: Path) -> None:
+    target = tmp_path / "ns-marker"
+    target.write_text("x")
+    running.add(_marker_open_policy("host-mnt", "/ns-marker", """
+          matchNamespaces: [{namespace: Mnt, operator: In, values: [host_ns]}]"""))
+    running.add(_marker_open_policy("no-sysadmin", "/ns-marker", """
+          matchCapabilities: [{type: Effective, operator: NotIn, values: [CAP_SYS_ADMIN]}]"""))
+    open_it = f"import os; os.close(os.open({str(target)!r}, 0))"
+    host = subprocess.Popen([*PY, open_it])
+    other_ns = subprocess.Popen(["unshare", "--mount", *PY, open_it])  # execs python in place
+    no_caps = subprocess.Popen(["setpriv", "--inh-caps=-all", "--bounding-set=-all", *PY,
+                                open_it])
+    assert host.wait() == 0 and other_ns.wait() == 0 and no_caps.wait() == 0
+    got: dict[str, set[int]] = {}
+    for e in running.events():
+        got.setdefault(e.policy_name, set()).add(e.pid)
+    assert host.pid in got["host-mnt"] and no_caps.pid in got["host-mnt"]
+    assert other_ns.pid not in got["host-mnt"]
+    assert got["no-sysadmin"] == {no_caps.pid}

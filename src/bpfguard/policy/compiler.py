@@ -52,6 +52,7 @@ __all__ = [
     "SetEntries",
     "TracepointField",
     "compile_policy",
+    "host_ns_root",
     "parse_rate",
     "string_hash",
     "tracepoint_fields",
@@ -837,16 +838,29 @@ def compile_policy(policy: Policy, *, nr_max: int = 512, seed: int = 0,
                    next_set: Callable[[], int] | None = None,
                    fields_of: Callable[[str, str], list[TracepointField] | None]
                    = tracepoint_fields,
-                   ns_root: str = "/proc/1/ns") -> CompiledPolicy:
+                   ns_root: str | None = None) -> CompiledPolicy:
     """Compile `policy` for the in-kernel engine, or raise PolicyError naming
     every hook that cannot be served here and why (at the hook's line).
 
     `next_set` hands out set ids (the engine's allocator; a counter by
     default), `seed` is the engine's exact-string hash key, `fields_of`
-    reads tracepoint formats (tracefs by default).
+    reads tracepoint formats (tracefs by default), `ns_root` is where
+    ``host_ns`` namespaces are read (default: :func:`host_ns_root`).
     """
     counter = iter(range(1, 1 << 31))
     return _Compiler(policy, nr_max=nr_max, seed=seed,
                      next_set=next_set or (lambda: next(counter)), fields_of=fields_of,
-                     ns_root=ns_root).compile()
+                     ns_root=ns_root or host_ns_root()).compile()
+
+
+def host_ns_root(proc: str = "/proc") -> str:
+    """Where the host's namespaces can be read: kthreadd's (pid 2), which
+    always lives in the initial namespaces, else pid 1's (a pid namespace of
+    our own; also where a sandboxing init hides its namespaces from root)."""
+    try:
+        if Path(proc, "2", "comm").read_text().strip() == "kthreadd":
+            return f"{proc}/2/ns"
+    except OSError:
+        pass
+    return f"{proc}/1/ns"
 
