@@ -831,27 +831,37 @@ static __always_inline bool bg_pol_caps(struct bg_pol_selector *s, struct task_s
 	return ((caps & s->cap_mask) != 0) == (s->cap_op == 1);
 }
 
-/* Does selector s match? ret_phase: check only the matchReturnArgs filters
- * (at return); otherwise everything else. */
-__noinline int bg_pol_match(struct bg_pol_area *a, struct bg_pol_selector *s, __u32 ret_phase)
+/* The selector's process filters: matchPIDs, matchBinaries,
+ * matchParentBinaries, matchNamespaces, matchCapabilities. Checked before
+ * any argument is read, so a hook whose selectors all reject the task costs
+ * no string or path read. */
+__noinline int bg_pol_match_task(struct bg_pol_selector *s)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 
+	if (!s)
+		return 0;
+	if (s->npids && !bg_pol_pids(s, task))
+		return 0;
+	if (s->bin_op && !bg_pol_binary(s->bin_op, s->bin_set, task->tgid))
+		return 0;
+	if (s->pbin_op &&
+	    !bg_pol_binary(s->pbin_op, s->pbin_set, BPF_CORE_READ(task, real_parent, tgid)))
+		return 0;
+	if (s->nns && !bg_pol_namespaces(s, task))
+		return 0;
+	if (s->cap_op && !bg_pol_caps(s, task))
+		return 0;
+	return 1;
+}
+
+/* The selector's argument filters of one phase: matchArgs at the hook,
+ * matchReturnArgs (ret_phase) at return. */
+__noinline int bg_pol_match_args(struct bg_pol_area *a, struct bg_pol_selector *s,
+				 __u32 ret_phase)
+{
 	if (!a || !s)
 		return 0;
-	if (!ret_phase) {
-		if (s->npids && !bg_pol_pids(s, task))
-			return 0;
-		if (s->bin_op && !bg_pol_binary(s->bin_op, s->bin_set, task->tgid))
-			return 0;
-		if (s->pbin_op &&
-		    !bg_pol_binary(s->pbin_op, s->pbin_set, BPF_CORE_READ(task, real_parent, tgid)))
-			return 0;
-		if (s->nns && !bg_pol_namespaces(s, task))
-			return 0;
-		if (s->cap_op && !bg_pol_caps(s, task))
-			return 0;
-	}
 	for (int i = 0; i < BG_POL_FILTERS; i++) {
 		if (i >= s->nfilters)
 			break;
@@ -963,7 +973,7 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	struct bg_pol_area *a;
 	struct bg_scratch *scr;
 	struct bg_pol_stash *st;
-	__u32 pos = 0, tgid, key;
+	__u32 pos = 0, tgid, key, candidates = 0;
 	__u64 size;
 
 	if (!src)
@@ -976,6 +986,18 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 		return 0;
 	if (h->cgroup && !bg_pol_in_cgroup(task, h->cgroup))
 		return 0;
+	for (int i = 0; i < BG_POL_SELECTORS; i++) {
+		struct bg_pol_selector *s;
+
+		if (i >= h->nsel)
+			break;
+		key = hook * BG_POL_SELECTORS + i;
+		s = bpf_map_lookup_elem(&pol_selectors, &key);
+		if (s && bg_pol_match_task(s))
+			candidates |= 1 << i;
+	}
+	if (!candidates)
+		return 0;
 	scr = bg_scratch(role);
 	if (!scr)
 		return 0;
@@ -983,6 +1005,7 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	__builtin_memset(&a->ev, 0, sizeof(a->ev));
 	bg_fill_header(&a->ev.hdr, task, BG_EVENT_POLICY);
 	a->ev.hook = hook;
+	a->ev.gen = h->gen;
 	a->ev.nr = src->nr;
 	if (src->compat)
 		a->ev.hdr.flags |= BG_EV_COMPAT;
@@ -994,11 +1017,11 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	for (int i = 0; i < BG_POL_SELECTORS; i++) {
 		struct bg_pol_selector *s;
 
-		if (i >= h->nsel)
-			break;
+		if (!(candidates & (1 << i)))
+			continue;
 		key = hook * BG_POL_SELECTORS + i;
 		s = bpf_map_lookup_elem(&pol_selectors, &key);
-		if (s && bg_pol_match(a, s, 0)) {
+		if (s && bg_pol_match_args(a, s, 0)) {
 			sel = s;
 			a->ev.selector = i;
 			break;
@@ -1094,7 +1117,7 @@ static __noinline int bg_pol_exit(long id, long ret)
 		return 0;
 	a->ev.ret = ret;
 	a->ev.has_ret = 1;
-	if (!bg_pol_match(a, sel, 1))
+	if (!bg_pol_match_args(a, sel, 1))
 		return 0;
 	bg_pol_act(a, h, hook, sel->ret_actions, sel->signal);
 	bg_pol_post(a, sel, hook, st->size);

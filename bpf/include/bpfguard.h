@@ -468,7 +468,7 @@ struct bg_pol_hook {
 	__u8 ret;      /* return: true: post at return, with the return value */
 	__u8 mode;     /* enum bg_pol_mode */
 	__u8 pad;
-	__u16 policy;  /* user space's policy slot, for counters */
+	__u16 gen;     /* generation of the slot: events of a removed hook are told apart */
 	__u64 cgroup;  /* cgroup v2 id the hook is limited to (and its descendants); 0: all */
 	struct bg_pol_arg args[BG_POL_ARGS];
 };
@@ -551,7 +551,8 @@ struct bg_policy_event {
 	__u8 would;      /* enforcing actions not carried out: monitor mode */
 	__u8 failed;     /* enforcing actions the kernel refused */
 	__u8 has_ret;
-	__u8 pad[3];
+	__u8 pad;
+	__u16 gen;       /* the hook's generation when the event was made */
 	struct bg_pol_value args[BG_POL_ARGS];
 	__u8 data[];
 };

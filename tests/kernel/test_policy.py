@@ -467,3 +467,17 @@ def test_match_namespaces_and_capabilities(running: Running, tmp_path: Path) -> 
     assert host.pid in got["host-mnt"] and no_caps.pid in got["host-mnt"]
     assert other_ns.pid not in got["host-mnt"]
     assert got["no-sysadmin"] == {no_caps.pid}
+
+
+def test_a_reused_slot_starts_clean(running: Running, tmp_path: Path) -> None:
+    target = tmp_path / "gen-marker"
+    target.write_text("x")
+    open_it = [*PY, f"import os; os.close(os.open({str(target)!r}, 0))"]
+    running.add(_marker_open_policy("first", "/gen-marker"))
+    subprocess.run(open_it, check=True)
+    time.sleep(0.2)  # the event waits in the ring buffer, unread, while the slot changes hands
+    running.engine.delete("first")
+    running.add(_marker_open_policy("second", "/no-such-marker"))
+    assert running.engine.counters("second")["posted"] == 0
+    # the first policy's record is not passed off as the second's
+    assert [e.policy_name for e in running.events()] == []

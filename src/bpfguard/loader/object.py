@@ -239,6 +239,11 @@ class Map:
     def fd(self) -> int:
         return self._fd
 
+    @property
+    def cpus(self) -> int:
+        """Values per key: the possible CPUs for a per-CPU map, else 1."""
+        return self._ncpu
+
     def close(self) -> None:
         if self._owned_fd and self._fd >= 0:
             os.close(self._fd)

@@ -97,6 +97,8 @@ class PolicyEngine(Sensor):
         self.seed = seed if seed is not None else secrets.randbits(64)
         self.policies: dict[str, LoadedPolicy] = {}
         self._slots: dict[int, tuple[LoadedPolicy, CompiledHook]] = {}
+        self._gens: dict[int, int] = {}  # slot -> generation of the hook in it
+        self._gen = 0
         # set ids index the arrays of prefix/postfix tries: a recycled pool
         self._free_sets = list(range(LIMITS.prefix_sets - 1, 0, -1))
         self._tries: dict[tuple[str, int], Map] = {}
@@ -226,6 +228,8 @@ class PolicyEngine(Sensor):
                     slot = free.pop(0)
                     lp.slots.append(slot)
                     self._slots[slot] = (lp, h)
+                    self._gen = self._gen % 0xFFFF + 1
+                    self._gens[slot] = self._gen
                     self._write_hook(slot, lp, h)
                     if h.kind in ("TRACEPOINT", "RAW_TP"):
                         lp.copies.append(self._load_copy(slot, h))
@@ -355,7 +359,7 @@ class PolicyEngine(Sensor):
         enc.nsel = len(h.selectors)
         enc.ret = int(h.ret)
         enc.mode = 1 if lp.mode == "monitor" else 0
-        enc.policy = slot
+        enc.gen = self._gens[slot]
         enc.cgroup = lp.cgroup
         for i, a in enumerate(h.args):
             enc.args[i].type = PT[a.type]
@@ -466,6 +470,8 @@ class PolicyEngine(Sensor):
 
     def _unload(self, lp: LoadedPolicy) -> None:
         hooks, sels = self.obj.map("pol_hooks"), self.obj.map("pol_selectors")
+        stats = self.obj.map("pol_stats")
+        zero = [ctypes.c_uint64(0)] * stats.cpus
         for c in lp.copies:
             c.close()
         lp.copies.clear()
@@ -475,6 +481,9 @@ class PolicyEngine(Sensor):
                 sels.update(ctypes.c_uint32(slot * LIMITS.selectors + i),
                             self._t["bg_pol_selector"]())
             self._slots.pop(slot, None)
+            self._gens.pop(slot, None)
+            for i in range(len(_STATS)):  # the slot's next hook starts from zero
+                stats.update(ctypes.c_uint32(slot * len(_STATS) + i), zero)
         lp.slots.clear()
         self._clear_sets(lp.compiled)
 
@@ -485,13 +494,14 @@ class PolicyEngine(Sensor):
         return self._event_type
 
     def decode(self, rec: bytes) -> PolicyEvent | None:
-        """A policy event record as a PolicyEvent; None for a hook since removed."""
+        """A policy event record as a PolicyEvent; None for a hook since removed
+        (records still in the ring buffer when its policy was deleted)."""
         t = self._t["bg_policy_event"]
         size = ctypes.sizeof(t)
         e = t.from_buffer_copy(rec[:size].ljust(size, b"\0"))
         found = self._slots.get(e.hook)
-        if found is None:
-            return None
+        if found is None or self._gens.get(e.hook) != e.gen:
+            return None  # the hook was removed (its slot may serve another now)
         lp, h = found
         data = rec[t.data.offset:]
         sel = h.selectors[e.selector] if e.selector < len(h.selectors) else h.selectors[0]
