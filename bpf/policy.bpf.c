@@ -126,13 +126,25 @@ struct {
 	__type(value, __u64);
 } pol_stats SEC(".maps");
 
-/* An event and room for its payload plus one maximal read at the last offset.
- * ev.data[] runs on into room[]: one buffer, addressed through ev.data. */
+/* Work space of one evaluation: an LPM key too big for the stack, and the
+ * dentry names of a path being written forward. Part of the area, so that
+ * programs preempting each other on a CPU never share it. */
+struct bg_pol_work {
+	struct bg_pol_lpm_key key;
+	__u64 names[BG_PATH_DEPTH];
+	__u32 depth;
+};
+
+/* An event and room for its payload plus one maximal read at the last offset,
+ * then the work space. ev.data[] runs on into room[]: one buffer, addressed
+ * through ev.data. */
 #pragma clang diagnostic ignored "-Wgnu-variable-sized-type-not-at-end"
 struct bg_pol_area {
 	struct bg_policy_event ev;
 	__u8 room[BG_DATA_LIMIT + BG_STR_MAX];
+	struct bg_pol_work work;
 };
+_Static_assert(sizeof(struct bg_pol_area) <= BG_SCRATCH_SIZE, "scratch too small");
 
 #define BG_POL_FIXED offsetof(struct bg_policy_event, data)
 
@@ -141,6 +153,8 @@ struct bg_pol_stash {
 	__u32 active;
 	__u32 hook;
 	__u32 size;
+	__u32 matched; /* selectors whose entry filters matched: one may pass at return */
+	__u32 pad;
 	struct bg_pol_area area;
 };
 
@@ -150,21 +164,6 @@ struct {
 	__type(key, int);
 	__type(value, struct bg_pol_stash);
 } pol_stash SEC(".maps");
-
-/* Per-CPU work areas: an LPM key too big for the stack, and the dentry names
- * of a path being written forward. */
-struct bg_pol_work {
-	struct bg_pol_lpm_key key;
-	__u64 names[BG_PATH_DEPTH];
-	__u32 depth;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct bg_pol_work);
-} pol_work SEC(".maps");
 
 /* Where a hook's arguments come from. */
 struct bg_pol_src {
@@ -181,13 +180,6 @@ static __always_inline void bg_pol_count(__u32 hook, __u32 stat)
 
 	if (n)
 		*n += 1;
-}
-
-static __always_inline struct bg_pol_work *bg_pol_work(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&pol_work, &zero);
 }
 
 /* ---- strings ---- */
@@ -249,11 +241,12 @@ static __always_inline bool bg_pol_lpm(void *outer, struct bg_pol_lpm_key *key, 
 __noinline int bg_pol_str_in(struct bg_pol_area *a, __u32 off, __u32 len, __u32 set, __u32 how)
 {
 	struct bg_pol_str_key sk = {};
-	struct bg_pol_work *w = bg_pol_work();
+	struct bg_pol_work *w;
 	__u64 n = len;
 
-	if (!a || !w)
+	if (!a)
 		return 0;
+	w = &a->work;
 	if (how == BG_OP_STR_EQ) {
 		sk.set = set;
 		sk.len = len;
@@ -280,9 +273,8 @@ __noinline int bg_pol_str_in(struct bg_pol_area *a, __u32 off, __u32 len, __u32 
  * req->pos, walking dentries and mounts up to the task's root as d_path does
  * (no " (deleted)" suffix). Returns the bytes written; req->pad gets 1 when
  * the path was cut. */
-__noinline int bg_path_forward(struct bg_area *a, struct bg_file_req *req)
+__noinline int bg_path_forward(struct bg_area *a, struct bg_file_req *req, struct bg_pol_work *w)
 {
-	struct bg_pol_work *w = bg_pol_work();
 	struct task_struct *task;
 	struct file *file;
 	const struct path *path;
@@ -382,7 +374,7 @@ static __always_inline __u32 bg_pol_put_path(struct bg_pol_area *a, __u32 pos,
 		v->flags |= BG_PV_UNREADABLE;
 		return pos;
 	}
-	n = bg_path_forward((struct bg_area *)a->ev.data, &req);
+	n = bg_path_forward((struct bg_area *)a->ev.data, &req, &a->work);
 	if (n <= 0) {
 		v->flags |= BG_PV_UNREADABLE;
 		return pos;
@@ -500,7 +492,8 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 			v->flags |= BG_PV_TRUNCATED;
 			return pos;
 		}
-		v->flags |= BG_PV_DATA | (v->data.len == 0 ? BG_PV_UNREADABLE : 0);
+		v->flags |= BG_PV_DATA | (v->data.len == 0 ? BG_PV_UNREADABLE : 0) |
+			    (v->data.len >= BG_STR_MAX ? BG_PV_TRUNCATED : 0);
 		return p.pos;
 	case BG_PT_DATA_LOC:
 		if (bg_put_str(&p, (void *)(src->base + (raw & 0xffff)), BG_STR_MAX, &v->data,
@@ -632,7 +625,9 @@ __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 	case BG_OP_NOT_POSTFIX: {
 		bool in;
 
-		if (!(v->flags & BG_PV_DATA))
+		/* unreadable, or cut (its end unknown) for exact and postfix matching */
+		if (!(v->flags & BG_PV_DATA) ||
+		    ((v->flags & BG_PV_TRUNCATED) && op != BG_OP_PREFIX && op != BG_OP_NOT_PREFIX))
 			return op == BG_OP_STR_NEQ || op == BG_OP_NOT_PREFIX ||
 			       op == BG_OP_NOT_POSTFIX;
 		len = bg_pol_strlen(a, v);
@@ -691,9 +686,15 @@ static __always_inline struct upid bg_pol_upid(struct pid *pid)
 	return up;
 }
 
+/* The process's pid in its own pid namespace; 0 in the initial one (as
+ * Tetragon's nspid: host processes have no namespace pid). */
 static __always_inline __u32 bg_pol_nspid(struct task_struct *task)
 {
-	return bg_pol_upid(BPF_CORE_READ(task, group_leader, thread_pid)).nr;
+	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
+
+	if (!BPF_CORE_READ(pid, level))
+		return 0;
+	return bg_pol_upid(pid).nr;
 }
 
 static __always_inline bool bg_pol_pid_in(struct bg_pol_selector *s, __u32 pid)
@@ -708,8 +709,9 @@ static __always_inline bool bg_pol_pid_in(struct bg_pol_selector *s, __u32 pid)
 }
 
 /* matchPIDs, as Tetragon: followForks also accepts the parent's pid, and
- * walks up the ancestry BG_POL_PID_WALK steps; with isNamespacePID only the
- * namespace pids count. */
+ * walks up the ancestry BG_POL_PID_WALK steps. With isNamespacePID only
+ * namespace pids count: a host process fails the filter, and the walk stops
+ * where the ancestry leaves the namespace. */
 static __always_inline bool bg_pol_pids(struct bg_pol_selector *s, struct task_struct *task)
 {
 	bool ns = s->pid_flags & BG_PID_NS, found = false;
@@ -719,6 +721,11 @@ static __always_inline bool bg_pol_pids(struct bg_pol_selector *s, struct task_s
 		__u32 pid = ns ? bg_pol_nspid(t) : BPF_CORE_READ(t, tgid);
 		struct task_struct *up = BPF_CORE_READ(t, real_parent);
 
+		if (ns && !pid) {
+			if (i == 0)
+				return false;
+			break;
+		}
 		if (bg_pol_pid_in(s, pid) ||
 		    (!ns && (s->pid_flags & BG_PID_FOLLOW) && bg_pol_pid_in(s, BPF_CORE_READ(up, tgid)))) {
 			found = true;
@@ -732,10 +739,10 @@ static __always_inline bool bg_pol_pids(struct bg_pol_selector *s, struct task_s
 }
 
 /* matchBinaries / matchParentBinaries on the executable recorded for tgid. */
-static __always_inline bool bg_pol_binary(__u8 op, __u32 set, __u32 tgid)
+static __always_inline bool bg_pol_binary(struct bg_pol_area *a, __u8 op, __u32 set, __u32 tgid)
 {
 	struct bg_pol_exe *exe = bpf_map_lookup_elem(&pol_exe, &tgid);
-	struct bg_pol_work *w;
+	struct bg_pol_work *w = &a->work;
 	struct bg_pol_str_key sk = {};
 	bool in = false;
 	__u32 n;
@@ -747,7 +754,7 @@ static __always_inline bool bg_pol_binary(__u8 op, __u32 set, __u32 tgid)
 			sk.len = exe->len;
 			sk.hash = exe->hash;
 			in = bpf_map_lookup_elem(&pol_strs, &sk) != NULL;
-		} else if ((w = bg_pol_work())) {
+		} else {
 			bool prefix = op == BG_BIN_PREFIX || op == BG_BIN_NOT_PREFIX;
 
 			__builtin_memcpy(w->key.data, prefix ? exe->head : exe->tail,
@@ -835,18 +842,18 @@ static __always_inline bool bg_pol_caps(struct bg_pol_selector *s, struct task_s
  * matchParentBinaries, matchNamespaces, matchCapabilities. Checked before
  * any argument is read, so a hook whose selectors all reject the task costs
  * no string or path read. */
-__noinline int bg_pol_match_task(struct bg_pol_selector *s)
+__noinline int bg_pol_match_task(struct bg_pol_area *a, struct bg_pol_selector *s)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 
-	if (!s)
+	if (!a || !s)
 		return 0;
 	if (s->npids && !bg_pol_pids(s, task))
 		return 0;
-	if (s->bin_op && !bg_pol_binary(s->bin_op, s->bin_set, task->tgid))
+	if (s->bin_op && !bg_pol_binary(a, s->bin_op, s->bin_set, task->tgid))
 		return 0;
 	if (s->pbin_op &&
-	    !bg_pol_binary(s->pbin_op, s->pbin_set, BPF_CORE_READ(task, real_parent, tgid)))
+	    !bg_pol_binary(a, s->pbin_op, s->pbin_set, BPF_CORE_READ(task, real_parent, tgid)))
 		return 0;
 	if (s->nns && !bg_pol_namespaces(s, task))
 		return 0;
@@ -908,7 +915,11 @@ static __always_inline void bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook
 static __always_inline bool bg_pol_rate_ok(struct bg_pol_area *a, struct bg_pol_selector *s,
 					   __u32 hook)
 {
-	struct bg_pol_rate_key k = { .hook = hook, .selector = a->ev.selector };
+	struct bg_pol_rate_key k = {
+		.hook = hook,
+		.selector = a->ev.selector,
+		.hash = ((__u64)a->ev.gen << 32) | a->ev.nr,
+	};
 	__u64 now, *last;
 
 	if (!s->rate_ms)
@@ -920,9 +931,14 @@ static __always_inline bool bg_pol_rate_ok(struct bg_pol_area *a, struct bg_pol_
 	for (int i = 0; i < BG_POL_ARGS; i++) {
 		struct bg_pol_value *v = &a->ev.args[i];
 
-		k.hash = bg_mix(k.hash, v->value);
+		/* by content: a string's pointer differs between processes */
 		if (v->flags & BG_PV_DATA)
 			k.hash = bg_mix(k.hash, bg_pol_hash(a, v->data.off, v->data.len));
+		else if (v->flags & BG_PV_SOCK)
+			k.hash = bg_mix(bg_mix(k.hash, ((__u64)v->sock.family << 32) | v->sock.rport),
+					*(__u64 *)&v->sock.raddr[0] ^ *(__u64 *)&v->sock.raddr[8]);
+		else
+			k.hash = bg_mix(k.hash, v->value);
 	}
 	now = bpf_ktime_get_boot_ns();
 	last = bpf_map_lookup_elem(&pol_rate, &k);
@@ -941,7 +957,7 @@ static __always_inline void bg_pol_post(struct bg_pol_area *a, struct bg_pol_sel
 		return;
 	if (!bg_pol_rate_ok(a, s, hook))
 		return;
-	bg_clamp(size, sizeof(struct bg_pol_area) - BG_STR_MAX);
+	bg_clamp(size, BG_POL_FIXED + BG_DATA_LIMIT);
 	a->ev.hdr.size = size;
 	if (bpf_ringbuf_output(&events, a, size, 0)) {
 		bg_count_drop(BG_DROP_RINGBUF_FULL);
@@ -973,7 +989,7 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	struct bg_pol_area *a;
 	struct bg_scratch *scr;
 	struct bg_pol_stash *st;
-	__u32 pos = 0, tgid, key, candidates = 0;
+	__u32 pos = 0, tgid, key, candidates = 0, matched = 0;
 	__u64 size;
 
 	if (!src)
@@ -986,6 +1002,10 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 		return 0;
 	if (h->cgroup && !bg_pol_in_cgroup(task, h->cgroup))
 		return 0;
+	scr = bg_scratch(role);
+	if (!scr)
+		return 0;
+	a = (void *)scr->buf;
 	for (int i = 0; i < BG_POL_SELECTORS; i++) {
 		struct bg_pol_selector *s;
 
@@ -993,15 +1013,11 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 			break;
 		key = hook * BG_POL_SELECTORS + i;
 		s = bpf_map_lookup_elem(&pol_selectors, &key);
-		if (s && bg_pol_match_task(s))
+		if (s && bg_pol_match_task(a, s))
 			candidates |= 1 << i;
 	}
 	if (!candidates)
 		return 0;
-	scr = bg_scratch(role);
-	if (!scr)
-		return 0;
-	a = (void *)scr->buf;
 	__builtin_memset(&a->ev, 0, sizeof(a->ev));
 	bg_fill_header(&a->ev.hdr, task, BG_EVENT_POLICY);
 	a->ev.hook = hook;
@@ -1014,6 +1030,8 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 			break;
 		pos = bg_pol_read_arg(a, h, src, k, pos);
 	}
+	/* the first matching selector acts; a return hook remembers every one
+	 * that matched, since any of them may pass its return filters */
 	for (int i = 0; i < BG_POL_SELECTORS; i++) {
 		struct bg_pol_selector *s;
 
@@ -1021,17 +1039,21 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 			continue;
 		key = hook * BG_POL_SELECTORS + i;
 		s = bpf_map_lookup_elem(&pol_selectors, &key);
-		if (s && bg_pol_match_args(a, s, 0)) {
+		if (!s || !bg_pol_match_args(a, s, 0))
+			continue;
+		matched |= 1 << i;
+		if (!sel) {
 			sel = s;
 			a->ev.selector = i;
-			break;
 		}
+		if (!h->ret)
+			break;
 	}
 	if (!sel)
 		return 0;
 	bg_pol_act(a, h, hook, sel->actions, sel->signal);
 	size = BG_POL_FIXED + pos;
-	bg_clamp(size, sizeof(struct bg_pol_area) - BG_STR_MAX);
+	bg_clamp(size, BG_POL_FIXED + BG_DATA_LIMIT);
 	if (h->ret && h->kind == BG_HOOK_SYSCALL) {
 		st = bpf_task_storage_get(&pol_stash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (st && !st->active) {
@@ -1039,10 +1061,11 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 			st->nr = src->nr;
 			st->hook = hook;
 			st->size = size;
+			st->matched = matched;
 			st->active = 1;
 			return 0;
 		}
-		/* another return hook of this syscall holds the slot: post now */
+		/* cannot happen while user space routes one return hook per syscall */
 		bg_pol_count(hook, BG_PST_NO_RETURN);
 	}
 	bg_pol_post(a, sel, hook, size);
@@ -1096,7 +1119,7 @@ int BPF_PROG(bg_pol_sys_enter, struct pt_regs *regs, long id)
 static __noinline int bg_pol_exit(long id, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct bg_pol_selector *sel;
+	struct bg_pol_selector *sel = NULL;
 	struct bg_pol_hook *h;
 	struct bg_pol_stash *st;
 	struct bg_pol_area *a;
@@ -1111,13 +1134,24 @@ static __noinline int bg_pol_exit(long id, long ret)
 	hook = st->hook;
 	a = &st->area;
 	h = bpf_map_lookup_elem(&pol_hooks, &hook);
-	key = hook * BG_POL_SELECTORS + a->ev.selector;
-	sel = bpf_map_lookup_elem(&pol_selectors, &key);
-	if (!h || !h->kind || !sel)
-		return 0;
+	if (!h || !h->kind || h->gen != a->ev.gen)
+		return 0; /* the hook went away (or its slot serves another) meanwhile */
 	a->ev.ret = ret;
 	a->ev.has_ret = 1;
-	if (!bg_pol_match_args(a, sel, 1))
+	for (int i = 0; i < BG_POL_SELECTORS; i++) {
+		struct bg_pol_selector *s;
+
+		if (!(st->matched & (1 << i)))
+			continue;
+		key = hook * BG_POL_SELECTORS + i;
+		s = bpf_map_lookup_elem(&pol_selectors, &key);
+		if (s && bg_pol_match_args(a, s, 1)) {
+			sel = s;
+			a->ev.selector = i;
+			break;
+		}
+	}
+	if (!sel)
 		return 0;
 	bg_pol_act(a, h, hook, sel->ret_actions, sel->signal);
 	bg_pol_post(a, sel, hook, st->size);
@@ -1179,7 +1213,7 @@ int BPF_PROG(bg_pol_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 		return 0;
 	a = (void *)scr->buf;
 	req.file = (__u64)BPF_CORE_READ(task, mm, exe_file);
-	n = bg_path_forward((struct bg_area *)a->ev.data, &req);
+	n = bg_path_forward((struct bg_area *)a->ev.data, &req, &a->work);
 	if (n < 2)
 		return 0;
 	len = n - 1;

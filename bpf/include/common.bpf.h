@@ -16,7 +16,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Room for the largest fixed event part plus a full payload, plus one maximal
  * string read starting at the last masked payload offset. */
-#define BG_FIXED_MAX 1024
+#define BG_FIXED_MAX 2048
 #define BG_SCRATCH_SIZE (BG_FIXED_MAX + BG_DATA_LIMIT + BG_STR_MAX)
 
 /* One scratch slot per program role: a BPF program never re-enters itself on a

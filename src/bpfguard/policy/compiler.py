@@ -74,7 +74,7 @@ class _Limits:
     ns_values: int = 4
     prefix: int = 256
     prefix_sets: int = 4096
-    string: int = 4095
+    string: int = 4094  # a read of 4096 bytes ending without NUL is cut: no exact match
     syscall_hooks: int = 8
     hooks: int = 512
     set_entries: int = 65536

@@ -56,7 +56,7 @@ __all__ = ["LoadedPolicy", "PolicyEngine"]
 _STATS = ("posted", "actions", "would_act", "rate_limited", "no_return")
 _TP_PROGRAMS = ("bg_pol_tp", "bg_pol_raw_tp")
 # maps each tracepoint copy keeps for itself: per-CPU scratch and global data
-_PRIVATE_MAPS = ("scratch", "pol_work")
+_PRIVATE_MAPS = ("scratch",)
 _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL"}
 _FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}
 _LPM_TRIE = 11  # BPF_MAP_TYPE_LPM_TRIE
@@ -209,13 +209,7 @@ class PolicyEngine(Sensor):
             if len(compiled.hooks) > len(free):
                 raise ConfigError(f"{policy.name}: {len(compiled.hooks)} hooks, but only "
                                   f"{len(free)} of {LIMITS.hooks} hook slots are free")
-            for h in compiled.hooks:
-                for idx in h.syscalls:
-                    users = sum(1 for _, other in self._slots.values() if idx in other.syscalls)
-                    if users + 1 > LIMITS.syscall_hooks:
-                        raise ConfigError(f"{policy.name}: syscall {idx} already has "
-                                          f"{users} hooks; the engine routes at most "
-                                          f"{LIMITS.syscall_hooks} per syscall")
+            self._check_routes(policy, compiled)
             lp = LoadedPolicy(policy, compiled, source or policy.context.file, policy.mode)
             if cgroup is not None:
                 try:
@@ -238,8 +232,36 @@ class PolicyEngine(Sensor):
             except BaseException:
                 self.policies.pop(policy.name, None)
                 self._unload(lp)
+                self._write_routes()
                 raise
             return lp
+
+    def _check_routes(self, policy: Policy, compiled: CompiledPolicy) -> None:
+        """Room on every syscall the policy hooks, counting its own hooks too;
+        and one return: true hook per syscall (the kernel stashes one pending
+        event per thread)."""
+        users: dict[int, int] = {}
+        returns: dict[int, str] = {}
+        for lp_, other in self._slots.values():
+            for idx in other.syscalls:
+                users[idx] = users.get(idx, 0) + 1
+                if other.ret:
+                    returns[idx] = lp_.name
+        for h in compiled.hooks:
+            for idx in h.syscalls:
+                users[idx] = users.get(idx, 0) + 1
+                name = _syscall_fn(idx, self._nr_max)
+                if users[idx] > LIMITS.syscall_hooks:
+                    raise ConfigError(f"{policy.name}: more than {LIMITS.syscall_hooks} hooks "
+                                      f"on {name}, all policies together; the engine routes "
+                                      f"at most {LIMITS.syscall_hooks} per syscall")
+                if h.ret:
+                    if idx in returns:
+                        raise ConfigError(
+                            f"{policy.name}: {name} already has a return: true hook (policy "
+                            f"{returns[idx]!r}); the engine keeps one pending event per thread,"
+                            " so one return hook per syscall")
+                    returns[idx] = policy.name
 
     def _refuse_missing_features(self, policy: Policy) -> None:
         if self.features is None:
@@ -506,14 +528,14 @@ class PolicyEngine(Sensor):
         data = rec[t.data.offset:]
         sel = h.selectors[e.selector] if e.selector < len(h.selectors) else h.selectors[0]
         args = tuple(self._arg(a, e.args[i], data) for i, a in enumerate(h.args))
-        enforcement = self._enforcement(e, sel.enforcing, lp)
+        enforcement = self._enforcement(e, sel.enforcing, sel.signal)
         action = "KPROBE_ACTION_POST"
         for en in enforcement:
             if en.done:
                 action = _TETRAGON_ACTION[en.action]
         ret = None
-        if e.has_ret:
-            ret = PolicyArg(h.ret_type, int(e.ret))
+        if e.has_ret:  # a returned fd is shown as the number it is
+            ret = PolicyArg("int" if h.ret_type == "fd" else h.ret_type, int(e.ret))
         common = dict(policy_name=lp.name, pid=e.hdr.tgid, tid=e.hdr.tid,
                       time_ns=boot_to_wall_ns(e.hdr.ktime_ns), ktime_ns=e.hdr.ktime_ns,
                       args=args, action=action, return_value=ret,
@@ -527,7 +549,7 @@ class PolicyEngine(Sensor):
         return PolicyEvent(kind="tracepoint", subsys=h.subsys, event=h.event,
                            **common)
 
-    def _enforcement(self, e: Any, names: tuple[str, ...], lp: LoadedPolicy
+    def _enforcement(self, e: Any, names: tuple[str, ...], signal: int
                      ) -> tuple[Enforcement, ...]:
         out = []
         for name in names:
@@ -542,7 +564,7 @@ class PolicyEngine(Sensor):
             out.append(Enforcement(action=name, done=done,
                                    mode="monitor" if e.would & bit else "enforce",
                                    backend="bpf_send_signal", before_operation=False,
-                                   signal=9 if name == "Sigkill" else 0, note=note))
+                                   signal=9 if name == "Sigkill" else signal, note=note))
         return tuple(out)
 
     def _arg(self, a: Any, v: Any, data: bytes) -> PolicyArg:
