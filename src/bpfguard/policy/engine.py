@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import os
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -38,10 +39,15 @@ from ..sensors.events import boot_to_wall_ns
 from ..sensors.sensors import SHARED_MAPS, Sensor
 from .compiler import (
     ACT,
+    BIN_OP,
+    CAP_TYPE,
     HOOK_KIND,
     LIMITS,
+    NS_KIND,
     OP,
+    PID_FLAG,
     PT,
+    RATE_SCOPE,
     CompiledHook,
     CompiledPolicy,
     compile_policy,
@@ -53,7 +59,9 @@ from .model import Policy, requirements
 
 __all__ = ["LoadedPolicy", "PolicyEngine"]
 
-_STATS = ("posted", "actions", "would_act", "rate_limited", "no_return")
+# counter names for `bpfguard policy list`, by enum bg_pol_stat name
+_STAT_NAMES = {"POSTED": "posted", "ACTED": "actions", "WOULD": "would_act",
+               "RATE_LIMITED": "rate_limited", "NO_RETURN": "no_return"}
 _TP_PROGRAMS = ("bg_pol_tp", "bg_pol_raw_tp")
 # maps each tracepoint copy keeps for itself: per-CPU scratch and global data
 _PRIVATE_MAPS = ("scratch",)
@@ -119,15 +127,29 @@ class PolicyEngine(Sensor):
                 p.autoload = False
 
     def _check_abi(self) -> None:
-        """The compiler's enum copies must equal the object's (one source of truth: the C)."""
+        """The compiler's copies of the engine's enums must equal the object's
+        (one source of truth: the C); the engine's own come from BTF."""
         btf = self.obj.btf
-        for enum, prefix, table in (("bg_pol_hook_kind", "BG_HOOK_", HOOK_KIND),
-                                    ("bg_pol_type", "BG_PT_", PT), ("bg_pol_op", "BG_OP_", OP),
-                                    ("bg_pol_action", "BG_ACT_", ACT)):
-            got = {k.removeprefix(prefix): v for k, v in btf.enum(enum).items()}
-            if got != table:
-                raise BpfguardError(f"policy compiler and {enum} in policy.bpf.o disagree; "
+
+        def enum(name: str, prefix: str) -> dict[str, int]:
+            return {k.removeprefix(prefix): v for k, v in btf.enum(name).items()}
+
+        for name, prefix, table in (
+                ("bg_pol_hook_kind", "BG_HOOK_", HOOK_KIND), ("bg_pol_type", "BG_PT_", PT),
+                ("bg_pol_op", "BG_OP_", OP), ("bg_pol_action", "BG_ACT_", ACT),
+                ("bg_pol_pid_flags", "BG_PID_", PID_FLAG), ("bg_pol_str_op", "BG_BIN_", BIN_OP),
+                ("bg_pol_ns_kind", "BG_NS_", NS_KIND), ("bg_pol_cap_type", "BG_CAP_", CAP_TYPE),
+                ("bg_pol_rate_scope", "BG_RATE_", RATE_SCOPE)):
+            # the compiler keys some tables by Tetragon's spelling: NotIn, PidForChildren
+            spelled = {re.sub(r"(?<=[a-z])(?=[A-Z])", "_", k).upper(): v for k, v in table.items()}
+            if enum(name, prefix) != spelled:
+                raise BpfguardError(f"policy compiler and {name} in policy.bpf.o disagree; "
                                     "rebuild the BPF objects (make -C bpf)")
+        self._mode = enum("bg_pol_mode", "BG_MODE_")
+        self._vflags = enum("bg_pol_value_flags", "BG_PV_")
+        stats = enum("bg_pol_stat", "BG_PST_")
+        self._nstats = stats.pop("MAX")
+        self._stats = {_STAT_NAMES[k]: v for k, v in stats.items()}
 
     # -- Sensor --
 
@@ -298,10 +320,10 @@ class PolicyEngine(Sensor):
         """Per-policy totals: posted, actions, would_act, rate_limited, no_return."""
         lp = self.policies[name]
         stats = self.obj.map("pol_stats")
-        out = dict.fromkeys(_STATS, 0)
+        out = dict.fromkeys(self._stats, 0)
         for slot in lp.slots:
-            for i, key in enumerate(_STATS):
-                out[key] += stats.sum_percpu_u64(ctypes.c_uint32(slot * len(_STATS) + i))
+            for key, i in self._stats.items():
+                out[key] += stats.sum_percpu_u64(ctypes.c_uint32(slot * self._nstats + i))
         return out
 
     def list(self) -> list[dict[str, Any]]:
@@ -380,7 +402,7 @@ class PolicyEngine(Sensor):
         enc.nargs = len(h.args)
         enc.nsel = len(h.selectors)
         enc.ret = int(h.ret)
-        enc.mode = 1 if lp.mode == "monitor" else 0
+        enc.mode = self._mode[lp.mode.upper()]
         enc.gen = self._gens[slot]
         enc.cgroup = lp.cgroup
         for i, a in enumerate(h.args):
@@ -504,8 +526,8 @@ class PolicyEngine(Sensor):
                             self._t["bg_pol_selector"]())
             self._slots.pop(slot, None)
             self._gens.pop(slot, None)
-            for i in range(len(_STATS)):  # the slot's next hook starts from zero
-                stats.update(ctypes.c_uint32(slot * len(_STATS) + i), zero)
+            for i in range(self._nstats):  # the slot's next hook starts from zero
+                stats.update(ctypes.c_uint32(slot * self._nstats + i), zero)
         lp.slots.clear()
         self._clear_sets(lp.compiled)
 
@@ -569,8 +591,9 @@ class PolicyEngine(Sensor):
 
     def _arg(self, a: Any, v: Any, data: bytes) -> PolicyArg:
         flags = v.flags
-        truncated = bool(flags & 4)
-        if flags & 8:
+        vf = self._vflags
+        truncated = bool(flags & vf["TRUNCATED"])
+        if flags & vf["UNREADABLE"]:
             return PolicyArg(a.declared, None, a.label, truncated)
         if a.type in ("INT", "SYSCALL64"):
             value = int(v.value)
@@ -578,7 +601,7 @@ class PolicyEngine(Sensor):
                 value -= 1 << 64
             return PolicyArg(a.declared, value, a.label)
         if a.type == "SOCKADDR":
-            if not flags & 2:
+            if not flags & vf["SOCK"]:
                 return PolicyArg(a.declared, None, a.label)
             s = v.sock
             raw = bytes(s.raddr)
@@ -587,7 +610,7 @@ class PolicyEngine(Sensor):
                     _v6(raw) if fam == 10 else "")
             return PolicyArg(a.declared, {"family": _FAMILY.get(fam, str(fam)), "addr": addr,
                                           "port": int(s.rport)}, a.label)
-        if not flags & 1:
+        if not flags & vf["DATA"]:
             return PolicyArg(a.declared, None, a.label, truncated)
         raw = data[v.data.off:v.data.off + v.data.len]
         if a.type == "CHAR_BUF":

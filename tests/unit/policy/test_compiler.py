@@ -25,6 +25,7 @@ from bpfguard.policy import (
 from bpfguard.policy import compiler as compiler_mod
 from bpfguard.policy.compiler import (
     LIMITS,
+    RET_ARG,
     CompiledArg,
     CompiledFilter,
     CompiledPolicy,
@@ -1121,7 +1122,8 @@ def test_limits_match_the_engine_header() -> None:
                         ("BG_POL_PREFIX_MAX", LIMITS.prefix), ("BG_POL_HOOKS", LIMITS.hooks),
                         ("BG_POL_SYSCALL_HOOKS", LIMITS.syscall_hooks),
                         ("BG_POL_SETS", LIMITS.set_entries), ("BG_STR_MAX", LIMITS.string + 2),
-                        ("BG_NR_MAX", NR_MAX)):
+                        ("BG_NR_MAX", NR_MAX), ("BG_POL_RET", RET_ARG),
+                        ("BG_POL_PREFIX_SETS", LIMITS.prefix_sets)):
         assert f"#define {name} {value} " in header or f"#define {name} {value}\n" in header
 
 
