@@ -1,13 +1,19 @@
 """What the benchmarks share: running build steps, statistics of paired
-differences, and compiling the loop and the empty BPF program (the peer)."""
+differences, compiling the loop and the empty BPF program (the peer),
+checking for other BPF programs, and the root/signal/temp-dir frame."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable, Container
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,3 +77,56 @@ def compile_empty(tmp: Path) -> Path:
          "-I", str(REPO / "build"), "-I", str(REPO / "bpf" / "include"),
          "-c", str(BENCH / "empty.bpf.c"), "-o", str(empty)], "compile bench/empty.bpf.c")
     return empty
+
+
+def ensure_object(name: str) -> Path:
+    """src/bpfguard/_bpf/NAME.bpf.o, built by `make -C bpf` when it (or
+    vmlinux.h) is missing; a warning when its sources are newer."""
+    obj = REPO / "src" / "bpfguard" / "_bpf" / f"{name}.bpf.o"
+    if not (REPO / "build" / "vmlinux.h").exists() or not obj.exists():
+        log(f"build/vmlinux.h or {obj.name} is missing: running make -C bpf")
+        run(["make", "-C", str(REPO / "bpf")], "make -C bpf")
+    srcs = [REPO / "bpf" / f"{name}.bpf.c", *(REPO / "bpf" / "include").glob("*.h")]
+    newer = [s.name for s in srcs if s.stat().st_mtime > obj.stat().st_mtime]
+    if newer:
+        log(f"warning: {obj} is older than {', '.join(newer)}: run `make -C bpf` "
+            "to measure the current source")
+    return obj
+
+
+def foreign_links(ours: Container[int] = ()) -> set[str] | None:
+    """BPF links attached now whose program is not one of `ours`; None without
+    bpftool. Someone else's program on sys_enter (another user's test run, say)
+    runs for every syscall on the machine and skews every configuration."""
+    exe = shutil.which("bpftool")
+    if exe is None:
+        return None
+    r = subprocess.run([exe, "-j", "link", "show"], capture_output=True, text=True)
+    try:
+        links = json.loads(r.stdout) if r.returncode == 0 else []
+    except ValueError:
+        return None
+    return {f"{ln.get('type')}:{ln.get('tp_name') or ln.get('attach_type') or ln.get('id')}"
+            for ln in links if ln.get("prog_id") not in ours}
+
+
+def guarded(script: str, body: Callable[[Path], int], *,
+            interrupted: str = "interrupted: everything detached") -> int:
+    """Runs body(tmpdir) as root, SIGTERM treated as Ctrl-C: the exit code, 1 on
+    BenchError (said), 130 when interrupted, 2 when not root."""
+    if os.geteuid() != 0:
+        log(f"needs root (BPF): sudo .venv/bin/python bench/{script}")
+        return 2
+
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bpfguard-bench-") as tmpdir:
+            return body(Path(tmpdir))
+    except BenchError as exc:
+        log(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log(interrupted)
+        return 130

@@ -34,12 +34,10 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -49,6 +47,9 @@ from typing import Any
 from _common import (  # bench/, the script's own directory, is on sys.path
     REPO,
     BenchError,
+    ensure_object,
+    foreign_links,
+    guarded,
     log,
 )
 from _common import fmt as _f
@@ -62,7 +63,6 @@ try:
 except ImportError:  # a Python without the editable install
     sys.path.insert(0, str(REPO / "src"))
 
-from bpfguard.loader import bpf_object_path  # noqa: E402
 from bpfguard.policy import load_policy_text  # noqa: E402
 from bpfguard.policy.engine import PolicyEngine  # noqa: E402
 from bpfguard.policy.events import PolicyEvent  # noqa: E402
@@ -176,23 +176,13 @@ def policy_text(cfg: str) -> str:
 # --------------------------------------------------------------------------- build
 
 def build(tmp: Path) -> Path:
-    """Writes and compiles the openat loop (gcc); runs make -C bpf if the policy
-    object is missing."""
+    """Writes and compiles the openat loop (gcc); builds the policy object if it
+    is missing."""
     src = tmp / "opens.c"
     src.write_text(OPENS_C.replace("@RARE@", RARE))
     exe = tmp / "opens"
     _run(["gcc", "-O2", "-Wall", "-o", str(exe), str(src)], "compile the openat loop")
-    try:
-        obj = bpf_object_path("policy")
-    except Exception:
-        log("the policy object is missing: running make -C bpf")
-        _run(["make", "-C", str(REPO / "bpf")], "make -C bpf")
-        obj = bpf_object_path("policy")
-    srcs = [REPO / "bpf" / "policy.bpf.c", *(REPO / "bpf" / "include").glob("*.h")]
-    newer = [s.name for s in srcs if s.exists() and s.stat().st_mtime > obj.stat().st_mtime]
-    if newer:
-        log(f"warning: {obj} is older than {', '.join(newer)}: run `make -C bpf` "
-            "to measure the current source")
+    ensure_object("policy")
     return exe
 
 
@@ -254,22 +244,6 @@ def _prog_id(fd: int) -> int | None:
 def our_prog_ids(sensors: SensorSet) -> set[int]:
     ids = (_prog_id(p.fd) for s in sensors.sensors for p in s.obj.programs if p.fd >= 0)
     return {i for i in ids if i is not None}
-
-
-def foreign_links(ours: set[int]) -> set[str] | None:
-    """BPF links attached now whose program is not ours; None without bpftool. Someone
-    else's program on sys_enter (another user's test run, say) runs for every syscall
-    on the machine and skews every configuration."""
-    exe = shutil.which("bpftool")
-    if exe is None:
-        return None
-    r = subprocess.run([exe, "-j", "link", "show"], capture_output=True, text=True)
-    try:
-        links = json.loads(r.stdout) if r.returncode == 0 else []
-    except ValueError:
-        return None
-    return {f"{ln.get('type')}:{ln.get('tp_name') or ln.get('attach_type') or ln.get('id')}"
-            for ln in links if ln.get("prog_id") not in ours}
 
 
 # --------------------------------------------------------------------------- the drainer
@@ -549,24 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     mib = args.ringbuf_mib or max(16, 1 << ((n + 1) * EVENT_BYTES - 1).bit_length() >> 20)
     if mib & (mib - 1):
         ap.error("--ringbuf-mib must be a power of two")
-    if os.geteuid() != 0:
-        log("needs root (BPF): sudo .venv/bin/python bench/policy_filter.py")
-        return 2
-
-    def on_term(*_: object) -> None:
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-
     started = time.monotonic()
-    try:
-        with tempfile.TemporaryDirectory(prefix="bpfguard-bench-") as tmpdir:
-            return _bench(Path(tmpdir), args, rounds, n, mib, started)
-    except BenchError as exc:
-        log(f"error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        log("interrupted: everything detached")
-        return 130
+    return guarded("policy_filter.py", lambda tmp: _bench(tmp, args, rounds, n, mib, started))
 
 
 def _bench(tmp: Path, args: argparse.Namespace, rounds: int, n: int, mib: int,

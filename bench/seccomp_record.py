@@ -39,7 +39,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,15 +49,16 @@ from _common import (  # bench/, the script's own directory, is on sys.path
     BenchError,
     compile_empty,
     compile_loop,
+    ensure_object,
+    foreign_links,
+    guarded,
     log,
 )
 from _common import fmt as _f
 from _common import median_se as _median_se
 from _common import ratio as _ratio
-from _common import run as _run
 
 BPFGUARD = REPO / ".venv" / "bin" / "bpfguard"
-SECCOMP_OBJ = REPO / "src" / "bpfguard" / "_bpf" / "seccomp.bpf.o"
 
 CONFIGS = ("bare", "empty", "bpfguard", "strace")
 LABELS = {
@@ -127,14 +127,7 @@ def check_tools() -> str:
                          "./scripts/setup)")
     if not os.access(BPFGUARD, os.X_OK):
         raise BenchError(f"{BPFGUARD} missing: run ./scripts/setup")
-    if not (REPO / "build" / "vmlinux.h").exists() or not SECCOMP_OBJ.exists():
-        log("build/vmlinux.h or the seccomp object is missing: running make -C bpf")
-        _run(["make", "-C", str(REPO / "bpf")], "make -C bpf")
-    srcs = [REPO / "bpf" / "seccomp.bpf.c", *(REPO / "bpf" / "include").glob("*.h")]
-    newer = [s.name for s in srcs if s.stat().st_mtime > SECCOMP_OBJ.stat().st_mtime]
-    if newer:
-        log(f"warning: {SECCOMP_OBJ} is older than {', '.join(newer)}: run `make -C bpf` "
-            "to measure the current source")
+    ensure_object("seccomp")
     return strace
 
 
@@ -236,22 +229,6 @@ def strace_counts(path: Path) -> tuple[set[str], int]:
 
 
 # --------------------------------------------------------------------------- measurement
-
-def foreign_links() -> set[str] | None:
-    """BPF links attached now, None without bpftool. Checked between runs, when none
-    of ours exist: someone else's program on sys_enter (a test run by another user,
-    say) runs for every syscall on the machine and skews every configuration."""
-    exe = shutil.which("bpftool")
-    if exe is None:
-        return None
-    r = subprocess.run([exe, "-j", "link", "show"], capture_output=True, text=True)
-    try:
-        links = json.loads(r.stdout) if r.returncode == 0 else []
-    except ValueError:
-        return None
-    return {f"{ln.get('type')}:{ln.get('tp_name') or ln.get('attach_type') or ln.get('id')}"
-            for ln in links}
-
 
 def warm_up(wls: dict[str, Workload], tmp: Path, strace: str) -> None:
     """tar twice bare, so it reads the page cache, not the disk; then every
@@ -437,33 +414,20 @@ def main(argv: list[str] | None = None) -> int:
     cycles = args.cycles or (2 if args.quick else 8)
     if min(cycles, args.rounds, args.iterations) < 1:
         ap.error("--cycles, --rounds and --iterations must be positive")
-    if os.geteuid() != 0:
-        log("needs root (BPF): sudo .venv/bin/python bench/seccomp_record.py")
-        return 2
-
-    def on_term(*_: object) -> None:
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-
     started = time.monotonic()
-    try:
-        strace = check_tools()
-        with tempfile.TemporaryDirectory(prefix="bpfguard-bench-") as tmpdir:
-            tmp = Path(tmpdir)
-            wls = workloads(compile_loop(tmp), args.iterations)
-            global _FLOOR
-            _FLOOR = _load_floor(tmp)
-            log(f"warming up; then {cycles} cycles x {len(wls)} workloads x {args.rounds} "
-                "rounds")
-            warm_up(wls, tmp, strace)
-            foreign: list[str] = []
-            runs = timing(wls, cycles, args.rounds, tmp, strace, started, foreign)
-    except BenchError as exc:
-        log(f"error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        log("interrupted: the running command was killed")
-        return 130
+    return guarded("seccomp_record.py", lambda tmp: _bench(tmp, args, cycles, started),
+                   interrupted="interrupted: the running command was killed")
+
+
+def _bench(tmp: Path, args: argparse.Namespace, cycles: int, started: float) -> int:
+    strace = check_tools()
+    wls = workloads(compile_loop(tmp), args.iterations)
+    global _FLOOR
+    _FLOOR = _load_floor(tmp)
+    log(f"warming up; then {cycles} cycles x {len(wls)} workloads x {args.rounds} rounds")
+    warm_up(wls, tmp, strace)
+    foreign: list[str] = []
+    runs = timing(wls, cycles, args.rounds, tmp, strace, started, foreign)
     params = {"cycles": cycles, "rounds": args.rounds, "iterations": args.iterations,
               "kernel": os.uname().release,
               "cpus": os.cpu_count(), "strace": strace,
@@ -476,7 +440,6 @@ def main(argv: list[str] | None = None) -> int:
         print_report(rep)
         print(f"\n({params['elapsed_s']} s)")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -39,7 +39,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -51,6 +50,7 @@ from _common import (  # bench/, the script's own directory, is on sys.path
     BenchError,
     compile_empty,
     compile_loop,
+    guarded,
     log,
 )
 from _common import fmt as _f
@@ -711,27 +711,12 @@ def main(argv: list[str] | None = None) -> int:
     sample_s = (args.sample_ms or (30 if args.quick else 40)) / 1000
     if cycles < 1 or sample_s <= 0:
         ap.error("--cycles and --sample-ms must be positive")
-    if os.geteuid() != 0:
-        log("needs root (BPF): sudo .venv/bin/python bench/syscall_overhead.py")
-        return 2
-
-    def on_term(*_: object) -> None:
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-
     bpftrace = None if args.no_bpftrace else shutil.which("bpftrace")
     if not args.no_bpftrace and bpftrace is None:
         log("bpftrace not found: skipping that configuration")
     started = time.monotonic()
-    try:
-        with tempfile.TemporaryDirectory(prefix="bpfguard-bench-") as tmpdir:
-            return _bench(Path(tmpdir), args, cycles, sample_s, bpftrace, started)
-    except BenchError as exc:
-        log(f"error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        log("interrupted: everything detached")
-        return 130
+    return guarded("syscall_overhead.py",
+                   lambda tmp: _bench(tmp, args, cycles, sample_s, bpftrace, started))
 
 
 def _bench(tmp: Path, args: argparse.Namespace, cycles: int, sample_s: float,
