@@ -1095,9 +1095,11 @@ static __noinline int bg_pol_enter(struct pt_regs *regs, long id)
 	if (!route || !route->n)
 		return 0;
 	/* a slot still active here lost its exit (the thread cannot be in two syscalls) */
-	st = bpf_task_storage_get(&pol_stash, task, 0, 0);
-	if (st)
-		st->active = 0;
+	if (bg_pol_wants(pol_ret_interest, id)) {
+		st = bpf_task_storage_get(&pol_stash, task, 0, 0);
+		if (st)
+			st->active = 0;
+	}
 	src.nr = idx;
 	bg_read_args(regs, src.compat, src.a);
 	for (int i = 0; i < BG_POL_SYSCALL_HOOKS; i++) {
