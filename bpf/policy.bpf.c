@@ -11,7 +11,10 @@
  *    routed by syscall number; return: true hooks stash the entry event in
  *    task storage and post it at exit with the return value;
  *  - tracepoints and raw tracepoints: one copy of this object per hook with
- *    only bg_pol_tp / bg_pol_raw_tp loaded and targ_hook set, sharing every map.
+ *    only bg_pol_tp / bg_pol_raw_tp loaded and targ_hook set, sharing every map;
+ *  - kernel functions and LSM hooks, likewise one copy per hook: fentry or
+ *    kprobe to observe, fmod_ret (kprobes) or lsm (lsmhooks) when a selector
+ *    may Override the return value, fexit or kretprobe for return: true.
  *
  * On a kernel without BPF LSM or fmod_ret a signal sent at syscall entry kills
  * the task on its way back to user space: the syscall itself still completes.
@@ -22,6 +25,11 @@
 /* Set before load by user space. */
 const volatile __u32 targ_hook = 0;  /* tracepoint copies: the hook they serve */
 const volatile __u64 targ_seed = 0;  /* exact-string hash key, random per run */
+const volatile __u32 targ_nargs = 0; /* function copies: the function's parameter count */
+
+/* User space reads this payload layout from the object's BTF; a global keeps
+ * the type in it (a pointer inside an inlined function does not). */
+struct bg_pol_cred bg_pol_cred_layout;
 
 /* Syscalls some hook wants at entry, and at return: the fast-path tests. */
 __u64 pol_interest[BG_NR_MAX / 64];
@@ -130,10 +138,19 @@ struct {
  * dentry names of a path being written forward. Part of the area, so that
  * programs preempting each other on a CPU never share it. */
 struct bg_pol_work {
-	struct bg_pol_lpm_key key;
 	__u64 names[BG_PATH_DEPTH];
 	__u32 depth;
+	__u32 role; /* the scratch role: indexes pol_lpm_keys */
 };
+
+/* LPM keys, per scratch role: kernels before 6.3 take a map key only from
+ * the stack or a map value, not from memory passed to a global function. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BG_SCRATCH_ROLES);
+	__type(key, __u32);
+	__type(value, struct bg_pol_lpm_key);
+} pol_lpm_keys SEC(".maps");
 
 /* An event and room for its payload plus one maximal read at the last offset,
  * then the work space. ev.data[] runs on into room[]: one buffer, addressed
@@ -165,12 +182,23 @@ struct {
 	__type(value, struct bg_pol_stash);
 } pol_stash SEC(".maps");
 
+/* The same for return: true kernel-function hooks, apart from the syscall
+ * stash because such functions run inside syscalls that have one pending. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bg_pol_stash);
+} pol_fstash SEC(".maps");
+
 /* Where a hook's arguments come from. */
 struct bg_pol_src {
 	__u64 a[BG_ARGC]; /* syscall or raw tracepoint arguments */
 	__u64 base;       /* tracepoint: the record */
 	__u32 nr;         /* syscall hooks: the syscall index */
 	__u32 compat;
+	__u32 can_override; /* fmod_ret and lsm programs: the return value is ours */
+	__u32 pad;
 };
 
 static __always_inline void bg_pol_count(__u32 hook, __u32 stat)
@@ -241,30 +269,33 @@ static __always_inline bool bg_pol_lpm(void *outer, struct bg_pol_lpm_key *key, 
 __noinline int bg_pol_str_in(struct bg_pol_area *a, __u32 off, __u32 len, __u32 set, __u32 how)
 {
 	struct bg_pol_str_key sk = {};
-	struct bg_pol_work *w;
+	struct bg_pol_lpm_key *key;
+	__u32 role;
 	__u64 n = len;
 
 	if (!a)
 		return 0;
-	w = &a->work;
 	if (how == BG_OP_STR_EQ) {
 		sk.set = set;
 		sk.len = len;
 		sk.hash = bg_pol_hash(a, off, len);
 		return bpf_map_lookup_elem(&pol_strs, &sk) != NULL;
 	}
+	role = a->work.role;
+	key = bpf_map_lookup_elem(&pol_lpm_keys, &role);
+	if (!key)
+		return 0;
 	bg_clamp(n, BG_POL_PREFIX_MAX);
 	if (how == BG_OP_PREFIX) {
-		bpf_probe_read_kernel(w->key.data, n,
-				      &a->ev.data[off & BG_DATA_MASK]);
-		return bg_pol_lpm(&pol_prefix, &w->key, set, n);
+		bpf_probe_read_kernel(key->data, n, &a->ev.data[off & BG_DATA_MASK]);
+		return bg_pol_lpm(&pol_prefix, key, set, n);
 	}
 	for (int i = 0; i < BG_POL_PREFIX_MAX; i++) {
 		if (i >= n)
 			break;
-		w->key.data[i] = a->ev.data[(off + len - 1 - i) & BG_DATA_MASK];
+		key->data[i] = a->ev.data[(off + len - 1 - i) & BG_DATA_MASK];
 	}
-	return bg_pol_lpm(&pol_postfix, &w->key, set, n);
+	return bg_pol_lpm(&pol_postfix, key, set, n);
 }
 
 /* ---- paths, written forward for matching ---- */
@@ -459,6 +490,37 @@ static __always_inline void bg_pol_sockaddr(struct bg_pol_value *v, const void *
 	}
 }
 
+static __always_inline __u32 bg_pol_put_cred(struct bg_pol_area *a, __u32 pos, struct cred *c,
+					     struct bg_pol_value *v)
+{
+	struct bg_pol_cred *out;
+	__u64 off = pos;
+
+	if (!c || pos + sizeof(*out) > BG_DATA_LIMIT) {
+		v->flags |= BG_PV_UNREADABLE;
+		return pos;
+	}
+	/* the check above is not one the verifier keeps */
+	bg_clamp(off, BG_DATA_LIMIT - sizeof(*out));
+	out = (void *)&a->ev.data[off];
+	out->uid = BPF_CORE_READ(c, uid.val);
+	out->gid = BPF_CORE_READ(c, gid.val);
+	out->suid = BPF_CORE_READ(c, suid.val);
+	out->sgid = BPF_CORE_READ(c, sgid.val);
+	out->euid = BPF_CORE_READ(c, euid.val);
+	out->egid = BPF_CORE_READ(c, egid.val);
+	out->fsuid = BPF_CORE_READ(c, fsuid.val);
+	out->fsgid = BPF_CORE_READ(c, fsgid.val);
+	out->securebits = BPF_CORE_READ(c, securebits);
+	BPF_CORE_READ_INTO(&out->cap_inheritable, c, cap_inheritable);
+	BPF_CORE_READ_INTO(&out->cap_permitted, c, cap_permitted);
+	BPF_CORE_READ_INTO(&out->cap_effective, c, cap_effective);
+	v->data.off = pos;
+	v->data.len = sizeof(*out);
+	v->flags |= BG_PV_DATA;
+	return pos + sizeof(*out);
+}
+
 /* Reads argument k of hook h into a->ev.args[k] and the payload at pos;
  * returns the new payload offset. */
 __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
@@ -535,6 +597,16 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 		len = arg->src + 1 < BG_ARGC ? bg_pol_src_arg(src, arg->src + 1) : 16;
 		bg_pol_sockaddr(v, (void *)raw, len);
 		return pos;
+	case BG_PT_SOCK:
+		if (!raw) {
+			v->flags |= BG_PV_UNREADABLE;
+			return pos;
+		}
+		bg_sock_read((struct sock *)raw, &v->sock);
+		v->flags |= BG_PV_SOCK;
+		return pos;
+	case BG_PT_CRED:
+		return bg_pol_put_cred(a, pos, (struct cred *)raw, v);
 	}
 	return pos;
 }
@@ -742,10 +814,10 @@ static __always_inline bool bg_pol_pids(struct bg_pol_selector *s, struct task_s
 static __always_inline bool bg_pol_binary(struct bg_pol_area *a, __u8 op, __u32 set, __u32 tgid)
 {
 	struct bg_pol_exe *exe = bpf_map_lookup_elem(&pol_exe, &tgid);
-	struct bg_pol_work *w = &a->work;
 	struct bg_pol_str_key sk = {};
+	struct bg_pol_lpm_key *key;
+	__u32 n, role = a->work.role;
 	bool in = false;
-	__u32 n;
 
 	if (exe) {
 		n = exe->len < BG_POL_PREFIX_MAX ? exe->len : BG_POL_PREFIX_MAX;
@@ -757,10 +829,13 @@ static __always_inline bool bg_pol_binary(struct bg_pol_area *a, __u8 op, __u32 
 		} else {
 			bool prefix = op == BG_BIN_PREFIX || op == BG_BIN_NOT_PREFIX;
 
-			__builtin_memcpy(w->key.data, prefix ? exe->head : exe->tail,
+			key = bpf_map_lookup_elem(&pol_lpm_keys, &role);
+			if (!key)
+				return false;
+			__builtin_memcpy(key->data, prefix ? exe->head : exe->tail,
 					 BG_POL_PREFIX_MAX);
 			in = bg_pol_lpm(prefix ? (void *)&pol_prefix : (void *)&pol_postfix,
-					&w->key, set, n);
+					key, set, n);
 		}
 	}
 	if (op == BG_BIN_NOT_IN || op == BG_BIN_NOT_PREFIX || op == BG_BIN_NOT_POSTFIX)
@@ -882,17 +957,21 @@ __noinline int bg_pol_match_args(struct bg_pol_area *a, struct bg_pol_selector *
 
 /* ---- actions and posting ---- */
 
-static __always_inline void bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook *h, __u32 hook,
-				       __u8 acts, __u8 signal)
+/* Carries out the enforcing actions in `acts`, or counts them in monitor
+ * mode. Returns the value an Override makes the hooked function return (0:
+ * none), which only fmod_ret and lsm programs (can_override) can apply. */
+static __always_inline int bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook *h, __u32 hook,
+				      struct bg_pol_selector *s, __u8 acts, __u32 can_override)
 {
-	__u8 bits = acts & (BG_ACT_SIGKILL | BG_ACT_SIGNAL);
+	__u8 bits = acts & (BG_ACT_SIGKILL | BG_ACT_SIGNAL | BG_ACT_OVERRIDE);
+	int err = 0;
 
 	if (!bits)
-		return;
+		return 0;
 	if (h->mode == BG_MODE_MONITOR) {
 		a->ev.would |= bits;
 		bg_pol_count(hook, BG_PST_WOULD);
-		return;
+		return 0;
 	}
 	if (bits & BG_ACT_SIGKILL) {
 		if (bpf_send_signal(9) == 0)
@@ -901,13 +980,22 @@ static __always_inline void bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook
 			a->ev.failed |= BG_ACT_SIGKILL;
 	}
 	if (bits & BG_ACT_SIGNAL) {
-		if (bpf_send_signal(signal) == 0)
+		if (bpf_send_signal(s->signal) == 0)
 			a->ev.done |= BG_ACT_SIGNAL;
 		else
 			a->ev.failed |= BG_ACT_SIGNAL;
 	}
+	if (bits & BG_ACT_OVERRIDE) {
+		if (can_override && s->error) {
+			a->ev.done |= BG_ACT_OVERRIDE;
+			err = s->error;
+		} else {
+			a->ev.failed |= BG_ACT_OVERRIDE;
+		}
+	}
 	if (a->ev.done)
 		bg_pol_count(hook, BG_PST_ACTED);
+	return err;
 }
 
 /* False when rateLimit suppresses this post. Identical events are those of
@@ -980,7 +1068,8 @@ static __always_inline bool bg_pol_in_cgroup(struct task_struct *task, __u64 cg)
 }
 
 /* Runs hook `hook` on the current task: read, select, act, post (or stash
- * the event until the syscall returns). */
+ * the event until the syscall or function returns). Returns the Override
+ * value for the hooked function, 0 for none. */
 __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -991,6 +1080,7 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	struct bg_pol_stash *st;
 	__u32 pos = 0, tgid, key, candidates = 0, matched = 0;
 	__u64 size;
+	int err;
 
 	if (!src)
 		return 0;
@@ -1006,6 +1096,7 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	if (!scr)
 		return 0;
 	a = (void *)scr->buf;
+	a->work.role = role;
 	for (int i = 0; i < BG_POL_SELECTORS; i++) {
 		struct bg_pol_selector *s;
 
@@ -1051,11 +1142,15 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	}
 	if (!sel)
 		return 0;
-	bg_pol_act(a, h, hook, sel->actions, sel->signal);
+	err = bg_pol_act(a, h, hook, sel, sel->actions, src->can_override);
 	size = BG_POL_FIXED + pos;
 	bg_clamp(size, BG_POL_FIXED + BG_DATA_LIMIT);
-	if (h->ret && h->kind == BG_HOOK_SYSCALL) {
-		st = bpf_task_storage_get(&pol_stash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (h->ret) {
+		st = bpf_task_storage_get(h->kind == BG_HOOK_SYSCALL ? (void *)&pol_stash
+								     : (void *)&pol_fstash,
+					  task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		/* a function hook's slot still active was left by a call that
+		 * did not return yet (recursion): this one posts at once */
 		if (st && !st->active) {
 			bpf_probe_read_kernel(&st->area, size, a);
 			st->nr = src->nr;
@@ -1063,13 +1158,12 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 			st->size = size;
 			st->matched = matched;
 			st->active = 1;
-			return 0;
+			return err;
 		}
-		/* cannot happen while user space routes one return hook per syscall */
 		bg_pol_count(hook, BG_PST_NO_RETURN);
 	}
 	bg_pol_post(a, sel, hook, size);
-	return 0;
+	return err;
 }
 
 /* ---- syscall hooks ---- */
@@ -1118,23 +1212,15 @@ int BPF_PROG(bg_pol_sys_enter, struct pt_regs *regs, long id)
 	return bg_pol_enter(regs, id);
 }
 
-static __noinline int bg_pol_exit(long id, long ret)
+/* Completes a stashed event with the return value: matchReturnArgs, the
+ * return actions, the post. */
+static __always_inline int bg_pol_finish(struct bg_pol_stash *st, long ret)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct bg_pol_selector *sel = NULL;
+	struct bg_pol_area *a = &st->area;
 	struct bg_pol_hook *h;
-	struct bg_pol_stash *st;
-	struct bg_pol_area *a;
-	__u32 hook, key;
+	__u32 hook = st->hook, key;
 
-	st = bpf_task_storage_get(&pol_stash, task, 0, 0);
-	if (!st || !st->active)
-		return 0;
-	st->active = 0;
-	if ((st->nr & (BG_NR_MAX - 1)) != id)
-		return 0;
-	hook = st->hook;
-	a = &st->area;
 	h = bpf_map_lookup_elem(&pol_hooks, &hook);
 	if (!h || !h->kind || h->gen != a->ev.gen)
 		return 0; /* the hook went away (or its slot serves another) meanwhile */
@@ -1155,9 +1241,23 @@ static __noinline int bg_pol_exit(long id, long ret)
 	}
 	if (!sel)
 		return 0;
-	bg_pol_act(a, h, hook, sel->ret_actions, sel->signal);
+	bg_pol_act(a, h, hook, sel, sel->ret_actions, 0);
 	bg_pol_post(a, sel, hook, st->size);
 	return 0;
+}
+
+static __noinline int bg_pol_exit(long id, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_stash *st;
+
+	st = bpf_task_storage_get(&pol_stash, task, 0, 0);
+	if (!st || !st->active)
+		return 0;
+	st->active = 0;
+	if ((st->nr & (BG_NR_MAX - 1)) != id)
+		return 0;
+	return bg_pol_finish(st, ret);
 }
 
 SEC("tp_btf/sys_exit")
@@ -1180,7 +1280,8 @@ int bg_pol_tp(void *ctx)
 
 	src.base = (__u64)ctx;
 	src.compat = bg_is_compat(task);
-	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_TP);
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_TP);
+	return 0;
 }
 
 SEC("raw_tp")
@@ -1195,7 +1296,108 @@ int bg_pol_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 	for (int i = 0; i < BG_POL_ARGS; i++)
 		bpf_probe_read_kernel(&src.a[i], 8, (void *)(base + 8 * i));
 	src.compat = bg_is_compat(task);
-	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_TP);
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_TP);
+	return 0;
+}
+
+/* ---- kernel functions and LSM hooks: one loaded copy per hook ---- */
+
+/* Trampoline programs see the arguments as an array of 8-byte slots,
+ * followed by the return value (fexit) or the previous program's (fmod_ret,
+ * lsm). Probe reads: a direct ctx load past the function's own parameters
+ * fails verification, and one generic program serves every function. */
+static __always_inline void bg_pol_ctx_args(void *ctx, struct bg_pol_src *src)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	for (int i = 0; i < BG_POL_ARGS; i++) {
+		if (i >= targ_nargs)
+			break;
+		bpf_probe_read_kernel(&src->a[i], 8, ctx + 8 * i);
+	}
+	src->compat = bg_is_compat(task);
+}
+
+static __always_inline long bg_pol_ctx_ret(void *ctx)
+{
+	long ret = 0;
+
+	bpf_probe_read_kernel(&ret, 8, ctx + 8 * (targ_nargs & 15));
+	return ret;
+}
+
+/* The return half of a return: true function hook (fexit, kretprobe). */
+static __always_inline int bg_pol_func_exit(long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_stash *st;
+
+	st = bpf_task_storage_get(&pol_fstash, task, 0, 0);
+	if (!st || !st->active || st->hook != targ_hook)
+		return 0;
+	st->active = 0;
+	return bg_pol_finish(st, ret);
+}
+
+SEC("fentry")
+int bg_pol_fentry(void *ctx)
+{
+	struct bg_pol_src src = {};
+
+	bg_pol_ctx_args(ctx, &src);
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+	return 0;
+}
+
+SEC("fexit")
+int bg_pol_fexit(void *ctx)
+{
+	return bg_pol_func_exit(bg_pol_ctx_ret(ctx));
+}
+
+/* A kprobe whose selectors may Override: skips the function when they do. */
+SEC("fmod_ret")
+int bg_pol_fmod_ret(void *ctx)
+{
+	struct bg_pol_src src = { .can_override = 1 };
+	long prev = bg_pol_ctx_ret(ctx);
+
+	if (prev)
+		return prev; /* an earlier fmod_ret program overrode already */
+	bg_pol_ctx_args(ctx, &src);
+	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+}
+
+SEC("lsm")
+int bg_pol_lsm(void *ctx)
+{
+	struct bg_pol_src src = { .can_override = 1 };
+	long prev = bg_pol_ctx_ret(ctx);
+
+	if (prev)
+		return prev; /* an earlier BPF LSM program denied already */
+	bg_pol_ctx_args(ctx, &src);
+	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+}
+
+SEC("kprobe")
+int bg_pol_kprobe(struct pt_regs *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_src src = {
+		.a = { PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx),
+		       PT_REGS_PARM4(ctx), PT_REGS_PARM5(ctx) },
+	};
+
+	src.compat = bg_is_compat(task);
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+	return 0;
+}
+
+SEC("kretprobe")
+int bg_pol_kretprobe(struct pt_regs *ctx)
+{
+	return bg_pol_func_exit(PT_REGS_RC(ctx));
 }
 
 /* ---- executables for matchBinaries ---- */

@@ -76,7 +76,12 @@ static __always_inline void bg_record_arg(struct pt_regs *regs, bool compat, __u
 
 static __always_inline __u32 bg_index(long id, bool compat)
 {
-	return ((__u32)id + (compat ? BG_NR_MAX : 0)) & BG_IDX_MASK;
+	__u64 idx = (__u32)id + (compat ? BG_NR_MAX : 0);
+
+	/* clang drops a mask it can prove redundant, and the 6.1 verifier
+	 * cannot prove the sum in range without it */
+	bg_clamp(idx, BG_IDX_MASK);
+	return idx;
 }
 
 static __always_inline void bg_record(struct pt_regs *regs, long id, bool compat)

@@ -5,6 +5,12 @@ Where those are missing they skip with the reason, unless
 BPFGUARD_REQUIRE_KERNEL=1 (CI sets it): then a missing prerequisite fails the
 test, and any skip at all fails the run, so kernel coverage can never vanish
 silently.
+
+Tests marked ``needs("lsm", ...)`` use kernel features that only some kernels
+have (BPF LSM, trampolines, kprobes). Where the probe says the feature is
+missing they are deselected, and the summary says which and why, unless
+BPFGUARD_REQUIRE_FEATURES names the feature (scripts/vmtest sets it for the
+guest kernel): then a missing feature fails the run instead.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from pathlib import Path
 import pytest
 
 REQUIRE_KERNEL = os.environ.get("BPFGUARD_REQUIRE_KERNEL") == "1"
+REQUIRE_FEATURES = frozenset(f for f in os.environ.get("BPFGUARD_REQUIRE_FEATURES", "").split(",")
+                             if f)
+
 def _kernel_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "needs root"
@@ -74,7 +83,49 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    if _deselected:
+        terminalreporter.write_line(
+            f"{len(_deselected)} test(s) need kernel features the probe did not find here; "
+            "scripts/vmtest runs them in a guest kernel that has them:")
+        for line in _deselected:
+            terminalreporter.write_line(f"  {line}")
     if REQUIRE_KERNEL and _skipped:
         terminalreporter.write_line(
             f"BPFGUARD_REQUIRE_KERNEL=1: {len(_skipped)} skipped test(s) count as failures: "
             + ", ".join(_skipped), red=True)
+
+
+_deselected: list[str] = []
+
+
+def _missing_features(names: set[str]) -> dict[str, str]:
+    """Probe verdicts for `names`: feature -> why it is missing."""
+    from bpfguard.probe import features
+
+    found = features()
+    return {n: found.get(n).detail for n in sorted(names) if not found.has(n)}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = {f for it in items for m in it.iter_markers("needs") for f in m.args}
+    if not wanted and not REQUIRE_FEATURES:
+        return
+    if os.geteuid() != 0:
+        return  # the kernel gate skips (or fails) these tests with its reason
+    missing = _missing_features(wanted | REQUIRE_FEATURES)
+    required = {f: why for f, why in missing.items() if f in REQUIRE_FEATURES}
+    if required:
+        raise pytest.UsageError(
+            "BPFGUARD_REQUIRE_FEATURES: this kernel lacks "
+            + "; ".join(f"{f} ({why})" for f, why in required.items()))
+    keep, drop = [], []
+    for it in items:
+        lacks = [f for m in it.iter_markers("needs") for f in m.args if f in missing]
+        if lacks:
+            drop.append(it)
+            _deselected.append(f"{it.nodeid} (kernel lacks {', '.join(lacks)})")
+        else:
+            keep.append(it)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -311,6 +311,9 @@ enum bg_pol_hook_kind {
 	BG_HOOK_SYSCALL = 1,    /* kprobes with syscall: true, on raw_syscalls sys_enter/sys_exit */
 	BG_HOOK_TRACEPOINT = 2, /* tracepoints: a copy of bg_pol_tp per hook */
 	BG_HOOK_RAW_TP = 3,     /* tracepoints with raw: true: a copy of bg_pol_raw_tp per hook */
+	BG_HOOK_FUNC = 4,       /* kernel functions and LSM hooks: a copy per hook of bg_pol_fentry,
+				 * bg_pol_kprobe, bg_pol_fmod_ret or bg_pol_lsm (and bg_pol_fexit or
+				 * bg_pol_kretprobe for return: true), as the probe allows */
 };
 
 /* How one hook argument is read. */
@@ -327,6 +330,16 @@ enum bg_pol_type {
 	BG_PT_BINPRM = 9,    /* struct linux_binprm *: the path of its file */
 	BG_PT_SOCKADDR = 10, /* user struct sockaddr *; its length is the next argument */
 	BG_PT_SYSCALL64 = 11, /* a syscall id; bit 31 marks the 32-bit compat ABI (as Tetragon) */
+	BG_PT_SOCK = 12,     /* struct sock *: family, protocol, state, addresses, ports */
+	BG_PT_CRED = 13,     /* struct cred *: a bg_pol_cred in the payload */
+};
+
+/* A cred argument, as written into the event's payload. */
+struct bg_pol_cred {
+	__u32 uid, gid, suid, sgid, euid, egid, fsuid, fsgid;
+	__u32 securebits;
+	__u32 pad;
+	__u64 cap_inheritable, cap_permitted, cap_effective;
 };
 
 struct bg_pol_arg {
@@ -383,6 +396,7 @@ enum bg_pol_action {
 	BG_ACT_NOPOST = 1 << 1,
 	BG_ACT_SIGKILL = 1 << 2,
 	BG_ACT_SIGNAL = 1 << 3,
+	BG_ACT_OVERRIDE = 1 << 4, /* the hooked function returns bg_pol_selector.error */
 };
 
 enum bg_pol_pid_flags {
@@ -449,7 +463,7 @@ struct bg_pol_selector {
 	__u32 rate_ms;     /* Post rateLimit; 0: none */
 	__u32 bin_set;
 	__u32 pbin_set;
-	__u32 pad;
+	__s32 error;       /* BG_ACT_OVERRIDE: the return value (argError) */
 	__u32 pids[BG_POL_VALUES];
 	__u64 cap_mask;
 	struct bg_pol_ns_filter ns[BG_POL_NS_FILTERS];

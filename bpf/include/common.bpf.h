@@ -29,7 +29,8 @@ enum bg_scratch_role {
 	BG_SCRATCH_EXIT = 3,
 	BG_SCRATCH_POLICY_ENTER = 4, /* policy.bpf.c: syscall entry */
 	BG_SCRATCH_POLICY_TP = 5,    /* policy.bpf.c: tracepoints and raw tracepoints */
-	BG_SCRATCH_ROLES = 6,
+	BG_SCRATCH_POLICY_FUNC = 6,  /* policy.bpf.c: kernel functions and LSM hooks */
+	BG_SCRATCH_ROLES = 7,
 };
 
 struct bg_scratch {

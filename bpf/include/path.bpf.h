@@ -32,17 +32,11 @@ struct bg_file_req {
 	__u32 pad;
 };
 
-static __always_inline void bg_sock_info(struct file *file, struct bg_file *out)
+/* Family, protocol, state, addresses and ports of a struct sock. */
+static __always_inline void bg_sock_read(struct sock *sk, struct bg_sock *s)
 {
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	struct bg_sock *s = &out->sock;
-
-	if (!sk)
-		return;
-	out->flags |= BG_FILE_SOCKET;
 	s->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	s->type = BPF_CORE_READ(sock, type);
+	s->type = BPF_CORE_READ(sk, sk_type);
 	s->protocol = BPF_CORE_READ(sk, sk_protocol);
 	s->state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	s->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
@@ -54,6 +48,17 @@ static __always_inline void bg_sock_info(struct file *file, struct bg_file *out)
 		BPF_CORE_READ_INTO(&s->laddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&s->raddr, sk, __sk_common.skc_v6_daddr);
 	}
+}
+
+static __always_inline void bg_sock_info(struct file *file, struct bg_file *out)
+{
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+
+	if (!sk)
+		return;
+	out->flags |= BG_FILE_SOCKET;
+	bg_sock_read(sk, &out->sock);
 }
 
 /* Fills `out` for req->file (or req->path) as seen from req->task's root and

@@ -116,6 +116,31 @@ class Btf:
         t = self._type(self.find(name, _ENUM))
         return {self._name(e.name_off): e.val for e in self._tail(t, L.BtfEnum, self._vlen(t))}
 
+    def function(self, name: str) -> tuple[list[tuple[str, str]], str]:
+        """Parameters (name, C type) and return type of function `name`,
+        e.g. ``([("fd", "unsigned int"), ("file", "struct file *")], "void")``
+        for the kernel's fd_install. KeyError if BTF has no such function."""
+        func = self._type(self.find(name, _FUNC))
+        proto = self._type(int(func.size_or_type))
+        params = self._tail(proto, L.BtfEnum, self._vlen(proto))  # (name_off, type): one layout
+        return ([(self._name(p.name_off), self.type_name(p.val)) for p in params],
+                self.type_name(int(proto.size_or_type)))
+
+    def type_name(self, tid: int) -> str:
+        """A C spelling of type `tid`, qualifiers dropped: ``struct file *``."""
+        if tid == 0:
+            return "void"
+        t = self._type(tid)
+        kind = self._kind(t)
+        if kind == _PTR:
+            return self.type_name(int(t.size_or_type)) + " *"
+        if kind in (_VOLATILE, _CONST, _RESTRICT, _TYPE_TAG):
+            return self.type_name(int(t.size_or_type))
+        tag = {_STRUCT: "struct ", _UNION: "union ", _ENUM: "enum ", _ENUM64: "enum "}.get(kind, "")
+        if kind == _FWD:
+            tag = "union " if t.info >> 31 else "struct "
+        return tag + (self._name(t.name_off) or "<anonymous>")
+
     def datasec(self, name: str) -> dict[str, tuple[int, Any]]:
         """Variables of a data section (``.rodata``, ``.bss``): name -> (offset, ctype)."""
         t = self._type(self.find(name, _DATASEC))

@@ -448,7 +448,8 @@ def _lineage(table: ProcessTable, pid: int) -> tuple[Process | None, list[Proces
 
 def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
                       ancestors: bool = False, machine: str = _HOST_MACHINE) -> JSON:
-    """A ``process_kprobe`` (kind "kprobe") or ``process_tracepoint`` event.
+    """A ``process_kprobe`` (kind "kprobe"), ``process_lsm`` (kind "lsm") or
+    ``process_tracepoint`` event.
 
     The process is looked up in `table` (or /proc); if it is gone, the event
     still carries its pid, tid and uid. With `ancestors`, the processes above
@@ -473,6 +474,14 @@ def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
         _put(body, "policy_name", ev.policy_name)
         _put(body, "return_action", _action(ev.return_action))
         _put(body, "message", ev.message)
+        _put(body, "tags", list(ev.tags))
+    elif ev.kind == "lsm":
+        kind = "process_lsm"
+        _put(body, "function_name", ev.function_name)
+        _put(body, "policy_name", ev.policy_name)
+        _put(body, "message", ev.message)
+        _put(body, "args", args)
+        _put(body, "action", _action(ev.action))
         _put(body, "tags", list(ev.tags))
     else:
         kind = "process_tracepoint"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -34,12 +34,14 @@ from .model import (
     Action,
     ArgSelector,
     BinarySelector,
+    FeatureSet,
     Hook,
     KProbe,
     LsmHook,
     Policy,
     Selector,
     Tracepoint,
+    attach_requirement,
 )
 
 __all__ = [
@@ -84,16 +86,17 @@ LIMITS: Final = _Limits()
 
 # enum values of bpf/include/bpfguard.h; checked against the object's BTF by
 # the engine at load (PolicyEngine._check_abi), so a drift fails loudly.
-HOOK_KIND: Final = {"SYSCALL": 1, "TRACEPOINT": 2, "RAW_TP": 3}
+HOOK_KIND: Final = {"SYSCALL": 1, "TRACEPOINT": 2, "RAW_TP": 3, "FUNC": 4}
 PT: Final = {"NONE": 0, "INT": 1, "STRING": 2, "KSTRING": 3, "DATA_LOC": 4, "CHAR_BUF": 5,
-             "FD": 6, "FILE": 7, "PATH": 8, "BINPRM": 9, "SOCKADDR": 10, "SYSCALL64": 11}
+             "FD": 6, "FILE": 7, "PATH": 8, "BINPRM": 9, "SOCKADDR": 10, "SYSCALL64": 11,
+             "SOCK": 12, "CRED": 13}
 OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT_POSTFIX": 6,
              "GT": 7, "LT": 8, "MASK": 9, "IN_SET": 10, "NOT_IN_SET": 11, "SADDR": 12,
              "NOT_SADDR": 13, "DADDR": 14, "NOT_DADDR": 15, "SPORT": 16, "NOT_SPORT": 17,
              "DPORT": 18, "NOT_DPORT": 19, "SPORT_PRIV": 20, "NOT_SPORT_PRIV": 21,
              "DPORT_PRIV": 22, "NOT_DPORT_PRIV": 23, "PROTOCOL": 24, "FAMILY": 25, "STATE": 26,
              "STR_EQ": 27, "STR_NEQ": 28}
-ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8}
+ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8, "OVERRIDE": 16}
 PID_FLAG: Final = {"NOT_IN": 1, "NS": 2, "FOLLOW": 4}
 BIN_OP: Final = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}
 NS_KIND: Final = {"Uts": 1, "Ipc": 2, "Mnt": 3, "Pid": 4, "PidForChildren": 5, "Net": 6,
@@ -114,10 +117,16 @@ _INT_TYPES: Final = {
 }
 _STRING_TYPES: Final = frozenset({"STRING", "KSTRING", "DATA_LOC", "CHAR_BUF", "FD", "FILE",
                                   "PATH", "BINPRM"})
-_ENFORCING_UNSUPPORTED: Final = {
-    "Override": "Override needs BPF LSM or fmod_ret (BPF trampolines) to change a return value",
-    "NotifyEnforcer": "NotifyEnforcer needs fmod_ret (BPF trampolines) on the enforcer's calls",
-}
+_NOTIFY_ENFORCER: Final = (
+    "NotifyEnforcer: bpfguard has no enforcer programs; the fmod_ret they need works only on "
+    "functions on the kernel's error-injection list (CONFIG_FUNCTION_ERROR_INJECTION), which "
+    "syscalls are not on Debian's kernels. Use Sigkill, or Override on an lsmhooks hook or a "
+    "security_* kprobe")
+_SYSCALL_OVERRIDE: Final = (
+    "Override on a syscall: bpfguard serves syscall kprobes on the syscall tracepoints, which "
+    "cannot change a return value (fmod_ret on a syscall needs the kernel's error-injection "
+    "list). Override the LSM hook or security_* function the syscall calls instead, e.g. "
+    "lsmhooks path_symlink or kprobe security_path_symlink")
 _NOT_SUPPORTED: Final = {
     "FollowFD": "FollowFD/UnfollowFD/CopyFD are deprecated in Tetragon; use the fd or file "
                 "argument types, which bpfguard resolves at the hook",
@@ -212,6 +221,7 @@ class CompiledSelector:
     cap_mask: int = 0
     rate_ms: int = 0
     rate_scope: int = 0
+    error: int = 0                    # Override: argError
     enforcing: tuple[str, ...] = ()   # action names, for events and messages
 
 
@@ -230,6 +240,11 @@ class CompiledHook:
     subsys: str = ""
     event: str = ""
     function_name: str = ""
+    # FUNC hooks: the BTF function the programs attach to (an LSM hook's name
+    # without bpf_lsm_), its parameter count, and the programs of policy.bpf.c
+    target: str = ""
+    nparams: int = 0
+    programs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -302,6 +317,32 @@ def tracepoint_fields(subsys: str, event: str,
     return None
 
 
+FunctionProto = tuple[list[tuple[str, str]], str]  # (parameter name, C type)..., return type
+
+
+def kernel_function(name: str) -> FunctionProto | None:
+    """The prototype of kernel function `name` from the running kernel's
+    BTF; None when BTF has no such function (inlined, or not in this kernel)."""
+    from ..loader.btf import Btf
+
+    with Btf.vmlinux() as btf:
+        try:
+            return btf.function(name)
+        except KeyError:
+            return None
+
+
+# backend feature -> program of policy.bpf.c (a kprobe backend brings its kretprobe)
+_PROGRAMS: Final = {"fentry": "bg_pol_fentry", "fexit": "bg_pol_fexit", "kprobe": "bg_pol_kprobe",
+                    "fmod_ret": "bg_pol_fmod_ret", "lsm": "bg_pol_lsm"}
+# kernel-function argument types -> (PT kind, the struct the parameter must point to)
+_FUNC_POINTER_ARGS: Final = {
+    "file": ("FILE", "struct file *"), "path": ("PATH", "struct path *"),
+    "linux_binprm": ("BINPRM", "struct linux_binprm *"), "sock": ("SOCK", "struct sock *"),
+    "cred": ("CRED", "struct cred *"), "string": ("KSTRING", "char *"),
+}
+
+
 def parse_rate(text: str) -> int | None:
     """rateLimit ("30", "30s", "5m", "1h") in milliseconds; None if malformed."""
     m = re.fullmatch(r"\s*(\d+)\s*([smhSMH]?)\s*", text)
@@ -364,8 +405,11 @@ class _Compiler:
     def __init__(self, policy: Policy, *, nr_max: int, seed: int,
                  next_set: Callable[[], int],
                  fields_of: Callable[[str, str], list[TracepointField] | None],
-                 ns_root: str) -> None:
+                 ns_root: str, function_of: Callable[[str], FunctionProto | None],
+                 features: FeatureSet | Mapping[str, bool] | None) -> None:
         self.policy = policy
+        self.function_of = function_of
+        self.features = features
         self.nr_max = nr_max
         self.seed = seed
         self.next_set = next_set
@@ -409,15 +453,79 @@ class _Compiler:
     def hook(self, hook: Hook) -> list[CompiledHook]:
         if isinstance(hook, KProbe):
             if not hook.syscall:
-                raise _Fail("kprobes on kernel functions need kprobes or BPF trampolines; "
-                            "bpfguard serves only syscall kprobes (on the syscall tracepoints)"
-                            " here")
+                return [self.function_hook(hook)]
             return [self.syscall_hook(hook)]
         if isinstance(hook, Tracepoint):
             return [self.tracepoint_hook(hook)]
         if isinstance(hook, LsmHook):
-            raise _Fail("LSM hooks need BPF LSM (BPF trampolines)")
+            return [self.function_hook(hook)]
         raise _Fail("uprobes are not served by bpfguard yet")
+
+    def function_hook(self, hook: KProbe | LsmHook) -> CompiledHook:
+        """A kernel function (kprobe) or LSM hook, on the programs the probe
+        allows: fentry or kprobe, fmod_ret when it may Override, lsm."""
+        lsm = isinstance(hook, LsmHook)
+        name = hook.hook if isinstance(hook, LsmHook) else hook.call
+        if name.startswith("list:"):
+            raise _Fail("lists of kernel functions are not served by bpfguard yet; "
+                        "list the functions as separate kprobes")
+        req = attach_requirement(hook, self.features)
+        if req.backend is None:  # the message leads with the hook's name; _Fail's gets it
+            raise _Fail(req.message.removeprefix(f"{hook.name} "))
+        backend = req.backend
+        btf_name = "bpf_lsm_" + name if lsm else name
+        proto = self.function_of(btf_name)
+        if proto is None:
+            what = f"LSM hook {name!r}" if lsm else f"kernel function {name!r}"
+            raise _Fail(f"this kernel's BTF has no {what} (misspelt, inlined, or not "
+                        "in this kernel version)")
+        params, ret_c = proto
+        ret = isinstance(hook, KProbe) and hook.return_
+        if "fmod_ret" in backend and ret_c == "void":
+            raise _Fail(f"Override: {name} returns void, so there is no return value to "
+                        "override")
+        args = [self.function_arg(name, params, a.index, a.type, a.label)
+                for a in hook.args if a.type != "nop"]
+        if len(args) > LIMITS.args:
+            raise _Fail(f"{len(args)} arguments; at most {LIMITS.args}")
+        ret_type = "int"
+        if isinstance(hook, KProbe) and hook.return_arg:
+            ret_type = hook.return_arg.type
+            if ret_type not in _INT_TYPES:
+                raise _Fail(f"returnArg type {ret_type!r}: bpfguard reads integer return "
+                            "values")
+        sels = self.selectors(hook, hook.selectors, args, index_is_position=False)
+        programs = [_PROGRAMS[b] for b in backend.split("+")]
+        if backend == "kprobe" and ret:
+            programs.append("bg_pol_kretprobe")
+        return CompiledHook(hook, "FUNC", args, sels, ret=ret, ret_type=ret_type,
+                            function_name=name, target=name, nparams=len(params),
+                            programs=tuple(programs))
+
+    def function_arg(self, fn: str, params: list[tuple[str, str]], index: int, type_: str,
+                     label: str) -> CompiledArg:
+        top = min(len(params), LIMITS.args)
+        if not 0 <= index < top:
+            raise _Fail(f"argument index {index}: {fn} has {len(params)} parameters; "
+                        f"bpfguard reads the first {LIMITS.args} (0-{top - 1})")
+        pname, ctype = params[index]
+        if type_ in _INT_TYPES or type_ == "fd":
+            if ctype.endswith("*"):
+                raise _Fail(f"argument {index} of {fn} is a pointer ({ctype} {pname}), not "
+                            f"an integer of type {type_!r}")
+            if type_ == "fd":
+                return CompiledArg("FD", 4, False, 0, index, type_, label or pname, index)
+            size, signed = _INT_TYPES[type_]
+            return CompiledArg("INT", size, signed, 0, index, type_, label or pname, index)
+        if type_ not in _FUNC_POINTER_ARGS:
+            raise _Fail(f"argument {index} of type {type_!r} is not read from kernel "
+                        "functions by bpfguard (int types, fd, string, file, path, "
+                        "linux_binprm, sock, cred)")
+        kind, want = _FUNC_POINTER_ARGS[type_]
+        if ctype != want:
+            raise _Fail(f"argument {index} of {fn} is {ctype} {pname}; type {type_!r} "
+                        f"reads a {want}")
+        return CompiledArg(kind, 8, False, 0, index, type_, label or pname, index)
 
     def _calls(self, call: str) -> list[str]:
         if call.startswith("list:"):
@@ -634,7 +742,7 @@ class _Compiler:
             return self.int_filter(f, k, ret=ret, ret_type=a.declared)
         if a.type in _STRING_TYPES:
             return self.string_filter(f, k)
-        if a.type == "SOCKADDR":
+        if a.type in ("SOCKADDR", "SOCK"):  # sockaddr: the one address is both ends
             return self.sock_filter(f, k)
         raise _Fail(f"operator {op} on a {a.declared} argument")
 
@@ -796,9 +904,8 @@ class _Compiler:
         def bits(acts: tuple[Action, ...]) -> int:
             b = 0
             for a in acts:
-                if a.action in _ENFORCING_UNSUPPORTED:
-                    raise _Fail(_ENFORCING_UNSUPPORTED[a.action] + "; this kernel refuses "
-                                "BPF trampolines, and bpfguard has no such backend yet")
+                if a.action == "NotifyEnforcer":
+                    raise _Fail(_NOTIFY_ENFORCER)
                 if a.action in _NOT_SUPPORTED:
                     raise _Fail(f"{a.action}: {_NOT_SUPPORTED[a.action]}")
                 if a.kernel_stack_trace or a.user_stack_trace or a.ima_hash:
@@ -823,10 +930,24 @@ class _Compiler:
                     b |= ACT["SIGNAL"]
                     out.signal = a.arg_sig
                     enforcing.append("Signal")
+                elif a.action == "Override":
+                    if isinstance(hook, KProbe) and hook.syscall:
+                        raise _Fail(_SYSCALL_OVERRIDE)
+                    if not isinstance(hook, (KProbe, LsmHook)):
+                        raise _Fail("Override changes a function's return value: it needs a "
+                                    "kprobe on a kernel function or an lsmhooks hook")
+                    if a.arg_error is None or not -4095 <= a.arg_error < 0:
+                        raise _Fail("Override needs argError, a negative errno (-4095 to -1)")
+                    b |= ACT["OVERRIDE"]
+                    out.error = a.arg_error
+                    enforcing.append("Override")
             return b
 
         entry = bits(sel.match_actions)
         ret = bits(sel.match_return_actions)
+        if ret & ACT["OVERRIDE"]:
+            raise _Fail("Override in matchReturnActions: the function has returned by then; "
+                        "use matchActions")
         if sel.match_return_actions and not (isinstance(hook, KProbe) and hook.return_):
             raise _Fail("matchReturnActions needs return: true")
         out.actions = entry if sel.match_actions else ACT["POST"]
@@ -838,19 +959,25 @@ def compile_policy(policy: Policy, *, nr_max: int = 512, seed: int = 0,
                    next_set: Callable[[], int] | None = None,
                    fields_of: Callable[[str, str], list[TracepointField] | None]
                    = tracepoint_fields,
-                   ns_root: str | None = None) -> CompiledPolicy:
+                   ns_root: str | None = None,
+                   function_of: Callable[[str], FunctionProto | None] = kernel_function,
+                   features: FeatureSet | Mapping[str, bool] | None = None) -> CompiledPolicy:
     """Compile `policy` for the in-kernel engine, or raise PolicyError naming
     every hook that cannot be served here and why (at the hook's line).
 
     `next_set` hands out set ids (the engine's allocator; a counter by
     default), `seed` is the engine's exact-string hash key, `fields_of`
     reads tracepoint formats (tracefs by default), `ns_root` is where
-    ``host_ns`` namespaces are read (default: :func:`host_ns_root`).
+    ``host_ns`` namespaces are read (default: :func:`host_ns_root`),
+    `function_of` reads kernel function prototypes (kernel BTF by default),
+    `features` (the probe's verdicts) picks the programs of kernel-function
+    and LSM hooks; None picks the best (fentry, fmod_ret, lsm).
     """
     counter = iter(range(1, 1 << 31))
     return _Compiler(policy, nr_max=nr_max, seed=seed,
                      next_set=next_set or (lambda: next(counter)), fields_of=fields_of,
-                     ns_root=ns_root or host_ns_root()).compile()
+                     ns_root=ns_root or host_ns_root(), function_of=function_of,
+                     features=features).compile()
 
 
 def host_ns_root(proc: str = "/proc") -> str:

@@ -55,17 +55,23 @@ from .compiler import (
 )
 from .events import Enforcement, PolicyArg, PolicyEvent
 from .loader import PolicyCode, PolicyError
-from .model import Policy, requirements
+from .model import LsmHook, Policy, requirements
 
 __all__ = ["LoadedPolicy", "PolicyEngine"]
 
 # counter names for `bpfguard policy list`, by enum bg_pol_stat name
 _STAT_NAMES = {"POSTED": "posted", "ACTED": "actions", "WOULD": "would_act",
                "RATE_LIMITED": "rate_limited", "NO_RETURN": "no_return"}
-_TP_PROGRAMS = ("bg_pol_tp", "bg_pol_raw_tp")
+# programs loaded only in per-hook copies of the object
+_COPY_PROGRAMS = ("bg_pol_tp", "bg_pol_raw_tp", "bg_pol_fentry", "bg_pol_fexit",
+                  "bg_pol_fmod_ret", "bg_pol_lsm", "bg_pol_kprobe", "bg_pol_kretprobe")
+_TRAMPOLINE_PROGRAMS = ("bg_pol_fentry", "bg_pol_fexit", "bg_pol_fmod_ret", "bg_pol_lsm")
+# what really happens for each program of an Override hook
+_OVERRIDE_BACKEND = {"bg_pol_fmod_ret": "fmod_ret", "bg_pol_lsm": "bpf_lsm"}
 # maps each tracepoint copy keeps for itself: per-CPU scratch and global data
-_PRIVATE_MAPS = ("scratch",)
-_TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL"}
+_PRIVATE_MAPS = ("scratch", "pol_lpm_keys")
+_TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL",
+                    "Override": "KPROBE_ACTION_OVERRIDE"}
 _FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}
 _LPM_TRIE = 11  # BPF_MAP_TYPE_LPM_TRIE
 _NO_PREALLOC = 1  # BPF_F_NO_PREALLOC, which LPM tries require
@@ -118,12 +124,13 @@ class PolicyEngine(Sensor):
         self._t = {n: btf.struct(n) for n in (
             "bg_pol_hook", "bg_pol_selector", "bg_pol_route", "bg_pol_int_key",
             "bg_pol_str_key", "bg_pol_lpm_key", "bg_pol_addr_key", "bg_pol_exe",
-            "bg_policy_event")}
+            "bg_policy_event", "bg_pol_cred")}
+        self._cred_size = ctypes.sizeof(self._t["bg_pol_cred"])
         self._nr_max = self.abi.nr_max
         self._event_type = self.abi.event_type["POLICY"]
         self._check_abi()
         for p in self.obj.programs:
-            if p.name in _TP_PROGRAMS:
+            if p.name in _COPY_PROGRAMS:
                 p.autoload = False
 
     def _check_abi(self) -> None:
@@ -217,7 +224,7 @@ class PolicyEngine(Sensor):
 
             try:
                 compiled = compile_policy(policy, nr_max=self._nr_max, seed=self.seed,
-                                          next_set=next_set)
+                                          next_set=next_set, features=self.features)
                 return self._add(policy, compiled, source, cgroup)
             except BaseException:
                 if policy.name not in self.policies:  # _unload gave back what it wrote
@@ -247,7 +254,7 @@ class PolicyEngine(Sensor):
                     self._gen = self._gen % 0xFFFF + 1
                     self._gens[slot] = self._gen
                     self._write_hook(slot, lp, h)
-                    if h.kind in ("TRACEPOINT", "RAW_TP"):
+                    if h.kind in ("TRACEPOINT", "RAW_TP", "FUNC"):
                         lp.copies.append(self._load_copy(slot, h))
                 self.policies[policy.name] = lp
                 self._write_routes()
@@ -427,6 +434,7 @@ class PolicyEngine(Sensor):
                     e.ns[j].vals[m] = v
             e.cap_op, e.cap_type, e.cap_mask = s.cap_op, s.cap_type, s.cap_mask
             e.rate_ms, e.rate_scope = s.rate_ms, s.rate_scope
+            e.error = s.error
             for j, f in enumerate(s.filters):
                 e.filters[j].op = OP[f.op]
                 e.filters[j].arg = f.arg
@@ -482,12 +490,16 @@ class PolicyEngine(Sensor):
             self._syscall_links = []
 
     def _load_copy(self, slot: int, h: CompiledHook) -> BpfObject:
-        """A copy of the object serving one tracepoint hook, sharing every map."""
+        """A copy of the object serving one tracepoint, kernel function or LSM
+        hook, sharing every map."""
         copy = BpfObject.open(bpf_object_path(self.object_name))
         try:
-            want = "bg_pol_raw_tp" if h.kind == "RAW_TP" else "bg_pol_tp"
+            want = (h.programs if h.kind == "FUNC" else
+                    ("bg_pol_raw_tp",) if h.kind == "RAW_TP" else ("bg_pol_tp",))
             for p in copy.programs:
-                p.autoload = p.name == want
+                p.autoload = p.name in want
+                if p.autoload and p.name in _TRAMPOLINE_PROGRAMS:
+                    p.set_attach_target(h.target)
             for name in copy.map_names:
                 if "." in name or name in _PRIVATE_MAPS:  # global data: obj.rodata, obj.bss
                     continue
@@ -496,12 +508,18 @@ class PolicyEngine(Sensor):
                     copy.reuse_map(name, src.fd)
             copy.rodata["targ_hook"] = slot
             copy.rodata["targ_seed"] = self.seed
+            copy.rodata["targ_nargs"] = h.nparams
             copy.load()
-            prog = copy.program(want)
-            if h.kind == "RAW_TP":
-                prog.attach_raw_tracepoint(h.event)
-            else:
-                prog.attach_tracepoint(h.subsys, h.event)
+            for name in want:
+                prog = copy.program(name)
+                if h.kind == "RAW_TP":
+                    prog.attach_raw_tracepoint(h.event)
+                elif h.kind == "TRACEPOINT":
+                    prog.attach_tracepoint(h.subsys, h.event)
+                elif name in ("bg_pol_kprobe", "bg_pol_kretprobe"):
+                    prog.attach_kprobe(h.target, retprobe=name == "bg_pol_kretprobe")
+                else:  # trampolines and LSM: the target was set before the load
+                    prog.attach()
             return copy
         except BpfguardError as exc:
             copy.close()
@@ -550,7 +568,7 @@ class PolicyEngine(Sensor):
         data = rec[t.data.offset:]
         sel = h.selectors[e.selector] if e.selector < len(h.selectors) else h.selectors[0]
         args = tuple(self._arg(a, e.args[i], data) for i, a in enumerate(h.args))
-        enforcement = self._enforcement(e, sel.enforcing, sel.signal)
+        enforcement = self._enforcement(e, h, sel.enforcing, sel.signal)
         action = "KPROBE_ACTION_POST"
         for en in enforcement:
             if en.done:
@@ -568,24 +586,41 @@ class PolicyEngine(Sensor):
         if h.kind == "SYSCALL":
             return PolicyEvent(kind="kprobe", function_name=h.function_name or _syscall_fn(
                 e.nr, self._nr_max), **common)
+        if h.kind == "FUNC":
+            return PolicyEvent(kind="lsm" if isinstance(h.hook, LsmHook) else "kprobe",
+                               function_name=h.function_name, **common)
         return PolicyEvent(kind="tracepoint", subsys=h.subsys, event=h.event,
                            **common)
 
-    def _enforcement(self, e: Any, names: tuple[str, ...], signal: int
+    def _enforcement(self, e: Any, h: CompiledHook, names: tuple[str, ...], signal: int
                      ) -> tuple[Enforcement, ...]:
         out = []
+        override = next((_OVERRIDE_BACKEND[p] for p in h.programs if p in _OVERRIDE_BACKEND), "")
+        prevented = bool(e.done & ACT["OVERRIDE"])
         for name in names:
-            bit = ACT["SIGKILL"] if name == "Sigkill" else ACT["SIGNAL"]
+            bit = ACT[name.upper()]
             if not (e.done | e.would | e.failed) & bit:
                 continue
             done = bool(e.done & bit)
-            note = ("monitor mode: counted, not done" if e.would & bit else
+            monitor = bool(e.would & bit)
+            if name == "Override":
+                note = ("monitor mode: counted, not done" if monitor else
+                        "the hooked function was not run: it returned the error"
+                        if done and override == "fmod_ret" else
+                        "denied by the LSM hook before the operation" if done else
+                        "no fmod_ret or BPF LSM program served this hook")
+                out.append(Enforcement(action=name, done=done,
+                                       mode="monitor" if monitor else "enforce",
+                                       backend=override, before_operation=done, note=note))
+                continue
+            note = ("monitor mode: counted, not done" if monitor else
                     "the kernel refused to send the signal" if e.failed & bit else
-                    "signal sent at the hook; the operation itself was not prevented "
-                    "(no BPF LSM or fmod_ret backend on this kernel)")
+                    "signal sent at the hook; the Override stopped the operation" if prevented
+                    else "signal sent at the hook; the operation itself was not prevented "
+                    "(it completes before the signal is delivered)")
             out.append(Enforcement(action=name, done=done,
-                                   mode="monitor" if e.would & bit else "enforce",
-                                   backend="bpf_send_signal", before_operation=False,
+                                   mode="monitor" if monitor else "enforce",
+                                   backend="bpf_send_signal", before_operation=prevented,
                                    signal=9 if name == "Sigkill" else signal, note=note))
         return tuple(out)
 
@@ -610,13 +645,35 @@ class PolicyEngine(Sensor):
                     _v6(raw) if fam == 10 else "")
             return PolicyArg(a.declared, {"family": _FAMILY.get(fam, str(fam)), "addr": addr,
                                           "port": int(s.rport)}, a.label)
+        if a.type == "SOCK":
+            if not flags & vf["SOCK"]:
+                return PolicyArg(a.declared, None, a.label)
+            s = v.sock
+            fam = int(s.family)
+            return PolicyArg(a.declared, {
+                "family": fam, "type": int(s.type), "protocol": int(s.protocol),
+                "state": int(s.state), "saddr": _addr(fam, bytes(s.laddr)),
+                "daddr": _addr(fam, bytes(s.raddr)), "sport": int(s.lport),
+                "dport": int(s.rport)}, a.label)
         if not flags & vf["DATA"]:
             return PolicyArg(a.declared, None, a.label, truncated)
         raw = data[v.data.off:v.data.off + v.data.len]
+        if a.type == "CRED":
+            c = self._t["bg_pol_cred"].from_buffer_copy(raw.ljust(self._cred_size, b"\0"))
+            ids = {k: int(getattr(c, k)) for k in ("uid", "gid", "euid", "egid", "suid",
+                                                    "sgid", "fsuid", "fsgid", "securebits")}
+            return PolicyArg(a.declared, {**ids, "caps": {
+                "permitted": int(c.cap_permitted), "effective": int(c.cap_effective),
+                "inheritable": int(c.cap_inheritable)}}, a.label)
         if a.type == "CHAR_BUF":
             return PolicyArg(a.declared, raw, a.label, truncated)
         return PolicyArg(a.declared, raw.split(b"\0", 1)[0].decode(errors="surrogateescape"),
                          a.label, truncated)
+
+
+def _addr(family: int, raw: bytes) -> str:
+    return (".".join(str(b) for b in raw[:4]) if family == 2 else
+            _v6(raw) if family == 10 else "")
 
 
 def _v6(raw: bytes) -> str:

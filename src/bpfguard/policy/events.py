@@ -36,18 +36,19 @@ class PolicyArg:
 
 @dataclass(frozen=True)
 class Enforcement:
-    """What an enforcing action (Sigkill, Signal) did, in truth.
+    """What an enforcing action (Sigkill, Signal, Override) did, in truth.
 
     `done` is False in monitor mode (the action is only counted) and when the
-    kernel refused it. `before_operation` says whether it acted before the
-    operation took effect: a signal sent at syscall entry kills the task, but
-    the syscall itself still completes on a kernel without BPF LSM/fmod_ret.
+    kernel refused it. `before_operation` says whether the operation was
+    stopped: an Override (fmod_ret skips the function, a BPF LSM hook denies)
+    stops it; a signal alone does not, since the syscall or function it was
+    sent from completes before the signal is delivered.
     """
 
-    action: str            # "Sigkill" | "Signal"
+    action: str            # "Sigkill" | "Signal" | "Override"
     done: bool
     mode: Literal["enforce", "monitor"]
-    backend: str           # "bpf_send_signal"
+    backend: str           # "bpf_send_signal" | "fmod_ret" | "bpf_lsm"
     before_operation: bool
     signal: int = 0
     note: str = ""
@@ -58,7 +59,8 @@ class PolicyEvent:
     """One selector match, ready to format.
 
     `kind` picks the Tetragon event: ``kprobe`` (``kprobes`` hooks, including
-    syscalls served by the syscall tracepoints) or ``tracepoint``.
+    syscalls served by the syscall tracepoints), ``tracepoint`` or ``lsm``
+    (``lsmhooks``; `function_name` is the hook, e.g. ``file_open``).
     `function_name` is the kprobe's function as Tetragon names it (for
     syscalls, ``__x64_sys_openat`` style); `subsys`/`event` name a tracepoint.
     `action` is Tetragon's KprobeAction name of what happened
@@ -67,7 +69,7 @@ class PolicyEvent:
     been done.
     """
 
-    kind: Literal["kprobe", "tracepoint"]
+    kind: Literal["kprobe", "tracepoint", "lsm"]
     policy_name: str
     pid: int
     tid: int

@@ -27,6 +27,8 @@ __all__ = [
     "ARG_OPERATORS",
     "ARG_TYPES",
     "Action",
+    "attach_requirement",
+    "overrides",
     "Arg",
     "ArgSelector",
     "BinarySelector",
@@ -367,6 +369,8 @@ _FEATURE_TEXT: Final[Mapping[str, str]] = {
     "kprobe": "kprobes",
     "fentry": "BPF trampolines (fentry)",
     "fentry+fexit": "BPF trampolines (fentry and fexit)",
+    "fmod_ret+fexit": "BPF trampolines (fmod_ret and fexit)",
+    "tp_btf": "BTF tracepoints (tp_btf)",
     "tracepoint": "tracepoints",
     "raw_tp": "raw tracepoints",
     "lsm": "BPF LSM",
@@ -426,13 +430,19 @@ def _choose(hook: Hook, purpose: str, candidates: tuple[str, ...],
                        hook.context)
 
 
+def overrides(hook: Hook) -> bool:
+    """True when a selector of `hook` may Override its return value."""
+    return any(a.action == "Override" for sel in hook.selectors
+               for a in sel.actions)
+
+
 def _attach_candidates(hook: Hook) -> tuple[str, ...]:
     if isinstance(hook, KProbe):
         if hook.syscall:
-            # The syscalls:sys_enter_*/sys_exit_* tracepoints see the same
-            # arguments and return value as a kprobe on the syscall.
-            return ("kprobe", "tracepoint")
-        return ("kprobe", "fentry+fexit" if hook.return_ else "fentry")
+            return ("tp_btf",)
+        if overrides(hook):  # whatever the mode: monitor can become enforce live
+            return ("fmod_ret+fexit" if hook.return_ else "fmod_ret",)
+        return ("fentry+fexit" if hook.return_ else "fentry", "kprobe")
     if isinstance(hook, Tracepoint):
         return ("raw_tp",) if hook.raw else ("tracepoint",)
     if isinstance(hook, LsmHook):
@@ -440,12 +450,14 @@ def _attach_candidates(hook: Hook) -> tuple[str, ...]:
     return ("uprobe",)
 
 
-def _override_candidates(hook: Hook) -> tuple[str, ...]:
-    # fmod_ret replaces the return value of the function itself; a kprobe on
-    # a security_* function can instead be served by the LSM hook it calls.
-    if isinstance(hook, KProbe) and not hook.syscall and hook.call.startswith("security_"):
-        return ("fmod_ret", "lsm")
-    return ("fmod_ret",)
+def attach_requirement(hook: Hook,
+                       features: FeatureSet | Mapping[str, bool] | None) -> Requirement:
+    """How `hook` attaches on a kernel with `features`: its `backend`
+    (``+``-joined probe features), None with a `message` naming what is
+    missing. With features None, every backend counts as available."""
+    cands = _attach_candidates(hook)
+    return _choose(hook, "attach", cands, features if features is not None
+                   else dict.fromkeys(_FEATURE_TEXT.keys() | {"fexit"}, True))
 
 
 def requirements(policy: Policy,
@@ -456,15 +468,14 @@ def requirements(policy: Policy,
 
     Backends, best first:
 
-    * kprobe with ``syscall: true``: kprobe, else the syscall tracepoints;
-    * kprobe on a kernel function: kprobe, else fentry (fentry and fexit
-      when ``return: true``);
+    * kprobe with ``syscall: true``: the syscall tracepoints (tp_btf), which
+      see the same arguments and return value as a kprobe on the syscall;
+    * kprobe on a kernel function: fentry, else kprobe (fexit or kretprobe
+      too when ``return: true``); fmod_ret when a selector may Override;
     * tracepoint: tracepoint; with ``raw: true``, a raw tracepoint;
     * lsmhook: BPF LSM (which also serves its Override action);
     * uprobe: uprobe;
-    * Override on a kprobe: fmod_ret, or for ``security_*`` functions BPF LSM;
-    * Sigkill, Signal, and NotifyEnforcer with ``argSig``: bpf_send_signal;
-    * NotifyEnforcer with ``argError``: fmod_ret on the enforcer's calls.
+    * Sigkill and Signal: bpf_send_signal.
 
     Enforcing actions need nothing in ``policy-mode: monitor``, which
     turns them off. Each (hook, purpose) is listed once, in policy order.
@@ -478,16 +489,7 @@ def requirements(policy: Policy,
         seen: set[str] = set()
         for sel in hook.selectors:
             for act in sel.actions:
-                needs: list[tuple[str, tuple[str, ...]]] = []
-                if act.action == "Override" and not isinstance(hook, LsmHook):
-                    needs.append(("Override", _override_candidates(hook)))
-                elif act.action in ("Sigkill", "Signal") or (
-                        act.action == "NotifyEnforcer" and act.arg_sig is not None):
-                    needs.append((act.action, ("send_signal",)))
-                if act.action == "NotifyEnforcer" and act.arg_error is not None:
-                    needs.append(("NotifyEnforcer (argError)", ("fmod_ret",)))
-                for purpose, cands in needs:
-                    if purpose not in seen:
-                        seen.add(purpose)
-                        out.append(_choose(hook, purpose, cands, features))
+                if act.action in ("Sigkill", "Signal") and act.action not in seen:
+                    seen.add(act.action)
+                    out.append(_choose(hook, act.action, ("send_signal",), features))
     return out

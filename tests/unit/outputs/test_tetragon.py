@@ -417,3 +417,36 @@ def test_parent_with_a_reused_pid_is_not_reported() -> None:
     body = policy_event_json(kprobe(), t, node="n", ancestors=True)["process_kprobe"]
     assert "parent" not in body and "ancestors" not in body
     assert body["process"]["binary"] == "/bin/cat"
+
+
+def test_lsm_envelope_with_an_override() -> None:
+    enf = Enforcement(action="Override", done=True, mode="enforce", backend="bpf_lsm",
+                      before_operation=True, note="denied by the LSM hook before the operation")
+    ev = PolicyEvent(kind="lsm", policy_name="lsm-file-open", pid=300, tid=300, time_ns=BOOT,
+                     ktime_ns=1, args=(PolicyArg("file", "/etc/passwd"),),
+                     function_name="file_open", action="KPROBE_ACTION_OVERRIDE",
+                     enforcement=(enf,))
+    d = policy_event_json(ev, family(), node="n1")
+    body = d["process_lsm"]
+    assert list(d) == ["process_lsm", "node_name", "time"]
+    assert list(body) == ["process", "parent", "function_name", "policy_name", "args",
+                          "action", "enforcement"]
+    assert body["function_name"] == "file_open"
+    assert body["args"] == [{"file_arg": {"path": "/etc/passwd"}}]
+    assert body["action"] == "KPROBE_ACTION_OVERRIDE"
+    assert body["enforcement"][0]["before_operation"] is True
+
+
+def test_sock_and_cred_arguments_of_kernel_functions() -> None:
+    sock = {"family": 2, "type": 1, "protocol": 6, "state": 2, "saddr": "127.0.0.1",
+            "daddr": "127.0.0.1", "sport": 40000, "dport": 80}
+    cred = {"uid": 0, "gid": 4242, "euid": 0, "egid": 4242, "suid": 0, "sgid": 4242,
+            "fsuid": 0, "fsgid": 4242, "securebits": 0,
+            "caps": {"permitted": 1 << 21, "effective": 0, "inheritable": 0}}
+    ev = kprobe(function_name="tcp_connect",
+                args=(PolicyArg("sock", sock), PolicyArg("cred", cred)))
+    body = policy_event_json(ev, family(), node="n")["process_kprobe"]
+    s, c = body["args"][0]["sock_arg"], body["args"][1]["process_credentials_arg"]
+    assert (s["family"], s["protocol"], s["state"], s["daddr"], s["dport"]) == (
+        "AF_INET", "IPPROTO_TCP", "TCP_SYN_SENT", "127.0.0.1", 80)
+    assert c["gid"] == 4242 and c["caps"]["permitted"] == ["CAP_SYS_ADMIN"]

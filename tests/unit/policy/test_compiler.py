@@ -97,6 +97,7 @@ def _compile(yaml_text: str | Policy, **kw: object) -> CompiledPolicy:
     policy = yaml_text if isinstance(yaml_text, Policy) else _policy(yaml_text)
     kw.setdefault("fields_of", fake_fields)
     kw.setdefault("ns_root", "/nonexistent-ns-root")
+    kw.setdefault("function_of", _fn)
     return compile_policy(policy, **kw)  # type: ignore[arg-type]
 
 
@@ -172,28 +173,67 @@ X86_64 = platform.machine() == "x86_64"
 
 # -- the Tetragon fixtures -----------------------------------------------------------
 
-KPROBES_MSG = ("kprobes on kernel functions need kprobes or BPF trampolines; bpfguard serves "
-               "only syscall kprobes (on the syscall tracepoints) here")
-LSM_MSG = "LSM hooks need BPF LSM (BPF trampolines)"
-NO_TRAMPOLINES = "; this kernel refuses BPF trampolines, and bpfguard has no such backend yet"
-OVERRIDE_MSG = ("Override needs BPF LSM or fmod_ret (BPF trampolines) to change a return value"
-                + NO_TRAMPOLINES)
-NOTIFY_MSG = ("NotifyEnforcer needs fmod_ret (BPF trampolines) on the enforcer's calls"
-              + NO_TRAMPOLINES)
+# What the probe finds on this host (6.18: no trampolines, no kprobes) and in
+# the Debian 6.1 guest of scripts/vmtest.
+HOST = {"tp_btf": True, "tracepoint": True, "raw_tp": True, "send_signal": True,
+        "fentry": False, "fexit": False, "fmod_ret": False, "lsm": False, "kprobe": False,
+        "uprobe": False}
+GUEST = dict.fromkeys(HOST, True)
+# kernel BTF prototypes the fixtures and tests hook, as 6.1 and 6.18 have them
+PROTOS = {
+    "fd_install": ([("fd", "unsigned int"), ("file", "struct file *")], "void"),
+    "security_file_permission": ([("file", "struct file *"), ("mask", "int")], "int"),
+    "security_mmap_file": ([("file", "struct file *"), ("prot", "unsigned long"),
+                            ("flags", "unsigned long")], "int"),
+    "security_path_truncate": ([("path", "struct path *")], "int"),  # const dropped
+    "commit_creds": ([("new", "struct cred *")], "int"),
+    "bpf_lsm_bprm_check_security": ([("bprm", "struct linux_binprm *")], "int"),
+    "bpf_lsm_file_open": ([("file", "struct file *")], "int"),
+    "security_inode_mkdir": ([("dir", "struct inode *"), ("dentry", "struct dentry *"),
+                              ("mode", "umode_t")], "int"),
+    "tcp_connect": ([("sk", "struct sock *")], "int"),
+    "tcp_close": ([("sk", "struct sock *"), ("timeout", "long")], "void"),
+    "tcp_sendmsg": ([("sk", "struct sock *"), ("msg", "struct msghdr *"),
+                     ("size", "size_t")], "int"),
+    "vfs_read": ([("file", "struct file *"), ("buf", "char *"), ("count", "size_t"),
+                  ("pos", "loff_t *")], "ssize_t"),
+}
+KPROBES_MSG = "needs BPF trampolines (fentry) or kprobes; this kernel has neither"
+KPROBES_RET_MSG = ("needs BPF trampolines (fentry and fexit) or kprobes; this kernel has "
+                   "neither")
+LSM_MSG = "needs BPF LSM; this kernel does not have it"
+FMOD_RET_MSG = "needs BPF trampolines (fmod_ret); this kernel does not have it"
+OVERRIDE_MSG = (
+    "Override on a syscall: bpfguard serves syscall kprobes on the syscall tracepoints, which "
+    "cannot change a return value (fmod_ret on a syscall needs the kernel's error-injection "
+    "list). Override the LSM hook or security_* function the syscall calls instead, e.g. "
+    "lsmhooks path_symlink or kprobe security_path_symlink")
+NOTIFY_MSG = (
+    "NotifyEnforcer: bpfguard has no enforcer programs; the fmod_ret they need works only on "
+    "functions on the kernel's error-injection list (CONFIG_FUNCTION_ERROR_INJECTION), which "
+    "syscalls are not on Debian's kernels. Use Sigkill, or Override on an lsmhooks hook or a "
+    "security_* kprobe")
+IMA_MSG = "Post: stack traces and imaHash are not served by bpfguard yet"
 
+# refused on both kernels (lsm_bprm_check here for want of BPF LSM, first)
+ALWAYS_REFUSED = {
+    "killer.yaml": [("17:5", "spec.tracepoints[0]", f"raw_syscalls:sys_enter: {NOTIFY_MSG}")],
+    "lsm_bprm_check.yaml": [("8:5", "spec.lsmhooks[0]", f"bprm_check_security: {IMA_MSG}")],
+    "symlink-override.yaml": [("12:5", "spec.kprobes[0]", f"sys_symlinkat: {OVERRIDE_MSG}")],
+}
+HOST_ONLY_MESSAGES = {
+    "lsm_bprm_check.yaml": [("8:5", "spec.lsmhooks[0]", f"bprm_check_security: {LSM_MSG}")]}
+# refused here, served in the guest
 FIXTURE_ERRORS = {
     "fd_install_ns_host.yaml": [("7:5", "spec.kprobes[0]", f"fd_install: {KPROBES_MSG}")],
     "filename_monitoring.yaml": [
-        ("7:5", "spec.kprobes[0]", f"security_file_permission: {KPROBES_MSG}"),
-        ("24:5", "spec.kprobes[1]", f"security_mmap_file: {KPROBES_MSG}"),
-        ("43:5", "spec.kprobes[2]", f"security_path_truncate: {KPROBES_MSG}")],
-    "killer.yaml": [("17:5", "spec.tracepoints[0]", f"raw_syscalls:sys_enter: {NOTIFY_MSG}")],
+        ("7:5", "spec.kprobes[0]", f"security_file_permission: {KPROBES_RET_MSG}"),
+        ("24:5", "spec.kprobes[1]", f"security_mmap_file: {KPROBES_RET_MSG}"),
+        ("43:5", "spec.kprobes[2]", f"security_path_truncate: {KPROBES_RET_MSG}")],
     "kprobe_commit_creds.yaml": [("7:5", "spec.kprobes[0]", f"commit_creds: {KPROBES_MSG}")],
-    "lsm_bprm_check.yaml": [("8:5", "spec.lsmhooks[0]", f"bprm_check_security: {LSM_MSG}")],
     "lsm_file_open.yaml": [("7:5", "spec.lsmhooks[0]", f"file_open: {LSM_MSG}")],
     "override-security.yaml": [("7:5", "spec.kprobes[0]",
-                                f"security_inode_mkdir: {KPROBES_MSG}")],
-    "symlink-override.yaml": [("12:5", "spec.kprobes[0]", f"sys_symlinkat: {OVERRIDE_MSG}")],
+                                f"security_inode_mkdir: {FMOD_RET_MSG}")],
     "tcp-connect-only-private-addrs.yaml": [("23:5", "spec.kprobes[0]",
                                              f"tcp_connect: {KPROBES_MSG}")],
     "tcp-connect.yaml": [("7:5", "spec.kprobes[0]", f"tcp_connect: {KPROBES_MSG}"),
@@ -212,32 +252,73 @@ FIXTURE_OK = {  # file -> [(kind, routes)] per hook
     "sys_setuid.yaml": [("SYSCALL", (_nr("setuid"),))],
     "write.yaml": [("SYSCALL", (_nr("write"),))],
 }
+# served in the guest: the programs of each hook
+GUEST_PROGRAMS = {
+    "fd_install_ns_host.yaml": [("bg_pol_fentry",)],
+    "filename_monitoring.yaml": [("bg_pol_fentry", "bg_pol_fexit")] * 3,
+    "kprobe_commit_creds.yaml": [("bg_pol_fentry",)],
+    "lsm_file_open.yaml": [("bg_pol_lsm",)],
+    "override-security.yaml": [("bg_pol_fmod_ret",)],
+    "tcp-connect-only-private-addrs.yaml": [("bg_pol_fentry",)],
+    "tcp-connect.yaml": [("bg_pol_fentry",)] * 3,
+}
+
+
+def _fn(name: str) -> tuple[list[tuple[str, str]], str] | None:
+    return PROTOS.get(name)
+
+
+def _fixture(name: str, features: dict[str, bool]) -> CompiledPolicy:
+    return compile_policy(load_policy(FIXTURES / name), fields_of=fake_fields,
+                          function_of=_fn, features=features)
 
 
 def test_every_fixture_is_classified() -> None:
     names = {p.name for p in FIXTURES.glob("*.yaml")}
-    assert names == set(FIXTURE_ERRORS) | set(FIXTURE_OK)
-    assert not set(FIXTURE_ERRORS) & set(FIXTURE_OK)
+    groups = (FIXTURE_ERRORS, FIXTURE_OK, ALWAYS_REFUSED)
+    assert names == set().union(*groups)
+    assert sum(len(g) for g in groups) == len(names)
+    assert set(GUEST_PROGRAMS) == set(FIXTURE_ERRORS)
 
 
-@pytest.mark.parametrize("name", sorted(FIXTURE_ERRORS))
-def test_fixture_refused_with_the_missing_capability_at_the_hook(name: str) -> None:
+@pytest.mark.parametrize(("name", "features"),
+                         [(n, HOST) for n in sorted(FIXTURE_ERRORS | ALWAYS_REFUSED)]
+                         + [(n, GUEST) for n in sorted(ALWAYS_REFUSED)])
+def test_fixture_refused_with_the_missing_capability_at_the_hook(
+        name: str, features: dict[str, bool]) -> None:
     path = FIXTURES / name
     with pytest.raises(PolicyError) as info:
-        compile_policy(load_policy(path), fields_of=fake_fields)
+        _fixture(name, features)
+    expected = (FIXTURE_ERRORS | ALWAYS_REFUSED
+                | (HOST_ONLY_MESSAGES if features is HOST else {}))[name]
     got = [(f"{p.context.line}:{p.context.column}", p.context.name, p.message)
            for p in info.value.problems]
-    assert got == FIXTURE_ERRORS[name]
+    assert got == expected
     assert all(p.code == PolicyCode.UNSUPPORTED for p in info.value.problems)
     text = str(info.value)
-    for (where, ctx_name, msg) in FIXTURE_ERRORS[name]:
+    for (where, ctx_name, msg) in expected:
         assert f"{path}:{where}: {ctx_name}: {msg} [POLICY_UNSUPPORTED]" in text
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURE_OK))
 def test_fixture_compiles(name: str) -> None:
-    c = compile_policy(load_policy(FIXTURES / name), fields_of=fake_fields)
-    assert [(h.kind, h.syscalls) for h in c.hooks] == FIXTURE_OK[name]
+    for features in (HOST, GUEST):
+        c = _fixture(name, features)
+        assert [(h.kind, h.syscalls) for h in c.hooks] == FIXTURE_OK[name]
+
+
+@pytest.mark.parametrize("name", sorted(GUEST_PROGRAMS))
+def test_fixture_served_where_the_kernel_has_the_feature(name: str) -> None:
+    c = _fixture(name, GUEST)
+    assert [h.programs for h in c.hooks] == GUEST_PROGRAMS[name]
+    assert all(h.kind == "FUNC" for h in c.hooks)
+
+
+def test_kprobes_serve_when_trampolines_do_not() -> None:
+    c = _fixture("tcp-connect.yaml", HOST | {"kprobe": True})
+    assert [h.programs for h in c.hooks] == [("bg_pol_kprobe",)] * 3
+    c = _fixture("filename_monitoring.yaml", HOST | {"kprobe": True})
+    assert [h.programs for h in c.hooks] == [("bg_pol_kprobe", "bg_pol_kretprobe")] * 3
 
 
 def test_fixture_openat_write_details() -> None:
@@ -294,7 +375,7 @@ def test_problems_of_all_hooks_are_collected_and_nothing_is_returned() -> None:
       syscall: false
     - call: sys_nonexistent_call
     """
-    errs = _errors(body)
+    errs = _errors(body, features=HOST)
     assert errs == [
         f"8:5 vfs_read: {KPROBES_MSG}",
         "10:5 sys_nonexistent_call: unknown syscall 'sys_nonexistent_call' on "

@@ -295,42 +295,38 @@ def _reqs(name: str, features: dict[str, bool]) -> list[tuple[str, str, str | No
 def test_requirements_on_this_host() -> None:
     assert _reqs("fd_install_ns_host.yaml", THIS_HOST) == [
         ("fd_install", "attach", None,
-         "fd_install needs kprobes or BPF trampolines (fentry); this kernel has neither")]
+         "fd_install needs BPF trampolines (fentry) or kprobes; this kernel has neither")]
     assert _reqs("filename_monitoring.yaml", THIS_HOST)[0][3] == (
-        "security_file_permission needs kprobes or BPF trampolines (fentry and fexit); "
+        "security_file_permission needs BPF trampolines (fentry and fexit) or kprobes; "
         "this kernel has neither")
-    # syscalls fall back to the syscall tracepoints
+    # syscalls are served on the syscall tracepoints (their Override is the compiler's refusal)
     assert _reqs("symlink-override.yaml", THIS_HOST) == [
-        ("sys_symlinkat", "attach", "tracepoint", "sys_symlinkat uses tracepoints"),
-        ("sys_symlinkat", "Override", None,
-         "Override on sys_symlinkat needs BPF trampolines (fmod_ret); this kernel does not "
-         "have it"),
-    ]
+        ("sys_symlinkat", "attach", "tp_btf", "sys_symlinkat uses BTF tracepoints (tp_btf)")]
     assert _reqs("lsm_bprm_check.yaml", THIS_HOST) == [
         ("bprm_check_security", "attach", None,
          "bprm_check_security needs BPF LSM; this kernel does not have it")]
-    assert _reqs("override-security.yaml", THIS_HOST)[1][3] == (
-        "Override on security_inode_mkdir needs BPF trampolines (fmod_ret) or BPF LSM; "
-        "this kernel has neither")
+    # a kprobe that may Override attaches with fmod_ret, in either mode
+    assert _reqs("override-security.yaml", THIS_HOST) == [
+        ("security_inode_mkdir", "attach", None,
+         "security_inode_mkdir needs BPF trampolines (fmod_ret); this kernel does not have it")]
     assert _reqs("tcp-connect-only-private-addrs.yaml", THIS_HOST)[1] == (
         "tcp_connect", "Sigkill", "send_signal", "Sigkill on tcp_connect uses bpf_send_signal")
     assert [r[2] for r in _reqs("rawtp.yaml", THIS_HOST)] == ["raw_tp"]
-    assert [r[1:3] for r in _reqs("killer.yaml", THIS_HOST)] == [
-        ("attach", "tracepoint"), ("NotifyEnforcer", "send_signal"),
-        ("NotifyEnforcer (argError)", None)]
+    assert [r[1:3] for r in _reqs("killer.yaml", THIS_HOST)] == [("attach", "tracepoint")]
 
 
 def test_requirements_on_a_full_guest() -> None:
     every = [r for f in FIXTURE_FILES
              for r in requirements(load_policy(f), FULL)]
     assert all(r.available for r in every)
-    assert _reqs("fd_install_ns_host.yaml", FULL)[0][2] == "kprobe"
-    assert _reqs("sys_setuid.yaml", FULL)[0][2] == "kprobe"
-    assert _reqs("override-security.yaml", FULL)[1][2] == "fmod_ret"
+    assert _reqs("fd_install_ns_host.yaml", FULL)[0][2] == "fentry"
+    assert _reqs("sys_setuid.yaml", FULL)[0][2] == "tp_btf"
+    assert _reqs("override-security.yaml", FULL)[0][2] == "fmod_ret"
     assert _reqs("lsm_file_open.yaml", FULL)[0][2] == "lsm"
-    only_fentry = {**THIS_HOST, "fentry": True, "fexit": True}
-    assert _reqs("filename_monitoring.yaml", only_fentry)[0][2] == "fentry+fexit"
-    assert _reqs("fd_install_ns_host.yaml", only_fentry)[0][2] == "fentry"
+    assert _reqs("filename_monitoring.yaml", FULL)[0][2] == "fentry+fexit"
+    only_kprobes = {**THIS_HOST, "kprobe": True}
+    assert _reqs("filename_monitoring.yaml", only_kprobes)[0][2] == "kprobe"
+    assert _reqs("fd_install_ns_host.yaml", only_kprobes)[0][2] == "kprobe"
 
 
 def test_monitor_mode_needs_no_enforcement() -> None:
