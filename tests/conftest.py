@@ -70,6 +70,7 @@ def _kernel_gate(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def
 
 
 _skipped: list[str] = []
+_deselected: list[str] = []  # tests needing features the probe did not find, with why
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -94,8 +95,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
             f"BPFGUARD_REQUIRE_KERNEL=1: {len(_skipped)} skipped test(s) count as failures: "
             + ", ".join(_skipped), red=True)
 
-
-_deselected: list[str] = []
 
 
 def _missing_features(names: set[str]) -> dict[str, str]:

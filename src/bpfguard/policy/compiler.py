@@ -240,9 +240,8 @@ class CompiledHook:
     subsys: str = ""
     event: str = ""
     function_name: str = ""
-    # FUNC hooks: the BTF function the programs attach to (an LSM hook's name
-    # without bpf_lsm_), its parameter count, and the programs of policy.bpf.c
-    target: str = ""
+    # FUNC hooks: function_name is what the programs attach to (an LSM hook's
+    # name without bpf_lsm_); its parameter count; the programs of policy.bpf.c
     nparams: int = 0
     programs: tuple[str, ...] = ()
 
@@ -499,7 +498,7 @@ class _Compiler:
         if backend == "kprobe" and ret:
             programs.append("bg_pol_kretprobe")
         return CompiledHook(hook, "FUNC", args, sels, ret=ret, ret_type=ret_type,
-                            function_name=name, target=name, nparams=len(params),
+                            function_name=name, nparams=len(params),
                             programs=tuple(programs))
 
     def function_arg(self, fn: str, params: list[tuple[str, str]], index: int, type_: str,

@@ -499,7 +499,7 @@ class PolicyEngine(Sensor):
             for p in copy.programs:
                 p.autoload = p.name in want
                 if p.autoload and p.name in _TRAMPOLINE_PROGRAMS:
-                    p.set_attach_target(h.target)
+                    p.set_attach_target(h.function_name)
             for name in copy.map_names:
                 if "." in name or name in _PRIVATE_MAPS:  # global data: obj.rodata, obj.bss
                     continue
@@ -517,7 +517,7 @@ class PolicyEngine(Sensor):
                 elif h.kind == "TRACEPOINT":
                     prog.attach_tracepoint(h.subsys, h.event)
                 elif name in ("bg_pol_kprobe", "bg_pol_kretprobe"):
-                    prog.attach_kprobe(h.target, retprobe=name == "bg_pol_kretprobe")
+                    prog.attach_kprobe(h.function_name, retprobe=name == "bg_pol_kretprobe")
                 else:  # trampolines and LSM: the target was set before the load
                     prog.attach()
             return copy
@@ -639,11 +639,9 @@ class PolicyEngine(Sensor):
             if not flags & vf["SOCK"]:
                 return PolicyArg(a.declared, None, a.label)
             s = v.sock
-            raw = bytes(s.raddr)
             fam = int(s.family)
-            addr = (".".join(str(b) for b in raw[:4]) if fam == 2 else
-                    _v6(raw) if fam == 10 else "")
-            return PolicyArg(a.declared, {"family": _FAMILY.get(fam, str(fam)), "addr": addr,
+            return PolicyArg(a.declared, {"family": _FAMILY.get(fam, str(fam)),
+                                          "addr": _addr(fam, bytes(s.raddr)),
                                           "port": int(s.rport)}, a.label)
         if a.type == "SOCK":
             if not flags & vf["SOCK"]:
@@ -672,12 +670,9 @@ class PolicyEngine(Sensor):
 
 
 def _addr(family: int, raw: bytes) -> str:
+    """An address of bg_sock (IPv4 in the first 4 bytes) as text."""
     return (".".join(str(b) for b in raw[:4]) if family == 2 else
-            _v6(raw) if family == 10 else "")
-
-
-def _v6(raw: bytes) -> str:
-    return str(ipaddress.IPv6Address(raw[:16]))
+            str(ipaddress.IPv6Address(raw[:16])) if family == 10 else "")
 
 
 def _syscall_fn(idx: int, nr_max: int) -> str:
