@@ -14,7 +14,8 @@
  *    only bg_pol_tp / bg_pol_raw_tp loaded and targ_hook set, sharing every map;
  *  - kernel functions and LSM hooks, likewise one copy per hook: fentry or
  *    kprobe to observe, fmod_ret (kprobes) or lsm (lsmhooks) when a selector
- *    may Override the return value, fexit or kretprobe for return: true.
+ *    may Override the return value, fexit or kretprobe for return: true;
+ *  - user functions (uprobes), one copy per hook with a link per symbol.
  *
  * On a kernel without BPF LSM or fmod_ret a signal sent at syscall entry kills
  * the task on its way back to user space: the syscall itself still completes.
@@ -195,7 +196,7 @@ struct {
 struct bg_pol_src {
 	__u64 a[BG_ARGC]; /* syscall or raw tracepoint arguments */
 	__u64 base;       /* tracepoint: the record */
-	__u32 nr;         /* syscall hooks: the syscall index */
+	__u32 nr;         /* syscall hooks: the syscall index; uprobes: the symbol's */
 	__u32 compat;
 	__u32 can_override; /* fmod_ret and lsm programs: the return value is ours */
 	__u32 pad;
@@ -1398,6 +1399,23 @@ SEC("kretprobe")
 int bg_pol_kretprobe(struct pt_regs *ctx)
 {
 	return bg_pol_func_exit(PT_REGS_RC(ctx));
+}
+
+/* ---- user functions: one loaded copy per hook ---- */
+
+/* A signal sent here is delivered when the task leaves the probe's trap,
+ * before the function's body runs: Sigkill on a uprobe does prevent the call. */
+SEC("uprobe")
+int bg_pol_uprobe(struct pt_regs *ctx)
+{
+	struct bg_pol_src src = {
+		.a = { PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx),
+		       PT_REGS_PARM4(ctx), PT_REGS_PARM5(ctx) },
+		.nr = (__u32)bpf_get_attach_cookie(ctx),
+	};
+
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+	return 0;
 }
 
 /* ---- executables for matchBinaries ---- */

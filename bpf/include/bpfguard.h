@@ -314,6 +314,8 @@ enum bg_pol_hook_kind {
 	BG_HOOK_FUNC = 4,       /* kernel functions and LSM hooks: a copy per hook of bg_pol_fentry,
 				 * bg_pol_kprobe, bg_pol_fmod_ret or bg_pol_lsm (and bg_pol_fexit or
 				 * bg_pol_kretprobe for return: true), as the probe allows */
+	BG_HOOK_UPROBE = 5,     /* user functions: a copy of bg_pol_uprobe per hook, one link per
+				 * symbol, the link's cookie naming the symbol */
 };
 
 /* How one hook argument is read. */

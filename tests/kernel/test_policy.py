@@ -4,7 +4,9 @@ example policy either served or refused with the missing feature named."""
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -844,3 +846,111 @@ def test_prevention_is_honest_on_every_kernel(running: Running, tmp_path: Path) 
         assert not victim.exists()  # killed, but the unlink completed
         assert kill.before_operation is False
         assert "not prevented" in kill.note
+
+
+# -- uprobes --
+
+@pytest.fixture
+def uprobe_target(progs: dict[str, str]) -> str:
+    """progs/uprobe_target.c: bg_other(n) then bg_guarded(n, word), each
+    printing a line when it runs."""
+    return progs["uprobe_target"]
+
+
+def _uprobe_policy(binary: str, action: str, symbols: str = "[bg_other, bg_guarded]") -> str:
+    return f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: guard
+    spec:
+      uprobes:
+      - path: {binary}
+        symbols: {symbols}
+        args:
+        - index: 0
+          type: int
+        selectors:
+        - matchArgs:
+          - index: 0
+            operator: Equal
+            values: ["7"]
+          matchActions:
+          - action: {action}
+    """
+
+
+@pytest.mark.needs("uprobe")
+def test_uprobe_posts_which_symbol_ran_with_its_arguments(running: Running,
+                                                          uprobe_target: str) -> None:
+    running.add(_uprobe_policy(uprobe_target, "Post"))
+    subprocess.run([uprobe_target, "3", "spare"], check=True, capture_output=True)
+    subprocess.run([uprobe_target, "7", "match"], check=True, capture_output=True)
+    evs = [e for e in running.events() if e.policy_name == "guard"]
+    assert [(e.kind, e.path, e.symbol, e.args[0].value) for e in evs] == [
+        ("uprobe", uprobe_target, "bg_other", 7), ("uprobe", uprobe_target, "bg_guarded", 7)]
+
+
+@pytest.mark.needs("uprobe", "send_signal")
+def test_uprobe_sigkill_stops_the_user_function_before_it_runs(running: Running,
+                                                               uprobe_target: str) -> None:
+    running.add(_uprobe_policy(uprobe_target, "Sigkill", symbols="[bg_guarded]"))
+    spared = subprocess.run([uprobe_target, "3", "x"], capture_output=True, text=True)
+    assert spared.returncode == 0 and "guarded 3 x" in spared.stdout
+    killed = subprocess.run([uprobe_target, "7", "x"], capture_output=True, text=True)
+    assert killed.returncode == -9
+    assert killed.stdout == "other 7\n"  # bg_guarded never printed: it did not run
+    [ev] = [e for e in running.events() if e.policy_name == "guard"]
+    [kill] = ev.enforcement
+    assert kill.done and kill.before_operation and ev.action == "KPROBE_ACTION_SIGKILL"
+
+
+@pytest.mark.needs("uprobe")
+def test_uprobe_on_a_missing_symbol_is_refused_and_leaves_nothing(running: Running,
+                                                                  uprobe_target: str) -> None:
+    with pytest.raises(PolicyError, match="no_such_function"):
+        running.add(_uprobe_policy(uprobe_target, "Post", symbols="[bg_other, no_such_function]"))
+    assert running.engine.list() == []
+    assert running.engine.obj is not None
+    subprocess.run([uprobe_target, "7", "x"], check=True, capture_output=True)
+    assert running.events() == []
+
+
+def _read_lines(stream: Any, n: int, timeout: float = 30.0) -> list[str]:
+    """`n` lines of `stream`, failing (not hanging) if they do not come in time."""
+    got: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [got.put(stream.readline()) for _ in range(n)],
+                     daemon=True).start()
+    try:
+        return [got.get(timeout=timeout) for _ in range(n)]
+    except queue.Empty:
+        raise AssertionError(f"fewer than {n} lines in {timeout} s") from None
+
+
+def test_run_policy_streams_tetragon_json_lines(uprobe_target: str, tmp_path: Path) -> None:
+    """`bpfguard run --policy A --policy B --json`, as a user runs it: both
+    policies load at start and their events arrive as JSON lines."""
+    guard, kill = tmp_path / "guard.yaml", tmp_path / "kill.yaml"
+    guard.write_text(textwrap.dedent(_uprobe_policy(uprobe_target, "Post")))
+    kill.write_text(textwrap.dedent(kill_policy("/usr/bin/cat", mode="monitor")))
+    with subprocess.Popen(
+            [sys.executable, "-m", "bpfguard", "run", "--policy", str(guard), "--policy",
+             str(kill), "--json", "--no-process-events", "--socket",
+             str(tmp_path / "control.sock")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as agent:
+        assert agent.stderr is not None and agent.stdout is not None
+        try:
+            loaded = _read_lines(agent.stderr, 2)
+            assert ["loaded" in line for line in loaded] == [True, True], loaded
+            subprocess.run([uprobe_target, "7", "x"], check=True, capture_output=True)
+            subprocess.run(["cat", "/etc/hostname"], check=True, capture_output=True)
+            lines = [json.loads(line) for line in _read_lines(agent.stdout, 3)]
+        finally:
+            agent.terminate()
+            agent.wait(timeout=30)
+    got = [(kind, body["policy_name"], body.get("symbol") or body["function_name"])
+           for d in lines for kind, body in d.items() if kind.startswith("process_")]
+    assert got == [("process_uprobe", "guard", "bg_other"),
+                   ("process_uprobe", "guard", "bg_guarded"),
+                   ("process_kprobe", "kill-etc", "__x64_sys_openat")]
+    assert agent.returncode == 0

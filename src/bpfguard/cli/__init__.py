@@ -224,10 +224,13 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
 @click.option("--ancestors", is_flag=True,
               help="With --policy: add each event's ancestors, as Tetragon's "
                    "--enable-ancestors does.")
+@click.option("--json", "json_flag", is_flag=True,
+              help="JSON lines on stdout. `run` always writes them; the flag is accepted "
+                   "so scripts can say so.")
 @_with_sensor_options
 @click.pass_context
 def run(ctx: click.Context, events: bool, policies: tuple[str, ...], policy_cgroup: str | None,
-        socket_path: str | None, no_process_events: bool, ancestors: bool,
+        socket_path: str | None, no_process_events: bool, ancestors: bool, json_flag: bool,
         syscalls: tuple[str, ...], no_syscalls: bool, str_max: int, args_max: int,
         ringbuf_mb: int) -> None:
     """Run the agent on its embedded default configuration.
@@ -242,9 +245,10 @@ def run(ctx: click.Context, events: bool, policies: tuple[str, ...], policy_cgro
     \b
     With --policy FILE: enforce Tetragon TracingPolicies instead. Selectors
     run in the kernel; Sigkill/Signal act in the offending task; events are
-    Tetragon's JSON (process_kprobe, process_tracepoint, process_exec,
-    process_exit). A policy this kernel cannot serve is refused with the
-    missing feature named, and nothing is loaded. Manage policies live:
+    Tetragon's JSON (process_kprobe, process_tracepoint, process_lsm,
+    process_uprobe, process_exec, process_exit). A policy this kernel
+    cannot serve is refused with the missing feature named, and nothing is
+    loaded. Manage policies live:
       bpfguard run --policy kill-etc.yaml &
       bpfguard policy add more.yaml
       bpfguard policy mode kill-etc monitor
@@ -282,10 +286,10 @@ def _run_policies(policies: Sequence[str], cgroup: str | None, socket_path: str 
     agent = PolicyAgent(policies, cgroup=cgroup, socket_path=socket_path or DEFAULT_SOCKET,
                         process_events=process_events, ancestors=ancestors)
     try:
+        agent.start()  # attaches: only now are the policies in force
         for lp in agent.engine.policies.values():
             click.echo(f"bpfguard: policy {lp.name!r} loaded ({lp.mode} mode, "
-                       f"{len(lp.slots)} hooks)", err=True)
-        agent.start()
+                       f"{len(lp.slots)} hook{'s' if len(lp.slots) != 1 else ''})", err=True)
         stream(agent.pipeline, JsonLines(sys.stdout), -1)
         counters = {lp["name"]: lp["counters"] for lp in agent.engine.list()}
         drops = agent.sensors.drops()

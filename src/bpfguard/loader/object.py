@@ -153,14 +153,20 @@ class Program:
             f"{'kretprobe' if retprobe else 'kprobe'}/{function}",
         )
 
-    def attach_uprobe(self, binary: str, function: str, *, pid: int = -1,
-                      retprobe: bool = False) -> Link:
+    def attach_uprobe(self, binary: str, function: str = "", *, offset: int = 0,
+                      pid: int = -1, retprobe: bool = False, ref_ctr_offset: int = 0,
+                      cookie: int = 0) -> Link:
+        """A uprobe at `function` (+ `offset`) in `binary`, or at file offset
+        `offset` when `function` is empty; `cookie` is what
+        bpf_get_attach_cookie() returns in the program."""
         opts = L.UprobeOpts(sz=ctypes.sizeof(L.UprobeOpts), retprobe=retprobe,
-                            func_name=function.encode())
+                            func_name=function.encode() or None,
+                            ref_ctr_offset=ref_ctr_offset, bpf_cookie=cookie)
+        where = f"{function}+{offset:#x}" if function and offset else function or f"{offset:#x}"
         return self._link(
-            L.bpf_program__attach_uprobe_opts(self._h, pid, binary.encode(), 0,
+            L.bpf_program__attach_uprobe_opts(self._h, pid, binary.encode(), offset,
                                               ctypes.byref(opts)),
-            f"uprobe/{binary}:{function}",
+            f"uprobe/{binary}:{where}",
         )
 
     def attach_cgroup(self, cgroup_path: str | os.PathLike[str]) -> Link:

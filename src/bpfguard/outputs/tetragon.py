@@ -448,8 +448,8 @@ def _lineage(table: ProcessTable, pid: int) -> tuple[Process | None, list[Proces
 
 def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
                       ancestors: bool = False, machine: str = _HOST_MACHINE) -> JSON:
-    """A ``process_kprobe`` (kind "kprobe"), ``process_lsm`` (kind "lsm") or
-    ``process_tracepoint`` event.
+    """A ``process_kprobe`` (kind "kprobe"), ``process_lsm`` (kind "lsm"),
+    ``process_uprobe`` (kind "uprobe") or ``process_tracepoint`` event.
 
     The process is looked up in `table` (or /proc); if it is gone, the event
     still carries its pid, tid and uid. With `ancestors`, the processes above
@@ -478,6 +478,17 @@ def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
     elif ev.kind == "lsm":
         kind = "process_lsm"
         _put(body, "function_name", ev.function_name)
+        _put(body, "policy_name", ev.policy_name)
+        _put(body, "message", ev.message)
+        _put(body, "args", args)
+        _put(body, "action", _action(ev.action))
+        _put(body, "tags", list(ev.tags))
+    elif ev.kind == "uprobe":
+        kind = "process_uprobe"
+        _put(body, "path", ev.path)
+        _put(body, "symbol", ev.symbol)
+        if ev.offset:
+            body["offset"] = ev.offset
         _put(body, "policy_name", ev.policy_name)
         _put(body, "message", ev.message)
         _put(body, "args", args)

@@ -41,6 +41,7 @@ from .model import (
     Policy,
     Selector,
     Tracepoint,
+    UProbe,
     attach_requirement,
 )
 
@@ -77,6 +78,7 @@ class _Limits:
     prefix: int = 256
     prefix_sets: int = 4096
     string: int = 4094  # a read of 4096 bytes ending without NUL is cut: no exact match
+    uprobe_targets: int = 1024  # symbols/offsets of one uprobes entry (one link each)
     syscall_hooks: int = 8
     hooks: int = 512
     set_entries: int = 65536
@@ -86,7 +88,7 @@ LIMITS: Final = _Limits()
 
 # enum values of bpf/include/bpfguard.h; checked against the object's BTF by
 # the engine at load (PolicyEngine._check_abi), so a drift fails loudly.
-HOOK_KIND: Final = {"SYSCALL": 1, "TRACEPOINT": 2, "RAW_TP": 3, "FUNC": 4}
+HOOK_KIND: Final = {"SYSCALL": 1, "TRACEPOINT": 2, "RAW_TP": 3, "FUNC": 4, "UPROBE": 5}
 PT: Final = {"NONE": 0, "INT": 1, "STRING": 2, "KSTRING": 3, "DATA_LOC": 4, "CHAR_BUF": 5,
              "FD": 6, "FILE": 7, "PATH": 8, "BINPRM": 9, "SOCKADDR": 10, "SYSCALL64": 11,
              "SOCK": 12, "CRED": 13}
@@ -244,6 +246,10 @@ class CompiledHook:
     # name without bpf_lsm_); its parameter count; the programs of policy.bpf.c
     nparams: int = 0
     programs: tuple[str, ...] = ()
+    # UPROBE hooks: the binary, and per link (symbol or "", offset, refCtrOffset);
+    # a link's cookie is its position here, which the event carries back
+    binary: str = ""
+    targets: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass
@@ -458,7 +464,56 @@ class _Compiler:
             return [self.tracepoint_hook(hook)]
         if isinstance(hook, LsmHook):
             return [self.function_hook(hook)]
-        raise _Fail("uprobes are not served by bpfguard yet")
+        return [self.uprobe_hook(hook)]
+
+    def uprobe_hook(self, hook: UProbe) -> CompiledHook:
+        """User functions of one binary: a uprobe link per symbol (plus its
+        offset) or, without symbols, per file offset."""
+        req = attach_requirement(hook, self.features)
+        if req.backend is None:
+            raise _Fail(req.message.removeprefix(f"{hook.name} "))
+        binary = Path(hook.path)
+        if not binary.is_absolute():
+            raise _Fail(f"path {hook.path!r}: give the binary's absolute path")
+        if not binary.is_file():
+            raise _Fail(f"path {hook.path}: no such file")
+        with binary.open("rb") as f:
+            if f.read(4) != b"\x7fELF":
+                raise _Fail(f"path {hook.path}: not an ELF binary or library")
+        n = len(hook.symbols) or len(hook.offsets)
+        for key, vals in (("offsets", hook.offsets), ("refCtrOffsets", hook.ref_ctr_offsets)):
+            if vals and len(vals) != n:
+                what = f"{len(hook.symbols)} symbols" if hook.symbols else f"{n} offsets"
+                raise _Fail(f"{key} has {len(vals)} entries for {what}; give one per "
+                            "symbol (or none)")
+        if n > LIMITS.uprobe_targets:
+            raise _Fail(f"{n} symbols; one uprobes entry attaches at most "
+                        f"{LIMITS.uprobe_targets} (split it into several entries)")
+        targets = tuple((hook.symbols[i] if hook.symbols else "",
+                         hook.offsets[i] if hook.offsets else 0,
+                         hook.ref_ctr_offsets[i] if hook.ref_ctr_offsets else 0)
+                        for i in range(n))
+        args = [self.uprobe_arg(a.index, a.type, a.size_arg_index, a.label)
+                for a in hook.args if a.type != "nop"]
+        if len(args) > LIMITS.args:
+            raise _Fail(f"{len(args)} arguments; at most {LIMITS.args}")
+        sels = self.selectors(hook, hook.selectors, args, index_is_position=False)
+        return CompiledHook(hook, "UPROBE", args, sels, programs=("bg_pol_uprobe",),
+                            binary=hook.path, targets=targets)
+
+    def uprobe_arg(self, index: int, type_: str, size_arg: int, label: str) -> CompiledArg:
+        # read from the registers of the first integer/pointer parameters (the
+        # loader keeps index within them)
+        if type_ in _INT_TYPES:
+            size, signed = _INT_TYPES[type_]
+            return CompiledArg("INT", size, signed, 0, index, type_, label, index)
+        kinds = {"string": "STRING", "char_buf": "CHAR_BUF"}
+        if type_ not in kinds:
+            raise _Fail(f"argument {index} of type {type_!r}: a user function's argument is "
+                        "a user value (use int types, string or char_buf)")
+        if type_ == "char_buf" and not size_arg:
+            raise _Fail(f"argument {index}: char_buf needs sizeArgIndex")
+        return CompiledArg(kinds[type_], 8, False, size_arg, index, type_, label, index)
 
     def function_hook(self, hook: KProbe | LsmHook) -> CompiledHook:
         """A kernel function (kprobe) or LSM hook, on the programs the probe

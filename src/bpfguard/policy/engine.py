@@ -64,7 +64,8 @@ _STAT_NAMES = {"POSTED": "posted", "ACTED": "actions", "WOULD": "would_act",
                "RATE_LIMITED": "rate_limited", "NO_RETURN": "no_return"}
 # programs loaded only in per-hook copies of the object
 _COPY_PROGRAMS = ("bg_pol_tp", "bg_pol_raw_tp", "bg_pol_fentry", "bg_pol_fexit",
-                  "bg_pol_fmod_ret", "bg_pol_lsm", "bg_pol_kprobe", "bg_pol_kretprobe")
+                  "bg_pol_fmod_ret", "bg_pol_lsm", "bg_pol_kprobe", "bg_pol_kretprobe",
+                  "bg_pol_uprobe")
 _TRAMPOLINE_PROGRAMS = ("bg_pol_fentry", "bg_pol_fexit", "bg_pol_fmod_ret", "bg_pol_lsm")
 # what really happens for each program of an Override hook
 _OVERRIDE_BACKEND = {"bg_pol_fmod_ret": "fmod_ret", "bg_pol_lsm": "bpf_lsm"}
@@ -254,7 +255,7 @@ class PolicyEngine(Sensor):
                     self._gen = self._gen % 0xFFFF + 1
                     self._gens[slot] = self._gen
                     self._write_hook(slot, lp, h)
-                    if h.kind in ("TRACEPOINT", "RAW_TP", "FUNC"):
+                    if h.kind != "SYSCALL":
                         lp.copies.append(self._load_copy(slot, h))
                 self.policies[policy.name] = lp
                 self._write_routes()
@@ -494,7 +495,7 @@ class PolicyEngine(Sensor):
         hook, sharing every map."""
         copy = BpfObject.open(bpf_object_path(self.object_name))
         try:
-            want = (h.programs if h.kind == "FUNC" else
+            want = (h.programs if h.kind in ("FUNC", "UPROBE") else
                     ("bg_pol_raw_tp",) if h.kind == "RAW_TP" else ("bg_pol_tp",))
             for p in copy.programs:
                 p.autoload = p.name in want
@@ -516,6 +517,10 @@ class PolicyEngine(Sensor):
                     prog.attach_raw_tracepoint(h.event)
                 elif h.kind == "TRACEPOINT":
                     prog.attach_tracepoint(h.subsys, h.event)
+                elif h.kind == "UPROBE":
+                    for cookie, (symbol, offset, ref_ctr) in enumerate(h.targets):
+                        prog.attach_uprobe(h.binary, symbol, offset=offset,
+                                           ref_ctr_offset=ref_ctr, cookie=cookie)
                 elif name in ("bg_pol_kprobe", "bg_pol_kretprobe"):
                     prog.attach_kprobe(h.function_name, retprobe=name == "bg_pol_kretprobe")
                 else:  # trampolines and LSM: the target was set before the load
@@ -589,6 +594,10 @@ class PolicyEngine(Sensor):
         if h.kind == "FUNC":
             return PolicyEvent(kind="lsm" if isinstance(h.hook, LsmHook) else "kprobe",
                                function_name=h.function_name, **common)
+        if h.kind == "UPROBE":
+            symbol, offset, _ = h.targets[min(e.nr, len(h.targets) - 1)]
+            return PolicyEvent(kind="uprobe", path=h.binary, symbol=symbol, offset=offset,
+                               **common)
         return PolicyEvent(kind="tracepoint", subsys=h.subsys, event=h.event,
                            **common)
 
@@ -613,14 +622,21 @@ class PolicyEngine(Sensor):
                                        mode="monitor" if monitor else "enforce",
                                        backend=override, before_operation=done, note=note))
                 continue
+            # a uprobe's signal is delivered as the task leaves the probe's
+            # trap, before the function's first instruction: SIGKILL stops it
+            killed_first = h.kind == "UPROBE" and name == "Sigkill" and done
             note = ("monitor mode: counted, not done" if monitor else
                     "the kernel refused to send the signal" if e.failed & bit else
                     "signal sent at the hook; the Override stopped the operation" if prevented
+                    else "killed at the probe, before the user function ran" if killed_first
                     else "signal sent at the hook; the operation itself was not prevented "
-                    "(it completes before the signal is delivered)")
+                    "(it completes before the signal is delivered)" if h.kind != "UPROBE"
+                    else "signal delivered before the user function ran; the function runs "
+                    "if the signal does not end the process")
             out.append(Enforcement(action=name, done=done,
                                    mode="monitor" if monitor else "enforce",
-                                   backend="bpf_send_signal", before_operation=prevented,
+                                   backend="bpf_send_signal",
+                                   before_operation=prevented or killed_first,
                                    signal=9 if name == "Sigkill" else signal, note=note))
         return tuple(out)
 

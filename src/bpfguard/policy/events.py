@@ -4,7 +4,8 @@ A :class:`PolicyEvent` is what one selector match produced: the hook, the
 arguments as the policy declared them (resolved paths, parsed socket
 addresses), the return value for ``return: true`` hooks, and what bpfguard
 really did about it. :mod:`bpfguard.outputs.tetragon` renders it as
-Tetragon's ``process_kprobe`` / ``process_tracepoint`` JSON.
+Tetragon's ``process_kprobe``, ``process_tracepoint``, ``process_lsm`` or
+``process_uprobe`` JSON.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class Enforcement:
     kernel refused it. `before_operation` says whether the operation was
     stopped: an Override (fmod_ret skips the function, a BPF LSM hook denies)
     stops it; a signal alone does not, since the syscall or function it was
-    sent from completes before the signal is delivered.
+    sent from completes before the signal is delivered. The exception is a
+    uprobe: its SIGKILL lands before the user function runs.
     """
 
     action: str            # "Sigkill" | "Signal" | "Override"
@@ -60,7 +62,9 @@ class PolicyEvent:
 
     `kind` picks the Tetragon event: ``kprobe`` (``kprobes`` hooks, including
     syscalls served by the syscall tracepoints), ``tracepoint`` or ``lsm``
-    (``lsmhooks``; `function_name` is the hook, e.g. ``file_open``).
+    (``lsmhooks``; `function_name` is the hook, e.g. ``file_open``) or
+    ``uprobe`` (`path` is the binary, `symbol` the function, `offset` the
+    offset past it, or into the file when `symbol` is empty).
     `function_name` is the kprobe's function as Tetragon names it (for
     syscalls, ``__x64_sys_openat`` style); `subsys`/`event` name a tracepoint.
     `action` is Tetragon's KprobeAction name of what happened
@@ -69,7 +73,7 @@ class PolicyEvent:
     been done.
     """
 
-    kind: Literal["kprobe", "tracepoint", "lsm"]
+    kind: Literal["kprobe", "tracepoint", "lsm", "uprobe"]
     policy_name: str
     pid: int
     tid: int
@@ -80,6 +84,9 @@ class PolicyEvent:
     function_name: str = ""
     subsys: str = ""
     event: str = ""
+    path: str = ""
+    symbol: str = ""
+    offset: int = 0
     return_value: PolicyArg | None = None
     return_action: str = ""
     enforcement: tuple[Enforcement, ...] = ()

@@ -435,11 +435,15 @@ class _Reader:
                        tags=self.tags(m, path))
 
     def _uprobe(self, node: yaml.Node, path: _Where) -> UProbe | None:
-        m = self.mapping(node, path, ("path", "symbols", "offsets", "refCtrOffsets", "message",
-                                      "args", "selectors", "tags"), required=("path",))
+        m = self.mapping(node, path, ("path", "symbol", "symbols", "offsets", "refCtrOffsets",
+                                      "message", "args", "selectors", "tags"), required=("path",))
         if m is None:
             return None
+        # `symbol` (one) is what Tetragon's releases before `symbols` took
         symbols = self.strings(m, "symbols")
+        one = self.string(m, "symbol")
+        if one is not None:
+            symbols = (one, *symbols)
         offsets = self.ints(m, "offsets")
         if not symbols and not offsets:
             self.error(PolicyCode.MISSING_KEY, node, path, "a uprobe needs symbols or offsets")

@@ -437,6 +437,23 @@ def test_lsm_envelope_with_an_override() -> None:
     assert body["enforcement"][0]["before_operation"] is True
 
 
+def test_uprobe_envelope_names_the_binary_and_symbol() -> None:
+    ev = PolicyEvent(kind="uprobe", policy_name="guard", pid=300, tid=300, time_ns=BOOT,
+                     ktime_ns=1, args=(PolicyArg("int", 7),), path="/usr/bin/bash",
+                     symbol="readline")
+    d = policy_event_json(ev, family(), node="n1")
+    body = d["process_uprobe"]
+    assert list(d) == ["process_uprobe", "node_name", "time"]
+    assert list(body) == ["process", "parent", "path", "symbol", "policy_name", "args",
+                          "action"]
+    assert (body["path"], body["symbol"]) == ("/usr/bin/bash", "readline")
+    assert body["args"] == [{"int_arg": 7}]
+    off = PolicyEvent(kind="uprobe", policy_name="guard", pid=300, tid=300, time_ns=BOOT,
+                      ktime_ns=1, args=(), path="/usr/bin/bash", offset=0x1234)
+    body = policy_event_json(off, family(), node="n1")["process_uprobe"]
+    assert "symbol" not in body and body["offset"] == 0x1234
+
+
 def test_sock_and_cred_arguments_of_kernel_functions() -> None:
     sock = {"family": 2, "type": 1, "protocol": 6, "state": 2, "saddr": "127.0.0.1",
             "daddr": "127.0.0.1", "sport": 40000, "dport": 80}

@@ -177,7 +177,7 @@ X86_64 = platform.machine() == "x86_64"
 # the Debian 6.1 guest of scripts/vmtest.
 HOST = {"tp_btf": True, "tracepoint": True, "raw_tp": True, "send_signal": True,
         "fentry": False, "fexit": False, "fmod_ret": False, "lsm": False, "kprobe": False,
-        "uprobe": False}
+        "uprobe": True}
 GUEST = dict.fromkeys(HOST, True)
 # kernel BTF prototypes the fixtures and tests hook, as 6.1 and 6.18 have them
 PROTOS = {
@@ -456,13 +456,45 @@ def test_syscall_hook_errors() -> None:
                                    "lists of type syscalls")
 
 
-def test_uprobe_refused() -> None:
-    body = """\
-    uprobes:
-    - path: /bin/bash
-      symbols: [readline]
-    """
-    assert _one_error(body) == "/bin/bash:readline: uprobes are not served by bpfguard yet"
+def _uprobe(extra: str = "", path: str = "/bin/sh", symbols: str = "[main, exit]") -> str:
+    """A uprobes entry; `extra` lines go under it, at column 2."""
+    return f"uprobes:\n- path: {path}\n  symbols: {symbols}\n{extra}"
+
+
+def test_uprobe_links_one_target_per_symbol() -> None:
+    [h] = _compile(_uprobe("  offsets: [0, 4]\n  args:\n  - index: 0\n    type: int\n"
+                           "  - index: 1\n    type: string\n  - index: 2\n"
+                           "    type: char_buf\n    sizeArgIndex: 1\n"), features=HOST).hooks
+    assert (h.kind, h.binary, h.programs) == ("UPROBE", "/bin/sh", ("bg_pol_uprobe",))
+    assert h.targets == (("main", 0, 0), ("exit", 4, 0))
+    assert [(a.type, a.src, a.size_arg) for a in h.args] == [("INT", 0, 0), ("STRING", 1, 0),
+                                                             ("CHAR_BUF", 2, 1)]
+
+
+def test_uprobe_symbol_singular_and_file_offsets() -> None:
+    [h] = _compile("uprobes:\n- path: /bin/sh\n  symbol: main\n").hooks
+    assert h.targets == (("main", 0, 0),)
+    [h] = _compile("uprobes:\n- path: /bin/sh\n  offsets: [4096]\n"
+                   "  refCtrOffsets: [64]\n").hooks
+    assert h.targets == (("", 4096, 64),)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (_uprobe(path="bin/sh"), "give the binary's absolute path"),
+    (_uprobe(path="/nonexistent/bin"), "/nonexistent/bin: no such file"),
+    (_uprobe(path="/etc/passwd"), "/etc/passwd: not an ELF binary or library"),
+    (_uprobe("  offsets: [1]\n"), "offsets has 1 entries for 2 symbols"),
+    (_uprobe("  args:\n  - index: 0\n    type: file"),
+     "a user function's argument is a user value"),
+    (_uprobe("  args:\n  - index: 0\n    type: char_buf"), "char_buf needs sizeArgIndex"),
+])
+def test_uprobe_refusals(body: str, message: str) -> None:
+    assert message in _one_error(body, features=HOST)
+
+
+def test_uprobe_refused_without_uprobes() -> None:
+    assert _one_error(_uprobe(), features={**HOST, "uprobe": False}).endswith(
+        "needs uprobes; this kernel does not have it")
 
 
 # -- argument types -------------------------------------------------------------
