@@ -113,6 +113,23 @@ struct {
 	__type(value, struct bg_pol_exe);
 } pol_exe SEC(".maps");
 
+/* followChildren: the filters, and per tgid a bit for each that the process
+ * or an ancestor passed (inherited at fork, so reparenting loses nothing). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BG_POL_FOLLOW);
+	__type(key, __u32);
+	__type(value, struct bg_pol_follow);
+} pol_follow SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, __u64);
+} pol_follow_bits SEC(".maps");
+
 struct bg_pol_rate_key {
 	__u32 hook;
 	__u32 selector;
@@ -172,7 +189,10 @@ struct bg_pol_stash {
 	__u32 hook;
 	__u32 size;
 	__u32 matched; /* selectors whose entry filters matched: one may pass at return */
+	__u32 ima;     /* an LSM event waiting for its IMA hash (see bg_pol_ima) */
+	__s32 err;     /* ... and the Override value the hook returns once it is posted */
 	__u32 pad;
+	__u64 obj;     /* ... and the hook's first argument, to recognise the same call */
 	struct bg_pol_area area;
 };
 
@@ -811,33 +831,44 @@ static __always_inline bool bg_pol_pids(struct bg_pol_selector *s, struct task_s
 	return (s->pid_flags & BG_PID_NOT_IN) ? !found : found;
 }
 
-/* matchBinaries / matchParentBinaries on the executable recorded for tgid. */
-static __always_inline bool bg_pol_binary(struct bg_pol_area *a, __u8 op, __u32 set, __u32 tgid)
+/* Whether executable `exe` is in `set` under `op`, read positively (NotIn as In). */
+static __always_inline bool bg_pol_exe_in(struct bg_pol_exe *exe, __u8 op, __u32 set, __u32 role)
 {
-	struct bg_pol_exe *exe = bpf_map_lookup_elem(&pol_exe, &tgid);
 	struct bg_pol_str_key sk = {};
 	struct bg_pol_lpm_key *key;
-	__u32 n, role = a->work.role;
+	bool prefix;
+	__u32 n;
+
+	if (op == BG_BIN_IN || op == BG_BIN_NOT_IN) {
+		sk.set = set;
+		sk.len = exe->len;
+		sk.hash = exe->hash;
+		return bpf_map_lookup_elem(&pol_strs, &sk) != NULL;
+	}
+	n = exe->len < BG_POL_PREFIX_MAX ? exe->len : BG_POL_PREFIX_MAX;
+	prefix = op == BG_BIN_PREFIX || op == BG_BIN_NOT_PREFIX;
+	key = bpf_map_lookup_elem(&pol_lpm_keys, &role);
+	if (!key)
+		return false;
+	__builtin_memcpy(key->data, prefix ? exe->head : exe->tail, BG_POL_PREFIX_MAX);
+	return bg_pol_lpm(prefix ? (void *)&pol_prefix : (void *)&pol_postfix, key, set, n);
+}
+
+/* matchBinaries / matchParentBinaries on the executable recorded for tgid;
+ * with followChildren (`follow`: 1 + slot), on the process's ancestry. */
+static __always_inline bool bg_pol_binary(struct bg_pol_area *a, __u8 op, __u32 set,
+					  __u8 follow, __u32 tgid)
+{
 	bool in = false;
 
-	if (exe) {
-		n = exe->len < BG_POL_PREFIX_MAX ? exe->len : BG_POL_PREFIX_MAX;
-		if (op == BG_BIN_IN || op == BG_BIN_NOT_IN) {
-			sk.set = set;
-			sk.len = exe->len;
-			sk.hash = exe->hash;
-			in = bpf_map_lookup_elem(&pol_strs, &sk) != NULL;
-		} else {
-			bool prefix = op == BG_BIN_PREFIX || op == BG_BIN_NOT_PREFIX;
+	if (follow) {
+		__u64 *bits = bpf_map_lookup_elem(&pol_follow_bits, &tgid);
 
-			key = bpf_map_lookup_elem(&pol_lpm_keys, &role);
-			if (!key)
-				return false;
-			__builtin_memcpy(key->data, prefix ? exe->head : exe->tail,
-					 BG_POL_PREFIX_MAX);
-			in = bg_pol_lpm(prefix ? (void *)&pol_prefix : (void *)&pol_postfix,
-					key, set, n);
-		}
+		in = bits && (*bits >> ((follow - 1) & (BG_POL_FOLLOW - 1)) & 1);
+	} else {
+		struct bg_pol_exe *exe = bpf_map_lookup_elem(&pol_exe, &tgid);
+
+		in = exe && bg_pol_exe_in(exe, op, set, a->work.role);
 	}
 	if (op == BG_BIN_NOT_IN || op == BG_BIN_NOT_PREFIX || op == BG_BIN_NOT_POSTFIX)
 		return !in;
@@ -926,10 +957,10 @@ __noinline int bg_pol_match_task(struct bg_pol_area *a, struct bg_pol_selector *
 		return 0;
 	if (s->npids && !bg_pol_pids(s, task))
 		return 0;
-	if (s->bin_op && !bg_pol_binary(a, s->bin_op, s->bin_set, task->tgid))
+	if (s->bin_op && !bg_pol_binary(a, s->bin_op, s->bin_set, s->bin_follow, task->tgid))
 		return 0;
-	if (s->pbin_op &&
-	    !bg_pol_binary(a, s->pbin_op, s->pbin_set, BPF_CORE_READ(task, real_parent, tgid)))
+	if (s->pbin_op && !bg_pol_binary(a, s->pbin_op, s->pbin_set, s->pbin_follow,
+					 BPF_CORE_READ(task, real_parent, tgid)))
 		return 0;
 	if (s->nns && !bg_pol_namespaces(s, task))
 		return 0;
@@ -1146,6 +1177,21 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	err = bg_pol_act(a, h, hook, sel, sel->actions, src->can_override);
 	size = BG_POL_FIXED + pos;
 	bg_clamp(size, BG_POL_FIXED + BG_DATA_LIMIT);
+	if (sel->actions & BG_ACT_IMA_HASH) {
+		/* hashing sleeps, which this program may not: a sleepable copy
+		 * of bg_pol_ima after this one posts, and returns the Override */
+		st = bpf_task_storage_get(&pol_fstash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (st && !st->active) {
+			bpf_probe_read_kernel(&st->area, size, a);
+			st->hook = hook;
+			st->size = size;
+			st->ima = 1;
+			st->err = err;
+			st->obj = src->a[0];
+			st->active = 1;
+			return 0;
+		}
+	}
 	if (h->ret) {
 		st = bpf_task_storage_get(h->kind == BG_HOOK_SYSCALL ? (void *)&pol_stash
 								     : (void *)&pol_fstash,
@@ -1158,6 +1204,7 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 			st->hook = hook;
 			st->size = size;
 			st->matched = matched;
+			st->ima = 0;
 			st->active = 1;
 			return err;
 		}
@@ -1334,7 +1381,7 @@ static __always_inline int bg_pol_func_exit(long ret)
 	struct bg_pol_stash *st;
 
 	st = bpf_task_storage_get(&pol_fstash, task, 0, 0);
-	if (!st || !st->active || st->hook != targ_hook)
+	if (!st || !st->active || st->ima || st->hook != targ_hook)
 		return 0;
 	st->active = 0;
 	return bg_pol_finish(st, ret);
@@ -1401,6 +1448,75 @@ int bg_pol_kretprobe(struct pt_regs *ctx)
 	return bg_pol_func_exit(PT_REGS_RC(ctx));
 }
 
+/* ---- imaHash: the sleepable half of an LSM hook ---- */
+
+/* Posts the event bg_pol_lsm left in the task's stash, with the IMA hash of
+ * `file`, and returns its Override. The trampoline runs LSM programs in one
+ * order or the other, and a non-zero return ends the chain, so user space
+ * attaches two copies, one each side of bg_pol_lsm: the one that runs first
+ * finds no event for this call (`obj` is the call's first argument) and, if
+ * a stale one is there, posts it without a hash rather than lose it. */
+static __always_inline int bg_pol_ima(struct file *file, __u64 obj)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_selector *sel;
+	struct bg_pol_stash *st;
+	struct bg_pol_area *a;
+	__u64 off;
+	__u32 key;
+	long algo;
+
+	st = bpf_task_storage_get(&pol_fstash, task, 0, 0);
+	if (!st || !st->active || !st->ima || st->hook != targ_hook)
+		return 0;
+	st->active = 0;
+	a = &st->area;
+	off = st->size - BG_POL_FIXED;
+	if (st->obj == obj && off + BG_IMA_DIGEST <= BG_DATA_LIMIT) {
+		bg_clamp(off, BG_DATA_LIMIT - BG_IMA_DIGEST);
+		algo = bpf_ima_file_hash(file, a->ev.data + off, BG_IMA_DIGEST);
+		if (algo >= 0) {
+			a->ev.ima_algo = algo;
+			a->ev.ima_off = off;
+			a->ev.ima_len = BG_IMA_DIGEST;
+			st->size += BG_IMA_DIGEST;
+		} else {
+			a->ev.ima_err = algo;
+		}
+	}
+	key = targ_hook * BG_POL_SELECTORS + (a->ev.selector & (BG_POL_SELECTORS - 1));
+	sel = bpf_map_lookup_elem(&pol_selectors, &key);
+	if (sel)
+		bg_pol_post(a, sel, targ_hook, st->size);
+	return st->obj == obj ? st->err : 0;
+}
+
+/* The hooked object is the hook's first argument: a linux_binprm or a file
+ * (the compiler checks which). */
+SEC("lsm.s")
+int BPF_PROG(bg_pol_ima_bprm_a, struct linux_binprm *bprm)
+{
+	return bg_pol_ima(bprm->file, (__u64)bprm);
+}
+
+SEC("lsm.s")
+int BPF_PROG(bg_pol_ima_bprm_b, struct linux_binprm *bprm)
+{
+	return bg_pol_ima(bprm->file, (__u64)bprm);
+}
+
+SEC("lsm.s")
+int BPF_PROG(bg_pol_ima_file_a, struct file *file)
+{
+	return bg_pol_ima(file, (__u64)file);
+}
+
+SEC("lsm.s")
+int BPF_PROG(bg_pol_ima_file_b, struct file *file)
+{
+	return bg_pol_ima(file, (__u64)file);
+}
+
 /* ---- user functions: one loaded copy per hook ---- */
 
 /* A signal sent here is delivered when the task leaves the probe's trap,
@@ -1419,6 +1535,34 @@ int bg_pol_uprobe(struct pt_regs *ctx)
 }
 
 /* ---- executables for matchBinaries ---- */
+
+/* Adds the followChildren filters the new executable passes to the bits the
+ * process inherited. */
+struct bg_pol_follow_ctx {
+	struct bg_pol_exe *exe;
+	__u64 bits;
+};
+
+/* bpf_loop: an unrolled loop whose state differs each step (the bits)
+ * overwhelms the verifier. */
+static long bg_pol_follow_one(__u32 i, struct bg_pol_follow_ctx *c)
+{
+	struct bg_pol_follow *f = bpf_map_lookup_elem(&pol_follow, &i);
+
+	if (f && f->op && bg_pol_exe_in(c->exe, f->op, f->set, BG_SCRATCH_EXEC))
+		c->bits |= 1ULL << (i & (BG_POL_FOLLOW - 1));
+	return 0;
+}
+
+static __always_inline void bg_pol_follow_exec(struct bg_pol_exe *exe, __u32 tgid)
+{
+	__u64 *old = bpf_map_lookup_elem(&pol_follow_bits, &tgid);
+	struct bg_pol_follow_ctx c = { .exe = exe, .bits = old ? *old : 0 };
+
+	bpf_loop(BG_POL_FOLLOW, bg_pol_follow_one, &c, 0);
+	if (c.bits != (old ? *old : 0))
+		bpf_map_update_elem(&pol_follow_bits, &tgid, &c.bits, BPF_ANY);
+}
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(bg_pol_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
@@ -1454,6 +1598,7 @@ int BPF_PROG(bg_pol_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 			break;
 		exe->tail[i] = a->ev.data[(len - 1 - i) & BG_DATA_MASK];
 	}
+	bg_pol_follow_exec(exe, tgid);
 	return 0;
 }
 
@@ -1462,12 +1607,16 @@ int BPF_PROG(bg_pol_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ptgid = parent->tgid, tgid = child->tgid;
 	struct bg_pol_exe *exe;
+	__u64 *bits;
 
 	if (child->pid != tgid)
 		return 0; /* a thread: same process */
 	exe = bpf_map_lookup_elem(&pol_exe, &ptgid);
 	if (exe)
 		bpf_map_update_elem(&pol_exe, &tgid, exe, BPF_ANY);
+	bits = bpf_map_lookup_elem(&pol_follow_bits, &ptgid);
+	if (bits)
+		bpf_map_update_elem(&pol_follow_bits, &tgid, bits, BPF_ANY);
 	return 0;
 }
 
@@ -1476,7 +1625,9 @@ int BPF_PROG(bg_pol_exit_task, struct task_struct *task)
 {
 	__u32 tgid = task->tgid;
 
-	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+	if (BPF_CORE_READ(task, signal, live.counter) == 0) {
 		bpf_map_delete_elem(&pol_exe, &tgid);
+		bpf_map_delete_elem(&pol_follow_bits, &tgid);
+	}
 	return 0;
 }

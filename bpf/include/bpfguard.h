@@ -305,6 +305,8 @@ struct bg_argval_key {
 #define BG_POL_SYSCALL_HOOKS 8    /* hooks on one syscall, all policies together */
 #define BG_POL_PID_WALK 9         /* ancestors checked by matchPIDs followForks (as Tetragon) */
 #define BG_POL_RET 7              /* bg_pol_filter.arg naming the return value */
+#define BG_POL_FOLLOW 64          /* matchBinaries filters with followChildren, all policies */
+#define BG_IMA_DIGEST 64          /* room for an IMA digest (SHA-512 is the longest) */
 #define BG_POL_SETS 65536         /* entries of each set map (strings, integers, addresses) */
 
 enum bg_pol_hook_kind {
@@ -399,6 +401,7 @@ enum bg_pol_action {
 	BG_ACT_SIGKILL = 1 << 2,
 	BG_ACT_SIGNAL = 1 << 3,
 	BG_ACT_OVERRIDE = 1 << 4, /* the hooked function returns bg_pol_selector.error */
+	BG_ACT_IMA_HASH = 1 << 5, /* Post imaHash: an LSM hook's event carries the file's IMA hash */
 };
 
 enum bg_pol_pid_flags {
@@ -465,6 +468,9 @@ struct bg_pol_selector {
 	__u32 rate_ms;     /* Post rateLimit; 0: none */
 	__u32 bin_set;
 	__u32 pbin_set;
+	__u8 bin_follow;   /* followChildren: 1 + the bg_pol_follow slot of bin_set; 0: none */
+	__u8 pbin_follow;  /* ... of pbin_set */
+	__u8 pad2[2];
 	__s32 error;       /* BG_ACT_OVERRIDE: the return value (argError) */
 	__u32 pids[BG_POL_VALUES];
 	__u64 cap_mask;
@@ -542,6 +548,15 @@ struct bg_pol_exe {
 	__u8 tail[BG_POL_PREFIX_MAX]; /* the last bytes, reversed */
 };
 
+/* A followChildren filter: a process descends from a matching executable
+ * when it or an ancestor exec'd one that passes (op, set); op is the
+ * positive form (In, Prefix, Postfix), 0 for a free slot. */
+struct bg_pol_follow {
+	__u8 op;
+	__u8 pad[3];
+	__u32 set;
+};
+
 enum bg_pol_value_flags {
 	BG_PV_DATA = 1 << 0,       /* data holds the string, path or bytes */
 	BG_PV_SOCK = 1 << 1,       /* sock is filled */
@@ -567,8 +582,11 @@ struct bg_policy_event {
 	__u8 would;      /* enforcing actions not carried out: monitor mode */
 	__u8 failed;     /* enforcing actions the kernel refused */
 	__u8 has_ret;
-	__u8 pad;
+	__u8 ima_algo;   /* imaHash: the kernel's enum hash_algo of the digest */
 	__u16 gen;       /* the hook's generation when the event was made */
+	__u16 ima_off;   /* imaHash: the digest in data[], BG_IMA_DIGEST bytes (0 long: none) */
+	__u16 ima_len;
+	__s32 ima_err;   /* imaHash: bpf_ima_file_hash's error (-EOPNOTSUPP: IMA is off) */
 	struct bg_pol_value args[BG_POL_ARGS];
 	__u8 data[];
 };

@@ -4,6 +4,7 @@ example policy either served or refused with the missing feature named."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -45,11 +46,11 @@ NEEDS = {
                             "needs BPF trampolines (fentry and fexit) or kprobes"),
     "override-security": ((("fmod_ret",),), "needs BPF trampolines (fmod_ret)"),
     "lsm_file_open": ((("lsm",),), "needs BPF LSM"),
+    "lsm_bprm_check": ((("lsm",),), "needs BPF LSM"),
 }
 REFUSED = {  # on every kernel: fixture -> what the refusal must name
     "killer": "NotifyEnforcer: bpfguard has no enforcer programs",
     "symlink-override": "Override on a syscall",
-    "lsm_bprm_check": "imaHash",  # (where BPF LSM is missing, that first)
 }
 
 
@@ -96,8 +97,10 @@ class Running:
         return out
 
 
-@pytest.fixture
-def running() -> Iterator[Running]:
+@pytest.fixture(scope="module")
+def _engine() -> Iterator[Running]:
+    """One started engine for the module: loading and verifying its programs
+    is most of a test's time, tenfold in the TCG guest of scripts/vmtest."""
     engine = PolicyEngine(features=features())
     with SensorSet(syscalls=(), extra=[engine]) as sensors:
         sensors.start()
@@ -106,6 +109,17 @@ def running() -> Iterator[Running]:
             yield r
         finally:
             r.stop()
+
+
+@pytest.fixture
+def running(_engine: Running) -> Iterator[Running]:
+    """The module's engine, with no policy loaded and no event pending."""
+    _engine.events(settle=0)
+    yield _engine
+    _engine.paused.clear()
+    for lp in _engine.engine.list():
+        _engine.engine.delete(lp["name"])
+    _engine.events(settle=0.05)
 
 
 @pytest.fixture
@@ -231,6 +245,62 @@ def test_match_binaries_notin_excludes_the_listed_binary(running: Running,
     pids = {e.pid for e in running.events() if e.policy_name == "not-victim"}
     assert pb.pid in pids
     assert pv.pid not in pids
+
+
+def _follow_policy(shell: str, op: str = "In") -> str:
+    return f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata: {{name: follow}}
+    spec:
+      kprobes:
+      - call: sys_openat
+        syscall: true
+        args: [{{index: 1, type: string}}]
+        selectors:
+        - matchArgs: [{{index: 1, operator: Equal, values: ["/etc/hostname"]}}]
+          matchBinaries: [{{operator: {op}, values: ["{shell}"], followChildren: true}}]
+          matchActions: [{{action: Sigkill}}]
+    """
+
+
+def test_match_binaries_follow_children_reaches_descendants(running: Running,
+                                                            tmp_path: Path) -> None:
+    """followChildren: what a copy of bash starts, and what that starts, is
+    matched too, though its own binary is cat; cat run elsewhere is not."""
+    shell = tmp_path / "bash"
+    shutil.copy2("/usr/bin/bash", shell)
+    running.add(_follow_policy(str(shell)))
+    child = subprocess.run([str(shell), "-c", "cat /etc/hostname; echo $?"],
+                           capture_output=True, text=True)
+    grandchild = subprocess.run([str(shell), "-c", "sh -c 'cat /etc/hostname; echo $?'"],
+                                capture_output=True, text=True)
+    assert child.stdout.split()[-1] == "137" and grandchild.stdout.split()[-1] == "137"
+    assert subprocess.run(["cat", "/etc/hostname"], capture_output=True).returncode == 0
+    assert {e.comm for e in running.events() if e.policy_name == "follow"} == {"cat"}
+
+
+def test_follow_children_covers_processes_started_before_the_policy(running: Running,
+                                                                    tmp_path: Path) -> None:
+    """A shell already running when the policy arrives is found from /proc,
+    and NotIn with followChildren spares its descendants."""
+    shell = tmp_path / "bash"
+    shutil.copy2("/usr/bin/bash", shell)
+    go = tmp_path / "go"
+    early = subprocess.Popen(
+        [str(shell), "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; cat /etc/hostname; "
+         "echo $?"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    running.add(_follow_policy(str(shell)))
+    go.touch()
+    out, _ = early.communicate(timeout=30)
+    assert out.split()[-1] == "137"
+    running.engine.delete("follow")
+    running.add(_follow_policy(str(shell), op="NotIn"))
+    spared = subprocess.run([str(shell), "-c", "cat /etc/hostname; echo $?"],
+                            capture_output=True, text=True)
+    assert spared.stdout.split()[-1] == "0"
+    assert subprocess.run(["cat", "/etc/hostname"], capture_output=True).returncode == -9
 
 
 def test_connect_to_a_disallowed_cidr_posts(running: Running) -> None:
@@ -802,6 +872,29 @@ def test_fixture_filename_monitoring_reports_reads_with_the_return(running: Runn
 def test_fixture_fd_install_ns_host_reports_host_opens(running: Running) -> None:
     evs = _fixture_events(running, "fd_install_ns_host", "open('/etc/hostname')")
     assert "/etc/hostname" in {e.args[1].value for e in evs}
+
+
+@pytest.mark.needs("lsm")
+def test_fixture_lsm_bprm_check_denies_the_exec_and_hashes_the_file(running: Running,
+                                                                    tmp_path: Path) -> None:
+    """lsm_bprm_check.yaml, unmodified: bash may not exec a program whose path
+    ends in contrib/tester-progs/nop; the event carries the file's IMA hash."""
+    nop = tmp_path / "contrib" / "tester-progs" / "nop"
+    nop.parent.mkdir(parents=True)
+    shutil.copy2("/usr/bin/true", nop)
+    running.add((FIXTURES / "lsm_bprm_check.yaml").read_text(), "lsm_bprm_check.yaml")
+    denied = subprocess.run(["/usr/bin/bash", "-c", f"{nop}; echo ran $?"],
+                            capture_output=True, text=True)
+    assert "Operation not permitted" in denied.stderr and "ran 126" in denied.stdout
+    spared = subprocess.run(["/bin/dash", "-c", f"{nop}; echo ran $?"],
+                            capture_output=True, text=True)
+    assert spared.stdout == "ran 0\n"
+    [ev] = [e for e in running.events() if e.policy_name == "lsm"]
+    assert (ev.kind, ev.function_name, ev.args[0].value) == (
+        "lsm", "bprm_check_security", str(nop))
+    assert ev.ima_hash == "sha256:" + hashlib.sha256(nop.read_bytes()).hexdigest()
+    [override] = [x for x in ev.enforcement if x.action == "Override"]
+    assert override.done and override.before_operation
 
 
 def test_prevention_is_honest_on_every_kernel(running: Running, tmp_path: Path) -> None:

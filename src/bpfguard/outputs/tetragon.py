@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import errno
 import platform
 import signal as _signal
 import socket
@@ -483,6 +484,9 @@ def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
         _put(body, "args", args)
         _put(body, "action", _action(ev.action))
         _put(body, "tags", list(ev.tags))
+        _put(body, "ima_hash", ev.ima_hash)
+        if ev.ima_error:  # bpfguard's: why imaHash gave no hash (EOPNOTSUPP: IMA is off)
+            body["ima_hash_error"] = errno.errorcode.get(ev.ima_error, str(ev.ima_error))
     elif ev.kind == "uprobe":
         kind = "process_uprobe"
         _put(body, "path", ev.path)

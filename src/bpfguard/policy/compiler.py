@@ -77,6 +77,7 @@ class _Limits:
     ns_values: int = 4
     prefix: int = 256
     prefix_sets: int = 4096
+    follow: int = 64  # matchBinaries/matchParentBinaries with followChildren, all policies
     string: int = 4094  # a read of 4096 bytes ending without NUL is cut: no exact match
     uprobe_targets: int = 1024  # symbols/offsets of one uprobes entry (one link each)
     syscall_hooks: int = 8
@@ -98,7 +99,7 @@ OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT
              "DPORT": 18, "NOT_DPORT": 19, "SPORT_PRIV": 20, "NOT_SPORT_PRIV": 21,
              "DPORT_PRIV": 22, "NOT_DPORT_PRIV": 23, "PROTOCOL": 24, "FAMILY": 25, "STATE": 26,
              "STR_EQ": 27, "STR_NEQ": 28}
-ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8, "OVERRIDE": 16}
+ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8, "OVERRIDE": 16, "IMA_HASH": 32}
 PID_FLAG: Final = {"NOT_IN": 1, "NS": 2, "FOLLOW": 4}
 BIN_OP: Final = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}
 NS_KIND: Final = {"Uts": 1, "Ipc": 2, "Mnt": 3, "Pid": 4, "PidForChildren": 5, "Net": 6,
@@ -217,6 +218,10 @@ class CompiledSelector:
     bin_set: int = 0
     pbin_op: int = 0
     pbin_set: int = 0
+    # followChildren: the filter's values (the engine matches older processes
+    # against them when it installs the filter)
+    bin_follow: tuple[str, ...] | None = None
+    pbin_follow: tuple[str, ...] | None = None
     ns: list[tuple[int, bool, tuple[int, ...]]] = field(default_factory=list)
     cap_op: int = 0
     cap_type: int = 0
@@ -340,6 +345,8 @@ def kernel_function(name: str) -> FunctionProto | None:
 # backend feature -> program of policy.bpf.c (a kprobe backend brings its kretprobe)
 _PROGRAMS: Final = {"fentry": "bg_pol_fentry", "fexit": "bg_pol_fexit", "kprobe": "bg_pol_kprobe",
                     "fmod_ret": "bg_pol_fmod_ret", "lsm": "bg_pol_lsm"}
+# imaHash: the BTF type of an LSM hook's first parameter -> the bg_pol_ima_* programs
+_IMA_OBJECT: Final = {"struct file *": "file", "struct linux_binprm *": "bprm"}
 # kernel-function argument types -> (PT kind, the struct the parameter must point to)
 _FUNC_POINTER_ARGS: Final = {
     "file": ("FILE", "struct file *"), "path": ("PATH", "struct path *"),
@@ -552,6 +559,15 @@ class _Compiler:
         programs = [_PROGRAMS[b] for b in backend.split("+")]
         if backend == "kprobe" and ret:
             programs.append("bg_pol_kretprobe")
+        if any(s.actions & ACT["IMA_HASH"] for s in sels):
+            first = params[0][1] if params else ""
+            hashed = _IMA_OBJECT.get(first)
+            if hashed is None:
+                raise _Fail(f"imaHash hashes the file of the hook's first parameter, a "
+                            f"struct file * or struct linux_binprm *; {name}'s is "
+                            f"{first or 'absent'}")
+            # one sleepable copy on each side of bg_pol_lsm (see bg_pol_ima)
+            programs = [f"bg_pol_ima_{hashed}_a", *programs, f"bg_pol_ima_{hashed}_b"]
         return CompiledHook(hook, "FUNC", args, sels, ret=ret, ret_type=ret_type,
                             function_name=name, nparams=len(params),
                             programs=tuple(programs))
@@ -887,14 +903,13 @@ class _Compiler:
         if not out.pids and not out.pid_flags & PID_FLAG["NOT_IN"]:
             raise _Fail("matchPIDs In filters with no pid in common match nothing")
 
-    def _binaries(self, filters: tuple[BinarySelector, ...], what: str) -> tuple[int, int]:
+    def _binaries(self, filters: tuple[BinarySelector, ...], what: str
+                  ) -> tuple[int, int, tuple[str, ...] | None]:
         if not filters:
-            return 0, 0
+            return 0, 0, None
         if len(filters) > 1:
             raise _Fail(f"{len(filters)} {what} filters; Tetragon and bpfguard take one")
         f = filters[0]
-        if f.follow_children:
-            raise _Fail(f"{what} followChildren is not served by bpfguard yet")
         s = self.new_set()
         for v in f.values:
             b = v.encode()
@@ -907,12 +922,13 @@ class _Compiler:
                 self.sets.postfixes.append((s, b[::-1]))
             else:
                 self.sets.prefixes.append((s, b))
-        return BIN_OP[f.operator], s
+        return BIN_OP[f.operator], s, f.values if f.follow_children else None
 
     def binaries(self, sel: Selector, out: CompiledSelector) -> None:
-        out.bin_op, out.bin_set = self._binaries(sel.match_binaries, "matchBinaries")
-        out.pbin_op, out.pbin_set = self._binaries(sel.match_parent_binaries,
-                                                   "matchParentBinaries")
+        out.bin_op, out.bin_set, out.bin_follow = self._binaries(sel.match_binaries,
+                                                                 "matchBinaries")
+        out.pbin_op, out.pbin_set, out.pbin_follow = self._binaries(
+            sel.match_parent_binaries, "matchParentBinaries")
 
     def namespaces(self, sel: Selector, out: CompiledSelector) -> None:
         if len(sel.match_namespaces) > LIMITS.ns_filters:
@@ -962,11 +978,13 @@ class _Compiler:
                     raise _Fail(_NOTIFY_ENFORCER)
                 if a.action in _NOT_SUPPORTED:
                     raise _Fail(f"{a.action}: {_NOT_SUPPORTED[a.action]}")
-                if a.kernel_stack_trace or a.user_stack_trace or a.ima_hash:
-                    raise _Fail(f"{a.action}: stack traces and imaHash are not served by "
-                                "bpfguard yet")
+                if a.kernel_stack_trace or a.user_stack_trace:
+                    raise _Fail(f"{a.action}: stack traces are not served by bpfguard yet")
+                if a.ima_hash and not isinstance(hook, LsmHook):
+                    raise _Fail("imaHash: bpfguard hashes files on lsmhooks hooks (the hash "
+                                "is taken in a sleepable BPF LSM program)")
                 if a.action == "Post":
-                    b |= ACT["POST"]
+                    b |= ACT["POST"] | (ACT["IMA_HASH"] if a.ima_hash else 0)
                     if a.rate_limit:
                         ms = parse_rate(a.rate_limit)
                         if ms is None:

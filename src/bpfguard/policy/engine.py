@@ -21,7 +21,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import hashlib
 import ipaddress
 import os
 import re
@@ -63,13 +65,17 @@ __all__ = ["LoadedPolicy", "PolicyEngine"]
 _STAT_NAMES = {"POSTED": "posted", "ACTED": "actions", "WOULD": "would_act",
                "RATE_LIMITED": "rate_limited", "NO_RETURN": "no_return"}
 # programs loaded only in per-hook copies of the object
+_IMA_PROGRAMS = ("bg_pol_ima_bprm_a", "bg_pol_ima_bprm_b", "bg_pol_ima_file_a",
+                 "bg_pol_ima_file_b")
 _COPY_PROGRAMS = ("bg_pol_tp", "bg_pol_raw_tp", "bg_pol_fentry", "bg_pol_fexit",
                   "bg_pol_fmod_ret", "bg_pol_lsm", "bg_pol_kprobe", "bg_pol_kretprobe",
-                  "bg_pol_uprobe")
-_TRAMPOLINE_PROGRAMS = ("bg_pol_fentry", "bg_pol_fexit", "bg_pol_fmod_ret", "bg_pol_lsm")
+                  "bg_pol_uprobe", *_IMA_PROGRAMS)
+_TRAMPOLINE_PROGRAMS = ("bg_pol_fentry", "bg_pol_fexit", "bg_pol_fmod_ret", "bg_pol_lsm",
+                        *_IMA_PROGRAMS)
 # what really happens for each program of an Override hook
 _OVERRIDE_BACKEND = {"bg_pol_fmod_ret": "fmod_ret", "bg_pol_lsm": "bpf_lsm"}
 # maps each tracepoint copy keeps for itself: per-CPU scratch and global data
+_BIN_OP_NAME = {v: k for k, v in BIN_OP.items()}
 _PRIVATE_MAPS = ("scratch", "pol_lpm_keys")
 _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL",
                     "Override": "KPROBE_ACTION_OVERRIDE"}
@@ -89,6 +95,7 @@ class LoadedPolicy:
     slots: list[int] = field(default_factory=list)
     copies: list[BpfObject] = field(default_factory=list)
     cgroup: int = 0
+    follow: list[int] = field(default_factory=list)  # its followChildren slots
 
     @property
     def name(self) -> str:
@@ -116,6 +123,7 @@ class PolicyEngine(Sensor):
         self._gen = 0
         # set ids index the arrays of prefix/postfix tries: a recycled pool
         self._free_sets = list(range(LIMITS.prefix_sets - 1, 0, -1))
+        self._free_follow = list(range(LIMITS.follow - 1, -1, -1))
         self._tries: dict[tuple[str, int], Map] = {}
         self._shared: dict[str, Map] = {}
         self._syscall_links: list[Link] = []
@@ -124,10 +132,11 @@ class PolicyEngine(Sensor):
         btf = self.obj.btf
         self._t = {n: btf.struct(n) for n in (
             "bg_pol_hook", "bg_pol_selector", "bg_pol_route", "bg_pol_int_key",
-            "bg_pol_str_key", "bg_pol_lpm_key", "bg_pol_addr_key", "bg_pol_exe",
+            "bg_pol_str_key", "bg_pol_lpm_key", "bg_pol_addr_key", "bg_pol_exe", "bg_pol_follow",
             "bg_policy_event", "bg_pol_cred")}
         self._cred_size = ctypes.sizeof(self._t["bg_pol_cred"])
         self._nr_max = self.abi.nr_max
+        self._hash_algos: dict[int, str] | None = None
         self._event_type = self.abi.event_type["POLICY"]
         self._check_abi()
         for p in self.obj.programs:
@@ -403,6 +412,56 @@ class PolicyEngine(Sensor):
                     trie.close()
         self._free_sets.extend(sorted(ids, reverse=True))
 
+    def _add_follow(self, lp: LoadedPolicy, h: CompiledHook, op: int, set_id: int,
+                    values: tuple[str, ...]) -> int:
+        """Installs a followChildren filter: the kernel marks each exec that
+        passes it, and the mark passes to children at fork; processes already
+        running are marked here from /proc (themselves or an ancestor)."""
+        if not self._free_follow:
+            raise PolicyError(h.hook.context.file, [Problem(
+                PolicyCode.LIMIT, f"{h.hook.name}: more than {LIMITS.follow} followChildren "
+                "filters loaded at once", h.hook.context)])
+        slot = self._free_follow.pop()
+        lp.follow.append(slot)
+        positive = {"In": "In", "NotIn": "In", "Prefix": "Prefix", "NotPrefix": "Prefix",
+                    "Postfix": "Postfix", "NotPostfix": "Postfix"}[_BIN_OP_NAME[op]]
+        f = self._t["bg_pol_follow"]()
+        f.op, f.set = BIN_OP[positive], set_id
+        self.obj.map("pol_follow").update(ctypes.c_uint32(slot), f)
+
+        def passes(exe: str) -> bool:
+            if positive == "In":
+                return exe in values
+            if positive == "Prefix":
+                return any(exe.startswith(v) for v in values)
+            return any(exe.endswith(v) for v in values)
+
+        procs = _processes()
+        bits = self.obj.map("pol_follow_bits")
+        for pid in procs:
+            seen, p = set(), pid
+            while p in procs and p not in seen:
+                seen.add(p)
+                if passes(procs[p][1]):
+                    old = bits.lookup(ctypes.c_uint32(pid))
+                    mask = int.from_bytes(old, "little") if isinstance(old, bytes) else 0
+                    bits.update(ctypes.c_uint32(pid), ctypes.c_uint64(mask | 1 << slot))
+                    break
+                p = procs[p][0]
+        return slot
+
+    def _drop_follow(self, lp: LoadedPolicy) -> None:
+        bits = self.obj.map("pol_follow_bits")
+        for slot in lp.follow:
+            self.obj.map("pol_follow").update(ctypes.c_uint32(slot), self._t["bg_pol_follow"]())
+            for key, val in list(bits.items()):
+                assert isinstance(val, bytes)
+                mask = int.from_bytes(val, "little")
+                if mask >> slot & 1:
+                    bits.update(key, ctypes.c_uint64(mask & ~(1 << slot)))
+            self._free_follow.append(slot)
+        lp.follow.clear()
+
     def _write_hook(self, slot: int, lp: LoadedPolicy, h: CompiledHook) -> None:
         t = self._t
         enc = t["bg_pol_hook"]()
@@ -428,6 +487,11 @@ class PolicyEngine(Sensor):
             for j, p in enumerate(s.pids):
                 e.pids[j] = p
             e.bin_op, e.bin_set, e.pbin_op, e.pbin_set = s.bin_op, s.bin_set, s.pbin_op, s.pbin_set
+            if s.bin_follow is not None:
+                e.bin_follow = 1 + self._add_follow(lp, h, s.bin_op, s.bin_set, s.bin_follow)
+            if s.pbin_follow is not None:
+                e.pbin_follow = 1 + self._add_follow(lp, h, s.pbin_op, s.pbin_set,
+                                                     s.pbin_follow)
             e.nns = len(s.ns)
             for j, (kind, not_in, vals) in enumerate(s.ns):
                 e.ns[j].kind, e.ns[j].not_in, e.ns[j].nvals = kind, int(not_in), len(vals)
@@ -552,6 +616,7 @@ class PolicyEngine(Sensor):
             for i in range(self._nstats):  # the slot's next hook starts from zero
                 stats.update(ctypes.c_uint32(slot * self._nstats + i), zero)
         lp.slots.clear()
+        self._drop_follow(lp)
         self._clear_sets(lp.compiled)
 
     # -- events --
@@ -592,6 +657,14 @@ class PolicyEngine(Sensor):
             return PolicyEvent(kind="kprobe", function_name=h.function_name or _syscall_fn(
                 e.nr, self._nr_max), **common)
         if h.kind == "FUNC":
+            if e.ima_len:
+                algo = self._hash_algo(e.ima_algo)
+                digest = data[e.ima_off:e.ima_off + e.ima_len]
+                with contextlib.suppress(ValueError):  # a digest hashlib does not know: whole
+                    digest = digest[:hashlib.new(algo).digest_size]
+                common["ima_hash"] = f"{algo}:{digest.hex()}"
+            elif e.ima_err:
+                common["ima_error"] = -e.ima_err
             return PolicyEvent(kind="lsm" if isinstance(h.hook, LsmHook) else "kprobe",
                                function_name=h.function_name, **common)
         if h.kind == "UPROBE":
@@ -600,6 +673,13 @@ class PolicyEngine(Sensor):
                                **common)
         return PolicyEvent(kind="tracepoint", subsys=h.subsys, event=h.event,
                            **common)
+
+    def _hash_algo(self, algo: int) -> str:
+        """The kernel's name for an IMA hash algorithm (its BTF enum hash_algo)."""
+        if self._hash_algos is None:
+            self._hash_algos = {v: k.removeprefix("HASH_ALGO_").lower() for k, v in
+                                self.obj.kernel_btf().enum("hash_algo").items()}
+        return self._hash_algos.get(algo, f"algo{algo}")
 
     def _enforcement(self, e: Any, h: CompiledHook, names: tuple[str, ...], signal: int
                      ) -> tuple[Enforcement, ...]:
@@ -683,6 +763,21 @@ class PolicyEngine(Sensor):
             return PolicyArg(a.declared, raw, a.label, truncated)
         return PolicyArg(a.declared, raw.split(b"\0", 1)[0].decode(errors="surrogateescape"),
                          a.label, truncated)
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, executable path) of every process in /proc."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            exe = os.readlink(d / "exe").removesuffix(" (deleted)")
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        out[int(d.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), exe)
+    return out
 
 
 def _addr(family: int, raw: bytes) -> str:

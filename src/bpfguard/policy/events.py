@@ -92,6 +92,8 @@ class PolicyEvent:
     enforcement: tuple[Enforcement, ...] = ()
     message: str = ""
     tags: tuple[str, ...] = ()
+    ima_hash: str = ""           # imaHash: "sha256:<hex>" of the hook's file
+    ima_error: int = 0           # imaHash: the errno the kernel's hash failed with
     selector: int = 0
     uid: int = 0
     comm: str = ""

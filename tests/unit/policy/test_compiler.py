@@ -24,6 +24,7 @@ from bpfguard.policy import (
 )
 from bpfguard.policy import compiler as compiler_mod
 from bpfguard.policy.compiler import (
+    ACT,
     LIMITS,
     RET_ARG,
     CompiledArg,
@@ -189,6 +190,7 @@ PROTOS = {
     "commit_creds": ([("new", "struct cred *")], "int"),
     "bpf_lsm_bprm_check_security": ([("bprm", "struct linux_binprm *")], "int"),
     "bpf_lsm_file_open": ([("file", "struct file *")], "int"),
+    "bpf_lsm_path_unlink": ([("dir", "struct path *"), ("dentry", "struct dentry *")], "int"),
     "security_inode_mkdir": ([("dir", "struct inode *"), ("dentry", "struct dentry *"),
                               ("mode", "umode_t")], "int"),
     "tcp_connect": ([("sk", "struct sock *")], "int"),
@@ -213,18 +215,15 @@ NOTIFY_MSG = (
     "functions on the kernel's error-injection list (CONFIG_FUNCTION_ERROR_INJECTION), which "
     "syscalls are not on Debian's kernels. Use Sigkill, or Override on an lsmhooks hook or a "
     "security_* kprobe")
-IMA_MSG = "Post: stack traces and imaHash are not served by bpfguard yet"
 
-# refused on both kernels (lsm_bprm_check here for want of BPF LSM, first)
+# refused on both kernels
 ALWAYS_REFUSED = {
     "killer.yaml": [("17:5", "spec.tracepoints[0]", f"raw_syscalls:sys_enter: {NOTIFY_MSG}")],
-    "lsm_bprm_check.yaml": [("8:5", "spec.lsmhooks[0]", f"bprm_check_security: {IMA_MSG}")],
     "symlink-override.yaml": [("12:5", "spec.kprobes[0]", f"sys_symlinkat: {OVERRIDE_MSG}")],
 }
-HOST_ONLY_MESSAGES = {
-    "lsm_bprm_check.yaml": [("8:5", "spec.lsmhooks[0]", f"bprm_check_security: {LSM_MSG}")]}
 # refused here, served in the guest
 FIXTURE_ERRORS = {
+    "lsm_bprm_check.yaml": [("8:5", "spec.lsmhooks[0]", f"bprm_check_security: {LSM_MSG}")],
     "fd_install_ns_host.yaml": [("7:5", "spec.kprobes[0]", f"fd_install: {KPROBES_MSG}")],
     "filename_monitoring.yaml": [
         ("7:5", "spec.kprobes[0]", f"security_file_permission: {KPROBES_RET_MSG}"),
@@ -257,6 +256,7 @@ GUEST_PROGRAMS = {
     "fd_install_ns_host.yaml": [("bg_pol_fentry",)],
     "filename_monitoring.yaml": [("bg_pol_fentry", "bg_pol_fexit")] * 3,
     "kprobe_commit_creds.yaml": [("bg_pol_fentry",)],
+    "lsm_bprm_check.yaml": [("bg_pol_ima_bprm_a", "bg_pol_lsm", "bg_pol_ima_bprm_b")],
     "lsm_file_open.yaml": [("bg_pol_lsm",)],
     "override-security.yaml": [("bg_pol_fmod_ret",)],
     "tcp-connect-only-private-addrs.yaml": [("bg_pol_fentry",)],
@@ -289,8 +289,7 @@ def test_fixture_refused_with_the_missing_capability_at_the_hook(
     path = FIXTURES / name
     with pytest.raises(PolicyError) as info:
         _fixture(name, features)
-    expected = (FIXTURE_ERRORS | ALWAYS_REFUSED
-                | (HOST_ONLY_MESSAGES if features is HOST else {}))[name]
+    expected = (FIXTURE_ERRORS | ALWAYS_REFUSED)[name]
     got = [(f"{p.context.line}:{p.context.column}", p.context.name, p.message)
            for p in info.value.problems]
     assert got == expected
@@ -1008,10 +1007,15 @@ def test_match_binaries(tmp_path: Path) -> None:
     assert c.hooks[0].selectors[0].pbin_op == 6
 
 
+def test_match_binaries_follow_children_keeps_the_values() -> None:
+    c = _compile(_binaries("matchBinaries", "NotIn", ["/bin/sh"], "    followChildren: true\n"))
+    s = c.hooks[0].selectors[0]
+    assert (s.bin_op, s.bin_follow, s.pbin_follow) == (2, ("/bin/sh",), None)
+    assert _compile(_binaries("matchBinaries", "In", ["/bin/sh"])).hooks[0].selectors[
+        0].bin_follow is None
+
+
 def test_match_binaries_errors() -> None:
-    assert _one_error(_binaries("matchBinaries", "In", ["/bin/sh"],
-                                "    followChildren: true\n")) == (
-        "sys_setuid: matchBinaries followChildren is not served by bpfguard yet")
     assert _one_error(_binaries("matchBinaries", "In", ["/a"],
                                 "  - operator: In\n    values: [\"/b\"]\n")) == (
         "sys_setuid: 2 matchBinaries filters; Tetragon and bpfguard take one")
@@ -1182,7 +1186,21 @@ def test_unsupported_actions() -> None:
     assert _one_error(_actions("- action: GetUrl\n  argUrl: http://x")) == (
         "sys_setuid: GetUrl: GetUrl makes network requests from the agent; bpfguard does not")
     assert _one_error(_actions("- action: Post\n  kernelStackTrace: true")) == (
-        "sys_setuid: Post: stack traces and imaHash are not served by bpfguard yet")
+        "sys_setuid: Post: stack traces are not served by bpfguard yet")
+    assert _one_error(_actions("- action: Post\n  imaHash: true")) == (
+        "sys_setuid: imaHash: bpfguard hashes files on lsmhooks hooks (the hash is taken in "
+        "a sleepable BPF LSM program)")
+
+
+def test_ima_hash_needs_a_file_or_binprm_first() -> None:
+    body = ("lsmhooks:\n- hook: {hook}\n  selectors:\n  - matchActions:\n"
+            "    - action: Post\n      imaHash: true\n")
+    [h] = _compile(body.format(hook="file_open"), features=GUEST).hooks
+    assert h.programs == ("bg_pol_ima_file_a", "bg_pol_lsm", "bg_pol_ima_file_b")
+    assert h.selectors[0].actions == ACT["POST"] | ACT["IMA_HASH"]
+    assert _one_error(body.format(hook="path_unlink"), features=GUEST) == (
+        "path_unlink: imaHash hashes the file of the hook's first parameter, a struct file * "
+        "or struct linux_binprm *; path_unlink's is struct path *")
 
 
 def test_return_args_and_actions_need_return() -> None:
