@@ -4,6 +4,7 @@ example policy either served or refused with the missing feature named."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -561,13 +562,22 @@ def test_signal_action_sends_the_given_signal(running: Running, tmp_path: Path) 
     assert p.returncode == -10  # SIGUSR1's default action ends it
 
 
-def test_policy_limited_to_a_cgroup(running: Running, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _test_cgroup() -> Iterator[Path]:
+    """A fresh cgroup v2 directory, removed afterwards."""
     root = Path("/sys/fs/cgroup/unified")
     if not (root / "cgroup.procs").exists():
         root = Path("/sys/fs/cgroup")
     cg = root / f"bpfguard-test-{os.getpid()}"
     cg.mkdir()
     try:
+        yield cg
+    finally:
+        cg.rmdir()
+
+
+def test_policy_limited_to_a_cgroup(running: Running, tmp_path: Path) -> None:
+    with _test_cgroup() as cg:
         target = tmp_path / "cg-marker"
         target.write_text("x")
         text = textwrap.dedent(_marker_open_policy("in-cgroup", "/cg-marker"))
@@ -579,8 +589,6 @@ def test_policy_limited_to_a_cgroup(running: Running, tmp_path: Path) -> None:
         assert inside.wait() == 0 and outside.wait() == 0
         pids = {e.pid for e in running.events() if e.policy_name == "in-cgroup"}
         assert pids == {inside.pid}
-    finally:
-        cg.rmdir()
 
 
 def test_match_namespaces_and_capabilities(running: Running, tmp_path: Path) -> None:
@@ -849,6 +857,33 @@ def test_fixture_tcp_connect_reports_the_socket(running: Running) -> None:
     sock = by_fn["tcp_connect"].args[0].value
     assert sock["family"] == 2 and sock["daddr"] == "127.0.0.1" and sock["dport"] > 0
     assert by_fn["tcp_sendmsg"].args[1].value == 1  # the size
+
+
+@pytest.mark.needs("fentry", "send_signal")
+def test_fixture_tcp_connect_only_private_addrs_kills_a_public_connect(running: Running
+                                                                      ) -> None:
+    """The unmodified policy kills whoever connects outside the private and
+    loopback ranges. Loaded for a test cgroup only (a load option, not an
+    edit), so nothing else on the machine can be killed; 198.18.0.1 (a
+    benchmarking address) lives on lo in the test's own network namespace."""
+    code = textwrap.dedent("""
+        import socket, subprocess, sys
+        open(sys.argv[1] + "/cgroup.procs", "w").write("0")
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "addr", "add", "198.18.0.1/32", "dev", "lo"], check=True)
+        for addr in ("127.0.0.1", "198.18.0.1"):
+            srv = socket.socket(); srv.bind((addr, 0)); srv.listen()
+            socket.create_connection(srv.getsockname()).close()
+            print(addr, "connected", flush=True)
+        """)
+    with _test_cgroup() as cg:
+        running.engine.add(load_policy(FIXTURES / "tcp-connect-only-private-addrs.yaml"),
+                           cgroup=str(cg))
+        p = subprocess.run(["unshare", "--net", *PY, code, str(cg)], capture_output=True,
+                           text=True)
+    assert (p.returncode, p.stdout) == (-9, "127.0.0.1 connected\n")
+    [ev] = [e for e in running.events() if e.policy_name == "connect-only-private-addrs"]
+    assert ev.args[0].value["daddr"] == "198.18.0.1" and ev.action == "KPROBE_ACTION_SIGKILL"
 
 
 @pytest.mark.needs("fentry")
