@@ -23,6 +23,13 @@
 #include "path.bpf.h"
 #include "syscall.bpf.h"
 
+/* errno values (vmlinux.h has no macros) */
+#define EPERM 1
+#define E2BIG 7
+#define EBUSY 16
+#define ESTALE 116
+#define MAX_ERRNO 4095
+
 /* Set before load by user space. */
 const volatile __u32 targ_hook = 0;  /* tracepoint copies: the hook they serve */
 const volatile __u64 targ_seed = 0;  /* exact-string hash key, random per run */
@@ -183,6 +190,12 @@ _Static_assert(sizeof(struct bg_pol_area) <= BG_SCRATCH_SIZE, "scratch too small
 
 #define BG_POL_FIXED offsetof(struct bg_policy_event, data)
 
+/* An IMA stash older than this was left by a call whose sleepable half never
+ * ran (another LSM program denied in between): it is stale, not this call's. */
+#define BG_IMA_FRESH_NS (10 * 1000 * 1000ULL)
+#define BG_IMA_HASHING 2 /* stash.active while bg_pol_ima hashes: taking the hash
+			  * may reopen the file and re-enter the hook */
+
 struct bg_pol_stash {
 	__u32 nr;
 	__u32 active;
@@ -193,6 +206,7 @@ struct bg_pol_stash {
 	__s32 err;     /* ... and the Override value the hook returns once it is posted */
 	__u32 pad;
 	__u64 obj;     /* ... and the hook's first argument, to recognise the same call */
+	__u64 ktime;   /* ... and when bg_pol_lsm left it (an older one is stale) */
 	struct bg_pol_area area;
 };
 
@@ -1099,6 +1113,14 @@ static __always_inline bool bg_pol_in_cgroup(struct task_struct *task, __u64 cg)
 	return false;
 }
 
+/* A function stash is free when inactive, or holding an IMA event gone
+ * stale (its sleepable half will never come). */
+static __always_inline bool bg_pol_stash_free(struct bg_pol_stash *st)
+{
+	return !st->active || (st->active == 1 && st->ima &&
+			       bpf_ktime_get_boot_ns() - st->ktime > BG_IMA_FRESH_NS);
+}
+
 /* Runs hook `hook` on the current task: read, select, act, post (or stash
  * the event until the syscall or function returns). Returns the Override
  * value for the hooked function, 0 for none. */
@@ -1179,18 +1201,22 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	bg_clamp(size, BG_POL_FIXED + BG_DATA_LIMIT);
 	if (sel->actions & BG_ACT_IMA_HASH) {
 		/* hashing sleeps, which this program may not: a sleepable copy
-		 * of bg_pol_ima after this one posts, and returns the Override */
+		 * of bg_pol_ima after this one posts, and returns the Override.
+		 * Busy (a hash in progress re-entered the hook): post at once,
+		 * without the hash. */
 		st = bpf_task_storage_get(&pol_fstash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (st && !st->active) {
+		if (st && bg_pol_stash_free(st)) {
 			bpf_probe_read_kernel(&st->area, size, a);
 			st->hook = hook;
 			st->size = size;
 			st->ima = 1;
 			st->err = err;
 			st->obj = src->a[0];
+			st->ktime = bpf_ktime_get_boot_ns();
 			st->active = 1;
 			return 0;
 		}
+		a->ev.ima_err = -EBUSY;
 	}
 	if (h->ret) {
 		st = bpf_task_storage_get(h->kind == BG_HOOK_SYSCALL ? (void *)&pol_stash
@@ -1198,7 +1224,7 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 					  task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		/* a function hook's slot still active was left by a call that
 		 * did not return yet (recursion): this one posts at once */
-		if (st && !st->active) {
+		if (st && bg_pol_stash_free(st)) {
 			bpf_probe_read_kernel(&st->area, size, a);
 			st->nr = src->nr;
 			st->hook = hook;
@@ -1416,16 +1442,27 @@ int bg_pol_fmod_ret(void *ctx)
 	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
 }
 
+/* Kernels from 6.12 check that an LSM program returns 0 or an errno. */
+static __always_inline int bg_lsm_ret(int err)
+{
+	return err < -MAX_ERRNO ? -EPERM : err > 0 ? 0 : err;
+}
+
 SEC("lsm")
 int bg_pol_lsm(void *ctx)
 {
 	struct bg_pol_src src = { .can_override = 1 };
 	long prev = bg_pol_ctx_ret(ctx);
+	struct bg_pol_stash *st;
 
 	if (prev)
-		return prev; /* an earlier BPF LSM program denied already */
+		return bg_lsm_ret(prev); /* an earlier BPF LSM program denied already */
+	/* the file IMA opens to take our hash is not the task's doing */
+	st = bpf_task_storage_get(&pol_fstash, bpf_get_current_task_btf(), 0, 0);
+	if (st && st->active == BG_IMA_HASHING && st->hook == targ_hook)
+		return 0;
 	bg_pol_ctx_args(ctx, &src);
-	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+	return bg_lsm_ret(bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC));
 }
 
 SEC("kprobe")
@@ -1462,33 +1499,43 @@ static __always_inline int bg_pol_ima(struct file *file, __u64 obj)
 	struct bg_pol_selector *sel;
 	struct bg_pol_stash *st;
 	struct bg_pol_area *a;
-	__u64 off;
+	__u64 off, size;
+	bool ours;
 	__u32 key;
 	long algo;
+	int err;
 
 	st = bpf_task_storage_get(&pol_fstash, task, 0, 0);
-	if (!st || !st->active || !st->ima || st->hook != targ_hook)
+	if (!st || st->active != 1 || !st->ima || st->hook != targ_hook)
 		return 0;
-	st->active = 0;
+	ours = st->obj == obj && bpf_ktime_get_boot_ns() - st->ktime <= BG_IMA_FRESH_NS;
+	err = ours ? st->err : 0;
+	size = st->size;
 	a = &st->area;
-	off = st->size - BG_POL_FIXED;
-	if (st->obj == obj && off + BG_IMA_DIGEST <= BG_DATA_LIMIT) {
+	off = size - BG_POL_FIXED;
+	if (!ours) {
+		a->ev.ima_err = -ESTALE;
+	} else if (off + BG_IMA_DIGEST > BG_DATA_LIMIT) {
+		a->ev.ima_err = -E2BIG;
+	} else {
 		bg_clamp(off, BG_DATA_LIMIT - BG_IMA_DIGEST);
+		st->active = BG_IMA_HASHING;
 		algo = bpf_ima_file_hash(file, a->ev.data + off, BG_IMA_DIGEST);
 		if (algo >= 0) {
 			a->ev.ima_algo = algo;
 			a->ev.ima_off = off;
 			a->ev.ima_len = BG_IMA_DIGEST;
-			st->size += BG_IMA_DIGEST;
+			size += BG_IMA_DIGEST;
 		} else {
 			a->ev.ima_err = algo;
 		}
 	}
+	st->active = 0;
 	key = targ_hook * BG_POL_SELECTORS + (a->ev.selector & (BG_POL_SELECTORS - 1));
 	sel = bpf_map_lookup_elem(&pol_selectors, &key);
 	if (sel)
-		bg_pol_post(a, sel, targ_hook, st->size);
-	return st->obj == obj ? st->err : 0;
+		bg_pol_post(a, sel, targ_hook, size);
+	return bg_lsm_ret(err);
 }
 
 /* The hooked object is the hook's first argument: a linux_binprm or a file
@@ -1617,6 +1664,8 @@ int BPF_PROG(bg_pol_fork, struct task_struct *parent, struct task_struct *child)
 	bits = bpf_map_lookup_elem(&pol_follow_bits, &ptgid);
 	if (bits)
 		bpf_map_update_elem(&pol_follow_bits, &tgid, bits, BPF_ANY);
+	else /* a reused pid must not inherit a dead process's marks */
+		bpf_map_delete_elem(&pol_follow_bits, &tgid);
 	return 0;
 }
 

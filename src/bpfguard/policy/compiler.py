@@ -345,6 +345,7 @@ def kernel_function(name: str) -> FunctionProto | None:
 # backend feature -> program of policy.bpf.c (a kprobe backend brings its kretprobe)
 _PROGRAMS: Final = {"fentry": "bg_pol_fentry", "fexit": "bg_pol_fexit", "kprobe": "bg_pol_kprobe",
                     "fmod_ret": "bg_pol_fmod_ret", "lsm": "bg_pol_lsm"}
+_EM_X86_64: Final = 62
 # imaHash: the BTF type of an LSM hook's first parameter -> the bg_pol_ima_* programs
 _IMA_OBJECT: Final = {"struct file *": "file", "struct linux_binprm *": "bprm"}
 # kernel-function argument types -> (PT kind, the struct the parameter must point to)
@@ -485,8 +486,13 @@ class _Compiler:
         if not binary.is_file():
             raise _Fail(f"path {hook.path}: no such file")
         with binary.open("rb") as f:
-            if f.read(4) != b"\x7fELF":
-                raise _Fail(f"path {hook.path}: not an ELF binary or library")
+            head = f.read(20)
+        if head[:4] != b"\x7fELF":
+            raise _Fail(f"path {hook.path}: not an ELF binary or library")
+        # the arguments are read from x86-64 registers
+        if head[4] != 2 or int.from_bytes(head[18:20], "little") != _EM_X86_64:
+            raise _Fail(f"path {hook.path}: not an x86-64 ELF object; bpfguard reads uprobe "
+                        "arguments by the x86-64 calling convention")
         n = len(hook.symbols) or len(hook.offsets)
         for key, vals in (("offsets", hook.offsets), ("refCtrOffsets", hook.ref_ctr_offsets)):
             if vals and len(vals) != n:

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import ipaddress
 import os
 import re
+import resource
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from ..errors import BpfguardError, ConfigError
 from ..loader import BpfObject, Link, Map, bpf_object_path
+from ..loader.object import BPF_EXIST
 from ..probe import Features
 from ..rules.model import Problem
 from ..sensors.events import boot_to_wall_ns
@@ -76,6 +77,12 @@ _TRAMPOLINE_PROGRAMS = ("bg_pol_fentry", "bg_pol_fexit", "bg_pol_fmod_ret", "bg_
 _OVERRIDE_BACKEND = {"bg_pol_fmod_ret": "fmod_ret", "bg_pol_lsm": "bpf_lsm"}
 # maps each tracepoint copy keeps for itself: per-CPU scratch and global data
 _BIN_OP_NAME = {v: k for k, v in BIN_OP.items()}
+# digest bytes of the kernel's IMA hash algorithms (enum hash_algo, lowercased)
+_DIGEST_SIZE = {"md4": 16, "md5": 16, "sha1": 20, "ripe_md_160": 20, "sha256": 32,
+                "sha384": 48, "sha512": 64, "sha224": 28, "ripe_md_128": 16,
+                "ripe_md_256": 32, "ripe_md_320": 40, "wp_256": 32, "wp_384": 48,
+                "wp_512": 64, "tgr_128": 16, "tgr_160": 20, "tgr_192": 24, "sm3_256": 32,
+                "streebog_256": 32, "streebog_512": 64}
 _PRIVATE_MAPS = ("scratch", "pol_lpm_keys")
 _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL",
                     "Override": "KPROBE_ACTION_OVERRIDE"}
@@ -95,7 +102,8 @@ class LoadedPolicy:
     slots: list[int] = field(default_factory=list)
     copies: list[BpfObject] = field(default_factory=list)
     cgroup: int = 0
-    follow: list[int] = field(default_factory=list)  # its followChildren slots
+    # its followChildren slots, by (hook slot, selector, "bin" or "pbin")
+    follow: dict[tuple[int, int, str], int] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -123,7 +131,7 @@ class PolicyEngine(Sensor):
         self._gen = 0
         # set ids index the arrays of prefix/postfix tries: a recycled pool
         self._free_sets = list(range(LIMITS.prefix_sets - 1, 0, -1))
-        self._free_follow = list(range(LIMITS.follow - 1, -1, -1))
+        self._free_follow = list(range(LIMITS.follow))  # reused oldest first
         self._tries: dict[tuple[str, int], Map] = {}
         self._shared: dict[str, Map] = {}
         self._syscall_links: list[Link] = []
@@ -412,17 +420,21 @@ class PolicyEngine(Sensor):
                     trie.close()
         self._free_sets.extend(sorted(ids, reverse=True))
 
-    def _add_follow(self, lp: LoadedPolicy, h: CompiledHook, op: int, set_id: int,
-                    values: tuple[str, ...]) -> int:
-        """Installs a followChildren filter: the kernel marks each exec that
-        passes it, and the mark passes to children at fork; processes already
-        running are marked here from /proc (themselves or an ancestor)."""
+    def _follow_slot(self, lp: LoadedPolicy, h: CompiledHook, key: tuple[int, int, str],
+                     op: int, set_id: int, values: tuple[str, ...]) -> int:
+        """The followChildren slot of a filter, installed on first use: the
+        kernel marks each exec that passes it, the mark passes to children at
+        fork, and processes already running are marked here from /proc
+        (themselves or a live ancestor)."""
+        if key in lp.follow:
+            return lp.follow[key]
         if not self._free_follow:
             raise PolicyError(h.hook.context.file, [Problem(
                 PolicyCode.LIMIT, f"{h.hook.name}: more than {LIMITS.follow} followChildren "
                 "filters loaded at once", h.hook.context)])
-        slot = self._free_follow.pop()
-        lp.follow.append(slot)
+        slot = self._free_follow.pop(0)
+        lp.follow[key] = slot
+        self._clear_follow_bits(slot)  # a fork racing the last clear may have kept some
         positive = {"In": "In", "NotIn": "In", "Prefix": "Prefix", "NotPrefix": "Prefix",
                     "Postfix": "Postfix", "NotPostfix": "Postfix"}[_BIN_OP_NAME[op]]
         f = self._t["bg_pol_follow"]()
@@ -446,19 +458,25 @@ class PolicyEngine(Sensor):
                     old = bits.lookup(ctypes.c_uint32(pid))
                     mask = int.from_bytes(old, "little") if isinstance(old, bytes) else 0
                     bits.update(ctypes.c_uint32(pid), ctypes.c_uint64(mask | 1 << slot))
+                    if not os.path.exists(f"/proc/{pid}"):  # gone meanwhile: no stale entry
+                        bits.delete(ctypes.c_uint32(pid))
                     break
                 p = procs[p][0]
         return slot
 
-    def _drop_follow(self, lp: LoadedPolicy) -> None:
+    def _clear_follow_bits(self, slot: int) -> None:
         bits = self.obj.map("pol_follow_bits")
-        for slot in lp.follow:
+        for key, val in list(bits.items()):
+            assert isinstance(val, bytes)
+            mask = int.from_bytes(val, "little")
+            if mask >> slot & 1:
+                with contextlib.suppress(BpfguardError):  # the process exited meanwhile
+                    bits.update(key, ctypes.c_uint64(mask & ~(1 << slot)), BPF_EXIST)
+
+    def _drop_follow(self, lp: LoadedPolicy) -> None:
+        for slot in lp.follow.values():
             self.obj.map("pol_follow").update(ctypes.c_uint32(slot), self._t["bg_pol_follow"]())
-            for key, val in list(bits.items()):
-                assert isinstance(val, bytes)
-                mask = int.from_bytes(val, "little")
-                if mask >> slot & 1:
-                    bits.update(key, ctypes.c_uint64(mask & ~(1 << slot)))
+            self._clear_follow_bits(slot)
             self._free_follow.append(slot)
         lp.follow.clear()
 
@@ -488,10 +506,11 @@ class PolicyEngine(Sensor):
                 e.pids[j] = p
             e.bin_op, e.bin_set, e.pbin_op, e.pbin_set = s.bin_op, s.bin_set, s.pbin_op, s.pbin_set
             if s.bin_follow is not None:
-                e.bin_follow = 1 + self._add_follow(lp, h, s.bin_op, s.bin_set, s.bin_follow)
+                e.bin_follow = 1 + self._follow_slot(lp, h, (slot, i, "bin"), s.bin_op,
+                                                     s.bin_set, s.bin_follow)
             if s.pbin_follow is not None:
-                e.pbin_follow = 1 + self._add_follow(lp, h, s.pbin_op, s.pbin_set,
-                                                     s.pbin_follow)
+                e.pbin_follow = 1 + self._follow_slot(lp, h, (slot, i, "pbin"), s.pbin_op,
+                                                      s.pbin_set, s.pbin_follow)
             e.nns = len(s.ns)
             for j, (kind, not_in, vals) in enumerate(s.ns):
                 e.ns[j].kind, e.ns[j].not_in, e.ns[j].nvals = kind, int(not_in), len(vals)
@@ -582,6 +601,7 @@ class PolicyEngine(Sensor):
                 elif h.kind == "TRACEPOINT":
                     prog.attach_tracepoint(h.subsys, h.event)
                 elif h.kind == "UPROBE":
+                    _room_for_fds(len(h.targets))  # a perf event fd per link
                     for cookie, (symbol, offset, ref_ctr) in enumerate(h.targets):
                         prog.attach_uprobe(h.binary, symbol, offset=offset,
                                            ref_ctr_offset=ref_ctr, cookie=cookie)
@@ -592,8 +612,11 @@ class PolicyEngine(Sensor):
             return copy
         except BpfguardError as exc:
             copy.close()
+            hint = ("; imaHash runs a sleepable BPF LSM program, which the kernel allows on "
+                    "some hooks only (bprm_check_security, file_open, mmap_file, ...)"
+                    if any(p in _IMA_PROGRAMS for p in h.programs) else "")
             raise PolicyError(h.hook.context.file, [Problem(
-                PolicyCode.NOT_APPLICABLE, f"{h.hook.name}: cannot attach: {exc}",
+                PolicyCode.NOT_APPLICABLE, f"{h.hook.name}: cannot attach: {exc}{hint}",
                 h.hook.context)]) from None
         except BaseException:
             copy.close()
@@ -659,10 +682,8 @@ class PolicyEngine(Sensor):
         if h.kind == "FUNC":
             if e.ima_len:
                 algo = self._hash_algo(e.ima_algo)
-                digest = data[e.ima_off:e.ima_off + e.ima_len]
-                with contextlib.suppress(ValueError):  # a digest hashlib does not know: whole
-                    digest = digest[:hashlib.new(algo).digest_size]
-                common["ima_hash"] = f"{algo}:{digest.hex()}"
+                size = _DIGEST_SIZE.get(algo, e.ima_len)
+                common["ima_hash"] = f"{algo}:{data[e.ima_off:e.ima_off + size].hex()}"
             elif e.ima_err:
                 common["ima_error"] = -e.ima_err
             return PolicyEvent(kind="lsm" if isinstance(h.hook, LsmHook) else "kprobe",
@@ -763,6 +784,16 @@ class PolicyEngine(Sensor):
             return PolicyArg(a.declared, raw, a.label, truncated)
         return PolicyArg(a.declared, raw.split(b"\0", 1)[0].decode(errors="surrogateescape"),
                          a.label, truncated)
+
+
+def _room_for_fds(n: int) -> None:
+    """Raises the soft open-file limit, within the hard one, to leave `n` more
+    descriptors than are open now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = len(os.listdir("/proc/self/fd")) + n + 64
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
 
 
 def _processes() -> dict[int, tuple[int, str]]:
