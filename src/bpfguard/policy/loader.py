@@ -23,7 +23,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Final, TypeVar
@@ -257,7 +257,8 @@ class _Reader:
         kind = self.enum(top, "kind", frozenset(KINDS)) or "TracingPolicy"
         name, namespace = self._metadata(top)
         spec = self.mapping(top.get("spec"), ("spec",), (
-            "kprobes", "tracepoints", "lsmhooks", "uprobes", "usdts", "lists", "options",
+            "kprobes", "fentries", "tracepoints", "lsmhooks", "uprobes", "usdts", "lists",
+            "options",
             "enforcers", "loader", "podSelector", "containerSelector"))
         if spec is None:
             return None
@@ -285,6 +286,8 @@ class _Reader:
             else "TracingPolicy",
             name=name, context=self.ctx(node, ()), namespace=namespace,
             kprobes=self.seq(spec, "kprobes", self._kprobe),
+            fentries=tuple(replace(k, fentry=True)
+                           for k in self.seq(spec, "fentries", self._kprobe)),
             tracepoints=self.seq(spec, "tracepoints", self._tracepoint),
             lsmhooks=self.seq(spec, "lsmhooks", self._lsmhook),
             uprobes=self.seq(spec, "uprobes", self._uprobe),

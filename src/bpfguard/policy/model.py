@@ -219,6 +219,7 @@ class KProbe:
     selectors: tuple[Selector, ...] = ()
     tags: tuple[str, ...] = ()
     ignore_call_not_found: bool = False
+    fentry: bool = False  # from ``fentries``: BPF trampolines only, no kprobe fallback
 
     @property
     def name(self) -> str:
@@ -328,6 +329,7 @@ class Policy:
     context: Context = field(compare=False, repr=False)
     namespace: str = ""
     kprobes: tuple[KProbe, ...] = ()
+    fentries: tuple[KProbe, ...] = ()
     tracepoints: tuple[Tracepoint, ...] = ()
     lsmhooks: tuple[LsmHook, ...] = ()
     uprobes: tuple[UProbe, ...] = ()
@@ -343,7 +345,8 @@ class Policy:
     @property
     def hooks(self) -> tuple[Hook, ...]:
         """Every hook, kprobes first, in file order within each kind."""
-        return (*self.kprobes, *self.tracepoints, *self.lsmhooks, *self.uprobes)
+        return (*self.kprobes, *self.fentries, *self.tracepoints, *self.lsmhooks,
+                *self.uprobes)
 
     @property
     def mode(self) -> Literal["enforce", "monitor"]:
@@ -442,6 +445,8 @@ def _attach_candidates(hook: Hook) -> tuple[str, ...]:
             return ("tp_btf",)
         if overrides(hook):  # whatever the mode: monitor can become enforce live
             return ("fmod_ret+fexit" if hook.return_ else "fmod_ret",)
+        if hook.fentry:
+            return ("fentry+fexit" if hook.return_ else "fentry",)
         return ("fentry+fexit" if hook.return_ else "fentry", "kprobe")
     if isinstance(hook, Tracepoint):
         return ("raw_tp",) if hook.raw else ("tracepoint",)
@@ -472,6 +477,7 @@ def requirements(policy: Policy,
       see the same arguments and return value as a kprobe on the syscall;
     * kprobe on a kernel function: fentry, else kprobe (fexit or kretprobe
       too when ``return: true``); fmod_ret when a selector may Override;
+      ``fentries`` entries: the same without the kprobe fallback;
     * tracepoint: tracepoint; with ``raw: true``, a raw tracepoint;
     * lsmhook: BPF LSM (which also serves its Override action);
     * uprobe: uprobe;

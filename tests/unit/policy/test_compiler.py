@@ -313,6 +313,20 @@ def test_fixture_served_where_the_kernel_has_the_feature(name: str) -> None:
     assert all(h.kind == "FUNC" for h in c.hooks)
 
 
+def test_fentries_use_trampolines_only() -> None:
+    body = ("fentries:\n- call: tcp_connect\n  syscall: false\n  return: true\n"
+            "  args:\n  - index: 0\n    type: sock\n  returnArg:\n    index: 0\n"
+            "    type: int\n")
+    [h] = _compile(body, features=GUEST).hooks
+    assert (h.kind, h.programs, h.function_name, h.ret) == (
+        "FUNC", ("bg_pol_fentry", "bg_pol_fexit"), "tcp_connect", True)
+    # where kprobes would serve a kprobes entry, a fentries entry is refused
+    assert _one_error(body, features=HOST | {"kprobe": True}) == (
+        "tcp_connect: needs BPF trampolines (fentry and fexit); this kernel does not have it")
+    [h] = _compile("fentries:\n- call: sys_openat\n", features=HOST).hooks
+    assert (h.kind, h.syscalls) == ("SYSCALL", (OPENAT,))
+
+
 def test_kprobes_serve_when_trampolines_do_not() -> None:
     c = _fixture("tcp-connect.yaml", HOST | {"kprobe": True})
     assert [h.programs for h in c.hooks] == [("bg_pol_kprobe",)] * 3
