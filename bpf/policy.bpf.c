@@ -600,6 +600,8 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 		}
 		v->flags |= BG_PV_DATA;
 		return p.pos;
+	case BG_PT_CHAR_BUF_RET:
+		return pos; /* the pointer (in value) is read at return */
 	case BG_PT_CHAR_BUF:
 		len = arg->size_arg ? bg_pol_src_arg(src, arg->size_arg - 1) : 0;
 		if (len > BG_STR_MAX) {
@@ -1288,6 +1290,46 @@ int BPF_PROG(bg_pol_sys_enter, struct pt_regs *regs, long id)
 
 /* Completes a stashed event with the return value: matchReturnArgs, the
  * return actions, the post. */
+/* returnCopy: the bytes a call returned through a buffer argument exist only
+ * now; as many as it returned, at most BG_STR_MAX, after the payload. */
+static __always_inline void bg_pol_copy_returned(struct bg_pol_stash *st, struct bg_pol_hook *h,
+						 long ret)
+{
+	for (int k = 0; k < BG_POL_ARGS; k++) {
+		struct bg_pol_value *v = &st->area.ev.args[k];
+		__u64 len = ret, pos = st->size - BG_POL_FIXED;
+
+		if (k >= h->nargs)
+			break;
+		if (h->args[k].type != BG_PT_CHAR_BUF_RET)
+			continue;
+		if (ret <= 0) { /* nothing returned: no bytes */
+			v->data.off = pos;
+			v->data.len = 0;
+			v->flags |= BG_PV_DATA;
+			continue;
+		}
+		if (len > BG_STR_MAX) {
+			len = BG_STR_MAX;
+			v->flags |= BG_PV_TRUNCATED;
+		}
+		if (pos + len > BG_DATA_LIMIT) {
+			v->flags |= BG_PV_TRUNCATED;
+			continue;
+		}
+		bg_clamp(len, BG_STR_MAX);
+		if (bpf_probe_read_user(st->area.ev.data + (pos & BG_DATA_MASK), len,
+					(void *)v->value)) {
+			v->flags |= BG_PV_UNREADABLE;
+			continue;
+		}
+		v->data.off = pos;
+		v->data.len = len;
+		v->flags |= BG_PV_DATA;
+		st->size += len;
+	}
+}
+
 static __always_inline int bg_pol_finish(struct bg_pol_stash *st, long ret)
 {
 	struct bg_pol_selector *sel = NULL;
@@ -1300,6 +1342,7 @@ static __always_inline int bg_pol_finish(struct bg_pol_stash *st, long ret)
 		return 0; /* the hook went away (or its slot serves another) meanwhile */
 	a->ev.ret = ret;
 	a->ev.has_ret = 1;
+	bg_pol_copy_returned(st, h, ret);
 	for (int i = 0; i < BG_POL_SELECTORS; i++) {
 		struct bg_pol_selector *s;
 

@@ -336,6 +336,7 @@ enum bg_pol_type {
 	BG_PT_SYSCALL64 = 11, /* a syscall id; bit 31 marks the 32-bit compat ABI (as Tetragon) */
 	BG_PT_SOCK = 12,     /* struct sock *: family, protocol, state, addresses, ports */
 	BG_PT_CRED = 13,     /* struct cred *: a bg_pol_cred in the payload */
+	BG_PT_CHAR_BUF_RET = 14, /* returnCopy: user bytes read at return, as many as returned */
 };
 
 /* A cred argument, as written into the event's payload. */

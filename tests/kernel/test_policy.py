@@ -372,6 +372,38 @@ def test_return_hook_filters_on_the_return_value(running: Running, tmp_path: Pat
     assert evs[0].return_value is not None and evs[0].return_value.value > 0
 
 
+def test_return_copy_reads_the_buffer_the_call_filled(running: Running,
+                                                     two_cats: tuple[str, str],
+                                                     tmp_path: Path) -> None:
+    """returnCopy: read()'s buffer holds nothing at entry; at return the event
+    carries the bytes read, as many as read returned."""
+    victim, _ = two_cats
+    note = tmp_path / "note"
+    note.write_bytes(b"written before, read after\n")
+    running.add(f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata: {{name: reads}}
+    spec:
+      kprobes:
+      - call: sys_read
+        syscall: true
+        return: true
+        args:
+        - {{index: 0, type: fd}}
+        - {{index: 1, type: char_buf, returnCopy: true}}
+        - {{index: 2, type: size_t}}
+        returnArg: {{index: 0, type: int}}
+        selectors:
+        - matchBinaries: [{{operator: In, values: ["{victim}"]}}]
+    """)
+    assert subprocess.run([victim, str(note)], capture_output=True).returncode == 0
+    evs = [e for e in running.events() if e.policy_name == "reads"
+           and e.args[0].value == str(note)]
+    assert [(e.args[1].value, e.return_value.value if e.return_value else None)
+            for e in evs] == [(note.read_bytes(), 27), (b"", 0)]  # the data, then EOF
+
+
 def test_removing_a_policy_detaches_everything(running: Running,
                                                two_cats: tuple[str, str]) -> None:
     victim, _ = two_cats

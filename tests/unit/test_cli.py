@@ -132,9 +132,17 @@ def test_seccomp_outputs_are_checked_before_the_command_runs(tmp_path: Path) -> 
 
 def test_policy_check_names_what_this_kernel_lacks(tmp_path: Path) -> None:
     lsm = Path(__file__).resolve().parents[1] / "fixtures" / "tetragon" / "lsm_file_open.yaml"
-    r = CliRunner().invoke(main, ["policy", "check", str(lsm)])
-    assert r.exit_code == 0, r.output
-    assert "ok: policy" in r.output and "needs BPF LSM" in r.output and "MISSING" in r.output
+    r = CliRunner().invoke(main, ["policy", "check", str(lsm)])  # this host has no BPF LSM
+    assert r.exit_code == 1, r.output
+    assert f"{lsm}:7:5: spec.lsmhooks[0]: file_open: needs BPF LSM" in r.output
+    assert "MISSING file_open needs BPF LSM" in r.output
+    rc = tmp_path / "rc.yaml"  # a problem only the compiler finds
+    rc.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
+                  "  name: rc\nspec:\n  kprobes:\n  - call: sys_read\n    return: true\n"
+                  "    args: [{index: 1, type: char_buf, returnCopy: true}]\n"
+                  "    selectors: [{matchArgs: [{index: 1, operator: Prefix, values: [x]}]}]\n")
+    r = CliRunner().invoke(main, ["policy", "check", str(rc)])
+    assert r.exit_code == 1 and "returnCopy bytes exist only at return" in r.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
                    "  name: bad\nspec:\n  kprobes:\n  - call: fd_install\n    syscal: false\n")

@@ -50,11 +50,14 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
     """Validate TracingPolicy files and show what each hook needs from this kernel.
 
     Every problem is reported with file:line:column, the field's path and why;
-    exit code 1 if any file has one. As root, each hook and action is matched
-    against what `bpfguard probe` finds this kernel can do (e.g. "fd_install
-    needs kprobes or BPF trampolines (fentry); this kernel has neither").
+    exit code 1 if any file has one. As root, the policy is also compiled as
+    `policy add` would (kernel functions checked against BTF, tracepoint
+    fields, uprobe binaries), and each hook and action is matched against
+    what `bpfguard probe` finds this kernel can do (e.g. "fd_install needs
+    kprobes or BPF trampolines (fentry); this kernel has neither").
     """
     from ..policy import PolicyError, load_policy, requirements
+    from ..policy.compiler import compile_policy
 
     feats = None
     if os.geteuid() == 0:
@@ -72,16 +75,29 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
             if not as_json:
                 click.echo(str(exc))
             continue
+        problems = ""
+        if feats is not None:  # compiled as `policy add` would: this kernel's BTF, tracefs
+            try:
+                compile_policy(pol, features=feats)
+            except PolicyError as exc:
+                failed = True
+                problems = str(exc)
         reqs = requirements(pol, feats) if feats is not None else []
-        entry = {"file": str(f), "ok": True, "name": pol.name, "mode": pol.mode,
+        entry = {"file": str(f), "ok": not problems, "name": pol.name, "mode": pol.mode,
                  "warnings": [str(w) for w in pol.warnings],
                  "requirements": [{"hook": r.hook, "purpose": r.purpose, "backend": r.backend,
                                    "available": r.available, "message": r.message}
                                   for r in reqs]}
+        if problems:
+            entry["problems"] = problems
         report.append(entry)
         if as_json:
             continue
-        click.echo(f"{f}: ok: policy {pol.name!r} ({pol.mode} mode), {len(pol.hooks)} hook(s)")
+        if problems:
+            click.echo(problems)
+        else:
+            click.echo(f"{f}: ok: policy {pol.name!r} ({pol.mode} mode), "
+                       f"{len(pol.hooks)} hook(s)")
         for w in pol.warnings:
             click.echo(f"  warning: {w}")
         if feats is None:

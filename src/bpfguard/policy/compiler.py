@@ -92,7 +92,7 @@ LIMITS: Final = _Limits()
 HOOK_KIND: Final = {"SYSCALL": 1, "TRACEPOINT": 2, "RAW_TP": 3, "FUNC": 4, "UPROBE": 5}
 PT: Final = {"NONE": 0, "INT": 1, "STRING": 2, "KSTRING": 3, "DATA_LOC": 4, "CHAR_BUF": 5,
              "FD": 6, "FILE": 7, "PATH": 8, "BINPRM": 9, "SOCKADDR": 10, "SYSCALL64": 11,
-             "SOCK": 12, "CRED": 13}
+             "SOCK": 12, "CRED": 13, "CHAR_BUF_RET": 14}
 OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT_POSTFIX": 6,
              "GT": 7, "LT": 8, "MASK": 9, "IN_SET": 10, "NOT_IN_SET": 11, "SADDR": 12,
              "NOT_SADDR": 13, "DADDR": 14, "NOT_DADDR": 15, "SPORT": 16, "NOT_SPORT": 17,
@@ -621,7 +621,8 @@ class _Compiler:
         for name in self._calls(hook.call):
             for nr, compat in _syscall_ids(name, self.nr_max):
                 routes.append(nr + (self.nr_max if compat else 0))
-        args = [self.syscall_arg(a.index, a.type, a.size_arg_index, a.label, a.return_copy)
+        args = [self.syscall_arg(a.index, a.type, a.size_arg_index, a.label,
+                                 a.return_copy, hook.return_)
                 for a in hook.args if a.type != "nop"]
         if len(args) > LIMITS.args:
             raise _Fail(f"{len(args)} arguments; at most {LIMITS.args}")
@@ -635,11 +636,17 @@ class _Compiler:
                             syscalls=tuple(dict.fromkeys(routes)), function_name=fn)
 
     def syscall_arg(self, index: int, type_: str, size_arg: int, label: str,
-                    return_copy: bool) -> CompiledArg:
+                    return_copy: bool, returns: bool) -> CompiledArg:
         if not 0 <= index < 6:
             raise _Fail(f"argument index {index}: syscalls have 6 arguments (0-5)")
         if return_copy:
-            raise _Fail("returnCopy: bpfguard reads char_buf at entry only")
+            if type_ != "char_buf":
+                raise _Fail(f"argument {index}: returnCopy reads char_buf, not {type_}")
+            if not returns:
+                raise _Fail(f"argument {index}: returnCopy reads the buffer at return; it "
+                            "needs return: true")
+            # as many bytes as the call returned: sizeArgIndex is not needed
+            return CompiledArg("CHAR_BUF_RET", 8, False, 0, index, type_, label, index)
         if type_ in _INT_TYPES:
             size, signed = _INT_TYPES[type_]
             return CompiledArg("INT", size, signed, 0, index, type_, label, index)
@@ -820,6 +827,9 @@ class _Compiler:
             return self.string_filter(f, k)
         if a.type in ("SOCKADDR", "SOCK"):  # sockaddr: the one address is both ends
             return self.sock_filter(f, k)
+        if a.type == "CHAR_BUF_RET":
+            raise _Fail(f"matchArgs on argument {a.index}: its returnCopy bytes exist only at "
+                        "return, and bpfguard filters arguments at entry")
         raise _Fail(f"operator {op} on a {a.declared} argument")
 
     def string_filter(self, f: ArgSelector, k: int) -> CompiledFilter:

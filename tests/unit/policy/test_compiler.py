@@ -559,6 +559,13 @@ def test_syscall_other_arguments_and_nop() -> None:
     assert c.hooks[0].args == [CompiledArg("SYSCALL64", 8, False, 0, 0, "syscall64", "", 0)]
 
 
+def test_return_copy_reads_at_return() -> None:
+    [h] = _compile(_syscall("sys_read", "- index: 1\n  type: char_buf\n  returnCopy: true\n",
+                            extra="return: true")).hooks
+    assert [(a.type, a.src, a.size_arg) for a in h.args] == [("CHAR_BUF_RET", 1, 0)]
+    assert h.ret
+
+
 def test_syscall_argument_errors() -> None:
     assert _one_error(_syscall("sys_write", "- index: 1\n  type: char_buf\n")) == (
         "sys_write: argument 1: char_buf needs sizeArgIndex")
@@ -567,7 +574,8 @@ def test_syscall_argument_errors() -> None:
         "string, char_buf, fd or sockaddr)")
     assert _one_error(_syscall(
         "sys_read", "- index: 1\n  type: char_buf\n  sizeArgIndex: 3\n  returnCopy: true\n")
-    ) == "sys_read: returnCopy: bpfguard reads char_buf at entry only"
+    ) == ("sys_read: argument 1: returnCopy reads the buffer at return; it needs "
+          "return: true")
     six = "".join(f"- index: {i % 5}\n  type: int\n" for i in range(6))
     assert _one_error(_syscall("sys_write", six)) == "sys_write: 6 arguments; at most 5"
     assert _one_error(_syscall("sys_openat", "", extra="""\
