@@ -1535,7 +1535,7 @@ int bg_pol_kretprobe(struct pt_regs *ctx)
  * order or the other, and a non-zero return ends the chain, so user space
  * attaches two copies, one each side of bg_pol_lsm: the one that runs first
  * finds no event for this call (`obj` is the call's first argument) and, if
- * a stale one is there, posts it without a hash rather than lose it. */
+ * one for another call is there, posts it without a hash rather than lose it. */
 static __always_inline int bg_pol_ima(struct file *file, __u64 obj)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -1551,7 +1551,9 @@ static __always_inline int bg_pol_ima(struct file *file, __u64 obj)
 	st = bpf_task_storage_get(&pol_fstash, task, 0, 0);
 	if (!st || st->active != 1 || !st->ima || st->hook != targ_hook)
 		return 0;
-	ours = st->obj == obj && bpf_ktime_get_boot_ns() - st->ktime <= BG_IMA_FRESH_NS;
+	/* not the age: a sleepable program may be scheduled out before it runs,
+	 * and a late hash must not cost the Override (fail closed) */
+	ours = st->obj == obj;
 	err = ours ? st->err : 0;
 	size = st->size;
 	a = &st->area;

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from bpfguard.cli import main
@@ -130,9 +132,14 @@ def test_seccomp_outputs_are_checked_before_the_command_runs(tmp_path: Path) -> 
     assert r.exit_code == 1 and "-o /proc/self/p.json" in r.output
 
 
-def test_policy_check_names_what_this_kernel_lacks(tmp_path: Path) -> None:
+def test_policy_check_names_what_this_kernel_lacks(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # as root, on a kernel like this host's: no BPF LSM, no bpf_send_signal
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr("bpfguard.probe.features", lambda: {
+        "tp_btf": True, "tracepoint": True, "raw_tp": True, "send_signal": False})
     lsm = Path(__file__).resolve().parents[1] / "fixtures" / "tetragon" / "lsm_file_open.yaml"
-    r = CliRunner().invoke(main, ["policy", "check", str(lsm)])  # this host has no BPF LSM
+    r = CliRunner().invoke(main, ["policy", "check", str(lsm)])
     assert r.exit_code == 1, r.output
     assert f"{lsm}:7:5: spec.lsmhooks[0]: file_open: needs BPF LSM" in r.output
     assert "MISSING file_open needs BPF LSM" in r.output
@@ -143,6 +150,13 @@ def test_policy_check_names_what_this_kernel_lacks(tmp_path: Path) -> None:
                   "    selectors: [{matchArgs: [{index: 1, operator: Prefix, values: [x]}]}]\n")
     r = CliRunner().invoke(main, ["policy", "check", str(rc)])
     assert r.exit_code == 1 and "returnCopy bytes exist only at return" in r.output
+    kill = tmp_path / "kill.yaml"  # compiles, but its Sigkill needs what is missing
+    kill.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
+                    "  name: kill\nspec:\n  kprobes:\n  - call: sys_read\n"
+                    "    selectors: [{matchActions: [{action: Sigkill}]}]\n")
+    r = CliRunner().invoke(main, ["policy", "check", str(kill)])
+    assert r.exit_code == 1 and "cannot load on this kernel" in r.output
+    assert "MISSING Sigkill on sys_read needs bpf_send_signal" in r.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
                    "  name: bad\nspec:\n  kprobes:\n  - call: fd_install\n    syscal: false\n")

@@ -50,7 +50,8 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
     """Validate TracingPolicy files and show what each hook needs from this kernel.
 
     Every problem is reported with file:line:column, the field's path and why;
-    exit code 1 if any file has one. As root, the policy is also compiled as
+    exit code 1 if any file has one, or (as root) needs what this kernel
+    lacks. As root, the policy is also compiled as
     `policy add` would (kernel functions checked against BTF, tracepoint
     fields, uprobe binaries), and each hook and action is matched against
     what `bpfguard probe` finds this kernel can do (e.g. "fd_install needs
@@ -83,7 +84,10 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
                 failed = True
                 problems = str(exc)
         reqs = requirements(pol, feats) if feats is not None else []
-        entry = {"file": str(f), "ok": not problems, "name": pol.name, "mode": pol.mode,
+        servable = all(r.available for r in reqs)  # policy add refuses the rest too
+        failed = failed or not servable
+        entry = {"file": str(f), "ok": not problems and servable, "name": pol.name,
+                 "mode": pol.mode,
                  "warnings": [str(w) for w in pol.warnings],
                  "requirements": [{"hook": r.hook, "purpose": r.purpose, "backend": r.backend,
                                    "available": r.available, "message": r.message}
@@ -95,6 +99,8 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
             continue
         if problems:
             click.echo(problems)
+        elif not entry["ok"]:
+            click.echo(f"{f}: policy {pol.name!r} cannot load on this kernel:")
         else:
             click.echo(f"{f}: ok: policy {pol.name!r} ({pol.mode} mode), "
                        f"{len(pol.hooks)} hook(s)")

@@ -487,7 +487,7 @@ class _Compiler:
             raise _Fail(f"path {hook.path}: no such file")
         with binary.open("rb") as f:
             head = f.read(20)
-        if head[:4] != b"\x7fELF":
+        if len(head) < 20 or head[:4] != b"\x7fELF":
             raise _Fail(f"path {hook.path}: not an ELF binary or library")
         # the arguments are read from x86-64 registers
         if head[4] != 2 or int.from_bytes(head[18:20], "little") != _EM_X86_64:

@@ -465,6 +465,8 @@ class PolicyEngine(Sensor):
         return slot
 
     def _clear_follow_bits(self, slot: int) -> None:
+        # read-modify-write: a bit of another slot set by an exec in between is
+        # lost for that process; its next exec sets it again
         bits = self.obj.map("pol_follow_bits")
         for key, val in list(bits.items()):
             assert isinstance(val, bytes)

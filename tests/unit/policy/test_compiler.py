@@ -509,6 +509,8 @@ def test_uprobe_refuses_a_32_bit_binary(tmp_path: Path) -> None:
     elf32 = tmp_path / "elf32"
     elf32.write_bytes(b"\x7fELF\x01\x01\x01" + bytes(9) + b"\x02\x00\x03\x00")
     assert "not an x86-64 ELF object" in _one_error(_uprobe(path=str(elf32)), features=HOST)
+    elf32.write_bytes(b"\x7fELF")  # cut short
+    assert "not an ELF binary" in _one_error(_uprobe(path=str(elf32)), features=HOST)
 
 
 def test_uprobe_refused_without_uprobes() -> None:
