@@ -34,6 +34,7 @@
 const volatile __u32 targ_hook = 0;  /* tracepoint copies: the hook they serve */
 const volatile __u64 targ_seed = 0;  /* exact-string hash key, random per run */
 const volatile __u32 targ_nargs = 0; /* function copies: the function's parameter count */
+const volatile __u32 targ_ima = 0;   /* LSM copies: the bg_pol_ima programs are loaded too */
 
 /* User space reads this payload layout from the object's BTF; a global keeps
  * the type in it (a pointer inside an inlined function does not). */
@@ -1123,6 +1124,15 @@ static __always_inline bool bg_pol_stash_free(struct bg_pol_stash *st)
 			       bpf_ktime_get_boot_ns() - st->ktime > BG_IMA_FRESH_NS);
 }
 
+/* The event waits in the stash (marked active by the caller). */
+static __always_inline void bg_pol_stash_put(struct bg_pol_stash *st, struct bg_pol_area *a,
+					     __u32 hook, __u64 size)
+{
+	bpf_probe_read_kernel(&st->area, size, a);
+	st->hook = hook;
+	st->size = size;
+}
+
 /* Runs hook `hook` on the current task: read, select, act, post (or stash
  * the event until the syscall or function returns). Returns the Override
  * value for the hooked function, 0 for none. */
@@ -1208,9 +1218,7 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 		 * without the hash. */
 		st = bpf_task_storage_get(&pol_fstash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (st && bg_pol_stash_free(st)) {
-			bpf_probe_read_kernel(&st->area, size, a);
-			st->hook = hook;
-			st->size = size;
+			bg_pol_stash_put(st, a, hook, size);
 			st->ima = 1;
 			st->err = err;
 			st->obj = src->a[0];
@@ -1227,10 +1235,8 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 		/* a function hook's slot still active was left by a call that
 		 * did not return yet (recursion): this one posts at once */
 		if (st && bg_pol_stash_free(st)) {
-			bpf_probe_read_kernel(&st->area, size, a);
+			bg_pol_stash_put(st, a, hook, size);
 			st->nr = src->nr;
-			st->hook = hook;
-			st->size = size;
 			st->matched = matched;
 			st->ima = 0;
 			st->active = 1;
@@ -1501,22 +1507,32 @@ int bg_pol_lsm(void *ctx)
 	if (prev)
 		return bg_lsm_ret(prev); /* an earlier BPF LSM program denied already */
 	/* the file IMA opens to take our hash is not the task's doing */
-	st = bpf_task_storage_get(&pol_fstash, bpf_get_current_task_btf(), 0, 0);
-	if (st && st->active == BG_IMA_HASHING && st->hook == targ_hook)
-		return 0;
+	if (targ_ima) {
+		st = bpf_task_storage_get(&pol_fstash, bpf_get_current_task_btf(), 0, 0);
+		if (st && st->active == BG_IMA_HASHING && st->hook == targ_hook)
+			return 0;
+	}
 	bg_pol_ctx_args(ctx, &src);
 	return bg_lsm_ret(bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC));
+}
+
+/* kprobes and uprobes: the first parameters, from the registers */
+static __always_inline void bg_pol_regs_args(struct pt_regs *ctx, struct bg_pol_src *src)
+{
+	src->a[0] = PT_REGS_PARM1(ctx);
+	src->a[1] = PT_REGS_PARM2(ctx);
+	src->a[2] = PT_REGS_PARM3(ctx);
+	src->a[3] = PT_REGS_PARM4(ctx);
+	src->a[4] = PT_REGS_PARM5(ctx);
 }
 
 SEC("kprobe")
 int bg_pol_kprobe(struct pt_regs *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct bg_pol_src src = {
-		.a = { PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx),
-		       PT_REGS_PARM4(ctx), PT_REGS_PARM5(ctx) },
-	};
+	struct bg_pol_src src = {};
 
+	bg_pol_regs_args(ctx, &src);
 	src.compat = bg_is_compat(task);
 	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
 	return 0;
@@ -1616,12 +1632,9 @@ int BPF_PROG(bg_pol_ima_file_b, struct file *file)
 SEC("uprobe")
 int bg_pol_uprobe(struct pt_regs *ctx)
 {
-	struct bg_pol_src src = {
-		.a = { PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx),
-		       PT_REGS_PARM4(ctx), PT_REGS_PARM5(ctx) },
-		.nr = (__u32)bpf_get_attach_cookie(ctx),
-	};
+	struct bg_pol_src src = { .nr = (__u32)bpf_get_attach_cookie(ctx) };
 
+	bg_pol_regs_args(ctx, &src);
 	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
 	return 0;
 }

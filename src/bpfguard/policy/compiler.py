@@ -517,13 +517,20 @@ class _Compiler:
     def uprobe_arg(self, index: int, type_: str, size_arg: int, label: str) -> CompiledArg:
         # read from the registers of the first integer/pointer parameters (the
         # loader keeps index within them)
+        return self.user_arg(index, type_, size_arg, label,
+                             {"string": "STRING", "char_buf": "CHAR_BUF"},
+                             "a user function's argument is a user value (use int types, "
+                             "string or char_buf)")
+
+    def user_arg(self, index: int, type_: str, size_arg: int, label: str,
+                 kinds: Mapping[str, str], refusal: str) -> CompiledArg:
+        """An argument that is a user value: an integer, or a pointer read as
+        one of `kinds` (policy type -> PT kind); `refusal` says what else."""
         if type_ in _INT_TYPES:
             size, signed = _INT_TYPES[type_]
             return CompiledArg("INT", size, signed, 0, index, type_, label, index)
-        kinds = {"string": "STRING", "char_buf": "CHAR_BUF"}
         if type_ not in kinds:
-            raise _Fail(f"argument {index} of type {type_!r}: a user function's argument is "
-                        "a user value (use int types, string or char_buf)")
+            raise _Fail(f"argument {index} of type {type_!r}: {refusal}")
         if type_ == "char_buf" and not size_arg:
             raise _Fail(f"argument {index}: char_buf needs sizeArgIndex")
         return CompiledArg(kinds[type_], 8, False, size_arg, index, type_, label, index)
@@ -647,17 +654,11 @@ class _Compiler:
                             "needs return: true")
             # as many bytes as the call returned: sizeArgIndex is not needed
             return CompiledArg("CHAR_BUF_RET", 8, False, 0, index, type_, label, index)
-        if type_ in _INT_TYPES:
-            size, signed = _INT_TYPES[type_]
-            return CompiledArg("INT", size, signed, 0, index, type_, label, index)
-        kinds = {"string": "STRING", "filename": "STRING", "char_buf": "CHAR_BUF",
-                 "fd": "FD", "sockaddr": "SOCKADDR", "syscall64": "SYSCALL64"}
-        if type_ not in kinds:
-            raise _Fail(f"argument {index} of type {type_!r}: a syscall argument is a user "
-                        "value (use int, string, char_buf, fd or sockaddr)")
-        if type_ == "char_buf" and not size_arg:
-            raise _Fail(f"argument {index}: char_buf needs sizeArgIndex")
-        return CompiledArg(kinds[type_], 8, False, size_arg, index, type_, label, index)
+        return self.user_arg(index, type_, size_arg, label,
+                             {"string": "STRING", "filename": "STRING", "char_buf": "CHAR_BUF",
+                              "fd": "FD", "sockaddr": "SOCKADDR", "syscall64": "SYSCALL64"},
+                             "a syscall argument is a user value (use int, string, char_buf, "
+                             "fd or sockaddr)")
 
     def tracepoint_hook(self, hook: Tracepoint) -> CompiledHook:
         # A tracepoint's matchArgs index is the position in its args list

@@ -198,16 +198,8 @@ class PolicyEngine(Sensor):
     def _seed_executables(self) -> None:
         """pol_exe for processes that exec'd before the engine: from /proc."""
         exe_map = self.obj.map("pol_exe")
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                path = os.readlink(d / "exe").encode()
-            except OSError:
-                continue
-            if path.endswith(b" (deleted)"):
-                path = path[: -len(b" (deleted)")]
-            exe_map.update(ctypes.c_uint32(int(d.name)), self._exe_entry(path))
+        for pid, (_, exe) in _processes().items():
+            exe_map.update(ctypes.c_uint32(pid), self._exe_entry(os.fsencode(exe)))
 
     def _exe_entry(self, path: bytes) -> Any:
         e = self._t["bg_pol_exe"]()
@@ -435,8 +427,7 @@ class PolicyEngine(Sensor):
         slot = self._free_follow.pop(0)
         lp.follow[key] = slot
         self._clear_follow_bits(slot)  # a fork racing the last clear may have kept some
-        positive = {"In": "In", "NotIn": "In", "Prefix": "Prefix", "NotPrefix": "Prefix",
-                    "Postfix": "Postfix", "NotPostfix": "Postfix"}[_BIN_OP_NAME[op]]
+        positive = _BIN_OP_NAME[op].removeprefix("Not")
         f = self._t["bg_pol_follow"]()
         f.op, f.set = BIN_OP[positive], set_id
         self.obj.map("pol_follow").update(ctypes.c_uint32(slot), f)
@@ -595,6 +586,7 @@ class PolicyEngine(Sensor):
             copy.rodata["targ_hook"] = slot
             copy.rodata["targ_seed"] = self.seed
             copy.rodata["targ_nargs"] = h.nparams
+            copy.rodata["targ_ima"] = int(any(p in _IMA_PROGRAMS for p in want))
             copy.load()
             for name in want:
                 prog = copy.program(name)
