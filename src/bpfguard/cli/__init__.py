@@ -16,6 +16,7 @@ from ..agent.launch import spawn_waiting, stream
 from ..errors import BpfguardError, CommandError, ConfigError
 from ..sensors import DEFAULT_SYSCALLS
 from .detect import detect, rules
+from .firewall import egress, firewall
 from .policy import policy
 
 __all__ = ["main"]
@@ -45,6 +46,8 @@ def main() -> None:
       bpfguard run                the agent: Falco's stock rules, JSON alerts on stdout
       bpfguard detect -r RULES    Falco rules files, alerts as Falco prints them
       bpfguard seccomp record     a seccomp profile from what a command really does
+      bpfguard firewall load IF   the XDP firewall with DDoS budgets (audit or enforce)
+      bpfguard egress load CG     EPERM for a cgroup's connections to denied destinations
 
     Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) and a kernel with BTF.
     """
@@ -328,3 +331,5 @@ main.add_command(seccomp)
 main.add_command(detect)
 main.add_command(rules)
 main.add_command(policy)
+main.add_command(firewall)
+main.add_command(egress)

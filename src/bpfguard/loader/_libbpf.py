@@ -27,6 +27,7 @@ from ctypes import (
     c_size_t,
     c_ssize_t,
     c_uint,
+    c_uint8,
     c_uint16,
     c_uint32,
     c_uint64,
@@ -138,6 +139,21 @@ class MapBatchOpts(Structure):
     _fields_ = [("sz", c_size_t), ("elem_flags", c_uint64), ("flags", c_uint64)]
 
 
+class LinkCreateOpts(Structure):
+    _fields_ = [("sz", c_size_t), ("flags", c_uint32)]
+
+
+class XdpQueryOpts(Structure):
+    _fields_ = [
+        ("sz", c_size_t),
+        ("prog_id", c_uint32),
+        ("drv_prog_id", c_uint32),
+        ("hw_prog_id", c_uint32),
+        ("skb_prog_id", c_uint32),
+        ("attach_mode", c_uint8),
+    ]
+
+
 # object
 bpf_object__open_file = _fn("bpf_object__open_file", obj_p, c_char_p, c_void_p)
 bpf_object__load = _fn("bpf_object__load", c_int, obj_p)
@@ -180,6 +196,10 @@ bpf_tc_attach = _fn("bpf_tc_attach", c_int, POINTER(TcHook), POINTER(TcOpts))
 bpf_tc_detach = _fn("bpf_tc_detach", c_int, POINTER(TcHook), POINTER(TcOpts))
 bpf_xdp_attach = _fn("bpf_xdp_attach", c_int, c_int, c_int, c_uint32, c_void_p)
 bpf_xdp_detach = _fn("bpf_xdp_detach", c_int, c_int, c_uint32, c_void_p)
+bpf_xdp_query = _fn("bpf_xdp_query", c_int, c_int, c_int, POINTER(XdpQueryOpts))
+bpf_link_create = _fn("bpf_link_create", c_int, c_int, c_int, c_int, POINTER(LinkCreateOpts))
+bpf_link_detach = _fn("bpf_link_detach", c_int, c_int)
+bpf_prog_get_fd_by_id = _fn("bpf_prog_get_fd_by_id", c_int, c_uint32)
 
 # link
 bpf_link__destroy = _fn("bpf_link__destroy", c_int, link_p)
@@ -305,10 +325,12 @@ __all__ = [
     "BtfMember",
     "BtfType",
     "BtfVarSecinfo",
+    "LinkCreateOpts",
     "MapBatchOpts",
     "TcHook",
     "TcOpts",
     "UprobeOpts",
+    "XdpQueryOpts",
     "capture_messages",
     "check",
     "check_ptr",

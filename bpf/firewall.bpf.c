@@ -1,0 +1,498 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The XDP firewall: per-source DDoS budgets, then rules, then the default.
+ *
+ * Rules are matched by tuple-space search: user space groups rules by shape
+ * (family, prefix lengths, which L4 fields) into classes, and a packet costs one
+ * hash lookup per class in use, whatever the number of rules. The lowest
+ * priority (the rule written first) among the classes' hits wins.
+ *
+ * Every map is pinned by user space, so protection outlives bpfguard; the maps
+ * are the firewall's whole state (the rules as written live in fw_rule_meta).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "firewall.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_DEST 60
+#define ICMPV6_ND_FIRST 133 /* router solicitation .. redirect */
+#define ICMPV6_ND_LAST 137
+#define NS_PER_SEC 1000000000ULL
+#define IPPROTO_ICMPV6 58
+
+/* Keep the event and rule layouts, and the enums, in the BTF user space reads. */
+struct bg_fw_event bg_fw_event_layout;
+struct bg_fw_rule bg_fw_rule_layout;
+enum bg_fw_mode bg_fw_mode_btf;
+enum bg_fw_action bg_fw_action_btf;
+enum bg_fw_field bg_fw_field_btf;
+enum bg_fw_reason bg_fw_reason_btf;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bg_fw_config);
+} fw_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BG_FW_CLASSES);
+	__type(key, __u32);
+	__type(value, struct bg_fw_class);
+} fw_classes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BG_FW_RULES);
+	__type(key, struct bg_fw_key);
+	__type(value, struct bg_fw_match);
+} fw_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BG_FW_RULES);
+	__type(key, __u32);
+	__type(value, struct bg_fw_rule);
+} fw_rule_meta SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BG_FW_RULES);
+	__type(key, __u32);
+	__type(value, struct bg_fw_counter);
+} fw_rule_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * BG_FW_REASONS);
+	__type(key, __u32);
+	__type(value, struct bg_fw_counter);
+} fw_actions SEC(".maps");
+
+/* Allowlist: these sources bypass bans, budgets and the amplification filter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__type(key, struct bg_fw_lpm4);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} fw_allow4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__type(key, struct bg_fw_lpm6);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} fw_allow6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct bg_fw_source);
+	__type(value, struct bg_fw_bucket);
+} fw_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bg_fw_bucket);
+} fw_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct bg_fw_source);
+	__type(value, struct bg_fw_ban);
+} fw_bans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u16); /* network order */
+	__type(value, __u8);
+} fw_amp_ports SEC(".maps");
+
+struct sample_budget {
+	__u64 second;
+	__u32 used;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sample_budget);
+} fw_sample_budget SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} fw_samples SEC(".maps");
+
+struct pkt {
+	struct bg_fw_key t;
+	__u32 len;
+	__u8 syn; /* a TCP SYN without ACK: a connection attempt */
+	__u8 l4;  /* the transport header was reached (not a later fragment) */
+};
+
+static __always_inline int parse_l4(void *data, void *end, __u64 off, struct pkt *p)
+{
+	if (p->t.proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + off;
+
+		if ((void *)(th + 1) > end)
+			return -1;
+		p->t.sport = th->source;
+		p->t.dport = th->dest;
+		p->syn = th->syn && !th->ack;
+		p->l4 = 1;
+	} else if (p->t.proto == IPPROTO_UDP) {
+		struct udphdr *uh = data + off;
+
+		if ((void *)(uh + 1) > end)
+			return -1;
+		p->t.sport = uh->source;
+		p->t.dport = uh->dest;
+		p->l4 = 1;
+	} else if (p->t.proto == IPPROTO_ICMP || p->t.proto == IPPROTO_ICMPV6) {
+		__u8 *type = data + off;
+
+		if ((void *)(type + 1) > end)
+			return -1;
+		p->t.icmp_type = *type;
+		p->l4 = 1;
+	}
+	return 0;
+}
+
+/* 0: IP parsed; 1: not IP; -1: malformed. */
+static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u64 off = sizeof(*eth);
+	__u16 proto;
+
+	if ((void *)(eth + 1) > end)
+		return 1;
+	proto = eth->h_proto;
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		struct vlan_hdr *vh = data + off;
+
+		if ((void *)(vh + 1) > end)
+			return 1;
+		proto = vh->h_vlan_encapsulated_proto;
+		off += sizeof(*vh);
+	}
+	p->len = end - data;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + off;
+		__u32 ihl;
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		ihl = ip->ihl * 4;
+		if (ihl < sizeof(*ip))
+			return -1;
+		p->t.family = 4;
+		p->t.proto = ip->protocol;
+		__builtin_memcpy(p->t.src, &ip->saddr, 4);
+		__builtin_memcpy(p->t.dst, &ip->daddr, 4);
+		if (ip->frag_off & bpf_htons(IP_OFFSET))
+			return 0; /* a later fragment: no transport header */
+		return parse_l4(data, end, off + ihl, p);
+	}
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + off;
+		__u8 next;
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		p->t.family = 6;
+		__builtin_memcpy(p->t.src, &ip6->saddr, 16);
+		__builtin_memcpy(p->t.dst, &ip6->daddr, 16);
+		next = ip6->nexthdr;
+		off += sizeof(*ip6);
+		for (int i = 0; i < BG_FW_EXT_HDRS; i++) {
+			struct ipv6_opt_hdr *oh = data + off;
+
+			if (next != NEXTHDR_HOP && next != NEXTHDR_ROUTING &&
+			    next != NEXTHDR_DEST && next != NEXTHDR_FRAGMENT)
+				break;
+			if ((void *)(oh + 1) > end)
+				return -1;
+			if (next == NEXTHDR_FRAGMENT) {
+				struct frag_hdr *fh = data + off;
+
+				if ((void *)(fh + 1) > end)
+					return -1;
+				p->t.proto = fh->nexthdr;
+				if (fh->frag_off & bpf_htons(0xFFF8))
+					return 0; /* a later fragment */
+				next = fh->nexthdr;
+				off += sizeof(*fh);
+				continue;
+			}
+			next = oh->nexthdr;
+			off += (oh->hdrlen + 1) * 8;
+		}
+		p->t.proto = next;
+		return parse_l4(data, end, off, p);
+	}
+	return 1;
+}
+
+static __always_inline void count(__u32 *map_key, void *map, __u32 len)
+{
+	struct bg_fw_counter *c = bpf_map_lookup_elem(map, map_key);
+
+	if (c) {
+		c->packets++;
+		c->bytes += len;
+	}
+}
+
+/* GCRA: books `cost` ns against a budget unless it is booked more than
+ * `tolerance` ahead of now. A lost race is retried; a budget contended beyond
+ * that lets the packet pass rather than spin. */
+static __always_inline bool gcra(__u64 *tat, __u64 now, __u64 cost, __u64 tolerance)
+{
+	for (int i = 0; i < 4; i++) {
+		__u64 old = *(volatile __u64 *)tat;
+		__u64 from = old > now ? old : now;
+
+		if (from - now > tolerance)
+			return false;
+		if (__sync_val_compare_and_swap(tat, old, from + cost) == old)
+			return true;
+	}
+	return true;
+}
+
+/* The per-source budgets; returns a drop reason or 0. */
+static __always_inline __u32 budgets(struct bg_fw_config *cfg, struct bg_fw_source *src,
+				     struct pkt *p, __u64 now)
+{
+	bool syn = p->syn && cfg->syn_interval_ns;
+	struct bg_fw_bucket *b, fresh = {};
+	__u32 zero = 0;
+
+	if (p->syn && cfg->gsyn_interval_ns) {
+		b = bpf_map_lookup_elem(&fw_global, &zero);
+		if (b && !gcra(&b->syn_tat, now, cfg->gsyn_interval_ns, cfg->gsyn_tolerance_ns))
+			return BG_FW_R_DROP_SYN_GLOBAL;
+	}
+	if (!cfg->pkt_interval_ns && !cfg->byte_interval_ps && !syn)
+		return 0;
+	b = bpf_map_lookup_elem(&fw_buckets, src);
+	if (!b) {
+		bpf_map_update_elem(&fw_buckets, src, &fresh, BPF_NOEXIST);
+		b = bpf_map_lookup_elem(&fw_buckets, src);
+		if (!b)
+			return 0;
+	}
+	if (syn && !gcra(&b->syn_tat, now, cfg->syn_interval_ns, cfg->syn_tolerance_ns))
+		return BG_FW_R_DROP_SYN;
+	if (cfg->pkt_interval_ns &&
+	    !gcra(&b->pkt_tat, now, cfg->pkt_interval_ns, cfg->pkt_tolerance_ns))
+		return BG_FW_R_DROP_RATE;
+	if (cfg->byte_interval_ps &&
+	    !gcra(&b->byte_tat, now, ((__u64)p->len * cfg->byte_interval_ps + 500) / 1000,
+		  cfg->byte_tolerance_ns))
+		return BG_FW_R_DROP_RATE;
+	return 0;
+}
+
+struct scan {
+	struct bg_fw_key *pkt;
+	struct bg_fw_key key;
+	struct bg_fw_match best;
+};
+
+static long scan_class(__u32 i, struct scan *s)
+{
+	struct bg_fw_class *c = bpf_map_lookup_elem(&fw_classes, &i);
+	struct bg_fw_key *k = &s->key;
+	struct bg_fw_match *m;
+	__u32 *src, *dst;
+
+	if (!c)
+		return 1;
+	if (!c->used || (c->family && c->family != s->pkt->family))
+		return 0;
+	k->cls = i;
+	k->family = c->family;
+	k->proto = c->fields & BG_FW_F_PROTO ? s->pkt->proto : 0; /* set with any L4 field */
+	k->sport = c->fields & BG_FW_F_SPORT ? s->pkt->sport : 0;
+	k->dport = c->fields & BG_FW_F_DPORT ? s->pkt->dport : 0;
+	k->icmp_type = c->fields & BG_FW_F_ICMP_TYPE ? s->pkt->icmp_type : 0;
+	src = (__u32 *)s->pkt->src;
+	dst = (__u32 *)s->pkt->dst;
+	for (int w = 0; w < 4; w++) {
+		((__u32 *)k->src)[w] = src[w] & c->src_mask[w];
+		((__u32 *)k->dst)[w] = dst[w] & c->dst_mask[w];
+	}
+	m = bpf_map_lookup_elem(&fw_rules, k);
+	if (m && (!s->best.rule || m->prio < s->best.prio))
+		s->best = *m;
+	return 0;
+}
+
+static __always_inline void sample(struct xdp_md *ctx, struct pkt *p, __u32 reason,
+				   __u32 rule, bool audit, __u64 now, __u32 per_sec)
+{
+	struct sample_budget *bud;
+	struct bg_fw_event *e;
+	__u32 zero = 0, cap, key;
+
+	if (!per_sec)
+		return;
+	bud = bpf_map_lookup_elem(&fw_sample_budget, &zero);
+	if (!bud)
+		return;
+	if (bud->second != now / NS_PER_SEC) {
+		bud->second = now / NS_PER_SEC;
+		bud->used = 0;
+	}
+	if (bud->used >= per_sec)
+		return;
+	bud->used++;
+	e = bpf_ringbuf_reserve(&fw_samples, sizeof(*e), 0);
+	if (!e) {
+		key = BG_FW_R_SAMPLE_LOST;
+		count(&key, &fw_actions, p->len);
+		return;
+	}
+	e->ktime_ns = now;
+	e->ifindex = ctx->ingress_ifindex;
+	e->rule = rule;
+	e->reason = reason;
+	e->audit = audit;
+	e->pkt_len = p->len;
+	e->tuple = p->t;
+	cap = p->len < BG_FW_SNAPLEN ? p->len : BG_FW_SNAPLEN;
+	if (cap < 1 || bpf_xdp_load_bytes(ctx, 0, e->data, cap) < 0)
+		cap = 0;
+	e->cap_len = cap;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void source_of(struct bg_fw_config *cfg, struct pkt *p,
+				      struct bg_fw_source *s)
+{
+	s->family = p->t.family;
+	__builtin_memcpy(s->addr, p->t.src, 16);
+	if (p->t.family == 6)
+		for (int i = 0; i < 16; i++)
+			s->addr[i] &= cfg->v6_source_mask[i];
+}
+
+static __always_inline bool allowlisted(struct pkt *p)
+{
+	if (p->t.family == 4) {
+		struct bg_fw_lpm4 k = {.prefixlen = 32};
+
+		__builtin_memcpy(k.addr, p->t.src, 4);
+		return bpf_map_lookup_elem(&fw_allow4, &k);
+	}
+	struct bg_fw_lpm6 k6 = {.prefixlen = 128};
+
+	__builtin_memcpy(k6.addr, p->t.src, 16);
+	return bpf_map_lookup_elem(&fw_allow6, &k6);
+}
+
+/* The DDoS stage: bans, amplification ports, budgets. A drop reason or 0. */
+static __always_inline __u32 ddos(struct bg_fw_config *cfg, struct pkt *p, __u64 now)
+{
+	struct bg_fw_source src = {};
+	struct bg_fw_ban *ban, nb = {};
+	__u32 reason;
+
+	source_of(cfg, p, &src);
+	ban = bpf_map_lookup_elem(&fw_bans, &src);
+	if (ban) {
+		if (now < ban->until_ns)
+			return BG_FW_R_DROP_BAN;
+		bpf_map_delete_elem(&fw_bans, &src);
+	}
+	if (cfg->amp_filter && p->t.proto == IPPROTO_UDP && p->l4 &&
+	    bpf_map_lookup_elem(&fw_amp_ports, &p->t.sport))
+		return BG_FW_R_DROP_AMP;
+	reason = budgets(cfg, &src, p, now);
+	if (reason && cfg->ban_ns) {
+		nb.until_ns = now + cfg->ban_ns;
+		nb.reason = reason;
+		bpf_map_update_elem(&fw_bans, &src, &nb, BPF_ANY);
+	}
+	return reason;
+}
+
+SEC("xdp")
+int bg_fw_xdp(struct xdp_md *ctx)
+{
+	struct scan s = {};
+	struct pkt p = {};
+	struct bg_fw_config *cfg;
+	__u32 zero = 0, reason = 0, key;
+	__u64 now;
+	bool audit, drop;
+	int r;
+
+	cfg = bpf_map_lookup_elem(&fw_config, &zero);
+	if (!cfg)
+		return XDP_PASS;
+	r = parse(ctx, &p);
+	if (r > 0) {
+		key = BG_FW_R_PASS_NON_IP;
+		count(&key, &fw_actions, (__u32)((long)ctx->data_end - (long)ctx->data));
+		return XDP_PASS;
+	}
+	now = bpf_ktime_get_ns();
+	audit = cfg->mode == BG_FW_MODE_AUDIT;
+	if (r < 0)
+		reason = BG_FW_R_DROP_MALFORMED;
+	else if (!allowlisted(&p))
+		reason = ddos(cfg, &p, now);
+	if (!reason) {
+		s.pkt = &p.t;
+		bpf_loop(cfg->nclasses < BG_FW_CLASSES ? cfg->nclasses : BG_FW_CLASSES,
+			 scan_class, &s, 0);
+		if (s.best.rule) {
+			key = s.best.rule;
+			count(&key, &fw_rule_stats, p.len);
+			reason = s.best.action == BG_FW_ACT_DROP ? BG_FW_R_DROP_RULE
+								  : BG_FW_R_PASS_RULE;
+		} else if (cfg->default_action == BG_FW_ACT_PASS) {
+			reason = BG_FW_R_PASS_DEFAULT;
+		} else if (p.t.proto == IPPROTO_ICMPV6 && p.l4 &&
+			   p.t.icmp_type >= ICMPV6_ND_FIRST && p.t.icmp_type <= ICMPV6_ND_LAST) {
+			reason = BG_FW_R_PASS_ND;
+		} else {
+			reason = BG_FW_R_DROP_DEFAULT;
+		}
+	}
+	drop = reason >= BG_FW_R_DROP_RULE;
+	key = reason + (drop && audit ? BG_FW_REASONS : 0);
+	count(&key, &fw_actions, p.len);
+	if (!drop)
+		return XDP_PASS;
+	sample(ctx, &p, reason, s.best.rule, audit, now, cfg->sample_per_sec);
+	return audit ? XDP_PASS : XDP_DROP;
+}
