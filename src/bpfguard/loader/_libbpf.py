@@ -200,6 +200,7 @@ bpf_xdp_query = _fn("bpf_xdp_query", c_int, c_int, c_int, POINTER(XdpQueryOpts))
 bpf_link_create = _fn("bpf_link_create", c_int, c_int, c_int, c_int, POINTER(LinkCreateOpts))
 bpf_link_detach = _fn("bpf_link_detach", c_int, c_int)
 bpf_prog_get_fd_by_id = _fn("bpf_prog_get_fd_by_id", c_int, c_uint32)
+bpf_map_get_fd_by_id = _fn("bpf_map_get_fd_by_id", c_int, c_uint32)
 
 # link
 bpf_link__destroy = _fn("bpf_link__destroy", c_int, link_p)
