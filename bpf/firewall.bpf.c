@@ -57,9 +57,16 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BG_FW_RULES);
-	__type(key, struct bg_fw_key);
+	__type(key, struct bg_fw_key4);
 	__type(value, struct bg_fw_match);
-} fw_rules SEC(".maps");
+} fw_rules4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BG_FW_RULES);
+	__type(key, struct bg_fw_key6);
+	__type(value, struct bg_fw_match);
+} fw_rules6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -128,9 +135,9 @@ struct {
 } fw_amp_ports SEC(".maps");
 
 struct sample_budget {
-	__u64 second;
+	__u64 window_end; /* coarse CLOCK_MONOTONIC ns */
 	__u32 used;
-	__u32 pad;
+	__u32 over;       /* drops since the budget ran out */
 };
 
 struct {
@@ -146,7 +153,7 @@ struct {
 } fw_samples SEC(".maps");
 
 struct pkt {
-	struct bg_fw_key t;
+	struct bg_fw_tuple t;
 	__u32 len;
 	__u8 syn; /* a TCP SYN without ACK: a connection attempt */
 	__u8 l4;  /* the transport header was reached (not a later fragment) */
@@ -320,56 +327,81 @@ static __always_inline __u32 budgets(struct bg_fw_config *cfg, struct bg_fw_sour
 	return 0;
 }
 
-struct scan {
-	struct bg_fw_key *pkt;
-	struct bg_fw_key key;
-	struct bg_fw_match best;
-};
-
-static long scan_class(__u32 i, struct scan *s)
+/* One class: mask the packet by it, look the key up, keep the first rule. */
+static __always_inline long scan_one(__u32 i, struct bg_fw_tuple *t, struct bg_fw_match *best)
 {
 	struct bg_fw_class *c = bpf_map_lookup_elem(&fw_classes, &i);
-	struct bg_fw_key *k = &s->key;
 	struct bg_fw_match *m;
 	__u32 *src, *dst;
+	__u8 f;
 
-	if (!c)
+	if (!c || !t || !best)
 		return 1;
-	if (!c->used || (c->family && c->family != s->pkt->family))
+	if (!c->used || (c->family && c->family != t->family))
 		return 0;
-	k->cls = i;
-	k->family = c->family;
-	k->proto = c->fields & BG_FW_F_PROTO ? s->pkt->proto : 0; /* set with any L4 field */
-	k->sport = c->fields & BG_FW_F_SPORT ? s->pkt->sport : 0;
-	k->dport = c->fields & BG_FW_F_DPORT ? s->pkt->dport : 0;
-	k->icmp_type = c->fields & BG_FW_F_ICMP_TYPE ? s->pkt->icmp_type : 0;
-	src = (__u32 *)s->pkt->src;
-	dst = (__u32 *)s->pkt->dst;
-	for (int w = 0; w < 4; w++) {
-		((__u32 *)k->src)[w] = src[w] & c->src_mask[w];
-		((__u32 *)k->dst)[w] = dst[w] & c->dst_mask[w];
+	src = (__u32 *)t->src;
+	dst = (__u32 *)t->dst;
+	f = c->fields;
+	if (c->family == 6) {
+		struct bg_fw_key6 k;
+
+		k.cls = i;
+		k.family = 6;
+		k.proto = f & BG_FW_F_PROTO ? t->proto : 0; /* set with any L4 field */
+		k.icmp_type = f & BG_FW_F_ICMP_TYPE ? t->icmp_type : 0;
+		k.sport = f & BG_FW_F_SPORT ? t->sport : 0;
+		k.dport = f & BG_FW_F_DPORT ? t->dport : 0;
+		for (int w = 0; w < 4; w++) {
+			((__u32 *)k.src)[w] = src[w] & c->src_mask[w];
+			((__u32 *)k.dst)[w] = dst[w] & c->dst_mask[w];
+		}
+		m = bpf_map_lookup_elem(&fw_rules6, &k);
+	} else {
+		struct bg_fw_key4 k;
+
+		k.cls = i;
+		k.family = c->family;
+		k.proto = f & BG_FW_F_PROTO ? t->proto : 0;
+		k.icmp_type = f & BG_FW_F_ICMP_TYPE ? t->icmp_type : 0;
+		k.sport = f & BG_FW_F_SPORT ? t->sport : 0;
+		k.dport = f & BG_FW_F_DPORT ? t->dport : 0;
+		*(__u32 *)k.src = src[0] & c->src_mask[0];
+		*(__u32 *)k.dst = dst[0] & c->dst_mask[0];
+		m = bpf_map_lookup_elem(&fw_rules4, &k);
 	}
-	m = bpf_map_lookup_elem(&fw_rules, k);
-	if (m && (!s->best.rule || m->prio < s->best.prio))
-		s->best = *m;
+	if (m && (!best->rule || m->prio < best->prio))
+		*best = *m;
 	return 0;
 }
 
+/* Classes after the first. A global function is verified once, not once per
+ * iteration of the caller's loop, which a 6.1 verifier cannot finish for 64
+ * classes; the first class, all most firewalls have, is scanned inline. */
+__noinline long scan_class(__u32 i, struct bg_fw_tuple *t, struct bg_fw_match *best)
+{
+	return scan_one(i, t, best);
+}
+
 static __always_inline void sample(struct xdp_md *ctx, struct pkt *p, __u32 reason,
-				   __u32 rule, bool audit, __u64 now, __u32 per_sec)
+				   __u32 rule, bool audit, __u32 per_sec)
 {
 	struct sample_budget *bud;
 	struct bg_fw_event *e;
 	__u32 zero = 0, cap, key;
+	__u64 now;
 
-	if (!per_sec)
-		return;
 	bud = bpf_map_lookup_elem(&fw_sample_budget, &zero);
 	if (!bud)
 		return;
-	if (bud->second != now / NS_PER_SEC) {
-		bud->second = now / NS_PER_SEC;
+	/* Past the budget, only every 64th drop reads the (coarse) clock to see
+	 * whether the second is over: a flood pays an increment per packet. */
+	if (bud->used >= per_sec && (++bud->over & 63))
+		return;
+	now = bpf_ktime_get_coarse_ns();
+	if (now >= bud->window_end) {
+		bud->window_end = now + NS_PER_SEC;
 		bud->used = 0;
+		bud->over = 0;
 	}
 	if (bud->used >= per_sec)
 		return;
@@ -380,7 +412,7 @@ static __always_inline void sample(struct xdp_md *ctx, struct pkt *p, __u32 reas
 		count(&key, &fw_actions, p->len);
 		return;
 	}
-	e->ktime_ns = now;
+	e->ktime_ns = bpf_ktime_get_ns();
 	e->ifindex = ctx->ingress_ifindex;
 	e->rule = rule;
 	e->reason = reason;
@@ -388,7 +420,11 @@ static __always_inline void sample(struct xdp_md *ctx, struct pkt *p, __u32 reas
 	e->pkt_len = p->len;
 	e->tuple = p->t;
 	cap = p->len < BG_FW_SNAPLEN ? p->len : BG_FW_SNAPLEN;
-	if (cap < 1 || bpf_xdp_load_bytes(ctx, 0, e->data, cap) < 0)
+	/* [1, SNAPLEN] in a form older verifiers (6.1) can bound from below too */
+	cap = ((cap - 1) & (BG_FW_SNAPLEN - 1));
+	barrier_var(cap);
+	cap += 1;
+	if (bpf_xdp_load_bytes(ctx, 0, e->data, cap) < 0)
 		cap = 0;
 	e->cap_len = cap;
 	bpf_ringbuf_submit(e, 0);
@@ -447,11 +483,10 @@ static __always_inline __u32 ddos(struct bg_fw_config *cfg, struct pkt *p, __u64
 SEC("xdp")
 int bg_fw_xdp(struct xdp_md *ctx)
 {
-	struct scan s = {};
+	struct bg_fw_match best = {};
 	struct pkt p = {};
 	struct bg_fw_config *cfg;
 	__u32 zero = 0, reason = 0, key;
-	__u64 now;
 	bool audit, drop;
 	int r;
 
@@ -464,20 +499,22 @@ int bg_fw_xdp(struct xdp_md *ctx)
 		count(&key, &fw_actions, (__u32)((long)ctx->data_end - (long)ctx->data));
 		return XDP_PASS;
 	}
-	now = bpf_ktime_get_ns();
 	audit = cfg->mode == BG_FW_MODE_AUDIT;
 	if (r < 0)
 		reason = BG_FW_R_DROP_MALFORMED;
-	else if (!allowlisted(&p))
-		reason = ddos(cfg, &p, now);
+	else if (cfg->ddos && !allowlisted(&p))
+		reason = ddos(cfg, &p, bpf_ktime_get_ns());
 	if (!reason) {
-		s.pkt = &p.t;
-		bpf_loop(cfg->nclasses < BG_FW_CLASSES ? cfg->nclasses : BG_FW_CLASSES,
-			 scan_class, &s, 0);
-		if (s.best.rule) {
-			key = s.best.rule;
+		if (cfg->nclasses && !scan_one(0, &p.t, &best)) {
+			for (__u32 i = 1; i < BG_FW_CLASSES; i++) {
+				if (i >= cfg->nclasses || scan_class(i, &p.t, &best))
+					break;
+			}
+		}
+		if (best.rule) {
+			key = best.rule;
 			count(&key, &fw_rule_stats, p.len);
-			reason = s.best.action == BG_FW_ACT_DROP ? BG_FW_R_DROP_RULE
+			reason = best.action == BG_FW_ACT_DROP ? BG_FW_R_DROP_RULE
 								  : BG_FW_R_PASS_RULE;
 		} else if (cfg->default_action == BG_FW_ACT_PASS) {
 			reason = BG_FW_R_PASS_DEFAULT;
@@ -493,6 +530,7 @@ int bg_fw_xdp(struct xdp_md *ctx)
 	count(&key, &fw_actions, p.len);
 	if (!drop)
 		return XDP_PASS;
-	sample(ctx, &p, reason, s.best.rule, audit, now, cfg->sample_per_sec);
+	if (cfg->sample_per_sec)
+		sample(ctx, &p, reason, best.rule, audit, cfg->sample_per_sec);
 	return audit ? XDP_PASS : XDP_DROP;
 }

@@ -72,17 +72,46 @@ struct bg_fw_config {
 	__u64 ban_ns;           /* ban a source over its budget for this long; 0 = never */
 	__u32 amp_filter;       /* drop UDP from the ports in fw_amp_ports */
 	__u32 v6_source_plen;   /* IPv6 sources share a budget per this prefix (e.g. /64) */
+	/* Run the DDoS stage (allowlist, bans, amplification, budgets) at all:
+	 * user space sets it while a budget, the filter or a ban is in force, so a
+	 * rules-only firewall pays for none of its lookups. */
+	__u32 ddos;
+	__u32 pad;
 	__u8 v6_source_mask[16];
 };
 
-/* A packet's match fields, and (masked) a key of `fw_rules`. */
-struct bg_fw_key {
-	__u32 cls;      /* class slot */
+/* A packet's match fields (ports in network order). */
+struct bg_fw_tuple {
 	__u8 proto;
 	__u8 icmp_type;
 	__u16 sport;
 	__u16 dport;
 	__u16 family;   /* 4 or 6 */
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+/* Keys of the rule tables: a class slot and the packet's fields masked by it.
+ * Classes of family 4 or 0 (no address) use the short key: hashing 16 bytes
+ * instead of 40 is most of a lookup's cost. */
+struct bg_fw_key4 {
+	__u8 cls;
+	__u8 family;
+	__u8 proto;
+	__u8 icmp_type;
+	__u16 sport;
+	__u16 dport;
+	__u8 src[4];
+	__u8 dst[4];
+};
+
+struct bg_fw_key6 {
+	__u8 cls;
+	__u8 family;
+	__u8 proto;
+	__u8 icmp_type;
+	__u16 sport;
+	__u16 dport;
 	__u8 src[16];
 	__u8 dst[16];
 };
@@ -167,7 +196,7 @@ struct bg_fw_event {
 	__u8 pad;
 	__u32 pkt_len;
 	__u32 cap_len;  /* bytes of data[] that are the packet */
-	struct bg_fw_key tuple;
+	struct bg_fw_tuple tuple;
 	__u8 data[BG_FW_SNAPLEN];
 };
 

@@ -41,6 +41,10 @@ from bpfguard.loader import _libbpf as L
 from bpfguard.loader.net import XdpAttachment, xdp_program_on
 
 pytestmark = pytest.mark.kernel
+# The guest kernel run (scripts/vmtest, TCG: ~20x slower) takes the tests that
+# prove the objects load and act on its verifier and kernel; the rest are
+# covered on the host, where the same programs run.
+host_covers = pytest.mark.host_covers
 
 TAG = f"{os.getpid() % 100000}"
 GEN, DUT = f"bgfw{TAG}g", f"bgfw{TAG}d"  # namespace and interface names alike
@@ -111,7 +115,7 @@ def tcp_ok(src: str, dst: str, port: int, timeout: float = 1.0) -> bool:
 
 
 def udp_received(src: str, dst: str, port: int, count: int = 1, gap: float = 0.0,
-                 wait: float = 0.5) -> int:
+                 wait: float = 1.0) -> int:
     """Datagrams of `count` sent from `src` that reached `dst`:`port`."""
     fam = _fam(dst)
     with _sock(DUT, fam, socket.SOCK_DGRAM) as rx, _sock(GEN, fam, socket.SOCK_DGRAM) as tx:
@@ -125,10 +129,10 @@ def udp_received(src: str, dst: str, port: int, count: int = 1, gap: float = 0.0
         rx.settimeout(wait)
         got = 0
         with contextlib.suppress(TimeoutError):
-            while True:
+            while got < count:
                 rx.recv(64)
                 got += 1
-                rx.settimeout(0.2)
+                rx.settimeout(0.5)
         return got
 
 
@@ -160,6 +164,7 @@ def test_denied_cidr_stops_ping_tcp_udp_while_others_pass(lab: None) -> None:
         assert fw.stats()["actions"]["pass_default"]["packets"] > 0
 
 
+@host_covers
 def test_port_and_ip_port_rules(lab: None) -> None:
     cfg = FirewallConfig(rules=[
         Rule("drop", proto="tcp", dport=8081),                            # a port, any source
@@ -180,6 +185,7 @@ def test_port_and_ip_port_rules(lab: None) -> None:
         assert counts[1] >= 2 and counts[2] == 1 and counts[3] >= 2
 
 
+@host_covers
 def test_ipv6_rules_and_neighbour_discovery_under_default_deny(lab: None) -> None:
     cfg = FirewallConfig(policy="deny", rules=[
         Rule("drop", src=parse_network(A1_6)),
@@ -224,6 +230,7 @@ def test_audit_mode_passes_everything_but_counts_and_samples(lab: None) -> None:
         assert udp_received(A1, B, 9000, count=2) == 2
 
 
+@host_covers
 def test_rules_change_live_without_reloading(lab: None) -> None:
     with firewall(FirewallConfig()) as fw:
         prog = fw.status()["program"]["id"]
@@ -240,6 +247,7 @@ def test_rules_change_live_without_reloading(lab: None) -> None:
         assert udp_received(A1, B, 9001) == 0
 
 
+@host_covers
 def test_rate_limit_drops_above_the_threshold_and_passes_below(lab: None) -> None:
     cfg = FirewallConfig(limits=Limits(pps=20, burst=5), allow=[parse_network(A3)])
     with firewall(cfg) as fw:
@@ -258,6 +266,7 @@ def test_rate_limit_drops_above_the_threshold_and_passes_below(lab: None) -> Non
         assert udp_received(A3, B, 9000, count=300, wait=0.3) == 300
 
 
+@host_covers
 def test_ban_after_exceeding_a_budget_and_manual_bans(lab: None) -> None:
     cfg = FirewallConfig(limits=Limits(pps=10, burst=2, ban_seconds=30))
     with firewall(cfg) as fw:
@@ -275,6 +284,7 @@ def test_ban_after_exceeding_a_budget_and_manual_bans(lab: None) -> None:
         assert udp_received(A1_6, B6, 9000) == 0
 
 
+@host_covers
 def test_syn_flood_from_one_source_is_limited_while_another_connects(lab: None) -> None:
     cfg = FirewallConfig(limits=Limits(syn_pps=5, syn_burst=5))
     with firewall(cfg) as fw, _sock(DUT, socket.AF_INET, socket.SOCK_STREAM) as srv:
@@ -302,6 +312,7 @@ def test_syn_flood_from_one_source_is_limited_while_another_connects(lab: None) 
                 s.close()
 
 
+@host_covers
 def test_global_syn_budget_covers_all_sources(lab: None) -> None:
     cfg = FirewallConfig(limits=Limits(syn_global_pps=2, syn_global_burst=2))
     with firewall(cfg) as fw:
@@ -311,6 +322,7 @@ def test_global_syn_budget_covers_all_sources(lab: None) -> None:
         assert drops(fw, "drop_syn_global") >= 2
 
 
+@host_covers
 def test_amplification_filter_drops_udp_from_listed_source_ports(lab: None) -> None:
     cfg = FirewallConfig(amplification=True)
     with firewall(cfg) as fw:
@@ -326,6 +338,7 @@ def test_amplification_filter_drops_udp_from_listed_source_ports(lab: None) -> N
         assert udp_received(A1, B, 9000) == 1  # an ordinary source port passes
 
 
+@host_covers
 def test_loading_over_another_xdp_program_is_refused_unless_forced(lab: None) -> None:
     with BpfObject.open(bpf_object_path("probe")) as obj:
         for p in obj.programs:
@@ -345,6 +358,7 @@ def test_loading_over_another_xdp_program_is_refused_unless_forced(lab: None) ->
                 att.detach()
 
 
+@host_covers
 def test_bad_input_changes_nothing(lab: None) -> None:
     with pytest.raises(FirewallError, match="no interface 'nosuch0' in netns"):
         Firewall.load("nosuch0", FirewallConfig(), netns=DUT)
@@ -384,13 +398,14 @@ def _ids(kind: str, fw_dir: Path) -> list[int]:
     return out
 
 
+@host_covers
 def test_unload_leaves_no_program_or_pinned_map_behind(lab: None) -> None:
     cfg = FirewallConfig(rules=[Rule("drop", src=parse_network(A1))],
                          limits=Limits(pps=1000), allow=[parse_network(A3)])
     fw = Firewall.load(DUT, cfg, netns=DUT)
     pins = fw.pin_dir
     map_ids, prog_ids = _ids("map", pins), _ids("prog", pins)
-    assert len(map_ids) == 14 and len(prog_ids) == 1
+    assert len(map_ids) == 15 and len(prog_ids) == 1
     fw.unload()
     assert not pins.exists()
     with entered(DUT):
@@ -486,6 +501,7 @@ def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return r
 
 
+@host_covers
 def test_cli_firewall_survives_bpfguard_and_writes_pcap(lab: None, tmp_path: Path) -> None:
     conf = tmp_path / "fw.yaml"
     conf.write_text(f"mode: enforce\npolicy: allow\nrules:\n  - {{src: {A1}, proto: udp, "
@@ -534,6 +550,7 @@ def test_cli_firewall_survives_bpfguard_and_writes_pcap(lab: None, tmp_path: Pat
     assert not (FIREWALL_PINS / f"{DUT}@{DUT}").exists()
 
 
+@host_covers
 def test_bad_config_file_names_file_and_line_and_loads_nothing(lab: None, tmp_path: Path) -> None:
     conf = tmp_path / "fw.yaml"
     conf.write_text("rules:\n  - {src: 198.18.0.1, action: drop}\n  - {dst: 198.18.0.300, "

@@ -32,9 +32,9 @@ class Abi:
 
 
 _WANT = {
-    "firewall": (("bg_fw_config", "bg_fw_key", "bg_fw_class", "bg_fw_match", "bg_fw_rule",
-                  "bg_fw_counter", "bg_fw_lpm4", "bg_fw_lpm6", "bg_fw_source", "bg_fw_ban",
-                  "bg_fw_event"),
+    "firewall": (("bg_fw_config", "bg_fw_tuple", "bg_fw_key4", "bg_fw_key6", "bg_fw_class",
+                  "bg_fw_match", "bg_fw_rule", "bg_fw_counter", "bg_fw_lpm4", "bg_fw_lpm6",
+                  "bg_fw_source", "bg_fw_ban", "bg_fw_event"),
                  ("bg_fw_mode", "bg_fw_action", "bg_fw_field", "bg_fw_reason")),
     "egress": (("bg_fw_lpm4", "bg_fw_lpm6", "bg_eg_entry", "bg_eg_deny", "bg_eg_rule",
                 "bg_eg_event"),

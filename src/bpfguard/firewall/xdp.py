@@ -48,9 +48,9 @@ __all__ = ["FIREWALL_PINS", "Firewall", "FirewallError", "loaded_firewalls"]
 
 FIREWALL_PINS = PIN_ROOT / "firewall"
 _LINK = "link"
-_MAPS = ("fw_config", "fw_classes", "fw_rules", "fw_rule_meta", "fw_rule_stats", "fw_actions",
-         "fw_allow4", "fw_allow6", "fw_buckets", "fw_global", "fw_bans", "fw_amp_ports",
-         "fw_sample_budget", "fw_samples")
+_MAPS = ("fw_config", "fw_classes", "fw_rules4", "fw_rules6", "fw_rule_meta", "fw_rule_stats",
+         "fw_actions", "fw_allow4", "fw_allow6", "fw_buckets", "fw_global", "fw_bans",
+         "fw_amp_ports", "fw_sample_budget", "fw_samples")
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 
 
@@ -258,6 +258,9 @@ class Firewall:
         return self._t["bg_fw_config"].from_buffer_copy(raw)
 
     def _store_config(self, c: Any) -> None:
+        bans = next(self._maps["fw_bans"].keys(), None) is not None
+        c.ddos = int(bool(c.pkt_interval_ns or c.byte_interval_ps or c.syn_interval_ns
+                          or c.gsyn_interval_ns or c.amp_filter or bans))
         self._maps["fw_config"].update(ctypes.c_uint32(0), c)
 
     def _write_config(self, cfg: FirewallConfig, ifindex: int) -> None:
@@ -350,17 +353,20 @@ class Firewall:
         """(id, rule) in match order."""
         return [(i, r) for i, (_, r) in sorted(self._rules.items(), key=lambda x: x[1][0])]
 
-    def _key(self, slot: int, mk: MatchKey) -> Any:
-        k = self._t["bg_fw_key"]()
+    def _key(self, slot: int, mk: MatchKey) -> tuple[Map, Any]:
+        """The rule table and key for a masked match in class `slot`."""
+        v6 = mk.family == 6
+        k = self._t["bg_fw_key6" if v6 else "bg_fw_key4"]()
         k.cls = slot
         k.family = mk.family
         k.proto = mk.proto
         k.icmp_type = mk.icmp_type
         k.sport = socket.htons(mk.sport)
         k.dport = socket.htons(mk.dport)
-        ctypes.memmove(k.src, mk.src, 16)
-        ctypes.memmove(k.dst, mk.dst, 16)
-        return k
+        width = 16 if v6 else 4
+        ctypes.memmove(k.src, mk.src, width)
+        ctypes.memmove(k.dst, mk.dst, width)
+        return self._maps["fw_rules6" if v6 else "fw_rules4"], k
 
     def _masked(self, shape: Shape, mk: MatchKey) -> MatchKey:
         def m(a: bytes, mask: bytes) -> bytes:
@@ -419,16 +425,16 @@ class Firewall:
         """Points the hash key at the first rule (lowest priority) that has it,
         or removes it when none does."""
         holders = self._index.get(ik)
-        key = self._key(slot, ik[1])
+        table, key = self._key(slot, ik[1])
         if not holders:
             self._index.pop(ik, None)
-            self._maps["fw_rules"].delete(key)
+            table.delete(key)
             return
         rid = min(holders, key=holders.__getitem__)
         v = self._t["bg_fw_match"]()
         v.prio, v.rule = holders[rid], rid
         v.action = 1 if self._rules[rid][1].action == "drop" else 0
-        self._maps["fw_rules"].update(key, v)
+        table.update(key, v)
 
     def _meta(self, rule: Rule, prio: int) -> Any:
         m = self._t["bg_fw_rule"]()
@@ -525,9 +531,12 @@ class Firewall:
         b.until_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + round(seconds * 1e9)
         b.manual = 1
         self._maps["fw_bans"].update(self._source(addr), b)
+        self._store_config(self.config())  # turns the DDoS stage on
 
     def unban(self, addr: str) -> bool:
-        return self._maps["fw_bans"].delete(self._source(addr))
+        gone = self._maps["fw_bans"].delete(self._source(addr))
+        self._store_config(self.config())
+        return gone
 
     def bans(self) -> list[dict[str, Any]]:
         now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
