@@ -152,6 +152,29 @@ struct {
 	__uint(max_entries, 1 << 20);
 } fw_samples SEC(".maps");
 
+/* The rules' verdict for one tuple, as of a rule generation. A flood of one
+ * flow, or any repeated flow, skips the class scan (a hash lookup per class). */
+struct flow_entry {
+	struct bg_fw_tuple t;
+	struct bg_fw_match m;
+	__u32 generation; /* 0: empty; user space starts at 1 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BG_FW_FLOW_CACHE);
+	__type(key, __u32);
+	__type(value, struct flow_entry);
+} fw_flows SEC(".maps");
+
+static __always_inline bool same_tuple(struct bg_fw_tuple *a, struct bg_fw_tuple *b)
+{
+	__u64 *x = (__u64 *)a, *y = (__u64 *)b;
+
+	_Static_assert(sizeof(*a) == 40, "compared as five 64-bit words");
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
 struct pkt {
 	struct bg_fw_tuple t;
 	__u32 len;
@@ -505,10 +528,26 @@ int bg_fw_xdp(struct xdp_md *ctx)
 	else if (cfg->ddos && !allowlisted(&p))
 		reason = ddos(cfg, &p, bpf_ktime_get_ns());
 	if (!reason) {
-		if (cfg->nclasses && !scan_one(0, &p.t, &best)) {
-			for (__u32 i = 1; i < BG_FW_CLASSES; i++) {
-				if (i >= cfg->nclasses || scan_class(i, &p.t, &best))
-					break;
+		__u32 *w = (__u32 *)&p.t;
+		__u32 slot = (w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[5] ^ w[6] ^ w[7]) * 2654435761u;
+		__u32 gen = cfg->generation;
+		struct flow_entry *fe;
+
+		slot >>= 24; /* 256 slots */
+		fe = bpf_map_lookup_elem(&fw_flows, &slot);
+		if (fe && fe->generation == gen && gen && same_tuple(&fe->t, &p.t)) {
+			best = fe->m;
+		} else {
+			if (cfg->nclasses && !scan_one(0, &p.t, &best)) {
+				for (__u32 i = 1; i < BG_FW_CLASSES; i++) {
+					if (i >= cfg->nclasses || scan_class(i, &p.t, &best))
+						break;
+				}
+			}
+			if (fe) {
+				fe->t = p.t;
+				fe->m = best;
+				fe->generation = gen;
 			}
 		}
 		if (best.rule) {

@@ -13,6 +13,8 @@
 /* Distinct match shapes ("classes": family, prefix lengths, which L4 fields);
  * a packet costs one hash lookup per class in use, not per rule. */
 #define BG_FW_CLASSES 64
+/* Per-CPU flow cache slots (the last verdict of recently seen tuples). */
+#define BG_FW_FLOW_CACHE 256
 /* Packet bytes copied into a sampled event (and the pcap). */
 #define BG_FW_SNAPLEN 128
 /* IPv6 extension headers skipped to reach the transport header. */
@@ -76,7 +78,9 @@ struct bg_fw_config {
 	 * user space sets it while a budget, the filter or a ban is in force, so a
 	 * rules-only firewall pays for none of its lookups. */
 	__u32 ddos;
-	__u32 pad;
+	/* Bumped by user space after every rule change: entries of the per-CPU
+	 * flow cache from an older generation are misses. */
+	__u32 generation;
 	__u8 v6_source_mask[16];
 };
 

@@ -405,7 +405,7 @@ def test_unload_leaves_no_program_or_pinned_map_behind(lab: None) -> None:
     fw = Firewall.load(DUT, cfg, netns=DUT)
     pins = fw.pin_dir
     map_ids, prog_ids = _ids("map", pins), _ids("prog", pins)
-    assert len(map_ids) == 15 and len(prog_ids) == 1
+    assert len(map_ids) == 16 and len(prog_ids) == 1
     fw.unload()
     assert not pins.exists()
     with entered(DUT):

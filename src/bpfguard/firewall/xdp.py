@@ -50,7 +50,7 @@ FIREWALL_PINS = PIN_ROOT / "firewall"
 _LINK = "link"
 _MAPS = ("fw_config", "fw_classes", "fw_rules4", "fw_rules6", "fw_rule_meta", "fw_rule_stats",
          "fw_actions", "fw_allow4", "fw_allow6", "fw_buckets", "fw_global", "fw_bans",
-         "fw_amp_ports", "fw_sample_budget", "fw_samples")
+         "fw_amp_ports", "fw_sample_budget", "fw_samples", "fw_flows")
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 
 
@@ -268,6 +268,7 @@ class Firewall:
         c.mode = 1 if cfg.mode == "audit" else 0
         c.default_action = 1 if cfg.policy == "deny" else 0
         c.sample_per_sec = cfg.samples_per_second
+        c.generation = 1
         self._store_config(c)
         self.set_limits(cfg.limits)
         self.set_amplification(cfg.amplification, cfg.amplification_ports)
@@ -415,7 +416,16 @@ class Firewall:
         for ik in self._index_keys(rule):
             self._index.setdefault(ik, {})[rid] = prio
             self._install(slot, ik)
+        self._new_generation()
         return rid
+
+    def _new_generation(self) -> None:
+        """Invalidates the kernel's per-CPU flow caches: call after the rule
+        tables changed (a packet that read the old number caches nothing
+        later packets use)."""
+        c = self.config()
+        c.generation = c.generation % 0xFFFFFFFF + 1  # never 0, the empty slot's
+        self._store_config(c)
 
     def _index_keys(self, rule: Rule) -> list[tuple[Shape, MatchKey]]:
         shape = shape_of(rule)
@@ -470,6 +480,7 @@ class Firewall:
             self._maps["fw_classes"].update(ctypes.c_uint32(slot),
                                             bytes(self._t["bg_fw_class"]()))
             self._sync_nclasses()
+        self._new_generation()
         return rule
 
     def find_rule(self, rule: Rule) -> int:

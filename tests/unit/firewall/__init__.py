@@ -1,0 +1,1 @@
+"""Tests of bpfguard.firewall without the kernel: rules, configs, classes, egress, pcap."""
