@@ -96,7 +96,7 @@ class _Doc:
         return out
 
     def sequence(self, node: yaml.Node | None, key: str) -> list[yaml.Node]:
-        if node is None:
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null")):
             return []
         if not isinstance(node, yaml.SequenceNode):
             raise self.fail(node, key, "expected a list")
@@ -105,7 +105,10 @@ class _Doc:
     def scalar(self, node: yaml.Node, key: str, convert: Callable[[Any], T]) -> T:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, key, "expected a single value")
-        value: Any = _CONSTRUCT.construct_object(node)
+        try:
+            value: Any = _CONSTRUCT.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+            raise self.fail(node, key, f"cannot read {node.value!r}: {exc}") from None
         try:
             return convert(value)
         except (ValueError, TypeError) as exc:
@@ -127,8 +130,8 @@ def _count(v: Any) -> int:
 
 
 def _seconds(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-        raise ValueError(f"{v!r} is not a number of seconds >= 0")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 10**9:
+        raise ValueError(f"{v!r} is not a number of seconds from 0 to 10^9")
     return float(v)
 
 

@@ -103,6 +103,9 @@ class Rule:
         fams.discard(0)
         if len(fams) > 1:
             raise ValueError(f"mixes IPv4 and IPv6 ({self.describe()})")
+        for port in (self.sport, self.dport):
+            if port is not None and not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is out of range 1-65535")
         if (self.sport or self.dport) and self.proto not in (None, "tcp", "udp"):
             raise ValueError(f"ports need protocol tcp or udp, not {self.proto}")
         if self.icmp_type is not None:
@@ -164,9 +167,11 @@ class Limits:
             raise ValueError(f"bps {self.bps} is above the 10^12 bytes/s this firewall counts")
         if self.pps > 10**9 or self.syn_pps > 10**9 or self.syn_global_pps > 10**9:
             raise ValueError("packet rates above 10^9/s cannot be budgeted in nanoseconds")
-        if not isinstance(self.ban_seconds, (int, float)) or self.ban_seconds < 0:
-            raise ValueError(f"ban_seconds must be >= 0, not {self.ban_seconds!r}")
-        if not 1 <= self.ipv6_source_prefix <= 128:
+        if isinstance(self.ban_seconds, bool) or not isinstance(self.ban_seconds, (int, float)) \
+                or not 0 <= self.ban_seconds <= 10**9:
+            raise ValueError(f"ban_seconds must be from 0 to 10^9, not {self.ban_seconds!r}")
+        if isinstance(self.ipv6_source_prefix, bool) or not isinstance(
+                self.ipv6_source_prefix, int) or not 1 <= self.ipv6_source_prefix <= 128:
             raise ValueError(f"ipv6_source_prefix {self.ipv6_source_prefix} is not in 1-128")
 
 

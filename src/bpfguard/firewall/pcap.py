@@ -35,8 +35,8 @@ class PcapWriter:
 
     def write(self, data: bytes, orig_len: int, when: float | None = None) -> None:
         t = time.time() if when is None else when
-        sec = int(t)
-        self._out.write(struct.pack("<IIII", sec, int((t - sec) * 1e6), len(data), orig_len))
+        usec = round(t * 1e6)
+        self._out.write(struct.pack("<IIII", usec // 10**6, usec % 10**6, len(data), orig_len))
         self._out.write(data)
         self._out.flush()
 
