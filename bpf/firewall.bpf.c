@@ -32,9 +32,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define NS_PER_SEC 1000000000ULL
 #define IPPROTO_ICMPV6 58
 
-/* Keep the event and rule layouts, and the enums, in the BTF user space reads. */
+/* Keep the event layout and the enums in the BTF user space reads. */
 struct bg_fw_event bg_fw_event_layout;
-struct bg_fw_rule bg_fw_rule_layout;
 enum bg_fw_mode bg_fw_mode_btf;
 enum bg_fw_action bg_fw_action_btf;
 enum bg_fw_field bg_fw_field_btf;

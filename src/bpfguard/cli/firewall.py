@@ -97,7 +97,7 @@ def firewall() -> None:
     \b
     The firewall is pinned under /sys/fs/bpf/bpfguard/firewall/: it keeps
     protecting when bpfguard exits, and every command here works on the
-    pinned state directly. Limits: 65,534 rules in at most 64 shapes (a shape
+    pinned state directly. Limits: 65,535 rules in at most 64 shapes (a shape
     is family + prefix lengths + which L4 fields), 65,536 tracked sources and
     bans (LRU), 16,384 allowlist prefixes per family, 64 amplification ports.
     The config file format is in `bpfguard firewall load --help`.

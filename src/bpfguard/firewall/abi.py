@@ -7,13 +7,15 @@ bpfguard without loading anything.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
 from ..loader import Btf, bpf_object_path
 
-__all__ = ["Abi", "abi"]
+__all__ = ["Abi", "abi", "lpm_key"]
 
 
 @dataclass(frozen=True)
@@ -48,3 +50,11 @@ def abi(obj: str) -> Abi:
     structs, enums = _WANT[obj]
     with Btf.from_file(str(bpf_object_path(obj))) as btf:
         return Abi({n: btf.struct(n) for n in structs}, {n: btf.enum(n) for n in enums})
+
+
+def lpm_key(structs: dict[str, Any], net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Any:
+    """The LPM-trie key (bg_fw_lpm4 or bg_fw_lpm6) of a prefix."""
+    k = structs["bg_fw_lpm4" if net.version == 4 else "bg_fw_lpm6"]()
+    k.prefixlen = net.prefixlen
+    ctypes.memmove(k.addr, net.network_address.packed, net.max_prefixlen // 8)
+    return k

@@ -19,16 +19,17 @@ import ctypes
 import ipaddress
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import BpfguardError
 from ..loader import PIN_ROOT, BpfObject, Map, RingBuffer, bpf_object_path
-from .abi import abi
+from ..loader.net import detach_pinned_link
+from .abi import abi, lpm_key
 from .model import EgressRule, Network
 from .xdp import FirewallError
 
-__all__ = ["EGRESS_PINS", "Egress", "flatten", "loaded_egress"]
+__all__ = ["EGRESS_PINS", "PROTO_BITS", "Egress", "flatten", "loaded_egress"]
 
 EGRESS_PINS = PIN_ROOT / "egress"
 _PROGRAMS = ("bg_eg_connect4", "bg_eg_connect6", "bg_eg_sendmsg4", "bg_eg_sendmsg6")
@@ -54,21 +55,26 @@ def loaded_egress() -> list[Path]:
     return sorted(d for d in EGRESS_PINS.iterdir() if (d / _PROGRAMS[0]).exists())
 
 
+# enum bg_eg_proto_bit per protocol, None for both (checked against the object's BTF)
+PROTO_BITS: dict[str | None, int] = {"tcp": 1, "udp": 2, None: 3}
+
+
 def flatten(rules: dict[int, EgressRule], limit: int) -> dict[Network, list[tuple[int, int, int]]]:
     """Per denied prefix, the (rule id, port, protocol bits) entries of every
     rule whose prefix covers it, most specific first. FirewallError when one
     would exceed `limit`."""
-    bits = {"tcp": 1, "udp": 2, None: 3}
+    by_net: dict[Network, list[int]] = {}
+    for rid in sorted(rules):
+        by_net.setdefault(rules[rid].dst, []).append(rid)
     out: dict[Network, list[tuple[int, int, int]]] = {}
-    prefixes = {r.dst for r in rules.values()}
-    for net in prefixes:
-        covering = [(rid, r) for rid, r in rules.items()
-                    if r.dst.version == net.version and net.subnet_of(r.dst)]  # type: ignore[arg-type]
-        covering.sort(key=lambda x: (-x[1].dst.prefixlen, x[0]))
+    for net in by_net:
+        covering = [rid for plen in range(net.prefixlen, -1, -1)
+                    for rid in by_net.get(net.supernet(new_prefix=plen), ())]
         if len(covering) > limit:
             raise FirewallError(f"{net}: {len(covering)} rules cover it (with those of covering "
                                 f"prefixes); at most {limit} fit per destination prefix")
-        out[net] = [(rid, r.port or 0, bits[r.proto]) for rid, r in covering]
+        out[net] = [(rid, rules[rid].port or 0, PROTO_BITS[rules[rid].proto])
+                    for rid in covering]
     return out
 
 
@@ -82,6 +88,9 @@ class Egress:
         a = abi("egress")
         self._t = a.structs
         self._hooks = {v: k for k, v in a.enum("bg_eg_hook", "BG_EG_").items()}
+        if a.enum("bg_eg_proto_bit", "BG_EG_") != {"tcp": 1, "udp": 2}:
+            raise BpfguardError("egress.bpf.o and egress.py disagree on bg_eg_proto_bit; "
+                                "rebuild the BPF objects (make -C bpf)")
         self._limit = len(self._t["bg_eg_deny"]().e)
         self._rules: dict[int, EgressRule] = {}
         rule_t = self._t["bg_eg_rule"]
@@ -90,7 +99,7 @@ class Egress:
             if r.used:
                 width = 4 if r.family == 4 else 16
                 net = ipaddress.ip_network((bytes(r.addr)[:width], r.plen))
-                proto = {1: "tcp", 2: "udp"}.get(r.protos)
+                proto = next((p for p, b in PROTO_BITS.items() if b == r.protos), None)
                 self._rules[int.from_bytes(k, "little")] = EgressRule(net, r.port or None, proto)
 
     @staticmethod
@@ -105,15 +114,15 @@ class Egress:
         if (pins / _PROGRAMS[0]).exists():
             raise FirewallError(f"{cg}: already has a bpfguard egress policy (pinned at {pins}); "
                                 "change its rules live, or unload it first")
-        flatten(dict(enumerate(rules, 1)), 16)  # refuse before touching the kernel
+        limit = len(abi("egress").structs["bg_eg_deny"]().e)
+        flatten(dict(enumerate(rules, 1)), limit)  # refuse before touching the kernel
         shutil.rmtree(pins, ignore_errors=True)
         obj = BpfObject.open(bpf_object_path("egress"))
         try:
             obj.load()
             maps = {n: obj.map(n) for n in _MAPS}
             eg = cls(cg, pins, maps)
-            for r in rules:
-                eg.add(r)
+            eg.add_all(rules)
             for n in _MAPS:
                 maps[n].pin(pins / n)
             for p in _PROGRAMS:
@@ -137,8 +146,6 @@ class Egress:
 
     def unload(self) -> None:
         """Detaches the four programs and removes every pin."""
-        from ..loader.net import detach_pinned_link
-
         for p in _PROGRAMS:
             if (self.pin_dir / p).exists():
                 detach_pinned_link(self.pin_dir / p)
@@ -163,21 +170,27 @@ class Egress:
 
     def add(self, rule: EgressRule) -> int:
         """Adds a denied destination, live; its id."""
-        rid = next(i for i in range(1, len(self._rules) + 2) if i not in self._rules)
-        if rid >= self._maps["eg_rules"].max_entries:
+        return self.add_all([rule])[0]
+
+    def add_all(self, rules: list[EgressRule]) -> list[int]:
+        """Adds denied destinations, live, all or none; their ids."""
+        top = max(self._rules, default=0)
+        ids = list(range(top + 1, top + 1 + len(rules)))
+        if ids and ids[-1] >= self._maps["eg_rules"].max_entries:
             raise FirewallError(f"at most {self._maps['eg_rules'].max_entries - 1} egress rules")
-        trial = {**self._rules, rid: rule}
+        trial = {**self._rules, **dict(zip(ids, rules, strict=True))}
         flat = flatten(trial, self._limit)
-        r = self._t["bg_eg_rule"]()
-        r.used, r.family, r.plen = 1, rule.dst.version, rule.dst.prefixlen
-        r.port, r.protos = rule.port or 0, {"tcp": 1, "udp": 2, None: 3}[rule.proto]
-        ctypes.memmove(r.addr, rule.dst.network_address.packed, rule.dst.max_prefixlen // 8)
         stats = self._maps["eg_stats"]
-        stats.update(ctypes.c_uint32(rid), [bytes(8)] * stats.cpus)
-        self._maps["eg_rules"].update(ctypes.c_uint32(rid), r)
+        for rid, rule in zip(ids, rules, strict=True):
+            r = self._t["bg_eg_rule"]()
+            r.used, r.family, r.plen = 1, rule.dst.version, rule.dst.prefixlen
+            r.port, r.protos = rule.port or 0, PROTO_BITS[rule.proto]
+            ctypes.memmove(r.addr, rule.dst.network_address.packed, rule.dst.max_prefixlen // 8)
+            stats.update(ctypes.c_uint32(rid), [bytes(8)] * stats.cpus)
+            self._maps["eg_rules"].update(ctypes.c_uint32(rid), r)
         self._rules = trial
-        self._write(flat, {n for n in flat if n.version == rule.dst.version})
-        return rid
+        self._write(flat, {n for n in flat if any(n.version == r.dst.version for r in rules)})
+        return ids
 
     def delete(self, rid: int) -> EgressRule:
         if rid not in self._rules:
@@ -198,10 +211,7 @@ class Egress:
         raise FirewallError(f"no egress rule `{rule.describe()}` on {self.cgroup}")
 
     def _lpm(self, net: Network) -> tuple[Map, Any]:
-        k = self._t["bg_fw_lpm4" if net.version == 4 else "bg_fw_lpm6"]()
-        k.prefixlen = net.prefixlen
-        ctypes.memmove(k.addr, net.network_address.packed, net.max_prefixlen // 8)
-        return self._maps["eg_deny4" if net.version == 4 else "eg_deny6"], k
+        return self._maps["eg_deny4" if net.version == 4 else "eg_deny6"], lpm_key(self._t, net)
 
     def _write(self, flat: dict[Network, list[tuple[int, int, int]]], nets: set[Network]) -> None:
         for net in nets:
@@ -230,11 +240,6 @@ class Egress:
                 "dst": str(ipaddress.ip_address(bytes(e.addr)[:width])), "dport": e.port,
                 "errno": "EPERM"}
 
-    def watch(self, timeout_ms: int = 200) -> Iterator[dict[str, Any]]:
-        with RingBuffer(self._maps["eg_events"]) as rb:
-            while True:
-                for raw in rb.poll(timeout_ms):
-                    yield self.decode(raw)
-
     def events(self) -> RingBuffer:
+        """A consumer of the denial events (decode with :meth:`decode`)."""
         return RingBuffer(self._maps["eg_events"])

@@ -104,8 +104,8 @@ class Rule:
         if len(fams) > 1:
             raise ValueError(f"mixes IPv4 and IPv6 ({self.describe()})")
         for port in (self.sport, self.dport):
-            if port is not None and not 1 <= port <= 65535:
-                raise ValueError(f"port {port} is out of range 1-65535")
+            if port is not None:
+                parse_port(port)
         if (self.sport or self.dport) and self.proto not in (None, "tcp", "udp"):
             raise ValueError(f"ports need protocol tcp or udp, not {self.proto}")
         if self.icmp_type is not None:

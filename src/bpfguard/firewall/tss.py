@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from .model import PROTOCOLS, Rule
+from .model import PROTOCOLS, Network, Rule
 
 __all__ = ["F_DPORT", "F_ICMP_TYPE", "F_PROTO", "F_SPORT", "MatchKey", "Shape", "match_keys",
            "prefix_mask",
@@ -78,11 +78,8 @@ class MatchKey:
     dst: bytes
 
 
-def _addr(net: object) -> bytes:
-    if net is None:
-        return b"\0" * 16
-    packed: bytes = net.network_address.packed  # type: ignore[attr-defined]
-    return packed.ljust(16, b"\0")
+def _addr(net: Network | None) -> bytes:
+    return b"\0" * 16 if net is None else net.network_address.packed.ljust(16, b"\0")
 
 
 def match_keys(rule: Rule) -> list[MatchKey]:

@@ -24,7 +24,6 @@ import ipaddress
 import shutil
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +34,14 @@ from ..loader.net import (
     XDP_FLAGS_DRV_MODE,
     XDP_FLAGS_SKB_MODE,
     XdpMode,
+    XdpProgram,
     detach_pinned_link,
     pin_xdp_link,
     xdp_program_on,
 )
 from . import netns as _netns
-from .abi import abi
-from .model import FirewallConfig, Limits, Network, Rule
+from .abi import abi, lpm_key
+from .model import PROTOCOLS, FirewallConfig, Limits, Network, Rule
 from .tss import F_DPORT, F_ICMP_TYPE, F_PROTO, F_SPORT, MatchKey, Shape, match_keys, shape_of
 
 __all__ = ["FIREWALL_PINS", "Firewall", "FirewallError", "loaded_firewalls"]
@@ -51,7 +51,7 @@ _LINK = "link"
 _MAPS = ("fw_config", "fw_classes", "fw_rules4", "fw_rules6", "fw_rule_meta", "fw_rule_stats",
          "fw_actions", "fw_allow4", "fw_allow6", "fw_buckets", "fw_global", "fw_bans",
          "fw_amp_ports", "fw_sample_budget", "fw_samples", "fw_flows")
-_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+_PROTO_NAMES = {n: name for name, n in PROTOCOLS.items()}
 
 
 class FirewallError(ConfigError):
@@ -84,6 +84,14 @@ def _ifindex(ifname: str, netns: str | None) -> int:
     raise FirewallError(f"no interface {ifname!r}{where} (there are: {names})")
 
 
+def _detach_foreign(ifname: str, ifindex: int, prog: XdpProgram) -> None:
+    flags = XDP_FLAGS_SKB_MODE if prog.mode == "generic" else XDP_FLAGS_DRV_MODE
+    ret = L.bpf_xdp_detach(ifindex, flags, None)
+    if ret < 0:
+        raise KernelError(f"{ifname}: remove XDP program '{prog.name}' (id {prog.id}; "
+                          "attached through a bpf_link, only its owner can remove it)", -ret)
+
+
 def _u64_interval(rate: int, unit: float) -> int:
     return round(unit / rate) if rate else 0
 
@@ -95,7 +103,8 @@ def _bytes16(net: Network) -> bytes:
 class Firewall:
     """A pinned XDP firewall on one interface."""
 
-    def __init__(self, ifname: str, netns: str | None, maps: dict[str, Map]) -> None:
+    def __init__(self, ifname: str, netns: str | None, maps: dict[str, Map], *,
+                 fresh: bool = False) -> None:
         self.ifname = ifname
         self.netns = netns
         self.pin_dir = _pin_dir(ifname, netns)
@@ -105,6 +114,8 @@ class Firewall:
         self._reasons = {k: v for k, v in a.enum("bg_fw_reason", "BG_FW_R_").items()
                          if k != "bg_fw_reasons"}
         self._nreasons = a.enums["bg_fw_reason"]["BG_FW_REASONS"]
+        self._modes = a.enum("bg_fw_mode", "BG_FW_MODE_")        # enforce, audit
+        self._actions = a.enum("bg_fw_action", "BG_FW_ACT_")     # pass, drop
         fields = a.enum("bg_fw_field", "BG_FW_F_")
         if fields != {"proto": F_PROTO, "sport": F_SPORT, "dport": F_DPORT,
                       "icmp_type": F_ICMP_TYPE}:
@@ -112,7 +123,14 @@ class Firewall:
                                 "rebuild the BPF objects (make -C bpf)")
         self._max_rules = maps["fw_rule_meta"].max_entries
         self._max_classes = maps["fw_classes"].max_entries
-        self._read_state()
+        self._rules: dict[int, tuple[int, Rule]] = {}
+        # (shape, masked key) -> {rule id: priority}: which rules share a hash key
+        self._index: dict[tuple[Shape, MatchKey], dict[int, int]] = {}
+        self._classes: dict[Shape, int] = {}
+        if not fresh:  # a new object's maps are empty
+            self._read_state()
+        self._next_prio = max((p for p, _ in self._rules.values()), default=0) + 1
+        self._top_id = max(self._rules, default=0)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -129,31 +147,26 @@ class Firewall:
                                 f"{ifname}` first")
         with _netns.entered(netns):
             present = xdp_program_on(ifindex)
-        if present is not None:
-            if not force:
-                raise FirewallError(
-                    f"{ifname} already runs XDP program '{present.name}' (id {present.id}, "
-                    f"{present.mode}); bpfguard will not replace it without --force")
-            with _netns.entered(netns):
-                flags = XDP_FLAGS_SKB_MODE if present.mode == "generic" else XDP_FLAGS_DRV_MODE
-                ret = L.bpf_xdp_detach(ifindex, flags, None)
-            if ret < 0:
-                raise KernelError(f"{ifname}: remove XDP program '{present.name}' (id "
-                                  f"{present.id}; attached through a bpf_link, only its "
-                                  "owner can remove it)", -ret)
-        if len(config.rules) >= 65535:
-            raise FirewallError(f"{len(config.rules)} rules: at most 65,534 fit")
-        shapes = {shape_of(r) for r in config.rules}
-        if len(shapes) > 64:
-            raise FirewallError(f"the rules have {len(shapes)} distinct shapes (family, prefix "
-                                "lengths, L4 fields); at most 64 fit")
-        if pins.exists():
-            shutil.rmtree(pins, ignore_errors=True)  # leftovers of an interrupted load
+        if present is not None and not force:
+            raise FirewallError(
+                f"{ifname} already runs XDP program '{present.name}' (id {present.id}, "
+                f"{present.mode}); bpfguard will not replace it without --force")
         obj = BpfObject.open(bpf_object_path("firewall"))
         try:
+            # the object's own sizes, before anything reaches the kernel
+            max_rules = obj.map("fw_rule_meta").max_entries - 1
+            max_classes = obj.map("fw_classes").max_entries
+            if len(config.rules) > max_rules:
+                raise FirewallError(f"{len(config.rules)} rules: at most {max_rules:,} fit")
+            shapes = {shape_of(r) for r in config.rules}
+            if len(shapes) > max_classes:
+                raise FirewallError(f"the rules have {len(shapes)} distinct shapes (family, "
+                                    f"prefix lengths, L4 fields); at most {max_classes} fit")
+            if pins.exists():
+                shutil.rmtree(pins, ignore_errors=True)  # leftovers of an interrupted load
             obj.load()
             maps = {n: obj.map(n) for n in _MAPS}
-            fw = cls(ifname, netns, maps)
+            fw = cls(ifname, netns, maps, fresh=True)
             fw._write_config(config, ifindex)
             for net in config.allow:
                 fw.allow(net)
@@ -162,6 +175,8 @@ class Firewall:
             for n in _MAPS:
                 maps[n].pin(pins / n)
             with _netns.entered(netns):
+                if present is not None:  # --force: replaced only once ours is ready
+                    _detach_foreign(ifname, ifindex, present)
                 pin_xdp_link(obj.program("bg_fw_xdp"), ifindex, xdp_mode, pins / _LINK)
         except BaseException as exc:
             shutil.rmtree(pins, ignore_errors=True)
@@ -218,9 +233,6 @@ class Firewall:
 
     def _read_state(self) -> None:
         rule_t, cls_t = self._t["bg_fw_rule"], self._t["bg_fw_class"]
-        self._rules: dict[int, tuple[int, Rule]] = {}
-        # (shape, masked key) -> {rule id: priority}: which rules share a hash key
-        self._index: dict[tuple[Shape, MatchKey], dict[int, int]] = {}
         for k, v in self._maps["fw_rule_meta"].lookup_batch():
             meta = rule_t.from_buffer_copy(v)
             if meta.prio:
@@ -229,7 +241,6 @@ class Firewall:
                 self._rules[rid] = (meta.prio, rule)
                 for ik in self._index_keys(rule):
                     self._index.setdefault(ik, {})[rid] = meta.prio
-        self._classes: dict[Shape, int] = {}
         for k, v in self._maps["fw_classes"].lookup_batch():
             c = cls_t.from_buffer_copy(v)
             if c.used:
@@ -247,9 +258,10 @@ class Firewall:
                 return None
             return ipaddress.ip_network((bytes(raw)[:width], plen))
 
-        return Rule("drop" if m.action else "pass", net(m.has_src, m.src, m.src_plen),
-                    net(m.has_dst, m.dst, m.dst_plen), _PROTO_NAMES.get(m.proto) if m.proto
-                    else None, m.sport or None, m.dport or None,
+        return Rule("drop" if m.action == self._actions["drop"] else "pass",
+                    net(m.has_src, m.src, m.src_plen), net(m.has_dst, m.dst, m.dst_plen),
+                    _PROTO_NAMES.get(m.proto) if m.proto else None, m.sport or None,
+                    m.dport or None,
                     m.icmp_type if m.fields & F_ICMP_TYPE else None)
 
     def config(self) -> Any:
@@ -265,8 +277,8 @@ class Firewall:
 
     def _write_config(self, cfg: FirewallConfig, ifindex: int) -> None:
         c = self._t["bg_fw_config"]()
-        c.mode = 1 if cfg.mode == "audit" else 0
-        c.default_action = 1 if cfg.policy == "deny" else 0
+        c.mode = self._modes[cfg.mode]
+        c.default_action = self._actions["drop" if cfg.policy == "deny" else "pass"]
         c.sample_per_sec = cfg.samples_per_second
         c.generation = 1
         self._store_config(c)
@@ -275,14 +287,14 @@ class Firewall:
 
     @property
     def mode(self) -> str:
-        return "audit" if self.config().mode == 1 else "enforce"
+        return "audit" if self.config().mode == self._modes["audit"] else "enforce"
 
     def set_mode(self, mode: str) -> None:
         """enforce or audit, live."""
         if mode not in ("enforce", "audit"):
             raise FirewallError(f"mode {mode!r} is not enforce or audit")
         c = self.config()
-        c.mode = 1 if mode == "audit" else 0
+        c.mode = self._modes[mode]
         self._store_config(c)
 
     def set_policy(self, policy: str) -> None:
@@ -290,7 +302,7 @@ class Firewall:
         if policy not in ("allow", "deny"):
             raise FirewallError(f"policy {policy!r} is not allow or deny")
         c = self.config()
-        c.default_action = 1 if policy == "deny" else 0
+        c.default_action = self._actions["drop" if policy == "deny" else "pass"]
         self._store_config(c)
 
     def set_limits(self, lim: Limits) -> None:
@@ -401,11 +413,14 @@ class Firewall:
 
     def add_rule(self, rule: Rule) -> int:
         """Appends `rule` (it matches after every existing rule); its id."""
-        used = set(self._rules)
-        rid = next((i for i in range(1, self._max_rules) if i not in used), None)
-        if rid is None:
-            raise FirewallError(f"the firewall holds at most {self._max_rules - 1} rules")
-        prio = max((p for p, _ in self._rules.values()), default=0) + 1
+        rid = self._top_id + 1
+        if rid >= self._max_rules:  # the top id is taken: reuse a freed one
+            rid = next((i for i in range(1, self._max_rules) if i not in self._rules), 0)
+            if not rid:
+                raise FirewallError(f"the firewall holds at most {self._max_rules - 1} rules")
+        prio = self._next_prio
+        self._next_prio += 1
+        self._top_id = max(self._top_id, rid)
         shape = shape_of(rule)
         slot = self._class_slot(shape)
         meta = self._meta(rule, prio)
@@ -443,15 +458,15 @@ class Firewall:
         rid = min(holders, key=holders.__getitem__)
         v = self._t["bg_fw_match"]()
         v.prio, v.rule = holders[rid], rid
-        v.action = 1 if self._rules[rid][1].action == "drop" else 0
+        v.action = self._actions[self._rules[rid][1].action]
         table.update(key, v)
 
     def _meta(self, rule: Rule, prio: int) -> Any:
         m = self._t["bg_fw_rule"]()
         m.prio = prio
-        m.action = 1 if rule.action == "drop" else 0
+        m.action = self._actions[rule.action]
         m.family = rule.family
-        m.proto = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}.get(rule.proto or "", 0)
+        m.proto = PROTOCOLS.get(rule.proto or "", 0)
         m.icmp_type = rule.icmp_type or 0
         m.fields = shape_of(rule).fields
         m.sport = rule.sport or 0
@@ -493,15 +508,7 @@ class Firewall:
     # -- allowlist and bans ------------------------------------------------------
 
     def _lpm(self, net: Network) -> tuple[Map, Any]:
-        if net.version == 4:
-            k = self._t["bg_fw_lpm4"]()
-            name = "fw_allow4"
-        else:
-            k = self._t["bg_fw_lpm6"]()
-            name = "fw_allow6"
-        k.prefixlen = net.prefixlen
-        ctypes.memmove(k.addr, net.network_address.packed, net.max_prefixlen // 8)
-        return self._maps[name], k
+        return self._maps["fw_allow4" if net.version == 4 else "fw_allow6"], lpm_key(self._t, net)
 
     def allow(self, net: Network) -> None:
         """Adds a source prefix that bypasses bans, budgets and the amplification filter."""
@@ -599,7 +606,8 @@ class Firewall:
             "iface": self.ifname, "netns": self.netns, "pinned": str(self.pin_dir),
             "program": None if prog is None else {"id": prog.id, "name": prog.name,
                                                   "xdp_mode": prog.mode},
-            "mode": self.mode, "policy": "deny" if c.default_action else "allow",
+            "mode": self.mode,
+            "policy": "deny" if c.default_action == self._actions["drop"] else "allow",
             "rules": [{"id": rid, **r.fields()} for rid, r in self.rules],
             "classes": len(self._classes),
             "allow": [str(n) for n in self.allowlist()],
@@ -638,13 +646,6 @@ class Firewall:
             out["icmp_type"] = t.icmp_type
         out["packet"] = bytes(e.data)[:e.cap_len]
         return out
-
-    def watch(self, timeout_ms: int = 200) -> Iterator[dict[str, Any]]:
-        """Sampled events as they come (forever; the caller stops)."""
-        with self.samples() as rb:
-            while True:
-                for raw in rb.poll(timeout_ms):
-                    yield self.decode(raw)
 
 
 def _plen(mask: bytes) -> int:
