@@ -53,6 +53,7 @@ import base64
 import calendar
 import contextlib
 import enum
+import errno
 import gzip
 import http.client
 import json
@@ -60,6 +61,7 @@ import logging
 import os
 import random
 import re
+import select
 import signal
 import socket
 import ssl
@@ -83,6 +85,8 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "DROP_RULE",
     "PRIORITIES",
+    "SD_ID",
+    "SD_VALUE_MAX",
     "Backoff",
     "Channel",
     "ChannelStats",
@@ -91,6 +95,7 @@ __all__ = [
     "Format",
     "HttpChannel",
     "ProgramChannel",
+    "Rfc5424SyslogChannel",
     "StdoutChannel",
     "SyslogChannel",
     "drop_alert",
@@ -520,7 +525,7 @@ class StdoutChannel(_QueuedChannel[str]):
         self._stream.flush()
 
 
-class FileChannel(_QueuedChannel[str]):
+class FileChannel(_QueuedChannel[bytes]):
     """Falco's ``file_output``: appends a line an alert to `path`.
 
     Args:
@@ -529,36 +534,85 @@ class FileChannel(_QueuedChannel[str]):
             writing to the same open file until :meth:`reopen` (SIGHUP through
             :class:`Channels`), which moves to a new file at `path`.
         buffered: Falco's ``buffered_outputs``; False flushes every line.
+        max_bytes: rotate when the next line would take the file past this
+            size, as Python's ``RotatingFileHandler``: ``path.{backups-1}`` becomes
+            ``path.{backups}`` (the oldest is deleted) ... ``path`` becomes
+            ``path.1``, and the line starts a new ``path``. A line is never
+            split, so a line longer than `max_bytes` gets a file of its own.
+            0 (the default): never rotate.
+        backups: how many rotated files to keep. 0 with a `max_bytes`: the full
+            file is deleted and a new one started, nothing kept (where
+            ``RotatingFileHandler`` would never rotate).
+
+    The size is the file's on opening plus the bytes written since; another
+    writer to the same file goes uncounted until the next open. A rotation that
+    fails (say, a read-only directory) is logged and the line appended anyway:
+    an alert is worth more than a size limit.
     """
 
     def __init__(self, path: str | os.PathLike[str], fmt: Format = Format(), *,
-                 keep_alive: bool = False, buffered: bool = False, name: str = "file",
+                 keep_alive: bool = False, buffered: bool = False, max_bytes: int = 0,
+                 backups: int = 5, name: str = "file",
                  capacity: int = DEFAULT_CAPACITY) -> None:
         super().__init__(name, capacity=capacity, backoff=_NO_RETRY)
         self.path = os.fspath(path)
         if not os.path.isdir(os.path.dirname(os.path.abspath(self.path))):
             raise ConfigError(f"file channel: no directory for {self.path}")
+        if max_bytes < 0 or backups < 0:
+            raise ConfigError(f"file channel: max_bytes and backups must be >= 0, "
+                              f"got {max_bytes} and {backups}")
         self._fmt = fmt
         self._keep_alive = keep_alive
         self._buffered = buffered
-        self._file: IO[str] | None = None
+        self._max_bytes = max_bytes
+        self._backups = backups
+        self._file: IO[bytes] | None = None
+        self._size = 0
+        self._rotate_failing = False
 
-    def _prepare(self, alert: Alert) -> str:
-        return self._fmt.line(alert) + "\n"
+    def _prepare(self, alert: Alert) -> bytes:
+        # encoded here, once: the size to count is the bytes written.
+        # "replace": one unencodable string (a lone surrogate) must not cost the alert
+        return (self._fmt.line(alert) + "\n").encode("utf-8", "replace")
 
-    def _deliver(self, item: str) -> None:
-        if self._file is None:
-            # errors="replace": one undecodable string must not cost the alert
-            self._file = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+    def _deliver(self, item: bytes) -> None:
+        f = self._file if self._file is not None else self._open()
+        if self._max_bytes and self._size and self._size + len(item) > self._max_bytes:
+            f = self._rotate()
         try:
-            self._file.write(item)
+            f.write(item)
             if not self._buffered:
-                self._file.flush()
+                f.flush()
         except OSError:
             self._close_file()  # a full disk or a vanished mount: start afresh next time
             raise
+        self._size += len(item)
         if not self._keep_alive:
             self._close_file()
+
+    def _open(self) -> IO[bytes]:
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._size = os.fstat(self._file.fileno()).st_size
+        return self._file
+
+    def _rotate(self) -> IO[bytes]:
+        self._close_file()
+        try:
+            if self._backups == 0:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+            for i in range(self._backups - 1, -1, -1):
+                # os.replace onto path.{backups} deletes the oldest; a missing
+                # file is a gap (fewer rotations so far, or someone removed it)
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{self.path}.{i}" if i else self.path, f"{self.path}.{i + 1}")
+        except OSError as exc:
+            if not self._rotate_failing:
+                log.warning("%s: cannot rotate %s, appending to it: %s", self.name, self.path, exc)
+            self._rotate_failing = True
+        else:
+            self._rotate_failing = False
+        return self._open()
 
     def _close_file(self) -> None:
         f, self._file = self._file, None
@@ -574,6 +628,15 @@ _FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news"
                "local5", "local6", "local7")
 
 
+def _facility(channel: str, facility: int | str) -> int:
+    """A ``syslog.LOG_*`` facility value, from itself or its name (``"local0"``)."""
+    if isinstance(facility, int):
+        return facility
+    if facility.lower() not in _FACILITIES:
+        raise ConfigError(f"{channel} channel: unknown facility {facility!r}")
+    return int(getattr(syslog, f"LOG_{facility.upper()}"))
+
+
 class SyslogChannel(_QueuedChannel[tuple[int, str]]):
     """Falco's ``syslog_output``: ``syslog(3)`` a message an alert.
 
@@ -584,20 +647,16 @@ class SyslogChannel(_QueuedChannel[tuple[int, str]]):
     SyslogChannel made sets it.
 
     Runs in a worker like the others: syslog(3) blocks when the log daemon's
-    socket is full.
+    socket is full. :class:`Rfc5424SyslogChannel` speaks RFC 5424 itself.
     """
 
     def __init__(self, fmt: Format = Format(), *, ident: str = "bpfguard",
                  facility: int | str = syslog.LOG_USER, name: str = "syslog",
                  capacity: int = DEFAULT_CAPACITY) -> None:
         super().__init__(name, capacity=capacity, backoff=_NO_RETRY)
-        if isinstance(facility, str):
-            if facility.lower() not in _FACILITIES:
-                raise ConfigError(f"syslog channel: unknown facility {facility!r}")
-            facility = int(getattr(syslog, f"LOG_{facility.upper()}"))
         self._fmt = fmt
-        self._facility = facility
-        syslog.openlog(ident, 0, facility)
+        self._facility = _facility("syslog", facility)
+        syslog.openlog(ident, 0, self._facility)
 
     def _prepare(self, alert: Alert) -> tuple[int, str]:
         return priority_level(str(alert["priority"])), self._fmt.line(alert)
@@ -605,6 +664,238 @@ class SyslogChannel(_QueuedChannel[tuple[int, str]]):
     def _deliver(self, item: tuple[int, str]) -> None:
         level, line = item
         syslog.syslog(self._facility | level, line)
+
+
+#: The SD-ID of :class:`Rfc5424SyslogChannel`'s structured data. 32473 is the
+#: enterprise number IANA reserves for documentation and examples (RFC 5612):
+#: a registered private enterprise number for bpfguard would replace it here.
+SD_ID = "bpfguard@32473"
+
+#: The most UTF-8 bytes of one structured-data value (``rule``, ``priority``,
+#: ``source``), before escaping: bounds the header, so a ``max_size`` of 2048
+#: or more always leaves room for the message.
+SD_VALUE_MAX = 255
+
+_BOM = b"\xef\xbb\xbf"  # RFC 5424 6.4: a UTF-8 MSG starts with it
+_MIN_SIZE = 480  # RFC 5426 3.2: what every IPv4 receiver must accept
+_DEFAULT_PORTS = {"udp": 514, "tcp": 601}  # RFC 5426, RFC 6587 (syslog-conn)
+
+
+def _utf8_prefix(data: bytes, limit: int) -> bytes:
+    """The longest prefix of UTF-8 `data` within `limit` bytes that ends on a character."""
+    if len(data) <= limit:
+        return data
+    end = limit
+    while end > 0 and data[end] & 0xC0 == 0x80:  # a continuation byte: mid-character
+        end -= 1
+    return data[:end]
+
+
+def _sd_value(text: str) -> bytes:
+    value = _utf8_prefix(text.encode("utf-8", "replace"), SD_VALUE_MAX)
+    # RFC 5424 6.3.3: '"', '\' and ']' are escaped in a PARAM-VALUE, and nothing else
+    return value.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"]", b"\\]")
+
+
+def _header_field(text: str, limit: int) -> bytes:
+    """An RFC 5424 header field: 1 to `limit` PRINTUSASCII (``!`` to ``~``), or ``-``."""
+    out = "".join(c if "!" <= c <= "~" else "_" for c in text[:limit])
+    return (out or "-").encode("ascii")
+
+
+def _rfc5424_time(text: str) -> bytes:
+    # RFC 5424 6.2.3: at most 6 fractional digits (cut, so never in the next
+    # second), and a numeric offset with its colon
+    m = _RFC3339.match(text)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    frac = f".{m[2][:6]}" if m[2] else ""
+    zone = m[3] if m[3] == "Z" else f"{m[3][:3]}:{m[3][-2:]}"
+    return f"{m[1]}{frac}{zone}".encode("ascii")
+
+
+def _syslog_address(address: str) -> tuple[str, str, int]:
+    """``(transport, host or socket path, port)`` of a syslog channel's address."""
+    bad = ConfigError(f"syslog channel: bad address {address!r}: want unix:///path, "
+                      "udp://host[:port] or tcp://host[:port]")
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        raise bad from None
+    if parts.query or parts.fragment or parts.username is not None:
+        raise bad
+    if parts.scheme == "unix" and not parts.netloc and parts.path.startswith("/"):
+        return "unix", parts.path, 0
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname \
+            or parts.path not in ("", "/") or port == 0:
+        raise bad
+    return parts.scheme, parts.hostname, _DEFAULT_PORTS[parts.scheme] if port is None else port
+
+
+class Rfc5424SyslogChannel(_QueuedChannel[bytes]):
+    """RFC 5424 syslog, sent by the channel itself rather than syslog(3).
+
+    Each alert is one message::
+
+        <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] BOM MSG
+
+    PRI is facility * 8 + :func:`priority_level`; TIMESTAMP the alert's
+    ``time`` cut to microseconds; HOSTNAME its ``hostname``; PROCID this
+    process; MSGID ``drop`` for an internal alert (``source`` ``internal``:
+    the drop alert), else ``alert``; SD ``[bpfguard@32473 rule=".." priority=".."
+    source=".."]`` (:data:`SD_ID`; values cut to :data:`SD_VALUE_MAX` bytes);
+    MSG the :class:`Format` line in UTF-8. Header fields lose what RFC 5424
+    does not allow there: characters outside ``!`` .. ``~`` become ``_``.
+
+    Args:
+        address: ``unix:///dev/log`` (default; a datagram socket, or a stream
+            one where the socket is that, each message NUL-terminated as
+            syslog(3) does: a kernel string cannot hold a NUL),
+            ``udp://host[:port]`` (RFC 5426, port 514) or ``tcp://host[:port]``
+            (RFC 6587 octet counting, ``LEN SP MSG``; port 601).
+        facility: a ``syslog.LOG_*`` value or its name (``"local0"``).
+        app_name: APP-NAME, 1 to 48 of ``!`` .. ``~``.
+        max_size: the most bytes of a message (framing aside); MSG is cut to
+            fit, on a character boundary. Default 2048 for UDP (what RFC 5426
+            says every receiver should take), 8192 otherwise; at least 480.
+            Below 2048 a header with a huge hostname or rule name may leave no
+            room: that alert fails.
+        timeout: seconds for connecting and for each send.
+        backoff, rng: retries of unix and tcp sends, each after a reconnect.
+            UDP is fire-and-forget: an error fails the alert, no retry.
+
+    A reused unix or tcp socket that fails is replaced at once, before any
+    backoff: a restarted log daemon is not an outage.
+    """
+
+    def __init__(self, fmt: Format = Format(), *, address: str = "unix:///dev/log",
+                 facility: int | str = syslog.LOG_USER, app_name: str = "bpfguard",
+                 max_size: int | None = None, timeout: float = 5.0,
+                 name: str = "syslog5424", capacity: int = DEFAULT_CAPACITY,
+                 backoff: Backoff = Backoff(), rng: random.Random | None = None) -> None:
+        super().__init__(name, capacity=capacity, backoff=backoff, rng=rng)
+        self.address = address
+        self._transport, self._host, self._port = _syslog_address(address)
+        self._facility = _facility("syslog", facility)
+        if self._facility % 8 or not 0 <= self._facility < 24 * 8:
+            raise ConfigError(f"syslog channel: bad facility {facility!r}")
+        if _header_field(app_name, 48) != app_name.encode():
+            raise ConfigError(f"syslog channel: bad app_name {app_name!r}: "
+                              "1 to 48 printable ASCII characters, no space")
+        if max_size is None:
+            max_size = 2048 if self._transport == "udp" else 8192
+        if max_size < _MIN_SIZE:
+            raise ConfigError(f"syslog channel: max_size must be >= {_MIN_SIZE}, got {max_size}")
+        self._fmt = fmt
+        self._app = app_name.encode("ascii")
+        self._max_size = max_size
+        self._timeout = timeout
+        self._sock: socket.socket | None = None
+        self._udp_addr: tuple[Any, ...] = ()
+
+    def _prepare(self, alert: Alert) -> bytes:
+        pri = self._facility + priority_level(str(alert["priority"]))
+        internal = alert.get("source") == "internal"
+        sd = b'[%s rule="%s" priority="%s" source="%s"]' % (
+            SD_ID.encode(), _sd_value(str(alert.get("rule", ""))),
+            _sd_value(str(alert["priority"])), _sd_value(str(alert.get("source", ""))))
+        head = b"<%d>1 %s %s %s %d %s %s " % (
+            pri, _rfc5424_time(str(alert["time"])),
+            _header_field(str(alert.get("hostname") or ""), 255), self._app, os.getpid(),
+            b"drop" if internal else b"alert", sd)
+        room = self._max_size - len(head)
+        if room < len(_BOM):
+            raise ValueError(f"header and structured data alone exceed max_size "
+                             f"{self._max_size}")
+        return head + _utf8_prefix(_BOM + self._fmt.line(alert).encode("utf-8", "replace"), room)
+
+    def _deliver(self, item: bytes) -> None:
+        if self._transport == "udp":
+            self._send_udp(item)
+            return
+        sock = self._sock
+        if sock is not None and sock.type == socket.SOCK_STREAM and _readable(sock):
+            # a receiver never writes: a readable stream is one it has closed, and
+            # what we sent now would be lost without an error
+            self._disconnect()
+        reused = self._sock is not None
+        try:
+            self._send_connected(item)
+        except OSError as exc:
+            self._disconnect()
+            if not reused or isinstance(exc, TimeoutError):
+                raise _Transient(f"{self.address}: {exc}") from exc
+            # a socket that worked before and fails at once: the daemon restarted
+            # (ECONNREFUSED, EPIPE); a new one, without waiting for the backoff
+            try:
+                self._send_connected(item)
+            except OSError as again:
+                self._disconnect()
+                raise _Transient(f"{self.address}: {again}") from again
+
+    def _send_udp(self, item: bytes) -> None:
+        if self._sock is None:
+            # unconnected, so an ICMP error about one datagram cannot fail the next
+            family, kind, proto, _, addr = socket.getaddrinfo(
+                self._host, self._port, type=socket.SOCK_DGRAM)[0]
+            self._sock = socket.socket(family, kind, proto)
+            self._udp_addr = addr
+        try:
+            self._sock.sendto(item, self._udp_addr)
+        except OSError:
+            self._disconnect()  # resolve again next time: the name may point elsewhere
+            raise
+
+    def _send_connected(self, item: bytes) -> None:
+        if self._sock is None:
+            self._sock = self._connect()
+        if self._transport == "tcp":
+            self._sock.sendall(b"%d %s" % (len(item), item))
+        elif self._sock.type == socket.SOCK_STREAM:
+            self._sock.sendall(item + b"\0")
+        else:
+            self._sock.send(item)
+
+    def _connect(self) -> socket.socket:
+        if self._transport == "tcp":
+            return socket.create_connection((self._host, self._port), timeout=self._timeout)
+        try:
+            return self._connect_unix(socket.SOCK_DGRAM)
+        except OSError as exc:
+            if exc.errno != errno.EPROTOTYPE:  # EPROTOTYPE: the daemon listens on a stream
+                raise
+        return self._connect_unix(socket.SOCK_STREAM)
+
+    def _connect_unix(self, kind: socket.SocketKind) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, kind)
+        sock.settimeout(self._timeout)
+        try:
+            sock.connect(self._host)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _disconnect(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    _reopen = _disconnect
+    _shutdown = _disconnect
+
+    def _interrupt(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _readable(sock: socket.socket) -> bool:
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    return bool(poll.poll(0))
 
 
 class ProgramChannel(_QueuedChannel[bytes]):

@@ -228,6 +228,133 @@ def test_file_channel_needs_its_directory(tmp_path: Path) -> None:
         FileChannel(tmp_path / "nope" / "alerts.log")
 
 
+# -- file rotation ---------------------------------------------------------------
+
+PREFIX = "10:20:05.408091526: Warning "  # an output with Falco's prefix is the line as is
+
+
+def numbered(i: int) -> dict[str, Any]:
+    """An alert whose text line is 33 bytes with its newline."""
+    return make_alert(output=f"{PREFIX}{i:04d}")
+
+
+def lines_of(path: Path) -> list[str]:
+    return [line.removeprefix(PREFIX) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_file_rotates_by_size_keeping_backups(tmp_path: Path, keep_alive: bool) -> None:
+    path = tmp_path / "alerts.log"
+    with FileChannel(path, keep_alive=keep_alive, max_bytes=100, backups=2) as ch:
+        for i in range(10):
+            ch.send(numbered(i))
+        assert ch.flush(5)
+        assert ch.stats() == ChannelStats(sent=10)
+    # 3 lines (99 bytes) a file; 0000-0002 went with the oldest backup
+    assert lines_of(path) == ["0009"]
+    assert lines_of(tmp_path / "alerts.log.1") == ["0006", "0007", "0008"]
+    assert lines_of(tmp_path / "alerts.log.2") == ["0003", "0004", "0005"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "alerts.log", "alerts.log.1", "alerts.log.2"]
+
+
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_file_rotation_loses_and_splits_no_line(tmp_path: Path, keep_alive: bool) -> None:
+    rng = random.Random(5424)
+    # multi-byte characters: the limit is in bytes, not characters
+    sent = ["".join(rng.choice("aé€😀") for _ in range(rng.randrange(40))) for _ in range(120)]
+    path = tmp_path / "alerts.log"
+    with FileChannel(path, keep_alive=keep_alive, max_bytes=200, backups=100) as ch:
+        for text in sent:
+            ch.send(make_alert(output=PREFIX + text))
+        assert ch.flush(5)
+    files = sorted(tmp_path.iterdir(), key=lambda p: -int(p.name[len("alerts.log."):] or 0))
+    assert 20 < len(files) <= 100  # none deleted yet
+    got: list[str] = []
+    for f in files:
+        data = f.read_bytes()
+        assert 0 < len(data) <= 200 and data.endswith(b"\n")
+        got += lines_of(f)
+    assert got == sent
+
+
+def test_file_rotation_gives_a_long_line_a_file_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.log"
+    with FileChannel(path, keep_alive=True, max_bytes=50) as ch:
+        for text in ("short", "long" * 30, "after"):
+            ch.send(make_alert(output=PREFIX + text))
+        assert ch.flush(5)
+    assert [lines_of(tmp_path / n) for n in ("alerts.log.2", "alerts.log.1", "alerts.log")] == [
+        ["short"], ["long" * 30], ["after"]]
+
+
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_file_rotation_counts_what_the_file_held_when_opened(tmp_path: Path,
+                                                             keep_alive: bool) -> None:
+    path = tmp_path / "alerts.log"
+    path.write_text("x" * 89 + "\n")
+    with FileChannel(path, keep_alive=keep_alive, max_bytes=100) as ch:
+        ch.send(numbered(1))
+        assert ch.flush(5)
+    assert (tmp_path / "alerts.log.1").read_text() == "x" * 89 + "\n"
+    assert lines_of(path) == ["0001"]
+
+
+def test_file_reopen_restarts_the_count_and_rotation_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.log"
+    with FileChannel(path, keep_alive=True, max_bytes=100, backups=1) as ch:
+        ch.send(numbered(0))
+        ch.send(numbered(1))
+        assert ch.flush(5)
+        path.rename(tmp_path / "moved")   # logrotate, then SIGHUP
+        ch.reopen()
+        for i in range(2, 5):             # 99 bytes: the new file's own size counts
+            ch.send(numbered(i))
+        assert ch.flush(5)
+        assert not (tmp_path / "alerts.log.1").exists()
+        ch.send(numbered(5))
+        assert ch.flush(5)
+    assert lines_of(tmp_path / "moved") == ["0000", "0001"]
+    assert lines_of(tmp_path / "alerts.log.1") == ["0002", "0003", "0004"]
+    assert lines_of(path) == ["0005"]
+
+
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_file_rotation_without_backups_starts_afresh(tmp_path: Path, keep_alive: bool) -> None:
+    path = tmp_path / "alerts.log"
+    with FileChannel(path, keep_alive=keep_alive, max_bytes=70, backups=0) as ch:
+        for i in range(5):
+            ch.send(numbered(i))
+        assert ch.flush(5)
+    assert [p.name for p in tmp_path.iterdir()] == ["alerts.log"]
+    assert lines_of(path) == ["0004"]
+
+
+def test_file_rotation_failure_appends_anyway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(src: str, dst: str) -> None:
+        raise PermissionError(13, "Permission denied", src)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    path = tmp_path / "alerts.log"
+    with FileChannel(path, keep_alive=True, max_bytes=40) as ch:
+        for i in range(3):
+            ch.send(numbered(i))
+        assert ch.flush(5)
+        assert ch.stats() == ChannelStats(sent=3)
+    assert lines_of(path) == ["0000", "0001", "0002"]
+    # logged once, not once an alert
+    assert [r.message.startswith(f"file: cannot rotate {path}, appending to it: [Errno 13]")
+            for r in caplog.records] == [True]
+
+
+def test_file_rotation_arguments_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="max_bytes"):
+        FileChannel(tmp_path / "a.log", max_bytes=-1)
+    with pytest.raises(ConfigError, match="backups"):
+        FileChannel(tmp_path / "a.log", max_bytes=10, backups=-1)
+
+
 # -- syslog ----------------------------------------------------------------------
 
 
