@@ -457,3 +457,81 @@ def test_cli_help_teaches() -> None:
         assert "bpfguard run --policy" in r.output and "root-only" in r.output
         assert f"bpfguard policy {cmd}" in r.output
         assert "--socket" in r.output
+
+
+# -- the full agent's requests, and the TCP endpoint ------------------------------
+
+
+class FakeAgent(FakePolicies):
+    """The agent's own requests on top of the policies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reloads = 0
+
+    def reload(self) -> dict[str, Any]:
+        self.reloads += 1
+        return {"ok": True, "needs_restart": []}
+
+    def status(self) -> dict[str, Any]:
+        return {"healthy": True, "running": "test", "config": "<test>"}
+
+    def list_rules(self) -> list[dict[str, Any]]:
+        return [{"name": "r", "priority": "Warning", "alerts": 3, "errors": 0}]
+
+
+def test_agent_requests_reach_the_agent(sock_path: Path) -> None:
+    agent = FakeAgent()
+    with ControlServer(sock_path, agent):
+        assert request("reload", socket_path=sock_path)["ok"]
+        assert agent.reloads == 1
+        assert request("status", socket_path=sock_path)["healthy"] is True
+        assert request("rules", socket_path=sock_path)[0]["alerts"] == 3
+
+
+def test_agent_requests_to_a_policy_only_agent_say_so(server: ControlServer,
+                                                      sock_path: Path) -> None:
+    with pytest.raises(ControlError, match="served by the full agent"):
+        request("reload", socket_path=sock_path)
+
+
+TOKEN = "s3cret-token-of-24-chars"
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[control.TcpControlServer]:
+    with socket.socket() as s:  # port 0 is refused by the config parser: find a free one
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = control.TcpControlServer(f"127.0.0.1:{port}", FakeAgent(), token=TOKEN, timeout=2.0)
+    srv.start()
+    yield srv
+    srv.close()
+
+
+def test_tcp_endpoint_serves_requests_with_the_token(tcp_server: control.TcpControlServer,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    addr = f"tcp://{tcp_server.listen}"
+    assert request("status", socket_path=addr, token=TOKEN)["healthy"] is True
+    monkeypatch.setenv("BPFGUARD_CONTROL_TOKEN", TOKEN)
+    assert request("rules", socket_path=addr)[0]["name"] == "r"
+
+
+@pytest.mark.parametrize("token", ["", "wrong-token-of-24-chars!", TOKEN[:-1], None])
+def test_tcp_endpoint_refuses_without_the_right_token(tcp_server: control.TcpControlServer,
+                                                      token: str | None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BPFGUARD_CONTROL_TOKEN", raising=False)
+    params = {} if token is None else {"token": token}
+    with pytest.raises(ControlError, match="valid token is required"):
+        request("reload", socket_path=f"tcp://{tcp_server.listen}", **params)
+    assert tcp_server.handler.reloads == 0  # type: ignore[attr-defined]
+
+
+def test_tcp_endpoint_needs_a_long_token() -> None:
+    with pytest.raises(ControlError, match="at least 16"):
+        control.TcpControlServer("127.0.0.1:1", FakeAgent(), token="short")
+
+
+def test_default_socket_is_the_documented_path() -> None:
+    assert control.DEFAULT_SOCKET == "/run/bpfguard/bpfguard.sock"

@@ -47,6 +47,7 @@ class Pipeline:
         self.queue_drops = 0
         self._queue_drops_reported = 0
         self.events = 0
+        self.by_type: dict[str, int] = {}   # events by class name, for metrics
         self.error: BaseException | None = None
 
     def start(self) -> None:
@@ -73,7 +74,10 @@ class Pipeline:
         try:
             while not self._stop.is_set():
                 batch = self.sensors.read(timeout_ms=100)
+                counts = self.by_type
                 for ev in batch:
+                    kind = type(ev).__name__
+                    counts[kind] = counts.get(kind, 0) + 1
                     self.table.apply(ev)
                     for rec in self._handle(ev):
                         self._put(rec)

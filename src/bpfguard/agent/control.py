@@ -12,12 +12,23 @@ sends one JSON request line and reads one JSON response line::
     -> {"op": "mode", "name": "NAME", "mode": "monitor"}
     <- {"ok": false, "error": "no policy named 'NAME'; ..."}
 
+    -> {"op": "reload"}    the agent re-reads its configuration (as on SIGHUP)
+    -> {"op": "status"}    health, what runs, the last reload error
+    -> {"op": "rules"}     the Falco rules in force, with their alert counts
+
+The last three are served by the full agent (`bpfguard run`), not by
+`bpfguard run --policy`.
+
 The server hands requests to a :class:`PolicyControl` (the agent's policy
 manager), one at a time: it mutates kernel maps. Bad input and kernel
 refusals come back to the client as error responses; the server keeps
 serving. Peers are checked with SO_PEERCRED (uid 0 only) on top of the
 socket's mode; requests are capped in size and each connection has a
 deadline, so a stuck client never holds the agent.
+
+:class:`TcpControlServer` serves the same requests on TCP, only when the
+configuration asks for it, and only to requests that carry its token
+(``"token": "..."``, compared in constant time).
 
 :func:`request` is the client the `bpfguard policy` commands use.
 """
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hmac
 import json
 import logging
 import os
@@ -48,17 +60,20 @@ __all__ = [
     "ControlError",
     "ControlServer",
     "PolicyControl",
+    "TcpControlServer",
     "peer_uid",
     "request",
 ]
 
-DEFAULT_SOCKET = "/run/bpfguard/control.sock"
+DEFAULT_SOCKET = "/run/bpfguard/bpfguard.sock"
 MAX_REQUEST = 4 * 1024 * 1024
 """Largest request accepted, in bytes (a policy's YAML is a few KiB)."""
 _MAX_RESPONSE = 64 * 1024 * 1024
 _MAX_CONNECTIONS = 8
 _MODES = ("enforce", "monitor")
-_OPS = ("add", "list", "delete", "mode")
+_OPS = ("add", "list", "delete", "mode", "reload", "status", "rules")
+# requests only the full agent serves, and its method for each
+_AGENT_OPS = {"reload": "reload", "status": "status", "rules": "list_rules"}
 
 log = logging.getLogger("bpfguard.control")
 
@@ -206,6 +221,20 @@ class ControlServer:
             raise ControlError(f"control socket {self.path}: already started")
         if self._closed:
             raise ControlError(f"control socket {self.path}: closed")
+        sock = self._bind()
+        try:
+            self._wake_r, self._wake_w = os.pipe()
+        except OSError as exc:
+            sock.close()
+            raise ControlError(f"control socket {self.path}: {exc.strerror or exc}") from None
+        self._sock = sock
+        self._thread = threading.Thread(target=self._serve, name="bpfguard-control",
+                                        daemon=True)
+        self._thread.start()
+        log.info("control socket listening on %s", self.path)
+
+    def _bind(self) -> socket.socket:
+        """A listening, non-blocking socket at :attr:`path`, mode 0600."""
         parent = Path(self.path).parent
         try:
             if not parent.exists():
@@ -225,15 +254,10 @@ class ControlServer:
             self._ino = (st.st_dev, st.st_ino)
             sock.listen(16)
             sock.setblocking(False)
-            self._wake_r, self._wake_w = os.pipe()
         except OSError as exc:
             sock.close()
             raise ControlError(f"control socket {self.path}: {exc.strerror or exc}") from None
-        self._sock = sock
-        self._thread = threading.Thread(target=self._serve, name="bpfguard-control",
-                                        daemon=True)
-        self._thread.start()
-        log.info("control socket listening on %s", self.path)
+        return sock
 
     def _remove_stale(self) -> None:
         try:
@@ -363,11 +387,9 @@ class ControlServer:
 
     def _respond(self, conn: socket.socket, deadline: float) -> dict[str, Any] | None:
         """The response to the request on `conn` (None: nothing to answer)."""
-        uid = peer_uid(conn)
-        if uid != 0:
-            log.warning("control socket: refused a request from uid %d", uid)
-            return {"ok": False, "error": f"permission denied: only root may manage the "
-                                          f"agent's policies (you are uid {uid})"}
+        refused = self._check_peer(conn)
+        if refused is not None:
+            return {"ok": False, "error": refused}
         try:
             line = _read_line(conn, self.max_request, deadline)
         except ValueError:
@@ -385,10 +407,26 @@ class ControlServer:
             return {"ok": False, "error": f"bad request: not JSON ({exc})"}
         if not isinstance(req, dict):
             return {"ok": False, "error": "bad request: expected a JSON object"}
+        refused = self._check_request(req)
+        if refused is not None:
+            return {"ok": False, "error": refused}
         try:
             return {"ok": True, "result": self._dispatch(req)}
         except _BadRequest as exc:
             return {"ok": False, "error": str(exc)}
+
+    def _check_peer(self, conn: socket.socket) -> str | None:
+        """Why the peer may not make requests (None: it may): root only."""
+        uid = peer_uid(conn)
+        if uid != 0:
+            log.warning("control socket: refused a request from uid %d", uid)
+            return (f"permission denied: only root may manage the agent's policies "
+                    f"(you are uid {uid})")
+        return None
+
+    def _check_request(self, req: dict[str, Any]) -> str | None:
+        """Why this request is refused before it is dispatched (None: it is not)."""
+        return None
 
     def _dispatch(self, req: dict[str, Any]) -> Any:
         op = req.get("op")
@@ -408,10 +446,18 @@ class ControlServer:
                 mode = _param(req, "mode")
                 if mode not in _MODES:
                     raise _BadRequest(f"mode must be 'enforce' or 'monitor', not {mode!r}")
+        method = None
+        if op in _AGENT_OPS:
+            method = getattr(self.handler, _AGENT_OPS[op], None)
+            if method is None:
+                raise _BadRequest(f"{op!r} is served by the full agent (`bpfguard run`), "
+                                  "not by `bpfguard run --policy`")
         with self._lock:
             if self._closed or self._stopping:
                 raise _BadRequest("the agent is shutting down")
             try:
+                if method is not None:
+                    return method()
                 if op == "add":
                     return self.handler.add_policy(text, source)
                 if op == "list":
@@ -424,7 +470,7 @@ class ControlServer:
             except BpfguardError as exc:
                 raise _BadRequest(str(exc)) from None
             except KeyError as exc:
-                if op in ("add", "list"):
+                if op not in ("delete", "mode"):
                     log.exception("control socket: %s failed", op)
                     raise _BadRequest(f"internal error in the agent: KeyError: {exc}") \
                         from None
@@ -438,6 +484,56 @@ class ControlServer:
                                   f"{exc}") from None
 
 
+class TcpControlServer(ControlServer):
+    """The control requests on TCP at `listen` (``HOST:PORT``), for callers
+    that cannot reach the Unix socket. Only requests carrying `token` are
+    served; there is no TLS, so bind it to localhost or a private network.
+    """
+
+    def __init__(self, listen: str, handler: PolicyControl, *, token: str,
+                 timeout: float = 10.0, max_request: int = MAX_REQUEST) -> None:
+        if len(token) < 16:
+            raise ControlError("a TCP control endpoint needs a token of at least 16 characters")
+        super().__init__(f"tcp://{listen}", handler, timeout=timeout, max_request=max_request)
+        self.listen = listen
+        self._token = token.encode()
+
+    def _bind(self) -> socket.socket:
+        from .config import parse_listen
+
+        try:
+            host, port = parse_listen(self.listen)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except (ValueError, OSError) as exc:
+            raise ControlError(f"control endpoint {self.listen}: {exc}") from None
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(16)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise ControlError(f"control endpoint {self.listen}: {exc.strerror or exc}") \
+                from None
+        self.address = sock.getsockname()
+        return sock
+
+    def _unlink_ours(self) -> None:
+        """Nothing on the filesystem to remove."""
+
+    def _check_peer(self, conn: socket.socket) -> str | None:
+        return None  # anyone may connect; the token decides
+
+    def _check_request(self, req: dict[str, Any]) -> str | None:
+        token = req.pop("token", None)
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self._token):
+            log.warning("control endpoint %s: refused a request without the right token",
+                        self.listen)
+            return "permission denied: a valid token is required"
+        return None
+
+
 def request(op: str, *, socket_path: str | os.PathLike[str] = DEFAULT_SOCKET,
             timeout: float = 30.0, **params: Any) -> Any:
     """Send one request to the agent and return its result.
@@ -445,17 +541,32 @@ def request(op: str, *, socket_path: str | os.PathLike[str] = DEFAULT_SOCKET,
     Raises ControlError with the agent's message when it refuses, and
     AgentNotListening (a ControlError) when no agent listens on the socket.
 
+    `socket_path` may also be ``tcp://HOST:PORT``, the agent's TCP endpoint;
+    its token comes from $BPFGUARD_CONTROL_TOKEN unless `params` has one.
+
     Example::
 
         request("mode", name="block-shadow", mode="monitor")
     """
     path = os.fspath(socket_path)
+    target: Any = path
+    if path.startswith("tcp://"):
+        from .config import parse_listen
+
+        try:
+            target = parse_listen(path.removeprefix("tcp://"))
+        except ValueError as exc:
+            raise ControlError(f"{path}: {exc}") from None
+        params.setdefault("token", os.environ.get("BPFGUARD_CONTROL_TOKEN", ""))
+        sock = socket.socket(socket.AF_INET6 if ":" in target[0] else socket.AF_INET,
+                             socket.SOCK_STREAM)
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     data = json.dumps({**params, "op": op}).encode() + b"\n"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         try:
-            sock.connect(path)
+            sock.connect(target)
         except (FileNotFoundError, ConnectionRefusedError):
             raise _not_listening(path) from None
         except PermissionError:

@@ -43,7 +43,7 @@ def main() -> None:
     Start here:
       bpfguard probe              what this kernel can do (and what it refuses)
       bpfguard trace -- CMD ...   run CMD and show what it and its children do
-      bpfguard run                the agent: Falco's stock rules, JSON alerts on stdout
+      bpfguard run [-c FILE]      the agent: Falco rules, policies, firewall, metrics
       bpfguard detect -r RULES    Falco rules files, alerts as Falco prints them
       bpfguard seccomp record     a seccomp profile from what a command really does
       bpfguard firewall load IF   the XDP firewall with DDoS budgets (audit or enforce)
@@ -209,63 +209,75 @@ def trace(json_lines: bool, pids: tuple[int, ...], cgroups: tuple[str, ...],
 
 
 @main.command(context_settings=_CTX)
+@click.option("-c", "--config", "config_path", metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False),
+              help="The agent's YAML configuration (`bpfguard config default` prints every "
+                   "key). Default: the embedded configuration.")
 @click.option("--events", is_flag=True,
-              help="Stream every process and security-relevant syscall event instead "
-                   "(JSON lines; what `trace --json` shows, host-wide).")
+              help="Instead of the agent: stream every process and security-relevant "
+                   "syscall event (JSON lines; what `trace --json` shows, host-wide).")
 @click.option("--policy", "policies", multiple=True, metavar="FILE",
               type=click.Path(exists=True, dir_okay=False),
-              help="Enforce a Tetragon TracingPolicy (repeatable), like `tetragon "
-                   "--tracing-policy`: its events in Tetragon's JSON on stdout.")
+              help="Instead of the agent: enforce these Tetragon TracingPolicies only "
+                   "(repeatable), like `tetragon --tracing-policy`: their events in "
+                   "Tetragon's JSON on stdout.")
 @click.option("--policy-cgroup", metavar="PATH",
               help="With --policy: limit the policies to this cgroup v2 directory and "
                    "everything below it (a container, outside Kubernetes).")
 @click.option("--socket", "socket_path", metavar="PATH", default=None,
               help="With --policy: the root-only control socket for `bpfguard policy "
-                   "add|list|delete|mode` [default: /run/bpfguard/control.sock].")
+                   "add|list|delete|mode` [default: /run/bpfguard/bpfguard.sock].")
 @click.option("--no-process-events", is_flag=True,
               help="With --policy: only policy events, no process_exec/process_exit.")
 @click.option("--ancestors", is_flag=True,
               help="With --policy: add each event's ancestors, as Tetragon's "
                    "--enable-ancestors does.")
 @click.option("--json", "json_flag", is_flag=True,
-              help="JSON lines on stdout. `run` always writes them; the flag is accepted "
-                   "so scripts can say so.")
+              help="JSON lines on stdout (the default); accepted so scripts can say so.")
 @_with_sensor_options
-@click.pass_context
-def run(ctx: click.Context, events: bool, policies: tuple[str, ...], policy_cgroup: str | None,
-        socket_path: str | None, no_process_events: bool, ancestors: bool, json_flag: bool,
-        syscalls: tuple[str, ...], no_syscalls: bool, str_max: int, args_max: int,
-        ringbuf_mb: int) -> None:
-    """Run the agent on its embedded default configuration.
+def run(config_path: str | None, events: bool, policies: tuple[str, ...],
+        policy_cgroup: str | None, socket_path: str | None, no_process_events: bool,
+        ancestors: bool, json_flag: bool, syscalls: tuple[str, ...], no_syscalls: bool,
+        str_max: int, args_max: int, ringbuf_mb: int) -> None:
+    """Run the agent: detection, policies, firewall, outputs, metrics, control.
 
     \b
-    Today: Falco's stock rules over every process on the host (bpfguard
-    excepted), Falco-compatible JSON alerts on stdout, until SIGINT or
-    SIGTERM; the same as `bpfguard detect --json`. Lost events are reported
-    as Falco's drop alerts, never silently. With --events: the raw event
-    stream instead.
+    With no configuration it runs the embedded default: Falco's stock rules
+    over every process on the host, bpfguard's default TracingPolicies in
+    monitor mode (kernel module loads, ptrace attach, writes to credential
+    files: reported with what they would do, nothing killed), JSON alerts on
+    stdout, Prometheus metrics and /healthz on http://127.0.0.1:9376, and
+    the control socket /run/bpfguard/bpfguard.sock. Lost events are
+    reported as Falco's drop alerts and counted, never silently.
 
     \b
-    With --policy FILE: enforce Tetragon TracingPolicies instead. Selectors
-    run in the kernel; Sigkill/Signal act in the offending task; events are
-    Tetragon's JSON (process_kprobe, process_tracepoint, process_lsm,
-    process_uprobe, process_exec, process_exit). A policy this kernel
-    cannot serve is refused with the missing feature named, and nothing is
-    loaded. Manage policies live:
-      bpfguard run --policy kill-etc.yaml &
-      bpfguard policy add more.yaml
-      bpfguard policy mode kill-etc monitor
-      bpfguard policy list
+    Operate it:
+      bpfguard config default > /etc/bpfguard/config.yaml   every key, documented
+      bpfguard config check -c /etc/bpfguard/config.yaml    validate before (re)loading
+      bpfguard run -c /etc/bpfguard/config.yaml
+      kill -HUP <pid>  or  bpfguard agent reload             reload rules and policies
+      bpfguard policy add p.yaml | list | mode NAME enforce  policies, live
+      bpfguard agent status                                  health, last reload error
+      bpfguard alerts query --since 1h --priority warning    with outputs.sqlite on
+    SIGTERM or Ctrl-C: outputs are flushed and every program detached; only
+    a configured firewall's pinned state stays.
+
+    \b
+    Single-purpose modes, without the agent:
+      --events           the raw event stream
+      --policy FILE      TracingPolicies only, events in Tetragon's JSON
     """
     if policies:
         _run_policies(policies, policy_cgroup, socket_path, not no_process_events, ancestors)
         return
     if socket_path or policy_cgroup or no_process_events or ancestors:
         raise ConfigError("--socket, --policy-cgroup, --no-process-events and --ancestors "
-                          "go with --policy")
+                          "go with --policy (the agent takes them from its configuration)")
     if not events:
-        ctx.invoke(detect, json_flag=True)
+        _run_agent(config_path)
         return
+    if config_path:
+        raise ConfigError("--events does not read a configuration; drop -c")
     _require_root()
     sensors = _sensorset(syscalls, no_syscalls, str_max, args_max, ringbuf_mb)
     try:
@@ -277,6 +289,20 @@ def run(ctx: click.Context, events: bool, policies: tuple[str, ...], policy_cgro
         sensors.close()
     click.echo(f"bpfguard: stopped; {pipe.events} events, kernel drops {drops}, "
                f"queue drops {pipe.queue_drops}", err=True)
+
+
+def _run_agent(config_path: str | None) -> None:
+    import logging
+
+    from ..agent.config import load_config
+    from ..agent.daemon import Agent
+
+    cfg = load_config(config_path)
+    _require_root()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="bpfguard: %(levelname)s: %(message)s")
+    agent = Agent(cfg, config_path=config_path, stdout=sys.stdout)
+    sys.exit(agent.run())
 
 
 def _run_policies(policies: Sequence[str], cgroup: str | None, socket_path: str | None,
@@ -328,8 +354,14 @@ from .seccomp import seccomp  # noqa: E402 - registers after main exists
 
 main.add_command(seccomp)
 
+from .agent import agent, config  # noqa: E402
+from .alerts import alerts  # noqa: E402
+
 main.add_command(detect)
 main.add_command(rules)
+main.add_command(config)
+main.add_command(agent)
+main.add_command(alerts)
 main.add_command(policy)
 main.add_command(firewall)
 main.add_command(egress)

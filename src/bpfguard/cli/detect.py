@@ -7,12 +7,13 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import ConfigError
+from ..rules import rule_files
+from .policy import socket_option
 
 __all__ = ["detect", "rules"]
 
@@ -71,31 +72,10 @@ def _parse_options(items: Sequence[str], json_flag: bool | None) -> dict[str, An
     return opts
 
 
-def _rule_files(paths: Sequence[str], what: str = "-r ") -> list[str]:
-    from ..rules import stock_rules_path
-
-    if not paths:
-        return [str(stock_rules_path())]
-    out: list[str] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():  # as Falco: the directory's rules files, in name order
-            found = [str(f) for f in sorted(path.iterdir())
-                     if f.suffix in (".yaml", ".yml") and f.is_file()]
-            if not found:
-                raise ConfigError(f"{what}{p}: no .yaml or .yml rules file in this directory")
-            out += found
-        elif path.exists():
-            out.append(str(path))
-        else:
-            raise ConfigError(f"{what}{p}: no such file or directory")
-    return out
-
-
 def _load(paths: Sequence[str]) -> Any:
     from ..rules.loader import load_rules_or_raise
 
-    result = load_rules_or_raise(_rule_files(paths))
+    result = load_rules_or_raise(rule_files(paths, what="-r "))
     for w in result.warnings:
         click.echo(f"bpfguard: warning: {w}", err=True)
     return result
@@ -278,7 +258,37 @@ def _print_stats(det: Any, channels: Any) -> None:
 
 @click.group(context_settings=_CTX)
 def rules() -> None:
-    """Falco rules files: validate, list, explain what the kernel checks."""
+    """Falco rules files: validate, list, explain what the kernel checks; and
+    the running agent's rules (`loaded`, `reload`), through its control socket."""
+
+
+@rules.command(context_settings=_CTX)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@socket_option
+def loaded(as_json: bool, socket_path: str) -> None:
+    """The rules the running agent enforces, with their alert counts."""
+    from ..agent.control import request
+
+    result = request("rules", socket_path=socket_path)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for r in result:
+        click.echo(f"{r['alerts']:>8} {r['priority']:<13} {r['name']}"
+                   + (f"  ({r['errors']} evaluation errors)" if r["errors"] else ""))
+
+
+@rules.command(context_settings=_CTX)
+@socket_option
+def reload(socket_path: str) -> None:
+    """Make the running agent re-read its configuration and rules files, all or
+    nothing: with a broken file the old rules keep running and this says why."""
+    from ..agent.control import request
+
+    res = request("reload", socket_path=socket_path)
+    if not res["ok"]:
+        raise ConfigError(f"reload failed; the running rules stay:\n{res['error']}")
+    click.echo("reloaded")
 
 
 @rules.command(context_settings=_CTX)
@@ -290,7 +300,7 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
     from ..rules.engine import Engine
     from ..rules.loader import load_rules
 
-    result = load_rules(_rule_files(files, what=""))
+    result = load_rules(rule_files(files))
     compile_error = None
     if result.ok:
         try:

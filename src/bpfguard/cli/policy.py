@@ -12,14 +12,14 @@ import click
 
 from ..agent.control import DEFAULT_SOCKET, AgentNotListening, ControlError, request
 
-__all__ = ["policy"]
+__all__ = ["policy", "socket_option"]
 
 _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-_socket_option = click.option(
+socket_option = click.option(
     "--socket", "socket_path", default=DEFAULT_SOCKET, show_default=True, metavar="PATH",
-    type=click.Path(dir_okay=False, readable=False, path_type=Path),
-    help="The running agent's control socket (root-only).")
+    help="The running agent's control socket (root-only), or tcp://HOST:PORT for its TCP "
+         "endpoint (token in $BPFGUARD_CONTROL_TOKEN).")
 
 
 @click.group(context_settings=_CTX)
@@ -124,8 +124,8 @@ def _say_error(msg: str) -> None:
 @policy.command(context_settings=_CTX)
 @click.argument("files", nargs=-1, required=True, metavar="POLICY.yaml...",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_socket_option
-def add(files: tuple[Path, ...], socket_path: Path) -> None:
+@socket_option
+def add(files: tuple[Path, ...], socket_path: str) -> None:
     """Load TracingPolicy files into the running agent.
 
     \b
@@ -188,8 +188,8 @@ def _row(p: dict[str, Any]) -> tuple[str, ...]:
 
 @policy.command(name="list", context_settings=_CTX)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_socket_option
-def list_policies(as_json: bool, socket_path: Path) -> None:
+@socket_option
+def list_policies(as_json: bool, socket_path: str) -> None:
     """Show the policies loaded in the running agent, with their counters.
 
     \b
@@ -226,8 +226,8 @@ def list_policies(as_json: bool, socket_path: Path) -> None:
 
 @policy.command(context_settings=_CTX)
 @click.argument("name")
-@_socket_option
-def delete(name: str, socket_path: Path) -> None:
+@socket_option
+def delete(name: str, socket_path: str) -> None:
     """Unload a policy from the running agent: its hooks are detached and its
     actions stop at once.
 
@@ -246,8 +246,8 @@ def delete(name: str, socket_path: Path) -> None:
 @policy.command(name="mode", context_settings=_CTX)
 @click.argument("name")
 @click.argument("mode", type=click.Choice(["enforce", "monitor"]))
-@_socket_option
-def set_mode(name: str, mode: str, socket_path: Path) -> None:
+@socket_option
+def set_mode(name: str, mode: str, socket_path: str) -> None:
     """Switch a loaded policy between enforce and monitor mode, live.
 
     \b

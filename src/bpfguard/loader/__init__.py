@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import BuildError
 from .btf import Btf
-from .object import PIN_ROOT, BpfObject, GlobalData, Link, Map, Program
+from .object import PIN_ROOT, BpfObject, GlobalData, Link, Map, Program, enable_run_stats
 from .ringbuf import RingBuffer
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Program",
     "RingBuffer",
     "bpf_object_path",
+    "enable_run_stats",
 ]
 
 

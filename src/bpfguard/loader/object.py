@@ -621,3 +621,10 @@ def kernel_has_helper(prog_type: int, helper_id: int) -> bool:
     """libbpf's probe: whether programs of `prog_type` may call helper `helper_id`."""
     return L.check(L.libbpf_probe_bpf_helper(prog_type, helper_id, None),
                    f"probe helper {helper_id} for program type {prog_type}") == 1
+
+
+def enable_run_stats() -> int:
+    """Turns on the kernel's BPF run-time statistics (run_cnt, run_time_ns of
+    every program) until the returned fd is closed; the kernel counts the
+    holders, so another tool's ``bpftool prog profile`` or sysctl is unaffected."""
+    return L.check(L.bpf_enable_stats(0), "enable BPF statistics")  # BPF_STATS_RUN_TIME

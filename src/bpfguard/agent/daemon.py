@@ -1,0 +1,783 @@
+"""`bpfguard run`: the agent, composed from one configuration.
+
+::
+
+    kernel ── detection sensors ─ reader ─ Falco rules ─┐
+           ── policy sensors ──── reader ─ TracingPolicies ├─ alerts ─ outputs (bounded
+           ── audit netlink ───── reader ─ seccomp log ─┘            queues: stdout, file,
+           ── XDP firewalls (pinned: they outlive the agent)         syslog, webhook, sqlite)
+    control socket (policy / rules / reload / status)   metrics + /healthz (HTTP, localhost)
+
+Every alert, whatever made it, has Falco's JSON alert shape, so one set of
+outputs, one alert store and one set of metrics serves all: a policy event
+is an alert whose ``rule`` is the policy's name, ``source`` ``tetragon``,
+with the whole Tetragon event under ``tetragon``.
+
+Start-up is all or nothing (:meth:`Agent.__init__` raises and leaves nothing
+attached; a firewall it loaded is unloaded again). SIGHUP (or the control
+socket's ``reload``) re-reads the configuration and reloads rules and
+policies atomically: everything new is built first, and if any of it fails
+the running set stays and the reason is logged, counted and shown in
+/healthz. SIGTERM and SIGINT stop it: the readers drain, the outputs flush,
+every program is detached, and only the firewalls' pinned state remains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import BpfguardError, ConfigError
+from ..outputs.channels import (
+    Channel,
+    Channels,
+    ChannelStats,
+    FileChannel,
+    Format,
+    HttpChannel,
+    Rfc5424SyslogChannel,
+    StdoutChannel,
+    rfc3339,
+)
+from ..outputs.ratelimit import Limit, RateLimiter
+from ..outputs.tetragon import policy_event_json
+from ..policy import Policy, load_policy_text
+from ..policy.engine import PolicyEngine
+from ..policy.events import PolicyEvent
+from ..policy.model import Option
+from ..proctable import ProcessTable
+from ..sensors import SensorSet
+from ..sensors.events import Event
+from ..sensors.sensorset import _boot_id
+from . import Pipeline
+from .config import AgentConfig, load_config
+from .control import ControlServer, TcpControlServer
+
+__all__ = ["Agent", "default_policy_files", "policy_alert"]
+
+log = logging.getLogger("bpfguard.agent")
+
+_DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "policy" / "defaults"
+
+
+def default_policy_files() -> list[Path]:
+    """bpfguard's default TracingPolicies, shipped with it."""
+    return sorted(_DEFAULTS_DIR.glob("*.yaml"))
+
+
+def _policy_paths(entries: Iterable[str]) -> list[Path]:
+    out: list[Path] = []
+    for e in entries:
+        p = Path(e)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml"))
+            if not found:
+                raise ConfigError(f"policies.files: {e}: no .yaml or .yml file in this directory")
+            out += found
+        elif p.exists():
+            out.append(p)
+        else:
+            raise ConfigError(f"policies.files: {e}: no such file or directory")
+    return out
+
+
+def _with_mode(pol: Policy, mode: str) -> Policy:
+    opts = tuple(o for o in pol.options if o.name != "policy-mode")
+    return dataclasses.replace(pol, options=(*opts, Option("policy-mode", mode)))
+
+
+def read_policies(cfg: AgentConfig) -> dict[str, tuple[Policy, str]]:
+    """The policies `cfg` asks for, parsed and validated (nothing loaded), by name."""
+    out: dict[str, tuple[Policy, str]] = {}
+    if not cfg["policies.enabled"]:
+        return out
+    wanted: list[tuple[Path, str | None]] = []
+    if cfg["policies.defaults"]:
+        wanted += [(p, cfg["policies.defaults_mode"]) for p in default_policy_files()]
+    wanted += [(p, None) for p in _policy_paths(cfg["policies.files"])]
+    for path, mode in wanted:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from None
+        pol = load_policy_text(str(path), text)
+        if mode is not None:
+            pol = _with_mode(pol, mode)
+        if pol.name in out:
+            raise ConfigError(f"{path}: a policy named {pol.name!r} comes from "
+                              f"{out[pol.name][1]} too")
+        out[pol.name] = (pol, str(path))
+    return out
+
+
+def build_engine(cfg: AgentConfig) -> Any:
+    """The compiled Falco rules `cfg` asks for (ConfigError/RulesError if they are bad)."""
+    from ..rules import rule_files
+    from ..rules.engine import Engine
+    from ..rules.loader import load_rules_or_raise
+    from ..rules.model import Priority
+
+    result = load_rules_or_raise(rule_files(cfg["rules.files"], what="rules.files: "))
+    for w in result.warnings:
+        log.warning("%s", w)
+    engine = Engine(result.rules, min_priority=Priority.parse(cfg["rules.priority"]),
+                    rule_matching=cfg["rules.rule_matching"],
+                    disable_rules=cfg["rules.disable_rules"],
+                    disable_tags=cfg["rules.disable_tags"],
+                    enable_tags=cfg["rules.enable_tags"] or None)
+    if not engine.compiled:
+        raise ConfigError("rules: no rule is enabled (check rules.priority, the tags and "
+                          "the files' `enabled` keys), or set rules.enabled: false")
+    return engine
+
+
+def build_channels(cfg: AgentConfig, stdout: TextIO | None = None) -> list[Channel]:
+    """The outputs `cfg` enables (ConfigError for a bad path or address)."""
+    from ..outputs.store import SqliteChannel
+
+    o = cfg.data["outputs"]
+    fmt = Format(json_output=o["json"],
+                 json_include_output_property=o["json_include_output_property"],
+                 json_include_tags_property=o["json_include_tags_property"])
+    cap = o["queue_size"]
+    chans: list[Channel] = []
+    if o["stdout"]["enabled"]:
+        chans.append(StdoutChannel(fmt, stream=stdout, capacity=cap))
+    if o["file"]["enabled"]:
+        path = Path(o["file"]["path"])
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        chans.append(FileChannel(path, fmt, keep_alive=True, capacity=cap,
+                                 max_bytes=o["file"]["max_bytes"],
+                                 backups=o["file"]["backups"]))
+    if o["syslog"]["enabled"]:
+        chans.append(Rfc5424SyslogChannel(fmt, address=o["syslog"]["address"],
+                                          facility=o["syslog"]["facility"], capacity=cap))
+    if o["webhook"]["enabled"]:
+        w = o["webhook"]
+        chans.append(HttpChannel(w["url"], insecure=w["insecure"], ca_cert=w["ca_cert"] or None,
+                                 compress=w["compress"], capacity=cap))
+    if o["sqlite"]["enabled"]:
+        chans.append(SqliteChannel(o["sqlite"]["path"], max_rows=o["sqlite"]["max_rows"],
+                                   capacity=cap))
+    return chans
+
+
+_PRIORITY_DONE = "Critical"     # an enforcing action was taken
+_PRIORITY_WOULD = "Warning"     # monitor mode held one back
+_PRIORITY_POST = "Notice"
+
+
+def policy_alert(ev: PolicyEvent, event: dict[str, Any], hostname: str) -> dict[str, Any]:
+    """A policy event as an alert in Falco's shape, the Tetragon event inside."""
+    kind = next(iter(k for k in event if k.startswith("process_")), "process_kprobe")
+    body = event.get(kind, {})
+    proc = body.get("process", {})
+    what = ev.function_name or ev.symbol or f"{ev.subsys}/{ev.event}"
+    args = " ".join(_short_arg(a) for a in body.get("args", []))
+    if any(e.done for e in ev.enforcement):
+        prio, did = _PRIORITY_DONE, ", ".join(f"{e.action} done"
+                                              + ("" if e.before_operation else
+                                                 " (after the operation)")
+                                              for e in ev.enforcement if e.done)
+    elif ev.enforcement:
+        prio, did = _PRIORITY_WOULD, ", ".join(f"{e.action} not done ({e.mode} mode)"
+                                               for e in ev.enforcement)
+    else:
+        prio, did = _PRIORITY_POST, "posted"
+    output = (f"TracingPolicy {ev.policy_name}: {what}({args}) by {proc.get('binary', '?')} "
+              f"(pid {ev.pid}, uid {ev.uid}): {did}")
+    return {
+        "hostname": hostname,
+        "output": output,
+        "output_fields": {"evt.time": ev.time_ns, "policy.name": ev.policy_name,
+                          "policy.action": ev.action, "policy.function": what,
+                          "proc.pid": ev.pid, "proc.name": ev.comm,
+                          "proc.exepath": proc.get("binary"), "user.uid": ev.uid},
+        "priority": prio,
+        "rule": ev.policy_name,
+        "source": "tetragon",
+        "tags": ["tracing_policy", *ev.tags],
+        "time": rfc3339(ev.time_ns),
+        "tetragon": event,
+    }
+
+
+def _short_arg(a: Mapping[str, Any]) -> str:
+    for k, v in a.items():
+        if k != "label":
+            text = v.get("path", v) if isinstance(v, dict) else v
+            return str(text)[:120]
+    return "?"
+
+
+_SECCOMP_PRIORITY = {"SCMP_ACT_LOG": "Notice", "SCMP_ACT_ERRNO": "Warning",
+                     "SCMP_ACT_TRAP": "Warning", "SCMP_ACT_KILL_THREAD": "Critical",
+                     "SCMP_ACT_KILL_PROCESS": "Critical"}
+
+
+def seccomp_alert(rec: Any, hostname: str) -> dict[str, Any]:
+    """A syscall seccomp logged, as an alert."""
+    ns = time.time_ns()
+    return {
+        "hostname": hostname,
+        "output": f"Seccomp {rec.action} on {rec.syscall} by {rec.exe} (pid {rec.pid}, "
+                  f"comm {rec.comm}, {rec.arch})",
+        "output_fields": {"evt.time": ns, "proc.pid": rec.pid, "proc.name": rec.comm,
+                          "proc.exepath": rec.exe, "syscall.type": rec.syscall,
+                          "seccomp.action": rec.action, "seccomp.arch": rec.arch},
+        "priority": _SECCOMP_PRIORITY.get(rec.action, "Warning"),
+        "rule": "Seccomp logged a syscall",
+        "source": "seccomp",
+        "tags": ["seccomp"],
+        "time": rfc3339(ns),
+    }
+
+
+class _Policies:
+    """The policy engine on its own sensor set (process sensor for the table)."""
+
+    def __init__(self, features: Any, ringbuf_bytes: int, queue_size: int,
+                 hostname: str, on_alert: Callable[[dict[str, Any]], None]) -> None:
+        self.engine = PolicyEngine(features=features)
+        self.sensors = SensorSet(syscalls=(), extra=[self.engine], ringbuf_bytes=ringbuf_bytes)
+        try:
+            self.table = ProcessTable(boot_id=_boot_id())
+            self.table.seed_from_proc()
+            self.hostname = hostname
+            self.pipeline = Pipeline(self.sensors, self.table, queue_size=queue_size,
+                                     handler=self._handle)
+        except BaseException:
+            self.sensors.close()
+            raise
+        self.from_config: dict[str, tuple[Policy, str]] = {}
+
+    def _handle(self, ev: Event | PolicyEvent) -> Iterable[dict[str, Any]]:
+        if not isinstance(ev, PolicyEvent):
+            return ()
+        return (policy_alert(ev, policy_event_json(ev, self.table, node=self.hostname),
+                             self.hostname),)
+
+    def apply(self, wanted: dict[str, tuple[Policy, str]], cgroup: str | None) -> None:
+        """Make the config's policies `wanted`, all or nothing (policies added
+        through the control socket are left alone)."""
+        loaded = set(self.engine.policies)
+        for name in wanted:
+            if name in loaded and name not in self.from_config:
+                raise ConfigError(f"policy {name!r} (from {wanted[name][1]}) is loaded already "
+                                  "through the control socket; delete it first")
+        gone = [n for n in self.from_config if n not in wanted
+                or wanted[n][0] != self.from_config[n][0]]
+        new = [n for n in wanted if n not in self.from_config
+               or wanted[n][0] != self.from_config[n][0]]
+        removed: list[str] = []
+        added: list[str] = []
+        try:
+            for n in gone:
+                self.engine.delete(n)
+                removed.append(n)
+            for n in new:
+                pol, src = wanted[n]
+                self.engine.add(pol, source=src, cgroup=cgroup)
+                added.append(n)
+        except BaseException:
+            for n in added:
+                with contextlib.suppress(KeyError):
+                    self.engine.delete(n)
+            for n in removed:
+                pol, src = self.from_config[n]
+                try:
+                    self.engine.add(pol, source=src, cgroup=cgroup)
+                except BpfguardError as exc:  # pragma: no cover - it loaded before
+                    log.error("policy %s could not be restored: %s", n, exc)
+            raise
+        self.from_config = dict(wanted)
+
+
+@dataclasses.dataclass
+class _Reader:
+    """A pipeline whose records a pump thread moves to the outputs."""
+
+    name: str
+    pipeline: Pipeline
+    sensors: SensorSet
+    detector: Any = None
+    thread: threading.Thread | None = None
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+class Agent:
+    """The composed agent.
+
+    Args:
+        config: the validated configuration.
+        config_path: the file it came from (re-read on reload); None for the
+            embedded default.
+        stdout: where the stdout output writes (default: sys.stdout).
+        features: the probe's Features (None: probe now, if policies are on).
+    """
+
+    def __init__(self, config: AgentConfig, *, config_path: str | None = None,
+                 stdout: TextIO | None = None, features: Any = None) -> None:
+        self.cfg = config
+        self.config_path = config_path
+        self.hostname = socket.gethostname()
+        self._send_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._matches: dict[tuple[str, str], int] = {}
+        self._reloads = {"ok": 0, "error": 0}
+        self._retired: dict[str, int] = {}       # event counts of replaced detectors
+        self.last_reload_error: str | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._signals: list[int] = []
+        self.detection: _Reader | None = None
+        self.detector: Any = None
+        self.policies: _Policies | None = None
+        self.firewalls: dict[str, Any] = {}
+        self._loaded_firewalls: list[Any] = []   # the ones this agent attached
+        self.audit: Any = None
+        self._audit_thread: threading.Thread | None = None
+        self.control: list[ControlServer] = []
+        self.metrics: Any = None
+        self._stats_fd = -1
+        self._started = False
+        self._readers: list[_Reader] = []
+        self._fatal: str | None = None
+        data = config.data
+        ringbuf = data["sensors"]["ringbuf_kb"] * 1024
+        qsize = data["sensors"]["queue_size"]
+        self.channels = Channels([], hostname=self.hostname)
+        try:
+            self.channels = Channels(build_channels(config, stdout), limiter=self._limiter(),
+                                     hostname=self.hostname)
+            if data["rules"]["enabled"]:
+                self._new_detection(build_engine(config))
+            wanted = read_policies(config)
+            if data["policies"]["enabled"]:
+                from ..probe import features as probe_features
+
+                self.policies = _Policies(features if features is not None
+                                          else probe_features(), ringbuf, qsize,
+                                          self.hostname, self._deliver)
+                self.policies.apply(wanted, data["policies"]["cgroup"] or None)
+                self._readers.append(_Reader("policy", self.policies.pipeline,
+                                             self.policies.sensors))
+            self._load_firewalls()
+            if data["seccomp_audit"]["enabled"]:
+                from ..seccomp.audit import AuditReader
+
+                self.audit = AuditReader()
+            if data["metrics"]["enabled"] and data["metrics"]["bpf_stats"]:
+                from ..loader import enable_run_stats
+
+                self._stats_fd = enable_run_stats()
+            self._make_control()
+            if data["metrics"]["enabled"]:
+                from .metrics import MetricsServer, registry_for
+
+                self.metrics = MetricsServer(data["metrics"]["listen"], registry_for(self),
+                                             self.health)
+        except BaseException:
+            self.close(unload_firewalls=True)
+            raise
+
+    # -- construction ------------------------------------------------------
+
+    def _limiter(self) -> RateLimiter | None:
+        rl = self.cfg.data["outputs"]["rate_limit"]
+        if rl["rate"] <= 0 and rl["dedup_window"] <= 0:
+            return None
+        return RateLimiter(limit=Limit(rl["rate"], rl["burst"]) if rl["rate"] > 0 else None,
+                           dedup_window=rl["dedup_window"] or None)
+
+    def _new_detection(self, engine: Any) -> _Reader:
+        from .detect import Detector
+
+        s = self.cfg.data["sensors"]
+        det = Detector(engine, pushdown=self.cfg["rules.pushdown"],
+                       ringbuf_bytes=s["ringbuf_kb"] * 1024, str_max=s["str_max"],
+                       queue_size=s["queue_size"])
+        reader = _Reader("detection", det.pipeline, det.sensors, det)
+        if self.detection is None:
+            self.detector, self.detection = det, reader
+            self._readers.insert(0, reader)
+        return reader
+
+    def _load_firewalls(self) -> None:
+        from ..firewall import Firewall, FirewallConfig
+        from ..firewall.config import load_firewall_config
+
+        for entry in self.cfg.data["firewall"]["interfaces"]:
+            iface, netns = entry["interface"], entry["netns"] or None
+            label = iface + (f"@{netns}" if netns else "")
+            try:
+                fw = Firewall.open(iface, netns)
+                log.info("firewall on %s: adopted the pinned one", label)
+            except BpfguardError:
+                cfg = (load_firewall_config(entry["config"]) if entry["config"]
+                       else FirewallConfig())
+                fw = Firewall.load(iface, cfg, netns=netns, force=entry["force"])
+                self._loaded_firewalls.append(fw)
+                log.info("firewall on %s: loaded", label)
+            self.firewalls[label] = fw
+
+    def _make_control(self) -> None:
+        ctl = self.cfg.data["control"]
+        if ctl["socket"]:
+            self.control.append(ControlServer(ctl["socket"], self))
+        if ctl["tcp_listen"]:
+            token = Path(ctl["tcp_token_file"]).read_text().strip() \
+                if Path(ctl["tcp_token_file"]).is_file() else ""
+            if len(token) < 16:
+                raise ConfigError(f"control.tcp_token_file {ctl['tcp_token_file']}: needs a "
+                                  "token of at least 16 characters")
+            self.control.append(TcpControlServer(ctl["tcp_listen"], self, token=token))
+
+    # -- running -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Attaches everything and starts the threads; alerts flow from here on."""
+        for r in self._readers:
+            self._start_reader(r)
+        if self.audit is not None:
+            self._audit_thread = threading.Thread(target=self._audit_loop,
+                                                  name="bpfguard-seccomp-audit", daemon=True)
+            self._audit_thread.start()
+        for c in self.control:
+            c.start()
+        if self.metrics is not None:
+            self.metrics.start()
+        self._started = True
+
+    def _start_reader(self, r: _Reader) -> None:
+        r.pipeline.start()
+        r.thread = threading.Thread(target=self._pump, args=(r,), name=f"bpfguard-{r.name}",
+                                    daemon=True)
+        r.thread.start()
+
+    def _stop_reader(self, r: _Reader) -> None:
+        """Stops reading after a final drain, and delivers what was queued."""
+        r.stop.set()
+        if r.thread is not None:
+            r.thread.join()
+        r.pipeline.stop()
+        for rec in r.pipeline.pending():
+            self._deliver(rec)
+
+    def _pump(self, r: _Reader) -> None:
+        try:
+            while not r.stop.is_set():
+                rec = r.pipeline.get(timeout=0.2)
+                if rec is not None:
+                    self._deliver(rec)
+        except BaseException as exc:  # the reader died: the agent must not go on silently
+            self._fatal = f"{r.name} reader failed: {type(exc).__name__}: {exc}"
+            log.error("%s", self._fatal)
+            self.request_stop()
+
+    def _audit_loop(self) -> None:
+        assert self.audit is not None
+        try:
+            while not self._stop.is_set():
+                for rec in self.audit.read(timeout=0.5):
+                    self._deliver(seccomp_alert(rec, self.hostname))
+        except BaseException as exc:
+            self._fatal = f"seccomp audit reader failed: {type(exc).__name__}: {exc}"
+            log.error("%s", self._fatal)
+            self.request_stop()
+
+    def _deliver(self, rec: dict[str, Any]) -> None:
+        with self._send_lock:
+            if rec.get("type") == "loss":
+                self.channels.notice(rec)
+                return
+            key = (str(rec.get("rule")), str(rec.get("priority")))
+            self._matches[key] = self._matches.get(key, 0) + 1
+            self.channels.send(rec)
+
+    def run(self) -> int:
+        """Runs until SIGTERM or SIGINT (SIGHUP reloads); returns the exit code.
+        Call from the main thread."""
+        handlers = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            if not self._started:
+                self.start()
+            log.info("running: %s", self.describe())
+            while not self._stop.is_set():
+                self._wake.wait(0.5)
+                self._wake.clear()
+                while self._signals:
+                    sig = self._signals.pop(0)
+                    if sig == signal.SIGHUP:
+                        self.reload()
+                    else:
+                        log.info("%s: stopping", signal.Signals(sig).name)
+                        self._stop.set()
+                self.channels.tick()
+        finally:
+            for sig, old in handlers.items():
+                signal.signal(sig, old)
+            self.close()
+        return 1 if self._fatal else 0
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signals.append(signum)
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        """Makes :meth:`run` return (from any thread)."""
+        self._stop.set()
+        self._wake.set()
+
+    def describe(self) -> str:
+        parts = []
+        if self.detector is not None:
+            parts.append(f"{len(self.detector.engine.compiled)} Falco rules on "
+                         f"{len(self.detector.plan.syscalls)} syscalls")
+        if self.policies is not None:
+            modes = [lp.mode for lp in self.policies.engine.policies.values()]
+            parts.append(f"{len(modes)} policies ({modes.count('monitor')} in monitor mode)")
+        if self.firewalls:
+            parts.append(f"firewall on {', '.join(self.firewalls)}")
+        if self.audit is not None:
+            parts.append("seccomp audit")
+        parts.append("outputs " + ", ".join(c.name for c in self.channels.channels))
+        if self.metrics is not None:
+            host, port = self.metrics.address[:2]
+            parts.append(f"metrics on http://{host}:{port}/metrics")
+        parts += [f"control on {c.path}" for c in self.control]
+        return "; ".join(parts)
+
+    # -- reload ------------------------------------------------------------
+
+    def reload(self) -> dict[str, Any]:
+        """Re-reads the configuration; replaces rules and policies all or
+        nothing. On failure the running set stays; the result says why."""
+        with self._reload_lock:
+            try:
+                result = self._reload()
+            except Exception as exc:  # noqa: BLE001 - a reload must never take the agent down
+                why = str(exc) if isinstance(exc, BpfguardError) else \
+                    f"internal error: {type(exc).__name__}: {exc}"
+                self._reloads["error"] += 1
+                self.last_reload_error = why
+                log.error("reload failed, the running configuration stays: %s", why)
+                return {"ok": False, "error": why}
+            self._reloads["ok"] += 1
+            self.last_reload_error = None
+            self.channels.reopen()   # log rotation, as SIGHUP means to Falco
+            log.info("reloaded: %s", self.describe())
+            return {"ok": True, **result}
+
+    def _reload(self) -> dict[str, Any]:
+        new = load_config(self.config_path) if self.config_path else self.cfg
+        fixed = [s for s in ("sensors", "outputs", "control", "metrics", "firewall",
+                             "seccomp_audit") if new.data[s] != self.cfg.data[s]]
+        if new.data["rules"]["enabled"] != (self.detector is not None) or \
+                new.data["policies"]["enabled"] != (self.policies is not None):
+            fixed.append("rules.enabled/policies.enabled")
+        engine = build_engine(new) if new.data["rules"]["enabled"] else None
+        wanted = read_policies(new)
+        # kernel side: a new detector first, then the policies, both undoable
+        old_cfg, self.cfg = self.cfg, new
+        fresh: _Reader | None = None
+        try:
+            if engine is not None and self.detection is not None:
+                fresh = self._new_detection(engine)
+            if self.policies is not None:
+                self.policies.apply(wanted, new.data["policies"]["cgroup"] or None)
+        except BaseException:
+            self.cfg = old_cfg
+            if fresh is not None:
+                fresh.sensors.close()
+            raise
+        if fresh is not None:
+            # make before break: the new sensors attach before the old detach,
+            # so nothing is missed; an event in the overlap may alert twice
+            old = self.detection
+            assert old is not None
+            self._start_reader(fresh)
+            self._stop_reader(old)
+            for k, v in old.pipeline.by_type.items():
+                self._retired[k] = self._retired.get(k, 0) + v
+            self._retired["_queue_drops"] = (self._retired.get("_queue_drops", 0)
+                                             + old.pipeline.queue_drops)
+            old.sensors.close()
+            self._readers[self._readers.index(old)] = fresh
+            self.detection = fresh
+            self.detector = fresh.detector
+        if fixed:
+            log.warning("reload: changes to %s take effect at the next start",
+                        ", ".join(fixed))
+        return {"needs_restart": fixed}
+
+    # -- shutdown ----------------------------------------------------------
+
+    def close(self, *, unload_firewalls: bool = False) -> None:
+        """Drains the readers, flushes the outputs, detaches every program.
+        Firewalls stay pinned unless `unload_firewalls` (a failed start:
+        only those this agent loaded). Idempotent."""
+        self._stop.set()
+        for c in self.control:
+            with contextlib.suppress(Exception):
+                c.close()
+        self.control = []
+        for r in self._readers:
+            if r.thread is not None:
+                self._stop_reader(r)
+        if self._audit_thread is not None:
+            self._audit_thread.join()
+            self._audit_thread = None
+        with self._send_lock:
+            self.channels.close()
+        for r in self._readers:
+            r.sensors.close()
+        self._readers = []
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
+        for fw in self.firewalls.values():
+            if unload_firewalls and fw in self._loaded_firewalls:
+                with contextlib.suppress(BpfguardError):
+                    fw.unload()
+            else:
+                fw.close()
+        self.firewalls = {}
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        if self._stats_fd >= 0:
+            os.close(self._stats_fd)
+            self._stats_fd = -1
+
+    # -- control socket (PolicyControl and the agent's own requests) ----------
+
+    def _engine(self) -> PolicyEngine:
+        if self.policies is None:
+            raise ConfigError("policies are off in this agent's configuration "
+                              "(policies.enabled: false)")
+        return self.policies.engine
+
+    def add_policy(self, text: str, source: str) -> dict[str, Any]:
+        pol = load_policy_text(source, text)
+        lp = self._engine().add(pol, source=source)
+        return {"name": lp.name, "mode": lp.mode, "hooks": len(lp.slots)}
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        return self._engine().list()
+
+    def delete_policy(self, name: str) -> None:
+        self._engine().delete(name)
+        if self.policies is not None:
+            self.policies.from_config.pop(name, None)
+
+    def set_policy_mode(self, name: str, mode: str) -> None:
+        self._engine().set_mode(name, mode)
+
+    def list_rules(self) -> list[dict[str, Any]]:
+        if self.detector is None:
+            raise ConfigError("rules are off in this agent's configuration "
+                              "(rules.enabled: false)")
+        counts: dict[str, int] = {}
+        for (rule, _prio), n in self._matches.items():
+            counts[rule] = counts.get(rule, 0) + n
+        return [{"name": c.name, "priority": str(c.rule.priority), "alerts": counts.get(c.name, 0),
+                 "errors": self.detector.engine.errors.get(c.name, 0)}
+                for c in self.detector.engine.compiled]
+
+    def status(self) -> dict[str, Any]:
+        ok, details = self.health()
+        return {"healthy": ok, **details, "running": self.describe(),
+                "config": self.cfg.source}
+
+    # -- metrics (MetricsSource) ----------------------------------------------
+
+    def metric_events(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for k, v in self._retired.items():
+            if not k.startswith("_"):
+                out[k] = out.get(k, 0) + v
+        for r in list(self._readers):
+            for k, v in list(r.pipeline.by_type.items()):
+                out[k] = out.get(k, 0) + v
+        return {_event_label(k): v for k, v in out.items()}
+
+    def metric_kernel_drops(self) -> dict[tuple[str, str], int]:
+        out = {}
+        for r in list(self._readers):
+            for reason, v in r.sensors.drops().items():
+                out[(r.name, reason)] = v
+        return out
+
+    def metric_queue_drops(self) -> dict[str, int]:
+        out = {r.name: r.pipeline.queue_drops for r in list(self._readers)}
+        if "detection" in out:
+            out["detection"] += self._retired.get("_queue_drops", 0)
+        return out
+
+    def metric_rule_matches(self) -> dict[tuple[str, str], int]:
+        return dict(self._matches)
+
+    def metric_policy(self) -> dict[str, dict[str, int]]:
+        if self.policies is None:
+            return {}
+        return {p["name"]: p["counters"] for p in self.policies.engine.list()}
+
+    def metric_firewall(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for label, fw in list(self.firewalls.items()):
+            with contextlib.suppress(BpfguardError):
+                out[label] = fw.stats()
+        return out
+
+    def metric_outputs(self) -> dict[str, ChannelStats]:
+        return self.channels.stats()
+
+    def metric_programs(self) -> dict[tuple[str, str], dict[str, int]]:
+        out = {}
+        for r in list(self._readers):
+            for s in r.sensors.sensors:
+                for prog, st in s.program_stats().items():
+                    out[(s.object_name, prog)] = st
+        return out
+
+    def metric_reloads(self) -> dict[str, int]:
+        return dict(self._reloads)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        problems = []
+        if self._fatal:
+            problems.append(self._fatal)
+        for r in list(self._readers):
+            if r.thread is not None and not r.thread.is_alive() and not r.stop.is_set():
+                problems.append(f"the {r.name} reader stopped")
+        details: dict[str, Any] = {"readers": [r.name for r in self._readers]}
+        if self.last_reload_error:
+            details["last_reload_error"] = self.last_reload_error
+        if problems:
+            details["problems"] = problems
+        return not problems, details
+
+
+def _event_label(cls_name: str) -> str:
+    name = cls_name.removesuffix("Event").lower()
+    return name or cls_name
+
+
+def run_agent(config_path: str | None, *, stdout: TextIO | None = None) -> int:
+    """`bpfguard run -c`: load, start, run until stopped; the exit code."""
+    cfg = load_config(config_path)
+    agent = Agent(cfg, config_path=config_path, stdout=stdout or sys.stdout)
+    return agent.run()

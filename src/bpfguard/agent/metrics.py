@@ -1,0 +1,229 @@
+"""Prometheus metrics and /healthz for the agent, over one small HTTP server.
+
+Every value is read when Prometheus scrapes (a custom collector), from the
+counters the pieces keep anyway: the kernel's per-CPU drop counters, the
+engines' and outputs' own counts, the firewall's maps and the kernel's BPF
+run-time statistics. Nothing is added to the event path but one dict
+increment per event and per alert.
+
+prometheus-client's own HTTP server answers every path with the metrics, so
+this serves /metrics and /healthz itself on ``http.server``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from ..errors import ConfigError
+from .config import parse_listen
+
+__all__ = ["MetricsServer", "MetricsSource", "registry_for"]
+
+log = logging.getLogger("bpfguard.metrics")
+
+
+class MetricsSource(Protocol):
+    """What the collector reads (the agent). Each returns a fresh snapshot."""
+
+    def metric_events(self) -> Mapping[str, int]:
+        """Events from the kernel by type (exec, fork, exit, syscall, policy, ...)."""
+        ...
+
+    def metric_kernel_drops(self) -> Mapping[tuple[str, str], int]:
+        """Kernel ring-buffer losses by (sensor set, reason), cumulative."""
+        ...
+
+    def metric_queue_drops(self) -> Mapping[str, int]:
+        """Events dropped between the kernel reader and the engines, by sensor set."""
+        ...
+
+    def metric_rule_matches(self) -> Mapping[tuple[str, str], int]:
+        """Alerts by (rule, priority)."""
+        ...
+
+    def metric_policy(self) -> Mapping[str, Mapping[str, int]]:
+        """Per policy, its kernel counters (posted, actions, would_act, ...)."""
+        ...
+
+    def metric_firewall(self) -> Mapping[str, Mapping[str, Any]]:
+        """Per interface, the firewall's stats()."""
+        ...
+
+    def metric_outputs(self) -> Mapping[str, Any]:
+        """Per output, its ChannelStats."""
+        ...
+
+    def metric_programs(self) -> Mapping[tuple[str, str], Mapping[str, int]]:
+        """Per (object, program): run_cnt, run_time_ns, recursion_misses."""
+        ...
+
+    def metric_reloads(self) -> Mapping[str, int]:
+        """Reloads by result (ok, error)."""
+        ...
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details) for /healthz."""
+        ...
+
+
+class _AgentCollector(Collector):
+    def __init__(self, src: MetricsSource) -> None:
+        self.src = src
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.src
+        c = CounterMetricFamily("bpfguard_events", "Events read from the kernel, by type.",
+                                labels=["type"])
+        for k, v in sorted(s.metric_events().items()):
+            c.add_metric([k], v)
+        yield c
+        c = CounterMetricFamily("bpfguard_kernel_drops", "Events the kernel could not hand "
+                                "over (ring buffer full, and the like), by sensor set and "
+                                "reason; the kernel's own per-CPU counters.",
+                                labels=["sensors", "reason"])
+        for (sensors, reason), v in sorted(s.metric_kernel_drops().items()):
+            c.add_metric([sensors, reason], v)
+        yield c
+        c = CounterMetricFamily("bpfguard_queue_drops", "Events dropped because the "
+                                "engines fell behind the kernel reader.", labels=["sensors"])
+        for k, v in sorted(s.metric_queue_drops().items()):
+            c.add_metric([k], v)
+        yield c
+        c = CounterMetricFamily("bpfguard_rule_matches", "Falco rule alerts, by rule and "
+                                "priority.", labels=["rule", "priority"])
+        for (rule, prio), v in sorted(s.metric_rule_matches().items()):
+            c.add_metric([rule, prio], v)
+        yield c
+        pol = s.metric_policy()
+        c = CounterMetricFamily("bpfguard_policy_events", "TracingPolicy counters from the "
+                                "kernel: posted events, actions taken, actions monitor mode "
+                                "held back (would_act), rate-limited events.",
+                                labels=["policy", "counter"])
+        for name, counters in sorted(pol.items()):
+            for k, v in sorted(counters.items()):
+                c.add_metric([name, k], v)
+        yield c
+        pk = CounterMetricFamily("bpfguard_firewall_packets", "XDP firewall verdicts, by "
+                                 "interface and action/reason.", labels=["interface", "action"])
+        by = CounterMetricFamily("bpfguard_firewall_bytes", "XDP firewall bytes, by interface "
+                                 "and action/reason.", labels=["interface", "action"])
+        rp = CounterMetricFamily("bpfguard_firewall_rule_packets", "Packets each firewall "
+                                 "rule matched.", labels=["interface", "rule"])
+        for iface, st in sorted(s.metric_firewall().items()):
+            for action, v in sorted(st.get("actions", {}).items()):
+                pk.add_metric([iface, action], v["packets"])
+                by.add_metric([iface, action], v["bytes"])
+            for r in st.get("rules", []):
+                rp.add_metric([iface, str(r["id"])], r["packets"])
+        yield pk
+        yield by
+        yield rp
+        outs = s.metric_outputs()
+        depth = GaugeMetricFamily("bpfguard_output_queue_depth", "Alerts waiting in each "
+                                  "output's queue.", labels=["output"])
+        sent = CounterMetricFamily("bpfguard_output_sent", "Alerts delivered, by output.",
+                                   labels=["output"])
+        dropped = CounterMetricFamily("bpfguard_output_dropped", "Alerts an output dropped "
+                                      "(queue full, or still queued at close).",
+                                      labels=["output"])
+        failed = CounterMetricFamily("bpfguard_output_failed", "Alerts an output gave up on "
+                                     "after its retries.", labels=["output"])
+        for name, st in sorted(outs.items()):
+            depth.add_metric([name], st.queued)
+            sent.add_metric([name], st.sent)
+            dropped.add_metric([name], st.dropped)
+            failed.add_metric([name], st.failed)
+        yield from (depth, sent, dropped, failed)
+        runs = CounterMetricFamily("bpfguard_bpf_program_runs", "Times each BPF program ran "
+                                   "(kernel BPF statistics).", labels=["object", "program"])
+        secs = CounterMetricFamily("bpfguard_bpf_program_run_seconds", "Time spent in each "
+                                   "BPF program (kernel BPF statistics).",
+                                   labels=["object", "program"])
+        miss = CounterMetricFamily("bpfguard_bpf_program_recursion_misses", "Runs the kernel "
+                                   "skipped because the program was already running on that "
+                                   "CPU.", labels=["object", "program"])
+        for (obj, prog), st in sorted(s.metric_programs().items()):
+            runs.add_metric([obj, prog], st["run_cnt"])
+            secs.add_metric([obj, prog], st["run_time_ns"] / 1e9)
+            miss.add_metric([obj, prog], st["recursion_misses"])
+        yield from (runs, secs, miss)
+        c = CounterMetricFamily("bpfguard_reloads", "Configuration reloads (SIGHUP or "
+                                "`bpfguard agent reload`), by result.", labels=["result"])
+        for k, v in sorted(s.metric_reloads().items()):
+            c.add_metric([k], v)
+        yield c
+        ok, _ = s.health()
+        yield GaugeMetricFamily("bpfguard_up", "1 while every part of the agent runs.",
+                                value=1 if ok else 0)
+
+
+def registry_for(src: MetricsSource) -> CollectorRegistry:
+    """A registry with the agent's metrics and its process's CPU and RSS
+    (process_cpu_seconds_total, process_resident_memory_bytes, ...)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_AgentCollector(src))
+    ProcessCollector(registry=reg)
+    return reg
+
+
+class MetricsServer:
+    """Serves ``/metrics`` and ``/healthz`` on `listen` (``HOST:PORT``) in a thread."""
+
+    def __init__(self, listen: str, registry: CollectorRegistry,
+                 health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
+        try:
+            host, port = parse_listen(listen)
+        except ValueError as exc:
+            raise ConfigError(f"metrics.listen {listen!r}: {exc}") from None
+        reg = registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    body, ctype, code = generate_latest(reg), CONTENT_TYPE_LATEST, 200
+                elif path == "/healthz":
+                    ok, details = health()
+                    body = json.dumps({"status": "ok" if ok else "unhealthy",
+                                       **details}).encode()
+                    ctype, code = "application/json", 200 if ok else 503
+                else:
+                    body, ctype, code = b"see /metrics and /healthz\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                log.debug("metrics: " + format, *args)
+
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise ConfigError(f"metrics.listen {listen}: cannot listen: {exc.strerror}") \
+                from None
+        self._server.daemon_threads = True
+        self.address = self._server.server_address
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="bpfguard-metrics", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._thread.is_alive():
+                self._server.shutdown()
+        self._server.server_close()
