@@ -430,6 +430,13 @@ def test_metrics_expose_ring_buffer_drops_that_match_the_kernel_counters(
         time.sleep(0.5)
     assert kernel > 1000, "the storm was meant to overflow the ring buffer"
     assert exposed == kernel == after
+    # the rest of the agent's view of itself
+    assert _metric(text, "bpfguard_events_total", type="syscall") > 0
+    assert _metric(text, "bpfguard_bpf_program_runs_total", object="syscalls") > 200000
+    assert _metric(text, "bpfguard_bpf_program_run_seconds_total", object="syscalls") > 0
+    assert _metric(text, "bpfguard_output_queue_depth", output="stdout") >= 0
+    assert _metric(text, "process_resident_memory_bytes") > 0
+    assert _metric(text, "bpfguard_up") == 1
     # and the alerts stream says so too, as Falco's drop alerts
     assert agent.stop() == 0
     reported = sum(int(a["output_fields"]["n_drops"]) for a in agent.seen + _drain(agent)
