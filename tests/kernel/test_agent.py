@@ -28,7 +28,10 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.kernel
+# The agent is the sensors, engines and policies the rest of tests/kernel
+# exercises on both kernels; spawning it with the stock rules is slow under
+# the guest's TCG, so these run on the host only.
+pytestmark = [pytest.mark.kernel, pytest.mark.host_covers]
 
 REPO = Path(__file__).resolve().parents[2]
 READY = "running: "

@@ -426,6 +426,7 @@ def test_removing_a_policy_detaches_everything(running: Running,
     engine.add(load_policy(FIXTURES / "rawtp.yaml"))
     assert links() == before + 3  # sys_enter and sys_exit, the raw tracepoint copy
     assert programs() == progs_before + 1  # the raw tracepoint's copy
+    assert len(engine.obj.map("pol_prefix").lookup_batch()) == 1  # kill-etc's Prefix set
     engine.delete("kill-etc")
     engine.delete("rawtp")
     assert links() == before
@@ -434,9 +435,8 @@ def test_removing_a_policy_detaches_everything(running: Running,
     for name in ("pol_ints", "pol_strs", "pol_addrs"):
         assert list(engine.obj.map(name).keys()) == [], name
     for name in ("pol_prefix", "pol_postfix"):  # arrays of per-set tries: every slot empty
-        m = engine.obj.map(name)
-        slots = list(m.keys())
-        assert [k for k in slots if m.lookup(k) is not None] == [], name
+        # one batch, not 4096 lookups: each syscall is slow in the TCG guest
+        assert engine.obj.map(name).lookup_batch() == [], name
     assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == 0
 
 
@@ -1129,6 +1129,7 @@ def _read_lines(stream: Any, n: int, timeout: float = 30.0) -> list[str]:
         raise AssertionError(f"fewer than {n} lines in {timeout} s") from None
 
 
+@pytest.mark.host_covers  # a CLI subprocess: slow in the TCG guest, the same code as here
 @pytest.mark.needs("uprobe")
 def test_run_policy_streams_tetragon_json_lines(uprobe_target: str, tmp_path: Path) -> None:
     """`bpfguard run --policy A --policy B --json`, as a user runs it: both

@@ -18,6 +18,10 @@ import pytest
 from bpfguard.sensors.syscall_table import syscall_number
 
 pytestmark = pytest.mark.kernel
+# The guest kernel run (scripts/vmtest, TCG: ~20x slower) keeps the recorder
+# tests (the BPF object on its verifier); seccomp filters themselves are the
+# kernel's and libseccomp's, fully covered on the host.
+host_covers = pytest.mark.host_covers
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # copies, with LICENSE and SOURCE
 # -S -I: no site packages, no environment: the same few startup syscalls every run
@@ -75,6 +79,7 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@host_covers
 def test_tar_gzip_replays_under_its_recorded_profile(tree: Path) -> None:
     pipeline = "tar -C src --sort=name -cf - . | gzip -n > {out}"
     rec = bpfguard("record", "-o", "tar.json", "--", "sh", "-c", pipeline.format(out="a.tgz"),
@@ -93,6 +98,7 @@ def test_tar_gzip_replays_under_its_recorded_profile(tree: Path) -> None:
     assert (tree / "a.tgz").read_bytes() == (tree / "b.tgz").read_bytes()
 
 
+@host_covers
 def test_threads_replay_and_an_escape_is_denied_with_eperm(tmp_path: Path) -> None:
     (tmp_path / "work.py").write_text(THREADS)
     rec = bpfguard("record", "-o", "py.json", "--", *PY, "work.py", cwd=tmp_path)
@@ -117,6 +123,7 @@ def test_threads_replay_and_an_escape_is_denied_with_eperm(tmp_path: Path) -> No
     assert denied["socket"]["profile_action"] == "SCMP_ACT_ERRNO(1)"
 
 
+@host_covers
 def test_the_launcher_leaves_nothing_in_the_profile(tmp_path: Path,
                                                     progs: dict[str, str]) -> None:
     # the program's only syscall is exit_group; execve is the one that started it
@@ -135,6 +142,7 @@ def test_compat_syscalls_are_recorded_under_their_own_architecture(
     assert "open" not in per_arch["SCMP_ARCH_X86_64"]
 
 
+@host_covers
 def test_args_profile_allows_af_unix_and_denies_af_inet(tmp_path: Path) -> None:
     unix_only = "import socket; socket.socket(socket.AF_UNIX).close(); print('unix ok')"
     bpfguard("record", "--args", "-o", "a.json", "--", *PY, "-c", unix_only, cwd=tmp_path)
@@ -154,6 +162,7 @@ def test_args_profile_allows_af_unix_and_denies_af_inet(tmp_path: Path) -> None:
     assert r.stdout.splitlines() == ["unix ok", "inet EPERM"]
 
 
+@host_covers
 def test_audit_mode_denies_nothing_and_reports_what_it_would(tmp_path: Path,
                                                              progs: dict[str, str]) -> None:
     bpfguard("record", "-o", "min.json", "--", progs["only_exit"], cwd=tmp_path)
@@ -169,6 +178,7 @@ def test_audit_mode_denies_nothing_and_reports_what_it_would(tmp_path: Path,
     assert would["socket"]["processes"][0]["comm"].startswith("python")
 
 
+@host_covers
 def test_docker_default_loads_and_enforces(tmp_path: Path) -> None:
     profile = FIXTURES / "seccomp" / "docker-default.json"
     check = bpfguard("check", str(profile), cwd=tmp_path)
@@ -209,6 +219,7 @@ def test_record_a_running_tree_by_pid_follows_its_forks(tmp_path: Path) -> None:
     assert {"mkdir", "execve", "wait4"} <= allowed(profile)
 
 
+@host_covers
 def test_base_merge_keeps_the_base_actions(tmp_path: Path, progs: dict[str, str]) -> None:
     base = {"defaultAction": "SCMP_ACT_ERRNO",
             "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": None}],
@@ -224,6 +235,7 @@ def test_base_merge_keeps_the_base_actions(tmp_path: Path, progs: dict[str, str]
     assert merged["bpfguard"]["added"] == ["execve"]
 
 
+@host_covers
 def test_bad_profile_is_refused_and_nothing_runs(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps({
         "defaultAction": "SCMP_ACT_ERRNO",
@@ -255,6 +267,7 @@ def empty_cgroup() -> Any:
     raise AssertionError("no cgroup2 mount")
 
 
+@host_covers
 def test_nothing_recorded_writes_no_profile(tmp_path: Path, empty_cgroup: Path) -> None:
     r = bpfguard("record", "-o", "none.json", "--duration", "0.2", "--cgroup",
                  str(empty_cgroup), cwd=tmp_path, check=False)
@@ -262,6 +275,7 @@ def test_nothing_recorded_writes_no_profile(tmp_path: Path, empty_cgroup: Path) 
     assert not (tmp_path / "none.json").exists()
 
 
+@host_covers
 def test_record_a_cgroup_until_sigint(tmp_path: Path, empty_cgroup: Path) -> None:
     loop = subprocess.Popen(["sh", "-c", f"echo $$ > {empty_cgroup}/cgroup.procs; "
                                          "while :; do cat /etc/hostname >/dev/null; "
@@ -304,6 +318,7 @@ ACTIONS = textwrap.dedent("""
     ("SCMP_ACT_TRAP", "getppid", 128 + 31),
     ("SCMP_ACT_ERRNO", "getppid", 0),
 ])
+@host_covers
 def test_actions_and_masked_eq_are_enforced(tmp_path: Path, action: str, last: str,
                                             code: int) -> None:
     base = json.loads((FIXTURES / "seccomp" / "docker-default.json").read_text())
@@ -335,6 +350,7 @@ def test_actions_and_masked_eq_are_enforced(tmp_path: Path, action: str, last: s
             ("getppid", expected)} <= kinds
 
 
+@host_covers
 def test_record_by_pid_ends_when_the_tree_is_gone_even_with_a_zombie(tmp_path: Path) -> None:
     go = tmp_path / "go"
     # a child that exited before recording began stays a zombie until its parent ends
