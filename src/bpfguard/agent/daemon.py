@@ -33,7 +33,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -248,7 +248,7 @@ class _Policies:
     """The policy engine on its own sensor set (process sensor for the table)."""
 
     def __init__(self, features: Any, ringbuf_bytes: int, queue_size: int,
-                 hostname: str, on_alert: Callable[[dict[str, Any]], None]) -> None:
+                 hostname: str) -> None:
         self.engine = PolicyEngine(features=features)
         self.sensors = SensorSet(syscalls=(), extra=[self.engine], ringbuf_bytes=ringbuf_bytes)
         try:
@@ -369,7 +369,7 @@ class Agent:
 
                 self.policies = _Policies(features if features is not None
                                           else probe_features(), ringbuf, qsize,
-                                          self.hostname, self._deliver)
+                                          self.hostname)
                 self.policies.apply(wanted, data["policies"]["cgroup"] or None)
                 self._readers.append(_Reader("policy", self.policies.pipeline,
                                              self.policies.sensors))
@@ -407,7 +407,7 @@ class Agent:
         s = self.cfg.data["sensors"]
         det = Detector(engine, pushdown=self.cfg["rules.pushdown"],
                        ringbuf_bytes=s["ringbuf_kb"] * 1024, str_max=s["str_max"],
-                       queue_size=s["queue_size"])
+                       args_max=s["args_max"], queue_size=s["queue_size"])
         reader = _Reader("detection", det.pipeline, det.sensors, det)
         if self.detection is None:
             self.detector, self.detection = det, reader

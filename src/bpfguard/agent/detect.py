@@ -42,11 +42,11 @@ class Detector:
     Args:
         engine: the compiled rules.
         pushdown: filter in the kernel what no rule can match (default on).
-        ringbuf_bytes, str_max: as for :class:`SensorSet`.
+        ringbuf_bytes, str_max, args_max: as for :class:`SensorSet`.
     """
 
     def __init__(self, engine: Engine, *, pushdown: bool = True, ringbuf_bytes: int = 16 << 20,
-                 str_max: int = 4096, queue_size: int = 65536) -> None:
+                 str_max: int = 4096, args_max: int = 4095, queue_size: int = 65536) -> None:
         self.engine = engine
         self.plan: Plan = plan_pushdown(engine, enabled=pushdown)
         self.hostname = socket.gethostname()
@@ -54,8 +54,8 @@ class Detector:
                        or any(f.startswith("proc.env") for f in c.output.fields)
                        for c in engine.compiled)
         self.sensors = SensorSet(syscalls=self.plan.syscalls, str_max=str_max,
-                                 ringbuf_bytes=ringbuf_bytes, filters=self.plan.filters,
-                                 env_max=2048 if uses_env else 0)
+                                 args_max=args_max, ringbuf_bytes=ringbuf_bytes,
+                                 filters=self.plan.filters, env_max=2048 if uses_env else 0)
         try:
             self.table = ProcessTable(boot_id=_boot_id())
             self.table.seed_from_proc()
