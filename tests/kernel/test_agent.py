@@ -458,3 +458,27 @@ def _drain(agent: AgentProcess) -> list[dict[str, Any]]:
         while True:
             out.append(agent.alerts.get(timeout=1))
     return out
+
+
+_LOGGED = """
+import os, pyseccomp as sc
+f = sc.SyscallFilter(defaction=sc.ALLOW)
+f.add_rule(sc.LOG, "getppid")
+f.load()
+os.getppid()
+"""
+
+
+def test_seccomp_audit_turns_logged_syscalls_into_alerts(
+        tmp_path: Path, start_agent: Callable[[Path | None], AgentProcess]) -> None:
+    cfg, _sock, _ = _config(tmp_path, "rules: {enabled: false}\npolicies: {enabled: false}\n"
+                                      "seccomp_audit: {enabled: true}")
+    agent = start_agent(cfg)
+    p = subprocess.Popen([sys.executable, "-c", _LOGGED])
+    assert p.wait() == 0
+    alert = agent.wait_alert(lambda a: a["rule"] == "Seccomp logged a syscall"
+                             and a["output_fields"]["proc.pid"] == p.pid, timeout=5)
+    fields = alert["output_fields"]
+    assert fields["syscall.type"] == "getppid" and fields["seccomp.action"] == "SCMP_ACT_LOG"
+    assert alert["source"] == "seccomp" and alert["priority"] == "Notice"
+    assert agent.stop() == 0
