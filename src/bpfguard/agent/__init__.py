@@ -8,6 +8,7 @@ record is dropped and counted, and the loss is reported like a kernel loss.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -20,6 +21,8 @@ from ..sensors import SensorSet
 from ..sensors.events import Event, LossEvent
 
 __all__ = ["Pipeline"]
+
+log = logging.getLogger("bpfguard.pipeline")
 
 _LOSS_CHECK_S = 1.0
 
@@ -48,6 +51,7 @@ class Pipeline:
         self._queue_drops_reported = 0
         self.events = 0
         self.by_type: dict[str, int] = {}   # events by class name, for metrics
+        self.handler_errors = 0
         self.error: BaseException | None = None
 
     def start(self) -> None:
@@ -69,6 +73,18 @@ class Pipeline:
             self._put(record(LossEvent(reason="userspace_queue_full", count=delta,
                                        total=self.queue_drops)))
 
+    def _handle_one(self, ev: Event) -> None:
+        try:
+            recs = list(self._handle(ev))
+        except Exception:  # one odd event must not stop the reader, nor enforcement with it
+            self.handler_errors += 1
+            if self.handler_errors == 1:
+                log.exception("an event could not be handled (counted and skipped from now "
+                              "on): %r", ev)
+            return
+        for rec in recs:
+            self._put(rec)
+
     def _run(self) -> None:
         next_check = time.monotonic() + _LOSS_CHECK_S
         try:
@@ -79,8 +95,7 @@ class Pipeline:
                     kind = type(ev).__name__
                     counts[kind] = counts.get(kind, 0) + 1
                     self.table.apply(ev)
-                    for rec in self._handle(ev):
-                        self._put(rec)
+                    self._handle_one(ev)
                 self.events += len(batch)
                 if time.monotonic() >= next_check:
                     self._report_losses()
@@ -88,8 +103,7 @@ class Pipeline:
             # what arrived before stop() is still delivered
             for ev in self.sensors.read(timeout_ms=0):
                 self.table.apply(ev)
-                for rec in self._handle(ev):
-                    self._put(rec)
+                self._handle_one(ev)
             self._report_losses()
         except BaseException as exc:  # surfaced to the caller by get()
             self.error = exc

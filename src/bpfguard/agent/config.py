@@ -143,8 +143,6 @@ SCHEMA: Node = {
                                "in the mode its spec.options say."),
         "cgroup": Key(str, "", "Limit the policies of `files` to this cgroup v2 directory "
                                "and below (a container, outside Kubernetes). Empty: all."),
-        "process_events": Key(bool, False, "Also report process_exec/process_exit as "
-                                           "Tetragon does (one event per exec and exit)."),
     },
     "seccomp_audit": {
         "enabled": Key(bool, False, "Report the syscalls seccomp filters log (SCMP_ACT_LOG, "
@@ -224,7 +222,8 @@ SCHEMA: Node = {
     },
     "metrics": {
         "enabled": Key(bool, True, "Serve Prometheus metrics and /healthz over HTTP."),
-        "listen": Key(str, "127.0.0.1:9376", "HOST:PORT to serve them on.", check=_listen),
+        "listen": Key(str, "127.0.0.1:9376", "HOST:PORT to serve them on ([::1]:PORT for "
+                                             "IPv6).", check=lambda v: _listen(v or ":")),
         "bpf_stats": Key(bool, True, "Enable the kernel's BPF run-time statistics while "
                                      "the agent runs, for per-program run count and time "
                                      "(costs a few ns per program run)."),

@@ -25,6 +25,7 @@ every program is detached, and only the firewalls' pinned state remains.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import os
@@ -63,7 +64,8 @@ from . import Pipeline
 from .config import AgentConfig, load_config
 from .control import ControlServer, TcpControlServer
 
-__all__ = ["Agent", "default_policy_files", "policy_alert"]
+__all__ = ["Agent", "build_channels", "build_engine", "default_policy_files", "policy_alert",
+           "read_policies", "read_token", "seccomp_alert"]
 
 log = logging.getLogger("bpfguard.agent")
 
@@ -141,6 +143,23 @@ def build_engine(cfg: AgentConfig) -> Any:
     return engine
 
 
+def read_token(path: str) -> str:
+    """The TCP control token in `path`: root's own file, unreadable by anyone
+    else (whoever can read it holds root's control of the agent)."""
+    where = f"control.tcp_token_file {path}"
+    try:
+        st = os.stat(path)
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    if st.st_uid != 0 or st.st_mode & 0o077:
+        raise ConfigError(f"{where}: must belong to root with no access for group or others "
+                          f"(chmod 600); it is mode {st.st_mode & 0o777:o}, uid {st.st_uid}")
+    if len(token) < 16:
+        raise ConfigError(f"{where}: the token must have at least 16 characters")
+    return token
+
+
 def build_channels(cfg: AgentConfig, stdout: TextIO | None = None) -> list[Channel]:
     """The outputs `cfg` enables (ConfigError for a bad path or address)."""
     from ..outputs.store import SqliteChannel
@@ -172,6 +191,9 @@ def build_channels(cfg: AgentConfig, stdout: TextIO | None = None) -> list[Chann
                                    capacity=cap))
     return chans
 
+
+# configuration sections a reload cannot change in a running agent
+_RESTART_SECTIONS = ("sensors", "outputs", "control", "metrics", "firewall", "seccomp_audit")
 
 _PRIORITY_DONE = "Critical"     # an enforcing action was taken
 _PRIORITY_WOULD = "Warning"     # monitor mode held one back
@@ -261,6 +283,7 @@ class _Policies:
             self.sensors.close()
             raise
         self.from_config: dict[str, tuple[Policy, str]] = {}
+        self.cgroup: str | None = None
 
     def _handle(self, ev: Event | PolicyEvent) -> Iterable[dict[str, Any]]:
         if not isinstance(ev, PolicyEvent):
@@ -276,9 +299,10 @@ class _Policies:
             if name in loaded and name not in self.from_config:
                 raise ConfigError(f"policy {name!r} (from {wanted[name][1]}) is loaded already "
                                   "through the control socket; delete it first")
-        gone = [n for n in self.from_config if n not in wanted
+        moved = cgroup != self.cgroup   # a new scope reloads every config policy
+        gone = [n for n in self.from_config if moved or n not in wanted
                 or wanted[n][0] != self.from_config[n][0]]
-        new = [n for n in wanted if n not in self.from_config
+        new = [n for n in wanted if moved or n not in self.from_config
                or wanted[n][0] != self.from_config[n][0]]
         removed: list[str] = []
         added: list[str] = []
@@ -297,11 +321,12 @@ class _Policies:
             for n in removed:
                 pol, src = self.from_config[n]
                 try:
-                    self.engine.add(pol, source=src, cgroup=cgroup)
+                    self.engine.add(pol, source=src, cgroup=self.cgroup)
                 except BpfguardError as exc:  # pragma: no cover - it loaded before
                     log.error("policy %s could not be restored: %s", n, exc)
             raise
         self.from_config = dict(wanted)
+        self.cgroup = cgroup
 
 
 @dataclasses.dataclass
@@ -333,7 +358,8 @@ class Agent:
         self.config_path = config_path
         self.hostname = socket.gethostname()
         self._send_lock = threading.Lock()
-        self._reload_lock = threading.Lock()
+        self._reload_lock = threading.RLock()   # reloads and live policy changes
+        self._swap_lock = threading.Lock()      # the readers, against metric scrapes
         self._matches: dict[tuple[str, str], int] = {}
         self._reloads = {"ok": 0, "error": 0}
         self._retired: dict[str, int] = {}       # event counts of replaced detectors
@@ -370,9 +396,9 @@ class Agent:
                 self.policies = _Policies(features if features is not None
                                           else probe_features(), ringbuf, qsize,
                                           self.hostname)
-                self.policies.apply(wanted, data["policies"]["cgroup"] or None)
                 self._readers.append(_Reader("policy", self.policies.pipeline,
                                              self.policies.sensors))
+                self.policies.apply(wanted, data["policies"]["cgroup"] or None)
             self._load_firewalls()
             if data["seccomp_audit"]["enabled"]:
                 from ..seccomp.audit import AuditReader
@@ -437,11 +463,7 @@ class Agent:
         if ctl["socket"]:
             self.control.append(ControlServer(ctl["socket"], self))
         if ctl["tcp_listen"]:
-            token = Path(ctl["tcp_token_file"]).read_text().strip() \
-                if Path(ctl["tcp_token_file"]).is_file() else ""
-            if len(token) < 16:
-                raise ConfigError(f"control.tcp_token_file {ctl['tcp_token_file']}: needs a "
-                                  "token of at least 16 characters")
+            token = read_token(ctl["tcp_token_file"])
             self.control.append(TcpControlServer(ctl["tcp_listen"], self, token=token))
 
     # -- running -----------------------------------------------------------
@@ -513,7 +535,11 @@ class Agent:
                     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         try:
             if not self._started:
-                self.start()
+                try:
+                    self.start()
+                except BaseException:   # nothing half-started stays, firewalls included
+                    self.close(unload_firewalls=True)
+                    raise
             log.info("running: %s", self.describe())
             while not self._stop.is_set():
                 self._wake.wait(0.5)
@@ -527,9 +553,9 @@ class Agent:
                         self._stop.set()
                 self.channels.tick()
         finally:
+            self.close()   # under our handlers: a second Ctrl-C cannot cut the flush short
             for sig, old in handlers.items():
                 signal.signal(sig, old)
-            self.close()
         return 1 if self._fatal else 0
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -564,7 +590,8 @@ class Agent:
 
     def reload(self) -> dict[str, Any]:
         """Re-reads the configuration; replaces rules and policies all or
-        nothing. On failure the running set stays; the result says why."""
+        nothing. On failure the running set stays; the result says why.
+        Either way the outputs are reopened (log rotation sends SIGHUP too)."""
         with self._reload_lock:
             try:
                 result = self._reload()
@@ -575,49 +602,60 @@ class Agent:
                 self.last_reload_error = why
                 log.error("reload failed, the running configuration stays: %s", why)
                 return {"ok": False, "error": why}
+            finally:
+                self.channels.reopen()
             self._reloads["ok"] += 1
             self.last_reload_error = None
-            self.channels.reopen()   # log rotation, as SIGHUP means to Falco
             log.info("reloaded: %s", self.describe())
             return {"ok": True, **result}
 
     def _reload(self) -> dict[str, Any]:
-        new = load_config(self.config_path) if self.config_path else self.cfg
-        fixed = [s for s in ("sensors", "outputs", "control", "metrics", "firewall",
-                             "seccomp_audit") if new.data[s] != self.cfg.data[s]]
-        if new.data["rules"]["enabled"] != (self.detector is not None) or \
-                new.data["policies"]["enabled"] != (self.policies is not None):
-            fixed.append("rules.enabled/policies.enabled")
-        engine = build_engine(new) if new.data["rules"]["enabled"] else None
-        wanted = read_policies(new)
-        # kernel side: a new detector first, then the policies, both undoable
-        old_cfg, self.cfg = self.cfg, new
+        old_cfg = self.cfg
+        new = load_config(self.config_path) if self.config_path else old_cfg
+        # what only a restart applies keeps its running value, so status and
+        # later reloads keep telling the truth
+        data = copy.deepcopy(new.data)
+        fixed = [s for s in _RESTART_SECTIONS if data[s] != old_cfg.data[s]]
+        for s in _RESTART_SECTIONS:
+            data[s] = old_cfg.data[s]
+        for s in ("rules", "policies"):
+            if data[s]["enabled"] != old_cfg.data[s]["enabled"]:
+                fixed.append(f"{s}.enabled")
+                data[s]["enabled"] = old_cfg.data[s]["enabled"]
+        merged = AgentConfig(data, new.source)
+        engine = build_engine(merged) if self.detection is not None else None
+        wanted = read_policies(merged)
+        cgroup = data["policies"]["cgroup"] or None
         fresh: _Reader | None = None
+        self.cfg = merged
         try:
-            if engine is not None and self.detection is not None:
+            if engine is not None:
+                # make before break: the new sensors attach before the old
+                # detach, so nothing is missed; an event in the overlap may
+                # alert twice
                 fresh = self._new_detection(engine)
+                self._start_reader(fresh)
             if self.policies is not None:
-                self.policies.apply(wanted, new.data["policies"]["cgroup"] or None)
+                self.policies.apply(wanted, cgroup)
         except BaseException:
             self.cfg = old_cfg
             if fresh is not None:
+                self._stop_reader(fresh)
                 fresh.sensors.close()
             raise
         if fresh is not None:
-            # make before break: the new sensors attach before the old detach,
-            # so nothing is missed; an event in the overlap may alert twice
             old = self.detection
             assert old is not None
-            self._start_reader(fresh)
             self._stop_reader(old)
-            for k, v in old.pipeline.by_type.items():
-                self._retired[k] = self._retired.get(k, 0) + v
-            self._retired["_queue_drops"] = (self._retired.get("_queue_drops", 0)
-                                             + old.pipeline.queue_drops)
-            old.sensors.close()
-            self._readers[self._readers.index(old)] = fresh
-            self.detection = fresh
-            self.detector = fresh.detector
+            with self._swap_lock:
+                for k, v in old.pipeline.by_type.items():
+                    self._retired[k] = self._retired.get(k, 0) + v
+                self._retired["_queue_drops"] = (self._retired.get("_queue_drops", 0)
+                                                 + old.pipeline.queue_drops)
+                self._readers[self._readers.index(old)] = fresh
+                self.detection = fresh
+                self.detector = fresh.detector
+                old.sensors.close()
         if fixed:
             log.warning("reload: changes to %s take effect at the next start",
                         ", ".join(fixed))
@@ -670,28 +708,33 @@ class Agent:
                               "(policies.enabled: false)")
         return self.policies.engine
 
+    # live changes wait for a reload in progress, which reads the same policies
+
     def add_policy(self, text: str, source: str) -> dict[str, Any]:
         pol = load_policy_text(source, text)
-        lp = self._engine().add(pol, source=source)
+        with self._reload_lock:
+            lp = self._engine().add(pol, source=source)
         return {"name": lp.name, "mode": lp.mode, "hooks": len(lp.slots)}
 
     def list_policies(self) -> list[dict[str, Any]]:
         return self._engine().list()
 
     def delete_policy(self, name: str) -> None:
-        self._engine().delete(name)
-        if self.policies is not None:
-            self.policies.from_config.pop(name, None)
+        with self._reload_lock:
+            self._engine().delete(name)
+            if self.policies is not None:
+                self.policies.from_config.pop(name, None)
 
     def set_policy_mode(self, name: str, mode: str) -> None:
-        self._engine().set_mode(name, mode)
+        with self._reload_lock:
+            self._engine().set_mode(name, mode)
 
     def list_rules(self) -> list[dict[str, Any]]:
         if self.detector is None:
             raise ConfigError("rules are off in this agent's configuration "
                               "(rules.enabled: false)")
         counts: dict[str, int] = {}
-        for (rule, _prio), n in self._matches.items():
+        for (rule, _prio), n in dict(self._matches).items():
             counts[rule] = counts.get(rule, 0) + n
         return [{"name": c.name, "priority": str(c.rule.priority), "alerts": counts.get(c.name, 0),
                  "errors": self.detector.engine.errors.get(c.name, 0)}
@@ -704,31 +747,35 @@ class Agent:
 
     # -- metrics (MetricsSource) ----------------------------------------------
 
-    def metric_events(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for k, v in self._retired.items():
-            if not k.startswith("_"):
-                out[k] = out.get(k, 0) + v
-        for r in list(self._readers):
-            for k, v in list(r.pipeline.by_type.items()):
-                out[k] = out.get(k, 0) + v
-        return {_event_label(k): v for k, v in out.items()}
+    def metric_events(self) -> dict[tuple[str, str], int]:
+        with self._swap_lock:
+            out: dict[tuple[str, str], int] = {}
+            for k, v in dict(self._retired).items():
+                if not k.startswith("_"):
+                    out[("detection", k)] = v
+            for r in self._readers:
+                for k, v in dict(r.pipeline.by_type).items():
+                    out[(r.name, k)] = out.get((r.name, k), 0) + v
+        return {(sensors, _event_label(k)): v for (sensors, k), v in out.items()}
 
     def metric_kernel_drops(self) -> dict[tuple[str, str], int]:
-        out = {}
-        for r in list(self._readers):
-            for reason, v in r.sensors.drops().items():
-                out[(r.name, reason)] = v
-        return out
+        with self._swap_lock:
+            return {(r.name, reason): v for r in self._readers
+                    for reason, v in r.sensors.drops().items()}
 
     def metric_queue_drops(self) -> dict[str, int]:
-        out = {r.name: r.pipeline.queue_drops for r in list(self._readers)}
-        if "detection" in out:
-            out["detection"] += self._retired.get("_queue_drops", 0)
+        with self._swap_lock:
+            out = {r.name: r.pipeline.queue_drops for r in self._readers}
+            if "detection" in out:
+                out["detection"] += self._retired.get("_queue_drops", 0)
         return out
 
+    def metric_handler_errors(self) -> dict[str, int]:
+        with self._swap_lock:
+            return {r.name: r.pipeline.handler_errors for r in self._readers}
+
     def metric_rule_matches(self) -> dict[tuple[str, str], int]:
-        return dict(self._matches)
+        return dict(self._matches)   # a C-level copy: safe against the pump threads
 
     def metric_policy(self) -> dict[str, dict[str, int]]:
         if self.policies is None:
@@ -745,13 +792,26 @@ class Agent:
     def metric_outputs(self) -> dict[str, ChannelStats]:
         return self.channels.stats()
 
-    def metric_programs(self) -> dict[tuple[str, str], dict[str, int]]:
-        out = {}
-        for r in list(self._readers):
-            for s in r.sensors.sensors:
-                for prog, st in s.program_stats().items():
-                    out[(s.object_name, prog)] = st
+    def metric_programs(self) -> dict[tuple[str, str, str], dict[str, int]]:
+        """Per (sensor set, object, program); a policy's hook copies count
+        under object "policy-copy"."""
+        out: dict[tuple[str, str, str], dict[str, int]] = {}
+        with self._swap_lock:
+            for r in self._readers:
+                for sensor in r.sensors.sensors:
+                    for prog, st in sensor.program_stats().items():
+                        out[(r.name, sensor.object_name, prog)] = st
+            if self.policies is not None:
+                for lp in list(self.policies.engine.policies.values()):
+                    for obj in list(lp.copies):
+                        for cp in obj.programs:
+                            if cp.fd >= 0:
+                                out[("policy", "policy-copy", f"{lp.name}/{cp.name}")] = \
+                                    cp.stats()
         return out
+
+    def bpf_stats_enabled(self) -> bool:
+        return self._stats_fd >= 0
 
     def metric_reloads(self) -> dict[str, int]:
         return dict(self._reloads)

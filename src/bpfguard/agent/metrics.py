@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,8 +37,8 @@ log = logging.getLogger("bpfguard.metrics")
 class MetricsSource(Protocol):
     """What the collector reads (the agent). Each returns a fresh snapshot."""
 
-    def metric_events(self) -> Mapping[str, int]:
-        """Events from the kernel by type (exec, fork, exit, syscall, policy, ...)."""
+    def metric_events(self) -> Mapping[tuple[str, str], int]:
+        """Events from the kernel by (sensor set, type: exec, fork, exit, syscall, ...)."""
         ...
 
     def metric_kernel_drops(self) -> Mapping[tuple[str, str], int]:
@@ -46,6 +47,10 @@ class MetricsSource(Protocol):
 
     def metric_queue_drops(self) -> Mapping[str, int]:
         """Events dropped between the kernel reader and the engines, by sensor set."""
+        ...
+
+    def metric_handler_errors(self) -> Mapping[str, int]:
+        """Events an engine failed on (counted and skipped), by sensor set."""
         ...
 
     def metric_rule_matches(self) -> Mapping[tuple[str, str], int]:
@@ -64,8 +69,12 @@ class MetricsSource(Protocol):
         """Per output, its ChannelStats."""
         ...
 
-    def metric_programs(self) -> Mapping[tuple[str, str], Mapping[str, int]]:
-        """Per (object, program): run_cnt, run_time_ns, recursion_misses."""
+    def metric_programs(self) -> Mapping[tuple[str, str, str], Mapping[str, int]]:
+        """Per (sensor set, object, program): run_cnt, run_time_ns, recursion_misses."""
+        ...
+
+    def bpf_stats_enabled(self) -> bool:
+        """Whether the kernel's run count and time are being collected."""
         ...
 
     def metric_reloads(self) -> Mapping[str, int]:
@@ -77,16 +86,25 @@ class MetricsSource(Protocol):
         ...
 
 
+_POLICY_COUNTERS = {
+    "posted": "TracingPolicy events posted to user space (the kernel's count).",
+    "actions": "Enforcing actions (Sigkill, Signal, Override) a policy took.",
+    "would_act": "Enforcing actions monitor mode held back.",
+    "rate_limited": "Events a policy's rateLimit suppressed.",
+    "no_return": "Entries whose return probe never came (the task died first).",
+}
+
+
 class _AgentCollector(Collector):
     def __init__(self, src: MetricsSource) -> None:
         self.src = src
 
     def collect(self) -> Iterator[Metric]:
         s = self.src
-        c = CounterMetricFamily("bpfguard_events", "Events read from the kernel, by type.",
-                                labels=["type"])
-        for k, v in sorted(s.metric_events().items()):
-            c.add_metric([k], v)
+        c = CounterMetricFamily("bpfguard_events", "Events read from the kernel, by sensor "
+                                "set and type.", labels=["sensors", "type"])
+        for (sensors, kind), v in sorted(s.metric_events().items()):
+            c.add_metric([sensors, kind], v)
         yield c
         c = CounterMetricFamily("bpfguard_kernel_drops", "Events the kernel could not hand "
                                 "over (ring buffer full, and the like), by sensor set and "
@@ -100,20 +118,24 @@ class _AgentCollector(Collector):
         for k, v in sorted(s.metric_queue_drops().items()):
             c.add_metric([k], v)
         yield c
+        c = CounterMetricFamily("bpfguard_handler_errors", "Events an engine failed on, "
+                                "counted and skipped (the log has the first of each run).",
+                                labels=["sensors"])
+        for k, v in sorted(s.metric_handler_errors().items()):
+            c.add_metric([k], v)
+        yield c
         c = CounterMetricFamily("bpfguard_rule_matches", "Falco rule alerts, by rule and "
                                 "priority.", labels=["rule", "priority"])
         for (rule, prio), v in sorted(s.metric_rule_matches().items()):
             c.add_metric([rule, prio], v)
         yield c
         pol = s.metric_policy()
-        c = CounterMetricFamily("bpfguard_policy_events", "TracingPolicy counters from the "
-                                "kernel: posted events, actions taken, actions monitor mode "
-                                "held back (would_act), rate-limited events.",
-                                labels=["policy", "counter"])
-        for name, counters in sorted(pol.items()):
-            for k, v in sorted(counters.items()):
-                c.add_metric([name, k], v)
-        yield c
+        for counter, doc in _POLICY_COUNTERS.items():
+            c = CounterMetricFamily(f"bpfguard_policy_{counter}", doc, labels=["policy"])
+            for name, counters in sorted(pol.items()):
+                if counter in counters:
+                    c.add_metric([name], counters[counter])
+            yield c
         pk = CounterMetricFamily("bpfguard_firewall_packets", "XDP firewall verdicts, by "
                                  "interface and action/reason.", labels=["interface", "action"])
         by = CounterMetricFamily("bpfguard_firewall_bytes", "XDP firewall bytes, by interface "
@@ -145,19 +167,21 @@ class _AgentCollector(Collector):
             dropped.add_metric([name], st.dropped)
             failed.add_metric([name], st.failed)
         yield from (depth, sent, dropped, failed)
+        labels = ["sensors", "object", "program"]
         runs = CounterMetricFamily("bpfguard_bpf_program_runs", "Times each BPF program ran "
-                                   "(kernel BPF statistics).", labels=["object", "program"])
+                                   "(kernel BPF statistics).", labels=labels)
         secs = CounterMetricFamily("bpfguard_bpf_program_run_seconds", "Time spent in each "
-                                   "BPF program (kernel BPF statistics).",
-                                   labels=["object", "program"])
+                                   "BPF program (kernel BPF statistics).", labels=labels)
         miss = CounterMetricFamily("bpfguard_bpf_program_recursion_misses", "Runs the kernel "
                                    "skipped because the program was already running on that "
-                                   "CPU.", labels=["object", "program"])
-        for (obj, prog), st in sorted(s.metric_programs().items()):
-            runs.add_metric([obj, prog], st["run_cnt"])
-            secs.add_metric([obj, prog], st["run_time_ns"] / 1e9)
-            miss.add_metric([obj, prog], st["recursion_misses"])
-        yield from (runs, secs, miss)
+                                   "CPU.", labels=labels)
+        for key, st in sorted(s.metric_programs().items()):
+            runs.add_metric(list(key), st["run_cnt"])
+            secs.add_metric(list(key), st["run_time_ns"] / 1e9)
+            miss.add_metric(list(key), st["recursion_misses"])
+        if s.bpf_stats_enabled():   # otherwise the kernel counts nothing: no zeros that lie
+            yield from (runs, secs)
+        yield miss
         c = CounterMetricFamily("bpfguard_reloads", "Configuration reloads (SIGHUP or "
                                 "`bpfguard agent reload`), by result.", labels=["result"])
         for k, v in sorted(s.metric_reloads().items()):
@@ -189,6 +213,8 @@ class MetricsServer:
         reg = registry
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 10   # a client that stalls loses its connection, not a thread forever
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
@@ -209,8 +235,11 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 log.debug("metrics: " + format, *args)
 
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            self._server = Server((host, port), Handler)
         except OSError as exc:
             raise ConfigError(f"metrics.listen {listen}: cannot listen: {exc.strerror}") \
                 from None

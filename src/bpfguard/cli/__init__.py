@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -268,6 +269,9 @@ def run(config_path: str | None, events: bool, policies: tuple[str, ...],
       --policy FILE      TracingPolicies only, events in Tetragon's JSON
     """
     if policies:
+        if config_path:
+            raise ConfigError("--policy runs TracingPolicies alone and reads no configuration; "
+                              "for the agent, list them under policies.files in -c FILE")
         _run_policies(policies, policy_cgroup, socket_path, not no_process_events, ancestors)
         return
     if socket_path or policy_cgroup or no_process_events or ancestors:
@@ -301,6 +305,8 @@ def _run_agent(config_path: str | None) -> None:
     _require_root()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="bpfguard: %(levelname)s: %(message)s")
+    # start-up takes a while; a SIGHUP meanwhile (logrotate) must not kill us
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     agent = Agent(cfg, config_path=config_path, stdout=sys.stdout)
     sys.exit(agent.run())
 
