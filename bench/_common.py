@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Container
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -130,3 +131,14 @@ def guarded(script: str, body: Callable[[Path], int], *,
     except KeyboardInterrupt:
         log(interrupted)
         return 130
+
+
+def emit(rep: dict[str, Any], as_json: bool, print_report: Callable[[dict[str, Any]], None]) \
+        -> int:
+    """Prints the report (JSON, or the script's table and the run's length); exit code 0."""
+    if as_json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print_report(rep)
+        print(f"\n({rep['params']['elapsed_s']} s)")
+    return 0

@@ -74,12 +74,14 @@ from _common import (  # bench/, the script's own directory, is on sys.path
     BENCH,
     REPO,
     BenchError,
+    emit,
     foreign_links,
     guarded,
     log,
     ratio,
     run,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 KINDS = {
     "open": 'openat("/etc/shadow", O_RDONLY) + close',
@@ -148,19 +150,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)")
-
-
-def parse_metrics(text: str) -> dict[str, dict[str, float]]:
-    """Prometheus text: {family sample name: {label text: value}}."""
-    out: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
-        if not line or line[0] == "#":
-            continue
-        m = _SAMPLE.match(line)
-        if m:
-            with contextlib.suppress(ValueError):
-                out.setdefault(m[1], {})[m[2] or ""] = float(m[3])
+def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Prometheus text: {sample name: [(labels, value), ...]}."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            out.setdefault(smp.name, []).append((smp.labels, smp.value))
     return out
 
 
@@ -182,8 +177,8 @@ class Sample:
     by_reason: dict[str, float] = field(default_factory=dict)
 
 
-def _total(m: dict[str, dict[str, float]], name: str) -> float | None:
-    return sum(m[name].values()) if name in m else None
+def _total(m: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float | None:
+    return sum(v for _, v in m[name]) if name in m else None
 
 
 class Agent:
@@ -304,9 +299,8 @@ class Agent:
         s.matches = _total(m, "bpfguard_rule_matches_total") or 0.0
         s.bpf_s = _total(m, "bpfguard_bpf_program_run_seconds_total") or 0.0
         s.bpf_runs = _total(m, "bpfguard_bpf_program_runs_total") or 0.0
-        for labels, v in m.get("bpfguard_kernel_drops_total", {}).items():
-            r = re.search(r'reason="([^"]*)"', labels)
-            key = r[1] if r else labels
+        for labels, v in m.get("bpfguard_kernel_drops_total", []):
+            key = labels.get("reason", "")
             s.by_reason[key] = s.by_reason.get(key, 0.0) + v
         return s
 
@@ -665,12 +659,7 @@ def _bench(tmp: Path, args: argparse.Namespace, kinds: list[str], seconds: float
               "seconds": seconds, "no_policies": args.no_policies,
               "no_pushdown": args.no_pushdown, "elapsed_s": round(time.monotonic() - started, 1)}
     rep = {"params": params, "kinds": kinds, "results": results}
-    if args.json:
-        print(json.dumps(rep, indent=2))
-    else:
-        print_report(rep)
-        print(f"\n({params['elapsed_s']} s)")
-    return 0
+    return emit(rep, args.json, print_report)
 
 
 if __name__ == "__main__":

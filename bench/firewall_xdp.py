@@ -60,9 +60,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (  # bench/, the script's own directory, is on sys.path
+from _common import (
     REPO,
     BenchError,
+    emit,  # bench/, the script's own directory, is on sys.path
     guarded,
     log,
 )
@@ -785,12 +786,7 @@ def _bench(tmp: Path, args: argparse.Namespace, rounds: int, seconds: float,
               "floor_unavailable": floor_why, "bpfguard_unavailable": bpf_error,
               "elapsed_s": round(time.monotonic() - started, 1)}
     rep = build_report(samples, all_configs, args.rules, params, errors)
-    if args.json:
-        print(json.dumps(rep, indent=2))
-    else:
-        print_report(rep)
-        print(f"\n({params['elapsed_s']} s)")
-    return 0
+    return emit(rep, args.json, print_report)
 
 
 if __name__ == "__main__":

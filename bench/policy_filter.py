@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import statistics
@@ -47,6 +46,7 @@ from typing import Any
 from _common import (  # bench/, the script's own directory, is on sys.path
     REPO,
     BenchError,
+    emit,
     ensure_object,
     foreign_links,
     guarded,
@@ -565,12 +565,7 @@ def _bench(tmp: Path, args: argparse.Namespace, rounds: int, n: int, mib: int,
               "other_bpf_links": None if foreign is None else sorted(foreign),
               "elapsed_s": round(time.monotonic() - started, 1)}
     rep = build_report(samples, params, drainer, bench.counter_problems)
-    if args.json:
-        print(json.dumps(rep, indent=2))
-    else:
-        print_report(rep)
-        print(f"\n({params['elapsed_s']} s)")
-    return 0
+    return emit(rep, args.json, print_report)
 
 
 if __name__ == "__main__":

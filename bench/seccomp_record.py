@@ -49,6 +49,7 @@ from _common import (  # bench/, the script's own directory, is on sys.path
     BenchError,
     compile_empty,
     compile_loop,
+    emit,
     ensure_object,
     foreign_links,
     guarded,
@@ -434,12 +435,7 @@ def _bench(tmp: Path, args: argparse.Namespace, cycles: int, started: float) -> 
               "other_bpf_links": None if shutil.which("bpftool") is None else foreign,
               "elapsed_s": round(time.monotonic() - started, 1)}
     rep = build_report(runs, wls, params)
-    if args.json:
-        print(json.dumps(rep, indent=2))
-    else:
-        print_report(rep)
-        print(f"\n({params['elapsed_s']} s)")
-    return 0
+    return emit(rep, args.json, print_report)
 
 if __name__ == "__main__":
     sys.exit(main())

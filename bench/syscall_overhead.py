@@ -45,11 +45,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _common import (  # bench/, the script's own directory, is on sys.path
+from _common import (
     REPO,
     BenchError,
     compile_empty,
     compile_loop,
+    emit,  # bench/, the script's own directory, is on sys.path
     guarded,
     log,
 )
@@ -771,12 +772,7 @@ def _bench(tmp: Path, args: argparse.Namespace, cycles: int, sample_s: float,
               "loop_cpu": loop_cpu, "kernel": os.uname().release, "cpus": len(cpus),
               "bpftrace": bpftrace, "elapsed_s": round(time.monotonic() - started, 1)}
     rep = build_report(samples, observed, stats, params)
-    if args.json:
-        print(json.dumps(rep, indent=2))
-    else:
-        print_report(rep)
-        print(f"\n({params['elapsed_s']} s)")
-    return 0
+    return emit(rep, args.json, print_report)
 
 
 if __name__ == "__main__":

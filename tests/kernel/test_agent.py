@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import queue
-import re
 import shutil
 import signal
 import socket
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 # The agent is the sensors, engines and policies the rest of tests/kernel
 # exercises on both kernels; spawning it with the stock rules is slow under
@@ -163,18 +163,11 @@ def _metrics(port: int) -> str:
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    found = False
-    for line in text.splitlines():
-        m = re.match(rf"{name}(?:{{(.*)}})? (\S+)$", line)
-        if not m:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(2))
-            found = True
+    """The sum of the samples `name` whose labels include `labels`."""
+    found = [smp.value for fam in text_string_to_metric_families(text) for smp in fam.samples
+             if smp.name == name and labels.items() <= smp.labels.items()]
     assert found, f"no {name} {labels} in the metrics"
-    return total
+    return sum(found)
 
 
 def _bpftool(*args: str) -> Any:

@@ -50,7 +50,7 @@ class Pipeline:
         self.queue_drops = 0
         self._queue_drops_reported = 0
         self.events = 0
-        self.by_type: dict[str, int] = {}   # events by class name, for metrics
+        self.by_type: dict[type, int] = {}   # events by class, for metrics
         self.handler_errors = 0
         self.error: BaseException | None = None
 
@@ -75,15 +75,13 @@ class Pipeline:
 
     def _handle_one(self, ev: Event) -> None:
         try:
-            recs = list(self._handle(ev))
+            for rec in self._handle(ev):
+                self._put(rec)
         except Exception:  # one odd event must not stop the reader, nor enforcement with it
             self.handler_errors += 1
             if self.handler_errors == 1:
                 log.exception("an event could not be handled (counted and skipped from now "
                               "on): %r", ev)
-            return
-        for rec in recs:
-            self._put(rec)
 
     def _run(self) -> None:
         next_check = time.monotonic() + _LOSS_CHECK_S
@@ -92,7 +90,7 @@ class Pipeline:
                 batch = self.sensors.read(timeout_ms=100)
                 counts = self.by_type
                 for ev in batch:
-                    kind = type(ev).__name__
+                    kind = type(ev)
                     counts[kind] = counts.get(kind, 0) + 1
                     self.table.apply(ev)
                     self._handle_one(ev)

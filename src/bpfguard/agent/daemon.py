@@ -31,7 +31,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import BpfguardError, ConfigError
+from ..files import yaml_files
 from ..outputs.channels import (
     Channel,
     Channels,
@@ -77,22 +77,6 @@ def default_policy_files() -> list[Path]:
     return sorted(_DEFAULTS_DIR.glob("*.yaml"))
 
 
-def _policy_paths(entries: Iterable[str]) -> list[Path]:
-    out: list[Path] = []
-    for e in entries:
-        p = Path(e)
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml"))
-            if not found:
-                raise ConfigError(f"policies.files: {e}: no .yaml or .yml file in this directory")
-            out += found
-        elif p.exists():
-            out.append(p)
-        else:
-            raise ConfigError(f"policies.files: {e}: no such file or directory")
-    return out
-
-
 def _with_mode(pol: Policy, mode: str) -> Policy:
     opts = tuple(o for o in pol.options if o.name != "policy-mode")
     return dataclasses.replace(pol, options=(*opts, Option("policy-mode", mode)))
@@ -106,7 +90,7 @@ def read_policies(cfg: AgentConfig) -> dict[str, tuple[Policy, str]]:
     wanted: list[tuple[Path, str | None]] = []
     if cfg["policies.defaults"]:
         wanted += [(p, cfg["policies.defaults_mode"]) for p in default_policy_files()]
-    wanted += [(p, None) for p in _policy_paths(cfg["policies.files"])]
+    wanted += [(p, None) for p in yaml_files(cfg["policies.files"], "policies.files: ", "policy")]
     for path, mode in wanted:
         try:
             text = path.read_text()
@@ -362,7 +346,8 @@ class Agent:
         self._swap_lock = threading.Lock()      # the readers, against metric scrapes
         self._matches: dict[tuple[str, str], int] = {}
         self._reloads = {"ok": 0, "error": 0}
-        self._retired: dict[str, int] = {}       # event counts of replaced detectors
+        self._retired: dict[type, int] = {}      # event counts of replaced detectors
+        self._retired_queue_drops = 0
         self.last_reload_error: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -650,8 +635,7 @@ class Agent:
             with self._swap_lock:
                 for k, v in old.pipeline.by_type.items():
                     self._retired[k] = self._retired.get(k, 0) + v
-                self._retired["_queue_drops"] = (self._retired.get("_queue_drops", 0)
-                                                 + old.pipeline.queue_drops)
+                self._retired_queue_drops += old.pipeline.queue_drops
                 self._readers[self._readers.index(old)] = fresh
                 self.detection = fresh
                 self.detector = fresh.detector
@@ -749,10 +733,8 @@ class Agent:
 
     def metric_events(self) -> dict[tuple[str, str], int]:
         with self._swap_lock:
-            out: dict[tuple[str, str], int] = {}
-            for k, v in dict(self._retired).items():
-                if not k.startswith("_"):
-                    out[("detection", k)] = v
+            out: dict[tuple[str, type], int] = {("detection", k): v
+                                                for k, v in self._retired.items()}
             for r in self._readers:
                 for k, v in dict(r.pipeline.by_type).items():
                     out[(r.name, k)] = out.get((r.name, k), 0) + v
@@ -767,7 +749,7 @@ class Agent:
         with self._swap_lock:
             out = {r.name: r.pipeline.queue_drops for r in self._readers}
             if "detection" in out:
-                out["detection"] += self._retired.get("_queue_drops", 0)
+                out["detection"] += self._retired_queue_drops
         return out
 
     def metric_handler_errors(self) -> dict[str, int]:
@@ -831,13 +813,6 @@ class Agent:
         return not problems, details
 
 
-def _event_label(cls_name: str) -> str:
-    name = cls_name.removesuffix("Event").lower()
-    return name or cls_name
-
-
-def run_agent(config_path: str | None, *, stdout: TextIO | None = None) -> int:
-    """`bpfguard run -c`: load, start, run until stopped; the exit code."""
-    cfg = load_config(config_path)
-    agent = Agent(cfg, config_path=config_path, stdout=stdout or sys.stdout)
-    return agent.run()
+def _event_label(cls: type) -> str:
+    """ExecEvent -> "exec", PolicyEvent -> "policy"."""
+    return cls.__name__.removesuffix("Event").lower() or cls.__name__

@@ -13,7 +13,7 @@ import click
 from ..errors import BpfguardError, ConfigError
 from .policy import socket_option
 
-__all__ = ["agent", "config"]
+__all__ = ["agent", "config", "reload_agent"]
 
 _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -138,6 +138,11 @@ def status(as_json: bool, socket_path: str) -> None:
 def reload(socket_path: str) -> None:
     """Re-read the configuration; rules and policies are replaced all or nothing.
     On failure the running configuration stays, and this says why (exit 1)."""
+    reload_agent(socket_path)
+
+
+def reload_agent(socket_path: str) -> None:
+    """Asks the agent to reload; ConfigError with its reason when it could not."""
     res = _call("reload", socket_path)
     if not res["ok"]:
         raise ConfigError(f"reload failed; the running configuration stays:\n{res['error']}")

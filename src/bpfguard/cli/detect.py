@@ -283,12 +283,9 @@ def loaded(as_json: bool, socket_path: str) -> None:
 def reload(socket_path: str) -> None:
     """Make the running agent re-read its configuration and rules files, all or
     nothing: with a broken file the old rules keep running and this says why."""
-    from ..agent.control import request
+    from .agent import reload_agent
 
-    res = request("reload", socket_path=socket_path)
-    if not res["ok"]:
-        raise ConfigError(f"reload failed; the running rules stay:\n{res['error']}")
-    click.echo("reloaded")
+    reload_agent(socket_path)
 
 
 @rules.command(context_settings=_CTX)

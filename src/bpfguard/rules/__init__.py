@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..files import yaml_files
 
 __all__ = ["rule_files", "stock_rules_path"]
 
@@ -17,22 +17,8 @@ def stock_rules_path() -> Path:
 
 
 def rule_files(paths: Sequence[str], what: str = "") -> list[str]:
-    """The rules files `paths` name, in load order: a directory stands for its
-    ``*.yaml``/``*.yml`` files in name order (as Falco reads rules.d); no path
-    at all means the stock ruleset. `what` prefixes errors (an option name)."""
+    """The rules files `paths` name, in load order (see :func:`yaml_files`); no
+    path at all means the stock ruleset. `what` prefixes errors (an option name)."""
     if not paths:
         return [str(stock_rules_path())]
-    out: list[str] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            found = [str(f) for f in sorted(path.iterdir())
-                     if f.suffix in (".yaml", ".yml") and f.is_file()]
-            if not found:
-                raise ConfigError(f"{what}{p}: no .yaml or .yml rules file in this directory")
-            out += found
-        elif path.exists():
-            out.append(str(path))
-        else:
-            raise ConfigError(f"{what}{p}: no such file or directory")
-    return out
+    return [str(p) for p in yaml_files(paths, what, "rules")]
