@@ -8,7 +8,13 @@
  * entry whose exit never comes cannot leak. At exit the event is completed
  * with the return value and what the kernel actually acted on: fds, dirfds
  * and the cwd resolved from kernel objects, so a path swapped in user memory
- * after entry does not change the reported resolution. */
+ * after entry does not change the reported resolution.
+ *
+ * Overload: while the ring buffer has no room for the largest event, an
+ * interesting syscall is counted as a ringbuf_full drop at exit (after the
+ * exit-time filter, so only events that would have been sent count) and
+ * neither its strings nor its paths are read: a storm user space cannot keep
+ * up with costs the storm little more than the fast path. */
 #include "path.bpf.h"
 #include "syscall.bpf.h"
 
@@ -109,7 +115,7 @@ struct bg_stash {
 	__u16 active;
 	__u16 flags; /* enum bg_event_flags */
 	__u32 data_len;
-	__u32 pad;
+	__u32 ring_full; /* no room at entry: the exit counts a drop and builds nothing */
 	struct bg_blob arg_data[BG_ARGC];
 	__u8 data[BG_STASH_DATA];
 };
@@ -196,8 +202,12 @@ static __noinline int bg_enter(struct pt_regs *regs, long id)
 		bg_count_drop(BG_DROP_STASH_ALLOC);
 		return 0;
 	}
-	st->enter_ns = bpf_ktime_get_boot_ns();
 	st->nr = idx;
+	st->active = 1;
+	st->ring_full = bg_ring_full();
+	if (st->ring_full)
+		return 0;
+	st->enter_ns = bpf_ktime_get_boot_ns();
 	st->flags = compat ? BG_EV_COMPAT : 0;
 	bg_read_args(regs, compat, st->args);
 	__builtin_memset(st->arg_data, 0, sizeof(st->arg_data));
@@ -215,7 +225,6 @@ static __noinline int bg_enter(struct pt_regs *regs, long id)
 			st->args[i] = 0;
 	}
 	st->data_len = pos;
-	st->active = 1;
 	return 0;
 }
 
@@ -300,6 +309,10 @@ static __noinline int bg_exit(long id, long ret)
 	if (spec->push & (BG_PUSH_SUCCESS | BG_PUSH_FAILURE) &&
 	    !(spec->push & (ret >= 0 ? BG_PUSH_SUCCESS : BG_PUSH_FAILURE))) {
 		bg_count_pushed(BG_PUSHED_AT_EXIT);
+		return 0;
+	}
+	if (st->ring_full || bg_ring_full()) {
+		bg_count_drop(BG_DROP_RINGBUF_FULL);
 		return 0;
 	}
 	s = bg_scratch(BG_SCRATCH_SYSCALL);

@@ -48,7 +48,8 @@ enum bg_event_flags {
 
 /* Why an event never reached user space; counted per CPU in the `drops` map. */
 enum bg_drop_reason {
-	BG_DROP_RINGBUF_FULL = 0, /* ring buffer full: user space is behind */
+	BG_DROP_RINGBUF_FULL = 0, /* ring buffer full, or without room for the largest
+				   * event: user space is behind */
 	BG_DROP_NO_SCRATCH = 1,   /* per-CPU scratch unavailable */
 	BG_DROP_STASH_ALLOC = 2,  /* task storage for a syscall entry not allocated */
 	BG_DROP_MAX = 3,

@@ -172,6 +172,22 @@ static __always_inline void bg_fill_header(struct bg_event_header *h, struct tas
  * a C comparison lets clang test a copy and pass on the unbounded original. */
 #define bg_clamp(var, max) asm volatile("if %0 <= %1 goto +1; %0 = %1" : "+r"(var) : "i"(max))
 
+/* True when the ring buffer lacks room for the largest event (and its 8-byte
+ * record header), or for an eighth of a ring smaller than 8 such events:
+ * user space is behind. Tested before an event is built, so while the reader
+ * cannot keep up a syscall costs a counter, not the path walks of an event
+ * that would be refused anyway. The free space read is a snapshot;
+ * bpf_ringbuf_output still decides, and counts, the rest. */
+static __always_inline bool bg_ring_full(void)
+{
+	__u64 size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
+	__u64 need = BG_FIXED_MAX + BG_DATA_LIMIT + 8;
+
+	if (need > size / 8)
+		need = size / 8;
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + need > size;
+}
+
 /* Sends fixed part + payload; the size is clamped for the verifier. */
 static __always_inline void bg_emit(void *ev, __u32 fixed, __u32 payload)
 {
