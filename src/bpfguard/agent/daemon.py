@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -325,6 +326,16 @@ class _Reader:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
+def _freeze_heap() -> None:
+    """Moves what start-up (or a reload) built into the collector's permanent
+    generation. The rules, policies and tables live as long as the agent; left
+    in the collected generations, every full collection under an event storm
+    walks all of them again (a fifth of the reader's time in a profile)."""
+    gc.unfreeze()    # what an earlier freeze kept and a reload replaced can go now
+    gc.collect()
+    gc.freeze()
+
+
 class Agent:
     """The composed agent.
 
@@ -525,6 +536,7 @@ class Agent:
                 except BaseException:   # nothing half-started stays, firewalls included
                     self.close(unload_firewalls=True)
                     raise
+            _freeze_heap()
             log.info("running: %s", self.describe())
             while not self._stop.is_set():
                 self._wake.wait(0.5)
@@ -591,6 +603,7 @@ class Agent:
                 self.channels.reopen()
             self._reloads["ok"] += 1
             self.last_reload_error = None
+            _freeze_heap()
             log.info("reloaded: %s", self.describe())
             return {"ok": True, **result}
 
