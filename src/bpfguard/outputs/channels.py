@@ -84,6 +84,7 @@ from .ratelimit import RateLimiter, message_of
 __all__ = [
     "DEFAULT_CAPACITY",
     "DROP_RULE",
+    "NOTICE_RESERVE",
     "PRIORITIES",
     "SD_ID",
     "SD_VALUE_MAX",
@@ -116,6 +117,10 @@ DROP_RULE = "Falco internal: syscall event drop"
 
 #: Alerts a channel queues by default before it drops the newest.
 DEFAULT_CAPACITY = 1000
+#: Queue slots past the capacity that only drop notices may use. Notices come
+#: about once a second per loss reason, so the report of a loss survives a
+#: quarter of an hour of full queues.
+NOTICE_RESERVE = 1024
 
 
 def priority_level(name: str) -> int:
@@ -278,8 +283,10 @@ class Channel(Protocol):
 
     name: str
 
-    def send(self, alert: Alert) -> None:
-        """Queues `alert`; never blocks for long, never raises for delivery."""
+    def send(self, alert: Alert, *, notice: bool = False) -> None:
+        """Queues `alert`; never blocks for long, never raises for delivery.
+        A `notice` (a drop alert) may use :data:`NOTICE_RESERVE` slots past
+        the capacity."""
 
     def reopen(self) -> None:
         """Reopens what the channel writes to (log rotation), after what is queued."""
@@ -345,7 +352,7 @@ class _QueuedChannel(Generic[_T]):
 
     # -- caller side ----------------------------------------------------------
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert, *, notice: bool = False) -> None:
         """Queues `alert` (dropped and counted if the queue is full)."""
         try:
             item = self._prepare(alert)
@@ -355,7 +362,8 @@ class _QueuedChannel(Generic[_T]):
                 self._failed += 1
             return
         with self._cv:
-            if self._closing or len(self._q) >= self._capacity:
+            if self._closing or \
+                    len(self._q) >= self._capacity + (NOTICE_RESERVE if notice else 0):
                 self._dropped += 1
                 return
             self._push(item)
@@ -1189,18 +1197,20 @@ class Channels:
     def channels(self) -> list[Channel]:
         return list(self._channels)
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert, *, notice: bool = False) -> None:
         """Queues `alert` on every channel, unless the limiter holds it back."""
         if self._limiter is not None:
             self._fan_out(self._limiter.poll())  # older summaries first
             if not self._limiter.admit(alert):
                 return
         for ch in self._channels:
-            ch.send(alert)
+            ch.send(alert, notice=notice)
 
     def notice(self, record: Mapping[str, Any]) -> None:
-        """Sends a drop notice (``{"type": "loss"|"drop", ...}``) as Falco's drop alert."""
-        self.send(drop_alert(record, hostname=self.hostname))
+        """Sends a drop notice (``{"type": "loss"|"drop", ...}``) as Falco's drop
+        alert, on the queues' reserve: a loss is reported even while alerts
+        overflow."""
+        self.send(drop_alert(record, hostname=self.hostname), notice=True)
 
     def tick(self) -> None:
         """Sends the limiter's summaries that are due."""

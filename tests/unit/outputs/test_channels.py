@@ -604,6 +604,28 @@ def test_http_slow_server_never_blocks_the_caller(serve: Callable[..., _Server])
     assert [json.loads(r.body)["rule"] for r in srv.requests] == ["r0", "r1", "r2"]
 
 
+def test_drop_notices_get_through_a_full_queue(serve: Callable[..., _Server]) -> None:
+    gate = threading.Event()
+    srv = serve(gate=gate)
+    ch = HttpChannel(srv.url(), capacity=1, backoff=FAST)
+    out = Channels([ch], hostname="h")
+    try:
+        out.send(make_alert(rule="r0"))
+        srv.wait_requests(1)          # r0 is in flight, the server holds it
+        out.send(make_alert(rule="r1"))
+        out.send(make_alert(rule="r2"))  # the queue is full: dropped
+        for n in (1, 2):
+            out.notice({"type": "loss", "reason": "ringbuf_full", "count": n, "total": n})
+        assert ch.stats() == ChannelStats(dropped=1, queued=3)
+        gate.set()
+        assert ch.flush(5)
+    finally:
+        gate.set()
+        out.close()
+    assert [json.loads(r.body)["rule"] for r in srv.requests] == ["r0", "r1", DROP_RULE,
+                                                                   DROP_RULE]
+
+
 def test_http_reconnects_at_once_when_the_server_hung_up(
         serve: Callable[..., _Server]) -> None:
     srv = serve(hang_up=True)
