@@ -30,7 +30,8 @@ For each kind: (1) the storm alone: syscalls/s, the peer; (2) a fresh agent
 (`python -m bpfguard run -c CONFIG`, waited for until it logs "running:"),
 then the same storm. The temp config: stock Falco rules, pushdown on (or off,
 --no-pushdown), bpfguard's default policies in monitor mode (the default
-config; --no-policies: off), alerts to a file in the temp dir (stdout off,
+config; --no-policies: off), the kernel's BPF run-time statistics on (the
+default; --no-bpf-stats: off), alerts to a file in the temp dir (stdout off,
 no rotation), metrics on a free localhost port, the control socket in the temp
 dir; everything else at its default (16 MiB ring buffer, queues 65536 and
 1000). While the storm runs, /metrics is scraped every second (RSS, CPU,
@@ -184,7 +185,8 @@ def _total(m: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float
 class Agent:
     """`bpfguard run` on a temp config; stopped (SIGTERM, then SIGKILL) on exit."""
 
-    def __init__(self, tmp: Path, tag: str, *, policies: bool, pushdown: bool) -> None:
+    def __init__(self, tmp: Path, tag: str, *, policies: bool, pushdown: bool,
+                 bpf_stats: bool) -> None:
         self.dir = tmp / f"agent-{tag}"
         self.dir.mkdir()
         self.alerts = self.dir / "alerts.json"
@@ -195,7 +197,8 @@ class Agent:
             "outputs": {"stdout": {"enabled": False},
                         "file": {"enabled": True, "path": str(self.alerts), "max_bytes": 0}},
             "control": {"socket": str(self.dir / "bpfguard.sock")},
-            "metrics": {"enabled": True, "listen": f"127.0.0.1:{self.port}"},
+            "metrics": {"enabled": True, "listen": f"127.0.0.1:{self.port}",
+                        "bpf_stats": bpf_stats},
         }
         (self.dir / "config.yaml").write_text(json.dumps(self.config, indent=2) + "\n")
         self.proc: subprocess.Popen[str] | None = None
@@ -297,8 +300,9 @@ class Agent:
         s.odropped = _total(m, "bpfguard_output_dropped_total") or 0.0
         s.queued = _total(m, "bpfguard_output_queue_depth") or 0.0
         s.matches = _total(m, "bpfguard_rule_matches_total") or 0.0
-        s.bpf_s = _total(m, "bpfguard_bpf_program_run_seconds_total") or 0.0
-        s.bpf_runs = _total(m, "bpfguard_bpf_program_runs_total") or 0.0
+        # absent without BPF stats: "-" in the report, not a zero
+        s.bpf_s = _total(m, "bpfguard_bpf_program_run_seconds_total")
+        s.bpf_runs = _total(m, "bpfguard_bpf_program_runs_total")
         for labels, v in m.get("bpfguard_kernel_drops_total", []):
             key = labels.get("reason", "")
             s.by_reason[key] = s.by_reason.get(key, 0.0) + v
@@ -351,7 +355,8 @@ def _last_good(samples: list[Sample]) -> Sample:
 def under_agent(tmp: Path, exe: Path, kind: str, procs: int, seconds: float,
                 args: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {}
-    with Agent(tmp, kind, policies=not args.no_policies, pushdown=not args.no_pushdown) as ag:
+    with Agent(tmp, kind, policies=not args.no_policies, pushdown=not args.no_pushdown,
+               bpf_stats=not args.no_bpf_stats) as ag:
         res["startup_s"] = ag.startup_s
         res["config"] = ag.config
         time.sleep(1.0)   # let the start-up's own events settle
@@ -545,7 +550,8 @@ def print_report(rep: dict[str, Any]) -> None:
     print(f"bpfguard agent under an event storm, kernel {p['kernel']}, {p['cpus']} CPUs; "
           f"{p['procs']} storm processes x {p['seconds']:g} s")
     print(f"agent: stock Falco rules, pushdown {'off' if p['no_pushdown'] else 'on'}, "
-          f"default policies {'off' if p['no_policies'] else 'on (monitor)'}, alerts to a "
+          f"default policies {'off' if p['no_policies'] else 'on (monitor)'}, "
+          f"BPF stats {'off' if p['no_bpf_stats'] else 'on'}, alerts to a "
           "file, metrics scraped every 1 s")
     for k in rep["kinds"]:
         print(f"  {k}: {KINDS[k]}")
@@ -620,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the agent with policies.enabled: false")
     ap.add_argument("--no-pushdown", action="store_true",
                     help="run the agent with rules.pushdown: false")
+    ap.add_argument("--no-bpf-stats", action="store_true",
+                    help="run the agent with metrics.bpf_stats: false (what the kernel's "
+                         "run-time statistics cost every BPF program run)")
     args = ap.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     kinds = [k for k in args.kinds.split(",") if k]
@@ -657,7 +666,8 @@ def _bench(tmp: Path, args: argparse.Namespace, kinds: list[str], seconds: float
         results[k] = {"alone": alone, "agent": agent}
     params = {"kernel": os.uname().release, "cpus": os.cpu_count(), "procs": args.procs,
               "seconds": seconds, "no_policies": args.no_policies,
-              "no_pushdown": args.no_pushdown, "elapsed_s": round(time.monotonic() - started, 1)}
+              "no_pushdown": args.no_pushdown, "no_bpf_stats": args.no_bpf_stats,
+              "elapsed_s": round(time.monotonic() - started, 1)}
     rep = {"params": params, "kinds": kinds, "results": results}
     return emit(rep, args.json, print_report)
 
