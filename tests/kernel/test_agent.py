@@ -390,6 +390,158 @@ def test_sigterm_leaves_no_attached_program_but_the_pinned_firewall(
     assert not sock.exists()
 
 
+RX_IP, TX_IP = "198.18.99.2", "198.18.99.1"
+
+
+@pytest.fixture
+def netns_pair() -> Iterator[tuple[str, str]]:
+    """Two fresh namespaces joined by a veth pair, each end named as its
+    namespace: (receiver at RX_IP, sender at TX_IP)."""
+    tag = f"bgfc{os.getpid() % 100000}"
+    rx, tx = f"{tag}r", f"{tag}s"
+    for ns in (rx, tx):
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "link", "add", rx, "type", "veth", "peer", "name", tx], check=True)
+        for ns, addr in ((rx, RX_IP), (tx, TX_IP)):
+            subprocess.run(["ip", "link", "set", ns, "netns", ns], check=True)
+            subprocess.run(["ip", "-n", ns, "addr", "add", f"{addr}/30", "dev", ns], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", ns, "up"], check=True)
+        yield rx, tx
+    finally:
+        from bpfguard.firewall import Firewall, FirewallError
+
+        for ns in (rx, tx):
+            with contextlib.suppress(FirewallError):
+                Firewall.open(ns, ns).unload()
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _udp_received(rx: str, tx: str, port: int, count: int) -> int:
+    """Datagrams of `count` sent from namespace `tx` that reached RX_IP:`port` in `rx`."""
+    from bpfguard.firewall.netns import entered
+
+    with entered(rx):
+        rsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with entered(tx):
+        tsock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with rsock, tsock:
+        rsock.bind((RX_IP, port))
+        rsock.settimeout(1.0)
+        for _ in range(count):
+            tsock.sendto(b"x", (RX_IP, port))
+        got = 0
+        with contextlib.suppress(TimeoutError):
+            while got < count:
+                rsock.recv(64)
+                got += 1
+    return got
+
+
+def _bpfguard(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run([sys.executable, "-m", "bpfguard", *args], capture_output=True,
+                       text=True, timeout=60, cwd=REPO)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def _firewalls_in(text: str) -> set[str]:
+    """The interfaces the agent exports firewall counters for."""
+    return {smp.labels["interface"] for fam in text_string_to_metric_families(text)
+            for smp in fam.samples if smp.name == "bpfguard_firewall_packets_total"}
+
+
+def test_firewall_rule_added_through_the_socket_takes_effect_and_is_counted_at_once(
+        tmp_path: Path, start_agent: Callable[[Path | None], AgentProcess],
+        netns_pair: tuple[str, str]) -> None:
+    rx, tx = netns_pair
+    label = f"{rx}@{rx}"
+    cfg, sock, port = _config(tmp_path, "rules: {enabled: false}\npolicies: {enabled: false}\n"
+                                        f"firewall:\n  interfaces:\n"
+                                        f"  - {{interface: {rx}, netns: {rx}}}\n")
+    agent = start_agent(cfg)
+    assert _firewalls_in(_metrics(port)) == {label}
+    mark = len(agent.log)
+    out = _bpfguard("firewall", "rule", "add", "--src", TX_IP, "--proto", "udp", "--dport",
+                    "9000", "--action", "drop", "--iface", rx, "--netns", rx,
+                    "--socket", str(sock)).stdout
+    assert out == f"rule 1: --src {TX_IP}/32 --proto udp --dport 9000 --action drop\n"
+    said = agent.wait_log("changed through the control socket", start=mark, timeout=5)
+    assert said.endswith(f"firewall on {label}, changed through the control socket: "
+                         f"{out.strip()}")
+    # the agent's metrics know the rule before any packet met it
+    assert _metric(_metrics(port), "bpfguard_firewall_rule_packets_total", interface=label,
+                   rule="1") == 0
+    assert _udp_received(rx, tx, 9000, 3) == 0
+    assert _udp_received(rx, tx, 9001, 2) == 2
+    text = _metrics(port)
+    assert _metric(text, "bpfguard_firewall_rule_packets_total", interface=label, rule="1") == 3
+    assert _metric(text, "bpfguard_firewall_packets_total", interface=label,
+                   action="drop_rule") == 3
+    # the agent's refusals are the direct command's, and it keeps serving
+    bad = _bpfguard("firewall", "rule", "add", "--src", "198.18.99.1/24", "--action", "drop",
+                    "--iface", rx, "--netns", rx, "--socket", str(sock), check=False)
+    assert bad.returncode == 1
+    assert bad.stderr == ("bpfguard: error: --src: '198.18.99.1/24' has host bits set; did you "
+                          "mean 198.18.99.0/24?\n")
+    gone = _bpfguard("firewall", "mode", "nosuch0", "audit", "--socket", str(sock), check=False)
+    assert gone.returncode == 1 and "no bpfguard firewall on nosuch0" in gone.stderr
+    out = _bpfguard("firewall", "rule", "del", "--id", "1", "--iface", rx, "--netns", rx,
+                    "--socket", str(sock)).stdout
+    assert out.startswith("deleted rule 1: ")
+    assert _udp_received(rx, tx, 9000, 1) == 1
+    assert agent.stop() == 0
+
+
+def test_firewalls_loaded_adopted_and_unloaded_through_the_socket_follow_in_metrics(
+        tmp_path: Path, start_agent: Callable[[Path | None], AgentProcess],
+        netns_pair: tuple[str, str]) -> None:
+    rx, tx = netns_pair
+    label = f"{tx}@{tx}"
+    cfg, sock, port = _config(tmp_path, "rules: {enabled: false}\npolicies: {enabled: false}")
+    agent = start_agent(cfg)
+    where = ["--netns", tx, "--socket", str(sock)]
+    # loaded without the agent (--direct): the agent does not know it yet
+    out = _bpfguard("firewall", "load", tx, "--direct", *where).stdout
+    assert out.startswith(f"firewall on {tx}: enforce mode, policy allow, 0 rule(s)")
+    assert _firewalls_in(_metrics(port)) == set()
+    # the first change through the agent adopts it
+    mark = len(agent.log)
+    assert _bpfguard("firewall", "mode", tx, "audit", *where).stdout == \
+        f"firewall on {tx}: audit mode\n"
+    agent.wait_log(f"firewall on {label}: adopted the pinned one", start=mark, timeout=5)
+    assert _firewalls_in(_metrics(port)) == {label}
+    # changed, then unloaded, around the agent: its next scrape follows
+    _bpfguard("firewall", "rule", "add", "--dst", RX_IP, "--action", "drop", "--direct", *where)
+    assert _metric(_metrics(port), "bpfguard_firewall_rule_packets_total", interface=label,
+                   rule="1") == 0
+    _bpfguard("firewall", "unload", tx, "--direct", *where)
+    assert _firewalls_in(_metrics(port)) == set()
+    # a firewall loaded through the agent, from a config file it never opens
+    conf = tmp_path / "fw.yaml"
+    conf.write_text(f"rules:\n  - {{src: {RX_IP}, proto: udp, action: drop}}\n")
+    out = _bpfguard("firewall", "load", tx, "-c", str(conf), *where).stdout
+    assert out.startswith(f"firewall on {tx}: enforce mode, policy allow, 1 rule(s)")
+    assert _firewalls_in(_metrics(port)) == {label}
+    st = json.loads(_bpfguard("agent", "status", "--json", "--socket", str(sock)).stdout)
+    assert f"firewall on {label}" in st["running"]
+    conf.write_text("rules:\n  - {dst: 198.18.99.300, action: drop}\n")
+    bad = _bpfguard("firewall", "load", rx, "--netns", rx, "-c", str(conf),
+                    "--socket", str(sock), check=False)
+    assert bad.returncode == 1
+    assert f"{conf}:2: rules[0].dst: '198.18.99.300' is not an IPv4" in bad.stderr
+    assert _firewalls_in(_metrics(port)) == {label}
+    assert _bpfguard("firewall", "unload", tx, *where).stdout == f"firewall removed from {tx}\n"
+    assert _firewalls_in(_metrics(port)) == set()
+    assert agent.stop() == 0
+    # without an agent the same commands act on the pins themselves
+    _bpfguard("firewall", "load", tx, *where)
+    out = _bpfguard("firewall", "rule", "add", "--dst", TX_IP, "--action", "pass", *where).stdout
+    assert out == f"rule 1: --dst {TX_IP}/32 --action pass\n"
+    _bpfguard("firewall", "unload", tx, *where)
+
+
 def _drop_maps(after_id: int) -> list[int]:
     return [m["id"] for m in _bpftool("map", "show")
             if m["id"] > after_id and m.get("name") == "drops"]

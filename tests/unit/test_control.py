@@ -23,6 +23,7 @@ from bpfguard.agent.control import (
     AgentNotListening,
     ControlError,
     ControlServer,
+    NotServed,
     request,
 )
 from bpfguard.cli import main
@@ -468,6 +469,14 @@ class FakeAgent(FakePolicies):
     def __init__(self) -> None:
         super().__init__()
         self.reloads = 0
+        self.changes: list[Any] = []
+
+    def change_firewall(self, change: Any) -> dict[str, Any]:
+        self.changes.append(change)
+        if change.args.get("cidr") == "198.18.0.1/24":   # as Firewall's own checks say it
+            raise BpfguardError("'198.18.0.1/24' has host bits set; did you mean 198.18.0.0/24?")
+        return {"iface": change.iface, "netns": change.netns,
+                "message": f"agent did {change.action}"}
 
     def reload(self) -> dict[str, Any]:
         self.reloads += 1
@@ -535,3 +544,173 @@ def test_tcp_endpoint_needs_a_long_token() -> None:
 
 def test_default_socket_is_the_documented_path() -> None:
     assert control.DEFAULT_SOCKET == "/run/bpfguard/bpfguard.sock"
+
+
+# -- live firewall changes ---------------------------------------------------------
+
+
+@pytest.fixture
+def agent_server(sock_path: Path) -> Iterator[FakeAgent]:
+    agent = FakeAgent()
+    with ControlServer(sock_path, agent, timeout=2.0):
+        yield agent
+
+
+def test_firewall_changes_reach_the_agent_checked(agent_server: FakeAgent,
+                                                 sock_path: Path) -> None:
+    from bpfguard.firewall.changes import Change
+
+    res = request("firewall", socket_path=sock_path, action="rule-add", iface="eth0",
+                  netns=None, rule={"src": "198.18.7.0/24", "action": "drop"})
+    assert res == {"iface": "eth0", "netns": None, "message": "agent did rule-add"}
+    assert agent_server.changes == [Change("rule-add", "eth0", None,
+                                           {"rule": {"src": "198.18.7.0/24",
+                                                     "action": "drop"}})]
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"action": "frob"}, "unknown firewall action 'frob' (expected one of: load, unload, mode, "
+                         "limits, rule-add, rule-del, allow-add, allow-del, ban-add, ban-del)"),
+    ({"action": "unload"}, "firewall unload: 'iface' is required"),
+    ({"action": "mode", "iface": "eth0", "mode": "off"},
+     "firewall mode: 'mode' must be one of audit, enforce, not 'off'"),
+    ({"action": "rule-add", "rule": {"dport": "22", "action": "drop"}},
+     "firewall rule-add: rule: 'dport' must be a whole number, not '22'"),
+])
+def test_bad_firewall_requests_are_refused_before_the_agent(
+        agent_server: FakeAgent, sock_path: Path, params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ControlError) as info:
+        request("firewall", socket_path=sock_path, **params)
+    assert str(info.value) == message
+    assert not isinstance(info.value, NotServed)
+    assert agent_server.changes == []
+    assert request("status", socket_path=sock_path)["healthy"]   # and it keeps serving
+
+
+def test_firewall_errors_come_back_with_the_agents_message(agent_server: FakeAgent,
+                                                          sock_path: Path) -> None:
+    with pytest.raises(ControlError, match=r"^'198.18.0.1/24' has host bits set; did you "
+                                           r"mean 198.18.0.0/24\?$"):
+        request("firewall", socket_path=sock_path, action="allow-add", cidr="198.18.0.1/24")
+
+
+def test_requests_a_server_does_not_serve_raise_not_served(server: ControlServer,
+                                                          sock_path: Path) -> None:
+    with pytest.raises(NotServed, match="'firewall' is served by the full agent"):
+        request("firewall", socket_path=sock_path, action="frob")  # before any validation
+    with pytest.raises(NotServed, match="unknown op 'frob'"):
+        request("frob", socket_path=sock_path)
+    assert _raw(sock_path, b'{"op": "reload"}\n')["unsupported"] is True
+    assert "unsupported" not in _raw(sock_path, b'{"op": "delete", "name": 1}\n')
+
+
+class DirectPath:
+    """Records what `bpfguard firewall` does on the pinned maps itself."""
+
+    def __init__(self) -> None:
+        self.changes: list[Any] = []
+
+    def __call__(self, change: Any) -> tuple[str, None]:
+        self.changes.append(change)
+        return f"direct {change.action}", None
+
+
+@pytest.fixture
+def direct(monkeypatch: pytest.MonkeyPatch) -> DirectPath:
+    from bpfguard.firewall import changes
+
+    fake = DirectPath()
+    monkeypatch.setattr(changes, "apply_change", fake)
+    return fake
+
+
+def _fw(*args: str) -> Any:
+    return CliRunner().invoke(main, ["firewall", *args])
+
+
+def test_cli_firewall_changes_go_through_the_agent(agent_server: FakeAgent, sock_path: Path,
+                                                  direct: DirectPath, tmp_path: Path) -> None:
+    conf = tmp_path / "fw.yaml"
+    conf.write_text("mode: audit\n")
+    runs = [
+        (["load", "eth1", "-c", str(conf), "--netns", "ns1"],
+         {"xdp_mode": "native", "audit": False, "force": False, "text": "mode: audit\n",
+          "source": str(conf)}),
+        (["unload", "eth1"], {}),
+        (["mode", "eth1", "audit"], {"mode": "audit"}),
+        (["limits", "--pps", "100", "--no-amplification"], {"pps": 100, "amplification": False}),
+        (["rule", "add", "--src", "198.18.7.0/24", "--dport", "53", "--proto", "udp",
+          "--action", "drop", "-i", "eth1"],
+         {"rule": {"src": "198.18.7.0/24", "proto": "udp", "dport": 53, "action": "drop"}}),
+        (["rule", "del", "--id", "3"], {"id": 3, "rule": {}}),
+        (["allow", "add", "198.18.0.0/28"], {"cidr": "198.18.0.0/28"}),
+        (["allow", "del", "198.18.0.0/28"], {"cidr": "198.18.0.0/28"}),
+        (["ban", "add", "198.18.0.9"], {"address": "198.18.0.9", "seconds": 600.0}),
+        (["ban", "del", "198.18.0.9"], {"address": "198.18.0.9"}),
+    ]
+    for args, expected in runs:
+        r = _fw(*args, "--socket", str(sock_path))
+        assert r.exit_code == 0, (args, r.output)
+        change = agent_server.changes[-1]
+        assert r.stdout == f"agent did {change.action}\n"
+        assert change.args == expected, args
+    assert [c.action for c in agent_server.changes] == [
+        "load", "unload", "mode", "limits", "rule-add", "rule-del", "allow-add", "allow-del",
+        "ban-add", "ban-del"]
+    assert (agent_server.changes[0].iface, agent_server.changes[0].netns) == ("eth1", "ns1")
+    assert agent_server.changes[4].iface == "eth1"
+    assert direct.changes == []
+
+
+def test_cli_firewall_agent_errors_are_not_retried_directly(
+        agent_server: FakeAgent, sock_path: Path, direct: DirectPath) -> None:
+    r = _fw("allow", "add", "198.18.0.1/24", "--socket", str(sock_path))
+    assert r.exit_code == 1
+    assert r.stderr == ("bpfguard: error: '198.18.0.1/24' has host bits set; did you mean "
+                        "198.18.0.0/24?\n")
+    assert direct.changes == []
+
+
+def test_cli_firewall_without_an_agent_changes_the_pins_itself(sock_path: Path,
+                                                              direct: DirectPath) -> None:
+    r = _fw("rule", "add", "--src", "198.18.7.0/24", "--action", "drop", "--socket",
+            str(sock_path))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "direct rule-add\n"
+    assert direct.changes[0].args == {"rule": {"src": "198.18.7.0/24", "action": "drop"}}
+
+
+def test_cli_firewall_with_a_policy_only_agent_changes_the_pins_itself(
+        server: ControlServer, sock_path: Path, direct: DirectPath) -> None:
+    r = _fw("mode", "eth0", "enforce", "--socket", str(sock_path))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "direct mode\n"
+
+
+def test_cli_firewall_direct_skips_the_agent(agent_server: FakeAgent, sock_path: Path,
+                                            direct: DirectPath) -> None:
+    r = _fw("ban", "del", "198.18.0.9", "--direct", "--socket", str(sock_path))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "direct ban-del\n"
+    assert agent_server.changes == []
+
+
+def test_cli_firewall_never_falls_back_from_a_tcp_endpoint(direct: DirectPath) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]            # nothing listens there once closed
+    r = _fw("unload", "eth0", "--socket", f"tcp://127.0.0.1:{port}")
+    assert r.exit_code == 1
+    assert "no bpfguard agent is listening on tcp://127.0.0.1:" in r.stderr
+    assert direct.changes == []
+
+
+def test_cli_firewall_help_names_the_agent_and_the_fallback() -> None:
+    r = _fw("--help")
+    assert "control socket" in r.output and "--direct" in r.output
+    for args in (["load"], ["unload"], ["mode"], ["limits"], ["rule", "add"], ["rule", "del"],
+                 ["allow", "add"], ["allow", "del"], ["ban", "add"], ["ban", "del"]):
+        r = _fw(*args, "--help")
+        assert "--socket PATH" in r.output and "--direct" in r.output, args
+    for args in (["status"], ["stats"], ["rule", "list"], ["ban", "list"], ["events"]):
+        assert "--socket" not in _fw(*args, "--help").output, args

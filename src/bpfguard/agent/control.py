@@ -16,8 +16,22 @@ sends one JSON request line and reads one JSON response line::
     -> {"op": "status"}    health, what runs, the last reload error
     -> {"op": "rules"}     the Falco rules in force, with their alert counts
 
-The last three are served by the full agent (`bpfguard run`), not by
-`bpfguard run --policy`.
+    -> {"op": "firewall", "action": "rule-add", "iface": "eth0", "netns": null,
+        "rule": {"src": "198.18.7.0/24", "action": "drop"}}
+    <- {"ok": true, "result": {"iface": "eth0", "netns": null,
+                               "message": "rule 3: --src 198.18.7.0/24 --action drop"}}
+
+``firewall`` makes a live change to an XDP firewall, as `bpfguard firewall`
+does: the actions load, unload, mode, limits, rule-add, rule-del,
+allow-add, allow-del, ban-add and ban-del, with the arguments
+:mod:`bpfguard.firewall.changes` lists (load takes the config file's
+``text`` and its name as ``source``, not a path). The agent keeps its
+firewalls (and their metrics) in step with what it changes.
+
+The last four are served by the full agent (`bpfguard run`), not by
+`bpfguard run --policy`; a server answers a request it does not serve at
+all with ``"unsupported": true`` next to the error, which :func:`request`
+raises as :class:`NotServed`.
 
 The server hands requests to a :class:`PolicyControl` (the agent's policy
 manager), one at a time: it mutates kernel maps. Bad input and kernel
@@ -30,7 +44,8 @@ deadline, so a stuck client never holds the agent.
 configuration asks for it, and only to requests that carry its token
 (``"token": "..."``, compared in constant time).
 
-:func:`request` is the client the `bpfguard policy` commands use.
+:func:`request` is the client the `bpfguard policy`, `agent`, `rules` and
+`firewall` commands use.
 """
 
 from __future__ import annotations
@@ -59,6 +74,7 @@ __all__ = [
     "AgentNotListening",
     "ControlError",
     "ControlServer",
+    "NotServed",
     "PolicyControl",
     "TcpControlServer",
     "peer_uid",
@@ -71,9 +87,10 @@ MAX_REQUEST = 4 * 1024 * 1024
 _MAX_RESPONSE = 64 * 1024 * 1024
 _MAX_CONNECTIONS = 8
 _MODES = ("enforce", "monitor")
-_OPS = ("add", "list", "delete", "mode", "reload", "status", "rules")
+_OPS = ("add", "list", "delete", "mode", "reload", "status", "rules", "firewall")
 # requests only the full agent serves, and its method for each
-_AGENT_OPS = {"reload": "reload", "status": "status", "rules": "list_rules"}
+_AGENT_OPS = {"reload": "reload", "status": "status", "rules": "list_rules",
+              "firewall": "change_firewall"}
 
 log = logging.getLogger("bpfguard.control")
 
@@ -85,6 +102,11 @@ class ControlError(BpfguardError):
 
 class AgentNotListening(ControlError):
     """Nothing listens on the control socket (no agent running there)."""
+
+
+class NotServed(ControlError):
+    """The agent there does not serve this request at all (a `bpfguard run
+    --policy` agent asked for what only the full agent does)."""
 
 
 class PolicyControl(Protocol):
@@ -169,7 +191,12 @@ def _read_line(conn: socket.socket, limit: int, deadline: float) -> bytes:
 
 
 class _BadRequest(Exception):
-    """A request the server cannot act on; the message goes to the client."""
+    """A request the server cannot act on; the message goes to the client.
+    `unsupported`: this server does not serve such requests at all."""
+
+    def __init__(self, message: str, *, unsupported: bool = False) -> None:
+        super().__init__(message)
+        self.unsupported = unsupported
 
 
 def _param(req: dict[str, Any], key: str) -> str:
@@ -413,6 +440,8 @@ class ControlServer:
         try:
             return {"ok": True, "result": self._dispatch(req)}
         except _BadRequest as exc:
+            if exc.unsupported:
+                return {"ok": False, "error": str(exc), "unsupported": True}
             return {"ok": False, "error": str(exc)}
 
     def _check_peer(self, conn: socket.socket) -> str | None:
@@ -431,7 +460,15 @@ class ControlServer:
     def _dispatch(self, req: dict[str, Any]) -> Any:
         op = req.get("op")
         if op not in _OPS:
-            raise _BadRequest(f"unknown op {op!r} (expected one of: {', '.join(_OPS)})")
+            raise _BadRequest(f"unknown op {op!r} (expected one of: {', '.join(_OPS)})",
+                              unsupported=True)
+        method = None
+        args: tuple[Any, ...] = ()
+        if op in _AGENT_OPS:
+            method = getattr(self.handler, _AGENT_OPS[op], None)
+            if method is None:
+                raise _BadRequest(f"{op!r} is served by the full agent (`bpfguard run`), "
+                                  "not by `bpfguard run --policy`", unsupported=True)
         # validate before taking the lock
         text = source = name = mode = ""
         if op == "add":
@@ -446,18 +483,19 @@ class ControlServer:
                 mode = _param(req, "mode")
                 if mode not in _MODES:
                     raise _BadRequest(f"mode must be 'enforce' or 'monitor', not {mode!r}")
-        method = None
-        if op in _AGENT_OPS:
-            method = getattr(self.handler, _AGENT_OPS[op], None)
-            if method is None:
-                raise _BadRequest(f"{op!r} is served by the full agent (`bpfguard run`), "
-                                  "not by `bpfguard run --policy`")
+        elif op == "firewall":
+            from ..firewall.changes import parse_change
+
+            try:
+                args = (parse_change(req),)
+            except BpfguardError as exc:
+                raise _BadRequest(str(exc)) from None
         with self._lock:
             if self._closed or self._stopping:
                 raise _BadRequest("the agent is shutting down")
             try:
                 if method is not None:
-                    return method()
+                    return method(*args)
                 if op == "add":
                     return self.handler.add_policy(text, source)
                 if op == "list":
@@ -538,8 +576,9 @@ def request(op: str, *, socket_path: str | os.PathLike[str] = DEFAULT_SOCKET,
             timeout: float = 30.0, **params: Any) -> Any:
     """Send one request to the agent and return its result.
 
-    Raises ControlError with the agent's message when it refuses, and
-    AgentNotListening (a ControlError) when no agent listens on the socket.
+    Raises ControlError with the agent's message when it refuses,
+    AgentNotListening (a ControlError) when no agent listens on the socket,
+    and NotServed (a ControlError) when the agent there does not serve `op`.
 
     `socket_path` may also be ``tcp://HOST:PORT``, the agent's TCP endpoint;
     its token comes from $BPFGUARD_CONTROL_TOKEN unless `params` has one.
@@ -606,5 +645,6 @@ def request(op: str, *, socket_path: str | os.PathLike[str] = DEFAULT_SOCKET,
     if not isinstance(resp, dict) or "ok" not in resp:
         raise ControlError(f"{path}: the agent's answer is malformed")
     if not resp["ok"]:
-        raise ControlError(str(resp.get("error") or "the agent refused, without a reason"))
+        why = str(resp.get("error") or "the agent refused, without a reason")
+        raise NotServed(why) if resp.get("unsupported") is True else ControlError(why)
     return resp.get("result")

@@ -6,7 +6,8 @@
            ── policy sensors ──── reader ─ TracingPolicies ├─ alerts ─ outputs (bounded
            ── audit netlink ───── reader ─ seccomp log ─┘            queues: stdout, file,
            ── XDP firewalls (pinned: they outlive the agent)         syslog, webhook, sqlite)
-    control socket (policy / rules / reload / status)   metrics + /healthz (HTTP, localhost)
+    control socket (policy / rules / reload / status /   metrics + /healthz (HTTP, localhost)
+                    firewall changes)
 
 Every alert, whatever made it, has Falco's JSON alert shape, so one set of
 outputs, one alert store and one set of metrics serves all: a policy event
@@ -366,8 +367,9 @@ class Agent:
         self.detection: _Reader | None = None
         self.detector: Any = None
         self.policies: _Policies | None = None
-        self.firewalls: dict[str, Any] = {}
+        self.firewalls: dict[str, Any] = {}      # by label, IFACE[@NETNS]
         self._loaded_firewalls: list[Any] = []   # the ones this agent attached
+        self._fw_lock = threading.Lock()         # self.firewalls, against metric scrapes
         self.audit: Any = None
         self._audit_thread: threading.Thread | None = None
         self.control: list[ControlServer] = []
@@ -442,7 +444,7 @@ class Agent:
 
         for entry in self.cfg.data["firewall"]["interfaces"]:
             iface, netns = entry["interface"], entry["netns"] or None
-            label = iface + (f"@{netns}" if netns else "")
+            label = _firewall_label(iface, netns)
             try:
                 fw = Firewall.open(iface, netns)
                 log.info("firewall on %s: adopted the pinned one", label)
@@ -572,8 +574,10 @@ class Agent:
         if self.policies is not None:
             modes = [lp.mode for lp in self.policies.engine.policies.values()]
             parts.append(f"{len(modes)} policies ({modes.count('monitor')} in monitor mode)")
-        if self.firewalls:
-            parts.append(f"firewall on {', '.join(self.firewalls)}")
+        with self._fw_lock:
+            firewalls = list(self.firewalls)
+        if firewalls:
+            parts.append(f"firewall on {', '.join(firewalls)}")
         if self.audit is not None:
             parts.append("seccomp audit")
         parts.append("outputs " + ", ".join(c.name for c in self.channels.channels))
@@ -683,13 +687,14 @@ class Agent:
         if self.audit is not None:
             self.audit.close()
             self.audit = None
-        for fw in self.firewalls.values():
-            if unload_firewalls and fw in self._loaded_firewalls:
-                with contextlib.suppress(BpfguardError):
-                    fw.unload()
-            else:
-                fw.close()
-        self.firewalls = {}
+        with self._fw_lock:
+            for fw in self.firewalls.values():
+                if unload_firewalls and fw in self._loaded_firewalls:
+                    with contextlib.suppress(BpfguardError):
+                        fw.unload()
+                else:
+                    fw.close()
+            self.firewalls = {}
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
@@ -737,6 +742,32 @@ class Agent:
                  "errors": self.detector.engine.errors.get(c.name, 0)}
                 for c in self.detector.engine.compiled]
 
+    def change_firewall(self, change: Any) -> dict[str, Any]:
+        """Makes a live firewall change (a ``bpfguard.firewall.changes.Change``)
+        as `bpfguard firewall` would, and keeps :attr:`firewalls` in step: the
+        firewall changed, as re-read from its pins, replaces the one held (so
+        changes made without the agent are picked up too), a pinned one not
+        held yet is adopted, an unloaded one is dropped."""
+        from ..firewall.changes import apply_change
+
+        message, fw = apply_change(change)
+        if fw is not None:
+            iface, netns = fw.ifname, fw.netns
+        else:                   # an unload, which names its interface
+            assert change.iface is not None
+            iface, netns = change.iface, change.netns
+        label = _firewall_label(iface, netns)
+        with self._fw_lock:
+            old = self.firewalls.pop(label, None)
+            if fw is not None:
+                self.firewalls[label] = fw
+            if old is not None:
+                old.close()
+        if old is None and fw is not None and change.action != "load":
+            log.info("firewall on %s: adopted the pinned one", label)
+        log.info("firewall on %s, changed through the control socket: %s", label, message)
+        return {"iface": iface, "netns": netns, "message": message}
+
     def status(self) -> dict[str, Any]:
         ok, details = self.health()
         return {"healthy": ok, **details, "running": self.describe(),
@@ -778,10 +809,23 @@ class Agent:
         return {p["name"]: p["counters"] for p in self.policies.engine.list()}
 
     def metric_firewall(self) -> dict[str, dict[str, Any]]:
+        from ..firewall import Firewall
+
         out = {}
-        for label, fw in list(self.firewalls.items()):
-            with contextlib.suppress(BpfguardError):
-                out[label] = fw.stats()
+        with self._fw_lock:     # a firewall change closes the object it replaces
+            for label, fw in list(self.firewalls.items()):
+                with contextlib.suppress(BpfguardError):
+                    # changed or unloaded with `bpfguard firewall --direct`
+                    if not fw.pinned:
+                        log.info("firewall on %s: unloaded outside the agent", label)
+                        del self.firewalls[label]
+                        fw.close()
+                        continue
+                    if fw.outdated():
+                        self.firewalls[label] = Firewall.open(fw.ifname, fw.netns)
+                        fw.close()
+                        fw = self.firewalls[label]
+                    out[label] = fw.stats()
         return out
 
     def metric_outputs(self) -> dict[str, ChannelStats]:
@@ -824,6 +868,11 @@ class Agent:
         if problems:
             details["problems"] = problems
         return not problems, details
+
+
+def _firewall_label(iface: str, netns: str | None) -> str:
+    """How the agent names a firewall (metrics, logs): IFACE or IFACE@NETNS."""
+    return f"{iface}@{netns}" if netns else iface
 
 
 def _event_label(cls: type) -> str:

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import BpfguardError, ConfigError
+from ..agent.control import DEFAULT_SOCKET, AgentNotListening, ControlError, NotServed, request
+from ..errors import ConfigError
 
 __all__ = ["egress", "firewall"]
 
 _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-_LOCK = Path("/run/bpfguard/firewall.lock")
-
-
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    """Serialises changes: the pinned maps are shared state, and a rule's
-    class and hash entries are written in several steps."""
-    if os.geteuid() != 0:
-        raise BpfguardError("needs root: the firewall's pinned maps are root-only")
-    _LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(_LOCK, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 
 def _netns_option(f: Any) -> Any:
@@ -42,6 +28,47 @@ def _netns_option(f: Any) -> Any:
 def _iface_option(f: Any) -> Any:
     return click.option("--iface", "-i", metavar="IFACE", default=None,
                         help="The firewall's interface (needed when more than one is loaded).")(f)
+
+
+def _agent_options(f: Any) -> Any:
+    f = click.option("--direct", is_flag=True,
+                     help="Change the pinned maps here, without asking the running agent.")(f)
+    return click.option(
+        "--socket", "socket_path", default=DEFAULT_SOCKET, show_default=True, metavar="PATH",
+        help="The running agent's control socket, or tcp://HOST:PORT for its TCP endpoint "
+             "(token in $BPFGUARD_CONTROL_TOKEN). With no agent listening on a Unix socket, "
+             "the change is made on the pinned maps directly.")(f)
+
+
+def _change(action: str, iface: str | None, netns: str | None, socket_path: str,
+            direct: bool, **args: Any) -> None:
+    """Makes a change through the running agent, so that its view and metrics
+    follow at once; with no agent on the local socket (or one that does not
+    manage firewalls), or with --direct, on the pinned maps from here."""
+    from ..firewall.changes import apply_change, parse_change
+
+    change = parse_change({"action": action, "iface": iface, "netns": netns, **args})
+    if not direct:
+        try:
+            result = request("firewall", socket_path=socket_path, **change.as_request())
+        except (AgentNotListening, NotServed):
+            if socket_path.startswith("tcp://"):
+                raise   # that agent may be on another host: acting here would be wrong
+        else:
+            if not isinstance(result, dict) or not isinstance(result.get("message"), str):
+                raise ControlError(f"{socket_path}: the agent's answer is malformed")
+            click.echo(result["message"])
+            return
+    message, fw = apply_change(change)
+    if fw is not None:
+        fw.close()
+    click.echo(message)
+
+
+def _locked() -> Any:
+    from ..firewall.changes import locked
+
+    return locked()
 
 
 def _open(iface: str | None, netns: str | None) -> Any:
@@ -96,11 +123,18 @@ def firewall() -> None:
 
     \b
     The firewall is pinned under /sys/fs/bpf/bpfguard/firewall/: it keeps
-    protecting when bpfguard exits, and every command here works on the
-    pinned state directly. Limits: 65,535 rules in at most 64 shapes (a shape
-    is family + prefix lengths + which L4 fields), 65,536 tracked sources and
-    bans (LRU), 16,384 allowlist prefixes per family, 64 amplification ports.
-    The config file format is in `bpfguard firewall load --help`.
+    protecting when bpfguard exits. Changes (load, unload, mode, limits,
+    rule add|del, allow add|del, ban add|del) go through the running agent's
+    control socket (--socket), so its metrics and status cover them at once;
+    with no agent listening there, or with --direct, they are made on the
+    pinned state directly, under the same lock. status, stats, rule list,
+    ban list and events always read the pinned state directly.
+
+    \b
+    Limits: 65,535 rules in at most 64 shapes (a shape is family + prefix
+    lengths + which L4 fields), 65,536 tracked sources and bans (LRU), 16,384
+    allowlist prefixes per family, 64 amplification ports. The config file
+    format is in `bpfguard firewall load --help`.
     """
 
 
@@ -118,9 +152,13 @@ def firewall() -> None:
 @click.option("--force", is_flag=True,
               help="Replace another XDP program already on IFACE (it is named when refused).")
 @_netns_option
+@_agent_options
 def load(iface: str, xdp_mode: str, policy: str | None, audit: bool, config_file: Path | None,
-         force: bool, netns: str | None) -> None:
+         force: bool, netns: str | None, socket_path: str, direct: bool) -> None:
     """Attach the firewall to IFACE (nothing is attached if anything is wrong).
+
+    A running agent loads it (the file's text is sent, not its path) and
+    exports its counters from then on.
 
     \b
     Config file (every key optional):
@@ -148,30 +186,24 @@ def load(iface: str, xdp_mode: str, policy: str | None, audit: bool, config_file
       sampling:
         per_second: 100          # sampled would-drop events per CPU per second
     """
-    from ..firewall import Firewall, FirewallConfig, load_firewall_config
-
-    cfg = load_firewall_config(config_file) if config_file else FirewallConfig()
-    if policy is not None:
-        cfg.policy = "deny" if policy == "deny" else "allow"
-    if audit:
-        cfg.mode = "audit"
-    with _locked():
-        fw = Firewall.load(iface, cfg, xdp_mode="generic" if xdp_mode == "generic" else "native",
-                           netns=netns, force=force)
-    with fw:
-        click.echo(f"firewall on {iface}: {cfg.mode} mode, policy {cfg.policy}, "
-                   f"{len(cfg.rules)} rule(s), {xdp_mode} XDP; pinned at {fw.pin_dir}")
+    text = None
+    if config_file is not None:
+        try:
+            text = config_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_file}: {getattr(exc, 'strerror', None) or exc}") \
+                from None
+    _change("load", iface, netns, socket_path, direct, xdp_mode=xdp_mode, policy=policy,
+            audit=audit, force=force, text=text, source=str(config_file) if config_file else None)
 
 
 @firewall.command(context_settings=_CTX)
 @click.argument("iface")
 @_netns_option
-def unload(iface: str, netns: str | None) -> None:
+@_agent_options
+def unload(iface: str, netns: str | None, socket_path: str, direct: bool) -> None:
     """Detach the firewall from IFACE and remove every pinned map and link."""
-    with _locked():
-        fw = _open(iface, netns)
-        fw.unload()
-    click.echo(f"firewall removed from {iface}")
+    _change("unload", iface, netns, socket_path, direct)
 
 
 @firewall.command(context_settings=_CTX)
@@ -219,11 +251,10 @@ def status(iface: str | None, netns: str | None, as_json: bool) -> None:
 @click.argument("iface")
 @click.argument("mode", type=click.Choice(["audit", "enforce"]))
 @_netns_option
-def mode(iface: str, mode: str, netns: str | None) -> None:
+@_agent_options
+def mode(iface: str, mode: str, netns: str | None, socket_path: str, direct: bool) -> None:
     """Switch IFACE between audit and enforce, live."""
-    with _locked(), _open(iface, netns) as fw:
-        fw.set_mode(mode)
-    click.echo(f"firewall on {iface}: {mode} mode")
+    _change("mode", iface, netns, socket_path, direct, mode=mode)
 
 
 @firewall.command(context_settings=_CTX)
@@ -241,22 +272,11 @@ def mode(iface: str, mode: str, netns: str | None) -> None:
 @click.option("--ipv6-source-prefix", type=click.IntRange(1, 128))
 @click.option("--amplification/--no-amplification", default=None,
               help="The UDP amplification source-port filter.")
-def limits(iface: str | None, netns: str | None, amplification: bool | None,
+@_agent_options
+def limits(iface: str | None, netns: str | None, socket_path: str, direct: bool,
            **given: Any) -> None:
     """Change DDoS budgets live; options not given keep their value."""
-    import dataclasses
-
-    with _locked(), _open(iface, netns) as fw:
-        current = fw.limits()
-        try:
-            new = dataclasses.replace(current, **{k: v for k, v in given.items()
-                                                  if v is not None})
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        fw.set_limits(new)
-        if amplification is not None:
-            fw.set_amplification(amplification)
-        click.echo(", ".join(f"{k}={v}" for k, v in dataclasses.asdict(fw.limits()).items()))
+    _change("limits", iface, netns, socket_path, direct, **given)
 
 
 @firewall.group(context_settings=_CTX)
@@ -269,7 +289,9 @@ def rule() -> None:
 @click.option("--action", type=click.Choice(["drop", "pass"]), required=True)
 @_iface_option
 @_netns_option
-def rule_add(action: str, iface: str | None, netns: str | None, **fields: Any) -> None:
+@_agent_options
+def rule_add(action: str, iface: str | None, netns: str | None, socket_path: str, direct: bool,
+             **fields: Any) -> None:
     """Append a rule (it matches after the existing ones); prints its id.
 
     \b
@@ -277,12 +299,7 @@ def rule_add(action: str, iface: str | None, netns: str | None, **fields: Any) -
       bpfguard firewall rule add --src 2001:2::/48 --proto udp --dport 53 --action drop
       bpfguard firewall rule add --proto icmp --icmp-type 8 --action drop
     """
-    from ..firewall import rule_from_options
-
-    r = rule_from_options(action=action, **fields)
-    with _locked(), _open(iface, netns) as fw:
-        rid = fw.add_rule(r)
-    click.echo(f"rule {rid}: {r.describe()}")
+    _change("rule-add", iface, netns, socket_path, direct, rule={**fields, "action": action})
 
 
 @rule.command("del", context_settings=_CTX)
@@ -291,18 +308,12 @@ def rule_add(action: str, iface: str | None, netns: str | None, **fields: Any) -
 @click.option("--id", "rid", type=click.IntRange(1), help="Delete by id (see `rule list`).")
 @_iface_option
 @_netns_option
+@_agent_options
 def rule_del(action: str | None, rid: int | None, iface: str | None, netns: str | None,
-             **fields: Any) -> None:
+             socket_path: str, direct: bool, **fields: Any) -> None:
     """Delete a rule: by --id, or by the same options it was added with."""
-    from ..firewall import rule_from_options
-
-    with _locked(), _open(iface, netns) as fw:
-        if rid is None:
-            if action is None:
-                raise ConfigError("give --id, or the rule's options including --action")
-            rid = fw.find_rule(rule_from_options(action=action, **fields))
-        r = fw.delete_rule(rid)
-    click.echo(f"deleted rule {rid}: {r.describe()}")
+    _change("rule-del", iface, netns, socket_path, direct, id=rid,
+            rule={**fields, "action": action})
 
 
 @rule.command("list", context_settings=_CTX)
@@ -331,33 +342,22 @@ def allow() -> None:
 @click.argument("cidr")
 @_iface_option
 @_netns_option
-def allow_add(cidr: str, iface: str | None, netns: str | None) -> None:
-    from ..firewall import parse_network
-
-    try:
-        net = parse_network(cidr)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    with _locked(), _open(iface, netns) as fw:
-        fw.allow(net)
-    click.echo(f"allowlisted {net}")
+@_agent_options
+def allow_add(cidr: str, iface: str | None, netns: str | None, socket_path: str,
+              direct: bool) -> None:
+    """Allowlist a source address or prefix."""
+    _change("allow-add", iface, netns, socket_path, direct, cidr=cidr)
 
 
 @allow.command("del", context_settings=_CTX)
 @click.argument("cidr")
 @_iface_option
 @_netns_option
-def allow_del(cidr: str, iface: str | None, netns: str | None) -> None:
-    from ..firewall import parse_network
-
-    try:
-        net = parse_network(cidr)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    with _locked(), _open(iface, netns) as fw:
-        if not fw.disallow(net):
-            raise ConfigError(f"{net} is not on the allowlist")
-    click.echo(f"removed {net} from the allowlist")
+@_agent_options
+def allow_del(cidr: str, iface: str | None, netns: str | None, socket_path: str,
+              direct: bool) -> None:
+    """Remove a prefix from the allowlist (as it was added)."""
+    _change("allow-del", iface, netns, socket_path, direct, cidr=cidr)
 
 
 @firewall.group(context_settings=_CTX)
@@ -371,21 +371,22 @@ def ban() -> None:
               show_default=True)
 @_iface_option
 @_netns_option
-def ban_add(address: str, seconds: float, iface: str | None, netns: str | None) -> None:
-    with _locked(), _open(iface, netns) as fw:
-        fw.ban(address, seconds)
-    click.echo(f"banned {address} for {seconds:g} s")
+@_agent_options
+def ban_add(address: str, seconds: float, iface: str | None, netns: str | None,
+            socket_path: str, direct: bool) -> None:
+    """Ban a source address for a while."""
+    _change("ban-add", iface, netns, socket_path, direct, address=address, seconds=seconds)
 
 
 @ban.command("del", context_settings=_CTX)
 @click.argument("address")
 @_iface_option
 @_netns_option
-def ban_del(address: str, iface: str | None, netns: str | None) -> None:
-    with _locked(), _open(iface, netns) as fw:
-        if not fw.unban(address):
-            raise ConfigError(f"{address} is not banned")
-    click.echo(f"lifted the ban on {address}")
+@_agent_options
+def ban_del(address: str, iface: str | None, netns: str | None, socket_path: str,
+            direct: bool) -> None:
+    """Lift a ban."""
+    _change("ban-del", iface, netns, socket_path, direct, address=address)
 
 
 @ban.command("list", context_settings=_CTX)

@@ -5,6 +5,8 @@
 - :class:`Egress` (:mod:`.egress`): EPERM for connect()/sendmsg() to denied
   destinations from one cgroup.
 - :mod:`.config`: the YAML configs; :mod:`.model`: validated rules.
+- :mod:`.changes`: the live changes `bpfguard firewall` makes, directly or
+  through the agent.
 """
 
 from .config import load_egress_config, load_firewall_config, rule_from_options

@@ -52,21 +52,26 @@ from .model import (
     parse_port,
 )
 
-__all__ = ["load_egress_config", "load_firewall_config", "rule_from_options"]
+__all__ = ["load_egress_config", "load_firewall_config", "load_firewall_config_text",
+           "rule_from_options"]
 
 T = TypeVar("T")
 _CONSTRUCT = yaml.constructor.SafeConstructor()
 
 
-class _Doc:
-    """A YAML document read node by node, so every error names file:line."""
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
 
-    def __init__(self, path: Path) -> None:
-        self.name = str(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"{path}: {exc.strerror}") from None
+
+class _Doc:
+    """A YAML document read node by node, so every error names file:line
+    (`name` is the file's, for the messages)."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
         try:
             self.root = yaml.compose(text)
         except yaml.YAMLError as exc:
@@ -162,7 +167,13 @@ def _rule(doc: _Doc, node: yaml.Node, key: str) -> Rule:
 
 def load_firewall_config(path: str | Path) -> FirewallConfig:
     """Reads a firewall config; ConfigError (file:line: key: why) on the first problem."""
-    doc = _Doc(Path(path))
+    return load_firewall_config_text(str(path), _read(path))
+
+
+def load_firewall_config_text(source: str, text: str) -> FirewallConfig:
+    """A firewall config from its YAML `text`; errors name `source` (its file) and line.
+    The agent reads a client's config this way: the client sends the text, not a path."""
+    doc = _Doc(source, text)
     top = doc.mapping(doc.root, "", ("mode", "policy", "rules", "allow", "limits",
                                      "amplification", "sampling"))
     cfg = FirewallConfig()
@@ -209,7 +220,7 @@ def _bool(v: Any) -> bool:
 
 def load_egress_config(path: str | Path) -> list[EgressRule]:
     """Reads an egress config (a `deny` list); ConfigError at file:line."""
-    doc = _Doc(Path(path))
+    doc = _Doc(str(path), _read(path))
     top = doc.mapping(doc.root, "", ("deny",))
     out = []
     for i, n in enumerate(doc.sequence(top.get("deny"), "deny")):

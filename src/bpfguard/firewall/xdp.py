@@ -127,6 +127,8 @@ class Firewall:
         # (shape, masked key) -> {rule id: priority}: which rules share a hash key
         self._index: dict[tuple[Shape, MatchKey], dict[int, int]] = {}
         self._classes: dict[Shape, int] = {}
+        # the rule tables' generation this object's view of them is from
+        self._generation = 0 if fresh else self.config().generation
         if not fresh:  # a new object's maps are empty
             self._read_state()
         self._next_prio = max((p for p, _ in self._rules.values()), default=0) + 1
@@ -223,6 +225,17 @@ class Firewall:
         for m in self._maps.values():
             m.close()
 
+    @property
+    def pinned(self) -> bool:
+        """False once the firewall was unloaded (by anyone): these maps outlive
+        their pins only as long as this object holds them."""
+        return (self.pin_dir / _LINK).exists()
+
+    def outdated(self) -> bool:
+        """True when another process changed the rules since this object read
+        them: :meth:`open` a fresh one to see them."""
+        return bool(self.config().generation != self._generation)
+
     def __enter__(self) -> Firewall:
         return self
 
@@ -282,6 +295,7 @@ class Firewall:
         c.sample_per_sec = cfg.samples_per_second
         c.generation = 1
         self._store_config(c)
+        self._generation = 1
         self.set_limits(cfg.limits)
         self.set_amplification(cfg.amplification, cfg.amplification_ports)
 
@@ -441,6 +455,7 @@ class Firewall:
         c = self.config()
         c.generation = c.generation % 0xFFFFFFFF + 1  # never 0, the empty slot's
         self._store_config(c)
+        self._generation = c.generation
 
     def _index_keys(self, rule: Rule) -> list[tuple[Shape, MatchKey]]:
         shape = shape_of(rule)
