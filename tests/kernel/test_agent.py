@@ -502,20 +502,25 @@ def test_firewalls_loaded_adopted_and_unloaded_through_the_socket_follow_in_metr
     cfg, sock, port = _config(tmp_path, "rules: {enabled: false}\npolicies: {enabled: false}")
     agent = start_agent(cfg)
     where = ["--netns", tx, "--socket", str(sock)]
-    # loaded without the agent (--direct): the agent does not know it yet
+    # loaded without the agent (--direct): the agent takes it up at its next scrape
+    mark = len(agent.log)
     out = _bpfguard("firewall", "load", tx, "--direct", *where).stdout
     assert out.startswith(f"firewall on {tx}: enforce mode, policy allow, 0 rule(s)")
-    assert _firewalls_in(_metrics(port)) == set()
-    # the first change through the agent adopts it
-    mark = len(agent.log)
+    assert _firewalls_in(_metrics(port)) == {label}
+    agent.wait_log(f"firewall on {label}: adopted the pinned one", start=mark, timeout=5)
     assert _bpfguard("firewall", "mode", tx, "audit", *where).stdout == \
         f"firewall on {tx}: audit mode\n"
-    agent.wait_log(f"firewall on {label}: adopted the pinned one", start=mark, timeout=5)
-    assert _firewalls_in(_metrics(port)) == {label}
-    # changed, then unloaded, around the agent: its next scrape follows
+    agent.wait_log(f"firewall on {label}, changed through the control socket: "
+                   f"firewall on {tx}: audit mode", start=mark, timeout=5)
+    # changed, replaced and unloaded around the agent: each next scrape follows
     _bpfguard("firewall", "rule", "add", "--dst", RX_IP, "--action", "drop", "--direct", *where)
     assert _metric(_metrics(port), "bpfguard_firewall_rule_packets_total", interface=label,
                    rule="1") == 0
+    _bpfguard("firewall", "unload", tx, "--direct", *where)
+    _bpfguard("firewall", "load", tx, "--direct", *where)     # a new one: no rules
+    text = _metrics(port)
+    assert _firewalls_in(text) == {label}
+    assert "bpfguard_firewall_rule_packets_total{" not in text
     _bpfguard("firewall", "unload", tx, "--direct", *where)
     assert _firewalls_in(_metrics(port)) == set()
     # a firewall loaded through the agent, from a config file it never opens

@@ -368,7 +368,7 @@ class Agent:
         self.detector: Any = None
         self.policies: _Policies | None = None
         self.firewalls: dict[str, Any] = {}      # by label, IFACE[@NETNS]
-        self._loaded_firewalls: list[Any] = []   # the ones this agent attached
+        self._loaded_firewalls: set[str] = set()  # labels of the ones start() attached
         self._fw_lock = threading.Lock()         # self.firewalls, against metric scrapes
         self.audit: Any = None
         self._audit_thread: threading.Thread | None = None
@@ -439,22 +439,62 @@ class Agent:
         return reader
 
     def _load_firewalls(self) -> None:
+        """Loads the configured firewalls that are not pinned yet, then takes
+        up every pinned one."""
         from ..firewall import Firewall, FirewallConfig
+        from ..firewall.changes import locked
         from ..firewall.config import load_firewall_config
 
         for entry in self.cfg.data["firewall"]["interfaces"]:
             iface, netns = entry["interface"], entry["netns"] or None
             label = _firewall_label(iface, netns)
-            try:
-                fw = Firewall.open(iface, netns)
-                log.info("firewall on %s: adopted the pinned one", label)
-            except BpfguardError:
-                cfg = (load_firewall_config(entry["config"]) if entry["config"]
-                       else FirewallConfig())
-                fw = Firewall.load(iface, cfg, netns=netns, force=entry["force"])
-                self._loaded_firewalls.append(fw)
-                log.info("firewall on %s: loaded", label)
-            self.firewalls[label] = fw
+            with locked():
+                try:
+                    Firewall.open(iface, netns).close()
+                except BpfguardError:
+                    cfg = (load_firewall_config(entry["config"]) if entry["config"]
+                           else FirewallConfig())
+                    Firewall.load(iface, cfg, netns=netns, force=entry["force"]).close()
+                    self._loaded_firewalls.add(label)
+                    log.info("firewall on %s: loaded", label)
+        self._sync_firewalls(wait=True)
+
+    def _sync_firewalls(self, *, wait: bool) -> None:
+        """Makes :attr:`firewalls` the bpfguard firewalls pinned on this host,
+        each as its pins are now. The pins are the truth: `bpfguard firewall`
+        changes them through the agent or without it. Read under the changes'
+        lock, so no half-made change is seen; when `wait` is off and the lock
+        is taken, the view stays as it is."""
+        from ..firewall import Firewall, loaded_firewalls
+        from ..firewall.changes import locked
+        from ..firewall.xdp import FIREWALL_PINS
+
+        if not self.firewalls and not FIREWALL_PINS.is_dir():
+            return      # no firewall here, now or before: no lock file either
+        with locked(wait=wait) as got, self._fw_lock:
+            if not got:
+                return
+            held, now = self.firewalls, {}
+            for iface, netns in loaded_firewalls():
+                label = _firewall_label(iface, netns)
+                fw = held.pop(label, None)
+                try:
+                    if fw is None or fw.outdated():
+                        new = Firewall.open(iface, netns)
+                        if fw is None:
+                            log.info("firewall on %s: adopted the pinned one", label)
+                        else:
+                            fw.close()
+                        fw = new
+                except Exception as exc:  # noqa: BLE001 - one unreadable firewall must not hide the others
+                    log.warning("firewall on %s: cannot read its pins: %s", label, exc)
+                    if fw is None:
+                        continue
+                now[label] = fw
+            for label, fw in held.items():
+                log.info("firewall on %s: unloaded", label)
+                fw.close()
+            self.firewalls = now
 
     def _make_control(self) -> None:
         ctl = self.cfg.data["control"]
@@ -688,8 +728,8 @@ class Agent:
             self.audit.close()
             self.audit = None
         with self._fw_lock:
-            for fw in self.firewalls.values():
-                if unload_firewalls and fw in self._loaded_firewalls:
+            for label, fw in self.firewalls.items():
+                if unload_firewalls and label in self._loaded_firewalls:
                     with contextlib.suppress(BpfguardError):
                         fw.unload()
                 else:
@@ -744,31 +784,24 @@ class Agent:
 
     def change_firewall(self, change: Any) -> dict[str, Any]:
         """Makes a live firewall change (a ``bpfguard.firewall.changes.Change``)
-        as `bpfguard firewall` would, and keeps :attr:`firewalls` in step: the
-        firewall changed, as re-read from its pins, replaces the one held (so
-        changes made without the agent are picked up too), a pinned one not
-        held yet is adopted, an unloaded one is dropped."""
+        as `bpfguard firewall` would, then brings :attr:`firewalls` (and so the
+        metrics and status) in line with the pins at once."""
         from ..firewall.changes import apply_change
 
         message, fw = apply_change(change)
         if fw is not None:
             iface, netns = fw.ifname, fw.netns
+            fw.close()
         else:                   # an unload, which names its interface
             assert change.iface is not None
             iface, netns = change.iface, change.netns
         label = _firewall_label(iface, netns)
-        with self._fw_lock:
-            old = self.firewalls.pop(label, None)
-            if fw is not None:
-                self.firewalls[label] = fw
-            if old is not None:
-                old.close()
-        if old is None and fw is not None and change.action != "load":
-            log.info("firewall on %s: adopted the pinned one", label)
         log.info("firewall on %s, changed through the control socket: %s", label, message)
+        self._sync_firewalls(wait=True)
         return {"iface": iface, "netns": netns, "message": message}
 
     def status(self) -> dict[str, Any]:
+        self._sync_firewalls(wait=False)
         ok, details = self.health()
         return {"healthy": ok, **details, "running": self.describe(),
                 "config": self.cfg.source}
@@ -809,22 +842,11 @@ class Agent:
         return {p["name"]: p["counters"] for p in self.policies.engine.list()}
 
     def metric_firewall(self) -> dict[str, dict[str, Any]]:
-        from ..firewall import Firewall
-
+        self._sync_firewalls(wait=False)
         out = {}
-        with self._fw_lock:     # a firewall change closes the object it replaces
-            for label, fw in list(self.firewalls.items()):
+        with self._fw_lock:     # a sync closes the objects it replaces
+            for label, fw in self.firewalls.items():
                 with contextlib.suppress(BpfguardError):
-                    # changed or unloaded with `bpfguard firewall --direct`
-                    if not fw.pinned:
-                        log.info("firewall on %s: unloaded outside the agent", label)
-                        del self.firewalls[label]
-                        fw.close()
-                        continue
-                    if fw.outdated():
-                        self.firewalls[label] = Firewall.open(fw.ifname, fw.netns)
-                        fw.close()
-                        fw = self.firewalls[label]
                     out[label] = fw.stats()
         return out
 

@@ -51,7 +51,12 @@ def _change(action: str, iface: str | None, netns: str | None, socket_path: str,
     if not direct:
         try:
             result = request("firewall", socket_path=socket_path, **change.as_request())
-        except (AgentNotListening, NotServed):
+        except ControlError as exc:
+            # an agent from before firewall changes went through it answers
+            # "unknown op" (no "unsupported" flag): it does not serve them either
+            old = str(exc).startswith("unknown op 'firewall'")
+            if not isinstance(exc, (AgentNotListening, NotServed)) and not old:
+                raise
             if socket_path.startswith("tcp://"):
                 raise   # that agent may be on another host: acting here would be wrong
         else:

@@ -61,20 +61,26 @@ _CHOICES = {"xdp_mode": ("native", "generic"), "policy": ("allow", "deny"),
 # a rule as the config file (and Rule.fields()) spells it
 _RULE: dict[str, type] = {"src": str, "dst": str, "proto": str, "sport": int, "dport": int,
                           "icmp_type": int, "action": str}
+_MAX_BAN_S = 10 * 365 * 86400    # a ban's expiry must stay a finite u64 of ns
 _KINDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
           dict: "an object"}
 
 
 @contextlib.contextmanager
-def locked() -> Iterator[None]:
+def locked(*, wait: bool = True) -> Iterator[bool]:
     """Serialises changes across processes: the pinned maps are shared state,
-    and a rule's class and hash entries are written in several steps."""
+    and a rule's class and hash entries are written in several steps. Yields
+    False, without the lock, when `wait` is off and someone else holds it."""
     if os.geteuid() != 0:
         raise BpfguardError("needs root: the firewall's pinned maps are root-only")
     LOCK.parent.mkdir(parents=True, exist_ok=True)
     with open(LOCK, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +141,13 @@ def parse_change(req: Mapping[str, Any]) -> Change:
     for key in _REQUIRED.get(action, ()):
         if key not in where and key not in args:
             raise ConfigError(f"{what}: {key!r} is required")
+    iface = where.get("iface")
+    if iface is not None and (not iface or "/" in iface or iface in (".", "..")):
+        raise ConfigError(f"{what}: {iface!r} is not an interface name")
+    seconds = args.get("seconds")
+    if seconds is not None and not 0 < seconds <= _MAX_BAN_S:
+        raise ConfigError(f"{what}: 'seconds' must be more than 0 and at most {_MAX_BAN_S:,}, "
+                          f"not {seconds!r}")
     if action == "rule-add" and "action" not in args["rule"]:
         raise ConfigError(f"{what}: the rule needs an action (drop or pass)")
     if action == "rule-del" and "id" not in args and "action" not in args.get("rule", {}):

@@ -48,6 +48,7 @@ __all__ = ["FIREWALL_PINS", "Firewall", "FirewallError", "loaded_firewalls"]
 
 FIREWALL_PINS = PIN_ROOT / "firewall"
 _LINK = "link"
+_CONFIG_MAP = "fw_config"
 _MAPS = ("fw_config", "fw_classes", "fw_rules4", "fw_rules6", "fw_rule_meta", "fw_rule_stats",
          "fw_actions", "fw_allow4", "fw_allow6", "fw_buckets", "fw_global", "fw_bans",
          "fw_amp_ports", "fw_sample_budget", "fw_samples", "fw_flows")
@@ -127,8 +128,10 @@ class Firewall:
         # (shape, masked key) -> {rule id: priority}: which rules share a hash key
         self._index: dict[tuple[Shape, MatchKey], dict[int, int]] = {}
         self._classes: dict[Shape, int] = {}
-        # the rule tables' generation this object's view of them is from
+        # what this object's view is of: the rule tables' generation, and the
+        # pinned instance (a new load pins new files: another inode)
         self._generation = 0 if fresh else self.config().generation
+        self._pinned = 0
         if not fresh:  # a new object's maps are empty
             self._read_state()
         self._next_prio = max((p for p, _ in self._rules.values()), default=0) + 1
@@ -192,6 +195,7 @@ class Firewall:
         maps_by_pin = {n: Map.from_pin(pins / n) for n in _MAPS}
         obj.close()
         fw._maps = maps_by_pin
+        fw._pinned = (pins / _CONFIG_MAP).stat().st_ino
         return fw
 
     @classmethod
@@ -208,8 +212,17 @@ class Firewall:
             where = f" in netns {netns}" if netns else ""
             raise FirewallError(f"no bpfguard firewall on {ifname}{where} "
                                 f"(`bpfguard firewall load {ifname}` attaches one)")
-        maps = {n: Map.from_pin(pins / n) for n in _MAPS}
-        return cls(ifname, netns, maps)
+        maps: dict[str, Map] = {}
+        try:
+            for n in _MAPS:
+                maps[n] = Map.from_pin(pins / n)
+            fw = cls(ifname, netns, maps)
+            fw._pinned = (pins / _CONFIG_MAP).stat().st_ino
+        except BaseException:
+            for m in maps.values():
+                m.close()
+            raise
+        return fw
 
     def unload(self) -> None:
         """Detaches the program and removes every pin."""
@@ -225,16 +238,15 @@ class Firewall:
         for m in self._maps.values():
             m.close()
 
-    @property
-    def pinned(self) -> bool:
-        """False once the firewall was unloaded (by anyone): these maps outlive
-        their pins only as long as this object holds them."""
-        return (self.pin_dir / _LINK).exists()
-
     def outdated(self) -> bool:
-        """True when another process changed the rules since this object read
-        them: :meth:`open` a fresh one to see them."""
-        return bool(self.config().generation != self._generation)
+        """True when this object no longer shows the pinned firewall: another
+        process changed its rules, or unloaded it (and maybe loaded a new one
+        on the interface). :meth:`open` a fresh one to see it."""
+        try:
+            pinned = (self.pin_dir / _CONFIG_MAP).stat().st_ino
+        except FileNotFoundError:
+            return True
+        return pinned != self._pinned or bool(self.config().generation != self._generation)
 
     def __enter__(self) -> Firewall:
         return self

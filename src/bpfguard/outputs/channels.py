@@ -1198,18 +1198,19 @@ class Channels:
         return list(self._channels)
 
     def send(self, alert: Alert, *, notice: bool = False) -> None:
-        """Queues `alert` on every channel, unless the limiter holds it back."""
+        """Queues `alert` on every channel, unless the limiter holds it back (a
+        `notice`, the report of a loss, it never holds back)."""
         if self._limiter is not None:
             self._fan_out(self._limiter.poll())  # older summaries first
-            if not self._limiter.admit(alert):
+            if not notice and not self._limiter.admit(alert):
                 return
         for ch in self._channels:
             ch.send(alert, notice=notice)
 
     def notice(self, record: Mapping[str, Any]) -> None:
         """Sends a drop notice (``{"type": "loss"|"drop", ...}``) as Falco's drop
-        alert, on the queues' reserve: a loss is reported even while alerts
-        overflow."""
+        alert, past the rate limiter and on the queues' reserve: a loss is
+        reported even while alerts overflow."""
         self.send(drop_alert(record, hostname=self.hostname), notice=True)
 
     def tick(self) -> None:

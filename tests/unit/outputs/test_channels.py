@@ -813,6 +813,18 @@ def test_dedup_summary_survives_a_late_poll() -> None:
     assert lim.drain() == [] and lim.suppressed == 2
 
 
+def test_drop_notices_pass_the_rate_limiter() -> None:
+    buf = io.StringIO()
+    lim = RateLimiter(limit=Limit(rate=1.0, burst=1), dedup_window=30, clock=FakeClock())
+    with Channels([StdoutChannel(stream=buf)], limiter=lim, hostname="h",
+                  tick_interval=None) as out:
+        for n in (1, 2, 2):     # past the rule's burst, and identical
+            out.notice({"type": "loss", "reason": "ringbuf_full", "count": n, "total": n,
+                        "time_ns": 1})
+        assert out.flush(5)
+    assert [ln.count("n_drops=") for ln in buf.getvalue().splitlines()] == [1, 1, 1]
+
+
 def test_channels_fan_out_limit_and_count(tmp_path: Path, tz: Callable[[str], None]) -> None:
     tz("UTC")
     clock = FakeClock()
