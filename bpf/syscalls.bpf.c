@@ -249,7 +249,24 @@ struct bg_exit_ctx {
 	struct bg_syscall_spec *spec;
 	struct bg_syscall_event *e;
 	struct bg_payload *p;
+	struct file *last_file;	  /* the file the last fd named, and where it went: */
+	struct bg_file *last_out; /* dup2(fd, fd2)'s fd and its result name one file */
 };
+
+/* Resolves `fd`, or copies the last resolution when it names the same file:
+ * one path walk instead of two for a dup, dup2 or dup3. */
+static __always_inline void bg_exit_fd(struct bg_exit_ctx *c, long fd, struct bg_file *out)
+{
+	struct file *f = bg_fd_file(c->task, fd);
+
+	if (f && f == c->last_file && c->last_out) {
+		__builtin_memcpy(out, c->last_out, sizeof(*out));
+		return;
+	}
+	bg_resolve_file(c->task, f, c->p, out);
+	c->last_file = f;
+	c->last_out = out;
+}
 
 /* Resolves argument i at exit. A bpf_loop callback so the verifier checks it
  * once, not once per argument and per combination of argument kinds. */
@@ -265,7 +282,7 @@ static long bg_exit_arg(__u32 i, void *ctx)
 	kind = c->spec->arg[k];
 	out = &c->e->arg_file[k];
 	if (kind == BG_ARG_FD) {
-		bg_resolve_fd(c->task, (int)st->args[k], c->p, out);
+		bg_exit_fd(c, (int)st->args[k], out);
 		return 0;
 	}
 	if (kind != BG_ARG_PATH && kind != BG_ARG_PATH_AT && kind != BG_ARG_STR)
@@ -341,10 +358,12 @@ static __noinline int bg_exit(long id, long ret)
 	c.spec = spec;
 	c.e = e;
 	c.p = &p;
+	c.last_file = NULL;
+	c.last_out = NULL;
 	bpf_loop(BG_ARGC, bg_exit_arg, &c, 0);
 	if (ret >= 0) {
 		if (spec->ret == BG_RET_FD)
-			bg_resolve_fd(task, ret, &p, &e->ret_file);
+			bg_exit_fd(&c, ret, &e->ret_file);
 		else if (spec->ret == BG_RET_EXEC)
 			bg_resolve_exe(task, &p, &e->ret_file);
 	}

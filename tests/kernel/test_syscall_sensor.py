@@ -128,6 +128,21 @@ def test_toctou_race_resolution_matches_what_was_opened(tmp_path: Path,
     print(f"race: {n} opens; the user string differed from the opened file {differed} times")
 
 
+def test_dup_resolves_each_fd_to_the_file_it_names_at_exit(tmp_path: Path) -> None:
+    code = ("import os; a = os.open('/etc/hostname', os.O_RDONLY); "
+            f"b = os.open('{tmp_path}', os.O_RDONLY); os.dup2(a, b); os.dup2(b, a); "
+            "c = os.open('/dev/null', os.O_RDONLY); os.dup2(c, a)")
+    t = trace([sys.executable, "-c", code], syscalls=["dup2", "dup3"])
+    dups = [r for r in t.of_type("syscall") if r["syscall"] in ("dup2", "dup3")]
+    assert len(dups) == 3, dups
+    # oldfd and the returned fd name one file: resolved once, reported twice
+    for ev, path in zip(dups, ("/etc/hostname", "/etc/hostname", "/dev/null"), strict=True):
+        assert ev["args"]["oldfd"]["path"] == ev["ret_file"]["path"] == path
+        assert ev["ret_file"]["ino"] == os.stat(path).st_ino
+        assert ev["ret"] == ev["args"]["newfd"]
+    assert t.exit_code == 0
+
+
 def test_compat_syscall_is_named_for_its_abi(progs: dict[str, str]) -> None:
     t = trace([progs["int80_open"]], syscalls=["open", "fstat"])
     compat = [r for r in t.of_type("syscall") if r["arch"] == "i386"]
