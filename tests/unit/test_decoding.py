@@ -87,6 +87,39 @@ def test_layouts_from_btf_match_btf_sizes(struct_name: str) -> None:
         assert names, struct_name
 
 
+def test_a_record_is_never_seen_half_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a record is cached before its fields are set; a second thread asking for
+    # it then (a metrics scrape and a reader, both reading program stats) must
+    # wait for the fields, not get a class without them
+    import threading
+
+    from bpfguard.loader.btf import Btf
+
+    with _btf() as btf:
+        building, go_on = threading.Event(), threading.Event()
+        tail = Btf._tail
+
+        def slow_tail(self: Btf, *args: object) -> object:
+            if threading.current_thread().name == "first":
+                building.set()
+                go_on.wait(5)
+            return tail(self, *args)
+
+        monkeypatch.setattr(Btf, "_tail", slow_tail)
+        first = threading.Thread(target=btf.struct, args=("bg_file",), name="first")
+        first.start()
+        assert building.wait(5)
+        fields: list[list[str]] = []   # as the second thread saw them, at once
+        second = threading.Thread(target=lambda: fields.append(
+            [f[0] for f in vars(btf.struct("bg_file")).get("_fields_", [])]))
+        second.start()
+        second.join(0.2)
+        go_on.set()
+        first.join(5)
+        second.join(5)
+        assert fields[0][:2] == ["ino", "dev"]
+
+
 def test_abi_enums_come_from_btf() -> None:
     with _btf() as btf:
         kinds = btf.enum("bg_arg_kind")

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import threading
 from typing import Any
 
 from ..errors import KernelError
@@ -43,6 +44,9 @@ class Btf:
         self._h = handle
         self._owned = owned
         self._ctypes: dict[int, Any] = {}
+        # one record is cached before its fields are set (so that it can refer
+        # to itself): another thread must not see it half-built
+        self._ctypes_lock = threading.RLock()
 
     @classmethod
     def from_file(cls, path: str) -> Btf:
@@ -151,7 +155,11 @@ class Btf:
         return out
 
     def ctype(self, tid: int) -> Any:
-        """Converts BTF type `tid` to a ctypes type (cached)."""
+        """Converts BTF type `tid` to a ctypes type (cached; thread-safe)."""
+        with self._ctypes_lock:
+            return self._ctype(tid)
+
+    def _ctype(self, tid: int) -> Any:
         tid = self._strip(tid)
         if tid in self._ctypes:
             return self._ctypes[tid]
