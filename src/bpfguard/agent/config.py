@@ -225,8 +225,10 @@ SCHEMA: Node = {
         "listen": Key(str, "127.0.0.1:9376", "HOST:PORT to serve them on ([::1]:PORT for "
                                              "IPv6).", check=lambda v: _listen(v or ":")),
         "bpf_stats": Key(bool, True, "Enable the kernel's BPF run-time statistics while "
-                                     "the agent runs, for per-program run count and time "
-                                     "(costs a few ns per program run)."),
+                                     "the agent runs, for per-program run count and time. "
+                                     "They cost every BPF program on the host two clock "
+                                     "reads per run (tens of ns under a paravirtual clock; "
+                                     "see bench/README.md): turn off on busy hosts."),
     },
 }
 
