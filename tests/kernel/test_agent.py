@@ -547,6 +547,24 @@ def test_firewalls_loaded_adopted_and_unloaded_through_the_socket_follow_in_metr
     _bpfguard("firewall", "unload", tx, *where)
 
 
+def test_a_failed_start_unloads_the_firewalls_it_loaded(
+        tmp_path: Path, netns_pair: tuple[str, str]) -> None:
+    from bpfguard.firewall.xdp import FIREWALL_PINS
+
+    rx, tx = netns_pair
+    Path(tmp_path / "bad.yaml").write_text("rules:\n  - {dst: 198.18.99.300, action: drop}\n")
+    cfg, _sock, _port = _config(tmp_path, "rules: {enabled: false}\npolicies: {enabled: false}\n"
+                                          "firewall:\n  interfaces:\n"
+                                          f"  - {{interface: {rx}, netns: {rx}}}\n"
+                                          f"  - {{interface: {tx}, netns: {tx}, "
+                                          f"config: {tmp_path / 'bad.yaml'}}}\n")
+    r = _bpfguard("run", "-c", str(cfg), check=False)
+    assert r.returncode != 0
+    assert "198.18.99.300" in r.stderr
+    assert f"firewall on {rx}@{rx}: loaded" in r.stderr   # attached, then taken off again
+    assert not (FIREWALL_PINS / f"{rx}@{rx}").exists()
+
+
 def _drop_maps(after_id: int) -> list[int]:
     return [m["id"] for m in _bpftool("map", "show")
             if m["id"] > after_id and m.get("name") == "drops"]

@@ -35,7 +35,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -368,7 +368,9 @@ class Agent:
         self.detector: Any = None
         self.policies: _Policies | None = None
         self.firewalls: dict[str, Any] = {}      # by label, IFACE[@NETNS]
-        self._loaded_firewalls: set[str] = set()  # labels of the ones start() attached
+        # the ones start() attached, by label: a failed start unloads them
+        self._loaded_firewalls: dict[str, tuple[str, str | None]] = {}
+        self._fw_closed = False                  # after close(): no sync adds any back
         self._fw_lock = threading.Lock()         # self.firewalls, against metric scrapes
         self.audit: Any = None
         self._audit_thread: threading.Thread | None = None
@@ -455,16 +457,17 @@ class Agent:
                     cfg = (load_firewall_config(entry["config"]) if entry["config"]
                            else FirewallConfig())
                     Firewall.load(iface, cfg, netns=netns, force=entry["force"]).close()
-                    self._loaded_firewalls.add(label)
+                    self._loaded_firewalls[label] = (iface, netns)
                     log.info("firewall on %s: loaded", label)
-        self._sync_firewalls(wait=True)
+        self._sync_firewalls(wait=True, announced=self._loaded_firewalls)
 
-    def _sync_firewalls(self, *, wait: bool) -> None:
+    def _sync_firewalls(self, *, wait: bool, announced: Collection[str] = ()) -> None:
         """Makes :attr:`firewalls` the bpfguard firewalls pinned on this host,
         each as its pins are now. The pins are the truth: `bpfguard firewall`
         changes them through the agent or without it. Read under the changes'
         lock, so no half-made change is seen; when `wait` is off and the lock
-        is taken, the view stays as it is."""
+        is taken, the view stays as it is. A firewall found that is not in
+        `announced` (already logged) is logged as adopted."""
         from ..firewall import Firewall, loaded_firewalls
         from ..firewall.changes import locked
         from ..firewall.xdp import FIREWALL_PINS
@@ -472,16 +475,16 @@ class Agent:
         if not self.firewalls and not FIREWALL_PINS.is_dir():
             return      # no firewall here, now or before: no lock file either
         with locked(wait=wait) as got, self._fw_lock:
-            if not got:
+            if not got or self._fw_closed:
                 return
-            held, now = self.firewalls, {}
+            held, now = dict(self.firewalls), {}
             for iface, netns in loaded_firewalls():
                 label = _firewall_label(iface, netns)
                 fw = held.pop(label, None)
                 try:
                     if fw is None or fw.outdated():
                         new = Firewall.open(iface, netns)
-                        if fw is None:
+                        if fw is None and label not in announced:
                             log.info("firewall on %s: adopted the pinned one", label)
                         else:
                             fw.close()
@@ -495,6 +498,19 @@ class Agent:
                 log.info("firewall on %s: unloaded", label)
                 fw.close()
             self.firewalls = now
+
+    def _unload_loaded_firewalls(self) -> None:
+        """After a failed start: detaches the firewalls start() attached."""
+        from ..firewall import Firewall
+        from ..firewall.changes import locked
+
+        for label, (iface, netns) in self._loaded_firewalls.items():
+            try:
+                with locked():
+                    Firewall.open(iface, netns).unload()
+            except BpfguardError as exc:
+                log.warning("firewall on %s: could not unload it: %s", label, exc)
+        self._loaded_firewalls = {}
 
     def _make_control(self) -> None:
         ctl = self.cfg.data["control"]
@@ -728,13 +744,12 @@ class Agent:
             self.audit.close()
             self.audit = None
         with self._fw_lock:
-            for label, fw in self.firewalls.items():
-                if unload_firewalls and label in self._loaded_firewalls:
-                    with contextlib.suppress(BpfguardError):
-                        fw.unload()
-                else:
-                    fw.close()
+            self._fw_closed = True
+            for fw in self.firewalls.values():
+                fw.close()
             self.firewalls = {}
+        if unload_firewalls:
+            self._unload_loaded_firewalls()
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
@@ -797,7 +812,11 @@ class Agent:
             iface, netns = change.iface, change.netns
         label = _firewall_label(iface, netns)
         log.info("firewall on %s, changed through the control socket: %s", label, message)
-        self._sync_firewalls(wait=True)
+        try:
+            self._sync_firewalls(wait=True, announced=(label,))
+        except Exception:  # the change is made: say so; the next scrape syncs again
+            log.exception("firewall on %s: changed, but the agent's view was not updated",
+                          label)
         return {"iface": iface, "netns": netns, "message": message}
 
     def status(self) -> dict[str, Any]:

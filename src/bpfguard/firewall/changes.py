@@ -61,7 +61,7 @@ _CHOICES = {"xdp_mode": ("native", "generic"), "policy": ("allow", "deny"),
 # a rule as the config file (and Rule.fields()) spells it
 _RULE: dict[str, type] = {"src": str, "dst": str, "proto": str, "sport": int, "dport": int,
                           "icmp_type": int, "action": str}
-_MAX_BAN_S = 10 * 365 * 86400    # a ban's expiry must stay a finite u64 of ns
+_MAX_BAN_S = 10**9     # as Limits.ban_seconds: a ban's expiry stays a u64 of ns
 _KINDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
           dict: "an object"}
 
@@ -141,9 +141,10 @@ def parse_change(req: Mapping[str, Any]) -> Change:
     for key in _REQUIRED.get(action, ()):
         if key not in where and key not in args:
             raise ConfigError(f"{what}: {key!r} is required")
-    iface = where.get("iface")
-    if iface is not None and (not iface or "/" in iface or iface in (".", "..")):
-        raise ConfigError(f"{what}: {iface!r} is not an interface name")
+    for key, name in where.items():    # both become part of the pin directory's name
+        if not name or "/" in name or "@" in name or name in (".", ".."):
+            raise ConfigError(f"{what}: {name!r} is not "
+                              f"{'an interface' if key == 'iface' else 'a namespace'} name")
     seconds = args.get("seconds")
     if seconds is not None and not 0 < seconds <= _MAX_BAN_S:
         raise ConfigError(f"{what}: 'seconds' must be more than 0 and at most {_MAX_BAN_S:,}, "

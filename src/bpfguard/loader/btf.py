@@ -179,7 +179,11 @@ class Btf:
             arr = self._tail(t, L.BtfArray, 1)[0]
             ct = self.ctype(arr.type) * arr.nelems
         elif kind in (_STRUCT, _UNION):
-            ct = self._record(tid, t, kind == _UNION)
+            try:
+                ct = self._record(tid, t, kind == _UNION)
+            except BaseException:
+                self._ctypes.pop(tid, None)   # not the half-built class it cached
+                raise
         else:
             raise TypeError(f"BTF kind {kind} of type {tid} has no ctypes equivalent")
         self._ctypes[tid] = ct

@@ -76,7 +76,7 @@ def test_nulls_are_not_given_and_the_token_is_ignored() -> None:
     ({"action": "ban-add", "address": "198.18.0.1", "seconds": "1"},
      "firewall ban-add: 'seconds' must be a number"),
     ({"action": "ban-add", "address": "198.18.0.1", "seconds": float("inf")},
-     "firewall ban-add: 'seconds' must be more than 0 and at most 315,360,000, not inf"),
+     "firewall ban-add: 'seconds' must be more than 0 and at most 1,000,000,000, not inf"),
     ({"action": "ban-add", "address": "198.18.0.1", "seconds": float("nan")},
      "firewall ban-add: 'seconds' must be more than 0"),
     ({"action": "ban-add", "address": "198.18.0.1", "seconds": 0},
@@ -84,6 +84,11 @@ def test_nulls_are_not_given_and_the_token_is_ignored() -> None:
     ({"action": "unload", "iface": "../../x"},
      "firewall unload: '../../x' is not an interface name"),
     ({"action": "unload", "iface": ".."}, "firewall unload: '..' is not an interface name"),
+    ({"action": "unload", "iface": "a@b"}, "firewall unload: 'a@b' is not an interface name"),
+    ({"action": "mode", "iface": "eth0", "netns": "x/../..", "mode": "audit"},
+     "firewall mode: 'x/../..' is not a namespace name"),
+    ({"action": "unload", "iface": "eth0", "netns": ""},
+     "firewall unload: '' is not a namespace name"),
 ])
 def test_bad_requests_say_what_is_wrong(req: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
