@@ -492,6 +492,8 @@ def test_firewall_rule_added_through_the_socket_takes_effect_and_is_counted_at_o
     assert out.startswith("deleted rule 1: ")
     assert _udp_received(rx, tx, 9000, 1) == 1
     assert agent.stop() == 0
+    # loaded at start and changed through the agent: nothing to adopt or warn of
+    assert [ln for ln in agent.log if "adopted" in ln or "WARNING" in ln] == []
 
 
 def test_firewalls_loaded_adopted_and_unloaded_through_the_socket_follow_in_metrics(

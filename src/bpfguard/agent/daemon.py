@@ -327,6 +327,11 @@ class _Reader:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
+# how long a scrape or a status waits for a firewall change under way before
+# it answers with the view it has
+_SCRAPE_SYNC_S = 2.0
+
+
 def _freeze_heap() -> None:
     """Moves what start-up (or a reload) built into the collector's permanent
     generation. The rules, policies and tables live as long as the agent; left
@@ -459,14 +464,15 @@ class Agent:
                     Firewall.load(iface, cfg, netns=netns, force=entry["force"]).close()
                     self._loaded_firewalls[label] = (iface, netns)
                     log.info("firewall on %s: loaded", label)
-        self._sync_firewalls(wait=True, announced=self._loaded_firewalls)
+        self._sync_firewalls(announced=self._loaded_firewalls)
 
-    def _sync_firewalls(self, *, wait: bool, announced: Collection[str] = ()) -> None:
+    def _sync_firewalls(self, *, timeout: float | None = None,
+                        announced: Collection[str] = ()) -> None:
         """Makes :attr:`firewalls` the bpfguard firewalls pinned on this host,
         each as its pins are now. The pins are the truth: `bpfguard firewall`
         changes them through the agent or without it. Read under the changes'
-        lock, so no half-made change is seen; when `wait` is off and the lock
-        is taken, the view stays as it is. A firewall found that is not in
+        lock, so no half-made change is seen; when it stays taken `timeout`
+        seconds, the view stays as it is. A firewall found that is not in
         `announced` (already logged) is logged as adopted."""
         from ..firewall import Firewall, loaded_firewalls
         from ..firewall.changes import locked
@@ -474,7 +480,7 @@ class Agent:
 
         if not self.firewalls and not FIREWALL_PINS.is_dir():
             return      # no firewall here, now or before: no lock file either
-        with locked(wait=wait) as got, self._fw_lock:
+        with locked(timeout) as got, self._fw_lock:
             if not got or self._fw_closed:
                 return
             held, now = dict(self.firewalls), {}
@@ -484,10 +490,10 @@ class Agent:
                 try:
                     if fw is None or fw.outdated():
                         new = Firewall.open(iface, netns)
-                        if fw is None and label not in announced:
-                            log.info("firewall on %s: adopted the pinned one", label)
-                        else:
+                        if fw is not None:
                             fw.close()
+                        elif label not in announced:
+                            log.info("firewall on %s: adopted the pinned one", label)
                         fw = new
                 except Exception as exc:  # noqa: BLE001 - one unreadable firewall must not hide the others
                     log.warning("firewall on %s: cannot read its pins: %s", label, exc)
@@ -813,14 +819,14 @@ class Agent:
         label = _firewall_label(iface, netns)
         log.info("firewall on %s, changed through the control socket: %s", label, message)
         try:
-            self._sync_firewalls(wait=True, announced=(label,))
+            self._sync_firewalls(announced=(label,))
         except Exception:  # the change is made: say so; the next scrape syncs again
             log.exception("firewall on %s: changed, but the agent's view was not updated",
                           label)
         return {"iface": iface, "netns": netns, "message": message}
 
     def status(self) -> dict[str, Any]:
-        self._sync_firewalls(wait=False)
+        self._sync_firewalls(timeout=_SCRAPE_SYNC_S)
         ok, details = self.health()
         return {"healthy": ok, **details, "running": self.describe(),
                 "config": self.cfg.source}
@@ -861,7 +867,7 @@ class Agent:
         return {p["name"]: p["counters"] for p in self.policies.engine.list()}
 
     def metric_firewall(self) -> dict[str, dict[str, Any]]:
-        self._sync_firewalls(wait=False)
+        self._sync_firewalls(timeout=_SCRAPE_SYNC_S)
         out = {}
         with self._fw_lock:     # a sync closes the objects it replaces
             for label, fw in self.firewalls.items():

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -67,20 +68,31 @@ _KINDS = {str: "a string", int: "a whole number", float: "a number", bool: "true
 
 
 @contextlib.contextmanager
-def locked(*, wait: bool = True) -> Iterator[bool]:
+def locked(timeout: float | None = None) -> Iterator[bool]:
     """Serialises changes across processes: the pinned maps are shared state,
-    and a rule's class and hash entries are written in several steps. Yields
-    False, without the lock, when `wait` is off and someone else holds it."""
+    and a rule's class and hash entries are written in several steps. Waits
+    for the lock, or at most `timeout` seconds: then yields False, without
+    it (flock has no timeout of its own: polled)."""
     if os.geteuid() != 0:
         raise BpfguardError("needs root: the firewall's pinned maps are root-only")
     LOCK.parent.mkdir(parents=True, exist_ok=True)
     with open(LOCK, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
+        if timeout is None:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield True
             return
-        yield True
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.02)
+            else:
+                yield True
+                return
 
 
 @dataclasses.dataclass(frozen=True)

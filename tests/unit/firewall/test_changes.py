@@ -5,6 +5,9 @@ here; tests/kernel/test_firewall.py and test_agent.py use the real one)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ from bpfguard.firewall import changes
 from bpfguard.firewall.changes import ACTIONS, Change, apply_change, parse_change
 from bpfguard.firewall.model import FirewallConfig, Limits, Network, Rule
 from bpfguard.firewall.xdp import FirewallError
+
+_LOCKED = changes.locked   # the real one: the autouse fixture below fakes it
 
 
 def test_every_state_changing_command_is_an_action() -> None:
@@ -257,3 +262,28 @@ def test_load_reads_the_config_text_and_names_its_source_in_errors() -> None:
     bad = "rules:\n  - {src: 198.18.0.1, action: drop}\n  - {dst: 198.18.0.300, action: drop}\n"
     with pytest.raises(ConfigError, match=r"^fw\.yaml:3: rules\[1\]\.dst: '198\.18\.0\.300'"):
         apply(action="load", iface="eth1", text=bad, source="fw.yaml")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the lock is root's (the pinned maps are)")
+def test_the_lock_waits_at_most_its_timeout(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    monkeypatch.setattr(changes, "LOCK", tmp_path / "firewall.lock")
+    monkeypatch.setattr(changes, "locked", _LOCKED)
+    with changes.locked() as got:
+        assert got
+        with open(changes.LOCK) as other:   # another open file: flock excludes it
+            assert not _try_flock(other)
+        t0 = time.monotonic()
+        with changes.locked(0.2) as again:
+            assert again is False
+        assert 0.2 <= time.monotonic() - t0 < 2
+    with changes.locked(0) as got:
+        assert got
+
+
+def _try_flock(f: Any) -> bool:
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
