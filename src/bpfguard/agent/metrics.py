@@ -95,40 +95,33 @@ _POLICY_COUNTERS = {
 }
 
 
+def _counter(name: str, doc: str, labels: list[str],
+             values: Mapping[Any, float]) -> CounterMetricFamily:
+    """A counter family from {label value, or a tuple of them: count}."""
+    c = CounterMetricFamily(name, doc, labels=labels)
+    for key, v in sorted(values.items()):
+        c.add_metric(list(key) if isinstance(key, tuple) else [key], v)
+    return c
+
+
 class _AgentCollector(Collector):
     def __init__(self, src: MetricsSource) -> None:
         self.src = src
 
     def collect(self) -> Iterator[Metric]:
         s = self.src
-        c = CounterMetricFamily("bpfguard_events", "Events read from the kernel, by sensor "
-                                "set and type.", labels=["sensors", "type"])
-        for (sensors, kind), v in sorted(s.metric_events().items()):
-            c.add_metric([sensors, kind], v)
-        yield c
-        c = CounterMetricFamily("bpfguard_kernel_drops", "Events the kernel could not hand "
-                                "over (ring buffer full, and the like), by sensor set and "
-                                "reason; the kernel's own per-CPU counters.",
-                                labels=["sensors", "reason"])
-        for (sensors, reason), v in sorted(s.metric_kernel_drops().items()):
-            c.add_metric([sensors, reason], v)
-        yield c
-        c = CounterMetricFamily("bpfguard_queue_drops", "Events dropped because the "
-                                "engines fell behind the kernel reader.", labels=["sensors"])
-        for k, v in sorted(s.metric_queue_drops().items()):
-            c.add_metric([k], v)
-        yield c
-        c = CounterMetricFamily("bpfguard_handler_errors", "Events an engine failed on, "
-                                "counted and skipped (the log has the first of each run).",
-                                labels=["sensors"])
-        for k, v in sorted(s.metric_handler_errors().items()):
-            c.add_metric([k], v)
-        yield c
-        c = CounterMetricFamily("bpfguard_rule_matches", "Falco rule alerts, by rule and "
-                                "priority.", labels=["rule", "priority"])
-        for (rule, prio), v in sorted(s.metric_rule_matches().items()):
-            c.add_metric([rule, prio], v)
-        yield c
+        yield _counter("bpfguard_events", "Events read from the kernel, by sensor set and "
+                       "type.", ["sensors", "type"], s.metric_events())
+        yield _counter("bpfguard_kernel_drops", "Events the kernel could not hand over (ring "
+                       "buffer full, and the like), by sensor set and reason; the kernel's "
+                       "own per-CPU counters.", ["sensors", "reason"], s.metric_kernel_drops())
+        yield _counter("bpfguard_queue_drops", "Events dropped because the engines fell "
+                       "behind the kernel reader.", ["sensors"], s.metric_queue_drops())
+        yield _counter("bpfguard_handler_errors", "Events an engine failed on, counted and "
+                       "skipped (the log has the first of each run).", ["sensors"],
+                       s.metric_handler_errors())
+        yield _counter("bpfguard_rule_matches", "Falco rule alerts, by rule and priority.",
+                       ["rule", "priority"], s.metric_rule_matches())
         pol = s.metric_policy()
         for counter, doc in _POLICY_COUNTERS.items():
             c = CounterMetricFamily(f"bpfguard_policy_{counter}", doc, labels=["policy"])
@@ -182,11 +175,8 @@ class _AgentCollector(Collector):
         if s.bpf_stats_enabled():   # otherwise the kernel counts nothing: no zeros that lie
             yield from (runs, secs)
         yield miss
-        c = CounterMetricFamily("bpfguard_reloads", "Configuration reloads (SIGHUP or "
-                                "`bpfguard agent reload`), by result.", labels=["result"])
-        for k, v in sorted(s.metric_reloads().items()):
-            c.add_metric([k], v)
-        yield c
+        yield _counter("bpfguard_reloads", "Configuration reloads (SIGHUP or `bpfguard "
+                       "agent reload`), by result.", ["result"], s.metric_reloads())
         ok, _ = s.health()
         yield GaugeMetricFamily("bpfguard_up", "1 while every part of the agent runs.",
                                 value=1 if ok else 0)
