@@ -467,43 +467,54 @@ class Agent:
         self._sync_firewalls(announced=self._loaded_firewalls)
 
     def _sync_firewalls(self, *, timeout: float | None = None,
-                        announced: Collection[str] = ()) -> None:
+                        announced: Collection[str] = (), opened: Any = None) -> None:
         """Makes :attr:`firewalls` the bpfguard firewalls pinned on this host,
         each as its pins are now. The pins are the truth: `bpfguard firewall`
         changes them through the agent or without it. Read under the changes'
         lock, so no half-made change is seen; when it stays taken `timeout`
         seconds, the view stays as it is. A firewall found that is not in
-        `announced` (already logged) is logged as adopted."""
+        `announced` (already logged) is logged as adopted. `opened`: one the
+        caller has just read from its pins, taken (or closed) here instead of
+        being read again."""
         from ..firewall import Firewall, loaded_firewalls
         from ..firewall.changes import locked
         from ..firewall.xdp import FIREWALL_PINS
 
-        if not self.firewalls and not FIREWALL_PINS.is_dir():
-            return      # no firewall here, now or before: no lock file either
-        with locked(timeout) as got, self._fw_lock:
-            if not got or self._fw_closed:
-                return
-            held, now = dict(self.firewalls), {}
-            for iface, netns in loaded_firewalls():
-                label = _firewall_label(iface, netns)
-                fw = held.pop(label, None)
-                try:
-                    if fw is None or fw.outdated():
-                        new = Firewall.open(iface, netns)
-                        if fw is not None:
-                            fw.close()
-                        elif label not in announced:
-                            log.info("firewall on %s: adopted the pinned one", label)
-                        fw = new
-                except Exception as exc:  # noqa: BLE001 - one unreadable firewall must not hide the others
-                    log.warning("firewall on %s: cannot read its pins: %s", label, exc)
-                    if fw is None:
-                        continue
-                now[label] = fw
-            for label, fw in held.items():
-                log.info("firewall on %s: unloaded", label)
-                fw.close()
-            self.firewalls = now
+        spare = opened
+        try:
+            if not self.firewalls and not FIREWALL_PINS.is_dir():
+                return      # no firewall here, now or before: no lock file either
+            with locked(timeout) as got, self._fw_lock:
+                if not got or self._fw_closed:
+                    return
+                held, now = dict(self.firewalls), {}
+                for iface, netns in loaded_firewalls():
+                    label = _firewall_label(iface, netns)
+                    fw = held.pop(label, None)
+                    try:
+                        if fw is None or fw.outdated():
+                            if spare is not None and (spare.ifname, spare.netns) == (iface, netns) \
+                                    and not spare.outdated():
+                                new, spare = spare, None
+                            else:
+                                new = Firewall.open(iface, netns)
+                            if fw is not None:
+                                fw.close()
+                            elif label not in announced:
+                                log.info("firewall on %s: adopted the pinned one", label)
+                            fw = new
+                    except Exception as exc:  # noqa: BLE001 - one unreadable firewall must not hide the others
+                        log.warning("firewall on %s: cannot read its pins: %s", label, exc)
+                        if fw is None:
+                            continue
+                    now[label] = fw
+                for label, fw in held.items():
+                    log.info("firewall on %s: unloaded", label)
+                    fw.close()
+                self.firewalls = now
+        finally:
+            if spare is not None:
+                spare.close()
 
     def _unload_loaded_firewalls(self) -> None:
         """After a failed start: detaches the firewalls start() attached."""
@@ -812,14 +823,13 @@ class Agent:
         message, fw = apply_change(change)
         if fw is not None:
             iface, netns = fw.ifname, fw.netns
-            fw.close()
         else:                   # an unload, which names its interface
             assert change.iface is not None
             iface, netns = change.iface, change.netns
         label = _firewall_label(iface, netns)
         log.info("firewall on %s, changed through the control socket: %s", label, message)
         try:
-            self._sync_firewalls(announced=(label,))
+            self._sync_firewalls(announced=(label,), opened=fw)
         except Exception:  # the change is made: say so; the next scrape syncs again
             log.exception("firewall on %s: changed, but the agent's view was not updated",
                           label)
