@@ -585,7 +585,8 @@ def test_metrics_expose_ring_buffer_drops_that_match_the_kernel_counters(
         tmp_path: Path, start_agent: Callable[[Path | None], AgentProcess]) -> None:
     last_map = max((m["id"] for m in _bpftool("map", "show")), default=0)
     cfg, _sock, port = _config(tmp_path, "sensors: {ringbuf_kb: 64}\nrules: {pushdown: false}\n"
-                                         "policies: {enabled: false}")
+                                         "policies: {enabled: false}\n"
+                                         "metrics: {bpf_stats: true}")
     agent = start_agent(cfg)
     maps = _drop_maps(last_map)
     assert len(maps) == 1, maps

@@ -224,11 +224,13 @@ SCHEMA: Node = {
         "enabled": Key(bool, True, "Serve Prometheus metrics and /healthz over HTTP."),
         "listen": Key(str, "127.0.0.1:9376", "HOST:PORT to serve them on ([::1]:PORT for "
                                              "IPv6).", check=lambda v: _listen(v or ":")),
-        "bpf_stats": Key(bool, True, "Enable the kernel's BPF run-time statistics while "
-                                     "the agent runs, for per-program run count and time. "
-                                     "They cost every BPF program on the host two clock "
-                                     "reads per run (tens of ns under a paravirtual clock; "
-                                     "see bench/README.md): turn off on busy hosts."),
+        "bpf_stats": Key(bool, False, "Enable the kernel's BPF run-time statistics while "
+                                      "the agent runs, for per-program run count and time "
+                                      "in the metrics. Off by default: they cost every BPF "
+                                      "program on the host two clock reads per run, which "
+                                      "made an untraced syscall 7-9x dearer than an empty "
+                                      "enter+exit pair under this project's paravirtual "
+                                      "clock (see bench/README.md). Turn on to profile."),
     },
 }
 
