@@ -7,10 +7,12 @@ and the agent detach deterministically.
 
 Example::
 
-    with BpfObject.open(bpf_object_path("process")) as obj:
+    with BpfObject.open(bpf_object_path("sensor")) as obj:
+        for prog in obj.programs:       # the policy hooks' copies need targets
+            prog.autoload = prog.name.startswith("bg_sched_")
         obj.rodata["targ_args_max"] = 1024
         obj.load()
-        with obj.program("bg_exec").attach():
+        with obj.program("bg_sched_exec").attach():
             ...
 """
 
@@ -41,6 +43,9 @@ __all__ = [
 ]
 
 PIN_ROOT = Path("/sys/fs/bpf/bpfguard")
+# verifier log room per program being loaded; allocated for the load only
+# (136 programs of 1 MiB each cost the probe 136 MiB of RSS when they lived
+# as long as the object)
 _LOG_SIZE = 1 << 20
 _LOG_TAIL_LINES = 40
 
@@ -104,7 +109,7 @@ class Program:
         self._h = handle
         self.name: str = L.bpf_program__name(handle).decode()
         self.section: str = (L.bpf_program__section_name(handle) or b"").decode()
-        self._log = ctypes.create_string_buffer(_LOG_SIZE)
+        self._log: ctypes.Array[ctypes.c_char] | None = None  # during load() only
 
     @property
     def fd(self) -> int:
@@ -191,6 +196,9 @@ class Program:
         return {k: int(getattr(info, k)) for k in ("run_cnt", "run_time_ns", "recursion_misses")}
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """The end of the verifier log of a failed load ("" when there is none)."""
+        if self._log is None:
+            return ""
         text = self._log.value.decode(errors="replace").rstrip()
         return "\n".join(text.splitlines()[-lines:])
 
@@ -555,13 +563,15 @@ class BpfObject:
         """Loads every autoload program; on failure names the program and shows
         the tail of its verifier log."""
         for p in self._programs.values():
-            p._log[0] = b"\0"
-            L.check(L.bpf_program__set_log_buf(p._h, p._log, _LOG_SIZE), "set log buffer")
+            if p.autoload:
+                p._log = ctypes.create_string_buffer(_LOG_SIZE)
+                L.check(L.bpf_program__set_log_buf(p._h, p._log, _LOG_SIZE), "set log buffer")
         with L.capture_messages() as msgs:
             ret = L.bpf_object__load(self._h)
         if ret < 0:
             failed = next((p for p in self._programs.values()
-                           if p.autoload and p.fd < 0 and p._log.value), None)
+                           if p.autoload and p.fd < 0 and p._log is not None and p._log.value),
+                          None)
             if failed is None:
                 failed = next((p for p in self._programs.values()
                                if p.autoload and any(f"'{p.name}'" in m for m in msgs)), None)
@@ -570,6 +580,8 @@ class BpfObject:
                 log = "\n".join(msgs[-_LOG_TAIL_LINES:])
             raise LoadError(f"load {self.path}", -ret, failed.name if failed else None, log)
         self.loaded = True
+        for p in self._programs.values():
+            p._log = None  # libbpf reads it only while loading
 
     def kernel_btf(self) -> Btf:
         if self._kernel_btf is None:
