@@ -32,8 +32,7 @@ def _kernel_unavailable() -> str | None:
     try:
         from bpfguard.loader import bpf_object_path
 
-        bpf_object_path("process")
-        bpf_object_path("syscalls")
+        bpf_object_path("sensor")
     except Exception as exc:  # BuildError with the how-to-build message
         return str(exc)
     return None

@@ -25,7 +25,7 @@
 #define BG_PATH_DEPTH 96
 /* argv bytes copied at exec; longer command lines are flagged truncated. */
 #define BG_ARGS_MAX 4096
-/* Environment bytes copied at exec when asked for (targ_env_max), likewise. */
+/* Environment bytes copied at exec when asked for (env_max), likewise. */
 #define BG_ENV_MAX 4096
 /* Syscall numbers covered per architecture; compat (32-bit) ids live at +BG_NR_MAX. */
 #define BG_NR_MAX 512
@@ -145,7 +145,7 @@ struct bg_exec_event {
 	struct bg_blob filename; /* bprm->filename: the name execve was given */
 	struct bg_blob cgroup; /* cgroup v2 path components, leaf first, NUL-terminated */
 	struct bg_blob tty;
-	struct bg_blob env; /* environment, NUL-separated; empty unless targ_env_max > 0 */
+	struct bg_blob env; /* environment, NUL-separated; empty unless env_max > 0 */
 	__u8 data[];
 };
 

@@ -147,13 +147,14 @@ def binary(tmp_path: Path) -> Callable[[str, str], str]:
     return make
 
 
-def _config(tmp_path: Path, text: str, sock: Path | None = None) -> tuple[Path, Path, int]:
+def _config(tmp_path: Path, text: str, sock: Path | None = None, *,
+            bpf_stats: bool = False) -> tuple[Path, Path, int]:
     """A config file from `text` with a private control socket and metrics port."""
     sock = sock or tmp_path / "ctl" / "bpfguard.sock"
     port = _free_port()
     path = tmp_path / "agent.yaml"
     path.write_text(text + f"\ncontrol:\n  socket: {sock}\nmetrics:\n"
-                           f"  listen: 127.0.0.1:{port}\n")
+                           f"  listen: 127.0.0.1:{port}\n  bpf_stats: {str(bpf_stats).lower()}\n")
     return path, sock, port
 
 
@@ -585,8 +586,7 @@ def test_metrics_expose_ring_buffer_drops_that_match_the_kernel_counters(
         tmp_path: Path, start_agent: Callable[[Path | None], AgentProcess]) -> None:
     last_map = max((m["id"] for m in _bpftool("map", "show")), default=0)
     cfg, _sock, port = _config(tmp_path, "sensors: {ringbuf_kb: 64}\nrules: {pushdown: false}\n"
-                                         "policies: {enabled: false}\n"
-                                         "metrics: {bpf_stats: true}")
+                                         "policies: {enabled: false}", bpf_stats=True)
     agent = start_agent(cfg)
     maps = _drop_maps(last_map)
     assert len(maps) == 1, maps
@@ -599,8 +599,8 @@ def test_metrics_expose_ring_buffer_drops_that_match_the_kernel_counters(
     for _ in range(40):
         kernel = _kernel_drops(maps)
         text = _metrics(port)
-        exposed = _metric(text, "bpfguard_kernel_drops_total", sensors="detection") - \
-            _metric(text, "bpfguard_kernel_drops_total", sensors="detection",
+        exposed = _metric(text, "bpfguard_kernel_drops_total", sensors="sensor") - \
+            _metric(text, "bpfguard_kernel_drops_total", sensors="sensor",
                     reason="recursion_miss")
         after = _kernel_drops(maps)
         assert kernel <= exposed <= after
@@ -611,8 +611,8 @@ def test_metrics_expose_ring_buffer_drops_that_match_the_kernel_counters(
     assert exposed == kernel == after
     # the rest of the agent's view of itself
     assert _metric(text, "bpfguard_events_total", type="syscall") > 0
-    assert _metric(text, "bpfguard_bpf_program_runs_total", object="syscalls") > 200000
-    assert _metric(text, "bpfguard_bpf_program_run_seconds_total", object="syscalls") > 0
+    assert _metric(text, "bpfguard_bpf_program_runs_total", object="sensor") > 200000
+    assert _metric(text, "bpfguard_bpf_program_run_seconds_total", object="sensor") > 0
     assert _metric(text, "bpfguard_output_queue_depth", output="stdout") >= 0
     assert _metric(text, "process_resident_memory_bytes") > 0
     assert _metric(text, "bpfguard_up") == 1

@@ -17,6 +17,15 @@ from bpfguard.loader import PIN_ROOT, BpfObject, Map, RingBuffer, bpf_object_pat
 pytestmark = pytest.mark.kernel
 
 
+def _lifecycle_object() -> BpfObject:
+    """The sensor object with only its three process-lifecycle programs to load
+    (the others are the policy engine's per-hook copies, which need targets)."""
+    obj = BpfObject.open(bpf_object_path("sensor"))
+    for p in obj.programs:
+        p.autoload = p.name.startswith("bg_sched_")
+    return obj
+
+
 @pytest.fixture(scope="module")
 def bad_object(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("bpf") / "bad.bpf.o"
@@ -53,7 +62,7 @@ def test_missing_object_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_rodata_is_set_before_load_and_frozen_after() -> None:
-    with BpfObject.open(bpf_object_path("process")) as obj:
+    with _lifecycle_object() as obj:
         assert obj.rodata["targ_args_max"] == 4096
         obj.rodata["targ_args_max"] = 321
         obj.load()
@@ -63,7 +72,7 @@ def test_rodata_is_set_before_load_and_frozen_after() -> None:
 
 
 def test_map_operations() -> None:
-    with BpfObject.open(bpf_object_path("process")) as obj:
+    with _lifecycle_object() as obj:
         obj.load()
         tgids = obj.map("scope_tgids")
         for pid in range(100, 150):
@@ -88,12 +97,12 @@ def test_map_operations() -> None:
 def test_pinning_under_bpffs() -> None:
     pin_dir = PIN_ROOT / f"test-{os.getpid()}"
     try:
-        with BpfObject.open(bpf_object_path("process")) as obj:
+        with _lifecycle_object() as obj:
             obj.load()
             tgids = obj.map("scope_tgids")
             tgids.update(ctypes.c_uint32(4242), ctypes.c_uint8(1))
             tgids.pin(pin_dir / "scope_tgids")
-            link = obj.program("bg_exit").attach()
+            link = obj.program("bg_sched_exit").attach()
             link.pin(pin_dir / "exit_link")
             assert (pin_dir / "exit_link").exists()
             link.unpin()
@@ -107,12 +116,13 @@ def test_pinning_under_bpffs() -> None:
 
 
 def test_close_detaches_everything() -> None:
-    with BpfObject.open(bpf_object_path("process")) as obj:
+    with _lifecycle_object() as obj:
         obj.load()
         ids = []
         for p in obj.programs:
-            p.attach()
-            ids.append(p.name)
+            if p.autoload:
+                p.attach()
+                ids.append(p.name)
         assert len(obj.links) == 3
     assert not obj.links
     listing = subprocess.run(["bpftool", "link", "list"], capture_output=True, text=True).stdout
@@ -120,9 +130,9 @@ def test_close_detaches_everything() -> None:
 
 
 def test_program_stats() -> None:
-    with BpfObject.open(bpf_object_path("process")) as obj:
+    with _lifecycle_object() as obj:
         obj.load()
-        st = obj.program("bg_exec").stats()
+        st = obj.program("bg_sched_exec").stats()
         assert set(st) == {"run_cnt", "run_time_ns", "recursion_misses"}
 
 
@@ -131,7 +141,7 @@ def test_ring_buffer_wait_ended_by_a_signal_is_not_an_error() -> None:
     fired: list[int] = []
     previous = signal.signal(signal.SIGALRM, lambda signum, _frame: fired.append(signum))
     try:
-        with BpfObject.open(bpf_object_path("process")) as obj:
+        with _lifecycle_object() as obj:
             obj.load()
             with RingBuffer(obj.map("events")) as ring:
                 signal.setitimer(signal.ITIMER_REAL, 0.05)

@@ -66,7 +66,7 @@ def _btf():  # type: ignore[no-untyped-def]
     from bpfguard.loader import Btf, bpf_object_path
 
     try:
-        return Btf.from_file(str(bpf_object_path("syscalls")))
+        return Btf.from_file(str(bpf_object_path("sensor")))
     except BuildError as exc:
         pytest.skip(str(exc))
 

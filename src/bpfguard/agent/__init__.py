@@ -1,9 +1,12 @@
-"""The agent's event pipeline: sensors -> process table -> bounded queue -> outputs.
+"""The event pipeline: sensors -> process table -> subscribers -> records.
 
 A reader thread drains the ring buffer in batches, updates the process
-table and enriches each event; a bounded queue decouples it from the
-outputs, so a slow output never stalls the drain. When the queue is full the
-record is dropped and counted, and the loss is reported like a kernel loss.
+table and hands each event to the handler (the subscribers: the Falco rules,
+the policy engine). What the handler returns goes to a `sink` that never
+blocks (the agent's output channels, each behind its own bounded queue), or,
+without one, into a bounded queue the caller reads with :meth:`Pipeline.get`.
+When that queue is full the record is dropped and counted, and the loss is
+reported like a kernel loss.
 """
 
 from __future__ import annotations
@@ -36,14 +39,18 @@ class Pipeline:
         queue_size: records buffered between the reader and the outputs.
         handler: what an event becomes, after the table has applied it (default:
             its record; the detector gives alerts). Runs on the reader thread.
+        sink: where records go, on the reader thread; it must not block.
+            None: into the bounded queue :meth:`get` reads.
     """
 
     def __init__(self, sensors: SensorSet, table: ProcessTable, *,
                  queue_size: int = 65536,
-                 handler: Callable[[Event], Iterable[dict[str, Any]]] | None = None) -> None:
+                 handler: Callable[[Event], Iterable[dict[str, Any]]] | None = None,
+                 sink: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.sensors = sensors
         self.table = table
         self._handle = handler or (lambda ev: (record(ev, table),))
+        self._sink = sink
         self._q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bpfguard-reader", daemon=True)
@@ -59,6 +66,9 @@ class Pipeline:
         self._thread.start()
 
     def _put(self, rec: dict[str, Any]) -> None:
+        if self._sink is not None:
+            self._sink(rec)
+            return
         try:
             self._q.put_nowait(rec)
         except queue.Full:
@@ -114,6 +124,11 @@ class Pipeline:
             return self._q.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    @property
+    def alive(self) -> bool:
+        """The reader thread runs (False before start and after stop or an error)."""
+        return self._thread.is_alive()
 
     def stop(self) -> None:
         """Stops reading after a final drain; records already queued stay readable."""

@@ -112,9 +112,6 @@ SCHEMA: Node = {
                        check=lambda v: None if 1 <= v <= 4096 else "must be within 1..4096"),
         "args_max": Key(int, 4095, "argv bytes read at exec (1..4095).",
                         check=lambda v: None if 1 <= v <= 4095 else "must be within 1..4095"),
-        "queue_size": Key(int, 65536, "Alerts buffered between the kernel reader and the "
-                                      "outputs; beyond it they are dropped and counted.",
-                          check=_at_least(1)),
     },
     "rules": {
         "enabled": Key(bool, True, "Run Falco rules on the syscall and process sensors."),

@@ -2,13 +2,19 @@
 
 ::
 
-    kernel ── detection sensors ─ reader ─ Falco rules ─┐
-           ── policy sensors ──── reader ─ TracingPolicies ├─ alerts ─ outputs (bounded
-           ── audit netlink ───── reader ─ seccomp log ─┘            queues: stdout, file,
-           ── XDP firewalls (pinned: they outlive the agent)         syslog, webhook, sqlite)
+    kernel: sensor object ── ring buffer ── reader ── process table ─┬─ Falco rules ──────┐
+            (one program per kernel event)                           └─ TracingPolicies ──┤
+            audit netlink ──────────────── reader ── seccomp log ─────────────────────────┤
+            XDP firewalls (pinned: they outlive the agent)                                 │
+                                          alerts ── outputs (bounded queues: stdout, file, ┘
+                                                             syslog, webhook, sqlite)
     control socket (policy / rules / reload / status /   metrics + /healthz (HTTP, localhost)
                     firewall changes)
 
+One sensor set serves the rules and the policies: one BPF object, one ring
+buffer, one reader thread, one process table; the Falco rules and the policy
+engine are subscribers of that one pipeline, and the reader hands their
+alerts straight to the output channels (which queue, and never block).
 Every alert, whatever made it, has Falco's JSON alert shape, so one set of
 outputs, one alert store and one set of metrics serves all: a policy event
 is an alert whose ``rule`` is the policy's name, ``source`` ``tetragon``,
@@ -19,8 +25,11 @@ attached; a firewall it loaded is unloaded again). SIGHUP (or the control
 socket's ``reload``) re-reads the configuration and reloads rules and
 policies atomically: everything new is built first, and if any of it fails
 the running set stays and the reason is logged, counted and shown in
-/healthz. SIGTERM and SIGINT stop it: the readers drain, the outputs flush,
-every program is detached, and only the firewalls' pinned state remains.
+/healthz. New rules change the running sensor in two steps (the kernel
+first keeps what old and new rules want, then, once the new rules match in
+user space, only what they want), so nothing is missed while they change.
+SIGTERM and SIGINT stop it: the reader drains, the outputs flush, every
+program is detached, and only the firewalls' pinned state remains.
 """
 
 from __future__ import annotations
@@ -61,10 +70,12 @@ from ..policy.model import Option
 from ..proctable import ProcessTable
 from ..sensors import SensorSet
 from ..sensors.events import Event
+from ..sensors.sensors import SENSOR_OBJECT, SyscallChange
 from ..sensors.sensorset import _boot_id
 from . import Pipeline
 from .config import AgentConfig, load_config
 from .control import ControlServer, TcpControlServer
+from .detect import ENV_BYTES, RuleMatcher
 
 __all__ = ["Agent", "build_channels", "build_engine", "default_policy_files", "policy_alert",
            "read_policies", "read_token", "seccomp_alert"]
@@ -253,27 +264,16 @@ def seccomp_alert(rec: Any, hostname: str) -> dict[str, Any]:
 
 
 class _Policies:
-    """The policy engine on its own sensor set (process sensor for the table)."""
+    """The policy engine as a subscriber of the agent's pipeline."""
 
-    def __init__(self, features: Any, ringbuf_bytes: int, queue_size: int,
-                 hostname: str) -> None:
+    def __init__(self, features: Any, table: ProcessTable, hostname: str) -> None:
         self.engine = PolicyEngine(features=features)
-        self.sensors = SensorSet(syscalls=(), extra=[self.engine], ringbuf_bytes=ringbuf_bytes)
-        try:
-            self.table = ProcessTable(boot_id=_boot_id())
-            self.table.seed_from_proc()
-            self.hostname = hostname
-            self.pipeline = Pipeline(self.sensors, self.table, queue_size=queue_size,
-                                     handler=self._handle)
-        except BaseException:
-            self.sensors.close()
-            raise
+        self.table = table
+        self.hostname = hostname
         self.from_config: dict[str, tuple[Policy, str]] = {}
         self.cgroup: str | None = None
 
-    def _handle(self, ev: Event | PolicyEvent) -> Iterable[dict[str, Any]]:
-        if not isinstance(ev, PolicyEvent):
-            return ()
+    def handle(self, ev: PolicyEvent) -> Iterable[dict[str, Any]]:
         return (policy_alert(ev, policy_event_json(ev, self.table, node=self.hostname),
                              self.hostname),)
 
@@ -315,17 +315,8 @@ class _Policies:
         self.cgroup = cgroup
 
 
-@dataclasses.dataclass
-class _Reader:
-    """A pipeline whose records a pump thread moves to the outputs."""
-
-    name: str
-    pipeline: Pipeline
-    sensors: SensorSet
-    detector: Any = None
-    thread: threading.Thread | None = None
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-
+# the metrics' `sensors` label: the one sensor set
+_SENSORS = "sensor"
 
 # how long a scrape or a status waits for a firewall change under way before
 # it answers with the view it has
@@ -360,17 +351,16 @@ class Agent:
         self.hostname = socket.gethostname()
         self._send_lock = threading.Lock()
         self._reload_lock = threading.RLock()   # reloads and live policy changes
-        self._swap_lock = threading.Lock()      # the readers, against metric scrapes
         self._matches: dict[tuple[str, str], int] = {}
         self._reloads = {"ok": 0, "error": 0}
-        self._retired: dict[type, int] = {}      # event counts of replaced detectors
-        self._retired_queue_drops = 0
         self.last_reload_error: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._signals: list[int] = []
-        self.detection: _Reader | None = None
-        self.detector: Any = None
+        self.sensors: SensorSet | None = None   # None: neither rules nor policies
+        self.table = ProcessTable(boot_id=_boot_id())
+        self.pipeline: Pipeline | None = None
+        self.matcher: RuleMatcher | None = None  # the Falco rules (replaced by a reload)
         self.policies: _Policies | None = None
         self.firewalls: dict[str, Any] = {}      # by label, IFACE[@NETNS]
         # the ones start() attached, by label: a failed start unloads them
@@ -383,26 +373,24 @@ class Agent:
         self.metrics: Any = None
         self._stats_fd = -1
         self._started = False
-        self._readers: list[_Reader] = []
         self._fatal: str | None = None
         data = config.data
-        ringbuf = data["sensors"]["ringbuf_kb"] * 1024
-        qsize = data["sensors"]["queue_size"]
         self.channels = Channels([], hostname=self.hostname)
         try:
             self.channels = Channels(build_channels(config, stdout), limiter=self._limiter(),
                                      hostname=self.hostname)
             if data["rules"]["enabled"]:
-                self._new_detection(build_engine(config))
+                self.matcher = RuleMatcher(build_engine(config), self.table, self.hostname,
+                                           pushdown=config["rules.pushdown"])
             wanted = read_policies(config)
             if data["policies"]["enabled"]:
                 from ..probe import features as probe_features
 
                 self.policies = _Policies(features if features is not None
-                                          else probe_features(), ringbuf, qsize,
-                                          self.hostname)
-                self._readers.append(_Reader("policy", self.policies.pipeline,
-                                             self.policies.sensors))
+                                          else probe_features(), self.table, self.hostname)
+            if self.matcher is not None or self.policies is not None:
+                self._make_sensors()
+            if self.policies is not None:
                 self.policies.apply(wanted, data["policies"]["cgroup"] or None)
             self._load_firewalls()
             if data["seccomp_audit"]["enabled"]:
@@ -432,18 +420,26 @@ class Agent:
         return RateLimiter(limit=Limit(rl["rate"], rl["burst"]) if rl["rate"] > 0 else None,
                            dedup_window=rl["dedup_window"] or None)
 
-    def _new_detection(self, engine: Any) -> _Reader:
-        from .detect import Detector
-
+    def _make_sensors(self) -> None:
+        """The one sensor set: the syscalls the rules need, the policy engine."""
         s = self.cfg.data["sensors"]
-        det = Detector(engine, pushdown=self.cfg["rules.pushdown"],
-                       ringbuf_bytes=s["ringbuf_kb"] * 1024, str_max=s["str_max"],
-                       args_max=s["args_max"], queue_size=s["queue_size"])
-        reader = _Reader("detection", det.pipeline, det.sensors, det)
-        if self.detection is None:
-            self.detector, self.detection = det, reader
-            self._readers.insert(0, reader)
-        return reader
+        plan = self.matcher.plan if self.matcher is not None else None
+        self.sensors = SensorSet(
+            syscalls=plan.syscalls if plan is not None else (),
+            filters=plan.filters if plan is not None else None,
+            str_max=s["str_max"], args_max=s["args_max"], ringbuf_bytes=s["ringbuf_kb"] * 1024,
+            env_max=ENV_BYTES if self.matcher is not None and self.matcher.uses_env else 0,
+            extra=[self.policies.engine] if self.policies is not None else ())
+        self.table.seed_from_proc()
+        self.pipeline = Pipeline(self.sensors, self.table, handler=self._handle,
+                                 sink=self._deliver)
+
+    def _handle(self, ev: Event | PolicyEvent) -> Iterable[dict[str, Any]]:
+        """Each event to its subscribers, on the reader thread."""
+        if isinstance(ev, PolicyEvent):
+            return self.policies.handle(ev) if self.policies is not None else ()
+        matcher = self.matcher   # one read: a reload may swap it meanwhile
+        return matcher.handle(ev) if matcher is not None else ()
 
     def _load_firewalls(self) -> None:
         """Loads the configured firewalls that are not pinned yet, then takes
@@ -541,8 +537,8 @@ class Agent:
 
     def start(self) -> None:
         """Attaches everything and starts the threads; alerts flow from here on."""
-        for r in self._readers:
-            self._start_reader(r)
+        if self.pipeline is not None:
+            self.pipeline.start()
         if self.audit is not None:
             self._audit_thread = threading.Thread(target=self._audit_loop,
                                                   name="bpfguard-seccomp-audit", daemon=True)
@@ -553,29 +549,11 @@ class Agent:
             self.metrics.start()
         self._started = True
 
-    def _start_reader(self, r: _Reader) -> None:
-        r.pipeline.start()
-        r.thread = threading.Thread(target=self._pump, args=(r,), name=f"bpfguard-{r.name}",
-                                    daemon=True)
-        r.thread.start()
-
-    def _stop_reader(self, r: _Reader) -> None:
-        """Stops reading after a final drain, and delivers what was queued."""
-        r.stop.set()
-        if r.thread is not None:
-            r.thread.join()
-        r.pipeline.stop()
-        for rec in r.pipeline.pending():
-            self._deliver(rec)
-
-    def _pump(self, r: _Reader) -> None:
-        try:
-            while not r.stop.is_set():
-                rec = r.pipeline.get(timeout=0.2)
-                if rec is not None:
-                    self._deliver(rec)
-        except BaseException as exc:  # the reader died: the agent must not go on silently
-            self._fatal = f"{r.name} reader failed: {type(exc).__name__}: {exc}"
+    def _check_reader(self) -> None:
+        """The reader died: the agent must not go on silently."""
+        p = self.pipeline
+        if p is not None and p.error is not None and self._fatal is None:
+            self._fatal = f"reader failed: {type(p.error).__name__}: {p.error}"
             log.error("%s", self._fatal)
             self.request_stop()
 
@@ -623,6 +601,7 @@ class Agent:
                     else:
                         log.info("%s: stopping", signal.Signals(sig).name)
                         self._stop.set()
+                self._check_reader()
                 self.channels.tick()
         finally:
             self.close()   # under our handlers: a second Ctrl-C cannot cut the flush short
@@ -641,9 +620,9 @@ class Agent:
 
     def describe(self) -> str:
         parts = []
-        if self.detector is not None:
-            parts.append(f"{len(self.detector.engine.compiled)} Falco rules on "
-                         f"{len(self.detector.plan.syscalls)} syscalls")
+        if self.matcher is not None:
+            parts.append(f"{len(self.matcher.engine.compiled)} Falco rules on "
+                         f"{len(self.matcher.plan.syscalls)} syscalls")
         if self.policies is not None:
             modes = [lp.mode for lp in self.policies.engine.policies.values()]
             parts.append(f"{len(modes)} policies ({modes.count('monitor')} in monitor mode)")
@@ -698,42 +677,47 @@ class Agent:
                 fixed.append(f"{s}.enabled")
                 data[s]["enabled"] = old_cfg.data[s]["enabled"]
         merged = AgentConfig(data, new.source)
-        engine = build_engine(merged) if self.detection is not None else None
+        # everything new is built and validated before anything changes
+        matcher: RuleMatcher | None = None
+        change: SyscallChange | None = None
+        if self.matcher is not None:
+            matcher = RuleMatcher(build_engine(merged), self.table, self.hostname,
+                                  pushdown=merged["rules.pushdown"])
+            change = self._syscall_change(matcher)
         wanted = read_policies(merged)
         cgroup = data["policies"]["cgroup"] or None
-        fresh: _Reader | None = None
         self.cfg = merged
         try:
-            if engine is not None:
-                # make before break: the new sensors attach before the old
-                # detach, so nothing is missed; an event in the overlap may
-                # alert twice
-                fresh = self._new_detection(engine)
-                self._start_reader(fresh)
             if self.policies is not None:
                 self.policies.apply(wanted, cgroup)
         except BaseException:
             self.cfg = old_cfg
-            if fresh is not None:
-                self._stop_reader(fresh)
-                fresh.sensors.close()
             raise
-        if fresh is not None:
-            old = self.detection
-            assert old is not None
-            self._stop_reader(old)
-            with self._swap_lock:
-                for k, v in old.pipeline.by_type.items():
-                    self._retired[k] = self._retired.get(k, 0) + v
-                self._retired_queue_drops += old.pipeline.queue_drops
-                self._readers[self._readers.index(old)] = fresh
-                self.detection = fresh
-                self.detector = fresh.detector
-                old.sensors.close()
+        if matcher is not None and change is not None and self.sensors is not None:
+            # make before break: the kernel keeps what either rule set wants
+            # until the new one matches; an event in the overlap is matched
+            # by one set or the other, never lost
+            change.widen()
+            if matcher.uses_env:
+                self.sensors.set_env_max(ENV_BYTES)
+            self.matcher = matcher
+            change.narrow()
+            if not matcher.uses_env:
+                self.sensors.set_env_max(0)
         if fixed:
             log.warning("reload: changes to %s take effect at the next start",
                         ", ".join(fixed))
         return {"needs_restart": fixed}
+
+    def _syscall_change(self, matcher: RuleMatcher) -> SyscallChange | None:
+        assert self.sensors is not None
+        plan = matcher.plan
+        if self.sensors.syscalls is None:
+            if plan.syscalls:
+                raise ConfigError("the running agent traces no syscalls (its rules needed "
+                                  "none); restart it to load rules that do")
+            return None
+        return self.sensors.syscalls.prepare(syscalls=plan.syscalls, filters=plan.filters)
 
     # -- shutdown ----------------------------------------------------------
 
@@ -746,17 +730,15 @@ class Agent:
             with contextlib.suppress(Exception):
                 c.close()
         self.control = []
-        for r in self._readers:
-            if r.thread is not None:
-                self._stop_reader(r)
+        if self.pipeline is not None:
+            self.pipeline.stop()     # a last drain, delivered
         if self._audit_thread is not None:
             self._audit_thread.join()
             self._audit_thread = None
         with self._send_lock:
             self.channels.close()
-        for r in self._readers:
-            r.sensors.close()
-        self._readers = []
+        if self.sensors is not None:
+            self.sensors.close()
         if self.audit is not None:
             self.audit.close()
             self.audit = None
@@ -804,15 +786,16 @@ class Agent:
             self._engine().set_mode(name, mode)
 
     def list_rules(self) -> list[dict[str, Any]]:
-        if self.detector is None:
+        matcher = self.matcher
+        if matcher is None:
             raise ConfigError("rules are off in this agent's configuration "
                               "(rules.enabled: false)")
         counts: dict[str, int] = {}
         for (rule, _prio), n in dict(self._matches).items():
             counts[rule] = counts.get(rule, 0) + n
         return [{"name": c.name, "priority": str(c.rule.priority), "alerts": counts.get(c.name, 0),
-                 "errors": self.detector.engine.errors.get(c.name, 0)}
-                for c in self.detector.engine.compiled]
+                 "errors": matcher.engine.errors.get(c.name, 0)}
+                for c in matcher.engine.compiled]
 
     def change_firewall(self, change: Any) -> dict[str, Any]:
         """Makes a live firewall change (a ``bpfguard.firewall.changes.Change``)
@@ -844,29 +827,22 @@ class Agent:
     # -- metrics (MetricsSource) ----------------------------------------------
 
     def metric_events(self) -> dict[tuple[str, str], int]:
-        with self._swap_lock:
-            out: dict[tuple[str, type], int] = {("detection", k): v
-                                                for k, v in self._retired.items()}
-            for r in self._readers:
-                for k, v in dict(r.pipeline.by_type).items():
-                    out[(r.name, k)] = out.get((r.name, k), 0) + v
-        return {(sensors, _event_label(k)): v for (sensors, k), v in out.items()}
+        if self.pipeline is None:
+            return {}
+        return {(_SENSORS, _event_label(k)): v for k, v in dict(self.pipeline.by_type).items()}
 
     def metric_kernel_drops(self) -> dict[tuple[str, str], int]:
-        with self._swap_lock:
-            return {(r.name, reason): v for r in self._readers
-                    for reason, v in r.sensors.drops().items()}
+        if self.sensors is None:
+            return {}
+        return {(_SENSORS, reason): v for reason, v in self.sensors.drops().items()}
 
     def metric_queue_drops(self) -> dict[str, int]:
-        with self._swap_lock:
-            out = {r.name: r.pipeline.queue_drops for r in self._readers}
-            if "detection" in out:
-                out["detection"] += self._retired_queue_drops
-        return out
+        # the reader hands alerts straight to the outputs, whose own queues
+        # count what they drop (bpfguard_output_dropped_total)
+        return {_SENSORS: self.pipeline.queue_drops} if self.pipeline is not None else {}
 
     def metric_handler_errors(self) -> dict[str, int]:
-        with self._swap_lock:
-            return {r.name: r.pipeline.handler_errors for r in self._readers}
+        return {_SENSORS: self.pipeline.handler_errors} if self.pipeline is not None else {}
 
     def metric_rule_matches(self) -> dict[tuple[str, str], int]:
         return dict(self._matches)   # a C-level copy: safe against the pump threads
@@ -892,18 +868,15 @@ class Agent:
         """Per (sensor set, object, program); a policy's hook copies count
         under object "policy-copy"."""
         out: dict[tuple[str, str, str], dict[str, int]] = {}
-        with self._swap_lock:
-            for r in self._readers:
-                for sensor in r.sensors.sensors:
-                    for prog, st in sensor.program_stats().items():
-                        out[(r.name, sensor.object_name, prog)] = st
-            if self.policies is not None:
-                for lp in list(self.policies.engine.policies.values()):
-                    for obj in list(lp.copies):
-                        for cp in obj.programs:
-                            if cp.fd >= 0:
-                                out[("policy", "policy-copy", f"{lp.name}/{cp.name}")] = \
-                                    cp.stats()
+        if self.sensors is not None:
+            for prog, st in self.sensors.program_stats().items():
+                out[(_SENSORS, SENSOR_OBJECT, prog)] = st
+        if self.policies is not None:
+            for lp in list(self.policies.engine.policies.values()):
+                for obj in list(lp.copies):
+                    for cp in obj.programs:
+                        if cp.fd >= 0:
+                            out[(_SENSORS, "policy-copy", f"{lp.name}/{cp.name}")] = cp.stats()
         return out
 
     def bpf_stats_enabled(self) -> bool:
@@ -916,10 +889,10 @@ class Agent:
         problems = []
         if self._fatal:
             problems.append(self._fatal)
-        for r in list(self._readers):
-            if r.thread is not None and not r.thread.is_alive() and not r.stop.is_set():
-                problems.append(f"the {r.name} reader stopped")
-        details: dict[str, Any] = {"readers": [r.name for r in self._readers]}
+        p = self.pipeline
+        if p is not None and self._started and not p.alive and not self._stop.is_set():
+            problems.append("the reader stopped")
+        details: dict[str, Any] = {"readers": [_SENSORS] if p is not None else []}
         if self.last_reload_error:
             details["last_reload_error"] = self.last_reload_error
         if problems:

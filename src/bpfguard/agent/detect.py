@@ -1,10 +1,14 @@
-"""Detection: the sensors, configured from the rules, feeding the rule engine.
+"""Detection: the Falco rules as a subscriber of the event pipeline.
 
 The loaded rules decide what the kernel reports (the pushdown plan: which
 syscalls, and what may be dropped before user space); every event is matched
 on the reader thread right after the process table has applied it, so a rule
 sees the process as it was at that event; alerts go to a bounded queue and
 from there to the channels, which never block.
+
+:class:`RuleMatcher` is the subscriber (the agent puts it on its one
+pipeline beside the policy engine); :class:`Detector` is a sensor set, a
+process table and a pipeline around one, for `bpfguard detect`.
 
 Example::
 
@@ -31,49 +35,39 @@ from ..sensors.events import Event, SyscallEvent
 from ..sensors.sensorset import _boot_id
 from . import Pipeline
 
-__all__ = ["Detector"]
+__all__ = ["ENV_BYTES", "Detector", "RuleMatcher"]
 
 _EXECS = ("execve", "execveat")
+# environment bytes read at exec while some rule uses proc.env
+ENV_BYTES = 2048
 
 
-class Detector:
-    """Sensors + process table + rule engine.
+class RuleMatcher:
+    """Compiled Falco rules, matched against each event of a pipeline.
 
     Args:
         engine: the compiled rules.
+        table: the process table the pipeline keeps (read, never written).
+        hostname: for the alerts.
         pushdown: filter in the kernel what no rule can match (default on).
-        ringbuf_bytes, str_max, args_max: as for :class:`SensorSet`.
     """
 
-    def __init__(self, engine: Engine, *, pushdown: bool = True, ringbuf_bytes: int = 16 << 20,
-                 str_max: int = 4096, args_max: int = 4095, queue_size: int = 65536) -> None:
+    def __init__(self, engine: Engine, table: ProcessTable, hostname: str, *,
+                 pushdown: bool = True) -> None:
         self.engine = engine
         self.plan: Plan = plan_pushdown(engine, enabled=pushdown)
-        self.hostname = socket.gethostname()
-        uses_env = any("proc.env" in fields_used(c.rule.condition)  # type: ignore[arg-type]
-                       or any(f.startswith("proc.env") for f in c.output.fields)
-                       for c in engine.compiled)
-        self.sensors = SensorSet(syscalls=self.plan.syscalls, str_max=str_max,
-                                 args_max=args_max, ringbuf_bytes=ringbuf_bytes,
-                                 filters=self.plan.filters, env_max=2048 if uses_env else 0)
-        try:
-            self.table = ProcessTable(boot_id=_boot_id())
-            self.table.seed_from_proc()
-            self._num = 0
-            self.syscall_events = 0  # syscall events that reached user space
-            self.evaluated = 0
-            self.matched = 0
-            self.pipeline = Pipeline(self.sensors, self.table, queue_size=queue_size,
-                                     handler=self._handle)
-        except BaseException:
-            self.sensors.close()
-            raise
+        self.table = table
+        self.hostname = hostname
+        self.uses_env = any("proc.env" in fields_used(c.rule.condition)  # type: ignore[arg-type]
+                            or any(f.startswith("proc.env") for f in c.output.fields)
+                            for c in engine.compiled)
+        self._num = 0
+        self.syscall_events = 0  # syscall events that reached user space
+        self.evaluated = 0
+        self.matched = 0
 
-    @property
-    def scope(self) -> Any:
-        return self.sensors.scope
-
-    def _handle(self, ev: Event) -> Iterable[dict[str, Any]]:
+    def handle(self, ev: Event) -> Iterable[dict[str, Any]]:
+        """The alerts `ev` raises (after the table has applied it)."""
         if isinstance(ev, SyscallEvent):
             self.syscall_events += 1
             if ev.syscall in _EXECS and ev.ret >= 0:
@@ -86,6 +80,49 @@ class Detector:
         alerts = self.engine.process(e)
         self.matched += len(alerts)
         return alerts
+
+
+class Detector:
+    """A sensor set, a process table and a pipeline around a :class:`RuleMatcher`.
+
+    Args:
+        engine: the compiled rules.
+        pushdown: filter in the kernel what no rule can match (default on).
+        ringbuf_bytes, str_max, args_max: as for :class:`SensorSet`.
+    """
+
+    def __init__(self, engine: Engine, *, pushdown: bool = True, ringbuf_bytes: int = 16 << 20,
+                 str_max: int = 4096, args_max: int = 4095, queue_size: int = 65536) -> None:
+        self.table = ProcessTable(boot_id=_boot_id())
+        self.matcher = RuleMatcher(engine, self.table, socket.gethostname(), pushdown=pushdown)
+        self.engine, self.plan = engine, self.matcher.plan
+        self.sensors = SensorSet(syscalls=self.plan.syscalls, str_max=str_max,
+                                 args_max=args_max, ringbuf_bytes=ringbuf_bytes,
+                                 filters=self.plan.filters,
+                                 env_max=ENV_BYTES if self.matcher.uses_env else 0)
+        try:
+            self.table.seed_from_proc()
+            self.pipeline = Pipeline(self.sensors, self.table, queue_size=queue_size,
+                                     handler=self.matcher.handle)
+        except BaseException:
+            self.sensors.close()
+            raise
+
+    @property
+    def scope(self) -> Any:
+        return self.sensors.scope
+
+    @property
+    def syscall_events(self) -> int:
+        return self.matcher.syscall_events
+
+    @property
+    def evaluated(self) -> int:
+        return self.matcher.evaluated
+
+    @property
+    def matched(self) -> int:
+        return self.matcher.matched
 
     def start(self) -> None:
         self.pipeline.start()

@@ -8,7 +8,7 @@ structs such as ``bpf_prog_info``.
 
 Example::
 
-    with Btf.from_file("process.bpf.o") as btf:
+    with Btf.from_file("sensor.bpf.o") as btf:
         Exec = btf.struct("bg_exec_event")
         kinds = btf.enum("bg_event_type")
 """

@@ -1,13 +1,15 @@
 """The policy engine: TracingPolicies compiled into the kernel, live.
 
-One :class:`PolicyEngine` owns ``bpf/policy.bpf.o``: the syscall programs
-(raw_syscalls enter/exit, serving every syscall hook), the executable
-tracker behind matchBinaries, and one small copy of the object per
-tracepoint hook. Adding a policy validates and compiles it completely, then
-writes sets, selectors and hooks, loads its tracepoint copies, and only
+A :class:`PolicyEngine` is the policy part of the sensor object
+(``bpf/sensor.bpf.c`` over ``bpf/lib/policy.bpf.h``): it shares the set's
+one sys_enter/sys_exit pair (serving every syscall hook) and lifecycle
+programs (the executable tracker behind matchBinaries), and loads one small
+copy of the object per tracepoint, kernel-function, LSM or uprobe hook.
+Adding a policy validates and compiles it completely, then writes sets,
+selectors and hooks, loads its hook copies, and only
 then routes syscalls to it; any failure undoes what was written. Deleting
 a policy unroutes it, detaches its copies and clears its map entries; the
-syscall programs stay attached only while some syscall hook exists.
+set keeps the syscall programs attached only while some part wants them.
 
 Example::
 
@@ -34,12 +36,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import BpfguardError, ConfigError
-from ..loader import BpfObject, Link, Map, bpf_object_path
+from ..loader import BpfObject, Map, bpf_object_path
 from ..loader.object import BPF_EXIST
 from ..probe import Features
 from ..rules.model import Problem
 from ..sensors.events import boot_to_wall_ns
-from ..sensors.sensors import SHARED_MAPS, Sensor
+from ..sensors.sensors import SENSOR_OBJECT, Sensor, sensor_btf
 from .compiler import (
     ACT,
     BIN_OP,
@@ -68,14 +70,10 @@ _STAT_NAMES = {"POSTED": "posted", "ACTED": "actions", "WOULD": "would_act",
 # programs loaded only in per-hook copies of the object
 _IMA_PROGRAMS = ("bg_pol_ima_bprm_a", "bg_pol_ima_bprm_b", "bg_pol_ima_file_a",
                  "bg_pol_ima_file_b")
-_COPY_PROGRAMS = ("bg_pol_tp", "bg_pol_raw_tp", "bg_pol_fentry", "bg_pol_fexit",
-                  "bg_pol_fmod_ret", "bg_pol_lsm", "bg_pol_kprobe", "bg_pol_kretprobe",
-                  "bg_pol_uprobe", *_IMA_PROGRAMS)
 _TRAMPOLINE_PROGRAMS = ("bg_pol_fentry", "bg_pol_fexit", "bg_pol_fmod_ret", "bg_pol_lsm",
                         *_IMA_PROGRAMS)
 # what really happens for each program of an Override hook
 _OVERRIDE_BACKEND = {"bg_pol_fmod_ret": "fmod_ret", "bg_pol_lsm": "bpf_lsm"}
-# maps each tracepoint copy keeps for itself: per-CPU scratch and global data
 _BIN_OP_NAME = {v: k for k, v in BIN_OP.items()}
 # digest bytes of the kernel's IMA hash algorithms (enum hash_algo, lowercased)
 _DIGEST_SIZE = {"md4": 16, "md5": 16, "sha1": 20, "ripe_md_160": 20, "sha256": 32,
@@ -83,6 +81,7 @@ _DIGEST_SIZE = {"md4": 16, "md5": 16, "sha1": 20, "ripe_md_160": 20, "sha256": 3
                 "ripe_md_256": 32, "ripe_md_320": 40, "wp_256": 32, "wp_384": 48,
                 "wp_512": 64, "tgr_128": 16, "tgr_160": 20, "tgr_192": 24, "sm3_256": 32,
                 "streebog_256": 32, "streebog_512": 64}
+# maps each hook copy keeps for itself (besides global data): per-CPU scratch
 _PRIVATE_MAPS = ("scratch", "pol_lpm_keys")
 _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL",
                     "Override": "KPROBE_ACTION_OVERRIDE"}
@@ -119,8 +118,6 @@ class PolicyEngine(Sensor):
         seed: exact-string hash key; random by default.
     """
 
-    object_name = "policy"
-
     def __init__(self, *, features: Features | None = None, seed: int | None = None) -> None:
         super().__init__()
         self.features = features
@@ -133,11 +130,8 @@ class PolicyEngine(Sensor):
         self._free_sets = list(range(LIMITS.prefix_sets - 1, 0, -1))
         self._free_follow = list(range(LIMITS.follow))  # reused oldest first
         self._tries: dict[tuple[str, int], Map] = {}
-        self._shared: dict[str, Map] = {}
-        self._syscall_links: list[Link] = []
         self._lock = threading.RLock()
-        self._attached = False
-        btf = self.obj.btf
+        btf = sensor_btf()
         self._t = {n: btf.struct(n) for n in (
             "bg_pol_hook", "bg_pol_selector", "bg_pol_route", "bg_pol_int_key",
             "bg_pol_str_key", "bg_pol_lpm_key", "bg_pol_addr_key", "bg_pol_exe", "bg_pol_follow",
@@ -147,14 +141,11 @@ class PolicyEngine(Sensor):
         self._hash_algos: dict[int, str] | None = None
         self._event_type = self.abi.event_type["POLICY"]
         self._check_abi()
-        for p in self.obj.programs:
-            if p.name in _COPY_PROGRAMS:
-                p.autoload = False
 
     def _check_abi(self) -> None:
         """The compiler's copies of the engine's enums must equal the object's
         (one source of truth: the C); the engine's own come from BTF."""
-        btf = self.obj.btf
+        btf = sensor_btf()
 
         def enum(name: str, prefix: str) -> dict[str, int]:
             return {k.removeprefix(prefix): v for k, v in btf.enum(name).items()}
@@ -180,20 +171,15 @@ class PolicyEngine(Sensor):
 
     def configure(self) -> None:
         self.obj.rodata["targ_seed"] = self.seed
-
-    def load(self, shared: dict[str, Map]) -> None:
-        super().load(shared)
-        self._shared = shared
+        self.obj.rodata["targ_policy"] = 1  # the lifecycle programs track executables
 
     def after_load(self) -> None:
         self._seed_executables()
 
-    def attach(self) -> None:
+    def wants_syscalls(self) -> bool:
         with self._lock:
-            for name in ("bg_pol_exec", "bg_pol_fork", "bg_pol_exit_task"):
-                self.obj.program(name).attach()
-            self._attached = True
-            self._sync_syscall_programs()
+            return any(self._slots[s][1].syscalls for lp in self.policies.values()
+                       for s in lp.slots)
 
     def _seed_executables(self) -> None:
         """pol_exe for processes that exec'd before the engine: from /proc."""
@@ -359,7 +345,6 @@ class PolicyEngine(Sensor):
             for trie in self._tries.values():
                 trie.close()
             self._tries.clear()
-        super().close()
 
     # -- map writing --
 
@@ -551,25 +536,12 @@ class PolicyEngine(Sensor):
                 bits[nr // 64] |= 1 << (nr % 64)
             for i, w in enumerate(bits):
                 words[i] = w
-        self._sync_syscall_programs()
-
-    def _sync_syscall_programs(self) -> None:
-        if not self._attached:
-            return
-        want = any(h.syscalls for lp in self.policies.values()
-                   for h in (self._slots[s][1] for s in lp.slots))
-        if want and not self._syscall_links:
-            self._syscall_links = [self.obj.program(n).attach()
-                                   for n in ("bg_pol_sys_enter", "bg_pol_sys_exit")]
-        elif not want and self._syscall_links:
-            for link in self._syscall_links:
-                link.destroy()
-            self._syscall_links = []
+        self._set.sync_syscall_programs()
 
     def _load_copy(self, slot: int, h: CompiledHook) -> BpfObject:
         """A copy of the object serving one tracepoint, kernel function or LSM
         hook, sharing every map."""
-        copy = BpfObject.open(bpf_object_path(self.object_name))
+        copy = BpfObject.open(bpf_object_path(SENSOR_OBJECT))
         try:
             want = (h.programs if h.kind in ("FUNC", "UPROBE") else
                     ("bg_pol_raw_tp",) if h.kind == "RAW_TP" else ("bg_pol_tp",))
@@ -580,9 +552,7 @@ class PolicyEngine(Sensor):
             for name in copy.map_names:
                 if "." in name or name in _PRIVATE_MAPS:  # global data: obj.rodata, obj.bss
                     continue
-                src = self._shared.get(name) if name in SHARED_MAPS else self.obj.map(name)
-                if src is not None:
-                    copy.reuse_map(name, src.fd)
+                copy.reuse_map(name, self.obj.map(name).fd)
             copy.rodata["targ_hook"] = slot
             copy.rodata["targ_seed"] = self.seed
             copy.rodata["targ_nargs"] = h.nparams

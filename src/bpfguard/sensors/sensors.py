@@ -1,63 +1,82 @@
-"""Sensors: each owns one BPF object (its programs and maps) and its lifecycle.
+"""The parts of the one sensor object (``bpf/sensor.bpf.c``).
 
-All sensors of a :class:`SensorSet` share the maps named in ``SHARED_MAPS``
-(one ordered event stream, one drop counter, one scope): the first sensor
-loaded creates them and the others reuse its fds.
+One BPF object serves an agent, whatever it runs: one program per kernel
+event (one ``sys_enter``, one ``sys_exit``, one of each ``sched_process_*``),
+one ring buffer, one drop counter, one scope. A :class:`Sensor` is a part of
+that object: it writes its load-time knobs (``.rodata``) before the load and
+its maps after it, and says whether it needs the syscall programs. The
+:class:`~bpfguard.sensors.SensorSet` opens and loads the object, binds the
+parts to it and attaches the programs.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..loader import BpfObject, Map, bpf_object_path
+from ..loader import BpfObject, Btf, bpf_object_path
 from .events import Abi
 from .syscall_specs import DEFAULT_SYSCALLS, spec_for
 from .syscall_table import native_arches, syscall_number
 
-__all__ = ["SHARED_MAPS", "ProcessSensor", "Sensor", "SyscallFilter", "SyscallSensor"]
+if TYPE_CHECKING:
+    from .sensorset import SensorSet
 
+__all__ = ["SENSOR_OBJECT", "SHARED_MAPS", "ProcessSensor", "Sensor", "SyscallFilter",
+           "SyscallChange", "SyscallSensor", "sensor_btf"]
+
+SENSOR_OBJECT = "sensor"
 SHARED_MAPS = ("events", "drops", "scope_config", "scope_tgids", "scope_cgroups", "scope_mntns")
+
+_schema_lock = threading.Lock()
+
+
+@functools.cache
+def _schema() -> BpfObject:
+    # opened, never loaded: only its BTF is read (layouts, enums, limits)
+    return BpfObject.open(bpf_object_path(SENSOR_OBJECT))
+
+
+def sensor_btf() -> Btf:
+    """The sensor object's BTF: every wire layout, enum and limit."""
+    with _schema_lock:
+        return _schema().btf
 
 
 class Sensor:
-    """Base: open -> configure -> load(shared) -> attach -> close."""
+    """A part of the sensor object: bind -> configure -> (load) -> after_load
+    -> attach -> close."""
 
-    object_name = ""
+    obj: BpfObject
 
     def __init__(self) -> None:
-        self.obj = BpfObject.open(bpf_object_path(self.object_name))
-        self.abi = Abi(self.obj.btf)
+        self.abi = Abi(sensor_btf())
+
+    def bind(self, sensors: SensorSet) -> None:
+        """Makes this part one of `sensors`, on its object (before the load)."""
+        self.obj = sensors.obj
+        self._set = sensors
 
     def configure(self) -> None:
         """Writes load-time knobs (.rodata); subclasses override."""
-
-    def load(self, shared: dict[str, Map]) -> None:
-        """Loads the object, reusing maps already in `shared` and adding its own."""
-        for name in SHARED_MAPS:
-            if name in shared:
-                self.obj.reuse_map(name, shared[name].fd)
-        self.configure()
-        self.obj.load()
-        for name in SHARED_MAPS:
-            shared.setdefault(name, self.obj.map(name))
-        self.after_load()
 
     def after_load(self) -> None:
         """Writes run-time configuration (maps, .bss); subclasses override."""
 
     def attach(self) -> None:
-        for prog in self.obj.programs:
-            prog.attach()
+        """Starts what this part attaches of its own (after the set's programs)."""
 
-    def program_stats(self) -> dict[str, dict[str, int]]:
-        return {p.name: p.stats() for p in self.obj.programs if p.fd >= 0}  # loaded ones
+    def wants_syscalls(self) -> bool:
+        """Whether the sys_enter/sys_exit programs must run for this part."""
+        return False
 
     def close(self) -> None:
-        self.obj.close()
+        """Frees what this part holds beyond the shared object."""
 
 
 class ProcessSensor(Sensor):
@@ -68,8 +87,6 @@ class ProcessSensor(Sensor):
         env_max: environment bytes read at exec (0: not read).
     """
 
-    object_name = "process"
-
     def __init__(self, *, args_max: int = 4095, env_max: int = 0) -> None:
         super().__init__()
         if not 0 <= env_max <= 4095:
@@ -79,7 +96,16 @@ class ProcessSensor(Sensor):
 
     def configure(self) -> None:
         self.obj.rodata["targ_args_max"] = self.args_max
-        self.obj.rodata["targ_env_max"] = self.env_max
+
+    def after_load(self) -> None:
+        self.set_env_max(self.env_max)
+
+    def set_env_max(self, env_max: int) -> None:
+        """Environment bytes read at each exec from now on (0: not read)."""
+        if not 0 <= env_max <= 4095:
+            raise ConfigError(f"env_max must be within 0..4095, not {env_max}")
+        self.env_max = env_max
+        self.obj.bss["env_max"] = env_max
 
 
 @dataclass(frozen=True)
@@ -113,8 +139,6 @@ class SyscallSensor(Sensor):
         str_max: bytes read per user string argument (paths), at most 4096.
         filters: per syscall name, what the kernel may drop (see SyscallFilter).
     """
-
-    object_name = "syscalls"
 
     def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096,
                  filters: dict[str, SyscallFilter] | None = None) -> None:
@@ -189,6 +213,9 @@ class SyscallSensor(Sensor):
 
     def configure(self) -> None:
         self.obj.rodata["targ_str_max"] = self.str_max
+        self._check_room()
+
+    def _check_room(self) -> None:
         for what, pairs, name in (("comms", self._comms, "push_comms"),
                                   ("euids", self._euids, "push_euids")):
             room = self.obj.map(name).max_entries
@@ -197,12 +224,14 @@ class SyscallSensor(Sensor):
                                   f"than the {room} the kernel map holds; filter fewer syscalls "
                                   "(or run detect with --no-pushdown)")
 
+    def wants_syscalls(self) -> bool:
+        return True
+
     def after_load(self) -> None:
-        specs = self.obj.map("specs")
-        for idx, enc in self._table.items():
-            specs.update(ctypes.c_uint32(idx), enc)
         comms, euids = self.obj.map("push_comms"), self.obj.map("push_euids")
         comm_key, euid_key = self.abi.push_comm_key, self.abi.push_euid_key
+        # the sets before the specs that consult them: written into a running
+        # sensor (a reload), a spec never filters on a set not yet complete
         for idx, comm in self._comms:
             k = comm_key()
             k.idx, k.comm = idx, comm
@@ -211,15 +240,76 @@ class SyscallSensor(Sensor):
             k = euid_key()
             k.idx, k.euid = idx, euid
             euids.update(k, ctypes.c_uint8(1))
+        specs = self.obj.map("specs")
+        for idx, enc in self._table.items():
+            specs.update(ctypes.c_uint32(idx), enc)
+        self._write_interest(self._table)
+
+    def _write_interest(self, table: Iterable[int]) -> None:
         interest = self.obj.bss.var("interest")
         words = [0] * len(interest)
-        for idx in self._table:
+        for idx in table:
             nr = idx % self.abi.nr_max
             words[nr // 64] |= 1 << (nr % 64)
         for i, w in enumerate(words):
             interest[i] = w
 
+    def prepare(self, *, syscalls: Iterable[str],
+                filters: dict[str, SyscallFilter] | None) -> SyscallChange:
+        """A change of what the running sensor traces and drops (a rules
+        reload), validated (ConfigError) with nothing written yet."""
+        fresh = SyscallSensor(syscalls=syscalls, str_max=self.str_max, filters=filters)
+        fresh.obj, fresh._set = self.obj, self._set
+        fresh._check_room()
+        return SyscallChange(self, fresh)
+
     @property
     def numbers(self) -> list[int]:
         return sorted(self._table)
 
+
+class SyscallChange:
+    """Changes a running :class:`SyscallSensor` in two steps, so that while
+    the rules change the kernel keeps at least what either set wants:
+    :meth:`widen` traces every syscall old or new, unfiltered; :meth:`narrow`
+    (once user space matches with the new rules) writes the new filters and
+    leaves out what is no longer wanted. :meth:`rollback` after widen
+    restores the old configuration."""
+
+    def __init__(self, sensor: SyscallSensor, fresh: SyscallSensor) -> None:
+        self.sensor, self.fresh = sensor, fresh
+
+    def widen(self) -> None:
+        specs = self.sensor.obj.map("specs")
+        for idx, enc in self.fresh._table.items():
+            wide = type(enc).from_buffer_copy(enc)
+            wide.push = 0
+            specs.update(ctypes.c_uint32(idx), wide)
+        self.sensor._write_interest({*self.sensor._table, *self.fresh._table})
+
+    def rollback(self) -> None:
+        self._leave_out(self.fresh, self.sensor)
+
+    def narrow(self) -> None:
+        self._leave_out(self.sensor, self.fresh)
+        s, f = self.sensor, self.fresh
+        s.syscalls, s.filters = f.syscalls, f.filters
+        s._table, s._comms, s._euids = f._table, f._comms, f._euids
+
+    @staticmethod
+    def _leave_out(old: SyscallSensor, new: SyscallSensor) -> None:
+        """Writes `new` in full, then clears what only `old` had."""
+        new.after_load()
+        obj, abi = old.obj, old.abi
+        specs = obj.map("specs")
+        off = abi.spec()  # enabled = 0
+        for idx in set(old._table) - set(new._table):
+            specs.update(ctypes.c_uint32(idx), off)
+        for idx, comm in set(old._comms) - set(new._comms):
+            k = abi.push_comm_key()
+            k.idx, k.comm = idx, comm
+            obj.map("push_comms").delete(k)
+        for idx, euid in set(old._euids) - set(new._euids):
+            k = abi.push_euid_key()
+            k.idx, k.euid = idx, euid
+            obj.map("push_euids").delete(k)

@@ -1,4 +1,10 @@
-"""A set of sensors sharing one event stream and one scope.
+"""The sensor set: one BPF object, one ring buffer, one scope.
+
+Every part (the process sensor, the syscall sensor, the TracingPolicy
+engine) is configured into the one object of ``bpf/sensor.bpf.c``, so
+whatever mix an agent runs, each kernel event has one program: one
+``sys_enter``, one ``sys_exit`` (attached while some part wants syscalls),
+one of each ``sched_process_*``.
 
 Example::
 
@@ -14,18 +20,29 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..loader import Map, RingBuffer
+from ..loader import BpfObject, Link, Map, RingBuffer, bpf_object_path
 from .events import Abi, Decoder, LossEvent
-from .sensors import ProcessSensor, Sensor, SyscallFilter, SyscallSensor
+from .sensors import (
+    SENSOR_OBJECT,
+    SHARED_MAPS,
+    ProcessSensor,
+    Sensor,
+    SyscallFilter,
+    SyscallSensor,
+)
 
 __all__ = ["Scope", "SensorSet"]
 
-_CGROUP2_MAGIC = 0x63677270
+# the programs of the sensor object every set loads; the others are the
+# policy engine's per-hook copies
+_LIFECYCLE_PROGRAMS = ("bg_sched_exec", "bg_sched_fork", "bg_sched_exit")
+_SYSCALL_PROGRAMS = ("bg_sys_enter", "bg_sys_exit")
 
 
 def _boot_id() -> str:
@@ -125,17 +142,18 @@ def _descendants(pid: int) -> list[int]:
 
 
 class SensorSet:
-    """The process sensor plus, unless disabled, the syscall sensor.
+    """The process sensor plus, unless disabled, the syscall sensor, plus
+    `extra` parts (the policy engine), all in one BPF object.
 
     Args:
         syscalls: syscall names to report; None for the default set, () for none.
         str_max: bytes read per user string argument.
         args_max: argv bytes read at exec.
-        ringbuf_bytes: size of the shared ring buffer (power of two).
+        ringbuf_bytes: size of the ring buffer (power of two).
         filters: per syscall, what the kernel may drop (rules pushdown).
         env_max: environment bytes read at exec (0: not read).
-        extra: further sensors sharing the stream (the policy engine); each
-            decodes the records of its `event_type` with `decode(rec)`.
+        extra: further parts of the object (the policy engine); each decodes
+            the records of its `event_type` with `decode(rec)`.
     """
 
     def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096,
@@ -148,7 +166,13 @@ class SensorSet:
         self.sensors: list[Sensor] = []
         self._rb: RingBuffer | None = None
         self._started = False
+        self._links: list[Link] = []
+        self._syscall_links: list[Link] = []
+        self._links_lock = threading.RLock()
+        self.obj = BpfObject.open(bpf_object_path(SENSOR_OBJECT))
         try:
+            for prog in self.obj.programs:
+                prog.autoload = prog.name in _LIFECYCLE_PROGRAMS + _SYSCALL_PROGRAMS
             self.process = ProcessSensor(args_max=args_max, env_max=env_max)
             self.sensors.append(self.process)
             self.syscalls: SyscallSensor | None = None
@@ -158,9 +182,15 @@ class SensorSet:
                 self.sensors.append(self.syscalls)
             self.extra = list(extra)
             self.sensors.extend(self.extra)
-            self.process.obj.set_max_entries("events", ringbuf_bytes)
+            self.obj.set_max_entries("events", ringbuf_bytes)
             for s in self.sensors:
-                s.load(self.maps)
+                s.bind(self)
+            for s in self.sensors:
+                s.configure()
+            self.obj.load()
+            self.maps = {name: self.obj.map(name) for name in SHARED_MAPS}
+            for s in self.sensors:
+                s.after_load()
         except BaseException:
             self.close()
             raise
@@ -177,9 +207,36 @@ class SensorSet:
     def start(self) -> None:
         """Attaches every program; events flow from here on."""
         self._rb = RingBuffer(self.maps["events"])
-        for s in self.sensors:
-            s.attach()
-        self._started = True
+        with self._links_lock:
+            self._links = [self.obj.program(n).attach() for n in _LIFECYCLE_PROGRAMS]
+            for s in self.sensors:
+                s.attach()
+            self._started = True
+            self.sync_syscall_programs()
+
+    def set_env_max(self, env_max: int) -> None:
+        """Environment bytes read at each exec from now on (0: not read)."""
+        self.process.set_env_max(env_max)
+        self._decoder.env_read = env_max > 0
+
+    def sync_syscall_programs(self) -> None:
+        """Attaches sys_enter/sys_exit while some part wants syscalls, and
+        detaches them when none does: with nothing to trace, syscalls run
+        with no BPF program at all."""
+        with self._links_lock:
+            if not self._started:
+                return
+            want = any(s.wants_syscalls() for s in self.sensors)
+            if want and not self._syscall_links:
+                self._syscall_links = [self.obj.program(n).attach() for n in _SYSCALL_PROGRAMS]
+            elif not want and self._syscall_links:
+                for link in self._syscall_links:
+                    link.destroy()
+                self._syscall_links = []
+
+    def program_stats(self) -> dict[str, dict[str, int]]:
+        """Run counts and times of the object's loaded programs (BPF stats on)."""
+        return {p.name: p.stats() for p in self.obj.programs if p.fd >= 0}
 
     def read(self, timeout_ms: int = 100) -> list[Any]:
         """Waits up to timeout_ms and returns the decoded events that are ready
@@ -201,15 +258,15 @@ class SensorSet:
         drops = self.maps["drops"]
         out = {reason.lower(): drops.sum_percpu_u64(ctypes.c_uint32(v))
                for reason, v in self.abi.drop_reason.items() if reason != "MAX"}
-        out["recursion_miss"] = sum(st["recursion_misses"] for s in self.sensors
-                                    for st in s.program_stats().values())
+        out["recursion_miss"] = sum(st["recursion_misses"]
+                                    for st in self.program_stats().values())
         return out
 
     def pushed_down(self) -> int:
         """Syscall events the kernel dropped because no rule could want them."""
         if self.syscalls is None:
             return 0
-        stats = self.syscalls.obj.map("push_stats")
+        stats = self.obj.map("push_stats")
         return sum(stats.sum_percpu_u64(ctypes.c_uint32(v))
                    for k, v in self.abi.push_stat.items() if k != "MAX")
 
@@ -224,13 +281,19 @@ class SensorSet:
         return out
 
     def close(self) -> None:
-        """Detaches all programs and frees the objects; idempotent."""
+        """Detaches all programs and frees the object; idempotent."""
         if self._rb is not None:
             self._rb.close()
             self._rb = None
+        with self._links_lock:
+            self._started = False
+            for link in self._syscall_links + self._links:
+                link.destroy()
+            self._syscall_links, self._links = [], []
         for s in reversed(self.sensors):
             s.close()
         self.sensors.clear()
+        self.obj.close()
 
     def __enter__(self) -> SensorSet:
         return self

@@ -1,12 +1,18 @@
-// SPDX-License-Identifier: GPL-2.0
-/* Process sensor: exec, fork and exit from the sched tracepoints (tp_btf).
- * Exec reports kernel truth: the executable is mm->exe_file, argv is read
- * from mm->arg_start..arg_end, never from what a process claims later. */
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Process events: exec, fork and exit, for the sched tracepoints that
+ * sensor.bpf.c attaches. Exec reports kernel truth: the executable is
+ * mm->exe_file, argv is read from mm->arg_start..arg_end, never from what a
+ * process claims later. */
+#ifndef BPFGUARD_LIB_PROCESS_BPF_H
+#define BPFGUARD_LIB_PROCESS_BPF_H
+
 #include "path.bpf.h"
 
 /* Set before load by user space. */
 const volatile __u32 targ_args_max = BG_ARGS_MAX;
-const volatile __u32 targ_env_max = 0; /* 0: the environment is not read */
+/* Environment bytes copied at exec (0: not read). Run-time, not .rodata: a
+ * rules reload may bring or drop the rules that need proc.env. */
+__u32 env_max;
 
 static __always_inline __u32 bg_ppid(struct task_struct *task)
 {
@@ -74,7 +80,7 @@ static __always_inline void bg_env(struct task_struct *task, struct bg_payload *
 {
 	unsigned long start = BPF_CORE_READ(task, mm, env_start);
 	unsigned long end = BPF_CORE_READ(task, mm, env_end);
-	__u64 len = end - start, max = targ_env_max;
+	__u64 len = end - start, max = env_max;
 
 	if (max > BG_ENV_MAX - 1)
 		max = BG_ENV_MAX - 1;
@@ -130,8 +136,8 @@ static __always_inline void bg_args(struct task_struct *task, struct bg_payload 
 	p->pos += len;
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(bg_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+static __always_inline int bg_process_exec(struct task_struct *task, pid_t old_pid,
+					   struct linux_binprm *bprm)
 {
 	struct bg_scratch *s;
 	struct bg_exec_event *e;
@@ -184,7 +190,7 @@ int BPF_PROG(bg_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 		e->tty_dev = (BPF_CORE_READ(tty, driver, major) << 20) | (minor & 0xfffff);
 		bg_put_str(&p, __builtin_preserve_access_index(&tty->name), 64, &e->tty, false);
 	}
-	if (targ_env_max)
+	if (env_max)
 		bg_env(task, &p, e);
 	if (p.trunc)
 		e->hdr.flags |= BG_EV_TRUNCATED;
@@ -192,8 +198,7 @@ int BPF_PROG(bg_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	return 0;
 }
 
-SEC("tp_btf/sched_process_fork")
-int BPF_PROG(bg_fork, struct task_struct *parent, struct task_struct *child)
+static __always_inline int bg_process_fork(struct task_struct *parent, struct task_struct *child)
 {
 	struct bg_scratch *s;
 	struct bg_fork_event *e;
@@ -218,8 +223,7 @@ int BPF_PROG(bg_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(bg_exit, struct task_struct *task)
+static __always_inline int bg_process_exit(struct task_struct *task)
 {
 	struct bg_scratch *s;
 	struct bg_exit_event *e;
@@ -245,3 +249,5 @@ int BPF_PROG(bg_exit, struct task_struct *task)
 	bg_emit(e, offsetof(struct bg_exit_event, data), 0);
 	return 0;
 }
+
+#endif /* BPFGUARD_LIB_PROCESS_BPF_H */

@@ -1,17 +1,20 @@
-// SPDX-License-Identifier: GPL-2.0
-/* TracingPolicy engine: one generic program interprets compiled selectors.
+/* SPDX-License-Identifier: GPL-2.0 */
+/* TracingPolicy engine: one generic interpreter of compiled selectors, the
+ * policy part of sensor.bpf.c.
  *
  * User space compiles each hook of a Tetragon TracingPolicy into maps
  * (bg_pol_hook, bg_pol_selector, string/integer/address sets); these programs
  * read the hook's arguments, evaluate the selectors in the kernel, act
  * (bpf_send_signal) in the offending task, and post only matching events.
  *
- * Hooks:
- *  - syscalls (kprobes with syscall: true) on raw_syscalls sys_enter/sys_exit,
- *    routed by syscall number; return: true hooks stash the entry event in
- *    task storage and post it at exit with the return value;
- *  - tracepoints and raw tracepoints: one copy of this object per hook with
- *    only bg_pol_tp / bg_pol_raw_tp loaded and targ_hook set, sharing every map;
+ * Hooks (the entry programs are in sensor.bpf.c):
+ *  - syscalls (kprobes with syscall: true) on the sensor's one raw_syscalls
+ *    sys_enter/sys_exit pair, routed by syscall number; return: true hooks
+ *    stash the entry event in task storage and post it at exit with the
+ *    return value;
+ *  - tracepoints and raw tracepoints: one copy of the sensor object per hook
+ *    with only bg_pol_tp / bg_pol_raw_tp loaded and targ_hook set, sharing
+ *    every map;
  *  - kernel functions and LSM hooks, likewise one copy per hook: fentry or
  *    kprobe to observe, fmod_ret (kprobes) or lsm (lsmhooks) when a selector
  *    may Override the return value, fexit or kretprobe for return: true;
@@ -20,6 +23,9 @@
  * On a kernel without BPF LSM or fmod_ret a signal sent at syscall entry kills
  * the task on its way back to user space: the syscall itself still completes.
  * Events say so (user space marks before_operation false). */
+#ifndef BPFGUARD_LIB_POLICY_BPF_H
+#define BPFGUARD_LIB_POLICY_BPF_H
+
 #include "path.bpf.h"
 #include "syscall.bpf.h"
 
@@ -1286,13 +1292,6 @@ static __noinline int bg_pol_enter(struct pt_regs *regs, long id)
 	return 0;
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(bg_pol_sys_enter, struct pt_regs *regs, long id)
-{
-	if (!bg_pol_wants(pol_interest, id))
-		return 0;
-	return bg_pol_enter(regs, id);
-}
 
 /* Completes a stashed event with the return value: matchReturnArgs, the
  * return actions, the post. */
@@ -1383,47 +1382,10 @@ static __noinline int bg_pol_exit(long id, long ret)
 	return bg_pol_finish(st, ret);
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(bg_pol_sys_exit, struct pt_regs *regs, long ret)
-{
-	long id = bg_syscall_nr(regs);
 
-	if (!bg_pol_wants(pol_ret_interest, id))
-		return 0;
-	return bg_pol_exit(id, ret);
-}
 
-/* ---- tracepoint hooks: one loaded copy per hook ---- */
 
-SEC("tracepoint")
-int bg_pol_tp(void *ctx)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct bg_pol_src src = {};
-
-	src.base = (__u64)ctx;
-	src.compat = bg_is_compat(task);
-	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_TP);
-	return 0;
-}
-
-SEC("raw_tp")
-int bg_pol_raw_tp(struct bpf_raw_tracepoint_args *ctx)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct bg_pol_src src = {};
-	__u64 base = (__u64)ctx;
-
-	/* probe reads: a direct ctx load past the tracepoint's own arguments
-	 * would make the attach fail */
-	for (int i = 0; i < BG_POL_ARGS; i++)
-		bpf_probe_read_kernel(&src.a[i], 8, (void *)(base + 8 * i));
-	src.compat = bg_is_compat(task);
-	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_TP);
-	return 0;
-}
-
-/* ---- kernel functions and LSM hooks: one loaded copy per hook ---- */
+/* ---- kernel functions and LSM hooks: what their per-hook copies share ---- */
 
 /* Trampoline programs see the arguments as an array of 8-byte slots,
  * followed by the return value (fexit) or the previous program's (fmod_ret,
@@ -1462,34 +1424,8 @@ static __always_inline int bg_pol_func_exit(long ret)
 	return bg_pol_finish(st, ret);
 }
 
-SEC("fentry")
-int bg_pol_fentry(void *ctx)
-{
-	struct bg_pol_src src = {};
 
-	bg_pol_ctx_args(ctx, &src);
-	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
-	return 0;
-}
 
-SEC("fexit")
-int bg_pol_fexit(void *ctx)
-{
-	return bg_pol_func_exit(bg_pol_ctx_ret(ctx));
-}
-
-/* A kprobe whose selectors may Override: skips the function when they do. */
-SEC("fmod_ret")
-int bg_pol_fmod_ret(void *ctx)
-{
-	struct bg_pol_src src = { .can_override = 1 };
-	long prev = bg_pol_ctx_ret(ctx);
-
-	if (prev)
-		return prev; /* an earlier fmod_ret program overrode already */
-	bg_pol_ctx_args(ctx, &src);
-	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
-}
 
 /* Kernels from 6.12 check that an LSM program returns 0 or an errno. */
 static __always_inline int bg_lsm_ret(int err)
@@ -1497,24 +1433,6 @@ static __always_inline int bg_lsm_ret(int err)
 	return err < -MAX_ERRNO ? -EPERM : err > 0 ? 0 : err;
 }
 
-SEC("lsm")
-int bg_pol_lsm(void *ctx)
-{
-	struct bg_pol_src src = { .can_override = 1 };
-	long prev = bg_pol_ctx_ret(ctx);
-	struct bg_pol_stash *st;
-
-	if (prev)
-		return bg_lsm_ret(prev); /* an earlier BPF LSM program denied already */
-	/* the file IMA opens to take our hash is not the task's doing */
-	if (targ_ima) {
-		st = bpf_task_storage_get(&pol_fstash, bpf_get_current_task_btf(), 0, 0);
-		if (st && st->active == BG_IMA_HASHING && st->hook == targ_hook)
-			return 0;
-	}
-	bg_pol_ctx_args(ctx, &src);
-	return bg_lsm_ret(bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC));
-}
 
 /* kprobes and uprobes: the first parameters, from the registers */
 static __always_inline void bg_pol_regs_args(struct pt_regs *ctx, struct bg_pol_src *src)
@@ -1526,23 +1444,7 @@ static __always_inline void bg_pol_regs_args(struct pt_regs *ctx, struct bg_pol_
 	src->a[4] = PT_REGS_PARM5(ctx);
 }
 
-SEC("kprobe")
-int bg_pol_kprobe(struct pt_regs *ctx)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct bg_pol_src src = {};
 
-	bg_pol_regs_args(ctx, &src);
-	src.compat = bg_is_compat(task);
-	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
-	return 0;
-}
-
-SEC("kretprobe")
-int bg_pol_kretprobe(struct pt_regs *ctx)
-{
-	return bg_pol_func_exit(PT_REGS_RC(ctx));
-}
 
 /* ---- imaHash: the sleepable half of an LSM hook ---- */
 
@@ -1599,45 +1501,10 @@ static __always_inline int bg_pol_ima(struct file *file, __u64 obj)
 	return bg_lsm_ret(err);
 }
 
-/* The hooked object is the hook's first argument: a linux_binprm or a file
- * (the compiler checks which). */
-SEC("lsm.s")
-int BPF_PROG(bg_pol_ima_bprm_a, struct linux_binprm *bprm)
-{
-	return bg_pol_ima(bprm->file, (__u64)bprm);
-}
 
-SEC("lsm.s")
-int BPF_PROG(bg_pol_ima_bprm_b, struct linux_binprm *bprm)
-{
-	return bg_pol_ima(bprm->file, (__u64)bprm);
-}
 
-SEC("lsm.s")
-int BPF_PROG(bg_pol_ima_file_a, struct file *file)
-{
-	return bg_pol_ima(file, (__u64)file);
-}
 
-SEC("lsm.s")
-int BPF_PROG(bg_pol_ima_file_b, struct file *file)
-{
-	return bg_pol_ima(file, (__u64)file);
-}
 
-/* ---- user functions: one loaded copy per hook ---- */
-
-/* A signal sent here is delivered when the task leaves the probe's trap,
- * before the function's body runs: Sigkill on a uprobe does prevent the call. */
-SEC("uprobe")
-int bg_pol_uprobe(struct pt_regs *ctx)
-{
-	struct bg_pol_src src = { .nr = (__u32)bpf_get_attach_cookie(ctx) };
-
-	bg_pol_regs_args(ctx, &src);
-	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
-	return 0;
-}
 
 /* ---- executables for matchBinaries ---- */
 
@@ -1669,10 +1536,9 @@ static __always_inline void bg_pol_follow_exec(struct bg_pol_exe *exe, __u32 tgi
 		bpf_map_update_elem(&pol_follow_bits, &tgid, &c.bits, BPF_ANY);
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(bg_pol_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+/* The executable of a process that just exec'd, for matchBinaries. */
+static __always_inline void bg_pol_on_exec(struct task_struct *task)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct bg_file_req req = { .task = (__u64)task };
 	struct bg_scratch *scr = bg_scratch(BG_SCRATCH_EXEC);
 	struct bg_pol_exe *exe;
@@ -1681,18 +1547,18 @@ int BPF_PROG(bg_pol_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	__u64 head;
 
 	if (!scr)
-		return 0;
+		return;
 	a = (void *)scr->buf;
 	req.file = (__u64)BPF_CORE_READ(task, mm, exe_file);
 	n = bg_path_forward((struct bg_area *)a->ev.data, &req, &a->work);
 	if (n < 2)
-		return 0;
+		return;
 	len = n - 1;
 	/* any initial value will do: every field read later is written below */
 	bpf_map_update_elem(&pol_exe, &tgid, scr->buf + sizeof(scr->buf) - sizeof(*exe), BPF_ANY);
 	exe = bpf_map_lookup_elem(&pol_exe, &tgid);
 	if (!exe)
-		return 0;
+		return;
 	exe->len = len;
 	exe->hash = bg_pol_hash(a, 0, len);
 	head = len;
@@ -1704,18 +1570,17 @@ int BPF_PROG(bg_pol_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 		exe->tail[i] = a->ev.data[(len - 1 - i) & BG_DATA_MASK];
 	}
 	bg_pol_follow_exec(exe, tgid);
-	return 0;
 }
 
-SEC("tp_btf/sched_process_fork")
-int BPF_PROG(bg_pol_fork, struct task_struct *parent, struct task_struct *child)
+/* A new process inherits its parent's executable and followChildren marks. */
+static __always_inline void bg_pol_on_fork(struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ptgid = parent->tgid, tgid = child->tgid;
 	struct bg_pol_exe *exe;
 	__u64 *bits;
 
 	if (child->pid != tgid)
-		return 0; /* a thread: same process */
+		return; /* a thread: same process */
 	exe = bpf_map_lookup_elem(&pol_exe, &ptgid);
 	if (exe)
 		bpf_map_update_elem(&pol_exe, &tgid, exe, BPF_ANY);
@@ -1724,11 +1589,9 @@ int BPF_PROG(bg_pol_fork, struct task_struct *parent, struct task_struct *child)
 		bpf_map_update_elem(&pol_follow_bits, &tgid, bits, BPF_ANY);
 	else /* a reused pid must not inherit a dead process's marks */
 		bpf_map_delete_elem(&pol_follow_bits, &tgid);
-	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(bg_pol_exit_task, struct task_struct *task)
+static __always_inline void bg_pol_on_exit(struct task_struct *task)
 {
 	__u32 tgid = task->tgid;
 
@@ -1736,5 +1599,6 @@ int BPF_PROG(bg_pol_exit_task, struct task_struct *task)
 		bpf_map_delete_elem(&pol_exe, &tgid);
 		bpf_map_delete_elem(&pol_follow_bits, &tgid);
 	}
-	return 0;
 }
+
+#endif /* BPFGUARD_LIB_POLICY_BPF_H */

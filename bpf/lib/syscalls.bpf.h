@@ -1,5 +1,6 @@
-// SPDX-License-Identifier: GPL-2.0
-/* Syscall sensor: raw_syscalls sys_enter/sys_exit (tp_btf), filtered in the kernel.
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Syscall sensor: the raw_syscalls sys_enter/sys_exit part of sensor.bpf.c,
+ * filtered in the kernel.
  *
  * Fast path: an uninteresting syscall costs one bitmap test in global data at
  * entry and one at exit. Interesting ones are checked against the per-arch
@@ -15,6 +16,9 @@
  * exit-time filter, so only events that would have been sent count) and
  * neither its strings nor its paths are read: a storm user space cannot keep
  * up with costs the storm little more than the fast path. */
+#ifndef BPFGUARD_LIB_SYSCALLS_BPF_H
+#define BPFGUARD_LIB_SYSCALLS_BPF_H
+
 #include "path.bpf.h"
 #include "syscall.bpf.h"
 
@@ -228,14 +232,6 @@ static __noinline int bg_enter(struct pt_regs *regs, long id)
 	return 0;
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
-{
-	if (!bg_interesting(id))
-		return 0;
-	return bg_enter(regs, id);
-}
-
 static __always_inline bool bg_relative(struct bg_syscall_event *e, __u64 i)
 {
 	struct bg_blob *b = &e->arg_data[i];
@@ -373,12 +369,4 @@ static __noinline int bg_exit(long id, long ret)
 	return 0;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
-{
-	long id = bg_syscall_nr(regs); /* sys_exit carries no id of its own */
-
-	if (!bg_interesting(id))
-		return 0;
-	return bg_exit(id, ret);
-}
+#endif /* BPFGUARD_LIB_SYSCALLS_BPF_H */

@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The sensor: one BPF object whatever an agent runs (detection's syscall
+ * sensor and its pushdown, TracingPolicies, process tracking), so every
+ * kernel event has one program: one sys_enter, one sys_exit, one of each
+ * sched_process_* tracepoint. The entry programs below are thin; the parts
+ * live in bpf/lib/:
+ *  - process.bpf.h: exec / fork / exit events (always on: the process table
+ *    needs them);
+ *  - syscalls.bpf.h: the syscall sensor (its interest bitmap, specs,
+ *    pushdown filters, entry stash, exit-time resolution);
+ *  - policy.bpf.h: the TracingPolicy interpreter (routes, selectors, sets,
+ *    matchBinaries' executables).
+ * Policy hooks on other kernel events (tracepoints, kernel functions, LSM
+ * hooks, uprobes) are served by per-hook copies of this object that load
+ * only the program for that hook (user space sets autoload) and share every
+ * map but the per-CPU scratch. */
+#include "process.bpf.h"
+#include "syscalls.bpf.h"
+#include "policy.bpf.h"
+
+/* Set before load: a policy engine is part of this sensor set, so the
+ * lifecycle programs keep matchBinaries' executable table. */
+const volatile __u32 targ_policy = 0;
+
+/* One word of a syscall bitmap, and the syscall's bit in it. */
+#define BG_WORD(id) (((id) >> 6) & (BG_NR_MAX / 64 - 1))
+#define BG_BIT(id) (1ULL << ((id) & 63))
+
+/* The fast path is one test of the union of what the syscall sensor and the
+ * policy engine want; an uninteresting syscall costs that and nothing more. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
+{
+	__u64 w, bit;
+
+	if ((__u64)id >= BG_NR_MAX)
+		return 0;
+	w = BG_WORD(id);
+	bit = BG_BIT(id);
+	if (!((interest[w] | pol_interest[w]) & bit))
+		return 0;
+	if (interest[w] & bit)
+		bg_enter(regs, id);
+	if (pol_interest[w] & bit)
+		bg_pol_enter(regs, id);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
+{
+	long id = bg_syscall_nr(regs); /* sys_exit carries no id of its own */
+	__u64 w, bit;
+
+	if ((__u64)id >= BG_NR_MAX)
+		return 0;
+	w = BG_WORD(id);
+	bit = BG_BIT(id);
+	if (!((interest[w] | pol_ret_interest[w]) & bit))
+		return 0;
+	if (interest[w] & bit)
+		bg_exit(id, ret);
+	if (pol_ret_interest[w] & bit)
+		bg_pol_exit(id, ret);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(bg_sched_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	bg_process_exec(task, old_pid, bprm);
+	if (targ_policy)
+		bg_pol_on_exec(task);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(bg_sched_fork, struct task_struct *parent, struct task_struct *child)
+{
+	bg_process_fork(parent, child);
+	if (targ_policy)
+		bg_pol_on_fork(parent, child);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(bg_sched_exit, struct task_struct *task)
+{
+	bg_process_exit(task);
+	if (targ_policy)
+		bg_pol_on_exit(task);
+	return 0;
+}
+
+/* ---- policy hooks on other kernel events: one loaded copy per hook ---- */
+
+SEC("tracepoint")
+int bg_pol_tp(void *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_src src = {};
+
+	src.base = (__u64)ctx;
+	src.compat = bg_is_compat(task);
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_TP);
+	return 0;
+}
+
+SEC("raw_tp")
+int bg_pol_raw_tp(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_src src = {};
+	__u64 base = (__u64)ctx;
+
+	/* probe reads: a direct ctx load past the tracepoint's own arguments
+	 * would make the attach fail */
+	for (int i = 0; i < BG_POL_ARGS; i++)
+		bpf_probe_read_kernel(&src.a[i], 8, (void *)(base + 8 * i));
+	src.compat = bg_is_compat(task);
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_TP);
+	return 0;
+}
+
+SEC("fentry")
+int bg_pol_fentry(void *ctx)
+{
+	struct bg_pol_src src = {};
+
+	bg_pol_ctx_args(ctx, &src);
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+	return 0;
+}
+
+SEC("fexit")
+int bg_pol_fexit(void *ctx)
+{
+	return bg_pol_func_exit(bg_pol_ctx_ret(ctx));
+}
+
+/* A kprobe whose selectors may Override: skips the function when they do. */
+SEC("fmod_ret")
+int bg_pol_fmod_ret(void *ctx)
+{
+	struct bg_pol_src src = { .can_override = 1 };
+	long prev = bg_pol_ctx_ret(ctx);
+
+	if (prev)
+		return prev; /* an earlier fmod_ret program overrode already */
+	bg_pol_ctx_args(ctx, &src);
+	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+}
+
+SEC("lsm")
+int bg_pol_lsm(void *ctx)
+{
+	struct bg_pol_src src = { .can_override = 1 };
+	long prev = bg_pol_ctx_ret(ctx);
+	struct bg_pol_stash *st;
+
+	if (prev)
+		return bg_lsm_ret(prev); /* an earlier BPF LSM program denied already */
+	/* the file IMA opens to take our hash is not the task's doing */
+	if (targ_ima) {
+		st = bpf_task_storage_get(&pol_fstash, bpf_get_current_task_btf(), 0, 0);
+		if (st && st->active == BG_IMA_HASHING && st->hook == targ_hook)
+			return 0;
+	}
+	bg_pol_ctx_args(ctx, &src);
+	return bg_lsm_ret(bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC));
+}
+
+SEC("kprobe")
+int bg_pol_kprobe(struct pt_regs *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_src src = {};
+
+	bg_pol_regs_args(ctx, &src);
+	src.compat = bg_is_compat(task);
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+	return 0;
+}
+
+SEC("kretprobe")
+int bg_pol_kretprobe(struct pt_regs *ctx)
+{
+	return bg_pol_func_exit(PT_REGS_RC(ctx));
+}
+
+/* The hooked object is the hook's first argument: a linux_binprm or a file
+ * (the compiler checks which). */
+SEC("lsm.s")
+int BPF_PROG(bg_pol_ima_bprm_a, struct linux_binprm *bprm)
+{
+	return bg_pol_ima(bprm->file, (__u64)bprm);
+}
+
+SEC("lsm.s")
+int BPF_PROG(bg_pol_ima_bprm_b, struct linux_binprm *bprm)
+{
+	return bg_pol_ima(bprm->file, (__u64)bprm);
+}
+
+SEC("lsm.s")
+int BPF_PROG(bg_pol_ima_file_a, struct file *file)
+{
+	return bg_pol_ima(file, (__u64)file);
+}
+
+SEC("lsm.s")
+int BPF_PROG(bg_pol_ima_file_b, struct file *file)
+{
+	return bg_pol_ima(file, (__u64)file);
+}
+
+/* A signal sent here is delivered when the task leaves the probe's trap,
+ * before the function's body runs: Sigkill on a uprobe does prevent the call. */
+SEC("uprobe")
+int bg_pol_uprobe(struct pt_regs *ctx)
+{
+	struct bg_pol_src src = { .nr = (__u32)bpf_get_attach_cookie(ctx) };
+
+	bg_pol_regs_args(ctx, &src);
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+	return 0;
+}
