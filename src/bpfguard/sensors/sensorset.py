@@ -241,17 +241,23 @@ class SensorSet:
     def read(self, timeout_ms: int = 100) -> list[Any]:
         """Waits up to timeout_ms and returns the decoded events that are ready
         (Events, and whatever extra sensors decode)."""
+        decode = self.decode
+        return [ev for rec in self.read_raw(timeout_ms) if (ev := decode(rec)) is not None]
+
+    def read_raw(self, timeout_ms: int = 100) -> list[bytes]:
+        """Waits up to timeout_ms and returns the records that are ready, undecoded."""
         assert self._rb is not None, "start() first"
-        out: list[Any] = []
-        for rec in self._rb.poll(timeout_ms):
-            ev: Any = self._decoder.decode(rec)
-            if ev is None and self._extra_decoders and len(rec) >= self._hsize:
-                dec = self._extra_decoders.get(
-                    int.from_bytes(rec[self._type_off:self._type_off + 2], "little"))
-                ev = dec(rec) if dec else None
-            if ev is not None:
-                out.append(ev)
-        return out
+        return self._rb.poll(timeout_ms)
+
+    def decode(self, rec: bytes) -> Any:
+        """One record as an Event (or what an extra sensor decodes); None for a
+        record nobody decodes (a removed policy hook's)."""
+        ev: Any = self._decoder.decode(rec)
+        if ev is None and self._extra_decoders and len(rec) >= self._hsize:
+            dec = self._extra_decoders.get(
+                int.from_bytes(rec[self._type_off:self._type_off + 2], "little"))
+            ev = dec(rec) if dec else None
+        return ev
 
     def drops(self) -> dict[str, int]:
         """Events lost in the kernel, by reason (cumulative since load)."""
