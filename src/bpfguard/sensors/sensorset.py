@@ -207,11 +207,16 @@ class SensorSet:
 
     def pushed_down(self) -> int:
         """Syscall events the kernel dropped because no rule could want them."""
+        return sum(self.pushed_down_by().values())
+
+    def pushed_down_by(self) -> dict[str, int]:
+        """The same, by where the kernel decided (enum bg_push_stat): "at_entry",
+        "at_exit" (the result), "by_path" (the path tests, at exit)."""
         if self.syscalls is None:
-            return 0
+            return {}
         stats = self.syscalls.obj.map("push_stats")
-        return sum(stats.sum_percpu_u64(ctypes.c_uint32(v))
-                   for k, v in self.abi.push_stat.items() if k != "MAX")
+        return {k.lower(): stats.sum_percpu_u64(ctypes.c_uint32(v))
+                for k, v in self.abi.push_stat.items() if k != "MAX"}
 
     def losses(self) -> list[LossEvent]:
         """Loss events for what was dropped since the last call."""
