@@ -189,29 +189,48 @@ static __always_inline __u64 bg_bytes_eq(__u64 w, __u8 c)
 	return ~(((x & lo) + lo) | x | lo);
 }
 
-/* Does the len-byte string at off in the stash contain "../" (the stock
- * directory_traversal macro's test on fd.nameraw)? Eight bytes per step,
- * advancing six, so that every start position has its three bytes in one
- * word. A global function: the verifier walks its loop once. */
-__noinline int bg_has_dotdot(struct bg_stash *st, __u32 off, __u32 len)
-{
-	if (!st)
-		return 1;
-	for (int i = 0; i < BG_STR_MAX; i += 6) {
-		__u64 w = 0, dot, slash;
+struct bg_dotdot_ctx {
+	struct bg_stash *st;
+	__u32 off;
+	__u32 len;
+	__u32 found;
+};
 
-		if (i + 3 > len)
-			break;
-		/* may read past the string, never past what it masks off below */
-		bpf_probe_read_kernel(&w, 8, &st->data[(off + i) & (BG_STASH_DATA - 1)]);
-		if (len - i < 8)
-			w &= (1ULL << ((len - i) * 8)) - 1;
-		dot = bg_bytes_eq(w, '.');
-		slash = bg_bytes_eq(w, '/');
-		if (dot & (dot >> 8) & (slash >> 16))
-			return 1;
+/* One step of bg_has_dotdot: eight bytes at 6 * i, advancing six, so that
+ * every start position has its three bytes in one word. */
+static long bg_dotdot_step(__u32 i, void *ctx)
+{
+	struct bg_dotdot_ctx *c = ctx;
+	__u32 at = i * 6;
+	__u64 w = 0, dot, slash;
+
+	if (at + 3 > c->len)
+		return 1;
+	/* may read past the string, never past what it masks off below */
+	bpf_probe_read_kernel(&w, 8, &c->st->data[(c->off + at) & (BG_STASH_DATA - 1)]);
+	if (c->len - at < 8)
+		w &= (1ULL << ((c->len - at) * 8)) - 1;
+	dot = bg_bytes_eq(w, '.');
+	slash = bg_bytes_eq(w, '/');
+	if (dot & (dot >> 8) & (slash >> 16)) {
+		c->found = 1;
+		return 1;
 	}
 	return 0;
+}
+
+/* Does the len-byte string at off in the stash contain "../" (the stock
+ * directory_traversal macro's test on fd.nameraw)? A bpf_loop: the verifier
+ * checks one step, not each of the up to BG_STR_MAX / 6 (a plain loop cost
+ * it some 130,000 instructions). */
+static __always_inline bool bg_has_dotdot(struct bg_stash *st, __u32 off, __u32 len)
+{
+	struct bg_dotdot_ctx c = { .st = st, .off = off, .len = len };
+
+	if (len > BG_STR_MAX)
+		return true;
+	bpf_loop((len + 5) / 6, bg_dotdot_step, &c, 0);
+	return c.found;
 }
 
 /* Writes the n (<= BG_POL_PREFIX_MAX) bytes before `end` in `a` into
@@ -241,25 +260,31 @@ static __always_inline bool bg_push_str_in(struct bg_push_area *a, __u32 off, __
 	return bpf_map_lookup_elem(&push_strs, &k) != NULL;
 }
 
-/* The path tests of the pushdown: true when one of the syscall's tests holds,
+/* The path tests of the pushdown: 1 when one of the syscall's tests holds,
  * or when the kernel cannot compute the value exactly as user space will (see
  * enum bg_push_path). Runs at exit, only for events that passed every cheaper
  * test. Cost for an open that passes none: one dentry walk writing the path
  * forward, a hash over it per exact set (name, directory, leaf), one trie
  * lookup per prefix/suffix set (at most 256 key bytes), and for fd.nameraw a
- * scan of the user's string, six bytes per step. */
-static __always_inline bool bg_push_path_keep(struct task_struct *task, struct bg_stash *st,
-					      struct bg_syscall_spec *spec, long ret)
+ * scan of the user's string, six bytes per step. A global function: the
+ * verifier checks it once, and bg_exit continues from one state whatever it
+ * found, instead of being walked again for every way out of it. */
+__noinline int bg_push_path_keep(struct bg_stash *st, struct bg_syscall_spec *spec, long ret)
 {
+	/* a global function takes no BTF pointer: the untyped current task */
+	struct task_struct *task = (void *)bpf_get_current_task();
 	struct bg_file_req req = {};
 	struct bg_push_area *a;
 	struct bg_scratch *s;
 	struct dentry *leafd;
 	struct file *f;
-	__u32 want = spec->path, len, leaf, magic;
+	__u32 want, len, leaf, magic;
 	__u64 i, n;
 	int got;
 
+	if (!st || !spec)
+		return 1;
+	want = spec->path;
 	if (want & BG_PATH_DOTDOT) {
 		struct bg_blob *raw;
 
@@ -269,51 +294,51 @@ static __always_inline bool bg_push_path_keep(struct task_struct *task, struct b
 		/* len counts the NUL; unread (0) is unknown, and for "" user space
 		 * takes fd.name instead */
 		if (raw->len <= 1 || bg_has_dotdot(st, raw->off, raw->len - 1))
-			return true;
+			return 1;
 	}
 	if (!(want & (BG_PATH_NAME | BG_PATH_DIR | BG_PATH_FILE | BG_PATH_PREFIX |
 		      BG_PATH_SUFFIX)))
-		return false;
+		return 0;
 	if (ret < 0)
-		return true; /* no file: user space names it from the string, normalized */
+		return 1; /* no file: user space names it from the string, normalized */
 	f = bg_fd_file(task, ret);
 	if (!f)
-		return true;
+		return 1;
 	leafd = BPF_CORE_READ(f, f_path.dentry);
 	magic = BPF_CORE_READ(leafd, d_sb, s_magic);
 	if (magic == BG_PIPEFS_MAGIC || magic == BG_SOCKFS_MAGIC || magic == BG_ANON_INODE_FS_MAGIC)
-		return true;
+		return 1;
 	/* d_unlinked(): user space appends " (deleted)" */
 	if (!BPF_CORE_READ(leafd, d_hash.pprev) && BPF_CORE_READ(leafd, d_parent) != leafd)
-		return true;
+		return 1;
 	s = bg_scratch(BG_SCRATCH_SYSCALL);
 	if (!s)
-		return true;
+		return 1;
 	a = (void *)s->buf;
 	req.task = (__u64)task;
 	req.file = (__u64)f;
 	got = bg_path_forward(&a->path, &req, &a->work);
 	if (got < 2 || req.pad) /* cut, detached, pseudo or not read to the root */
-		return true;
+		return 1;
 	len = got - 1;
 	/* bg_exit writes the returned file's components right after the entry
 	 * strings; where they might not all fit, user space gets a cut name */
 	if (len >= BG_STR_MAX || st->data_len + len + BG_NAME_MAX > BG_DATA_LIMIT)
-		return true;
+		return 1;
 	if ((want & BG_PATH_NAME) && bg_push_str_in(a, 0, len, spec->name_set))
-		return true;
+		return 1;
 	leaf = a->work.leaf; /* after the last '/' */
 	/* posixpath.dirname: up to the last '/', or "/" for a name under the root */
 	if ((want & BG_PATH_DIR) && bg_push_str_in(a, 0, leaf > 1 ? leaf - 1 : 1, spec->dir_set))
-		return true;
+		return 1;
 	if ((want & BG_PATH_FILE) && bg_push_str_in(a, leaf, len - leaf, spec->file_set))
-		return true;
+		return 1;
 	if (want & BG_PATH_PREFIX) {
 		n = len;
 		bg_clamp(n, BG_POL_PREFIX_MAX);
 		bpf_probe_read_kernel(a->key.data, n, a->path.b);
 		if (bg_pol_lpm(&push_prefix, &a->key, spec->path_trie, n))
-			return true;
+			return 1;
 	}
 	if (want & BG_PATH_SUFFIX) {
 		/* a suffix without '/' can only end the last name: reverse just that */
@@ -321,9 +346,9 @@ static __always_inline bool bg_push_path_keep(struct task_struct *task, struct b
 		bg_clamp(n, BG_POL_PREFIX_MAX);
 		bg_reverse_tail(&a->path, len, n, &a->key);
 		if (bg_pol_lpm(&push_suffix, &a->key, spec->path_trie, n))
-			return true;
+			return 1;
 	}
-	return false;
+	return 0;
 }
 
 static __always_inline bool bg_interesting(long id)
@@ -531,7 +556,7 @@ static __noinline int bg_exit(long id, long ret)
 		bg_count_drop(BG_DROP_RINGBUF_FULL);
 		return 0;
 	}
-	if ((spec->push & BG_PUSH_PATH) && !bg_push_path_keep(task, st, spec, ret)) {
+	if ((spec->push & BG_PUSH_PATH) && !bg_push_path_keep(st, spec, ret)) {
 		bg_count_pushed(BG_PUSHED_BY_PATH);
 		return 0;
 	}
