@@ -201,13 +201,35 @@ enum bg_push_flags {
 	BG_PUSH_FLAGS = 1 << 5,   /* open flags: keep when none of `flags_none` is set and
 				   * all of `flags_all` are (Falco types an opened fd by
 				   * O_DIRECTORY: 'd' with it, 'f' without) */
+	BG_PUSH_PATH = 1 << 6,    /* opens: keep when one of the `path` tests holds, or when
+				   * the kernel cannot tell (checked at exit, last) */
+};
+
+/* The path tests of an open (BG_PUSH_PATH): the event is kept when any one
+ * holds. They test Falco's fd.name (and what user space derives from it,
+ * fd.directory and fd.filename) on the returned file's path, the same
+ * kernel object user space names the fd by; and fd.nameraw on the string
+ * the process passed. Where the kernel cannot compute a value exactly as
+ * user space will (a failed open, an unlinked, pseudo, detached or cut
+ * path, a string read late), the test counts as holding. */
+enum bg_push_path {
+	BG_PATH_NAME = 1 << 0,        /* fd.name in the exact set name_set of push_strs */
+	BG_PATH_DIR = 1 << 1,         /* fd.directory in dir_set */
+	BG_PATH_FILE = 1 << 2,        /* fd.filename in file_set */
+	BG_PATH_PREFIX = 1 << 3,      /* fd.name starts with a string of trie path_trie of
+				       * push_prefix */
+	BG_PATH_SUFFIX = 1 << 4,      /* fd.name ends with one of trie path_trie of push_suffix
+				       * (strings reversed) */
+	BG_PATH_SUFFIX_LEAF = 1 << 5, /* no suffix holds a '/': reverse only the last name */
+	BG_PATH_DOTDOT = 1 << 6,      /* fd.nameraw (argument path_arg) contains "../" */
 };
 
 /* Events the pushdown filtered out, per CPU (not losses: no rule wanted them). */
 enum bg_push_stat {
 	BG_PUSHED_AT_ENTRY = 0,
 	BG_PUSHED_AT_EXIT = 1,
-	BG_PUSHED_MAX = 2,
+	BG_PUSHED_BY_PATH = 2, /* at exit, by the path tests (BG_PUSH_PATH) */
+	BG_PUSHED_MAX = 3,
 };
 
 struct bg_syscall_spec {
@@ -220,10 +242,20 @@ struct bg_syscall_spec {
 	__u8 pad;
 	__u32 flags_none;   /* BG_PUSH_FLAGS */
 	__u32 flags_all;
+	__u8 path;          /* BG_PUSH_PATH: enum bg_push_path */
+	__u8 path_arg;      /* BG_PATH_DOTDOT: the PATH / PATH_AT argument */
+	__u16 path_trie;    /* BG_PATH_PREFIX / SUFFIX: index into push_prefix / push_suffix */
+	__u32 name_set;     /* bg_pol_str_key.set of the exact strings in push_strs */
+	__u32 dir_set;
+	__u32 file_set;
 };
 
-/* Entries of push_comms and push_euids: (syscall, name) and (syscall, euid) pairs. */
+/* Entries of push_comms and push_euids: (syscall, name) and (syscall, euid) pairs;
+ * also of push_strs (exact path strings) and of each prefix / suffix trie. */
 #define BG_PUSH_SET_MAX 16384
+/* Distinct path filters (tries in push_prefix and push_suffix) at once; syscalls
+ * with equal path tests share one. */
+#define BG_PUSH_PATH_SETS 64
 
 struct bg_push_comm_key {
 	__u32 idx; /* syscall number, + BG_NR_MAX for compat */

@@ -99,6 +99,7 @@ struct bg_abi {
 	enum bg_watch watch;
 	enum bg_push_flags push_flags;
 	enum bg_push_stat push_stat;
+	enum bg_push_path push_path;
 	struct bg_syscall_spec spec;
 	struct bg_push_comm_key push_comm;
 	struct bg_push_euid_key push_euid;

@@ -26,7 +26,7 @@
 #ifndef BPFGUARD_LIB_POLICY_BPF_H
 #define BPFGUARD_LIB_POLICY_BPF_H
 
-#include "path.bpf.h"
+#include "strmatch.bpf.h"
 #include "syscall.bpf.h"
 
 /* errno values (vmlinux.h has no macros) */
@@ -38,7 +38,6 @@
 
 /* Set before load by user space. */
 const volatile __u32 targ_hook = 0;  /* tracepoint copies: the hook they serve */
-const volatile __u64 targ_seed = 0;  /* exact-string hash key, random per run */
 const volatile __u32 targ_nargs = 0; /* function copies: the function's parameter count */
 const volatile __u32 targ_ima = 0;   /* LSM copies: the bg_pol_ima programs are loaded too */
 
@@ -86,15 +85,6 @@ struct {
 	__type(key, struct bg_pol_str_key);
 	__type(value, __u8);
 } pol_strs SEC(".maps");
-
-/* The template of the per-set tries user space creates. */
-struct bg_pol_trie {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, BG_POL_SETS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct bg_pol_lpm_key);
-	__type(value, __u8);
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
@@ -166,15 +156,6 @@ struct {
 	__type(value, __u64);
 } pol_stats SEC(".maps");
 
-/* Work space of one evaluation: an LPM key too big for the stack, and the
- * dentry names of a path being written forward. Part of the area, so that
- * programs preempting each other on a CPU never share it. */
-struct bg_pol_work {
-	__u64 names[BG_PATH_DEPTH];
-	__u32 depth;
-	__u32 role; /* the scratch role: indexes pol_lpm_keys */
-};
-
 /* LPM keys, per scratch role: kernels before 6.3 take a map key only from
  * the stack or a map value, not from memory passed to a global function. */
 struct {
@@ -191,6 +172,8 @@ struct {
 struct bg_pol_area {
 	struct bg_policy_event ev;
 	__u8 room[BG_DATA_LIMIT + BG_STR_MAX];
+	/* the dentry names of a path being written forward: part of the area, so
+	 * that programs preempting each other on a CPU never share it */
 	struct bg_pol_work work;
 };
 _Static_assert(sizeof(struct bg_pol_area) <= BG_SCRATCH_SIZE, "scratch too small");
@@ -254,36 +237,10 @@ static __always_inline void bg_pol_count(__u32 hook, __u32 stat)
 
 /* ---- strings ---- */
 
-static __always_inline __u64 bg_mix(__u64 h, __u64 w)
+/* Seeded hash of len bytes at off in the event's data (strmatch.bpf.h). */
+static __always_inline __u64 bg_pol_hash(struct bg_pol_area *a, __u32 off, __u32 len)
 {
-	h ^= w;
-	h *= 0x9e3779b97f4a7c15ULL;
-	return h ^ (h >> 32);
-}
-
-/* Seeded hash of len bytes at off in the event's data; user space computes the
- * same function (bpfguard.policy.compiler.string_hash). */
-__noinline __u64 bg_pol_hash(struct bg_pol_area *a, __u32 off, __u32 len)
-{
-	__u64 h, w;
-
-	if (!a)
-		return 0;
-	h = bg_mix(targ_seed, len);
-	for (int i = 0; i < BG_STR_MAX / 8; i++) {
-		__u32 at = i * 8;
-
-		if (at >= len)
-			break;
-		w = 0;
-		bpf_probe_read_kernel(&w, 8, &a->ev.data[(off + at) & BG_DATA_MASK]);
-		if (len - at < 8)
-			w &= (1ULL << ((len - at) * 8)) - 1;
-		h = bg_mix(h, w);
-	}
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	return h ^ (h >> 32);
+	return bg_str_hash((struct bg_area *)a->ev.data, off, len);
 }
 
 /* The string's length without its terminating NUL. */
@@ -294,17 +251,6 @@ static __always_inline __u32 bg_pol_strlen(struct bg_pol_area *a, struct bg_pol_
 	if (len && a->ev.data[(v->data.off + len - 1) & BG_DATA_MASK] == 0)
 		len--;
 	return len;
-}
-
-static __always_inline bool bg_pol_lpm(void *outer, struct bg_pol_lpm_key *key, __u32 set,
-				       __u32 n)
-{
-	void *trie = bpf_map_lookup_elem(outer, &set);
-
-	if (!trie)
-		return false;
-	key->prefixlen = 8 * n;
-	return bpf_map_lookup_elem(trie, key) != NULL;
 }
 
 /* Is the string in set `set` as exact value, prefix or postfix? */
@@ -340,96 +286,7 @@ __noinline int bg_pol_str_in(struct bg_pol_area *a, __u32 off, __u32 len, __u32 
 	return bg_pol_lpm(&pol_postfix, key, set, n);
 }
 
-/* ---- paths, written forward for matching ---- */
-
-/* Writes the path of req->file (or req->path) as "/a/b/c" plus NUL at
- * req->pos, walking dentries and mounts up to the task's root as d_path does
- * (no " (deleted)" suffix). Returns the bytes written; req->pad gets 1 when
- * the path was cut. */
-__noinline int bg_path_forward(struct bg_area *a, struct bg_file_req *req, struct bg_pol_work *w)
-{
-	struct task_struct *task;
-	struct file *file;
-	const struct path *path;
-	struct dentry *d, *root_dentry, *parent;
-	struct vfsmount *vfsmnt, *root_mnt;
-	struct mount *mnt;
-	__u32 pos, start, n;
-	__u64 k;
-	int i;
-
-	if (!a || !req || !w)
-		return 0;
-	w->depth = 0;
-	start = pos = req->pos;
-	task = (void *)req->task;
-	file = (void *)req->file;
-	path = file ? __builtin_preserve_access_index(&file->f_path) : (void *)req->path;
-	if (!path)
-		return 0;
-	d = BPF_CORE_READ(path, dentry);
-	vfsmnt = BPF_CORE_READ(path, mnt);
-	if (!d || !vfsmnt)
-		return 0;
-	mnt = container_of(vfsmnt, struct mount, mnt);
-	root_dentry = BPF_CORE_READ(task, fs, root.dentry);
-	root_mnt = BPF_CORE_READ(task, fs, root.mnt);
-	for (i = 0; i < BG_PATH_DEPTH; i++) {
-		if (d == root_dentry && vfsmnt == root_mnt)
-			break;
-		if (d == BPF_CORE_READ(vfsmnt, mnt_root)) {
-			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-
-			if (up == mnt)
-				break;
-			d = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = up;
-			vfsmnt = __builtin_preserve_access_index(&up->mnt);
-			continue;
-		}
-		/* the depth lives in memory, not a register: read back it is an
-		 * unknown scalar, so loop states differing only in it are pruned */
-		n = *(volatile __u32 *)&w->depth;
-		if (n >= BG_PATH_DEPTH) {
-			req->pad = 1;
-			break;
-		}
-		k = n;
-		bg_clamp(k, BG_PATH_DEPTH - 1);
-		w->names[k] = (__u64)BPF_CORE_READ(d, d_name.name);
-		w->depth = n + 1;
-		parent = BPF_CORE_READ(d, d_parent);
-		if (parent == d)
-			break;
-		d = parent;
-	}
-	n = *(volatile __u32 *)&w->depth;
-	if (!n) {
-		a->b[pos & BG_DATA_MASK] = '/';
-		pos++;
-	}
-	for (i = 0; i < BG_PATH_DEPTH; i++) {
-		long got;
-
-		if (i >= n)
-			break;
-		if (pos + BG_NAME_MAX + 2 > BG_DATA_LIMIT) {
-			req->pad = 1;
-			break;
-		}
-		a->b[pos & BG_DATA_MASK] = '/';
-		pos++;
-		k = n - 1 - i;
-		bg_clamp(k, BG_PATH_DEPTH - 1);
-		got = bpf_probe_read_kernel_str(a->b + (pos & BG_DATA_MASK), BG_NAME_MAX,
-						(void *)w->names[k]);
-		if (got <= 1)
-			break;
-		pos += got - 1;
-	}
-	a->b[pos & BG_DATA_MASK] = 0;
-	return pos + 1 - start;
-}
+/* ---- paths, written forward for matching (bg_path_forward: strmatch.bpf.h) ---- */
 
 static __always_inline __u32 bg_pol_put_path(struct bg_pol_area *a, __u32 pos,
 					     struct task_struct *task, struct file *file,
@@ -454,7 +311,7 @@ static __always_inline __u32 bg_pol_put_path(struct bg_pol_area *a, __u32 pos,
 	}
 	v->data.off = pos;
 	v->data.len = n;
-	v->flags |= BG_PV_DATA | (req.pad ? BG_PV_TRUNCATED : 0);
+	v->flags |= BG_PV_DATA | (req.pad & BG_FWD_TRUNCATED ? BG_PV_TRUNCATED : 0);
 	return pos + n;
 }
 

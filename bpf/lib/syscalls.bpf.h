@@ -11,15 +11,23 @@
  * and the cwd resolved from kernel objects, so a path swapped in user memory
  * after entry does not change the reported resolution.
  *
+ * Rules pushdown: what no loaded rule can match is dropped in the kernel and
+ * counted in push_stats. The cheap tests (comm, euid, open flags) run at
+ * entry, the result at exit, and last, only for what passed those, the
+ * path tests of opens: the returned file's path written forward once and
+ * looked up in hashed exact sets and LPM tries (strmatch.bpf.h).
+ *
  * Overload: while the ring buffer has no room for the largest event, an
  * interesting syscall is counted as a ringbuf_full drop at exit (after the
- * exit-time filter, so only events that would have been sent count) and
- * neither its strings nor its paths are read: a storm user space cannot keep
- * up with costs the storm little more than the fast path. */
+ * entry and result tests, so only events that would have been sent count;
+ * the path tests are skipped when the ring was full at entry, as the
+ * strings they read were not) and neither its strings nor its paths are
+ * read: a storm user space cannot keep up with costs the storm little more
+ * than the fast path. */
 #ifndef BPFGUARD_LIB_SYSCALLS_BPF_H
 #define BPFGUARD_LIB_SYSCALLS_BPF_H
 
-#include "path.bpf.h"
+#include "strmatch.bpf.h"
 #include "syscall.bpf.h"
 
 #define BG_SOCKADDR_MAX 128
@@ -130,6 +138,222 @@ struct {
 	__type(key, int);
 	__type(value, struct bg_stash);
 } stash SEC(".maps");
+
+/* ---- rules pushdown on paths (BG_PUSH_PATH) ---- */
+
+/* Exact path strings (fd.name, fd.directory, fd.filename) by set, and per path
+ * filter a prefix trie and a suffix trie (strings reversed). Key layouts, hash
+ * and tries are the policy engine's (strmatch.bpf.h), so that both engines can
+ * later share one set of string-set maps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BG_PUSH_SET_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bg_pol_str_key);
+	__type(value, __u8);
+} push_strs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, BG_PUSH_PATH_SETS);
+	__type(key, __u32);
+	__array(values, struct bg_pol_trie);
+} push_prefix SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, BG_PUSH_PATH_SETS);
+	__type(key, __u32);
+	__array(values, struct bg_pol_trie);
+} push_suffix SEC(".maps");
+
+/* Work space of the path tests: the syscall scratch slot, before the event is
+ * built in it. The LPM key lives here, in a map value, because kernels before
+ * 6.3 take a map key only from the stack or a map value (it is too big for the
+ * stack). */
+struct bg_push_area {
+	struct bg_area path; /* the path, written forward at offset 0 */
+	struct bg_pol_work work;
+	struct bg_pol_lpm_key key;
+};
+_Static_assert(sizeof(struct bg_push_area) <= BG_SCRATCH_SIZE, "scratch too small");
+
+/* user space names files of these by their inode ("pipe:[ino]"), not by path */
+#define BG_PIPEFS_MAGIC 0x50495045
+#define BG_SOCKFS_MAGIC 0x534F434B
+#define BG_ANON_INODE_FS_MAGIC 0x09041934
+
+/* The bytes of w equal to c: 0x80 in each, exactly (no borrow crosses bytes,
+ * unlike the classic has-zero-byte trick). */
+static __always_inline __u64 bg_bytes_eq(__u64 w, __u8 c)
+{
+	__u64 x = w ^ (0x0101010101010101ULL * c);
+	__u64 lo = 0x7f7f7f7f7f7f7f7fULL;
+
+	return ~(((x & lo) + lo) | x | lo);
+}
+
+struct bg_dotdot_ctx {
+	struct bg_stash *st;
+	__u32 off;
+	__u32 len;
+	__u32 found;
+};
+
+/* One step of bg_has_dotdot: eight bytes at 6 * i, advancing six, so that
+ * every start position has its three bytes in one word. */
+static long bg_dotdot_step(__u32 i, void *ctx)
+{
+	struct bg_dotdot_ctx *c = ctx;
+	__u32 at = i * 6;
+	__u64 w = 0, dot, slash;
+
+	if (at + 3 > c->len)
+		return 1;
+	/* may read past the string, never past what it masks off below */
+	bpf_probe_read_kernel(&w, 8, &c->st->data[(c->off + at) & (BG_STASH_DATA - 1)]);
+	if (c->len - at < 8)
+		w &= (1ULL << ((c->len - at) * 8)) - 1;
+	dot = bg_bytes_eq(w, '.');
+	slash = bg_bytes_eq(w, '/');
+	if (dot & (dot >> 8) & (slash >> 16)) {
+		c->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Does the len-byte string at off in the stash contain "../" (the stock
+ * directory_traversal macro's test on fd.nameraw)? A bpf_loop: the verifier
+ * checks one step, not each of the up to BG_STR_MAX / 6 (a plain loop cost
+ * it some 130,000 instructions). */
+static __always_inline bool bg_has_dotdot(struct bg_stash *st, __u32 off, __u32 len)
+{
+	struct bg_dotdot_ctx c = { .st = st, .off = off, .len = len };
+
+	if (len > BG_STR_MAX)
+		return true;
+	bpf_loop((len + 5) / 6, bg_dotdot_step, &c, 0);
+	return c.found;
+}
+
+/* Writes the n (<= BG_POL_PREFIX_MAX) bytes before `end` in `a` into
+ * key->data, last first: suffix tries hold their strings reversed. Eight bytes
+ * per step (a byte swap); bytes past n are junk the LPM lookup ignores. */
+__noinline int bg_reverse_tail(struct bg_area *a, __u32 end, __u32 n, struct bg_pol_lpm_key *key)
+{
+	if (!a || !key)
+		return 0;
+	for (int i = 0; i < BG_POL_PREFIX_MAX; i += 8) {
+		__u64 w = 0;
+
+		if (i >= n)
+			break;
+		bpf_probe_read_kernel(&w, 8, &a->b[(end - i - 8) & BG_DATA_MASK]);
+		*(__u64 *)&key->data[i] = __builtin_bswap64(w);
+	}
+	return 0;
+}
+
+static __always_inline bool bg_push_str_in(struct bg_push_area *a, __u32 off, __u32 len,
+					   __u32 set)
+{
+	struct bg_pol_str_key k = { .set = set, .len = len };
+
+	k.hash = bg_str_hash(&a->path, off, len);
+	return bpf_map_lookup_elem(&push_strs, &k) != NULL;
+}
+
+/* The path tests of the pushdown: 1 when one of the syscall's tests holds,
+ * or when the kernel cannot compute the value exactly as user space will (see
+ * enum bg_push_path). Runs at exit, only for events that passed every cheaper
+ * test. Cost for an open that passes none: one dentry walk writing the path
+ * forward, a hash over it per exact set (name, directory, leaf), one trie
+ * lookup per prefix/suffix set (at most 256 key bytes), and for fd.nameraw a
+ * scan of the user's string, six bytes per step. A global function: the
+ * verifier checks it once, and bg_exit continues from one state whatever it
+ * found, instead of being walked again for every way out of it. */
+__noinline int bg_push_path_keep(struct bg_stash *st, struct bg_syscall_spec *spec, long ret)
+{
+	/* a global function takes no BTF pointer: the untyped current task */
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct bg_file_req req = {};
+	struct bg_push_area *a;
+	struct bg_scratch *s;
+	struct dentry *leafd;
+	struct file *f;
+	__u32 want, len, leaf, magic;
+	__u64 i, n;
+	int got;
+
+	if (!st || !spec)
+		return 1;
+	want = spec->path;
+	if (want & BG_PATH_DOTDOT) {
+		struct bg_blob *raw;
+
+		i = spec->path_arg;
+		bg_clamp(i, BG_ARGC - 1);
+		raw = &st->arg_data[i];
+		/* len counts the NUL; unread (0) is unknown, and for "" user space
+		 * takes fd.name instead */
+		if (raw->len <= 1 || bg_has_dotdot(st, raw->off, raw->len - 1))
+			return 1;
+	}
+	if (!(want & (BG_PATH_NAME | BG_PATH_DIR | BG_PATH_FILE | BG_PATH_PREFIX |
+		      BG_PATH_SUFFIX)))
+		return 0;
+	if (ret < 0)
+		return 1; /* no file: user space names it from the string, normalized */
+	f = bg_fd_file(task, ret);
+	if (!f)
+		return 1;
+	leafd = BPF_CORE_READ(f, f_path.dentry);
+	magic = BPF_CORE_READ(leafd, d_sb, s_magic);
+	if (magic == BG_PIPEFS_MAGIC || magic == BG_SOCKFS_MAGIC || magic == BG_ANON_INODE_FS_MAGIC)
+		return 1;
+	/* d_unlinked(): user space appends " (deleted)" */
+	if (!BPF_CORE_READ(leafd, d_hash.pprev) && BPF_CORE_READ(leafd, d_parent) != leafd)
+		return 1;
+	s = bg_scratch(BG_SCRATCH_SYSCALL);
+	if (!s)
+		return 1;
+	a = (void *)s->buf;
+	req.task = (__u64)task;
+	req.file = (__u64)f;
+	got = bg_path_forward(&a->path, &req, &a->work);
+	if (got < 2 || req.pad) /* cut, detached, pseudo or not read to the root */
+		return 1;
+	len = got - 1;
+	/* bg_exit writes the returned file's components right after the entry
+	 * strings; where they might not all fit, user space gets a cut name */
+	if (len >= BG_STR_MAX || st->data_len + len + BG_NAME_MAX > BG_DATA_LIMIT)
+		return 1;
+	if ((want & BG_PATH_NAME) && bg_push_str_in(a, 0, len, spec->name_set))
+		return 1;
+	leaf = a->work.leaf; /* after the last '/' */
+	/* posixpath.dirname: up to the last '/', or "/" for a name under the root */
+	if ((want & BG_PATH_DIR) && bg_push_str_in(a, 0, leaf > 1 ? leaf - 1 : 1, spec->dir_set))
+		return 1;
+	if ((want & BG_PATH_FILE) && bg_push_str_in(a, leaf, len - leaf, spec->file_set))
+		return 1;
+	if (want & BG_PATH_PREFIX) {
+		n = len;
+		bg_clamp(n, BG_POL_PREFIX_MAX);
+		bpf_probe_read_kernel(a->key.data, n, a->path.b);
+		if (bg_pol_lpm(&push_prefix, &a->key, spec->path_trie, n))
+			return 1;
+	}
+	if (want & BG_PATH_SUFFIX) {
+		/* a suffix without '/' can only end the last name: reverse just that */
+		n = len - ((want & BG_PATH_SUFFIX_LEAF) ? leaf : 0);
+		bg_clamp(n, BG_POL_PREFIX_MAX);
+		bg_reverse_tail(&a->path, len, n, &a->key);
+		if (bg_pol_lpm(&push_suffix, &a->key, spec->path_trie, n))
+			return 1;
+	}
+	return 0;
+}
 
 static __always_inline bool bg_interesting(long id)
 {
@@ -324,7 +548,15 @@ static __noinline int bg_exit(long id, long ret)
 		bg_count_pushed(BG_PUSHED_AT_EXIT);
 		return 0;
 	}
-	if (st->ring_full || bg_ring_full()) {
+	if (st->ring_full) { /* nothing was read at entry */
+		bg_count_drop(BG_DROP_RINGBUF_FULL);
+		return 0;
+	}
+	if ((spec->push & BG_PUSH_PATH) && !bg_push_path_keep(st, spec, ret)) {
+		bg_count_pushed(BG_PUSHED_BY_PATH);
+		return 0;
+	}
+	if (bg_ring_full()) {
 		bg_count_drop(BG_DROP_RINGBUF_FULL);
 		return 0;
 	}
@@ -356,13 +588,16 @@ static __noinline int bg_exit(long id, long ret)
 	c.p = &p;
 	c.last_file = NULL;
 	c.last_out = NULL;
-	bpf_loop(BG_ARGC, bg_exit_arg, &c, 0);
+	/* the result first, right after the entry strings: what the syscall
+	 * acted on gets the room before the arguments' bases, and its offset is
+	 * one the path tests of the pushdown can predict (bg_push_path_keep) */
 	if (ret >= 0) {
 		if (spec->ret == BG_RET_FD)
 			bg_exit_fd(&c, ret, &e->ret_file);
 		else if (spec->ret == BG_RET_EXEC)
 			bg_resolve_exe(task, &p, &e->ret_file);
 	}
+	bpf_loop(BG_ARGC, bg_exit_arg, &c, 0);
 	if (p.trunc)
 		e->hdr.flags |= BG_EV_TRUNCATED;
 	bg_emit(e, offsetof(struct bg_syscall_event, data), p.pos);

@@ -189,3 +189,43 @@ def test_user_uid_is_the_effective_uid_at_the_event(tmp_path: Path) -> None:
     for pushdown in (True, False):  # pushed down as an euid filter, or checked in Python
         alerts = detect(eng, [*PY, script], pushdown=pushdown)
         assert [a["output_fields"]["user.uid"] for a in alerts] == [65534], pushdown
+
+
+def test_stock_rules_keep_benign_opens_in_the_kernel(engine: Engine, progs: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    """The path pushdown: 20,000 reads of a file no stock rule names never reach
+    user space, and the kernel counts them as dropped by the path tests; the
+    same program reading /etc/shadow under an untrusted name still alerts."""
+    n = 20_000
+
+    def run(exe: str, path: str, count: int) -> tuple[list[dict[str, Any]], int, int]:
+        alerts: list[dict[str, Any]] = []
+        with Detector(engine) as det:
+            before = det.sensors.pushed_down_by()["by_path"]
+            child, release = spawn_waiting(exe, [exe, path, str(count)])
+            det.scope.add_pid(child, armed=True)
+            det.start()
+            os.write(release, b"x")
+            os.close(release)
+            deadline = time.monotonic() + 60
+            status = None
+            while time.monotonic() < deadline and status is None:
+                alerts += det.alerts(timeout=0.05)
+                pid, st = os.waitpid(child, os.WNOHANG)
+                status = st if pid else None
+            assert status is not None and os.waitstatus_to_exitcode(status) == 0
+            alerts += det.alerts(timeout=0.5)
+            alerts += det.stop()
+            pushed = det.sensors.pushed_down_by()["by_path"] - before
+            return [a for a in alerts if a.get("type") != "loss"], det.syscall_events, pushed
+
+    alerts, events, pushed = run(progs["open_loop"], "/etc/hostname", n)
+    assert alerts == [] and events == 0, (events, rules_of(alerts))
+    assert pushed >= n
+    peek = tmp_path / "shadowpeek"  # in no list of trusted programs
+    shutil.copy(progs["open_loop"], peek)
+    alerts, events, _ = run(str(peek), "/etc/shadow", 1)
+    hit = [a for a in alerts if a["rule"] == "Read sensitive file untrusted"]
+    assert hit and events == 1, (events, rules_of(alerts))
+    assert hit[0]["output_fields"]["proc.name"] == "shadowpeek"
+    assert hit[0]["output_fields"]["fd.name"] == "/etc/shadow"

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -330,3 +331,58 @@ def test_openat2_flags_are_read_from_open_how(tmp_path: Path) -> None:
     (ev,) = t.syscalls("openat2")
     assert ev["args"]["how"] == "O_WRONLY|O_CREAT|O_TRUNC"
     assert ev["ret_file"]["path"] == f"{tmp_path}/o2"
+
+
+PATH_OPENS = textwrap.dedent("""
+    import os, sys
+    d = sys.argv[1]
+    def opens(p, flags=os.O_RDONLY):
+        try:
+            os.close(os.open(p, flags))
+        except OSError:
+            pass
+    for p in ("file", "link", "other", "sub/x", "sub2/x", "leaf.log", "pre-fix", "a.key",
+              "sub2/../other", "missing"):
+        opens(f"{d}/{p}")
+    os.chdir(d)
+    opens("other")
+    opens("file")
+    fd = os.open(f"{d}/gone", os.O_RDWR | os.O_CREAT)
+    os.unlink(f"{d}/gone")
+    opens(f"/proc/self/fd/{fd}")  # the same, unlinked, file: "(deleted)" in user space
+""")
+
+
+def _script_opens(t: Any, d: Path) -> list[str]:
+    """The opens PATH_OPENS makes (not the interpreter's start-up), relative to d."""
+    users = [r["args"]["pathname"]["user"] for r in t.syscalls("openat", t.pid)]
+    return [u.removeprefix(f"{d}/") for u in users
+            if u.startswith((f"{d}/", "/proc/self/fd/")) or u in ("file", "other")]
+
+
+def test_pushdown_path_tests_decide_on_the_resolved_path(tmp_path: Path) -> None:
+    from bpfguard.sensors import PathFilter, SyscallFilter
+
+    d = tmp_path / "d"
+    for sub in ("sub", "sub2"):
+        (d / sub).mkdir(parents=True)
+    for name in ("file", "other", "sub/x", "sub2/x", "leaf.log", "pre-fix", "a.key"):
+        (d / name).write_text("x")
+    (d / "link").symlink_to(d / "file")
+    path = PathFilter(names=frozenset({f"{d}/file"}), dirs=frozenset({f"{d}/sub"}),
+                      files=frozenset({"leaf.log"}), prefixes=frozenset({f"{d}/pre"}),
+                      suffixes=frozenset({".key"}), dotdot=True)
+    t = trace([sys.executable, "-I", "-S", "-c", PATH_OPENS, str(d)], syscalls=["openat"],
+              filters={"openat": SyscallFilter(path=path)})
+    seen = _script_opens(t, d)
+    # kept: the name (also through a symlink, and relative), the directory, the leaf
+    # name, prefix, suffix, a traversal in the string, a failure (no file to name),
+    # an unlinked file (user space names it "... (deleted)"); dropped: the others
+    assert seen == ["file", "link", "sub/x", "leaf.log", "pre-fix", "a.key", "sub2/../other",
+                    "missing", "file", f"/proc/self/fd/{seen[-1].rsplit('/', 1)[-1]}"], seen
+    # a suffix holding a '/' is matched on the whole path, not just the last name
+    t = trace([sys.executable, "-I", "-S", "-c", PATH_OPENS, str(d)], syscalls=["openat"],
+              filters={"openat": SyscallFilter(results=frozenset({"success"}),
+                                               path=PathFilter(suffixes=frozenset({"b/x"})))})
+    seen = _script_opens(t, d)
+    assert "sub/x" in seen and "sub2/x" not in seen and "file" not in seen, seen

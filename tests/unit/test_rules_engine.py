@@ -3,6 +3,7 @@ alerts, and what the pushdown planner may filter in the kernel."""
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -15,7 +16,9 @@ from bpfguard.rules.compiler import ALL_TYPES, CompileError, compile_condition, 
 from bpfguard.rules.event import RuleEvent
 from bpfguard.rules.grammar import parse_condition
 from bpfguard.rules.pushdown import NEVER, Need, need
+from bpfguard.sensors import PathFilter
 from bpfguard.sensors.events import ExecEvent, FileRef, SockInfo, SyscallEvent
+from bpfguard.sensors.sensors import path_key_bytes
 
 T0 = 1_000_000_000_000
 
@@ -226,6 +229,108 @@ def test_pushdown_abstraction() -> None:
     assert _need("evt.rawres < 0", "execve").results == {"failure"}
 
 
+def _path(cond: str, syscall: str = "openat") -> PathFilter | None:
+    return _need(f"evt.type in (open, openat, dup) and {cond}", syscall).path
+
+
+def test_pushdown_path_tests_of_opens() -> None:
+    assert _path("fd.name in (/etc/a, /etc/b)") == PathFilter(names=frozenset({"/etc/a",
+                                                                                "/etc/b"}))
+    assert _path("fd.name = /etc/a") == PathFilter(names=frozenset({"/etc/a"}))
+    assert _path("fd.directory in (/etc, /var/log)") == PathFilter(
+        dirs=frozenset({"/etc", "/var/log"}))
+    assert _path("fd.filename = syslog") == PathFilter(files=frozenset({"syslog"}))
+    assert _path("fd.name startswith /etc/") == PathFilter(prefixes=frozenset({"/etc/"}))
+    assert _path("fd.name endswith release_agent") == PathFilter(
+        suffixes=frozenset({"release_agent"}))
+    assert _path("fd.name pmatch (/etc/, /root)") == PathFilter(
+        prefixes=frozenset({"/etc", "/root"}))
+    # the stock directory_traversal macro: the string passed contains "../"
+    assert _path("fd.nameraw contains '../' and fd.nameraw glob '*../*../*'") == \
+        PathFilter(dotdot=True)
+    # a union over or; a branch without a path test leaves none
+    assert _path("(fd.name = /a or fd.directory = /b or fd.name endswith .key)") == \
+        PathFilter(names=frozenset({"/a"}), dirs=frozenset({"/b"}),
+                   suffixes=frozenset({".key"}))
+    assert _path("(fd.name = /a or proc.name = cat)") is None
+    # and: exact names are kept where the other side may hold
+    assert _path("fd.name in (/etc/a, /tmp/b, /etc/x/c) and fd.directory = /etc") == \
+        PathFilter(names=frozenset({"/etc/a"}))
+    assert _need("evt.type = openat and fd.name = /a and fd.name = /b", "openat").impossible
+    assert _path("fd.name startswith /etc/ and fd.nameraw contains ../") == PathFilter(
+        prefixes=frozenset({"/etc/"}))  # the resolved path, preferred
+
+
+def test_pushdown_path_tests_left_to_user_space() -> None:
+    for cond in ("fd.name contains shadow", "fd.name glob '/etc/*'", "fd.name != /etc/a",
+                 "fd.name startswith ''", "fd.name endswith ''", "not fd.name = /etc/a",
+                 "fd.nameraw contains etc", "fd.name pmatch (/)", "fd.name = val(proc.exe)",
+                 "fd.directory startswith /etc", "fd.name = '/etc/\ufffd'",
+                 f"fd.name endswith {'x' * (_KEY_BYTES + 1)}"):
+        assert _path(cond) is None, cond
+    # only opens: elsewhere fd.name is not the returned file's path
+    assert _path("fd.name = /etc/a", "dup") is None
+    # a prefix longer than the kernel compares is cut: it then holds for more paths
+    long = "/" + "p" * 300
+    p = _path(f"fd.name startswith {long}")
+    assert p is not None and p.prefixes == {long[:_KEY_BYTES]}
+
+
+def test_pushdown_plan_of_the_stock_rules_tests_paths() -> None:
+    from bpfguard.rules import stock_rules_path
+    from bpfguard.rules.engine import Engine
+    from bpfguard.rules.loader import load_rules_or_raise
+    from bpfguard.rules.pushdown import plan_pushdown
+
+    plan = plan_pushdown(Engine(load_rules_or_raise([str(stock_rules_path())]).rules))
+    for sc in ("open", "openat", "openat2"):
+        p = plan.filters[sc].path
+        assert p is not None and p.dotdot and "/etc/shadow" in p.names
+        assert {"/etc/pam.d", "/var/log"} <= p.dirs and "syslog" in p.files
+        assert p.suffixes == {"release_agent"} and not p.prefixes
+        # fd.nameraw aside (holds_for cannot know it), nothing holds for /etc/hostname
+        assert not PathFilter(p.names, p.dirs, p.files, p.prefixes, p.suffixes).holds_for(
+            "/etc/hostname")
+    text = plan.explain()
+    assert "Read sensitive file untrusted:\n  open: kernel checks result success; access " \
+        "mode O_RDONLY|O_RDWR; O_DIRECTORY clear; path: fd.name in (/etc/pam.conf" in text
+    assert "  openat: O_DIRECTORY clear; path: fd.name in (" in text
+    assert "fd.nameraw contains ../" in text
+
+
+def test_path_filters_encode_into_the_syscall_spec() -> None:
+    from bpfguard.sensors import SyscallFilter, SyscallSensor
+
+    p = PathFilter(names=frozenset({"/etc/shadow"}), suffixes=frozenset({"release_agent"}),
+                   dotdot=True)
+    q = PathFilter(prefixes=frozenset({"/etc/"}), suffixes=frozenset({"/x"}))
+    sensor = SyscallSensor(syscalls=["open", "openat", "creat"], filters={
+        "open": SyscallFilter(path=p), "openat": SyscallFilter(path=p),
+        "creat": SyscallFilter(path=q)})
+    try:
+        bits, push = sensor.abi.push_path, sensor.abi.push_flags
+        encs = {name: sensor._table[n] for name, n in (
+            (name, _syscall_number(name)) for name in ("open", "openat", "creat"))}
+        op, at, cr = encs["open"], encs["openat"], encs["creat"]
+        assert op.push & push["PATH"] and at.push & push["PATH"]
+        assert op.path == at.path == bits["NAME"] | bits["SUFFIX"] | bits["SUFFIX_LEAF"] \
+            | bits["DOTDOT"]
+        assert (op.path_arg, at.path_arg, cr.path_arg) == (0, 1, 0)  # openat: after dirfd
+        assert op.path_trie == at.path_trie != cr.path_trie  # equal filters share their sets
+        assert cr.path == bits["PREFIX"] | bits["SUFFIX"]  # "/x" holds a '/': whole path
+        assert len({op.name_set, op.dir_set, op.file_set, cr.name_set}) == 4
+    finally:
+        sensor.close()
+
+
+def _syscall_number(name: str) -> int:
+    from bpfguard.sensors.syscall_table import syscall_number
+
+    n = syscall_number(name)
+    assert n is not None
+    return n
+
+
 def test_output_fields_and_alert_shape() -> None:
     from bpfguard.rules.engine import OutputFormat
 
@@ -317,7 +422,8 @@ _CUSTOM = """
 
 
 def _keeps(f: Any, e: RuleEvent, raw_flags: int) -> bool:
-    """The BPF filter (bg_push_keep and bg_exit's result check), in Python."""
+    """The BPF filter (bg_push_keep, bg_exit's result check and bg_push_path_keep),
+    in Python."""
     sc = e.syscall
     assert sc is not None
     if f.results is not None and ("success" if sc.ret >= 0 else "failure") not in f.results:
@@ -328,7 +434,41 @@ def _keeps(f: Any, e: RuleEvent, raw_flags: int) -> bool:
         return False
     if f.comms is not None and sc.comm[:15] not in f.comms:
         return False
-    return f.euids is None or sc.euid in f.euids
+    if f.euids is not None and sc.euid not in f.euids:
+        return False
+    return f.path is None or _path_keeps(f.path, sc)
+
+
+_KEY_BYTES = 256  # struct bg_pol_lpm_key's data (checked against BTF in test_path_key_bytes)
+_NAMED_BY_INODE = (0x50495045, 0x534F434B, 0x09041934)  # pipefs, sockfs, anon_inode fs
+
+
+def _path_keeps(p: PathFilter, sc: SyscallEvent) -> bool:
+    """bg_push_path_keep, byte for byte: the string the process passed, then the
+    returned file's path as the kernel writes it forward (no " (deleted)")."""
+    raw = sc.args["pathname"]["user"].encode()
+    if p.dotdot and (not raw or b"../" in raw):
+        return True
+    if not (p.names or p.dirs or p.files or p.prefixes or p.suffixes):
+        return False
+    f = sc.ret_file
+    if sc.ret < 0 or f is None or f.deleted or f.truncated or f.detached \
+            or f.fs_magic in _NAMED_BY_INODE:
+        return True
+    path = f.path.encode()
+    cut = path.rindex(b"/")
+    directory, leaf = path[:cut] or b"/", path[cut + 1:]
+    if path in {n.encode() for n in p.names} or directory in {d.encode() for d in p.dirs} \
+            or leaf in {x.encode() for x in p.files}:
+        return True
+    if any(path[:_KEY_BYTES].startswith(x.encode()) for x in p.prefixes):
+        return True
+    tail = leaf if not any("/" in x for x in p.suffixes) else path
+    return any(tail[-_KEY_BYTES:].endswith(x.encode()) for x in p.suffixes)
+
+
+def test_path_key_bytes() -> None:
+    assert path_key_bytes() == _KEY_BYTES
 
 
 @pytest.fixture(scope="module", params=["stock", "stock+custom"])
@@ -347,35 +487,96 @@ def stock_plus_custom(request: pytest.FixtureRequest) -> Any:
     return engine, plan_pushdown(engine)
 
 
+# strings a process passes (relative ones are taken from /home/u); the file it gets
+# is where they resolve, or what a symlink there points to
 _PATHS = ["/etc/shadow", "/etc/../../etc/shadow", "/var/log/syslog", "/tmp/x/syslog",
-          "/etc/pam.d/sshd", "/root/.ssh/id_rsa", "/etc", "/tmp/a/../../etc/sudoers"]
+          "/etc/pam.d/sshd", "/root/.ssh/id_rsa", "/etc", "/tmp/a/../../etc/sudoers",
+          "/etc/hostname", "/var/log", "/var/log/app/x.log", "/dev/log", "/etc/pam.d",
+          "/sys/fs/cgroup/x/release_agent", "/tmp/release_agent.d/f", "release_agent",
+          "../../etc/shadow", "syslog", "/", "/etc/sudoers.d/x", "/etc/sudoersX", "",
+          "/root/.ssh/../../etc/passwd", "/home/u/.ssh/authorized_keys", "/tmp/..evil/x"]
+_LINKS = [None, "/etc/shadow", "/etc/hostname", "/var/log/auth.log", "/home/u/notes"]
+
+
+def _open_event(syscall: str, comm: str, euid: int, flags: int, raw: str, ok: bool,
+                link: str | None = None, deleted: bool = False) -> RuleEvent:
+    import posixpath
+
+    from bpfguard.sensors.events import FLAG_DECODERS
+
+    resolved = posixpath.normpath(posixpath.join("/home/u", raw)) if raw else None
+    path = (link or resolved or "/") + (" (deleted)" if deleted else "")
+    f = FileRef(path=path, ino=1, dev=1, fs_magic=0, mode=0o100644, deleted=deleted) \
+        if ok else None
+    ev = SyscallEvent(type="syscall", ktime_ns=T0, pid=300, tid=300, uid=euid, gid=0,
+                      cgroup_id=1, comm=comm, truncated=False, syscall=syscall, nr=2,
+                      arch="x86_64", ret=3 if ok else -2, errno=None if ok else "ENOENT",
+                      latency_ns=1, args={"pathname": {"user": raw, "resolved": resolved},
+                                          "flags": FLAG_DECODERS["open_flags"](flags),
+                                          "mode": 0}, ret_file=f, euid=euid, egid=0)
+    return RuleEvent(1, syscall, ev, TABLE.get(300), TABLE, "host1")
+
+
+def _wrongly_dropped(engine: Any, plan: Any, e: RuleEvent, flags: int) -> list[str]:
+    """The rules matching `e` that the plan's kernel filter would not let see it."""
+    matched = [c.name for c in engine.match(e)]
+    if not matched:
+        return []
+    if e.type not in plan.syscalls:
+        return matched
+    filt = plan.filters.get(e.type)
+    return [] if filt is None or _keeps(filt, e, flags) else matched
 
 
 @given(comm=st.sampled_from(["cat", "python3", "sshd", "bash", "find", "nginx"]),
        euid=st.sampled_from([0, 1000, 65534]), acc=st.sampled_from([0, 1, 2]),
        extra=st.sets(st.sampled_from([os.O_CREAT, os.O_TRUNC, os.O_DIRECTORY, os.O_CLOEXEC,
                                       os.O_APPEND])),
-       ok=st.booleans(), raw=st.sampled_from(_PATHS), syscall=st.sampled_from(["open", "openat"]))
+       ok=st.booleans(), raw=st.sampled_from(_PATHS), link=st.sampled_from(_LINKS),
+       deleted=st.booleans(), syscall=st.sampled_from(["open", "openat"]))
 def test_pushdown_never_drops_what_a_rule_matches(stock_plus_custom: Any, comm: str, euid: int,
                                                   acc: int, extra: set[int], ok: bool, raw: str,
+                                                  link: str | None, deleted: bool,
                                                   syscall: str) -> None:
-    import posixpath
-
-    from bpfguard.sensors.events import FLAG_DECODERS
-
     engine, plan = stock_plus_custom
     flags = acc | sum(extra)
-    path = posixpath.normpath(raw)
-    f = FileRef(path=path, ino=1, dev=1, fs_magic=0, mode=0o100644) if ok else None
-    ev = SyscallEvent(type="syscall", ktime_ns=T0, pid=300, tid=300, uid=euid, gid=0,
-                      cgroup_id=1, comm=comm, truncated=False, syscall=syscall, nr=2,
-                      arch="x86_64", ret=3 if ok else -2, errno=None if ok else "ENOENT",
-                      latency_ns=1, args={"pathname": {"user": raw, "resolved": path},
-                                          "flags": FLAG_DECODERS["open_flags"](flags),
-                                          "mode": 0}, ret_file=f, euid=euid, egid=0)
-    e = RuleEvent(1, syscall, ev, TABLE.get(300), TABLE, "host1")
-    matched = engine.match(e)
-    if matched:
-        assert syscall in plan.syscalls, [c.name for c in matched]
-        filt = plan.filters.get(syscall)
-        assert filt is None or _keeps(filt, e, flags), ([c.name for c in matched], filt)
+    e = _open_event(syscall, comm, euid, flags, raw, ok, link, deleted)
+    assert _wrongly_dropped(engine, plan, e, flags) == [], plan.filters.get(syscall)
+
+
+def test_pushdown_never_drops_a_match_on_any_path(stock_plus_custom: Any) -> None:
+    """Every path, symlink target, unlinked or not, failed or not, under the flags
+    and tasks the path rules care for: exhaustive, where sampling would miss one."""
+    import itertools
+
+    engine, plan = stock_plus_custom
+    flag_sets = (os.O_RDONLY, os.O_RDWR | os.O_TRUNC, os.O_WRONLY | os.O_TRUNC | os.O_CREAT)
+    for raw, link, deleted, ok, flags, (comm, euid) in itertools.product(
+            _PATHS, _LINKS, (False, True), (True, False), flag_sets,
+            (("python3", 0), ("nginx", 0), ("cat", 65534))):
+        if link and not ok:
+            continue
+        e = _open_event("openat", comm, euid, flags, raw, ok, link, deleted)
+        assert _wrongly_dropped(engine, plan, e, flags) == [], (raw, link, deleted, ok, flags)
+
+
+def test_the_soundness_check_catches_a_path_filter_that_drops_a_match() -> None:
+    from dataclasses import replace
+
+    from bpfguard.rules import stock_rules_path
+    from bpfguard.rules.engine import Engine
+    from bpfguard.rules.loader import load_rules_or_raise
+    from bpfguard.rules.pushdown import plan_pushdown
+
+    engine = Engine(load_rules_or_raise([str(stock_rules_path())]).rules, rule_matching="all")
+    plan = plan_pushdown(engine)
+    e = _open_event("openat", "python3", 0, os.O_RDONLY, "/etc/shadow", True)
+    assert _wrongly_dropped(engine, plan, e, os.O_RDONLY) == []
+    broken = copy.copy(plan)
+    broken.filters = {**plan.filters, "openat": replace(
+        plan.filters["openat"], path=PathFilter(names=frozenset({"/etc/passwd"})))}
+    assert "Read sensitive file untrusted" in _wrongly_dropped(engine, broken, e, os.O_RDONLY)
+    # and the real plan drops a benign read in the kernel
+    benign = _open_event("openat", "python3", 0, os.O_RDONLY, "/etc/hostname", True)
+    assert engine.match(benign) == []
+    assert not _keeps(plan.filters["openat"], benign, os.O_RDONLY)

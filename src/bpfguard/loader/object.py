@@ -557,6 +557,15 @@ class BpfObject:
                    int(L.bpf_map__key_size(h)), int(L.bpf_map__value_size(h)),
                    int(L.bpf_map__max_entries(h)))
 
+    def inner_map(self, name: str) -> Map:
+        """The template of a map-in-map's inner maps (type, sizes, max_entries as the
+        C declares them; no fd): what a map user space creates for it must match."""
+        h = L.bpf_map__inner_map(self._map_handle(name))
+        if not h:
+            raise KeyError(f"{self.name}: map {name!r} has no inner map")
+        return Map(f"{name}.inner", -1, int(L.bpf_map__type(h)), int(L.bpf_map__key_size(h)),
+                   int(L.bpf_map__value_size(h)), int(L.bpf_map__max_entries(h)))
+
     # -- load -----------------------------------------------------------------
 
     def load(self) -> None:

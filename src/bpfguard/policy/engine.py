@@ -118,6 +118,8 @@ class PolicyEngine(Sensor):
         seed: exact-string hash key; random by default.
     """
 
+    seed: int
+
     def __init__(self, *, features: Features | None = None, seed: int | None = None) -> None:
         super().__init__()
         self.features = features
@@ -170,7 +172,6 @@ class PolicyEngine(Sensor):
     # -- Sensor --
 
     def configure(self) -> None:
-        self.obj.rodata["targ_seed"] = self.seed
         self.obj.rodata["targ_policy"] = 1  # the lifecycle programs track executables
 
     def after_load(self) -> None:

@@ -3,7 +3,8 @@
 For each syscall a rule can match, the condition is abstracted into what an
 event *must* have for the condition to possibly hold: a result class
 (success/failure), open access modes, O_DIRECTORY (Falco's fd type of an
-opened file), task names (comm), effective uids.
+opened file), task names (comm), effective uids, and for opens the path
+tests of a :class:`~bpfguard.sensors.PathFilter`.
 The abstraction over-approximates (``and`` intersects, ``or`` unites, ``not``
 gives up), so a kernel filter built from it never drops an event some rule
 would have matched. Comparisons on fields bpfguard can never extract are
@@ -11,9 +12,15 @@ false, so branches built on them fall away. The per-syscall kernel filter
 is the union over every rule that can match the syscall; a syscall no rule
 can match is not traced at all.
 
-Path prefixes are not pushed down: the kernel builds paths leaf first, and
-the path a process passes is not the file it gets (symlinks, ``..``,
-relative paths), so a prefix test on it would not be sound.
+Paths: an open's fd.name is the path of the file the kernel returned,
+resolved at exit (symlinks and ``..`` already followed), which the kernel can
+test as soundly as user space: ``fd.name`` ``=``/``in``/``startswith``/
+``endswith``/``pmatch``, ``fd.directory`` and ``fd.filename`` ``=``/``in``. Of
+fd.nameraw, the string the process passed, only "contains ``../``" is pushed
+(the stock directory_traversal macro). A rule whose path part is none of
+these puts no path test on the syscall. Where the kernel cannot compute a
+value as user space will (failed opens, unlinked or cut paths), it keeps the
+event.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..sensors import SyscallFilter
+from ..sensors import PathFilter, SyscallFilter
+from ..sensors.sensors import path_key_bytes
 from ..sensors.syscall_specs import SPECS
 from . import ast
 from .compiler import ALL_TYPES
@@ -47,38 +55,44 @@ _FLAGS_SYSCALLS = frozenset({"open", "openat", "openat2"})
 # event is built: their comm (prctl PR_SET_NAME) or euid (the set*uid family)
 _CHANGES_COMM = frozenset({"prctl"})
 _CHANGES_EUID = frozenset({"setuid", "setreuid", "setresuid", "setfsuid"})
+_EQUAL = frozenset({"=", "==", "in", "intersects"})
+_DOTDOT = "../"
 
 
 @dataclass(frozen=True)
 class Need:
     """What an event must have for a condition to hold. None: no requirement.
     `directory`: whether an open's flags carry O_DIRECTORY (Falco's fd type of
-    an opened file: 'd' with it, 'f' without)."""
+    an opened file: 'd' with it, 'f' without). `path`: an open's path tests,
+    one of which must hold."""
 
     results: frozenset[str] | None = None
     accmodes: frozenset[int] | None = None
     comms: frozenset[str] | None = None
     euids: frozenset[int] | None = None
     directory: frozenset[bool] | None = None
+    path: PathFilter | None = None
 
     def meet(self, o: Need) -> Need:
         def m(a: Any, b: Any) -> Any:
             return b if a is None else a if b is None else a & b
         return Need(m(self.results, o.results), m(self.accmodes, o.accmodes),
                     m(self.comms, o.comms), m(self.euids, o.euids),
-                    m(self.directory, o.directory))
+                    m(self.directory, o.directory), _meet_path(self.path, o.path))
 
     def join(self, o: Need) -> Need:
         def j(a: Any, b: Any) -> Any:
             return None if a is None or b is None else a | b
+        path = None if self.path is None or o.path is None else self.path.join(o.path)
         return Need(j(self.results, o.results), j(self.accmodes, o.accmodes),
                     j(self.comms, o.comms), j(self.euids, o.euids),
-                    j(self.directory, o.directory))
+                    j(self.directory, o.directory), path)
 
     @property
     def impossible(self) -> bool:
         return any(v is not None and not v for v in (self.results, self.accmodes, self.comms,
-                                                     self.euids, self.directory))
+                                                     self.euids, self.directory)) \
+            or (self.path is not None and self.path.empty)
 
     def describe(self) -> list[str]:
         out = []
@@ -92,7 +106,24 @@ class Need:
             out.append(f"comm in ({', '.join(sorted(self.comms))})")
         if self.euids is not None:
             out.append(f"euid in ({', '.join(map(str, sorted(self.euids)))})")
+        if self.path is not None:
+            out.append("path: " + self.path.describe())
         return out
+
+
+def _meet_path(a: PathFilter | None, b: PathFilter | None) -> PathFilter | None:
+    """Both path filters must hold. Exact names are kept where the other filter
+    may hold for them; otherwise either side is a sound over-approximation of
+    the intersection, and the one on the resolved path is preferred (kernel
+    truth, and it decides for any user string)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    for x, y in ((a, b), (b, a)):
+        if x.names and x == PathFilter(names=x.names):
+            return PathFilter(names=frozenset(n for n in x.names if y.holds_for(n)))
+    return b if a.dotdot and not b.dotdot else a
 
 
 _BOTH = frozenset({"success", "failure"})
@@ -135,6 +166,43 @@ def _results_of_ret(op: str, values: list[int]) -> frozenset[str] | None:
     return None
 
 
+def _path_tests(name: str, op: str, words: list[str]) -> PathFilter | None:
+    """The path tests of an open that hold whenever `name op words` does; None
+    when the kernel cannot express them."""
+    # user space decodes paths with errors="replace": a U+FFFD in a value may
+    # stand for bytes the kernel would compare differently
+    if "\ufffd" in "".join(words):
+        return None
+    ws = frozenset(words)
+    if name == "fd.nameraw":
+        # the string contains the value (or starts, ends with or equals it):
+        # where every value contains "../", so does the string
+        if op in _EQUAL | {"contains", "startswith", "endswith"} and \
+                all(_DOTDOT in w for w in words):
+            return PathFilter(dotdot=True)
+        return None
+    if name in ("fd.directory", "fd.filename") and op in _EQUAL:
+        return PathFilter(dirs=ws) if name == "fd.directory" else PathFilter(files=ws)
+    if name != "fd.name":
+        return None
+    if op in _EQUAL:
+        return PathFilter(names=ws)
+    key = path_key_bytes()  # what the kernel's prefix/suffix tries compare
+    if key is None or "" in ws:
+        return None  # "" holds for every path: nothing to test
+    if op in ("startswith", "pmatch"):
+        if op == "pmatch":  # the path or below it: starts with the path, at least
+            ws = frozenset(w.rstrip("/") for w in ws)
+            if "" in ws:
+                return None
+        # a longer prefix is cut to the compared bytes: then it holds for more paths
+        return PathFilter(prefixes=frozenset(w.encode()[:key].decode(errors="ignore")
+                                             for w in ws))
+    if op == "endswith" and all(len(w.encode()) <= key for w in ws):
+        return PathFilter(suffixes=ws)
+    return None
+
+
 def _compare(node: ast.Compare, syscall: str) -> Need:
     left = node.left
     if not isinstance(left, ast.FieldRef):
@@ -142,6 +210,12 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
     name, op = left.name, node.op
     if name in ABSENT_FIELDS and op != "exists":
         return NEVER  # never extracted: the comparison is false
+    if name in ("fd.name", "fd.directory", "fd.filename", "fd.nameraw"):
+        words = _words(node)
+        if syscall not in _OPENS or words is None:
+            return TOP
+        path = _path_tests(name, op, words)
+        return TOP if path is None else Need(path=path)
     positive = op in ("=", "==", "in", "intersects")
     if name == "evt.type" and positive:
         words = _words(node)
@@ -248,7 +322,7 @@ class Plan:
             if f:
                 directory = frozenset({False}) if f.without_flags else \
                     frozenset({True}) if f.with_flags else None
-                n = Need(f.results, f.accmodes, f.comms, f.euids, directory)
+                n = Need(f.results, f.accmodes, f.comms, f.euids, directory, f.path)
             lines.append(f"  {sc}: " + ("; ".join(n.describe()) or "every event"))
         return "\n".join(lines)
 
@@ -287,7 +361,8 @@ def plan_pushdown(engine: Engine, *, enabled: bool = True) -> Plan:
                 n.results if n.results != _BOTH else None,
                 n.accmodes if sc in _FLAGS_SYSCALLS else None, n.comms, n.euids,
                 without_flags=_O_DIRECTORY if directory == frozenset({False}) else 0,
-                with_flags=_O_DIRECTORY if directory == frozenset({True}) else 0)
+                with_flags=_O_DIRECTORY if directory == frozenset({True}) else 0,
+                path=n.path if sc in _OPENS else None)
             if f != SyscallFilter():
                 plan.filters[sc] = f
     else:  # not a pushdown: program starts that succeeded come from the process sensor

@@ -15,7 +15,7 @@ from .events import (
     SockInfo,
     SyscallEvent,
 )
-from .sensors import ProcessSensor, Sensor, SyscallFilter, SyscallSensor
+from .sensors import PathFilter, ProcessSensor, Sensor, SyscallFilter, SyscallSensor
 from .sensorset import Scope, SensorSet
 from .syscall_specs import DEFAULT_SYSCALLS
 
@@ -27,6 +27,7 @@ __all__ = [
     "FileRef",
     "ForkEvent",
     "LossEvent",
+    "PathFilter",
     "ProcessSensor",
     "Scope",
     "Sensor",

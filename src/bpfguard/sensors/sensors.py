@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import posixpath
+import secrets
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
-from ..loader import BpfObject, Btf, bpf_object_path
+from ..errors import BpfguardError, ConfigError
+from ..loader import BpfObject, Btf, Map, bpf_object_path
+from ..policy.compiler import string_hash
 from .events import Abi
 from .syscall_specs import DEFAULT_SYSCALLS, spec_for
 from .syscall_table import native_arches, syscall_number
@@ -27,8 +30,8 @@ from .syscall_table import native_arches, syscall_number
 if TYPE_CHECKING:
     from .sensorset import SensorSet
 
-__all__ = ["SENSOR_OBJECT", "SHARED_MAPS", "ProcessSensor", "Sensor", "SyscallFilter",
-           "SyscallChange", "SyscallSensor", "sensor_btf"]
+__all__ = ["SENSOR_OBJECT", "SHARED_MAPS", "PathFilter", "ProcessSensor", "Sensor",
+           "SyscallChange", "SyscallFilter", "SyscallSensor", "path_key_bytes", "sensor_btf"]
 
 SENSOR_OBJECT = "sensor"
 SHARED_MAPS = ("events", "drops", "scope_config", "scope_tgids", "scope_cgroups", "scope_mntns")
@@ -53,6 +56,9 @@ class Sensor:
     -> attach -> close."""
 
     obj: BpfObject
+    # the exact-string hash key of a part that hashes strings into maps (None:
+    # it hashes none); the sensor set makes every part's the object's one seed
+    seed: int | None = None
 
     def __init__(self) -> None:
         self.abi = Abi(sensor_btf())
@@ -109,6 +115,70 @@ class ProcessSensor(Sensor):
 
 
 @dataclass(frozen=True)
+class PathFilter:
+    """The path tests of an open (rules pushdown): the kernel keeps the event when
+    one holds, or when it cannot compute the value as user space will (a failed
+    open, an unlinked, pseudo or cut path: see enum bg_push_path). An empty
+    filter holds for nothing.
+
+    Attributes:
+        names: values of Falco's fd.name (the returned file's path).
+        dirs: values of fd.directory (posixpath.dirname of fd.name).
+        files: values of fd.filename (its basename).
+        prefixes: strings fd.name may start with (at most :func:`path_key_bytes`
+            bytes each).
+        suffixes: strings fd.name may end with (likewise).
+        dotdot: fd.nameraw, the string the process passed, may contain "../".
+    """
+
+    names: frozenset[str] = field(default_factory=frozenset)
+    dirs: frozenset[str] = field(default_factory=frozenset)
+    files: frozenset[str] = field(default_factory=frozenset)
+    prefixes: frozenset[str] = field(default_factory=frozenset)
+    suffixes: frozenset[str] = field(default_factory=frozenset)
+    dotdot: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.names or self.dirs or self.files or self.prefixes or self.suffixes
+                    or self.dotdot)
+
+    def holds_for(self, name: str) -> bool:
+        """Whether a test holds for an event whose fd.name is `name` (its fd.nameraw
+        unknown, so the fd.nameraw test counts as holding)."""
+        return (self.dotdot or name in self.names or posixpath.dirname(name) in self.dirs
+                or posixpath.basename(name) in self.files
+                or any(name.startswith(p) for p in self.prefixes)
+                or any(name.endswith(x) for x in self.suffixes))
+
+    def join(self, o: PathFilter) -> PathFilter:
+        return PathFilter(self.names | o.names, self.dirs | o.dirs, self.files | o.files,
+                          self.prefixes | o.prefixes, self.suffixes | o.suffixes,
+                          self.dotdot or o.dotdot)
+
+    def describe(self) -> str:
+        def words(ws: frozenset[str]) -> str:
+            return ", ".join(sorted(ws))
+        parts = [f"fd.{what} {op} ({words(ws)})" for what, op, ws in (
+            ("name", "in", self.names), ("directory", "in", self.dirs),
+            ("filename", "in", self.files), ("name", "startswith", self.prefixes),
+            ("name", "endswith", self.suffixes)) if ws]
+        if self.dotdot:
+            parts.append("fd.nameraw contains ../")
+        return " or ".join(parts) if parts else "nothing (no path can hold)"
+
+
+@functools.cache
+def path_key_bytes() -> int | None:
+    """Bytes a prefix or suffix test compares (the data of struct bg_pol_lpm_key,
+    from the syscall sensor's BTF); None when the object cannot be read."""
+    try:
+        return int(sensor_btf().struct("bg_pol_lpm_key").data.size)
+    except (BpfguardError, OSError, KeyError):
+        return None
+
+
+@dataclass(frozen=True)
 class SyscallFilter:
     """What the kernel may drop of one syscall's events because nothing wants them
     (rules pushdown). None in a field means no condition on it.
@@ -121,6 +191,8 @@ class SyscallFilter:
         euids: effective uids to keep.
         without_flags / with_flags: open(2) flags that must all be clear / all be set
             (0: no condition); only for syscalls with an open-flags argument.
+        path: the path tests (see PathFilter), checked at exit after the others;
+            only for syscalls returning an fd from a path argument (the opens).
     """
 
     results: frozenset[str] | None = None
@@ -129,6 +201,7 @@ class SyscallFilter:
     euids: frozenset[int] | None = None
     without_flags: int = 0
     with_flags: int = 0
+    path: PathFilter | None = None
 
 
 class SyscallSensor(Sensor):
@@ -140,12 +213,21 @@ class SyscallSensor(Sensor):
         filters: per syscall name, what the kernel may drop (see SyscallFilter).
     """
 
+    seed: int
+
     def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096,
-                 filters: dict[str, SyscallFilter] | None = None) -> None:
+                 filters: dict[str, SyscallFilter] | None = None,
+                 seed: int | None = None) -> None:
         super().__init__()
         if not 1 <= str_max <= 4096:
             raise ConfigError(f"str_max must be within 1..4096, not {str_max}")
         self.str_max = str_max
+        # exact-path hash key; the sensor set makes it the object's one seed
+        self.seed = seed if seed is not None else secrets.randbits(64)
+        # path filters, equal ones shared: filter -> its number (tries, string sets)
+        self._paths: dict[PathFilter, int] = {}
+        self._tries: list[Map] = []
+        self._trie: Map | None = None  # the shape of a trie (configure reads it)
         self.syscalls = tuple(syscalls) if syscalls is not None else DEFAULT_SYSCALLS
         self.filters = dict(filters or {})
         unknown = sorted(set(self.filters) - set(self.syscalls))
@@ -209,10 +291,34 @@ class SyscallSensor(Sensor):
             flags |= push["COMM"]
         if filt.euids is not None:
             flags |= push["EUID"]
+        if filt.path is not None:
+            flags |= push["PATH"]
+            self._encode_path(name, filt.path, spec, enc)
         enc.push = flags
+
+    def _encode_path(self, name: str, path: PathFilter, spec: Any, enc: Any) -> None:
+        raw = [i for i, a in enumerate(spec.args) if a.kind in ("PATH", "PATH_AT")]
+        if spec.ret != "FD" or not raw:
+            raise ConfigError(f"{name}: path tests need a path argument and an fd result")
+        key_bytes = self.abi.lpm_key.data.size
+        if any(len(x.encode()) > key_bytes for x in path.prefixes | path.suffixes):
+            raise ConfigError(f"{name}: a path prefix or suffix longer than the {key_bytes} "
+                              "bytes the kernel compares")
+        bits = self.abi.push_path
+        n = self._paths.setdefault(path, len(self._paths) + 1)  # 0: unused
+        enc.path = (bits["NAME"] if path.names else 0) | (bits["DIR"] if path.dirs else 0) \
+            | (bits["FILE"] if path.files else 0) | (bits["PREFIX"] if path.prefixes else 0) \
+            | (bits["SUFFIX"] if path.suffixes else 0) | (bits["DOTDOT"] if path.dotdot else 0)
+        if path.suffixes and not any("/" in x for x in path.suffixes):
+            enc.path |= bits["SUFFIX_LEAF"]
+        enc.path_arg = raw[0]
+        enc.path_trie = n
+        enc.name_set, enc.dir_set, enc.file_set = 3 * n, 3 * n + 1, 3 * n + 2
 
     def configure(self) -> None:
         self.obj.rodata["targ_str_max"] = self.str_max
+        # libbpf frees the inner-map template at load: its shape is read now
+        self._trie = self.obj.inner_map("push_prefix")
         self._check_room()
 
     def _check_room(self) -> None:
@@ -223,6 +329,17 @@ class SyscallSensor(Sensor):
                 raise ConfigError(f"pushdown: {len(pairs)} (syscall, {what[:-1]}) pairs, more "
                                   f"than the {room} the kernel map holds; filter fewer syscalls "
                                   "(or run detect with --no-pushdown)")
+        # the sizes are the C's (bpf/include/bpfguard.h), read from the object
+        sets = self.obj.map("push_prefix").max_entries
+        assert self._trie is not None
+        strs = sum(len(p.names) + len(p.dirs) + len(p.files) for p in self._paths)
+        per_trie = max((len(x) for p in self._paths for x in (p.prefixes, p.suffixes)),
+                       default=0)
+        if len(self._paths) >= sets or strs > self.obj.map("push_strs").max_entries \
+                or per_trie > self._trie.max_entries:
+            raise ConfigError(f"pushdown: {len(self._paths)} path filters with {strs} strings "
+                              f"and up to {per_trie} prefixes or suffixes each, more than the "
+                              "kernel maps hold; run detect with --no-pushdown")
 
     def wants_syscalls(self) -> bool:
         return True
@@ -240,6 +357,7 @@ class SyscallSensor(Sensor):
             k = euid_key()
             k.idx, k.euid = idx, euid
             euids.update(k, ctypes.c_uint8(1))
+        self._write_paths()
         specs = self.obj.map("specs")
         for idx, enc in self._table.items():
             specs.update(ctypes.c_uint32(idx), enc)
@@ -260,8 +378,57 @@ class SyscallSensor(Sensor):
         reload), validated (ConfigError) with nothing written yet."""
         fresh = SyscallSensor(syscalls=syscalls, str_max=self.str_max, filters=filters)
         fresh.obj, fresh._set = self.obj, self._set
+        fresh.seed, fresh._trie = self.seed, self._trie
         fresh._check_room()
         return SyscallChange(self, fresh)
+
+    _LPM_TRIE = 11  # BPF_MAP_TYPE_LPM_TRIE
+    _NO_PREALLOC = 1  # BPF_F_NO_PREALLOC, which LPM tries require
+
+    def _path_strings(self) -> set[tuple[int, bytes]]:
+        """(set id, value) of every exact path string (see _encode_path)."""
+        return {(3 * n + k, v.encode()) for path, n in self._paths.items()
+                for k, values in enumerate((path.names, path.dirs, path.files)) for v in values}
+
+    def _write_paths(self) -> None:
+        """push_strs and the tries of every path filter (see _encode_path); the
+        tries it replaces are closed (the outer maps held their own references)."""
+        stale, self._tries = self._tries, []
+        strs = self.obj.map("push_strs")
+        key_t, lpm_t = self.abi.str_key, self.abi.lpm_key
+        inner = self._trie
+        assert inner is not None  # configure() ran before load
+        one = ctypes.c_uint8(1)
+        for path, n in self._paths.items():
+            for set_id, values in ((3 * n, path.names), (3 * n + 1, path.dirs),
+                                   (3 * n + 2, path.files)):
+                for v in values:
+                    b = v.encode()
+                    k = key_t()
+                    k.set, k.len, k.hash = set_id, len(b), string_hash(self.seed, b)
+                    strs.update(k, one)
+            for outer, values, rev in (("push_prefix", path.prefixes, False),
+                                       ("push_suffix", path.suffixes, True)):
+                if not values:
+                    continue
+                trie = Map.create(f"bg_push_trie{n}", self._LPM_TRIE, inner.key_size,
+                                  inner.value_size, inner.max_entries, flags=self._NO_PREALLOC)
+                self._tries.append(trie)
+                for v in values:
+                    b = v.encode()[::-1] if rev else v.encode()
+                    lk = lpm_t()
+                    lk.prefixlen = 8 * len(b)
+                    ctypes.memmove(lk.data, b, len(b))
+                    trie.update(lk, one)
+                self.obj.map(outer).update(ctypes.c_uint32(n), ctypes.c_uint32(trie.fd))
+        for trie in stale:
+            trie.close()
+
+    def close(self) -> None:
+        super().close()
+        for trie in self._tries:  # the outer maps held their own references
+            trie.close()
+        self._tries.clear()
 
     @property
     def numbers(self) -> list[int]:
@@ -293,8 +460,12 @@ class SyscallChange:
     def narrow(self) -> None:
         self._leave_out(self.sensor, self.fresh)
         s, f = self.sensor, self.fresh
+        replaced = s._tries
         s.syscalls, s.filters = f.syscalls, f.filters
         s._table, s._comms, s._euids = f._table, f._comms, f._euids
+        s._paths, s._tries = f._paths, f._tries
+        for trie in replaced:
+            trie.close()
 
     @staticmethod
     def _leave_out(old: SyscallSensor, new: SyscallSensor) -> None:
@@ -313,3 +484,10 @@ class SyscallChange:
             k = abi.push_euid_key()
             k.idx, k.euid = idx, euid
             obj.map("push_euids").delete(k)
+        for set_id, b in old._path_strings() - new._path_strings():
+            k = abi.str_key()
+            k.set, k.len, k.hash = set_id, len(b), string_hash(old.seed, b)
+            obj.map("push_strs").delete(k)
+        for n in set(old._paths.values()) - set(new._paths.values()):
+            for outer in ("push_prefix", "push_suffix"):
+                obj.map(outer).delete(ctypes.c_uint32(n))

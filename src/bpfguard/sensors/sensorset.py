@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -183,7 +184,15 @@ class SensorSet:
             self.extra = list(extra)
             self.sensors.extend(self.extra)
             self.obj.set_max_entries("events", ringbuf_bytes)
+            # one exact-string hash key for the object: the rules' path sets and
+            # the policies' string sets are hashed with it (a part given one
+            # explicitly, the policy engine first, sets it)
+            self.seed = next((s.seed for s in [*self.extra, *self.sensors]
+                              if s.seed is not None), None) or secrets.randbits(64)
+            self.obj.rodata["targ_seed"] = self.seed
             for s in self.sensors:
+                if s.seed is not None:
+                    s.seed = self.seed
                 s.bind(self)
             for s in self.sensors:
                 s.configure()
@@ -270,11 +279,16 @@ class SensorSet:
 
     def pushed_down(self) -> int:
         """Syscall events the kernel dropped because no rule could want them."""
+        return sum(self.pushed_down_by().values())
+
+    def pushed_down_by(self) -> dict[str, int]:
+        """The same, by where the kernel decided (enum bg_push_stat): "at_entry",
+        "at_exit" (the result), "by_path" (the path tests, at exit)."""
         if self.syscalls is None:
-            return 0
+            return {}
         stats = self.obj.map("push_stats")
-        return sum(stats.sum_percpu_u64(ctypes.c_uint32(v))
-                   for k, v in self.abi.push_stat.items() if k != "MAX")
+        return {k.lower(): stats.sum_percpu_u64(ctypes.c_uint32(v))
+                for k, v in self.abi.push_stat.items() if k != "MAX"}
 
     def losses(self) -> list[LossEvent]:
         """Loss events for what was dropped since the last call."""
