@@ -196,6 +196,41 @@ def test_default_config_raises_a_stock_falco_alert_within_2s(
     assert waited <= 2.0
     # the default policies run, in monitor mode
     assert "3 policies (3 in monitor mode)" in agent.wait_log(READY)
+    # one sensor set: one program per kernel event, whatever runs
+    assert sorted(_agent_links(agent.proc.pid)) == [
+        "sched_process_exec", "sched_process_exit", "sched_process_fork", "sys_enter",
+        "sys_exit"]
+    assert agent.stop() == 0
+
+
+def _agent_links(pid: int) -> list[str]:
+    """The tracepoints of the BPF links process `pid` holds (from the fdinfo of
+    its bpf_link fds; this bpftool lists no owning pids)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:bpf_link":
+                info = dict(line.split(":\t", 1) for line in
+                            Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+                            if ":\t" in line)
+                out.append(info.get("tp_name", info.get("link_type", "?")))
+    return out
+
+
+def test_default_agent_keeps_a_benign_open_storm_in_the_kernel(
+        tmp_path: Path, start_agent: Callable[[Path | None], AgentProcess],
+        progs: dict[str, str]) -> None:
+    cfg, _sock, port = _config(tmp_path, "")   # the embedded default, private endpoints
+    agent = start_agent(cfg)
+    before = _metric(_metrics(port), "bpfguard_kernel_filtered_total", stage="by_path")
+    n = 300_000
+    subprocess.run([progs["open_loop"], "/etc/hostname", str(n)], check=True)
+    text = _metrics(port)
+    # every open was decided in the kernel by its path: none reached user space
+    assert _metric(text, "bpfguard_kernel_filtered_total", stage="by_path") - before >= n
+    assert _metric(text, "bpfguard_kernel_drops_total") == 0
+    assert _metric(text, "bpfguard_queue_drops_total") == 0
+    assert _metric(text, "bpfguard_output_dropped_total") == 0
     assert agent.stop() == 0
 
 

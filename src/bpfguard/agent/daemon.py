@@ -836,6 +836,11 @@ class Agent:
             return {}
         return {(_SENSORS, reason): v for reason, v in self.sensors.drops().items()}
 
+    def metric_kernel_filtered(self) -> dict[tuple[str, str], int]:
+        if self.sensors is None:
+            return {}
+        return {(_SENSORS, stage): v for stage, v in self.sensors.pushed_down_by().items()}
+
     def metric_queue_drops(self) -> dict[str, int]:
         # the reader hands alerts straight to the outputs, whose own queues
         # count what they drop (bpfguard_output_dropped_total)

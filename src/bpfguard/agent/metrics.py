@@ -45,6 +45,11 @@ class MetricsSource(Protocol):
         """Kernel ring-buffer losses by (sensor set, reason), cumulative."""
         ...
 
+    def metric_kernel_filtered(self) -> Mapping[tuple[str, str], int]:
+        """Syscall events the kernel filtered because no rule could match them (the
+        pushdown), by (sensor set, stage: at_entry, at_exit, by_path), cumulative."""
+        ...
+
     def metric_queue_drops(self) -> Mapping[str, int]:
         """Events dropped between the kernel reader and the engines, by sensor set."""
         ...
@@ -115,6 +120,11 @@ class _AgentCollector(Collector):
         yield _counter("bpfguard_kernel_drops", "Events the kernel could not hand over (ring "
                        "buffer full, and the like), by sensor set and reason; the kernel's "
                        "own per-CPU counters.", ["sensors", "reason"], s.metric_kernel_drops())
+        yield _counter("bpfguard_kernel_filtered", "Syscall events the kernel filtered because "
+                       "no rule could match them (rules pushdown; not losses), by sensor set "
+                       "and where it decided: at_entry (task and arguments), at_exit (the "
+                       "result), by_path (the resolved path).", ["sensors", "stage"],
+                       s.metric_kernel_filtered())
         yield _counter("bpfguard_queue_drops", "Events dropped because the engines fell "
                        "behind the kernel reader.", ["sensors"], s.metric_queue_drops())
         yield _counter("bpfguard_handler_errors", "Events an engine failed on, counted and "
