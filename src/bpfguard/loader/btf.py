@@ -16,7 +16,9 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import struct
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import KernelError
@@ -238,3 +240,45 @@ class Btf:
     def _int_bits(self, tid: int) -> int:
         t = self._type(self._strip(tid))
         return int(self._tail(t, ctypes.c_uint32, 1)[0] & 0xFF)
+
+
+_STRUCT_CODES = {ctypes.c_uint8: "B", ctypes.c_int8: "b", ctypes.c_uint16: "H",
+                 ctypes.c_int16: "h", ctypes.c_uint32: "I", ctypes.c_int32: "i",
+                 ctypes.c_uint64: "Q", ctypes.c_int64: "q", ctypes.c_char: "c"}
+
+
+def field_offset(cls: Any, path: str) -> tuple[int, Any]:
+    """Offset and ctype of the field `path` ("hdr.tgid", "arg_file.2.flags",
+    "args.0") of a structure :meth:`Btf.struct` made."""
+    off, t = 0, cls
+    for part in path.split("."):
+        if part.isdigit():
+            t = t._type_
+            off += int(part) * ctypes.sizeof(t)
+        else:
+            off += getattr(t, part).offset
+            t = dict(t._fields_)[part]
+    return off, t
+
+
+def unpacker(cls: Any, paths: Sequence[str]) -> tuple[struct.Struct, dict[str, int]]:
+    """A struct.Struct reading just the scalar fields `paths` of a structure
+    :meth:`Btf.struct` made (little-endian, as the BPF target writes them), and
+    each path's index in the tuple it unpacks. One C call per record, where
+    reading the same fields through ctypes costs a Python object per access:
+    the decoder's hot path. char arrays read as bytes."""
+    leaves = sorted((*field_offset(cls, p), p) for p in paths)
+    fmt, pos, index = "<", 0, {}
+    for i, (off, t, p) in enumerate(leaves):
+        if off < pos:
+            raise ValueError(f"{cls.__name__}.{p} overlaps the field before it")
+        if off > pos:
+            fmt += f"{off - pos}x"
+        if isinstance(t, type) and issubclass(t, ctypes.Array) \
+                and getattr(t, "_type_", None) is ctypes.c_char:
+            fmt += f"{t._length_}s"
+        else:
+            fmt += _STRUCT_CODES[t]
+        pos = off + ctypes.sizeof(t)
+        index[p] = i
+    return struct.Struct(fmt), index

@@ -31,7 +31,7 @@ from .extract import AnyOf, Extractor, extractor
 from .fields import FIELDS, FieldType
 
 __all__ = ["ALL_TYPES", "Check", "CompileError", "compile_condition", "event_types",
-           "fields_used"]
+           "fields_used", "specialize"]
 
 Check = Callable[[RuleEvent], bool]
 
@@ -260,20 +260,88 @@ def _rawarg_test(op: str, text: str) -> Callable[[Any], bool]:
     return test
 
 
-def compile_condition(node: ast.Condition) -> Check:
-    """The closure deciding a resolved condition (no macro references left)."""
+def compile_condition(node: ast.Condition | bool) -> Check:
+    """The closure deciding a resolved condition (no macro references left), or
+    a constant one (what :func:`specialize` may leave)."""
+    if node is True or node is False:
+        const = bool(node)
+        return lambda e: const
     if isinstance(node, ast.And):
-        parts = [compile_condition(i) for i in node.items]
-        return lambda e: all(p(e) for p in parts)
+        return _chain([compile_condition(i) for i in node.items], all_of=True)
     if isinstance(node, ast.Or):
-        parts = [compile_condition(i) for i in node.items]
-        return lambda e: any(p(e) for p in parts)
+        return _chain([compile_condition(i) for i in node.items], all_of=False)
     if isinstance(node, ast.Not):
         inner = compile_condition(node.item)
         return lambda e: not inner(e)
     if isinstance(node, ast.Compare):
-        return _compare(node)
+        return _memoized(node, _compare(node))
     raise CompileError(f"unresolved macro {node.name!r}", node.pos)
+
+
+def _chain(parts: list[Check], *, all_of: bool) -> Check:
+    """`and` / `or` of checks as nested closures: a direct call per operand, where
+    all()/any() over a generator cost a frame and an iterator per event."""
+    if len(parts) == 1:
+        return parts[0]
+    a, rest = parts[0], _chain(parts[1:], all_of=all_of)
+    if all_of:
+        return lambda e: a(e) and rest(e)
+    return lambda e: a(e) or rest(e)
+
+
+# One number per distinct comparison (AST nodes compare without their
+# positions): the stock rules repeat the same macros (open_read, spawned_process,
+# container, ...) in many rules, and each such comparison is decided once per
+# event, then remembered in the event.
+_COMPARE_IDS: dict[ast.Compare, int] = {}
+
+
+def _memoized(node: ast.Compare, check: Check) -> Check:
+    i = _COMPARE_IDS.setdefault(node, len(_COMPARE_IDS))
+
+    def memo(e: RuleEvent) -> bool:
+        seen = e.decided
+        r = seen.get(i)
+        if r is None:
+            r = seen[i] = check(e)
+        return r
+    return memo
+
+
+def specialize(node: ast.Condition, evt_type: str) -> ast.Condition | bool:
+    """The condition as it reads for events of type `evt_type`: its tests of
+    evt.type decided (True or False), and what they decide folded away. The
+    engine compiles each rule once per event type it indexes it under, so no
+    event pays for the type tests its index already made."""
+    if isinstance(node, ast.Compare):
+        left = node.left
+        if isinstance(left, ast.FieldRef) and left.name == "evt.type" and left.arg is None:
+            items = node.right.items if isinstance(node.right, ast.ListValue) else (node.right,)
+            if all(isinstance(i, ast.Word) for i in items):
+                words = {i.text for i in items if isinstance(i, ast.Word)}
+                if node.op in ("=", "==", "in", "intersects"):
+                    return evt_type in words
+                if node.op == "!=" and isinstance(node.right, ast.Word):
+                    return evt_type not in words
+        return node
+    if isinstance(node, ast.Not):
+        inner = specialize(node.item, evt_type)
+        return (not inner) if isinstance(inner, bool) else ast.Not(inner, pos=node.pos)
+    if isinstance(node, (ast.And, ast.Or)):
+        decisive = isinstance(node, ast.Or)   # the value that decides the whole
+        kept: list[ast.Condition] = []
+        for item in node.items:
+            x = specialize(item, evt_type)
+            if x is decisive:
+                return decisive
+            if not isinstance(x, bool):
+                kept.append(x)
+        if not kept:
+            return not decisive
+        if len(kept) == 1:
+            return kept[0]
+        return type(node)(tuple(kept), pos=node.pos)
+    return node
 
 
 # -- event types --------------------------------------------------------------------------

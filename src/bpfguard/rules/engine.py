@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from .compiler import ALL_TYPES, Check, CompileError, compile_condition, event_types
+from .compiler import ALL_TYPES, Check, CompileError, compile_condition, event_types, specialize
 from .event import RuleEvent
 from .extract import AnyOf, Extractor, extractor, render
 from .fields import check_field, split_field
@@ -111,8 +111,10 @@ class Engine:
     compiled: list[CompiledRule] = field(init=False)
     errors: dict[str, int] = field(init=False, default_factory=dict)
     last_error: str | None = field(init=False, default=None)
-    _by_type: dict[str, list[CompiledRule]] = field(init=False)
-    _any_type: list[CompiledRule] = field(init=False)
+    # per event type, its candidate rules in file order, each with its condition
+    # as it reads for that type (see compiler.specialize)
+    _by_type: dict[str, list[tuple[CompiledRule, Check]]] = field(init=False)
+    _any_type: list[tuple[CompiledRule, Check]] = field(init=False)
 
     def __post_init__(self) -> None:
         if self.rule_matching not in ("first", "all"):
@@ -145,13 +147,11 @@ class Engine:
         if errors:
             raise ConfigError("rules do not compile:\n  " + "\n  ".join(errors))
         self._by_type = {}
-        self._any_type = [c for c in self.compiled if c.types is ALL_TYPES]
-        for c in self.compiled:
-            if c.types is not ALL_TYPES:
-                for t in c.types:
-                    self._by_type.setdefault(t, []).append(c)
-        for t, lst in self._by_type.items():
-            self._by_type[t] = sorted(lst + self._any_type, key=lambda c: c.order)
+        self._any_type = [(c, c.check) for c in self.compiled if c.types is ALL_TYPES]
+        for t in {t for c in self.compiled if c.types is not ALL_TYPES for t in c.types}:
+            cands = [c for c in self.compiled if c.types is ALL_TYPES or t in c.types]
+            checks = [(c, specialize(c.rule.condition, t)) for c in cands]  # type: ignore[arg-type]
+            self._by_type[t] = [(c, compile_condition(x)) for c, x in checks if x is not False]
 
     def event_types(self) -> frozenset[str] | None:
         """Every evt.type some enabled rule can match; None when a rule matches any."""
@@ -160,16 +160,16 @@ class Engine:
         return frozenset(self._by_type)
 
     def candidates(self, evt_type: str) -> list[CompiledRule]:
-        return self._by_type.get(evt_type, self._any_type)
+        return [c for c, _ in self._by_type.get(evt_type, self._any_type)]
 
     def match(self, e: RuleEvent) -> list[CompiledRule]:
         """The rules that match `e` (only the first with rule_matching "first").
         A rule that raises on an event does not match it; the error is counted
         per rule (:attr:`errors`) and never stops detection."""
         out = []
-        for c in self.candidates(e.type):
+        for c, check in self._by_type.get(e.type, self._any_type):
             try:
-                hit = c.check(e)
+                hit = check(e)
             except Exception as exc:  # noqa: BLE001 - one odd event must not stop the engine
                 self.errors[c.name] = self.errors.get(c.name, 0) + 1
                 self.last_error = f"{c.name}: {type(exc).__name__}: {exc}"

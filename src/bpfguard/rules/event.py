@@ -95,7 +95,8 @@ class RuleEvent:
     proc: Process | None
     table: ProcessTable
     hostname: str
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    # comparisons decided for this event, by the compiler's comparison number
+    decided: dict[int, bool] = field(default_factory=dict, repr=False)
 
     @property
     def syscall(self) -> SyscallEvent | None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..loader import Btf
+from ..loader.btf import field_offset, unpacker
 from .syscall_specs import spec_for
 from .syscall_table import native_arches, syscall_name
 
@@ -257,30 +258,37 @@ def _blob(data: bytes, blob: Any) -> bytes:
 
 
 def _file(abi: Abi, data: bytes, f: Any) -> FileRef | None:
+    return _file_of(abi, data, f.ino, f.dev, f.fs_magic, f.mode, f.flags, f.depth, f.name.off,
+                    f.name.len, lambda: f.sock)
+
+
+def _file_of(abi: Abi, data: bytes, ino: int, dev: int, fs_magic: int, mode: int, fflags: int,
+             depth: int, name_off: int, name_len: int, sock: Callable[[], Any]) -> FileRef | None:
+    """A struct bg_file's fields as a FileRef (None when not resolved); `sock`
+    gives its bg_sock, read only for a socket."""
     flags = abi.file_flags
-    if not f.flags & flags["VALID"]:
+    if not fflags & flags["VALID"]:
         return None
-    parts = [p.decode(errors="replace") for p in _blob(data, f.name).split(b"\0")[: f.depth]]
+    parts = [p.decode(errors="replace")
+             for p in data[name_off:name_off + name_len].split(b"\0")[:depth]]
     parts.reverse()
-    if f.fs_magic == _PIPEFS_MAGIC:
-        path = f"pipe:[{f.ino}]"
-    elif f.fs_magic == _SOCKFS_MAGIC:
-        path = f"socket:[{f.ino}]"
-    elif f.fs_magic == _ANON_INODE_FS_MAGIC:
+    gone = fflags & (flags["DELETED"] | flags["PSEUDO"])
+    if fs_magic == _PIPEFS_MAGIC:
+        path = f"pipe:[{ino}]"
+    elif fs_magic == _SOCKFS_MAGIC:
+        path = f"socket:[{ino}]"
+    elif fs_magic == _ANON_INODE_FS_MAGIC:
         path = f"anon_inode:{parts[-1] if parts else ''}"
     else:
         path = "/" + "/".join(parts)
         # d_path: " (deleted)" for unlinked files, and simple_dname() names
         # pseudo files (memfd, ...) the same way
-        if f.flags & (flags["DELETED"] | flags["PSEUDO"]):
+        if gone:
             path += " (deleted)"
-    sock = None
-    if f.flags & flags["SOCKET"]:
-        sock = _sock(f.sock)
-    return FileRef(path=path, ino=f.ino, dev=f.dev, fs_magic=f.fs_magic, mode=f.mode,
-                   deleted=bool(f.flags & (flags["DELETED"] | flags["PSEUDO"])),
-                   truncated=bool(f.flags & flags["TRUNCATED"]),
-                   detached=bool(f.flags & flags["DETACHED"]), sock=sock)
+    return FileRef(path=path, ino=ino, dev=dev, fs_magic=fs_magic, mode=mode,
+                   deleted=bool(gone), truncated=bool(fflags & flags["TRUNCATED"]),
+                   detached=bool(fflags & flags["DETACHED"]),
+                   sock=_sock(sock()) if fflags & flags["SOCKET"] else None)
 
 
 def _family(fam: int) -> str:
@@ -366,6 +374,11 @@ FLAG_DECODERS: dict[str, Callable[[int], str]] = {
 }
 
 _AT_FDCWD = -100
+# the fields of the fixed part the syscall decoder reads, in layout order (each
+# group is read as one slice of the unpacked tuple; the decoder checks the order)
+_HDR_FIELDS = ("ktime_ns", "flags", "tgid", "tid", "uid", "gid", "euid", "egid",
+               "cgroup_id", "comm")
+_FILE_FIELDS = ("ino", "dev", "fs_magic", "mode", "flags", "depth", "name.off", "name.len")
 _E = TypeVar("_E", bound=Event)
 
 
@@ -392,6 +405,33 @@ class Decoder:
         native, compat = native_arches()
         self._arch = (native.name, compat.name if compat else native.name)
         self._kinds = {v: k for k, v in abi.arg_kind.items()}
+        # a syscall event's fixed part, read in one unpack (see loader.btf.unpacker)
+        sc = abi.syscall
+        layout = dict(sc._fields_)
+        nargs = layout["args"]._length_
+        files = [f"arg_file.{i}" for i in range(nargs)] + ["ret_file"]
+        paths = [f"hdr.{f}" for f in _HDR_FIELDS] + \
+            ["enter_ns", "ret", "nr", "late_args"] + [f"args.{i}" for i in range(nargs)] + \
+            [f"arg_data.{i}.{x}" for i in range(nargs) for x in ("off", "len")] + \
+            [f"{f}.{x}" for f in files for x in _FILE_FIELDS]
+        self._sc, ix = unpacker(sc, paths)
+        self._sc_hdr = ix["hdr." + _HDR_FIELDS[0]]
+        self._sc_at = {k: ix[k] for k in ("enter_ns", "ret", "nr", "late_args")}
+        self._sc_args = ix["args.0"]
+        self._sc_data = ix["arg_data.0.off"]
+        self._sc_files = [ix[f"{f}.ino"] for f in files]
+        self._sc_socks = [field_offset(sc, f"{f}.sock")[0] for f in files]
+        for first, fields in ((self._sc_hdr, [f"hdr.{f}" for f in _HDR_FIELDS]),
+                              (self._sc_args, [f"args.{i}" for i in range(nargs)]),
+                              (self._sc_data, [f"arg_data.{i}.{x}" for i in range(nargs)
+                                               for x in ("off", "len")]),
+                              *((ix[f"{f}.ino"], [f"{f}.{x}" for x in _FILE_FIELDS])
+                                for f in files)):
+            # each group is read as one slice of the tuple
+            if [ix[k] for k in fields] != list(range(first, first + len(fields))):
+                raise ValueError(f"{fields[0]}...: not in layout order in bg_syscall_event")
+        self._sc_fixed = sc.data.offset
+        self._sock_t = dict(layout["ret_file"]._fields_)["sock"]
 
     def _base(self, cls: type[_E], h: Any, **kw: Any) -> _E:
         ev = cls(type=kw.pop("type"), ktime_ns=h.ktime_ns, pid=h.tgid, tid=h.tid, uid=h.uid,
@@ -448,16 +488,36 @@ class Decoder:
         )
 
     def _syscall(self, rec: bytes) -> SyscallEvent:
-        size = ctypes.sizeof(self.abi.syscall)
-        e = self.abi.syscall.from_buffer_copy(rec[:size].ljust(size, b"\0"))
-        data = rec[self.abi.syscall.data.offset:]
-        compat = bool(e.hdr.flags & self.abi.event_flags["COMPAT"])
-        nr = e.nr % self.abi.nr_max
+        st = self._sc
+        if len(rec) < st.size:
+            rec = rec.ljust(st.size, b"\0")
+        t = st.unpack_from(rec)
+        at = self._sc_at
+        abi = self.abi
+        data = rec[self._sc_fixed:]
+        h = self._sc_hdr
+        hflags = t[h + 1]
+        compat = bool(hflags & abi.event_flags["COMPAT"])
+        nr = t[at["nr"]] % abi.nr_max
         name = syscall_name(nr, compat=compat)
         spec = spec_for(name)
+        mask = 0xFFFFFFFF if compat else 0xFFFFFFFFFFFFFFFF
+        a0, d0, late = self._sc_args, self._sc_data, t[at["late_args"]]
+
+        def file(i: int) -> FileRef | None:
+            k = self._sc_files[i]
+            off = self._sc_socks[i]
+            ino, dev, magic, mode, fflags, depth, name_off, name_len = t[k:k + 8]
+            return _file_of(abi, data, ino, dev, magic, mode, fflags, depth, name_off, name_len,
+                            lambda: self._sock_t.from_buffer_copy(rec, off))
+
+        def blob(i: int) -> bytes:
+            off, n = t[d0 + 2 * i], t[d0 + 2 * i + 1]
+            return data[off:off + n]
+
         args: dict[str, Any] = {}
         for i, a in enumerate(spec.args):
-            raw = e.args[i] & (0xFFFFFFFF if compat else 0xFFFFFFFFFFFFFFFF)
+            raw = t[a0 + i] & mask
             kind = a.kind
             if kind == "INT":
                 args[a.name] = _s32(raw) if compat else _s64(raw)
@@ -470,32 +530,35 @@ class Decoder:
                 fd = _s32(raw)
                 args[a.name] = "AT_FDCWD" if fd == _AT_FDCWD else fd
             elif kind == "FD":
-                f = _file(self.abi, data, e.arg_file[i])
+                f = file(i)
                 args[a.name] = {"fd": _s32(raw), **(f.to_dict() if f else {})}
             elif kind in ("PATH", "PATH_AT"):
-                user = _cstr(_blob(data, e.arg_data[i]))
-                base = _file(self.abi, data, e.arg_file[i])
+                user = _cstr(blob(i))
                 if user.startswith("/"):
-                    resolved = posixpath.normpath(user)
-                elif base is not None:
-                    resolved = posixpath.normpath(posixpath.join(base.path, user))
+                    resolved: str | None = posixpath.normpath(user)
                 else:
-                    resolved = None
+                    base = file(i)
+                    resolved = None if base is None else \
+                        posixpath.normpath(posixpath.join(base.path, user))
                 args[a.name] = {"user": user, "resolved": resolved}
-                if e.late_args & (1 << i):
+                if late & (1 << i):
                     args[a.name]["read_at_exit"] = True
             elif kind == "STR":
-                args[a.name] = _cstr(_blob(data, e.arg_data[i]))
+                args[a.name] = _cstr(blob(i))
             elif kind == "SOCKADDR":
-                args[a.name] = decode_sockaddr(_blob(data, e.arg_data[i]))
-        ret = e.ret
+                args[a.name] = decode_sockaddr(blob(i))
+        ret = t[at["ret"]]
         err = None
         if -4096 < ret < 0:
             err = _errno.errorcode.get(-ret, str(-ret))
-        return self._base(
-            SyscallEvent, e.hdr, type="syscall", syscall=name, nr=nr,
+        ktime = t[h]
+        ev = SyscallEvent(
+            type="syscall", ktime_ns=ktime, pid=t[h + 2], tid=t[h + 3], uid=t[h + 4],
+            gid=t[h + 5], cgroup_id=t[h + 8], comm=_cstr(t[h + 9]),
+            truncated=bool(hflags & abi.event_flags["TRUNCATED"]), syscall=name, nr=nr,
             arch=self._arch[1] if compat else self._arch[0], ret=ret, errno=err,
-            latency_ns=e.hdr.ktime_ns - e.enter_ns, args=args,
-            ret_file=_file(self.abi, data, e.ret_file) if ret >= 0 else None,
-        )
+            latency_ns=ktime - t[at["enter_ns"]], args=args,
+            ret_file=file(len(self._sc_files) - 1) if ret >= 0 else None)
+        ev.euid, ev.egid = t[h + 6], t[h + 7]
+        return ev
 
