@@ -5,22 +5,27 @@ reported, and how many events per second does it get through?
 
 Run as root from the repository root::
 
-    sudo .venv/bin/python bench/agent_load.py            # 10 s storms, ~1 min
-    sudo .venv/bin/python bench/agent_load.py --quick    # 3 s storms, ~30 s
+    sudo .venv/bin/python bench/agent_load.py            # ~1 min
+    sudo .venv/bin/python bench/agent_load.py --quick    # 3 s storms, ~40 s
     sudo .venv/bin/python bench/agent_load.py --json
     sudo .venv/bin/python bench/agent_load.py --kinds open --seconds 30 --procs 4
 
-The storm is bench/storm.c, compiled with clang into a temp dir: N processes
-(default: one per CPU), released at once, issue syscalls as fast as they can
-for D seconds and report how many they made. Two kinds, each measured alone
-and under the agent in the same run:
+The storm is bench/storm.c, compiled with clang into a temp dir: N processes,
+released at once, issue syscalls as fast as they can for D seconds and report
+how many they made. Three kinds, each measured alone and under the agent in
+the same run (processes x seconds by default: benign 1 x 5, open 1 x 3, dup
+one per CPU x 10; --procs and --seconds set all):
 
-- open: openat(AT_FDCWD, "/etc/shadow", O_RDONLY) + close. The rules' kernel
-  filter (pushdown) keeps every read-only, non-directory open, so each openat
-  reaches user space, and Falco's stock "Read sensitive file untrusted" alerts
-  on each ("storm" is in no trusted list); the default credential-files-write
-  policy checks each one in the kernel too. Two syscalls per call, one of
-  them interesting;
+- benign: openat(AT_FDCWD, "/etc/hostname", O_RDONLY) + close, a file no
+  stock rule cares about: the rules' path tests in the kernel drop every
+  one, so none should reach user space, and nothing may be lost;
+- open: openat(AT_FDCWD, "/etc/shadow", O_RDONLY) + close, an alert storm.
+  Each openat passes the rules' kernel filter (a sensitive file, read), so
+  each reaches user space, and Falco's stock "Read sensitive file untrusted"
+  alerts on each ("storm" is in no trusted list); the default
+  credential-files-write policy checks each one in the kernel too. Two
+  syscalls per call, one of them interesting. Every open must end as an
+  alert delivered or a loss counted in the alert stream;
 - dup: dup3(fd, 200, 0) onto the same fd: one syscall per call, every one
   traced and kept by the kernel filter (dup3 successes), so each reaches user
   space and is matched there; no stock rule alerts on it outside a container.
@@ -30,8 +35,8 @@ For each kind: (1) the storm alone: syscalls/s, the peer; (2) a fresh agent
 (`python -m bpfguard run -c CONFIG`, waited for until it logs "running:"),
 then the same storm. The temp config: stock Falco rules, pushdown on (or off,
 --no-pushdown), bpfguard's default policies in monitor mode (the default
-config; --no-policies: off), the kernel's BPF run-time statistics on (the
-default; --no-bpf-stats: off), alerts to a file in the temp dir (stdout off,
+config; --no-policies: off), the kernel's BPF run-time statistics off (the
+default; --bpf-stats: on), alerts to a file in the temp dir (stdout off,
 no rotation), metrics on a free localhost port, the control socket in the temp
 dir; everything else at its default (16 MiB ring buffer, queues 65536 and
 1000). While the storm runs, /metrics is scraped every second (RSS, CPU,
@@ -85,9 +90,13 @@ from _common import (  # bench/, the script's own directory, is on sys.path
 from prometheus_client.parser import text_string_to_metric_families
 
 KINDS = {
+    "benign": 'openat("/etc/hostname", O_RDONLY) + close',
     "open": 'openat("/etc/shadow", O_RDONLY) + close',
     "dup": "dup3(fd, 200, 0)",
 }
+# storm processes (None: one per CPU) and seconds, by kind, unless given
+KIND_DEFAULTS: dict[str, tuple[int | None, float]] = {
+    "benign": (1, 5.0), "open": (1, 3.0), "dup": (None, 10.0)}
 TARGET = 1_000_000          # interesting syscalls/s the acceptance asks for
 DROP_RULE = "Falco internal: syscall event drop"
 READY_TIMEOUT_S = 180.0
@@ -173,6 +182,7 @@ class Sample:
     odropped: float | None = None
     queued: float | None = None
     matches: float | None = None
+    filtered: float | None = None   # bpfguard_kernel_filtered_total, every stage
     bpf_s: float | None = None
     bpf_runs: float | None = None
     by_reason: dict[str, float] = field(default_factory=dict)
@@ -300,6 +310,7 @@ class Agent:
         s.odropped = _total(m, "bpfguard_output_dropped_total") or 0.0
         s.queued = _total(m, "bpfguard_output_queue_depth") or 0.0
         s.matches = _total(m, "bpfguard_rule_matches_total") or 0.0
+        s.filtered = _total(m, "bpfguard_kernel_filtered_total") or 0.0
         # absent without BPF stats: "-" in the report, not a zero
         s.bpf_s = _total(m, "bpfguard_bpf_program_run_seconds_total")
         s.bpf_runs = _total(m, "bpfguard_bpf_program_runs_total")
@@ -356,7 +367,7 @@ def under_agent(tmp: Path, exe: Path, kind: str, procs: int, seconds: float,
                 args: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {}
     with Agent(tmp, kind, policies=not args.no_policies, pushdown=not args.no_pushdown,
-               bpf_stats=not args.no_bpf_stats) as ag:
+               bpf_stats=args.bpf_stats) as ag:
         res["startup_s"] = ag.startup_s
         res["config"] = ag.config
         time.sleep(1.0)   # let the start-up's own events settle
@@ -433,8 +444,8 @@ def under_agent(tmp: Path, exe: Path, kind: str, procs: int, seconds: float,
     # storm window: the scrape before the storm to the first after it
     win = after.t - before.t
     res["window_s"] = win
-    for k in ("events", "kdrops", "qdrops", "sent", "odropped", "matches", "bpf_s", "bpf_runs",
-              "cpu"):
+    for k in ("events", "kdrops", "qdrops", "sent", "odropped", "matches", "filtered", "bpf_s",
+              "bpf_runs", "cpu"):
         d = _d(before, after, k)
         res[f"storm_{k}"] = d
         res[f"storm_{k}_per_s"] = None if d is None else d / win
@@ -512,6 +523,7 @@ def build_rows(rep: dict[str, Any]) -> list[tuple[str, list[str]]]:
     row("events/s read, storm + drain", lambda a, g: si(g["read_total_per_s"]))
     row("  share of offered (storm window)",
         lambda a, g: f"{100 * g['storm_events_per_s'] / g['offered_per_s']:.1f}%")
+    row("events filtered in the kernel (pushdown)", lambda a, g: si(g["total_filtered"]))
     row("kernel drops (storm + drain)", lambda a, g: si(g["total_kdrops"]))
     row("queue drops (reader -> outputs)", lambda a, g: si(g["total_qdrops"]))
     row("drop % (kernel+queue)/(read+drops)", lambda a, g: f"{g['drop_pct']:.1f}%")
@@ -525,6 +537,9 @@ def build_rows(rep: dict[str, Any]) -> list[tuple[str, list[str]]]:
         f"{si(g['alerts']['n_drops'])}")
     row("  n_drops / metrics (kernel+queue)", lambda a, g: x(ratio(
         g["alerts"]["n_drops"], (g["total_kdrops"] or 0) + (g["total_qdrops"] or 0))))
+    row("alerts delivered + losses counted", lambda a, g: si(_accounted(g)))
+    row("  / interesting syscalls made", lambda a, g: x(ratio(
+        _accounted(g), g["storm"]["interesting"])))
     row("RSS before the storm", lambda a, g: mib(g["rss_start"]))
     row("RSS peak (scrapes) / VmHWM", lambda a, g: f"{mib(g['rss_peak'])} / {mib(g['vmhwm'])}")
     row("  peak / before", lambda a, g: x(ratio(g["rss_peak"], g["rss_start"])))
@@ -545,16 +560,25 @@ def build_rows(rep: dict[str, Any]) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def _accounted(g: dict[str, Any]) -> float:
+    """Alerts in the file (drop alerts aside) plus every loss the drop alerts
+    report: an alert storm leaves no syscall unaccounted when this is at least
+    the syscalls that alert."""
+    a = g["alerts"]
+    return float(a["lines"] - a["drop_alerts"] + a["n_drops"])
+
+
 def print_report(rep: dict[str, Any]) -> None:
     p = rep["params"]
-    print(f"bpfguard agent under an event storm, kernel {p['kernel']}, {p['cpus']} CPUs; "
-          f"{p['procs']} storm processes x {p['seconds']:g} s")
+    print(f"bpfguard agent under an event storm, kernel {p['kernel']}, {p['cpus']} CPUs")
     print(f"agent: stock Falco rules, pushdown {'off' if p['no_pushdown'] else 'on'}, "
           f"default policies {'off' if p['no_policies'] else 'on (monitor)'}, "
-          f"BPF stats {'off' if p['no_bpf_stats'] else 'on'}, alerts to a "
+          f"BPF stats {'on' if p['bpf_stats'] else 'off'}, alerts to a "
           "file, metrics scraped every 1 s")
     for k in rep["kinds"]:
-        print(f"  {k}: {KINDS[k]}")
+        r = rep["results"][k]["alone"]
+        print(f"  {k}: {KINDS[k]}, {r['procs']} process{'es' * (r['procs'] > 1)} x "
+              f"{r['seconds']:.1f} s")
     print()
     rows = build_rows(rep)
     w0 = max(len(r[0]) for r in rows)
@@ -600,6 +624,16 @@ def verdict(rep: dict[str, Any]) -> list[str]:
                f"{si(best_alone)}/s with no agent)")
     for k in rep["kinds"]:
         g = rep["results"][k]["agent"]
+        lost = (g["total_kdrops"] or 0) + (g["total_qdrops"] or 0) + (g["total_odropped"] or 0)
+        if k == "benign":
+            opens = g["storm"]["interesting"]
+            out.append(f"benign: losses (kernel, queue, output) {si(lost)}; filtered in the "
+                       f"kernel {si(g['total_filtered'])} of {si(opens)} opens: "
+                       f"{'yes' if not lost and (g['total_filtered'] or 0) >= opens else 'NO'}")
+        elif k == "open":
+            made = g["storm"]["interesting"]
+            out.append(f"open: alerts delivered + losses counted {si(_accounted(g))} >= opens "
+                       f"made {si(made)}: {'yes' if _accounted(g) >= made else 'NO'}")
         up = g["alive_after"] and g["healthz"] == 200 and g["exit_code"] == 0
         grew = ratio(g["rss_last"], g["rss_first"])
         bounded = grew is not None and grew < 1.25
@@ -615,28 +649,37 @@ def verdict(rep: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 s storms (~30 s)")
+    ap.add_argument("--quick", action="store_true", help="3 s storms (~40 s)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
-    ap.add_argument("--seconds", type=float, help="storm length (default 10; quick 3)")
-    ap.add_argument("--procs", type=int, default=os.cpu_count() or 1,
-                    help="storm processes (default: one per CPU)")
+    ap.add_argument("--seconds", type=float,
+                    help="storm length for every kind (default: per kind; quick 3)")
+    ap.add_argument("--procs", type=int,
+                    help="storm processes for every kind (default: per kind)")
     ap.add_argument("--kinds", default=",".join(KINDS),
                     help=f"storm kinds, comma-separated (default {','.join(KINDS)})")
     ap.add_argument("--no-policies", action="store_true",
                     help="run the agent with policies.enabled: false")
     ap.add_argument("--no-pushdown", action="store_true",
                     help="run the agent with rules.pushdown: false")
-    ap.add_argument("--no-bpf-stats", action="store_true",
-                    help="run the agent with metrics.bpf_stats: false (what the kernel's "
-                         "run-time statistics cost every BPF program run)")
+    ap.add_argument("--bpf-stats", action="store_true",
+                    help="run the agent with metrics.bpf_stats: true (per-program run "
+                         "metrics, at two clock reads per BPF program run)")
     args = ap.parse_args(argv)
-    seconds = args.seconds or (3.0 if args.quick else 10.0)
     kinds = [k for k in args.kinds.split(",") if k]
-    if seconds <= 0 or args.procs < 1 or not kinds or any(k not in KINDS for k in kinds):
+    if (args.seconds is not None and args.seconds <= 0) or \
+            (args.procs is not None and args.procs < 1) or not kinds or \
+            any(k not in KINDS for k in kinds):
         ap.error(f"--seconds and --procs must be positive, --kinds among {', '.join(KINDS)}")
     started = time.monotonic()
-    return guarded("agent_load.py", lambda tmp: _bench(tmp, args, kinds, seconds, started),
+    return guarded("agent_load.py", lambda tmp: _bench(tmp, args, kinds, started),
                    interrupted="interrupted: the agent and the storm stopped")
+
+
+def shape(kind: str, args: argparse.Namespace) -> tuple[int, float]:
+    """Storm processes and seconds for `kind`."""
+    procs, seconds = KIND_DEFAULTS[kind]
+    return (args.procs or procs or os.cpu_count() or 1,
+            args.seconds or (3.0 if args.quick else seconds))
 
 
 def other_tracing() -> list[str]:
@@ -646,27 +689,27 @@ def other_tracing() -> list[str]:
     return sorted(ln for ln in links if not ln.startswith(("xdp", "tcx", "netfilter", "netkit")))
 
 
-def _bench(tmp: Path, args: argparse.Namespace, kinds: list[str], seconds: float,
-           started: float) -> int:
+def _bench(tmp: Path, args: argparse.Namespace, kinds: list[str], started: float) -> int:
     exe = compile_storm(tmp)
     results: dict[str, Any] = {}
     for k in kinds:
-        log(f"{k}: storm alone, {args.procs} x {seconds:g} s")
+        procs, seconds = shape(k, args)
+        log(f"{k}: storm alone, {procs} x {seconds:g} s")
         others = other_tracing()
         if others:
             log(f"warning: someone else's BPF programs are attached ({', '.join(others[:4])}"
                 f"{', ...' if len(others) > 4 else ''}): they slow the storm; numbers skewed")
-        alone = storm_alone(exe, k, args.procs, seconds)
+        alone = storm_alone(exe, k, procs, seconds)
         alone["other_bpf_links"] = others
         log(f"{k}: {si(alone['syscalls_per_s'])} syscalls/s; now under the agent")
-        agent = under_agent(tmp, exe, k, args.procs, seconds, args)
+        agent = under_agent(tmp, exe, k, procs, seconds, args)
         agent["other_bpf_links_after"] = other_tracing()
         log(f"{k}: {si(agent['storm']['syscalls_per_s'])} syscalls/s under the agent, "
             f"{si(agent['storm_events_per_s'])} events/s read")
         results[k] = {"alone": alone, "agent": agent}
-    params = {"kernel": os.uname().release, "cpus": os.cpu_count(), "procs": args.procs,
-              "seconds": seconds, "no_policies": args.no_policies,
-              "no_pushdown": args.no_pushdown, "no_bpf_stats": args.no_bpf_stats,
+    params = {"kernel": os.uname().release, "cpus": os.cpu_count(),
+              "no_policies": args.no_policies,
+              "no_pushdown": args.no_pushdown, "bpf_stats": args.bpf_stats,
               "elapsed_s": round(time.monotonic() - started, 1)}
     rep = {"params": params, "kinds": kinds, "results": results}
     return emit(rep, args.json, print_report)

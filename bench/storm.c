@@ -8,6 +8,9 @@
  *            openat passes the rules' kernel filter (a read-only open, not
  *            O_DIRECTORY) and Falco's stock "Read sensitive file untrusted"
  *            alerts on each one ("storm" is in no trusted list).
+ * MODE benign: openat(AT_FDCWD, "/etc/hostname", O_RDONLY) + close(fd): a
+ *            file no stock rule cares about; the kernel's path tests of the
+ *            rules (pushdown) drop every one, none reaches user space.
  * MODE dup:  dup3(fd, fd2, 0) onto the same target fd: one traced syscall per
  *            call (the target is closed atomically, no close needed). The
  *            kernel filter of dup3 keeps every success, so each one reaches
@@ -62,8 +65,9 @@ static void work(int mode, volatile double *deadline, struct slot *s)
 	}
 	for (;;) {
 		for (int i = 0; i < 256; i++) {
-			if (mode == 0) {
-				long fd = syscall(SYS_openat, AT_FDCWD, "/etc/shadow", O_RDONLY);
+			if (mode == 0 || mode == 3) {
+				long fd = syscall(SYS_openat, AT_FDCWD,
+						  mode == 0 ? "/etc/shadow" : "/etc/hostname", O_RDONLY);
 				if (fd >= 0)
 					syscall(SYS_close, fd);
 				else
@@ -89,11 +93,11 @@ static void work(int mode, volatile double *deadline, struct slot *s)
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
-		fprintf(stderr, "usage: storm open|dup|getppid NPROC SECONDS\n");
+		fprintf(stderr, "usage: storm open|benign|dup|getppid NPROC SECONDS\n");
 		return 2;
 	}
 	int mode = !strcmp(argv[1], "open") ? 0 : !strcmp(argv[1], "dup") ? 1 :
-		   !strcmp(argv[1], "getppid") ? 2 : -1;
+		   !strcmp(argv[1], "getppid") ? 2 : !strcmp(argv[1], "benign") ? 3 : -1;
 	int n = atoi(argv[2]);
 	double secs = atof(argv[3]);
 	if (mode < 0 || n < 1 || n > 1024 || secs <= 0) {
@@ -155,8 +159,8 @@ int main(int argc, char **argv)
 		if (slots[i].end_ns > end)
 			end = slots[i].end_ns;
 	}
-	/* syscalls per call: open = openat + close; dup = dup3; getppid = getppid */
-	unsigned long long syscalls = mode == 0 ? 2 * calls - failed : calls;
+	/* syscalls per call: open, benign = openat + close; dup = dup3; getppid = getppid */
+	unsigned long long syscalls = mode == 0 || mode == 3 ? 2 * calls - failed : calls;
 	unsigned long long interesting = mode == 2 ? 0 : calls;
 	printf("{\"mode\": \"%s\", \"procs\": %d, \"seconds\": %.6f, \"calls\": %llu, "
 	       "\"failed\": %llu, \"syscalls\": %llu, \"interesting\": %llu}\n",

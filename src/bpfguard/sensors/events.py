@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import functools
 import ipaddress
 import os
 import posixpath
@@ -354,6 +355,7 @@ _OPEN_BITS = dict(sorted(
     key=lambda kv: -bin(kv[0]).count("1")))
 
 
+@functools.lru_cache(maxsize=4096)  # a workload opens with few distinct flag words
 def _open_flags(value: int) -> str:
     mode = _ACCESS_MODES.get(value & os.O_ACCMODE, hex(value & os.O_ACCMODE))
     rest = value & ~os.O_ACCMODE
@@ -364,6 +366,7 @@ def _open_flags(value: int) -> str:
 _AT_FLAGS = {0x100: "AT_SYMLINK_NOFOLLOW", 0x200: "AT_REMOVEDIR", 0x400: "AT_SYMLINK_FOLLOW",
              0x800: "AT_NO_AUTOMOUNT", 0x1000: "AT_EMPTY_PATH"}
 
+@functools.lru_cache(maxsize=256)
 def _at_flags(value: int) -> str:
     return _flag_names(value, _AT_FLAGS, "0")
 
