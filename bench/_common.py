@@ -87,7 +87,8 @@ def ensure_object(name: str) -> Path:
     if not (REPO / "build" / "vmlinux.h").exists() or not obj.exists():
         log(f"build/vmlinux.h or {obj.name} is missing: running make -C bpf")
         run(["make", "-C", str(REPO / "bpf")], "make -C bpf")
-    srcs = [REPO / "bpf" / f"{name}.bpf.c", *(REPO / "bpf" / "include").glob("*.h")]
+    srcs = [REPO / "bpf" / f"{name}.bpf.c", *(REPO / "bpf" / "include").glob("*.h"),
+            *(REPO / "bpf" / "lib").glob("*.h")]
     newer = [s.name for s in srcs if s.stat().st_mtime > obj.stat().st_mtime]
     if newer:
         log(f"warning: {obj} is older than {', '.join(newer)}: run `make -C bpf` "

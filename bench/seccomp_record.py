@@ -128,7 +128,7 @@ def check_tools() -> str:
                          "./scripts/setup)")
     if not os.access(BPFGUARD, os.X_OK):
         raise BenchError(f"{BPFGUARD} missing: run ./scripts/setup")
-    ensure_object("seccomp")
+    ensure_object("sensor")
     return strace
 
 

@@ -9,7 +9,11 @@
  *  - syscalls.bpf.h: the syscall sensor (its interest bitmap, specs,
  *    pushdown filters, entry stash, exit-time resolution);
  *  - policy.bpf.h: the TracingPolicy interpreter (routes, selectors, sets,
- *    matchBinaries' executables).
+ *    matchBinaries' executables);
+ *  - record.bpf.h: the seccomp recorder (the syscall set of a scope,
+ *    aggregated here; no event per syscall).
+ * A part a set does not have is compiled out (targ_policy, targ_record are
+ * .rodata: the verifier drops its branches).
  * Policy hooks on other kernel events (tracepoints, kernel functions, LSM
  * hooks, uprobes) are served by per-hook copies of this object that load
  * only the program for that hook (user space sets autoload) and share every
@@ -17,6 +21,7 @@
 #include "process.bpf.h"
 #include "syscalls.bpf.h"
 #include "policy.bpf.h"
+#include "record.bpf.h"
 
 /* Set before load: a policy engine is part of this sensor set, so the
  * lifecycle programs keep matchBinaries' executable table. */
@@ -27,12 +32,16 @@ const volatile __u32 targ_policy = 0;
 #define BG_BIT(id) (1ULL << ((id) & 63))
 
 /* The fast path is one test of the union of what the syscall sensor and the
- * policy engine want; an uninteresting syscall costs that and nothing more. */
+ * policy engine want; an uninteresting syscall costs that and nothing more.
+ * A recorder wants every syscall of its scope and has its own fast path (a
+ * syscall it has seen already). */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
 {
 	__u64 w, bit;
 
+	if (targ_record)
+		bg_record_enter(regs, id);
 	if ((__u64)id >= BG_NR_MAX)
 		return 0;
 	w = BG_WORD(id);
@@ -65,21 +74,35 @@ int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
 	return 0;
 }
 
+/* Scope first (an ARMED process opens its window at this exec; a child of an
+ * in-scope process joins at fork), then the parts. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(bg_sched_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
+	__u32 tgid = task->tgid;
+	bool opened = bg_scope_on_exec(tgid);
+
 	bg_process_exec(task, old_pid, bprm);
 	if (targ_policy)
 		bg_pol_on_exec(task);
+	if (targ_record && opened)
+		bg_record_exec(task, tgid);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(bg_sched_fork, struct task_struct *parent, struct task_struct *child)
 {
+	__u32 tgid = child->tgid;
+	bool joined = false;
+
+	if (child->pid == tgid) /* a new process, not a thread */
+		joined = bg_scope_on_fork(parent->tgid, tgid);
 	bg_process_fork(parent, child);
 	if (targ_policy)
 		bg_pol_on_fork(parent, child);
+	if (targ_record && joined)
+		bg_record_join(tgid);
 	return 0;
 }
 

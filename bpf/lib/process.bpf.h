@@ -146,7 +146,6 @@ static __always_inline int bg_process_exec(struct task_struct *task, pid_t old_p
 	struct tty_struct *tty;
 	__u32 tgid = BPF_CORE_READ(task, tgid);
 
-	bg_scope_on_exec(tgid);
 	if (!bg_in_scope(task, tgid))
 		return 0;
 	s = bg_scratch(BG_SCRATCH_EXEC);
@@ -207,7 +206,6 @@ static __always_inline int bg_process_fork(struct task_struct *parent, struct ta
 
 	if (BPF_CORE_READ(child, pid) != tgid)
 		return 0; /* a new thread: its process is already known */
-	bg_scope_on_fork(ptgid, tgid);
 	/* the child shares the parent's scope attributes (cgroup, mount ns) at fork */
 	if (!bg_in_scope(child, tgid))
 		return 0;

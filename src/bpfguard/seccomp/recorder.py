@@ -1,9 +1,10 @@
 """Recording which syscalls a workload makes, aggregated in the kernel.
 
-``bpf/seccomp.bpf.c`` marks one byte per (ABI, syscall number) in global data
-for every syscall an in-scope process makes, and collects the values of the
-few arguments that decide safety; user space reads the set when it wants it.
-No event crosses to user space per syscall.
+The recording part of the sensor object (``bpf/lib/record.bpf.h``, on the
+sensor's one sys_enter and lifecycle programs) marks one byte per (ABI,
+syscall number) in global data for every syscall an in-scope process makes,
+and collects the values of the few arguments that decide safety; user space
+reads the set when it wants it. No event crosses to user space per syscall.
 
 Example::
 
@@ -21,12 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..loader import BpfObject, Map, bpf_object_path
-from ..sensors.events import Abi
-from ..sensors.sensorset import Scope
+from ..loader import Map
+from ..sensors.sensors import Sensor, sensor_btf
+from ..sensors.sensorset import Scope, SensorSet
 from ..sensors.syscall_table import native_arches, syscall_name, syscall_number
 
-__all__ = ["ARG_WATCHES", "CLONE_NS_MASK", "ArgWatch", "Recording", "SeccompRecorder"]
+__all__ = ["ARG_WATCHES", "CLONE_NS_MASK", "ArgWatch", "Recorder", "Recording",
+           "SeccompRecorder"]
+
+# The recorder's set reads no events: its ring buffer only takes the process
+# events of the recorded scope (exec/fork/exit), which nobody reads; the
+# smallest ring the kernel allows keeps that cheap.
+_RINGBUF_BYTES = 4096
 
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET (linux/sched.h):
 # the flags that create namespaces. CLONE_NEWTIME (0x80) is left out: in clone()'s
@@ -72,6 +79,44 @@ class Recording:
         return set().union(*self.syscalls.values()) if self.syscalls else set()
 
 
+class Recorder(Sensor):
+    """The recording part of a sensor set: sys_enter (no sys_exit) for every
+    syscall of the scope, the scope's members kept at fork and exec.
+
+    Args:
+        args: also collect the argument values of :data:`ARG_WATCHES` (and clone3's flags).
+    """
+
+    def __init__(self, *, args: bool = False) -> None:
+        super().__init__()
+        self.args = args
+
+    def configure(self) -> None:
+        self.obj.rodata["targ_record"] = 1
+        if self.args:
+            self._watch(sensor_btf().enum("bg_watch"))
+
+    def _watch(self, kinds: dict[str, int]) -> None:
+        watch = self.obj.rodata.var("targ_watch")
+        nr_max = self.abi.nr_max
+        _, compat = native_arches()
+        for is_compat in (False, True) if compat else (False,):
+            base = nr_max if is_compat else 0
+            for name, w in ARG_WATCHES.items():
+                nr = syscall_number(name, compat=is_compat)
+                if nr is not None and nr < nr_max:
+                    watch[base + nr] = kinds["BG_WATCH_ARG0"] + w.index
+            nr = syscall_number("clone3", compat=is_compat)
+            if nr is not None and nr < nr_max:
+                watch[base + nr] = kinds["BG_WATCH_CLONE3"]
+
+    def wants_syscalls(self) -> bool:
+        return True
+
+    def wants_syscall_exits(self) -> bool:
+        return False  # a syscall is recorded at entry: that it was made is the fact
+
+
 class SeccompRecorder:
     """The in-kernel syscall set of one scope. Use :attr:`scope` to choose what
     is recorded, then :meth:`start`.
@@ -81,39 +126,17 @@ class SeccompRecorder:
     """
 
     def __init__(self, *, args: bool = False) -> None:
-        self.obj = BpfObject.open(bpf_object_path("seccomp"))
-        try:
-            abi = Abi(self.obj.btf)
-            self._nr_max = abi.nr_max
-            if args:
-                self._watch(self.obj.btf.enum("bg_watch"))
-            self.obj.load()
-            self._maps: dict[str, Map] = {
-                n: self.obj.map(n) for n in ("scope_config", "scope_tgids", "scope_cgroups",
-                                             "scope_mntns", "argvals", "members")}
-            self.scope = Scope(self._maps, abi)
-            self.scope.apply()
-        except BaseException:
-            self.obj.close()
-            raise
-
-    def _watch(self, kinds: dict[str, int]) -> None:
-        watch = self.obj.rodata.var("targ_watch")
-        _, compat = native_arches()
-        for is_compat in (False, True) if compat else (False,):
-            base = self._nr_max if is_compat else 0
-            for name, w in ARG_WATCHES.items():
-                nr = syscall_number(name, compat=is_compat)
-                if nr is not None and nr < self._nr_max:
-                    watch[base + nr] = kinds["BG_WATCH_ARG0"] + w.index
-            nr = syscall_number("clone3", compat=is_compat)
-            if nr is not None and nr < self._nr_max:
-                watch[base + nr] = kinds["BG_WATCH_CLONE3"]
+        self.sensors = SensorSet(syscalls=(), extra=[Recorder(args=args)],
+                                 ringbuf_bytes=_RINGBUF_BYTES)
+        self.obj = self.sensors.obj
+        self._nr_max = self.sensors.abi.nr_max
+        self._maps: dict[str, Map] = {
+            n: self.obj.map(n) for n in ("scope_tgids", "argvals", "members")}
+        self.scope: Scope = self.sensors.scope
 
     def start(self) -> None:
         """Attaches the programs: recording starts (for ARMED pids, at their execve)."""
-        for prog in self.obj.programs:
-            prog.attach()
+        self.sensors.start()
 
     def live(self) -> int:
         """Processes in the scope's pid set now (ARMED ones included)."""
@@ -154,7 +177,7 @@ class SeccompRecorder:
             rec.syscalls.setdefault(arch.oci, set()).add(name)
             if lost[idx]:
                 rec.args_incomplete.add("clone" if name == "clone3" else name)
-        key_type = self.obj.btf.struct("bg_argval_key")
+        key_type = sensor_btf().struct("bg_argval_key")
         for key, _ in self._maps["argvals"].items():
             k = key_type.from_buffer_copy(key)
             is_compat = k.idx >= self._nr_max
@@ -163,7 +186,7 @@ class SeccompRecorder:
         return rec
 
     def close(self) -> None:
-        self.obj.close()
+        self.sensors.close()
 
     def __enter__(self) -> SeccompRecorder:
         return self

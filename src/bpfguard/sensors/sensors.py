@@ -78,8 +78,14 @@ class Sensor:
         """Starts what this part attaches of its own (after the set's programs)."""
 
     def wants_syscalls(self) -> bool:
-        """Whether the sys_enter/sys_exit programs must run for this part."""
+        """Whether the sys_enter program (and, see below, sys_exit) must run for
+        this part."""
         return False
+
+    def wants_syscall_exits(self) -> bool:
+        """Whether the sys_exit program must run for this part (by default,
+        whenever it wants syscalls)."""
+        return self.wants_syscalls()
 
     def close(self) -> None:
         """Frees what this part holds beyond the shared object."""

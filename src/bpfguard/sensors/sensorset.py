@@ -168,7 +168,7 @@ class SensorSet:
         self._rb: RingBuffer | None = None
         self._started = False
         self._links: list[Link] = []
-        self._syscall_links: list[Link] = []
+        self._syscall_links: dict[str, Link] = {}
         self._links_lock = threading.RLock()
         self.obj = BpfObject.open(bpf_object_path(SENSOR_OBJECT))
         try:
@@ -229,19 +229,20 @@ class SensorSet:
         self._decoder.env_read = env_max > 0
 
     def sync_syscall_programs(self) -> None:
-        """Attaches sys_enter/sys_exit while some part wants syscalls, and
-        detaches them when none does: with nothing to trace, syscalls run
-        with no BPF program at all."""
+        """Attaches sys_enter (sys_exit) while some part wants syscalls (their
+        exits), and detaches them when none does: with nothing to trace,
+        syscalls run with no BPF program at all."""
         with self._links_lock:
             if not self._started:
                 return
-            want = any(s.wants_syscalls() for s in self.sensors)
-            if want and not self._syscall_links:
-                self._syscall_links = [self.obj.program(n).attach() for n in _SYSCALL_PROGRAMS]
-            elif not want and self._syscall_links:
-                for link in self._syscall_links:
-                    link.destroy()
-                self._syscall_links = []
+            enter, exit_ = _SYSCALL_PROGRAMS
+            wanted = {enter: any(s.wants_syscalls() for s in self.sensors),
+                      exit_: any(s.wants_syscall_exits() for s in self.sensors)}
+            for name, want in wanted.items():
+                if want and name not in self._syscall_links:
+                    self._syscall_links[name] = self.obj.program(name).attach()
+                elif not want and name in self._syscall_links:
+                    self._syscall_links.pop(name).destroy()
 
     def program_stats(self) -> dict[str, dict[str, int]]:
         """Run counts and times of the object's loaded programs (BPF stats on)."""
@@ -307,9 +308,9 @@ class SensorSet:
             self._rb = None
         with self._links_lock:
             self._started = False
-            for link in self._syscall_links + self._links:
+            for link in [*self._syscall_links.values(), *self._links]:
                 link.destroy()
-            self._syscall_links, self._links = [], []
+            self._syscall_links, self._links = {}, []
         for s in reversed(self.sensors):
             s.close()
         self.sensors.clear()

@@ -1,16 +1,24 @@
-// SPDX-License-Identifier: GPL-2.0
-/* Seccomp recorder: the set of syscalls a scope makes, aggregated in the kernel.
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Seccomp recorder: the set of syscalls a scope makes, aggregated in the
+ * kernel; the recording part of sensor.bpf.c, on its sys_enter and lifecycle
+ * programs (compiled out of a set that records nothing: targ_record).
  *
  * No event per syscall: sys_enter marks the syscall's byte in `seen` (global
  * data user space reads through mmap) and, for the few syscalls whose
- * arguments decide safety, puts the value into `argvals`. The scope is kept
- * here too (fork, exec, exit), so a recording needs no other sensor. */
+ * arguments decide safety, puts the value into `argvals`. Every process that
+ * joins the scope (fork, the exec that opens the window) is remembered in
+ * `members`, exited ones too, so late audit records can be attributed. */
+#ifndef BPFGUARD_LIB_RECORD_BPF_H
+#define BPFGUARD_LIB_RECORD_BPF_H
+
 #include "syscall.bpf.h"
 
 #define BG_E2BIG 7
 #define BG_IDX_MASK (2 * BG_NR_MAX - 1)
 
-/* Set before load: enum bg_watch per syscall index (native, then compat). */
+/* Set before load: a recorder is part of this sensor set; enum bg_watch per
+ * syscall index (native, then compat). */
+const volatile __u32 targ_record = 0;
 const volatile __u8 targ_watch[2 * BG_NR_MAX];
 
 /* Plain byte stores, not atomics: every writer writes 1. */
@@ -39,7 +47,7 @@ struct {
 	__type(value, __u8);
 } members SEC(".maps");
 
-static __always_inline void bg_join(__u32 tgid)
+static __always_inline void bg_record_join(__u32 tgid)
 {
 	__u8 one = 1;
 
@@ -105,8 +113,7 @@ static __always_inline void bg_record(struct pt_regs *regs, long id, bool compat
  * collect changes nothing: answer that from global data first, and pay for
  * the scope lookup only for syscalls not seen yet. After a workload's first
  * moments that is almost none, in scope or not. */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(bg_rec_enter, struct pt_regs *regs, long id)
+static __always_inline void bg_record_enter(struct pt_regs *regs, long id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	bool compat = bg_is_compat(task);
@@ -115,46 +122,23 @@ int BPF_PROG(bg_rec_enter, struct pt_regs *regs, long id)
 		__u32 idx = bg_index(id, compat);
 
 		if (seen[idx] && targ_watch[idx] == BG_WATCH_NONE)
-			return 0;
+			return;
 	}
 	if (!bg_in_scope(task, bpf_get_current_pid_tgid() >> 32))
-		return 0;
+		return;
 	bg_record(regs, id, compat);
-	return 0;
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(bg_rec_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+/* The exec that opened a window (`seccomp record -- CMD`): the process joins,
+ * and its execve, which entered while the process was ARMED (so sys_enter
+ * skipped it), is recorded here. It was made by bpfguard's launcher, a native
+ * process, whatever ABI the new image has. */
+static __always_inline void bg_record_exec(struct task_struct *task, __u32 tgid)
 {
-	__u32 tgid = BPF_CORE_READ(task, tgid);
-	struct pt_regs *regs;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 
-	if (!bg_scope_on_exec(tgid))
-		return 0;
-	bg_join(tgid);
-	/* The execve that opened the window entered while ARMED, so sys_enter
-	 * skipped it: record it here. It was made by bpfguard's launcher, a
-	 * native process, whatever ABI the new image has. */
-	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	bg_record_join(tgid);
 	bg_record(regs, bg_syscall_nr(regs), false);
-	return 0;
 }
 
-SEC("tp_btf/sched_process_fork")
-int BPF_PROG(bg_rec_fork, struct task_struct *parent, struct task_struct *child)
-{
-	__u32 tgid = BPF_CORE_READ(child, tgid);
-
-	if (BPF_CORE_READ(child, pid) != tgid)
-		return 0; /* a thread: its process is already in or out */
-	if (bg_scope_on_fork(BPF_CORE_READ(parent, tgid), tgid))
-		bg_join(tgid);
-	return 0;
-}
-
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(bg_rec_exit, struct task_struct *task)
-{
-	bg_scope_on_exit(task, BPF_CORE_READ(task, tgid));
-	return 0;
-}
+#endif /* BPFGUARD_LIB_RECORD_BPF_H */
