@@ -43,13 +43,13 @@ import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import BpfguardError, ConfigError
 from ..files import yaml_files
+from ..outputs.alert import Alert, policy_alert, seccomp_alert
 from ..outputs.channels import (
     Channel,
     Channels,
@@ -59,7 +59,6 @@ from ..outputs.channels import (
     HttpChannel,
     Rfc5424SyslogChannel,
     StdoutChannel,
-    rfc3339,
 )
 from ..outputs.ratelimit import Limit, RateLimiter
 from ..outputs.tetragon import policy_event_json
@@ -77,8 +76,8 @@ from .config import AgentConfig, load_config
 from .control import ControlServer, TcpControlServer
 from .detect import ENV_BYTES, RuleMatcher
 
-__all__ = ["Agent", "build_channels", "build_engine", "default_policy_files", "policy_alert",
-           "read_policies", "read_token", "seccomp_alert"]
+__all__ = ["Agent", "build_channels", "build_engine", "default_policy_files", "read_policies",
+           "read_token"]
 
 log = logging.getLogger("bpfguard.agent")
 
@@ -192,77 +191,6 @@ def build_channels(cfg: AgentConfig, stdout: TextIO | None = None) -> list[Chann
 # configuration sections a reload cannot change in a running agent
 _RESTART_SECTIONS = ("sensors", "outputs", "control", "metrics", "firewall", "seccomp_audit")
 
-_PRIORITY_DONE = "Critical"     # an enforcing action was taken
-_PRIORITY_WOULD = "Warning"     # monitor mode held one back
-_PRIORITY_POST = "Notice"
-
-
-def policy_alert(ev: PolicyEvent, event: dict[str, Any], hostname: str) -> dict[str, Any]:
-    """A policy event as an alert in Falco's shape, the Tetragon event inside."""
-    kind = next(iter(k for k in event if k.startswith("process_")), "process_kprobe")
-    body = event.get(kind, {})
-    proc = body.get("process", {})
-    what = ev.function_name or ev.symbol or f"{ev.subsys}/{ev.event}"
-    args = " ".join(_short_arg(a) for a in body.get("args", []))
-    if any(e.done for e in ev.enforcement):
-        prio, did = _PRIORITY_DONE, ", ".join(f"{e.action} done"
-                                              + ("" if e.before_operation else
-                                                 " (after the operation)")
-                                              for e in ev.enforcement if e.done)
-    elif ev.enforcement:
-        prio, did = _PRIORITY_WOULD, ", ".join(f"{e.action} not done ({e.mode} mode)"
-                                               for e in ev.enforcement)
-    else:
-        prio, did = _PRIORITY_POST, "posted"
-    output = (f"TracingPolicy {ev.policy_name}: {what}({args}) by {proc.get('binary', '?')} "
-              f"(pid {ev.pid}, uid {ev.uid}): {did}")
-    return {
-        "hostname": hostname,
-        "output": output,
-        "output_fields": {"evt.time": ev.time_ns, "policy.name": ev.policy_name,
-                          "policy.action": ev.action, "policy.function": what,
-                          "proc.pid": ev.pid, "proc.name": ev.comm,
-                          "proc.exepath": proc.get("binary"), "user.uid": ev.uid},
-        "priority": prio,
-        "rule": ev.policy_name,
-        "source": "tetragon",
-        "tags": ["tracing_policy", *ev.tags],
-        "time": rfc3339(ev.time_ns),
-        "tetragon": event,
-    }
-
-
-def _short_arg(a: Mapping[str, Any]) -> str:
-    for k, v in a.items():
-        if k != "label":
-            text = v.get("path", v) if isinstance(v, dict) else v
-            return str(text)[:120]
-    return "?"
-
-
-_SECCOMP_PRIORITY = {"SCMP_ACT_LOG": "Notice", "SCMP_ACT_ERRNO": "Warning",
-                     "SCMP_ACT_TRAP": "Warning", "SCMP_ACT_KILL_THREAD": "Critical",
-                     "SCMP_ACT_KILL_PROCESS": "Critical"}
-
-
-def seccomp_alert(rec: Any, hostname: str) -> dict[str, Any]:
-    """A syscall seccomp logged, as an alert."""
-    ns = time.time_ns()
-    return {
-        "hostname": hostname,
-        "output": f"Seccomp {rec.action} on {rec.syscall} by {rec.exe} (pid {rec.pid}, "
-                  f"comm {rec.comm}, {rec.arch})",
-        "output_fields": {"evt.time": ns, "proc.pid": rec.pid, "proc.name": rec.comm,
-                          "proc.exepath": rec.exe, "syscall.type": rec.syscall,
-                          "seccomp.action": rec.action, "seccomp.arch": rec.arch},
-        "priority": _SECCOMP_PRIORITY.get(rec.action, "Warning"),
-        "rule": "Seccomp logged a syscall",
-        "source": "seccomp",
-        "tags": ["seccomp"],
-        "time": rfc3339(ns),
-    }
-
-
 class _Policies:
     """The policy engine as a subscriber of the agent's pipeline."""
 
@@ -273,7 +201,7 @@ class _Policies:
         self.from_config: dict[str, tuple[Policy, str]] = {}
         self.cgroup: str | None = None
 
-    def handle(self, ev: PolicyEvent) -> Iterable[dict[str, Any]]:
+    def handle(self, ev: PolicyEvent) -> Iterable[Alert]:
         return (policy_alert(ev, policy_event_json(ev, self.table, node=self.hostname),
                              self.hostname),)
 
@@ -434,7 +362,7 @@ class Agent:
         self.pipeline = Pipeline(self.sensors, self.table, handler=self._handle,
                                  sink=self._deliver)
 
-    def _handle(self, ev: Event | PolicyEvent) -> Iterable[dict[str, Any]]:
+    def _handle(self, ev: Event | PolicyEvent) -> Iterable[Alert]:
         """Each event to its subscribers, on the reader thread."""
         if isinstance(ev, PolicyEvent):
             return self.policies.handle(ev) if self.policies is not None else ()
@@ -568,12 +496,14 @@ class Agent:
             log.error("%s", self._fatal)
             self.request_stop()
 
-    def _deliver(self, rec: dict[str, Any]) -> None:
+    def _deliver(self, rec: Mapping[str, Any]) -> None:
+        """The pipeline's sink: an alert to the outputs, a loss record as
+        Falco's drop alert."""
         with self._send_lock:
-            if rec.get("type") == "loss":
-                self.channels.notice(rec)
+            if not isinstance(rec, Alert):
+                self.channels.notice(rec)    # {"type": "loss", ...}
                 return
-            key = (str(rec.get("rule")), str(rec.get("priority")))
+            key = (rec.rule, rec.priority)
             self._matches[key] = self._matches.get(key, 0) + 1
             self.channels.send(rec)
 

@@ -3,8 +3,8 @@
 The loaded rules decide what the kernel reports (the pushdown plan: which
 syscalls, and what may be dropped before user space); every event is matched
 on the reader thread right after the process table has applied it, so a rule
-sees the process as it was at that event; alerts go to a bounded queue and
-from there to the channels, which never block.
+sees the process as it was at that event. Alerts (:class:`~bpfguard.outputs.alert.Alert`)
+go to a bounded queue and from there to the channels, which never block.
 
 :class:`RuleMatcher` is the subscriber (the agent puts it on its one
 pipeline beside the policy engine); :class:`Detector` is a sensor set, a
@@ -16,15 +16,16 @@ Example::
     with Detector(Engine(rules.rules)) as det:
         det.start()
         for item in det.alerts():          # until stop()
-            channels.send(item) if item.get("type") != "loss" else channels.notice(item)
+            channels.send(item) if isinstance(item, Alert) else channels.notice(item)
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from ..outputs.alert import Alert
 from ..proctable import ProcessTable
 from ..rules.compiler import fields_used
 from ..rules.engine import Engine
@@ -66,7 +67,7 @@ class RuleMatcher:
         self.evaluated = 0
         self.matched = 0
 
-    def handle(self, ev: Event) -> Iterable[dict[str, Any]]:
+    def handle(self, ev: Event) -> Iterable[Alert]:
         """The alerts `ev` raises (after the table has applied it)."""
         if isinstance(ev, SyscallEvent):
             self.syscall_events += 1
@@ -127,13 +128,13 @@ class Detector:
     def start(self) -> None:
         self.pipeline.start()
 
-    def alerts(self, timeout: float = 0.1) -> Iterator[dict[str, Any]]:
+    def alerts(self, timeout: float = 0.1) -> Iterator[Mapping[str, Any]]:
         """Alerts and loss notices ({"type": "loss"}) as they come; stops yielding
         (for this call) after `timeout` seconds without one."""
         while (item := self.pipeline.get(timeout)) is not None:
             yield item
 
-    def stop(self) -> list[dict[str, Any]]:
+    def stop(self) -> list[Mapping[str, Any]]:
         """Stops reading; returns what was still queued."""
         self.pipeline.stop()
         return self.pipeline.pending()
