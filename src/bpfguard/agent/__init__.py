@@ -23,7 +23,10 @@ from ..proctable import ProcessTable
 from ..sensors import SensorSet
 from ..sensors.events import Event, LossEvent
 
-__all__ = ["Pipeline"]
+__all__ = ["SENSORS_LABEL", "Pipeline"]
+
+#: What the metrics and status call the agent's one sensor set (``sensors`` label).
+SENSORS_LABEL = "sensor"
 
 log = logging.getLogger("bpfguard.pipeline")
 
