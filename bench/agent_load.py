@@ -322,7 +322,7 @@ class Agent:
 
 def read_alerts(path: Path) -> dict[str, Any]:
     """Alert lines in the file, and Falco's drop alerts with their n_drops."""
-    lines = drops = n_drops = bad = 0
+    lines = drops = n_drops = n_output_drops = bad = 0
     by_cause: dict[str, int] = {}
     marker = DROP_RULE.encode()
     if path.exists():
@@ -340,11 +340,15 @@ def read_alerts(path: Path) -> dict[str, Any]:
                     continue
                 drops += 1
                 fields = a.get("output_fields") or {}
-                n_drops += int(fields.get("n_drops", 0))
+                if "n_drops_output_queue_full" in fields:  # an output's queue, not the kernel's
+                    n_output_drops += int(fields.get("n_drops", 0))
+                else:
+                    n_drops += int(fields.get("n_drops", 0))
                 for k, v in fields.items():
                     if k.startswith("n_drops_"):
                         by_cause[k[8:]] = by_cause.get(k[8:], 0) + int(v)
     return {"lines": lines, "drop_alerts": drops, "n_drops": n_drops,
+            "n_output_drops": n_output_drops,
             "n_drops_by_cause": by_cause, "unparsable": bad,
             "bytes": path.stat().st_size if path.exists() else 0}
 
@@ -540,6 +544,8 @@ def build_rows(rep: dict[str, Any]) -> list[tuple[str, list[str]]]:
     row("alerts delivered + losses counted", lambda a, g: si(_accounted(g)))
     row("  / interesting syscalls made", lambda a, g: x(ratio(
         _accounted(g), g["storm"]["interesting"])))
+    row("  output drops reported / metrics", lambda a, g: f"{si(g['alerts']['n_output_drops'])}"
+        f" / {si(g['total_odropped'])}")
     row("RSS before the storm", lambda a, g: mib(g["rss_start"]))
     row("RSS peak (scrapes) / VmHWM", lambda a, g: f"{mib(g['rss_peak'])} / {mib(g['vmhwm'])}")
     row("  peak / before", lambda a, g: x(ratio(g["rss_peak"], g["rss_start"])))
@@ -638,7 +644,7 @@ def verdict(rep: dict[str, Any]) -> list[str]:
         grew = ratio(g["rss_last"], g["rss_first"])
         bounded = grew is not None and grew < 1.25
         reported = (g["alerts"]["drop_alerts"] > 0) == (
-            (g["total_kdrops"] or 0) + (g["total_qdrops"] or 0) > 0)
+            (g["total_kdrops"] or 0) + (g["total_qdrops"] or 0) + (g["total_odropped"] or 0) > 0)
         out.append(f"{k}: stayed up: {'yes' if up else 'NO'}; RSS bounded: "
                    f"{'yes' if bounded else 'NO'} (last/first {x(grew)}); drops in the metrics "
                    f"and as drop alerts: {'yes' if reported else 'NO'}")

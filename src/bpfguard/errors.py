@@ -8,8 +8,22 @@
     │   └── AttachError          a program could not be attached
     ├── UnsupportedError         the running kernel lacks a needed feature (names it)
     ├── BuildError               the BPF objects are missing or stale
-    └── ConfigError              bad user input (where, and what was wrong)
-        └── CommandError         the command to run cannot be (exit 127 or 126, as shells)
+    ├── ConfigError              bad user input (where, and what was wrong)
+    │   ├── CommandError         the command to run cannot be (exit 127 or 126, as shells)
+    │   ├── RulesError           rules files did not load; `result` has every problem,
+    │   │                        each with file:line:column (rules.loader)
+    │   ├── ConditionSyntaxError a condition is not Falco syntax (rules.grammar)
+    │   ├── CompileError         a condition parses but cannot be evaluated (rules.compiler)
+    │   ├── PolicyError          a TracingPolicy did not load; `problems`, each with
+    │   │                        file:line:column and a stable code (policy.loader)
+    │   ├── ProfileError         a seccomp profile cannot be used (seccomp.profile)
+    │   └── FirewallError        a firewall request that cannot be done (firewall.xdp)
+    └── ControlError             a control-socket request failed (agent.control)
+        ├── AgentNotListening    nothing listens on the socket
+        └── NotServed            the agent there does not serve that request
+
+Only the first level lives here; the others are defined next to what raises
+them, and all are importable from :mod:`bpfguard`.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@ stock rules, benign activity raises nothing."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import textwrap
 import time
@@ -229,3 +232,37 @@ def test_stock_rules_keep_benign_opens_in_the_kernel(engine: Engine, progs: dict
     assert hit and events == 1, (events, rules_of(alerts))
     assert hit[0]["output_fields"]["proc.name"] == "shadowpeek"
     assert hit[0]["output_fields"]["fd.name"] == "/etc/shadow"
+
+
+def test_detect_cli_reports_every_alert_a_tiny_output_queue_drops(tmp_path: Path) -> None:
+    # a storm of opens of /etc/shadow by a copied interpreter (an untrusted
+    # program): each raises "Read sensitive file untrusted", far faster than a
+    # 4-slot stdout queue can print them. Nothing may vanish: every open is an
+    # alert printed or counted in a drop alert of the stream itself.
+    opens = 20_000
+    storm = tmp_path / "shadowstorm"
+    shutil.copy2(os.path.realpath(sys.executable), storm)
+    code = (f"import os\nfor _ in range({opens}):\n"
+            "    os.close(os.open('/etc/shadow', os.O_RDONLY))\n")
+    res = subprocess.run([sys.executable, "-m", "bpfguard", "detect", "--json", "--stats",
+                          "-o", "outputs_queue.capacity=4", "--", str(storm), "-I", "-S",
+                          "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr[-3000:]
+    printed = dropped = output_dropped = 0
+    for line in res.stdout.splitlines():
+        a = json.loads(line)
+        if a["rule"] == "Read sensitive file untrusted":
+            assert a["output_fields"]["proc.name"] == "shadowstorm"
+            printed += 1
+        elif a["rule"] == "Falco internal: syscall event drop":
+            n = int(a["output_fields"]["n_drops"])
+            dropped += n
+            if "n_drops_output_queue_full" in a["output_fields"]:
+                output_dropped += n
+    assert printed + dropped >= opens, (printed, dropped, res.stderr[-2000:])
+    # the queue did overflow, and the stream's count is the channel's own
+    assert output_dropped > 0, res.stderr[-2000:]
+    m = re.search(r"'stdout': \{'sent': \d+, 'failed': \d+, 'dropped': (\d+)", res.stderr)
+    assert m is not None, res.stderr[-2000:]
+    assert int(m[1]) == output_dropped

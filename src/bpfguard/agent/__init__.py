@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..outputs import record
@@ -23,7 +23,10 @@ from ..proctable import ProcessTable
 from ..sensors import SensorSet
 from ..sensors.events import Event, LossEvent
 
-__all__ = ["Pipeline"]
+__all__ = ["SENSORS_LABEL", "Pipeline"]
+
+#: What the metrics and status call the agent's one sensor set (``sensors`` label).
+SENSORS_LABEL = "sensor"
 
 log = logging.getLogger("bpfguard.pipeline")
 
@@ -45,13 +48,13 @@ class Pipeline:
 
     def __init__(self, sensors: SensorSet, table: ProcessTable, *,
                  queue_size: int = 65536,
-                 handler: Callable[[Event], Iterable[dict[str, Any]]] | None = None,
-                 sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 handler: Callable[[Event], Iterable[Mapping[str, Any]]] | None = None,
+                 sink: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         self.sensors = sensors
         self.table = table
         self._handle = handler or (lambda ev: (record(ev, table),))
         self._sink = sink
-        self._q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._q: queue.Queue[Mapping[str, Any]] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bpfguard-reader", daemon=True)
         self.queue_drops = 0
@@ -65,7 +68,7 @@ class Pipeline:
         self.sensors.start()
         self._thread.start()
 
-    def _put(self, rec: dict[str, Any]) -> None:
+    def _put(self, rec: Mapping[str, Any]) -> None:
         if self._sink is not None:
             self._sink(rec)
             return
@@ -116,7 +119,7 @@ class Pipeline:
         except BaseException as exc:  # surfaced to the caller by get()
             self.error = exc
 
-    def get(self, timeout: float = 0.1) -> dict[str, Any] | None:
+    def get(self, timeout: float = 0.1) -> Mapping[str, Any] | None:
         """The next record, or None after `timeout` seconds without one."""
         if self.error is not None:
             raise self.error
@@ -136,7 +139,7 @@ class Pipeline:
         if self._thread.is_alive():
             self._thread.join()
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self) -> list[Mapping[str, Any]]:
         out = []
         while True:
             try:

@@ -30,6 +30,13 @@ first keeps what old and new rules want, then, once the new rules match in
 user space, only what they want), so nothing is missed while they change.
 SIGTERM and SIGINT stop it: the reader drains, the outputs flush, every
 program is detached, and only the firewalls' pinned state remains.
+
+This module is the composition root: :class:`Agent` builds the parts from
+the configuration and wires them; the parts live next to it —
+:mod:`.firewalls` (the pinned firewalls), :mod:`.metrics` (Prometheus, with
+:class:`~bpfguard.agent.metrics.AgentMetrics` reading the agent),
+:mod:`.detect` (the Falco rules), :mod:`.control` (the socket) and
+:mod:`bpfguard.outputs.alert` (every alert, policy and seccomp ones too).
 """
 
 from __future__ import annotations
@@ -43,23 +50,21 @@ import os
 import signal
 import socket
 import threading
-import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import BpfguardError, ConfigError
 from ..files import yaml_files
+from ..outputs.alert import Alert, policy_alert, seccomp_alert
 from ..outputs.channels import (
     Channel,
     Channels,
-    ChannelStats,
     FileChannel,
     Format,
     HttpChannel,
     Rfc5424SyslogChannel,
     StdoutChannel,
-    rfc3339,
 )
 from ..outputs.ratelimit import Limit, RateLimiter
 from ..outputs.tetragon import policy_event_json
@@ -70,15 +75,16 @@ from ..policy.model import Option
 from ..proctable import ProcessTable
 from ..sensors import SensorSet
 from ..sensors.events import Event
-from ..sensors.sensors import SENSOR_OBJECT, SyscallChange
+from ..sensors.sensors import SyscallChange
 from ..sensors.sensorset import _boot_id
-from . import Pipeline
+from . import SENSORS_LABEL, Pipeline
 from .config import AgentConfig, load_config
 from .control import ControlServer, TcpControlServer
 from .detect import ENV_BYTES, RuleMatcher
+from .firewalls import Firewalls
 
-__all__ = ["Agent", "build_channels", "build_engine", "default_policy_files", "policy_alert",
-           "read_policies", "read_token", "seccomp_alert"]
+__all__ = ["Agent", "build_channels", "build_engine", "default_policy_files", "read_policies",
+           "read_token"]
 
 log = logging.getLogger("bpfguard.agent")
 
@@ -192,77 +198,6 @@ def build_channels(cfg: AgentConfig, stdout: TextIO | None = None) -> list[Chann
 # configuration sections a reload cannot change in a running agent
 _RESTART_SECTIONS = ("sensors", "outputs", "control", "metrics", "firewall", "seccomp_audit")
 
-_PRIORITY_DONE = "Critical"     # an enforcing action was taken
-_PRIORITY_WOULD = "Warning"     # monitor mode held one back
-_PRIORITY_POST = "Notice"
-
-
-def policy_alert(ev: PolicyEvent, event: dict[str, Any], hostname: str) -> dict[str, Any]:
-    """A policy event as an alert in Falco's shape, the Tetragon event inside."""
-    kind = next(iter(k for k in event if k.startswith("process_")), "process_kprobe")
-    body = event.get(kind, {})
-    proc = body.get("process", {})
-    what = ev.function_name or ev.symbol or f"{ev.subsys}/{ev.event}"
-    args = " ".join(_short_arg(a) for a in body.get("args", []))
-    if any(e.done for e in ev.enforcement):
-        prio, did = _PRIORITY_DONE, ", ".join(f"{e.action} done"
-                                              + ("" if e.before_operation else
-                                                 " (after the operation)")
-                                              for e in ev.enforcement if e.done)
-    elif ev.enforcement:
-        prio, did = _PRIORITY_WOULD, ", ".join(f"{e.action} not done ({e.mode} mode)"
-                                               for e in ev.enforcement)
-    else:
-        prio, did = _PRIORITY_POST, "posted"
-    output = (f"TracingPolicy {ev.policy_name}: {what}({args}) by {proc.get('binary', '?')} "
-              f"(pid {ev.pid}, uid {ev.uid}): {did}")
-    return {
-        "hostname": hostname,
-        "output": output,
-        "output_fields": {"evt.time": ev.time_ns, "policy.name": ev.policy_name,
-                          "policy.action": ev.action, "policy.function": what,
-                          "proc.pid": ev.pid, "proc.name": ev.comm,
-                          "proc.exepath": proc.get("binary"), "user.uid": ev.uid},
-        "priority": prio,
-        "rule": ev.policy_name,
-        "source": "tetragon",
-        "tags": ["tracing_policy", *ev.tags],
-        "time": rfc3339(ev.time_ns),
-        "tetragon": event,
-    }
-
-
-def _short_arg(a: Mapping[str, Any]) -> str:
-    for k, v in a.items():
-        if k != "label":
-            text = v.get("path", v) if isinstance(v, dict) else v
-            return str(text)[:120]
-    return "?"
-
-
-_SECCOMP_PRIORITY = {"SCMP_ACT_LOG": "Notice", "SCMP_ACT_ERRNO": "Warning",
-                     "SCMP_ACT_TRAP": "Warning", "SCMP_ACT_KILL_THREAD": "Critical",
-                     "SCMP_ACT_KILL_PROCESS": "Critical"}
-
-
-def seccomp_alert(rec: Any, hostname: str) -> dict[str, Any]:
-    """A syscall seccomp logged, as an alert."""
-    ns = time.time_ns()
-    return {
-        "hostname": hostname,
-        "output": f"Seccomp {rec.action} on {rec.syscall} by {rec.exe} (pid {rec.pid}, "
-                  f"comm {rec.comm}, {rec.arch})",
-        "output_fields": {"evt.time": ns, "proc.pid": rec.pid, "proc.name": rec.comm,
-                          "proc.exepath": rec.exe, "syscall.type": rec.syscall,
-                          "seccomp.action": rec.action, "seccomp.arch": rec.arch},
-        "priority": _SECCOMP_PRIORITY.get(rec.action, "Warning"),
-        "rule": "Seccomp logged a syscall",
-        "source": "seccomp",
-        "tags": ["seccomp"],
-        "time": rfc3339(ns),
-    }
-
-
 class _Policies:
     """The policy engine as a subscriber of the agent's pipeline."""
 
@@ -273,7 +208,7 @@ class _Policies:
         self.from_config: dict[str, tuple[Policy, str]] = {}
         self.cgroup: str | None = None
 
-    def handle(self, ev: PolicyEvent) -> Iterable[dict[str, Any]]:
+    def handle(self, ev: PolicyEvent) -> Iterable[Alert]:
         return (policy_alert(ev, policy_event_json(ev, self.table, node=self.hostname),
                              self.hostname),)
 
@@ -315,12 +250,9 @@ class _Policies:
         self.cgroup = cgroup
 
 
-# the metrics' `sensors` label: the one sensor set
-_SENSORS = "sensor"
-
-# how long a scrape or a status waits for a firewall change under way before
-# it answers with the view it has
-_SCRAPE_SYNC_S = 2.0
+# how long a status waits for a firewall change under way before it answers
+# with the view it has
+_STATUS_SYNC_S = 2.0
 
 
 def _freeze_heap() -> None:
@@ -362,11 +294,7 @@ class Agent:
         self.pipeline: Pipeline | None = None
         self.matcher: RuleMatcher | None = None  # the Falco rules (replaced by a reload)
         self.policies: _Policies | None = None
-        self.firewalls: dict[str, Any] = {}      # by label, IFACE[@NETNS]
-        # the ones start() attached, by label: a failed start unloads them
-        self._loaded_firewalls: dict[str, tuple[str, str | None]] = {}
-        self._fw_closed = False                  # after close(): no sync adds any back
-        self._fw_lock = threading.Lock()         # self.firewalls, against metric scrapes
+        self.firewalls = Firewalls()
         self.audit: Any = None
         self._audit_thread: threading.Thread | None = None
         self.control: list[ControlServer] = []
@@ -392,7 +320,7 @@ class Agent:
                 self._make_sensors()
             if self.policies is not None:
                 self.policies.apply(wanted, data["policies"]["cgroup"] or None)
-            self._load_firewalls()
+            self.firewalls.load(data["firewall"]["interfaces"])
             if data["seccomp_audit"]["enabled"]:
                 from ..seccomp.audit import AuditReader
 
@@ -403,10 +331,10 @@ class Agent:
                 self._stats_fd = enable_run_stats()
             self._make_control()
             if data["metrics"]["enabled"]:
-                from .metrics import MetricsServer, registry_for
+                from .metrics import AgentMetrics, MetricsServer, registry_for
 
-                self.metrics = MetricsServer(data["metrics"]["listen"], registry_for(self),
-                                             self.health)
+                self.metrics = MetricsServer(data["metrics"]["listen"],
+                                             registry_for(AgentMetrics(self)), self.health)
         except BaseException:
             self.close(unload_firewalls=True)
             raise
@@ -434,96 +362,12 @@ class Agent:
         self.pipeline = Pipeline(self.sensors, self.table, handler=self._handle,
                                  sink=self._deliver)
 
-    def _handle(self, ev: Event | PolicyEvent) -> Iterable[dict[str, Any]]:
+    def _handle(self, ev: Event | PolicyEvent) -> Iterable[Alert]:
         """Each event to its subscribers, on the reader thread."""
         if isinstance(ev, PolicyEvent):
             return self.policies.handle(ev) if self.policies is not None else ()
         matcher = self.matcher   # one read: a reload may swap it meanwhile
         return matcher.handle(ev) if matcher is not None else ()
-
-    def _load_firewalls(self) -> None:
-        """Loads the configured firewalls that are not pinned yet, then takes
-        up every pinned one."""
-        from ..firewall import Firewall, FirewallConfig
-        from ..firewall.changes import locked
-        from ..firewall.config import load_firewall_config
-
-        for entry in self.cfg.data["firewall"]["interfaces"]:
-            iface, netns = entry["interface"], entry["netns"] or None
-            label = _firewall_label(iface, netns)
-            with locked():
-                try:
-                    Firewall.open(iface, netns).close()
-                except BpfguardError:
-                    cfg = (load_firewall_config(entry["config"]) if entry["config"]
-                           else FirewallConfig())
-                    Firewall.load(iface, cfg, netns=netns, force=entry["force"]).close()
-                    self._loaded_firewalls[label] = (iface, netns)
-                    log.info("firewall on %s: loaded", label)
-        self._sync_firewalls(announced=self._loaded_firewalls)
-
-    def _sync_firewalls(self, *, timeout: float | None = None,
-                        announced: Collection[str] = (), opened: Any = None) -> None:
-        """Makes :attr:`firewalls` the bpfguard firewalls pinned on this host,
-        each as its pins are now. The pins are the truth: `bpfguard firewall`
-        changes them through the agent or without it. Read under the changes'
-        lock, so no half-made change is seen; when it stays taken `timeout`
-        seconds, the view stays as it is. A firewall found that is not in
-        `announced` (already logged) is logged as adopted. `opened`: one the
-        caller has just read from its pins, taken (or closed) here instead of
-        being read again."""
-        from ..firewall import Firewall, loaded_firewalls
-        from ..firewall.changes import locked
-        from ..firewall.xdp import FIREWALL_PINS
-
-        spare = opened
-        try:
-            if not self.firewalls and not FIREWALL_PINS.is_dir():
-                return      # no firewall here, now or before: no lock file either
-            with locked(timeout) as got, self._fw_lock:
-                if not got or self._fw_closed:
-                    return
-                held, now = dict(self.firewalls), {}
-                for iface, netns in loaded_firewalls():
-                    label = _firewall_label(iface, netns)
-                    fw = held.pop(label, None)
-                    try:
-                        if fw is None or fw.outdated():
-                            if spare is not None and (spare.ifname, spare.netns) == (iface, netns) \
-                                    and not spare.outdated():
-                                new, spare = spare, None
-                            else:
-                                new = Firewall.open(iface, netns)
-                            if fw is not None:
-                                fw.close()
-                            elif label not in announced:
-                                log.info("firewall on %s: adopted the pinned one", label)
-                            fw = new
-                    except Exception as exc:  # noqa: BLE001 - one unreadable firewall must not hide the others
-                        log.warning("firewall on %s: cannot read its pins: %s", label, exc)
-                        if fw is None:
-                            continue
-                    now[label] = fw
-                for label, fw in held.items():
-                    log.info("firewall on %s: unloaded", label)
-                    fw.close()
-                self.firewalls = now
-        finally:
-            if spare is not None:
-                spare.close()
-
-    def _unload_loaded_firewalls(self) -> None:
-        """After a failed start: detaches the firewalls start() attached."""
-        from ..firewall import Firewall
-        from ..firewall.changes import locked
-
-        for label, (iface, netns) in self._loaded_firewalls.items():
-            try:
-                with locked():
-                    Firewall.open(iface, netns).unload()
-            except BpfguardError as exc:
-                log.warning("firewall on %s: could not unload it: %s", label, exc)
-        self._loaded_firewalls = {}
 
     def _make_control(self) -> None:
         ctl = self.cfg.data["control"]
@@ -568,12 +412,14 @@ class Agent:
             log.error("%s", self._fatal)
             self.request_stop()
 
-    def _deliver(self, rec: dict[str, Any]) -> None:
+    def _deliver(self, rec: Mapping[str, Any]) -> None:
+        """The pipeline's sink: an alert to the outputs, a loss record as
+        Falco's drop alert."""
         with self._send_lock:
-            if rec.get("type") == "loss":
-                self.channels.notice(rec)
+            if not isinstance(rec, Alert):
+                self.channels.notice(rec)    # {"type": "loss", ...}
                 return
-            key = (str(rec.get("rule")), str(rec.get("priority")))
+            key = (rec.rule, rec.priority)
             self._matches[key] = self._matches.get(key, 0) + 1
             self.channels.send(rec)
 
@@ -626,8 +472,7 @@ class Agent:
         if self.policies is not None:
             modes = [lp.mode for lp in self.policies.engine.policies.values()]
             parts.append(f"{len(modes)} policies ({modes.count('monitor')} in monitor mode)")
-        with self._fw_lock:
-            firewalls = list(self.firewalls)
+        firewalls = self.firewalls.labels()
         if firewalls:
             parts.append(f"firewall on {', '.join(firewalls)}")
         if self.audit is not None:
@@ -742,13 +587,7 @@ class Agent:
         if self.audit is not None:
             self.audit.close()
             self.audit = None
-        with self._fw_lock:
-            self._fw_closed = True
-            for fw in self.firewalls.values():
-                fw.close()
-            self.firewalls = {}
-        if unload_firewalls:
-            self._unload_loaded_firewalls()
+        self.firewalls.close(unload_loaded=unload_firewalls)
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
@@ -799,96 +638,28 @@ class Agent:
 
     def change_firewall(self, change: Any) -> dict[str, Any]:
         """Makes a live firewall change (a ``bpfguard.firewall.changes.Change``)
-        as `bpfguard firewall` would, then brings :attr:`firewalls` (and so the
-        metrics and status) in line with the pins at once."""
-        from ..firewall.changes import apply_change
-
-        message, fw = apply_change(change)
-        if fw is not None:
-            iface, netns = fw.ifname, fw.netns
-        else:                   # an unload, which names its interface
-            assert change.iface is not None
-            iface, netns = change.iface, change.netns
-        label = _firewall_label(iface, netns)
-        log.info("firewall on %s, changed through the control socket: %s", label, message)
-        try:
-            self._sync_firewalls(announced=(label,), opened=fw)
-        except Exception:  # the change is made: say so; the next scrape syncs again
-            log.exception("firewall on %s: changed, but the agent's view was not updated",
-                          label)
-        return {"iface": iface, "netns": netns, "message": message}
+        as `bpfguard firewall` would; metrics and status follow at once."""
+        return self.firewalls.change(change)
 
     def status(self) -> dict[str, Any]:
-        self._sync_firewalls(timeout=_SCRAPE_SYNC_S)
+        self.firewalls.sync(timeout=_STATUS_SYNC_S)
         ok, details = self.health()
         return {"healthy": ok, **details, "running": self.describe(),
                 "config": self.cfg.source}
 
-    # -- metrics (MetricsSource) ----------------------------------------------
+    # -- what the metrics read (AgentMetrics) ---------------------------------
 
-    def metric_events(self) -> dict[tuple[str, str], int]:
-        if self.pipeline is None:
-            return {}
-        return {(_SENSORS, _event_label(k)): v for k, v in dict(self.pipeline.by_type).items()}
+    def rule_matches(self) -> dict[tuple[str, str], int]:
+        """Alerts delivered, by (rule, priority)."""
+        return dict(self._matches)   # a C-level copy: safe against the reader thread
 
-    def metric_kernel_drops(self) -> dict[tuple[str, str], int]:
-        if self.sensors is None:
-            return {}
-        return {(_SENSORS, reason): v for reason, v in self.sensors.drops().items()}
-
-    def metric_kernel_filtered(self) -> dict[tuple[str, str], int]:
-        if self.sensors is None:
-            return {}
-        return {(_SENSORS, stage): v for stage, v in self.sensors.pushed_down_by().items()}
-
-    def metric_queue_drops(self) -> dict[str, int]:
-        # the reader hands alerts straight to the outputs, whose own queues
-        # count what they drop (bpfguard_output_dropped_total)
-        return {_SENSORS: self.pipeline.queue_drops} if self.pipeline is not None else {}
-
-    def metric_handler_errors(self) -> dict[str, int]:
-        return {_SENSORS: self.pipeline.handler_errors} if self.pipeline is not None else {}
-
-    def metric_rule_matches(self) -> dict[tuple[str, str], int]:
-        return dict(self._matches)   # a C-level copy: safe against the pump threads
-
-    def metric_policy(self) -> dict[str, dict[str, int]]:
-        if self.policies is None:
-            return {}
-        return {p["name"]: p["counters"] for p in self.policies.engine.list()}
-
-    def metric_firewall(self) -> dict[str, dict[str, Any]]:
-        self._sync_firewalls(timeout=_SCRAPE_SYNC_S)
-        out = {}
-        with self._fw_lock:     # a sync closes the objects it replaces
-            for label, fw in self.firewalls.items():
-                with contextlib.suppress(BpfguardError):
-                    out[label] = fw.stats()
-        return out
-
-    def metric_outputs(self) -> dict[str, ChannelStats]:
-        return self.channels.stats()
-
-    def metric_programs(self) -> dict[tuple[str, str, str], dict[str, int]]:
-        """Per (sensor set, object, program); a policy's hook copies count
-        under object "policy-copy"."""
-        out: dict[tuple[str, str, str], dict[str, int]] = {}
-        if self.sensors is not None:
-            for prog, st in self.sensors.program_stats().items():
-                out[(_SENSORS, SENSOR_OBJECT, prog)] = st
-        if self.policies is not None:
-            for lp in list(self.policies.engine.policies.values()):
-                for obj in list(lp.copies):
-                    for cp in obj.programs:
-                        if cp.fd >= 0:
-                            out[(_SENSORS, "policy-copy", f"{lp.name}/{cp.name}")] = cp.stats()
-        return out
+    def reloads(self) -> dict[str, int]:
+        """Reloads by result (ok, error)."""
+        return dict(self._reloads)
 
     def bpf_stats_enabled(self) -> bool:
+        """Whether the kernel's BPF run-time statistics are on (metrics.bpf_stats)."""
         return self._stats_fd >= 0
-
-    def metric_reloads(self) -> dict[str, int]:
-        return dict(self._reloads)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         problems = []
@@ -897,19 +668,10 @@ class Agent:
         p = self.pipeline
         if p is not None and self._started and not p.alive and not self._stop.is_set():
             problems.append("the reader stopped")
-        details: dict[str, Any] = {"readers": [_SENSORS] if p is not None else []}
+        details: dict[str, Any] = {"readers": [SENSORS_LABEL] if p is not None else []}
         if self.last_reload_error:
             details["last_reload_error"] = self.last_reload_error
         if problems:
             details["problems"] = problems
         return not problems, details
 
-
-def _firewall_label(iface: str, netns: str | None) -> str:
-    """How the agent names a firewall (metrics, logs): IFACE or IFACE@NETNS."""
-    return f"{iface}@{netns}" if netns else iface
-
-
-def _event_label(cls: type) -> str:
-    """ExecEvent -> "exec", PolicyEvent -> "policy"."""
-    return cls.__name__.removesuffix("Event").lower() or cls.__name__

@@ -3,8 +3,9 @@
 The loaded rules decide what the kernel reports (the pushdown plan: which
 syscalls, and what may be dropped before user space); every event is matched
 on the reader thread right after the process table has applied it, so a rule
-sees the process as it was at that event; alerts go to a bounded queue and
-from there to the channels, which never block.
+sees the process as it was at that event. Alerts (:class:`~bpfguard.outputs.alert.Alert`)
+go to a `sink` that must not block (the output channels, which queue), or
+without one to the pipeline's bounded queue, read with :meth:`Detector.alerts`.
 
 :class:`RuleMatcher` is the subscriber (the agent puts it on its one
 pipeline beside the policy engine); :class:`Detector` is a sensor set, a
@@ -16,15 +17,19 @@ Example::
     with Detector(Engine(rules.rules)) as det:
         det.start()
         for item in det.alerts():          # until stop()
-            channels.send(item) if item.get("type") != "loss" else channels.notice(item)
+            channels.send(item) if isinstance(item, Alert) else channels.notice(item)
+
+    # or straight from the reader thread, with no queue of its own:
+    Detector(engine, sink=lambda item: ...)
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from ..outputs.alert import Alert
 from ..proctable import ProcessTable
 from ..rules.compiler import fields_used
 from ..rules.engine import Engine
@@ -66,7 +71,7 @@ class RuleMatcher:
         self.evaluated = 0
         self.matched = 0
 
-    def handle(self, ev: Event) -> Iterable[dict[str, Any]]:
+    def handle(self, ev: Event) -> Iterable[Alert]:
         """The alerts `ev` raises (after the table has applied it)."""
         if isinstance(ev, SyscallEvent):
             self.syscall_events += 1
@@ -89,10 +94,14 @@ class Detector:
         engine: the compiled rules.
         pushdown: filter in the kernel what no rule can match (default on).
         ringbuf_bytes, str_max, args_max: as for :class:`SensorSet`.
+        queue_size: the pipeline's queue, without a `sink`.
+        sink: where alerts and loss records go, on the reader thread; it
+            must not block (the output channels). None: the pipeline's queue.
     """
 
     def __init__(self, engine: Engine, *, pushdown: bool = True, ringbuf_bytes: int = 16 << 20,
-                 str_max: int = 4096, args_max: int = 4095, queue_size: int = 65536) -> None:
+                 str_max: int = 4096, args_max: int = 4095, queue_size: int = 65536,
+                 sink: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         self.table = ProcessTable(boot_id=_boot_id())
         self.matcher = RuleMatcher(engine, self.table, socket.gethostname(), pushdown=pushdown)
         self.engine, self.plan = engine, self.matcher.plan
@@ -103,7 +112,7 @@ class Detector:
         try:
             self.table.seed_from_proc()
             self.pipeline = Pipeline(self.sensors, self.table, queue_size=queue_size,
-                                     handler=self.matcher.handle)
+                                     handler=self.matcher.handle, sink=sink)
         except BaseException:
             self.sensors.close()
             raise
@@ -127,13 +136,13 @@ class Detector:
     def start(self) -> None:
         self.pipeline.start()
 
-    def alerts(self, timeout: float = 0.1) -> Iterator[dict[str, Any]]:
+    def alerts(self, timeout: float = 0.1) -> Iterator[Mapping[str, Any]]:
         """Alerts and loss notices ({"type": "loss"}) as they come; stops yielding
         (for this call) after `timeout` seconds without one."""
         while (item := self.pipeline.get(timeout)) is not None:
             yield item
 
-    def stop(self) -> list[dict[str, Any]]:
+    def stop(self) -> list[Mapping[str, Any]]:
         """Stops reading; returns what was still queued."""
         self.pipeline.stop()
         return self.pipeline.pending()

@@ -8,6 +8,10 @@ increment per event and per alert.
 
 prometheus-client's own HTTP server answers every path with the metrics, so
 this serves /metrics and /healthz itself on ``http.server``.
+
+:class:`AgentMetrics` adapts a running :class:`~bpfguard.agent.daemon.Agent`
+to :class:`MetricsSource`: it reads the agent's parts (pipeline, sensors,
+policies, firewalls, outputs) and names them as the metrics do.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -27,9 +31,14 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from ..errors import ConfigError
+from . import SENSORS_LABEL
 from .config import parse_listen
 
-__all__ = ["MetricsServer", "MetricsSource", "registry_for"]
+if TYPE_CHECKING:
+    from ..outputs.channels import ChannelStats
+    from .daemon import Agent
+
+__all__ = ["AgentMetrics", "MetricsServer", "MetricsSource", "registry_for"]
 
 log = logging.getLogger("bpfguard.metrics")
 
@@ -190,6 +199,95 @@ class _AgentCollector(Collector):
         ok, _ = s.health()
         yield GaugeMetricFamily("bpfguard_up", "1 while every part of the agent runs.",
                                 value=1 if ok else 0)
+
+
+# how long a scrape waits for a firewall change under way before it answers
+# with the view it has
+_SCRAPE_SYNC_S = 2.0
+
+
+def _event_label(cls: type) -> str:
+    """ExecEvent -> "exec", PolicyEvent -> "policy"."""
+    return cls.__name__.removesuffix("Event").lower() or cls.__name__
+
+
+class AgentMetrics:
+    """The agent as a :class:`MetricsSource`: every value read at scrape time
+    from the counters its parts keep anyway."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def metric_events(self) -> dict[tuple[str, str], int]:
+        p = self.agent.pipeline
+        if p is None:
+            return {}
+        return {(SENSORS_LABEL, _event_label(k)): v for k, v in dict(p.by_type).items()}
+
+    def metric_kernel_drops(self) -> dict[tuple[str, str], int]:
+        sensors = self.agent.sensors
+        if sensors is None:
+            return {}
+        return {(SENSORS_LABEL, reason): v for reason, v in sensors.drops().items()}
+
+    def metric_kernel_filtered(self) -> dict[tuple[str, str], int]:
+        sensors = self.agent.sensors
+        if sensors is None:
+            return {}
+        return {(SENSORS_LABEL, stage): v for stage, v in sensors.pushed_down_by().items()}
+
+    def metric_queue_drops(self) -> dict[str, int]:
+        # the reader hands alerts straight to the outputs, whose own queues
+        # count what they drop (bpfguard_output_dropped_total)
+        p = self.agent.pipeline
+        return {SENSORS_LABEL: p.queue_drops} if p is not None else {}
+
+    def metric_handler_errors(self) -> dict[str, int]:
+        p = self.agent.pipeline
+        return {SENSORS_LABEL: p.handler_errors} if p is not None else {}
+
+    def metric_rule_matches(self) -> dict[tuple[str, str], int]:
+        return self.agent.rule_matches()
+
+    def metric_policy(self) -> dict[str, dict[str, int]]:
+        policies = self.agent.policies
+        if policies is None:
+            return {}
+        return {p["name"]: p["counters"] for p in policies.engine.list()}
+
+    def metric_firewall(self) -> dict[str, dict[str, Any]]:
+        return self.agent.firewalls.stats(timeout=_SCRAPE_SYNC_S)
+
+    def metric_outputs(self) -> dict[str, ChannelStats]:
+        return self.agent.channels.stats()
+
+    def metric_programs(self) -> dict[tuple[str, str, str], dict[str, int]]:
+        """Per (sensor set, object, program); a policy's hook copies count
+        under object "policy-copy"."""
+        from ..sensors.sensors import SENSOR_OBJECT
+
+        out: dict[tuple[str, str, str], dict[str, int]] = {}
+        sensors, policies = self.agent.sensors, self.agent.policies
+        if sensors is not None:
+            for prog, st in sensors.program_stats().items():
+                out[(SENSORS_LABEL, SENSOR_OBJECT, prog)] = st
+        if policies is not None:
+            for lp in list(policies.engine.policies.values()):
+                for obj in list(lp.copies):
+                    for cp in obj.programs:
+                        if cp.fd >= 0:
+                            out[(SENSORS_LABEL, "policy-copy", f"{lp.name}/{cp.name}")] = \
+                                cp.stats()
+        return out
+
+    def bpf_stats_enabled(self) -> bool:
+        return self.agent.bpf_stats_enabled()
+
+    def metric_reloads(self) -> dict[str, int]:
+        return self.agent.reloads()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        return self.agent.health()
 
 
 def registry_for(src: MetricsSource) -> CollectorRegistry:

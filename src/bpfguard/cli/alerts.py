@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from ..errors import ConfigError
-from ..outputs.channels import PRIORITIES, _parse_time, priority_level, rfc3339
+from ..outputs.channels import PRIORITIES, priority_level
 from ..outputs.ratelimit import message_of
 from ..outputs.store import DEFAULT_STORE, alert_counts, query_alerts
+from ..timefmt import parse_rfc3339, rfc3339
 
 __all__ = ["alerts", "parse_when"]
 
@@ -34,7 +35,7 @@ def parse_when(text: str, *, now_ns: int | None = None) -> int:
         return now - int(m[1]) * _UNITS[m[2]] * 1_000_000_000
     try:
         # Falco's own `time`, to the nanosecond (fromisoformat stops at µs)
-        secs, frac = _parse_time(text)
+        secs, frac = parse_rfc3339(text)
         return secs * 1_000_000_000 + int(frac)
     except ValueError:
         pass

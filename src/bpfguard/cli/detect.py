@@ -6,12 +6,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
 
 from ..errors import ConfigError
+from ..outputs.alert import Alert
 from ..rules import rule_files
 from .policy import socket_option
 
@@ -27,6 +28,7 @@ _OPTIONS: dict[str, tuple[type, Any]] = {
     "json_include_output_property": (bool, True),
     "json_include_tags_property": (bool, True),
     "buffered_outputs": (bool, False),
+    "outputs_queue.capacity": (int, 1000),  # Falco's key; bpfguard's queues are bounded
     "stdout_output.enabled": (bool, True),
     "file_output.enabled": (bool, False),
     "file_output.filename": (str, "./events.txt"),
@@ -115,19 +117,23 @@ def _channels(opts: dict[str, Any]) -> Any:
                  json_include_output_property=opts["json_include_output_property"],
                  json_include_tags_property=opts["json_include_tags_property"])
     buffered = opts["buffered_outputs"]
+    cap = opts["outputs_queue.capacity"]
+    if cap < 1:   # Falco's 0 is unbounded: bpfguard never lets a queue grow without bound
+        raise ConfigError(f"-o outputs_queue.capacity={cap}: must be at least 1 "
+                          "(bpfguard's output queues are bounded)")
     chans: list[Any] = []
     if opts["stdout_output.enabled"]:
-        chans.append(StdoutChannel(fmt, buffered=buffered))
+        chans.append(StdoutChannel(fmt, buffered=buffered, capacity=cap))
     if opts["file_output.enabled"]:
         chans.append(FileChannel(opts["file_output.filename"], fmt, buffered=buffered,
-                                 keep_alive=opts["file_output.keep_alive"]))
+                                 keep_alive=opts["file_output.keep_alive"], capacity=cap))
     if opts["syslog_output.enabled"]:
-        chans.append(SyslogChannel(fmt))
+        chans.append(SyslogChannel(fmt, capacity=cap))
     if opts["program_output.enabled"]:
         if not opts["program_output.program"]:
             raise ConfigError("program_output.enabled needs -o program_output.program=CMD")
         chans.append(ProgramChannel(opts["program_output.program"], fmt,
-                                    keep_alive=opts["program_output.keep_alive"]))
+                                    keep_alive=opts["program_output.keep_alive"], capacity=cap))
     if opts["http_output.enabled"]:
         if not opts["http_output.url"]:
             raise ConfigError("http_output.enabled needs -o http_output.url=URL")
@@ -135,7 +141,7 @@ def _channels(opts: dict[str, Any]) -> Any:
                                  insecure=opts["http_output.insecure"],
                                  ca_cert=opts["http_output.ca_cert"] or None,
                                  user_agent=opts["http_output.user_agent"],
-                                 compress=opts["http_output.compress_uploads"]))
+                                 compress=opts["http_output.compress_uploads"], capacity=cap))
     limiter = None
     if opts["rate_limit.rate"] > 0 or opts["rate_limit.dedup_window"] > 0:
         limit = Limit(opts["rate_limit.rate"], opts["rate_limit.burst"]) \
@@ -155,8 +161,9 @@ def _channels(opts: dict[str, Any]) -> Any:
                    "keep_alive, syslog_output.enabled, program_output.enabled/program/"
                    "keep_alive, http_output.enabled/url/insecure/ca_cert, json_output, "
                    "json_include_output_property, json_include_tags_property, priority, "
-                   "rule_matching, buffered_outputs; and bpfguard's rate_limit.rate/burst/"
-                   "dedup_window (repeatable).")
+                   "rule_matching, buffered_outputs, outputs_queue.capacity (alerts each "
+                   "output queues; what overflows is reported as Falco's drop alert); and "
+                   "bpfguard's rate_limit.rate/burst/dedup_window (repeatable).")
 @click.option("-D", "disable_rules", multiple=True, metavar="RULE", help="Disable a rule.")
 @click.option("-T", "disable_tags", multiple=True, metavar="TAG",
               help="Disable the rules with this tag.")
@@ -205,9 +212,11 @@ def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[s
     engine = _engine(result, opts, disable_rules, disable_tags, enable_tags)
     _require_root()
     channels = _channels(opts)
+    out = _ToChannels(channels)
     child, release, status = -1, -1, None
     try:
-        with Detector(engine, pushdown=not no_pushdown) as det:
+        # the reader thread hands alerts straight to the channels, which queue
+        with Detector(engine, pushdown=not no_pushdown, sink=out.write) as det:
             for pid in pids:
                 det.scope.add_pid(pid)
             for cg in cgroups:
@@ -220,7 +229,8 @@ def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[s
                 os.write(release, b"x")
                 os.close(release)
                 release = -1
-            status = stream(det.pipeline, _ToChannels(channels), child)
+            status = stream(det.pipeline, out, child)
+            channels.report_drops()   # what the queues dropped up to the end, in the stream
             if stats:
                 _print_stats(det, channels)
     finally:
@@ -232,19 +242,25 @@ def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[s
 
 
 class _ToChannels:
-    """stream()'s output: alerts to the channels, loss records as Falco's drop alert."""
+    """The detector's sink: alerts to the channels, loss records as Falco's drop
+    alert. As stream()'s output, its flush() (when the reader is idle, at
+    least every 0.1 s) reports what the channels' queues dropped."""
 
     def __init__(self, channels: Any) -> None:
         self._channels = channels
+        self._next_tick = 0.0
 
-    def write(self, item: dict[str, Any]) -> None:
-        if item.get("type") == "loss":
-            self._channels.notice(item)
-        else:
+    def write(self, item: Mapping[str, Any]) -> None:
+        if isinstance(item, Alert):
             self._channels.send(item)
+        else:
+            self._channels.notice(item)    # {"type": "loss", ...}
 
     def flush(self) -> None:
-        """The channels' own queues deliver; nothing to push here."""
+        now = time.monotonic()
+        if now >= self._next_tick:   # limiter summaries due, output drops: once a second
+            self._next_tick = now + 1.0
+            self._channels.tick()
 
 
 def _print_stats(det: Any, channels: Any) -> None:

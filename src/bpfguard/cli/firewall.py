@@ -14,6 +14,7 @@ import click
 
 from ..agent.control import DEFAULT_SOCKET, AgentNotListening, ControlError, NotServed, request
 from ..errors import ConfigError
+from ..timefmt import rfc3339
 
 __all__ = ["egress", "firewall"]
 
@@ -472,15 +473,16 @@ def events(iface: str | None, netns: str | None, pcap_file: Path | None, count: 
     with _open(iface, netns) as fw, contextlib.ExitStack() as stack:
         pcap = stack.enter_context(PcapWriter.create(pcap_file, 128)) if pcap_file else None
         rb = stack.enter_context(fw.samples())
-        boot_offset = time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
+        # the samples' ktime is CLOCK_MONOTONIC (bpf_ktime_get_ns)
+        boot_offset_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         try:
             while deadline is None or time.monotonic() < deadline:
                 for raw in rb.poll(200):
                     e = fw.decode(raw)
                     pkt = e.pop("packet")
-                    when = boot_offset + e["ktime_ns"] / 1e9
-                    e["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)) + \
-                        f".{int(when % 1 * 1e6):06d}Z"
+                    when_ns = boot_offset_ns + e["ktime_ns"]
+                    when = when_ns / 1e9
+                    e["time"] = rfc3339(when_ns, digits=6)
                     e["headers"] = pkt[:64].hex()
                     if pcap is not None:
                         pcap.write(pkt, e["len"], when)

@@ -1,11 +1,12 @@
 """Alert channels: stdout, file, syslog, program and HTTP(S), as Falco has them.
 
-An alert is a dict in Falco's JSON alert shape (``time``, ``rule``,
-``priority``, ``source``, ``hostname``, ``output``, ``output_fields``,
-``tags``). Each channel turns it into Falco's line (:class:`Format`) and
-delivers it; :class:`Channels` fans one alert out to several, through an
-optional :class:`~bpfguard.outputs.ratelimit.RateLimiter`, and counts per
-channel what was sent, failed, dropped and suppressed::
+An alert is an :class:`~bpfguard.outputs.alert.Alert` (or a dict in its
+JSON shape: ``time``, ``rule``, ``priority``, ``source``, ``hostname``,
+``output``, ``output_fields``, ``tags``). Each channel turns it into
+Falco's line (:class:`Format`) and delivers it; :class:`Channels` fans one
+alert out to several, through an optional
+:class:`~bpfguard.outputs.ratelimit.RateLimiter`, and counts per channel
+what was sent, failed, dropped and suppressed::
 
     from bpfguard.outputs.channels import (
         Channels, FileChannel, Format, HttpChannel, StdoutChannel)
@@ -20,6 +21,7 @@ channel what was sent, failed, dropped and suppressed::
     ) as out:
         out.send(alert)
         out.notice(loss_record)        # {"type": "loss"|"drop", ...}: Falco's drop alert
+        out.tick()                     # limiter summaries due; output drops as drop alerts
         print(out.stats()["http"])     # ChannelStats(sent=..., failed=..., dropped=..., ...)
 
 Formats, as Falco writes them (falcosecurity/falco ``userspace/engine/formats.cpp``,
@@ -42,6 +44,9 @@ bounded queue. When the queue is full the NEWEST alert is dropped and counted,
 as Falco's outputs queue does (``try_push``) and as the kernel's ring buffer
 does: what is already queued, the start of an incident, cannot be pushed out by
 a flood, and what a channel delivers is a gap-free prefix of what it was given.
+What a queue drops is never silent: :meth:`Channels.tick` (the agent and
+``bpfguard detect`` call it at least once a second) reports it on every
+channel as Falco's drop alert, with the count and the channel's name.
 A channel whose delivery can fail transiently (program, HTTP) retries with
 exponential backoff and jitter (:class:`Backoff`); the exponent counts
 consecutive failures across alerts, so a dead endpoint is not hammered.
@@ -50,7 +55,6 @@ consecutive failures across alerts, so a dead endpoint is not hammered.
 from __future__ import annotations
 
 import base64
-import calendar
 import contextlib
 import enum
 import errno
@@ -60,7 +64,6 @@ import json
 import logging
 import os
 import random
-import re
 import select
 import signal
 import socket
@@ -79,15 +82,21 @@ from urllib.parse import unquote, urlsplit
 
 from .. import __version__
 from ..errors import ConfigError
-from .ratelimit import RateLimiter, message_of
+from ..timefmt import RFC3339_RE as _RFC3339
+from ..timefmt import parse_rfc3339, rfc3339
+from .alert import DROP_RULE, Alert, drop_alert
+from .ratelimit import RateLimiter, strip_prefix
 
 __all__ = [
     "DEFAULT_CAPACITY",
+    "OUTPUT_DROP_REASON",
     "DROP_RULE",
     "NOTICE_RESERVE",
     "PRIORITIES",
     "SD_ID",
     "SD_VALUE_MAX",
+    "Alert",
+    "AlertLike",
     "Backoff",
     "Channel",
     "ChannelStats",
@@ -106,14 +115,16 @@ __all__ = [
 
 log = logging.getLogger("bpfguard.outputs")
 
-Alert = Mapping[str, Any]
+#: What the channels take: an :class:`Alert`, or a dict in its JSON shape.
+AlertLike = Mapping[str, Any]
 
 #: Falco's priorities; the index is the syslog level (LOG_EMERG .. LOG_DEBUG).
 PRIORITIES = ("Emergency", "Alert", "Critical", "Error", "Warning", "Notice",
               "Informational", "Debug")
 
-#: The rule of Falco's event-drop alert (``syscall_event_drops.actions: [alert]``).
-DROP_RULE = "Falco internal: syscall event drop"
+#: The ``reason`` (so the ``n_drops_<reason>`` field) of a drop alert that
+#: reports alerts an output's queue dropped.
+OUTPUT_DROP_REASON = "output_queue_full"
 
 #: Alerts a channel queues by default before it drops the newest.
 DEFAULT_CAPACITY = 1000
@@ -132,43 +143,44 @@ def priority_level(name: str) -> int:
     raise ValueError(f"unknown priority {name!r}")
 
 
-def rfc3339(ns: int) -> str:
-    """``2024-05-01T12:00:00.000000001Z``: UTC with nanoseconds, as Falco's ``time``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
-        f".{ns % 1_000_000_000:09d}Z"
-
-
-_RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})\Z")
-
-
-def _parse_time(text: str) -> tuple[int, str]:
-    """Seconds since the epoch and the 9-digit fraction of an RFC 3339 time."""
-    m = _RFC3339.match(text)
-    if m is None:
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    secs = calendar.timegm(time.strptime(m[1], "%Y-%m-%dT%H:%M:%S"))
-    if m[3] != "Z":
-        sign = 1 if m[3][0] == "+" else -1
-        hh, mm = int(m[3][1:3]), int(m[3][-2:])
-        secs -= sign * (hh * 3600 + mm * 60)
-    return secs, (m[2] or "").ljust(9, "0")
-
-
-def _text_time(alert: Alert) -> str:
+def _text_time(alert: AlertLike) -> str:
     # sinsp's %evt.time: HH:MM:SS.nnnnnnnnn in local time. (sinsp applies the
     # zone offset in force *now*; this uses the one at the alert's time, which
     # differs only for alerts that cross a DST change.)
-    secs, frac = _parse_time(str(alert["time"]))
+    if isinstance(alert, Alert):
+        return _clock(alert.time_ns)
+    secs, frac = parse_rfc3339(str(alert["time"]))
     return time.strftime("%H:%M:%S", time.localtime(secs)) + "." + frac
 
 
-def _output(alert: Alert) -> str:
+# the last second _clock() formatted, with the zone it was formatted in: a
+# burst of alerts shares its second, and localtime() is most of the cost
+_last_clock: tuple[tuple[int, int, tuple[str, str]], str] = ((-1, 0, ("", "")), "")
+
+
+def _clock(ns: int) -> str:
+    global _last_clock
+    secs, frac = divmod(ns, 1_000_000_000)
+    key = (secs, time.timezone, time.tzname)   # tzset() may change the zone
+    last = _last_clock
+    if last[0] == key:
+        base = last[1]
+    else:
+        base = time.strftime("%H:%M:%S", time.localtime(secs))
+        _last_clock = (key, base)
+    return f"{base}.{frac:09d}"
+
+
+def _output(alert: AlertLike) -> str:
     """The alert's full ``output``: Falco's rule alerts carry the text prefix in it."""
-    out = str(alert.get("output", ""))
-    if alert.get("source") == "internal" or message_of(alert) != out:
+    if isinstance(alert, Alert):
+        out, internal, priority = alert.output, alert.source == "internal", alert.priority
+    else:
+        out = str(alert.get("output", ""))
+        internal, priority = alert.get("source") == "internal", alert["priority"]
+    if internal or strip_prefix(out) != out:
         return out
-    return f"{_text_time(alert)}: {alert['priority']} {out}"
+    return f"{_text_time(alert)}: {priority} {out}"
 
 
 @dataclass(frozen=True)
@@ -179,20 +191,26 @@ class Format:
     json_include_output_property: bool = True
     json_include_tags_property: bool = True
 
-    def line(self, alert: Alert) -> str:
+    def line(self, alert: AlertLike) -> str:
         """The alert as Falco prints it, without the newline."""
         return self._json(alert) if self.json_output else self._text(alert)
 
-    def _text(self, alert: Alert) -> str:
-        if alert.get("source") != "internal":
-            return _output(alert)
+    def _text(self, alert: AlertLike) -> str:
+        if isinstance(alert, Alert):
+            if alert.source != "internal":
+                return _output(alert)
+            values, priority, out = alert.output_fields, alert.priority, alert.output
+        else:
+            if alert.get("source") != "internal":
+                return _output(alert)
+            values = alert.get("output_fields") or {}
+            priority, out = alert["priority"], alert.get("output", "")
         # falco_outputs::handle_msg: "<time>: <Priority> <msg> (k=v k=v)"
-        fields = " ".join(f"{k}={_dumps(v)}"
-                          for k, v in sorted(dict(alert.get("output_fields") or {}).items()))
-        return f"{_text_time(alert)}: {alert['priority']} {alert.get('output', '')} ({fields})"
+        fields = " ".join(f"{k}={_dumps(v)}" for k, v in sorted(dict(values).items()))
+        return f"{_text_time(alert)}: {priority} {out} ({fields})"
 
-    def _json(self, alert: Alert) -> str:
-        obj = dict(alert)
+    def _json(self, alert: AlertLike) -> str:
+        obj = alert.to_json_dict() if isinstance(alert, Alert) else dict(alert)
         if "output" in obj:
             obj["output"] = _output(alert)
         if not self.json_include_output_property:
@@ -207,32 +225,6 @@ class Format:
 def _dumps(value: Any) -> str:
     # nlohmann::json::dump(): compact, object keys sorted, UTF-8 kept as is
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-
-
-def drop_alert(record: Mapping[str, Any], *, hostname: str) -> dict[str, Any]:
-    """Falco's event-drop alert for a bpfguard drop notice.
-
-    `record` is a loss record (``{"type": "loss" or "drop", "count", "reason",
-    "time_ns", ...}``). Falco's ``syscall_event_drops`` "alert" action emits
-    an internal message: rule :data:`DROP_RULE`, priority ``Debug`` (Falco
-    before 0.33 said ``Critical``), source ``internal``, no tags, string-valued
-    ``output_fields`` (``n_drops`` and one ``n_drops_<cause>``).
-    """
-    if record.get("type") not in ("drop", "loss"):
-        raise ValueError(f"not a drop notice: {record!r}")
-    n = int(record["count"])
-    fields = {"n_drops": str(n), "ebpf_enabled": "1"}
-    if record.get("reason"):
-        fields[f"n_drops_{record['reason']}"] = str(n)
-    return {
-        "hostname": hostname,
-        "output": f"{DROP_RULE}. {n} system calls dropped in last second.",
-        "output_fields": fields,
-        "priority": "Debug",
-        "rule": DROP_RULE,
-        "source": "internal",
-        "time": rfc3339(int(record.get("time_ns") or time.time_ns())),
-    }
 
 
 @dataclass(frozen=True)
@@ -283,7 +275,7 @@ class Channel(Protocol):
 
     name: str
 
-    def send(self, alert: Alert, *, notice: bool = False) -> None:
+    def send(self, alert: AlertLike, *, notice: bool = False) -> None:
         """Queues `alert`; never blocks for long, never raises for delivery.
         A `notice` (a drop alert) may use :data:`NOTICE_RESERVE` slots past
         the capacity."""
@@ -340,6 +332,7 @@ class _QueuedChannel(Generic[_T]):
         self._busy = False
         self._abort = threading.Event()
         self._sent = self._failed = self._dropped = 0
+        self._reopens = 0  # reopen markers in the queue (not alerts)
         self._drops_logged = 0
         self._failures = 0  # consecutive transient failures: the backoff exponent
         self._failing = False
@@ -352,7 +345,7 @@ class _QueuedChannel(Generic[_T]):
 
     # -- caller side ----------------------------------------------------------
 
-    def send(self, alert: Alert, *, notice: bool = False) -> None:
+    def send(self, alert: AlertLike, *, notice: bool = False) -> None:
         """Queues `alert` (dropped and counted if the queue is full)."""
         try:
             item = self._prepare(alert)
@@ -402,9 +395,11 @@ class _QueuedChannel(Generic[_T]):
     def stats(self) -> ChannelStats:
         with self._cv:
             return ChannelStats(sent=self._sent, failed=self._failed, dropped=self._dropped,
-                                queued=sum(1 for i in self._q if i is not _Reopen.REOPEN))
+                                queued=len(self._q) - self._reopens)
 
     def _push(self, item: _T | _Reopen) -> None:
+        if item is _Reopen.REOPEN:
+            self._reopens += 1
         self._q.append(item)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=f"bpfguard-{self.name}",
@@ -422,6 +417,8 @@ class _QueuedChannel(Generic[_T]):
                 if not self._q or self._abort.is_set():
                     break
                 item = self._q.popleft()
+                if item is _Reopen.REOPEN:
+                    self._reopens -= 1
                 self._busy = True
             try:
                 self._handle(item)
@@ -431,8 +428,9 @@ class _QueuedChannel(Generic[_T]):
                     self._cv.notify_all()
             self._log_drops()
         with self._cv:
-            self._dropped += sum(1 for i in self._q if i is not _Reopen.REOPEN)
+            self._dropped += len(self._q) - self._reopens
             self._q.clear()
+            self._reopens = 0
             self._cv.notify_all()
         self._log_drops()
         try:
@@ -488,7 +486,7 @@ class _QueuedChannel(Generic[_T]):
 
     # -- for subclasses -------------------------------------------------------
 
-    def _prepare(self, alert: Alert) -> _T:
+    def _prepare(self, alert: AlertLike) -> _T:
         raise NotImplementedError
 
     def _deliver(self, item: _T) -> None:
@@ -521,7 +519,7 @@ class StdoutChannel(_QueuedChannel[str]):
         self._stream = stream if stream is not None else sys.stdout
         self._buffered = buffered
 
-    def _prepare(self, alert: Alert) -> str:
+    def _prepare(self, alert: AlertLike) -> str:
         return self._fmt.line(alert) + "\n"
 
     def _deliver(self, item: str) -> None:
@@ -578,7 +576,7 @@ class FileChannel(_QueuedChannel[bytes]):
         self._size = 0
         self._rotate_failing = False
 
-    def _prepare(self, alert: Alert) -> bytes:
+    def _prepare(self, alert: AlertLike) -> bytes:
         # encoded here, once: the size to count is the bytes written.
         # "replace": one unencodable string (a lone surrogate) must not cost the alert
         return (self._fmt.line(alert) + "\n").encode("utf-8", "replace")
@@ -666,7 +664,7 @@ class SyslogChannel(_QueuedChannel[tuple[int, str]]):
         self._facility = _facility("syslog", facility)
         syslog.openlog(ident, 0, self._facility)
 
-    def _prepare(self, alert: Alert) -> tuple[int, str]:
+    def _prepare(self, alert: AlertLike) -> tuple[int, str]:
         return priority_level(str(alert["priority"])), self._fmt.line(alert)
 
     def _deliver(self, item: tuple[int, str]) -> None:
@@ -802,14 +800,15 @@ class Rfc5424SyslogChannel(_QueuedChannel[bytes]):
         self._sock: socket.socket | None = None
         self._udp_addr: tuple[Any, ...] = ()
 
-    def _prepare(self, alert: Alert) -> bytes:
+    def _prepare(self, alert: AlertLike) -> bytes:
         pri = self._facility + priority_level(str(alert["priority"]))
         internal = alert.get("source") == "internal"
         sd = b'[%s rule="%s" priority="%s" source="%s"]' % (
             SD_ID.encode(), _sd_value(str(alert.get("rule", ""))),
             _sd_value(str(alert["priority"])), _sd_value(str(alert.get("source", ""))))
         head = b"<%d>1 %s %s %s %d %s %s " % (
-            pri, _rfc5424_time(str(alert["time"])),
+            pri, rfc3339(alert.time_ns, digits=6).encode("ascii") if isinstance(alert, Alert)
+            else _rfc5424_time(str(alert["time"])),
             _header_field(str(alert.get("hostname") or ""), 255), self._app, os.getpid(),
             b"drop" if internal else b"alert", sd)
         room = self._max_size - len(head)
@@ -935,7 +934,7 @@ class ProgramChannel(_QueuedChannel[bytes]):
         self._timeout = timeout
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def _prepare(self, alert: Alert) -> bytes:
+    def _prepare(self, alert: AlertLike) -> bytes:
         return (self._fmt.line(alert) + "\n").encode("utf-8", "replace")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
@@ -1078,7 +1077,7 @@ class HttpChannel(_QueuedChannel[bytes]):
             raise ConfigError(f"http channel: TLS options given for a plain http URL {url!r}")
         self._conn: http.client.HTTPConnection | None = None
 
-    def _prepare(self, alert: Alert) -> bytes:
+    def _prepare(self, alert: AlertLike) -> bytes:
         return self._fmt.line(alert).encode("utf-8", "replace")
 
     def _deliver(self, item: bytes) -> None:
@@ -1173,6 +1172,9 @@ class Channels:
         self._limiter = limiter
         self.hostname = hostname if hostname is not None else socket.gethostname()
         self._closed = False
+        # what each channel had dropped at its last report (report_drops)
+        self._drops_lock = threading.Lock()
+        self._drops_reported: dict[str, int] = {c.name: 0 for c in self._channels}
         # SIGHUP as logrotate configs usually send; SIGUSR1 as Falco's own do
         self._old_handlers: dict[int, Any] = {}
         if install_sighup:
@@ -1197,7 +1199,7 @@ class Channels:
     def channels(self) -> list[Channel]:
         return list(self._channels)
 
-    def send(self, alert: Alert, *, notice: bool = False) -> None:
+    def send(self, alert: AlertLike, *, notice: bool = False) -> None:
         """Queues `alert` on every channel, unless the limiter holds it back (a
         `notice`, the report of a loss, it never holds back)."""
         if self._limiter is not None:
@@ -1214,9 +1216,31 @@ class Channels:
         self.send(drop_alert(record, hostname=self.hostname), notice=True)
 
     def tick(self) -> None:
-        """Sends the limiter's summaries that are due."""
+        """Sends the limiter's summaries that are due, and reports what the
+        queues dropped since the last call (:meth:`report_drops`). Call it
+        about once a second."""
         if self._limiter is not None:
             self._fan_out(self._limiter.poll())
+        self.report_drops()
+
+    def report_drops(self) -> int:
+        """For each channel whose queue dropped alerts since the last report,
+        one drop notice on every channel (reason :data:`OUTPUT_DROP_REASON`,
+        the count, the channel's name as ``bpfguard.output``). Returns the
+        alerts reported. A notice a full reserve drops in turn is counted,
+        and so reported, with the next ones."""
+        total = 0
+        with self._drops_lock:
+            for ch in self._channels:
+                dropped = ch.stats().dropped   # O(1)
+                n = dropped - self._drops_reported.get(ch.name, 0)
+                if n <= 0:
+                    continue
+                self._drops_reported[ch.name] = dropped
+                total += n
+                self.notice({"type": "drop", "reason": OUTPUT_DROP_REASON, "count": n,
+                             "total": dropped, "output": ch.name, "time_ns": time.time_ns()})
+        return total
 
     def reopen(self) -> None:
         """Reopens every channel (after what each has queued)."""
@@ -1244,6 +1268,7 @@ class Channels:
             self._ticker.join()
         if self._limiter is not None:
             self._fan_out(self._limiter.drain())
+        self.report_drops()   # the last report: after this, drops are only counted
         deadline = time.monotonic() + timeout
         for ch in self._channels:
             ch.close(max(0.0, deadline - time.monotonic()))
@@ -1251,7 +1276,7 @@ class Channels:
             # None: the old handler was not set from Python; the default is all we can put back
             signal.signal(sig, signal.SIG_DFL if old is None else old)
 
-    def _fan_out(self, alerts: list[dict[str, Any]]) -> None:
+    def _fan_out(self, alerts: list[Mapping[str, Any]]) -> None:
         for alert in alerts:
             for ch in self._channels:
                 ch.send(alert)

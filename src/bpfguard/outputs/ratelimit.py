@@ -32,12 +32,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError
+from .alert import Alert
 
-__all__ = ["Limit", "RateLimiter", "TokenBucket", "message_of"]
+__all__ = ["Limit", "RateLimiter", "TokenBucket", "message_of", "strip_prefix"]
 
 # Falco's rule alerts carry the text line's prefix in `output`
 # ("13:53:31.726060287: Critical ..." or the ISO 8601 variant): identical alerts
@@ -46,11 +47,16 @@ _PREFIX = re.compile(
     r"(?:\d{2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.\d{9}(?:[+-]\d{4})?: \S+ ")
 
 
-def message_of(alert: Mapping[str, Any]) -> str:
-    """The alert's ``output`` without Falco's ``time: Priority`` prefix."""
-    out = str(alert.get("output", ""))
+def strip_prefix(out: str) -> str:
+    """`out` without Falco's ``time: Priority`` prefix, if it has one."""
     m = _PREFIX.match(out)
     return out[m.end():] if m else out
+
+
+def message_of(alert: Mapping[str, Any]) -> str:
+    """The alert's ``output`` without Falco's ``time: Priority`` prefix."""
+    out = alert.output if isinstance(alert, Alert) else str(alert.get("output", ""))
+    return strip_prefix(out)
 
 
 @dataclass(frozen=True)
@@ -115,18 +121,22 @@ class _Window:
         self.held = _Held()
 
 
-def _summary(held: _Held, by: str) -> dict[str, Any]:
+def _summary(held: _Held, by: str) -> Mapping[str, Any]:
+    """The last alert held back, standing for all of them (an Alert for an Alert)."""
     last = held.last
     n = held.count
     what = (f"identical alert{'s' * (n != 1)}" if by == "dedup"
             else f"alert{'s' * (n != 1)} of this rule by rate limit")
-    out = dict(last)
-    out["output"] = (f"{last.get('output', '')} (suppressed: {n} {what} "
-                     f"from {held.first} to {last.get('time', '')})")
+    output = (f"{last.get('output', '')} (suppressed: {n} {what} "
+              f"from {held.first} to {last.get('time', '')})")
     fields = dict(last.get("output_fields") or {})
     fields["bpfguard.suppressed"] = n
     fields["bpfguard.suppressed_by"] = by
     fields["bpfguard.suppressed_first"] = held.first
+    if isinstance(last, Alert):
+        return replace(last, output=output, output_fields=fields)
+    out = dict(last)
+    out["output"] = output
     out["output_fields"] = fields
     return out
 
@@ -163,7 +173,7 @@ class RateLimiter:
         # windows in the order they end: all have the same length and the
         # clock is monotonic, so a FIFO is a priority queue here
         self._ends: deque[tuple[tuple[str, str], _Window]] = deque()
-        self._ready: list[dict[str, Any]] = []
+        self._ready: list[Mapping[str, Any]] = []
         self._suppressed = 0
 
     @property
@@ -174,7 +184,7 @@ class RateLimiter:
 
     def admit(self, alert: Mapping[str, Any]) -> bool:
         """Whether to deliver `alert` now; if not, it is counted for a summary."""
-        rule = str(alert.get("rule", ""))
+        rule = alert.rule if isinstance(alert, Alert) else str(alert.get("rule", ""))
         now = self._clock()
         with self._lock:
             key = (rule, message_of(alert))
@@ -197,7 +207,7 @@ class RateLimiter:
                 self._ends.append((key, win))
             return True
 
-    def poll(self) -> list[dict[str, Any]]:
+    def poll(self) -> list[Mapping[str, Any]]:
         """Summaries now due: of dedup windows that ended, of rules with a token again."""
         now = self._clock()
         with self._lock:
@@ -212,7 +222,7 @@ class RateLimiter:
             out, self._ready = self._ready, []
             return out
 
-    def drain(self) -> list[dict[str, Any]]:
+    def drain(self) -> list[Mapping[str, Any]]:
         """Every pending summary, due or not (for shutdown); forgets all windows."""
         with self._lock:
             for key, win in list(self._windows.items()):

@@ -63,13 +63,14 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import ConfigError
+from ..timefmt import parse_rfc3339
+from .alert import Alert
 from .channels import (
     _NO_RETRY,
     DEFAULT_CAPACITY,
     PRIORITIES,
-    Alert,
+    AlertLike,
     _dumps,
-    _parse_time,
     _QueuedChannel,
     priority_level,
     rfc3339,
@@ -121,15 +122,20 @@ _Row = tuple[int, str, str, str, int, str | None, str | None, str | None, int | 
 _BUSY_TIMEOUT = 5.0
 
 
-def _row(alert: Alert) -> _Row:
-    secs, frac = _parse_time(str(alert["time"]))
-    ns = secs * 1_000_000_000 + int(frac)
+def _row(alert: AlertLike) -> _Row:
+    if isinstance(alert, Alert):
+        ns = alert.time_ns
+        whole: Any = alert.to_json_dict()
+    else:
+        secs, frac = parse_rfc3339(str(alert["time"]))
+        ns = secs * 1_000_000_000 + int(frac)
+        whole = alert
     priority = str(alert["priority"])
     fields = alert.get("output_fields") or {}
     name, pid, cid = fields.get("proc.name"), fields.get("proc.pid"), fields.get("container.id")
     return (ns, rfc3339(ns), str(alert["rule"]), priority, priority_level(priority),
             _opt_str(alert.get("source")), _opt_str(alert.get("hostname")), _opt_str(name),
-            _opt_int(pid), _opt_str(cid), message_of(alert), _dumps(alert))
+            _opt_int(pid), _opt_str(cid), message_of(alert), _dumps(whole))
 
 
 def _opt_str(value: Any) -> str | None:
@@ -173,7 +179,7 @@ class SqliteChannel(_QueuedChannel[_Row]):
         self._rows: list[_Row] = []  # delivered, not yet committed
         self._count = 0  # rows in the table, as of the last commit
 
-    def _prepare(self, alert: Alert) -> _Row:
+    def _prepare(self, alert: AlertLike) -> _Row:
         return _row(alert)
 
     def _deliver(self, item: _Row) -> None:

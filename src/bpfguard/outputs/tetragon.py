@@ -32,13 +32,13 @@ import errno
 import platform
 import signal as _signal
 import socket
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..policy.events import Enforcement, PolicyArg, PolicyEvent
 from ..proctable import Process, ProcessTable, container_of
 from ..sensors.events import ExitEvent, boot_to_wall_ns
+from ..timefmt import rfc3339 as _rfc3339
 
 __all__ = [
     "arg_json",
@@ -135,19 +135,10 @@ def rfc3339(ns: int) -> str:
     """Wall-clock ns since the epoch as protojson writes a Timestamp.
 
     UTC with ``Z``; the fraction has 0, 3, 6 or 9 digits, the fewest that
-    keep the value (``...:05Z``, ``...:05.120Z``, ``...:05.000000001Z``).
+    keep the value (``...:05Z``, ``...:05.120Z``, ``...:05.000000001Z``):
+    :func:`bpfguard.timefmt.rfc3339` with ``digits=None``.
     """
-    sec, nanos = divmod(ns, 1_000_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    if nanos == 0:
-        frac = ""
-    elif nanos % 1_000_000 == 0:
-        frac = f".{nanos // 1_000_000:03d}"
-    elif nanos % 1_000 == 0:
-        frac = f".{nanos // 1_000:06d}"
-    else:
-        frac = f".{nanos:09d}"
-    return f"{base}{frac}Z"
+    return _rfc3339(ns, digits=None)
 
 
 def _wrap(v: int, bits: int, signed: bool) -> int:

@@ -11,20 +11,20 @@ Example::
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..outputs.alert import Alert
 from .compiler import ALL_TYPES, Check, CompileError, compile_condition, event_types, specialize
 from .event import RuleEvent
 from .extract import AnyOf, Extractor, extractor, render
 from .fields import check_field, split_field
 from .model import Priority, Rule
 
-__all__ = ["CompiledRule", "Engine", "OutputFormat"]
+__all__ = ["CompiledRule", "Engine", "OutputFormat", "alert"]
 
 # %field, %field[arg] and %(field): Falco's output substitutions
 _OUTPUT_FIELD = re.compile(r"%\(([^)]+)\)|%([A-Za-z0-9_.]+(?:\[[^\]]*\])?)")
@@ -180,26 +180,18 @@ class Engine:
                     break
         return out
 
-    def process(self, e: RuleEvent) -> list[dict[str, Any]]:
+    def process(self, e: RuleEvent) -> list[Alert]:
         """Falco-compatible alerts for `e`."""
         return [alert(c, e) for c in self.match(e)]
 
 
-def alert(c: CompiledRule, e: RuleEvent) -> dict[str, Any]:
-    """One alert in Falco's JSON shape. `output` is the rule's text; the outputs
-    put Falco's "HH:MM:SS.nnnnnnnnn: Priority " prefix (local time) before it."""
+def alert(c: CompiledRule, e: RuleEvent) -> Alert:
+    """One alert in Falco's shape. `output` is the rule's text; the outputs
+    put Falco's "HH:MM:SS.nnnnnnnnn: Priority " prefix (local time) before it.
+    The time stays nanoseconds: a channel formats it when it writes."""
     text, values = c.output.format(e)
     ns = e.event.time_ns
-    t = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC)
-    prio = str(c.rule.priority)
-    values = {"evt.time": ns, **values}
-    return {
-        "hostname": e.hostname,
-        "output": text,
-        "output_fields": values,
-        "priority": prio,
-        "rule": c.rule.name,
-        "source": "syscall",
-        "tags": sorted(c.rule.tags),
-        "time": t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 1_000_000_000:09d}Z",
-    }
+    rule = c.rule
+    return Alert(time_ns=ns, rule=rule.name, priority=str(rule.priority), source="syscall",
+                 hostname=e.hostname, output=text, output_fields={"evt.time": ns, **values},
+                 tags=tuple(sorted(rule.tags)))

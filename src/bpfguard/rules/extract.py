@@ -19,6 +19,7 @@ from typing import Any
 
 from ..proctable import Process, container_of
 from ..seccomp.profile import CAPABILITIES
+from ..timefmt import rfc3339
 from .ast import FieldRef
 from .event import RuleEvent, exe_writable, memfd_exepath
 from .fields import FIELDS
@@ -344,8 +345,7 @@ _EXTRACT: dict[str, _E] = {
     "evt.time": lambda e, a: e.event.time_ns,
     "evt.rawtime": lambda e, a: e.event.time_ns,
     "evt.time.s": _time(lambda t, ns: t.strftime("%H:%M:%S")),
-    "evt.time.iso8601": _time(
-        lambda t, ns: t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ns % 10**9:09d}Z"),
+    "evt.time.iso8601": lambda e, a: rfc3339(e.event.time_ns),
     "evt.datetime": _time(lambda t, ns: t.strftime("%Y-%m-%d %H:%M:%S.") + f"{ns % 10**9:09d}"),
     "evt.type": lambda e, a: e.type,
     "evt.dir": _const("<"),

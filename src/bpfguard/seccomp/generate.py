@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..sensors.syscall_table import machine
+from ..timefmt import rfc3339
 from .profile import ArgCondition, Profile, SyscallRule
 from .recorder import ARG_WATCHES, Recording
 
@@ -38,7 +39,7 @@ def _stamp(t: dt.datetime) -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is not None and epoch.isdigit():
         t = dt.datetime.fromtimestamp(int(epoch), dt.UTC)
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(int(t.timestamp()) * 1_000_000_000, digits=0)
 
 
 def _arg_rules(rec: Recording, names: set[str]) -> tuple[list[SyscallRule], set[str]]:

@@ -622,8 +622,11 @@ def test_drop_notices_get_through_a_full_queue(serve: Callable[..., _Server]) ->
     finally:
         gate.set()
         out.close()
-    assert [json.loads(r.body)["rule"] for r in srv.requests] == ["r0", "r1", DROP_RULE,
-                                                                   DROP_RULE]
+    bodies = [json.loads(r.body) for r in srv.requests]
+    assert [b["rule"] for b in bodies] == ["r0", "r1", DROP_RULE, DROP_RULE, DROP_RULE]
+    # and close() reported r2, which the full queue dropped: no loss goes unreported
+    assert bodies[-1]["output_fields"] == {"bpfguard.output": "http", "ebpf_enabled": "1",
+                                           "n_drops": "1", "n_drops_output_queue_full": "1"}
 
 
 def test_http_reconnects_at_once_when_the_server_hung_up(
