@@ -43,9 +43,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from bpfguard.agent.config import AgentConfig, default_config  # noqa: E402
-from bpfguard.agent.daemon import build_channels  # noqa: E402
 from bpfguard.agent.detect import Detector, RuleMatcher  # noqa: E402
 from bpfguard.agent.launch import spawn_waiting  # noqa: E402
+from bpfguard.agent.outputs import build_channels  # noqa: E402
 from bpfguard.proctable import ProcessTable  # noqa: E402
 from bpfguard.rules import stock_rules_path  # noqa: E402
 from bpfguard.rules.engine import Engine  # noqa: E402

@@ -66,7 +66,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from ..errors import BpfguardError
+from ..errors import BpfguardError, ConfigError
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -648,3 +648,20 @@ def request(op: str, *, socket_path: str | os.PathLike[str] = DEFAULT_SOCKET,
         why = str(resp.get("error") or "the agent refused, without a reason")
         raise NotServed(why) if resp.get("unsupported") is True else ControlError(why)
     return resp.get("result")
+
+
+def read_token(path: str) -> str:
+    """The TCP control token in `path`: root's own file, unreadable by anyone
+    else (whoever can read it holds root's control of the agent)."""
+    where = f"control.tcp_token_file {path}"
+    try:
+        st = os.stat(path)
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    if st.st_uid != 0 or st.st_mode & 0o077:
+        raise ConfigError(f"{where}: must belong to root with no access for group or others "
+                          f"(chmod 600); it is mode {st.st_mode & 0o777:o}, uid {st.st_uid}")
+    if len(token) < 16:
+        raise ConfigError(f"{where}: the token must have at least 16 characters")
+    return token

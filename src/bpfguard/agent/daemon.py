@@ -35,15 +35,17 @@ This module is the composition root: :class:`Agent` builds the parts from
 the configuration and wires them; the parts live next to it —
 :mod:`.firewalls` (the pinned firewalls), :mod:`.metrics` (Prometheus, with
 :class:`~bpfguard.agent.metrics.AgentMetrics` reading the agent),
-:mod:`.detect` (the Falco rules), :mod:`.control` (the socket) and
-:mod:`bpfguard.outputs.alert` (every alert, policy and seccomp ones too).
+:mod:`.detect` (the Falco rules subscriber, and the rules from the
+configuration), :mod:`.policy` (the policy subscriber, and the policies from
+the configuration), :mod:`.outputs` (the channels and the rate limiter),
+:mod:`.control` (the socket and its token) and :mod:`bpfguard.outputs.alert`
+(every alert, policy and seccomp ones too).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import gc
 import logging
 import os
@@ -51,27 +53,16 @@ import signal
 import socket
 import threading
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import BpfguardError, ConfigError
-from ..files import yaml_files
-from ..outputs.alert import Alert, policy_alert, seccomp_alert
+from ..outputs.alert import Alert, seccomp_alert
 from ..outputs.channels import (
-    Channel,
     Channels,
-    FileChannel,
-    Format,
-    HttpChannel,
-    Rfc5424SyslogChannel,
-    StdoutChannel,
 )
-from ..outputs.ratelimit import Limit, RateLimiter
-from ..outputs.tetragon import policy_event_json
-from ..policy import Policy, load_policy_text
+from ..policy import load_policy_text
 from ..policy.engine import PolicyEngine
 from ..policy.events import PolicyEvent
-from ..policy.model import Option
 from ..proctable import ProcessTable
 from ..sensors import SensorSet
 from ..sensors.events import Event
@@ -79,176 +70,18 @@ from ..sensors.sensors import SyscallChange
 from ..sensors.sensorset import _boot_id
 from . import SENSORS_LABEL, Pipeline
 from .config import AgentConfig, load_config
-from .control import ControlServer, TcpControlServer
-from .detect import ENV_BYTES, RuleMatcher
+from .control import ControlServer, TcpControlServer, read_token
+from .detect import ENV_BYTES, RuleMatcher, build_engine
 from .firewalls import Firewalls
+from .outputs import build_channels, build_limiter
+from .policy import PolicySubscriber, read_policies
 
-__all__ = ["Agent", "build_channels", "build_engine", "default_policy_files", "read_policies",
-           "read_token"]
+__all__ = ["Agent"]
 
 log = logging.getLogger("bpfguard.agent")
 
-_DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "policy" / "defaults"
-
-
-def default_policy_files() -> list[Path]:
-    """bpfguard's default TracingPolicies, shipped with it."""
-    return sorted(_DEFAULTS_DIR.glob("*.yaml"))
-
-
-def _with_mode(pol: Policy, mode: str) -> Policy:
-    opts = tuple(o for o in pol.options if o.name != "policy-mode")
-    return dataclasses.replace(pol, options=(*opts, Option("policy-mode", mode)))
-
-
-def read_policies(cfg: AgentConfig) -> dict[str, tuple[Policy, str]]:
-    """The policies `cfg` asks for, parsed and validated (nothing loaded), by name."""
-    out: dict[str, tuple[Policy, str]] = {}
-    if not cfg["policies.enabled"]:
-        return out
-    wanted: list[tuple[Path, str | None]] = []
-    if cfg["policies.defaults"]:
-        wanted += [(p, cfg["policies.defaults_mode"]) for p in default_policy_files()]
-    wanted += [(p, None) for p in yaml_files(cfg["policies.files"], "policies.files: ", "policy")]
-    for path, mode in wanted:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"{path}: {exc.strerror}") from None
-        pol = load_policy_text(str(path), text)
-        if mode is not None:
-            pol = _with_mode(pol, mode)
-        if pol.name in out:
-            raise ConfigError(f"{path}: a policy named {pol.name!r} comes from "
-                              f"{out[pol.name][1]} too")
-        out[pol.name] = (pol, str(path))
-    return out
-
-
-def build_engine(cfg: AgentConfig) -> Any:
-    """The compiled Falco rules `cfg` asks for (ConfigError/RulesError if they are bad)."""
-    from ..rules import rule_files
-    from ..rules.engine import Engine
-    from ..rules.loader import load_rules_or_raise
-    from ..rules.model import Priority
-
-    result = load_rules_or_raise(rule_files(cfg["rules.files"], what="rules.files: "))
-    for w in result.warnings:
-        log.warning("%s", w)
-    engine = Engine(result.rules, min_priority=Priority.parse(cfg["rules.priority"]),
-                    rule_matching=cfg["rules.rule_matching"],
-                    disable_rules=cfg["rules.disable_rules"],
-                    disable_tags=cfg["rules.disable_tags"],
-                    enable_tags=cfg["rules.enable_tags"] or None)
-    if not engine.compiled:
-        raise ConfigError("rules: no rule is enabled (check rules.priority, the tags and "
-                          "the files' `enabled` keys), or set rules.enabled: false")
-    return engine
-
-
-def read_token(path: str) -> str:
-    """The TCP control token in `path`: root's own file, unreadable by anyone
-    else (whoever can read it holds root's control of the agent)."""
-    where = f"control.tcp_token_file {path}"
-    try:
-        st = os.stat(path)
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{where}: {exc.strerror}") from None
-    if st.st_uid != 0 or st.st_mode & 0o077:
-        raise ConfigError(f"{where}: must belong to root with no access for group or others "
-                          f"(chmod 600); it is mode {st.st_mode & 0o777:o}, uid {st.st_uid}")
-    if len(token) < 16:
-        raise ConfigError(f"{where}: the token must have at least 16 characters")
-    return token
-
-
-def build_channels(cfg: AgentConfig, stdout: TextIO | None = None) -> list[Channel]:
-    """The outputs `cfg` enables (ConfigError for a bad path or address)."""
-    from ..outputs.store import SqliteChannel
-
-    o = cfg.data["outputs"]
-    fmt = Format(json_output=o["json"],
-                 json_include_output_property=o["json_include_output_property"],
-                 json_include_tags_property=o["json_include_tags_property"])
-    cap = o["queue_size"]
-    chans: list[Channel] = []
-    if o["stdout"]["enabled"]:
-        chans.append(StdoutChannel(fmt, stream=stdout, capacity=cap))
-    if o["file"]["enabled"]:
-        path = Path(o["file"]["path"])
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        chans.append(FileChannel(path, fmt, keep_alive=True, capacity=cap,
-                                 max_bytes=o["file"]["max_bytes"],
-                                 backups=o["file"]["backups"]))
-    if o["syslog"]["enabled"]:
-        chans.append(Rfc5424SyslogChannel(fmt, address=o["syslog"]["address"],
-                                          facility=o["syslog"]["facility"], capacity=cap))
-    if o["webhook"]["enabled"]:
-        w = o["webhook"]
-        chans.append(HttpChannel(w["url"], insecure=w["insecure"], ca_cert=w["ca_cert"] or None,
-                                 compress=w["compress"], capacity=cap))
-    if o["sqlite"]["enabled"]:
-        chans.append(SqliteChannel(o["sqlite"]["path"], max_rows=o["sqlite"]["max_rows"],
-                                   capacity=cap))
-    return chans
-
-
 # configuration sections a reload cannot change in a running agent
 _RESTART_SECTIONS = ("sensors", "outputs", "control", "metrics", "firewall", "seccomp_audit")
-
-class _Policies:
-    """The policy engine as a subscriber of the agent's pipeline."""
-
-    def __init__(self, features: Any, table: ProcessTable, hostname: str) -> None:
-        self.engine = PolicyEngine(features=features)
-        self.table = table
-        self.hostname = hostname
-        self.from_config: dict[str, tuple[Policy, str]] = {}
-        self.cgroup: str | None = None
-
-    def handle(self, ev: PolicyEvent) -> Iterable[Alert]:
-        return (policy_alert(ev, policy_event_json(ev, self.table, node=self.hostname),
-                             self.hostname),)
-
-    def apply(self, wanted: dict[str, tuple[Policy, str]], cgroup: str | None) -> None:
-        """Make the config's policies `wanted`, all or nothing (policies added
-        through the control socket are left alone)."""
-        loaded = set(self.engine.policies)
-        for name in wanted:
-            if name in loaded and name not in self.from_config:
-                raise ConfigError(f"policy {name!r} (from {wanted[name][1]}) is loaded already "
-                                  "through the control socket; delete it first")
-        moved = cgroup != self.cgroup   # a new scope reloads every config policy
-        gone = [n for n in self.from_config if moved or n not in wanted
-                or wanted[n][0] != self.from_config[n][0]]
-        new = [n for n in wanted if moved or n not in self.from_config
-               or wanted[n][0] != self.from_config[n][0]]
-        removed: list[str] = []
-        added: list[str] = []
-        try:
-            for n in gone:
-                self.engine.delete(n)
-                removed.append(n)
-            for n in new:
-                pol, src = wanted[n]
-                self.engine.add(pol, source=src, cgroup=cgroup)
-                added.append(n)
-        except BaseException:
-            for n in added:
-                with contextlib.suppress(KeyError):
-                    self.engine.delete(n)
-            for n in removed:
-                pol, src = self.from_config[n]
-                try:
-                    self.engine.add(pol, source=src, cgroup=self.cgroup)
-                except BpfguardError as exc:  # pragma: no cover - it loaded before
-                    log.error("policy %s could not be restored: %s", n, exc)
-            raise
-        self.from_config = dict(wanted)
-        self.cgroup = cgroup
-
 
 # how long a status waits for a firewall change under way before it answers
 # with the view it has
@@ -293,7 +126,7 @@ class Agent:
         self.table = ProcessTable(boot_id=_boot_id())
         self.pipeline: Pipeline | None = None
         self.matcher: RuleMatcher | None = None  # the Falco rules (replaced by a reload)
-        self.policies: _Policies | None = None
+        self.policies: PolicySubscriber | None = None
         self.firewalls = Firewalls()
         self.audit: Any = None
         self._audit_thread: threading.Thread | None = None
@@ -305,7 +138,7 @@ class Agent:
         data = config.data
         self.channels = Channels([], hostname=self.hostname)
         try:
-            self.channels = Channels(build_channels(config, stdout), limiter=self._limiter(),
+            self.channels = Channels(build_channels(config, stdout), limiter=build_limiter(config),
                                      hostname=self.hostname)
             if data["rules"]["enabled"]:
                 self.matcher = RuleMatcher(build_engine(config), self.table, self.hostname,
@@ -314,7 +147,7 @@ class Agent:
             if data["policies"]["enabled"]:
                 from ..probe import features as probe_features
 
-                self.policies = _Policies(features if features is not None
+                self.policies = PolicySubscriber(features if features is not None
                                           else probe_features(), self.table, self.hostname)
             if self.matcher is not None or self.policies is not None:
                 self._make_sensors()
@@ -340,13 +173,6 @@ class Agent:
             raise
 
     # -- construction ------------------------------------------------------
-
-    def _limiter(self) -> RateLimiter | None:
-        rl = self.cfg.data["outputs"]["rate_limit"]
-        if rl["rate"] <= 0 and rl["dedup_window"] <= 0:
-            return None
-        return RateLimiter(limit=Limit(rl["rate"], rl["burst"]) if rl["rate"] > 0 else None,
-                           dedup_window=rl["dedup_window"] or None)
 
     def _make_sensors(self) -> None:
         """The one sensor set: the syscalls the rules need, the policy engine."""

@@ -25,10 +25,12 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from ..errors import ConfigError
 from ..outputs.alert import Alert
 from ..proctable import ProcessTable
 from ..rules.compiler import fields_used
@@ -39,8 +41,11 @@ from ..sensors import SensorSet
 from ..sensors.events import Event, SyscallEvent
 from ..sensors.sensorset import _boot_id
 from . import Pipeline
+from .config import AgentConfig
 
-__all__ = ["ENV_BYTES", "Detector", "RuleMatcher"]
+__all__ = ["ENV_BYTES", "Detector", "RuleMatcher", "build_engine"]
+
+log = logging.getLogger("bpfguard.agent")
 
 _EXECS = ("execve", "execveat")
 # environment bytes read at exec while some rule uses proc.env
@@ -155,3 +160,24 @@ class Detector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def build_engine(cfg: AgentConfig) -> Engine:
+    """The compiled Falco rules `cfg` asks for (ConfigError/RulesError if they are bad)."""
+    from ..rules import rule_files
+    from ..rules.engine import Engine
+    from ..rules.loader import load_rules_or_raise
+    from ..rules.model import Priority
+
+    result = load_rules_or_raise(rule_files(cfg["rules.files"], what="rules.files: "))
+    for w in result.warnings:
+        log.warning("%s", w)
+    engine = Engine(result.rules, min_priority=Priority.parse(cfg["rules.priority"]),
+                    rule_matching=cfg["rules.rule_matching"],
+                    disable_rules=cfg["rules.disable_rules"],
+                    disable_tags=cfg["rules.disable_tags"],
+                    enable_tags=cfg["rules.enable_tags"] or None)
+    if not engine.compiled:
+        raise ConfigError("rules: no rule is enabled (check rules.priority, the tags and "
+                          "the files' `enabled` keys), or set rules.enabled: false")
+    return engine

@@ -9,24 +9,123 @@ sensor, a :class:`Pipeline` whose handler renders Tetragon JSON, and a
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
 import os
 import socket
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import BpfguardError, ConfigError
+from ..files import yaml_files
+from ..outputs.alert import Alert, policy_alert
 from ..outputs.tetragon import exec_json, exit_json, exit_status_signal, policy_event_json
 from ..policy import Policy, load_policy, load_policy_text
 from ..policy.engine import PolicyEngine
 from ..policy.events import PolicyEvent
+from ..policy.model import Option
 from ..proctable import ProcessTable
 from ..sensors import SensorSet
 from ..sensors.events import Event, ExecEvent, ExitEvent, boot_to_wall_ns
 from ..sensors.sensorset import _boot_id
 from . import Pipeline
+from .config import AgentConfig
 from .control import ControlServer
 
-__all__ = ["PolicyAgent"]
+__all__ = ["PolicyAgent", "PolicySubscriber", "default_policy_files", "read_policies"]
+
+log = logging.getLogger("bpfguard.agent")
+
+_DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "policy" / "defaults"
+
+
+def default_policy_files() -> list[Path]:
+    """bpfguard's default TracingPolicies, shipped with it."""
+    return sorted(_DEFAULTS_DIR.glob("*.yaml"))
+
+
+def _with_mode(pol: Policy, mode: str) -> Policy:
+    opts = tuple(o for o in pol.options if o.name != "policy-mode")
+    return dataclasses.replace(pol, options=(*opts, Option("policy-mode", mode)))
+
+
+def read_policies(cfg: AgentConfig) -> dict[str, tuple[Policy, str]]:
+    """The policies `cfg` asks for, parsed and validated (nothing loaded), by name."""
+    out: dict[str, tuple[Policy, str]] = {}
+    if not cfg["policies.enabled"]:
+        return out
+    wanted: list[tuple[Path, str | None]] = []
+    if cfg["policies.defaults"]:
+        wanted += [(p, cfg["policies.defaults_mode"]) for p in default_policy_files()]
+    wanted += [(p, None) for p in yaml_files(cfg["policies.files"], "policies.files: ", "policy")]
+    for path, mode in wanted:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from None
+        pol = load_policy_text(str(path), text)
+        if mode is not None:
+            pol = _with_mode(pol, mode)
+        if pol.name in out:
+            raise ConfigError(f"{path}: a policy named {pol.name!r} comes from "
+                              f"{out[pol.name][1]} too")
+        out[pol.name] = (pol, str(path))
+    return out
+
+
+class PolicySubscriber:
+    """The policy engine as a subscriber of the agent's pipeline."""
+
+    def __init__(self, features: Any, table: ProcessTable, hostname: str) -> None:
+        self.engine = PolicyEngine(features=features)
+        self.table = table
+        self.hostname = hostname
+        self.from_config: dict[str, tuple[Policy, str]] = {}
+        self.cgroup: str | None = None
+
+    def handle(self, ev: PolicyEvent) -> Iterable[Alert]:
+        return (policy_alert(ev, policy_event_json(ev, self.table, node=self.hostname),
+                             self.hostname),)
+
+    def apply(self, wanted: dict[str, tuple[Policy, str]], cgroup: str | None) -> None:
+        """Make the config's policies `wanted`, all or nothing (policies added
+        through the control socket are left alone)."""
+        loaded = set(self.engine.policies)
+        for name in wanted:
+            if name in loaded and name not in self.from_config:
+                raise ConfigError(f"policy {name!r} (from {wanted[name][1]}) is loaded already "
+                                  "through the control socket; delete it first")
+        moved = cgroup != self.cgroup   # a new scope reloads every config policy
+        gone = [n for n in self.from_config if moved or n not in wanted
+                or wanted[n][0] != self.from_config[n][0]]
+        new = [n for n in wanted if moved or n not in self.from_config
+               or wanted[n][0] != self.from_config[n][0]]
+        removed: list[str] = []
+        added: list[str] = []
+        try:
+            for n in gone:
+                self.engine.delete(n)
+                removed.append(n)
+            for n in new:
+                pol, src = wanted[n]
+                self.engine.add(pol, source=src, cgroup=cgroup)
+                added.append(n)
+        except BaseException:
+            for n in added:
+                with contextlib.suppress(KeyError):
+                    self.engine.delete(n)
+            for n in removed:
+                pol, src = self.from_config[n]
+                try:
+                    self.engine.add(pol, source=src, cgroup=self.cgroup)
+                except BpfguardError as exc:  # pragma: no cover - it loaded before
+                    log.error("policy %s could not be restored: %s", n, exc)
+            raise
+        self.from_config = dict(wanted)
+        self.cgroup = cgroup
+
 
 
 class PolicyAgent:

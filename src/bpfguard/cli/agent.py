@@ -51,7 +51,8 @@ def check(config_path: str) -> None:
     are checked when the agent loads them.
     """
     from ..agent.config import load_config
-    from ..agent.daemon import build_engine, read_policies
+    from ..agent.detect import build_engine
+    from ..agent.policy import read_policies
     from ..firewall.config import load_firewall_config
 
     try:

@@ -21,7 +21,7 @@ from bpfguard.agent.config import (
     parse_listen,
     render_reference,
 )
-from bpfguard.agent.daemon import default_policy_files, read_policies
+from bpfguard.agent.policy import default_policy_files, read_policies
 from bpfguard.cli import main
 from bpfguard.errors import ConfigError
 

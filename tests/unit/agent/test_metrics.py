@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bpfguard.agent.daemon import read_token
+from bpfguard.agent.control import read_token
 from bpfguard.agent.metrics import MetricsServer, registry_for
 from bpfguard.errors import ConfigError
 from bpfguard.outputs.channels import ChannelStats
