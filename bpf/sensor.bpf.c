@@ -23,9 +23,14 @@
 #include "policy.bpf.h"
 #include "record.bpf.h"
 
-/* Set before load: a policy engine is part of this sensor set, so the
- * lifecycle programs keep matchBinaries' executable table. */
+/* Set before load: which parts this sensor set has. A part it lacks is dead
+ * code the verifier never walks (frozen .rodata is known to it), so a set
+ * pays verification and run time only for what it uses. targ_policy: a
+ * policy engine (the lifecycle programs then also keep matchBinaries'
+ * executable table); targ_syscalls: the syscall sensor; targ_record (in
+ * record.bpf.h): a seccomp recorder. */
 const volatile __u32 targ_policy = 0;
+const volatile __u32 targ_syscalls = 0;
 
 /* One word of a syscall bitmap, and the syscall's bit in it. */
 #define BG_WORD(id) (((id) >> 6) & (BG_NR_MAX / 64 - 1))
@@ -48,9 +53,9 @@ int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
 	bit = BG_BIT(id);
 	if (!((interest[w] | pol_interest[w]) & bit))
 		return 0;
-	if (interest[w] & bit)
+	if (targ_syscalls && (interest[w] & bit))
 		bg_enter(regs, id);
-	if (pol_interest[w] & bit)
+	if (targ_policy && (pol_interest[w] & bit))
 		bg_pol_enter(regs, id);
 	return 0;
 }
@@ -67,9 +72,9 @@ int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
 	bit = BG_BIT(id);
 	if (!((interest[w] | pol_ret_interest[w]) & bit))
 		return 0;
-	if (interest[w] & bit)
+	if (targ_syscalls && (interest[w] & bit))
 		bg_exit(id, ret);
-	if (pol_ret_interest[w] & bit)
+	if (targ_policy && (pol_ret_interest[w] & bit))
 		bg_pol_exit(id, ret);
 	return 0;
 }

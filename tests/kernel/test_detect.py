@@ -194,6 +194,9 @@ def test_user_uid_is_the_effective_uid_at_the_event(tmp_path: Path) -> None:
         assert [a["output_fields"]["user.uid"] for a in alerts] == [65534], pushdown
 
 
+# a storm of opens: minutes under TCG; the guest runs the same kernel path tests in
+# test_syscall_sensor.py::test_pushdown_path_tests_decide_on_the_resolved_path
+@pytest.mark.host_covers
 def test_stock_rules_keep_benign_opens_in_the_kernel(engine: Engine, progs: dict[str, str],
                                                       tmp_path: Path) -> None:
     """The path pushdown: 20,000 reads of a file no stock rule names never reach
@@ -234,6 +237,8 @@ def test_stock_rules_keep_benign_opens_in_the_kernel(engine: Engine, progs: dict
     assert hit[0]["output_fields"]["fd.name"] == "/etc/shadow"
 
 
+# a CLI subprocess and a storm of opens: slow in the TCG guest, the same code as here
+@pytest.mark.host_covers
 def test_detect_cli_reports_every_alert_a_tiny_output_queue_drops(tmp_path: Path) -> None:
     # a storm of opens of /etc/shadow by a copied interpreter (an untrusted
     # program): each raises "Read sensitive file untrusted", far faster than a

@@ -322,6 +322,7 @@ class SyscallSensor(Sensor):
         enc.name_set, enc.dir_set, enc.file_set = 3 * n, 3 * n + 1, 3 * n + 2
 
     def configure(self) -> None:
+        self.obj.rodata["targ_syscalls"] = 1
         self.obj.rodata["targ_str_max"] = self.str_max
         # libbpf frees the inner-map template at load: its shape is read now
         self._trie = self.obj.inner_map("push_prefix")
