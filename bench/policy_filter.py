@@ -182,7 +182,7 @@ def build(tmp: Path) -> Path:
     src.write_text(OPENS_C.replace("@RARE@", RARE))
     exe = tmp / "opens"
     _run(["gcc", "-O2", "-Wall", "-o", str(exe), str(src)], "compile the openat loop")
-    ensure_object("policy")
+    ensure_object("sensor")
     return exe
 
 
@@ -242,7 +242,7 @@ def _prog_id(fd: int) -> int | None:
 
 
 def our_prog_ids(sensors: SensorSet) -> set[int]:
-    ids = (_prog_id(p.fd) for s in sensors.sensors for p in s.obj.programs if p.fd >= 0)
+    ids = (_prog_id(p.fd) for p in sensors.obj.programs if p.fd >= 0)
     return {i for i in ids if i is not None}
 
 
