@@ -305,7 +305,7 @@ class Agent:
         s.cpu = _total(m, "process_cpu_seconds_total")
         s.events = _total(m, "bpfguard_events_total") or 0.0   # none before the first event
         s.kdrops = _total(m, "bpfguard_kernel_drops_total") or 0.0
-        s.qdrops = _total(m, "bpfguard_queue_drops_total") or 0.0
+        s.qdrops = _total(m, "bpfguard_queue_drops_total") or 0.0   # agents before one pipeline
         s.sent = _total(m, "bpfguard_output_sent_total") or 0.0
         s.odropped = _total(m, "bpfguard_output_dropped_total") or 0.0
         s.queued = _total(m, "bpfguard_output_queue_depth") or 0.0
@@ -529,7 +529,6 @@ def build_rows(rep: dict[str, Any]) -> list[tuple[str, list[str]]]:
         lambda a, g: f"{100 * g['storm_events_per_s'] / g['offered_per_s']:.1f}%")
     row("events filtered in the kernel (pushdown)", lambda a, g: si(g["total_filtered"]))
     row("kernel drops (storm + drain)", lambda a, g: si(g["total_kdrops"]))
-    row("queue drops (reader -> outputs)", lambda a, g: si(g["total_qdrops"]))
     row("drop % (kernel+queue)/(read+drops)", lambda a, g: f"{g['drop_pct']:.1f}%")
     row("alerts/s written (output sent)", lambda a, g: si(g["storm_sent_per_s"]))
     row("alerts dropped by the output queue", lambda a, g: si(g["total_odropped"]))

@@ -303,7 +303,7 @@ struct bg_scope_config {
 	__u32 self_tgid; /* bpfguard itself: never reported */
 };
 
-/* Seccomp recorder (seccomp.bpf.c): which argument value it collects, per
+/* Seccomp recorder (lib/record.bpf.h): which argument value it collects, per
  * syscall, for argument rules. */
 enum bg_watch {
 	BG_WATCH_NONE = 0,
@@ -318,7 +318,7 @@ struct bg_argval_key {
 	__u64 value;
 };
 
-/* ---- TracingPolicy engine (policy.bpf.c) ----
+/* ---- TracingPolicy engine (lib/policy.bpf.h) ----
  *
  * User space compiles each hook of a policy into a bg_pol_hook (what to read)
  * and up to BG_POL_SELECTORS bg_pol_selector entries (what to match, what to

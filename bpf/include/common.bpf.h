@@ -27,9 +27,9 @@ enum bg_scratch_role {
 	BG_SCRATCH_EXEC = 1,
 	BG_SCRATCH_FORK = 2,
 	BG_SCRATCH_EXIT = 3,
-	BG_SCRATCH_POLICY_ENTER = 4, /* policy.bpf.c: syscall entry */
-	BG_SCRATCH_POLICY_TP = 5,    /* policy.bpf.c: tracepoints and raw tracepoints */
-	BG_SCRATCH_POLICY_FUNC = 6,  /* policy.bpf.c: kernel functions and LSM hooks */
+	BG_SCRATCH_POLICY_ENTER = 4, /* the policy engine: syscall entry */
+	BG_SCRATCH_POLICY_TP = 5,    /* the policy engine: tracepoints and raw tracepoints */
+	BG_SCRATCH_POLICY_FUNC = 6,  /* the policy engine: kernel functions and LSM hooks */
 	BG_SCRATCH_ROLES = 7,
 };
 

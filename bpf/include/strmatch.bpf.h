@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* String matching shared by the in-kernel filter engines: the TracingPolicy
- * engine (policy.bpf.c) and the rules pushdown of the syscall sensor
- * (syscalls.bpf.c).
+ * engine (lib/policy.bpf.h) and the rules pushdown of the syscall sensor
+ * (lib/syscalls.bpf.h).
  *
  * Both match strings the same way, so that they can later share one set of
  * string-set maps:
@@ -82,7 +82,7 @@ static __always_inline bool bg_pol_lpm(void *outer, struct bg_pol_lpm_key *key, 
 struct bg_pol_work {
 	__u64 names[BG_PATH_DEPTH];
 	__u32 depth;
-	__u32 role; /* policy.bpf.c: the scratch role, which indexes pol_lpm_keys */
+	__u32 role; /* the policy engine: the scratch role, which indexes pol_lpm_keys */
 	__u32 leaf; /* out: offset of the leaf name from the start of the path */
 	__u32 pad;
 };

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import difflib
 import ipaddress
+import logging
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -261,14 +262,30 @@ class AgentConfig:
         return node
 
 
+log = logging.getLogger("bpfguard.agent")
+
+# Keys earlier versions had, and why they are gone: a file that still names
+# one loads, with a warning, rather than stopping the agent at an upgrade.
+RETIRED_KEYS = {
+    "sensors.queue_size": "no longer used: the reader hands alerts straight to the outputs, "
+                          "each behind its own queue (outputs.queue_size)",
+}
+
+
 class _Errors:
     def __init__(self, name: str) -> None:
         self.name = name
         self.items: list[str] = []
 
-    def add(self, node: yaml.Node | None, path: str, msg: str) -> None:
+    def _where(self, node: yaml.Node | None, path: str) -> str:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
-        self.items.append(f"{self.name}{line}: {path}: {msg}")
+        return f"{self.name}{line}: {path}"
+
+    def add(self, node: yaml.Node | None, path: str, msg: str) -> None:
+        self.items.append(f"{self._where(node, path)}: {msg}")
+
+    def warn(self, node: yaml.Node | None, path: str, msg: str) -> None:
+        log.warning("%s: %s", self._where(node, path), msg)
 
 
 _CONSTRUCT = yaml.constructor.SafeConstructor()
@@ -336,7 +353,9 @@ def _mapping(node: yaml.Node, schema: Node, path: str, errs: _Errors,
             continue
         seen.add(k)
         spec = schema.get(k)
-        if spec is None:
+        if spec is None and sub in RETIRED_KEYS:
+            errs.warn(knode, sub, RETIRED_KEYS[sub])
+        elif spec is None:
             near = difflib.get_close_matches(k, list(schema), n=1)
             hint = f"; did you mean {near[0]!r}?" if near else \
                 f"; known keys here: {', '.join(schema)}"

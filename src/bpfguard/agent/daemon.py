@@ -24,8 +24,10 @@ Start-up is all or nothing (:meth:`Agent.__init__` raises and leaves nothing
 attached; a firewall it loaded is unloaded again). SIGHUP (or the control
 socket's ``reload``) re-reads the configuration and reloads rules and
 policies atomically: everything new is built first, and if any of it fails
-the running set stays and the reason is logged, counted and shown in
-/healthz. New rules change the running sensor in two steps (the kernel
+before the new rules take over, the running set stays and the reason is
+logged, counted and shown in /healthz (should only the kernel's filters then
+fail to narrow, the reload says so: they keep what the old rules wanted too,
+more events and none missed). New rules change the running sensor in two steps (the kernel
 first keeps what old and new rules want, then, once the new rules match in
 user space, only what they want), so nothing is missed while they change.
 SIGTERM and SIGINT stop it: the reader drains, the outputs flush, every
@@ -357,24 +359,42 @@ class Agent:
             change = self._syscall_change(matcher)
         wanted = read_policies(merged)
         cgroup = data["policies"]["cgroup"] or None
+        # make before break: first the kernel keeps what the old and the new
+        # rules want, then the policies change (all or nothing), then the new
+        # rules match in user space, and only then does the kernel narrow to
+        # what they want; an event in the overlap is matched by one rule set
+        # or the other, never lost. A failure before the rules swap undoes
+        # what was done: the running configuration stays whole.
         self.cfg = merged
         try:
-            if self.policies is not None:
-                self.policies.apply(wanted, cgroup)
+            if change is not None:
+                change.widen()
+            try:
+                if self.policies is not None:
+                    self.policies.apply(wanted, cgroup)
+            except BaseException:
+                if change is not None:
+                    change.rollback()
+                raise
         except BaseException:
             self.cfg = old_cfg
             raise
-        if matcher is not None and change is not None and self.sensors is not None:
-            # make before break: the kernel keeps what either rule set wants
-            # until the new one matches; an event in the overlap is matched
-            # by one set or the other, never lost
-            change.widen()
+        if matcher is not None:
+            assert self.sensors is not None
             if matcher.uses_env:
                 self.sensors.set_env_max(ENV_BYTES)
             self.matcher = matcher
-            change.narrow()
             if not matcher.uses_env:
                 self.sensors.set_env_max(0)
+            if change is not None:
+                try:
+                    change.narrow()
+                except BpfguardError as exc:
+                    # the new rules run; the kernel still keeps what the old
+                    # ones wanted too (more events, none missed): say so
+                    raise BpfguardError(f"the new rules run, but the kernel filters could not "
+                                        f"be narrowed to them ({exc}); they keep what the old "
+                                        "rules wanted too until the next reload") from exc
         if fixed:
             log.warning("reload: changes to %s take effect at the next start",
                         ", ".join(fixed))

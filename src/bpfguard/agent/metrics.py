@@ -59,10 +59,6 @@ class MetricsSource(Protocol):
         pushdown), by (sensor set, stage: at_entry, at_exit, by_path), cumulative."""
         ...
 
-    def metric_queue_drops(self) -> Mapping[str, int]:
-        """Events dropped between the kernel reader and the engines, by sensor set."""
-        ...
-
     def metric_handler_errors(self) -> Mapping[str, int]:
         """Events an engine failed on (counted and skipped), by sensor set."""
         ...
@@ -134,8 +130,6 @@ class _AgentCollector(Collector):
                        "and where it decided: at_entry (task and arguments), at_exit (the "
                        "result), by_path (the resolved path).", ["sensors", "stage"],
                        s.metric_kernel_filtered())
-        yield _counter("bpfguard_queue_drops", "Events dropped because the engines fell "
-                       "behind the kernel reader.", ["sensors"], s.metric_queue_drops())
         yield _counter("bpfguard_handler_errors", "Events an engine failed on, counted and "
                        "skipped (the log has the first of each run).", ["sensors"],
                        s.metric_handler_errors())
@@ -235,12 +229,6 @@ class AgentMetrics:
         if sensors is None:
             return {}
         return {(SENSORS_LABEL, stage): v for stage, v in sensors.pushed_down_by().items()}
-
-    def metric_queue_drops(self) -> dict[str, int]:
-        # the reader hands alerts straight to the outputs, whose own queues
-        # count what they drop (bpfguard_output_dropped_total)
-        p = self.agent.pipeline
-        return {SENSORS_LABEL: p.queue_drops} if p is not None else {}
 
     def metric_handler_errors(self) -> dict[str, int]:
         p = self.agent.pipeline

@@ -166,9 +166,9 @@ class PolicyAgent:
             raise
 
     def start(self) -> None:
+        self.pipeline.start()   # the sensors attached before any live change arrives
         if self.control is not None:
             self.control.start()
-        self.pipeline.start()
 
     def close(self) -> None:
         if self.control is not None:

@@ -1,6 +1,6 @@
 """Compile a validated TracingPolicy into what the in-kernel engine reads.
 
-The engine (``bpf/policy.bpf.c``) interprets, per hook, a ``bg_pol_hook``
+The engine (``bpf/lib/policy.bpf.h`` in the sensor object) interprets, per hook, a ``bg_pol_hook``
 (which arguments to read and how) and up to ``BG_POL_SELECTORS``
 ``bg_pol_selector`` entries; strings, long integer lists and CIDRs go to
 set maps addressed by a set id. This module does the whole translation in
@@ -248,7 +248,7 @@ class CompiledHook:
     event: str = ""
     function_name: str = ""
     # FUNC hooks: function_name is what the programs attach to (an LSM hook's
-    # name without bpf_lsm_); its parameter count; the programs of policy.bpf.c
+    # name without bpf_lsm_); its parameter count; the programs of the sensor object
     nparams: int = 0
     programs: tuple[str, ...] = ()
     # UPROBE hooks: the binary, and per link (symbol or "", offset, refCtrOffset);
@@ -342,7 +342,7 @@ def kernel_function(name: str) -> FunctionProto | None:
             return None
 
 
-# backend feature -> program of policy.bpf.c (a kprobe backend brings its kretprobe)
+# backend feature -> program of the sensor object (bpf/sensor.bpf.c) (a kprobe backend brings its kretprobe)
 _PROGRAMS: Final = {"fentry": "bg_pol_fentry", "fexit": "bg_pol_fexit", "kprobe": "bg_pol_kprobe",
                     "fmod_ret": "bg_pol_fmod_ret", "lsm": "bg_pol_lsm"}
 _EM_X86_64: Final = 62

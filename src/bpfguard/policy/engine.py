@@ -133,6 +133,7 @@ class PolicyEngine(Sensor):
         self._free_follow = list(range(LIMITS.follow))  # reused oldest first
         self._tries: dict[tuple[str, int], Map] = {}
         self._lock = threading.RLock()
+        self._has_syscall_hooks = False  # kept by _write_routes
         btf = sensor_btf()
         self._t = {n: btf.struct(n) for n in (
             "bg_pol_hook", "bg_pol_selector", "bg_pol_route", "bg_pol_int_key",
@@ -161,7 +162,7 @@ class PolicyEngine(Sensor):
             # the compiler keys some tables by Tetragon's spelling: NotIn, PidForChildren
             spelled = {re.sub(r"(?<=[a-z])(?=[A-Z])", "_", k).upper(): v for k, v in table.items()}
             if enum(name, prefix) != spelled:
-                raise BpfguardError(f"policy compiler and {name} in policy.bpf.o disagree; "
+                raise BpfguardError(f"policy compiler and {name} in sensor.bpf.o disagree; "
                                     "rebuild the BPF objects (make -C bpf)")
         self._mode = enum("bg_pol_mode", "BG_MODE_")
         self._vflags = enum("bg_pol_value_flags", "BG_PV_")
@@ -178,9 +179,9 @@ class PolicyEngine(Sensor):
         self._seed_executables()
 
     def wants_syscalls(self) -> bool:
-        with self._lock:
-            return any(self._slots[s][1].syscalls for lp in self.policies.values()
-                       for s in lp.slots)
+        # a flag, not a walk under self._lock: the set asks while holding its
+        # links lock, and the engine calls the set while holding its own
+        return self._has_syscall_hooks
 
     def _seed_executables(self) -> None:
         """pol_exe for processes that exec'd before the engine: from /proc."""
@@ -537,6 +538,7 @@ class PolicyEngine(Sensor):
                 bits[nr // 64] |= 1 << (nr % 64)
             for i, w in enumerate(bits):
                 words[i] = w
+        self._has_syscall_hooks = bool(routes)
         self._set.sync_syscall_programs()
 
     def _load_copy(self, slot: int, h: CompiledHook) -> BpfObject:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import ipaddress
+import itertools
 import posixpath
 from collections.abc import Callable
 from typing import Any
@@ -260,21 +261,37 @@ def _rawarg_test(op: str, text: str) -> Callable[[Any], bool]:
     return test
 
 
-def compile_condition(node: ast.Condition | bool) -> Check:
+def compile_condition(node: ast.Condition | bool,
+                      compare_ids: dict[ast.Compare, int] | None = None) -> Check:
     """The closure deciding a resolved condition (no macro references left), or
-    a constant one (what :func:`specialize` may leave)."""
+    a constant one (what :func:`specialize` may leave).
+
+    `compare_ids` numbers the distinct comparisons of every condition compiled
+    with it (AST nodes compare without their positions): the stock rules
+    repeat the same macros (open_read, spawned_process, container, ...) in many
+    rules, and each such comparison is then decided once per event and
+    remembered in it. An engine passes one table for all its rules (and drops
+    it with them); None gives the condition a table of its own."""
+    ids: dict[ast.Compare, int] = {} if compare_ids is None else compare_ids
+    return _compile(node, ids)
+
+
+def _compile(node: ast.Condition | bool, ids: dict[ast.Compare, int]) -> Check:
     if node is True or node is False:
         const = bool(node)
         return lambda e: const
     if isinstance(node, ast.And):
-        return _chain([compile_condition(i) for i in node.items], all_of=True)
+        return _chain([_compile(i, ids) for i in node.items], all_of=True)
     if isinstance(node, ast.Or):
-        return _chain([compile_condition(i) for i in node.items], all_of=False)
+        return _chain([_compile(i, ids) for i in node.items], all_of=False)
     if isinstance(node, ast.Not):
-        inner = compile_condition(node.item)
+        inner = _compile(node.item, ids)
         return lambda e: not inner(e)
     if isinstance(node, ast.Compare):
-        return _memoized(node, _compare(node))
+        i = ids.get(node)
+        if i is None:
+            i = ids[node] = next(_COMPARE_NUMBERS)
+        return _memoized(i, _compare(node))
     raise CompileError(f"unresolved macro {node.name!r}", node.pos)
 
 
@@ -289,16 +306,13 @@ def _chain(parts: list[Check], *, all_of: bool) -> Check:
     return lambda e: a(e) or rest(e)
 
 
-# One number per distinct comparison (AST nodes compare without their
-# positions): the stock rules repeat the same macros (open_read, spawned_process,
-# container, ...) in many rules, and each such comparison is decided once per
-# event, then remembered in the event.
-_COMPARE_IDS: dict[ast.Compare, int] = {}
+# Comparison numbers are unique across tables (an event may meet checks
+# compiled apart, as tests do); a table holds only its own conditions' ones.
+_COMPARE_NUMBERS = itertools.count()
 
 
-def _memoized(node: ast.Compare, check: Check) -> Check:
-    i = _COMPARE_IDS.setdefault(node, len(_COMPARE_IDS))
-
+def _memoized(i: int, check: Check) -> Check:
+    """`check`, decided once per event under comparison number `i`."""
     def memo(e: RuleEvent) -> bool:
         seen = e.decided
         r = seen.get(i)

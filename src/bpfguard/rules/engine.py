@@ -114,6 +114,8 @@ class Engine:
     # per event type, its candidate rules in file order, each with its condition
     # as it reads for that type (see compiler.specialize)
     _by_type: dict[str, list[tuple[CompiledRule, Check]]] = field(init=False)
+    # the numbers of this engine's distinct comparisons (see compile_condition)
+    _compare_ids: dict[Any, int] = field(init=False, default_factory=dict)
     _any_type: list[tuple[CompiledRule, Check]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -140,7 +142,8 @@ class Engine:
                 continue
             cond = r.condition
             try:
-                self.compiled.append(CompiledRule(r, compile_condition(cond), event_types(cond),
+                self.compiled.append(CompiledRule(r, compile_condition(cond, self._compare_ids),
+                                                  event_types(cond),
                                                   OutputFormat(r.output), i))
             except CompileError as exc:
                 errors.append(f"{r.context}: rule {r.name!r}: {exc}")
@@ -151,16 +154,14 @@ class Engine:
         for t in {t for c in self.compiled if c.types is not ALL_TYPES for t in c.types}:
             cands = [c for c in self.compiled if c.types is ALL_TYPES or t in c.types]
             checks = [(c, specialize(c.rule.condition, t)) for c in cands]  # type: ignore[arg-type]
-            self._by_type[t] = [(c, compile_condition(x)) for c, x in checks if x is not False]
+            self._by_type[t] = [(c, compile_condition(x, self._compare_ids))
+                                for c, x in checks if x is not False]
 
     def event_types(self) -> frozenset[str] | None:
         """Every evt.type some enabled rule can match; None when a rule matches any."""
         if self._any_type:
             return None
         return frozenset(self._by_type)
-
-    def candidates(self, evt_type: str) -> list[CompiledRule]:
-        return [c for c, _ in self._by_type.get(evt_type, self._any_type)]
 
     def match(self, e: RuleEvent) -> list[CompiledRule]:
         """The rules that match `e` (only the first with rule_matching "first").

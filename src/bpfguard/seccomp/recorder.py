@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,10 +31,9 @@ from ..sensors.syscall_table import native_arches, syscall_name, syscall_number
 __all__ = ["ARG_WATCHES", "CLONE_NS_MASK", "ArgWatch", "Recorder", "Recording",
            "SeccompRecorder"]
 
-# The recorder's set reads no events: its ring buffer only takes the process
-# events of the recorded scope (exec/fork/exit), which nobody reads; the
-# smallest ring the kernel allows keeps that cheap.
-_RINGBUF_BYTES = 4096
+# The recorder's set reads no events (it builds none: targ_process_events is
+# off), so its ring buffer is the smallest the kernel allows: one page.
+_RINGBUF_BYTES = resource.getpagesize()
 
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET (linux/sched.h):
 # the flags that create namespaces. CLONE_NEWTIME (0x80) is left out: in clone()'s

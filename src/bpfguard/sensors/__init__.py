@@ -1,7 +1,8 @@
 """Kernel sensors and their decoded events.
 
-- :class:`SensorSet`: the process and syscall sensors sharing one ordered
-  event stream and one in-kernel scope.
+- :class:`SensorSet`: the one sensor object (``bpf/sensor.bpf.c``) and its
+  parts (process events, the syscall sensor, and the policy engine or the
+  seccomp recorder when given), one ordered event stream, one in-kernel scope.
 - :mod:`.events`: the event types, decoded with layouts from BTF.
 """
 

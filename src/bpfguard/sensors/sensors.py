@@ -444,11 +444,14 @@ class SyscallSensor(Sensor):
 
 class SyscallChange:
     """Changes a running :class:`SyscallSensor` in two steps, so that while
-    the rules change the kernel keeps at least what either set wants:
-    :meth:`widen` traces every syscall old or new, unfiltered; :meth:`narrow`
-    (once user space matches with the new rules) writes the new filters and
-    leaves out what is no longer wanted. :meth:`rollback` after widen
-    restores the old configuration."""
+    the rules change the kernel keeps at least what either set wants.
+
+    :meth:`widen` traces every syscall of the new set unfiltered (syscalls
+    only the old set traces keep their old filters, which keep what the old
+    rules want); :meth:`narrow`, once user space matches with the new rules,
+    leaves out what only the old set had and writes the new filters.
+    :meth:`rollback`, after widen, restores the old configuration instead.
+    """
 
     def __init__(self, sensor: SyscallSensor, fresh: SyscallSensor) -> None:
         self.sensor, self.fresh = sensor, fresh
@@ -463,9 +466,14 @@ class SyscallChange:
 
     def rollback(self) -> None:
         self._leave_out(self.fresh, self.sensor)
+        self.fresh.close()
 
     def narrow(self) -> None:
-        self._leave_out(self.sensor, self.fresh)
+        try:
+            self._leave_out(self.sensor, self.fresh)
+        except BaseException:
+            self.fresh.close()
+            raise
         s, f = self.sensor, self.fresh
         replaced = s._tries
         s.syscalls, s.filters = f.syscalls, f.filters
@@ -476,8 +484,10 @@ class SyscallChange:
 
     @staticmethod
     def _leave_out(old: SyscallSensor, new: SyscallSensor) -> None:
-        """Writes `new` in full, then clears what only `old` had."""
-        new.after_load()
+        """Clears what only `old` had, then writes `new` in full. Clearing
+        first keeps the maps within the sizes `new` was checked against;
+        it narrows nothing `new` wants: every syscall of `new` is unfiltered
+        (widen) until its own spec is written, sets before specs."""
         obj, abi = old.obj, old.abi
         specs = obj.map("specs")
         off = abi.spec()  # enabled = 0
@@ -495,6 +505,10 @@ class SyscallChange:
             k = abi.str_key()
             k.set, k.len, k.hash = set_id, len(b), string_hash(old.seed, b)
             obj.map("push_strs").delete(k)
-        for n in set(old._paths.values()) - set(new._paths.values()):
-            for outer in ("push_prefix", "push_suffix"):
-                obj.map(outer).delete(ctypes.c_uint32(n))
+        # a trie number the new filters do not use for that kind of test
+        for outer, kind in (("push_prefix", "prefixes"), ("push_suffix", "suffixes")):
+            keep = {n for p, n in new._paths.items() if getattr(p, kind)}
+            for p, n in old._paths.items():
+                if getattr(p, kind) and n not in keep:
+                    obj.map(outer).delete(ctypes.c_uint32(n))
+        new.after_load()

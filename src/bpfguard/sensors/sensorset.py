@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import secrets
 import threading
 from collections.abc import Iterable
@@ -161,8 +162,10 @@ class SensorSet:
                  args_max: int = 4095, ringbuf_bytes: int = 16 << 20,
                  filters: dict[str, SyscallFilter] | None = None, env_max: int = 0,
                  extra: Iterable[Sensor] = ()) -> None:
-        if ringbuf_bytes & (ringbuf_bytes - 1) or ringbuf_bytes < 4096:
-            raise ConfigError(f"ringbuf_bytes must be a power of two >= 4096, not {ringbuf_bytes}")
+        page = resource.getpagesize()
+        if ringbuf_bytes & (ringbuf_bytes - 1) or ringbuf_bytes < page:
+            raise ConfigError(f"ringbuf_bytes must be a power of two of at least the page size "
+                              f"({page}), not {ringbuf_bytes}")
         self.maps: dict[str, Map] = {}
         self.sensors: list[Sensor] = []
         self._rb: RingBuffer | None = None

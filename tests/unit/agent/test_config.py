@@ -77,6 +77,15 @@ def test_unknown_keys_name_the_path_and_line_and_suggest() -> None:
     assert errs[1].startswith("agent.yaml:3: output: unknown key; did you mean 'outputs'?")
 
 
+def test_a_retired_key_loads_with_a_warning_naming_its_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    cfg = parse_config("sensors:\n  ringbuf_kb: 64\n  queue_size: 4096\n", "old.yaml")
+    assert cfg["sensors.ringbuf_kb"] == 64
+    assert [r.getMessage() for r in caplog.records] == [
+        "old.yaml:3: sensors.queue_size: no longer used: the reader hands alerts straight "
+        "to the outputs, each behind its own queue (outputs.queue_size)"]
+
+
 def test_every_error_is_reported_at_once() -> None:
     errs = _errors("sensors:\n  ringbuf_kb: 1000\n  str_max: 0\nrules:\n  priority: loud\n"
                    "  files: /etc/falco\noutputs:\n  stdout: yes\n  queue_size: -3\n")

@@ -37,9 +37,6 @@ class Source:
     def metric_kernel_filtered(self) -> Mapping[tuple[str, str], int]:
         return {("detection", "by_path"): 9}
 
-    def metric_queue_drops(self) -> Mapping[str, int]:
-        return {"detection": 1}
-
     def metric_handler_errors(self) -> Mapping[str, int]:
         return {"detection": 0}
 
@@ -87,7 +84,6 @@ def test_every_required_metric_is_exposed_with_its_labels() -> None:
     assert v("bpfguard_events_total", sensors="detection", type="syscall") == 10
     assert v("bpfguard_kernel_drops_total", sensors="detection", reason="ringbuf_full") == 7
     assert v("bpfguard_kernel_filtered_total", sensors="detection", stage="by_path") == 9
-    assert v("bpfguard_queue_drops_total", sensors="detection") == 1
     assert v("bpfguard_rule_matches_total", rule="Read sensitive file untrusted",
              priority="Warning") == 3
     assert v("bpfguard_policy_actions_total", policy="kill") == 1

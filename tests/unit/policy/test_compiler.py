@@ -139,7 +139,7 @@ def _replace_selectors(policy: Policy, *sels: Selector) -> Policy:
     return dataclasses.replace(policy, kprobes=(kp, *policy.kprobes[1:]))
 
 
-# hand-written reference of bg_pol_hash (bpf/policy.bpf.c), independent of the module
+# hand-written reference of bg_pol_hash (bpf/include/strmatch.bpf.h), independent of the module
 def _ref_mix(h: int, w: int) -> int:
     h = ((h ^ w) * 0x9E3779B97F4A7C15) % (1 << 64)
     return h ^ (h >> 32)
