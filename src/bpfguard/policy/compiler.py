@@ -342,7 +342,7 @@ def kernel_function(name: str) -> FunctionProto | None:
             return None
 
 
-# backend feature -> program of the sensor object (bpf/sensor.bpf.c) (a kprobe backend brings its kretprobe)
+# backend feature -> program of the sensor object (a kprobe backend brings its kretprobe)
 _PROGRAMS: Final = {"fentry": "bg_pol_fentry", "fexit": "bg_pol_fexit", "kprobe": "bg_pol_kprobe",
                     "fmod_ret": "bg_pol_fmod_ret", "lsm": "bg_pol_lsm"}
 _EM_X86_64: Final = 62
