@@ -23,18 +23,20 @@
 #include "policy.bpf.h"
 #include "record.bpf.h"
 
-/* Set before load: which parts this sensor set has. A part it lacks is dead
- * code the verifier never walks (frozen .rodata is known to it), so a set
- * pays verification and run time only for what it uses. targ_policy: a
- * policy engine (the lifecycle programs then also keep matchBinaries'
- * executable table); targ_syscalls: the syscall sensor; targ_record (in
- * record.bpf.h): a seccomp recorder. */
+/* Set before load: which parts this sensor set has. A part it lacks costs
+ * no run time, and the verifier drops its branches (frozen .rodata is known
+ * to it); the global functions a part calls (bg_pol_run, bg_path_forward,
+ * ...) are still verified on their own, on kernels before lazy verification
+ * of unused global functions. user space shrinks the maps of a part a set
+ * lacks to one entry. targ_policy: a policy engine (the lifecycle programs
+ * then also keep matchBinaries' executable table); targ_syscalls: the
+ * syscall sensor; targ_record (in record.bpf.h): a seccomp recorder;
+ * targ_process_events: exec/fork/exit events for the process table (a
+ * recorder's set reads no events and builds none: its scope is kept all the
+ * same). */
 const volatile __u32 targ_policy = 0;
 const volatile __u32 targ_syscalls = 0;
-
-/* One word of a syscall bitmap, and the syscall's bit in it. */
-#define BG_WORD(id) (((id) >> 6) & (BG_NR_MAX / 64 - 1))
-#define BG_BIT(id) (1ULL << ((id) & 63))
+const volatile __u32 targ_process_events = 1;
 
 /* The fast path is one test of the union of what the syscall sensor and the
  * policy engine want; an uninteresting syscall costs that and nothing more.
@@ -87,7 +89,8 @@ int BPF_PROG(bg_sched_exec, struct task_struct *task, pid_t old_pid, struct linu
 	__u32 tgid = task->tgid;
 	bool opened = bg_scope_on_exec(tgid);
 
-	bg_process_exec(task, old_pid, bprm);
+	if (targ_process_events)
+		bg_process_exec(task, old_pid, bprm);
 	if (targ_policy)
 		bg_pol_on_exec(task);
 	if (targ_record && opened)
@@ -103,7 +106,8 @@ int BPF_PROG(bg_sched_fork, struct task_struct *parent, struct task_struct *chil
 
 	if (child->pid == tgid) /* a new process, not a thread */
 		joined = bg_scope_on_fork(parent->tgid, tgid);
-	bg_process_fork(parent, child);
+	if (targ_process_events)
+		bg_process_fork(parent, child);
 	if (targ_policy)
 		bg_pol_on_fork(parent, child);
 	if (targ_record && joined)
@@ -114,7 +118,10 @@ int BPF_PROG(bg_sched_fork, struct task_struct *parent, struct task_struct *chil
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(bg_sched_exit, struct task_struct *task)
 {
-	bg_process_exit(task);
+	if (targ_process_events)
+		bg_process_exit(task); /* reports it, and takes it out of the scope */
+	else
+		bg_scope_on_exit(task, task->tgid);
 	if (targ_policy)
 		bg_pol_on_exit(task);
 	return 0;

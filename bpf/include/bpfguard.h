@@ -248,6 +248,11 @@ struct bg_syscall_spec {
 	__u32 name_set;     /* bg_pol_str_key.set of the exact strings in push_strs */
 	__u32 dir_set;
 	__u32 file_set;
+	/* Which enablement of the syscall this is: user space gives a syscall a
+	 * new one each time a reload brings it back into the interest set. An
+	 * entry stashed under another (a thread inside the syscall when a reload
+	 * dropped it, leaving its stash behind) is stale at exit. */
+	__u32 gen;
 };
 
 /* Entries of push_comms and push_euids: (syscall, name) and (syscall, euid) pairs;

@@ -320,4 +320,15 @@ static __always_inline bool bg_scope_on_fork(__u32 ptgid, __u32 tgid)
 	return bpf_map_update_elem(&scope_tgids, &tgid, &active, BPF_ANY) == 0;
 }
 
+/* A syscall bitmap (BG_NR_MAX bits): the word of syscall `id`, and its bit. */
+#define BG_WORD(id) (((id) >> 6) & (BG_NR_MAX / 64 - 1))
+#define BG_BIT(id) (1ULL << ((id) & 63))
+
+static __always_inline bool bg_bit_set(__u64 *set, long id)
+{
+	if ((__u64)id >= BG_NR_MAX)
+		return false;
+	return set[BG_WORD(id)] & BG_BIT(id);
+}
+
 #endif /* BPFGUARD_COMMON_BPF_H */

@@ -1113,13 +1113,6 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 
 /* ---- syscall hooks ---- */
 
-static __always_inline bool bg_pol_wants(__u64 *set, long id)
-{
-	if ((__u64)id >= BG_NR_MAX)
-		return false;
-	return set[(id >> 6) & (BG_NR_MAX / 64 - 1)] & (1ULL << (id & 63));
-}
-
 static __noinline int bg_pol_enter(struct pt_regs *regs, long id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -1134,7 +1127,7 @@ static __noinline int bg_pol_enter(struct pt_regs *regs, long id)
 	if (!route || !route->n)
 		return 0;
 	/* a slot still active here lost its exit (the thread cannot be in two syscalls) */
-	if (bg_pol_wants(pol_ret_interest, id)) {
+	if (bg_bit_set(pol_ret_interest, id)) {
 		st = bpf_task_storage_get(&pol_stash, task, 0, 0);
 		if (st)
 			st->active = 0;

@@ -128,6 +128,7 @@ struct bg_stash {
 	__u16 flags; /* enum bg_event_flags */
 	__u32 data_len;
 	__u32 ring_full; /* no room at entry: the exit counts a drop and builds nothing */
+	__u32 gen;       /* the spec's enablement at entry (bg_syscall_spec.gen) */
 	struct bg_blob arg_data[BG_ARGC];
 	__u8 data[BG_STASH_DATA];
 };
@@ -355,13 +356,6 @@ __noinline int bg_push_path_keep(struct bg_stash *st, struct bg_syscall_spec *sp
 	return 0;
 }
 
-static __always_inline bool bg_interesting(long id)
-{
-	if ((__u64)id >= BG_NR_MAX)
-		return false;
-	return interest[(id >> 6) & (BG_NR_MAX / 64 - 1)] & (1ULL << (id & 63));
-}
-
 /* Copies one user string into the stash; returns the new offset. */
 static __always_inline __u32 bg_stash_str(struct bg_stash *st, __u32 pos, const void *src,
 					  __u64 max, struct bg_blob *out)
@@ -431,6 +425,7 @@ static __noinline int bg_enter(struct pt_regs *regs, long id)
 		return 0;
 	}
 	st->nr = idx;
+	st->gen = spec->gen;
 	st->active = 1;
 	st->ring_full = bg_ring_full();
 	if (st->ring_full)
@@ -541,8 +536,8 @@ static __noinline int bg_exit(long id, long ret)
 	if ((st->nr & (BG_NR_MAX - 1)) != id)
 		return 0;
 	spec = bpf_map_lookup_elem(&specs, &st->nr);
-	if (!spec)
-		return 0;
+	if (!spec || spec->gen != st->gen)
+		return 0; /* entered under another enablement: not this call's entry */
 	if (spec->push & (BG_PUSH_SUCCESS | BG_PUSH_FAILURE) &&
 	    !(spec->push & (ret >= 0 ? BG_PUSH_SUCCESS : BG_PUSH_FAILURE))) {
 		bg_count_pushed(BG_PUSHED_AT_EXIT);

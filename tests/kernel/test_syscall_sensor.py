@@ -386,3 +386,76 @@ def test_pushdown_path_tests_decide_on_the_resolved_path(tmp_path: Path) -> None
                                                path=PathFilter(suffixes=frozenset({"b/x"})))})
     seen = _script_opens(t, d)
     assert "sub/x" in seen and "sub2/x" not in seen and "file" not in seen, seen
+
+
+_WORKER = """
+import os, sys
+for line in sys.stdin:
+    what = line.strip()
+    if what == "open":
+        os.close(os.open("/etc/hostname", os.O_RDONLY))
+    elif what == "missing":
+        try:
+            os.open("/nonexistent-bg-reload", os.O_RDONLY)
+        except OSError:
+            pass
+    elif what == "unlink":
+        os.unlink(sys.argv[1])
+    print("done", flush=True)
+"""
+
+
+def test_a_rules_change_retraces_the_running_sensor_in_two_steps(tmp_path: Path) -> None:
+    """What a rules reload does to a running sensor (SyscallChange): after
+    widen + narrow it traces and filters as the new rules ask; after widen +
+    rollback, as before; back again, the syscall no rule wants is left out."""
+    from bpfguard.sensors import SyscallFilter
+    from bpfguard.sensors.events import SyscallEvent
+
+    victim = tmp_path / "victim"
+    only_failures = {"openat": SyscallFilter(results=frozenset({"failure"}))}
+    worker = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WORKER, str(victim)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert worker.stdin is not None and worker.stdout is not None
+    try:
+        with SensorSet(syscalls=["openat"], filters=only_failures) as sensors:
+            sensors.scope.add_pid(worker.pid, follow=False, children=False)
+            sensors.start()
+            syscalls = sensors.syscalls
+            assert syscalls is not None
+
+            def run() -> list[tuple[str, bool]]:
+                victim.touch()
+                for what in ("open", "missing", "unlink"):
+                    worker.stdin.write(what + "\n")   # type: ignore[union-attr]
+                    worker.stdin.flush()              # type: ignore[union-attr]
+                    assert worker.stdout.readline() == "done\n"  # type: ignore[union-attr]
+                seen: list[tuple[str, bool]] = []
+                quiet = 0
+                while quiet < 3:
+                    got = [e for e in sensors.read(timeout_ms=100) if isinstance(e, SyscallEvent)]
+                    seen += [(e.syscall, e.ret >= 0) for e in got]
+                    quiet = 0 if got else quiet + 1
+                return seen
+
+            before = [("openat", False)]   # failures only; unlink untraced
+            after = [("openat", True), ("openat", False), ("unlink", True)]
+            assert run() == before
+            change = syscalls.prepare(syscalls=["openat", "unlink"], filters=None)
+            change.widen()
+            change.rollback()
+            assert run() == before
+            change = syscalls.prepare(syscalls=["openat", "unlink"], filters=None)
+            change.widen()
+            assert run() == after      # widened: the new set's syscalls, unfiltered
+            change.narrow()
+            assert run() == after
+            change = syscalls.prepare(syscalls=["openat"], filters=only_failures)
+            change.widen()
+            assert run() == after      # the old set's wider filters stay until narrow
+            change.narrow()
+            assert run() == before
+    finally:
+        worker.stdin.close()
+        worker.wait(timeout=10)
+        worker.stdout.close()

@@ -119,6 +119,7 @@ class PolicyEngine(Sensor):
     """
 
     seed: int
+    part = "policy"
 
     def __init__(self, *, features: Features | None = None, seed: int | None = None) -> None:
         super().__init__()

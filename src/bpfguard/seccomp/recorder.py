@@ -31,7 +31,7 @@ from ..sensors.syscall_table import native_arches, syscall_name, syscall_number
 __all__ = ["ARG_WATCHES", "CLONE_NS_MASK", "ArgWatch", "Recorder", "Recording",
            "SeccompRecorder"]
 
-# The recorder's set reads no events (it builds none: targ_process_events is
+# The recorder's set reads no events and builds none (targ_process_events is
 # off), so its ring buffer is the smallest the kernel allows: one page.
 _RINGBUF_BYTES = resource.getpagesize()
 
@@ -87,12 +87,15 @@ class Recorder(Sensor):
         args: also collect the argument values of :data:`ARG_WATCHES` (and clone3's flags).
     """
 
+    part = "record"
+
     def __init__(self, *, args: bool = False) -> None:
         super().__init__()
         self.args = args
 
     def configure(self) -> None:
         self.obj.rodata["targ_record"] = 1
+        self.obj.rodata["targ_process_events"] = 0  # nobody reads them: scope upkeep only
         if self.args:
             self._watch(sensor_btf().enum("bg_watch"))
 

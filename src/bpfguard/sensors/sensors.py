@@ -51,11 +51,25 @@ def sensor_btf() -> Btf:
         return _schema().btf
 
 
+# The large maps of each part of the sensor object (task storage and per-CPU
+# maps aside): a set without the part creates them with one entry, as its
+# programs never reach them (the part's code is compiled out: targ_*).
+PART_MAPS = {
+    "syscalls": ("push_comms", "push_euids", "push_strs", "push_prefix", "push_suffix"),
+    "policy": ("pol_hooks", "pol_selectors", "pol_routes", "pol_ints", "pol_strs",
+               "pol_prefix", "pol_postfix", "pol_addrs", "pol_exe", "pol_follow",
+               "pol_follow_bits", "pol_stats"),
+    "record": ("argvals", "members"),
+}
+
+
 class Sensor:
     """A part of the sensor object: bind -> configure -> (load) -> after_load
     -> attach -> close."""
 
     obj: BpfObject
+    # the part's name in PART_MAPS ("" for the process part, which every set has)
+    part = ""
     # the exact-string hash key of a part that hashes strings into maps (None:
     # it hashes none); the sensor set makes every part's the object's one seed
     seed: int | None = None
@@ -219,6 +233,7 @@ class SyscallSensor(Sensor):
         filters: per syscall name, what the kernel may drop (see SyscallFilter).
     """
 
+    part = "syscalls"
     seed: int
 
     def __init__(self, *, syscalls: Iterable[str] | None = None, str_max: int = 4096,
@@ -242,6 +257,9 @@ class SyscallSensor(Sensor):
         self._comms: list[tuple[int, bytes]] = []
         self._euids: list[tuple[int, int]] = []
         self._table = self._resolve(self.syscalls)
+        # enablements handed out so far (bg_syscall_spec.gen): a syscall a
+        # reload brings back gets a new one, so a stash left from before is stale
+        self._enablements = 0
 
     def _resolve(self, names: Iterable[str]) -> dict[int, Any]:
         """Index (native nr, or compat nr + NR_MAX) -> encoded bg_syscall_spec."""
@@ -387,6 +405,11 @@ class SyscallSensor(Sensor):
         fresh.obj, fresh._set = self.obj, self._set
         fresh.seed, fresh._trie = self.seed, self._trie
         fresh._check_room()
+        # a syscall traced before and after keeps its enablement (calls in
+        # flight across the reload report); one that comes (back) gets a new one
+        fresh._enablements = self._enablements + 1
+        for idx, enc in fresh._table.items():
+            enc.gen = self._table[idx].gen if idx in self._table else fresh._enablements
         return SyscallChange(self, fresh)
 
     _LPM_TRIE = 11  # BPF_MAP_TYPE_LPM_TRIE
@@ -479,6 +502,7 @@ class SyscallChange:
         s.syscalls, s.filters = f.syscalls, f.filters
         s._table, s._comms, s._euids = f._table, f._comms, f._euids
         s._paths, s._tries = f._paths, f._tries
+        s._enablements = f._enablements
         for trie in replaced:
             trie.close()
 

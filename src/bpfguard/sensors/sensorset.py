@@ -31,6 +31,7 @@ from ..errors import ConfigError
 from ..loader import BpfObject, Link, Map, RingBuffer, bpf_object_path
 from .events import Abi, Decoder, LossEvent
 from .sensors import (
+    PART_MAPS,
     SENSOR_OBJECT,
     SHARED_MAPS,
     ProcessSensor,
@@ -187,6 +188,11 @@ class SensorSet:
             self.extra = list(extra)
             self.sensors.extend(self.extra)
             self.obj.set_max_entries("events", ringbuf_bytes)
+            present = {s.part for s in self.sensors}
+            for part, part_maps in PART_MAPS.items():
+                if part not in present:
+                    for name in part_maps:
+                        self.obj.set_max_entries(name, 1)
             # one exact-string hash key for the object: the rules' path sets and
             # the policies' string sets are hashed with it (a part given one
             # explicitly, the policy engine first, sets it)
