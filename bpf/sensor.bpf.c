@@ -20,8 +20,20 @@
  * map but the per-CPU scratch. */
 #include "process.bpf.h"
 #include "syscalls.bpf.h"
-#include "policy.bpf.h"
 #include "record.bpf.h"
+#ifndef BG_NO_POLICY
+#include "policy.bpf.h"
+/* The policy engine's syscall bitmaps, at entry and at return. */
+#define BG_POL_WANTS(w) (pol_interest[w])
+#define BG_POL_RET_WANTS(w) (pol_ret_interest[w])
+#else
+/* sensor-nopolicy.bpf.o, the variant sets without a policy engine load: the
+ * interpreter's global functions are not in it, so kernels that verify every
+ * global function of a program (before lazy verification of unused ones)
+ * do not verify them for a set that never runs them. */
+#define BG_POL_WANTS(w) 0
+#define BG_POL_RET_WANTS(w) 0
+#endif
 
 /* Set before load: which parts this sensor set has. A part it lacks costs
  * no run time, and the verifier drops its branches (frozen .rodata is known
@@ -53,12 +65,14 @@ int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	w = BG_WORD(id);
 	bit = BG_BIT(id);
-	if (!((interest[w] | pol_interest[w]) & bit))
+	if (!((interest[w] | BG_POL_WANTS(w)) & bit))
 		return 0;
 	if (targ_syscalls && (interest[w] & bit))
 		bg_enter(regs, id);
+#ifndef BG_NO_POLICY
 	if (targ_policy && (pol_interest[w] & bit))
 		bg_pol_enter(regs, id);
+#endif
 	return 0;
 }
 
@@ -72,12 +86,14 @@ int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	w = BG_WORD(id);
 	bit = BG_BIT(id);
-	if (!((interest[w] | pol_ret_interest[w]) & bit))
+	if (!((interest[w] | BG_POL_RET_WANTS(w)) & bit))
 		return 0;
 	if (targ_syscalls && (interest[w] & bit))
 		bg_exit(id, ret);
+#ifndef BG_NO_POLICY
 	if (targ_policy && (pol_ret_interest[w] & bit))
 		bg_pol_exit(id, ret);
+#endif
 	return 0;
 }
 
@@ -91,8 +107,10 @@ int BPF_PROG(bg_sched_exec, struct task_struct *task, pid_t old_pid, struct linu
 
 	if (targ_process_events)
 		bg_process_exec(task, old_pid, bprm);
+#ifndef BG_NO_POLICY
 	if (targ_policy)
 		bg_pol_on_exec(task);
+#endif
 	if (targ_record && opened)
 		bg_record_exec(task, tgid);
 	return 0;
@@ -108,8 +126,10 @@ int BPF_PROG(bg_sched_fork, struct task_struct *parent, struct task_struct *chil
 		joined = bg_scope_on_fork(parent->tgid, tgid);
 	if (targ_process_events)
 		bg_process_fork(parent, child);
+#ifndef BG_NO_POLICY
 	if (targ_policy)
 		bg_pol_on_fork(parent, child);
+#endif
 	if (targ_record && joined)
 		bg_record_join(tgid);
 	return 0;
@@ -122,11 +142,14 @@ int BPF_PROG(bg_sched_exit, struct task_struct *task)
 		bg_process_exit(task); /* reports it, and takes it out of the scope */
 	else
 		bg_scope_on_exit(task, task->tgid);
+#ifndef BG_NO_POLICY
 	if (targ_policy)
 		bg_pol_on_exit(task);
+#endif
 	return 0;
 }
 
+#ifndef BG_NO_POLICY
 /* ---- policy hooks on other kernel events: one loaded copy per hook ---- */
 
 SEC("tracepoint")
@@ -260,3 +283,4 @@ int bg_pol_uprobe(struct pt_regs *ctx)
 	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
 	return 0;
 }
+#endif /* BG_NO_POLICY */

@@ -33,6 +33,7 @@ def _kernel_unavailable() -> str | None:
         from bpfguard.loader import bpf_object_path
 
         bpf_object_path("sensor")
+        bpf_object_path("sensor-nopolicy")
     except Exception as exc:  # BuildError with the how-to-build message
         return str(exc)
     return None

@@ -203,6 +203,8 @@ enum bg_push_flags {
 				   * O_DIRECTORY: 'd' with it, 'f' without) */
 	BG_PUSH_PATH = 1 << 6,    /* opens: keep when one of the `path` tests holds, or when
 				   * the kernel cannot tell (checked at exit, last) */
+	BG_PUSH_RETS = 1 << 7,    /* keep only results ret in 0..63 whose bit is set in
+				   * `ret_mask` (Falco's evt.rawres in (0, 1, 2) of a dup) */
 };
 
 /* The path tests of an open (BG_PUSH_PATH): the event is kept when any one
@@ -253,6 +255,8 @@ struct bg_syscall_spec {
 	 * entry stashed under another (a thread inside the syscall when a reload
 	 * dropped it, leaving its stash behind) is stale at exit. */
 	__u32 gen;
+	__u32 pad2;
+	__u64 ret_mask;     /* BG_PUSH_RETS: bit r kept for a result r in 0..63 */
 };
 
 /* Entries of push_comms and push_euids: (syscall, name) and (syscall, euid) pairs;

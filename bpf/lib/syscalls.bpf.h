@@ -543,6 +543,11 @@ static __noinline int bg_exit(long id, long ret)
 		bg_count_pushed(BG_PUSHED_AT_EXIT);
 		return 0;
 	}
+	if ((spec->push & BG_PUSH_RETS) &&
+	    !((__u64)ret < 64 && (spec->ret_mask >> ((__u64)ret & 63)) & 1)) {
+		bg_count_pushed(BG_PUSHED_AT_EXIT);
+		return 0;
+	}
 	if (st->ring_full) { /* nothing was read at entry */
 		bg_count_drop(BG_DROP_RINGBUF_FULL);
 		return 0;

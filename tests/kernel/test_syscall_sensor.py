@@ -459,3 +459,24 @@ def test_a_rules_change_retraces_the_running_sensor_in_two_steps(tmp_path: Path)
         worker.stdin.close()
         worker.wait(timeout=10)
         worker.stdout.close()
+
+
+def test_pushdown_keeps_only_the_listed_results() -> None:
+    """rets (the dup rule's evt.rawres in (0, 1, 2)): a dup onto fd 1 reaches user
+    space, one onto fd 200 is dropped in the kernel and counted there."""
+    from bpfguard.sensors import SyscallFilter
+    from bpfguard.sensors.events import SyscallEvent
+
+    code = "import os\nos.dup2(1, 200)\nos.dup2(1, 1)\n"
+    keep = {"dup2": SyscallFilter(results=frozenset({"success"}), rets=frozenset({0, 1, 2}))}
+    t = trace([sys.executable, "-I", "-S", "-c", code], syscalls=["dup2"], filters=keep)
+    assert t.exit_code == 0
+    assert [(r["args"]["newfd"], r["ret"]) for r in t.syscalls("dup2", t.pid)] == [(1, 1)]
+    with SensorSet(syscalls=["dup2"], filters=keep) as sensors:
+        p = subprocess.Popen([sys.executable, "-I", "-S", "-c", "import sys, os\n"
+                              "sys.stdin.read()\nos.dup2(1, 200)\n"], stdin=subprocess.PIPE)
+        sensors.scope.add_pid(p.pid, follow=False, children=False)
+        sensors.start()
+        p.communicate(b"")
+        events = [e for e in sensors.read(timeout_ms=300) if isinstance(e, SyscallEvent)]
+        assert events == [] and sensors.pushed_down_by()["at_exit"] >= 1

@@ -423,7 +423,7 @@ _CUSTOM = """
 
 
 def _keeps(f: Any, e: RuleEvent, raw_flags: int) -> bool:
-    """The BPF filter (bg_push_keep, bg_exit's result check and bg_push_path_keep),
+    """The BPF filter (bg_push_keep, bg_exit's result checks and bg_push_path_keep),
     in Python."""
     sc = e.syscall
     assert sc is not None
@@ -436,6 +436,8 @@ def _keeps(f: Any, e: RuleEvent, raw_flags: int) -> bool:
     if f.comms is not None and sc.comm[:15] not in f.comms:
         return False
     if f.euids is not None and sc.euid not in f.euids:
+        return False
+    if f.rets is not None and sc.ret not in f.rets:
         return False
     return f.path is None or _path_keeps(f.path, sc)
 
@@ -581,3 +583,46 @@ def test_the_soundness_check_catches_a_path_filter_that_drops_a_match() -> None:
     benign = _open_event("openat", "python3", 0, os.O_RDONLY, "/etc/hostname", True)
     assert engine.match(benign) == []
     assert not _keeps(plan.filters["openat"], benign, os.O_RDONLY)
+
+
+def _dup_event(syscall: str, ret: int, family: str, in_container: bool) -> RuleEvent:
+    """A dup of a socket (or a file) onto fd `ret`, by a process in a container or not."""
+    t = ProcessTable()
+    cg = "/system.slice/docker-" + "ab" * 32 + ".scope" if in_container else "/user.slice"
+    t._put(Process(pid=400, ppid=1, start_ns=5, exec_id="a:5:400", comm="sh", exe="/bin/sh",
+                   args=["sh"], cgroup=cg))
+    sock = SockInfo(family=family, type=1, protocol=6, local="10.0.0.5", local_port=40000,
+                    remote="10.0.0.9", remote_port=4444) if family != "file" else None
+    path = "socket:[7]" if sock else "/dev/null"
+    fs_magic = 0x534F434B if sock else 0x01021994
+    f = FileRef(path=path, ino=7, dev=0, fs_magic=fs_magic,
+                mode=0o140777 if sock else 0o20666, sock=sock)
+    args: dict[str, Any] = {"oldfd": {"fd": 5, **f.to_dict()}}
+    if syscall != "dup":
+        args["newfd"] = ret
+    if syscall == "dup3":
+        args["flags"] = "O_RDONLY"
+    ev = SyscallEvent(type="syscall", ktime_ns=T0, pid=400, tid=400, uid=0, gid=0, cgroup_id=1,
+                      comm="sh", truncated=False, syscall=syscall, nr=33, arch="x86_64",
+                      ret=ret, errno=None if ret >= 0 else "EBADF", latency_ns=1, args=args,
+                      ret_file=f if ret >= 0 else None, euid=0, egid=0)
+    return RuleEvent(1, syscall, ev, t.get(400), t, "host1")
+
+
+def test_pushdown_never_drops_a_redirect_of_a_standard_stream(stock_plus_custom: Any) -> None:
+    """The dup rule's evt.rawres in (0, 1, 2) is checked in the kernel: every
+    result, socket or not, in a container or not; and the benign dup of the load
+    test (onto fd 200) is dropped there."""
+    import itertools
+
+    engine, plan = stock_plus_custom
+    hits = 0
+    for syscall, ret, family, inside in itertools.product(
+            ("dup", "dup2", "dup3"), (0, 1, 2, 3, 63, 64, 200, -9),
+            ("AF_INET", "AF_INET6", "AF_UNIX", "file"), (True, False)):
+        e = _dup_event(syscall, ret, family, inside)
+        hits += bool(engine.match(e))
+        assert _wrongly_dropped(engine, plan, e, 0) == [], (syscall, ret, family, inside)
+    assert hits > 0   # the rule does match some of them: the check can fail
+    assert plan.filters["dup3"].rets == frozenset({0, 1, 2})
+    assert not _keeps(plan.filters["dup3"], _dup_event("dup3", 200, "file", False), 0)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..sensors import PathFilter, SyscallFilter
-from ..sensors.sensors import path_key_bytes
+from ..sensors.sensors import path_key_bytes, ret_values
 from ..sensors.syscall_specs import SPECS
 from . import ast
 from .compiler import ALL_TYPES
@@ -72,13 +72,15 @@ class Need:
     euids: frozenset[int] | None = None
     directory: frozenset[bool] | None = None
     path: PathFilter | None = None
+    rets: frozenset[int] | None = None  # result values, each below ret_values()
 
     def meet(self, o: Need) -> Need:
         def m(a: Any, b: Any) -> Any:
             return b if a is None else a if b is None else a & b
         return Need(m(self.results, o.results), m(self.accmodes, o.accmodes),
                     m(self.comms, o.comms), m(self.euids, o.euids),
-                    m(self.directory, o.directory), _meet_path(self.path, o.path))
+                    m(self.directory, o.directory), _meet_path(self.path, o.path),
+                    m(self.rets, o.rets))
 
     def join(self, o: Need) -> Need:
         def j(a: Any, b: Any) -> Any:
@@ -86,12 +88,12 @@ class Need:
         path = None if self.path is None or o.path is None else self.path.join(o.path)
         return Need(j(self.results, o.results), j(self.accmodes, o.accmodes),
                     j(self.comms, o.comms), j(self.euids, o.euids),
-                    j(self.directory, o.directory), path)
+                    j(self.directory, o.directory), path, j(self.rets, o.rets))
 
     @property
     def impossible(self) -> bool:
         return any(v is not None and not v for v in (self.results, self.accmodes, self.comms,
-                                                     self.euids, self.directory)) \
+                                                     self.euids, self.directory, self.rets)) \
             or (self.path is not None and self.path.empty)
 
     def describe(self) -> list[str]:
@@ -106,6 +108,8 @@ class Need:
             out.append(f"comm in ({', '.join(sorted(self.comms))})")
         if self.euids is not None:
             out.append(f"euid in ({', '.join(map(str, sorted(self.euids)))})")
+        if self.rets is not None:
+            out.append(f"result in ({', '.join(map(str, sorted(self.rets)))})")
         if self.path is not None:
             out.append("path: " + self.path.describe())
         return out
@@ -243,7 +247,10 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
     if name == "evt.rawres" or (name == "fd.num" and syscall in _OPENS):
         nums = _int_words(node)
         if nums is not None and (res := _results_of_ret(op, nums)) is not None:
-            return Need(results=res)
+            # a few small results (a dup onto 0, 1 or 2) the kernel checks bit by bit
+            room = ret_values()
+            small = positive and room is not None and all(0 <= v < room for v in nums)
+            return Need(results=res, rets=frozenset(nums) if small else None)
         return TOP
     if name == "evt.res" and (words := _words(node)) is not None:
         if op in ("=", "==", "in"):
@@ -322,7 +329,7 @@ class Plan:
             if f:
                 directory = frozenset({False}) if f.without_flags else \
                     frozenset({True}) if f.with_flags else None
-                n = Need(f.results, f.accmodes, f.comms, f.euids, directory, f.path)
+                n = Need(f.results, f.accmodes, f.comms, f.euids, directory, f.path, f.rets)
             lines.append(f"  {sc}: " + ("; ".join(n.describe()) or "every event"))
         return "\n".join(lines)
 
@@ -362,7 +369,7 @@ def plan_pushdown(engine: Engine, *, enabled: bool = True) -> Plan:
                 n.accmodes if sc in _FLAGS_SYSCALLS else None, n.comms, n.euids,
                 without_flags=_O_DIRECTORY if directory == frozenset({False}) else 0,
                 with_flags=_O_DIRECTORY if directory == frozenset({True}) else 0,
-                path=n.path if sc in _OPENS else None)
+                path=n.path if sc in _OPENS else None, rets=n.rets)
             if f != SyscallFilter():
                 plan.filters[sc] = f
     else:  # not a pushdown: program starts that succeeded come from the process sensor

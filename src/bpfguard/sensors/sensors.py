@@ -30,10 +30,15 @@ from .syscall_table import native_arches, syscall_number
 if TYPE_CHECKING:
     from .sensorset import SensorSet
 
-__all__ = ["SENSOR_OBJECT", "SHARED_MAPS", "PathFilter", "ProcessSensor", "Sensor",
-           "SyscallChange", "SyscallFilter", "SyscallSensor", "path_key_bytes", "sensor_btf"]
+__all__ = ["SENSOR_OBJECT", "SENSOR_OBJECT_NO_POLICY", "SHARED_MAPS", "PathFilter",
+           "ProcessSensor", "Sensor", "SyscallChange", "SyscallFilter", "SyscallSensor",
+           "path_key_bytes", "ret_values", "sensor_btf"]
 
 SENSOR_OBJECT = "sensor"
+# The same source built without the policy engine (-DBG_NO_POLICY): a set
+# with no policy engine loads it, so kernels that verify every global
+# function of a program (6.1 does) never verify the interpreter's.
+SENSOR_OBJECT_NO_POLICY = "sensor-nopolicy"
 SHARED_MAPS = ("events", "drops", "scope_config", "scope_tgids", "scope_cgroups", "scope_mntns")
 
 _schema_lock = threading.Lock()
@@ -189,6 +194,17 @@ class PathFilter:
 
 
 @functools.cache
+def ret_values() -> int | None:
+    """How many result values (0, 1, ...) a filter can keep one by one: the bits
+    of bg_syscall_spec.ret_mask, from the object's BTF; None when it cannot be read."""
+    try:
+        spec = sensor_btf().struct("bg_syscall_spec")
+        return 8 * ctypes.sizeof(dict(spec._fields_)["ret_mask"])
+    except (BpfguardError, OSError, KeyError):
+        return None
+
+
+@functools.cache
 def path_key_bytes() -> int | None:
     """Bytes a prefix or suffix test compares (the data of struct bg_pol_lpm_key,
     from the syscall sensor's BTF); None when the object cannot be read."""
@@ -211,6 +227,7 @@ class SyscallFilter:
         euids: effective uids to keep.
         without_flags / with_flags: open(2) flags that must all be clear / all be set
             (0: no condition); only for syscalls with an open-flags argument.
+        rets: result values to keep, each below :func:`ret_values` (a dup's new fd);
         path: the path tests (see PathFilter), checked at exit after the others;
             only for syscalls returning an fd from a path argument (the opens).
     """
@@ -222,6 +239,7 @@ class SyscallFilter:
     without_flags: int = 0
     with_flags: int = 0
     path: PathFilter | None = None
+    rets: frozenset[int] | None = None
 
 
 class SyscallSensor(Sensor):
@@ -318,6 +336,13 @@ class SyscallSensor(Sensor):
         if filt.path is not None:
             flags |= push["PATH"]
             self._encode_path(name, filt.path, spec, enc)
+        if filt.rets is not None:
+            room = ret_values() or 0
+            if not all(0 <= r < room for r in filt.rets):
+                raise ConfigError(f"{name}: result values to keep must be within "
+                                  f"0..{room - 1}")
+            flags |= push["RETS"]
+            enc.ret_mask = sum(1 << r for r in filt.rets)
         enc.push = flags
 
     def _encode_path(self, name: str, path: PathFilter, spec: Any, enc: Any) -> None:

@@ -33,6 +33,7 @@ from .events import Abi, Decoder, LossEvent
 from .sensors import (
     PART_MAPS,
     SENSOR_OBJECT,
+    SENSOR_OBJECT_NO_POLICY,
     SHARED_MAPS,
     ProcessSensor,
     Sensor,
@@ -174,7 +175,12 @@ class SensorSet:
         self._links: list[Link] = []
         self._syscall_links: dict[str, Link] = {}
         self._links_lock = threading.RLock()
-        self.obj = BpfObject.open(bpf_object_path(SENSOR_OBJECT))
+        # the parts are known before the object: a set without a policy engine
+        # loads the variant built without one
+        extra = list(extra)
+        with_policy = any(s.part == "policy" for s in extra)
+        self.obj = BpfObject.open(bpf_object_path(
+            SENSOR_OBJECT if with_policy else SENSOR_OBJECT_NO_POLICY))
         try:
             for prog in self.obj.programs:
                 prog.autoload = prog.name in _LIFECYCLE_PROGRAMS + _SYSCALL_PROGRAMS
@@ -185,14 +191,15 @@ class SensorSet:
             if names is None or names:
                 self.syscalls = SyscallSensor(syscalls=names, str_max=str_max, filters=filters)
                 self.sensors.append(self.syscalls)
-            self.extra = list(extra)
+            self.extra = extra
             self.sensors.extend(self.extra)
             self.obj.set_max_entries("events", ringbuf_bytes)
             present = {s.part for s in self.sensors}
             for part, part_maps in PART_MAPS.items():
                 if part not in present:
                     for name in part_maps:
-                        self.obj.set_max_entries(name, 1)
+                        if name in self.obj.map_names:  # the variant may lack them
+                            self.obj.set_max_entries(name, 1)
             # one exact-string hash key for the object: the rules' path sets and
             # the policies' string sets are hashed with it (a part given one
             # explicitly, the policy engine first, sets it)
