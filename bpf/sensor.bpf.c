@@ -19,7 +19,14 @@
  * only the program for that hook (user space sets autoload) and share every
  * map but the per-CPU scratch. */
 #include "process.bpf.h"
+#ifndef BG_NO_SYSCALLS
 #include "syscalls.bpf.h"
+/* The syscall sensor's bitmap. */
+#define BG_WANTS(w) (interest[w])
+#else
+/* sensor-nosyscalls.bpf.o, the variant policy-only sets load (see below). */
+#define BG_WANTS(w) 0
+#endif
 #include "record.bpf.h"
 #ifndef BG_NO_POLICY
 #include "policy.bpf.h"
@@ -30,7 +37,8 @@
 /* sensor-nopolicy.bpf.o, the variant sets without a policy engine load: the
  * interpreter's global functions are not in it, so kernels that verify every
  * global function of a program (before lazy verification of unused ones)
- * do not verify them for a set that never runs them. */
+ * do not verify them for a set that never runs them. Likewise the syscall
+ * sensor's, in sensor-nosyscalls.bpf.o. */
 #define BG_POL_WANTS(w) 0
 #define BG_POL_RET_WANTS(w) 0
 #endif
@@ -65,10 +73,12 @@ int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	w = BG_WORD(id);
 	bit = BG_BIT(id);
-	if (!((interest[w] | BG_POL_WANTS(w)) & bit))
+	if (!((BG_WANTS(w) | BG_POL_WANTS(w)) & bit))
 		return 0;
+#ifndef BG_NO_SYSCALLS
 	if (targ_syscalls && (interest[w] & bit))
 		bg_enter(regs, id);
+#endif
 #ifndef BG_NO_POLICY
 	if (targ_policy && (pol_interest[w] & bit))
 		bg_pol_enter(regs, id);
@@ -86,10 +96,12 @@ int BPF_PROG(bg_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	w = BG_WORD(id);
 	bit = BG_BIT(id);
-	if (!((interest[w] | BG_POL_RET_WANTS(w)) & bit))
+	if (!((BG_WANTS(w) | BG_POL_RET_WANTS(w)) & bit))
 		return 0;
+#ifndef BG_NO_SYSCALLS
 	if (targ_syscalls && (interest[w] & bit))
 		bg_exit(id, ret);
+#endif
 #ifndef BG_NO_POLICY
 	if (targ_policy && (pol_ret_interest[w] & bit))
 		bg_pol_exit(id, ret);

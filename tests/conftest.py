@@ -34,6 +34,7 @@ def _kernel_unavailable() -> str | None:
 
         bpf_object_path("sensor")
         bpf_object_path("sensor-nopolicy")
+        bpf_object_path("sensor-nosyscalls")
     except Exception as exc:  # BuildError with the how-to-build message
         return str(exc)
     return None

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import BpfguardError, ConfigError
-from ..loader import BpfObject, Map, bpf_object_path
+from ..loader import BpfObject, Map
 from ..loader.object import BPF_EXIST
 from ..probe import Features
 from ..rules.model import Problem
 from ..sensors.events import boot_to_wall_ns
-from ..sensors.sensors import SENSOR_OBJECT, Sensor, sensor_btf
+from ..sensors.sensors import Sensor, sensor_btf
 from .compiler import (
     ACT,
     BIN_OP,
@@ -545,7 +545,7 @@ class PolicyEngine(Sensor):
     def _load_copy(self, slot: int, h: CompiledHook) -> BpfObject:
         """A copy of the object serving one tracepoint, kernel function or LSM
         hook, sharing every map."""
-        copy = BpfObject.open(bpf_object_path(SENSOR_OBJECT))
+        copy = BpfObject.open(self.obj.path)   # the variant of the set's own object
         try:
             want = (h.programs if h.kind in ("FUNC", "UPROBE") else
                     ("bg_pol_raw_tp",) if h.kind == "RAW_TP" else ("bg_pol_tp",))

@@ -30,7 +30,8 @@ from .syscall_table import native_arches, syscall_number
 if TYPE_CHECKING:
     from .sensorset import SensorSet
 
-__all__ = ["SENSOR_OBJECT", "SENSOR_OBJECT_NO_POLICY", "SHARED_MAPS", "PathFilter",
+__all__ = ["SENSOR_OBJECT", "SENSOR_OBJECT_NO_POLICY", "SENSOR_OBJECT_NO_SYSCALLS",
+           "SHARED_MAPS", "PathFilter",
            "ProcessSensor", "Sensor", "SyscallChange", "SyscallFilter", "SyscallSensor",
            "path_key_bytes", "ret_values", "sensor_btf"]
 
@@ -39,6 +40,8 @@ SENSOR_OBJECT = "sensor"
 # with no policy engine loads it, so kernels that verify every global
 # function of a program (6.1 does) never verify the interpreter's.
 SENSOR_OBJECT_NO_POLICY = "sensor-nopolicy"
+# ... and without the syscall sensor, for a set of the policy engine alone
+SENSOR_OBJECT_NO_SYSCALLS = "sensor-nosyscalls"
 SHARED_MAPS = ("events", "drops", "scope_config", "scope_tgids", "scope_cgroups", "scope_mntns")
 
 _schema_lock = threading.Lock()

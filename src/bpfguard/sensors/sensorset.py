@@ -34,6 +34,7 @@ from .sensors import (
     PART_MAPS,
     SENSOR_OBJECT,
     SENSOR_OBJECT_NO_POLICY,
+    SENSOR_OBJECT_NO_SYSCALLS,
     SHARED_MAPS,
     ProcessSensor,
     Sensor,
@@ -175,19 +176,22 @@ class SensorSet:
         self._links: list[Link] = []
         self._syscall_links: dict[str, Link] = {}
         self._links_lock = threading.RLock()
-        # the parts are known before the object: a set without a policy engine
-        # loads the variant built without one
+        # the parts are known before the object: a set without a policy engine,
+        # or with one and no syscall sensor, loads the variant built without
+        # the part it lacks
         extra = list(extra)
         with_policy = any(s.part == "policy" for s in extra)
+        names = None if syscalls is None else list(syscalls)
+        with_syscalls = names is None or bool(names)
         self.obj = BpfObject.open(bpf_object_path(
-            SENSOR_OBJECT if with_policy else SENSOR_OBJECT_NO_POLICY))
+            SENSOR_OBJECT_NO_POLICY if not with_policy else
+            SENSOR_OBJECT if with_syscalls else SENSOR_OBJECT_NO_SYSCALLS))
         try:
             for prog in self.obj.programs:
                 prog.autoload = prog.name in _LIFECYCLE_PROGRAMS + _SYSCALL_PROGRAMS
             self.process = ProcessSensor(args_max=args_max, env_max=env_max)
             self.sensors.append(self.process)
             self.syscalls: SyscallSensor | None = None
-            names = None if syscalls is None else list(syscalls)
             if names is None or names:
                 self.syscalls = SyscallSensor(syscalls=names, str_max=str_max, filters=filters)
                 self.sensors.append(self.syscalls)
