@@ -15,6 +15,7 @@ value, as protojson writes a Timestamp (Tetragon's events)::
 
 A fraction is cut, never rounded: a time never moves into the next second.
 :func:`parse_rfc3339` reads any RFC 3339 time back (offsets, 0-9 digits).
+:func:`local_clock` writes the local time of day Falco's text alerts start with.
 
 Leaf module (standard library only): the agent's hot path and the CLI's
 start-up both import it.
@@ -26,7 +27,7 @@ import calendar
 import re
 import time
 
-__all__ = ["parse_rfc3339", "rfc3339"]
+__all__ = ["local_clock", "parse_rfc3339", "rfc3339"]
 
 _NS = 1_000_000_000
 
@@ -72,6 +73,25 @@ def rfc3339(ns: int, *, digits: int | None = 9) -> str:
     if digits == 0:
         return base + "Z"
     return f"{base}.{frac // 10 ** (9 - digits):0{digits}d}Z"
+
+
+# The same for local_clock(), keyed by the zone too: tzset() may change it.
+_last_clock: tuple[tuple[int, int, tuple[str, str]], str] = ((-1, 0, ("", "")), "")
+
+
+def local_clock(ns: int) -> str:
+    """``ns`` (wall clock, since the epoch) as the local ``HH:MM:SS.nnnnnnnnn``
+    Falco's text alerts start with."""
+    global _last_clock
+    secs, frac = divmod(ns, _NS)
+    key = (secs, time.timezone, time.tzname)
+    last = _last_clock
+    if last[0] == key:
+        base = last[1]
+    else:
+        base = time.strftime("%H:%M:%S", time.localtime(secs))
+        _last_clock = (key, base)
+    return f"{base}.{frac:09d}"
 
 
 RFC3339_RE = re.compile(

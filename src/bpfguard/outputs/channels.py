@@ -83,7 +83,7 @@ from urllib.parse import unquote, urlsplit
 from .. import __version__
 from ..errors import ConfigError
 from ..timefmt import RFC3339_RE as _RFC3339
-from ..timefmt import parse_rfc3339, rfc3339
+from ..timefmt import local_clock, parse_rfc3339, rfc3339
 from .alert import DROP_RULE, Alert, drop_alert
 from .ratelimit import RateLimiter, strip_prefix
 
@@ -148,27 +148,9 @@ def _text_time(alert: AlertLike) -> str:
     # zone offset in force *now*; this uses the one at the alert's time, which
     # differs only for alerts that cross a DST change.)
     if isinstance(alert, Alert):
-        return _clock(alert.time_ns)
+        return local_clock(alert.time_ns)
     secs, frac = parse_rfc3339(str(alert["time"]))
     return time.strftime("%H:%M:%S", time.localtime(secs)) + "." + frac
-
-
-# the last second _clock() formatted, with the zone it was formatted in: a
-# burst of alerts shares its second, and localtime() is most of the cost
-_last_clock: tuple[tuple[int, int, tuple[str, str]], str] = ((-1, 0, ("", "")), "")
-
-
-def _clock(ns: int) -> str:
-    global _last_clock
-    secs, frac = divmod(ns, 1_000_000_000)
-    key = (secs, time.timezone, time.tzname)   # tzset() may change the zone
-    last = _last_clock
-    if last[0] == key:
-        base = last[1]
-    else:
-        base = time.strftime("%H:%M:%S", time.localtime(secs))
-        _last_clock = (key, base)
-    return f"{base}.{frac:09d}"
 
 
 def _output(alert: AlertLike) -> str:
