@@ -70,6 +70,27 @@ def test_exited_entries_are_evicted_oldest_first() -> None:
     assert t.get(149) is not None and t.get(139) is None
 
 
+def test_a_pid_proc_does_not_have_is_read_once_until_it_is_born_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import bpfguard.proctable as pt
+
+    reads: list[int] = []
+
+    def read_proc(pid: int, **_kw: object) -> None:
+        reads.append(pid)
+    monkeypatch.setattr(pt, "read_proc", read_proc)
+    t = ProcessTable(max_exited=2)
+    for _ in range(3):   # a process that exited before the reader got to its events
+        assert t.lookup_or_read(500) is None
+    assert reads == [500]
+    t.apply(fork_ev(500, 1))   # the pid is reused: the table knows it from its fork
+    assert t.lookup_or_read(500) is not None and reads == [500]
+    for pid in (501, 502, 503):   # gone pids are remembered up to max_exited
+        t.lookup_or_read(pid)
+    t.lookup_or_read(501)
+    assert reads == [500, 501, 502, 503, 501]
+
+
 def test_reused_pid_is_not_taken_for_the_parent() -> None:
     t = ProcessTable()
     t.apply(exec_ev(20, 1, "/bin/parent"))

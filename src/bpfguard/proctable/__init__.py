@@ -113,13 +113,17 @@ class ProcessTable:
     """Processes by pid, bounded.
 
     Args:
-        max_exited: exited processes kept for late lookups before eviction.
+        max_exited: exited processes kept for late lookups before eviction; as
+            many pids that /proc did not have are remembered as gone.
         boot_id: prefix of exec ids made for processes seeded from /proc.
     """
 
     def __init__(self, *, max_exited: int = 4096, boot_id: str = "00000000") -> None:
         self._procs: dict[int, Process] = {}
         self._exited: OrderedDict[int, None] = OrderedDict()
+        # pids /proc did not have: their late events (a process that exited
+        # before the reader got to them) do not read /proc again and again
+        self._gone: OrderedDict[int, None] = OrderedDict()
         self.max_exited = max_exited
         self.boot_id = boot_id
 
@@ -161,6 +165,7 @@ class ProcessTable:
     def _put(self, p: Process) -> None:
         self._procs[p.pid] = p
         self._exited.pop(p.pid, None)
+        self._gone.pop(p.pid, None)
 
     def _exec(self, ev: ExecEvent) -> Process:
         parent = self._procs.get(ev.ppid)
@@ -228,10 +233,14 @@ class ProcessTable:
     def lookup_or_read(self, pid: int) -> Process | None:
         """The process, reading /proc when the table has not seen it."""
         p = self._procs.get(pid)
-        if p is None:
+        if p is None and pid not in self._gone:
             p = read_proc(pid, boot_id=self.boot_id)
             if p is not None:
                 self._procs[pid] = p
+            else:
+                self._gone[pid] = None
+                if len(self._gone) > self.max_exited:
+                    self._gone.popitem(last=False)
         return p
 
 

@@ -17,13 +17,13 @@ import os
 import posixpath
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..loader import Btf
 from ..loader.btf import field_offset, unpacker
-from .syscall_specs import spec_for
+from .syscall_specs import SyscallSpec, spec_for
 from .syscall_table import native_arches, syscall_name
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "ForkEvent",
     "LossEvent",
     "SockInfo",
+    "SyscallArgs",
     "SyscallEvent",
     "Decoder",
     "boot_to_wall_ns",
@@ -88,6 +89,10 @@ class Abi:
         self.nr_max = ctypes.sizeof(btf.datasec(".bss")["interest"][1]) * 8 \
             if "interest" in btf.datasec(".bss") else 512
         self._types = {v: k for k, v in self.event_type.items()}
+        ff = self.file_flags
+        # what the decoder tests of a bg_file's flags, in _file_of's order
+        self.file_bits = (ff["VALID"], ff["DELETED"] | ff["PSEUDO"], ff["TRUNCATED"],
+                          ff["DETACHED"], ff["SOCKET"])
 
 
 @dataclass
@@ -214,7 +219,7 @@ class SyscallEvent(Event):
     ret: int
     errno: str | None
     latency_ns: int
-    args: dict[str, Any]
+    args: Mapping[str, Any]  # a SyscallArgs when decoded from a record
     ret_file: FileRef | None = None
 
 
@@ -260,20 +265,21 @@ def _blob(data: bytes, blob: Any) -> bytes:
 
 def _file(abi: Abi, data: bytes, f: Any) -> FileRef | None:
     return _file_of(abi, data, f.ino, f.dev, f.fs_magic, f.mode, f.flags, f.depth, f.name.off,
-                    f.name.len, lambda: f.sock)
+                    f.name.len, f.sock)
 
 
 def _file_of(abi: Abi, data: bytes, ino: int, dev: int, fs_magic: int, mode: int, fflags: int,
-             depth: int, name_off: int, name_len: int, sock: Callable[[], Any]) -> FileRef | None:
-    """A struct bg_file's fields as a FileRef (None when not resolved); `sock`
-    gives its bg_sock, read only for a socket."""
-    flags = abi.file_flags
-    if not fflags & flags["VALID"]:
+             depth: int, name_off: int, name_len: int, sock: Any) -> FileRef | None:
+    """A struct bg_file's fields as a FileRef (None when not resolved). `sock`
+    is its bg_sock, or a function giving it: read only for a socket."""
+    valid, gone_bits, truncated, detached, is_sock = abi.file_bits
+    if not fflags & valid:
         return None
-    parts = [p.decode(errors="replace")
-             for p in data[name_off:name_off + name_len].split(b"\0")[:depth]]
+    # one decode, then the split: NUL is a whole character in UTF-8, so this
+    # reads the same as decoding each name
+    parts = data[name_off:name_off + name_len].decode(errors="replace").split("\0")[:depth]
     parts.reverse()
-    gone = fflags & (flags["DELETED"] | flags["PSEUDO"])
+    gone = fflags & gone_bits
     if fs_magic == _PIPEFS_MAGIC:
         path = f"pipe:[{ino}]"
     elif fs_magic == _SOCKFS_MAGIC:
@@ -286,10 +292,9 @@ def _file_of(abi: Abi, data: bytes, ino: int, dev: int, fs_magic: int, mode: int
         # pseudo files (memfd, ...) the same way
         if gone:
             path += " (deleted)"
-    return FileRef(path=path, ino=ino, dev=dev, fs_magic=fs_magic, mode=mode,
-                   deleted=bool(gone), truncated=bool(fflags & flags["TRUNCATED"]),
-                   detached=bool(fflags & flags["DETACHED"]),
-                   sock=_sock(sock()) if fflags & flags["SOCKET"] else None)
+    return FileRef(path, ino, dev, fs_magic, mode, bool(gone), bool(fflags & truncated),
+                   bool(fflags & detached),
+                   _sock(sock() if callable(sock) else sock) if fflags & is_sock else None)
 
 
 def _family(fam: int) -> str:
@@ -405,6 +410,7 @@ class Decoder:
         self.boot_id = boot_id
         self.env_read = env_read
         self._hsize = ctypes.sizeof(abi.header)
+        self._type = unpacker(abi.header, ["type"])[0]
         native, compat = native_arches()
         self._arch = (native.name, compat.name if compat else native.name)
         self._kinds = {v: k for k, v in abi.arg_kind.items()}
@@ -419,7 +425,7 @@ class Decoder:
             [f"{f}.{x}" for f in files for x in _FILE_FIELDS]
         self._sc, ix = unpacker(sc, paths)
         self._sc_hdr = ix["hdr." + _HDR_FIELDS[0]]
-        self._sc_at = {k: ix[k] for k in ("enter_ns", "ret", "nr", "late_args")}
+        self._sc_at = tuple(ix[k] for k in ("enter_ns", "ret", "nr", "late_args"))
         self._sc_args = ix["args.0"]
         self._sc_data = ix["arg_data.0.off"]
         self._sc_files = [ix[f"{f}.ino"] for f in files]
@@ -434,6 +440,10 @@ class Decoder:
             if [ix[k] for k in fields] != list(range(first, first + len(fields))):
                 raise ValueError(f"{fields[0]}...: not in layout order in bg_syscall_event")
         self._sc_fixed = sc.data.offset
+        self._compat_flag = abi.event_flags["COMPAT"]
+        self._truncated_flag = abi.event_flags["TRUNCATED"]
+        # (number, compat) -> name and spec: the same few syscalls, event after event
+        self._syscalls: dict[tuple[int, bool], tuple[str, SyscallSpec]] = {}
         self._sock_t = dict(layout["ret_file"]._fields_)["sock"]
 
     def _base(self, cls: type[_E], h: Any, **kw: Any) -> _E:
@@ -446,8 +456,7 @@ class Decoder:
     def decode(self, rec: bytes) -> Event | None:
         if len(rec) < self._hsize:
             return None
-        h = self.abi.header.from_buffer_copy(rec, 0)
-        kind = self.abi._types.get(h.type)
+        kind = self.abi._types.get(self._type.unpack_from(rec)[0])
         if kind == "SYSCALL":
             return self._syscall(rec)
         if kind == "EXEC":
@@ -495,62 +504,18 @@ class Decoder:
         if len(rec) < st.size:
             rec = rec.ljust(st.size, b"\0")
         t = st.unpack_from(rec)
-        at = self._sc_at
-        abi = self.abi
-        data = rec[self._sc_fixed:]
+        i_enter, i_ret, i_nr, i_late = self._sc_at
         h = self._sc_hdr
         hflags = t[h + 1]
-        compat = bool(hflags & abi.event_flags["COMPAT"])
-        nr = t[at["nr"]] % abi.nr_max
-        name = syscall_name(nr, compat=compat)
-        spec = spec_for(name)
-        mask = 0xFFFFFFFF if compat else 0xFFFFFFFFFFFFFFFF
-        a0, d0, late = self._sc_args, self._sc_data, t[at["late_args"]]
-
-        def file(i: int) -> FileRef | None:
-            k = self._sc_files[i]
-            off = self._sc_socks[i]
-            ino, dev, magic, mode, fflags, depth, name_off, name_len = t[k:k + 8]
-            return _file_of(abi, data, ino, dev, magic, mode, fflags, depth, name_off, name_len,
-                            lambda: self._sock_t.from_buffer_copy(rec, off))
-
-        def blob(i: int) -> bytes:
-            off, n = t[d0 + 2 * i], t[d0 + 2 * i + 1]
-            return data[off:off + n]
-
-        args: dict[str, Any] = {}
-        for i, a in enumerate(spec.args):
-            raw = t[a0 + i] & mask
-            kind = a.kind
-            if kind == "INT":
-                args[a.name] = _s32(raw) if compat else _s64(raw)
-            elif kind in ("UINT", "OPEN_HOW"):  # OPEN_HOW: the flags word the kernel read
-                dec = FLAG_DECODERS.get(a.decoder or "")
-                args[a.name] = dec(raw) if dec else raw
-            elif kind == "PTR":
-                args[a.name] = hex(raw)
-            elif kind == "DIRFD":
-                fd = _s32(raw)
-                args[a.name] = "AT_FDCWD" if fd == _AT_FDCWD else fd
-            elif kind == "FD":
-                f = file(i)
-                args[a.name] = {"fd": _s32(raw), **(f.to_dict() if f else {})}
-            elif kind in ("PATH", "PATH_AT"):
-                user = _cstr(blob(i))
-                if user.startswith("/"):
-                    resolved: str | None = posixpath.normpath(user)
-                else:
-                    base = file(i)
-                    resolved = None if base is None else \
-                        posixpath.normpath(posixpath.join(base.path, user))
-                args[a.name] = {"user": user, "resolved": resolved}
-                if late & (1 << i):
-                    args[a.name]["read_at_exit"] = True
-            elif kind == "STR":
-                args[a.name] = _cstr(blob(i))
-            elif kind == "SOCKADDR":
-                args[a.name] = decode_sockaddr(blob(i))
-        ret = t[at["ret"]]
+        compat = bool(hflags & self._compat_flag)
+        nr = t[i_nr] % self.abi.nr_max
+        known = self._syscalls.get((nr, compat))
+        if known is None:
+            name = syscall_name(nr, compat=compat)
+            known = self._syscalls[(nr, compat)] = (name, spec_for(name))
+        name, spec = known
+        args = SyscallArgs(self, spec, t, rec, rec[self._sc_fixed:], compat, t[i_late])
+        ret = t[i_ret]
         err = None
         if -4096 < ret < 0:
             err = _errno.errorcode.get(-ret, str(-ret))
@@ -558,10 +523,119 @@ class Decoder:
         ev = SyscallEvent(
             type="syscall", ktime_ns=ktime, pid=t[h + 2], tid=t[h + 3], uid=t[h + 4],
             gid=t[h + 5], cgroup_id=t[h + 8], comm=_cstr(t[h + 9]),
-            truncated=bool(hflags & abi.event_flags["TRUNCATED"]), syscall=name, nr=nr,
+            truncated=bool(hflags & self._truncated_flag), syscall=name, nr=nr,
             arch=self._arch[1] if compat else self._arch[0], ret=ret, errno=err,
-            latency_ns=ktime - t[at["enter_ns"]], args=args,
-            ret_file=file(len(self._sc_files) - 1) if ret >= 0 else None)
-        ev.euid, ev.egid = t[h + 6], t[h + 7]
+            latency_ns=ktime - t[i_enter], args=args,
+            ret_file=args.file(len(self._sc_files) - 1) if ret >= 0 else None,
+            euid=t[h + 6], egid=t[h + 7])
         return ev
+
+    def _sc_arg(self, a: SyscallArgs, i: int) -> Any:
+        """Argument i of a syscall event, decoded (see SyscallArgs)."""
+        spec = a.spec.args[i]
+        raw = a.t[self._sc_args + i] & (0xFFFFFFFF if a.compat else 0xFFFFFFFFFFFFFFFF)
+        kind = spec.kind
+        if kind == "INT":
+            return _s32(raw) if a.compat else _s64(raw)
+        if kind in ("UINT", "OPEN_HOW"):  # OPEN_HOW: the flags word the kernel read
+            dec = FLAG_DECODERS.get(spec.decoder or "")
+            return dec(raw) if dec else raw
+        if kind == "PTR":
+            return hex(raw)
+        if kind == "DIRFD":
+            fd = _s32(raw)
+            return "AT_FDCWD" if fd == _AT_FDCWD else fd
+        if kind == "FD":
+            f = a.file(i)
+            return {"fd": _s32(raw), **(f.to_dict() if f else {})}
+        if kind in ("PATH", "PATH_AT"):
+            user = _cstr(a.blob(i))
+            if user.startswith("/"):
+                resolved: str | None = posixpath.normpath(user)
+            else:
+                base = a.file(i)
+                resolved = None if base is None else \
+                    posixpath.normpath(posixpath.join(base.path, user))
+            out: dict[str, Any] = {"user": user, "resolved": resolved}
+            if a.late & (1 << i):
+                out["read_at_exit"] = True
+            return out
+        if kind == "STR":
+            return _cstr(a.blob(i))
+        if kind == "SOCKADDR":
+            return decode_sockaddr(a.blob(i))
+        raise AssertionError(f"argument kind {kind}")
+
+
+class SyscallArgs(Mapping[str, Any]):
+    """A syscall event's arguments by name, each decoded when first read.
+
+    The rules read few of an event's arguments (an open's flags and the name it
+    was given, not the path of its dirfd), and the reader thread decodes every
+    event that reaches user space: decoding only what is read is what keeps it
+    fast. The record stays referenced until every argument is decoded or the
+    event is dropped."""
+
+    __slots__ = ("_decoder", "spec", "t", "rec", "data", "compat", "late", "_values")
+
+    def __init__(self, decoder: Decoder, spec: SyscallSpec, t: tuple[Any, ...], rec: bytes,
+                 data: bytes, compat: bool, late: int) -> None:
+        self._decoder = decoder
+        self.spec, self.t, self.rec, self.data = spec, t, rec, data
+        self.compat, self.late = compat, late
+        self._values: dict[int, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        i = self.spec.index.get(name)
+        if i is None:
+            raise KeyError(name)
+        return self._at(i)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        i = self.spec.index.get(name)
+        return default if i is None else self._at(i)
+
+    def _at(self, i: int) -> Any:
+        v = self._values.get(i, _UNSET)
+        if v is _UNSET:
+            v = self._values[i] = self._decoder._sc_arg(self, i)
+        return v
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.spec.index)
+
+    def __len__(self) -> int:
+        return len(self.spec.args)
+
+    def __repr__(self) -> str:
+        return repr(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: self._at(i) for name, i in self.spec.index.items()}
+
+    def file(self, i: int) -> FileRef | None:
+        """The struct bg_file of argument i (the last: the returned fd's)."""
+        d = self._decoder
+        k, off = d._sc_files[i], d._sc_socks[i]
+        ino, dev, magic, mode, fflags, depth, name_off, name_len = self.t[k:k + 8]
+        return _file_of(d.abi, self.data, ino, dev, magic, mode, fflags, depth, name_off,
+                        name_len, functools.partial(d._sock_t.from_buffer_copy, self.rec, off))
+
+    def user_path(self, name: str) -> str | None:
+        """The string path argument `name` was given, without resolving it
+        against its directory (what reading the argument itself adds)."""
+        i = self.spec.index.get(name)
+        if i is None:
+            return None
+        v = self._values.get(i)
+        return v["user"] if v is not None else _cstr(self.blob(i))
+
+    def blob(self, i: int) -> bytes:
+        """The bytes argument i's user string or sockaddr was read into."""
+        d0 = self._decoder._sc_data
+        off, n = self.t[d0 + 2 * i], self.t[d0 + 2 * i + 1]
+        return self.data[off:off + n]
+
+
+_UNSET = object()
 

@@ -9,7 +9,7 @@ reported as unsigned integers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["DEFAULT_SYSCALLS", "SPECS", "ArgSpec", "SyscallSpec", "spec_for"]
 
@@ -31,6 +31,11 @@ class SyscallSpec:
     name: str
     args: tuple[ArgSpec, ...]
     ret: str = RET_INT
+    # each argument's position, by name
+    index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", {a.name: i for i, a in enumerate(self.args)})
 
 
 def _s(name: str, *args: tuple[str, ...], ret: str = RET_INT) -> SyscallSpec:
