@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bpfguard.proctable import Process, ProcessTable
 from bpfguard.rules.compiler import ALL_TYPES, CompileError, compile_condition, event_types
 from bpfguard.rules.event import RuleEvent
-from bpfguard.rules.grammar import parse_condition
+from bpfguard.rules.grammar import ConditionSyntaxError, parse_condition
 from bpfguard.rules.pushdown import NEVER, Need, need
 from bpfguard.sensors import PathFilter
 from bpfguard.sensors.events import ExecEvent, FileRef, SockInfo, SyscallEvent
@@ -380,14 +380,18 @@ def test_pushdown_leaves_what_the_syscall_itself_changes() -> None:
     assert _need("evt.type = openat and evt.failed = true", "openat").results == {"failure"}
 
 
-def test_a_rule_that_raises_does_not_stop_the_engine() -> None:
+def test_a_rule_that_raises_does_not_stop_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bpfguard.rules import extract
     from bpfguard.rules.engine import Engine
     from bpfguard.rules.loader import load_rules_or_raise
 
+    def broken(_e: RuleEvent, _arg: str | None) -> Any:
+        raise TypeError("an extractor met data it did not expect")
+    monkeypatch.setitem(extract._EXTRACT, "proc.cmdline", broken)
     rules = load_rules_or_raise([("r.yaml", """
 - rule: raises
-  desc: its check will fail on this event
-  condition: evt.type = openat and fd.name = /etc/shadow
+  desc: its field's extractor fails on every event
+  condition: evt.type = openat and proc.cmdline = "cat /etc/shadow"
   output: never
   priority: NOTICE
 - rule: fine
@@ -396,14 +400,10 @@ def test_a_rule_that_raises_does_not_stop_the_engine() -> None:
   output: "shadow %fd.name"
   priority: NOTICE
 """)]).rules
-    engine = Engine(rules, rule_matching="all")
-
-    def broken(_e: RuleEvent) -> bool:
-        raise TypeError("an extractor met data it did not expect")
-    raising = engine.compiled[0]
-    engine._by_type["openat"][0] = (raising, broken)   # its check as the engine indexes it
-    assert [c.name for c in engine.match(OPEN)] == ["fine"]
-    assert engine.errors == {"raises": 1} and "TypeError" in (engine.last_error or "")
+    for matching in ("all", "first"):
+        engine = Engine(rules, rule_matching=matching)
+        assert [c.name for c in engine.match(OPEN)] == ["fine"]
+        assert engine.errors == {"raises": 1} and "TypeError" in (engine.last_error or "")
 
 
 # -- pushdown soundness: the kernel filter keeps every event some rule matches ------------
@@ -626,3 +626,43 @@ def test_pushdown_never_drops_a_redirect_of_a_standard_stream(stock_plus_custom:
     assert hits > 0   # the rule does match some of them: the check can fail
     assert plan.filters["dup3"].rets == frozenset({0, 1, 2})
     assert not _keeps(plan.filters["dup3"], _dup_event("dup3", 200, "file", False), 0)
+
+
+# -- the generated matchers inline the common comparisons: the same answers as the checks --
+
+_INLINED_FIELDS = ["fd.name", "fd.directory", "fd.filename", "fd.nameraw", "proc.name",
+                   "proc.aname", "proc.pname", "user.uid", "evt.is_open_read", "fd.num",
+                   "container.image", "fd.typechar", "evt.res", "evt.rawres"]
+_INLINED_VALUES = ["/etc/shadow", "/etc", "shadow", "cat", "bash", "0", "3", "1000", "true",
+                   "false", "f", "SUCCESS", "ENOENT", "init", "systemd", "../", "-2"]
+
+
+@given(field=st.sampled_from(_INLINED_FIELDS),
+       op=st.sampled_from(["=", "!=", "<", "<=", ">", ">=", "contains", "startswith",
+                           "endswith", "in"]),
+       values=st.lists(st.sampled_from(_INLINED_VALUES), min_size=1, max_size=3),
+       comm=st.sampled_from(["cat", "bash"]), euid=st.sampled_from([0, 1000]),
+       ok=st.booleans(), raw=st.sampled_from(_PATHS))
+def test_inlined_comparisons_decide_as_their_checks(field: str, op: str, values: list[str],
+                                                    comm: str, euid: int, ok: bool,
+                                                    raw: str) -> None:
+    from hypothesis import assume
+
+    from bpfguard.rules.compiler import _compare
+
+    cond = f"{field} in ({', '.join(values)})" if op == "in" else f"{field} {op} {values[0]}"
+    try:
+        node = parse_condition(cond)
+        reference = _compare(node)  # type: ignore[arg-type]
+    except (ConditionSyntaxError, CompileError):
+        assume(False)   # not a valid condition: nothing to compare
+    e = _open_event("openat", comm, euid, os.O_RDONLY, raw, ok)
+    try:
+        want: bool | type[Exception] = bool(reference(e))
+    except TypeError:
+        want = TypeError   # e.g. a string ordered against a number: both must raise
+    try:
+        got: bool | type[Exception] = compile_condition(node)(e)
+    except TypeError:
+        got = TypeError
+    assert got == want, cond

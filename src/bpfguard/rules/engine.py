@@ -18,7 +18,18 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..outputs.alert import Alert
-from .compiler import ALL_TYPES, Check, CompileError, compile_condition, event_types, specialize
+from . import ast
+from .compiler import (
+    ALL_TYPES,
+    Check,
+    CompileError,
+    Matcher,
+    OnError,
+    compile_matcher,
+    event_types,
+    prepare,
+    specialize,
+)
 from .event import RuleEvent
 from .extract import AnyOf, Extractor, extractor, render
 from .fields import check_field, split_field
@@ -78,7 +89,6 @@ def _json_value(v: Any) -> Any:
 @dataclass
 class CompiledRule:
     rule: Rule
-    check: Check
     types: frozenset[str]  # ALL_TYPES when the rule does not restrict evt.type
     output: OutputFormat
     order: int
@@ -86,6 +96,11 @@ class CompiledRule:
     @property
     def name(self) -> str:
         return self.rule.name
+
+
+# An event type's candidate rules, the matcher of their conditions, and what
+# counts a condition's error against its rule.
+_Candidates = tuple[list[CompiledRule], Matcher, OnError]
 
 
 @dataclass
@@ -111,12 +126,12 @@ class Engine:
     compiled: list[CompiledRule] = field(init=False)
     errors: dict[str, int] = field(init=False, default_factory=dict)
     last_error: str | None = field(init=False, default=None)
-    # per event type, its candidate rules in file order, each with its condition
-    # as it reads for that type (see compiler.specialize)
-    _by_type: dict[str, list[tuple[CompiledRule, Check]]] = field(init=False)
-    # the numbers of this engine's distinct comparisons (see compile_condition)
-    _compare_ids: dict[Any, int] = field(init=False, default_factory=dict)
-    _any_type: list[tuple[CompiledRule, Check]] = field(init=False)
+    # per event type, its candidate rules in file order and one matcher of their
+    # conditions as they read for that type (see compiler.specialize)
+    _by_type: dict[str, _Candidates] = field(init=False)
+    _any_type: _Candidates = field(init=False)
+    # the check of each distinct comparison, shared by the matchers
+    _checks: dict[ast.Compare, Check] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.rule_matching not in ("first", "all"):
@@ -142,20 +157,29 @@ class Engine:
                 continue
             cond = r.condition
             try:
-                self.compiled.append(CompiledRule(r, compile_condition(cond, self._compare_ids),
-                                                  event_types(cond),
-                                                  OutputFormat(r.output), i))
+                prepare(cond, self._checks)
+                self.compiled.append(CompiledRule(r, event_types(cond), OutputFormat(r.output), i))
             except CompileError as exc:
                 errors.append(f"{r.context}: rule {r.name!r}: {exc}")
         if errors:
             raise ConfigError("rules do not compile:\n  " + "\n  ".join(errors))
+        first = self.rule_matching == "first"
         self._by_type = {}
-        self._any_type = [(c, c.check) for c in self.compiled if c.types is ALL_TYPES]
+        any_type = [c for c in self.compiled if c.types is ALL_TYPES]
+        self._any_type = self._candidates(any_type, [c.rule.condition for c in any_type], first)
         for t in {t for c in self.compiled if c.types is not ALL_TYPES for t in c.types}:
             cands = [c for c in self.compiled if c.types is ALL_TYPES or t in c.types]
-            checks = [(c, specialize(c.rule.condition, t)) for c in cands]  # type: ignore[arg-type]
-            self._by_type[t] = [(c, compile_condition(x, self._compare_ids))
-                                for c, x in checks if x is not False]
+            conds = [specialize(c.rule.condition, t) for c in cands]  # type: ignore[arg-type]
+            kept = [(c, x) for c, x in zip(cands, conds, strict=True) if x is not False]
+            self._by_type[t] = self._candidates([c for c, _ in kept], [x for _, x in kept], first)
+
+    def _candidates(self, rules: list[CompiledRule], conds: list[Any], first: bool
+                    ) -> _Candidates:
+        def failed(i: int, exc: Exception) -> None:
+            name = rules[i].name
+            self.errors[name] = self.errors.get(name, 0) + 1
+            self.last_error = f"{name}: {type(exc).__name__}: {exc}"
+        return rules, compile_matcher(conds, first=first, checks=self._checks), failed
 
     def event_types(self) -> frozenset[str] | None:
         """Every evt.type some enabled rule can match; None when a rule matches any."""
@@ -167,19 +191,8 @@ class Engine:
         """The rules that match `e` (only the first with rule_matching "first").
         A rule that raises on an event does not match it; the error is counted
         per rule (:attr:`errors`) and never stops detection."""
-        out = []
-        for c, check in self._by_type.get(e.type, self._any_type):
-            try:
-                hit = check(e)
-            except Exception as exc:  # noqa: BLE001 - one odd event must not stop the engine
-                self.errors[c.name] = self.errors.get(c.name, 0) + 1
-                self.last_error = f"{c.name}: {type(exc).__name__}: {exc}"
-                continue
-            if hit:
-                out.append(c)
-                if self.rule_matching == "first":
-                    break
-        return out
+        rules, match, failed = self._by_type.get(e.type, self._any_type)
+        return [rules[i] for i in match(e, failed)]
 
     def process(self, e: RuleEvent) -> list[Alert]:
         """Falco-compatible alerts for `e`."""

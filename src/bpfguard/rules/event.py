@@ -8,14 +8,22 @@ start seen by the process sensor is an ``execve`` exit with result 0.
 
 from __future__ import annotations
 
-import functools
 import socket
 import stat
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from ..proctable import Process, ProcessTable
-from ..sensors.events import Event, ExecEvent, ExitEvent, FileRef, ForkEvent, SyscallEvent
+from ..sensors.events import (
+    Event,
+    ExecEvent,
+    ExitEvent,
+    FileRef,
+    ForkEvent,
+    SyscallArgs,
+    SyscallEvent,
+)
 
 __all__ = ["FALCO_ARGS", "FdInfo", "RuleEvent", "event_type", "from_event"]
 
@@ -55,6 +63,7 @@ FALCO_ARGS: dict[str, dict[str, str]] = {
     "tgkill": {"pid": "tgid"},
 }
 
+_T = TypeVar("_T")
 _FD_TYPES = {stat.S_IFREG: ("file", "f"), stat.S_IFDIR: ("directory", "d"),
              stat.S_IFIFO: ("pipe", "p"), stat.S_IFCHR: ("file", "f"),
              stat.S_IFBLK: ("file", "f"), stat.S_IFLNK: ("file", "f")}
@@ -65,8 +74,22 @@ _ANON_TYPES = {"[eventfd]": ("event", "e"), "[signalfd]": ("signalfd", "s"),
                "bpf-prog": ("bpf", "b"), "bpf-map": ("bpf", "b"),
                "[userfaultfd]": ("userfaultfd", "u"),
                "[io_uring]": ("io_uring", "r"), "[eventpoll]": ("eventpoll", "l")}
+_OPENS = frozenset({"open", "openat", "openat2", "creat"})
 # Syscalls on the server side of a connection: the local end is the server.
 _SERVER_SIDE = {"accept", "accept4", "listen", "bind"}
+
+
+class _once(Generic[_T]):  # noqa: N801 - used as a decorator, like cached_property
+    """functools.cached_property without its lock (Python < 3.12 takes one per
+    read): a RuleEvent lives on one thread, and the reader reads these for
+    every event."""
+
+    def __init__(self, fn: Callable[[Any], _T]) -> None:
+        self.fn, self.name = fn, fn.__name__
+
+    def __get__(self, obj: Any, cls: Any = None) -> _T:
+        v = obj.__dict__[self.name] = self.fn(obj)  # shadows this descriptor from now on
+        return v
 
 
 @dataclass
@@ -95,12 +118,22 @@ class RuleEvent:
     proc: Process | None
     table: ProcessTable
     hostname: str
-    # comparisons decided for this event, by the compiler's comparison number
-    decided: dict[int, bool] = field(default_factory=dict, repr=False)
 
     @property
     def syscall(self) -> SyscallEvent | None:
         return self.event if isinstance(self.event, SyscallEvent) else None
+
+    @_once
+    def open_flags(self) -> str | None:
+        """An open's flags as Falco names them (O_RDONLY|O_CLOEXEC); None for
+        other events."""
+        sc = self.syscall
+        if sc is None or sc.syscall not in _OPENS:
+            return None
+        if sc.syscall == "creat":
+            return "O_WRONLY|O_CREAT|O_TRUNC"
+        flags = sc.args.get("how" if sc.syscall == "openat2" else "flags")
+        return flags if isinstance(flags, str) else None
 
     @property
     def exec(self) -> ExecEvent | None:
@@ -110,11 +143,11 @@ class RuleEvent:
     def ret(self) -> int:
         return self.event.ret if isinstance(self.event, SyscallEvent) else 0
 
-    @functools.cached_property
+    @_once
     def ancestors(self) -> list[Process]:
         return self.table.ancestors(self.event.pid)
 
-    @functools.cached_property
+    @_once
     def args(self) -> dict[str, Any]:
         """Falco's parameters by name, values rendered as Falco renders them."""
         sc = self.syscall
@@ -142,10 +175,10 @@ class RuleEvent:
                        flags=_exe_flags(self.proc), filename=ex.filename)
         return out
 
-    @functools.cached_property
+    @_once
     def fd(self) -> FdInfo | None:
         sc = self.syscall
-        return _fd_of(sc) if sc is not None else None
+        return _fd_of(sc, self.open_flags) if sc is not None else None
 
 
 def _render_arg(value: Any) -> Any:
@@ -213,21 +246,20 @@ def _file_types(f: FileRef) -> tuple[str, str]:
     return _FD_TYPES.get(stat.S_IFMT(f.mode), ("file", "f"))
 
 
-def _fd_of(sc: SyscallEvent) -> FdInfo | None:
+def _fd_of(sc: SyscallEvent, flags: str | None) -> FdInfo | None:
     """The fd a syscall event is about: the one it returned (open, accept, dup,
     socket, memfd_create), else the fd argument (connect, fchmod, ...)."""
     name = sc.syscall
-    if name in ("open", "openat", "openat2", "creat"):
+    if name in _OPENS:
         # libsinsp types an opened fd by its flags, whatever the inode: a directory
         # with O_DIRECTORY, a file without; a failed open still describes its file
-        path = sc.args.get("pathname") or {}
-        flags = sc.args.get("how" if name == "openat2" else "flags")
         # (O_TMPFILE carries O_DIRECTORY's bit, and so does Falco's flag for it)
-        ftype, ch = ("directory", "d") if isinstance(flags, str) and \
-            {"O_DIRECTORY", "O_TMPFILE"} & set(flags.split("|")) else ("file", "f")
+        ftype, ch = ("directory", "d") if flags and \
+            ("O_DIRECTORY" in flags or "O_TMPFILE" in flags) else ("file", "f")
         if sc.ret >= 0 and sc.ret_file is not None:
             f = sc.ret_file
-            return FdInfo(sc.ret, f.path, path.get("user"), ftype, ch, f.ino, f.dev, f)
+            return FdInfo(sc.ret, f.path, _user_path(sc, "pathname"), ftype, ch, f.ino, f.dev, f)
+        path = sc.args.get("pathname") or {}
         return FdInfo(-1, path.get("resolved"), path.get("user"), ftype, ch)
     if sc.ret_file is not None and sc.ret >= 0:  # accept, dup, socket, memfd_create
         f = sc.ret_file
@@ -245,6 +277,15 @@ def _fd_of(sc: SyscallEvent) -> FdInfo | None:
                           connected=(sc.ret == 0 or sc.errno == "EINPROGRESS")
                           if name == "connect" else None)
     return None
+
+
+def _user_path(sc: SyscallEvent, name: str) -> str | None:
+    """What path argument `name` was given: from a decoded record without
+    resolving it (SyscallArgs.user_path), which a successful open never needs."""
+    if isinstance(sc.args, SyscallArgs):
+        return sc.args.user_path(name)
+    v = sc.args.get(name)
+    return v.get("user") if v else None
 
 
 def _file_from_dict(d: dict[str, Any]) -> FileRef:

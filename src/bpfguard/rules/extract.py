@@ -9,6 +9,7 @@ any ancestor), which a comparison matches if one of them does.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import grp
 import ipaddress
 import posixpath
@@ -257,30 +258,22 @@ def _res(e: RuleEvent) -> str:
     return sc.errno or str(sc.ret)
 
 
-def _open_flags(e: RuleEvent) -> str | None:
-    sc = e.syscall
-    if sc is None or sc.syscall not in ("open", "openat", "openat2", "creat"):
-        return None
-    if sc.syscall == "creat":
-        return "O_WRONLY|O_CREAT|O_TRUNC"
-    flags = sc.args.get("how" if sc.syscall == "openat2" else "flags")
-    return flags if isinstance(flags, str) else None
-
-
 def _is_open(mode: str) -> Callable[[RuleEvent, str | None], Any]:
     def extract(e: RuleEvent, _arg: str | None) -> Any:
-        flags = _open_flags(e)
+        flags = e.open_flags
         if flags is None:
             return False if e.syscall is not None else None
-        names = set(flags.split("|"))
-        if mode == "read":
-            return bool(names & {"O_RDONLY", "O_RDWR"})
-        if mode == "write":
-            return bool(names & {"O_WRONLY", "O_RDWR"})
-        if mode == "create":
-            return "O_CREAT" in names or "O_TMPFILE" in names
-        return "O_PATH" not in names and False  # exec: no O_EXEC on Linux
+        return mode in _open_modes(flags)
     return extract
+
+
+@functools.lru_cache(maxsize=1024)  # a workload opens with few distinct flag words
+def _open_modes(flags: str) -> frozenset[str]:
+    """What evt.is_open_read/write/create say of open flags (no O_EXEC on Linux)."""
+    names = set(flags.split("|"))
+    return frozenset(m for m, bits in (("read", {"O_RDONLY", "O_RDWR"}),
+                                       ("write", {"O_WRONLY", "O_RDWR"}),
+                                       ("create", {"O_CREAT", "O_TMPFILE"})) if names & bits)
 
 
 def _time(fmt: Callable[[dt.datetime, int], str]) -> Callable[[RuleEvent, str | None], Any]:
@@ -468,9 +461,14 @@ ABSENT_FIELDS = frozenset(k for k, v in _EXTRACT.items() if v is _absent)
 
 def extractor(ref: FieldRef) -> Extractor:
     """The extractor of a (validated) field reference."""
-    fn = _EXTRACT[ref.name]
-    arg = ref.arg
+    fn, arg = field_function(ref)
     return lambda e: fn(e, arg)
+
+
+def field_function(ref: FieldRef) -> tuple[Callable[[RuleEvent, str | None], Any], str | None]:
+    """What :func:`extractor` calls: a function of the event and the field's
+    argument, and that argument (for code that makes the call itself)."""
+    return _EXTRACT[ref.name], ref.arg
 
 
 def render(value: Any) -> str:
