@@ -7,9 +7,12 @@
  *  - process.bpf.h: exec / fork / exit events (always on: the process table
  *    needs them);
  *  - syscalls.bpf.h: the syscall sensor (its interest bitmap, specs,
- *    pushdown filters, entry stash, exit-time resolution);
- *  - policy.bpf.h: the TracingPolicy interpreter (routes, selectors, sets,
- *    matchBinaries' executables);
+ *    pushdown, entry stash, exit-time resolution);
+ *  - selectors.bpf.h: the one in-kernel filter engine (selectors, their
+ *    sets, matchBinaries' executables), which decides both the rules
+ *    pushdown and the TracingPolicies;
+ *  - policy.bpf.h: the TracingPolicy engine (hooks, routes, argument
+ *    reading, actions, posting);
  *  - record.bpf.h: the seccomp recorder (the syscall set of a scope,
  *    aggregated here; no event per syscall).
  * A part a set does not have is compiled out (targ_policy, targ_record are
@@ -35,10 +38,11 @@
 #define BG_POL_RET_WANTS(w) (pol_ret_interest[w])
 #else
 /* sensor-nopolicy.bpf.o, the variant sets without a policy engine load: the
- * interpreter's global functions are not in it, so kernels that verify every
- * global function of a program (before lazy verification of unused ones)
- * do not verify them for a set that never runs them. Likewise the syscall
- * sensor's, in sensor-nosyscalls.bpf.o. */
+ * policy engine's global functions (reading a hook's arguments, running its
+ * hooks) are not in it, so kernels that verify every global function of a
+ * program (before lazy verification of unused ones) do not verify them for
+ * a set that never runs them; the selector engine's are, for the pushdown.
+ * Likewise the syscall sensor's, in sensor-nosyscalls.bpf.o. */
 #define BG_POL_WANTS(w) 0
 #define BG_POL_RET_WANTS(w) 0
 #endif

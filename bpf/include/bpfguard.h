@@ -189,48 +189,30 @@ enum bg_ret_kind {
 	BG_RET_EXEC = 2, /* execve: the new mm->exe_file */
 };
 
-/* In-kernel pre-filter of one syscall, derived from the rules that can match
- * it (rules pushdown): an event is dropped in the kernel only when no rule
- * could match it. With no flag set, nothing is filtered. */
-enum bg_push_flags {
-	BG_PUSH_SUCCESS = 1 << 0, /* with BG_PUSH_FAILURE: keep by result, ret >= 0 ... */
-	BG_PUSH_FAILURE = 1 << 1, /* ... or ret < 0; neither bit: any result */
-	BG_PUSH_COMM = 1 << 2,    /* keep only tasks whose comm is in push_comms for it */
-	BG_PUSH_EUID = 1 << 3,    /* keep only effective uids in push_euids for it */
-	BG_PUSH_ACCMODE = 1 << 4, /* keep only open access modes (O_ACCMODE) in `accmodes` */
-	BG_PUSH_FLAGS = 1 << 5,   /* open flags: keep when none of `flags_none` is set and
-				   * all of `flags_all` are (Falco types an opened fd by
-				   * O_DIRECTORY: 'd' with it, 'f' without) */
-	BG_PUSH_PATH = 1 << 6,    /* opens: keep when one of the `path` tests holds, or when
-				   * the kernel cannot tell (checked at exit, last) */
-	BG_PUSH_RETS = 1 << 7,    /* keep only results ret in 0..63 whose bit is set in
-				   * `ret_mask` (Falco's evt.rawres in (0, 1, 2) of a dup) */
-};
-
-/* The path tests of an open (BG_PUSH_PATH): the event is kept when any one
- * holds. They test Falco's fd.name (and what user space derives from it,
- * fd.directory and fd.filename) on the returned file's path, the same
- * kernel object user space names the fd by; and fd.nameraw on the string
- * the process passed. Where the kernel cannot compute a value exactly as
- * user space will (a failed open, an unlinked, pseudo, detached or cut
- * path, a string read late), the test counts as holding. */
+/* The path tests of an open, a filter of the syscall sensor's selector (op
+ * BG_OP_OPEN_PATH, phase BG_PHASE_FILE; its encoding is at the op): the
+ * event is kept when any one holds. They test Falco's fd.name (and what user
+ * space derives from it, fd.directory and fd.filename) on the returned
+ * file's path, the same kernel object user space names the fd by; and
+ * fd.nameraw on the string the process passed. Where the kernel cannot
+ * compute a value exactly as user space will (a failed open, an unlinked,
+ * pseudo, detached or cut path, a string read late), the test counts as
+ * holding. */
 enum bg_push_path {
-	BG_PATH_NAME = 1 << 0,        /* fd.name in the exact set name_set of push_strs */
-	BG_PATH_DIR = 1 << 1,         /* fd.directory in dir_set */
-	BG_PATH_FILE = 1 << 2,        /* fd.filename in file_set */
-	BG_PATH_PREFIX = 1 << 3,      /* fd.name starts with a string of trie path_trie of
-				       * push_prefix */
-	BG_PATH_SUFFIX = 1 << 4,      /* fd.name ends with one of trie path_trie of push_suffix
-				       * (strings reversed) */
+	BG_PATH_NAME = 1 << 0,        /* fd.name in the exact set (filter's set) */
+	BG_PATH_DIR = 1 << 1,         /* fd.directory in exact set vals[1] */
+	BG_PATH_FILE = 1 << 2,        /* fd.filename in exact set vals[2] */
+	BG_PATH_PREFIX = 1 << 3,      /* fd.name starts with a string of prefix set vals[3] */
+	BG_PATH_SUFFIX = 1 << 4,      /* fd.name ends with one of postfix set vals[4] */
 	BG_PATH_SUFFIX_LEAF = 1 << 5, /* no suffix holds a '/': reverse only the last name */
-	BG_PATH_DOTDOT = 1 << 6,      /* fd.nameraw (argument path_arg) contains "../" */
+	BG_PATH_DOTDOT = 1 << 6,      /* fd.nameraw (the filter's argument) contains "../" */
 };
 
 /* Events the pushdown filtered out, per CPU (not losses: no rule wanted them). */
 enum bg_push_stat {
 	BG_PUSHED_AT_ENTRY = 0,
 	BG_PUSHED_AT_EXIT = 1,
-	BG_PUSHED_BY_PATH = 2, /* at exit, by the path tests (BG_PUSH_PATH) */
+	BG_PUSHED_BY_PATH = 2, /* at exit, by the path tests (BG_OP_OPEN_PATH) */
 	BG_PUSHED_MAX = 3,
 };
 
@@ -238,42 +220,17 @@ struct bg_syscall_spec {
 	__u8 enabled;
 	__u8 ret;           /* enum bg_ret_kind */
 	__u8 arg[BG_ARGC]; /* enum bg_arg_kind */
-	__u8 push;          /* enum bg_push_flags */
-	__u8 flags_arg;     /* BG_PUSH_ACCMODE: the argument holding open(2) flags */
-	__u8 accmodes;      /* BG_PUSH_ACCMODE: bit (1 << (flags & O_ACCMODE)) kept */
+	/* The rules pushdown: the selector at BG_SYSCALL_SELECTORS + this
+	 * syscall's index in pol_selectors applies (the selector engine,
+	 * lib/selectors.bpf.h). What no rule could match is dropped in the
+	 * kernel. */
+	__u8 filtered;
 	__u8 pad;
-	__u32 flags_none;   /* BG_PUSH_FLAGS */
-	__u32 flags_all;
-	__u8 path;          /* BG_PUSH_PATH: enum bg_push_path */
-	__u8 path_arg;      /* BG_PATH_DOTDOT: the PATH / PATH_AT argument */
-	__u16 path_trie;    /* BG_PATH_PREFIX / SUFFIX: index into push_prefix / push_suffix */
-	__u32 name_set;     /* bg_pol_str_key.set of the exact strings in push_strs */
-	__u32 dir_set;
-	__u32 file_set;
 	/* Which enablement of the syscall this is: user space gives a syscall a
 	 * new one each time a reload brings it back into the interest set. An
 	 * entry stashed under another (a thread inside the syscall when a reload
 	 * dropped it, leaving its stash behind) is stale at exit. */
 	__u32 gen;
-	__u32 pad2;
-	__u64 ret_mask;     /* BG_PUSH_RETS: bit r kept for a result r in 0..63 */
-};
-
-/* Entries of push_comms and push_euids: (syscall, name) and (syscall, euid) pairs;
- * also of push_strs (exact path strings) and of each prefix / suffix trie. */
-#define BG_PUSH_SET_MAX 16384
-/* Distinct path filters (tries in push_prefix and push_suffix) at once; syscalls
- * with equal path tests share one. */
-#define BG_PUSH_PATH_SETS 64
-
-struct bg_push_comm_key {
-	__u32 idx; /* syscall number, + BG_NR_MAX for compat */
-	char comm[BG_COMM_LEN];
-};
-
-struct bg_push_euid_key {
-	__u32 idx;
-	__u32 euid;
 };
 
 struct bg_syscall_event {
@@ -335,6 +292,9 @@ struct bg_argval_key {
  * addressed by a set id. One generic program interprets them: adding or
  * removing a policy writes maps, it never compiles code. */
 #define BG_POL_HOOKS 512          /* hooks loaded at once, all policies together */
+/* pol_selectors: the syscall sensor's selector of syscall index i is at
+ * BG_SYSCALL_SELECTORS + i, after every hook's */
+#define BG_SYSCALL_SELECTORS (BG_POL_HOOKS * BG_POL_SELECTORS)
 #define BG_POL_ARGS 5             /* arguments read per hook (Tetragon: 5) */
 #define BG_POL_SELECTORS 8        /* selectors per hook (Tetragon: 5) */
 #define BG_POL_FILTERS 8          /* matchArgs + matchReturnArgs per selector (Tetragon: 5) */
@@ -427,13 +387,28 @@ enum bg_pol_op {
 	BG_OP_STATE = 26,
 	BG_OP_STR_EQ = 27,      /* strings: in the exact set */
 	BG_OP_STR_NEQ = 28,     /* strings: in none of it */
+	/* What the rules pushdown needs (Falco's conditions, compiled by user space): */
+	BG_OP_ACCMODE = 29,     /* open flags: bit (value & O_ACCMODE) of vals[0] is set */
+	BG_OP_FLAGS = 30,       /* none of the bits of vals[0] is set, all of vals[1] are */
+	BG_OP_SMALL_IN = 31,    /* value in 0..63 with its bit set in vals[0] (a dup's new fd) */
+	BG_OP_OPEN_PATH = 32,   /* the path tests of an open (enum bg_push_path, in vals[0]) on
+				 * the returned file, and fd.nameraw on argument `arg`; exact
+				 * sets `set` (names), vals[1] (directories), vals[2] (leaf
+				 * names); prefix set vals[3], postfix set vals[4] */
+};
+
+/* When a filter is decided. */
+enum bg_pol_phase {
+	BG_PHASE_ENTRY = 0,  /* at the hook: matchArgs */
+	BG_PHASE_RETURN = 1, /* at return, on the return value: matchReturnArgs */
+	BG_PHASE_FILE = 2,   /* the syscall sensor at exit, after the others: the returned file */
 };
 
 struct bg_pol_filter {
 	__u8 op;    /* enum bg_pol_op */
 	__u8 arg;   /* position in the hook's arguments, or BG_POL_RET */
 	__u8 nvals;
-	__u8 ret;   /* a matchReturnArgs filter: checked at return */
+	__u8 ret;   /* enum bg_pol_phase */
 	__u32 set;  /* set id of string, InMap and address operators */
 	__u64 vals[BG_POL_VALUES];
 };
@@ -513,8 +488,11 @@ struct bg_pol_selector {
 	__u32 pbin_set;
 	__u8 bin_follow;   /* followChildren: 1 + the bg_pol_follow slot of bin_set; 0: none */
 	__u8 pbin_follow;  /* ... of pbin_set */
-	__u8 pad2[2];
+	__u8 comm_in;      /* the task's name (comm) must be in exact set comm_set */
+	__u8 euid_in;      /* its effective uid must be in integer set euid_set */
 	__s32 error;       /* BG_ACT_OVERRIDE: the return value (argError) */
+	__u32 comm_set;
+	__u32 euid_set;
 	__u32 pids[BG_POL_VALUES];
 	__u64 cap_mask;
 	struct bg_pol_ns_filter ns[BG_POL_NS_FILTERS];

@@ -97,17 +97,15 @@ struct bg_abi {
 	enum bg_scope_flags scope_flags;
 	enum bg_scope_state scope_state;
 	enum bg_watch watch;
-	enum bg_push_flags push_flags;
 	enum bg_push_stat push_stat;
 	enum bg_push_path push_path;
 	struct bg_syscall_spec spec;
-	struct bg_push_comm_key push_comm;
-	struct bg_push_euid_key push_euid;
 	struct bg_scope_config scope;
 	struct bg_argval_key argval;
 	enum bg_pol_hook_kind pol_hook_kind;
 	enum bg_pol_type pol_type;
 	enum bg_pol_op pol_op;
+	enum bg_pol_phase pol_phase;
 	enum bg_pol_action pol_action;
 	enum bg_pol_pid_flags pol_pid_flags;
 	enum bg_pol_str_op pol_str_op;

@@ -12,10 +12,13 @@
  * after entry does not change the reported resolution.
  *
  * Rules pushdown: what no loaded rule can match is dropped in the kernel and
- * counted in push_stats. The cheap tests (comm, euid, open flags) run at
- * entry, the result at exit, and last, only for what passed those, the
- * path tests of opens: the returned file's path written forward once and
- * looked up in hashed exact sets and LPM tries (strmatch.bpf.h).
+ * counted in push_stats. User space compiles what the rules want of a
+ * syscall into one selector of the selector engine (selectors.bpf.h), the
+ * one TracingPolicies use: its task filters (comm, euid) and argument
+ * filters (open flags) run at entry, its return filters at exit, and last,
+ * only for what passed those, the path tests of opens (BG_OP_OPEN_PATH): the
+ * returned file's path written forward once and looked up in the engine's
+ * hashed exact sets and LPM tries.
  *
  * Overload: while the ring buffer has no room for the largest event, an
  * interesting syscall is counted as a ringbuf_full drop at exit (after the
@@ -27,7 +30,7 @@
 #ifndef BPFGUARD_LIB_SYSCALLS_BPF_H
 #define BPFGUARD_LIB_SYSCALLS_BPF_H
 
-#include "strmatch.bpf.h"
+#include "selectors.bpf.h"
 #include "syscall.bpf.h"
 
 #define BG_SOCKADDR_MAX 128
@@ -49,21 +52,6 @@ struct {
 	__type(value, struct bg_syscall_spec);
 } specs SEC(".maps");
 
-/* Rules pushdown: the comms and effective uids some rule for a syscall needs. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, BG_PUSH_SET_MAX);
-	__type(key, struct bg_push_comm_key);
-	__type(value, __u8);
-} push_comms SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, BG_PUSH_SET_MAX);
-	__type(key, struct bg_push_euid_key);
-	__type(value, __u8);
-} push_euids SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, BG_PUSHED_MAX);
@@ -79,45 +67,47 @@ static __always_inline void bg_count_pushed(__u32 where)
 		*n += 1;
 }
 
-/* The entry-time part of the pushdown: what the task and the arguments tell.
- * True when some rule could still want this syscall. */
-static __always_inline bool bg_push_keep(struct task_struct *task, struct pt_regs *regs,
-					 bool compat, __u32 idx, struct bg_syscall_spec *spec)
+/* The pushdown at entry: the task filters and the argument filters of the
+ * syscall's selector (its open flags), decided by the selector engine on the
+ * raw arguments. True when some rule could still want this syscall. */
+static __always_inline bool bg_push_keep(struct pt_regs *regs, bool compat,
+					 struct bg_syscall_spec *spec, struct bg_pol_selector *s)
 {
-	__u8 push = spec->push;
+	struct bg_pol_area *a;
+	struct bg_scratch *scr;
+	__u64 args[BG_ARGC];
 
-	if (push & (BG_PUSH_ACCMODE | BG_PUSH_FLAGS)) {
-		__u64 a[BG_ARGC], flags;
-		__u32 i = spec->flags_arg;
-
-		if (i >= BG_ARGC)
-			return true;
-		bg_read_args(regs, compat, a);
-		flags = a[i];
+	scr = bg_scratch(BG_SCRATCH_SYSCALL);
+	if (!scr)
+		return true;
+	a = (void *)scr->buf;
+	a->work.role = BG_SCRATCH_SYSCALL;
+	if (!bg_pol_match_task(a, s))
+		return false;
+	bg_read_args(regs, compat, args);
+	for (int i = 0; i < BG_POL_ARGS; i++) {
+		a->ev.args[i].value = args[i];
+		a->ev.args[i].flags = 0;
+		/* openat2: its flags word, read from the struct; unreadable, the
+		 * syscall fails with EFAULT and the entry filters are not decided */
 		if (spec->arg[i] == BG_ARG_OPEN_HOW &&
-		    bpf_probe_read_user(&flags, sizeof(flags), (void *)a[i]))
-			return true; /* unreadable: the syscall fails with EFAULT; keep it */
-		if ((push & BG_PUSH_ACCMODE) && !(spec->accmodes & (1 << (flags & 3))))
-			return false;
-		if ((push & BG_PUSH_FLAGS) &&
-		    ((flags & spec->flags_none) || (flags & spec->flags_all) != spec->flags_all))
-			return false;
+		    bpf_probe_read_user(&a->ev.args[i].value, sizeof(__u64), (void *)args[i]))
+			return true;
 	}
-	if (push & BG_PUSH_COMM) {
-		struct bg_push_comm_key key = { .idx = idx };
+	return bg_pol_match_args(a, s, BG_PHASE_ENTRY);
+}
 
-		bpf_get_current_comm(key.comm, sizeof(key.comm));
-		if (!bpf_map_lookup_elem(&push_comms, &key))
-			return false;
-	}
-	if (push & BG_PUSH_EUID) {
-		struct bg_push_euid_key key = { .idx = idx };
+/* The pushdown at exit, on the result: the selector's return filters. */
+static __always_inline bool bg_push_keep_ret(struct bg_pol_selector *s, long ret)
+{
+	struct bg_scratch *scr = bg_scratch(BG_SCRATCH_SYSCALL);
+	struct bg_pol_area *a;
 
-		key.euid = BPF_CORE_READ(task, cred, euid.val);
-		if (!bpf_map_lookup_elem(&push_euids, &key))
-			return false;
-	}
-	return true;
+	if (!scr)
+		return true;
+	a = (void *)scr->buf;
+	a->ev.ret = ret;
+	return bg_pol_match_args(a, s, BG_PHASE_RETURN);
 }
 
 struct bg_stash {
@@ -140,33 +130,7 @@ struct {
 	__type(value, struct bg_stash);
 } stash SEC(".maps");
 
-/* ---- rules pushdown on paths (BG_PUSH_PATH) ---- */
-
-/* Exact path strings (fd.name, fd.directory, fd.filename) by set, and per path
- * filter a prefix trie and a suffix trie (strings reversed). Key layouts, hash
- * and tries are the policy engine's (strmatch.bpf.h), so that both engines can
- * later share one set of string-set maps. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, BG_PUSH_SET_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct bg_pol_str_key);
-	__type(value, __u8);
-} push_strs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, BG_PUSH_PATH_SETS);
-	__type(key, __u32);
-	__array(values, struct bg_pol_trie);
-} push_prefix SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, BG_PUSH_PATH_SETS);
-	__type(key, __u32);
-	__array(values, struct bg_pol_trie);
-} push_suffix SEC(".maps");
+/* ---- rules pushdown on paths (BG_OP_OPEN_PATH) ---- */
 
 /* Work space of the path tests: the syscall scratch slot, before the event is
  * built in it. The LPM key lives here, in a map value, because kernels before
@@ -262,10 +226,11 @@ static __always_inline bool bg_push_str_in(struct bg_push_area *a, __u32 off, __
 	struct bg_pol_str_key k = { .set = set, .len = len };
 
 	k.hash = bg_str_hash(&a->path, off, len);
-	return bpf_map_lookup_elem(&push_strs, &k) != NULL;
+	return bpf_map_lookup_elem(&pol_strs, &k) != NULL;
 }
 
-/* The path tests of the pushdown: 1 when one of the syscall's tests holds,
+/* The path tests of the pushdown (filter flt, op BG_OP_OPEN_PATH): 1 when one
+ * of the tests holds,
  * or when the kernel cannot compute the value exactly as user space will (see
  * enum bg_push_path). Runs at exit, only for events that passed every cheaper
  * test. Cost for an open that passes none: one dentry walk writing the path
@@ -274,7 +239,7 @@ static __always_inline bool bg_push_str_in(struct bg_push_area *a, __u32 off, __
  * scan of the user's string, six bytes per step. A global function: the
  * verifier checks it once, and bg_exit continues from one state whatever it
  * found, instead of being walked again for every way out of it. */
-__noinline int bg_push_path_keep(struct bg_stash *st, struct bg_syscall_spec *spec, long ret)
+__noinline int bg_push_path_keep(struct bg_stash *st, struct bg_pol_filter *flt, long ret)
 {
 	/* a global function takes no BTF pointer: the untyped current task */
 	struct task_struct *task = (void *)bpf_get_current_task();
@@ -287,13 +252,13 @@ __noinline int bg_push_path_keep(struct bg_stash *st, struct bg_syscall_spec *sp
 	__u64 i, n;
 	int got;
 
-	if (!st || !spec)
+	if (!st || !flt)
 		return 1;
-	want = spec->path;
+	want = flt->vals[0];
 	if (want & BG_PATH_DOTDOT) {
 		struct bg_blob *raw;
 
-		i = spec->path_arg;
+		i = flt->arg;
 		bg_clamp(i, BG_ARGC - 1);
 		raw = &st->arg_data[i];
 		/* len counts the NUL; unread (0) is unknown, and for "" user space
@@ -330,19 +295,19 @@ __noinline int bg_push_path_keep(struct bg_stash *st, struct bg_syscall_spec *sp
 	 * strings; where they might not all fit, user space gets a cut name */
 	if (len >= BG_STR_MAX || st->data_len + len + BG_NAME_MAX > BG_DATA_LIMIT)
 		return 1;
-	if ((want & BG_PATH_NAME) && bg_push_str_in(a, 0, len, spec->name_set))
+	if ((want & BG_PATH_NAME) && bg_push_str_in(a, 0, len, flt->set))
 		return 1;
 	leaf = a->work.leaf; /* after the last '/' */
 	/* posixpath.dirname: up to the last '/', or "/" for a name under the root */
-	if ((want & BG_PATH_DIR) && bg_push_str_in(a, 0, leaf > 1 ? leaf - 1 : 1, spec->dir_set))
+	if ((want & BG_PATH_DIR) && bg_push_str_in(a, 0, leaf > 1 ? leaf - 1 : 1, flt->vals[1]))
 		return 1;
-	if ((want & BG_PATH_FILE) && bg_push_str_in(a, leaf, len - leaf, spec->file_set))
+	if ((want & BG_PATH_FILE) && bg_push_str_in(a, leaf, len - leaf, flt->vals[2]))
 		return 1;
 	if (want & BG_PATH_PREFIX) {
 		n = len;
 		bg_clamp(n, BG_POL_PREFIX_MAX);
 		bpf_probe_read_kernel(a->key.data, n, a->path.b);
-		if (bg_pol_lpm(&push_prefix, &a->key, spec->path_trie, n))
+		if (bg_pol_lpm(&pol_prefix, &a->key, flt->vals[3], n))
 			return 1;
 	}
 	if (want & BG_PATH_SUFFIX) {
@@ -350,10 +315,23 @@ __noinline int bg_push_path_keep(struct bg_stash *st, struct bg_syscall_spec *sp
 		n = len - ((want & BG_PATH_SUFFIX_LEAF) ? leaf : 0);
 		bg_clamp(n, BG_POL_PREFIX_MAX);
 		bg_reverse_tail(&a->path, len, n, &a->key);
-		if (bg_pol_lpm(&push_suffix, &a->key, spec->path_trie, n))
+		if (bg_pol_lpm(&pol_postfix, &a->key, flt->vals[4], n))
 			return 1;
 	}
 	return 0;
+}
+
+/* The selector's BG_PHASE_FILE filters (the path tests of an open): all hold. */
+static __always_inline bool bg_push_paths_keep(struct bg_stash *st, struct bg_pol_selector *s,
+					       long ret)
+{
+	for (int i = 0; i < BG_POL_FILTERS; i++) {
+		if (i >= s->nfilters)
+			break;
+		if (s->filters[i].ret == BG_PHASE_FILE && !bg_push_path_keep(st, &s->filters[i], ret))
+			return false;
+	}
+	return true;
 }
 
 /* Copies one user string into the stash; returns the new offset. */
@@ -415,9 +393,14 @@ static __noinline int bg_enter(struct pt_regs *regs, long id)
 			return 0;
 		*state = BG_SCOPE_ACTIVE;
 	}
-	if (spec->push && !bg_push_keep(task, regs, compat, idx, spec)) {
-		bg_count_pushed(BG_PUSHED_AT_ENTRY);
-		return 0;
+	if (spec->filtered) {
+		__u32 key = BG_SYSCALL_SELECTORS + idx;
+		struct bg_pol_selector *sel = bpf_map_lookup_elem(&pol_selectors, &key);
+
+		if (sel && !bg_push_keep(regs, compat, spec, sel)) {
+			bg_count_pushed(BG_PUSHED_AT_ENTRY);
+			return 0;
+		}
 	}
 	st = bpf_task_storage_get(&stash, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st) {
@@ -519,6 +502,7 @@ static long bg_exit_arg(__u32 i, void *ctx)
 
 static __noinline int bg_exit(long id, long ret)
 {
+	struct bg_pol_selector *sel = NULL;
 	struct task_struct *task;
 	struct bg_syscall_spec *spec;
 	struct bg_syscall_event *e;
@@ -538,13 +522,12 @@ static __noinline int bg_exit(long id, long ret)
 	spec = bpf_map_lookup_elem(&specs, &st->nr);
 	if (!spec || spec->gen != st->gen)
 		return 0; /* entered under another enablement: not this call's entry */
-	if (spec->push & (BG_PUSH_SUCCESS | BG_PUSH_FAILURE) &&
-	    !(spec->push & (ret >= 0 ? BG_PUSH_SUCCESS : BG_PUSH_FAILURE))) {
-		bg_count_pushed(BG_PUSHED_AT_EXIT);
-		return 0;
+	if (spec->filtered) {
+		__u32 key = BG_SYSCALL_SELECTORS + st->nr;
+
+		sel = bpf_map_lookup_elem(&pol_selectors, &key);
 	}
-	if ((spec->push & BG_PUSH_RETS) &&
-	    !((__u64)ret < 64 && (spec->ret_mask >> ((__u64)ret & 63)) & 1)) {
+	if (sel && !bg_push_keep_ret(sel, ret)) {
 		bg_count_pushed(BG_PUSHED_AT_EXIT);
 		return 0;
 	}
@@ -552,7 +535,7 @@ static __noinline int bg_exit(long id, long ret)
 		bg_count_drop(BG_DROP_RINGBUF_FULL);
 		return 0;
 	}
-	if ((spec->push & BG_PUSH_PATH) && !bg_push_path_keep(st, spec, ret)) {
+	if (sel && !bg_push_paths_keep(st, sel, ret)) {
 		bg_count_pushed(BG_PUSHED_BY_PATH);
 		return 0;
 	}

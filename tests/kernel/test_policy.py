@@ -429,7 +429,7 @@ def test_removing_a_policy_detaches_everything(running: Running,
     assert programs() == progs_before + 1  # the raw tracepoint's copy
     # the slots of the 4096-slot set arrays in use (reading them all costs minutes
     # in the TCG guest, where arrays of maps have no batch lookup)
-    used = [(outer, s) for outer, s in engine._tries]
+    used = [(outer, s) for outer, s in engine._sets._tries]
     assert [o for o, _ in used] == ["pol_prefix"]  # kill-etc's Prefix set
     assert all(engine.obj.map(o).lookup(ctypes.c_uint32(s)) is not None for o, s in used)
     engine.delete("kill-etc")
@@ -440,7 +440,7 @@ def test_removing_a_policy_detaches_everything(running: Running,
     for name in ("pol_ints", "pol_strs", "pol_addrs"):
         assert list(engine.obj.map(name).keys()) == [], name
     assert all(engine.obj.map(o).lookup(ctypes.c_uint32(s)) is None for o, s in used)
-    assert engine._tries == {}
+    assert engine._sets._tries == {}
     assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == 0
 
 

@@ -298,7 +298,10 @@ def test_pushdown_plan_of_the_stock_rules_tests_paths() -> None:
     assert "fd.nameraw contains ../" in text
 
 
-def test_path_filters_encode_into_the_syscall_spec() -> None:
+def test_path_filters_compile_into_the_syscalls_selector() -> None:
+    import itertools
+
+    from bpfguard.policy.compiler import string_hash
     from bpfguard.sensors import SyscallFilter, SyscallSensor
 
     p = PathFilter(names=frozenset({"/etc/shadow"}), suffixes=frozenset({"release_agent"}),
@@ -307,20 +310,22 @@ def test_path_filters_encode_into_the_syscall_spec() -> None:
     sensor = SyscallSensor(syscalls=["open", "openat", "creat"], filters={
         "open": SyscallFilter(path=p), "openat": SyscallFilter(path=p),
         "creat": SyscallFilter(path=q)})
-    try:
-        bits, push = sensor.abi.push_path, sensor.abi.push_flags
-        encs = {name: sensor._table[n] for name, n in (
-            (name, _syscall_number(name)) for name in ("open", "openat", "creat"))}
-        op, at, cr = encs["open"], encs["openat"], encs["creat"]
-        assert op.push & push["PATH"] and at.push & push["PATH"]
-        assert op.path == at.path == bits["NAME"] | bits["SUFFIX"] | bits["SUFFIX_LEAF"] \
-            | bits["DOTDOT"]
-        assert (op.path_arg, at.path_arg, cr.path_arg) == (0, 1, 0)  # openat: after dirfd
-        assert op.path_trie == at.path_trie != cr.path_trie  # equal filters share their sets
-        assert cr.path == bits["PREFIX"] | bits["SUFFIX"]  # "/x" holds a '/': whole path
-        assert len({op.name_set, op.dir_set, op.file_set, cr.name_set}) == 4
-    finally:
-        sensor.close()
+    bits = sensor.abi.push_path
+    ids = itertools.count(1)
+    sel, sets, used = sensor._compile("openat", SyscallFilter(path=p), ids.__next__)
+    (f,) = sel.filters
+    assert (f.op, f.ret, f.arg) == ("OPEN_PATH", sensor._phase["FILE"], 1)  # after the dirfd
+    want, dirs, files, prefix, suffix = f.vals
+    assert want == bits["NAME"] | bits["SUFFIX"] | bits["SUFFIX_LEAF"] | bits["DOTDOT"]
+    assert dirs == files == prefix == 0 and sorted(used) == sorted([f.set, suffix])
+    assert sets.strs == [(f.set, 11, string_hash(sensor.seed, b"/etc/shadow"))]
+    assert sets.postfixes == [(suffix, b"tnega_esaeler")]   # reversed, as postfix sets are
+    sel, sets, used = sensor._compile("creat", SyscallFilter(path=q), ids.__next__)
+    (g,) = sel.filters
+    assert g.arg == 0 and g.vals[0] == bits["PREFIX"] | bits["SUFFIX"]  # "/x": the whole path
+    assert set(used).isdisjoint({f.set, suffix})
+    assert all(sensor._table[_syscall_number(n)].filtered for n in ("open", "openat", "creat"))
+    assert sensor._need == {"open": 2, "openat": 2, "creat": 2}
 
 
 def _syscall_number(name: str) -> int:

@@ -98,7 +98,8 @@ OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT
              "NOT_SADDR": 13, "DADDR": 14, "NOT_DADDR": 15, "SPORT": 16, "NOT_SPORT": 17,
              "DPORT": 18, "NOT_DPORT": 19, "SPORT_PRIV": 20, "NOT_SPORT_PRIV": 21,
              "DPORT_PRIV": 22, "NOT_DPORT_PRIV": 23, "PROTOCOL": 24, "FAMILY": 25, "STATE": 26,
-             "STR_EQ": 27, "STR_NEQ": 28}
+             "STR_EQ": 27, "STR_NEQ": 28, "ACCMODE": 29, "FLAGS": 30, "SMALL_IN": 31,
+             "OPEN_PATH": 32}
 ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8, "OVERRIDE": 16, "IMA_HASH": 32}
 PID_FLAG: Final = {"NOT_IN": 1, "NS": 2, "FOLLOW": 4}
 BIN_OP: Final = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}
@@ -201,7 +202,7 @@ class CompiledArg:
 class CompiledFilter:
     op: str
     arg: int
-    ret: bool = False
+    ret: int = 0   # enum bg_pol_phase: 0 matchArgs, 1 matchReturnArgs, 2 the sensor's file
     set: int = 0
     vals: tuple[int, ...] = ()
 
@@ -230,6 +231,10 @@ class CompiledSelector:
     rate_scope: int = 0
     error: int = 0                    # Override: argError
     enforcing: tuple[str, ...] = ()   # action names, for events and messages
+    # the rules pushdown's task filters (no policy has them): the task's name
+    # in this exact-string set, its effective uid in this integer set; 0: none
+    comm_set: int = 0
+    euid_set: int = 0
 
 
 @dataclass

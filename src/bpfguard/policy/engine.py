@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import BpfguardError, ConfigError
-from ..loader import BpfObject, Map
+from ..loader import BpfObject
 from ..loader.object import BPF_EXIST
 from ..probe import Features
 from ..rules.model import Problem
 from ..sensors.events import boot_to_wall_ns
+from ..sensors.selectors import SelectorSets, encode_selector
 from ..sensors.sensors import Sensor, sensor_btf
 from .compiler import (
     ACT,
@@ -86,8 +87,6 @@ _PRIVATE_MAPS = ("scratch", "pol_lpm_keys")
 _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL",
                     "Override": "KPROBE_ACTION_OVERRIDE"}
 _FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}
-_LPM_TRIE = 11  # BPF_MAP_TYPE_LPM_TRIE
-_NO_PREALLOC = 1  # BPF_F_NO_PREALLOC, which LPM tries require
 
 
 @dataclass
@@ -129,10 +128,7 @@ class PolicyEngine(Sensor):
         self._slots: dict[int, tuple[LoadedPolicy, CompiledHook]] = {}
         self._gens: dict[int, int] = {}  # slot -> generation of the hook in it
         self._gen = 0
-        # set ids index the arrays of prefix/postfix tries: a recycled pool
-        self._free_sets = list(range(LIMITS.prefix_sets - 1, 0, -1))
         self._free_follow = list(range(LIMITS.follow))  # reused oldest first
-        self._tries: dict[tuple[str, int], Map] = {}
         self._lock = threading.RLock()
         self._has_syscall_hooks = False  # kept by _write_routes
         btf = sensor_btf()
@@ -218,7 +214,7 @@ class PolicyEngine(Sensor):
             allocated: list[int] = []
 
             def next_set() -> int:
-                allocated.append(self._new_set())
+                allocated.append(self._sets.new_set())
                 return allocated[-1]
 
             try:
@@ -226,9 +222,14 @@ class PolicyEngine(Sensor):
                                           next_set=next_set, features=self.features)
                 return self._add(policy, compiled, source, cgroup)
             except BaseException:
-                if policy.name not in self.policies:  # _unload gave back what it wrote
-                    self._free_sets.extend(s for s in allocated if s not in self._free_sets)
+                if policy.name not in self.policies:  # (ids _unload gave back stay free)
+                    self._sets.release(allocated)
                 raise
+
+    @property
+    def _sets(self) -> SelectorSets:
+        """The object's sets, shared with the rules pushdown."""
+        return self._set.selector_sets
 
     def _add(self, policy: Policy, compiled: CompiledPolicy, source: str,
              cgroup: str | None) -> LoadedPolicy:
@@ -245,7 +246,7 @@ class PolicyEngine(Sensor):
                 except OSError as exc:
                     raise ConfigError(f"--cgroup {cgroup}: {exc.strerror}") from None
             try:
-                self._write_sets(compiled)
+                self._sets.write(compiled.sets)
                 for h in compiled.hooks:
                     slot = free.pop(0)
                     lp.slots.append(slot)
@@ -299,12 +300,6 @@ class PolicyEngine(Sensor):
             raise PolicyError(policy.context.file, [
                 Problem(PolicyCode.NOT_APPLICABLE, r.message, r.context) for r in missing])
 
-    def _new_set(self) -> int:
-        if not self._free_sets:
-            raise ConfigError(f"all {LIMITS.prefix_sets - 1} selector sets are in use; "
-                              "delete a policy first")
-        return self._free_sets.pop()
-
     def delete(self, name: str) -> None:
         """Detach and remove the policy called `name` (KeyError if none)."""
         with self._lock:
@@ -345,60 +340,8 @@ class PolicyEngine(Sensor):
                 for c in lp.copies:
                     c.close()
             self.policies.clear()
-            for trie in self._tries.values():
-                trie.close()
-            self._tries.clear()
 
     # -- map writing --
-
-    def _write_sets(self, c: CompiledPolicy) -> None:
-        t = self._t
-        one = ctypes.c_uint8(1)
-        ints, strs = self.obj.map("pol_ints"), self.obj.map("pol_strs")
-        addrs = self.obj.map("pol_addrs")
-        for s, v in c.sets.ints:
-            k = t["bg_pol_int_key"]()
-            k.set, k.value = s, v
-            ints.update(k, one)
-        for s, n, h in c.sets.strs:
-            k = t["bg_pol_str_key"]()
-            k.set, k.len, k.hash = s, n, h
-            strs.update(k, one)
-        for outer, entries in (("pol_prefix", c.sets.prefixes),
-                               ("pol_postfix", c.sets.postfixes)):
-            for s, data in entries:
-                trie = self._tries.get((outer, s))
-                if trie is None:
-                    trie = self._tries[(outer, s)] = Map.create(
-                        f"bg_pol_trie{s}", _LPM_TRIE, ctypes.sizeof(t["bg_pol_lpm_key"]), 1,
-                        LIMITS.set_entries, flags=_NO_PREALLOC)
-                    self.obj.map(outer).update(ctypes.c_uint32(s), ctypes.c_uint32(trie.fd))
-                k = t["bg_pol_lpm_key"]()
-                k.prefixlen = 8 * len(data)
-                ctypes.memmove(k.data, data, len(data))
-                trie.update(k, one)
-        for s, bits, addr in c.sets.addrs:
-            k = t["bg_pol_addr_key"]()
-            k.prefixlen, k.set = 32 + bits, s
-            ctypes.memmove(k.addr, addr, 16)
-            addrs.update(k, one)
-
-    def _clear_sets(self, c: CompiledPolicy) -> None:
-        ids = set(c.set_ids)
-        for name in ("pol_ints", "pol_strs", "pol_addrs"):
-            m = self.obj.map(name)
-            for key in list(m.keys()):
-                # the set id is the first u32 of a key, after the prefix length in LPM keys
-                off = 4 if name == "pol_addrs" else 0
-                if int.from_bytes(key[off:off + 4], "little") in ids:
-                    m.delete(key)
-        for outer in ("pol_prefix", "pol_postfix"):
-            for s in ids:
-                trie = self._tries.pop((outer, s), None)
-                if trie is not None:
-                    self.obj.map(outer).delete(ctypes.c_uint32(s))
-                    trie.close()
-        self._free_sets.extend(sorted(ids, reverse=True))
 
     def _follow_slot(self, lp: LoadedPolicy, h: CompiledHook, key: tuple[int, int, str],
                      op: int, set_id: int, values: tuple[str, ...]) -> int:
@@ -479,35 +422,13 @@ class PolicyEngine(Sensor):
             enc.args[i].src = a.src
         sels = self.obj.map("pol_selectors")
         for i, s in enumerate(h.selectors):
-            e = t["bg_pol_selector"]()
-            e.nfilters = len(s.filters)
-            e.actions, e.ret_actions, e.signal = s.actions, s.ret_actions, s.signal
-            e.pid_flags, e.npids = s.pid_flags, len(s.pids)
-            for j, p in enumerate(s.pids):
-                e.pids[j] = p
-            e.bin_op, e.bin_set, e.pbin_op, e.pbin_set = s.bin_op, s.bin_set, s.pbin_op, s.pbin_set
+            e = encode_selector(t["bg_pol_selector"], s, OP)
             if s.bin_follow is not None:
                 e.bin_follow = 1 + self._follow_slot(lp, h, (slot, i, "bin"), s.bin_op,
                                                      s.bin_set, s.bin_follow)
             if s.pbin_follow is not None:
                 e.pbin_follow = 1 + self._follow_slot(lp, h, (slot, i, "pbin"), s.pbin_op,
                                                       s.pbin_set, s.pbin_follow)
-            e.nns = len(s.ns)
-            for j, (kind, not_in, vals) in enumerate(s.ns):
-                e.ns[j].kind, e.ns[j].not_in, e.ns[j].nvals = kind, int(not_in), len(vals)
-                for m, v in enumerate(vals):
-                    e.ns[j].vals[m] = v
-            e.cap_op, e.cap_type, e.cap_mask = s.cap_op, s.cap_type, s.cap_mask
-            e.rate_ms, e.rate_scope = s.rate_ms, s.rate_scope
-            e.error = s.error
-            for j, f in enumerate(s.filters):
-                e.filters[j].op = OP[f.op]
-                e.filters[j].arg = f.arg
-                e.filters[j].ret = int(f.ret)
-                e.filters[j].set = f.set
-                e.filters[j].nvals = len(f.vals)
-                for m, v in enumerate(f.vals):
-                    e.filters[j].vals[m] = v
             sels.update(ctypes.c_uint32(slot * LIMITS.selectors + i), e)
         self.obj.map("pol_hooks").update(ctypes.c_uint32(slot), enc)
 
@@ -608,7 +529,7 @@ class PolicyEngine(Sensor):
                 stats.update(ctypes.c_uint32(slot * self._nstats + i), zero)
         lp.slots.clear()
         self._drop_follow(lp)
-        self._clear_sets(lp.compiled)
+        self._sets.release(lp.compiled.set_ids)
 
     # -- events --
 

@@ -13,25 +13,34 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import posixpath
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BpfguardError, ConfigError
-from ..loader import BpfObject, Btf, Map, bpf_object_path
-from ..policy.compiler import string_hash
+from ..loader import BpfObject, Btf, bpf_object_path
+from ..policy.compiler import (
+    LIMITS,
+    RET_ARG,
+    CompiledFilter,
+    CompiledSelector,
+    SetEntries,
+    string_hash,
+)
 from .events import Abi
-from .syscall_specs import DEFAULT_SYSCALLS, spec_for
+from .selectors import SelectorSets, encode_selector
+from .syscall_specs import DEFAULT_SYSCALLS, SyscallSpec, spec_for
 from .syscall_table import native_arches, syscall_number
 
 if TYPE_CHECKING:
     from .sensorset import SensorSet
 
 __all__ = ["SENSOR_OBJECT", "SENSOR_OBJECT_NO_POLICY", "SENSOR_OBJECT_NO_SYSCALLS",
-           "SHARED_MAPS", "PathFilter",
+           "SELECTOR_MAPS", "SHARED_MAPS", "PathFilter",
            "ProcessSensor", "Sensor", "SyscallChange", "SyscallFilter", "SyscallSensor",
            "path_key_bytes", "ret_values", "sensor_btf"]
 
@@ -45,6 +54,7 @@ SENSOR_OBJECT_NO_SYSCALLS = "sensor-nosyscalls"
 SHARED_MAPS = ("events", "drops", "scope_config", "scope_tgids", "scope_cgroups", "scope_mntns")
 
 _schema_lock = threading.Lock()
+_M64 = (1 << 64) - 1
 
 
 @functools.cache
@@ -63,12 +73,14 @@ def sensor_btf() -> Btf:
 # maps aside): a set without the part creates them with one entry, as its
 # programs never reach them (the part's code is compiled out: targ_*).
 PART_MAPS = {
-    "syscalls": ("push_comms", "push_euids", "push_strs", "push_prefix", "push_suffix"),
-    "policy": ("pol_hooks", "pol_selectors", "pol_routes", "pol_ints", "pol_strs",
-               "pol_prefix", "pol_postfix", "pol_addrs", "pol_exe", "pol_follow",
-               "pol_follow_bits", "pol_stats"),
+    "policy": ("pol_hooks", "pol_routes", "pol_exe", "pol_follow", "pol_follow_bits",
+               "pol_stats"),
     "record": ("argvals", "members"),
 }
+# The selector engine's (bpf/lib/selectors.bpf.h): the policy engine and the
+# syscall sensor's pushdown both use them; a set with neither shrinks them.
+SELECTOR_MAPS = ("pol_selectors", "pol_ints", "pol_strs", "pol_prefix", "pol_postfix",
+                 "pol_addrs")
 
 
 class Sensor:
@@ -199,10 +211,11 @@ class PathFilter:
 @functools.cache
 def ret_values() -> int | None:
     """How many result values (0, 1, ...) a filter can keep one by one: the bits
-    of bg_syscall_spec.ret_mask, from the object's BTF; None when it cannot be read."""
+    of a selector filter's value word (BG_OP_SMALL_IN), from the object's BTF;
+    None when it cannot be read."""
     try:
-        spec = sensor_btf().struct("bg_syscall_spec")
-        return 8 * ctypes.sizeof(dict(spec._fields_)["ret_mask"])
+        filt = sensor_btf().struct("bg_pol_filter")
+        return 8 * ctypes.sizeof(dict(filt._fields_)["vals"]._type_)
     except (BpfguardError, OSError, KeyError):
         return None
 
@@ -264,19 +277,24 @@ class SyscallSensor(Sensor):
         if not 1 <= str_max <= 4096:
             raise ConfigError(f"str_max must be within 1..4096, not {str_max}")
         self.str_max = str_max
-        # exact-path hash key; the sensor set makes it the object's one seed
+        # exact-string hash key; the sensor set makes it the object's one seed
         self.seed = seed if seed is not None else secrets.randbits(64)
-        # path filters, equal ones shared: filter -> its number (tries, string sets)
-        self._paths: dict[PathFilter, int] = {}
-        self._tries: list[Map] = []
-        self._trie: Map | None = None  # the shape of a trie (configure reads it)
         self.syscalls = tuple(syscalls) if syscalls is not None else DEFAULT_SYSCALLS
         self.filters = dict(filters or {})
         unknown = sorted(set(self.filters) - set(self.syscalls))
         if unknown:
             raise ConfigError(f"filters for syscalls not traced: {', '.join(unknown)}")
-        self._comms: list[tuple[int, bytes]] = []
-        self._euids: list[tuple[int, int]] = []
+        btf = sensor_btf()
+        self._ops = {k.removeprefix("BG_OP_"): v for k, v in btf.enum("bg_pol_op").items()}
+        self._phase = {k.removeprefix("BG_PHASE_"): v
+                       for k, v in btf.enum("bg_pol_phase").items()}
+        # syscall index -> its name (native and compat numbers share one
+        # selector value: argument positions are the name's) and filter
+        self._filtered: dict[int, tuple[str, SyscallFilter]] = {}
+        # how many selector sets each filtered name needs, and the sets this
+        # sensor holds once written (see _write_selectors)
+        self._need: dict[str, int] = {}
+        self._set_ids: list[int] = []
         self._table = self._resolve(self.syscalls)
         # enablements handed out so far (bg_syscall_spec.gen): a syscall a
         # reload brings back gets a new one, so a stash left from before is stale
@@ -297,7 +315,9 @@ class SyscallSensor(Sensor):
                 enc.arg[i] = kinds[a.kind]
             filt = self.filters.get(name)
             if filt is not None:
-                self._encode_filter(name, filt, spec, enc)
+                # checked now; compiled with real set ids when written
+                self._need[name] = len(self._compile(name, filt, itertools.count(1).__next__)[2])
+                enc.filtered = 1
             found = False
             for is_compat, base in ((False, 0), (True, nr_max)):
                 if is_compat and compat is None:
@@ -307,114 +327,151 @@ class SyscallSensor(Sensor):
                     out[base + nr] = enc
                     found = True
                     if filt is not None:
-                        self._comms += [(base + nr, c.encode()[:15]) for c in filt.comms or ()]
-                        self._euids += [(base + nr, u) for u in filt.euids or ()]
+                        self._filtered[base + nr] = (name, filt)
             if not found:
                 raise ConfigError(f"unknown syscall {name!r} on {native.name}")
         return out
 
-    def _encode_filter(self, name: str, filt: SyscallFilter, spec: Any, enc: Any) -> None:
-        push = self.abi.push_flags
-        flags = 0
+    def _compile(self, name: str, filt: SyscallFilter, new_set: Callable[[], int]
+                 ) -> tuple[CompiledSelector, SetEntries, list[int]]:
+        """The selector of `name` that keeps what `filt` keeps, the entries of
+        its sets, and their ids (from `new_set`). ConfigError for a filter the
+        syscall cannot have."""
+        spec = spec_for(name)
+        sel = CompiledSelector(actions=0)
+        sets = SetEntries()
+        ids: list[int] = []
+
+        def new() -> int:
+            ids.append(new_set())
+            return ids[-1]
+
+        def add(op: str, arg: int, phase: str, *vals: int, set_id: int = 0) -> None:
+            sel.filters.append(CompiledFilter(op, arg, self._phase[phase], set_id, vals))
+
         if filt.results is not None:
-            flags |= push["SUCCESS"] if "success" in filt.results else 0
-            flags |= push["FAILURE"] if "failure" in filt.results else 0
             if not filt.results:  # no result kept: the syscall is not wanted at all
                 raise ConfigError(f"{name}: a filter keeping no result; leave the syscall out")
+            if filt.results == {"success"}:
+                add("GT", RET_ARG, "RETURN", _M64)  # ret > -1
+            elif filt.results == {"failure"}:
+                add("LT", RET_ARG, "RETURN", 0)
         if filt.accmodes is not None or filt.without_flags or filt.with_flags:
             idx = [i for i, a in enumerate(spec.args) if a.decoder == "open_flags"]
-            if not idx:
+            if not idx or idx[0] >= LIMITS.args:
                 raise ConfigError(f"{name}: no open-flags argument to filter on")
-            enc.flags_arg = idx[0]
             if filt.accmodes is not None:
-                flags |= push["ACCMODE"]
-                enc.accmodes = sum(1 << m for m in filt.accmodes)
+                add("ACCMODE", idx[0], "ENTRY", sum(1 << m for m in filt.accmodes))
             if filt.without_flags or filt.with_flags:
-                flags |= push["FLAGS"]
-                enc.flags_none, enc.flags_all = filt.without_flags, filt.with_flags
+                add("FLAGS", idx[0], "ENTRY", filt.without_flags, filt.with_flags)
         if filt.comms is not None:
-            flags |= push["COMM"]
+            sel.comm_set = new()
+            sets.strs += [(sel.comm_set, len(b), string_hash(self.seed, b))
+                          for b in {c.encode()[:15] for c in filt.comms}]
         if filt.euids is not None:
-            flags |= push["EUID"]
-        if filt.path is not None:
-            flags |= push["PATH"]
-            self._encode_path(name, filt.path, spec, enc)
+            sel.euid_set = new()
+            sets.ints += [(sel.euid_set, u) for u in filt.euids]
         if filt.rets is not None:
             room = ret_values() or 0
             if not all(0 <= r < room for r in filt.rets):
                 raise ConfigError(f"{name}: result values to keep must be within "
                                   f"0..{room - 1}")
-            flags |= push["RETS"]
-            enc.ret_mask = sum(1 << r for r in filt.rets)
-        enc.push = flags
+            add("SMALL_IN", RET_ARG, "RETURN", sum(1 << r for r in filt.rets))
+        if filt.path is not None:
+            self._compile_path(name, filt.path, spec, sets, new, add)
+        return sel, sets, ids
 
-    def _encode_path(self, name: str, path: PathFilter, spec: Any, enc: Any) -> None:
+    def _compile_path(self, name: str, path: PathFilter, spec: SyscallSpec, sets: SetEntries,
+                      new: Callable[[], int], add: Callable[..., None]) -> None:
+        """The path tests of an open: one BG_OP_OPEN_PATH filter, decided after
+        the others (its encoding is at the op in bpf/include/bpfguard.h)."""
         raw = [i for i, a in enumerate(spec.args) if a.kind in ("PATH", "PATH_AT")]
         if spec.ret != "FD" or not raw:
             raise ConfigError(f"{name}: path tests need a path argument and an fd result")
-        key_bytes = self.abi.lpm_key.data.size
+        key_bytes = path_key_bytes() or 0
         if any(len(x.encode()) > key_bytes for x in path.prefixes | path.suffixes):
             raise ConfigError(f"{name}: a path prefix or suffix longer than the {key_bytes} "
                               "bytes the kernel compares")
         bits = self.abi.push_path
-        n = self._paths.setdefault(path, len(self._paths) + 1)  # 0: unused
-        enc.path = (bits["NAME"] if path.names else 0) | (bits["DIR"] if path.dirs else 0) \
+        want = (bits["NAME"] if path.names else 0) | (bits["DIR"] if path.dirs else 0) \
             | (bits["FILE"] if path.files else 0) | (bits["PREFIX"] if path.prefixes else 0) \
             | (bits["SUFFIX"] if path.suffixes else 0) | (bits["DOTDOT"] if path.dotdot else 0)
         if path.suffixes and not any("/" in x for x in path.suffixes):
-            enc.path |= bits["SUFFIX_LEAF"]
-        enc.path_arg = raw[0]
-        enc.path_trie = n
-        enc.name_set, enc.dir_set, enc.file_set = 3 * n, 3 * n + 1, 3 * n + 2
+            want |= bits["SUFFIX_LEAF"]
+        exact = []
+        for values in (path.names, path.dirs, path.files):
+            set_id = new() if values else 0
+            exact.append(set_id)
+            sets.strs += [(set_id, len(b), string_hash(self.seed, b))
+                          for b in (v.encode() for v in values)]
+        prefix = new() if path.prefixes else 0
+        sets.prefixes += [(prefix, v.encode()) for v in path.prefixes]
+        suffix = new() if path.suffixes else 0
+        sets.postfixes += [(suffix, v.encode()[::-1]) for v in path.suffixes]
+        add("OPEN_PATH", raw[0], "FILE", want, exact[1], exact[2], prefix, suffix,
+            set_id=exact[0])
 
     def configure(self) -> None:
         self.obj.rodata["targ_syscalls"] = 1
         self.obj.rodata["targ_str_max"] = self.str_max
-        # libbpf frees the inner-map template at load: its shape is read now
-        self._trie = self.obj.inner_map("push_prefix")
-        self._check_room()
 
-    def _check_room(self) -> None:
-        for what, pairs, name in (("comms", self._comms, "push_comms"),
-                                  ("euids", self._euids, "push_euids")):
-            room = self.obj.map(name).max_entries
-            if len(pairs) > room:
-                raise ConfigError(f"pushdown: {len(pairs)} (syscall, {what[:-1]}) pairs, more "
-                                  f"than the {room} the kernel map holds; filter fewer syscalls "
-                                  "(or run detect with --no-pushdown)")
-        # the sizes are the C's (bpf/include/bpfguard.h), read from the object
-        sets = self.obj.map("push_prefix").max_entries
-        assert self._trie is not None
-        strs = sum(len(p.names) + len(p.dirs) + len(p.files) for p in self._paths)
-        per_trie = max((len(x) for p in self._paths for x in (p.prefixes, p.suffixes)),
-                       default=0)
-        if len(self._paths) >= sets or strs > self.obj.map("push_strs").max_entries \
-                or per_trie > self._trie.max_entries:
-            raise ConfigError(f"pushdown: {len(self._paths)} path filters with {strs} strings "
-                              f"and up to {per_trie} prefixes or suffixes each, more than the "
-                              "kernel maps hold; run detect with --no-pushdown")
+    def _check_room(self, sets: SelectorSets, *, freed: int = 0) -> None:
+        """Room for this sensor's selector sets beside the policies' (after
+        it gives back the `freed` ids it holds)."""
+        for filt in {self.filters[name] for name in self._need}:
+            p = filt.path
+            sizes = [len(filt.comms or ()), len(filt.euids or ())]
+            if p is not None:
+                sizes += [len(p.names), len(p.dirs), len(p.files), len(p.prefixes),
+                          len(p.suffixes)]
+            if max(sizes) > sets.set_entries:
+                raise ConfigError(f"pushdown: a set of {max(sizes)} values, more than the "
+                                  f"{sets.set_entries} a kernel set holds; run detect with "
+                                  "--no-pushdown")
+        need, free = sum(self._need.values()), sets.available + freed
+        if need > free:
+            raise ConfigError(f"pushdown: {need} selector sets, but only {free} are free (the "
+                              "policies hold the others); run detect with --no-pushdown")
 
     def wants_syscalls(self) -> bool:
         return True
 
     def after_load(self) -> None:
-        comms, euids = self.obj.map("push_comms"), self.obj.map("push_euids")
-        comm_key, euid_key = self.abi.push_comm_key, self.abi.push_euid_key
-        # the sets before the specs that consult them: written into a running
-        # sensor (a reload), a spec never filters on a set not yet complete
-        for idx, comm in self._comms:
-            k = comm_key()
-            k.idx, k.comm = idx, comm
-            comms.update(k, ctypes.c_uint8(1))
-        for idx, euid in self._euids:
-            k = euid_key()
-            k.idx, k.euid = idx, euid
-            euids.update(k, ctypes.c_uint8(1))
-        self._write_paths()
+        self._check_room(self._set.selector_sets)
+        self._write_selectors()
         specs = self.obj.map("specs")
         for idx, enc in self._table.items():
             specs.update(ctypes.c_uint32(idx), enc)
         self._write_interest(self._table)
+
+    def _write_selectors(self) -> None:
+        """Each filtered syscall's selector and its sets, written before the
+        specs that turn them on:
+        written into a running sensor (a reload), a spec never filters on a
+        selector or a set not yet complete."""
+        sets = self._set.selector_sets
+        sels = self.obj.map("pol_selectors")
+        base = sels.max_entries - 2 * self.abi.nr_max  # BG_SYSCALL_SELECTORS
+        t = sensor_btf().struct("bg_pol_selector")
+        done: dict[str, Any] = {}
+        try:
+            for idx, (name, filt) in self._filtered.items():
+                enc = done.get(name)
+                if enc is None:
+                    sel, entries, ids = self._compile(name, filt, sets.new_set)
+                    self._set_ids += ids
+                    sets.write(entries)
+                    enc = done[name] = encode_selector(t, sel, self._ops)
+                sels.update(ctypes.c_uint32(base + idx), enc)
+        except BaseException:
+            self.release_sets()
+            raise
+
+    def release_sets(self) -> None:
+        """Gives back the selector sets this sensor holds (once no spec of its
+        filters on them)."""
+        ids, self._set_ids = self._set_ids, []
+        self._set.selector_sets.release(ids)
 
     def _write_interest(self, table: Iterable[int]) -> None:
         interest = self.obj.bss.var("interest")
@@ -429,64 +486,17 @@ class SyscallSensor(Sensor):
                 filters: dict[str, SyscallFilter] | None) -> SyscallChange:
         """A change of what the running sensor traces and drops (a rules
         reload), validated (ConfigError) with nothing written yet."""
-        fresh = SyscallSensor(syscalls=syscalls, str_max=self.str_max, filters=filters)
+        fresh = SyscallSensor(syscalls=syscalls, str_max=self.str_max, filters=filters,
+                              seed=self.seed)
         fresh.obj, fresh._set = self.obj, self._set
-        fresh.seed, fresh._trie = self.seed, self._trie
-        fresh._check_room()
+        # the new sets are written once the old ones are given back (narrow)
+        fresh._check_room(self._set.selector_sets, freed=len(self._set_ids))
         # a syscall traced before and after keeps its enablement (calls in
         # flight across the reload report); one that comes (back) gets a new one
         fresh._enablements = self._enablements + 1
         for idx, enc in fresh._table.items():
             enc.gen = self._table[idx].gen if idx in self._table else fresh._enablements
         return SyscallChange(self, fresh)
-
-    _LPM_TRIE = 11  # BPF_MAP_TYPE_LPM_TRIE
-    _NO_PREALLOC = 1  # BPF_F_NO_PREALLOC, which LPM tries require
-
-    def _path_strings(self) -> set[tuple[int, bytes]]:
-        """(set id, value) of every exact path string (see _encode_path)."""
-        return {(3 * n + k, v.encode()) for path, n in self._paths.items()
-                for k, values in enumerate((path.names, path.dirs, path.files)) for v in values}
-
-    def _write_paths(self) -> None:
-        """push_strs and the tries of every path filter (see _encode_path); the
-        tries it replaces are closed (the outer maps held their own references)."""
-        stale, self._tries = self._tries, []
-        strs = self.obj.map("push_strs")
-        key_t, lpm_t = self.abi.str_key, self.abi.lpm_key
-        inner = self._trie
-        assert inner is not None  # configure() ran before load
-        one = ctypes.c_uint8(1)
-        for path, n in self._paths.items():
-            for set_id, values in ((3 * n, path.names), (3 * n + 1, path.dirs),
-                                   (3 * n + 2, path.files)):
-                for v in values:
-                    b = v.encode()
-                    k = key_t()
-                    k.set, k.len, k.hash = set_id, len(b), string_hash(self.seed, b)
-                    strs.update(k, one)
-            for outer, values, rev in (("push_prefix", path.prefixes, False),
-                                       ("push_suffix", path.suffixes, True)):
-                if not values:
-                    continue
-                trie = Map.create(f"bg_push_trie{n}", self._LPM_TRIE, inner.key_size,
-                                  inner.value_size, inner.max_entries, flags=self._NO_PREALLOC)
-                self._tries.append(trie)
-                for v in values:
-                    b = v.encode()[::-1] if rev else v.encode()
-                    lk = lpm_t()
-                    lk.prefixlen = 8 * len(b)
-                    ctypes.memmove(lk.data, b, len(b))
-                    trie.update(lk, one)
-                self.obj.map(outer).update(ctypes.c_uint32(n), ctypes.c_uint32(trie.fd))
-        for trie in stale:
-            trie.close()
-
-    def close(self) -> None:
-        super().close()
-        for trie in self._tries:  # the outer maps held their own references
-            trie.close()
-        self._tries.clear()
 
     @property
     def numbers(self) -> list[int]:
@@ -511,56 +521,29 @@ class SyscallChange:
         specs = self.sensor.obj.map("specs")
         for idx, enc in self.fresh._table.items():
             wide = type(enc).from_buffer_copy(enc)
-            wide.push = 0
+            wide.filtered = 0
             specs.update(ctypes.c_uint32(idx), wide)
         self.sensor._write_interest({*self.sensor._table, *self.fresh._table})
 
     def rollback(self) -> None:
         self._leave_out(self.fresh, self.sensor)
-        self.fresh.close()
 
     def narrow(self) -> None:
-        try:
-            self._leave_out(self.sensor, self.fresh)
-        except BaseException:
-            self.fresh.close()
-            raise
+        self._leave_out(self.sensor, self.fresh)
         s, f = self.sensor, self.fresh
-        replaced = s._tries
         s.syscalls, s.filters = f.syscalls, f.filters
-        s._table, s._comms, s._euids = f._table, f._comms, f._euids
-        s._paths, s._tries = f._paths, f._tries
+        s._table, s._filtered, s._need, s._set_ids = f._table, f._filtered, f._need, f._set_ids
         s._enablements = f._enablements
-        for trie in replaced:
-            trie.close()
 
     @staticmethod
     def _leave_out(old: SyscallSensor, new: SyscallSensor) -> None:
-        """Clears what only `old` had, then writes `new` in full. Clearing
-        first keeps the maps within the sizes `new` was checked against;
-        it narrows nothing `new` wants: every syscall of `new` is unfiltered
-        (widen) until its own spec is written, sets before specs."""
-        obj, abi = old.obj, old.abi
-        specs = obj.map("specs")
-        off = abi.spec()  # enabled = 0
+        """Turns off what only `old` traces, gives back `old`'s selector sets,
+        then writes `new` in full. Safe in this order: every syscall of `new`
+        is unfiltered (widen) until its own spec is written, after its
+        selector and sets."""
+        specs = old.obj.map("specs")
+        off = old.abi.spec()  # enabled = 0
         for idx in set(old._table) - set(new._table):
             specs.update(ctypes.c_uint32(idx), off)
-        for idx, comm in set(old._comms) - set(new._comms):
-            k = abi.push_comm_key()
-            k.idx, k.comm = idx, comm
-            obj.map("push_comms").delete(k)
-        for idx, euid in set(old._euids) - set(new._euids):
-            k = abi.push_euid_key()
-            k.idx, k.euid = idx, euid
-            obj.map("push_euids").delete(k)
-        for set_id, b in old._path_strings() - new._path_strings():
-            k = abi.str_key()
-            k.set, k.len, k.hash = set_id, len(b), string_hash(old.seed, b)
-            obj.map("push_strs").delete(k)
-        # a trie number the new filters do not use for that kind of test
-        for outer, kind in (("push_prefix", "prefixes"), ("push_suffix", "suffixes")):
-            keep = {n for p, n in new._paths.items() if getattr(p, kind)}
-            for p, n in old._paths.items():
-                if getattr(p, kind) and n not in keep:
-                    obj.map(outer).delete(ctypes.c_uint32(n))
+        old.release_sets()
         new.after_load()

@@ -30,8 +30,10 @@ from typing import Any
 from ..errors import ConfigError
 from ..loader import BpfObject, Link, Map, RingBuffer, bpf_object_path
 from .events import Abi, Decoder, LossEvent
+from .selectors import SelectorSets
 from .sensors import (
     PART_MAPS,
+    SELECTOR_MAPS,
     SENSOR_OBJECT,
     SENSOR_OBJECT_NO_POLICY,
     SENSOR_OBJECT_NO_SYSCALLS,
@@ -40,6 +42,7 @@ from .sensors import (
     Sensor,
     SyscallFilter,
     SyscallSensor,
+    sensor_btf,
 )
 
 __all__ = ["Scope", "SensorSet"]
@@ -176,6 +179,7 @@ class SensorSet:
         self._links: list[Link] = []
         self._syscall_links: dict[str, Link] = {}
         self._links_lock = threading.RLock()
+        self._selector_sets: SelectorSets | None = None
         # the parts are known before the object: a set without a policy engine,
         # or with one and no syscall sensor, loads the variant built without
         # the part it lacks
@@ -199,11 +203,13 @@ class SensorSet:
             self.sensors.extend(self.extra)
             self.obj.set_max_entries("events", ringbuf_bytes)
             present = {s.part for s in self.sensors}
-            for part, part_maps in PART_MAPS.items():
-                if part not in present:
-                    for name in part_maps:
-                        if name in self.obj.map_names:  # the variant may lack them
-                            self.obj.set_max_entries(name, 1)
+            shrink = [m for part, part_maps in PART_MAPS.items() if part not in present
+                      for m in part_maps]
+            if not present & {"policy", "syscalls"}:
+                shrink += SELECTOR_MAPS
+            for name in shrink:
+                if name in self.obj.map_names:  # the variant may lack them
+                    self.obj.set_max_entries(name, 1)
             # one exact-string hash key for the object: the rules' path sets and
             # the policies' string sets are hashed with it (a part given one
             # explicitly, the policy engine first, sets it)
@@ -218,6 +224,8 @@ class SensorSet:
                 s.configure()
             self.obj.load()
             self.maps = {name: self.obj.map(name) for name in SHARED_MAPS}
+            # the one selector engine's sets, for every part that compiles selectors
+            self._selector_sets = SelectorSets(self.obj, sensor_btf())
             for s in self.sensors:
                 s.after_load()
         except BaseException:
@@ -232,6 +240,12 @@ class SensorSet:
         self.scope = Scope(self.maps, self.abi)
         self.scope.apply()
         self._reported: dict[str, int] = {}
+
+    @property
+    def selector_sets(self) -> SelectorSets:
+        """The selector engine's sets of this object (after the load)."""
+        assert self._selector_sets is not None, "the object is not loaded"
+        return self._selector_sets
 
     def start(self) -> None:
         """Attaches every program; events flow from here on."""
@@ -334,6 +348,9 @@ class SensorSet:
         for s in reversed(self.sensors):
             s.close()
         self.sensors.clear()
+        if self._selector_sets is not None:
+            self._selector_sets.close()
+            self._selector_sets = None
         self.obj.close()
 
     def __enter__(self) -> SensorSet:
