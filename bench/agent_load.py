@@ -38,9 +38,9 @@ then the same storm. The temp config: stock Falco rules, pushdown on (or off,
 config; --no-policies: off), the kernel's BPF run-time statistics off (the
 default; --bpf-stats: on), alerts to a file in the temp dir (stdout off,
 no rotation), metrics on a free localhost port, the control socket in the temp
-dir; everything else at its default (16 MiB ring buffer, queues 65536 and
+dir; everything else at its default (16 MiB ring buffer, output queues of
 1000). While the storm runs, /metrics is scraped every second (RSS, CPU,
-bpfguard_events_total, kernel drops, queue drops, output sent/dropped/queued,
+bpfguard_events_total, kernel drops, output sent/dropped/queued,
 BPF program run time) and /proc/PID/status read. After it, the agent is
 given until nothing moves for 2 s (drained), then checked (process alive,
 /healthz 200), sent SIGTERM and waited for (exit code 0 expected). Last, the
@@ -48,11 +48,11 @@ alert file is read: alert lines, and Falco's drop alerts ("Falco internal:
 syscall event drop") with the sum of their output_fields n_drops.
 
 Rates under the agent are over the scrape window around the storm; drop % =
-(kernel drops + queue drops) / (events read + those drops), from the scrape
-before the storm to the one after the drain. Queue drops are records (alerts
-or notices) the reader could not queue for the outputs. Output drops (an
-output's queue full) are shown apart. RSS "first/last" are the mean RSS in the
-first and last fifth of the storm (at least 1 s each): equal means bounded.
+kernel drops / (events read + kernel drops), from the scrape before the storm
+to the one after the drain. Output drops (an output's queue full: the reader
+hands alerts straight to the outputs' queues) are shown apart. RSS
+"first/last" are the mean RSS in the first and last fifth of the storm (at
+least 1 s each): equal means bounded.
 Other processes on the host make events too (a few per second when idle).
 Nothing is asserted; it prints numbers and says what it saw.
 """
@@ -177,7 +177,6 @@ class Sample:
     cpu: float | None = None        # process_cpu_seconds_total
     events: float | None = None     # bpfguard_events_total, every type
     kdrops: float | None = None
-    qdrops: float | None = None
     sent: float | None = None
     odropped: float | None = None
     queued: float | None = None
@@ -305,7 +304,6 @@ class Agent:
         s.cpu = _total(m, "process_cpu_seconds_total")
         s.events = _total(m, "bpfguard_events_total") or 0.0   # none before the first event
         s.kdrops = _total(m, "bpfguard_kernel_drops_total") or 0.0
-        s.qdrops = _total(m, "bpfguard_queue_drops_total") or 0.0   # agents before one pipeline
         s.sent = _total(m, "bpfguard_output_sent_total") or 0.0
         s.odropped = _total(m, "bpfguard_output_dropped_total") or 0.0
         s.queued = _total(m, "bpfguard_output_queue_depth") or 0.0
@@ -408,7 +406,7 @@ def under_agent(tmp: Path, exe: Path, kind: str, procs: int, seconds: float,
         samples.append(after)
         res["storm"] = st
         # drain: nothing moves for DRAIN_QUIET_S, the outputs' queues empty
-        keys = ("kdrops", "qdrops", "sent", "odropped")
+        keys = ("kdrops", "sent", "odropped")
         quiet_since = time.monotonic()
         last = after
         drained = False
@@ -448,18 +446,18 @@ def under_agent(tmp: Path, exe: Path, kind: str, procs: int, seconds: float,
     # storm window: the scrape before the storm to the first after it
     win = after.t - before.t
     res["window_s"] = win
-    for k in ("events", "kdrops", "qdrops", "sent", "odropped", "matches", "filtered", "bpf_s",
+    for k in ("events", "kdrops", "sent", "odropped", "matches", "filtered", "bpf_s",
               "bpf_runs", "cpu"):
         d = _d(before, after, k)
         res[f"storm_{k}"] = d
         res[f"storm_{k}_per_s"] = None if d is None else d / win
         res[f"total_{k}"] = _d(before, final, k)
-    ev, kd, qd = (res["total_events"] or 0), (res["total_kdrops"] or 0), (res["total_qdrops"] or 0)
+    ev, kd = (res["total_events"] or 0), (res["total_kdrops"] or 0)
     # what the storm window put in the ring buffer is read during the drain: the
     # kernel's offer is every event read or dropped, over the storm's own seconds
     res["offered_per_s"] = (ev + kd) / st["seconds"]
     res["read_total_per_s"] = ev / max(1e-3, (quiet_since if drained else final.t) - before.t)
-    res["drop_pct"] = 100 * (kd + qd) / (ev + kd + qd) if ev + kd + qd else 0.0
+    res["drop_pct"] = 100 * kd / (ev + kd) if ev + kd else 0.0
     res["kdrops_by_reason"] = {k: v - before.by_reason.get(k, 0.0)
                                for k, v in final.by_reason.items()}
     # RSS
@@ -476,7 +474,7 @@ def under_agent(tmp: Path, exe: Path, kind: str, procs: int, seconds: float,
     res["scrapes"] = len(samples)
     res["scrapes_failed"] = sum(s.events is None for s in samples)
     res["series"] = [{"t": round(s.t - t_start, 2), "rss": s.rss, "vmrss": s.vmrss,
-                      "events": s.events, "kdrops": s.kdrops, "qdrops": s.qdrops,
+                      "events": s.events, "kdrops": s.kdrops,
                       "sent": s.sent, "odropped": s.odropped, "queued": s.queued,
                       "cpu": s.cpu} for s in samples]
     return res
@@ -529,7 +527,7 @@ def build_rows(rep: dict[str, Any]) -> list[tuple[str, list[str]]]:
         lambda a, g: f"{100 * g['storm_events_per_s'] / g['offered_per_s']:.1f}%")
     row("events filtered in the kernel (pushdown)", lambda a, g: si(g["total_filtered"]))
     row("kernel drops (storm + drain)", lambda a, g: si(g["total_kdrops"]))
-    row("drop % (kernel+queue)/(read+drops)", lambda a, g: f"{g['drop_pct']:.1f}%")
+    row("drop % kernel/(read+drops)", lambda a, g: f"{g['drop_pct']:.1f}%")
     row("alerts/s written (output sent)", lambda a, g: si(g["storm_sent_per_s"]))
     row("alerts dropped by the output queue", lambda a, g: si(g["total_odropped"]))
     row("alert lines in the file / output sent", lambda a, g: f"{si(g['alerts']['lines'])} / "
@@ -538,8 +536,8 @@ def build_rows(rep: dict[str, Any]) -> list[tuple[str, list[str]]]:
         f"{si(g['total_sent'] + g['total_odropped'] - g['alerts']['drop_alerts'])}")
     row("Falco drop alerts / sum n_drops", lambda a, g: f"{g['alerts']['drop_alerts']} / "
         f"{si(g['alerts']['n_drops'])}")
-    row("  n_drops / metrics (kernel+queue)", lambda a, g: x(ratio(
-        g["alerts"]["n_drops"], (g["total_kdrops"] or 0) + (g["total_qdrops"] or 0))))
+    row("  n_drops / metrics (kernel)", lambda a, g: x(ratio(
+        g["alerts"]["n_drops"], g["total_kdrops"] or 0)))
     row("alert storm: alerts delivered + losses counted",
         lambda a, g: si(_accounted(g)) if g["kind"] in ALERTING else "-")
     row("  / interesting syscalls made (each alerts)", lambda a, g: x(ratio(
@@ -634,10 +632,10 @@ def verdict(rep: dict[str, Any]) -> list[str]:
                f"{si(best_alone)}/s with no agent)")
     for k in rep["kinds"]:
         g = rep["results"][k]["agent"]
-        lost = (g["total_kdrops"] or 0) + (g["total_qdrops"] or 0) + (g["total_odropped"] or 0)
+        lost = (g["total_kdrops"] or 0) + (g["total_odropped"] or 0)
         if k == "benign":
             opens = g["storm"]["interesting"]
-            out.append(f"benign: losses (kernel, queue, output) {si(lost)}; filtered in the "
+            out.append(f"benign: losses (kernel, output) {si(lost)}; filtered in the "
                        f"kernel {si(g['total_filtered'])} of {si(opens)} opens: "
                        f"{'yes' if not lost and (g['total_filtered'] or 0) >= opens else 'NO'}")
         elif k == "open":
@@ -648,7 +646,7 @@ def verdict(rep: dict[str, Any]) -> list[str]:
         grew = ratio(g["rss_last"], g["rss_first"])
         bounded = grew is not None and grew < 1.25
         reported = (g["alerts"]["drop_alerts"] > 0) == (
-            (g["total_kdrops"] or 0) + (g["total_qdrops"] or 0) + (g["total_odropped"] or 0) > 0)
+            (g["total_kdrops"] or 0) + (g["total_odropped"] or 0) > 0)
         out.append(f"{k}: stayed up: {'yes' if up else 'NO'}; RSS bounded: "
                    f"{'yes' if bounded else 'NO'} (last/first {x(grew)}); drops in the metrics "
                    f"and as drop alerts: {'yes' if reported else 'NO'}")
