@@ -395,6 +395,10 @@ enum bg_pol_op {
 				 * the returned file, and fd.nameraw on argument `arg`; exact
 				 * sets `set` (names), vals[1] (directories), vals[2] (leaf
 				 * names); prefix set vals[3], postfix set vals[4] */
+	BG_OP_FD_FAMILY = 33,   /* the value is an fd of the task open on a socket of one of
+				 * the address families in vals (on a dup's result: Falco's
+				 * fd.type ipv4, ipv6, unix); a negative value (a failed
+				 * call's result: no fd at hand) holds */
 };
 
 /* When a filter is decided. */

@@ -193,6 +193,20 @@ static __always_inline bool bg_pol_addr_in(__u32 set, struct bg_sock *s, bool re
 	return bpf_map_lookup_elem(&pol_addrs, &k) != NULL;
 }
 
+/* The address family of the socket open as fd `fd`; 0 when it is not one. */
+static __always_inline __u32 bg_fd_family(long fd)
+{
+	struct file *f = bg_fd_file(bpf_get_current_task_btf(), fd);
+	struct socket *sock;
+	struct sock *sk;
+
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & BG_S_IFMT) != BG_S_IFSOCK)
+		return 0;
+	sock = BPF_CORE_READ(f, private_data);
+	sk = BPF_CORE_READ(sock, sk);
+	return sk ? BPF_CORE_READ(sk, __sk_common.skc_family) : 0;
+}
+
 /* One matchArgs / matchReturnArgs filter. */
 __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 {
@@ -243,6 +257,8 @@ __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 		return !(x & f->vals[0]) && (x & f->vals[1]) == f->vals[1];
 	case BG_OP_SMALL_IN:
 		return x < 64 && ((f->vals[0] >> (x & 63)) & 1);
+	case BG_OP_FD_FAMILY:
+		return (__s64)x < 0 || bg_pol_in_vals(f, bg_fd_family(x));
 	}
 	if (!v)
 		return 0;

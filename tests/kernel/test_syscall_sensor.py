@@ -480,3 +480,25 @@ def test_pushdown_keeps_only_the_listed_results() -> None:
         p.communicate(b"")
         events = [e for e in sensors.read(timeout_ms=300) if isinstance(e, SyscallEvent)]
         assert events == [] and sensors.pushed_down_by()["at_exit"] >= 1
+
+
+def test_pushdown_keeps_a_dup_of_a_socket_of_the_listed_families() -> None:
+    """families (the dup rule's fd.type in (ipv4, ipv6)), decided on the fd the
+    kernel returned: a TCP socket dup'd onto fd 1 reaches user space; a pipe
+    and a unix socket dup'd onto fd 1 (a shell's redirects) are dropped in the
+    kernel, at exit."""
+    import socket
+
+    from bpfguard.sensors import SyscallFilter
+
+    code = ("import os, socket\n"
+            "r, w = os.pipe(); os.dup2(w, 1)\n"
+            "u = socket.socket(socket.AF_UNIX); os.dup2(u.fileno(), 1)\n"
+            "t = socket.socket(socket.AF_INET6); os.dup2(t.fileno(), 1)\n")
+    keep = {"dup2": SyscallFilter(results=frozenset({"success"}), rets=frozenset({0, 1, 2}),
+                                  families=frozenset({socket.AF_INET, socket.AF_INET6}))}
+    t = trace([sys.executable, "-I", "-S", "-c", code], syscalls=["dup2"], filters=keep)
+    assert t.exit_code == 0
+    kept = t.syscalls("dup2", t.pid)
+    assert len(kept) == 1 and kept[0]["ret"] == 1
+    assert kept[0]["ret_file"]["sock"]["family"] == "AF_INET6"

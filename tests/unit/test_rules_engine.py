@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 from typing import Any
 
 import pytest
@@ -385,6 +386,16 @@ def test_pushdown_leaves_what_the_syscall_itself_changes() -> None:
     assert _need("evt.type = openat and evt.failed = true", "openat").results == {"failure"}
 
 
+def test_a_dups_socket_type_is_pushed_as_its_family() -> None:
+    both = frozenset({socket.AF_INET, socket.AF_INET6})
+    assert _need("evt.type = dup2 and fd.type in (ipv4, ipv6)", "dup2").families == both
+    assert _need("evt.type = dup2 and fd.typechar = u", "dup2").families == {socket.AF_UNIX}
+    for cond, sc in (("evt.type = dup2 and fd.type in (ipv4, file)", "dup2"),  # not a socket
+                     ("evt.type = dup2 and not fd.type = ipv4", "dup2"),       # a negation
+                     ("evt.type = connect and fd.type = ipv4", "connect")):    # not a dup
+        assert _need(cond, sc).families is None, cond
+
+
 def test_a_rule_that_raises_does_not_stop_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     from bpfguard.rules import extract
     from bpfguard.rules.engine import Engine
@@ -444,6 +455,10 @@ def _keeps(f: Any, e: RuleEvent, raw_flags: int) -> bool:
         return False
     if f.rets is not None and sc.ret not in f.rets:
         return False
+    if f.families is not None and sc.ret >= 0:   # BG_OP_FD_FAMILY on the returned fd
+        sock = sc.ret_file.sock if sc.ret_file else None
+        if sock is None or getattr(socket, sock.family) not in f.families:
+            return False
     return f.path is None or _path_keeps(f.path, sc)
 
 
@@ -615,9 +630,10 @@ def _dup_event(syscall: str, ret: int, family: str, in_container: bool) -> RuleE
 
 
 def test_pushdown_never_drops_a_redirect_of_a_standard_stream(stock_plus_custom: Any) -> None:
-    """The dup rule's evt.rawres in (0, 1, 2) is checked in the kernel: every
-    result, socket or not, in a container or not; and the benign dup of the load
-    test (onto fd 200) is dropped there."""
+    """The dup rule's evt.rawres in (0, 1, 2) and fd.type in (ipv4, ipv6) are
+    checked in the kernel: every result, socket or not, in a container or not;
+    the benign dup of the load test (onto fd 200) and a shell's redirect of a
+    pipe or file onto stdout are dropped there."""
     import itertools
 
     engine, plan = stock_plus_custom
@@ -630,7 +646,11 @@ def test_pushdown_never_drops_a_redirect_of_a_standard_stream(stock_plus_custom:
         assert _wrongly_dropped(engine, plan, e, 0) == [], (syscall, ret, family, inside)
     assert hits > 0   # the rule does match some of them: the check can fail
     assert plan.filters["dup3"].rets == frozenset({0, 1, 2})
+    assert plan.filters["dup3"].families == frozenset({socket.AF_INET, socket.AF_INET6})
     assert not _keeps(plan.filters["dup3"], _dup_event("dup3", 200, "file", False), 0)
+    for family in ("file", "AF_UNIX"):
+        assert not _keeps(plan.filters["dup2"], _dup_event("dup2", 1, family, True), 0)
+    assert _keeps(plan.filters["dup2"], _dup_event("dup2", 1, "AF_INET6", True), 0)
 
 
 # -- the generated matchers inline the common comparisons: the same answers as the checks --

@@ -99,7 +99,7 @@ OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT
              "DPORT": 18, "NOT_DPORT": 19, "SPORT_PRIV": 20, "NOT_SPORT_PRIV": 21,
              "DPORT_PRIV": 22, "NOT_DPORT_PRIV": 23, "PROTOCOL": 24, "FAMILY": 25, "STATE": 26,
              "STR_EQ": 27, "STR_NEQ": 28, "ACCMODE": 29, "FLAGS": 30, "SMALL_IN": 31,
-             "OPEN_PATH": 32}
+             "OPEN_PATH": 32, "FD_FAMILY": 33}
 ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8, "OVERRIDE": 16, "IMA_HASH": 32}
 PID_FLAG: Final = {"NOT_IN": 1, "NS": 2, "FOLLOW": 4}
 BIN_OP: Final = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}

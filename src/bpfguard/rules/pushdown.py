@@ -3,8 +3,9 @@
 For each syscall a rule can match, the condition is abstracted into what an
 event *must* have for the condition to possibly hold: a result class
 (success/failure), open access modes, O_DIRECTORY (Falco's fd type of an
-opened file), task names (comm), effective uids, and for opens the path
-tests of a :class:`~bpfguard.sensors.PathFilter`.
+opened file), task names (comm), effective uids, the socket family of a
+dup's new fd (Falco's fd.type ipv4/ipv6/unix/netlink), and for opens the
+path tests of a :class:`~bpfguard.sensors.PathFilter`.
 The abstraction over-approximates (``and`` intersects, ``or`` unites, ``not``
 gives up), so a kernel filter built from it never drops an event some rule
 would have matched. Comparisons on fields bpfguard can never extract are
@@ -26,6 +27,7 @@ event.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,14 @@ _FLAGS_SYSCALLS = frozenset({"open", "openat", "openat2"})
 _CHANGES_COMM = frozenset({"prctl"})
 _CHANGES_EUID = frozenset({"setuid", "setreuid", "setresuid", "setfsuid"})
 _EQUAL = frozenset({"=", "==", "in", "intersects"})
+# a dup's new fd is the old fd's file; as a socket, Falco's fd.type and
+# fd.typechar name its address family (rules/event.py types fds the same way)
+_DUPS = frozenset({"dup", "dup2", "dup3"})
+_INET, _INET6, _UNIX, _NETLINK = (int(f) for f in (
+    socket.AF_INET, socket.AF_INET6, socket.AF_UNIX, socket.AF_NETLINK))
+_SOCKET_TYPES = {"ipv4": _INET, "4": _INET, "ipv6": _INET6, "6": _INET6,
+                 "unix": _UNIX, "u": _UNIX, "netlink": _NETLINK, "n": _NETLINK}
+_FAMILY_NAMES = {_INET: "ipv4", _INET6: "ipv6", _UNIX: "unix", _NETLINK: "netlink"}
 _DOTDOT = "../"
 
 
@@ -63,8 +73,9 @@ _DOTDOT = "../"
 class Need:
     """What an event must have for a condition to hold. None: no requirement.
     `directory`: whether an open's flags carry O_DIRECTORY (Falco's fd type of
-    an opened file: 'd' with it, 'f' without). `path`: an open's path tests,
-    one of which must hold."""
+    an opened file: 'd' with it, 'f' without). `families`: the address family
+    of the socket a dup's new fd is (a failed dup is not held to it). `path`:
+    an open's path tests, one of which must hold."""
 
     results: frozenset[str] | None = None
     accmodes: frozenset[int] | None = None
@@ -73,6 +84,7 @@ class Need:
     directory: frozenset[bool] | None = None
     path: PathFilter | None = None
     rets: frozenset[int] | None = None  # result values, each below ret_values()
+    families: frozenset[int] | None = None
 
     def meet(self, o: Need) -> Need:
         def m(a: Any, b: Any) -> Any:
@@ -80,7 +92,7 @@ class Need:
         return Need(m(self.results, o.results), m(self.accmodes, o.accmodes),
                     m(self.comms, o.comms), m(self.euids, o.euids),
                     m(self.directory, o.directory), _meet_path(self.path, o.path),
-                    m(self.rets, o.rets))
+                    m(self.rets, o.rets), m(self.families, o.families))
 
     def join(self, o: Need) -> Need:
         def j(a: Any, b: Any) -> Any:
@@ -88,12 +100,14 @@ class Need:
         path = None if self.path is None or o.path is None else self.path.join(o.path)
         return Need(j(self.results, o.results), j(self.accmodes, o.accmodes),
                     j(self.comms, o.comms), j(self.euids, o.euids),
-                    j(self.directory, o.directory), path, j(self.rets, o.rets))
+                    j(self.directory, o.directory), path, j(self.rets, o.rets),
+                    j(self.families, o.families))
 
     @property
     def impossible(self) -> bool:
         return any(v is not None and not v for v in (self.results, self.accmodes, self.comms,
-                                                     self.euids, self.directory, self.rets)) \
+                                                     self.euids, self.directory, self.rets,
+                                                     self.families)) \
             or (self.path is not None and self.path.empty)
 
     def describe(self) -> list[str]:
@@ -110,6 +124,9 @@ class Need:
             out.append(f"euid in ({', '.join(map(str, sorted(self.euids)))})")
         if self.rets is not None:
             out.append(f"result in ({', '.join(map(str, sorted(self.rets)))})")
+        if self.families is not None:
+            out.append("new fd a socket of type "
+                       + "|".join(sorted(_FAMILY_NAMES[f] for f in self.families)))
         if self.path is not None:
             out.append("path: " + self.path.describe())
         return out
@@ -238,6 +255,11 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
         if syscall in _FLAGS_SYSCALLS:
             return Need(accmodes=_READ if name.endswith("read") else _WRITE)
         return TOP
+    if name in ("fd.typechar", "fd.type") and syscall in _DUPS and positive:
+        words = _words(node)
+        if words is not None and all(w in _SOCKET_TYPES for w in words):
+            return Need(families=frozenset(_SOCKET_TYPES[w] for w in words))
+        return TOP
     if name in ("fd.typechar", "fd.type") and syscall in _FLAGS_SYSCALLS and positive:
         words = _words(node)
         if words is not None and all(w in _OPEN_TYPES for w in words):
@@ -329,7 +351,8 @@ class Plan:
             if f:
                 directory = frozenset({False}) if f.without_flags else \
                     frozenset({True}) if f.with_flags else None
-                n = Need(f.results, f.accmodes, f.comms, f.euids, directory, f.path, f.rets)
+                n = Need(f.results, f.accmodes, f.comms, f.euids, directory, f.path, f.rets,
+                         f.families)
             lines.append(f"  {sc}: " + ("; ".join(n.describe()) or "every event"))
         return "\n".join(lines)
 
@@ -369,7 +392,8 @@ def plan_pushdown(engine: Engine, *, enabled: bool = True) -> Plan:
                 n.accmodes if sc in _FLAGS_SYSCALLS else None, n.comms, n.euids,
                 without_flags=_O_DIRECTORY if directory == frozenset({False}) else 0,
                 with_flags=_O_DIRECTORY if directory == frozenset({True}) else 0,
-                path=n.path if sc in _OPENS else None, rets=n.rets)
+                path=n.path if sc in _OPENS else None, rets=n.rets,
+                families=n.families if sc in _DUPS else None)
             if f != SyscallFilter():
                 plan.filters[sc] = f
     else:  # not a pushdown: program starts that succeeded come from the process sensor

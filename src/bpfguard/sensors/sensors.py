@@ -246,6 +246,9 @@ class SyscallFilter:
         rets: result values to keep, each below :func:`ret_values` (a dup's new fd);
         path: the path tests (see PathFilter), checked at exit after the others;
             only for syscalls returning an fd from a path argument (the opens).
+        families: address families (socket.AF_*) of the socket the returned fd
+            must be, at most as many as a selector filter holds values; a failed
+            call is kept. Only for syscalls returning an fd.
     """
 
     results: frozenset[str] | None = None
@@ -256,6 +259,7 @@ class SyscallFilter:
     with_flags: int = 0
     path: PathFilter | None = None
     rets: frozenset[int] | None = None
+    families: frozenset[int] | None = None
 
 
 class SyscallSensor(Sensor):
@@ -377,6 +381,12 @@ class SyscallSensor(Sensor):
                 raise ConfigError(f"{name}: result values to keep must be within "
                                   f"0..{room - 1}")
             add("SMALL_IN", RET_ARG, "RETURN", sum(1 << r for r in filt.rets))
+        if filt.families is not None:
+            if spec.ret != "FD":
+                raise ConfigError(f"{name}: socket families need an fd result")
+            if len(filt.families) > LIMITS.values:
+                raise ConfigError(f"{name}: more than {LIMITS.values} socket families")
+            add("FD_FAMILY", RET_ARG, "RETURN", *sorted(filt.families))
         if filt.path is not None:
             self._compile_path(name, filt.path, spec, sets, new, add)
         return sel, sets, ids
