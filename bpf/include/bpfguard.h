@@ -168,7 +168,8 @@ struct bg_exit_event {
 /* How the syscall sensor treats one argument (set per syscall in user space). */
 enum bg_arg_kind {
 	BG_ARG_NONE = 0,
-	BG_ARG_INT = 1,      /* signed integer */
+	BG_ARG_INT = 1,      /* a C int (pid, uid, a domain, a signal): the low 32 bits,
+			      * as the kernel's syscall wrappers truncate it */
 	BG_ARG_UINT = 2,     /* unsigned integer, flags, mode */
 	BG_ARG_PTR = 3,      /* an address, kept as is */
 	BG_ARG_FD = 4,       /* resolved at exit to what the fd refers to */
@@ -181,6 +182,7 @@ enum bg_arg_kind {
 	BG_ARG_STR = 9,      /* user string read at entry */
 	BG_ARG_OPEN_HOW = 10, /* openat2's struct open_how: its flags word, read at entry,
 			       * replaces the pointer */
+	BG_ARG_LONG = 11,     /* a signed C long (ptrace's request and pid) */
 };
 
 enum bg_ret_kind {

@@ -86,7 +86,9 @@ static __always_inline bool bg_push_keep(struct pt_regs *regs, bool compat,
 		return false;
 	bg_read_args(regs, compat, args);
 	for (int i = 0; i < BG_POL_ARGS; i++) {
-		a->ev.args[i].value = args[i];
+		/* a C int is what the syscall sees of its register: the low half */
+		a->ev.args[i].value = spec->arg[i] == BG_ARG_INT ? (__u64)(__s64)(__s32)args[i]
+								  : args[i];
 		a->ev.args[i].flags = 0;
 		/* openat2: its flags word, read from the struct; unreadable, the
 		 * syscall fails with EFAULT and the entry filters are not decided */

@@ -502,3 +502,26 @@ def test_pushdown_keeps_a_dup_of_a_socket_of_the_listed_families() -> None:
     kept = t.syscalls("dup2", t.pid)
     assert len(kept) == 1 and kept[0]["ret"] == 1
     assert kept[0]["ret_file"]["sock"]["family"] == "AF_INET6"
+
+
+def test_a_c_int_argument_is_what_the_syscall_saw_and_is_filtered_so() -> None:
+    """socket's domain is a C int: the kernel's wrapper drops the register's
+    high half, so socket(1 << 32 | AF_PACKET) makes a packet socket. The event
+    says AF_PACKET, and a filter keeping only AF_PACKET keeps it (and drops
+    the AF_INET socket), so the high half cannot hide a packet socket."""
+    import socket
+
+    from bpfguard.sensors import SyscallFilter
+    from bpfguard.sensors.syscall_table import syscall_number
+
+    code = ("import ctypes, socket\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "libc.syscall.restype = ctypes.c_long\n"
+            f"nr = {syscall_number('socket')}\n"
+            "assert libc.syscall(ctypes.c_long(nr), ctypes.c_long((1 << 32) | 17),"
+            " ctypes.c_long(3), ctypes.c_long(0)) >= 0\n"
+            "socket.socket(socket.AF_INET)\n")
+    keep = {"socket": SyscallFilter(args=((0, frozenset({socket.AF_PACKET})),))}
+    t = trace([sys.executable, "-I", "-S", "-c", code], syscalls=["socket"], filters=keep)
+    assert t.exit_code == 0
+    assert [r["args"]["domain"] for r in t.syscalls("socket", t.pid)] == [socket.AF_PACKET]

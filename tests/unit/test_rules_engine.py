@@ -396,6 +396,30 @@ def test_a_dups_socket_type_is_pushed_as_its_family() -> None:
         assert _need(cond, sc).families is None, cond
 
 
+def test_integer_arguments_are_pushed_by_number_or_by_falcos_name() -> None:
+    packet = frozenset({socket.AF_PACKET})
+    assert _need("evt.type = socket and evt.arg.domain contains AF_PACKET", "socket").args \
+        == ((0, packet),)
+    assert _need("evt.type = socket and evt.rawarg.domain = 17", "socket").args == ((0, packet),)
+    assert _need("evt.type = kill and evt.arg.sig in (9, 15)", "kill").args \
+        == ((1, frozenset({9, 15})),)
+    # PTRACE_SETREGSET contains PTRACE_SETREGS: Falco's text test holds for both
+    assert _need("evt.type = ptrace and evt.arg.request contains PTRACE_SETREGS",
+                 "ptrace").args == ((0, frozenset({13, 0x4205})),)
+    # and within one rule, both must hold; across rules, either
+    both = _need("evt.type = socket and evt.arg.domain in (AF_INET, AF_PACKET) and "
+                 "evt.rawarg.domain = 2", "socket")
+    assert both.args == ((0, frozenset({socket.AF_INET})),)
+    assert _need("evt.type = socket and (evt.rawarg.domain = 2 or proc.name = x)",
+                 "socket").args == ()
+    for cond in ("evt.type = socket and evt.arg.domain contains 1",     # digits: any number
+                 "evt.type = socket and not evt.arg.domain = AF_PACKET",  # a negation
+                 "evt.type = socket and evt.arg.domain glob AF_*",        # not decided
+                 "evt.type = socket and evt.arg.type = 3 and evt.arg.proto = 0"):
+        n = _need(cond, "socket")
+        assert all(i != 0 for i, _ in n.args), cond
+
+
 def test_a_rule_that_raises_does_not_stop_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     from bpfguard.rules import extract
     from bpfguard.rules.engine import Engine
@@ -455,6 +479,11 @@ def _keeps(f: Any, e: RuleEvent, raw_flags: int) -> bool:
         return False
     if f.rets is not None and sc.ret not in f.rets:
         return False
+    for i, values in f.args:   # integer arguments, as the syscall saw them
+        from bpfguard.sensors.syscall_specs import SPECS
+
+        if sc.args[SPECS[sc.syscall].args[i].name] not in values:
+            return False
     if f.families is not None and sc.ret >= 0:   # BG_OP_FD_FAMILY on the returned fd
         sock = sc.ret_file.sock if sc.ret_file else None
         if sock is None or getattr(socket, sock.family) not in f.families:
@@ -651,6 +680,31 @@ def test_pushdown_never_drops_a_redirect_of_a_standard_stream(stock_plus_custom:
     for family in ("file", "AF_UNIX"):
         assert not _keeps(plan.filters["dup2"], _dup_event("dup2", 1, family, True), 0)
     assert _keeps(plan.filters["dup2"], _dup_event("dup2", 1, "AF_INET6", True), 0)
+
+
+def test_pushdown_never_drops_a_packet_socket_or_a_ptrace_attach(stock_plus_custom: Any
+                                                                 ) -> None:
+    """socket's domain and ptrace's request are decided in the kernel by number:
+    every rule that matches one still gets it; other domains and requests are
+    dropped there."""
+    engine, plan = stock_plus_custom
+    hits = 0
+    for syscall, args in [*(("socket", {"domain": d, "type": 3, "protocol": 0})
+                            for d in (1, 2, 10, 16, 17, -1, 99)),
+                          *(("ptrace", {"request": r, "pid": 42, "addr": "0x0", "data": "0x0"})
+                            for r in (0, 3, 4, 13, 16, 0x4205, 0x4206, 24))]:
+        for inside in (True, False):
+            e = _dup_event("dup", 3, "file", inside)   # a process, in a container or not
+            ev = e.syscall
+            assert ev is not None
+            ev.syscall, ev.args, ev.ret_file = syscall, args, None
+            e.type = syscall
+            hits += bool(engine.match(e))
+            assert _wrongly_dropped(engine, plan, e, 0) == [], (syscall, args, inside)
+            wanted = args.get("domain") == socket.AF_PACKET or \
+                args.get("request") in (0, 4, 13, 16, 0x4205, 0x4206)
+            assert _keeps(plan.filters[syscall], e, 0) == wanted, (syscall, args)
+    assert hits > 0   # the rules do match some: the check can fail
 
 
 # -- the generated matchers inline the common comparisons: the same answers as the checks --

@@ -25,7 +25,7 @@ from ..sensors.events import (
     SyscallEvent,
 )
 
-__all__ = ["FALCO_ARGS", "FdInfo", "RuleEvent", "event_type", "from_event"]
+__all__ = ["FALCO_ARGS", "NAMED_ARGS", "FdInfo", "RuleEvent", "event_type", "from_event"]
 
 # Falco's parameter names where they differ from bpfguard's (the man pages'):
 # Falco name -> bpfguard argument name, "$ret" for the result. Every syscall
@@ -160,10 +160,10 @@ class RuleEvent:
             for name, value in sc.args.items():
                 out[back.get(name, name)] = _render_arg(value)
             out.setdefault("res", sc.ret)
-            if sc.syscall == "ptrace" and isinstance(sc.args.get("request"), int):
-                out["request"] = _PTRACE_REQUESTS.get(sc.args["request"], str(sc.args["request"]))
-            if sc.syscall == "socket" and isinstance(sc.args.get("domain"), int):
-                out["domain"] = _af_name(sc.args["domain"])
+            for name, names in NAMED_ARGS.get(sc.syscall, {}).items():
+                v = sc.args.get(name)
+                if isinstance(v, int):
+                    out[back.get(name, name)] = names.get(v, str(v))
             return out
         out = {"res": 0}
         ex = self.exec
@@ -198,13 +198,6 @@ def _sockaddr_text(sa: dict[str, Any]) -> str:
     if "path" in sa:
         return str(sa["path"])
     return str(sa.get("family"))
-
-
-def _af_name(family: int) -> str:
-    try:
-        return socket.AddressFamily(family).name
-    except ValueError:
-        return str(family)
 
 
 def _exe_flags(p: Process | None) -> str | None:
@@ -337,7 +330,7 @@ def memfd_exepath(path: str | None) -> str | None:
 
 
 # linux/ptrace.h (UAPI): request numbers and Falco's names for them
-_PTRACE_REQUESTS = {
+_PTRACE_REQUESTS: dict[int, str] = {
     0: "PTRACE_TRACEME", 1: "PTRACE_PEEKTEXT", 2: "PTRACE_PEEKDATA", 3: "PTRACE_PEEKUSR",
     4: "PTRACE_POKETEXT", 5: "PTRACE_POKEDATA", 6: "PTRACE_POKEUSR", 7: "PTRACE_CONT",
     8: "PTRACE_KILL", 9: "PTRACE_SINGLESTEP", 12: "PTRACE_GETREGS", 13: "PTRACE_SETREGS",
@@ -347,4 +340,12 @@ _PTRACE_REQUESTS = {
     0x4203: "PTRACE_SETSIGINFO", 0x4204: "PTRACE_GETREGSET", 0x4205: "PTRACE_SETREGSET",
     0x4206: "PTRACE_SEIZE", 0x4207: "PTRACE_INTERRUPT", 0x4208: "PTRACE_LISTEN",
     0x4209: "PTRACE_PEEKSIGINFO",
+}
+
+# Integer arguments Falco renders by name (evt.arg.X), by syscall and argument:
+# the rules see the name, or the number when it has none. The pushdown decides
+# tests of the name over these same tables.
+NAMED_ARGS: dict[str, dict[str, dict[int, str]]] = {
+    "ptrace": {"request": _PTRACE_REQUESTS},
+    "socket": {"domain": {int(f): f.name for f in socket.AddressFamily}},
 }

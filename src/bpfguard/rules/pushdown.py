@@ -4,8 +4,10 @@ For each syscall a rule can match, the condition is abstracted into what an
 event *must* have for the condition to possibly hold: a result class
 (success/failure), open access modes, O_DIRECTORY (Falco's fd type of an
 opened file), task names (comm), effective uids, the socket family of a
-dup's new fd (Falco's fd.type ipv4/ipv6/unix/netlink), and for opens the
-path tests of a :class:`~bpfguard.sensors.PathFilter`.
+dup's new fd (Falco's fd.type ipv4/ipv6/unix/netlink), the values of integer
+arguments (a socket's domain, a ptrace request: evt.arg.X by name or
+evt.rawarg.X), and for opens the path tests of a
+:class:`~bpfguard.sensors.PathFilter`.
 The abstraction over-approximates (``and`` intersects, ``or`` unites, ``not``
 gives up), so a kernel filter built from it never drops an event some rule
 would have matched. Comparisons on fields bpfguard can never extract are
@@ -37,6 +39,7 @@ from ..sensors.syscall_specs import SPECS
 from . import ast
 from .compiler import ALL_TYPES
 from .engine import CompiledRule, Engine
+from .event import FALCO_ARGS, NAMED_ARGS
 from .extract import ABSENT_FIELDS
 
 __all__ = ["Need", "Plan", "plan_pushdown"]
@@ -58,6 +61,8 @@ _FLAGS_SYSCALLS = frozenset({"open", "openat", "openat2"})
 _CHANGES_COMM = frozenset({"prctl"})
 _CHANGES_EUID = frozenset({"setuid", "setreuid", "setresuid", "setfsuid"})
 _EQUAL = frozenset({"=", "==", "in", "intersects"})
+# arguments a selector reads (bg_pol_value args[] of the engine's area)
+_SELECTOR_ARGS = 5
 # a dup's new fd is the old fd's file; as a socket, Falco's fd.type and
 # fd.typechar name its address family (rules/event.py types fds the same way)
 _DUPS = frozenset({"dup", "dup2", "dup3"})
@@ -74,8 +79,9 @@ class Need:
     """What an event must have for a condition to hold. None: no requirement.
     `directory`: whether an open's flags carry O_DIRECTORY (Falco's fd type of
     an opened file: 'd' with it, 'f' without). `families`: the address family
-    of the socket a dup's new fd is (a failed dup is not held to it). `path`:
-    an open's path tests, one of which must hold."""
+    of the socket a dup's new fd is (a failed dup is not held to it). `args`:
+    (argument position, the values it may have) of integer arguments, by
+    position. `path`: an open's path tests, one of which must hold."""
 
     results: frozenset[str] | None = None
     accmodes: frozenset[int] | None = None
@@ -85,6 +91,7 @@ class Need:
     path: PathFilter | None = None
     rets: frozenset[int] | None = None  # result values, each below ret_values()
     families: frozenset[int] | None = None
+    args: tuple[tuple[int, frozenset[int]], ...] = ()
 
     def meet(self, o: Need) -> Need:
         def m(a: Any, b: Any) -> Any:
@@ -92,7 +99,8 @@ class Need:
         return Need(m(self.results, o.results), m(self.accmodes, o.accmodes),
                     m(self.comms, o.comms), m(self.euids, o.euids),
                     m(self.directory, o.directory), _meet_path(self.path, o.path),
-                    m(self.rets, o.rets), m(self.families, o.families))
+                    m(self.rets, o.rets), m(self.families, o.families),
+                    _meet_args(self.args, o.args))
 
     def join(self, o: Need) -> Need:
         def j(a: Any, b: Any) -> Any:
@@ -101,13 +109,14 @@ class Need:
         return Need(j(self.results, o.results), j(self.accmodes, o.accmodes),
                     j(self.comms, o.comms), j(self.euids, o.euids),
                     j(self.directory, o.directory), path, j(self.rets, o.rets),
-                    j(self.families, o.families))
+                    j(self.families, o.families), _join_args(self.args, o.args))
 
     @property
     def impossible(self) -> bool:
         return any(v is not None and not v for v in (self.results, self.accmodes, self.comms,
                                                      self.euids, self.directory, self.rets,
                                                      self.families)) \
+            or any(not values for _, values in self.args) \
             or (self.path is not None and self.path.empty)
 
     def describe(self) -> list[str]:
@@ -127,9 +136,27 @@ class Need:
         if self.families is not None:
             out.append("new fd a socket of type "
                        + "|".join(sorted(_FAMILY_NAMES[f] for f in self.families)))
+        for i, values in self.args:
+            out.append(f"argument {i} in ({', '.join(map(str, sorted(values)))})")
         if self.path is not None:
             out.append("path: " + self.path.describe())
         return out
+
+
+def _meet_args(a: tuple[tuple[int, frozenset[int]], ...],
+               b: tuple[tuple[int, frozenset[int]], ...]) -> tuple[tuple[int, frozenset[int]], ...]:
+    """Both hold: an argument both constrain may have what both allow."""
+    out = dict(a)
+    for i, values in b:
+        out[i] = out[i] & values if i in out else values
+    return tuple(sorted(out.items()))
+
+
+def _join_args(a: tuple[tuple[int, frozenset[int]], ...],
+               b: tuple[tuple[int, frozenset[int]], ...]) -> tuple[tuple[int, frozenset[int]], ...]:
+    """One of them holds: only an argument both constrain stays constrained."""
+    other = dict(b)
+    return tuple((i, values | other[i]) for i, values in a if i in other)
 
 
 def _meet_path(a: PathFilter | None, b: PathFilter | None) -> PathFilter | None:
@@ -167,8 +194,12 @@ def _lower(words: list[str] | None) -> list[str] | None:
 
 def _int_words(node: ast.Compare) -> list[int] | None:
     words = _words(node)
+    return _ints(words) if words is not None else None
+
+
+def _ints(words: list[str]) -> list[int] | None:
     try:
-        return [int(w, 0) for w in words] if words is not None else None
+        return [int(w, 0) for w in words]
     except ValueError:
         return None
 
@@ -255,6 +286,8 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
         if syscall in _FLAGS_SYSCALLS:
             return Need(accmodes=_READ if name.endswith("read") else _WRITE)
         return TOP
+    if name in ("evt.arg", "evt.rawarg") and left.arg is not None:
+        return _int_arg(syscall, name, left.arg, op, _words(node))
     if name in ("fd.typechar", "fd.type") and syscall in _DUPS and positive:
         words = _words(node)
         if words is not None and all(w in _SOCKET_TYPES for w in words):
@@ -288,6 +321,39 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
             return TOP
         return Need(results=frozenset({"failure" if _lower(words) == ["true"] else "success"}))
     return TOP
+
+
+def _int_arg(syscall: str, field: str, arg: str, op: str, words: list[str] | None) -> Need:
+    """evt.rawarg.X (the number) or evt.arg.X (as Falco renders it: a name from
+    NAMED_ARGS, else the number) of an integer argument: the numbers the test
+    allows, when it can tell them."""
+    spec = SPECS.get(syscall)
+    ours = FALCO_ARGS.get(syscall, {}).get(arg, arg)
+    if spec is None or words is None or ours not in spec.index:
+        return TOP
+    i = spec.index[ours]
+    if spec.args[i].kind not in ("INT", "LONG") or i >= _SELECTOR_ARGS:
+        return TOP
+    names = NAMED_ARGS.get(syscall, {}).get(ours)
+    if field == "evt.rawarg" or names is None:
+        # the number itself (rendered as one): =, in
+        numbers = _ints(words)
+        if op not in _EQUAL or numbers is None:
+            return TOP
+        return Need(args=((i, frozenset(numbers)),))
+    # the name: a number without one renders as its digits, which a word with a
+    # letter in it can never equal or be part of
+    if any(not any(c.isalpha() for c in w) for w in words):
+        return TOP
+    if op in _EQUAL:
+        allowed = {v for v, n in names.items() if n in words}
+    elif op in ("contains", "startswith", "endswith"):
+        test = {"contains": str.__contains__, "startswith": str.startswith,
+                "endswith": str.endswith}[op]
+        allowed = {v for v, n in names.items() if any(test(n, w) for w in words)}
+    else:
+        return TOP
+    return Need(args=((i, frozenset(allowed)),))
 
 
 def need(node: ast.Condition, syscall: str) -> Need:
@@ -352,7 +418,7 @@ class Plan:
                 directory = frozenset({False}) if f.without_flags else \
                     frozenset({True}) if f.with_flags else None
                 n = Need(f.results, f.accmodes, f.comms, f.euids, directory, f.path, f.rets,
-                         f.families)
+                         f.families, f.args)
             lines.append(f"  {sc}: " + ("; ".join(n.describe()) or "every event"))
         return "\n".join(lines)
 
@@ -393,7 +459,7 @@ def plan_pushdown(engine: Engine, *, enabled: bool = True) -> Plan:
                 without_flags=_O_DIRECTORY if directory == frozenset({False}) else 0,
                 with_flags=_O_DIRECTORY if directory == frozenset({True}) else 0,
                 path=n.path if sc in _OPENS else None, rets=n.rets,
-                families=n.families if sc in _DUPS else None)
+                families=n.families if sc in _DUPS else None, args=n.args)
             if f != SyscallFilter():
                 plan.filters[sc] = f
     else:  # not a pushdown: program starts that succeeded come from the process sensor

@@ -530,7 +530,9 @@ class Decoder:
         spec = a.spec.args[i]
         raw = a.t[self._sc_args + i] & (0xFFFFFFFF if a.compat else 0xFFFFFFFFFFFFFFFF)
         kind = spec.kind
-        if kind == "INT":
+        if kind == "INT":  # a C int: what the syscall saw of its register
+            return _s32(raw)
+        if kind == "LONG":
             return _s32(raw) if a.compat else _s64(raw)
         if kind in ("UINT", "OPEN_HOW"):  # OPEN_HOW: the flags word the kernel read
             dec = FLAG_DECODERS.get(spec.decoder or "")

@@ -249,6 +249,9 @@ class SyscallFilter:
         families: address families (socket.AF_*) of the socket the returned fd
             must be, at most as many as a selector filter holds values; a failed
             call is kept. Only for syscalls returning an fd.
+        args: (position, values to keep) of integer arguments (a C int is
+            compared on its low 32 bits, as the syscall sees it), decided at
+            entry; positions below the selector's argument count.
     """
 
     results: frozenset[str] | None = None
@@ -260,6 +263,7 @@ class SyscallFilter:
     path: PathFilter | None = None
     rets: frozenset[int] | None = None
     families: frozenset[int] | None = None
+    args: tuple[tuple[int, frozenset[int]], ...] = ()
 
 
 class SyscallSensor(Sensor):
@@ -387,6 +391,18 @@ class SyscallSensor(Sensor):
             if len(filt.families) > LIMITS.values:
                 raise ConfigError(f"{name}: more than {LIMITS.values} socket families")
             add("FD_FAMILY", RET_ARG, "RETURN", *sorted(filt.families))
+        for i, values in filt.args:
+            if i >= LIMITS.args or spec.args[i].kind not in ("INT", "LONG"):
+                raise ConfigError(f"{name}: argument {i} is not an integer a selector reads")
+            if spec.args[i].kind == "INT":  # what the filter sees (bg_push_keep)
+                values = frozenset(((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31) for v in values)
+            signed = sorted(v & _M64 for v in values)
+            if len(signed) <= LIMITS.values:
+                add("EQ", i, "ENTRY", *signed)
+            else:
+                set_id = new()
+                sets.ints += [(set_id, v) for v in signed]
+                add("IN_SET", i, "ENTRY", set_id=set_id)
         if filt.path is not None:
             self._compile_path(name, filt.path, spec, sets, new, add)
         return sel, sets, ids

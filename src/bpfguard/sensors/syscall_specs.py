@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 __all__ = ["DEFAULT_SYSCALLS", "SPECS", "ArgSpec", "SyscallSpec", "spec_for"]
 
 # Kinds, by their enumerator names in bg_arg_kind / bg_ret_kind (BG_ARG_<kind>).
-INT, UINT, PTR, FD, DIRFD, PATH, PATH_AT, SOCKADDR, STR, OPEN_HOW = (
-    "INT", "UINT", "PTR", "FD", "DIRFD", "PATH", "PATH_AT", "SOCKADDR", "STR", "OPEN_HOW")
+# INT is a C int: the syscall sees the low 32 bits of its register (the
+# kernel's wrappers truncate), so that is what is reported and filtered on;
+# LONG is a C long.
+INT, LONG, UINT, PTR, FD, DIRFD, PATH, PATH_AT, SOCKADDR, STR, OPEN_HOW = (
+    "INT", "LONG", "UINT", "PTR", "FD", "DIRFD", "PATH", "PATH_AT", "SOCKADDR", "STR",
+    "OPEN_HOW")
 RET_INT, RET_FD, RET_EXEC = "INT", "FD", "EXEC"
 
 
@@ -93,7 +97,7 @@ SPECS: dict[str, SyscallSpec] = {s.name: s for s in [
     _s("mount", ("source", STR), ("target", PATH), ("filesystemtype", STR),
        ("mountflags", UINT), ("data", PTR)),
     _s("umount2", ("target", PATH), ("flags", UINT)),
-    _s("ptrace", ("request", INT), ("pid", INT), ("addr", PTR), ("data", PTR)),
+    _s("ptrace", ("request", LONG), ("pid", LONG), ("addr", PTR), ("data", PTR)),
     _s("setuid", ("uid", INT)),
     _s("setgid", ("gid", INT)),
     _s("setreuid", ("ruid", INT), ("euid", INT)),
