@@ -398,9 +398,9 @@ enum bg_pol_op {
 				 * sets `set` (names), vals[1] (directories), vals[2] (leaf
 				 * names); prefix set vals[3], postfix set vals[4] */
 	BG_OP_FD_FAMILY = 33,   /* the value is an fd of the task open on a socket of one of
-				 * the address families in vals (on a dup's result: Falco's
-				 * fd.type ipv4, ipv6, unix); a negative value (a failed
-				 * call's result: no fd at hand) holds */
+				 * the address families in vals (Falco's fd.type ipv4, ipv6,
+				 * unix of a dup's result or a connect's fd, at return); a
+				 * negative fd (a failed call's result: none at hand) holds */
 };
 
 /* When a filter is decided. */

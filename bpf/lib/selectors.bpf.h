@@ -257,8 +257,11 @@ __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 		return !(x & f->vals[0]) && (x & f->vals[1]) == f->vals[1];
 	case BG_OP_SMALL_IN:
 		return x < 64 && ((f->vals[0] >> (x & 63)) & 1);
-	case BG_OP_FD_FAMILY:
-		return (__s64)x < 0 || bg_pol_in_vals(f, bg_fd_family(x));
+	case BG_OP_FD_FAMILY: {
+		int fd = x; /* an fd is a C int: the low half of its register */
+
+		return fd < 0 || bg_pol_in_vals(f, bg_fd_family(fd));
+	}
 	}
 	if (!v)
 		return 0;

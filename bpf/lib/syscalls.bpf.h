@@ -67,6 +67,18 @@ static __always_inline void bg_count_pushed(__u32 where)
 		*n += 1;
 }
 
+/* The arguments as the selector engine reads them (its args[].value). */
+static __always_inline void bg_push_args(struct bg_pol_area *a, struct bg_syscall_spec *spec,
+					 __u64 *args)
+{
+	for (int i = 0; i < BG_POL_ARGS; i++) {
+		/* a C int is what the syscall sees of its register: the low half */
+		a->ev.args[i].value = spec->arg[i] == BG_ARG_INT ? (__u64)(__s64)(__s32)args[i]
+								  : args[i];
+		a->ev.args[i].flags = 0;
+	}
+}
+
 /* The pushdown at entry: the task filters and the argument filters of the
  * syscall's selector (its open flags), decided by the selector engine on the
  * raw arguments. True when some rule could still want this syscall. */
@@ -86,30 +98,14 @@ static __always_inline bool bg_push_keep(struct pt_regs *regs, bool compat,
 		return false;
 	bg_read_args(regs, compat, args);
 	for (int i = 0; i < BG_POL_ARGS; i++) {
-		/* a C int is what the syscall sees of its register: the low half */
-		a->ev.args[i].value = spec->arg[i] == BG_ARG_INT ? (__u64)(__s64)(__s32)args[i]
-								  : args[i];
-		a->ev.args[i].flags = 0;
 		/* openat2: its flags word, read from the struct; unreadable, the
 		 * syscall fails with EFAULT and the entry filters are not decided */
 		if (spec->arg[i] == BG_ARG_OPEN_HOW &&
-		    bpf_probe_read_user(&a->ev.args[i].value, sizeof(__u64), (void *)args[i]))
+		    bpf_probe_read_user(&args[i], sizeof(__u64), (void *)args[i]))
 			return true;
 	}
+	bg_push_args(a, spec, args);
 	return bg_pol_match_args(a, s, BG_PHASE_ENTRY);
-}
-
-/* The pushdown at exit, on the result: the selector's return filters. */
-static __always_inline bool bg_push_keep_ret(struct bg_pol_selector *s, long ret)
-{
-	struct bg_scratch *scr = bg_scratch(BG_SCRATCH_SYSCALL);
-	struct bg_pol_area *a;
-
-	if (!scr)
-		return true;
-	a = (void *)scr->buf;
-	a->ev.ret = ret;
-	return bg_pol_match_args(a, s, BG_PHASE_RETURN);
 }
 
 struct bg_stash {
@@ -336,6 +332,23 @@ static __always_inline bool bg_push_paths_keep(struct bg_stash *st, struct bg_po
 	return true;
 }
 
+/* The pushdown at exit: the selector's return filters, on the result and
+ * on the arguments stashed at entry (an fd argument's file as the fd table
+ * has it now, as user space will name it). */
+static __always_inline bool bg_push_keep_ret(struct bg_stash *st, struct bg_syscall_spec *spec,
+					     struct bg_pol_selector *s, long ret)
+{
+	struct bg_scratch *scr = bg_scratch(BG_SCRATCH_SYSCALL);
+	struct bg_pol_area *a;
+
+	if (!scr)
+		return true;
+	a = (void *)scr->buf;
+	bg_push_args(a, spec, st->args);
+	a->ev.ret = ret;
+	return bg_pol_match_args(a, s, BG_PHASE_RETURN);
+}
+
 /* Copies one user string into the stash; returns the new offset. */
 static __always_inline __u32 bg_stash_str(struct bg_stash *st, __u32 pos, const void *src,
 					  __u64 max, struct bg_blob *out)
@@ -529,7 +542,7 @@ static __noinline int bg_exit(long id, long ret)
 
 		sel = bpf_map_lookup_elem(&pol_selectors, &key);
 	}
-	if (sel && !bg_push_keep_ret(sel, ret)) {
+	if (sel && !bg_push_keep_ret(st, spec, sel, ret)) {
 		bg_count_pushed(BG_PUSHED_AT_EXIT);
 		return 0;
 	}

@@ -504,6 +504,24 @@ def test_pushdown_keeps_a_dup_of_a_socket_of_the_listed_families() -> None:
     assert kept[0]["ret_file"]["sock"]["family"] == "AF_INET6"
 
 
+def test_pushdown_keeps_a_connect_of_an_inet_socket_only(tmp_path: Path) -> None:
+    """families on a connect (the stock outbound macro's fd.typechar 4 or 6),
+    decided at exit on the socket its fd argument names: a unix-socket
+    connect is dropped in the kernel, a TCP one kept, refused or not."""
+    import socket
+
+    from bpfguard.sensors import SyscallFilter
+
+    code = ("import socket\n"
+            f"u = socket.socket(socket.AF_UNIX); u.connect_ex({str(tmp_path / 'none')!r})\n"
+            "t = socket.socket(socket.AF_INET); t.connect_ex(('127.0.0.1', 1))\n")
+    keep = {"connect": SyscallFilter(families=frozenset({socket.AF_INET, socket.AF_INET6}))}
+    t = trace([sys.executable, "-I", "-S", "-c", code], syscalls=["connect"], filters=keep)
+    assert t.exit_code == 0
+    kept = t.syscalls("connect", t.pid)
+    assert [r["args"]["fd"]["sock"]["family"] for r in kept] == ["AF_INET"]
+
+
 def test_a_c_int_argument_is_what_the_syscall_saw_and_is_filtered_so() -> None:
     """socket's domain is a C int: the kernel's wrapper drops the register's
     high half, so socket(1 << 32 | AF_PACKET) makes a packet socket. The event

@@ -386,13 +386,16 @@ def test_pushdown_leaves_what_the_syscall_itself_changes() -> None:
     assert _need("evt.type = openat and evt.failed = true", "openat").results == {"failure"}
 
 
-def test_a_dups_socket_type_is_pushed_as_its_family() -> None:
+def test_the_socket_type_of_the_events_fd_is_pushed_as_its_family() -> None:
     both = frozenset({socket.AF_INET, socket.AF_INET6})
     assert _need("evt.type = dup2 and fd.type in (ipv4, ipv6)", "dup2").families == both
     assert _need("evt.type = dup2 and fd.typechar = u", "dup2").families == {socket.AF_UNIX}
+    assert _need("evt.type = connect and (fd.typechar = 4 or fd.typechar = 6)",
+                 "connect").families == both
     for cond, sc in (("evt.type = dup2 and fd.type in (ipv4, file)", "dup2"),  # not a socket
                      ("evt.type = dup2 and not fd.type = ipv4", "dup2"),       # a negation
-                     ("evt.type = connect and fd.type = ipv4", "connect")):    # not a dup
+                     ("evt.type = accept and fd.type = ipv4", "accept"),       # fd: result or arg
+                     ("evt.type = read and fd.type = ipv4", "read")):          # not traced
         assert _need(cond, sc).families is None, cond
 
 
@@ -484,9 +487,14 @@ def _keeps(f: Any, e: RuleEvent, raw_flags: int) -> bool:
 
         if sc.args[SPECS[sc.syscall].args[i].name] not in values:
             return False
-    if f.families is not None and sc.ret >= 0:   # BG_OP_FD_FAMILY on the returned fd
-        sock = sc.ret_file.sock if sc.ret_file else None
-        if sock is None or getattr(socket, sock.family) not in f.families:
+    if f.families is not None:   # BG_OP_FD_FAMILY: the returned fd, else the fd argument
+        if sc.syscall.startswith("dup"):
+            sock = sc.ret_file.sock if sc.ret_file else None
+            held = sc.ret < 0 or (sock is not None and getattr(socket, sock.family) in f.families)
+        else:
+            info = sc.args["fd"].get("sock")
+            held = info is not None and getattr(socket, info["family"]) in f.families
+        if not held:
             return False
     return f.path is None or _path_keeps(f.path, sc)
 
@@ -684,12 +692,23 @@ def test_pushdown_never_drops_a_redirect_of_a_standard_stream(stock_plus_custom:
 
 def test_pushdown_never_drops_a_packet_socket_or_a_ptrace_attach(stock_plus_custom: Any
                                                                  ) -> None:
-    """socket's domain and ptrace's request are decided in the kernel by number:
-    every rule that matches one still gets it; other domains and requests are
-    dropped there."""
+    """socket's domain and ptrace's request are decided in the kernel by number,
+    a connect by its socket's family: every rule that matches one still gets
+    it; other domains, requests and unix-socket connects are dropped there."""
     engine, plan = stock_plus_custom
     hits = 0
-    for syscall, args in [*(("socket", {"domain": d, "type": 3, "protocol": 0})
+    connects = []
+    for fam in ("AF_INET", "AF_INET6", "AF_UNIX", "file"):
+        f = _dup_event("dup", 3, fam, False).syscall.ret_file  # type: ignore[union-attr]
+        assert f is not None
+        for port in (22, 2222, 443):
+            d = f.to_dict()
+            if "sock" in d:
+                d["sock"] = {**d["sock"], "remote": "8.8.8.8", "remote_port": port}
+            connects.append(("connect", {"fd": {"fd": 3, **d},
+                                         "addr": {"family": fam, "addr": "8.8.8.8"},
+                                         "addrlen": 16}))
+    for syscall, args in [*connects, *(("socket", {"domain": d, "type": 3, "protocol": 0})
                             for d in (1, 2, 10, 16, 17, -1, 99)),
                           *(("ptrace", {"request": r, "pid": 42, "addr": "0x0", "data": "0x0"})
                             for r in (0, 3, 4, 13, 16, 0x4205, 0x4206, 24))]:
@@ -702,7 +721,8 @@ def test_pushdown_never_drops_a_packet_socket_or_a_ptrace_attach(stock_plus_cust
             hits += bool(engine.match(e))
             assert _wrongly_dropped(engine, plan, e, 0) == [], (syscall, args, inside)
             wanted = args.get("domain") == socket.AF_PACKET or \
-                args.get("request") in (0, 4, 13, 16, 0x4205, 0x4206)
+                args.get("request") in (0, 4, 13, 16, 0x4205, 0x4206) or \
+                args.get("fd", {}).get("sock", {}).get("family") in ("AF_INET", "AF_INET6")
             assert _keeps(plan.filters[syscall], e, 0) == wanted, (syscall, args)
     assert hits > 0   # the rules do match some: the check can fail
 

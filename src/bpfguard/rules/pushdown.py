@@ -4,7 +4,8 @@ For each syscall a rule can match, the condition is abstracted into what an
 event *must* have for the condition to possibly hold: a result class
 (success/failure), open access modes, O_DIRECTORY (Falco's fd type of an
 opened file), task names (comm), effective uids, the socket family of a
-dup's new fd (Falco's fd.type ipv4/ipv6/unix/netlink), the values of integer
+dup's new fd or of a connect's fd (Falco's fd.type ipv4/ipv6/unix/netlink),
+the values of integer
 arguments (a socket's domain, a ptrace request: evt.arg.X by name or
 evt.rawarg.X), and for opens the path tests of a
 :class:`~bpfguard.sensors.PathFilter`.
@@ -63,9 +64,12 @@ _CHANGES_EUID = frozenset({"setuid", "setreuid", "setresuid", "setfsuid"})
 _EQUAL = frozenset({"=", "==", "in", "intersects"})
 # arguments a selector reads (bg_pol_value args[] of the engine's area)
 _SELECTOR_ARGS = 5
-# a dup's new fd is the old fd's file; as a socket, Falco's fd.type and
-# fd.typechar name its address family (rules/event.py types fds the same way)
+# The fd an event is about, as rules/event.py picks it: a dup's new fd (the old
+# fd's file); the "fd" argument of a call returning no fd (connect, bind, ...).
+# As a socket, Falco's fd.type and fd.typechar name its address family.
 _DUPS = frozenset({"dup", "dup2", "dup3"})
+_FD_ARGS = frozenset(name for name, spec in SPECS.items() if spec.ret == "INT"
+                     and "fd" in spec.index and spec.args[spec.index["fd"]].kind == "FD")
 _INET, _INET6, _UNIX, _NETLINK = (int(f) for f in (
     socket.AF_INET, socket.AF_INET6, socket.AF_UNIX, socket.AF_NETLINK))
 _SOCKET_TYPES = {"ipv4": _INET, "4": _INET, "ipv6": _INET6, "6": _INET6,
@@ -79,7 +83,8 @@ class Need:
     """What an event must have for a condition to hold. None: no requirement.
     `directory`: whether an open's flags carry O_DIRECTORY (Falco's fd type of
     an opened file: 'd' with it, 'f' without). `families`: the address family
-    of the socket a dup's new fd is (a failed dup is not held to it). `args`:
+    of the socket the event's fd is (a dup's new one: a failed dup is not held
+    to it; a connect's). `args`:
     (argument position, the values it may have) of integer arguments, by
     position. `path`: an open's path tests, one of which must hold."""
 
@@ -134,7 +139,7 @@ class Need:
         if self.rets is not None:
             out.append(f"result in ({', '.join(map(str, sorted(self.rets)))})")
         if self.families is not None:
-            out.append("new fd a socket of type "
+            out.append("fd a socket of type "
                        + "|".join(sorted(_FAMILY_NAMES[f] for f in self.families)))
         for i, values in self.args:
             out.append(f"argument {i} in ({', '.join(map(str, sorted(values)))})")
@@ -288,7 +293,7 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
         return TOP
     if name in ("evt.arg", "evt.rawarg") and left.arg is not None:
         return _int_arg(syscall, name, left.arg, op, _words(node))
-    if name in ("fd.typechar", "fd.type") and syscall in _DUPS and positive:
+    if name in ("fd.typechar", "fd.type") and syscall in _DUPS | _FD_ARGS and positive:
         words = _words(node)
         if words is not None and all(w in _SOCKET_TYPES for w in words):
             return Need(families=frozenset(_SOCKET_TYPES[w] for w in words))
@@ -459,7 +464,7 @@ def plan_pushdown(engine: Engine, *, enabled: bool = True) -> Plan:
                 without_flags=_O_DIRECTORY if directory == frozenset({False}) else 0,
                 with_flags=_O_DIRECTORY if directory == frozenset({True}) else 0,
                 path=n.path if sc in _OPENS else None, rets=n.rets,
-                families=n.families if sc in _DUPS else None, args=n.args)
+                families=n.families if sc in _DUPS | _FD_ARGS else None, args=n.args)
             if f != SyscallFilter():
                 plan.filters[sc] = f
     else:  # not a pushdown: program starts that succeeded come from the process sensor

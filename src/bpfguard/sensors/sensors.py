@@ -247,8 +247,8 @@ class SyscallFilter:
         path: the path tests (see PathFilter), checked at exit after the others;
             only for syscalls returning an fd from a path argument (the opens).
         families: address families (socket.AF_*) of the socket the returned fd
-            must be, at most as many as a selector filter holds values; a failed
-            call is kept. Only for syscalls returning an fd.
+            (else the "fd" argument) must be, at exit; at most as many as a
+            selector filter holds values. A failed call returning an fd is kept.
         args: (position, values to keep) of integer arguments (a C int is
             compared on its low 32 bits, as the syscall sees it), decided at
             entry; positions below the selector's argument count.
@@ -386,11 +386,13 @@ class SyscallSensor(Sensor):
                                   f"0..{room - 1}")
             add("SMALL_IN", RET_ARG, "RETURN", sum(1 << r for r in filt.rets))
         if filt.families is not None:
-            if spec.ret != "FD":
-                raise ConfigError(f"{name}: socket families need an fd result")
+            # the fd the event is about: the result, else the "fd" argument
+            fd = RET_ARG if spec.ret == "FD" else spec.index.get("fd")
+            if fd is None or (fd != RET_ARG and spec.args[fd].kind != "FD"):
+                raise ConfigError(f"{name}: socket families need an fd result or argument")
             if len(filt.families) > LIMITS.values:
                 raise ConfigError(f"{name}: more than {LIMITS.values} socket families")
-            add("FD_FAMILY", RET_ARG, "RETURN", *sorted(filt.families))
+            add("FD_FAMILY", fd, "RETURN", *sorted(filt.families))
         for i, values in filt.args:
             if i >= LIMITS.args or spec.args[i].kind not in ("INT", "LONG"):
                 raise ConfigError(f"{name}: argument {i} is not an integer a selector reads")
