@@ -96,25 +96,31 @@ class Pipeline:
                 log.exception("an event could not be handled (counted and skipped from now "
                               "on): %r", ev)
 
+    def _consume(self, records: list[bytes]) -> None:
+        """Decodes and handles the records one at a time: under a storm a batch
+        is a full ring buffer, and only its raw bytes are held at once, not
+        every event decoded from them."""
+        decode, counts = self.sensors.decode, self.by_type
+        for rec in records:
+            ev = decode(rec)
+            if ev is None:
+                continue
+            kind = type(ev)
+            counts[kind] = counts.get(kind, 0) + 1
+            self.events += 1
+            self.table.apply(ev)
+            self._handle_one(ev)
+
     def _run(self) -> None:
         next_check = time.monotonic() + _LOSS_CHECK_S
         try:
             while not self._stop.is_set():
-                batch = self.sensors.read(timeout_ms=100)
-                counts = self.by_type
-                for ev in batch:
-                    kind = type(ev)
-                    counts[kind] = counts.get(kind, 0) + 1
-                    self.table.apply(ev)
-                    self._handle_one(ev)
-                self.events += len(batch)
+                self._consume(self.sensors.read_raw(timeout_ms=100))
                 if time.monotonic() >= next_check:
                     self._report_losses()
                     next_check = time.monotonic() + _LOSS_CHECK_S
             # what arrived before stop() is still delivered
-            for ev in self.sensors.read(timeout_ms=0):
-                self.table.apply(ev)
-                self._handle_one(ev)
+            self._consume(self.sensors.read_raw(timeout_ms=0))
             self._report_losses()
         except BaseException as exc:  # surfaced to the caller by get()
             self.error = exc

@@ -509,7 +509,7 @@ class Decoder:
             name = syscall_name(nr, compat=compat)
             known = self._syscalls[(nr, compat)] = (name, spec_for(name))
         name, spec = known
-        args = SyscallArgs(self, spec, t, rec, rec[self._sc_fixed:], compat, t[i_late])
+        args = SyscallArgs(self, spec, t, rec, compat, t[i_late])
         ret = t[i_ret]
         err = None
         if -4096 < ret < 0:
@@ -571,14 +571,15 @@ class SyscallArgs(Mapping[str, Any]):
     was given, not the path of its dirfd), and the reader thread decodes every
     event that reaches user space: decoding only what is read is what keeps it
     fast. The record stays referenced until every argument is decoded or the
-    event is dropped."""
+    event is dropped (the record only: payload offsets are read from it in
+    place, not from a copy)."""
 
-    __slots__ = ("_decoder", "spec", "t", "rec", "data", "compat", "late", "_values")
+    __slots__ = ("_decoder", "spec", "t", "rec", "compat", "late", "_values")
 
     def __init__(self, decoder: Decoder, spec: SyscallSpec, t: tuple[Any, ...], rec: bytes,
-                 data: bytes, compat: bool, late: int) -> None:
+                 compat: bool, late: int) -> None:
         self._decoder = decoder
-        self.spec, self.t, self.rec, self.data = spec, t, rec, data
+        self.spec, self.t, self.rec = spec, t, rec
         self.compat, self.late = compat, late
         self._values: dict[int, Any] = {}
 
@@ -615,8 +616,9 @@ class SyscallArgs(Mapping[str, Any]):
         d = self._decoder
         k, off = d._sc_files[i], d._sc_socks[i]
         ino, dev, magic, mode, fflags, depth, name_off, name_len = self.t[k:k + 8]
-        return _file_of(d.abi, self.data, ino, dev, magic, mode, fflags, depth, name_off,
-                        name_len, functools.partial(d._sock_t.from_buffer_copy, self.rec, off))
+        return _file_of(d.abi, self.rec, ino, dev, magic, mode, fflags, depth,
+                        d._sc_fixed + name_off, name_len,
+                        functools.partial(d._sock_t.from_buffer_copy, self.rec, off))
 
     def user_path(self, name: str) -> str | None:
         """The string path argument `name` was given, without resolving it
@@ -629,9 +631,10 @@ class SyscallArgs(Mapping[str, Any]):
 
     def blob(self, i: int) -> bytes:
         """The bytes argument i's user string or sockaddr was read into."""
-        d0 = self._decoder._sc_data
-        off, n = self.t[d0 + 2 * i], self.t[d0 + 2 * i + 1]
-        return self.data[off:off + n]
+        d = self._decoder
+        off, n = self.t[d._sc_data + 2 * i], self.t[d._sc_data + 2 * i + 1]
+        off += d._sc_fixed
+        return self.rec[off:off + n]
 
 
 _UNSET = object()

@@ -15,11 +15,14 @@ class FakeSensors:
     def start(self) -> None:
         pass
 
-    def read(self, timeout_ms: int = 100) -> list[Any]:
+    def read_raw(self, timeout_ms: int = 100) -> list[Any]:
         if self.batches:
             return self.batches.pop(0)
         time.sleep(timeout_ms / 1000)
         return []
+
+    def decode(self, rec: Any) -> Any:
+        return rec
 
     def losses(self) -> list[Any]:
         return []
