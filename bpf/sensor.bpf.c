@@ -69,7 +69,9 @@ const volatile __u32 targ_process_events = 1;
 SEC("tp_btf/sys_enter")
 int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
 {
+	struct bg_syscall_route *route;
 	__u64 w, bit;
+	__u32 idx;
 
 	if (targ_record)
 		bg_record_enter(regs, id);
@@ -79,13 +81,18 @@ int BPF_PROG(bg_sys_enter, struct pt_regs *regs, long id)
 	bit = BG_BIT(id);
 	if (!((BG_WANTS(w) | BG_POL_WANTS(w)) & bit))
 		return 0;
+	/* one lookup for every part: the syscall's row of the route table */
+	idx = bg_syscall_index(bpf_get_current_task_btf(), id);
+	route = bpf_map_lookup_elem(&routes, &idx);
+	if (!route)
+		return 0;
 #ifndef BG_NO_SYSCALLS
 	if (targ_syscalls && (interest[w] & bit))
-		bg_enter(regs, id);
+		bg_enter(regs, idx, &route->spec);
 #endif
 #ifndef BG_NO_POLICY
 	if (targ_policy && (pol_interest[w] & bit))
-		bg_pol_enter(regs, id);
+		bg_pol_enter(regs, id, idx, &route->pol);
 #endif
 	return 0;
 }

@@ -522,10 +522,18 @@ struct bg_pol_hook {
 	struct bg_pol_arg args[BG_POL_ARGS];
 };
 
-/* Which hooks a syscall feeds: index = syscall number (+ BG_NR_MAX for compat). */
+/* The policy hooks a syscall feeds. */
 struct bg_pol_route {
 	__u32 n;
 	__u16 hooks[BG_POL_SYSCALL_HOOKS];
+};
+
+/* The one per-syscall table, index = syscall number (+ BG_NR_MAX for compat):
+ * what each part does with an interesting syscall, found with one lookup at
+ * entry. User space writes each part's half without erasing the other's. */
+struct bg_syscall_route {
+	struct bg_syscall_spec spec; /* the syscall sensor: what to read, its pushdown */
+	struct bg_pol_route pol;     /* the policy engine: its hooks on the syscall */
 };
 
 /* Per hook, per CPU: index hook * BG_PST_MAX + stat. */

@@ -6,6 +6,14 @@
 
 #include "common.bpf.h"
 
+/* The per-syscall table both parts read (struct bg_syscall_route). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * BG_NR_MAX); /* native ids, then compat ids */
+	__type(key, __u32);
+	__type(value, struct bg_syscall_route);
+} routes SEC(".maps");
+
 #define BG_TS_COMPAT 0x0002 /* x86 thread_info.status: in a 32-bit syscall */
 #define BG_TIF_32BIT 22     /* arm64 thread_info.flags: an AArch32 task */
 
@@ -44,6 +52,12 @@ static __always_inline void bg_read_args(struct pt_regs *regs, bool compat, __u6
 	for (int i = 1; i < BG_ARGC; i++)
 		a[i] = regs->regs[i];
 #endif
+}
+
+/* The syscall's index in routes (its number, + BG_NR_MAX in the compat ABI). */
+static __always_inline __u32 bg_syscall_index(struct task_struct *task, long id)
+{
+	return (__u32)id + (bg_is_compat(task) ? BG_NR_MAX : 0);
 }
 
 static __always_inline long bg_syscall_nr(struct pt_regs *regs)

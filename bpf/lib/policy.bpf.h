@@ -57,12 +57,6 @@ struct {
 } pol_hooks SEC(".maps");
 
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * BG_NR_MAX);
-	__type(key, __u32);
-	__type(value, struct bg_pol_route);
-} pol_routes SEC(".maps");
 
 struct bg_pol_rate_key {
 	__u32 hook;
@@ -615,19 +609,16 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 
 /* ---- syscall hooks ---- */
 
-static __noinline int bg_pol_enter(struct pt_regs *regs, long id)
+static __noinline int bg_pol_enter(struct pt_regs *regs, long id, __u32 idx,
+					struct bg_pol_route *route)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct bg_pol_route *route;
 	struct bg_pol_stash *st;
 	struct bg_pol_src src = {};
-	__u32 idx;
 
-	src.compat = bg_is_compat(task);
-	idx = (__u32)id + (src.compat ? BG_NR_MAX : 0);
-	route = bpf_map_lookup_elem(&pol_routes, &idx);
 	if (!route || !route->n)
 		return 0;
+	src.compat = idx >= BG_NR_MAX;
 	/* a slot still active here lost its exit (the thread cannot be in two syscalls) */
 	if (bg_bit_set(pol_ret_interest, id)) {
 		st = bpf_task_storage_get(&pol_stash, task, 0, 0);

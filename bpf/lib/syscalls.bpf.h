@@ -45,12 +45,6 @@ const volatile __u32 targ_str_max = BG_STR_MAX;
  * Written by user space through the mmap'd .bss. */
 __u64 interest[BG_NR_MAX / 64];
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * BG_NR_MAX); /* native ids, then compat ids */
-	__type(key, __u32);
-	__type(value, struct bg_syscall_spec);
-} specs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -385,20 +379,17 @@ static __always_inline __u32 bg_stash_bytes(struct bg_stash *st, __u32 pos, cons
 
 /* Everything after the fast-path test, out of line so that no setup the
  * compiler might hoist runs for uninteresting syscalls. */
-static __noinline int bg_enter(struct pt_regs *regs, long id)
+static __noinline int bg_enter(struct pt_regs *regs, __u32 idx, struct bg_syscall_spec *spec)
 {
 	struct task_struct *task;
-	struct bg_syscall_spec *spec;
 	struct bg_stash *st;
-	__u32 idx, tgid, pos = 0;
+	__u32 tgid, pos = 0;
 	bool compat;
 
-	task = bpf_get_current_task_btf();
-	compat = bg_is_compat(task);
-	idx = (__u32)id + (compat ? BG_NR_MAX : 0);
-	spec = bpf_map_lookup_elem(&specs, &idx);
 	if (!spec || !spec->enabled)
 		return 0;
+	task = bpf_get_current_task_btf();
+	compat = idx >= BG_NR_MAX;
 	tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!bg_in_scope(task, tgid)) {
 		/* `trace -- CMD`: CMD's window opens at its execve */
@@ -518,6 +509,7 @@ static long bg_exit_arg(__u32 i, void *ctx)
 static __noinline int bg_exit(long id, long ret)
 {
 	struct bg_pol_selector *sel = NULL;
+	struct bg_syscall_route *route;
 	struct task_struct *task;
 	struct bg_syscall_spec *spec;
 	struct bg_syscall_event *e;
@@ -534,8 +526,11 @@ static __noinline int bg_exit(long id, long ret)
 	st->active = 0;
 	if ((st->nr & (BG_NR_MAX - 1)) != id)
 		return 0;
-	spec = bpf_map_lookup_elem(&specs, &st->nr);
-	if (!spec || spec->gen != st->gen)
+	route = bpf_map_lookup_elem(&routes, &st->nr);
+	if (!route)
+		return 0;
+	spec = &route->spec;
+	if (spec->gen != st->gen)
 		return 0; /* entered under another enablement: not this call's entry */
 	if (spec->filtered) {
 		__u32 key = BG_SYSCALL_SELECTORS + st->nr;

@@ -131,6 +131,7 @@ class PolicyEngine(Sensor):
         self._free_follow = list(range(LIMITS.follow))  # reused oldest first
         self._lock = threading.RLock()
         self._has_syscall_hooks = False  # kept by _write_routes
+        self._routed: set[int] = set()  # syscall indexes with hooks (_write_routes)
         btf = sensor_btf()
         self._t = {n: btf.struct(n) for n in (
             "bg_pol_hook", "bg_pol_selector", "bg_pol_route", "bg_pol_int_key",
@@ -444,14 +445,14 @@ class PolicyEngine(Sensor):
                     routes.setdefault(idx, []).append(slot)
                     if h.ret:
                         ret_nrs.add(idx % self._nr_max)
-        m = self.obj.map("pol_routes")
-        for idx in range(2 * self._nr_max):
+        for idx in set(routes) | self._routed:  # rows that have, or had, hooks
             r = self._t["bg_pol_route"]()
             slots = routes.get(idx, [])
             r.n = len(slots)
             for i, s in enumerate(slots):
                 r.hooks[i] = s
-            m.update(ctypes.c_uint32(idx), r)
+            self._set.routes.set_hooks(idx, r)
+        self._routed = set(routes)
         for var, nrs in (("pol_interest", {i % self._nr_max for i in routes}),
                          ("pol_ret_interest", ret_nrs)):
             words = self.obj.bss.var(var)

@@ -73,8 +73,7 @@ def sensor_btf() -> Btf:
 # maps aside): a set without the part creates them with one entry, as its
 # programs never reach them (the part's code is compiled out: targ_*).
 PART_MAPS = {
-    "policy": ("pol_hooks", "pol_routes", "pol_exe", "pol_follow", "pol_follow_bits",
-               "pol_stats"),
+    "policy": ("pol_hooks", "pol_exe", "pol_follow", "pol_follow_bits", "pol_stats"),
     "record": ("argvals", "members"),
 }
 # The selector engine's (bpf/lib/selectors.bpf.h): the policy engine and the
@@ -467,9 +466,8 @@ class SyscallSensor(Sensor):
     def after_load(self) -> None:
         self._check_room(self._set.selector_sets)
         self._write_selectors()
-        specs = self.obj.map("specs")
         for idx, enc in self._table.items():
-            specs.update(ctypes.c_uint32(idx), enc)
+            self._set.routes.set_spec(idx, enc)
         self._write_interest(self._table)
 
     def _write_selectors(self) -> None:
@@ -546,11 +544,11 @@ class SyscallChange:
         self.sensor, self.fresh = sensor, fresh
 
     def widen(self) -> None:
-        specs = self.sensor.obj.map("specs")
+        routes = self.sensor._set.routes
         for idx, enc in self.fresh._table.items():
             wide = type(enc).from_buffer_copy(enc)
             wide.filtered = 0
-            specs.update(ctypes.c_uint32(idx), wide)
+            routes.set_spec(idx, wide)
         self.sensor._write_interest({*self.sensor._table, *self.fresh._table})
 
     def rollback(self) -> None:
@@ -569,9 +567,8 @@ class SyscallChange:
         then writes `new` in full. Safe in this order: every syscall of `new`
         is unfiltered (widen) until its own spec is written, after its
         selector and sets."""
-        specs = old.obj.map("specs")
         off = old.abi.spec()  # enabled = 0
         for idx in set(old._table) - set(new._table):
-            specs.update(ctypes.c_uint32(idx), off)
+            old._set.routes.set_spec(idx, off)
         old.release_sets()
         new.after_load()

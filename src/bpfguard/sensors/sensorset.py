@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..loader import BpfObject, Link, Map, RingBuffer, bpf_object_path
 from .events import Abi, Decoder, LossEvent
+from .routes import SyscallRoutes
 from .selectors import SelectorSets
 from .sensors import (
     PART_MAPS,
@@ -226,6 +227,8 @@ class SensorSet:
             self.maps = {name: self.obj.map(name) for name in SHARED_MAPS}
             # the one selector engine's sets, for every part that compiles selectors
             self._selector_sets = SelectorSets(self.obj, sensor_btf())
+            # the one per-syscall table, each part writing its half
+            self.routes = SyscallRoutes(self.obj, sensor_btf())
             for s in self.sensors:
                 s.after_load()
         except BaseException:
