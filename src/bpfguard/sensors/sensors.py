@@ -445,7 +445,9 @@ class SyscallSensor(Sensor):
     def _check_room(self, sets: SelectorSets, *, freed: int = 0) -> None:
         """Room for this sensor's selector sets beside the policies' (after
         it gives back the `freed` ids it holds)."""
-        for filt in {self.filters[name] for name in self._need}:
+        total = 0
+        for name in self._need:
+            filt = self.filters[name]
             p = filt.path
             sizes = [len(filt.comms or ()), len(filt.euids or ())]
             if p is not None:
@@ -455,6 +457,11 @@ class SyscallSensor(Sensor):
                 raise ConfigError(f"pushdown: a set of {max(sizes)} values, more than the "
                                   f"{sets.set_entries} a kernel set holds; run detect with "
                                   "--no-pushdown")
+            total += sum(sizes)
+        if total > sets.set_entries:  # the string and integer maps hold all sets' values
+            raise ConfigError(f"pushdown: {total} values in its sets, more than the "
+                              f"{sets.set_entries} the kernel's set maps hold; run detect with "
+                              "--no-pushdown")
         need, free = sum(self._need.values()), sets.available + freed
         if need > free:
             raise ConfigError(f"pushdown: {need} selector sets, but only {free} are free (the "
