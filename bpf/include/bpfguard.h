@@ -183,6 +183,7 @@ enum bg_arg_kind {
 	BG_ARG_OPEN_HOW = 10, /* openat2's struct open_how: its flags word, read at entry,
 			       * replaces the pointer */
 	BG_ARG_LONG = 11,     /* a signed C long (ptrace's request and pid) */
+	BG_ARG_U32 = 12,      /* a 32-bit unsigned type (uid_t, gid_t): the low 32 bits */
 };
 
 enum bg_ret_kind {

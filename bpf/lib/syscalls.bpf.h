@@ -61,14 +61,22 @@ static __always_inline void bg_count_pushed(__u32 where)
 		*n += 1;
 }
 
-/* The arguments as the selector engine reads them (its args[].value). */
+/* The arguments as the selector engine reads them (its args[].value), each
+ * as the syscall sees it: a C int the low half of its register, sign-extended;
+ * a 32-bit unsigned type (uid_t) the low half; a long, in the compat ABI, its
+ * 32 bits sign-extended. User space decodes them the same way. */
 static __always_inline void bg_push_args(struct bg_pol_area *a, struct bg_syscall_spec *spec,
-					 __u64 *args)
+					 __u64 *args, bool compat)
 {
 	for (int i = 0; i < BG_POL_ARGS; i++) {
-		/* a C int is what the syscall sees of its register: the low half */
-		a->ev.args[i].value = spec->arg[i] == BG_ARG_INT ? (__u64)(__s64)(__s32)args[i]
-								  : args[i];
+		__u64 x = args[i];
+		__u8 kind = spec->arg[i];
+
+		if (kind == BG_ARG_INT || (kind == BG_ARG_LONG && compat))
+			x = (__u64)(__s64)(__s32)x;
+		else if (kind == BG_ARG_U32)
+			x = (__u32)x;
+		a->ev.args[i].value = x;
 		a->ev.args[i].flags = 0;
 	}
 }
@@ -98,7 +106,7 @@ static __always_inline bool bg_push_keep(struct pt_regs *regs, bool compat,
 		    bpf_probe_read_user(&args[i], sizeof(__u64), (void *)args[i]))
 			return true;
 	}
-	bg_push_args(a, spec, args);
+	bg_push_args(a, spec, args, compat);
 	return bg_pol_match_args(a, s, BG_PHASE_ENTRY);
 }
 
@@ -338,7 +346,7 @@ static __always_inline bool bg_push_keep_ret(struct bg_stash *st, struct bg_sysc
 	if (!scr)
 		return true;
 	a = (void *)scr->buf;
-	bg_push_args(a, spec, st->args);
+	bg_push_args(a, spec, st->args, st->flags & BG_EV_COMPAT);
 	a->ev.ret = ret;
 	return bg_pol_match_args(a, s, BG_PHASE_RETURN);
 }
@@ -416,12 +424,14 @@ static __noinline int bg_enter(struct pt_regs *regs, __u32 idx, struct bg_syscal
 	st->nr = idx;
 	st->gen = spec->gen;
 	st->active = 1;
+	/* the arguments even when nothing else is read: the selector's return
+	 * filters test them at exit before a full ring is counted */
+	st->flags = compat ? BG_EV_COMPAT : 0;
+	bg_read_args(regs, compat, st->args);
 	st->ring_full = bg_ring_full();
 	if (st->ring_full)
 		return 0;
 	st->enter_ns = bpf_ktime_get_boot_ns();
-	st->flags = compat ? BG_EV_COMPAT : 0;
-	bg_read_args(regs, compat, st->args);
 	__builtin_memset(st->arg_data, 0, sizeof(st->arg_data));
 	for (int i = 0; i < BG_ARGC; i++) {
 		__u8 kind = spec->arg[i];

@@ -389,10 +389,11 @@ def test_pushdown_leaves_what_the_syscall_itself_changes() -> None:
 def test_the_socket_type_of_the_events_fd_is_pushed_as_its_family() -> None:
     both = frozenset({socket.AF_INET, socket.AF_INET6})
     assert _need("evt.type = dup2 and fd.type in (ipv4, ipv6)", "dup2").families == both
-    assert _need("evt.type = dup2 and fd.typechar = u", "dup2").families == {socket.AF_UNIX}
+    assert _need("evt.type = dup2 and fd.type = unix", "dup2").families == {socket.AF_UNIX}
     assert _need("evt.type = connect and (fd.typechar = 4 or fd.typechar = 6)",
                  "connect").families == both
     for cond, sc in (("evt.type = dup2 and fd.type in (ipv4, file)", "dup2"),  # not a socket
+                     ("evt.type = dup2 and fd.typechar = u", "dup2"),  # a userfaultfd's too
                      ("evt.type = dup2 and not fd.type = ipv4", "dup2"),       # a negation
                      ("evt.type = accept and fd.type = ipv4", "accept"),       # fd: result or arg
                      ("evt.type = read and fd.type = ipv4", "read")):          # not traced

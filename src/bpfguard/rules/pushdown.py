@@ -72,8 +72,9 @@ _FD_ARGS = frozenset(name for name, spec in SPECS.items() if spec.ret == "INT"
                      and "fd" in spec.index and spec.args[spec.index["fd"]].kind == "FD")
 _INET, _INET6, _UNIX, _NETLINK = (int(f) for f in (
     socket.AF_INET, socket.AF_INET6, socket.AF_UNIX, socket.AF_NETLINK))
+# (no "u": a userfaultfd's fd.typechar is "u" too, and it is no socket)
 _SOCKET_TYPES = {"ipv4": _INET, "4": _INET, "ipv6": _INET6, "6": _INET6,
-                 "unix": _UNIX, "u": _UNIX, "netlink": _NETLINK, "n": _NETLINK}
+                 "unix": _UNIX, "netlink": _NETLINK, "n": _NETLINK}
 _FAMILY_NAMES = {_INET: "ipv4", _INET6: "ipv6", _UNIX: "unix", _NETLINK: "netlink"}
 _DOTDOT = "../"
 
@@ -337,7 +338,7 @@ def _int_arg(syscall: str, field: str, arg: str, op: str, words: list[str] | Non
     if spec is None or words is None or ours not in spec.index:
         return TOP
     i = spec.index[ours]
-    if spec.args[i].kind not in ("INT", "LONG") or i >= _SELECTOR_ARGS:
+    if spec.args[i].kind not in ("INT", "U32", "LONG") or i >= _SELECTOR_ARGS:
         return TOP
     names = NAMED_ARGS.get(syscall, {}).get(ours)
     if field == "evt.rawarg" or names is None:

@@ -532,6 +532,8 @@ class Decoder:
         kind = spec.kind
         if kind == "INT":  # a C int: what the syscall saw of its register
             return _s32(raw)
+        if kind == "U32":
+            return raw & 0xFFFFFFFF
         if kind == "LONG":
             return _s32(raw) if a.compat else _s64(raw)
         if kind in ("UINT", "OPEN_HOW"):  # OPEN_HOW: the flags word the kernel read

@@ -16,9 +16,10 @@ __all__ = ["DEFAULT_SYSCALLS", "SPECS", "ArgSpec", "SyscallSpec", "spec_for"]
 # Kinds, by their enumerator names in bg_arg_kind / bg_ret_kind (BG_ARG_<kind>).
 # INT is a C int: the syscall sees the low 32 bits of its register (the
 # kernel's wrappers truncate), so that is what is reported and filtered on;
-# LONG is a C long.
-INT, LONG, UINT, PTR, FD, DIRFD, PATH, PATH_AT, SOCKADDR, STR, OPEN_HOW = (
-    "INT", "LONG", "UINT", "PTR", "FD", "DIRFD", "PATH", "PATH_AT", "SOCKADDR", "STR",
+# U32 a 32-bit unsigned type (uid_t, gid_t: (uid_t)-1 is 4294967295, as Falco
+# prints it); LONG a C long.
+INT, U32, LONG, UINT, PTR, FD, DIRFD, PATH, PATH_AT, SOCKADDR, STR, OPEN_HOW = (
+    "INT", "U32", "LONG", "UINT", "PTR", "FD", "DIRFD", "PATH", "PATH_AT", "SOCKADDR", "STR",
     "OPEN_HOW")
 RET_INT, RET_FD, RET_EXEC = "INT", "FD", "EXEC"
 
@@ -83,10 +84,10 @@ SPECS: dict[str, SyscallSpec] = {s.name: s for s in [
     _s("fchmodat", ("dirfd", DIRFD), ("pathname", PATH_AT), ("mode", UINT)),
     _s("fchmodat2", ("dirfd", DIRFD), ("pathname", PATH_AT), ("mode", UINT),
        ("flags", UINT, _AT_FLAGS)),
-    _s("chown", ("pathname", PATH), ("owner", INT), ("group", INT)),
-    _s("lchown", ("pathname", PATH), ("owner", INT), ("group", INT)),
-    _s("fchown", ("fd", FD), ("owner", INT), ("group", INT)),
-    _s("fchownat", ("dirfd", DIRFD), ("pathname", PATH_AT), ("owner", INT), ("group", INT),
+    _s("chown", ("pathname", PATH), ("owner", U32), ("group", U32)),
+    _s("lchown", ("pathname", PATH), ("owner", U32), ("group", U32)),
+    _s("fchown", ("fd", FD), ("owner", U32), ("group", U32)),
+    _s("fchownat", ("dirfd", DIRFD), ("pathname", PATH_AT), ("owner", U32), ("group", U32),
        ("flags", UINT, _AT_FLAGS)),
     _s("mkdir", ("pathname", PATH), ("mode", UINT)),
     _s("mkdirat", ("dirfd", DIRFD), ("pathname", PATH_AT), ("mode", UINT)),
@@ -98,14 +99,14 @@ SPECS: dict[str, SyscallSpec] = {s.name: s for s in [
        ("mountflags", UINT), ("data", PTR)),
     _s("umount2", ("target", PATH), ("flags", UINT)),
     _s("ptrace", ("request", LONG), ("pid", LONG), ("addr", PTR), ("data", PTR)),
-    _s("setuid", ("uid", INT)),
-    _s("setgid", ("gid", INT)),
-    _s("setreuid", ("ruid", INT), ("euid", INT)),
-    _s("setregid", ("rgid", INT), ("egid", INT)),
-    _s("setresuid", ("ruid", INT), ("euid", INT), ("suid", INT)),
-    _s("setresgid", ("rgid", INT), ("egid", INT), ("sgid", INT)),
-    _s("setfsuid", ("fsuid", INT)),
-    _s("setfsgid", ("fsgid", INT)),
+    _s("setuid", ("uid", U32)),
+    _s("setgid", ("gid", U32)),
+    _s("setreuid", ("ruid", U32), ("euid", U32)),
+    _s("setregid", ("rgid", U32), ("egid", U32)),
+    _s("setresuid", ("ruid", U32), ("euid", U32), ("suid", U32)),
+    _s("setresgid", ("rgid", U32), ("egid", U32), ("sgid", U32)),
+    _s("setfsuid", ("fsuid", U32)),
+    _s("setfsgid", ("fsgid", U32)),
     _s("memfd_create", ("name", STR), ("flags", UINT), ret=RET_FD),
     _s("init_module", ("module_image", PTR), ("len", UINT), ("param_values", STR)),
     _s("finit_module", ("fd", FD), ("param_values", STR), ("flags", UINT)),
