@@ -413,7 +413,9 @@ def test_a_rules_change_retraces_the_running_sensor_in_two_steps(tmp_path: Path)
     from bpfguard.sensors.events import SyscallEvent
 
     victim = tmp_path / "victim"
-    only_failures = {"openat": SyscallFilter(results=frozenset({"failure"}))}
+    # (the euid set is one selector set, which the changes must give back)
+    only_failures = {"openat": SyscallFilter(results=frozenset({"failure"}),
+                                             euids=frozenset({os.geteuid()}))}
     worker = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WORKER, str(victim)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert worker.stdin is not None and worker.stdout is not None
@@ -440,21 +442,25 @@ def test_a_rules_change_retraces_the_running_sensor_in_two_steps(tmp_path: Path)
 
             before = [("openat", False)]   # failures only; unlink untraced
             after = [("openat", True), ("openat", False), ("unlink", True)]
+            free = sensors.selector_sets.available
             assert run() == before
             change = syscalls.prepare(syscalls=["openat", "unlink"], filters=None)
             change.widen()
             change.rollback()
             assert run() == before
+            assert sensors.selector_sets.available == free   # rollback allocates nothing
             change = syscalls.prepare(syscalls=["openat", "unlink"], filters=None)
             change.widen()
             assert run() == after      # widened: the new set's syscalls, unfiltered
             change.narrow()
             assert run() == after
+            assert sensors.selector_sets.available == free + 1   # the euid set given back
             change = syscalls.prepare(syscalls=["openat"], filters=only_failures)
             change.widen()
             assert run() == after      # the old set's wider filters stay until narrow
             change.narrow()
             assert run() == before
+            assert sensors.selector_sets.available == free
     finally:
         worker.stdin.close()
         worker.wait(timeout=10)

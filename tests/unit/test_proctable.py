@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bpfguard.proctable import ProcessTable, container_id_from_cgroup
@@ -89,6 +91,12 @@ def test_a_pid_proc_does_not_have_is_read_once_until_it_is_born_again(
         t.lookup_or_read(pid)
     t.lookup_or_read(501)
     assert reads == [500, 501, 502, 503, 501]
+    # and for a second: a pid reused by a process whose fork event was lost
+    # is read again
+    later = time.monotonic() + 2 * pt._GONE_S
+    monkeypatch.setattr(pt.time, "monotonic", lambda: later)
+    t.lookup_or_read(503)
+    assert reads == [500, 501, 502, 503, 501, 503]
 
 
 def test_reused_pid_is_not_taken_for_the_parent() -> None:

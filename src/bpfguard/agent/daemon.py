@@ -390,11 +390,11 @@ class Agent:
                 try:
                     change.narrow()
                 except BpfguardError as exc:
-                    # the new rules run; the kernel still keeps what the old
-                    # ones wanted too (more events, none missed): say so
+                    # the new rules run; their syscalls reach user space
+                    # unfiltered (more events, none missed): say so
                     raise BpfguardError(f"the new rules run, but the kernel filters could not "
-                                        f"be narrowed to them ({exc}); they keep what the old "
-                                        "rules wanted too until the next reload") from exc
+                                        f"be narrowed to them ({exc}); their syscalls reach "
+                                        "user space unfiltered until the next reload") from exc
         if fixed:
             log.warning("reload: changes to %s take effect at the next start",
                         ", ".join(fixed))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,9 +122,11 @@ class ProcessTable:
     def __init__(self, *, max_exited: int = 4096, boot_id: str = "00000000") -> None:
         self._procs: dict[int, Process] = {}
         self._exited: OrderedDict[int, None] = OrderedDict()
-        # pids /proc did not have: their late events (a process that exited
-        # before the reader got to them) do not read /proc again and again
-        self._gone: OrderedDict[int, None] = OrderedDict()
+        # pids /proc did not have, and when: their late events (a process
+        # that exited before the reader got to them) do not read /proc again
+        # and again; after _GONE_S it is read again, in case the pid was
+        # reused by a process whose fork event was lost
+        self._gone: OrderedDict[int, float] = OrderedDict()
         self.max_exited = max_exited
         self.boot_id = boot_id
 
@@ -233,18 +236,27 @@ class ProcessTable:
     def lookup_or_read(self, pid: int) -> Process | None:
         """The process, reading /proc when the table has not seen it."""
         p = self._procs.get(pid)
-        if p is None and pid not in self._gone:
-            p = read_proc(pid, boot_id=self.boot_id)
-            if p is not None:
-                self._procs[pid] = p
-            else:
-                self._gone[pid] = None
-                if len(self._gone) > self.max_exited:
-                    self._gone.popitem(last=False)
+        if p is not None:
+            return p
+        now = time.monotonic()
+        gone = self._gone.get(pid)
+        if gone is not None and now - gone < _GONE_S:
+            return None
+        p = read_proc(pid, boot_id=self.boot_id)
+        if p is not None:
+            self._procs[pid] = p
+            self._gone.pop(pid, None)
+        else:
+            self._gone[pid] = now
+            self._gone.move_to_end(pid)
+            if len(self._gone) > self.max_exited:
+                self._gone.popitem(last=False)
         return p
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+# how long a pid /proc did not have is taken as gone (see ProcessTable._gone)
+_GONE_S = 1.0
 
 
 def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Process | None:

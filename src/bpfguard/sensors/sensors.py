@@ -393,10 +393,15 @@ class SyscallSensor(Sensor):
                 raise ConfigError(f"{name}: more than {LIMITS.values} socket families")
             add("FD_FAMILY", fd, "RETURN", *sorted(filt.families))
         for i, values in filt.args:
-            if i >= LIMITS.args or spec.args[i].kind not in ("INT", "LONG"):
+            kind = spec.args[i].kind if i < len(spec.args) else ""
+            if i >= LIMITS.args or kind not in ("INT", "U32", "LONG"):
                 raise ConfigError(f"{name}: argument {i} is not an integer a selector reads")
-            if spec.args[i].kind == "INT":  # what the filter sees (bg_push_keep)
+            # what the filter sees (bg_push_args); a LONG is compared whole (the
+            # kernel sign-extends a compat call's 32 bits, as user space does)
+            if kind == "INT":
                 values = frozenset(((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31) for v in values)
+            elif kind == "U32":
+                values = frozenset(v & 0xFFFFFFFF for v in values)
             signed = sorted(v & _M64 for v in values)
             if len(signed) <= LIMITS.values:
                 add("EQ", i, "ENTRY", *signed)
@@ -457,7 +462,7 @@ class SyscallSensor(Sensor):
                 raise ConfigError(f"pushdown: a set of {max(sizes)} values, more than the "
                                   f"{sets.set_entries} a kernel set holds; run detect with "
                                   "--no-pushdown")
-            total += sum(sizes)
+            total += sum(sizes) + sum(len(v) for _, v in filt.args if len(v) > LIMITS.values)
         if total > sets.set_entries:  # the string and integer maps hold all sets' values
             raise ConfigError(f"pushdown: {total} values in its sets, more than the "
                               f"{sets.set_entries} the kernel's set maps hold; run detect with "
@@ -487,18 +492,20 @@ class SyscallSensor(Sensor):
         base = sels.max_entries - 2 * self.abi.nr_max  # BG_SYSCALL_SELECTORS
         t = sensor_btf().struct("bg_pol_selector")
         done: dict[str, Any] = {}
+        new: list[int] = []
         try:
             for idx, (name, filt) in self._filtered.items():
                 enc = done.get(name)
                 if enc is None:
                     sel, entries, ids = self._compile(name, filt, sets.new_set)
-                    self._set_ids += ids
+                    new += ids
                     sets.write(entries)
                     enc = done[name] = encode_selector(t, sel, self._ops)
                 sels.update(ctypes.c_uint32(base + idx), enc)
         except BaseException:
-            self.release_sets()
+            sets.release(new)  # only this write's: no spec turned them on yet
             raise
+        self._set_ids += new
 
     def release_sets(self) -> None:
         """Gives back the selector sets this sensor holds (once no spec of its
@@ -544,7 +551,8 @@ class SyscallChange:
     only the old set traces keep their old filters, which keep what the old
     rules want); :meth:`narrow`, once user space matches with the new rules,
     leaves out what only the old set had and writes the new filters.
-    :meth:`rollback`, after widen, restores the old configuration instead.
+    :meth:`rollback`, after widen, restores the old configuration instead;
+    a failed :meth:`narrow` leaves the new set's syscalls unfiltered.
     """
 
     def __init__(self, sensor: SyscallSensor, fresh: SyscallSensor) -> None:
@@ -559,10 +567,29 @@ class SyscallChange:
         self.sensor._write_interest({*self.sensor._table, *self.fresh._table})
 
     def rollback(self) -> None:
-        self._leave_out(self.fresh, self.sensor)
+        """Back to the old configuration: its selectors and sets are still in
+        place (widen left them), so only the specs and the interest change."""
+        s, routes = self.sensor, self.sensor._set.routes
+        off = s.abi.spec()  # enabled = 0
+        for idx in set(self.fresh._table) - set(s._table):
+            routes.set_spec(idx, off)
+        for idx, enc in s._table.items():
+            routes.set_spec(idx, enc)
+        s._write_interest(s._table)
 
     def narrow(self) -> None:
-        self._leave_out(self.sensor, self.fresh)
+        try:
+            self._leave_out(self.sensor, self.fresh)
+        except BaseException:
+            # nothing may filter on a set given back: every syscall of the new
+            # set stays unfiltered (as widen left it) until the next reload
+            routes = self.fresh._set.routes
+            for idx, enc in self.fresh._table.items():
+                wide = type(enc).from_buffer_copy(enc)
+                wide.filtered = 0
+                routes.set_spec(idx, wide)
+            self.fresh.release_sets()
+            raise
         s, f = self.sensor, self.fresh
         s.syscalls, s.filters = f.syscalls, f.filters
         s._table, s._filtered, s._need, s._set_ids = f._table, f._filtered, f._need, f._set_ids
