@@ -144,6 +144,7 @@ struct bg_exec_event {
 	struct bg_blob args;  /* argv, NUL-separated */
 	struct bg_blob filename; /* bprm->filename: the name execve was given */
 	struct bg_blob cgroup; /* cgroup v2 path components, leaf first, NUL-terminated */
+	struct bg_blob cgroup_v1; /* the path in the pids controller's hierarchy, likewise */
 	struct bg_blob tty;
 	struct bg_blob env; /* environment, NUL-separated; empty unless env_max > 0 */
 	__u8 data[];

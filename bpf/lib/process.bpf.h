@@ -41,13 +41,12 @@ static __always_inline struct kernfs_node *bg_kn_parent(struct kernfs_node *kn)
 	return BPF_CORE_READ(kn, __parent);
 }
 
-/* cgroup v2 path of `task`, components leaf first (the root's empty name ends it). */
-static __always_inline void bg_cgroup_path(struct task_struct *task, struct bg_payload *p,
-					   struct bg_exec_event *e)
+/* The path of cgroup node `kn`, components leaf first (the root's empty name
+ * ends it), into `out`. */
+static __always_inline void bg_kn_path(struct kernfs_node *kn, struct bg_payload *p,
+				       struct bg_blob *out, struct bg_exec_event *e)
 {
-	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
-
-	e->cgroup.off = p->pos;
+	out->off = p->pos;
 	for (int i = 0; i < BG_CGROUP_DEPTH; i++) {
 		struct kernfs_node *up;
 		long n;
@@ -71,7 +70,24 @@ static __always_inline void bg_cgroup_path(struct task_struct *task, struct bg_p
 		if (i == BG_CGROUP_DEPTH - 1)
 			e->exec_flags |= BG_EXEC_CGROUP_TRUNCATED;
 	}
-	e->cgroup.len = p->pos - e->cgroup.off;
+	out->len = p->pos - out->off;
+}
+
+/* The cgroup v2 path of `task`, and its path in the pids controller's
+ * hierarchy: with that controller on cgroup v1, the container's cgroup where
+ * the v2 path says nothing (a v1-only host, whose v2 paths are all the root;
+ * a runtime that joins only the v1 hierarchies); on v2, the same node as the
+ * v2 path or one of its ancestors. */
+static __always_inline void bg_cgroup_path(struct task_struct *task, struct bg_payload *p,
+					   struct bg_exec_event *e)
+{
+	bg_kn_path(BPF_CORE_READ(task, cgroups, dfl_cgrp, kn), p, &e->cgroup, e);
+	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, pids_cgrp_id)) {
+		int id = bpf_core_enum_value(enum cgroup_subsys_id, pids_cgrp_id);
+
+		bg_kn_path(BPF_CORE_READ(task, cgroups, subsys[id & 15], cgroup, kn), p,
+			   &e->cgroup_v1, e);
+	}
 }
 
 /* mm->env_start..env_end, bounded like argv. */

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +118,30 @@ def test_session_group_terminal_owner_and_environment(tmp_path) -> None:  # type
     assert cat["exe_uid"] == 0 and cat["exe_gid"] == 0  # root owns /usr/bin/cat
     true = _exec_of(t, "/true")
     assert true["env"] == ["FOO=bar"]
+
+
+@pytest.mark.host_covers   # needs the pids controller on a cgroup v1 hierarchy (this host's)
+def test_a_cgroup_v1_container_is_named_by_the_kernel(tmp_path: Path) -> None:
+    """Where a container's processes sit in v1 cgroups only (a v1-only host,
+    whose v2 paths are all the root; here, a process moved into a libpod-shaped
+    v1 pids cgroup by hand) the exec event carries the pids controller's v1
+    path, and the container id comes from it."""
+    from bpfguard.proctable import Process
+
+    v1 = Path("/sys/fs/cgroup/pids")
+    if not (v1 / "cgroup.procs").exists():
+        pytest.fail("this host has no cgroup v1 pids hierarchy at /sys/fs/cgroup/pids")
+    cid = os.urandom(32).hex()
+    cg = v1 / "libpod_parent" / f"libpod-{cid}"
+    cg.mkdir(parents=True)
+    try:
+        t = trace(["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec /bin/true"], syscalls=[])
+        true = _exec_of(t, "/true")
+        assert true["cgroup_v1"] == f"/libpod_parent/libpod-{cid}"
+        p = Process(pid=true["pid"], ppid=0, start_ns=0, exec_id="", comm="true",
+                    cgroup=true["cgroup"], cgroup_v1=true["cgroup_v1"])
+        assert p.container == ("podman", cid)
+    finally:
+        cg.rmdir()   # its one process has exited
+        with contextlib.suppress(OSError):   # a real podman's cgroups may be in it
+            (v1 / "libpod_parent").rmdir()

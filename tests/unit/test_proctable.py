@@ -122,3 +122,32 @@ def test_reused_pid_is_not_taken_for_the_parent() -> None:
 ])
 def test_container_id_from_cgroup(path: str, want: str) -> None:
     assert container_id_from_cgroup(path) == want
+
+
+def test_a_container_in_the_v1_hierarchies_only_is_found() -> None:
+    """On a v1-only host (or with a runtime that joins only the v1
+    hierarchies) a container's v2 path is the root: the v1 path names it."""
+    from bpfguard.proctable import Process, cgroup_paths
+
+    cid = "ab" * 32
+    text = (f"9:name=systemd:/\n8:pids:/libpod_parent/libpod-{cid}\n"
+            f"4:memory:/libpod_parent/libpod-{cid}\n0::/\n")
+    assert cgroup_paths(text) == ("/", f"/libpod_parent/libpod-{cid}")
+    assert cgroup_paths("0::/system.slice/x.scope\n") == ("/system.slice/x.scope", None)
+    p = Process(pid=1, ppid=0, start_ns=0, exec_id="e", comm="sh", cgroup="/",
+                cgroup_v1=f"/libpod_parent/libpod-{cid}")
+    assert p.container == ("podman", cid) and p.container_id == cid[:12]
+    on_v2 = Process(pid=2, ppid=0, start_ns=0, exec_id="f", comm="sh",
+                    cgroup=f"/machine.slice/libpod-{cid}.scope", cgroup_v1="/")
+    assert on_v2.container == ("podman", cid)
+    assert Process(pid=3, ppid=0, start_ns=0, exec_id="g", comm="sh", cgroup="/",
+                   cgroup_v1="/").container is None
+
+
+def test_a_forked_child_inherits_the_v1_path() -> None:
+    t = ProcessTable()
+    ev = exec_ev(10, 1, "/bin/sh")
+    ev.cgroup_v1 = "/docker/" + "cd" * 32
+    t.apply(ev)
+    child = t.apply(fork_ev(11, 10))
+    assert child is not None and child.container_id == "cd" * 6

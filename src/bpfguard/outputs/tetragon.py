@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..policy.events import Enforcement, PolicyArg, PolicyEvent
-from ..proctable import Process, ProcessTable, container_of
+from ..proctable import Process, ProcessTable
 from ..sensors.events import ExitEvent, boot_to_wall_ns
 from ..timefmt import rfc3339 as _rfc3339
 
@@ -215,7 +215,7 @@ def process_json(p: Process, *, node: str, tid: int | None = None) -> JSON:
     flags = ["procFS" if p.from_proc else "execve"]
     if p.cwd == "/":
         flags.append("rootcwd")
-    container = container_of(p.cgroup or "")
+    container = p.container
     d: JSON = {}
     _put(d, "exec_id", p.exec_id)
     d["pid"] = p.pid

@@ -26,7 +26,8 @@ from typing import Any
 
 from ..sensors.events import Event, ExecEvent, ExitEvent, ForkEvent
 
-__all__ = ["Process", "ProcessTable", "container_id_from_cgroup", "container_of"]
+__all__ = ["Process", "ProcessTable", "cgroup_paths", "container_id_from_cgroup",
+           "container_of"]
 
 # Container runtimes' cgroup path patterns; the id is 64 hex digits, reported
 # with 12 as Falco and docker do.
@@ -51,6 +52,22 @@ def container_of(path: str) -> tuple[str, str] | None:
     return None
 
 
+def cgroup_paths(text: str) -> tuple[str | None, str | None]:
+    """The cgroup v2 path and the pids controller's v1 path in a
+    /proc/PID/cgroup text (what the process sensor reads at exec)."""
+    v2 = v1 = None
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hid, controllers, path = parts
+        if hid == "0" and not controllers:
+            v2 = path
+        elif "pids" in controllers.split(","):
+            v1 = path
+    return v2, v1
+
+
 def container_id_from_cgroup(path: str) -> str:
     """The container id (12 hex digits) a cgroup path belongs to, or "host"."""
     c = container_of(path)
@@ -72,6 +89,7 @@ class Process:
     euid: int = 0
     loginuid: int = -1
     cgroup: str | None = None
+    cgroup_v1: str | None = None  # the pids controller's v1 path (see ExecEvent)
     tty: str | None = None
     tty_nr: int = 0
     exe_from_memfd: bool = False
@@ -92,8 +110,21 @@ class Process:
     from_proc: bool = False  # seeded from /proc, not observed at exec
 
     @property
+    def container(self) -> tuple[str, str] | None:
+        """(runtime, 64-hex id) of the container the process runs in; None on
+        the host. From its cgroup v2 path, else its cgroup v1 one: on a v1-only
+        host (no unified hierarchy mounted) every v2 path is the root, and a
+        runtime that joins only the v1 hierarchies leaves it there too."""
+        for path in (self.cgroup, self.cgroup_v1):
+            c = container_of(path) if path else None
+            if c is not None:
+                return c
+        return None
+
+    @property
     def container_id(self) -> str:
-        return container_id_from_cgroup(self.cgroup or "")
+        c = self.container
+        return c[1][:12] if c else "host"
 
     @property
     def cmdline(self) -> str:
@@ -105,9 +136,9 @@ class Process:
 
 
 # What a forked child shares with its parent until it execs (or changes it).
-_INHERITED = ("exe", "args", "cwd", "cgroup", "euid", "egid", "loginuid", "tty", "tty_nr",
-              "exe_from_memfd", "sid", "pgid", "cap_effective", "cap_permitted", "exe_ino",
-              "exe_mode", "exe_uid", "exe_gid", "exe_fs_magic", "env")
+_INHERITED = ("exe", "args", "cwd", "cgroup", "cgroup_v1", "euid", "egid", "loginuid", "tty",
+              "tty_nr", "exe_from_memfd", "sid", "pgid", "cap_effective", "cap_permitted",
+              "exe_ino", "exe_mode", "exe_uid", "exe_gid", "exe_fs_magic", "env")
 
 
 class ProcessTable:
@@ -177,7 +208,7 @@ class ProcessTable:
             pid=ev.pid, ppid=ev.ppid, start_ns=ev.start_ns, exec_id=ev.exec_id, comm=ev.comm,
             exe=exe, args=ev.args, cwd=ev.cwd.path if ev.cwd else None, uid=ev.uid,
             gid=ev.gid, euid=ev.euid if ev.euid is not None else ev.uid,
-            loginuid=ev.loginuid, cgroup=ev.cgroup, tty=ev.tty,
+            loginuid=ev.loginuid, cgroup=ev.cgroup, cgroup_v1=ev.cgroup_v1, tty=ev.tty,
             exe_from_memfd=bool(exe and ev.exe and ev.exe.detached
                                 and exe.startswith("/memfd:")),
             egid=ev.egid if ev.egid is not None else ev.gid, sid=ev.sid, pgid=ev.pgid,
@@ -290,13 +321,10 @@ def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Pr
             gid, egid = (int(x) for x in line.split()[1:3])
         elif line.startswith(("CapEff:", "CapPrm:")):
             caps[line[:6]] = int(line.split()[1], 16)
-    cgroup = None
     try:
-        for line in (base / "cgroup").read_text().splitlines():
-            if line.startswith("0::"):
-                cgroup = line[3:]
+        cgroup, cgroup_v1 = cgroup_paths((base / "cgroup").read_text())
     except OSError:
-        pass
+        cgroup = cgroup_v1 = None
     try:
         loginuid = int((base / "loginuid").read_text())
     except (OSError, ValueError):
@@ -311,7 +339,8 @@ def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Pr
     return Process(
         pid=pid, ppid=ppid, start_ns=start_ns, exec_id=f"{boot_id}:{start_ns}:{pid}",
         comm=comm, exe=exe, args=args, cwd=_link("cwd"), uid=uid, gid=gid, euid=euid,
-        egid=egid, loginuid=loginuid, cgroup=cgroup, tty=str(tty_nr) if tty_nr else None,
+        egid=egid, loginuid=loginuid, cgroup=cgroup, cgroup_v1=cgroup_v1,
+        tty=str(tty_nr) if tty_nr else None,
         exe_from_memfd=bool(exe and exe.startswith("/memfd:")), from_proc=True,
         sid=int(fields[3]), pgid=int(fields[2]), cap_effective=caps.get("CapEff"),
         cap_permitted=caps.get("CapPrm"), **exe_stat,

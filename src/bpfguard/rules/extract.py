@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..proctable import Process, container_of
+from ..proctable import Process
 from ..seccomp.profile import CAPABILITIES
 from ..timefmt import rfc3339
 from .ast import FieldRef
@@ -169,11 +169,13 @@ def _env(e: RuleEvent, arg: str | None) -> str | None:
 
 
 def _container(p: Process | None) -> tuple[str, str] | None:
-    return container_of(p.cgroup) if p and p.cgroup else None
+    return p.container if p else None
 
 
 def _pod_uid(p: Process | None) -> str | None:
-    m = _K8S_POD.search(p.cgroup or "") if p else None
+    m = None
+    for path in (p.cgroup, p.cgroup_v1) if p else ():
+        m = m or _K8S_POD.search(path or "")
     return m.group(1).replace("_", "-") if m else None
 
 

@@ -188,6 +188,9 @@ class ExecEvent(Event):
     exe_gid: int | None = None
     env: list[str] | None = None  # None: not read (see ProcessSensor env_max)
     env_truncated: bool = False
+    # the path in the pids controller's cgroup v1 hierarchy (None: not read):
+    # on a v1-only host, where the v2 path is always the root, the container's
+    cgroup_v1: str | None = None
 
 
 @dataclass
@@ -237,6 +240,13 @@ class LossEvent:
 
 def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _cgroup_path(raw: bytes) -> str:
+    """A cgroup path the kernel wrote leaf first, NUL-terminated components."""
+    parts = [p.decode(errors="replace") for p in raw.split(b"\0") if p]
+    parts.reverse()
+    return "/" + "/".join(parts)
 
 
 def _tty_nr(dev: int) -> int:
@@ -473,9 +483,6 @@ class Decoder:
         e = self.abi.exec.from_buffer_copy(rec[:size].ljust(size, b"\0"))
         data = rec[self.abi.exec.data.offset:]  # the payload starts at data[], not at sizeof
         args = _strings(_blob(data, e.args))
-        cg_parts = [p.decode(errors="replace")
-                    for p in _blob(data, e.cgroup).split(b"\0") if p]
-        cg_parts.reverse()
         flags = self.abi.exec_flags
         tty = _cstr(_blob(data, e.tty)) if e.tty.len else None
         return self._base(
@@ -486,7 +493,8 @@ class Decoder:
             cwd=_file(self.abi, data, e.cwd), euid=e.euid, egid=e.egid, loginuid=e.loginuid,
             sessionid=e.sessionid, cap_effective=e.cap_effective,
             cap_permitted=e.cap_permitted, mntns=e.mntns, pidns=e.pidns, netns=e.netns,
-            userns=e.userns, cgroupns=e.cgroupns, cgroup="/" + "/".join(cg_parts),
+            userns=e.userns, cgroupns=e.cgroupns, cgroup=_cgroup_path(_blob(data, e.cgroup)),
+            cgroup_v1=_cgroup_path(_blob(data, e.cgroup_v1)) if e.cgroup_v1.len else None,
             tty=tty, sid=e.sid, pgid=e.pgid, tty_nr=_tty_nr(e.tty_dev),
             exe_uid=e.exe_uid if e.exe.flags & self.abi.file_flags["VALID"] else None,
             exe_gid=e.exe_gid if e.exe.flags & self.abi.file_flags["VALID"] else None,
