@@ -113,6 +113,8 @@ enum bg_exec_flags {
 	BG_EXEC_ARGS_TRUNCATED = 1 << 0,
 	BG_EXEC_CGROUP_TRUNCATED = 1 << 1,
 	BG_EXEC_ENV_TRUNCATED = 1 << 2,
+	BG_EXEC_EXE_LAYER = 1 << 3, /* the executable is on overlayfs and its layer was told: */
+	BG_EXEC_EXE_UPPER = 1 << 4, /* it is in the upper layer (written in the container) */
 };
 
 struct bg_exec_event {

@@ -90,6 +90,28 @@ static __always_inline void bg_cgroup_path(struct task_struct *task, struct bg_p
 	}
 }
 
+#define BG_OVERLAYFS_MAGIC 0x794c7630
+
+/* Whether the executable, on overlayfs (a container's root), is in the upper
+ * layer: its overlay inode has an upper dentry because it was created or
+ * copied up in the container, not shipped in the image (Falco's
+ * proc.is_exe_upper_layer). Told only where the kernel's BTF has struct
+ * ovl_inode: overlayfs built in, or its module loaded. */
+static __always_inline void bg_exe_layer(struct task_struct *task, struct bg_exec_event *e)
+{
+	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	struct ovl_inode *oi;
+
+	if (!inode || BPF_CORE_READ(inode, i_sb, s_magic) != BG_OVERLAYFS_MAGIC)
+		return;
+	if (!bpf_core_type_exists(struct ovl_inode))
+		return;
+	oi = (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+	e->exec_flags |= BG_EXEC_EXE_LAYER;
+	if (BPF_CORE_READ(oi, __upperdentry))
+		e->exec_flags |= BG_EXEC_EXE_UPPER;
+}
+
 /* mm->env_start..env_end, bounded like argv. */
 static __always_inline void bg_env(struct task_struct *task, struct bg_payload *p,
 				   struct bg_exec_event *e)
@@ -196,6 +218,7 @@ static __always_inline int bg_process_exec(struct task_struct *task, pid_t old_p
 	bg_args(task, &p, e);
 	bg_put_str(&p, BPF_CORE_READ(bprm, filename), BG_STR_MAX, &e->filename, false);
 	bg_resolve_exe(task, &p, &e->exe);
+	bg_exe_layer(task, e);
 	bg_resolve_cwd(task, &p, &e->cwd);
 	bg_cgroup_path(task, &p, e);
 	tty = BPF_CORE_READ(task, signal, tty);

@@ -145,6 +145,48 @@ def test_exec_from_memfd(engine: Engine) -> None:
     assert hit[0]["output_fields"]["proc.exepath"] == "memfd:payload"
 
 
+@host_covers   # a hand-made container: a v1 pids cgroup and an overlay mount
+def test_a_binary_dropped_into_a_containers_upper_layer_and_run(engine: Engine) -> None:
+    """The stock "Drop and execute new binary in container": a process in a
+    (libpod-shaped, v1) container cgroup runs a binary copied into its overlay
+    root; the one the image shipped, and the dropped one run from the host,
+    raise nothing."""
+    import contextlib
+    import subprocess
+    import tempfile
+
+    v1 = Path("/sys/fs/cgroup/pids")
+    if not (v1 / "cgroup.procs").exists():
+        pytest.fail("this host has no cgroup v1 pids hierarchy at /sys/fs/cgroup/pids")
+    cid = os.urandom(32).hex()
+    cg = v1 / "libpod_parent" / f"libpod-{cid}"
+    cg.mkdir(parents=True)
+    base = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="bg-ovl-"))
+    lower, upper, work, root = (base / d for d in ("lower", "upper", "work", "root"))
+    for d in (lower, upper, work, root):
+        d.mkdir()
+    shutil.copy("/bin/true", lower / "shipped")
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={lower},upperdir={upper},workdir={work}", str(root)], check=True)
+    try:
+        shutil.copy("/bin/true", root / "dropped")
+        inside = detect(engine, ["sh", "-c", f"echo $$ > {cg}/cgroup.procs && "
+                                             f"{root}/shipped && exec {root}/dropped"])
+        hits = [a for a in inside if a["rule"] == "Drop and execute new binary in container"]
+        assert [h["output_fields"]["proc.exepath"] for h in hits] == [f"{root}/dropped"], \
+            rules_of(inside)
+        assert hits[0]["priority"] == "Critical"
+        # the same binary run from the host: not in a container (the cgroup says)
+        outside = detect(engine, ["sh", "-c", f"exec {root}/dropped"])
+        assert "Drop and execute new binary in container" not in rules_of(outside)
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+        shutil.rmtree(base)
+        cg.rmdir()
+        with contextlib.suppress(OSError):
+            (v1 / "libpod_parent").rmdir()
+
+
 @host_covers
 def test_exec_from_dev_shm(engine: Engine) -> None:
     target = Path("/dev/shm") / f"bpfguard-test-{os.getpid()}"

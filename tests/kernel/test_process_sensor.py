@@ -145,3 +145,32 @@ def test_a_cgroup_v1_container_is_named_by_the_kernel(tmp_path: Path) -> None:
         cg.rmdir()   # its one process has exited
         with contextlib.suppress(OSError):   # a real podman's cgroups may be in it
             (v1 / "libpod_parent").rmdir()
+
+
+@pytest.mark.host_covers   # the guest's overlayfs is a module, maybe without its BTF loaded
+def test_an_executable_written_in_an_overlays_upper_layer_is_told_apart() -> None:
+    """proc.is_exe_upper_layer, decided in the kernel at exec: a binary shipped
+    in the lower layer (an image's) is not in the upper one; one copied into the
+    mounted overlay (a container writing a new binary) is; one outside an
+    overlay has no layer."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="bg-ovl-"))  # tmpfs: may be upper
+    lower, upper, work, merged = (base / d for d in ("lower", "upper", "work", "merged"))
+    for d in (lower, upper, work, merged):
+        d.mkdir()
+    shutil.copy("/bin/true", lower / "shipped")
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)], check=True)
+    try:
+        shutil.copy("/bin/true", merged / "dropped")
+        assert (upper / "dropped").exists() and not (upper / "shipped").exists()
+        t = trace(["sh", "-c", f"{merged}/shipped; {merged}/dropped; /bin/true"], syscalls=[])
+        assert _exec_of(t, "/shipped")["exe_upper_layer"] is False
+        assert _exec_of(t, "/dropped")["exe_upper_layer"] is True
+        assert _exec_of(t, "/true")["exe_upper_layer"] is None
+    finally:
+        subprocess.run(["umount", str(merged)], check=True)
+        shutil.rmtree(base)

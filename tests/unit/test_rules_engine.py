@@ -424,6 +424,23 @@ def test_integer_arguments_are_pushed_by_number_or_by_falcos_name() -> None:
         assert all(i != 0 for i, _ in n.args), cond
 
 
+def test_is_exe_upper_layer_is_the_kernels_answer_on_overlayfs_only() -> None:
+    from bpfguard.rules.ast import FieldRef
+    from bpfguard.rules.extract import field_function
+
+    fn, arg = field_function(FieldRef("proc.is_exe_upper_layer"))
+    overlay, ext4 = 0x794C7630, 0xEF53
+    got = []
+    for magic, upper in ((overlay, True), (overlay, False), (overlay, None), (ext4, None),
+                         (None, None)):
+        p = copy.copy(TABLE.get(300))
+        assert p is not None
+        p.exe_fs_magic, p.exe_upper_layer = magic, upper
+        got.append(fn(RuleEvent(1, "execve", OPEN.event, p, TABLE, "h"), arg))
+    # told by the kernel; unknown on overlayfs without its answer; false off it
+    assert got == [True, False, None, False, None]
+
+
 def test_a_rule_that_raises_does_not_stop_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     from bpfguard.rules import extract
     from bpfguard.rules.engine import Engine

@@ -103,6 +103,7 @@ class Process:
     exe_uid: int | None = None
     exe_gid: int | None = None
     exe_fs_magic: int | None = None
+    exe_upper_layer: bool | None = None  # on overlayfs: written in the container?
     env: list[str] | None = None  # None: not read
     parent_exec_id: str | None = None
     exited: bool = False
@@ -138,7 +139,8 @@ class Process:
 # What a forked child shares with its parent until it execs (or changes it).
 _INHERITED = ("exe", "args", "cwd", "cgroup", "cgroup_v1", "euid", "egid", "loginuid", "tty",
               "tty_nr", "exe_from_memfd", "sid", "pgid", "cap_effective", "cap_permitted",
-              "exe_ino", "exe_mode", "exe_uid", "exe_gid", "exe_fs_magic", "env")
+              "exe_ino", "exe_mode", "exe_uid", "exe_gid", "exe_fs_magic", "exe_upper_layer",
+              "env")
 
 
 class ProcessTable:
@@ -216,7 +218,8 @@ class ProcessTable:
             cap_effective=ev.cap_effective,
             cap_permitted=ev.cap_permitted, exe_uid=ev.exe_uid, exe_gid=ev.exe_gid,
             exe_ino=ev.exe.ino if ev.exe else None, exe_mode=ev.exe.mode if ev.exe else None,
-            exe_fs_magic=ev.exe.fs_magic if ev.exe else None, env=ev.env,
+            exe_fs_magic=ev.exe.fs_magic if ev.exe else None,
+            exe_upper_layer=ev.exe_upper_layer, env=ev.env,
             parent_exec_id=parent.exec_id if parent else None,
         )
         self._put(p)

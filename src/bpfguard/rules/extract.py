@@ -388,8 +388,10 @@ _EXTRACT: dict[str, _E] = {
     "proc.ppid.duration": lambda e, a: _duration(e, _ancestor(e, 1)),
     "proc.loginshellid": lambda e, a: _loginshell(e),
     "proc.is_exe_from_memfd": _proc(lambda e, p: p.exe_from_memfd),
+    # on overlayfs, as the kernel told it at exec; elsewhere false
     "proc.is_exe_upper_layer": _proc(
-        lambda e, p: False if p.exe_fs_magic not in (None, _OVERLAYFS_MAGIC) else None),
+        lambda e, p: p.exe_upper_layer if p.exe_fs_magic == _OVERLAYFS_MAGIC
+        else False if p.exe_fs_magic is not None else None),
     "proc.is_exe_writable": _proc(lambda e, p: exe_writable(p)),
     "proc.exe_ino": _proc(lambda e, p: p.exe_ino),
     "proc.exe_ino.ctime": _absent,

@@ -188,6 +188,9 @@ class ExecEvent(Event):
     exe_gid: int | None = None
     env: list[str] | None = None  # None: not read (see ProcessSensor env_max)
     env_truncated: bool = False
+    # an executable on overlayfs: in the upper layer (written in the
+    # container)? None where the kernel could not tell, or not on overlayfs
+    exe_upper_layer: bool | None = None
     # the path in the pids controller's cgroup v1 hierarchy (None: not read):
     # on a v1-only host, where the v2 path is always the root, the container's
     cgroup_v1: str | None = None
@@ -500,6 +503,8 @@ class Decoder:
             exe_gid=e.exe_gid if e.exe.flags & self.abi.file_flags["VALID"] else None,
             env=_strings(_blob(data, e.env)) if self.env_read else None,
             env_truncated=bool(e.exec_flags & flags["ENV_TRUNCATED"]),
+            exe_upper_layer=bool(e.exec_flags & flags["EXE_UPPER"])
+            if e.exec_flags & flags["EXE_LAYER"] else None,
         )
 
     def _syscall(self, rec: bytes) -> SyscallEvent:
