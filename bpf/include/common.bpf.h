@@ -133,6 +133,9 @@ struct bg_syscall_event bg_abi_syscall;
 struct bg_policy_event bg_abi_policy;
 
 #define BG_CGROUP_DEPTH 32
+/* Bytes of one cgroup path at exec: past them the path is flagged truncated
+ * (its leaf, which names a container, comes first). */
+#define BG_CGROUP_BYTES 2048
 
 static __always_inline void bg_count_drop(__u32 reason)
 {

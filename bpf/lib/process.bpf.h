@@ -56,7 +56,7 @@ static __always_inline void bg_kn_path(struct kernfs_node *kn, struct bg_payload
 		up = bg_kn_parent(kn);
 		if (!up)
 			break; /* the root's name is "/", not a component */
-		if (p->pos + BG_NAME_MAX > BG_DATA_LIMIT) {
+		if (p->pos + BG_NAME_MAX > BG_DATA_LIMIT || p->pos - out->off > BG_CGROUP_BYTES) {
 			e->exec_flags |= BG_EXEC_CGROUP_TRUNCATED;
 			p->trunc = 1;
 			break;
@@ -67,8 +67,8 @@ static __always_inline void bg_kn_path(struct kernfs_node *kn, struct bg_payload
 			break;
 		p->pos += n;
 		kn = up;
-		if (i == BG_CGROUP_DEPTH - 1)
-			e->exec_flags |= BG_EXEC_CGROUP_TRUNCATED;
+		if (i == BG_CGROUP_DEPTH - 1 && bg_kn_parent(kn))
+			e->exec_flags |= BG_EXEC_CGROUP_TRUNCATED; /* a level left below the root */
 	}
 	out->len = p->pos - out->off;
 }
@@ -81,32 +81,46 @@ static __always_inline void bg_kn_path(struct kernfs_node *kn, struct bg_payload
 static __always_inline void bg_cgroup_path(struct task_struct *task, struct bg_payload *p,
 					   struct bg_exec_event *e)
 {
-	bg_kn_path(BPF_CORE_READ(task, cgroups, dfl_cgrp, kn), p, &e->cgroup, e);
+	struct cgroup *dfl = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+
+	bg_kn_path(BPF_CORE_READ(dfl, kn), p, &e->cgroup, e);
 	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, pids_cgrp_id)) {
 		int id = bpf_core_enum_value(enum cgroup_subsys_id, pids_cgrp_id);
+		struct cgroup *cg = BPF_CORE_READ(task, cgroups, subsys[id & 15], cgroup);
 
-		bg_kn_path(BPF_CORE_READ(task, cgroups, subsys[id & 15], cgroup, kn), p,
-			   &e->cgroup_v1, e);
+		/* on v2 (the default hierarchy's root) it says nothing the v2 path
+		 * does not: left empty */
+		if (cg && BPF_CORE_READ(cg, root) != BPF_CORE_READ(dfl, root))
+			bg_kn_path(BPF_CORE_READ(cg, kn), p, &e->cgroup_v1, e);
 	}
 }
 
 #define BG_OVERLAYFS_MAGIC 0x794c7630
 
+/* What bg_exe_layer reads of overlayfs's inode, which vmlinux.h lacks where
+ * overlayfs is a module: CO-RE finds the fields in the module's BTF. */
+struct ovl_inode___bg {
+	struct inode vfs_inode;
+	struct dentry *__upperdentry;
+} __attribute__((preserve_access_index));
+
 /* Whether the executable, on overlayfs (a container's root), is in the upper
  * layer: its overlay inode has an upper dentry because it was created or
  * copied up in the container, not shipped in the image (Falco's
  * proc.is_exe_upper_layer). Told only where the kernel's BTF has struct
- * ovl_inode: overlayfs built in, or its module loaded. */
+ * ovl_inode when the sensor loads: overlayfs built in, or its module loaded
+ * by then (loaded later, by the first container after boot, the answer stays
+ * absent until the agent restarts). */
 static __always_inline void bg_exe_layer(struct task_struct *task, struct bg_exec_event *e)
 {
 	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
-	struct ovl_inode *oi;
+	struct ovl_inode___bg *oi;
 
 	if (!inode || BPF_CORE_READ(inode, i_sb, s_magic) != BG_OVERLAYFS_MAGIC)
 		return;
-	if (!bpf_core_type_exists(struct ovl_inode))
+	if (!bpf_core_type_exists(struct ovl_inode___bg))
 		return;
-	oi = (void *)inode - bpf_core_field_offset(struct ovl_inode, vfs_inode);
+	oi = (void *)inode - bpf_core_field_offset(struct ovl_inode___bg, vfs_inode);
 	e->exec_flags |= BG_EXEC_EXE_LAYER;
 	if (BPF_CORE_READ(oi, __upperdentry))
 		e->exec_flags |= BG_EXEC_EXE_UPPER;

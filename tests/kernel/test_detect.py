@@ -152,23 +152,13 @@ def test_a_binary_dropped_into_a_containers_upper_layer_and_run(engine: Engine) 
     root; the one the image shipped, and the dropped one run from the host,
     raise nothing."""
     import contextlib
-    import subprocess
-    import tempfile
 
-    v1 = Path("/sys/fs/cgroup/pids")
-    if not (v1 / "cgroup.procs").exists():
-        pytest.fail("this host has no cgroup v1 pids hierarchy at /sys/fs/cgroup/pids")
-    cid = os.urandom(32).hex()
-    cg = v1 / "libpod_parent" / f"libpod-{cid}"
-    cg.mkdir(parents=True)
-    base = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="bg-ovl-"))
-    lower, upper, work, root = (base / d for d in ("lower", "upper", "work", "root"))
-    for d in (lower, upper, work, root):
-        d.mkdir()
-    shutil.copy("/bin/true", lower / "shipped")
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir={lower},upperdir={upper},workdir={work}", str(root)], check=True)
-    try:
+    from .test_process_sensor import _overlay, _v1_container
+
+    with contextlib.ExitStack() as stack:
+        _, cg = _v1_container(stack)
+        lower, _, root = _overlay(stack)
+        shutil.copy("/bin/true", lower / "shipped")
         shutil.copy("/bin/true", root / "dropped")
         inside = detect(engine, ["sh", "-c", f"echo $$ > {cg}/cgroup.procs && "
                                              f"{root}/shipped && exec {root}/dropped"])
@@ -179,12 +169,6 @@ def test_a_binary_dropped_into_a_containers_upper_layer_and_run(engine: Engine) 
         # the same binary run from the host: not in a container (the cgroup says)
         outside = detect(engine, ["sh", "-c", f"exec {root}/dropped"])
         assert "Drop and execute new binary in container" not in rules_of(outside)
-    finally:
-        subprocess.run(["umount", str(root)], check=True)
-        shutil.rmtree(base)
-        cg.rmdir()
-        with contextlib.suppress(OSError):
-            (v1 / "libpod_parent").rmdir()
 
 
 @host_covers

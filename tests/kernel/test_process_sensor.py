@@ -120,31 +120,57 @@ def test_session_group_terminal_owner_and_environment(tmp_path) -> None:  # type
     assert true["env"] == ["FOO=bar"]
 
 
+def _v1_container(stack: contextlib.ExitStack) -> tuple[str, Path]:
+    """A libpod-shaped cgroup in the v1 pids hierarchy, removed on exit: a
+    hand-made container's cgroup (no runtime needed)."""
+    v1 = Path("/sys/fs/cgroup/pids")
+    if not (v1 / "cgroup.procs").exists():
+        pytest.fail("this host has no cgroup v1 pids hierarchy at /sys/fs/cgroup/pids")
+    cid = os.urandom(32).hex()
+    parent = v1 / "libpod_parent"
+    made_parent = not parent.exists()
+    cg = parent / f"libpod-{cid}"
+    cg.mkdir(parents=True)
+    if made_parent:
+        stack.callback(lambda: contextlib.suppress(OSError)(parent.rmdir)())
+    stack.callback(cg.rmdir)   # after its processes exited (the test waits for them)
+    return cid, cg
+
+
+def _overlay(stack: contextlib.ExitStack) -> tuple[Path, Path, Path]:
+    """An overlay mount on tmpfs (an upper layer may not be overlayfs): its
+    lower and upper directories and its root, unmounted and removed on exit."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="bg-ovl-"))
+    stack.callback(shutil.rmtree, base, True)
+    lower, upper, work, root = (base / d for d in ("lower", "upper", "work", "root"))
+    for d in (lower, upper, work, root):
+        d.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={lower},upperdir={upper},workdir={work}", str(root)], check=True)
+    stack.callback(subprocess.run, ["umount", "-l", str(root)], check=False)
+    return lower, upper, root
+
+
 @pytest.mark.host_covers   # needs the pids controller on a cgroup v1 hierarchy (this host's)
-def test_a_cgroup_v1_container_is_named_by_the_kernel(tmp_path: Path) -> None:
+def test_a_cgroup_v1_container_is_named_by_the_kernel() -> None:
     """Where a container's processes sit in v1 cgroups only (a v1-only host,
     whose v2 paths are all the root; here, a process moved into a libpod-shaped
     v1 pids cgroup by hand) the exec event carries the pids controller's v1
     path, and the container id comes from it."""
     from bpfguard.proctable import Process
 
-    v1 = Path("/sys/fs/cgroup/pids")
-    if not (v1 / "cgroup.procs").exists():
-        pytest.fail("this host has no cgroup v1 pids hierarchy at /sys/fs/cgroup/pids")
-    cid = os.urandom(32).hex()
-    cg = v1 / "libpod_parent" / f"libpod-{cid}"
-    cg.mkdir(parents=True)
-    try:
+    with contextlib.ExitStack() as stack:
+        cid, cg = _v1_container(stack)
         t = trace(["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec /bin/true"], syscalls=[])
         true = _exec_of(t, "/true")
         assert true["cgroup_v1"] == f"/libpod_parent/libpod-{cid}"
         p = Process(pid=true["pid"], ppid=0, start_ns=0, exec_id="", comm="true",
                     cgroup=true["cgroup"], cgroup_v1=true["cgroup_v1"])
         assert p.container == ("podman", cid)
-    finally:
-        cg.rmdir()   # its one process has exited
-        with contextlib.suppress(OSError):   # a real podman's cgroups may be in it
-            (v1 / "libpod_parent").rmdir()
 
 
 @pytest.mark.host_covers   # the guest's overlayfs is a module, maybe without its BTF loaded
@@ -152,25 +178,15 @@ def test_an_executable_written_in_an_overlays_upper_layer_is_told_apart() -> Non
     """proc.is_exe_upper_layer, decided in the kernel at exec: a binary shipped
     in the lower layer (an image's) is not in the upper one; one copied into the
     mounted overlay (a container writing a new binary) is; one outside an
-    overlay has no layer."""
+    overlay (this host's root is not one) has no layer."""
     import shutil
-    import subprocess
-    import tempfile
 
-    base = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="bg-ovl-"))  # tmpfs: may be upper
-    lower, upper, work, merged = (base / d for d in ("lower", "upper", "work", "merged"))
-    for d in (lower, upper, work, merged):
-        d.mkdir()
-    shutil.copy("/bin/true", lower / "shipped")
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)], check=True)
-    try:
-        shutil.copy("/bin/true", merged / "dropped")
+    with contextlib.ExitStack() as stack:
+        lower, upper, root = _overlay(stack)
+        shutil.copy("/bin/true", lower / "shipped")
+        shutil.copy("/bin/true", root / "dropped")
         assert (upper / "dropped").exists() and not (upper / "shipped").exists()
-        t = trace(["sh", "-c", f"{merged}/shipped; {merged}/dropped; /bin/true"], syscalls=[])
+        t = trace(["sh", "-c", f"{root}/shipped; {root}/dropped; /bin/true"], syscalls=[])
         assert _exec_of(t, "/shipped")["exe_upper_layer"] is False
         assert _exec_of(t, "/dropped")["exe_upper_layer"] is True
         assert _exec_of(t, "/true")["exe_upper_layer"] is None
-    finally:
-        subprocess.run(["umount", str(merged)], check=True)
-        shutil.rmtree(base)
