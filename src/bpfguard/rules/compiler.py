@@ -19,7 +19,7 @@ import base64
 import fnmatch
 import ipaddress
 import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import re2
@@ -308,18 +308,21 @@ def _repeated(conditions: Sequence[ast.Condition | bool]) -> frozenset[ast.Compa
     """The comparisons met more than once in `conditions`."""
     seen: set[ast.Compare] = set()
     again: set[ast.Compare] = set()
-
-    def walk(n: ast.Condition | bool) -> None:
-        if isinstance(n, (ast.And, ast.Or)):
-            for i in n.items:
-                walk(i)
-        elif isinstance(n, ast.Not):
-            walk(n.item)
-        elif isinstance(n, ast.Compare):
-            (again if n in seen else seen).add(n)
     for c in conditions:
-        walk(c)
+        for n in _comparisons(c):
+            (again if n in seen else seen).add(n)
     return frozenset(again)
+
+
+def _comparisons(node: ast.Condition | bool) -> Iterator[ast.Compare]:
+    """Every comparison of a resolved condition, in order, repeats included."""
+    if isinstance(node, (ast.And, ast.Or)):
+        for i in node.items:
+            yield from _comparisons(i)
+    elif isinstance(node, ast.Not):
+        yield from _comparisons(node.item)
+    elif isinstance(node, ast.Compare):
+        yield node
 
 
 def prepare(node: ast.Condition | bool, checks: dict[ast.Compare, Check]) -> None:
@@ -497,17 +500,10 @@ def fields_used(node: ast.Condition) -> set[str]:
         else:
             operand(o.operand)
 
-    def walk(n: ast.Condition) -> None:
-        if isinstance(n, (ast.And, ast.Or)):
-            for i in n.items:
-                walk(i)
-        elif isinstance(n, ast.Not):
-            walk(n.item)
-        elif isinstance(n, ast.Compare):
-            operand(n.left)
-            right = n.right.items if isinstance(n.right, ast.ListValue) else (n.right,)
-            for r in right:
-                if isinstance(r, ast.Value):
-                    operand(r.operand)
-    walk(node)
+    for n in _comparisons(node):
+        operand(n.left)
+        right = n.right.items if isinstance(n.right, ast.ListValue) else (n.right,)
+        for r in right:
+            if isinstance(r, ast.Value):
+                operand(r.operand)
     return out
