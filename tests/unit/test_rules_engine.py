@@ -315,7 +315,7 @@ def test_path_filters_compile_into_the_syscalls_selector() -> None:
     ids = itertools.count(1)
     sel, sets, used = sensor._compile("openat", SyscallFilter(path=p), ids.__next__)
     (f,) = sel.filters
-    assert (f.op, f.ret, f.arg) == ("OPEN_PATH", sensor._phase["FILE"], 1)  # after the dirfd
+    assert (f.op, f.ret, f.arg) == ("OPEN_PATH", sensor.abi.pol_phase["FILE"], 1)  # after the dirfd
     want, dirs, files, prefix, suffix = f.vals
     assert want == bits["NAME"] | bits["SUFFIX"] | bits["SUFFIX_LEAF"] | bits["DOTDOT"]
     assert dirs == files == prefix == 0 and sorted(used) == sorted([f.set, suffix])

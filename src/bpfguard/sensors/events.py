@@ -72,6 +72,8 @@ class Abi:
         self.scope_config = btf.struct("bg_scope_config")
         self.push_stat = _prefix_enum(btf.enum("bg_push_stat"), "BG_PUSHED_")
         self.push_path = _prefix_enum(btf.enum("bg_push_path"), "BG_PATH_")
+        self.pol_op = _prefix_enum(btf.enum("bg_pol_op"), "BG_OP_")
+        self.pol_phase = _prefix_enum(btf.enum("bg_pol_phase"), "BG_PHASE_")
         self.event_type = _prefix_enum(btf.enum("bg_event_type"), "BG_EVENT_")
         self.event_flags = _prefix_enum(btf.enum("bg_event_flags"), "BG_EV_")
         self.file_flags = _prefix_enum(btf.enum("bg_file_flags"), "BG_FILE_")
@@ -273,13 +275,14 @@ def _blob(data: bytes, blob: Any) -> bytes:
 
 def _file(abi: Abi, data: bytes, f: Any) -> FileRef | None:
     return _file_of(abi, data, f.ino, f.dev, f.fs_magic, f.mode, f.flags, f.depth, f.name.off,
-                    f.name.len, f.sock)
+                    f.name.len, lambda: f.sock)
 
 
 def _file_of(abi: Abi, data: bytes, ino: int, dev: int, fs_magic: int, mode: int, fflags: int,
-             depth: int, name_off: int, name_len: int, sock: Any) -> FileRef | None:
+             depth: int, name_off: int, name_len: int,
+             sock: Callable[[], Any]) -> FileRef | None:
     """A struct bg_file's fields as a FileRef (None when not resolved). `sock`
-    is its bg_sock, or a function giving it: read only for a socket."""
+    gives its bg_sock, called only for a socket."""
     valid, gone_bits, truncated, detached, is_sock = abi.file_bits
     if not fflags & valid:
         return None
@@ -302,7 +305,7 @@ def _file_of(abi: Abi, data: bytes, ino: int, dev: int, fs_magic: int, mode: int
             path += " (deleted)"
     return FileRef(path, ino, dev, fs_magic, mode, bool(gone), bool(fflags & truncated),
                    bool(fflags & detached),
-                   _sock(sock() if callable(sock) else sock) if fflags & is_sock else None)
+                   _sock(sock()) if fflags & is_sock else None)
 
 
 def _family(fam: int) -> str:

@@ -291,10 +291,6 @@ class SyscallSensor(Sensor):
         unknown = sorted(set(self.filters) - set(self.syscalls))
         if unknown:
             raise ConfigError(f"filters for syscalls not traced: {', '.join(unknown)}")
-        btf = sensor_btf()
-        self._ops = {k.removeprefix("BG_OP_"): v for k, v in btf.enum("bg_pol_op").items()}
-        self._phase = {k.removeprefix("BG_PHASE_"): v
-                       for k, v in btf.enum("bg_pol_phase").items()}
         # syscall index -> its name (native and compat numbers share one
         # selector value: argument positions are the name's) and filter
         self._filtered: dict[int, tuple[str, SyscallFilter]] = {}
@@ -354,7 +350,7 @@ class SyscallSensor(Sensor):
             return ids[-1]
 
         def add(op: str, arg: int, phase: str, *vals: int, set_id: int = 0) -> None:
-            sel.filters.append(CompiledFilter(op, arg, self._phase[phase], set_id, vals))
+            sel.filters.append(CompiledFilter(op, arg, self.abi.pol_phase[phase], set_id, vals))
 
         if filt.results is not None:
             if not filt.results:  # no result kept: the syscall is not wanted at all
@@ -500,7 +496,7 @@ class SyscallSensor(Sensor):
                     sel, entries, ids = self._compile(name, filt, sets.new_set)
                     new += ids
                     sets.write(entries)
-                    enc = done[name] = encode_selector(t, sel, self._ops)
+                    enc = done[name] = encode_selector(t, sel, self.abi.pol_op)
                 sels.update(ctypes.c_uint32(base + idx), enc)
         except BaseException:
             sets.release(new)  # only this write's: no spec turned them on yet
