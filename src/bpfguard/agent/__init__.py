@@ -44,13 +44,18 @@ class Pipeline:
             its record; the detector gives alerts). Runs on the reader thread.
         sink: where records go, on the reader thread; it must not block.
             None: into the bounded queue :meth:`get` reads.
+        idle: called on the reader thread after each batch (at least every
+            100 ms): what events the handler held back became (the rules
+            hold a new container's events while its runtime is asked).
     """
 
     def __init__(self, sensors: SensorSet, table: ProcessTable, *,
                  queue_size: int = 65536,
                  handler: Callable[[Event], Iterable[Mapping[str, Any]]] | None = None,
-                 sink: Callable[[Mapping[str, Any]], None] | None = None) -> None:
+                 sink: Callable[[Mapping[str, Any]], None] | None = None,
+                 idle: Callable[[], Iterable[Mapping[str, Any]]] | None = None) -> None:
         self.sensors = sensors
+        self._idle = idle
         self.table = table
         self._handle = handler or (lambda ev: (record(ev, table),))
         self._sink = sink
@@ -96,6 +101,16 @@ class Pipeline:
                 log.exception("an event could not be handled (counted and skipped from now "
                               "on): %r", ev)
 
+    def _run_idle(self, idle: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+        try:
+            for rec in idle():
+                self._put(rec)
+        except Exception:
+            self.handler_errors += 1
+            if self.handler_errors == 1:
+                log.exception("held events could not be handled (counted and skipped from "
+                              "now on)")
+
     def _consume(self, records: list[bytes]) -> None:
         """Decodes and handles the records one at a time: under a storm a batch
         is a full ring buffer, and only its raw bytes are held at once, not
@@ -116,11 +131,15 @@ class Pipeline:
         try:
             while not self._stop.is_set():
                 self._consume(self.sensors.read_raw(timeout_ms=100))
+                if self._idle is not None:
+                    self._run_idle(self._idle)
                 if time.monotonic() >= next_check:
                     self._report_losses()
                     next_check = time.monotonic() + _LOSS_CHECK_S
             # what arrived before stop() is still delivered
             self._consume(self.sensors.read_raw(timeout_ms=0))
+            if self._idle is not None:
+                self._run_idle(self._idle)
             self._report_losses()
         except BaseException as exc:  # surfaced to the caller by get()
             self.error = exc

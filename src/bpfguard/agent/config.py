@@ -129,6 +129,25 @@ SCHEMA: Node = {
         "enable_tags": Key(list, [], "If set, only rules with one of these tags run "
                                      "(Falco's -t)."),
         "pushdown": Key(bool, True, "Filter in the kernel what no rule can match."),
+        "suggested_output": Key(bool, True, "Append the container and pod to every rule's "
+                                            "output, as Falco's append_output: "
+                                            "suggested_output does (container_id=... "
+                                            "container_name=... k8s_ns_name=...)."),
+    },
+    "containers": {
+        "podman": Key(str, "/run/podman/podman.sock",
+                      "podman's API socket (podman system service, or the podman.socket "
+                      "unit); empty: podman is not asked."),
+        "docker": Key(str, "/var/run/docker.sock",
+                      "Docker's API socket; empty: Docker is not asked."),
+        "containerd": Key(str, "/run/containerd/containerd.sock",
+                          "containerd's socket (every containerd namespace is asked: ctr, "
+                          "nerdctl and Kubernetes' k8s.io); empty: containerd is not asked."),
+        "hold_ms": Key(int, 500, "How long the rules hold the events of a container the "
+                                 "runtime is still being asked about, so they are matched "
+                                 "with its name, image and pod; then they are matched without "
+                                 "and counted (bpfguard_container_unenriched_events_total). "
+                                 "0: never hold.", check=_at_least(0)),
     },
     "policies": {
         "enabled": Key(bool, True, "Enforce Tetragon TracingPolicies."),

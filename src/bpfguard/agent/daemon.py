@@ -73,7 +73,7 @@ from ..sensors.sensorset import _boot_id
 from . import SENSORS_LABEL, Pipeline
 from .config import AgentConfig, load_config
 from .control import ControlServer, TcpControlServer, read_token
-from .detect import ENV_BYTES, RuleMatcher, build_engine
+from .detect import ENV_BYTES, RuleMatcher, build_containers, build_engine
 from .firewalls import Firewalls
 from .outputs import build_channels, build_limiter
 from .policy import PolicySubscriber, read_policies
@@ -125,9 +125,11 @@ class Agent:
         self._wake = threading.Event()
         self._signals: list[int] = []
         self.sensors: SensorSet | None = None   # None: neither rules nor policies
-        self.table = ProcessTable(boot_id=_boot_id())
+        self.containers = build_containers(config)
+        self.table = ProcessTable(boot_id=_boot_id(), containers=self.containers)
         self.pipeline: Pipeline | None = None
         self.matcher: RuleMatcher | None = None  # the Falco rules (replaced by a reload)
+        self._retired: list[RuleMatcher] = []    # replaced rules, until the reader empties them
         self.policies: PolicySubscriber | None = None
         self.firewalls = Firewalls()
         self.audit: Any = None
@@ -144,7 +146,8 @@ class Agent:
                                      hostname=self.hostname)
             if data["rules"]["enabled"]:
                 self.matcher = RuleMatcher(build_engine(config), self.table, self.hostname,
-                                           pushdown=config["rules.pushdown"])
+                                           pushdown=config["rules.pushdown"],
+                                           hold_ns=config["containers.hold_ms"] * 1_000_000)
             wanted = read_policies(config)
             if data["policies"]["enabled"]:
                 from ..probe import features as probe_features
@@ -187,7 +190,7 @@ class Agent:
             env_max=ENV_BYTES if self.matcher is not None and self.matcher.uses_env else 0,
             extra=[self.policies.engine] if self.policies is not None else ())
         self.table.seed_from_proc()
-        self.pipeline = Pipeline(self.sensors, self.table, handler=self._handle,
+        self.pipeline = Pipeline(self.sensors, self.table, handler=self._handle, idle=self._idle,
                                  sink=self._deliver)
 
     def _handle(self, ev: Event | PolicyEvent) -> Iterable[Alert]:
@@ -196,6 +199,16 @@ class Agent:
             return self.policies.handle(ev) if self.policies is not None else ()
         matcher = self.matcher   # one read: a reload may swap it meanwhile
         return matcher.handle(ev) if matcher is not None else ()
+
+    def _idle(self) -> Iterable[Alert]:
+        """What the rules held back and may match now (see RuleMatcher.release)."""
+        out: list[Alert] = []
+        while self._retired:   # rules a reload replaced: what they held, as they would
+            out.extend(self._retired.pop().release(everything=True))
+        matcher = self.matcher
+        if matcher is not None:
+            out.extend(matcher.release())
+        return out
 
     def _make_control(self) -> None:
         ctl = self.cfg.data["control"]
@@ -209,6 +222,7 @@ class Agent:
 
     def start(self) -> None:
         """Attaches everything and starts the threads; alerts flow from here on."""
+        self.containers.start()
         if self.pipeline is not None:
             self.pipeline.start()
         if self.audit is not None:
@@ -355,7 +369,8 @@ class Agent:
         change: SyscallChange | None = None
         if self.matcher is not None:
             matcher = RuleMatcher(build_engine(merged), self.table, self.hostname,
-                                  pushdown=merged["rules.pushdown"])
+                                  pushdown=merged["rules.pushdown"],
+                                  hold_ns=merged["containers.hold_ms"] * 1_000_000)
             change = self._syscall_change(matcher)
         wanted = read_policies(merged)
         cgroup = data["policies"]["cgroup"] or None
@@ -383,6 +398,8 @@ class Agent:
             assert self.sensors is not None
             if matcher.uses_env:
                 self.sensors.set_env_max(ENV_BYTES)
+            if self.matcher is not None:
+                self._retired.append(self.matcher)   # its held events: matched by _idle
             self.matcher = matcher
             if not matcher.uses_env:
                 self.sensors.set_env_max(0)
@@ -423,6 +440,7 @@ class Agent:
         self.control = []
         if self.pipeline is not None:
             self.pipeline.stop()     # a last drain, delivered
+        self.containers.stop()
         if self._audit_thread is not None:
             self._audit_thread.join()
             self._audit_thread = None

@@ -27,15 +27,18 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
+from ..containers import ContainerCache, engines_at
 from ..errors import ConfigError
 from ..outputs.alert import Alert
 from ..proctable import ProcessTable
 from ..rules.compiler import fields_used
 from ..rules.engine import Engine
-from ..rules.event import from_event
+from ..rules.event import RuleEvent, from_event
 from ..rules.pushdown import Plan, plan_pushdown
 from ..sensors import SensorSet
 from ..sensors.events import Event, SyscallEvent
@@ -43,13 +46,16 @@ from ..sensors.sensorset import _boot_id
 from . import Pipeline
 from .config import AgentConfig
 
-__all__ = ["ENV_BYTES", "Detector", "RuleMatcher", "build_engine"]
+__all__ = ["ENV_BYTES", "HOLD_MAX", "Detector", "RuleMatcher", "build_containers", "build_engine"]
 
 log = logging.getLogger("bpfguard.agent")
 
 _EXECS = ("execve", "execveat")
 # environment bytes read at exec while some rule uses proc.env
 ENV_BYTES = 2048
+#: Events held at most at once for containers the runtime is being asked
+#: about; more are matched at once, without waiting.
+HOLD_MAX = 4096
 
 
 class RuleMatcher:
@@ -60,10 +66,17 @@ class RuleMatcher:
         table: the process table the pipeline keeps (read, never written).
         hostname: for the alerts.
         pushdown: filter in the kernel what no rule can match (default on).
+        hold_ns: how long an event of a container its runtime is still being
+            asked about waits, so that the rules see the container's name,
+            image and pod (0: never). Events of other processes are not held.
+
+    An event that waited its `hold_ns` out is matched without the container's
+    metadata; its alerts say so (``container.metadata``: ``pending``), and it
+    is counted in :attr:`unenriched`.
     """
 
     def __init__(self, engine: Engine, table: ProcessTable, hostname: str, *,
-                 pushdown: bool = True) -> None:
+                 pushdown: bool = True, hold_ns: int = 0) -> None:
         self.engine = engine
         self.plan: Plan = plan_pushdown(engine, enabled=pushdown)
         self.table = table
@@ -71,24 +84,77 @@ class RuleMatcher:
         self.uses_env = any("proc.env" in fields_used(c.rule.condition)  # type: ignore[arg-type]
                             or any(f.startswith("proc.env") for f in c.output.fields)
                             for c in engine.compiled)
+        self.hold_ns = hold_ns
         self._num = 0
         self.syscall_events = 0  # syscall events that reached user space
         self.evaluated = 0
         self.matched = 0
+        self.held = 0           # events that waited for their container's metadata
+        self.unenriched = 0     # ... and were matched without it
+        # container id -> (deadline, events) in arrival order
+        self._held: dict[str, tuple[int, list[RuleEvent]]] = {}
+        self._nheld = 0
 
     def handle(self, ev: Event) -> Iterable[Alert]:
-        """The alerts `ev` raises (after the table has applied it)."""
+        """The alerts `ev` raises (after the table has applied it), and those
+        of held events whose container is now known or whose time is up."""
+        out = self.release() if self._held else []
         if isinstance(ev, SyscallEvent):
             self.syscall_events += 1
             if ev.syscall in _EXECS and ev.ret >= 0:
-                return ()  # the process sensor's exec event stands for it, with the new image
+                return out  # the process sensor's exec event stands for it, with the new image
         self._num += 1
         e = from_event(ev, self._num, self.table, self.hostname)
         if e is None:
-            return ()
+            return out
+        if self.hold_ns and e.proc is not None:
+            c = e.proc.container
+            if c is not None and self._hold(e, c):
+                return out
+        out.extend(self._match(e))
+        return out
+
+    def _hold(self, e: RuleEvent, container: tuple[str, str]) -> bool:
+        runtime, cid = container
+        cache = self.table.containers
+        if cache.get(cid, runtime) is not None or cache.state(cid) != "pending" \
+                or self._nheld >= HOLD_MAX:
+            return False
+        entry = self._held.get(cid)
+        if entry is None:
+            entry = self._held[cid] = (time.monotonic_ns() + self.hold_ns, [])
+        entry[1].append(e)
+        self._nheld += 1
+        self.held += 1
+        return True
+
+    def release(self, *, everything: bool = False) -> list[Alert]:
+        """Matches the held events whose container is known now, or whose
+        time is up, or all of them (the pipeline calls this when idle, too)."""
+        out: list[Alert] = []
+        if not self._held:
+            return out
+        now = time.monotonic_ns()
+        cache = self.table.containers
+        for cid, (deadline, events) in list(self._held.items()):
+            if not everything and cache.state(cid) == "pending" and now < deadline:
+                continue
+            del self._held[cid]
+            self._nheld -= len(events)
+            for e in events:
+                out.extend(self._match(e))
+        return out
+
+    def _match(self, e: RuleEvent) -> list[Alert]:
         self.evaluated += 1
         alerts = self.engine.process(e)
         self.matched += len(alerts)
+        c = e.proc.container if e.proc is not None else None
+        if c is not None and self.table.containers.get(c[1], c[0]) is None:
+            self.unenriched += 1
+            state = self.table.containers.state(c[1])
+            return [replace(a, output_fields={**a.output_fields, "container.metadata": state})
+                    for a in alerts]
         return alerts
 
 
@@ -102,13 +168,18 @@ class Detector:
         queue_size: the pipeline's queue, without a `sink`.
         sink: where alerts and loss records go, on the reader thread; it
             must not block (the output channels). None: the pipeline's queue.
+        containers: the runtimes to ask about containers (started with the
+            pipeline, stopped by :meth:`close`); None: none asked.
+        hold_ns: see :class:`RuleMatcher`.
     """
 
     def __init__(self, engine: Engine, *, pushdown: bool = True, ringbuf_bytes: int = 16 << 20,
                  str_max: int = 4096, args_max: int = 4095, queue_size: int = 65536,
-                 sink: Callable[[Mapping[str, Any]], None] | None = None) -> None:
-        self.table = ProcessTable(boot_id=_boot_id())
-        self.matcher = RuleMatcher(engine, self.table, socket.gethostname(), pushdown=pushdown)
+                 sink: Callable[[Mapping[str, Any]], None] | None = None,
+                 containers: ContainerCache | None = None, hold_ns: int = 0) -> None:
+        self.table = ProcessTable(boot_id=_boot_id(), containers=containers)
+        self.matcher = RuleMatcher(engine, self.table, socket.gethostname(), pushdown=pushdown,
+                                   hold_ns=hold_ns)
         self.engine, self.plan = engine, self.matcher.plan
         self.sensors = SensorSet(syscalls=self.plan.syscalls, str_max=str_max,
                                  args_max=args_max, ringbuf_bytes=ringbuf_bytes,
@@ -117,7 +188,8 @@ class Detector:
         try:
             self.table.seed_from_proc()
             self.pipeline = Pipeline(self.sensors, self.table, queue_size=queue_size,
-                                     handler=self.matcher.handle, sink=sink)
+                                     handler=self.matcher.handle, sink=sink,
+                                     idle=self.matcher.release)
         except BaseException:
             self.sensors.close()
             raise
@@ -139,6 +211,7 @@ class Detector:
         return self.matcher.matched
 
     def start(self) -> None:
+        self.table.containers.start()
         self.pipeline.start()
 
     def alerts(self, timeout: float = 0.1) -> Iterator[Mapping[str, Any]]:
@@ -153,6 +226,7 @@ class Detector:
         return self.pipeline.pending()
 
     def close(self) -> None:
+        self.table.containers.stop()
         self.sensors.close()
 
     def __enter__(self) -> Detector:
@@ -160,6 +234,12 @@ class Detector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def build_containers(cfg: AgentConfig) -> ContainerCache:
+    """The container cache over the runtimes `cfg` names (not started)."""
+    return ContainerCache(list(engines_at(cfg["containers.podman"], cfg["containers.docker"],
+                                          cfg["containers.containerd"])))
 
 
 def build_engine(cfg: AgentConfig) -> Engine:
@@ -176,7 +256,8 @@ def build_engine(cfg: AgentConfig) -> Engine:
                     rule_matching=cfg["rules.rule_matching"],
                     disable_rules=cfg["rules.disable_rules"],
                     disable_tags=cfg["rules.disable_tags"],
-                    enable_tags=cfg["rules.enable_tags"] or None)
+                    enable_tags=cfg["rules.enable_tags"] or None,
+                    suggested_output=cfg["rules.suggested_output"])
     if not engine.compiled:
         raise ConfigError("rules: no rule is enabled (check rules.priority, the tags and "
                           "the files' `enabled` keys), or set rules.enabled: false")

@@ -186,14 +186,15 @@ class PolicyAgent:
             if p is not None:
                 parent = self.table.get(p.ppid)
                 return (exec_json(p, parent, node=self.node,
-                                  time_ns=boot_to_wall_ns(ev.ktime_ns)),)
+                                  time_ns=boot_to_wall_ns(ev.ktime_ns),
+                                  containers=self.table.containers),)
         elif isinstance(ev, ExitEvent):
             p = self.table.get(ev.pid)
             if p is not None:
                 status, sig = exit_status_signal(ev)
                 return (exit_json(p, self.table.get(p.ppid), node=self.node,
                                   time_ns=boot_to_wall_ns(ev.ktime_ns), status=status,
-                                  signal=sig),)
+                                  signal=sig, containers=self.table.containers),)
         return ()
 
     # -- PolicyControl, for the control socket --

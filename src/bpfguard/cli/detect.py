@@ -175,12 +175,17 @@ def _channels(opts: dict[str, Any]) -> Any:
               help="Watch only this process and its descendants (repeatable).")
 @click.option("-c", "--cgroup", "cgroups", multiple=True, metavar="PATH",
               help="Watch only this cgroup v2 directory and below (repeatable).")
+@click.option("--containers/--no-containers", "ask_runtimes", default=True,
+              help="Ask the container runtimes (podman, Docker, containerd, on their default "
+                   "sockets; see the agent's `containers` settings) for container names, "
+                   "images and pods (default: on).")
 @click.option("--stats", is_flag=True, help="Print counters on stderr at exit.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[str, ...],
            disable_rules: tuple[str, ...], disable_tags: tuple[str, ...],
            enable_tags: tuple[str, ...], no_pushdown: bool, pids: tuple[int, ...],
-           cgroups: tuple[str, ...], stats: bool, command: tuple[str, ...]) -> None:
+           cgroups: tuple[str, ...], ask_runtimes: bool, stats: bool,
+           command: tuple[str, ...]) -> None:
     """Run Falco rules on this host and print alerts as Falco does.
 
     \b
@@ -198,7 +203,8 @@ def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[s
       bpfguard detect -o http_output.enabled=true -o http_output.url=http://sidekick:2801
       bpfguard detect -- ./suspicious.sh                watch one command, exit with its code
     """
-    from ..agent.detect import Detector
+    from ..agent.config import AgentConfig, default_config
+    from ..agent.detect import Detector, build_containers
     from ..agent.launch import spawn_waiting, stream
     from . import _exit_code, _require_root, _which
 
@@ -216,7 +222,10 @@ def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[s
     child, release, status = -1, -1, None
     try:
         # the reader thread hands alerts straight to the channels, which queue
-        with Detector(engine, pushdown=not no_pushdown, sink=out.write) as det:
+        defaults = AgentConfig(default_config())
+        containers = build_containers(defaults) if ask_runtimes else None
+        with Detector(engine, pushdown=not no_pushdown, sink=out.write, containers=containers,
+                      hold_ns=defaults["containers.hold_ms"] * 1_000_000) as det:
             for pid in pids:
                 det.scope.add_pid(pid)
             for cg in cgroups:

@@ -35,6 +35,7 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..containers import Container, ContainerCache
 from ..policy.events import Enforcement, PolicyArg, PolicyEvent
 from ..proctable import Process, ProcessTable
 from ..sensors.events import ExitEvent, boot_to_wall_ns
@@ -45,6 +46,7 @@ __all__ = [
     "exec_json",
     "exit_json",
     "exit_status_signal",
+    "pod_json",
     "policy_event_json",
     "process_json",
     "rfc3339",
@@ -201,7 +203,8 @@ def _cap_names(mask: int) -> list[str]:
 # -- processes -----------------------------------------------------------------
 
 
-def process_json(p: Process, *, node: str, tid: int | None = None) -> JSON:
+def process_json(p: Process, *, node: str, tid: int | None = None,
+                 containers: ContainerCache | None = None) -> JSON:
     """Tetragon's ``Process`` message for `p`.
 
     `node` is accepted so every renderer takes the same arguments; Tetragon
@@ -210,6 +213,7 @@ def process_json(p: Process, *, node: str, tid: int | None = None) -> JSON:
     event); it defaults to the pid, as for exec and exit. `uid` is the
     effective uid, which the proto documents it to be. `flags` is ``execve``
     or ``procFS`` (seeded from /proc), with ``rootcwd`` when the cwd is "/".
+    `containers` gives ``pod`` (Tetragon's Pod) for a process in a pod.
     """
     del node
     flags = ["procFS" if p.from_proc else "execve"]
@@ -228,8 +232,36 @@ def process_json(p: Process, *, node: str, tid: int | None = None) -> JSON:
     d["auid"] = p.loginuid & _U32  # -1 (unset) is 4294967295, as the kernel shows it
     if container is not None:
         d["docker"] = container[1][:_DOCKER_ID_LEN]
+        info = containers.get(container[1], container[0]) if containers is not None else None
+        if info is not None and info.pod is not None:
+            d["pod"] = pod_json(info)
     _put(d, "parent_exec_id", p.parent_exec_id)
     d["tid"] = p.pid if tid is None else tid
+    return d
+
+
+def pod_json(c: Container) -> JSON:
+    """Tetragon's ``Pod`` message for a container in a pod (``process.pod``):
+    what Tetragon reads from the Kubernetes API, here from the runtime. The
+    workload is the pod's name (a pod with no owner is its own workload)."""
+    assert c.pod is not None
+    image: JSON = {}
+    _put(image, "id", c.image_id)
+    _put(image, "name", c.image)
+    cont: JSON = {"id": f"{c.runtime}://{c.id}"}
+    _put(cont, "name", c.labels.get("io.kubernetes.container.name") or c.name)
+    _put(cont, "image", image)
+    if c.start_ns:
+        cont["start_time"] = rfc3339(c.start_ns)
+    if c.privileged:
+        cont["security_context"] = {"privileged": True}
+    d: JSON = {}
+    _put(d, "namespace", c.pod.namespace)
+    _put(d, "name", c.pod.name)
+    _put(d, "uid", c.pod.uid)
+    d["container"] = cont
+    _put(d, "pod_labels", dict(c.pod.labels))
+    d["workload"] = c.pod.name
     return d
 
 
@@ -249,25 +281,27 @@ def _response(kind: str, event: JSON, *, node: str, time_ns: int) -> JSON:
 
 
 def exec_json(p: Process, parent: Process | None, *, node: str, time_ns: int,
-              ancestors: Iterable[Process] = ()) -> JSON:
+              ancestors: Iterable[Process] = (),
+              containers: ContainerCache | None = None) -> JSON:
     """A ``process_exec`` event; `ancestors` are the parent's parent upward."""
-    ev: JSON = {"process": process_json(p, node=node)}
+    ev: JSON = {"process": process_json(p, node=node, containers=containers)}
     if parent is not None:
-        ev["parent"] = process_json(parent, node=node)
-    _put(ev, "ancestors", [process_json(a, node=node) for a in ancestors])
+        ev["parent"] = process_json(parent, node=node, containers=containers)
+    _put(ev, "ancestors", [process_json(a, node=node, containers=containers)
+                           for a in ancestors])
     return _response("process_exec", ev, node=node, time_ns=time_ns)
 
 
 def exit_json(p: Process, parent: Process | None, *, node: str, time_ns: int, status: int,
-              signal: str | None) -> JSON:
+              signal: str | None, containers: ContainerCache | None = None) -> JSON:
     """A ``process_exit`` event.
 
     `status` is the exit code (Tetragon's ``code >> 8``), `signal` the name of
     the signal that ended the process (``"SIGKILL"``), "" or None if none.
     """
-    ev: JSON = {"process": process_json(p, node=node)}
+    ev: JSON = {"process": process_json(p, node=node, containers=containers)}
     if parent is not None:
-        ev["parent"] = process_json(parent, node=node)
+        ev["parent"] = process_json(parent, node=node, containers=containers)
     _put(ev, "signal", signal)
     _put(ev, "status", status & _U32)
     ev["time"] = rfc3339(time_ns)
@@ -452,9 +486,9 @@ def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
     if p is None:
         body["process"] = _unknown_process(ev.pid, ev.tid, ev.uid)
     else:
-        body["process"] = process_json(p, node=node, tid=ev.tid)
+        body["process"] = process_json(p, node=node, tid=ev.tid, containers=table.containers)
     if chain:
-        body["parent"] = process_json(chain[0], node=node)
+        body["parent"] = process_json(chain[0], node=node, containers=table.containers)
     args = [arg_json(a, machine=machine) for a in ev.args]
     if ev.kind == "kprobe":
         kind = "process_kprobe"
@@ -499,7 +533,8 @@ def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
         _put(body, "message", ev.message)
         _put(body, "tags", list(ev.tags))
     if ancestors:
-        _put(body, "ancestors", [process_json(a, node=node) for a in chain[1:]])
+        _put(body, "ancestors", [process_json(a, node=node, containers=table.containers)
+                                 for a in chain[1:]])
     if ev.enforcement:
         body["enforcement"] = [_enforcement(e) for e in ev.enforcement]
     return _response(kind, body, node=node, time_ns=ev.time_ns)

@@ -24,27 +24,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..containers import Container, ContainerCache
 from ..sensors.events import Event, ExecEvent, ExitEvent, ForkEvent
 
 __all__ = ["Process", "ProcessTable", "cgroup_paths", "container_id_from_cgroup",
            "container_of"]
 
-# Container runtimes' cgroup path patterns; the id is 64 hex digits, reported
-# with 12 as Falco and docker do.
+# Container runtimes' cgroup path patterns (Falco's container plugin's
+# matchers): the id is 64 hex digits, reported with 12 as Falco and docker do,
+# except containerd's own layout /<namespace>/<id>, where the id is the name
+# `ctr run` was given; only containerd's usual namespaces count, so another
+# two-level cgroup (podman's /libpod_parent/conmon) is not taken for one.
 _CONTAINER_PATTERNS = [
     ("docker", re.compile(r"docker-([0-9a-f]{64})\.scope")),
     ("docker", re.compile(r"/docker/([0-9a-f]{64})")),
     ("containerd", re.compile(r"cri-containerd-([0-9a-f]{64})\.scope")),
     ("cri-o", re.compile(r"crio-(?:conmon-)?([0-9a-f]{64})\.scope")),
     ("podman", re.compile(r"libpod-(?:conmon-)?([0-9a-f]{64})\.scope")),
-    ("podman", re.compile(r"/libpod_parent/libpod-([0-9a-f]{64})")),
+    # podman with cgroupfs: /libpod_parent/libpod-<id>, in a pod
+    # /libpod_parent/<pod id>/libpod-<id>
+    ("podman", re.compile(r"/libpod-([0-9a-f]{64})(?:/container)?$")),
     ("containerd", re.compile(r"/kubepods[^ ]*/(?:pod[0-9a-f_-]+/)?([0-9a-f]{64})$")),
     ("containerd", re.compile(r"/containerd/([0-9a-f]{64})")),
+    ("containerd", re.compile(
+        r"^/(?:default|k8s\.io|moby)/([A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*)$(?<!\.service)"
+        r"(?<!\.slice)(?<!\.scope)")),
 ]
 
 
 def container_of(path: str) -> tuple[str, str] | None:
-    """(runtime, 64-hex container id) a cgroup path belongs to; None on the host."""
+    """(runtime, full container id) a cgroup path belongs to; None on the host."""
     for runtime, pat in _CONTAINER_PATTERNS:
         m = pat.search(path)
         if m:
@@ -127,6 +136,12 @@ class Process:
         c = self.container
         return c[1][:12] if c else "host"
 
+    def runtime_info(self, table: ProcessTable) -> Container | None:
+        """What the runtime says about the process's container (None on the
+        host, and while the runtime has not answered)."""
+        c = self.container
+        return table.containers.get(c[1], c[0]) if c is not None else None
+
     @property
     def cmdline(self) -> str:
         return " ".join(self.args)
@@ -150,9 +165,13 @@ class ProcessTable:
         max_exited: exited processes kept for late lookups before eviction; as
             many pids that /proc did not have are remembered as gone.
         boot_id: prefix of exec ids made for processes seeded from /proc.
+        containers: what the container runtimes say about the containers
+            the processes run in (default: nothing, no runtime asked).
     """
 
-    def __init__(self, *, max_exited: int = 4096, boot_id: str = "00000000") -> None:
+    def __init__(self, *, max_exited: int = 4096, boot_id: str = "00000000",
+                 containers: ContainerCache | None = None) -> None:
+        self.containers = containers if containers is not None else ContainerCache()
         self._procs: dict[int, Process] = {}
         self._exited: OrderedDict[int, None] = OrderedDict()
         # pids /proc did not have, and when: their late events (a process

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ..errors import ConfigError
 from ..outputs.alert import Alert
@@ -35,10 +35,19 @@ from .extract import AnyOf, Extractor, extractor, render
 from .fields import check_field, split_field
 from .model import Priority, Rule
 
-__all__ = ["CompiledRule", "Engine", "OutputFormat", "alert"]
+__all__ = ["SUGGESTED_OUTPUT", "CompiledRule", "Engine", "OutputFormat", "alert"]
 
 # %field, %field[arg] and %(field): Falco's output substitutions
 _OUTPUT_FIELD = re.compile(r"%\(([^)]+)\)|%([A-Za-z0-9_.]+(?:\[[^\]]*\])?)")
+
+
+#: What Falco 0.41's container plugin appends to every rule's output
+#: (falco.yaml's default ``append_output: [suggested_output: true]``): the
+#: fields it marks as suggested, each as ``field_name=%field.name``.
+SUGGESTED_OUTPUT: Final = "".join(
+    f" {f.replace('.', '_')}=%{f}" for f in (
+        "container.id", "container.name", "container.image.repository", "container.image.tag",
+        "k8s.pod.name", "k8s.ns.name"))
 
 
 class OutputFormat:
@@ -123,6 +132,7 @@ class Engine:
     disable_tags: Iterable[str] = ()
     enable_rules: Iterable[str] | None = None
     enable_tags: Iterable[str] | None = None
+    suggested_output: bool = True
     compiled: list[CompiledRule] = field(init=False)
     errors: dict[str, int] = field(init=False, default_factory=dict)
     last_error: str | None = field(init=False, default=None)
@@ -158,7 +168,8 @@ class Engine:
             cond = r.condition
             try:
                 prepare(cond, self._checks)
-                self.compiled.append(CompiledRule(r, event_types(cond), OutputFormat(r.output), i))
+                output = r.output + SUGGESTED_OUTPUT if self.suggested_output else r.output
+                self.compiled.append(CompiledRule(r, event_types(cond), OutputFormat(output), i))
             except CompileError as exc:
                 errors.append(f"{r.context}: rule {r.name!r}: {exc}")
         if errors:

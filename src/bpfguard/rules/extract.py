@@ -15,9 +15,10 @@ import ipaddress
 import posixpath
 import pwd
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..containers import Container, Mount, Pod
 from ..proctable import Process
 from ..seccomp.profile import CAPABILITIES
 from ..timefmt import rfc3339
@@ -172,11 +173,72 @@ def _container(p: Process | None) -> tuple[str, str] | None:
     return p.container if p else None
 
 
-def _pod_uid(p: Process | None) -> str | None:
+def _info(e: RuleEvent) -> Container | None:
+    c = _container(e.proc)
+    return e.table.containers.get(c[1], c[0]) if c is not None else None
+
+
+def _cfield(get: Callable[[Container, str | None], Any], host: Any
+            ) -> Callable[[RuleEvent, str | None], Any]:
+    """A container field: `host` on the host (container.name is "host"
+    there, image fields absent, as in libsinsp), absent
+    while the runtime has not said, else what `get` reads."""
+    def extract(e: RuleEvent, a: str | None) -> Any:
+        if _container(e.proc) is None:
+            return host
+        info = _info(e)
+        return get(info, a) if info is not None else None
+    return extract
+
+
+def _pod_field(get: Callable[[Pod, str | None], Any]) -> Callable[[RuleEvent, str | None], Any]:
+    def extract(e: RuleEvent, a: str | None) -> Any:
+        info = _info(e) if _container(e.proc) is not None else None
+        return get(info.pod, a) if info is not None and info.pod is not None else None
+    return extract
+
+
+def _pod_uid(e: RuleEvent, _a: str | None) -> str | None:
+    info = _info(e) if _container(e.proc) is not None else None
+    if info is not None and info.pod is not None and info.pod.uid:
+        return info.pod.uid
+    p = e.proc
     m = None
     for path in (p.cgroup, p.cgroup_v1) if p else ():
         m = m or _K8S_POD.search(path or "")
     return m.group(1).replace("_", "-") if m else None
+
+
+def _labels_text(labels: Mapping[str, str]) -> str | None:
+    """Falco's rendering of labels: ``k:v, k2:v2``, leaving out the runtime's
+    own io.kubernetes.* and annotation.* keys."""
+    shown = [f"{k}:{v}" for k, v in labels.items()
+             if not k.startswith(("io.kubernetes.", "annotation."))]
+    return ", ".join(shown) if shown else None
+
+
+def _mount(c: Container, key: str | None) -> Mount | None:
+    """A mount by index or by source (container.mount[...] and mount.*[source])."""
+    if key is None:
+        return None
+    if key.isdigit():
+        i = int(key)
+        return c.mounts[i] if i < len(c.mounts) else None
+    return next((m for m in c.mounts if m.source == key), None)
+
+
+def _mount_attr(attr: str) -> Callable[[Container, str | None], Any]:
+    def get(c: Container, key: str | None) -> Any:
+        m = _mount(c, key)
+        if m is None:
+            return None
+        v = getattr(m, attr)
+        return ("true" if v else "false") if isinstance(v, bool) else v
+    return get
+
+
+def _mount_source(c: Container, dest: str | None) -> str | None:
+    return next((m.source for m in c.mounts if m.dest == dest), None)
 
 
 # -- fd and network ----------------------------------------------------------------
@@ -446,15 +508,28 @@ _EXTRACT: dict[str, _E] = {
     "container.id": lambda e, a: (c[1][:12] if (c := _container(e.proc)) else "host"),
     "container.full_id": lambda e, a: (c[1] if (c := _container(e.proc)) else "host"),
     "container.type": lambda e, a: (c[0] if (c := _container(e.proc)) else "host"),
-    "container.name": lambda e, a: None if _container(e.proc) else "host",
-    "container.image": _absent,
-    "container.image.repository": _absent,
-    "container.image.tag": _absent,
-    "container.privileged": _absent,
-    "container.start_ts": _absent,
-    "k8s.pod.uid": lambda e, a: _pod_uid(e.proc),
-    "k8s.pod.name": _absent,
-    "k8s.ns.name": _absent,
+    "container.name": _cfield(lambda c, a: c.name, "host"),
+    "container.image": _cfield(lambda c, a: c.image, None),
+    "container.image.repository": _cfield(lambda c, a: c.image_repository, None),
+    "container.image.tag": _cfield(lambda c, a: c.image_tag, None),
+    "container.image.id": _cfield(lambda c, a: c.image_id, None),
+    "container.image.digest": _cfield(lambda c, a: c.repo_digest, None),
+    "container.privileged": _cfield(lambda c, a: c.privileged, None),
+    "container.mounts": _cfield(lambda c, a: ",".join(m.text() for m in c.mounts) or None, None),
+    "container.mount": _cfield(lambda c, a: (m.text() if (m := _mount(c, a)) else None), None),
+    "mount.source": _cfield(_mount_source, None),
+    "mount.dest": _cfield(_mount_attr("dest"), None),
+    "mount.mode": _cfield(_mount_attr("mode"), None),
+    "mount.rdwr": _cfield(_mount_attr("rdwr"), None),
+    "mount.propagation": _cfield(_mount_attr("propagation"), None),
+    "container.start_ts": _cfield(lambda c, a: c.start_ns, None),
+    "container.label": _cfield(lambda c, a: c.labels.get(a or ""), None),
+    "container.labels": _cfield(lambda c, a: _labels_text(c.labels), None),
+    "k8s.pod.uid": _pod_uid,
+    "k8s.pod.name": _pod_field(lambda p, a: p.name),
+    "k8s.ns.name": _pod_field(lambda p, a: p.namespace),
+    "k8s.pod.label": _pod_field(lambda p, a: p.labels.get(a or "")),
+    "k8s.pod.labels": _pod_field(lambda p, a: _labels_text(p.labels)),
 }
 
 assert set(_EXTRACT) == set(FIELDS), set(FIELDS) ^ set(_EXTRACT)

@@ -87,9 +87,16 @@ def test_rule_alert_is_falcos_json(tmp_path: Path) -> None:
     d = a.to_json_dict()
     ns = OPEN.event.time_ns
     assert list(d) == KEYS
-    assert d == {"hostname": OPEN.hostname, "output": "file=/etc/shadow by python3",
+    # Falco 0.41's suggested output: the container and pod, on the host too
+    suggested = {"container.id": "host", "container.name": "host",
+                 "container.image.repository": None, "container.image.tag": None,
+                 "k8s.pod.name": None, "k8s.ns.name": None}
+    assert d == {"hostname": OPEN.hostname,
+                 "output": "file=/etc/shadow by python3 container_id=host container_name=host "
+                           "container_image_repository=<NA> container_image_tag=<NA> "
+                           "k8s_pod_name=<NA> k8s_ns_name=<NA>",
                  "output_fields": {"evt.time": ns, "fd.name": "/etc/shadow",
-                                   "proc.name": "python3"},
+                                   "proc.name": "python3", **suggested},
                  "priority": "Warning", "rule": "Shadow read", "source": "syscall",
                  "tags": ["alpha", "zeta"], "time": rfc3339(ns)}
     # the Mapping view is the same JSON

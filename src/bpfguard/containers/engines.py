@@ -1,0 +1,212 @@
+"""The container runtimes bpfguard asks, each through its own API and client.
+
+- podman: the libpod REST API on podman's socket (``podman system service``,
+  or the ``podman.socket`` unit), through podman-py.
+- Docker: Docker's Engine API on its socket, through docker-py. podman's
+  socket speaks it too.
+- containerd: its gRPC API (:mod:`.containerd`).
+
+Each engine answers three questions: what a container id is
+(:meth:`Engine.inspect`), which containers run now (:meth:`Engine.running`),
+and what starts and stops (:meth:`Engine.events`). None of them is asked on
+the reader thread (see :class:`~bpfguard.containers.ContainerCache`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from .model import Container, from_inspect
+
+__all__ = ["DockerEngine", "Engine", "EngineError", "PodmanEngine", "Transition"]
+
+log = logging.getLogger("bpfguard.containers")
+
+#: How long one request to a runtime may take before it counts as failed.
+REQUEST_TIMEOUT_S = 2.0
+#: An event stream is re-opened this often (from where it stopped), so a
+#: stop request is seen and a dead runtime is noticed.
+EVENTS_POLL_S = 2.0
+#: The Docker Engine API version asked for: 1.41 is Docker 20.10, and what
+#: podman 4 serves.
+DOCKER_API_VERSION = "1.41"
+
+
+class EngineError(Exception):
+    """The runtime could not be asked (socket missing, refused, timed out)."""
+
+
+# What an event means for the cache: ("start", id) the container (re)started
+# or was created; ("stop", id) it is gone.
+Transition = tuple[str, str]
+
+
+class Engine(Protocol):
+    name: str
+    socket: str
+
+    def inspect(self, container_id: str) -> Container | None:
+        """The container, or None if this runtime has no such container.
+        Raises EngineError when the runtime cannot be asked."""
+
+    def running(self) -> list[str]:
+        """Ids of the containers running now. Raises EngineError."""
+
+    def events(self, stop: threading.Event) -> Iterator[Transition]:
+        """Starts and stops until `stop` is set. Raises EngineError."""
+
+    def close(self) -> None: ...
+
+
+def _compat_transitions(stream: Iterator[Any]) -> Iterator[tuple[float, Transition | None]]:
+    """(event time, transition) of each Docker-shaped event (Docker's and
+    libpod's streams both are): ``Action`` and ``Actor.ID``."""
+    for ev in stream:
+        if not isinstance(ev, dict) or ev.get("Type", "container") != "container":
+            continue
+        action = str(ev.get("Action") or ev.get("status") or "")
+        cid = str((ev.get("Actor") or {}).get("ID") or ev.get("id") or "")
+        when = float(ev.get("timeNano", 0)) / 1e9 or float(ev.get("time", 0))
+        if not cid:
+            yield when, None
+        elif action in ("create", "init", "start", "restart"):
+            yield when, ("start", cid)
+        elif action in ("died", "die", "remove", "destroy", "cleanup"):
+            yield when, ("stop", cid)
+        else:
+            yield when, None
+
+
+class PodmanEngine:
+    """podman through podman-py.
+
+    Args:
+        socket: path of podman's API socket (``/run/podman/podman.sock``).
+    """
+
+    name = "podman"
+
+    def __init__(self, socket: str) -> None:
+        from podman import PodmanClient
+
+        self.socket = socket
+        self._client = PodmanClient(base_url=f"unix://{socket}", timeout=REQUEST_TIMEOUT_S)
+        self._pods: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from podman.errors import APIError
+
+        try:
+            return fn(*args, **kwargs)
+        except APIError as exc:
+            # podman answered: NotFound, or a 500 for a container removed
+            # while it was being inspected; the runtime itself is fine
+            log.debug("podman at %s: %s", self.socket, exc)
+            return None
+        except OSError as exc:
+            raise EngineError(f"podman at {self.socket}: {exc}") from None
+        except Exception as exc:  # requests' errors: connection refused, timeouts
+            if type(exc).__module__.startswith(("requests", "urllib3", "podman")):
+                raise EngineError(f"podman at {self.socket}: {exc}") from None
+            raise
+
+    def _pod(self, pod_id: str) -> tuple[str, dict[str, str]] | None:
+        """(name, labels) of a podman pod (`podman kube play` makes one per
+        Pod manifest: its name, and the manifest's labels)."""
+        if pod_id not in self._pods:
+            pod = self._call(self._client.pods.get, pod_id)
+            if pod is None:
+                return None
+            labels = pod.attrs.get("Labels") or {}
+            self._pods[pod_id] = (str(pod.attrs.get("Name") or ""),
+                                  {str(k): str(v) for k, v in labels.items()})
+        return self._pods[pod_id]
+
+    def inspect(self, container_id: str) -> Container | None:
+        c = self._call(self._client.containers.get, container_id)
+        if c is None:
+            return None
+        doc = c.attrs
+        pod_id = doc.get("Pod") or ""
+        return from_inspect(doc, "podman", self._pod(pod_id) if pod_id else None)
+
+    def running(self) -> list[str]:
+        out = self._call(self._client.containers.list) or []
+        return [str(c.id) for c in out]
+
+    def events(self, stop: threading.Event) -> Iterator[Transition]:
+        from podman import PodmanClient
+
+        since = int(time.time())
+        with PodmanClient(base_url=f"unix://{self.socket}", timeout=EVENTS_POLL_S) as client:
+            while not stop.is_set():
+                until = int(time.time()) + int(EVENTS_POLL_S)
+                stream = self._call(client.events, since=since, until=until,
+                                    filters={"type": "container"}, decode=True)
+                for when, transition in _compat_transitions(iter(stream or ())):
+                    since = max(since, int(when))
+                    if transition is not None:
+                        yield transition
+                since = max(since, until - 1)
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]
+
+
+class DockerEngine:
+    """Docker (or anything speaking its Engine API) through docker-py.
+
+    Args:
+        socket: path of the API socket (``/var/run/docker.sock``).
+    """
+
+    name = "docker"
+
+    def __init__(self, socket: str) -> None:
+        import docker
+
+        self.socket = socket
+        # a fixed API version: "auto" would ask the daemon at construction
+        self._api = docker.APIClient(base_url=f"unix://{socket}", version=DOCKER_API_VERSION,
+                                     timeout=REQUEST_TIMEOUT_S)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from docker.errors import APIError, DockerException
+
+        try:
+            return fn(*args, **kwargs)
+        except APIError as exc:   # Docker answered (404, or a container going away)
+            log.debug("docker at %s: %s", self.socket, exc)
+            return None
+        except (DockerException, OSError) as exc:
+            raise EngineError(f"docker at {self.socket}: {exc}") from None
+        except Exception as exc:
+            if type(exc).__module__.startswith(("requests", "urllib3")):
+                raise EngineError(f"docker at {self.socket}: {exc}") from None
+            raise
+
+    def inspect(self, container_id: str) -> Container | None:
+        doc = self._call(self._api.inspect_container, container_id)
+        return from_inspect(doc, "docker") if doc else None
+
+    def running(self) -> list[str]:
+        return [str(c["Id"]) for c in self._call(self._api.containers) or ()]
+
+    def events(self, stop: threading.Event) -> Iterator[Transition]:
+        since = int(time.time())
+        while not stop.is_set():
+            until = int(time.time()) + int(EVENTS_POLL_S)
+            stream = self._call(self._api.events, since=since, until=until,
+                                filters={"type": "container"}, decode=True)
+            for when, transition in _compat_transitions(iter(stream or ())):
+                since = max(since, int(when))
+                if transition is not None:
+                    yield transition
+            since = max(since, until - 1)
+
+    def close(self) -> None:
+        self._api.close()
