@@ -523,7 +523,20 @@ struct bg_pol_hook {
 	__u8 pad;
 	__u16 gen;     /* generation of the slot: events of a removed hook are told apart */
 	__u64 cgroup;  /* cgroup v2 id the hook is limited to (and its descendants); 0: all */
+	__u32 scope;   /* the policy's pod/container scope in pol_scope; 0: unscoped */
+	__u32 pad2;
 	struct bg_pol_arg args[BG_POL_ARGS];
+};
+
+/* pol_scope: the cgroups a scoped policy (podSelector, containerSelector,
+ * TracingPolicyNamespaced) applies to, written by user space as the
+ * containers that match start and stop. A task is in scope when its cgroup
+ * or an ancestor (up to BG_CGROUP_DEPTH levels) is in the set. */
+#define BG_POL_SCOPE_CGROUPS 16384 /* (scope, cgroup) entries, all policies together */
+struct bg_pol_scope_key {
+	__u32 scope;
+	__u32 pad;
+	__u64 cgroup;
 };
 
 /* The policy hooks a syscall feeds. */

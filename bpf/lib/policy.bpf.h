@@ -67,6 +67,13 @@ struct bg_pol_rate_key {
 };
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BG_POL_SCOPE_CGROUPS);
+	__type(key, struct bg_pol_scope_key);
+	__type(value, __u8);
+} pol_scope SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct bg_pol_rate_key);
@@ -475,6 +482,23 @@ static __always_inline bool bg_pol_in_cgroup(struct task_struct *task, __u64 cg)
 	return false;
 }
 
+/* The current task's cgroup, or one of its ancestors, is in the scope's set:
+ * the task runs in a container the policy selects (or below it). */
+static __always_inline bool bg_pol_in_scope(struct task_struct *task, __u32 scope)
+{
+	struct bg_pol_scope_key k = { .scope = scope };
+	int level = BPF_CORE_READ(task, cgroups, dfl_cgrp, level);
+
+	for (int i = 0; i < BG_CGROUP_DEPTH; i++) {
+		if (i > level)
+			break;
+		k.cgroup = bpf_get_current_ancestor_cgroup_id(level - i);
+		if (bpf_map_lookup_elem(&pol_scope, &k))
+			return true;
+	}
+	return false;
+}
+
 /* A function stash is free when inactive, or holding an IMA event gone
  * stale (its sleepable half will never come). */
 static __always_inline bool bg_pol_stash_free(struct bg_pol_stash *st)
@@ -516,6 +540,8 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	if (!bg_in_scope(task, tgid))
 		return 0;
 	if (h->cgroup && !bg_pol_in_cgroup(task, h->cgroup))
+		return 0;
+	if (h->scope && !bg_pol_in_scope(task, h->scope))
 		return 0;
 	scr = bg_scratch(role);
 	if (!scr)

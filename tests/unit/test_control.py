@@ -73,7 +73,8 @@ class FakePolicies:
                 raise RuntimeError("boom")
             pol = load_policy_text(source, text)
             self.policies[pol.name] = {
-                "name": pol.name, "mode": pol.mode, "hooks": len(pol.hooks), "file": source,
+                "name": pol.name, "mode": pol.mode, "hooks": len(pol.hooks),
+                "scope": "containers name=main (1 running)", "file": source,
                 "counters": {"posted": 7, "actions": 1, "would_act": 0, "rate_limited": 2}}
             return {"name": pol.name, "mode": pol.mode, "hooks": len(pol.hooks)}
         finally:
@@ -370,9 +371,10 @@ def test_cli_add_list_mode_delete(server: ControlServer, sock_path: Path, tmp_pa
     r = _cli("list", "--socket", str(sock_path))
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "MODE", "HOOKS", "EVENTS", "ACTIONS", "WOULD-ACT",
-                                "RATE-LIMITED", "FILE"]
-    assert lines[1].split() == ["p1", "enforce", "2", "7", "1", "0", "2", str(f)]
+    assert lines[0].split() == ["NAME", "MODE", "HOOKS", "SCOPE", "EVENTS", "ACTIONS",
+                                "WOULD-ACT", "RATE-LIMITED", "FILE"]
+    assert lines[1].split() == ["p1", "enforce", "2", "containers", "name=main", "(1",
+                                "running)", "7", "1", "0", "2", str(f)]
 
     r = _cli("list", "--json", "--socket", str(sock_path))
     assert r.exit_code == 0

@@ -154,6 +154,7 @@ class Agent:
 
                 self.policies = PolicySubscriber(features if features is not None
                                           else probe_features(), self.table, self.hostname)
+                self.policies.engine.follow_containers(self.containers)
             if self.matcher is not None or self.policies is not None:
                 self._make_sensors()
             if self.policies is not None:

@@ -91,6 +91,12 @@ class MetricsSource(Protocol):
         """Reloads by result (ok, error)."""
         ...
 
+    def metric_containers(self) -> Mapping[str, int]:
+        """The container cache's and the rules' counts: lookups, lookup_failures,
+        not_found, lookups_dropped, runtime_events, pending (now), held_events,
+        unenriched_events."""
+        ...
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details) for /healthz."""
         ...
@@ -188,6 +194,24 @@ class _AgentCollector(Collector):
         if s.bpf_stats_enabled():   # otherwise the kernel counts nothing: no zeros that lie
             yield from (runs, secs)
         yield miss
+        cs = s.metric_containers()
+        yield _counter("bpfguard_container_lookups", "Container runtimes asked about a "
+                       "container, by result: found, not_found, failed (runtime down, slow or "
+                       "refusing), dropped (the lookup queue was full).", ["result"],
+                       {"found": cs.get("found", 0), "not_found": cs.get("not_found", 0),
+                        "failed": cs.get("lookup_failures", 0),
+                        "dropped": cs.get("lookups_dropped", 0)})
+        yield _counter("bpfguard_container_runtime_events", "Container start/stop events "
+                       "read from the runtimes.", [], {(): cs.get("runtime_events", 0)})
+        yield GaugeMetricFamily("bpfguard_container_pending", "Containers a runtime is being "
+                                "asked about now.", value=cs.get("pending", 0))
+        yield _counter("bpfguard_container_held_events", "Events the rules held until their "
+                       "container's metadata arrived (containers.hold_ms).", [],
+                       {(): cs.get("held_events", 0)})
+        yield _counter("bpfguard_container_unenriched_events", "Events of a container matched "
+                       "without its metadata (runtime down, slow, or not knowing it); their "
+                       "alerts carry container.metadata.", [],
+                       {(): cs.get("unenriched_events", 0)})
         yield _counter("bpfguard_reloads", "Configuration reloads (SIGHUP or `bpfguard "
                        "agent reload`), by result.", ["result"], s.metric_reloads())
         ok, _ = s.health()
@@ -273,6 +297,16 @@ class AgentMetrics:
 
     def metric_reloads(self) -> dict[str, int]:
         return self.agent.reloads()
+
+    def metric_containers(self) -> dict[str, int]:
+        st = self.agent.containers.stats
+        out = {"found": st.found, "lookup_failures": st.failures, "not_found": st.not_found,
+               "lookups_dropped": st.dropped, "runtime_events": st.events,
+               "pending": self.agent.containers.pending}
+        m = self.agent.matcher
+        if m is not None:
+            out.update(held_events=m.held, unenriched_events=m.unenriched)
+        return out
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         return self.agent.health()

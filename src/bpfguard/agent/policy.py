@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..containers import ContainerCache
 from ..errors import BpfguardError, ConfigError
 from ..files import yaml_files
 from ..outputs.alert import Alert, policy_alert
@@ -139,12 +140,14 @@ class PolicyAgent:
         process_events: also emit process_exec / process_exit, as Tetragon does.
         ancestors: add each event's ancestors (process_kprobe/tracepoint).
         features: the probe's Features (None: probe now).
+        containers: the container runtimes, for pod and container scopes and
+            the events' ``pod``; None: none asked.
     """
 
     def __init__(self, policies: Sequence[str | os.PathLike[str]], *,
                  cgroup: str | None = None, socket_path: str | None = None,
                  process_events: bool = True, ancestors: bool = False,
-                 features: Any = None) -> None:
+                 features: Any = None, containers: ContainerCache | None = None) -> None:
         from ..probe import features as probe_features
 
         loaded: list[Policy] = [load_policy(Path(p)) for p in policies]
@@ -154,10 +157,12 @@ class PolicyAgent:
         self.engine = PolicyEngine(features=features if features is not None
                                    else probe_features())
         self.sensors = SensorSet(syscalls=(), extra=[self.engine])
+        self.containers = containers if containers is not None else ContainerCache()
+        self.engine.follow_containers(self.containers)
         try:
             for pol, path in zip(loaded, policies, strict=True):
                 self.engine.add(pol, source=str(path), cgroup=cgroup)
-            self.table = ProcessTable(boot_id=_boot_id())
+            self.table = ProcessTable(boot_id=_boot_id(), containers=self.containers)
             self.table.seed_from_proc()
             self.pipeline = Pipeline(self.sensors, self.table, handler=self._handle)
             self.control = ControlServer(socket_path, self) if socket_path else None
@@ -166,6 +171,7 @@ class PolicyAgent:
             raise
 
     def start(self) -> None:
+        self.containers.start()
         self.pipeline.start()   # the sensors attached before any live change arrives
         if self.control is not None:
             self.control.start()
@@ -174,6 +180,7 @@ class PolicyAgent:
         if self.control is not None:
             self.control.close()
         self.pipeline.stop()
+        self.containers.stop()
         self.sensors.close()
 
     def _handle(self, ev: Event | PolicyEvent) -> Iterable[dict[str, Any]]:

@@ -313,18 +313,22 @@ def _run_agent(config_path: str | None) -> None:
 
 def _run_policies(policies: Sequence[str], cgroup: str | None, socket_path: str | None,
                   process_events: bool, ancestors: bool) -> None:
+    from ..agent.config import AgentConfig, default_config
     from ..agent.control import DEFAULT_SOCKET
+    from ..agent.detect import build_containers
     from ..agent.policy import PolicyAgent
     from ..outputs import JsonLines
 
     _require_root()
     agent = PolicyAgent(policies, cgroup=cgroup, socket_path=socket_path or DEFAULT_SOCKET,
-                        process_events=process_events, ancestors=ancestors)
+                        process_events=process_events, ancestors=ancestors,
+                        containers=build_containers(AgentConfig(default_config())))
     try:
         agent.start()  # attaches: only now are the policies in force
         for lp in agent.engine.policies.values():
             click.echo(f"bpfguard: policy {lp.name!r} loaded ({lp.mode} mode, "
-                       f"{len(lp.slots)} hook{'s' if len(lp.slots) != 1 else ''})", err=True)
+                       f"{len(lp.slots)} hook{'s' if len(lp.slots) != 1 else ''}, "
+                       f"{agent.engine.scope_text(lp)})", err=True)
         stream(agent.pipeline, JsonLines(sys.stdout), -1)
         counters = {lp["name"]: lp["counters"] for lp in agent.engine.list()}
         drops = agent.sensors.drops()

@@ -171,7 +171,8 @@ def add(files: tuple[Path, ...], socket_path: str) -> None:
         sys.exit(1)
 
 
-_COLUMNS = ("NAME", "MODE", "HOOKS", "EVENTS", "ACTIONS", "WOULD-ACT", "RATE-LIMITED", "FILE")
+_COLUMNS = ("NAME", "MODE", "HOOKS", "SCOPE", "EVENTS", "ACTIONS", "WOULD-ACT", "RATE-LIMITED",
+            "FILE")
 
 
 def _row(p: dict[str, Any]) -> tuple[str, ...]:
@@ -181,7 +182,7 @@ def _row(p: dict[str, Any]) -> tuple[str, ...]:
     def cell(v: Any) -> str:
         return "-" if v is None else str(v)
 
-    return (cell(p.get("name")), cell(p.get("mode")), cell(p.get("hooks")),
+    return (cell(p.get("name")), cell(p.get("mode")), cell(p.get("hooks")), cell(p.get("scope")),
             cell(c.get("posted")), cell(c.get("actions")), cell(c.get("would_act")),
             cell(c.get("rate_limited")), cell(p.get("file")))
 
@@ -194,6 +195,10 @@ def list_policies(as_json: bool, socket_path: str) -> None:
 
     \b
     Columns:
+      SCOPE         where it applies: the host and every container, or the
+                    containers its podSelector, containerSelector or
+                    namespace (TracingPolicyNamespaced) select, with how
+                    many of them run now
       EVENTS        events the policy's hooks reported
       ACTIONS       actions taken (enforce mode): Sigkill, Override, ...
       WOULD-ACT     actions a monitor-mode policy would have taken

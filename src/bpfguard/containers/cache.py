@@ -77,6 +77,7 @@ def cgroup_id_of_pid(pid: int, root: str | None) -> int:
 @dataclass
 class CacheStats:
     lookups: int = 0        # runtime asked about a container
+    found: int = 0          # ... and it answered with the container
     failures: int = 0       # ... and could not answer (down, slow, refused)
     not_found: int = 0      # no runtime knows the container
     dropped: int = 0        # lookups not queued: the queue was full
@@ -184,6 +185,7 @@ class ContainerCache:
             if found is not None:
                 break
         if found is not None:
+            self.stats.found += 1
             if found.pid and not found.cgroup_id:
                 found = replace(found, cgroup_id=cgroup_id_of_pid(found.pid, self._cgroup2))
             with self._lock:
@@ -191,8 +193,7 @@ class ContainerCache:
                 self._pending.discard(container_id)
             self._absent.pop(container_id, None)
             self._expire.pop(found.id, None)
-            if self.on_change is not None:
-                self.on_change(found, True)
+            self._notify(found, True)
             return found
         if not failed:
             self.stats.not_found += 1
@@ -208,8 +209,15 @@ class ContainerCache:
         if gone is None:
             return
         self._expire[container_id] = time.monotonic() + GONE_GRACE_S
-        if self.on_change is not None:
-            self.on_change(gone, False)
+        self._notify(gone, False)
+
+    def _notify(self, c: Container, present: bool) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(c, present)
+        except Exception:   # a listener's failure must not stop the worker
+            log.exception("container %s: a listener failed", c.id[:12])
 
     def _expire_gone(self) -> None:
         now = time.monotonic()

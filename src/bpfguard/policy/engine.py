@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ipaddress
+import logging
 import os
 import re
 import resource
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..containers import ContainerCache
 from ..errors import BpfguardError, ConfigError
 from ..loader import BpfObject
 from ..loader.object import BPF_EXIST
@@ -62,8 +64,11 @@ from .compiler import (
 from .events import Enforcement, PolicyArg, PolicyEvent
 from .loader import PolicyCode, PolicyError
 from .model import LsmHook, Policy, requirements
+from .scope import PolicyScope, ScopeTracker, scope_of
 
 __all__ = ["LoadedPolicy", "PolicyEngine"]
+
+log = logging.getLogger("bpfguard.policy")
 
 # counter names for `bpfguard policy list`, by enum bg_pol_stat name
 _STAT_NAMES = {"POSTED": "posted", "ACTED": "actions", "WOULD": "would_act",
@@ -100,6 +105,8 @@ class LoadedPolicy:
     slots: list[int] = field(default_factory=list)
     copies: list[BpfObject] = field(default_factory=list)
     cgroup: int = 0
+    scope: PolicyScope | None = None  # its pods/containers; None: host and all containers
+    scope_id: int = 0                 # its set in pol_scope (0: unscoped)
     # its followChildren slots, by (hook slot, selector, "bin" or "pbin")
     follow: dict[tuple[int, int, str], int] = field(default_factory=dict)
 
@@ -136,7 +143,9 @@ class PolicyEngine(Sensor):
         self._t = {n: btf.struct(n) for n in (
             "bg_pol_hook", "bg_pol_selector", "bg_pol_route", "bg_pol_int_key",
             "bg_pol_str_key", "bg_pol_lpm_key", "bg_pol_addr_key", "bg_pol_exe", "bg_pol_follow",
-            "bg_policy_event", "bg_pol_cred")}
+            "bg_policy_event", "bg_pol_cred", "bg_pol_scope_key")}
+        # which containers each scoped policy applies to (follow_containers)
+        self.scopes = ScopeTracker(self._write_scope, lambda: ())
         self._cred_size = ctypes.sizeof(self._t["bg_pol_cred"])
         self._nr_max = self.abi.nr_max
         self._hash_algos: dict[int, str] | None = None
@@ -241,6 +250,9 @@ class PolicyEngine(Sensor):
                                   f"{len(free)} of {LIMITS.hooks} hook slots are free")
             self._check_routes(policy, compiled)
             lp = LoadedPolicy(policy, compiled, source or policy.context.file, policy.mode)
+            lp.scope = scope_of(policy)
+            if lp.scope is not None and free:
+                lp.scope_id = free[0] + 1   # its first slot's: unique while it is loaded
             if cgroup is not None:
                 try:
                     lp.cgroup = os.stat(cgroup).st_ino
@@ -259,6 +271,8 @@ class PolicyEngine(Sensor):
                         lp.copies.append(self._load_copy(slot, h))
                 self.policies[policy.name] = lp
                 self._write_routes()
+                if lp.scope is not None and lp.scope_id:
+                    self.scopes.add(lp.scope_id, lp.scope)
             except BaseException:
                 self.policies.pop(policy.name, None)
                 self._unload(lp)
@@ -332,8 +346,40 @@ class PolicyEngine(Sensor):
         """Loaded policies with their counters, for `bpfguard policy list`."""
         with self._lock:
             return [{"name": lp.name, "mode": lp.mode, "hooks": len(lp.slots),
+                     "scope": self.scope_text(lp),
                      "file": lp.source, "counters": self.counters(lp.name)}
                     for lp in self.policies.values()]
+
+    def scope_text(self, lp: LoadedPolicy) -> str:
+        """Where the policy applies, for `bpfguard policy list`."""
+        if lp.scope is None:
+            where = "host and every container"
+        else:
+            n = len(self.scopes.members(lp.scope_id))
+            where = f"{lp.scope.describe()} ({n} running)"
+        return where + (f"; cgroup {lp.cgroup}" if lp.cgroup else "")
+
+    def follow_containers(self, cache: ContainerCache) -> None:
+        """Scoped policies apply to the containers `cache` reports, from now on."""
+        self.scopes = ScopeTracker(self._write_scope, cache.containers)
+        cache.on_change = self.scopes.container_changed
+        with self._lock:
+            for lp in self.policies.values():
+                if lp.scope is not None and lp.scope_id:
+                    self.scopes.add(lp.scope_id, lp.scope)
+
+    def _write_scope(self, scope_id: int, cgroup_id: int, add: bool) -> None:
+        key = self._t["bg_pol_scope_key"]()
+        key.scope, key.cgroup = scope_id, cgroup_id
+        m = self.obj.map("pol_scope")
+        if add:
+            try:
+                m.update(key, ctypes.c_uint8(1))
+            except OSError as exc:
+                log.error("policy scope %d: cgroup %d not added (%s; pol_scope holds %d "
+                          "entries)", scope_id, cgroup_id, exc.strerror, m.max_entries)
+        else:
+            m.delete(key)
 
     def close(self) -> None:
         with self._lock:
@@ -415,6 +461,7 @@ class PolicyEngine(Sensor):
         enc.mode = self._mode[lp.mode.upper()]
         enc.gen = self._gens[slot]
         enc.cgroup = lp.cgroup
+        enc.scope = lp.scope_id
         for i, a in enumerate(h.args):
             enc.args[i].type = PT[a.type]
             enc.args[i].size = a.size
@@ -513,6 +560,8 @@ class PolicyEngine(Sensor):
             raise
 
     def _unload(self, lp: LoadedPolicy) -> None:
+        if lp.scope_id:
+            self.scopes.remove(lp.scope_id)
         hooks, sels = self.obj.map("pol_hooks"), self.obj.map("pol_selectors")
         stats = self.obj.map("pol_stats")
         zero = [ctypes.c_uint64(0)] * stats.cpus

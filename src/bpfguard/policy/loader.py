@@ -43,6 +43,7 @@ from .model import (
     CapabilitiesSelector,
     Enforcer,
     KProbe,
+    LabelSelector,
     ListSpec,
     LsmHook,
     NamespaceChangesSelector,
@@ -61,6 +62,9 @@ T = TypeVar("T")
 
 API_VERSION: Final = "cilium.io/v1alpha1"
 KINDS: Final = ("TracingPolicy", "TracingPolicyNamespaced")
+_LABEL_OPERATORS: Final = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
+# Tetragon's containerSelector matches a container's name and image repository.
+_CONTAINER_SELECTOR_KEYS: Final = frozenset({"name", "repo"})
 
 MAX_SELECTORS: Final = 5
 """Selectors per hook that Tetragon's BPF programs evaluate."""
@@ -269,18 +273,17 @@ class _Reader:
         if (usdts := spec.get("usdts")) is not None:
             self.error(PolicyCode.UNSUPPORTED, usdts, ("spec", "usdts"),
                        "USDT probes are not supported by bpfguard")
-        for key in ("podSelector", "containerSelector"):
-            if (sel := spec.get(key)) is not None:
-                self.warnings.append(Problem(
-                    PolicyCode.NOT_APPLICABLE,
-                    f"{key} selects Kubernetes pods or containers; outside Kubernetes it is "
-                    "kept but not applied: the policy applies to every process",
-                    self.ctx(sel, ("spec", key))))
         if kind == "TracingPolicyNamespaced":
-            self.warnings.append(Problem(
-                PolicyCode.NOT_APPLICABLE,
-                "a TracingPolicyNamespaced applies to the pods of its namespace; outside "
-                "Kubernetes it applies to every process", self.ctx(node, ("kind",))))
+            if not namespace:
+                self.error(PolicyCode.MISSING_KEY, top.get("metadata") or node,
+                           ("metadata", "namespace"),
+                           "a TracingPolicyNamespaced needs metadata.namespace: it applies to "
+                           "the pods of that Kubernetes namespace")
+            for key in ("uprobes", "usdts"):
+                if (hooks := spec.get(key)) is not None:
+                    self.error(PolicyCode.BAD_VALUE, hooks, ("spec", key),
+                               f"a TracingPolicyNamespaced cannot have {key} (as in Tetragon: "
+                               "they are not scoped to a namespace)")
         return Policy(
             kind="TracingPolicyNamespaced" if kind == "TracingPolicyNamespaced"
             else "TracingPolicy",
@@ -295,8 +298,9 @@ class _Reader:
             options=self.seq(spec, "options", self._option),
             enforcers=self.seq(spec, "enforcers", self._enforcer),
             loader=self.boolean(spec, "loader"),
-            pod_selector=self.plain(spec, "podSelector"),
-            container_selector=self.plain(spec, "containerSelector"),
+            pod_selector=self.label_selector(spec, "podSelector", None),
+            container_selector=self.label_selector(spec, "containerSelector",
+                                                   _CONTAINER_SELECTOR_KEYS),
             warnings=tuple(self.warnings),
         )
 
@@ -817,17 +821,60 @@ class _Reader:
     def ints(self, m: _Map, key: str, hi: int = 2**64 - 1) -> tuple[int, ...]:
         return self.seq(m, key, lambda n, p: self.int_node(n, p, 0, hi))
 
-    def plain(self, m: _Map, key: str) -> dict[str, object] | None:
+    def label_selector(self, m: _Map, key: str,
+                       keys: frozenset[str] | None) -> LabelSelector | None:
+        """A Kubernetes LabelSelector (`keys`: the only label keys allowed)."""
         node = m.get(key)
         if node is None:
             return None
-        if not isinstance(node, yaml.MappingNode):
-            self.error(PolicyCode.WRONG_TYPE, node, (*m.path, key),
-                       f"{key} must be a mapping (a label selector), found {_kind(node)}")
+        path = (*m.path, key)
+        if _is_null(node):
+            return LabelSelector()
+        sel = self.mapping(node, path, ("matchLabels", "matchExpressions"))
+        if sel is None:
             return None
-        value = _CONSTRUCT.construct_object(node, deep=True)
-        assert isinstance(value, dict)
-        return value
+        labels: dict[str, str] = {}
+        ml = sel.get("matchLabels")
+        if ml is not None and not _is_null(ml):
+            if not isinstance(ml, yaml.MappingNode):
+                self.error(PolicyCode.WRONG_TYPE, ml, (*path, "matchLabels"),
+                           f"matchLabels must be a mapping of label to value, found {_kind(ml)}")
+            else:
+                for k, v in ml.value:
+                    kv = self.scalar_value(k, (*path, "matchLabels"))
+                    vv = self.scalar_value(v, (*path, "matchLabels", str(k.value)))
+                    if kv is not None and vv is not None:
+                        self._label_key(kv, keys, k, (*path, "matchLabels", kv))
+                        labels[kv] = vv
+        exprs = self.seq(sel, "matchExpressions",
+                         lambda n, p: self._requirement(n, p, keys))
+        return LabelSelector(labels, exprs)
+
+    def _label_key(self, key: str, keys: frozenset[str] | None, node: yaml.Node,
+                   path: _Where) -> None:
+        if keys is not None and key not in keys:
+            self.error(PolicyCode.BAD_VALUE, node, path,
+                       f"label {key!r}: a containerSelector selects by {_one_of(keys)}")
+
+    def _requirement(self, node: yaml.Node, path: _Where, keys: frozenset[str] | None
+                     ) -> tuple[str, str, tuple[str, ...]] | None:
+        r = self.mapping(node, path, ("key", "operator", "values"), required=("key", "operator"))
+        if r is None:
+            return None
+        key = self.string(r, "key")
+        op = self.enum(r, "operator", _LABEL_OPERATORS)
+        values = self.strings(r, "values")
+        if key is not None:
+            self._label_key(key, keys, r.get("key") or node, (*path, "key"))
+        if op in ("In", "NotIn") and not values:
+            self.error(PolicyCode.BAD_VALUE, node, (*path, "values"),
+                       f"operator {op} needs values")
+        if op in ("Exists", "DoesNotExist") and values:
+            self.error(PolicyCode.BAD_VALUE, r.get("values") or node, (*path, "values"),
+                       f"operator {op} takes no values")
+        if key is None or op is None:
+            return None
+        return key, op, values
 
 
 @dataclass(frozen=True)

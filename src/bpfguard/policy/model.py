@@ -33,6 +33,7 @@ __all__ = [
     "ArgSelector",
     "BinarySelector",
     "CapabilitiesSelector",
+    "LabelSelector",
     "Enforcer",
     "FeatureSet",
     "Hook",
@@ -316,12 +317,45 @@ class Enforcer:
 
 
 @dataclass(frozen=True)
+class LabelSelector:
+    """A Kubernetes ``LabelSelector``: every ``matchLabels`` pair and every
+    ``matchExpressions`` requirement must hold; an empty one selects all."""
+
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+    # (key, operator In/NotIn/Exists/DoesNotExist, values)
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for key, op, values in self.match_expressions:
+            present = key in labels
+            if op == "In" and not (present and labels[key] in values):
+                return False
+            if op == "NotIn" and present and labels[key] in values:
+                return False
+            if op == "Exists" and not present:
+                return False
+            if op == "DoesNotExist" and present:
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in sorted(self.match_labels.items())]
+        for key, op, values in self.match_expressions:
+            vals = ",".join(values)
+            parts.append({"In": f"{key} in ({vals})", "NotIn": f"{key} notin ({vals})",
+                          "Exists": key, "DoesNotExist": f"!{key}"}[op])
+        return ", ".join(parts) or "all"
+
+
+@dataclass(frozen=True)
 class Policy:
     """A loaded and validated TracingPolicy or TracingPolicyNamespaced.
 
-    `pod_selector` and `container_selector` are kept as read (a Kubernetes
-    ``LabelSelector``) but select nothing outside Kubernetes; `warnings`
-    says so, with where they are.
+    `pod_selector` and `container_selector` select the containers the policy
+    applies to, as Tetragon's do (see :mod:`bpfguard.policy.scope`); None:
+    not given.
     """
 
     kind: Literal["TracingPolicy", "TracingPolicyNamespaced"]
@@ -337,9 +371,8 @@ class Policy:
     options: tuple[Option, ...] = ()
     enforcers: tuple[Enforcer, ...] = ()
     loader: bool = False
-    pod_selector: Mapping[str, object] | None = field(default=None, compare=False, hash=False)
-    container_selector: Mapping[str, object] | None = field(default=None, compare=False,
-                                                             hash=False)
+    pod_selector: LabelSelector | None = field(default=None, compare=False, hash=False)
+    container_selector: LabelSelector | None = field(default=None, compare=False, hash=False)
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     @property

@@ -64,6 +64,9 @@ class Source:
     def metric_reloads(self) -> Mapping[str, int]:
         return {"ok": 1, "error": 2}
 
+    def metric_containers(self) -> Mapping[str, int]:
+        return {"found": 4, "lookup_failures": 1, "pending": 2, "unenriched_events": 3}
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         return self.healthy, ({} if self.healthy else {"problems": ["the detection reader "
                                                                     "stopped"]})
@@ -97,6 +100,10 @@ def test_every_required_metric_is_exposed_with_its_labels() -> None:
     assert v("bpfguard_bpf_program_run_seconds_total", sensors="detection",
              object="syscalls", program="bg_sys_enter") == 5.0
     assert v("bpfguard_reloads_total", result="error") == 2
+    assert v("bpfguard_container_lookups_total", result="found") == 4
+    assert v("bpfguard_container_lookups_total", result="failed") == 1
+    assert v("bpfguard_container_pending") == 2
+    assert v("bpfguard_container_unenriched_events_total") == 3
     assert v("bpfguard_up") == 1
     assert any(name == "process_resident_memory_bytes" for name, _ in got)
 

@@ -269,13 +269,52 @@ def test_limits() -> None:
     ]
 
 
-def test_pod_selector_is_kept_and_warned() -> None:
-    text = HEAD + "  podSelector:\n    matchLabels:\n      app: web\n  kprobes:\n  - call: x\n"
+def test_pod_and_container_selectors() -> None:
+    from bpfguard.containers import Container, Pod
+    from bpfguard.policy.model import LabelSelector
+    from bpfguard.policy.scope import scope_of
+
+    text = HEAD + ("  podSelector:\n    matchLabels:\n      app: web\n"
+                   "    matchExpressions:\n    - key: tier\n      operator: NotIn\n"
+                   "      values: [db]\n"
+                   "  containerSelector:\n    matchExpressions:\n    - key: name\n"
+                   "      operator: In\n      values: [main]\n  kprobes:\n  - call: x\n")
     policy = load_policy_text("p.yaml", text)
-    assert policy.pod_selector == {"matchLabels": {"app": "web"}}
-    [w] = policy.warnings
-    assert w.code == PolicyCode.NOT_APPLICABLE
-    assert (w.context.line, w.context.name) == (7, "spec.podSelector")
+    assert policy.pod_selector == LabelSelector({"app": "web"}, (("tier", "NotIn", ("db",)),))
+    assert policy.container_selector == LabelSelector({}, (("name", "In", ("main",)),))
+    assert policy.warnings == ()
+    scope = scope_of(policy)
+    assert scope is not None
+    assert scope.describe() == "pods app=web, tier notin (db); containers name in (main)"
+
+    def ctr(name: str, labels: dict[str, str] | None, pod: str = "web-1") -> Container:
+        return Container(id="c", runtime="podman", name=f"{pod}-{name}",
+                         pod=Pod(name=pod, labels=labels) if labels is not None else None)
+
+    assert scope.matches(ctr("main", {"app": "web"}))         # kube play's pod-name prefix
+    assert not scope.matches(ctr("side", {"app": "web"}))
+    assert not scope.matches(ctr("main", {"app": "web", "tier": "db"}))
+    assert not scope.matches(ctr("main", None))                # not in a pod: no labels
+    # no selector: not scoped; the host is never in a scoped policy's set
+    assert scope_of(load_policy_text("p.yaml", HEAD + "  kprobes:\n  - call: x\n")) is None
+
+
+def test_bad_selectors_say_where() -> None:
+    text = HEAD + ("  containerSelector:\n    matchLabels:\n      image: x\n"
+                   "    matchExpressions:\n    - key: name\n      operator: Like\n"
+                   "  kprobes:\n  - call: x\n")
+    assert _problems(text) == [
+        "8:7 spec.containerSelector.matchLabels.image: label 'image': a containerSelector "
+        "selects by name, repo",
+        "11:17 spec.containerSelector.matchExpressions[0].operator: operator 'Like' is not "
+        "one of DoesNotExist, Exists, In, NotIn",
+    ]
+
+
+def test_namespaced_policy_needs_its_namespace() -> None:
+    text = HEAD.replace("kind: TracingPolicy", "kind: TracingPolicyNamespaced") + \
+        "  kprobes:\n  - call: x\n"
+    assert any("needs metadata.namespace" in p for p in _problems(text))
 
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
