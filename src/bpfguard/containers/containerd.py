@@ -145,7 +145,8 @@ class ContainerdEngine:
             image=c.image or None, image_digest=digest or None,
             privileged=is_privileged(spec) if spec else None,
             mounts=mounts, start_ns=created, labels=labels, pod=pod_of(labels, pod_labels),
-            pid=pid or None)
+            pid=pid or None,
+            sandbox=labels.get("io.cri-containerd.kind") == "sandbox")
 
     def running(self) -> list[str]:
         pb = self._pb

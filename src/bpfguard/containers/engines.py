@@ -103,6 +103,8 @@ class PodmanEngine:
         try:
             return fn(*args, **kwargs)
         except APIError as exc:
+            if exc.response is None:   # podman-py's wrapping of a refused or timed-out call
+                raise EngineError(f"podman at {self.socket}: {exc}") from None
             # podman answered: NotFound, or a 500 for a container removed
             # while it was being inspected; the runtime itself is fine
             log.debug("podman at %s: %s", self.socket, exc)
@@ -179,8 +181,10 @@ class DockerEngine:
 
         try:
             return fn(*args, **kwargs)
-        except APIError as exc:   # Docker answered (404, or a container going away)
-            log.debug("docker at %s: %s", self.socket, exc)
+        except APIError as exc:
+            if exc.response is None:
+                raise EngineError(f"docker at {self.socket}: {exc}") from None
+            log.debug("docker at %s: %s", self.socket, exc)   # answered: 404, or going away
             return None
         except (DockerException, OSError) as exc:
             raise EngineError(f"docker at {self.socket}: {exc}") from None

@@ -67,6 +67,7 @@ class Container:
         pod: its Kubernetes pod, from the labels; None outside a pod.
         pid: its first process, in the host's pid namespace.
         cgroup_id: the cgroup v2 id of that process's cgroup (0: unknown).
+        sandbox: a pod's infrastructure (pause) container, not a workload.
     """
 
     id: str
@@ -82,6 +83,7 @@ class Container:
     pod: Pod | None = None
     pid: int | None = None
     cgroup_id: int = 0
+    sandbox: bool = False
 
     @property
     def image_repository(self) -> str | None:
@@ -90,6 +92,17 @@ class Container:
     @property
     def image_tag(self) -> str | None:
         return split_image(self.image)[1] if self.image else None
+
+    @property
+    def k8s_name(self) -> str | None:
+        """The container's name in its pod: CRI's label, else for a podman pod
+        the name in the manifest (`podman kube play` names it ``<pod>-<name>``)."""
+        name = self.labels.get(CONTAINER_NAME)
+        if name:
+            return name
+        if self.pod is not None and self.name and self.name.startswith(self.pod.name + "-"):
+            return self.name[len(self.pod.name) + 1:]
+        return self.name
 
     @property
     def repo_digest(self) -> str | None:
@@ -186,4 +199,5 @@ def from_inspect(doc: Mapping[str, Any], runtime: str,
         labels=labels,
         pod=pod_of(labels, pod[1], pod[0]) if pod is not None else pod_of(labels),
         pid=pid if isinstance(pid, int) and pid > 0 else None,
+        sandbox=bool(doc.get("IsInfra")),
     )

@@ -249,7 +249,7 @@ def pod_json(c: Container) -> JSON:
     _put(image, "id", c.image_id)
     _put(image, "name", c.image)
     cont: JSON = {"id": f"{c.runtime}://{c.id}"}
-    _put(cont, "name", c.labels.get("io.kubernetes.container.name") or c.name)
+    _put(cont, "name", c.k8s_name)
     _put(cont, "image", image)
     if c.start_ns:
         cont["start_time"] = rfc3339(c.start_ns)

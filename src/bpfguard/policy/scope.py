@@ -57,7 +57,7 @@ class PolicyScope:
         if not self.pods.matches(labels):
             return False
         attrs = {}
-        if (name := k8s_container_name(c)) is not None:
+        if (name := c.k8s_name) is not None:
             attrs["name"] = name
         if (repo := c.image_repository) is not None:
             attrs["repo"] = repo
@@ -72,17 +72,6 @@ class PolicyScope:
         if self.containers != LabelSelector():
             parts.append(f"containers {self.containers.describe()}")
         return "; ".join(parts) or "every container"
-
-
-def k8s_container_name(c: Container) -> str | None:
-    """The container's name in its pod: CRI's label, else for a podman pod
-    the name `podman kube play` gave it (``<pod>-<name>``) without the pod's."""
-    name = c.labels.get("io.kubernetes.container.name")
-    if name:
-        return name
-    if c.pod is not None and c.name and c.name.startswith(c.pod.name + "-"):
-        return c.name[len(c.pod.name) + 1:]
-    return c.name
 
 
 def scope_of(policy: Policy) -> PolicyScope | None:
@@ -140,7 +129,8 @@ class ScopeTracker:
         if not c.cgroup_id:
             return
         members = self._members[scope_id]
-        want = present and scope.matches(c)
+        # a pod's pause container runs no workload: Tetragon leaves it out too
+        want = present and not c.sandbox and scope.matches(c)
         if want and c.cgroup_id not in members:
             self._write(scope_id, c.cgroup_id, True)
             members.add(c.cgroup_id)
