@@ -90,7 +90,7 @@ def agent_with(tmp_path: Path, runtimes: dict[str, str]
     started: list[AgentProcess] = []
 
     def start(*, podman: str | None = None, rules: list[str] | None = None,
-              policies: list[str] = ()) -> tuple[AgentProcess, Path, int]:
+              policies: list[str] = (), extra: str = "") -> tuple[AgentProcess, Path, int]:
         pol_dir = tmp_path / "policies"
         pol_dir.mkdir(exist_ok=True)
         for i, text in enumerate(policies):
@@ -100,7 +100,7 @@ def agent_with(tmp_path: Path, runtimes: dict[str, str]
         text = (f"containers:\n  podman: {podman or runtimes['podman']}\n  docker: ''\n"
                 f"  containerd: {runtimes['containerd']}\n"
                 f"rules:\n  files: {files}\n"
-                f"policies:\n  defaults: false\n  files: {policy_files}\n")
+                f"policies:\n  defaults: false\n  files: {policy_files}\n{extra}")
         path, sock, port = _config(tmp_path, text)
         agent = AgentProcess(path)
         started.append(agent)
@@ -196,6 +196,23 @@ def test_falcos_container_rules_fire_in_containers_and_not_on_the_host(
     rules = [a["rule"] for a in agent.seen if _fields(a).get("container.id") == "host"]
     assert "Debugfs Launched in Privileged Container" not in rules
     assert "Drop and execute new binary in container" not in rules
+
+
+def test_the_seccomp_audit_names_the_container(
+        agent_with: Callable[..., tuple[AgentProcess, Path, int]], tmp_path: Path) -> None:
+    agent, _, _ = agent_with(extra="seccomp_audit:\n  enabled: true\n")
+    profile = tmp_path / "log-uname.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["uname"], "action": "SCMP_ACT_LOG"}]}))
+    name = _name()
+    _run("podman", "run", "--rm", "--name", name, "--security-opt", f"seccomp={profile}",
+         IMAGE, "uname")
+    a = agent.wait_alert(lambda a: a["rule"] == "Seccomp logged a syscall"
+                         and _fields(a).get("container.name") == name, timeout=15)
+    f = _fields(a)
+    assert f["syscall.type"] == "uname" and f["container.image.repository"] == \
+        "localhost/bgtest/busybox"
+    assert f"container_name={name} " in a["output"]
 
 
 def _pod_manifest(pod: str, labels: dict[str, str], containers: list[str]) -> str:

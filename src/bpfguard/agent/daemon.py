@@ -57,6 +57,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
+from ..containers import Container
 from ..errors import BpfguardError, ConfigError
 from ..outputs.alert import Alert, seccomp_alert
 from ..outputs.channels import (
@@ -65,7 +66,7 @@ from ..outputs.channels import (
 from ..policy import load_policy_text
 from ..policy.engine import PolicyEngine
 from ..policy.events import PolicyEvent
-from ..proctable import ProcessTable
+from ..proctable import ProcessTable, cgroup_paths, container_of
 from ..sensors import SensorSet
 from ..sensors.events import Event
 from ..sensors.sensors import SyscallChange
@@ -249,11 +250,31 @@ class Agent:
         try:
             while not self._stop.is_set():
                 for rec in self.audit.read(timeout=0.5):
-                    self._deliver(seccomp_alert(rec, self.hostname))
+                    self._deliver(seccomp_alert(rec, self.hostname,
+                                                container=self._container_of(rec.pid)))
         except BaseException as exc:
             self._fatal = f"seccomp audit reader failed: {type(exc).__name__}: {exc}"
             log.error("%s", self._fatal)
             self.request_stop()
+
+    def _container_of(self, pid: int) -> tuple[str, Container | None] | None:
+        """(full id or "host", its runtime's answer) of a process's container,
+        from the process table, else /proc; None if the process is gone. An
+        unknown container is asked about now (the audit thread may wait)."""
+        p = self.table.get(pid)
+        if p is not None:
+            ref = p.container
+        else:
+            try:
+                with open(f"/proc/{pid}/cgroup") as f:
+                    v2, v1 = cgroup_paths(f.read())
+            except OSError:
+                return None
+            ref = next((c for path in (v2, v1) if path and (c := container_of(path))), None)
+        if ref is None:
+            return "host", None
+        info = self.containers.get(ref[1], ref[0]) or self.containers.lookup(ref[1], ref[0])
+        return ref[1], info
 
     def _deliver(self, rec: Mapping[str, Any]) -> None:
         """The pipeline's sink: an alert to the outputs, a loss record as

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..timefmt import rfc3339
 
 if TYPE_CHECKING:
+    from ..containers import Container
     from ..policy.events import PolicyEvent
 
 __all__ = ["DROP_RULE", "Alert", "drop_alert", "policy_alert", "rfc3339", "seccomp_alert"]
@@ -205,16 +206,35 @@ _SECCOMP_PRIORITY = {"SCMP_ACT_LOG": "Notice", "SCMP_ACT_ERRNO": "Warning",
                      "SCMP_ACT_KILL_PROCESS": "Critical"}
 
 
-def seccomp_alert(rec: Any, hostname: str) -> Alert:
-    """A syscall seccomp logged (a ``bpfguard.seccomp.audit`` record), as an alert."""
+def seccomp_alert(rec: Any, hostname: str, *,
+                  container: tuple[str, Container | None] | None = None) -> Alert:
+    """A syscall seccomp logged (a ``bpfguard.seccomp.audit`` record), as an alert.
+
+    `container` is (full id, what its runtime said) of the container the
+    process runs in, ("host", None) on the host, None when that could not be
+    found out (the process was gone): then the container fields are absent.
+    Like the rules' alerts, it names the container and pod in the output.
+    """
     ns = time.time_ns()
+    fields: dict[str, Any] = {"evt.time": ns, "proc.pid": rec.pid, "proc.name": rec.comm,
+                              "proc.exepath": rec.exe, "syscall.type": rec.syscall,
+                              "seccomp.action": rec.action, "seccomp.arch": rec.arch}
+    cid, info = container if container is not None else (None, None)
+    host = cid == "host"
+    pod = info.pod if info is not None else None
+    fields.update({
+        "container.id": cid if host or cid is None else cid[:12],
+        "container.name": "host" if host else (info.name if info else None),
+        "container.image.repository": info.image_repository if info else None,
+        "container.image.tag": info.image_tag if info else None,
+        "k8s.pod.name": pod.name if pod else None,
+        "k8s.ns.name": pod.namespace if pod else None})
+    suffix = "".join(f" {k.replace('.', '_')}={'<NA>' if v is None else v}"
+                     for k, v in fields.items() if k.startswith(("container.", "k8s.")))
     return Alert(
         time_ns=ns, rule="Seccomp logged a syscall",
         priority=_SECCOMP_PRIORITY.get(rec.action, "Warning"), source="seccomp",
         hostname=hostname,
         output=f"Seccomp {rec.action} on {rec.syscall} by {rec.exe} (pid {rec.pid}, "
-               f"comm {rec.comm}, {rec.arch})",
-        output_fields={"evt.time": ns, "proc.pid": rec.pid, "proc.name": rec.comm,
-                       "proc.exepath": rec.exe, "syscall.type": rec.syscall,
-                       "seccomp.action": rec.action, "seccomp.arch": rec.arch},
-        tags=("seccomp",))
+               f"comm {rec.comm}, {rec.arch}){suffix}",
+        output_fields=fields, tags=("seccomp",))

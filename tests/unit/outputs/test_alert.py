@@ -125,10 +125,22 @@ def test_policy_alert_carries_the_tetragon_event() -> None:
 def test_seccomp_and_drop_alerts() -> None:
     rec = SimpleNamespace(action="SCMP_ACT_ERRNO", syscall="ptrace", exe="/usr/bin/gdb",
                           pid=7, comm="gdb", arch="x86_64")
-    d = seccomp_alert(rec, "h").to_json_dict()
+    d = seccomp_alert(rec, "h", container=("host", None)).to_json_dict()
     assert list(d) == KEYS and d["priority"] == "Warning" and d["tags"] == ["seccomp"]
     assert d["output"] == "Seccomp SCMP_ACT_ERRNO on ptrace by /usr/bin/gdb (pid 7, comm gdb, " \
-        "x86_64)"
+        "x86_64) container_id=host container_name=host container_image_repository=<NA> " \
+        "container_image_tag=<NA> k8s_pod_name=<NA> k8s_ns_name=<NA>"
+    # in a container: named as the rules' alerts name it
+    from bpfguard.containers import Container, Pod
+
+    info = Container(id="ab" * 32, runtime="podman", name="web", image="localhost/ns/img:2",
+                     pod=Pod(name="p", namespace="prod"))
+    f = seccomp_alert(rec, "h", container=("ab" * 32, info)).output_fields
+    assert (f["container.id"], f["container.name"], f["container.image.repository"],
+            f["container.image.tag"], f["k8s.pod.name"], f["k8s.ns.name"]) == \
+        ("ab" * 6, "web", "localhost/ns/img", "2", "p", "prod")
+    # the process was gone before it could be placed: absent, not "host"
+    assert seccomp_alert(rec, "h").output_fields["container.id"] is None
     drop = drop_alert({"type": "loss", "reason": "ringbuf_full", "count": 5, "time_ns": NS},
                       hostname="h")
     assert drop == {"hostname": "h",
