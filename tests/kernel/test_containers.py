@@ -166,6 +166,39 @@ def test_alerts_name_the_podman_and_containerd_container(
         assert "container.metadata" not in f
 
 
+def test_docker_api_and_containerd_engines_read_the_runtime(runtimes: dict[str, str]) -> None:
+    """Docker's Engine API through podman's socket (it speaks it), and
+    containerd's gRPC API, asked directly."""
+    from bpfguard.containers.containerd import ContainerdEngine
+    from bpfguard.containers.engines import DockerEngine
+
+    name, cname = _name(), _name()
+    cid = _run("podman", "run", "-d", "--name", name, "-v", "/etc:/hostetc:ro", IMAGE,
+               "sleep", "60").stdout.strip()
+    _run("ctr", "-n", "default", "run", "-d", IMAGE, cname, "sleep", "60")
+    try:
+        docker = DockerEngine(runtimes["podman"])
+        c = docker.inspect(cid)
+        assert c is not None and (c.name, c.image, c.privileged) == (name, IMAGE, False)
+        assert c.pid and c.start_ns and cid in docker.running()
+        assert [m.text() for m in c.mounts] == ["/etc:/hostetc::false:rprivate"]
+        ctrd = ContainerdEngine(runtimes["containerd"])
+        k = ctrd.inspect(cname)
+        assert k is not None and (k.name, k.image, k.privileged) == (cname, IMAGE, False)
+        assert k.image_digest and k.image_digest.startswith("sha256:") and k.pid
+        assert cname in ctrd.running() and ctrd.inspect("no-such-container") is None
+        docker.close()
+        ctrd.close()
+    finally:
+        _run("podman", "rm", "-f", "-t", "0", name, check=False)
+        _run("ctr", "-n", "default", "task", "kill", "-s", "9", cname, check=False)
+        deadline = time.monotonic() + 10
+        while _run("ctr", "-n", "default", "containers", "rm", cname, check=False).returncode:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+
+
 def test_falcos_container_rules_fire_in_containers_and_not_on_the_host(
         agent_with: Callable[..., tuple[AgentProcess, Path, int]], tmp_path: Path) -> None:
     agent, _, _ = agent_with()
@@ -208,10 +241,10 @@ def test_the_seccomp_audit_names_the_container(
     _run("podman", "run", "--rm", "--name", name, "--security-opt", f"seccomp={profile}",
          IMAGE, "uname")
     a = agent.wait_alert(lambda a: a["rule"] == "Seccomp logged a syscall"
-                         and _fields(a).get("container.name") == name, timeout=15)
+                         and _fields(a).get("syscall.type") == "uname", timeout=15)
     f = _fields(a)
-    assert f["syscall.type"] == "uname" and f["container.image.repository"] == \
-        "localhost/bgtest/busybox"
+    assert f["container.name"] == name, (f, agent.log)
+    assert f["container.image.repository"] == "localhost/bgtest/busybox"
     assert f"container_name={name} " in a["output"]
 
 

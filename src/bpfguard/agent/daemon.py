@@ -54,6 +54,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
@@ -89,6 +90,11 @@ _RESTART_SECTIONS = ("sensors", "outputs", "control", "metrics", "firewall", "se
 # how long a status waits for a firewall change under way before it answers
 # with the view it has
 _STATUS_SYNC_S = 2.0
+# how long the seccomp audit waits for the process table to learn a process
+# that was gone from /proc before its audit record was read
+_AUDIT_PLACE_S = 0.5
+# ... and for the runtime's answer about its container (a request's timeout)
+_AUDIT_LOOKUP_S = 2.5
 
 
 def _freeze_heap() -> None:
@@ -259,21 +265,38 @@ class Agent:
 
     def _container_of(self, pid: int) -> tuple[str, Container | None] | None:
         """(full id or "host", its runtime's answer) of a process's container,
-        from the process table, else /proc; None if the process is gone. An
-        unknown container is asked about now (the audit thread may wait)."""
-        p = self.table.get(pid)
-        if p is not None:
-            ref = p.container
-        else:
+        from the process table, else /proc; None if the process is gone and
+        the table has not heard of it. Runs on the audit thread, which may
+        wait: for the reader to catch up with the exec (the audit record can
+        come first), and for the runtime."""
+        deadline = time.monotonic() + _AUDIT_PLACE_S
+        while True:
+            p = self.table.get(pid)
+            if p is not None:
+                ref = p.container
+                break
             try:
                 with open(f"/proc/{pid}/cgroup") as f:
                     v2, v1 = cgroup_paths(f.read())
+                ref = next((c for path in (v2, v1) if path and (c := container_of(path))),
+                           None)
+                break
             except OSError:
-                return None
-            ref = next((c for path in (v2, v1) if path and (c := container_of(path))), None)
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.02)
         if ref is None:
             return "host", None
-        info = self.containers.get(ref[1], ref[0]) or self.containers.lookup(ref[1], ref[0])
+        cache = self.containers
+        info = cache.get(ref[1], ref[0])
+        # the reader asked about the container at its first event; a short-lived
+        # container (`podman run --rm`) may be gone by now, so that answer is
+        # the one to wait for rather than asking again
+        deadline = time.monotonic() + _AUDIT_LOOKUP_S
+        while info is None and cache.state(ref[1]) == "pending" \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+            info = cache.get(ref[1], ref[0])
         return ref[1], info
 
     def _deliver(self, rec: Mapping[str, Any]) -> None:

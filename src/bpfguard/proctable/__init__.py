@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..containers import Container, ContainerCache
+from ..containers import ContainerCache
 from ..sensors.events import Event, ExecEvent, ExitEvent, ForkEvent
 
 __all__ = ["Process", "ProcessTable", "cgroup_paths", "container_id_from_cgroup",
@@ -135,12 +135,6 @@ class Process:
     def container_id(self) -> str:
         c = self.container
         return c[1][:12] if c else "host"
-
-    def runtime_info(self, table: ProcessTable) -> Container | None:
-        """What the runtime says about the process's container (None on the
-        host, and while the runtime has not answered)."""
-        c = self.container
-        return table.containers.get(c[1], c[0]) if c is not None else None
 
     @property
     def cmdline(self) -> str:
