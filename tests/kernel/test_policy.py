@@ -1166,3 +1166,53 @@ def test_run_policy_streams_tetragon_json_lines(uprobe_target: str, tmp_path: Pa
                    ("process_uprobe", "guard", "bg_guarded"),
                    ("process_kprobe", "kill-etc", "__x64_sys_openat")]
     assert agent.returncode == 0
+
+
+def test_pod_selector_applies_in_the_selected_containers_cgroups_only(
+        running: Running, tmp_path: Path) -> None:
+    """The kernel half of pod and container scopes: a podSelector policy acts
+    in a task whose cgroup (or an ancestor) the scope tracker wrote into
+    pol_scope for a matching container, and nowhere else; when the
+    container stops it is taken out. (tests/kernel/test_containers.py does
+    the same with podman's pods, on the host.)"""
+    from bpfguard.containers import Container, Pod
+
+    running.add("""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata: {name: pod-scope}
+    spec:
+      podSelector: {matchLabels: {app: bigsecret}}
+      kprobes:
+      - call: sys_openat
+        syscall: true
+        args: [{index: 1, type: string}]
+        selectors:
+        - matchArgs: [{index: 1, operator: Equal, values: ["/etc/hostname"]}]
+          matchActions: [{action: Sigkill}]
+    """)
+    with _test_cgroup() as cg:
+        nested = cg / "inner"          # a container's own sub-cgroups are in it too
+        nested.mkdir()
+        try:
+            def cat(where: Path | None) -> str:
+                join = f"echo $$ > {where}/cgroup.procs; " if where else ""
+                r = subprocess.run(["sh", "-c", f"{join}cat /etc/hostname; echo $?"],
+                                   capture_output=True, text=True)
+                return r.stdout.split()[-1]
+
+            def container(labels: dict[str, str]) -> Container:
+                return Container(id="ab" * 32, runtime="podman", name="c",
+                                 pod=Pod(name="p", labels=labels),
+                                 cgroup_id=os.stat(cg).st_ino)
+
+            scopes = running.engine.scopes
+            scopes.container_changed(container({"app": "other"}), True)
+            assert cat(cg) == "0" and cat(None) == "0"     # not selected: not in the set
+            scopes.container_changed(container({"app": "bigsecret"}), True)
+            assert cat(cg) == "137" and cat(nested) == "137"
+            assert cat(None) == "0"                        # the host: never
+            scopes.container_changed(container({"app": "bigsecret"}), False)
+            assert cat(cg) == "0"
+        finally:
+            nested.rmdir()
