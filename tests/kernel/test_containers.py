@@ -187,6 +187,23 @@ def test_docker_api_and_containerd_engines_read_the_runtime(runtimes: dict[str, 
         assert k is not None and (k.name, k.image, k.privileged) == (cname, IMAGE, False)
         assert k.image_digest and k.image_digest.startswith("sha256:") and k.pid
         assert cname in ctrd.running() and ctrd.inspect("no-such-container") is None
+        # an exec'd process exiting (kubectl exec) is no stop of the container;
+        # its own task exiting is
+        stop, seen = threading.Event(), []
+        follower = threading.Thread(target=lambda: seen.extend(ctrd.events(stop)), daemon=True)
+        follower.start()
+        time.sleep(0.5)
+        _run("ctr", "-n", "default", "task", "exec", "--exec-id", "e1", cname, "true")
+        time.sleep(1)
+        assert ("stop", cname) not in seen
+        _run("ctr", "-n", "default", "task", "kill", "-s", "9", cname)
+        deadline = time.monotonic() + 10
+        while ("stop", cname) not in seen:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+        stop.set()
+        follower.join(5)
+        assert not follower.is_alive()
         docker.close()
         ctrd.close()
     finally:

@@ -67,7 +67,7 @@ def test_podman_and_docker_inspect_documents() -> None:
     assert c.mounts == (Mount("/srv", "/data", "z", False, "rprivate"),)
     assert c.mounts[0].text() == "/srv:/data:z:false:rprivate"
     # podman keeps no Kubernetes namespace: the pod is podman's, its namespace absent
-    assert c.pod == Pod(name="bgpod", namespace=None, labels={"app": "x"})
+    assert c.pod == Pod(name="bgpod", namespace=None, labels={"app": "x"}, workload="bgpod")
     docker = from_inspect({"Id": CID, "Name": "/web", "Image": "sha256:" + "f" * 64,
                            "Config": {"Image": "nginx:1.25", "Labels": {
                                "io.kubernetes.pod.name": "p", "io.kubernetes.pod.namespace": "ns",
@@ -187,8 +187,11 @@ def test_fields_come_from_the_runtime() -> None:
                  "and container.image.tag = 2 and container.privileged = false")
     assert check("k8s.pod.name = p and k8s.ns.name = prod and k8s.pod.uid = u-1 "
                  "and k8s.pod.label[app] = x and k8s.pod.labels = app:x")
-    assert check("container.mounts = /srv:/data::true:rprivate and mount.dest[/srv] = /data "
-                 "and mount.source[/data] = /srv and mount.rdwr[/srv] = true")
+    assert check("container.mounts = /srv:/data::true:rprivate "
+                 "and container.mount.dest[/srv] = /data and container.mount.dest[0] = /data "
+                 "and container.mount.source[/data] = /srv and container.mount.rdwr[/srv] = true "
+                 "and container.mount[0] = /srv:/data::true:rprivate")
+    assert not check("container.mount.dest[/nope] exists")
     assert check("container.label[app] = x and container.labels = app:x")  # io.kubernetes.* hidden
 
 
@@ -241,3 +244,55 @@ def test_a_runtime_too_slow_leaves_alerts_marked_pending() -> None:
     finally:
         engine.gate.set()
         cache.stop()
+
+
+def test_tetragon_process_pod() -> None:
+    from bpfguard.outputs.tetragon import process_json
+
+    cache = ContainerCache([FakeEngine({CID: WEB})])
+    cache.lookup(CID, "podman")
+    p = Process(pid=500, ppid=1, start_ns=5, exec_id="a:5:500", comm="cat", exe="/bin/cat",
+                args=["cat"], cgroup="/libpod_parent/libpod-" + CID)
+    d = process_json(p, node="n", containers=cache)
+    assert d["docker"] == CID[:31]
+    assert d["pod"] == {"namespace": "prod", "name": "p", "uid": "u-1",
+                        "container": {"id": "podman://" + CID, "name": "web",
+                                      "image": {"name": "localhost/ns/img:2"}},
+                        "pod_labels": {"app": "x"}}   # CRI's: the owner is not known
+    # no pod: no "pod" (Tetragon's for a plain container or the host)
+    assert "pod" not in process_json(p, node="n")
+
+
+def test_event_windows_overlap_without_repeating_and_fail_as_engine_errors(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bpfguard.containers import engines
+    from bpfguard.containers.engines import _windows
+
+    monkeypatch.setattr(engines, "EVENTS_POLL_S", 0.0)   # windows end at once
+
+    stop = threading.Event()
+    calls: list[tuple[int, int]] = []
+    now = int(time.time())
+    ev = {"Type": "container", "Action": "start", "Actor": {"ID": CID}, "time": now}
+
+    def window(since: int, until: int) -> Iterator[Any]:
+        calls.append((since, until))
+        if len(calls) == 3:
+            stop.set()
+            raise ConnectionError("socket closed")
+        return iter([ev])        # the same event in two overlapping windows
+
+    got = []
+    with pytest.raises(EngineError, match="podman at /s: event stream: socket closed"):
+        for t in _windows("podman", "/s", stop, window):
+            got.append(t)
+    assert got == [("start", CID)] and len(calls) == 3
+
+
+def test_a_host_cgroup_is_never_taken_for_a_containers() -> None:
+    import os
+
+    from bpfguard.containers import cgroup2_root, cgroup_id_of_pid
+
+    # this process runs in a host cgroup: whatever id is asked for, no cgroup
+    assert cgroup_id_of_pid(os.getpid(), cgroup2_root() or "/sys/fs/cgroup", CID) == 0

@@ -85,7 +85,8 @@ __all__ = ["Agent"]
 log = logging.getLogger("bpfguard.agent")
 
 # configuration sections a reload cannot change in a running agent
-_RESTART_SECTIONS = ("sensors", "outputs", "control", "metrics", "firewall", "seccomp_audit")
+_RESTART_SECTIONS = ("sensors", "outputs", "control", "metrics", "firewall", "seccomp_audit",
+                     "containers")
 
 # how long a status waits for a firewall change under way before it answers
 # with the view it has
@@ -137,6 +138,7 @@ class Agent:
         self.pipeline: Pipeline | None = None
         self.matcher: RuleMatcher | None = None  # the Falco rules (replaced by a reload)
         self._retired: list[RuleMatcher] = []    # replaced rules, until the reader empties them
+        self.retired_holds = [0, 0]   # held and unenriched counts of replaced rules (metrics)
         self.policies: PolicySubscriber | None = None
         self.firewalls = Firewalls()
         self.audit: Any = None
@@ -212,7 +214,10 @@ class Agent:
         """What the rules held back and may match now (see RuleMatcher.release)."""
         out: list[Alert] = []
         while self._retired:   # rules a reload replaced: what they held, as they would
-            out.extend(self._retired.pop().release(everything=True))
+            old = self._retired.pop()
+            out.extend(old.release(everything=True))
+            self.retired_holds[0] += old.held
+            self.retired_holds[1] += old.unenriched
         matcher = self.matcher
         if matcher is not None:
             out.extend(matcher.release())
@@ -443,9 +448,12 @@ class Agent:
             assert self.sensors is not None
             if matcher.uses_env:
                 self.sensors.set_env_max(ENV_BYTES)
-            if self.matcher is not None:
-                self._retired.append(self.matcher)   # its held events: matched by _idle
+            old = self.matcher
             self.matcher = matcher
+            if old is not None:
+                # after the swap: the reader takes no new event to the old
+                # rules, and _idle matches what they still hold
+                self._retired.append(old)
             if not matcher.uses_env:
                 self.sensors.set_env_max(0)
             if change is not None:

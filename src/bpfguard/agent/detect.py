@@ -123,6 +123,9 @@ class RuleMatcher:
         entry = self._held.get(cid)
         if entry is None:
             entry = self._held[cid] = (time.monotonic_ns() + self.hold_ns, [])
+        # the ancestry as it is now: by the time the event is matched a parent
+        # may have exec'd or gone (the event's own process is its own object)
+        e.ancestors  # noqa: B018 - computed and kept by the event
         entry[1].append(e)
         self._nheld += 1
         self.held += 1

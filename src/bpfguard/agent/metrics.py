@@ -92,7 +92,7 @@ class MetricsSource(Protocol):
         ...
 
     def metric_containers(self) -> Mapping[str, int]:
-        """The container cache's and the rules' counts: lookups, lookup_failures,
+        """The container cache's and the rules' counts: found, lookup_failures,
         not_found, lookups_dropped, runtime_events, pending (now), held_events,
         unenriched_events."""
         ...
@@ -303,9 +303,11 @@ class AgentMetrics:
         out = {"found": st.found, "lookup_failures": st.failures, "not_found": st.not_found,
                "lookups_dropped": st.dropped, "runtime_events": st.events,
                "pending": self.agent.containers.pending}
+        held, unenriched = self.agent.retired_holds
         m = self.agent.matcher
         if m is not None:
-            out.update(held_events=m.held, unenriched_events=m.unenriched)
+            held, unenriched = held + m.held, unenriched + m.unenriched
+        out.update(held_events=held, unenriched_events=unenriched)
         return out
 
     def health(self) -> tuple[bool, dict[str, Any]]:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from .cgroups import container_of
 from .engines import Engine, EngineError
 from .model import Container
 
@@ -41,8 +42,7 @@ GONE_GRACE_S = 10.0
 QUEUE_MAX = 4096
 
 # Runtimes by the name the cgroup path gives (Process.container), to ask first.
-_ENGINE_FOR = {"podman": "podman", "docker": "docker", "containerd": "containerd",
-               "cri-o": "containerd"}
+_ENGINE_FOR = {"podman": "podman", "docker": "docker", "containerd": "containerd"}
 
 
 def cgroup2_root() -> str | None:
@@ -59,16 +59,23 @@ def cgroup2_root() -> str | None:
     return None
 
 
-def cgroup_id_of_pid(pid: int, root: str | None) -> int:
-    """The cgroup v2 id (the kernel's bpf_get_current_cgroup_id) of a process's
-    cgroup; 0 when it cannot be read."""
+def cgroup_id_of_pid(pid: int, root: str | None, container_id: str) -> int:
+    """The cgroup v2 id (the kernel's bpf_get_current_cgroup_id) of a
+    container's process's cgroup; 0 when it cannot be read, or when that
+    cgroup is not the container's (the pid was reused, or the runtime left
+    the process in a v2 cgroup of the host's): a scoped policy must never
+    take a host cgroup for a container."""
     if root is None:
         return 0
     try:
         with open(f"/proc/{pid}/cgroup") as f:
             for line in f:
                 if line.startswith("0::"):
-                    return os.stat(root + line[3:].rstrip("\n")).st_ino
+                    path = line[3:].rstrip("\n")
+                    found = container_of(path)
+                    if found is None or found[1] != container_id:
+                        return 0
+                    return os.stat(root + path).st_ino
     except OSError:
         pass
     return 0
@@ -92,7 +99,10 @@ class ContainerCache:
         on_change: called on the worker thread with each container learnt or
             refreshed (present=True) and each one gone (present=False).
 
-    ``get`` and ``state`` are for the reader thread and never block.
+    ``get`` and ``state`` never block (the reader thread's, and the seccomp
+    audit's); ``lookup`` asks the runtimes on the calling thread. Counters
+    in `stats` are written by the worker and follower threads without a lock:
+    a lost increment under contention is possible, a wrong state is not.
     """
 
     def __init__(self, engines: Sequence[Engine] = (), *,
@@ -187,17 +197,19 @@ class ContainerCache:
         if found is not None:
             self.stats.found += 1
             if found.pid and not found.cgroup_id:
-                found = replace(found, cgroup_id=cgroup_id_of_pid(found.pid, self._cgroup2))
+                found = replace(found, cgroup_id=cgroup_id_of_pid(found.pid, self._cgroup2,
+                                                                  found.id))
             with self._lock:
                 self._known[found.id] = found
                 self._pending.discard(container_id)
-            self._absent.pop(container_id, None)
-            self._expire.pop(found.id, None)
+                self._absent.pop(container_id, None)
+                self._expire.pop(found.id, None)
             self._notify(found, True)
             return found
         if not failed:
             self.stats.not_found += 1
-            self._absent[container_id] = time.monotonic() + NEGATIVE_S
+        # not asked again for a while: no runtime knows it, or one failed
+        self._absent[container_id] = time.monotonic() + (RETRY_S if failed else NEGATIVE_S)
         with self._lock:
             self._pending.discard(container_id)
         return None
@@ -208,7 +220,8 @@ class ContainerCache:
         gone = self._known.get(container_id)
         if gone is None:
             return
-        self._expire[container_id] = time.monotonic() + GONE_GRACE_S
+        with self._lock:
+            self._expire[container_id] = time.monotonic() + GONE_GRACE_S
         self._notify(gone, False)
 
     def _notify(self, c: Container, present: bool) -> None:
@@ -221,21 +234,26 @@ class ContainerCache:
 
     def _expire_gone(self) -> None:
         now = time.monotonic()
-        for cid, when in list(self._expire.items()):
-            if when <= now:
-                del self._expire[cid]
-                with self._lock:
+        with self._lock:
+            for cid, when in list(self._expire.items()):
+                if when <= now:
+                    self._expire.pop(cid, None)
                     self._known.pop(cid, None)
+            for cid, when in list(self._absent.items()):
+                if when <= now:
+                    self._absent.pop(cid, None)
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            if self._expire:
-                self._expire_gone()
             try:
-                cid, runtime = self._q.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            self.lookup(cid, runtime)
+                self._expire_gone()
+                try:
+                    cid, runtime = self._q.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                self.lookup(cid, runtime)
+            except Exception:   # the worker must outlive any one lookup
+                log.exception("container lookup failed")
 
     def _follow(self, engine: Engine) -> None:
         """Follows one runtime's events; reconnects after RETRY_S when it fails."""

@@ -25,7 +25,8 @@ _TASKS = "/containerd.services.tasks.v1.Tasks/"
 _IMAGES = "/containerd.services.images.v1.Images/"
 _NAMESPACES = "/containerd.services.namespaces.v1.Namespaces/"
 _EVENTS = "/containerd.services.events.v1.Events/Subscribe"
-# Topics that start or end a container's life (containerd's events package).
+# Topics that start or end a container's life (containerd's events package);
+# /tasks/exit ends it only when its process is the container's own.
 _STARTS = frozenset({"/containers/create", "/tasks/start"})
 _STOPS = frozenset({"/tasks/exit", "/containers/delete"})
 _RUNNING = 2   # containerd.v1.types.Status
@@ -149,14 +150,17 @@ class ContainerdEngine:
             sandbox=labels.get("io.cri-containerd.kind") == "sandbox")
 
     def running(self) -> list[str]:
+        """Containers whose task runs (a stopped container has no processes
+        to describe)."""
         pb = self._pb
         out = []
         for ns in self._namespaces():
-            r = self._call(_CONTAINERS + "List", pb.ListContainersRequest(),
-                           pb.ListContainersResponse, ns)
-            for c in r.containers if r is not None else ():
-                self._namespace_of[c.id] = ns
-                out.append(c.id)
+            r = self._call(_TASKS + "List", pb.ListTasksRequest(), pb.ListTasksResponse, ns)
+            for t in r.tasks if r is not None else ():
+                cid = t.container_id or t.id   # a listed task is its container's init
+                if t.status == _RUNNING and cid:
+                    self._namespace_of[cid] = ns
+                    out.append(cid)
         return out
 
     def events(self, stop: threading.Event) -> Iterator[Transition]:
@@ -165,22 +169,44 @@ class ContainerdEngine:
                                           .SerializeToString,
                                           response_deserializer=pb.Envelope.FromString)
         stream = call(pb.SubscribeRequest())
-        # the stream blocks in the gRPC core: a stop cancels it from outside
-        watcher = threading.Thread(target=lambda: (stop.wait(), stream.cancel()),
-                                   name="bpfguard-containerd-stop", daemon=True)
+        done = threading.Event()
+
+        def cancel_on_stop() -> None:
+            # the stream blocks in the gRPC core: a stop cancels it from outside
+            while not done.wait(0.5):
+                if stop.is_set():
+                    stream.cancel()
+                    return
+
+        watcher = threading.Thread(target=cancel_on_stop, name="bpfguard-containerd-stop",
+                                   daemon=True)
         watcher.start()
         try:
             for env in stream:
-                if env.topic in _STARTS or env.topic in _STOPS:
+                if env.topic == "/tasks/exit":
+                    ex = pb.TaskExit.FromString(env.event.value)
+                    if ex.id and ex.id != ex.container_id:
+                        continue        # an exec'd process, not the container's own
+                    cid = ex.container_id
+                elif env.topic in _STARTS or env.topic in _STOPS:
                     cid = pb.ContainerEvent.FromString(env.event.value).id
-                    if cid:
-                        self._namespace_of.setdefault(cid, env.namespace)
-                        yield ("start" if env.topic in _STARTS else "stop", cid)
+                else:
+                    continue
+                if not cid:
+                    continue
+                if env.topic == "/containers/delete":
+                    self._namespace_of.pop(cid, None)
+                else:
+                    self._namespace_of.setdefault(cid, env.namespace)
+                yield ("start" if env.topic in _STARTS else "stop", cid)
         except self._grpc.RpcError as exc:
             if stop.is_set():
                 return
             raise EngineError(f"containerd at {self.socket}: event stream: {exc.code().name}: "
                               f"{exc.details()}") from None
+        finally:
+            done.set()
+            stream.cancel()
 
     def close(self) -> None:
         self._channel.close()

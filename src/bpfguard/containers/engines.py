@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from .model import Container, from_inspect
@@ -31,6 +31,10 @@ REQUEST_TIMEOUT_S = 2.0
 #: An event stream is re-opened this often (from where it stopped), so a
 #: stop request is seen and a dead runtime is noticed.
 EVENTS_POLL_S = 2.0
+#: podman's pods (name, labels) are re-read after this long, and at most
+#: this many are remembered.
+POD_TTL_S = 30.0
+POD_CACHE_MAX = 1024
 #: The Docker Engine API version asked for: 1.41 is Docker 20.10, and what
 #: podman 4 serves.
 DOCKER_API_VERSION = "1.41"
@@ -60,6 +64,34 @@ class Engine(Protocol):
         """Starts and stops until `stop` is set. Raises EngineError."""
 
     def close(self) -> None: ...
+
+
+def _windows(name: str, socket: str, stop: threading.Event,
+             open_window: Callable[[int, int], Iterator[Any]]) -> Iterator[Transition]:
+    """Follows a Docker-shaped event stream in windows of EVENTS_POLL_S (each
+    request ends at its `until`, so a stop is seen and a dead runtime is
+    noticed). Windows overlap by a second, whole seconds being what `since`
+    takes; an event seen in the overlap is not repeated."""
+    since = int(time.time())
+    seen: set[tuple[float, Transition]] = set()
+    while not stop.is_set():
+        until = int(time.time()) + int(EVENTS_POLL_S)
+        fresh: set[tuple[float, Transition]] = set()
+        try:
+            for when, transition in _compat_transitions(open_window(since, until)):
+                since = max(since, int(when))
+                if transition is None or (when, transition) in seen:
+                    continue
+                fresh.add((when, transition))
+                yield transition
+        except EngineError:
+            raise
+        except Exception as exc:   # the clients' errors, raised while streaming
+            raise EngineError(f"{name} at {socket}: event stream: {exc}") from None
+        seen = {(w, t) for w, t in seen | fresh if w >= since - 1}
+        since = max(since, until - 1)
+        # a runtime that ends a window early is not asked again at once
+        stop.wait(max(0.0, until - time.time()))
 
 
 def _compat_transitions(stream: Iterator[Any]) -> Iterator[tuple[float, Transition | None]]:
@@ -95,7 +127,8 @@ class PodmanEngine:
 
         self.socket = socket
         self._client = PodmanClient(base_url=f"unix://{socket}", timeout=REQUEST_TIMEOUT_S)
-        self._pods: dict[str, tuple[str, dict[str, str]]] = {}
+        # pod id -> (when read, name, labels); re-read after POD_TTL_S
+        self._pods: dict[str, tuple[float, str, dict[str, str]]] = {}
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from podman.errors import APIError
@@ -119,14 +152,19 @@ class PodmanEngine:
     def _pod(self, pod_id: str) -> tuple[str, dict[str, str]] | None:
         """(name, labels) of a podman pod (`podman kube play` makes one per
         Pod manifest: its name, and the manifest's labels)."""
-        if pod_id not in self._pods:
+        now = time.monotonic()
+        cached = self._pods.get(pod_id)
+        if cached is None or now - cached[0] > POD_TTL_S:
             pod = self._call(self._client.pods.get, pod_id)
             if pod is None:
+                self._pods.pop(pod_id, None)
                 return None
             labels = pod.attrs.get("Labels") or {}
-            self._pods[pod_id] = (str(pod.attrs.get("Name") or ""),
-                                  {str(k): str(v) for k, v in labels.items()})
-        return self._pods[pod_id]
+            if len(self._pods) >= POD_CACHE_MAX:
+                self._pods.clear()
+            cached = self._pods[pod_id] = (now, str(pod.attrs.get("Name") or ""),
+                                           {str(k): str(v) for k, v in labels.items()})
+        return cached[1], cached[2]
 
     def inspect(self, container_id: str) -> Container | None:
         c = self._call(self._client.containers.get, container_id)
@@ -143,17 +181,12 @@ class PodmanEngine:
     def events(self, stop: threading.Event) -> Iterator[Transition]:
         from podman import PodmanClient
 
-        since = int(time.time())
-        with PodmanClient(base_url=f"unix://{self.socket}", timeout=EVENTS_POLL_S) as client:
-            while not stop.is_set():
-                until = int(time.time()) + int(EVENTS_POLL_S)
-                stream = self._call(client.events, since=since, until=until,
-                                    filters={"type": "container"}, decode=True)
-                for when, transition in _compat_transitions(iter(stream or ())):
-                    since = max(since, int(when))
-                    if transition is not None:
-                        yield transition
-                since = max(since, until - 1)
+        with PodmanClient(base_url=f"unix://{self.socket}",
+                          timeout=EVENTS_POLL_S + REQUEST_TIMEOUT_S) as client:
+            yield from _windows("podman", self.socket, stop, lambda since, until: iter(
+                client.events(since=since, until=until,  # type: ignore[no-untyped-call]
+                              filters={"type": "container"},
+                              decode=True)))
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
@@ -201,16 +234,11 @@ class DockerEngine:
         return [str(c["Id"]) for c in self._call(self._api.containers) or ()]
 
     def events(self, stop: threading.Event) -> Iterator[Transition]:
-        since = int(time.time())
-        while not stop.is_set():
-            until = int(time.time()) + int(EVENTS_POLL_S)
-            stream = self._call(self._api.events, since=since, until=until,
-                                filters={"type": "container"}, decode=True)
-            for when, transition in _compat_transitions(iter(stream or ())):
-                since = max(since, int(when))
-                if transition is not None:
-                    yield transition
-            since = max(since, until - 1)
+        # (docker-py streams without a timeout: a hung daemon holds this
+        # follower thread, never the reader or the lookups)
+        yield from _windows("docker", self.socket, stop, lambda since, until: iter(
+            self._api.events(since=since, until=until, filters={"type": "container"},
+                             decode=True)))
 
     def close(self) -> None:
         self._api.close()

@@ -47,6 +47,9 @@ class Pod:
     namespace: str | None = None
     uid: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Tetragon's workload (the owning controller); a podman pod has no owner
+    # and is its own; None where the runtime cannot tell (CRI)
+    workload: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +143,8 @@ def pod_of(labels: Mapping[str, str], pod_labels: Mapping[str, str] | None = Non
     if not name:
         return None
     return Pod(name=name, namespace=labels.get(POD_NAMESPACE) or None,
-               uid=labels.get(POD_UID), labels=dict(pod_labels or {}))
+               uid=labels.get(POD_UID), labels=dict(pod_labels or {}),
+               workload=runtime_pod if runtime_pod and name == runtime_pod else None)
 
 
 def parse_time(text: Any) -> int | None:

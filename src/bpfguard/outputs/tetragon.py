@@ -243,7 +243,8 @@ def process_json(p: Process, *, node: str, tid: int | None = None,
 def pod_json(c: Container) -> JSON:
     """Tetragon's ``Pod`` message for a container in a pod (``process.pod``):
     what Tetragon reads from the Kubernetes API, here from the runtime. The
-    workload is the pod's name (a pod with no owner is its own workload)."""
+    workload is known for podman's pods (no owner: a pod is its own), absent
+    for CRI's (the owner is in the Kubernetes API only)."""
     assert c.pod is not None
     image: JSON = {}
     _put(image, "id", c.image_id)
@@ -261,7 +262,7 @@ def pod_json(c: Container) -> JSON:
     _put(d, "uid", c.pod.uid)
     d["container"] = cont
     _put(d, "pod_labels", dict(c.pod.labels))
-    d["workload"] = c.pod.name
+    _put(d, "workload", c.pod.workload)
     return d
 
 

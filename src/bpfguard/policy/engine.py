@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..containers import ContainerCache
-from ..errors import BpfguardError, ConfigError
+from ..errors import BpfguardError, ConfigError, KernelError
 from ..loader import BpfObject
 from ..loader.object import BPF_EXIST
 from ..probe import Features
@@ -375,9 +375,9 @@ class PolicyEngine(Sensor):
         if add:
             try:
                 m.update(key, ctypes.c_uint8(1))
-            except OSError as exc:
+            except KernelError as exc:
                 log.error("policy scope %d: cgroup %d not added (%s; pol_scope holds %d "
-                          "entries)", scope_id, cgroup_id, exc.strerror, m.max_entries)
+                          "entries)", scope_id, cgroup_id, exc, m.max_entries)
         else:
             m.delete(key)
 

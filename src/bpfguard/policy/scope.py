@@ -11,9 +11,11 @@ runs before that (the first milliseconds of a container) is not covered.
 
 Tetragon's semantics, outside Kubernetes:
 
+- Only containers in a pod are selected (Kubernetes' through CRI, podman's
+  from ``podman kube play`` or ``podman pod``); a plain ``podman run`` or
+  ``docker run`` container is not (scope those with ``--cgroup``).
 - ``podSelector`` matches the pod's labels plus
-  ``k8s:io.kubernetes.pod.namespace`` (the pod's namespace). A container
-  outside any pod has no labels: only a selector that wants none matches it.
+  ``k8s:io.kubernetes.pod.namespace`` (the pod's namespace).
 - ``containerSelector`` matches ``name`` (the container's Kubernetes name:
   ``io.kubernetes.container.name``, or for ``podman kube play`` the name in
   the manifest) and ``repo`` (the image repository).
@@ -48,10 +50,12 @@ class PolicyScope:
     namespace: str | None = None   # a TracingPolicyNamespaced's
 
     def matches(self, c: Container) -> bool:
-        pod_ns = c.pod.namespace if c.pod is not None else None
+        if c.pod is None:
+            return False
+        pod_ns = c.pod.namespace
         if self.namespace is not None and pod_ns != self.namespace:
             return False
-        labels = dict(c.pod.labels) if c.pod is not None else {}
+        labels = dict(c.pod.labels)
         if pod_ns is not None:
             labels[NAMESPACE_LABEL] = pod_ns
         if not self.pods.matches(labels):

@@ -212,19 +212,20 @@ def _pod_uid(e: RuleEvent, _a: str | None) -> str | None:
 def _labels_text(labels: Mapping[str, str]) -> str | None:
     """Falco's rendering of labels: ``k:v, k2:v2``, leaving out the runtime's
     own io.kubernetes.* and annotation.* keys."""
-    shown = [f"{k}:{v}" for k, v in labels.items()
+    shown = [f"{k}:{v}" if v else k for k, v in labels.items()
              if not k.startswith(("io.kubernetes.", "annotation."))]
     return ", ".join(shown) if shown else None
 
 
-def _mount(c: Container, key: str | None) -> Mount | None:
-    """A mount by index or by source (container.mount[...] and mount.*[source])."""
+def _mount(c: Container, key: str | None, by: str = "source") -> Mount | None:
+    """A mount by index, or by its source (by its destination for
+    container.mount.source[...]), as Falco's container.mount* fields take."""
     if key is None:
         return None
     if key.isdigit():
         i = int(key)
         return c.mounts[i] if i < len(c.mounts) else None
-    return next((m for m in c.mounts if m.source == key), None)
+    return next((m for m in c.mounts if getattr(m, by) == key), None)
 
 
 def _mount_attr(attr: str) -> Callable[[Container, str | None], Any]:
@@ -237,8 +238,9 @@ def _mount_attr(attr: str) -> Callable[[Container, str | None], Any]:
     return get
 
 
-def _mount_source(c: Container, dest: str | None) -> str | None:
-    return next((m.source for m in c.mounts if m.dest == dest), None)
+def _mount_source(c: Container, key: str | None) -> str | None:
+    m = _mount(c, key, by="dest")
+    return m.source if m is not None else None
 
 
 # -- fd and network ----------------------------------------------------------------
@@ -517,11 +519,11 @@ _EXTRACT: dict[str, _E] = {
     "container.privileged": _cfield(lambda c, a: c.privileged, None),
     "container.mounts": _cfield(lambda c, a: ",".join(m.text() for m in c.mounts) or None, None),
     "container.mount": _cfield(lambda c, a: (m.text() if (m := _mount(c, a)) else None), None),
-    "mount.source": _cfield(_mount_source, None),
-    "mount.dest": _cfield(_mount_attr("dest"), None),
-    "mount.mode": _cfield(_mount_attr("mode"), None),
-    "mount.rdwr": _cfield(_mount_attr("rdwr"), None),
-    "mount.propagation": _cfield(_mount_attr("propagation"), None),
+    "container.mount.source": _cfield(_mount_source, None),
+    "container.mount.dest": _cfield(_mount_attr("dest"), None),
+    "container.mount.mode": _cfield(_mount_attr("mode"), None),
+    "container.mount.rdwr": _cfield(_mount_attr("rdwr"), None),
+    "container.mount.propagation": _cfield(_mount_attr("propagation"), None),
     "container.start_ts": _cfield(lambda c, a: c.start_ns, None),
     "container.label": _cfield(lambda c, a: c.labels.get(a or ""), None),
     "container.labels": _cfield(lambda c, a: _labels_text(c.labels), None),

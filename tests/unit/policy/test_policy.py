@@ -294,7 +294,7 @@ def test_pod_and_container_selectors() -> None:
     assert scope.matches(ctr("main", {"app": "web"}))         # kube play's pod-name prefix
     assert not scope.matches(ctr("side", {"app": "web"}))
     assert not scope.matches(ctr("main", {"app": "web", "tier": "db"}))
-    assert not scope.matches(ctr("main", None))                # not in a pod: no labels
+    assert not scope.matches(ctr("main", None))                # not in a pod: never
     # no selector: not scoped; the host is never in a scoped policy's set
     assert scope_of(load_policy_text("p.yaml", HEAD + "  kprobes:\n  - call: x\n")) is None
 
