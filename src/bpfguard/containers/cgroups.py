@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["cgroup_paths", "container_id_from_cgroup", "container_of"]
@@ -28,8 +29,11 @@ _CONTAINER_PATTERNS = [
 ]
 
 
+@functools.lru_cache(maxsize=4096)
 def container_of(path: str) -> tuple[str, str] | None:
-    """(runtime, full container id) a cgroup path belongs to; None on the host."""
+    """(runtime, full container id) a cgroup path belongs to; None on the host.
+    Memoised: the rules ask it for every event's process, and a host has
+    few distinct cgroup paths."""
     for runtime, pat in _CONTAINER_PATTERNS:
         m = pat.search(path)
         if m:
