@@ -10,6 +10,7 @@ grpcio-tools. Kubernetes' containers (CRI, namespace ``k8s.io``) and
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator
@@ -66,13 +67,24 @@ class ContainerdEngine:
     name = "containerd"
 
     def __init__(self, socket: str) -> None:
+        self.socket = socket
+        self._namespace_of: dict[str, str] = {}
+
+    # grpcio and the compiled messages (~30 MiB) are loaded on first use, paid
+    # only where containerd's socket exists
+    @functools.cached_property
+    def _grpc(self) -> Any:
         import grpc
 
-        self.socket = socket
-        self._pb = _messages()
-        self._grpc = grpc
-        self._channel = grpc.insecure_channel(f"unix://{socket}")
-        self._namespace_of: dict[str, str] = {}
+        return grpc
+
+    @functools.cached_property
+    def _pb(self) -> Any:
+        return _messages()
+
+    @functools.cached_property
+    def _channel(self) -> Any:
+        return self._grpc.insecure_channel(f"unix://{self.socket}")
 
     def _call(self, method: str, request: Any, response: Any, namespace: str = "") -> Any:
         call = self._channel.unary_unary(method, request_serializer=type(request).SerializeToString,
@@ -209,4 +221,5 @@ class ContainerdEngine:
             stream.cancel()
 
     def close(self) -> None:
-        self._channel.close()
+        if "_channel" in self.__dict__:
+            self._channel.close()

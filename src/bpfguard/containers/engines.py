@@ -14,6 +14,7 @@ the reader thread (see :class:`~bpfguard.containers.ContainerCache`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -123,12 +124,17 @@ class PodmanEngine:
     name = "podman"
 
     def __init__(self, socket: str) -> None:
-        from podman import PodmanClient
-
         self.socket = socket
-        self._client = PodmanClient(base_url=f"unix://{socket}", timeout=REQUEST_TIMEOUT_S)
         # pod id -> (when read, name, labels); re-read after POD_TTL_S
         self._pods: dict[str, tuple[float, str, dict[str, str]]] = {}
+
+    @functools.cached_property
+    def _client(self) -> Any:
+        # imported on first use: podman-py costs ~20 MiB, paid only where
+        # podman's socket exists
+        from podman import PodmanClient
+
+        return PodmanClient(base_url=f"unix://{self.socket}", timeout=REQUEST_TIMEOUT_S)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from podman.errors import APIError
@@ -189,7 +195,8 @@ class PodmanEngine:
                               decode=True)))
 
     def close(self) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
+        if "_client" in self.__dict__:
+            self._client.close()
 
 
 class DockerEngine:
@@ -202,12 +209,15 @@ class DockerEngine:
     name = "docker"
 
     def __init__(self, socket: str) -> None:
-        import docker
-
         self.socket = socket
+
+    @functools.cached_property
+    def _api(self) -> Any:
+        import docker  # on first use, as podman-py
+
         # a fixed API version: "auto" would ask the daemon at construction
-        self._api = docker.APIClient(base_url=f"unix://{socket}", version=DOCKER_API_VERSION,
-                                     timeout=REQUEST_TIMEOUT_S)
+        return docker.APIClient(base_url=f"unix://{self.socket}", version=DOCKER_API_VERSION,
+                                timeout=REQUEST_TIMEOUT_S)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from docker.errors import APIError, DockerException
@@ -241,4 +251,5 @@ class DockerEngine:
                              decode=True)))
 
     def close(self) -> None:
-        self._api.close()
+        if "_api" in self.__dict__:
+            self._api.close()
