@@ -222,7 +222,7 @@ def list_policies(as_json: bool, socket_path: str) -> None:
         return
     rows = [_COLUMNS] + [_row(p) for p in policies if isinstance(p, dict)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-    numeric = {2, 3, 4, 5, 6}
+    numeric = {2, 4, 5, 6, 7}   # HOOKS and the counters; SCOPE is text
     for r in rows:
         cells = [v.rjust(w) if i in numeric else v.ljust(w)
                  for i, (v, w) in enumerate(zip(r, widths, strict=True))]
