@@ -133,7 +133,8 @@ def test_cache_asks_once_and_never_blocks_the_reader() -> None:
     engine.gate.clear()
     seen: list[tuple[str, bool]] = []
     cache = ContainerCache([engine], on_change=lambda c, up: seen.append((c.id, up)))
-    cache.start()
+    # the lookup worker only: the runtime's event follower is not under test
+    threading.Thread(target=cache._work, daemon=True).start()
     try:
         t = time.monotonic()
         assert cache.get(CID, "podman") is None          # queued, not waited for
@@ -192,6 +193,7 @@ def test_fields_come_from_the_runtime() -> None:
                  "and container.mount.source[/data] = /srv and container.mount.rdwr[/srv] = true "
                  "and container.mount[0] = /srv:/data::true:rprivate")
     assert not check("container.mount.dest[/nope] exists")
+    assert check("container.mount.dest[/sr*] = /data")   # a glob, as Falco's sensitive_mount
     assert check("container.label[app] = x and container.labels = app:x")  # io.kubernetes.* hidden
 
 
@@ -296,3 +298,25 @@ def test_a_host_cgroup_is_never_taken_for_a_containers() -> None:
 
     # this process runs in a host cgroup: whatever id is asked for, no cgroup
     assert cgroup_id_of_pid(os.getpid(), cgroup2_root() or "/sys/fs/cgroup", CID) == 0
+
+
+def test_an_answer_older_than_the_stop_does_not_bring_the_container_back() -> None:
+    from dataclasses import replace
+
+    engine = FakeEngine({CID: WEB})
+    seen: list[tuple[str, bool]] = []
+    cache = ContainerCache([engine], on_change=lambda c, up: seen.append((c.id, up)))
+    engine.gate.clear()
+    asking = threading.Thread(target=cache.lookup, args=(CID, "podman"))
+    asking.start()
+    time.sleep(0.05)
+    cache.forget(CID)             # the stop event overtakes the answer
+    engine.gate.set()
+    asking.join(5)
+    assert CID not in {c.id for c in cache.containers()} and seen == []
+    # a refresh with no pid (between the stop and its event) keeps the cgroup
+    engine.known[CID] = replace(WEB, cgroup_id=7)
+    time.sleep(0.01)
+    assert cache.lookup(CID, "podman") is not None          # a later start: known again
+    engine.known[CID] = WEB
+    assert cache.lookup(CID, "podman").cgroup_id == 7       # type: ignore[union-attr]

@@ -96,6 +96,8 @@ _STATUS_SYNC_S = 2.0
 _AUDIT_PLACE_S = 0.5
 # ... and for the runtime's answer about its container (a request's timeout)
 _AUDIT_LOOKUP_S = 2.5
+# a pid not placed is not waited for again for this long
+_AUDIT_UNPLACED_S = 10.0
 
 
 def _freeze_heap() -> None:
@@ -139,6 +141,8 @@ class Agent:
         self.matcher: RuleMatcher | None = None  # the Falco rules (replaced by a reload)
         self._retired: list[RuleMatcher] = []    # replaced rules, until the reader empties them
         self.retired_holds = [0, 0]   # held and unenriched counts of replaced rules (metrics)
+        self._retire_lock = threading.Lock()
+        self._unplaced: dict[int, float] = {}   # audit pids not placed in a container, until
         self.policies: PolicySubscriber | None = None
         self.firewalls = Firewalls()
         self.audit: Any = None
@@ -214,14 +218,26 @@ class Agent:
         """What the rules held back and may match now (see RuleMatcher.release)."""
         out: list[Alert] = []
         while self._retired:   # rules a reload replaced: what they held, as they would
-            old = self._retired.pop()
+            old = self._retired[-1]
             out.extend(old.release(everything=True))
-            self.retired_holds[0] += old.held
-            self.retired_holds[1] += old.unenriched
+            with self._retire_lock:   # counted once, by the metrics, at every moment
+                self._retired.pop()
+                self.retired_holds[0] += old.held
+                self.retired_holds[1] += old.unenriched
         matcher = self.matcher
         if matcher is not None:
             out.extend(matcher.release())
         return out
+
+    def hold_counts(self) -> tuple[int, int]:
+        """Events the rules held for their container's metadata, and events
+        matched without it, over every rule set this agent has run."""
+        with self._retire_lock:
+            held, unenriched = self.retired_holds
+            for m in [self.matcher, *self._retired]:
+                if m is not None:
+                    held, unenriched = held + m.held, unenriched + m.unenriched
+        return held, unenriched
 
     def _make_control(self) -> None:
         ctl = self.cfg.data["control"]
@@ -274,7 +290,12 @@ class Agent:
         the table has not heard of it. Runs on the audit thread, which may
         wait: for the reader to catch up with the exec (the audit record can
         come first), and for the runtime."""
-        deadline = time.monotonic() + _AUDIT_PLACE_S
+        now = time.monotonic()
+        # a pid that could not be placed is waited for once: a burst of its
+        # records must not hold the audit thread (the audit socket drops
+        # what is not read)
+        self._unplaced = {k: v for k, v in self._unplaced.items() if v > now}
+        deadline = now if pid in self._unplaced else now + _AUDIT_PLACE_S
         while True:
             p = self.table.get(pid)
             if p is not None:
@@ -288,6 +309,7 @@ class Agent:
                 break
             except OSError:
                 if time.monotonic() >= deadline:
+                    self._unplaced[pid] = time.monotonic() + _AUDIT_UNPLACED_S
                     return None
                 time.sleep(0.02)
         if ref is None:
@@ -453,7 +475,8 @@ class Agent:
             if old is not None:
                 # after the swap: the reader takes no new event to the old
                 # rules, and _idle matches what they still hold
-                self._retired.append(old)
+                with self._retire_lock:
+                    self._retired.append(old)
             if not matcher.uses_env:
                 self.sensors.set_env_max(0)
             if change is not None:

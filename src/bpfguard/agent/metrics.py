@@ -303,10 +303,7 @@ class AgentMetrics:
         out = {"found": st.found, "lookup_failures": st.failures, "not_found": st.not_found,
                "lookups_dropped": st.dropped, "runtime_events": st.events,
                "pending": self.agent.containers.pending}
-        held, unenriched = self.agent.retired_holds
-        m = self.agent.matcher
-        if m is not None:
-            held, unenriched = held + m.held, unenriched + m.unenriched
+        held, unenriched = self.agent.hold_counts()
         out.update(held_events=held, unenriched_events=unenriched)
         return out
 

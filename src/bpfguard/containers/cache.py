@@ -114,6 +114,7 @@ class ContainerCache:
         self._pending: set[str] = set()
         self._absent: dict[str, float] = {}     # id -> when to ask again
         self._expire: dict[str, float] = {}     # id of a container gone -> when to drop it
+        self._forgotten: dict[str, float] = {}  # id -> when its stop was heard
         self._down: dict[str, float] = {}       # engine name -> when to ask again
         self._q: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=QUEUE_MAX)
         self._stop = threading.Event()
@@ -171,10 +172,21 @@ class ContainerCache:
 
     def lookup(self, container_id: str, runtime: str = "") -> Container | None:
         """Asks the runtimes now (on the calling thread) and caches the answer."""
+        try:
+            return self._lookup(container_id, runtime)
+        finally:
+            with self._lock:
+                self._pending.discard(container_id)
+
+    def _lookup(self, container_id: str, runtime: str) -> Container | None:
         found = None
         failed = False
+        asked_at = time.monotonic()
         for engine in self._ordered(runtime):
-            if self._is_down(engine) or not os.path.exists(engine.socket):
+            if not os.path.exists(engine.socket):
+                continue
+            if self._is_down(engine):
+                failed = True   # not asked: it failed a moment ago (no "not found")
                 continue
             self.stats.lookups += 1
             try:
@@ -200,28 +212,36 @@ class ContainerCache:
                 found = replace(found, cgroup_id=cgroup_id_of_pid(found.pid, self._cgroup2,
                                                                   found.id))
             with self._lock:
+                if self._forgotten.get(found.id, -1.0) > asked_at:
+                    # it stopped while it was being asked about: the answer is
+                    # older than the stop, and must not bring it back
+                    return self._known.get(found.id)
+                old = self._known.get(found.id)
+                if not found.cgroup_id and old is not None and old.cgroup_id:
+                    # a refresh between its stop and the stop event has no pid
+                    found = replace(found, cgroup_id=old.cgroup_id)
                 self._known[found.id] = found
-                self._pending.discard(container_id)
                 self._absent.pop(container_id, None)
                 self._expire.pop(found.id, None)
+                self._forgotten.pop(found.id, None)
             self._notify(found, True)
             return found
         if not failed:
             self.stats.not_found += 1
         # not asked again for a while: no runtime knows it, or one failed
         self._absent[container_id] = time.monotonic() + (RETRY_S if failed else NEGATIVE_S)
-        with self._lock:
-            self._pending.discard(container_id)
         return None
 
     def forget(self, container_id: str) -> None:
         """The container is gone: `on_change` hears it now; its metadata
         stays for GONE_GRACE_S, for the events still on their way."""
-        gone = self._known.get(container_id)
-        if gone is None:
-            return
         with self._lock:
-            self._expire[container_id] = time.monotonic() + GONE_GRACE_S
+            now = time.monotonic()
+            self._forgotten[container_id] = now
+            gone = self._known.get(container_id)
+            if gone is None:
+                return
+            self._expire[container_id] = now + GONE_GRACE_S
         self._notify(gone, False)
 
     def _notify(self, c: Container, present: bool) -> None:
@@ -242,6 +262,9 @@ class ContainerCache:
             for cid, when in list(self._absent.items()):
                 if when <= now:
                     self._absent.pop(cid, None)
+            for cid, when in list(self._forgotten.items()):
+                if when + GONE_GRACE_S * 3 <= now:   # long past any answer in flight
+                    self._forgotten.pop(cid, None)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -262,8 +285,15 @@ class ContainerCache:
                 self._stop.wait(RETRY_S)
                 continue
             try:
-                for cid in engine.running():
+                # stops missed while the stream was down: what was known before
+                # asking, and is no longer running (one created since is spared)
+                before = [c.id for c in self.containers() if c.runtime == engine.name]
+                running = set(engine.running())
+                for cid in running:
                     self.lookup(cid, engine.name)
+                for cid in before:
+                    if cid not in running and cid not in self._expire:
+                        self.forget(cid)
                 for action, cid in engine.events(self._stop):
                     self.stats.events += 1
                     if action == "start":

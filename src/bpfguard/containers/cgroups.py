@@ -16,6 +16,7 @@ _CONTAINER_PATTERNS = [
     ("docker", re.compile(r"docker-([0-9a-f]{64})\.scope")),
     ("docker", re.compile(r"/docker/([0-9a-f]{64})")),
     ("containerd", re.compile(r"cri-containerd-([0-9a-f]{64})\.scope")),
+    ("containerd", re.compile(r"nerdctl-([0-9a-f]{64})\.scope")),
     ("cri-o", re.compile(r"crio-(?:conmon-)?([0-9a-f]{64})\.scope")),
     ("podman", re.compile(r"libpod-(?:conmon-)?([0-9a-f]{64})\.scope")),
     # podman with cgroupfs: /libpod_parent/libpod-<id>, in a pod

@@ -10,7 +10,6 @@ grpcio-tools. Kubernetes' containers (CRI, namespace ``k8s.io``) and
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections.abc import Iterator
@@ -69,22 +68,31 @@ class ContainerdEngine:
     def __init__(self, socket: str) -> None:
         self.socket = socket
         self._namespace_of: dict[str, str] = {}
+        self._made: tuple[Any, Any, Any] | None = None   # grpc, messages, channel
+        self._make_lock = threading.Lock()
 
-    # grpcio and the compiled messages (~30 MiB) are loaded on first use, paid
-    # only where containerd's socket exists
-    @functools.cached_property
+    def _made_now(self) -> tuple[Any, Any, Any]:
+        # grpcio and the compiled messages (~30 MiB) are loaded on first use,
+        # paid only where containerd's socket exists; the worker and the
+        # follower may race to it
+        with self._make_lock:
+            if self._made is None:
+                import grpc
+
+                self._made = (grpc, _messages(), grpc.insecure_channel(f"unix://{self.socket}"))
+            return self._made
+
+    @property
     def _grpc(self) -> Any:
-        import grpc
+        return self._made_now()[0]
 
-        return grpc
-
-    @functools.cached_property
+    @property
     def _pb(self) -> Any:
-        return _messages()
+        return self._made_now()[1]
 
-    @functools.cached_property
+    @property
     def _channel(self) -> Any:
-        return self._grpc.insecure_channel(f"unix://{self.socket}")
+        return self._made_now()[2]
 
     def _call(self, method: str, request: Any, response: Any, namespace: str = "") -> Any:
         call = self._channel.unary_unary(method, request_serializer=type(request).SerializeToString,
@@ -107,12 +115,16 @@ class ContainerdEngine:
     def inspect(self, container_id: str) -> Container | None:
         pb = self._pb
         known = self._namespace_of.get(container_id)
-        for ns in ([known] if known else self._namespaces()):
+        # the namespace it was last seen in first; then all (a delete missed)
+        spaces = [known] if known else []
+        spaces += [ns for ns in self._namespaces() if ns != known]
+        for ns in spaces:
             r = self._call(_CONTAINERS + "Get", pb.GetContainerRequest(id=container_id),
                            pb.GetContainerResponse, ns)
             if r is not None:
                 self._namespace_of[container_id] = ns
                 return self._container(r.container, ns)
+        self._namespace_of.pop(container_id, None)
         return None
 
     def _container(self, c: Any, ns: str) -> Container:
@@ -221,5 +233,5 @@ class ContainerdEngine:
             stream.cancel()
 
     def close(self) -> None:
-        if "_channel" in self.__dict__:
-            self._channel.close()
+        if self._made is not None:
+            self._made[2].close()

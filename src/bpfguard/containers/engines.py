@@ -14,7 +14,6 @@ the reader thread (see :class:`~bpfguard.containers.ContainerCache`).
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -127,14 +126,20 @@ class PodmanEngine:
         self.socket = socket
         # pod id -> (when read, name, labels); re-read after POD_TTL_S
         self._pods: dict[str, tuple[float, str, dict[str, str]]] = {}
+        self._made: Any = None
+        self._make_lock = threading.Lock()
 
-    @functools.cached_property
+    @property
     def _client(self) -> Any:
-        # imported on first use: podman-py costs ~20 MiB, paid only where
-        # podman's socket exists
-        from podman import PodmanClient
+        # made on first use (the worker and the follower may race to it):
+        # podman-py costs ~20 MiB, paid only where podman's socket exists
+        with self._make_lock:
+            if self._made is None:
+                from podman import PodmanClient
 
-        return PodmanClient(base_url=f"unix://{self.socket}", timeout=REQUEST_TIMEOUT_S)
+                self._made = PodmanClient(base_url=f"unix://{self.socket}",
+                                          timeout=REQUEST_TIMEOUT_S)
+            return self._made
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from podman.errors import APIError
@@ -195,8 +200,8 @@ class PodmanEngine:
                               decode=True)))
 
     def close(self) -> None:
-        if "_client" in self.__dict__:
-            self._client.close()
+        if self._made is not None:
+            self._made.close()
 
 
 class DockerEngine:
@@ -210,14 +215,20 @@ class DockerEngine:
 
     def __init__(self, socket: str) -> None:
         self.socket = socket
+        self._made: Any = None
+        self._make_lock = threading.Lock()
 
-    @functools.cached_property
+    @property
     def _api(self) -> Any:
-        import docker  # on first use, as podman-py
+        with self._make_lock:   # on first use, as podman-py
+            if self._made is None:
+                import docker
 
-        # a fixed API version: "auto" would ask the daemon at construction
-        return docker.APIClient(base_url=f"unix://{self.socket}", version=DOCKER_API_VERSION,
-                                timeout=REQUEST_TIMEOUT_S)
+                # a fixed API version: "auto" would ask the daemon at construction
+                self._made = docker.APIClient(base_url=f"unix://{self.socket}",
+                                              version=DOCKER_API_VERSION,
+                                              timeout=REQUEST_TIMEOUT_S)
+            return self._made
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from docker.errors import APIError, DockerException
@@ -251,5 +262,5 @@ class DockerEngine:
                              decode=True)))
 
     def close(self) -> None:
-        if "_api" in self.__dict__:
-            self._api.close()
+        if self._made is not None:
+            self._made.close()

@@ -144,7 +144,10 @@ def pod_of(labels: Mapping[str, str], pod_labels: Mapping[str, str] | None = Non
         return None
     return Pod(name=name, namespace=labels.get(POD_NAMESPACE) or None,
                uid=labels.get(POD_UID), labels=dict(pod_labels or {}),
-               workload=runtime_pod if runtime_pod and name == runtime_pod else None)
+               # kube play names a Deployment's pods <deployment>-pod: their
+               # owner cannot be told from a bare pod's name, so none is given
+               workload=runtime_pod if runtime_pod and name == runtime_pod
+               and not runtime_pod.endswith("-pod") else None)
 
 
 def parse_time(text: Any) -> int | None:

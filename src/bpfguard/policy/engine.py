@@ -368,7 +368,8 @@ class PolicyEngine(Sensor):
                 if lp.scope is not None and lp.scope_id:
                     self.scopes.add(lp.scope_id, lp.scope)
 
-    def _write_scope(self, scope_id: int, cgroup_id: int, add: bool) -> None:
+    def _write_scope(self, scope_id: int, cgroup_id: int, add: bool) -> bool:
+        """Adds or removes a (scope, cgroup) pair; False if the set is full."""
         key = self._t["bg_pol_scope_key"]()
         key.scope, key.cgroup = scope_id, cgroup_id
         m = self.obj.map("pol_scope")
@@ -378,8 +379,10 @@ class PolicyEngine(Sensor):
             except KernelError as exc:
                 log.error("policy scope %d: cgroup %d not added (%s; pol_scope holds %d "
                           "entries)", scope_id, cgroup_id, exc, m.max_entries)
+                return False
         else:
             m.delete(key)
+        return True
 
     def close(self) -> None:
         with self._lock:

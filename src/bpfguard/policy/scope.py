@@ -94,11 +94,11 @@ class ScopeTracker:
 
     Args:
         write: adds (True) or removes (False) a (scope id, cgroup id) pair in
-            the kernel's set.
+            the kernel's set; returns False when it could not (the set is full).
         containers: what is known now (for a policy added later).
     """
 
-    def __init__(self, write: Callable[[int, int, bool], None],
+    def __init__(self, write: Callable[[int, int, bool], bool],
                  containers: Callable[[], Iterable[Container]]) -> None:
         self._write = write
         self._containers = containers
@@ -136,7 +136,8 @@ class ScopeTracker:
         # a pod's pause container runs no workload: Tetragon leaves it out too
         want = present and not c.sandbox and scope.matches(c)
         if want and c.cgroup_id not in members:
-            self._write(scope_id, c.cgroup_id, True)
+            if not self._write(scope_id, c.cgroup_id, True):
+                return   # not in the kernel's set: not counted, tried again at its next change
             members.add(c.cgroup_id)
             log.info("policy scope %d: container %s (%s) added", scope_id, c.name, c.id[:12])
         elif not want and c.cgroup_id in members:

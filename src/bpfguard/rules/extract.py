@@ -9,6 +9,7 @@ any ancestor), which a comparison matches if one of them does.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import functools
 import grp
 import ipaddress
@@ -218,14 +219,15 @@ def _labels_text(labels: Mapping[str, str]) -> str | None:
 
 
 def _mount(c: Container, key: str | None, by: str = "source") -> Mount | None:
-    """A mount by index, or by its source (by its destination for
-    container.mount.source[...]), as Falco's container.mount* fields take."""
+    """A mount by index, or the first whose source (destination, for
+    container.mount.source[...]) matches a glob, as Falco's container.mount*
+    fields take them (its sensitive_mount macro: container.mount.dest[/proc*])."""
     if key is None:
         return None
     if key.isdigit():
         i = int(key)
         return c.mounts[i] if i < len(c.mounts) else None
-    return next((m for m in c.mounts if getattr(m, by) == key), None)
+    return next((m for m in c.mounts if fnmatch.fnmatchcase(getattr(m, by), key)), None)
 
 
 def _mount_attr(attr: str) -> Callable[[Container, str | None], Any]:
