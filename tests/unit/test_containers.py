@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -265,30 +265,51 @@ def test_tetragon_process_pod() -> None:
     assert "pod" not in process_json(p, node="n")
 
 
-def test_event_windows_overlap_without_repeating_and_fail_as_engine_errors(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from bpfguard.containers import engines
-    from bpfguard.containers.engines import _windows
-
-    monkeypatch.setattr(engines, "EVENTS_POLL_S", 0.0)   # windows end at once
+def test_event_streams_reopen_without_repeating_and_fail_as_engine_errors() -> None:
+    from bpfguard.containers.engines import _live
 
     stop = threading.Event()
-    calls: list[tuple[int, int]] = []
+    opened: list[int] = []
+    closed: list[int] = []
     now = int(time.time())
     ev = {"Type": "container", "Action": "start", "Actor": {"ID": CID}, "time": now}
+    died = {**ev, "Action": "died"}
 
-    def window(since: int, until: int) -> Iterator[Any]:
-        calls.append((since, until))
-        if len(calls) == 3:
-            stop.set()
+    def open_stream(since: int) -> tuple[Iterator[Any], Callable[[], None]]:
+        opened.append(since)
+        if len(opened) == 3:
             raise ConnectionError("socket closed")
-        return iter([ev])        # the same event in two overlapping windows
+        # the runtime ends the stream; reopened from `since`, it replays that second
+        return iter([ev, died] if len(opened) == 1 else [ev, died, {**ev, "time": now + 1}]), \
+            lambda: closed.append(1)
 
     got = []
     with pytest.raises(EngineError, match="podman at /s: event stream: socket closed"):
-        for t in _windows("podman", "/s", stop, window):
+        for t in _live("podman", "/s", stop, open_stream):
             got.append(t)
-    assert got == [("start", CID)] and len(calls) == 3
+    assert got == [("start", CID), ("stop", CID), ("start", CID)]
+    assert opened == [now, now, now + 1]
+
+
+def test_a_stop_closes_a_stream_that_blocks() -> None:
+    from bpfguard.containers.engines import _live
+
+    stop, released = threading.Event(), threading.Event()
+
+    def blocking() -> Iterator[Any]:
+        released.wait(10)
+        raise OSError("closed")
+        yield {}   # pragma: no cover - a generator
+
+    def open_stream(since: int) -> tuple[Iterator[Any], Callable[[], None]]:
+        return blocking(), released.set
+
+    follower = threading.Thread(target=lambda: list(_live("podman", "/s", stop, open_stream)))
+    follower.start()
+    time.sleep(0.1)
+    stop.set()
+    follower.join(5)
+    assert not follower.is_alive() and released.is_set()
 
 
 def test_a_host_cgroup_is_never_taken_for_a_containers() -> None:

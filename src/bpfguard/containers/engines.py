@@ -14,7 +14,9 @@ the reader thread (see :class:`~bpfguard.containers.ContainerCache`).
 
 from __future__ import annotations
 
+import json
 import logging
+import socket as socket_module
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,9 +30,6 @@ log = logging.getLogger("bpfguard.containers")
 
 #: How long one request to a runtime may take before it counts as failed.
 REQUEST_TIMEOUT_S = 2.0
-#: An event stream is re-opened this often (from where it stopped), so a
-#: stop request is seen and a dead runtime is noticed.
-EVENTS_POLL_S = 2.0
 #: podman's pods (name, labels) are re-read after this long, and at most
 #: this many are remembered.
 POD_TTL_S = 30.0
@@ -66,32 +65,67 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def _windows(name: str, socket: str, stop: threading.Event,
-             open_window: Callable[[int, int], Iterator[Any]]) -> Iterator[Transition]:
-    """Follows a Docker-shaped event stream in windows of EVENTS_POLL_S (each
-    request ends at its `until`, so a stop is seen and a dead runtime is
-    noticed). Windows overlap by a second, whole seconds being what `since`
-    takes; an event seen in the overlap is not repeated."""
+def _live(name: str, socket: str, stop: threading.Event,
+          open_stream: Callable[[int], tuple[Iterator[Any], Callable[[], None]]]
+          ) -> Iterator[Transition]:
+    """Follows a Docker-shaped event stream live (podman's and Docker's
+    ``/events``, which deliver each event as it happens: with an ``until``
+    podman 4.3 holds them all back until then). `open_stream(since)` gives
+    the decoded events and a function that closes the stream; a stop closes
+    it from a watcher thread, the way to end a read that blocks. A stream
+    the runtime ends is opened again from where it was, a second later;
+    events of that second seen already are not repeated."""
     since = int(time.time())
     seen: set[tuple[float, Transition]] = set()
     while not stop.is_set():
-        until = int(time.time()) + int(EVENTS_POLL_S)
-        fresh: set[tuple[float, Transition]] = set()
         try:
-            for when, transition in _compat_transitions(open_window(since, until)):
-                since = max(since, int(when))
-                if transition is None or (when, transition) in seen:
-                    continue
-                fresh.add((when, transition))
-                yield transition
+            events, close = open_stream(since)
         except EngineError:
             raise
-        except Exception as exc:   # the clients' errors, raised while streaming
+        except Exception as exc:   # the clients' errors: refused, gone, an HTTP error
             raise EngineError(f"{name} at {socket}: event stream: {exc}") from None
-        seen = {(w, t) for w, t in seen | fresh if w >= since - 1}
-        since = max(since, until - 1)
-        # a runtime that ends a window early is not asked again at once
-        stop.wait(max(0.0, until - time.time()))
+        done = threading.Event()
+
+        def close_on_stop(done: threading.Event = done,
+                          close: Callable[[], None] = close) -> None:
+            while not done.wait(0.5):
+                if stop.is_set():
+                    close()
+                    return
+
+        threading.Thread(target=close_on_stop, name=f"bpfguard-{name}-events-stop",
+                         daemon=True).start()
+        try:
+            for when, transition in _compat_transitions(events):
+                if int(when) > since:
+                    since = int(when)
+                    seen = {(w, t) for w, t in seen if w >= since}
+                if transition is None or (when, transition) in seen:
+                    continue
+                seen.add((when, transition))
+                yield transition
+        except Exception as exc:
+            if stop.is_set():
+                return
+            raise EngineError(f"{name} at {socket}: event stream: {exc}") from None
+        finally:
+            done.set()
+        stop.wait(1.0)
+
+
+def _shut(resp: Any) -> None:
+    """Ends a streaming HTTP response from another thread. Closing it does not
+    wake a read blocked in recv(); shutting its socket down does (docker-py's
+    CancellableStream.close does the same)."""
+    try:
+        fp = resp.raw._fp.fp
+        raw = getattr(fp, "raw", fp)
+        sock = getattr(raw, "sock", None) or getattr(raw, "_sock", None)
+        if sock is not None:
+            sock.shutdown(socket_module.SHUT_RDWR)
+    except (AttributeError, OSError):
+        pass
+    resp.close()
 
 
 def _compat_transitions(stream: Iterator[Any]) -> Iterator[tuple[float, Transition | None]]:
@@ -190,14 +224,19 @@ class PodmanEngine:
         return [str(c.id) for c in out]
 
     def events(self, stop: threading.Event) -> Iterator[Transition]:
-        from podman import PodmanClient
+        from podman import PodmanClient, api
 
-        with PodmanClient(base_url=f"unix://{self.socket}",
-                          timeout=EVENTS_POLL_S + REQUEST_TIMEOUT_S) as client:
-            yield from _windows("podman", self.socket, stop, lambda since, until: iter(
-                client.events(since=since, until=until,  # type: ignore[no-untyped-call]
-                              filters={"type": "container"},
-                              decode=True)))
+        # no read timeout: the stream waits for the next event as long as it takes
+        with PodmanClient(base_url=f"unix://{self.socket}") as client:
+            def open_stream(since: int) -> tuple[Iterator[Any], Callable[[], None]]:
+                resp = client.api.get("/events", params={
+                    "stream": True, "since": since,
+                    "filters": api.prepare_filters({"type": "container"})}, stream=True)
+                resp.raise_for_status()
+                lines = (json.loads(line) for line in resp.iter_lines() if line)
+                return lines, lambda: _shut(resp)
+
+            yield from _live("podman", self.socket, stop, open_stream)
 
     def close(self) -> None:
         if self._made is not None:
@@ -255,11 +294,12 @@ class DockerEngine:
         return [str(c["Id"]) for c in self._call(self._api.containers) or ()]
 
     def events(self, stop: threading.Event) -> Iterator[Transition]:
-        # (docker-py streams without a timeout: a hung daemon holds this
-        # follower thread, never the reader or the lookups)
-        yield from _windows("docker", self.socket, stop, lambda since, until: iter(
-            self._api.events(since=since, until=until, filters={"type": "container"},
-                             decode=True)))
+        def open_stream(since: int) -> tuple[Iterator[Any], Callable[[], None]]:
+            # docker-py's stream has no read timeout and can be closed from outside
+            stream = self._api.events(since=since, filters={"type": "container"}, decode=True)
+            return iter(stream), stream.close
+
+        yield from _live("docker", self.socket, stop, open_stream)
 
     def close(self) -> None:
         if self._made is not None:
