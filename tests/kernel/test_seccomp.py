@@ -376,3 +376,22 @@ def test_record_by_pid_ends_when_the_tree_is_gone_even_with_a_zombie(tmp_path: P
     finally:
         parent.kill()
     assert "mkdir" in allowed(load(tmp_path / "z.json"))
+
+
+@pytest.mark.parametrize("verb", ["record", "run"])
+def test_record_and_run_leave_the_commands_signals_as_bare(tmp_path: Path, verb: str) -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; a command bpfguard starts must not
+    inherit that: `yes | head -1` under pipefail exits 141 (yes killed by
+    SIGPIPE), as it does bare, not 1 with "Broken pipe"."""
+    cmd = ["bash", "-c", "set -o pipefail; yes | head -1"]
+    bare = subprocess.run(cmd, capture_output=True, text=True)
+    assert bare.returncode == 141
+    if verb == "record":
+        r = bpfguard("record", "-o", str(tmp_path / "p.json"), "--", *cmd, cwd=tmp_path,
+                     check=False)
+    else:
+        profile = tmp_path / "allow.json"
+        profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW"}))
+        r = bpfguard("run", "--profile", str(profile), "--", *cmd, cwd=tmp_path, check=False)
+    assert r.returncode == 141, r.stderr
+    assert "Broken pipe" not in r.stderr

@@ -12,6 +12,12 @@ from . import Pipeline
 
 __all__ = ["spawn_waiting", "stream"]
 
+# Signals Python ignores at start-up (its own choice, not the caller's);
+# subprocess restores them for its children, and so does spawn_waiting: a
+# command started by bpfguard must die of SIGPIPE as it does bare (`yes |
+# head -1` exits 141, not 1 with "Broken pipe").
+_PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)
+
 
 def spawn_waiting(exe: str, argv: list[str], *, cwd: str | None = None,
                   prepare: Callable[[], None] | None = None) -> tuple[int, int]:
@@ -21,8 +27,10 @@ def spawn_waiting(exe: str, argv: list[str], *, cwd: str | None = None,
     exec; closing it without writing makes the child exit 127. The child does
     nothing between fork and execve but wait (and call `prepare`, such as
     loading a seccomp filter, just before the exec), so a scope ARMED on its
-    pid opens exactly at the exec. If `prepare` or the exec fails, the child
-    says why on stderr and exits 126 or 127.
+    pid opens exactly at the exec. The signals Python ignores (SIGPIPE,
+    SIGXFSZ) are back at their defaults in the command, as with subprocess.
+    If `prepare` or the exec fails, the child says why on stderr and exits
+    126 or 127.
     """
     r, w = os.pipe()
     pid = os.fork()
@@ -32,6 +40,8 @@ def spawn_waiting(exe: str, argv: list[str], *, cwd: str | None = None,
             os.close(w)
             if cwd is not None:
                 os.chdir(cwd)
+            for sig in _PYTHON_IGNORES:
+                signal.signal(sig, signal.SIG_DFL)
             if os.read(r, 1) == b"x":
                 os.close(r)
                 if prepare is not None:
