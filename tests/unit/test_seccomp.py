@@ -100,11 +100,14 @@ def test_missing_default_action_and_wrong_types() -> None:
     assert "$.syscalls[0].action: expected a string, got an integer" in found
 
 
-def test_unknown_keys_are_warnings_not_errors() -> None:
-    p = parse_profile({"defaultAction": "SCMP_ACT_ALLOW", "defaultActon": "x",
-                       "syscalls": [{"names": ["read"], "action": "SCMP_ACT_LOG", "arg": []}]})
-    assert p.warnings == ["$.defaultActon: unknown key, ignored (did you mean 'defaultAction'?)",
-                          "$.syscalls[0].arg: unknown key, ignored (did you mean 'args'?)"]
+def test_unknown_keys_are_errors_not_an_allow_everything_profile() -> None:
+    # runc ignores "syscals": the container would run with defaultAction alone
+    assert problems({"defaultAction": "SCMP_ACT_ALLOW", "syscals": [
+        {"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]}) == [
+        "$.syscals: unknown key (runc would ignore it); did you mean 'syscalls'?"]
+    assert problems({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "arg": []}]}) == [
+        "$.syscalls[0].arg: unknown key (runc would ignore it); did you mean 'args'?"]
 
 
 def test_syscalls_newer_than_libseccomp_are_accepted(docker_default: Profile) -> None:

@@ -338,11 +338,14 @@ class _Checker:
         return tuple(out)
 
     def unknown_keys(self, path: str, obj: dict[str, Any], known: tuple[str, ...]) -> None:
+        """An unknown key is an error: runc and crun ignore one, so a typo
+        (``syscals``, ``arg``) would silently drop the rules or the conditions
+        it was meant to hold, and the profile would allow what it meant to deny."""
         for k in obj:
             if k not in known:
                 hint = _closest(k, known)
-                self.warnings.append(f"{path}.{k}: unknown key, ignored" +
-                                     (f" (did you mean {hint!r}?)" if hint else ""))
+                self.bad(f"{path}.{k}", "unknown key (runc would ignore it)" +
+                         (f"; did you mean {hint!r}?" if hint else ""))
 
 
 def _kind(v: Any) -> str:
