@@ -206,46 +206,47 @@ def _matcher(cache: ContainerCache, hold_ms: int) -> tuple[RuleMatcher, ProcessT
     return RuleMatcher(Engine(rules.rules), table, "h", hold_ns=hold_ms * 1_000_000), table
 
 
-def test_a_new_containers_events_wait_for_its_metadata() -> None:
+@pytest.fixture
+def gated() -> Iterator[tuple[FakeEngine, ContainerCache]]:
+    """A started cache over a runtime that answers only when its gate opens."""
     engine = FakeEngine({CID: WEB})
     engine.gate.clear()
     cache = ContainerCache([engine])
     cache.start()
-    try:
-        m, table = _matcher(cache, 5000)
-        assert list(m.handle(_open_in_container(table))) == []    # held
-        assert m.held == 1
-        engine.gate.set()
-        deadline = time.monotonic() + 5
-        out: list[Any] = []
-        while not out and time.monotonic() < deadline:
-            out = m.release()
-            time.sleep(0.01)
-        [a] = out
-        assert a.output.endswith("container_id=" + CID[:12] + " container_name=web "
-                                 "container_image_repository=localhost/ns/img "
-                                 "container_image_tag=2 k8s_pod_name=p k8s_ns_name=prod")
-        assert "container.metadata" not in a.output_fields and m.unenriched == 0
-    finally:
-        cache.stop()
+    yield engine, cache
+    engine.gate.set()
+    cache.stop()
 
 
-def test_a_runtime_too_slow_leaves_alerts_marked_pending() -> None:
-    engine = FakeEngine({CID: WEB})
-    engine.gate.clear()
-    cache = ContainerCache([engine])
-    cache.start()
-    try:
-        m, table = _matcher(cache, 50)
-        assert list(m.handle(_open_in_container(table))) == []
-        time.sleep(0.1)
-        [a] = m.release()
-        assert a.output_fields["container.name"] is None
-        assert a.output_fields["container.metadata"] == "pending"
-        assert m.unenriched == 1
-    finally:
-        engine.gate.set()
-        cache.stop()
+def test_a_new_containers_events_wait_for_its_metadata(
+        gated: tuple[FakeEngine, ContainerCache]) -> None:
+    engine, cache = gated
+    m, table = _matcher(cache, 5000)
+    assert list(m.handle(_open_in_container(table))) == []    # held
+    assert m.held == 1
+    engine.gate.set()
+    deadline = time.monotonic() + 5
+    out: list[Any] = []
+    while not out and time.monotonic() < deadline:
+        out = m.release()
+        time.sleep(0.01)
+    [a] = out
+    assert a.output.endswith("container_id=" + CID[:12] + " container_name=web "
+                             "container_image_repository=localhost/ns/img "
+                             "container_image_tag=2 k8s_pod_name=p k8s_ns_name=prod")
+    assert "container.metadata" not in a.output_fields and m.unenriched == 0
+
+
+def test_a_runtime_too_slow_leaves_alerts_marked_pending(
+        gated: tuple[FakeEngine, ContainerCache]) -> None:
+    _, cache = gated
+    m, table = _matcher(cache, 50)
+    assert list(m.handle(_open_in_container(table))) == []
+    time.sleep(0.1)
+    [a] = m.release()
+    assert a.output_fields["container.name"] is None
+    assert a.output_fields["container.metadata"] == "pending"
+    assert m.unenriched == 1
 
 
 def test_tetragon_process_pod() -> None:

@@ -67,7 +67,7 @@ from ..outputs.channels import (
 from ..policy import load_policy_text
 from ..policy.engine import PolicyEngine
 from ..policy.events import PolicyEvent
-from ..proctable import ProcessTable, cgroup_paths, container_of
+from ..proctable import ProcessTable, read_proc
 from ..sensors import SensorSet
 from ..sensors.events import Event
 from ..sensors.sensors import SyscallChange
@@ -297,21 +297,15 @@ class Agent:
         self._unplaced = {k: v for k, v in self._unplaced.items() if v > now}
         deadline = now if pid in self._unplaced else now + _AUDIT_PLACE_S
         while True:
-            p = self.table.get(pid)
+            # the table, else /proc (read_proc does not add it: the table is the reader's)
+            p = self.table.get(pid) or read_proc(pid, boot_id=self.table.boot_id)
             if p is not None:
                 ref = p.container
                 break
-            try:
-                with open(f"/proc/{pid}/cgroup") as f:
-                    v2, v1 = cgroup_paths(f.read())
-                ref = next((c for path in (v2, v1) if path and (c := container_of(path))),
-                           None)
-                break
-            except OSError:
-                if time.monotonic() >= deadline:
-                    self._unplaced[pid] = time.monotonic() + _AUDIT_UNPLACED_S
-                    return None
-                time.sleep(0.02)
+            if time.monotonic() >= deadline:
+                self._unplaced[pid] = time.monotonic() + _AUDIT_UNPLACED_S
+                return None
+            time.sleep(0.02)
         if ref is None:
             return "host", None
         cache = self.containers

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from .cgroups import container_of
+from .cgroups import cgroup_paths, container_of
 from .engines import Engine, EngineError
 from .model import Container
 
@@ -69,16 +69,13 @@ def cgroup_id_of_pid(pid: int, root: str | None, container_id: str) -> int:
         return 0
     try:
         with open(f"/proc/{pid}/cgroup") as f:
-            for line in f:
-                if line.startswith("0::"):
-                    path = line[3:].rstrip("\n")
-                    found = container_of(path)
-                    if found is None or found[1] != container_id:
-                        return 0
-                    return os.stat(root + path).st_ino
+            path = cgroup_paths(f.read())[0]
+        found = container_of(path) if path else None
+        if path is None or found is None or found[1] != container_id:
+            return 0
+        return os.stat(root + path).st_ino
     except OSError:
-        pass
-    return 0
+        return 0
 
 
 @dataclass

@@ -113,6 +113,29 @@ def _live(name: str, socket: str, stop: threading.Event,
         stop.wait(1.0)
 
 
+def _ask(name: str, socket: str, fn: Callable[..., Any], args: tuple[Any, ...],
+         api_error: type[Exception], transport_modules: tuple[str, ...],
+         client_error: type[Exception] = OSError) -> Any:
+    """One request to an HTTP runtime API (podman-py's and docker-py's share
+    requests underneath). An HTTP error is the runtime's answer (a 404; a 500
+    for a container removed while inspected): None. No response at all
+    (refused, timed out; both clients wrap it as their APIError without a
+    response, or let requests' own error through) is an EngineError."""
+    try:
+        return fn(*args)
+    except api_error as exc:
+        if getattr(exc, "response", None) is None:
+            raise EngineError(f"{name} at {socket}: {exc}") from None
+        log.debug("%s at %s: %s", name, socket, exc)
+        return None
+    except (OSError, client_error) as exc:
+        raise EngineError(f"{name} at {socket}: {exc}") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith(transport_modules):
+            raise EngineError(f"{name} at {socket}: {exc}") from None
+        raise
+
+
 def _shut(resp: Any) -> None:
     """Ends a streaming HTTP response from another thread. Closing it does not
     wake a read blocked in recv(); shutting its socket down does (docker-py's
@@ -175,24 +198,10 @@ class PodmanEngine:
                                           timeout=REQUEST_TIMEOUT_S)
             return self._made
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Any, *args: Any) -> Any:
         from podman.errors import APIError
 
-        try:
-            return fn(*args, **kwargs)
-        except APIError as exc:
-            if exc.response is None:   # podman-py's wrapping of a refused or timed-out call
-                raise EngineError(f"podman at {self.socket}: {exc}") from None
-            # podman answered: NotFound, or a 500 for a container removed
-            # while it was being inspected; the runtime itself is fine
-            log.debug("podman at %s: %s", self.socket, exc)
-            return None
-        except OSError as exc:
-            raise EngineError(f"podman at {self.socket}: {exc}") from None
-        except Exception as exc:  # requests' errors: connection refused, timeouts
-            if type(exc).__module__.startswith(("requests", "urllib3", "podman")):
-                raise EngineError(f"podman at {self.socket}: {exc}") from None
-            raise
+        return _ask(self.name, self.socket, fn, args, APIError, ("requests", "urllib3", "podman"))
 
     def _pod(self, pod_id: str) -> tuple[str, dict[str, str]] | None:
         """(name, labels) of a podman pod (`podman kube play` makes one per
@@ -269,22 +278,11 @@ class DockerEngine:
                                               timeout=REQUEST_TIMEOUT_S)
             return self._made
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Any, *args: Any) -> Any:
         from docker.errors import APIError, DockerException
 
-        try:
-            return fn(*args, **kwargs)
-        except APIError as exc:
-            if exc.response is None:
-                raise EngineError(f"docker at {self.socket}: {exc}") from None
-            log.debug("docker at %s: %s", self.socket, exc)   # answered: 404, or going away
-            return None
-        except (DockerException, OSError) as exc:
-            raise EngineError(f"docker at {self.socket}: {exc}") from None
-        except Exception as exc:
-            if type(exc).__module__.startswith(("requests", "urllib3")):
-                raise EngineError(f"docker at {self.socket}: {exc}") from None
-            raise
+        return _ask(self.name, self.socket, fn, args, APIError, ("requests", "urllib3"),
+                    DockerException)
 
     def inspect(self, container_id: str) -> Container | None:
         doc = self._call(self._api.inspect_container, container_id)

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..rules.fields import SUGGESTED_FIELDS
 from ..timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -229,8 +230,8 @@ def seccomp_alert(rec: Any, hostname: str, *,
         "container.image.tag": info.image_tag if info else None,
         "k8s.pod.name": pod.name if pod else None,
         "k8s.ns.name": pod.namespace if pod else None})
-    suffix = "".join(f" {k.replace('.', '_')}={'<NA>' if v is None else v}"
-                     for k, v in fields.items() if k.startswith(("container.", "k8s.")))
+    suffix = "".join(f" {k.replace('.', '_')}={'<NA>' if fields[k] is None else fields[k]}"
+                     for k in SUGGESTED_FIELDS)
     return Alert(
         time_ns=ns, rule="Seccomp logged a syscall",
         priority=_SECCOMP_PRIORITY.get(rec.action, "Warning"), source="seccomp",

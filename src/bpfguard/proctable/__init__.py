@@ -28,7 +28,7 @@ from ..containers.cgroups import cgroup_paths, container_id_from_cgroup, contain
 from ..sensors.events import Event, ExecEvent, ExitEvent, ForkEvent
 
 __all__ = ["Process", "ProcessTable", "cgroup_paths", "container_id_from_cgroup",
-           "container_of"]
+           "container_of", "read_proc"]
 
 @dataclass
 class Process:

@@ -32,7 +32,7 @@ from .compiler import (
 )
 from .event import RuleEvent
 from .extract import AnyOf, Extractor, extractor, render
-from .fields import check_field, split_field
+from .fields import SUGGESTED_FIELDS, check_field, split_field
 from .model import Priority, Rule
 
 __all__ = ["SUGGESTED_OUTPUT", "CompiledRule", "Engine", "OutputFormat", "alert"]
@@ -41,13 +41,8 @@ __all__ = ["SUGGESTED_OUTPUT", "CompiledRule", "Engine", "OutputFormat", "alert"
 _OUTPUT_FIELD = re.compile(r"%\(([^)]+)\)|%([A-Za-z0-9_.]+(?:\[[^\]]*\])?)")
 
 
-#: What Falco 0.41's container plugin appends to every rule's output
-#: (falco.yaml's default ``append_output: [suggested_output: true]``): the
-#: fields it marks as suggested, each as ``field_name=%field.name``.
-SUGGESTED_OUTPUT: Final = "".join(
-    f" {f.replace('.', '_')}=%{f}" for f in (
-        "container.id", "container.name", "container.image.repository", "container.image.tag",
-        "k8s.pod.name", "k8s.ns.name"))
+#: What every rule's output gets appended (see SUGGESTED_FIELDS).
+SUGGESTED_OUTPUT: Final = "".join(f" {f.replace('.', '_')}=%{f}" for f in SUGGESTED_FIELDS)
 
 
 class OutputFormat:

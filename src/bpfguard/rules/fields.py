@@ -13,7 +13,8 @@ from enum import Enum
 
 from .ast import FieldRef
 
-__all__ = ["FIELDS", "ArgKind", "FieldSpec", "FieldType", "check_field", "split_field"]
+__all__ = ["FIELDS", "SUGGESTED_FIELDS", "ArgKind", "FieldSpec", "FieldType", "check_field",
+           "split_field"]
 
 
 class FieldType(Enum):
@@ -206,6 +207,14 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("k8s.pod.label", S, "a pod label by key", ArgKind.KEY_REQUIRED),
     ("k8s.pod.labels", S, "pod labels, k:v comma-separated"),
 )
+
+
+#: The fields Falco 0.41's container plugin marks as suggested output, which
+#: falco.yaml's default ``append_output: [suggested_output: true]`` appends to
+#: every rule's output as ``container_id=%container.id ...``.
+SUGGESTED_FIELDS: tuple[str, ...] = (
+    "container.id", "container.name", "container.image.repository", "container.image.tag",
+    "k8s.pod.name", "k8s.ns.name")
 
 
 def check_field(ref: FieldRef) -> str | None:
