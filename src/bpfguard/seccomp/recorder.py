@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,9 +138,10 @@ class SeccompRecorder:
             n: self.obj.map(n) for n in ("scope_tgids", "argvals", "members")}
         self.scope: Scope = self.sensors.scope
 
-    def start(self) -> None:
-        """Attaches the programs: recording starts (for ARMED pids, at their execve)."""
-        self.sensors.start()
+    def start(self, before_syscalls: Callable[[], None] | None = None) -> None:
+        """Attaches the programs: recording starts (for ARMED pids, at their execve).
+        `before_syscalls`: see :meth:`SensorSet.start`."""
+        self.sensors.start(before_syscalls)
 
     def live(self) -> int:
         """Processes in the scope's pid set now (ARMED ones included)."""

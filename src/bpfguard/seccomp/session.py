@@ -48,34 +48,48 @@ def _stop_signals() -> Iterator[list[int]]:
 
 
 def record(recorder: SeccompRecorder, *, argv: list[str] | None = None, exe: str | None = None,
-           pids: Iterable[int] = (), cgroups: Iterable[str] = (), duration: float | None = None,
+           pids: Iterable[int] = (), cgroups: Iterable[str] = (), mntns: Iterable[int] = (),
+           armed: Iterable[int] = (), duration: float | None = None,
+           on_ready: Callable[[], None] = lambda: None,
            on_status: Callable[[str], None] = lambda _m: None) -> RecordResult:
     """Records a command (started here, in scope from its execve), running
-    processes with their descendants (`pids`) and/or cgroups, until the pid
-    scope is empty, `duration` seconds passed, or SIGINT/SIGTERM."""
-    pids = list(pids)
+    processes with their descendants (`pids`), processes that are in scope
+    from their next execve on (`armed`), cgroups and/or mount namespaces (by
+    inode), until the pid scope is empty, `duration` seconds passed, or
+    SIGINT/SIGTERM. `on_ready` runs once recording has begun."""
+    pids, armed = list(pids), list(armed)
     child = 0
     status: int | None = None
     with _stop_signals() as stop:
         for cg in cgroups:
             recorder.scope.add_cgroup(cg)
+        for ns in mntns:
+            recorder.scope.add_mntns(ns)
         for pid in pids:  # scope flags first, so attaching records these alone
             recorder.scope.add_pid(pid, children=False)
+        for pid in armed:
+            recorder.scope.add_pid(pid, armed=True)
         if argv:
             assert exe is not None
             child, release = spawn_waiting(exe, argv)
             recorder.scope.add_pid(child, armed=True)
-        recorder.start()
-        for pid in pids:  # again: children forked before the fork program was attached
-            recorder.scope.add_pid(pid)
+
+        def join_children() -> None:
+            # The fork program follows the pids from here on; their children
+            # forked before it was attached join now, before any syscall is counted.
+            for pid in pids:
+                recorder.scope.add_pid(pid)
+
+        recorder.start(join_children)
         started = dt.datetime.now(dt.UTC)
+        on_ready()
         if child:
             os.write(release, b"x")
             os.close(release)
         on_status("recording (Ctrl-C stops)")
         deadline = time.monotonic() + duration if duration else None
         told = False
-        pid_scoped = bool(argv or pids)
+        pid_scoped = bool(argv or pids or armed)
         while not stop:
             if child and status is None:
                 done, st = os.waitpid(child, os.WNOHANG)

@@ -23,7 +23,7 @@ import os
 import resource
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ def _boot_id() -> str:
         return "00000000"
 
 
+_DESCENDANT_PASSES = 8
+
+
 class Scope:
     """Which processes the sensors report, enforced in the kernel.
 
@@ -94,8 +97,18 @@ class Scope:
         tgids = self._maps["scope_tgids"]
         tgids.update(ctypes.c_uint32(pid), ctypes.c_uint8(state))
         if children and not armed:
-            for child in _descendants(pid):
-                tgids.update(ctypes.c_uint32(child), ctypes.c_uint8(state))
+            # Again until nothing new turns up: a descendant not yet in scope
+            # may fork while /proc is read, and only the next pass sees that
+            # child. (Once the fork program runs, children of pids in scope join
+            # by themselves; the bound stops a tree that forks without pause.)
+            added: set[int] = set()
+            for _ in range(_DESCENDANT_PASSES):
+                fresh = set(_descendants(pid)) - added
+                if not fresh:
+                    break
+                for child in fresh:
+                    tgids.update(ctypes.c_uint32(child), ctypes.c_uint8(state))
+                added |= fresh
         if follow:
             self._flags |= self._abi.scope_flags["FOLLOW"]
         self._set_flag("TGIDS")
@@ -250,13 +263,20 @@ class SensorSet:
         assert self._selector_sets is not None, "the object is not loaded"
         return self._selector_sets
 
-    def start(self) -> None:
-        """Attaches every program; events flow from here on."""
+    def start(self, before_syscalls: Callable[[], None] | None = None) -> None:
+        """Attaches every program; events flow from here on.
+
+        `before_syscalls` runs once the fork/exec/exit programs follow the
+        scope and before any syscall is traced: pids put in scope there miss
+        no syscall of theirs nor of a child they fork meanwhile.
+        """
         self._rb = RingBuffer(self.maps["events"])
         with self._links_lock:
             self._links = [self.obj.program(n).attach() for n in _LIFECYCLE_PROGRAMS]
             for s in self.sensors:
                 s.attach()
+            if before_syscalls is not None:
+                before_syscalls()
             self._started = True
             self.sync_syscall_programs()
 
