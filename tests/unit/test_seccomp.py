@@ -28,6 +28,7 @@ from bpfguard.seccomp import (
 )
 from bpfguard.seccomp.audit import parse_record
 from bpfguard.seccomp.recorder import CLONE_NS_MASK
+from bpfguard.seccomp.runtime_base import runtime_base
 
 # Docker's default profile, copied with its LICENSE and SOURCE
 DOCKER_DEFAULT = Path(__file__).resolve().parents[1] / "fixtures/seccomp/docker-default.json"
@@ -215,8 +216,13 @@ def test_generated_profile_is_sorted_and_deterministic(monkeypatch: pytest.Monke
     b = profile_from_recording(_recording(), INFO).dumps("oci")
     assert a == b
     data = json.loads(a)
-    assert data["syscalls"] == [{"names": ["clone3", "execve", "exit_group", "open", "read",
-                                           "socket", "write"], "action": "SCMP_ACT_ALLOW"}]
+    recorded = ["clone3", "execve", "exit_group", "open", "read", "socket", "write"]
+    assert data["syscalls"][0] == {"names": recorded, "action": "SCMP_ACT_ALLOW"}
+    # the runtime base, less what was recorded, in a rule of its own
+    assert data["syscalls"][1]["names"] == sorted(runtime_base() - set(recorded))
+    assert data["syscalls"][1]["comment"].startswith("runtime base")
+    assert len(data["syscalls"]) == 2
+    assert data["bpfguard"]["runtime_base"]["exit"] == ["exit", "exit_group", "rt_sigreturn"]
     assert data["defaultAction"] == "SCMP_ACT_ERRNO" and data["defaultErrnoRet"] == 1
     assert data["bpfguard"]["recorded_from"] == "2023-11-14T22:13:20Z"
     assert data["bpfguard"]["syscalls"]["SCMP_ARCH_X86"] == ["open"]
@@ -386,3 +392,16 @@ def test_arch_map_entries_must_be_unique() -> None:
         {"architecture": "SCMP_ARCH_X86_64"}]})
     assert found == ["$.archMap[1].architecture: SCMP_ARCH_X86_64 is already an archMap entry "
                      "at $.archMap[0]"]
+
+
+def test_runtime_base_defers_to_argument_rules_and_to_the_base() -> None:
+    rec = _recording(arg_values={"clone": {0x3D0F00}})
+    p = profile_from_recording(rec, INFO, with_args=True)
+    base_rule = [r for r in p.syscalls if r.comment.startswith("runtime base")][0]
+    # clone has argument rules: the base does not allow it whole
+    assert "clone" not in base_rule.names and "rt_sigreturn" in base_rule.names
+    base = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["capset"], "action": "SCMP_ACT_ERRNO"}]})
+    merged = profile_from_recording(_recording(), INFO, base=base)
+    assert [r.action for r in merged.syscalls if "capset" in r.names] == ["SCMP_ACT_ERRNO"]
+    assert "exit" in merged.syscalls[-1].names

@@ -18,6 +18,7 @@ from ..sensors.syscall_table import machine
 from ..timefmt import rfc3339
 from .profile import ArgCondition, Profile, SyscallRule
 from .recorder import ARG_WATCHES, Recording
+from .runtime_base import RUNTIME_BASE, RUNTIME_BASE_COMMENT, runtime_base
 
 __all__ = ["RecordingInfo", "profile_from_recording"]
 
@@ -79,6 +80,9 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
     names = rec.names()
     arg_rules, covered = _arg_rules(rec, names) if with_args else ([], set())
     allow = sorted(names - covered)
+    # A name with argument rules keeps them: the runtimes need none of the
+    # namespace flags or socket families those rules would have to allow.
+    base_only = sorted(runtime_base() - names - covered)
     notes = []
     for arch, nrs in sorted(rec.unnamed.items()):
         notes.append(f"{arch}: syscall numbers {sorted(nrs)} have no name in this libseccomp "
@@ -98,6 +102,9 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
         "recorded_until": _stamp(info.ended),
         "kernel": platform.release(),
         "syscalls": {arch: sorted(n) for arch, n in sorted(rec.syscalls.items())},
+        "runtime_base": {"comment": RUNTIME_BASE_COMMENT + " (see bpfguard's "
+                                    "seccomp/runtime_base.py); those not recorded are added",
+                         **{k: list(v) for k, v in RUNTIME_BASE.items()}},
     }
     if with_args:
         meta["arguments"] = {n: {"index": ARG_WATCHES[n].index,
@@ -108,12 +115,18 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
         meta["notes"] = notes
     if base is None:
         rules = ([SyscallRule(tuple(allow), "SCMP_ACT_ALLOW")] if allow else []) + arg_rules
+        if base_only:
+            rules.append(SyscallRule(tuple(base_only), "SCMP_ACT_ALLOW",
+                                     comment=RUNTIME_BASE_COMMENT))
         return Profile("SCMP_ACT_ERRNO", errno.EPERM,
                        architectures=(native, *here.sub_arches),
                        syscalls=tuple(rules), metadata=meta)
+    # A name the base profile gives a rule keeps it, even one that denies:
+    # the base is the user's decision (oci-seccomp-bpf-hook's `if:` does the same).
     named = base.named()
     added = [n for n in allow if n not in named]
     extra = [r for r in arg_rules if r.names[0] not in named]
+    base_added = [n for n in base_only if n not in named]
     meta["base"] = info.base
     meta["added"] = sorted({*added, *(r.names[0] for r in extra)})
     rules = list(base.syscalls)
@@ -121,4 +134,7 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
         rules.append(SyscallRule(tuple(added), "SCMP_ACT_ALLOW",
                                  comment="added by bpfguard seccomp record"))
     rules.extend(extra)
+    if base_added:
+        rules.append(SyscallRule(tuple(base_added), "SCMP_ACT_ALLOW",
+                                 comment=RUNTIME_BASE_COMMENT))
     return replace(base, syscalls=tuple(rules), metadata=meta, warnings=[])
