@@ -70,6 +70,26 @@ def test_seccomp_check_and_diff(tmp_path: Path) -> None:
     assert CliRunner().invoke(main, ["seccomp", "diff", str(good), str(bad)]).exit_code == 2
 
 
+def test_seccomp_check_warns_about_traps_and_exits_0(tmp_path: Path) -> None:
+    p = tmp_path / "traps.json"
+    p.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "defaultAction": "SCMP_ACT_KILL",\n'
+                 ' "syscalls": [{"names": ["read", "kill"], "action": "SCMP_ACT_ALLOW"},\n'
+                 '  {"names": ["kill"], "action": "SCMP_ACT_LOG"},\n'
+                 '  {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [\n'
+                 '    {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},\n'
+                 '    {"index": 0, "value": 10, "op": "SCMP_CMP_EQ"}]}]}\n')
+    r = CliRunner().invoke(main, ["seccomp", "check", str(p)])
+    assert r.exit_code == 0, r.output
+    assert f"warning: {p}: $.defaultAction: given twice (line 1): the last one is used" in r.output
+    assert (f"warning: {p}: $.syscalls[1]: kill: also in $.syscalls[0], with SCMP_ACT_ALLOW "
+            "there and SCMP_ACT_LOG here: the first rule wins") in r.output
+    assert (f"warning: {p}: $.syscalls[2]: socket: two conditions on argument 0 (arg0 == 0x1, "
+            "arg0 == 0xa)") in r.output
+    assert "default SCMP_ACT_KILL; 3 warning(s) above" in r.output
+    r = CliRunner().invoke(main, ["seccomp", "check", "--help"])
+    assert "unknown keys are warnings" not in r.output and "a key given twice" in r.output
+
+
 def test_seccomp_record_needs_exactly_one_source(tmp_path: Path) -> None:
     out = str(tmp_path / "p.json")
     r = CliRunner().invoke(main, ["seccomp", "record", "-o", out])

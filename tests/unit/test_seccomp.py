@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import pyseccomp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,6 +29,7 @@ from bpfguard.seccomp import (
     resolve_for,
 )
 from bpfguard.seccomp.audit import parse_record
+from bpfguard.seccomp.profile import Chain, libseccomp_adds
 from bpfguard.seccomp.recorder import CLONE_NS_MASK
 from bpfguard.seccomp.runtime_base import runtime_base
 
@@ -192,6 +195,167 @@ def test_notify_is_refused_with_the_reason() -> None:
                        "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_NOTIFY"}]})
     with pytest.raises(Exception, match="seccomp agent"):
         plan_filter(p, target=ROOT)
+
+
+# -- traps: what runtimes really do with a valid profile ------------------------------
+
+_ARG0 = {"index": 0, "op": "SCMP_CMP_EQ"}
+_ALLOW_UNIX = {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [_ARG0 | {"value": 1}]}
+
+
+def test_key_given_twice_says_which_one_runtimes_use(tmp_path: Path) -> None:
+    p = tmp_path / "p.json"
+    p.write_text('{\n  "defaultAction": "SCMP_ACT_ERRNO",\n  "syscalls": [\n'
+                 '    {"names": ["kill"], "action": "SCMP_ACT_ALLOW",\n'
+                 '     "action": "SCMP_ACT_LOG"}\n  ]\n}\n')
+    profile = load_profile(p)
+    assert profile.syscalls[0].action == "SCMP_ACT_LOG"
+    assert profile.warnings == [
+        '$.syscalls[0].action: given twice (lines 4 and 5): the last one is used: the first '
+        '("SCMP_ACT_ALLOW") is ignored, by runc, podman and containerd (Go\'s encoding/json) as '
+        "by bpfguard; crun, reading it in a config.json, uses the first instead"]
+    # parse_profile's own data has no duplicates to tell
+    assert parse_profile(json.loads(p.read_text())).warnings == []
+
+
+def test_object_given_twice_is_merged_as_go_does(tmp_path: Path) -> None:
+    # Go decodes the second "syscalls" into the first's elements: what the
+    # second rule lacks (errnoRet) stays from the first
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW"})[:-1] +
+                 ', "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]'
+                 ', "syscalls": [{"names": ["umount2"], "action": "SCMP_ACT_ERRNO"}]}')
+    profile = load_profile(p)
+    assert [(r.names, r.errno_ret) for r in profile.syscalls] == [(("umount2",), 1)]
+    [warning] = profile.warnings
+    assert warning.startswith("$.syscalls: given twice (line 1): runc, podman and containerd "
+                              "(Go's encoding/json) decode the last over the first, so what the "
+                              "last lacks keeps the first's value ($.syscalls[0].errnoRet)")
+
+
+def test_conflicting_rules_say_what_libseccomp_does() -> None:
+    def warnings(*rules: dict[str, Any], default: str = "SCMP_ACT_ERRNO") -> list[str]:
+        return parse_profile({"defaultAction": default, "syscalls": list(rules)}).warnings
+
+    assert warnings({"names": ["kill", "read"], "action": "SCMP_ACT_ALLOW"},
+                    {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}) == [
+        "$.syscalls[1]: kill: also in $.syscalls[0], with SCMP_ACT_ALLOW there and "
+        "SCMP_ACT_ERRNO(38) here: the first rule wins: libseccomp keeps the unconditional rule "
+        "of $.syscalls[0] and silently ignores this one, so every call gets SCMP_ACT_ALLOW"]
+    assert warnings(_ALLOW_UNIX, {"names": ["socket"], "action": "SCMP_ACT_KILL_PROCESS"}) == [
+        "$.syscalls[1]: socket: also in $.syscalls[0], with SCMP_ACT_ALLOW there and "
+        "SCMP_ACT_KILL_PROCESS here: the unconditional rule wins, whatever the order: "
+        "libseccomp drops the argument rules of $.syscalls[0], so every call gets "
+        "SCMP_ACT_KILL_PROCESS"]
+    # the exception a reader expects is not what runc makes of it
+    assert warnings({"names": ["socket"], "action": "SCMP_ACT_ERRNO"}, _ALLOW_UNIX,
+                    default="SCMP_ACT_ALLOW") == [
+        "$.syscalls[1]: socket: also in $.syscalls[0], with SCMP_ACT_ERRNO(1) there and "
+        "SCMP_ACT_ALLOW here: runc and crun leave out $.syscalls[1] (its action is the default "
+        "action), so every call gets SCMP_ACT_ERRNO(1)"]
+    same = [_ALLOW_UNIX, _ALLOW_UNIX | {"action": "SCMP_ACT_LOG"}]
+    assert warnings(*same) == [
+        "$.syscalls[1]: socket: also in $.syscalls[0], with SCMP_ACT_ALLOW there and "
+        "SCMP_ACT_LOG here: runc and crun fail to start the container: libseccomp refuses this "
+        'rule (EEXIST, "file exists"): $.syscalls[0] has one with another action for the same '
+        "conditions"]
+    # and so does bpfguard
+    with pytest.raises(Exception, match=r"\$\.syscalls\[1\]: socket: libseccomp refused the rule"):
+        build_filter(plan_filter(parse_profile({"defaultAction": "SCMP_ACT_ERRNO",
+                                                "syscalls": same}), target=ROOT))
+    # no trap: different arguments, or never on one machine for one container
+    assert warnings(_ALLOW_UNIX, {"names": ["socket"], "action": "SCMP_ACT_LOG",
+                                  "args": [_ARG0 | {"value": 10}]}) == []
+    assert warnings({"names": ["bpf"], "action": "SCMP_ACT_ALLOW",
+                     "includes": {"caps": ["CAP_BPF"]}},
+                    {"names": ["bpf"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
+                     "excludes": {"caps": ["CAP_BPF"]}}) == []
+
+
+def test_docker_default_names_syscalls_twice_without_traps(docker_default: Profile) -> None:
+    actions: dict[str, set[str]] = {}
+    for r in docker_default.syscalls:
+        for n in r.names:
+            actions.setdefault(n, set()).add(r.action)
+    # clone3: ALLOW with CAP_SYS_ADMIN, ENOSYS without: never both
+    assert actions["clone3"] == {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO"}
+    assert docker_default.warnings == []
+
+
+def test_two_conditions_on_one_argument_are_ored() -> None:
+    p = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+         "args": [_ARG0 | {"value": 1}, _ARG0 | {"value": 10},
+                  {"index": 2, "value": 0, "op": "SCMP_CMP_EQ"}]}]})
+    assert p.warnings == [
+        "$.syscalls[1]: socket: two conditions on argument 0 (arg0 == 0x1, arg0 == 0xa): runc "
+        "and crun apply each condition as a rule of its own (the condition on argument 2 too), "
+        "so this ALLOWs socket when ANY holds, not when all do"]
+    assert [r.args for r in plan_filter(p, target=ROOT).rules if r.name == "socket"] == [
+        ((0, "SCMP_CMP_EQ", 1, 0),), ((0, "SCMP_CMP_EQ", 10, 0),), ((2, "SCMP_CMP_EQ", 0, 0),)]
+
+
+def test_audit_mode_reports_what_the_rule_libseccomp_keeps_denies() -> None:
+    p = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+        {"names": ["kill", "read"], "action": "SCMP_ACT_ALLOW"}]})
+    enforce = plan_filter(p, target=ROOT)
+    assert [(r.name, r.data) for r in enforce.rules] == [("kill", 38), ("read", None)]
+    assert enforce.skipped == ["$.syscalls[1] (kill): libseccomp ignores it for the rule of "
+                               "$.syscalls[0]"]
+    # the ERRNO rule becomes LOG, the default: kill must not be left to the ALLOW rule
+    audit = plan_filter(p, target=ROOT, audit=True)
+    assert [r.name for r in audit.rules] == ["read"]
+    assert audit.action_for("kill") == ("SCMP_ACT_LOG", "")
+
+
+def _pfc(rules: list[tuple[str, Chain]]) -> tuple[int | None, str]:
+    """libseccomp's own filter for `rules` added to socket in order (not loaded):
+    the index of the rule it refused, if any, and the filter in its PFC text."""
+    actions = {"SCMP_ACT_ALLOW": pyseccomp.ALLOW, "SCMP_ACT_LOG": pyseccomp.LOG,
+               "SCMP_ACT_ERRNO": pyseccomp.ERRNO(38)}
+    ops = {"SCMP_CMP_EQ": pyseccomp.EQ, "SCMP_CMP_MASKED_EQ": pyseccomp.MASKED_EQ}
+    f = pyseccomp.SyscallFilter(pyseccomp.ERRNO(1))
+    refused = None
+    for n, (action, chain) in enumerate(rules):
+        try:
+            f.add_rule(actions[action], "socket",
+                       *[pyseccomp.Arg(i, ops[op], v, v2) for i, op, v, v2 in chain])
+        except FileExistsError:
+            refused = n
+            break
+    with tempfile.TemporaryFile("w+") as out:
+        f.export_pfc(out)
+        out.seek(0)
+        return refused, "".join(line for line in out if not line.lstrip().startswith("#"))
+
+
+_COND = st.one_of(st.tuples(st.just("SCMP_CMP_EQ"), st.integers(1, 2), st.just(0)),
+                  st.tuples(st.just("SCMP_CMP_MASKED_EQ"), st.just(3), st.integers(1, 2)))
+# what runc makes of one profile rule: its conditions ANDed (one per argument),
+# or each alone when an argument has two
+_RUNC_RULE = st.one_of(
+    st.dictionaries(st.integers(0, 2), _COND, max_size=3).map(
+        lambda d: [tuple((i, op, v, v2) for i, (op, v, v2) in sorted(d.items()))]),
+    st.lists(st.tuples(st.integers(0, 2), _COND).map(lambda c: ((c[0], *c[1]),)),
+             min_size=2, max_size=3))
+
+
+@given(_RUNC_RULE, _RUNC_RULE,
+       st.permutations(["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_ERRNO"]))
+def test_libseccomp_model_matches_libseccomp(first: list[Chain], second: list[Chain],
+                                             actions: list[str]) -> None:
+    # two profile rules with two actions, each made of one or more libseccomp
+    # rules: what the warnings are decided on. (NE and the ordering operators
+    # are left out: with them libseccomp 2.5.4 can loop forever adding a rule.)
+    rules = [(actions[0], c) for c in first] + [(actions[1], c) for c in second]
+    fates = libseccomp_adds([((a, 38 if a == "SCMP_ACT_ERRNO" else None), c) for a, c in rules])
+    refused, whole = _pfc(rules)
+    assert refused == next((n for n, (kind, _) in enumerate(fates) if kind == "refused"), None)
+    if refused is None:
+        kept = [r for r, (kind, _) in zip(rules, fates, strict=True) if kind == "kept"]
+        assert _pfc(kept)[1] == whole
 
 
 # -- generation ------------------------------------------------------------------------

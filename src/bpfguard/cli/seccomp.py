@@ -288,8 +288,13 @@ def check(profile_path: Path, verbose: bool) -> None:
     """Validate a profile and show what it becomes on this machine.
 
     Every problem is listed with its JSON path ($.syscalls[3].action) and the
-    exit code is 1; unknown keys are warnings. The filter is then built with
-    libseccomp (not loaded), so what passes here also applies.
+    exit code is 1; an unknown key is a problem too (runc would ignore it). The
+    filter is then built with libseccomp (not loaded), so what passes here also
+    applies.
+
+    Warnings (exit code 0) say what runc, crun and libseccomp really do where a
+    profile reads otherwise: a key given twice, a syscall in two rules with
+    different actions, two conditions on one argument in a rule.
     """
     from ..seccomp import build_filter, plan_filter
 
@@ -299,8 +304,9 @@ def check(profile_path: Path, verbose: bool) -> None:
     names = profile.named()
     default = profile.default_action + (
         f"({profile.default_errno_ret})" if profile.default_errno_ret is not None else "")
+    warned = f"; {len(profile.warnings)} warning(s) above" if profile.warnings else ""
     click.echo(f"{profile_path}: ok ({profile.format} format): {len(profile.syscalls)} rules "
-               f"naming {len(names)} syscalls, default {default}")
+               f"naming {len(names)} syscalls, default {default}{warned}")
     click.echo(f"on this machine: {len(plan.rules)} libseccomp rules for "
                f"{', '.join(a.removeprefix('SCMP_ARCH_') for a in plan.arches)}; "
                f"{len(plan.skipped)} rule(s) or name(s) left out")

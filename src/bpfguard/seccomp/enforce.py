@@ -13,6 +13,11 @@ here as it does in a container:
 - Several conditions on the same argument make one rule each (ORed), as
   libseccomp cannot AND two conditions on one argument; otherwise the
   conditions of a rule are ANDed.
+- Rules go to libseccomp in the profile's order. Where it would silently
+  ignore a rule for another of the syscall with another action (one without
+  conditions takes the whole syscall, and the first such one wins), the plan
+  leaves it out with a note: the filter is the same, and audit mode reports
+  what enforcing denies.
 - ``errnoRet`` absent means EPERM for a rule, ``defaultErrnoRet`` for the default.
 
 Audit mode turns every action but ALLOW into LOG: nothing is denied, and the
@@ -30,7 +35,16 @@ import pyseccomp
 
 from ..errors import ConfigError
 from ..sensors.syscall_table import LIBSECCOMP_ARCHES, machine
-from .profile import CAPABILITIES, Condition, Profile, SyscallRule, seccomp_knows
+from .profile import (
+    CAPABILITIES,
+    Condition,
+    Profile,
+    SyscallRule,
+    effective_action,
+    libseccomp_adds,
+    runc_arg_groups,
+    seccomp_knows,
+)
 
 __all__ = [
     "FilterPlan",
@@ -201,14 +215,10 @@ def plan_filter(profile: Profile, *, target: Target | None = None, audit: bool =
         action, data = rule.action, rule.errno_ret
         if action in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE") and data is None:
             data = errno.EPERM
-        if audit and action != "SCMP_ACT_ALLOW":
-            action, data = "SCMP_ACT_LOG", None
-        if _same_action(action, data, default, default_data):
+        if _same_action(action, data, profile.default_action, profile.default_errno_ret):
             continue
-        conds = [(a.index, a.op, a.value, a.value_two) for a in rule.args]
-        groups = [tuple(conds)]
-        if len({c[0] for c in conds}) < len(conds):
-            groups = [(c,) for c in conds]
+        groups = [tuple((a.index, a.op, a.value, a.value_two) for a in g)
+                  for g in runc_arg_groups(rule.args)]
         unknown = [n for n in rule.names if not seccomp_knows(n)]
         if unknown:
             plan.skipped.append(f"{src}: left out, unknown to this libseccomp "
@@ -218,16 +228,39 @@ def plan_filter(profile: Profile, *, target: Target | None = None, audit: bool =
                 continue
             for g in groups:
                 plan.rules.append(PlannedRule(action, data, name, g, src, rule.comment))
+    plan.rules = _shadowed_left_out(plan)
+    if audit:  # after the above, which needs the actions that enforcing has
+        logged = (r if r.action == "SCMP_ACT_ALLOW" else
+                  replace(r, action="SCMP_ACT_LOG", data=None) for r in plan.rules)
+        plan.rules = [r for r in logged
+                      if not _same_action(r.action, r.data, default, default_data)]
     return plan
 
 
+def _shadowed_left_out(plan: FilterPlan) -> list[PlannedRule]:
+    """The rules less those that libseccomp silently ignores for another rule of
+    the syscall with another action (libseccomp_adds: a rule without conditions
+    takes the whole syscall), with a note each. The filter is the same either
+    way; audit mode, which makes the actions alike, needs them gone to report
+    what enforcing denies."""
+    by_name: dict[str, list[int]] = {}
+    for n, r in enumerate(plan.rules):
+        by_name.setdefault(r.name, []).append(n)
+    shadowed: set[int] = set()
+    for name, idx in by_name.items():
+        rules = [plan.rules[n] for n in idx]
+        verdicts = [effective_action(r.action, r.data) for r in rules]
+        fates = libseccomp_adds(list(zip(verdicts, (r.args for r in rules), strict=True)))
+        for k, (kind, by) in enumerate(fates):
+            if kind == "dropped" and by is not None and verdicts[k] != verdicts[by]:
+                shadowed.add(idx[k])
+                plan.skipped.append(f"{rules[k].source} ({name}): libseccomp ignores it for "
+                                    f"the rule of {rules[by].source}")
+    return [r for n, r in enumerate(plan.rules) if n not in shadowed]
+
+
 def _same_action(a: str, a_data: int | None, b: str, b_data: int | None) -> bool:
-    def norm(x: str, d: int | None) -> tuple[str, int | None]:
-        x = "SCMP_ACT_KILL_THREAD" if x == "SCMP_ACT_KILL" else x
-        if x in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
-            return x, errno.EPERM if d is None else d
-        return x, None
-    return norm(a, a_data) == norm(b, b_data)
+    return effective_action(a, a_data) == effective_action(b, b_data)
 
 
 def _action(name: str, data: int | None) -> int:

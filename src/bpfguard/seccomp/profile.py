@@ -4,17 +4,27 @@ One model serves both. Docker's format is the OCI one plus ``archMap`` (instead
 of ``architectures``), per-rule ``includes``/``excludes`` conditions and a
 ``comment`` per rule. Parsing collects every problem with its JSON path
 (``$.syscalls[3].args[0].op``) and raises one :class:`ProfileError`;
-rendering is deterministic.
+rendering is deterministic. A valid profile may still do something else than
+it reads: its warnings say what runc, crun and libseccomp really do with a key
+given twice, a syscall in rules with different actions, and two conditions on
+one argument of a rule.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import functools
+import itertools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+# Python's own JSON object parser and pure-Python scanner: undocumented but
+# unchanged since Python 3.1, and not in typeshed
+from json.decoder import JSONObject as _JSONObject  # type: ignore[attr-defined]
+from json.scanner import py_make_scanner as _py_make_scanner  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +46,10 @@ __all__ = [
     "Profile",
     "ProfileError",
     "SyscallRule",
+    "effective_action",
     "known_syscall",
+    "libseccomp_adds",
+    "runc_arg_groups",
     "seccomp_knows",
     "load_profile",
     "parse_profile",
@@ -286,6 +299,98 @@ def known_syscall(name: str) -> bool:
     return name in _LINUX_SYSCALLS or seccomp_knows(name)
 
 
+# -- how runc, crun and libseccomp apply rules --------------------------------------
+
+Verdict = tuple[str, int | None]
+# libseccomp conditions of one rule: (index, op, value, valueTwo)
+Chain = tuple[tuple[int, str, int, int], ...]
+
+
+def effective_action(action: str, errno_ret: int | None) -> Verdict:
+    """An action as the kernel gets it from runc: ERRNO and TRACE without a value
+    answer EPERM, and KILL is KILL_THREAD (runc seccomp_linux.go, getAction)."""
+    if action in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
+        return action, errno.EPERM if errno_ret is None else errno_ret
+    return ("SCMP_ACT_KILL_THREAD" if action == "SCMP_ACT_KILL" else action), None
+
+
+def runc_arg_groups(args: tuple[ArgCondition, ...]) -> list[tuple[ArgCondition, ...]]:
+    """The libseccomp rules runc and crun make of one rule's conditions: one rule
+    with all of them (ANDed) or, as soon as an argument has two, one rule per
+    condition (ORed), conditions on other arguments included: libseccomp cannot
+    AND two comparisons of one argument (runc seccomp_linux.go matchCall,
+    "revert to old behavior"; crun seccomp.c, multiple_args)."""
+    if len({a.index for a in args}) < len(args):
+        return [(a,) for a in args]
+    return [args]
+
+
+def _chain(conds: Chain) -> Chain:
+    # libseccomp orders a rule's comparisons by argument and ignores valueTwo
+    # but for MASKED_EQ (db.c, _db_rule_gen_64)
+    return tuple(sorted((i, op, v, v2 if op == "SCMP_CMP_MASKED_EQ" else 0)
+                        for i, op, v, v2 in conds))
+
+
+def libseccomp_adds(rules: Sequence[tuple[Verdict, Chain]]) -> list[tuple[str, int | None]]:
+    """What libseccomp makes of `rules` added for one syscall, in this order, as
+    runc and crun add them (seccomp_rule_add; src/db.c, db_rule_add and
+    _db_tree_add). For each rule: ("kept", None); ("dropped", k), silently left
+    out or removed because of rule k; ("refused", k), adding it fails with
+    EEXIST because of rule k, and runc and crun then fail to start the
+    container; ("not added", k), after rule k was refused.
+
+    - A rule without conditions takes the whole syscall, whatever the actions:
+      later rules are dropped, earlier argument rules removed.
+    - Argument rules stand side by side, but a rule whose conditions extend
+      (or equal) an earlier rule's is dropped, as the earlier one decides; and
+      one with another action whose conditions equal, or are extended by, an
+      earlier rule's is refused.
+    """
+    fates: list[tuple[str, int | None]] = [("kept", None)] * len(rules)
+    whole: int | None = None
+    kept: list[int] = []
+    for k, (verdict, conds) in enumerate(rules):
+        chain = _chain(conds)
+        if whole is not None:
+            fates[k] = ("dropped", whole)
+            continue
+        if not chain:
+            for c in kept:
+                fates[c] = ("dropped", k)
+            kept, whole = [], k
+            continue
+        for c in kept:
+            other = _chain(rules[c][1])
+            # an earlier rule whose conditions start this one's decides its calls
+            # (_db_tree_add: "existing tree is shorter"); with the same action,
+            # one whose conditions are all among this one's (_db_tree_prune)
+            if chain[:len(other)] == other or (rules[c][0] == verdict
+                                                and set(other) <= set(chain)):
+                differs = other == chain and rules[c][0] != verdict
+                fates[k] = ("refused", c) if differs else ("dropped", c)
+                break
+        else:
+            # earlier rules whose conditions this one's start: replaced if all
+            # have its action, else refused (_db_tree_act_check). Other ways a
+            # later rule covers earlier ones of its action depend on the shape
+            # of libseccomp's tree and are not modelled: the fates are exact
+            # for the rules of two profile rules, as runc makes them
+            under = [c for c in kept if _chain(rules[c][1])[:len(chain)] == chain]
+            other_action = [c for c in under if rules[c][0] != verdict]
+            if other_action:
+                fates[k] = ("refused", other_action[0])
+            for c in under if not other_action else ():
+                fates[c] = ("dropped", k)
+                kept.remove(c)
+        if fates[k][0] == "refused":
+            fates[k + 1:] = [("not added", k)] * (len(rules) - k - 1)
+            return fates
+        if fates[k][0] == "kept":
+            kept.append(k)
+    return fates
+
+
 # -- parsing -----------------------------------------------------------------------
 
 
@@ -438,8 +543,303 @@ def _rule(c: _Checker, path: str, value: Any) -> SyscallRule | None:
     return SyscallRule(names, action, errno_ret, tuple(args), comment, includes, excludes)
 
 
+# -- traps: valid rules that do something else than they seem to ---------------------
+
+
+def _label(v: Verdict) -> str:
+    return v[0] + (f"({v[1]})" if v[1] is not None else "")
+
+
+def _does(v: Verdict, names: str) -> str:
+    """What action `v` does to the syscalls `names`, as a verb phrase."""
+    return {"SCMP_ACT_ALLOW": f"ALLOWs {names}", "SCMP_ACT_LOG": f"LOGs {names}",
+            "SCMP_ACT_ERRNO": f"denies {names} with errno {v[1]}",
+            "SCMP_ACT_TRACE": f"TRACEs {names}", "SCMP_ACT_TRAP": f"TRAPs {names}",
+            "SCMP_ACT_KILL_THREAD": f"kills the thread calling {names}",
+            "SCMP_ACT_KILL_PROCESS": f"kills the process calling {names}",
+            "SCMP_ACT_NOTIFY": f"hands {names} to the seccomp agent"}[v[0]]
+
+
+_COUNTS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def _same_argument_warnings(default: Verdict, rules: Sequence[SyscallRule]) -> list[str]:
+    """A rule with two conditions on one argument: runc and crun OR all its conditions."""
+    out = []
+    for i, r in enumerate(rules):
+        verdict = effective_action(r.action, r.errno_ret)
+        # a rule with the default action is left out whole (runc matchCall)
+        if len(runc_arg_groups(r.args)) < 2 or verdict == default:
+            continue
+        by_arg: dict[int, list[ArgCondition]] = {}
+        for a in r.args:
+            by_arg.setdefault(a.index, []).append(a)
+        shared = [f"{_COUNTS.get(len(cs), str(len(cs)))} conditions on argument {ix} "
+                  f"({', '.join(c.describe() for c in cs)})"
+                  for ix, cs in by_arg.items() if len(cs) > 1]
+        alone = [str(ix) for ix, cs in by_arg.items() if len(cs) == 1]
+        also = (f" (the condition{'s' if len(alone) > 1 else ''} on argument"
+                f"{'s' if len(alone) > 1 else ''} {', '.join(alone)} too)" if alone else "")
+        names = ", ".join(r.names)
+        # crun copies at most six conditions of a rule (seccomp.c: k < 6)
+        six = "; crun adds only the first six" if len(r.args) > 6 else ""
+        out.append(f"$.syscalls[{i}]: {names}: {' and '.join(shared)}: runc and crun apply "
+                   f"each condition as a rule of its own{also}, so this {_does(verdict, names)} "
+                   f"when ANY holds, not when all do{six}")
+    return out
+
+
+def _interval(c: ArgCondition) -> tuple[int, int] | None:
+    """The argument values `c` accepts, for the operators that make an interval."""
+    return {"SCMP_CMP_EQ": (c.value, c.value), "SCMP_CMP_LT": (0, c.value - 1),
+            "SCMP_CMP_LE": (0, c.value), "SCMP_CMP_GT": (c.value + 1, _U64),
+            "SCMP_CMP_GE": (c.value, _U64)}.get(c.op)
+
+
+def _accepts(c: ArgCondition, x: int) -> bool:
+    span = _interval(c)
+    if span is not None:
+        return span[0] <= x <= span[1]
+    return x & c.value == c.value_two if c.op == "SCMP_CMP_MASKED_EQ" else x != c.value
+
+
+def _exclusive(a: ArgCondition, b: ArgCondition) -> bool:
+    """Whether no value of one argument meets both conditions (where that is
+    easy to prove; otherwise they are taken to overlap)."""
+    sa, sb = _interval(a), _interval(b)
+    if sa is not None and sb is not None:
+        return max(sa[0], sb[0]) > min(sa[1], sb[1])
+    for span, other in ((sa, b), (sb, a)):
+        if span is not None and span[0] == span[1]:
+            return not _accepts(other, span[0])
+    if a.op == b.op == "SCMP_CMP_MASKED_EQ":
+        both = a.value & b.value
+        return a.value_two & both != b.value_two & both
+    return False
+
+
+def _may_overlap(x: tuple[ArgCondition, ...], y: tuple[ArgCondition, ...]) -> bool:
+    """Whether one call can meet both sets of (ANDed) conditions."""
+    return not any(a.index == b.index and _exclusive(a, b) for a in x for b in y)
+
+
+def _arches(r: SyscallRule) -> set[str]:
+    return (set(r.includes.arches) or set(DOCKER_ARCHES)) - set(r.excludes.arches)
+
+
+def _kernel(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def _together(a: SyscallRule, b: SyscallRule) -> bool:
+    """Whether Docker's includes/excludes let both rules apply at once, on one
+    machine to one container (moby profiles/seccomp, setupSeccomp): a rule that
+    needs a capability and one that excludes it never do."""
+    if not _arches(a) & _arches(b):
+        return False
+    if {*a.includes.caps, *b.includes.caps} & {*a.excludes.caps, *b.excludes.caps}:
+        return False
+    low = [_kernel(k) for k in (a.includes.min_kernel, b.includes.min_kernel) if k]
+    high = [_kernel(k) for k in (a.excludes.min_kernel, b.excludes.min_kernel) if k]
+    return not (low and high and max(low) >= min(high))
+
+
+def _chain_of(group: tuple[ArgCondition, ...]) -> Chain:
+    return tuple((a.index, a.op, a.value, a.value_two) for a in group)
+
+
+def _conflict(default: Verdict, rules: Sequence[SyscallRule], named: list[int], i: int,
+              j: int) -> str | None:
+    """What the kernel does with one syscall that rules i < j both name, with
+    different actions; None when that is no trap (the rules never apply to the
+    same call, or the outcome is what they say)."""
+    a, b = rules[i], rules[j]
+    va, vb = effective_action(a.action, a.errno_ret), effective_action(b.action, b.errno_ret)
+    if va == vb or not _together(a, b) or not any(
+            _may_overlap(x, y) for x in runc_arg_groups(a.args) for y in runc_arg_groups(b.args)):
+        return None
+    # what libseccomp gets for the syscall where both rules apply: runc and crun
+    # add the rules in order, each of runc_arg_groups, leaving out those with the
+    # default action (runc matchCall; crun seccomp.c, action == default_action)
+    entries = [(k, g) for k in named
+               if (k in (i, j) or _together(rules[k], a) and _together(rules[k], b))
+               and effective_action(rules[k].action, rules[k].errno_ret) != default
+               for g in runc_arg_groups(rules[k].args)]
+    fates = libseccomp_adds([(effective_action(rules[k].action, rules[k].errno_ret),
+                              _chain_of(g)) for k, g in entries])
+
+    # each libseccomp rule of a profile rule: its conditions, its fate and the
+    # (profile rule, conditions) that caused it
+    def of(rule: int) -> list[tuple[tuple[ArgCondition, ...], str,
+                                    tuple[int, tuple[ArgCondition, ...]] | None]]:
+        return [(g, kind, None if by is None else entries[by])
+                for (k, g), (kind, by) in zip(entries, fates, strict=True) if k == rule]
+
+    skipped = "runc and crun leave out $.syscalls[{}] (its action is the default action)"
+    if default in (va, vb):
+        d, keep, vk = (i, j, vb) if va == default else (j, i, va)
+        if all(kind != "kept" for _, kind, _ in of(keep)):
+            return None  # a third rule decides; that pair has its warning
+        if not rules[keep].args:
+            return f"{skipped.format(d)}, so every call gets {_label(vk)}"
+        if not rules[d].args:
+            return None  # argument rules as exceptions to the default: as they read
+        return f"{skipped.format(d)}, so calls matching both get {_label(vk)}"
+    for g, kind, by in of(j):
+        if by is None or by[0] != i:
+            continue
+        cause = by[1]
+        if kind == "refused":
+            return (f"runc and crun fail to start the container: libseccomp refuses this rule "
+                    f"(EEXIST, \"file exists\"): $.syscalls[{i}] has one with another action "
+                    + ("for the same conditions" if _chain(_chain_of(cause)) ==
+                       _chain(_chain_of(g)) else "whose conditions include all of this one's"))
+        if kind == "dropped" and not cause:
+            return ((f"the first rule wins: libseccomp keeps the unconditional rule of "
+                     f"$.syscalls[{i}] and silently ignores this one" if not g else
+                     f"the unconditional rule wins, whatever the order: libseccomp keeps "
+                     f"$.syscalls[{i}] and silently ignores this one's argument rules")
+                    + f", so every call gets {_label(va)}")
+        if kind == "dropped":
+            return (f"libseccomp silently ignores this rule: the conditions of $.syscalls[{i}] "
+                    f"({' and '.join(c.describe() for c in cause)}) are part of its own and "
+                    f"decide, so calls matching it get {_label(va)}")
+    if any(kind == "dropped" and by is not None and by[0] == j for _, kind, by in of(i)):
+        return (f"the unconditional rule wins, whatever the order: libseccomp drops the "
+                f"argument rules of $.syscalls[{i}], so every call gets {_label(vb)}")
+    if any(ka == kb == "kept" and _may_overlap(ga, gb)
+           for ga, ka, _ in of(i) for gb, kb, _ in of(j)):
+        return ("when a call matches both, libseccomp's order of the comparisons (by argument, "
+                "operator and value), not the order of the rules, decides which action it gets")
+    return None
+
+
+def _conflict_warnings(default: Verdict, rules: Sequence[SyscallRule]) -> list[str]:
+    """One syscall in several rules with different actions, where they can meet."""
+    named: dict[str, list[int]] = {}
+    for i, r in enumerate(rules):
+        for n in dict.fromkeys(r.names):
+            named.setdefault(n, []).append(i)
+    found: dict[tuple[int, int, str], list[str]] = {}
+    for name, idx in named.items():
+        for i, j in itertools.combinations(idx, 2):
+            if (outcome := _conflict(default, rules, idx, i, j)) is not None:
+                found.setdefault((j, i, outcome), []).append(name)
+    out = []
+    for (j, i, outcome), names in sorted(found.items()):
+        va = effective_action(rules[i].action, rules[i].errno_ret)
+        vb = effective_action(rules[j].action, rules[j].errno_ret)
+        out.append(f"$.syscalls[{j}]: {', '.join(names)}: also in $.syscalls[{i}], with "
+                   f"{_label(va)} there and {_label(vb)} here: {outcome}")
+    return out
+
+
+# -- keys given twice ---------------------------------------------------------------
+
+
+class _JsonObject(dict[str, Any]):
+    """A JSON object as load_profile reads it. A key given more than once holds
+    what Go's encoding/json makes of all its values (_go_over), and
+    ``duplicates`` keeps them: key -> [(line, value), ...]."""
+
+    duplicates: dict[str, list[tuple[int, Any]]]
+
+
+class _Decoder(json.JSONDecoder):
+    """json.loads that keeps track of keys given twice (Python's own keeps the last
+    silently). Python's scanner, not the C one: only it lets an object's parser
+    see where each value starts (its parse_object, JSONObject)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parse_object = self._object
+        self.scan_once = _py_make_scanner(self)
+
+    @staticmethod
+    def _object(s_and_end: tuple[str, int], strict: bool, scan_once: Any, object_hook: Any,
+                object_pairs_hook: Any, memo: Any) -> tuple[_JsonObject, int]:
+        starts: list[int] = []
+
+        def scan(s: str, idx: int) -> Any:
+            starts.append(idx)
+            return scan_once(s, idx)
+
+        pairs, end = _JSONObject(s_and_end, strict, scan, None, list, memo)
+        given: dict[str, list[tuple[int, Any]]] = {}
+        for (key, value), start in zip(pairs, starts, strict=True):
+            given.setdefault(key, []).append((start, value))
+        obj = _JsonObject({k: functools.reduce(_go_over, [v for _, v in vs])
+                           for k, vs in given.items()})
+        text = s_and_end[0]
+        obj.duplicates = {k: [(text.count("\n", 0, at) + 1, v) for at, v in vs]
+                          for k, vs in given.items() if len(vs) > 1}
+        return obj, end
+
+
+def _go_over(old: Any, new: Any) -> Any:
+    """What Go's encoding/json leaves when it decodes `new` over `old`, as for a
+    key given twice: objects merge key by key (a struct is not cleared first)
+    and arrays reuse their elements; anything else is replaced. runc, podman
+    and containerd read profiles with it (see golang/go#21092)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **{k: _go_over(old[k], v) if k in old else v for k, v in new.items()}}
+    if isinstance(old, list) and isinstance(new, list):
+        return [_go_over(o, n) for o, n in zip(old, new, strict=False)] + new[len(old):]
+    return new
+
+
+def _inherited(old: Any, new: Any, path: str) -> list[str]:
+    """Where `new` decoded over `old` (_go_over) keeps something of `old`."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [f"{path}.{k}" for k in old if k not in new] + [
+            p for k in new if k in old for p in _inherited(old[k], new[k], f"{path}.{k}")]
+    if isinstance(old, list) and isinstance(new, list):
+        return [p for i, (o, n) in enumerate(zip(old, new, strict=False))
+                for p in _inherited(o, n, f"{path}[{i}]")]
+    return []
+
+
+def _duplicate_key(path: str, given: list[tuple[int, Any]]) -> str:
+    lines = list(dict.fromkeys(str(line) for line, _ in given))
+    at = f"lines {', '.join(lines[:-1])} and {lines[-1]}" if len(lines) > 1 else f"line {lines[0]}"
+    where = f"given {'twice' if len(given) == 2 else f'{len(given)} times'} ({at})"
+    values = [v for _, v in given]
+    # crun reads config.json with libocispec, whose yajl_tree_get takes the first
+    crun = "crun, reading it in a config.json, uses the first instead"
+    kept = _inherited(functools.reduce(_go_over, values[:-1]), values[-1], path)
+    if kept:
+        return (f"{path}: {where}: runc, podman and containerd (Go's encoding/json) decode the "
+                f"last over the first, so what the last lacks keeps the first's value "
+                f"({', '.join(kept)}); bpfguard reads it as they do; {crun}")
+    shown = [json.dumps(v) for v in values[:-1]]
+    shown = [s if len(s) <= 40 else s[:37] + "..." for s in shown]
+    ignored = (f"the first ({shown[0]}) is ignored" if len(shown) == 1 else
+               f"the earlier ones ({', '.join(shown)}) are ignored")
+    return (f"{path}: {where}: the last one is used: {ignored}, by runc, podman and containerd "
+            f"(Go's encoding/json) as by bpfguard; {crun}")
+
+
+def _duplicate_key_warnings(data: Any, path: str = "$") -> list[str]:
+    """Keys given twice, where they matter to a runtime (not in comments, nor in
+    bpfguard's own block), and whose values differ."""
+    out: list[str] = []
+    if isinstance(data, dict):
+        for key, given in getattr(data, "duplicates", {}).items():
+            if key not in _META_KEYS and any(v != given[0][1] for _, v in given):
+                out.append(_duplicate_key(f"{path}.{key}", given))
+        for key, value in data.items():
+            if key not in _META_KEYS:
+                out += _duplicate_key_warnings(value, f"{path}.{key}")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            out += _duplicate_key_warnings(value, f"{path}[{i}]")
+    return out
+
+
 def parse_profile(data: Any, source: str = "<profile>") -> Profile:
-    """Builds a Profile from JSON data; raises ProfileError listing every problem."""
+    """Builds a Profile from JSON data; raises ProfileError listing every problem.
+    Its warnings name rules that do something else than they seem to, and (for
+    data from load_profile, which keeps track of them) keys given twice."""
     c = _Checker()
     if not isinstance(data, dict):
         raise ProfileError(source, [f"$: expected an object, got {_kind(data)}"])
@@ -495,7 +895,11 @@ def parse_profile(data: Any, source: str = "<profile>") -> Profile:
                 rules.append(rule)
     meta = data.get("bpfguard")
     if c.problems or default is None:
-        raise ProfileError(source, c.problems)
+        # a key given twice may be what made a value wrong: say so with the problems
+        raise ProfileError(source, c.problems + _duplicate_key_warnings(data))
+    default_verdict = effective_action(default, default_errno)
+    c.warnings += (_duplicate_key_warnings(data) + _same_argument_warnings(default_verdict, rules)
+                   + _conflict_warnings(default_verdict, rules))
     return Profile(default, default_errno, arches, tuple(arch_map), tuple(rules), flags,
                    listener.get("listenerPath"), listener.get("listenerMetadata"),
                    meta if isinstance(meta, dict) else None, c.warnings)
@@ -512,7 +916,7 @@ def load_profile(path: str | Path) -> Profile:
         raise ProfileError(str(p), [f"not UTF-8 text (byte {exc.start}): JSON must be UTF-8"]
                            ) from None
     try:
-        data = json.loads(text)
+        data = _Decoder().decode(text)
     except json.JSONDecodeError as exc:
         raise ProfileError(f"{p}:{exc.lineno}:{exc.colno}", [f"invalid JSON: {exc.msg}"]) from None
     except RecursionError:
