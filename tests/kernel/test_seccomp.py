@@ -400,3 +400,54 @@ def test_record_and_run_leave_the_commands_signals_as_bare(tmp_path: Path, verb:
         r = bpfguard("run", "--profile", str(profile), "--", *cmd, cwd=tmp_path, check=False)
     assert r.returncode == 141, r.stderr
     assert "Broken pipe" not in r.stderr
+
+
+_TARGET = textwrap.dedent("""
+    import os, sys, time
+    for line in sys.stdin:
+        if line == "mkdir\\n":
+            os.mkdir("m")
+        elif line == "fork\\n":
+            if os.fork() == 0:  # waits for "go", renames, exits
+                while not os.path.exists("go"):
+                    time.sleep(0.01)
+                os.rename("m", "n")
+                os._exit(0)
+        elif line == "rmdir\\n":
+            os.rmdir("n")
+        print("ok", flush=True)
+""")
+
+
+def test_pids_join_after_the_fork_program_and_before_the_first_syscall(tmp_path: Path) -> None:
+    """The attach order that keeps `record --pid` from racing a tree that forks:
+    when the pids join, forks are followed already and no syscall is counted yet."""
+    from bpfguard.seccomp import SeccompRecorder
+
+    target = subprocess.Popen([*PY, "-c", _TARGET], cwd=tmp_path, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert target.stdin is not None and target.stdout is not None
+
+    def ask(what: str) -> None:
+        target.stdin.write(what + "\n")  # type: ignore[union-attr]
+        target.stdin.flush()  # type: ignore[union-attr]
+        assert target.stdout.readline() == "ok\n"  # type: ignore[union-attr]
+
+    try:
+        with SeccompRecorder() as rec:
+            rec.scope.add_pid(target.pid, children=False)
+            # in the window: mkdir is not counted, the forked child joins by itself
+            rec.start(lambda: (ask("mkdir"), ask("fork")))
+            (tmp_path / "go").touch()
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "n").exists():
+                assert time.monotonic() < deadline, "the child did not rename"
+                time.sleep(0.01)
+            ask("rmdir")
+            seen = rec.recording().names()
+    finally:
+        target.kill()
+        target.communicate()
+    assert not seen & {"mkdir", "mkdirat"}, "a syscall made before sys_enter was attached"
+    assert seen & {"rename", "renameat", "renameat2"}, "the child forked in the window escaped"
+    assert seen & {"rmdir", "unlinkat"}
