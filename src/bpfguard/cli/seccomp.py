@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ..containers.model import Container
 from ..errors import BpfguardError, ConfigError
-from ..seccomp.profile import Profile, load_profile
+from ..files import check_writable as _check_writable
+from ..files import write_atomically as _write_atomically
+from ..seccomp.profile import Profile, ProfileError, load_profile
 from . import _exit_code, _require_root, _which
 
 __all__ = ["seccomp"]
@@ -24,34 +27,53 @@ def _say(msg: str) -> None:
     click.echo(f"bpfguard seccomp: {msg}", err=True)
 
 
-def _write_atomically(path: Path, text: str, what: str = "-o") -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        os.unlink(tmp)
-        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
-    except BaseException:
-        os.unlink(tmp)
-        raise
+def _spo_name(name: str | None, fmt: str, output: Path) -> str | None:
+    """The SeccompProfile's metadata.name for --format spo (None for the other
+    formats), checked before any work is done."""
+    from ..seccomp.spo import check_name, name_from
+
+    if fmt != "spo":
+        if name is not None:
+            raise ConfigError("--name is only for --format spo")
+        return None
+    if name is not None:
+        try:
+            return check_name(name)
+        except ConfigError as exc:
+            raise ConfigError(f"--name: {exc}") from None
+    if (made := name_from(output.stem)) is None:
+        raise ConfigError(f"-o {output}: {output.stem!r} has no letter or digit to name the "
+                          "SeccompProfile after: give --name")
+    return made
 
 
-def _check_writable(path: Path, what: str) -> None:
-    """Fails now, not after the command ran, when `path` cannot be written."""
-    if not path.parent.is_dir():
-        raise ConfigError(f"{what} {path}: directory {path.parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
-    os.close(fd)
-    os.unlink(tmp)
+def _resolved(profile: Profile, fmt: str) -> Profile:
+    """`profile` as OCI and SeccompProfiles can hold it: Docker's archMap and
+    includes/excludes decided for this machine (where it was recorded)."""
+    from ..seccomp import Target, resolve_for
+
+    if fmt == "docker" or profile.format != "docker":
+        return profile
+    target = Target.current()
+    profile = resolve_for(profile, target)
+    if profile.metadata is not None:
+        profile.metadata.setdefault("notes", []).append(
+            f"Docker's archMap and includes/excludes were resolved for this machine "
+            f"({target.machine}, kernel {'.'.join(map(str, target.kernel))}, the "
+            f"capabilities of the recording user): "
+            f"{'OCI' if fmt == 'oci' else 'a SeccompProfile'} has no such conditions")
+    return profile
+
+
+def _render(profile: Profile, fmt: str, spo_name: str | None) -> tuple[str, list[str]]:
+    """The text to write, and notes on what the format left out. `spo_name` is
+    set exactly when `fmt` is spo."""
+    from ..seccomp.spo import to_spo
+
+    if spo_name is None:
+        return profile.dumps(fmt), []
+    spo = to_spo(profile, name=spo_name)
+    return spo.dumps(), spo.notes
 
 
 @click.group(context_settings=_CTX)
@@ -65,9 +87,11 @@ def seccomp() -> None:
       bpfguard seccomp run --profile app.json -- ./app    enforce (libseccomp)
       bpfguard seccomp check app.json                    validate, show what applies here
       bpfguard seccomp diff old.json new.json            what changed
+      bpfguard seccomp merge run1.json run2.json -o app.json   union of several recordings
 
     Profiles are OCI runtime-spec `linux.seccomp` JSON or Docker's format
-    (archMap, includes/excludes); both are read and written.
+    (archMap, includes/excludes); both are read and written. record and merge
+    also write Kubernetes' SeccompProfile (Security Profiles Operator) as YAML.
     """
 
 
@@ -75,9 +99,14 @@ def seccomp() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the profile (replaced atomically; not written if "
                    "nothing was recorded).")
-@click.option("--format", "fmt", type=click.Choice(["oci", "docker"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(["oci", "docker", "spo"]), default=None,
               help="oci: runtime-spec linux.seccomp with `architectures` (default); docker: "
-                   "Docker's format with `archMap`. With --base: the base's format.")
+                   "Docker's format with `archMap`; spo: the Security Profiles Operator's "
+                   "SeccompProfile resource (YAML, for kubectl apply). With --base: the "
+                   "base's format.")
+@click.option("--name", metavar="NAME",
+              help="With --format spo: the resource's metadata.name (default: the -o file's "
+                   "name without extension, made a valid Kubernetes name).")
 @click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Merge into this profile: syscalls it names keep their rules, new ones "
                    "are appended as ALLOW.")
@@ -90,13 +119,20 @@ def seccomp() -> None:
                    "including future children (repeatable).")
 @click.option("-c", "--cgroup", "cgroups", multiple=True, metavar="PATH",
               help="Record every process in this cgroup v2 directory and below (repeatable).")
+@click.option("--container", "containers", multiple=True, metavar="NAME|ID",
+              help="Record this running container: every process in its mount namespace, "
+                   "`exec`s included, until it stops (repeatable). Asked of podman, Docker "
+                   "and containerd through their APIs (see --socket).")
+@click.option("--socket", "sockets", multiple=True, metavar="RUNTIME=PATH",
+              help="With --container: a runtime's API socket (podman, docker, containerd; "
+                   "defaults as the agent's `containers` section; empty PATH: not asked).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Stop after S seconds (otherwise: when the recorded processes are all "
                    "gone, or at Ctrl-C).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def record(output: Path, fmt: str | None, base: Path | None, with_args: bool,
-           pids: tuple[int, ...], cgroups: tuple[str, ...], duration: float | None,
-           command: tuple[str, ...]) -> None:
+def record(output: Path, fmt: str | None, name: str | None, base: Path | None, with_args: bool,
+           pids: tuple[int, ...], cgroups: tuple[str, ...], containers: tuple[str, ...],
+           sockets: tuple[str, ...], duration: float | None, command: tuple[str, ...]) -> None:
     """Record the syscalls of a command (or running processes) into a profile.
 
     \b
@@ -109,30 +145,41 @@ def record(output: Path, fmt: str | None, base: Path | None, with_args: bool,
     The syscall set is kept in the kernel (one byte per syscall, no event per
     call), so recording costs the workload about one map lookup per syscall.
     32-bit (compat) syscalls are recorded under their own architecture in the
-    profile's metadata. The profile denies everything else with EPERM.
+    profile's metadata. The profile denies everything else with EPERM; what
+    runc and crun need after installing the filter, and what every process
+    needs to exit, is allowed too (the runtime base, listed in the metadata).
+    To record a container from its start, use the hook (`seccomp hook --help`).
 
     \b
     Examples:
       bpfguard seccomp record -o tar.json -- tar czf /tmp/x.tgz /etc
       bpfguard seccomp record --args --format docker -o app.json -- python3 app.py
       bpfguard seccomp record --pid 1234 --duration 60 -o svc.json
+      bpfguard seccomp record --container web -o web.json
       bpfguard seccomp record --base docker-default.json -o mine.json -- ./app
+      bpfguard seccomp record --format spo --name web -o web.yaml -- ./server
     """
-    from ..seccomp import (
-        RecordingInfo,
-        SeccompRecorder,
-        Target,
-        profile_from_recording,
-        resolve_for,
-    )
+    from ..seccomp import Recording, RecordingInfo, SeccompRecorder, profile_from_recording
     from ..seccomp import record as run_record
 
     argv = list(command)
-    if argv and (pids or cgroups):
-        raise ConfigError("give a command, or --pid/--cgroup, not both")
-    if not argv and not pids and not cgroups:
-        raise ConfigError("nothing to record: give `-- CMD ARGS...`, --pid or --cgroup")
+    if argv and (pids or cgroups or containers):
+        raise ConfigError("give a command, or --pid/--cgroup/--container, not both")
+    if not argv and not pids and not cgroups and not containers:
+        raise ConfigError("nothing to record: give `-- CMD ARGS...`, --pid, --cgroup or "
+                          "--container")
+    if sockets and not containers:
+        raise ConfigError("--socket is for --container")
     base_profile = load_profile(base) if base else None
+    out_fmt = fmt or (base_profile.format if base_profile else "oci")
+    spo_name = _spo_name(name, out_fmt, output)
+    if spo_name is not None:
+        # What a SeccompProfile cannot hold (the base's defaultErrnoRet, this machine's
+        # architecture) fails now, not after the command ran: convert an empty recording.
+        now = dt.datetime.now(dt.UTC)
+        _render(_resolved(profile_from_recording(Recording(), RecordingInfo({}, now, now),
+                                                 base=base_profile), out_fmt),
+                out_fmt, spo_name)
     exe = _which(argv) if argv else None
     _check_writable(output, "-o")
     _require_root()
@@ -140,13 +187,21 @@ def record(output: Path, fmt: str | None, base: Path | None, with_args: bool,
     for pid in pids:
         if not os.path.exists(f"/proc/{pid}"):
             raise ConfigError(f"--pid {pid}: no such process")
+    found = _running_containers(containers, sockets)
+    # A container's mount namespace holds its processes, `exec`s included; its
+    # first process in the pid scope ends the recording when the container stops.
     with SeccompRecorder(args=with_args) as rec:
-        result = run_record(rec, argv=argv or None, exe=exe, pids=pids, cgroups=cgroups,
-                            duration=duration, on_status=_say)
+        result = run_record(rec, argv=argv or None, exe=exe,
+                            pids=[*pids, *(pid for _, pid, _ in found)], cgroups=cgroups,
+                            mntns=[ns for _, _, ns in found], duration=duration,
+                            on_status=_say)
     if argv:
         source = {"command": argv}
     else:
-        source = {k: v for k, v in (("pids", list(pids)), ("cgroups", list(cgroups))) if v}
+        source = {k: v for k, v in (
+            ("pids", list(pids)), ("cgroups", list(cgroups)),
+            ("containers", [{"id": c.id, "name": c.name, "image": c.image,
+                             "runtime": c.runtime} for c, _, _ in found])) if v}
     names = result.recording.names()
     code = _exit_code(result.status) if result.status is not None else 0
     if not names:
@@ -154,26 +209,86 @@ def record(output: Path, fmt: str | None, base: Path | None, with_args: bool,
     info = RecordingInfo(source, result.started, result.ended, str(base) if base else None)
     profile = profile_from_recording(result.recording, info, base=base_profile,
                                      with_args=with_args)
-    out_fmt = fmt or (base_profile.format if base_profile else "oci")
-    if out_fmt == "oci" and profile.format == "docker":
-        target = Target.current()
-        profile = resolve_for(profile, target)
-        if profile.metadata is not None:
-            profile.metadata.setdefault("notes", []).append(
-                f"Docker's archMap and includes/excludes were resolved for this machine "
-                f"({target.machine}, kernel {'.'.join(map(str, target.kernel))}, the "
-                f"capabilities of the recording user): OCI has no such conditions")
-    _write_atomically(output, profile.dumps(out_fmt))
+    profile = _resolved(profile, out_fmt)
+    try:
+        text, format_notes = _render(profile, out_fmt, spo_name)
+    except ProfileError as exc:  # what the empty recording could not show: argument values
+        kept = output.with_name(f"{output.stem}.recorded.json")
+        _write_atomically(kept, profile.dumps("oci"))
+        raise ConfigError(f"{exc}\nthe recording is kept in {kept}; once it is fixed: bpfguard "
+                          f"seccomp merge {kept} --format spo --name {spo_name} -o {output}"
+                          ) from None
+    _write_atomically(output, text)
     per_arch = ", ".join(f"{a.removeprefix('SCMP_ARCH_')}: {len(n)}"
                          for a, n in sorted(result.recording.syscalls.items()))
     added = f", {len(profile.metadata['added'])} added to the base" \
         if base_profile and profile.metadata else ""
     _say(f"{len(names)} syscalls ({per_arch}){added} -> {output} ({out_fmt})")
-    for note in (profile.metadata or {}).get("notes", []):
+    _kubelet_note(output, out_fmt)
+    for note in [*(profile.metadata or {}).get("notes", []), *format_notes]:
         _say(f"note: {note}")
     if argv and code:
         _say(f"note: {argv[0]} exited with {code}; the profile covers what it did until then")
     sys.exit(code)
+
+
+_KUBELET_SECCOMP = Path("/var/lib/kubelet/seccomp")
+
+
+def _kubelet_note(output: Path, fmt: str) -> None:
+    """A profile in kubelet's seccomp directory is a Localhost profile: say how
+    a pod names it (relative to that directory)."""
+    try:
+        rel = output.resolve().relative_to(_KUBELET_SECCOMP)
+    except ValueError:
+        return
+    if fmt == "spo":
+        _say(f"note: {output} is a SeccompProfile resource, not a kubelet profile: "
+             "kubectl apply it (the operator writes the kubelet's file)")
+        return
+    _say(f"note: kubelet Localhost profile; in the pod: securityContext: {{seccompProfile: "
+         f"{{type: Localhost, localhostProfile: {rel}}}}} (copy it to every node)")
+
+
+def _running_containers(refs: tuple[str, ...], sockets: tuple[str, ...]
+                        ) -> list[tuple[Container, int, int]]:
+    """Each container `refs` names, with its first process's pid and the
+    inode of its mount namespace."""
+    if not refs:
+        return []
+    from ..agent.config import default_config
+    from ..containers import engines_at, find_container
+
+    runtimes = ("podman", "docker", "containerd")
+    at: dict[str, str] = {r: default_config()["containers"][r] for r in runtimes}
+    for item in sockets:
+        runtime, sep, path = item.partition("=")
+        if not sep or runtime not in runtimes:
+            raise ConfigError(f"--socket {item}: expected RUNTIME=PATH, RUNTIME one of "
+                              f"{', '.join(runtimes)}")
+        at[runtime] = path
+    engines = list(engines_at(at["podman"], at["docker"], at["containerd"]))
+    out = []
+    try:
+        own_ns = os.stat("/proc/self/ns/mnt").st_ino
+        for ref in refs:
+            c = find_container(ref, engines)
+            if c.pid is None:
+                raise ConfigError(f"--container {ref}: {c.runtime} container {c.name or c.id} "
+                                  "is not running")
+            try:
+                ns = os.stat(f"/proc/{c.pid}/ns/mnt").st_ino
+            except OSError:
+                raise ConfigError(f"--container {ref}: it stopped (pid {c.pid} is gone)"
+                                  ) from None
+            if ns == own_ns:
+                raise ConfigError(f"--container {ref}: it shares this mount namespace with "
+                                  f"the host, which would be recorded too; use --pid {c.pid}")
+            out.append((c, c.pid, ns))
+    finally:
+        for e in engines:
+            e.close()
+    return out
 
 
 _ACTIONS_LOGGED = Path("/proc/sys/kernel/seccomp/actions_logged")
@@ -340,3 +455,144 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
     elif d:
         click.echo(d.render())
     sys.exit(1 if d else 0)
+
+
+@seccomp.command(context_settings=_CTX)
+@click.argument("inputs", nargs=-1, required=True, metavar="PROFILE.json...",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the merged profile (replaced atomically).")
+@click.option("--format", "fmt", type=click.Choice(["oci", "docker", "spo"]), default=None,
+              help="oci, docker, or spo (Kubernetes' SeccompProfile, YAML); default: the "
+                   "first input's format.")
+@click.option("--name", metavar="NAME",
+              help="With --format spo: the resource's metadata.name (default: the -o file's "
+                   "name without extension, made a valid Kubernetes name).")
+def merge(inputs: tuple[Path, ...], output: Path, fmt: str | None, name: str | None) -> None:
+    """Union the profiles of several runs or replicas into one.
+
+    \b
+    What any input allows is allowed:
+      - all inputs must have the same defaultAction and defaultErrnoRet;
+      - architectures (and archMap entries) are unioned, in first-seen order;
+      - a syscall some input allows unconditionally is allowed unconditionally
+        (ALLOW rules with conditions from other inputs are then dropped);
+      - ALLOW rules with argument conditions are unioned;
+      - rules with other actions are kept. A syscall that gets two different
+        non-ALLOW actions, or ALLOW in one input and another action in
+        another, is a conflict: each is listed with file and JSON path, and
+        nothing is written (exit 1). Inputs whose rules for it are all the
+        same do not conflict. The exception is clone3's ENOSYS rule that
+        `record --args` writes: where an input allows clone3 unconditionally,
+        the allow wins (and the profile's notes say so).
+    The bpfguard block records the inputs (merged_from), the earliest start
+    and latest end of their recordings, and the union of what they recorded.
+    Inputs with Docker's includes/excludes merge only to --format docker.
+
+    \b
+    Examples:
+      bpfguard seccomp merge run1.json run2.json run3.json -o app.json
+      bpfguard seccomp merge replica-*.json --format spo --name web -o web.yaml
+      bpfguard seccomp merge app.json --format spo -o app.yaml   (one input: convert)
+    """
+    from ..seccomp.merge import merge_profiles
+
+    profiles = [_load_or_explain(p) for p in inputs]
+    out_fmt = fmt or profiles[0].format
+    spo_name = _spo_name(name, out_fmt, output)
+    _check_writable(output, "-o")
+    merged = merge_profiles(profiles, [str(p) for p in inputs])
+    if out_fmt != "docker" and merged.has_conditions():
+        # record resolves them for the machine it ran on; files may be for any machine
+        having = [str(p) for p, prof in zip(inputs, profiles, strict=True)
+                  if prof.has_conditions()]
+        raise ConfigError(f"{', '.join(having)}: Docker's includes/excludes cannot be "
+                          f"written as {out_fmt}, and which of them hold depends on the "
+                          "machine the profile is for: merge to --format docker")
+    text, format_notes = _render(merged, out_fmt, spo_name)
+    _write_atomically(output, text)
+    _say(f"{len(inputs)} profiles, {len(merged.named())} syscalls -> {output} ({out_fmt})")
+    _kubelet_note(output, out_fmt)
+    for note in [*(merged.metadata or {}).get("notes", []), *format_notes]:
+        _say(f"note: {note}")
+
+
+@seccomp.group(context_settings=_CTX)
+def hook() -> None:
+    """Record containers' profiles with an OCI runtime hook (podman, CRI-O).
+
+    \b
+    oci-seccomp-bpf-hook's interface: once the hook is installed, a container
+    started with the annotation io.containers.trace-syscall is recorded, and
+    its profile is written when it exits:
+      bpfguard seccomp hook install
+      podman run --annotation io.containers.trace-syscall=of:/tmp/app.json IMAGE CMD
+      podman run --security-opt seccomp=/tmp/app.json IMAGE CMD
+    The annotation's value is `of:PATH` (the profile to write) or
+    `if:BASE;of:PATH` (extend BASE: a syscall it names keeps its rule, even a
+    denying one). Paths are absolute and on the host.
+
+    \b
+    Recording starts at the runtime's hand-over to the entrypoint (its
+    execve): runc's and crun's own setup (pivot_root, mount, sethostname,
+    keyctl) is not in the profile. What the runtimes make after installing
+    the filter, and what every process needs to exit, is added as the
+    runtime base (listed in the profile's metadata). Processes started with
+    `podman exec` are not recorded. podman returns once the profile is written.
+    """
+
+
+@hook.command(context_settings=_CTX)
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="The runtime's hooks directory (default: /usr/share/containers/oci/hooks.d, "
+                   "where podman and CRI-O look; they also read /etc/containers/oci/hooks.d).")
+def install(directory: Path | None) -> None:
+    """Write the hook's entry into the runtime's hooks directory.
+
+    The entry runs this Python (its absolute path) with `-m bpfguard seccomp
+    hook run` at the prestart and poststop stages of every container with
+    the annotation. Reinstall after moving bpfguard's environment.
+    """
+    from ..seccomp.hook import DEFAULT_HOOKS_DIR
+    from ..seccomp.hook import install as write_entry
+
+    path, notes = write_entry(directory or DEFAULT_HOOKS_DIR)
+    _say(f"installed: {path}")
+    for note in notes:
+        _say(f"note: {note}")
+
+
+@hook.command(context_settings=_CTX)
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="The runtime's hooks directory (default: /usr/share/containers/oci/hooks.d).")
+def uninstall(directory: Path | None) -> None:
+    """Remove the hook's entry from the runtime's hooks directory."""
+    from ..seccomp.hook import DEFAULT_HOOKS_DIR, HOOK_FILE
+    from ..seccomp.hook import uninstall as remove_entry
+
+    directory = directory or DEFAULT_HOOKS_DIR
+    path = remove_entry(directory)
+    _say(f"removed: {path}" if path else f"not installed: no {directory / HOOK_FILE}")
+
+
+@hook.command("run", context_settings=_CTX)
+def hook_run() -> None:
+    """What the container runtime runs (reads the OCI state on stdin).
+
+    \b
+    At prestart: starts recording the container, armed at its entrypoint,
+    and returns once recording has begun (a failure stops the container,
+    unrecorded). At poststop: waits for the profile to be written and
+    reports it; exits 1 if the recording failed.
+    """
+    from ..seccomp.hook import OciState, finish_recording, start_recording
+
+    state = OciState.parse(sys.stdin.read())
+    if state.status == "stopped":
+        said = finish_recording(state)
+        if said:
+            _say(said)
+        sys.exit(1 if said and said.startswith("error:") else 0)
+    _require_root()
+    request = start_recording(state)
+    _say(f"recording container {state.id[:12]} -> {request.output}")

@@ -12,9 +12,16 @@ the runtime, asked off the event path by a :class:`ContainerCache`::
     cache.get(full_id)   # a Container, or None while the runtime is asked
 """
 
-from .cache import ContainerCache, LookupState, cgroup2_root, cgroup_id_of_pid, engines_at
+from .cache import (
+    ContainerCache,
+    LookupState,
+    cgroup2_root,
+    cgroup_id_of_pid,
+    engines_at,
+    find_container,
+)
 from .engines import Engine, EngineError
 from .model import Container, Mount, Pod, split_image
 
 __all__ = ["Container", "ContainerCache", "Engine", "EngineError", "LookupState", "Mount", "Pod",
-           "cgroup2_root", "cgroup_id_of_pid", "engines_at", "split_image"]
+           "cgroup2_root", "cgroup_id_of_pid", "engines_at", "find_container", "split_image"]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from ..errors import ConfigError
 from .cgroups import cgroup_paths, container_of
 from .engines import Engine, EngineError
 from .model import Container
@@ -340,3 +341,21 @@ def engines_at(podman: str | None, docker: str | None, containerd: str | None
         from .containerd import ContainerdEngine
 
         yield ContainerdEngine(containerd)
+
+
+def find_container(ref: str, engines: Iterable[Engine]) -> Container:
+    """The container `ref` names (its name or id; podman and Docker also take
+    an id prefix), asked of each runtime in turn. Raises ConfigError saying
+    which runtimes were asked and what they answered."""
+    asked = []
+    for engine in engines:
+        try:
+            found = engine.inspect(ref)
+        except EngineError as exc:
+            asked.append(str(exc))
+            continue
+        if found is not None:
+            return found
+        asked.append(f"{type(engine).__name__.removesuffix('Engine').lower()}: no such container")
+    raise ConfigError(f"container {ref!r} not found (" + "; ".join(asked) + ")")
+

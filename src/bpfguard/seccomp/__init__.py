@@ -17,9 +17,11 @@ from .audit import AuditReader, SeccompRecord
 from .diff import ProfileDiff, diff_profiles
 from .enforce import FilterPlan, Target, build_filter, plan_filter, resolve_for
 from .generate import RecordingInfo, profile_from_recording
+from .merge import merge_profiles
 from .profile import Profile, ProfileError, SyscallRule, load_profile, parse_profile
 from .recorder import ARG_WATCHES, Recording, SeccompRecorder
 from .session import Denial, RecordResult, RunResult, record, run_confined
+from .spo import SpoProfile, to_spo
 
 __all__ = [
     "ARG_WATCHES",
@@ -35,15 +37,18 @@ __all__ = [
     "RunResult",
     "SeccompRecord",
     "SeccompRecorder",
+    "SpoProfile",
     "SyscallRule",
     "Target",
     "build_filter",
     "diff_profiles",
     "load_profile",
+    "merge_profiles",
     "parse_profile",
     "plan_filter",
     "profile_from_recording",
     "record",
     "resolve_for",
     "run_confined",
+    "to_spo",
 ]
