@@ -126,7 +126,7 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(bg_sched_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = task->tgid;
-	bool opened = bg_scope_on_exec(tgid);
+	bool opened = bg_scope_on_exec(task, tgid);
 
 	if (targ_process_events)
 		bg_process_exec(task, old_pid, bprm);

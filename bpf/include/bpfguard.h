@@ -262,6 +262,11 @@ enum bg_scope_flags {
 	BG_SCOPE_CGROUPS = 1 << 1, /* cgroup v2 id in scope_cgroups */
 	BG_SCOPE_MNTNS = 1 << 2,   /* mount namespace inode in scope_mntns */
 	BG_SCOPE_FOLLOW = 1 << 3,  /* children of an in-scope tgid join scope_tgids */
+	/* With MNTNS: a task of a scope_mntns namespace is not in scope by its
+	 * namespace alone but joins scope_tgids at its execve there. A process a
+	 * runtime starts in a container (`exec`) enters the namespace before its
+	 * own setup (keyctl, capset, seccomp) and execs after it. */
+	BG_SCOPE_MNTNS_AT_EXEC = 1 << 4,
 };
 
 enum bg_scope_state {

@@ -278,7 +278,7 @@ static __always_inline bool bg_in_scope(struct task_struct *task, __u32 tgid)
 	}
 	if ((flags & BG_SCOPE_CGROUPS) && bg_cgroup_in_scope(task))
 		return true;
-	if (flags & BG_SCOPE_MNTNS) {
+	if ((flags & (BG_SCOPE_MNTNS | BG_SCOPE_MNTNS_AT_EXEC)) == BG_SCOPE_MNTNS) {
 		__u32 ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 
 		if (bpf_map_lookup_elem(&scope_mntns, &ns))
@@ -287,15 +287,26 @@ static __always_inline bool bg_in_scope(struct task_struct *task, __u32 tgid)
 	return false;
 }
 
-/* An ARMED tgid becomes ACTIVE when it execs; returns whether it just did. */
-static __always_inline bool bg_scope_on_exec(__u32 tgid)
+/* An ARMED tgid becomes ACTIVE when it execs, as does one that execs in a
+ * scope_mntns namespace under BG_SCOPE_MNTNS_AT_EXEC; returns whether it just did. */
+static __always_inline bool bg_scope_on_exec(struct task_struct *task, __u32 tgid)
 {
+	struct bg_scope_config *cfg;
+	__u8 active = BG_SCOPE_ACTIVE;
 	__u8 *st = bpf_map_lookup_elem(&scope_tgids, &tgid);
+	__u32 ns;
 
-	if (!st || *st != BG_SCOPE_ARMED)
+	if (st && *st == BG_SCOPE_ARMED) {
+		*st = BG_SCOPE_ACTIVE;
+		return true;
+	}
+	cfg = bg_scope_cfg();
+	if (!cfg || !(cfg->flags & BG_SCOPE_MNTNS_AT_EXEC) || (st && *st == BG_SCOPE_ACTIVE))
 		return false;
-	*st = BG_SCOPE_ACTIVE;
-	return true;
+	ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	if (!bpf_map_lookup_elem(&scope_mntns, &ns))
+		return false;
+	return bpf_map_update_elem(&scope_tgids, &tgid, &active, BPF_ANY) == 0;
 }
 
 /* A process leaves the pid scope when its last thread exits; returns whether it was in. */

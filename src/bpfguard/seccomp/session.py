@@ -56,15 +56,19 @@ def record(recorder: SeccompRecorder, *, argv: list[str] | None = None, exe: str
     processes with their descendants (`pids`), processes that are in scope
     from their next execve on (`armed`), cgroups and/or mount namespaces (by
     inode), until the pid scope is empty, `duration` seconds passed, or
-    SIGINT/SIGTERM. `on_ready` runs once recording has begun."""
+    SIGINT/SIGTERM. A mount namespace's processes are recorded from the
+    start, and those that enter it later from their execve there (so a
+    runtime's setup of a container's `exec` is left out). `on_ready` runs
+    once recording has begun."""
     pids, armed = list(pids), list(armed)
     child = 0
     status: int | None = None
     with _stop_signals() as stop:
         for cg in cgroups:
             recorder.scope.add_cgroup(cg)
+        mntns = list(mntns)
         for ns in mntns:
-            recorder.scope.add_mntns(ns)
+            recorder.scope.add_mntns(ns, at_exec=True)
         for pid in pids:  # scope flags first, so attaching records these alone
             recorder.scope.add_pid(pid, children=False)
         for pid in armed:
@@ -76,9 +80,12 @@ def record(recorder: SeccompRecorder, *, argv: list[str] | None = None, exe: str
 
         def join_children() -> None:
             # The fork program follows the pids from here on; their children
-            # forked before it was attached join now, before any syscall is counted.
+            # forked before it was attached join now, before any syscall is counted,
+            # as do the processes in the namespaces.
             for pid in pids:
                 recorder.scope.add_pid(pid)
+            for ns in mntns:
+                recorder.scope.join_mntns(ns)
 
         recorder.start(join_children)
         started = dt.datetime.now(dt.UTC)

@@ -126,9 +126,26 @@ class Scope:
         self._set_flag("CGROUPS")
         return cgid
 
-    def add_mntns(self, inode: int) -> None:
+    def add_mntns(self, inode: int, *, at_exec: bool = False) -> None:
+        """Puts the mount namespace `inode` in scope. at_exec: its processes are
+        not in scope by the namespace alone; a process joins the pid scope when
+        it execs there (a container's `exec` after the runtime's setup), with
+        its future children. Those in it now join with :meth:`join_mntns`."""
         self._maps["scope_mntns"].update(ctypes.c_uint32(inode), ctypes.c_uint8(1))
+        if at_exec:
+            self._flags |= self._abi.scope_flags["MNTNS_AT_EXEC"] | \
+                self._abi.scope_flags["FOLLOW"]
+            # the pid scope is on: without any pid in it yet, nothing is in scope
+            self._flags |= self._abi.scope_flags["TGIDS"]
         self._set_flag("MNTNS")
+
+    def join_mntns(self, inode: int) -> None:
+        """Puts the processes of mount namespace `inode` in the pid scope now
+        (call it once forks are followed: see :meth:`SensorSet.start`)."""
+        tgids = self._maps["scope_tgids"]
+        state = ctypes.c_uint8(self._abi.scope_state["ACTIVE"])
+        for pid in _in_mntns(inode):
+            tgids.update(ctypes.c_uint32(pid), state)
 
     def apply(self) -> None:
         self._write_config()
@@ -142,6 +159,18 @@ def _is_cgroup2(p: Path) -> bool:
                 fields[4].rstrip("/") + "/"):
             return True
     return False
+
+
+def _in_mntns(inode: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.stat(d / "ns" / "mnt").st_ino == inode:
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
 
 
 def _descendants(pid: int) -> list[int]:
