@@ -133,8 +133,10 @@ def test_the_launcher_leaves_nothing_in_the_profile(tmp_path: Path,
     profile = load(tmp_path / "p.json")
     assert allowed(profile) == {"execve", "exit_group"}
     assert profile["bpfguard"]["syscalls"] == {"SCMP_ARCH_X86_64": ["execve", "exit_group"]}
-    (base,) = [r for r in profile["syscalls"] if r.get("comment", "").startswith("runtime base")]
+    base, clone = [r for r in profile["syscalls"]
+                   if r.get("comment", "").startswith("runtime base")]
     assert {"exit", "rt_sigreturn", "capset"} <= set(base["names"])
+    assert clone["names"] == ["clone"] and clone["args"][0]["op"] == "SCMP_CMP_MASKED_EQ"
     assert not {"execve", "exit_group"} & set(base["names"])  # recorded: in the first rule
 
 

@@ -382,10 +382,14 @@ def test_generated_profile_is_sorted_and_deterministic(monkeypatch: pytest.Monke
     data = json.loads(a)
     recorded = ["clone3", "execve", "exit_group", "open", "read", "socket", "write"]
     assert data["syscalls"][0] == {"names": recorded, "action": "SCMP_ACT_ALLOW"}
-    # the runtime base, less what was recorded, in a rule of its own
-    assert data["syscalls"][1]["names"] == sorted(runtime_base() - set(recorded))
+    # the runtime base, less what was recorded, in a rule of its own; clone
+    # (not recorded here) only without namespace flags
+    assert data["syscalls"][1]["names"] == sorted(runtime_base() - set(recorded) - {"clone"})
     assert data["syscalls"][1]["comment"].startswith("runtime base")
-    assert len(data["syscalls"]) == 2
+    assert data["syscalls"][2]["names"] == ["clone"]
+    assert data["syscalls"][2]["args"] == [{"index": 0, "value": CLONE_NS_MASK, "op":
+                                            "SCMP_CMP_MASKED_EQ"}]
+    assert len(data["syscalls"]) == 3
     assert data["bpfguard"]["runtime_base"]["exit"] == ["exit", "exit_group", "rt_sigreturn"]
     assert data["defaultAction"] == "SCMP_ACT_ERRNO" and data["defaultErrnoRet"] == 1
     assert data["bpfguard"]["recorded_from"] == "2023-11-14T22:13:20Z"
@@ -559,13 +563,19 @@ def test_arch_map_entries_must_be_unique() -> None:
 
 
 def test_runtime_base_defers_to_argument_rules_and_to_the_base() -> None:
-    rec = _recording(arg_values={"clone": {0x3D0F00}})
+    rec = _recording(syscalls={"SCMP_ARCH_X86_64": {"clone", "prctl", "read"}},
+                     arg_values={"clone": {0x3D0F00 | 0x20000}, "prctl": {15}})
     p = profile_from_recording(rec, INFO, with_args=True)
     base_rule = [r for r in p.syscalls if r.comment.startswith("runtime base")][0]
-    # clone has argument rules: the base does not allow it whole
-    assert "clone" not in base_rule.names and "rt_sigreturn" in base_rule.names
+    # argument rules stay, and allow the runtimes' values too: runc's prctl
+    # operations, clone without namespace flags (Go's threads)
+    assert not {"clone", "prctl"} & set(base_rule.names) and "rt_sigreturn" in base_rule.names
+    prctl = sorted(r.args[0].value for r in p.syscalls if r.names == ("prctl",))
+    assert prctl == [8, 15, 23, 24, 38, 47]
+    clone = sorted(r.args[0].value_two for r in p.syscalls if r.names == ("clone",))
+    assert clone == [0, 0x20000]
     base = parse_profile({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
         {"names": ["capset"], "action": "SCMP_ACT_ERRNO"}]})
     merged = profile_from_recording(_recording(), INFO, base=base)
     assert [r.action for r in merged.syscalls if "capset" in r.names] == ["SCMP_ACT_ERRNO"]
-    assert "exit" in merged.syscalls[-1].names
+    assert "exit" in merged.syscalls[-2].names and merged.syscalls[-1].names == ("clone",)

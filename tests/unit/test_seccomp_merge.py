@@ -72,7 +72,12 @@ def test_union_of_two_recordings() -> None:
     m = merge_profiles([a, b], ["a.json", "b.json"])
     assert _allowed(m) == _allowed(a) | _allowed(b)
     assert {"open", "openat", "execve"} <= _allowed(m)
-    assert len(m.syscalls) == 1 and list(m.syscalls[0].names) == sorted(m.syscalls[0].names)
+    # what was recorded in one rule; the runtime base apart, as recorded profiles have it
+    recorded, base, clone = m.syscalls
+    assert recorded.names == ("execve", "open", "openat", "read", "write")
+    assert base.comment.startswith("runtime base") and "rt_sigreturn" in base.names
+    assert clone.names == ("clone",) and clone.args  # without namespace flags only
+    assert (m.metadata or {})["runtime_base"] == (a.metadata or {})["runtime_base"]
     assert (m.default_action, m.default_errno_ret) == ("SCMP_ACT_ERRNO", errno.EPERM)
     assert m.architectures == (*a.architectures,
                                *(x for x in b.architectures if x not in a.architectures))

@@ -17,8 +17,13 @@ from typing import Any
 from ..sensors.syscall_table import machine
 from ..timefmt import rfc3339
 from .profile import ArgCondition, Profile, SyscallRule
-from .recorder import ARG_WATCHES, Recording
-from .runtime_base import RUNTIME_BASE, RUNTIME_BASE_COMMENT, runtime_base
+from .recorder import ARG_WATCHES, CLONE_NS_MASK, Recording
+from .runtime_base import (
+    RUNTIME_ARG_VALUES,
+    RUNTIME_BASE,
+    RUNTIME_BASE_COMMENT,
+    runtime_base,
+)
 
 __all__ = ["RecordingInfo", "profile_from_recording"]
 
@@ -44,7 +49,8 @@ def _stamp(t: dt.datetime) -> str:
 
 
 def _arg_rules(rec: Recording, names: set[str]) -> tuple[list[SyscallRule], set[str]]:
-    """Argument rules for watched syscalls, and the names they cover."""
+    """Argument rules for watched syscalls, and the names they cover. The values
+    the runtimes pass (RUNTIME_ARG_VALUES) are allowed too."""
     rules: list[SyscallRule] = []
     covered: set[str] = set()
     clone3_used = "clone3" in names
@@ -53,10 +59,11 @@ def _arg_rules(rec: Recording, names: set[str]) -> tuple[list[SyscallRule], set[
         if not used or name in rec.args_incomplete or not rec.arg_values.get(name):
             continue
         w = ARG_WATCHES[name]
+        values = rec.arg_values[name] | set(RUNTIME_ARG_VALUES.get(name, ()))
         if w.mask is None:
-            conds = [ArgCondition(w.index, v, "SCMP_CMP_EQ") for v in sorted(rec.arg_values[name])]
+            conds = [ArgCondition(w.index, v, "SCMP_CMP_EQ") for v in sorted(values)]
         else:
-            masked = sorted({v & w.mask for v in rec.arg_values[name]})
+            masked = sorted({v & w.mask for v in values})
             conds = [ArgCondition(w.index, w.mask, "SCMP_CMP_MASKED_EQ", v) for v in masked]
         rules.extend(SyscallRule((name,), "SCMP_ACT_ALLOW", args=(c,)) for c in conds)
         covered.add(name)
@@ -80,9 +87,15 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
     names = rec.names()
     arg_rules, covered = _arg_rules(rec, names) if with_args else ([], set())
     allow = sorted(names - covered)
-    # A name with argument rules keeps them: the runtimes need none of the
-    # namespace flags or socket families those rules would have to allow.
-    base_only = sorted(runtime_base() - names - covered)
+    # A name with argument rules keeps them (they allow the runtimes' values);
+    # clone without namespace flags only, unless the recording made it.
+    base_only = sorted(runtime_base() - names - covered - {"clone"})
+    base_rules = [SyscallRule(tuple(base_only), "SCMP_ACT_ALLOW", comment=RUNTIME_BASE_COMMENT)
+                  ] if base_only else []
+    if "clone" not in names | covered:
+        base_rules.append(SyscallRule(("clone",), "SCMP_ACT_ALLOW", args=(ArgCondition(
+            ARG_WATCHES["clone"].index, CLONE_NS_MASK, "SCMP_CMP_MASKED_EQ", 0),),
+            comment=RUNTIME_BASE_COMMENT + " (clone: without namespace flags)"))
     notes = []
     for arch, nrs in sorted(rec.unnamed.items()):
         notes.append(f"{arch}: syscall numbers {sorted(nrs)} have no name in this libseccomp "
@@ -104,7 +117,8 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
         "syscalls": {arch: sorted(n) for arch, n in sorted(rec.syscalls.items())},
         "runtime_base": {"comment": RUNTIME_BASE_COMMENT + " (see bpfguard's "
                                     "seccomp/runtime_base.py); those not recorded are added",
-                         **{k: list(v) for k, v in RUNTIME_BASE.items()}},
+                         **{k: list(v) for k, v in RUNTIME_BASE.items()},
+                         "argument_values": {k: list(v) for k, v in RUNTIME_ARG_VALUES.items()}},
     }
     if with_args:
         meta["arguments"] = {n: {"index": ARG_WATCHES[n].index,
@@ -115,18 +129,16 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
         meta["notes"] = notes
     if base is None:
         rules = ([SyscallRule(tuple(allow), "SCMP_ACT_ALLOW")] if allow else []) + arg_rules
-        if base_only:
-            rules.append(SyscallRule(tuple(base_only), "SCMP_ACT_ALLOW",
-                                     comment=RUNTIME_BASE_COMMENT))
         return Profile("SCMP_ACT_ERRNO", errno.EPERM,
                        architectures=(native, *here.sub_arches),
-                       syscalls=tuple(rules), metadata=meta)
+                       syscalls=tuple(rules + base_rules), metadata=meta)
     # A name the base profile gives a rule keeps it, even one that denies:
     # the base is the user's decision (oci-seccomp-bpf-hook's `if:` does the same).
     named = base.named()
     added = [n for n in allow if n not in named]
     extra = [r for r in arg_rules if r.names[0] not in named]
-    base_added = [n for n in base_only if n not in named]
+    base_added = [replace(r, names=tuple(n for n in r.names if n not in named))
+                  for r in base_rules if set(r.names) - named]
     meta["base"] = info.base
     meta["added"] = sorted({*added, *(r.names[0] for r in extra)})
     rules = list(base.syscalls)
@@ -134,7 +146,5 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
         rules.append(SyscallRule(tuple(added), "SCMP_ACT_ALLOW",
                                  comment="added by bpfguard seccomp record"))
     rules.extend(extra)
-    if base_added:
-        rules.append(SyscallRule(tuple(base_added), "SCMP_ACT_ALLOW",
-                                 comment=RUNTIME_BASE_COMMENT))
+    rules.extend(base_added)
     return replace(base, syscalls=tuple(rules), metadata=meta, warnings=[])

@@ -33,6 +33,7 @@ from typing import Any
 from ..timefmt import parse_rfc3339
 from .generate import _CLONE3_COMMENT
 from .profile import ArgCondition, Profile, ProfileError, SyscallRule, _arch_map_from
+from .runtime_base import RUNTIME_BASE_COMMENT, runtime_base
 
 __all__ = ["merge_profiles"]
 
@@ -197,6 +198,26 @@ def _metadata(profiles: list[Profile], sources: list[str], notes: list[str]) -> 
     return meta
 
 
+def _runtime_base_apart(rules: tuple[SyscallRule, ...], profiles: list[Profile],
+                        meta: dict[str, Any]) -> tuple[SyscallRule, ...]:
+    """Recorded inputs keep the runtime base in a rule of its own and list it
+    in their metadata: so does their union. A base name some input recorded
+    stays with the recorded ones."""
+    base_meta = next((m["runtime_base"] for p in profiles
+                      if isinstance(m := p.metadata or {}, dict) and "runtime_base" in m), None)
+    if base_meta is None or "syscalls" not in meta or not rules or rules[0].args \
+            or rules[0].action != _ALLOW:
+        return rules
+    meta["runtime_base"] = base_meta
+    recorded = {n for names in meta["syscalls"].values() for n in names}
+    apart = sorted(n for n in rules[0].names if n in runtime_base() and n not in recorded)
+    if not apart:
+        return rules
+    rest = tuple(n for n in rules[0].names if n not in apart)
+    base_rule = SyscallRule(tuple(apart), _ALLOW, comment=RUNTIME_BASE_COMMENT)
+    return (*([replace(rules[0], names=rest)] if rest else []), base_rule, *rules[1:])
+
+
 def merge_profiles(profiles: list[Profile], sources: list[str]) -> Profile:
     """The union of `profiles` (see the module docstring for what that means).
 
@@ -234,6 +255,8 @@ def merge_profiles(profiles: list[Profile], sources: list[str]) -> Profile:
     rules = _rules(profiles, sources, problems, notes)
     if problems:
         raise ProfileError("cannot merge", problems)
+    meta = _metadata(profiles, sources, notes)
+    rules = _runtime_base_apart(rules, profiles, meta)
     first = profiles[0]
     return Profile(first.default_action, first.default_errno_ret, **_arches(profiles),
                    syscalls=rules, flags=tuple(flags),
@@ -241,4 +264,4 @@ def merge_profiles(profiles: list[Profile], sources: list[str]) -> Profile:
                                        if p.listener_path is not None), None),
                    listener_metadata=next((p.listener_metadata for p in profiles
                                            if p.listener_metadata is not None), None),
-                   metadata=_metadata(profiles, sources, notes))
+                   metadata=meta)

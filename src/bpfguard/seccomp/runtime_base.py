@@ -28,7 +28,7 @@ The lists are the runtimes' own, by where they come from:
 
 from __future__ import annotations
 
-__all__ = ["RUNTIME_BASE", "RUNTIME_BASE_COMMENT", "runtime_base"]
+__all__ = ["RUNTIME_ARG_VALUES", "RUNTIME_BASE", "RUNTIME_BASE_COMMENT", "runtime_base"]
 
 RUNTIME_BASE: dict[str, tuple[str, ...]] = {
     "runc": ("capget", "capset", "chdir", "close", "epoll_ctl", "execve", "faccessat2", "fcntl",
@@ -41,6 +41,17 @@ RUNTIME_BASE: dict[str, tuple[str, ...]] = {
              "lseek", "openat", "prctl", "read", "setgroups", "setresgid", "setresuid",
              "write"),
     "exit": ("exit", "exit_group", "rt_sigreturn"),
+}
+
+# Where a profile checks a base syscall's argument (record --args), the values
+# the runtimes pass, which the argument rules allow too: prctl's operations in
+# runc's and crun's capability and user setup (linux/prctl.h: PR_SET_KEEPCAPS 8,
+# PR_CAPBSET_READ 23, PR_CAPBSET_DROP 24, PR_SET_NO_NEW_PRIVS 38, PR_CAP_AMBIENT
+# 47), and clone without namespace flags (Go's new threads). clone is never in
+# the base whole: a profile that did not record it allows only that.
+RUNTIME_ARG_VALUES: dict[str, tuple[int, ...]] = {
+    "prctl": (8, 23, 24, 38, 47),
+    "clone": (0,),
 }
 
 RUNTIME_BASE_COMMENT = ("runtime base: what runc and crun make after installing the filter, "
