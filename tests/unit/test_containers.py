@@ -342,3 +342,18 @@ def test_an_answer_older_than_the_stop_does_not_bring_the_container_back() -> No
     assert cache.lookup(CID, "podman") is not None          # a later start: known again
     engine.known[CID] = WEB
     assert cache.lookup(CID, "podman").cgroup_id == 7       # type: ignore[union-attr]
+
+
+def test_find_container_asks_every_runtime() -> None:
+    from bpfguard.containers import find_container
+    from bpfguard.errors import ConfigError
+
+    down = FakeEngine({}, fail=True)
+    assert find_container("web", [FakeEngine({"web": WEB}), down]) is WEB
+    with pytest.raises(ConfigError, match=r"'db' not found \(fake: no such container; "
+                                          r"podman at /x: connection refused\)"):
+        find_container("db", [FakeEngine({}), down])
+    other = Container(id="f" * 64, runtime="containerd", name="web")
+    with pytest.raises(ConfigError, match="'web' is ambiguous: podman has web .*; "
+                                          "containerd has web"):
+        find_container("web", [FakeEngine({"web": WEB}), FakeEngine({"web": other})])

@@ -345,17 +345,26 @@ def engines_at(podman: str | None, docker: str | None, containerd: str | None
 
 def find_container(ref: str, engines: Iterable[Engine]) -> Container:
     """The container `ref` names (its name or id; podman and Docker also take
-    an id prefix), asked of each runtime in turn. Raises ConfigError saying
-    which runtimes were asked and what they answered."""
-    asked = []
+    an id prefix), asked of every runtime: one that several know is refused
+    as ambiguous. Raises ConfigError saying which runtimes were asked and
+    what they answered."""
+    asked, found = [], []
     for engine in engines:
+        runtime = type(engine).__name__.removesuffix("Engine").lower()
         try:
-            found = engine.inspect(ref)
+            c = engine.inspect(ref)
         except EngineError as exc:
             asked.append(str(exc))
             continue
-        if found is not None:
-            return found
-        asked.append(f"{type(engine).__name__.removesuffix('Engine').lower()}: no such container")
+        if c is None:
+            asked.append(f"{runtime}: no such container")
+        else:
+            found.append(c)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ConfigError(f"container {ref!r} is ambiguous: " + "; ".join(
+            f"{c.runtime} has {c.name or c.id} ({c.id[:12]})" for c in found) +
+            "; give its full id, or --socket RUNTIME= to leave a runtime out")
     raise ConfigError(f"container {ref!r} not found (" + "; ".join(asked) + ")")
 
