@@ -124,3 +124,37 @@ def test_poststop_gives_up_on_a_recorder_that_does_not_finish(
         with pytest.raises(BpfguardError, match="still recording 0 s after it stopped"):
             hook.finish_recording(OciState("c3", "stopped", None, ""), timeout=0.2)
     assert (tmp_path / "c3.lock").exists()  # left for the recorder
+
+
+def _state(annotation: str) -> OciState:
+    return OciState("c9", "creating", 4242, "/b", {ANNOTATION: annotation})
+
+
+def test_the_annotation_cannot_make_root_replace_or_read_what_it_should_not(
+        tmp_path: Path) -> None:
+    from bpfguard.seccomp.hook import start_recording
+
+    (tmp_path / "link").symlink_to("/dev/null")
+    (tmp_path / "big.json").write_bytes(b" " * (2 << 20))
+    allowed = tmp_path / "profiles"
+    allowed.mkdir()
+    for annotation, says in [
+        ("of:/dev/null", "of:/dev/null: not a regular file"),
+        (f"of:{tmp_path}/link", "link: not a regular file"),
+        (f"of:{tmp_path}", "not a regular file"),
+        (f"if:{tmp_path}/big.json;of:{tmp_path}/o.json", "a base profile is at most"),
+        (f"if:{tmp_path}/none.json;of:{tmp_path}/o.json", "none.json: no such file"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            start_recording(_state(annotation))
+    for annotation in (f"of:{tmp_path}/o.json", f"of:{allowed}/../o.json",
+                       f"if:{tmp_path}/big.json;of:{allowed}/o.json"):
+        with pytest.raises(ConfigError, match="outside the directories the hook was installed"):
+            start_recording(_state(annotation), allowed=[allowed])
+
+
+def test_install_writes_the_allowed_directories_into_the_entry(tmp_path: Path) -> None:
+    path, _ = install(tmp_path, [tmp_path])
+    assert json.loads(path.read_text())["hook"]["args"][-2:] == ["--allow-dir", str(tmp_path)]
+    with pytest.raises(ConfigError, match="not an absolute path to a directory"):
+        install(tmp_path, [Path("relative")])

@@ -546,17 +546,29 @@ def hook() -> None:
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="The runtime's hooks directory (default: /usr/share/containers/oci/hooks.d, "
                    "where podman and CRI-O look; they also read /etc/containers/oci/hooks.d).")
-def install(directory: Path | None) -> None:
+@click.option("--allow-dir", "allowed", multiple=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Only write (of:) and read (if:) profiles below this directory "
+                   "(repeatable; default: anywhere).")
+def install(directory: Path | None, allowed: tuple[Path, ...]) -> None:
     """Write the hook's entry into the runtime's hooks directory.
 
+    \b
     The entry runs this Python (its absolute path) with `-m bpfguard seccomp
     hook run` at the prestart and poststop stages of every container with
     the annotation. Reinstall after moving bpfguard's environment.
+
+    \b
+    The hook writes the `of:` file as root, so whoever may set a container's
+    annotations chooses a file root replaces (only a regular file or a new
+    one; never a device or a symbolic link). With podman that is whoever runs
+    it as root already; where pod authors may set annotations (CRI-O with
+    the annotation allowed), give --allow-dir.
     """
     from ..seccomp.hook import DEFAULT_HOOKS_DIR
     from ..seccomp.hook import install as write_entry
 
-    path, notes = write_entry(directory or DEFAULT_HOOKS_DIR)
+    path, notes = write_entry(directory or DEFAULT_HOOKS_DIR, allowed)
     _say(f"installed: {path}")
     for note in notes:
         _say(f"note: {note}")
@@ -576,7 +588,9 @@ def uninstall(directory: Path | None) -> None:
 
 
 @hook.command("run", context_settings=_CTX)
-def hook_run() -> None:
+@click.option("--allow-dir", "allowed", multiple=True, type=click.Path(path_type=Path),
+              help="Only write and read profiles below this directory (set by install).")
+def hook_run(allowed: tuple[Path, ...]) -> None:
     """What the container runtime runs (reads the OCI state on stdin).
 
     \b
@@ -592,7 +606,8 @@ def hook_run() -> None:
         said = finish_recording(state)
         if said:
             _say(said)
-        sys.exit(1 if said and said.startswith("error:") else 0)
+        # the recorder's last line says how it ended
+        sys.exit(1 if said and said.splitlines()[-1].startswith("error:") else 0)
     _require_root()
-    request = start_recording(state)
+    request = start_recording(state, allowed=allowed)
     _say(f"recording container {state.id[:12]} -> {request.output}")

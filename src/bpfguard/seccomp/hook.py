@@ -38,8 +38,10 @@ import json
 import os
 import re
 import select
+import stat
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,8 @@ STATE_DIR = Path("/run/bpfguard/seccomp-hook")
 READY_TIMEOUT_S = 120.0
 # How long poststop waits for the profile once the container has exited.
 FINISH_TIMEOUT_S = 30.0
+# A base profile (`if:`) bigger than this is refused: Docker's default is 20 KiB.
+MAX_BASE_BYTES = 1 << 20
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _POLL_S = 0.05
 
@@ -151,15 +155,17 @@ class OciState:
                    {str(k): str(v) for k, v in annotations.items()})
 
 
-def hook_config(python: str = sys.executable) -> dict[str, Any]:
+def hook_config(python: str = sys.executable, allowed: Sequence[Path] = ()) -> dict[str, Any]:
     """The hooks.d entry: run `python -m bpfguard seccomp hook run` at
-    prestart and poststop of every container with the annotation."""
+    prestart and poststop of every container with the annotation; with
+    `allowed`, ``of:`` and ``if:`` must be in those directories."""
+    limits = [arg for d in allowed for arg in ("--allow-dir", str(d))]
     return {
         "version": "1.0.0",
         "hook": {
             "path": python,
             # argv[0] whole: Python finds its venv (and bpfguard) from it
-            "args": [python, "-m", "bpfguard", "seccomp", "hook", "run"],
+            "args": [python, "-m", "bpfguard", "seccomp", "hook", "run", *limits],
             # runtimes run hooks with no environment at all
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
         },
@@ -168,9 +174,33 @@ def hook_config(python: str = sys.executable) -> dict[str, Any]:
     }
 
 
-def install(directory: Path = DEFAULT_HOOKS_DIR) -> tuple[Path, list[str]]:
+def _writable_by_others(path: Path) -> Path | None:
+    """`path` or the first of its parents someone other than root may change."""
+    for p in (path, *path.parents):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (
+                st.st_mode & stat.S_ISVTX):
+            return p
+    return None
+
+
+def install(directory: Path = DEFAULT_HOOKS_DIR, allowed: Sequence[Path] = ()
+            ) -> tuple[Path, list[str]]:
     """Writes the hooks.d entry; returns its path and notes for the user."""
     notes = []
+    for d in allowed:
+        if not d.is_absolute() or not d.is_dir():
+            raise ConfigError(f"--allow-dir {d}: not an absolute path to a directory")
+    # root runs this Python and bpfguard's code at every annotated container's start
+    for what, path in (("the Python", Path(sys.executable)),
+                       ("bpfguard's code", Path(__file__).resolve().parent)):
+        if (open_to := _writable_by_others(path)) is not None:
+            notes.append(f"{what} the hook runs as root is at {path}, and {open_to} can be "
+                         f"changed by others than root: they could run code as root; install "
+                         f"bpfguard where only root can write")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -181,7 +211,7 @@ def install(directory: Path = DEFAULT_HOOKS_DIR) -> tuple[Path, list[str]]:
     if (directory / _OTHER_HOOK_FILE).exists():
         notes.append(f"{directory / _OTHER_HOOK_FILE} is installed too: it triggers on the same "
                      f"annotation and would write the same file; remove it")
-    write_atomically(path, json.dumps(hook_config(), indent=2) + "\n", "--dir")
+    write_atomically(path, json.dumps(hook_config(allowed=allowed), indent=2) + "\n", "--dir")
     return path, notes
 
 
@@ -201,17 +231,51 @@ def _paths(container_id: str) -> tuple[Path, Path]:
     return STATE_DIR / f"{container_id}.lock", STATE_DIR / f"{container_id}.log"
 
 
-def start_recording(state: OciState, *, timeout: float = READY_TIMEOUT_S) -> TraceRequest:
+def _check_paths(request: TraceRequest, allowed: Sequence[Path]) -> None:
+    """Whoever may annotate a container chooses files root reads and replaces:
+    only regular files (a device or FIFO would be replaced, or hang the
+    read), bases of a profile's size, and with `allowed`, only below those
+    directories (symbolic links resolved)."""
+    for prefix, path in (("if", request.base), ("of", request.output)):
+        if path is None:
+            continue
+        where = f"{prefix}:{path}"
+        real = Path(os.path.realpath(path.parent)) / path.name
+        if allowed and not any(real.is_relative_to(os.path.realpath(d)) for d in allowed):
+            raise ConfigError(f"{where}: outside the directories the hook was installed to "
+                              f"write and read ({', '.join(map(str, allowed))})")
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if prefix == "if":
+                raise ConfigError(f"{where}: no such file") from None
+            continue
+        except OSError as exc:
+            raise ConfigError(f"{where}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+        if prefix == "if" and st.st_size > MAX_BASE_BYTES:
+            raise ConfigError(f"{where}: {st.st_size} bytes; a base profile is at most "
+                              f"{MAX_BASE_BYTES}")
+
+
+def start_recording(state: OciState, *, allowed: Sequence[Path] = (),
+                    timeout: float = READY_TIMEOUT_S) -> TraceRequest:
     """The prestart stage: checks the request, starts the recorder and
     returns once it records (the container's process is armed), so the
     entrypoint's first syscall is counted. Raises with the reason if it
-    cannot: the container then does not start, unrecorded."""
+    cannot: the container then does not start, unrecorded. `allowed`: the
+    directories ``of:`` and ``if:`` must be in (none: anywhere)."""
     if state.pid is None:
         raise ConfigError(f"OCI state of {state.id}: no pid (is this the prestart stage?)")
     request = parse_annotation(state.annotations.get(ANNOTATION, ""))
+    _check_paths(request, allowed)
     base = load_profile(request.base) if request.base else None
     check_writable(request.output, "of:")
-    STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"{STATE_DIR}: {exc.strerror} (the hook runs as root)") from None
     ready_r, ready_w = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the detached recorder; tested end to end
@@ -246,16 +310,24 @@ def _read_until_eof(fd: int, timeout: float) -> bytes | None:
     return None
 
 
+def _take_lock(path: Path) -> int:
+    """Opens and locks `path`, the file that is there once it is locked: a
+    poststop of an earlier container of the same id removes its lock file
+    after it got the lock, and a lock on that removed file would hold nothing."""
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
 def _record_container(state: OciState, request: TraceRequest, base: Profile | None,
                       ready_w: int) -> int:  # pragma: no cover - runs detached
     lock_path, log_path = _paths(state.id)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(devnull, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    lock = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
-    fcntl.flock(lock, fcntl.LOCK_EX)
     ready = False
 
     def on_ready() -> None:
@@ -265,9 +337,20 @@ def _record_container(state: OciState, request: TraceRequest, base: Profile | No
         ready = True
 
     try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        _take_lock(lock_path)  # held until this process exits
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
         assert state.pid is not None
         with SeccompRecorder() as rec:
             result = record(rec, armed=[state.pid], on_ready=on_ready)
+        if result.interrupted:
+            print(f"error: stopped by a signal while container {state.id[:12]} ran: "
+                  f"{request.output} not written (it would lack what the container does "
+                  f"later)", flush=True)
+            return 1
         names = result.recording.names()
         if not names:
             print(f"error: nothing was recorded (the container ended before its entrypoint "
@@ -286,8 +369,11 @@ def _record_container(state: OciState, request: TraceRequest, base: Profile | No
         if ready:
             print(f"error: {message}", flush=True)
         else:
+            # the prestart hook reports it (the container does not start): leave nothing
             with contextlib.suppress(OSError):
                 os.write(ready_w, message.encode())
+            log_path.unlink(missing_ok=True)
+            lock_path.unlink(missing_ok=True)
         return 1
 
 
