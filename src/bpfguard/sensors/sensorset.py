@@ -144,8 +144,14 @@ class Scope:
         (call it once forks are followed: see :meth:`SensorSet.start`)."""
         tgids = self._maps["scope_tgids"]
         state = ctypes.c_uint8(self._abi.scope_state["ACTIVE"])
-        for pid in _in_mntns(inode):
-            tgids.update(ctypes.c_uint32(pid), state)
+        added: set[int] = set()
+        for _ in range(_DESCENDANT_PASSES):  # as add_pid: one forked while /proc is read
+            fresh = set(_in_mntns(inode)) - added
+            if not fresh:
+                break
+            for pid in fresh:
+                tgids.update(ctypes.c_uint32(pid), state)
+            added |= fresh
 
     def apply(self) -> None:
         self._write_config()
