@@ -357,3 +357,14 @@ def test_find_container_asks_every_runtime() -> None:
     with pytest.raises(ConfigError, match="'web' is ambiguous: podman has web .*; "
                                           "containerd has web"):
         find_container("web", [FakeEngine({"web": WEB}), FakeEngine({"web": other})])
+
+
+def test_find_container_takes_dockers_view_of_a_container_containerd_also_lists() -> None:
+    from bpfguard.containers import find_container
+
+    docker = Container(id=CID, runtime="docker", name="web", pid=10)
+    moby = Container(id=CID, runtime="containerd", name=CID, pid=10)
+    assert find_container(CID, [FakeEngine({CID: moby}), FakeEngine({CID: docker})]) is docker
+    stopped = Container(id="e" * 64, runtime="containerd", name="web")
+    assert find_container("web", [FakeEngine({"web": stopped}),
+                                  FakeEngine({"web": docker})]) is docker

@@ -360,6 +360,15 @@ def find_container(ref: str, engines: Iterable[Engine]) -> Container:
             asked.append(f"{runtime}: no such container")
         else:
             found.append(c)
+    # Docker's containers are containerd's too (namespace moby, the same id):
+    # one container, named by the runtime its user knows; then a running one
+    # before a stopped one of the same name
+    by_id: dict[str, Container] = {}
+    for c in sorted(found, key=lambda c: c.runtime == "containerd"):
+        by_id.setdefault(c.id, c)
+    found = list(by_id.values())
+    if len(found) > 1 and len(running := [c for c in found if c.pid]) == 1:
+        found = running
     if len(found) == 1:
         return found[0]
     if found:
