@@ -579,3 +579,14 @@ def test_runtime_base_defers_to_argument_rules_and_to_the_base() -> None:
     merged = profile_from_recording(_recording(), INFO, base=base)
     assert [r.action for r in merged.syscalls if "capset" in r.names] == ["SCMP_ACT_ERRNO"]
     assert "exit" in merged.syscalls[-2].names and merged.syscalls[-1].names == ("clone",)
+
+
+def test_with_args_an_unrecorded_prctl_gets_only_the_runtimes_operations() -> None:
+    rec = _recording(arg_values={"socket": {1}})  # prctl was not made
+    p = profile_from_recording(rec, INFO, with_args=True)
+    prctl = [r for r in p.syscalls if "prctl" in r.names]
+    assert prctl and all(r.args for r in prctl)  # never whole
+    assert sorted(r.args[0].value for r in prctl) == [8, 23, 24, 38, 47]
+    # without --args every recorded name is allowed whole, and prctl is too
+    plain = profile_from_recording(rec, INFO)
+    assert any("prctl" in r.names and not r.args for r in plain.syscalls)

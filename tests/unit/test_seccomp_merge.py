@@ -309,3 +309,13 @@ def test_a_profile_in_kubelets_directory_is_named_as_a_localhost_profile(
     assert "localhostProfile: profiles/web.json" in r.output
     r = CliRunner().invoke(main, ["seccomp", "merge", a, "-o", str(tmp_path / "web.json")])
     assert r.exit_code == 0 and "Localhost" not in r.output
+
+
+def test_the_runtime_base_stays_with_conditional_rules_and_foreign_profiles() -> None:
+    a = _recorded({"SCMP_ARCH_X86_64": {"read"}})
+    foreign = _p({"names": ["futex", "write"], "action": "SCMP_ACT_ALLOW"})
+    m = merge_profiles([a, foreign], ["a.json", "f.json"])
+    # f.json allows futex itself: not relabelled as the base's
+    assert not any(r.comment.startswith("runtime base") and "futex" in r.names
+                   for r in m.syscalls)
+    assert "futex" in _allowed(m)

@@ -17,7 +17,7 @@ from typing import Any
 from ..sensors.syscall_table import machine
 from ..timefmt import rfc3339
 from .profile import ArgCondition, Profile, SyscallRule
-from .recorder import ARG_WATCHES, CLONE_NS_MASK, Recording
+from .recorder import ARG_WATCHES, Recording
 from .runtime_base import (
     RUNTIME_ARG_VALUES,
     RUNTIME_BASE,
@@ -87,15 +87,21 @@ def profile_from_recording(rec: Recording, info: RecordingInfo, *,
     names = rec.names()
     arg_rules, covered = _arg_rules(rec, names) if with_args else ([], set())
     allow = sorted(names - covered)
-    # A name with argument rules keeps them (they allow the runtimes' values);
-    # clone without namespace flags only, unless the recording made it.
-    base_only = sorted(runtime_base() - names - covered - {"clone"})
+    # A name with argument rules keeps them (they allow the runtimes' values).
+    # One the recording did not make is allowed whole, but for those whose
+    # arguments decide what they may do: clone always, and with argument
+    # rules prctl too, get only the runtimes' values.
+    by_value = {n for n in RUNTIME_ARG_VALUES if with_args or n == "clone"} - names - covered
+    base_only = sorted(runtime_base() - names - covered - by_value)
     base_rules = [SyscallRule(tuple(base_only), "SCMP_ACT_ALLOW", comment=RUNTIME_BASE_COMMENT)
                   ] if base_only else []
-    if "clone" not in names | covered:
-        base_rules.append(SyscallRule(("clone",), "SCMP_ACT_ALLOW", args=(ArgCondition(
-            ARG_WATCHES["clone"].index, CLONE_NS_MASK, "SCMP_CMP_MASKED_EQ", 0),),
-            comment=RUNTIME_BASE_COMMENT + " (clone: without namespace flags)"))
+    for name in sorted(by_value):
+        w = ARG_WATCHES[name]
+        base_rules += [SyscallRule((name,), "SCMP_ACT_ALLOW", args=(
+            ArgCondition(w.index, v, "SCMP_CMP_EQ") if w.mask is None else
+            ArgCondition(w.index, w.mask, "SCMP_CMP_MASKED_EQ", v & w.mask),),
+            comment=f"{RUNTIME_BASE_COMMENT} ({name}: the runtimes' {w.meaning} only)")
+            for v in RUNTIME_ARG_VALUES[name]]
     notes = []
     for arch, nrs in sorted(rec.unnamed.items()):
         notes.append(f"{arch}: syscall numbers {sorted(nrs)} have no name in this libseccomp "

@@ -205,8 +205,12 @@ def _runtime_base_apart(rules: tuple[SyscallRule, ...], profiles: list[Profile],
     stays with the recorded ones."""
     base_meta = next((m["runtime_base"] for p in profiles
                       if isinstance(m := p.metadata or {}, dict) and "runtime_base" in m), None)
-    if base_meta is None or "syscalls" not in meta or not rules or rules[0].args \
-            or rules[0].action != _ALLOW:
+    first = rules[0] if rules else None
+    # only when every input was recorded (a name another profile allows is not
+    # the base's), and the first rule is the unconditional allow
+    if base_meta is None or first is None or first.args or first.includes or first.excludes \
+            or first.action != _ALLOW or any("syscalls" not in (p.metadata or {})
+                                              for p in profiles):
         return rules
     meta["runtime_base"] = base_meta
     recorded = {n for names in meta["syscalls"].values() for n in names}
