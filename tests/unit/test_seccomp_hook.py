@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -62,7 +63,8 @@ def test_oci_state_is_checked() -> None:
 def test_the_entry_runs_this_python_at_prestart_and_poststop() -> None:
     entry = hook_config("/opt/venv/bin/python")
     assert entry["hook"]["path"] == "/opt/venv/bin/python"
-    assert entry["hook"]["args"][:3] == ["/opt/venv/bin/python", "-m", "bpfguard"]
+    # -I: root imports nothing from the working directory or the environment
+    assert entry["hook"]["args"][:4] == ["/opt/venv/bin/python", "-I", "-m", "bpfguard"]
     assert entry["stages"] == ["prestart", "poststop"]
     (pattern,) = entry["when"]["annotations"]
     assert re.match(pattern, ANNOTATION) and not re.match(pattern, ANNOTATION + "x")
@@ -143,12 +145,17 @@ def test_the_annotation_cannot_make_root_replace_or_read_what_it_should_not(
         (f"of:{tmp_path}/link", "link: not a regular file"),
         (f"of:{tmp_path}", "not a regular file"),
         (f"if:{tmp_path}/big.json;of:{tmp_path}/o.json", "a base profile is at most"),
-        (f"if:{tmp_path}/none.json;of:{tmp_path}/o.json", "none.json: no such file"),
+        (f"if:{tmp_path}/none.json;of:{tmp_path}/o.json", "none.json: does not exist"),
+        (f"if:/dev/zero;of:{tmp_path}/o.json", "if:/dev/zero: not a regular file"),
+        ("of:/nonexistent-dir/o.json", "directory /nonexistent-dir: does not exist"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(says)):
             start_recording(_state(annotation))
+    (tmp_path / "base.json").write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    (allowed / "base.json").symlink_to(tmp_path / "base.json")  # a link out of it
     for annotation in (f"of:{tmp_path}/o.json", f"of:{allowed}/../o.json",
-                       f"if:{tmp_path}/big.json;of:{allowed}/o.json"):
+                       f"if:{tmp_path}/big.json;of:{allowed}/o.json",
+                       f"if:{allowed}/base.json;of:{allowed}/o.json"):
         with pytest.raises(ConfigError, match="outside the directories the hook was installed"):
             start_recording(_state(annotation), allowed=[allowed])
 
@@ -158,3 +165,23 @@ def test_install_writes_the_allowed_directories_into_the_entry(tmp_path: Path) -
     assert json.loads(path.read_text())["hook"]["args"][-2:] == ["--allow-dir", str(tmp_path)]
     with pytest.raises(ConfigError, match="not an absolute path to a directory"):
         install(tmp_path, [Path("relative")])
+
+
+def test_the_profile_goes_where_prestart_checked_even_if_the_path_changes(
+        tmp_path: Path) -> None:
+    from bpfguard.seccomp.hook import _open_output, _write_in
+
+    allowed, elsewhere = tmp_path / "profiles", tmp_path / "etc"
+    (allowed / "d").mkdir(parents=True)
+    elsewhere.mkdir()
+    out = _open_output(allowed / "d" / "p.json", [allowed])
+    try:
+        # between the container's start and its end, the directory is swapped
+        (allowed / "d").rename(allowed / "d.old")
+        (allowed / "d").symlink_to(elsewhere)
+        _write_in(out, "{}\n")
+    finally:
+        os.close(out.dir_fd)
+    assert (allowed / "d.old" / "p.json").read_text() == "{}\n"
+    assert not (elsewhere / "p.json").exists()
+    assert [p.name for p in (allowed / "d.old").iterdir()] == ["p.json"]  # no temp left

@@ -606,8 +606,9 @@ def hook_run(allowed: tuple[Path, ...]) -> None:
         said = finish_recording(state)
         if said:
             _say(said)
-        # the recorder's last line says how it ended
-        sys.exit(1 if said and said.splitlines()[-1].startswith("error:") else 0)
+        # the recorder starts a line with "error:" when it failed
+        failed = said is not None and any(ln.startswith("error:") for ln in said.splitlines())
+        sys.exit(1 if failed else 0)
     _require_root()
     request = start_recording(state, allowed=allowed)
     _say(f"recording container {state.id[:12]} -> {request.output}")

@@ -37,9 +37,11 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import select
 import stat
 import sys
+import sysconfig
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,9 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BpfguardError, ConfigError
-from ..files import check_writable, write_atomically
+from ..files import write_atomically
 from .generate import RecordingInfo, profile_from_recording
-from .profile import Profile, load_profile
+from .profile import Profile, loads_profile
 from .recorder import SeccompRecorder
 from .session import record
 
@@ -165,7 +167,8 @@ def hook_config(python: str = sys.executable, allowed: Sequence[Path] = ()) -> d
         "hook": {
             "path": python,
             # argv[0] whole: Python finds its venv (and bpfguard) from it
-            "args": [python, "-m", "bpfguard", "seccomp", "hook", "run", *limits],
+            # -I: root imports nothing from the working directory or the environment
+            "args": [python, "-I", "-m", "bpfguard", "seccomp", "hook", "run", *limits],
             # runtimes run hooks with no environment at all
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
         },
@@ -194,9 +197,15 @@ def install(directory: Path = DEFAULT_HOOKS_DIR, allowed: Sequence[Path] = ()
     for d in allowed:
         if not d.is_absolute() or not d.is_dir():
             raise ConfigError(f"--allow-dir {d}: not an absolute path to a directory")
-    # root runs this Python and bpfguard's code at every annotated container's start
+    # root runs this Python, its libraries and bpfguard's code at every
+    # annotated container's start
+    paths = sysconfig.get_paths()
     for what, path in (("the Python", Path(sys.executable)),
-                       ("bpfguard's code", Path(__file__).resolve().parent)):
+                       ("the Python", Path(sys.executable).resolve()),
+                       ("the standard library", Path(paths["stdlib"])),
+                       ("the installed packages", Path(paths["purelib"])),
+                       ("the installed packages", Path(paths["platlib"])),
+                       ("bpfguard's code", Path(__file__).resolve().parents[1])):
         if (open_to := _writable_by_others(path)) is not None:
             notes.append(f"{what} the hook runs as root is at {path}, and {open_to} can be "
                          f"changed by others than root: they could run code as root; install "
@@ -231,32 +240,102 @@ def _paths(container_id: str) -> tuple[Path, Path]:
     return STATE_DIR / f"{container_id}.lock", STATE_DIR / f"{container_id}.log"
 
 
-def _check_paths(request: TraceRequest, allowed: Sequence[Path]) -> None:
-    """Whoever may annotate a container chooses files root reads and replaces:
-    only regular files (a device or FIFO would be replaced, or hang the
-    read), bases of a profile's size, and with `allowed`, only below those
-    directories (symbolic links resolved)."""
-    for prefix, path in (("if", request.base), ("of", request.output)):
-        if path is None:
-            continue
-        where = f"{prefix}:{path}"
-        real = Path(os.path.realpath(path.parent)) / path.name
-        if allowed and not any(real.is_relative_to(os.path.realpath(d)) for d in allowed):
-            raise ConfigError(f"{where}: outside the directories the hook was installed to "
-                              f"write and read ({', '.join(map(str, allowed))})")
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            if prefix == "if":
-                raise ConfigError(f"{where}: no such file") from None
-            continue
-        except OSError as exc:
-            raise ConfigError(f"{where}: {exc.strerror}") from None
+def _why(exc: OSError) -> str:
+    # podman takes a hook's error ending in "No such file or directory" for a
+    # hook that could not be run, and says only that
+    return "does not exist" if exc.errno == errno.ENOENT else str(exc.strerror)
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _inside(fd: int, where: str, allowed: Sequence[Path]) -> None:
+    """What `fd` is open on must be below an allowed directory: checked on the
+    open file, so a path changed after a check cannot lead elsewhere."""
+    real = Path(_fd_path(fd))
+    if allowed and not any(real.is_relative_to(os.path.realpath(d)) for d in allowed):
+        raise ConfigError(f"{where}: outside the directories the hook was installed to "
+                          f"write and read ({', '.join(map(str, allowed))})")
+
+
+def _read_base(path: Path, allowed: Sequence[Path]) -> Profile:
+    """The `if:` profile, read once from one open file: a regular file of a
+    profile's size (a FIFO would hang the container's start, /dev/zero fill
+    memory), below an allowed directory."""
+    where = f"if:{path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"{where}: {_why(exc)}") from None
+    try:
+        _inside(fd, where, allowed)
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError(f"{where}: not a regular file")
-        if prefix == "if" and st.st_size > MAX_BASE_BYTES:
+        if st.st_size > MAX_BASE_BYTES:
             raise ConfigError(f"{where}: {st.st_size} bytes; a base profile is at most "
                               f"{MAX_BASE_BYTES}")
+        return loads_profile(os.read(fd, MAX_BASE_BYTES + 1), str(path))
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class _Output:
+    """Where the profile goes: its directory, held open from the prestart
+    check to the write (the path may be changed in between), and its name."""
+
+    dir_fd: int
+    name: str
+    path: Path
+
+
+def _open_output(path: Path, allowed: Sequence[Path]) -> _Output:
+    where = f"of:{path}"
+    try:
+        fd = os.open(os.path.realpath(path.parent),
+                     os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"{where}: directory {path.parent}: {_why(exc)}") from None
+    try:
+        _inside(fd, where, allowed)
+        out = _Output(fd, path.name, path)
+        _write_in(out, None)  # fails now, not when the container exits
+        return out
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _write_in(out: _Output, text: str | None) -> None:
+    """Replaces the profile through its directory's descriptor, never a device
+    or a symbolic link. With `text` None, only checks that it could."""
+    where = f"of:{out.path}"
+    try:
+        st = os.stat(out.name, dir_fd=out.dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+    except FileNotFoundError:
+        pass
+    tmp = f".{out.name}.{secrets.token_hex(6)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644, dir_fd=out.dir_fd)
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            if text is not None:
+                f.write(text)
+        if text is not None:
+            os.replace(tmp, out.name, src_dir_fd=out.dir_fd, dst_dir_fd=out.dir_fd)
+            return
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=out.dir_fd)
 
 
 def start_recording(state: OciState, *, allowed: Sequence[Path] = (),
@@ -269,23 +348,26 @@ def start_recording(state: OciState, *, allowed: Sequence[Path] = (),
     if state.pid is None:
         raise ConfigError(f"OCI state of {state.id}: no pid (is this the prestart stage?)")
     request = parse_annotation(state.annotations.get(ANNOTATION, ""))
-    _check_paths(request, allowed)
-    base = load_profile(request.base) if request.base else None
-    check_writable(request.output, "of:")
+    base = _read_base(request.base, allowed) if request.base else None
+    out = _open_output(request.output, allowed)
     try:
-        STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise ConfigError(f"{STATE_DIR}: {exc.strerror} (the hook runs as root)") from None
-    ready_r, ready_w = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - the detached recorder; tested end to end
-        os.close(ready_r)
-        code = 1
         try:
-            os.setsid()  # out of the runtime's session: the recorder outlives the hook
-            code = _record_container(state, request, base, ready_w) if os.fork() == 0 else 0
-        finally:
-            os._exit(code)
+            STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"{STATE_DIR}: {exc.strerror} (the hook runs as root)") from None
+        ready_r, ready_w = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the detached recorder; tested end to end
+            os.close(ready_r)
+            code = 1
+            try:
+                os.setsid()  # out of the runtime's session: the recorder outlives the hook
+                code = _record_container(state, request, out, base, ready_w) \
+                    if os.fork() == 0 else 0
+            finally:
+                os._exit(code)
+    finally:
+        os.close(out.dir_fd)  # the recorder has its own
     os.close(ready_w)
     os.waitpid(child, 0)
     answer = _read_until_eof(ready_r, timeout)
@@ -325,8 +407,8 @@ def _take_lock(path: Path) -> int:
         os.close(fd)
 
 
-def _record_container(state: OciState, request: TraceRequest, base: Profile | None,
-                      ready_w: int) -> int:  # pragma: no cover - runs detached
+def _record_container(state: OciState, request: TraceRequest, out: _Output,
+                      base: Profile | None, ready_w: int) -> int:  # pragma: no cover - detached
     lock_path, log_path = _paths(state.id)
     ready = False
 
@@ -360,14 +442,14 @@ def _record_container(state: OciState, request: TraceRequest, base: Profile | No
         info = RecordingInfo(source, result.started, result.ended,
                              str(request.base) if request.base else None)
         profile = profile_from_recording(result.recording, info, base=base)
-        write_atomically(request.output, profile.dumps(base.format if base else "oci"), "of:")
+        _write_in(out, profile.dumps(base.format if base else "oci"))
         print(f"recorded {len(names)} syscalls of container {state.id[:12]} -> "
               f"{request.output}", flush=True)
         return 0
     except BaseException as exc:  # noqa: BLE001 - reported to whoever waits, then exit
         message = str(exc) or type(exc).__name__
         if ready:
-            print(f"error: {message}", flush=True)
+            print("error: " + message.replace("\n", "\n  "), flush=True)
         else:
             # the prestart hook reports it (the container does not start): leave nothing
             with contextlib.suppress(OSError):

@@ -52,6 +52,7 @@ __all__ = [
     "runc_arg_groups",
     "seccomp_knows",
     "load_profile",
+    "loads_profile",
     "parse_profile",
 ]
 
@@ -909,16 +910,24 @@ def load_profile(path: str | Path) -> Profile:
     """Reads and validates a profile file (either format)."""
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{p}: {exc.strerror}") from None
+    return loads_profile(raw, str(p))
+
+
+def loads_profile(raw: bytes, source: str) -> Profile:
+    """Validates a profile's bytes, as read from `source` (a file name for errors)."""
+    try:
+        text = raw.decode()
     except UnicodeDecodeError as exc:
-        raise ProfileError(str(p), [f"not UTF-8 text (byte {exc.start}): JSON must be UTF-8"]
+        raise ProfileError(source, [f"not UTF-8 text (byte {exc.start}): JSON must be UTF-8"]
                            ) from None
     try:
         data = _Decoder().decode(text)
     except json.JSONDecodeError as exc:
-        raise ProfileError(f"{p}:{exc.lineno}:{exc.colno}", [f"invalid JSON: {exc.msg}"]) from None
+        raise ProfileError(f"{source}:{exc.lineno}:{exc.colno}", [f"invalid JSON: {exc.msg}"]
+                           ) from None
     except RecursionError:
-        raise ProfileError(str(p), ["invalid JSON: nested too deeply"]) from None
-    return parse_profile(data, str(p))
+        raise ProfileError(source, ["invalid JSON: nested too deeply"]) from None
+    return parse_profile(data, source)
