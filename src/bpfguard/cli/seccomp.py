@@ -81,7 +81,14 @@ def seccomp() -> None:
     """Seccomp profiles from what a workload really does.
 
     \b
-    The workflow: learn, then audit, then enforce.
+    For containers (podman, CRI-O):
+      bpfguard seccomp hook install                      once: the OCI hook
+      podman run --annotation io.containers.trace-syscall=of:/tmp/web.json IMAGE CMD
+      podman run --security-opt seccomp=/tmp/web.json IMAGE CMD
+      bpfguard seccomp record --container web -o web.json   a running container
+
+    \b
+    For a command: learn, then audit, then enforce.
       bpfguard seccomp record -o app.json -- ./app       learn (in-kernel, no ptrace)
       bpfguard seccomp run --profile app.json --log -- ./app   audit: deny nothing, report
       bpfguard seccomp run --profile app.json -- ./app    enforce (libseccomp)
