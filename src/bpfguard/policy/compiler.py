@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Final
 
 from ..rules.model import Context, Problem
-from ..sensors.syscall_table import native_arches, syscall_number
 from .loader import PolicyCode, PolicyError
 from .model import (
     Action,
@@ -395,6 +394,8 @@ def _function_name(call: str) -> str:
     """The kernel's name for a syscall's entry, as Tetragon reports it."""
     if call.startswith("__"):
         return call
+    from ..sensors.syscall_table import native_arches  # not at the top: see _syscall_ids
+
     prefix = _ARCH_PREFIX.get(native_arches()[0].name, "__")
     return prefix + (call if call.startswith("sys_") else f"sys_{call}")
 
@@ -410,6 +411,10 @@ def _syscall_ids(name: str, nr_max: int) -> list[tuple[int, bool]]:
         if n.startswith(prefix):
             n, compat = n[len(prefix):], is_compat
             break
+    # imported here: the sensors package imports this module, and a module-level
+    # import of its syscall_table made `import bpfguard.policy.compiler` fail
+    from ..sensors.syscall_table import native_arches, syscall_number
+
     native, compat_arch = native_arches()
     if compat and compat_arch is None:
         raise _Fail(f"{name}: this machine has no 32-bit syscall ABI")

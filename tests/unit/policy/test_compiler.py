@@ -22,7 +22,6 @@ from bpfguard.policy import (
     load_policy,
     load_policy_text,
 )
-from bpfguard.policy import compiler as compiler_mod
 from bpfguard.policy.compiler import (
     ACT,
     LIMITS,
@@ -443,7 +442,9 @@ def test_list_hook_function_name_is_left_to_the_event() -> None:
 
 def test_function_name_on_aarch64(monkeypatch: pytest.MonkeyPatch) -> None:
     arm = machine("aarch64")
-    monkeypatch.setattr(compiler_mod, "native_arches", lambda: (arm.native, arm.compat))
+    import bpfguard.sensors.syscall_table as table  # where the compiler reads it, at use
+
+    monkeypatch.setattr(table, "native_arches", lambda: (arm.native, arm.compat))
     assert _compile(_syscall("sys_openat", "")).hooks[0].function_name == "__arm64_sys_openat"
 
 
