@@ -373,6 +373,34 @@ def test_return_hook_filters_on_the_return_value(running: Running, tmp_path: Pat
     assert evs[0].return_value is not None and evs[0].return_value.value > 0
 
 
+def test_return_actions_are_the_events_return_action(running: Running,
+                                                     two_cats: tuple[str, str]) -> None:
+    """As Tetragon reports it: `action` is what matchActions did at the call,
+    `return_action` what matchReturnActions did at the return."""
+    victim, _ = two_cats
+    running.add(f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata: {{name: kill-at-return}}
+    spec:
+      kprobes:
+      - call: sys_openat
+        syscall: true
+        return: true
+        args: [{{index: 1, type: string}}]
+        returnArg: {{index: 0, type: int}}
+        selectors:
+        - matchArgs: [{{index: 1, operator: Equal, values: ["/etc/hostname"]}}]
+          matchBinaries: [{{operator: In, values: ["{victim}"]}}]
+          matchReturnActions: [{{action: Sigkill}}]
+    """)
+    v = subprocess.run([victim, "/etc/hostname"], capture_output=True)
+    assert v.returncode == -9 and v.stdout == b""  # killed once the open returned
+    (ev,) = [e for e in running.events() if e.policy_name == "kill-at-return"]
+    assert (ev.action, ev.return_action) == ("KPROBE_ACTION_POST", "KPROBE_ACTION_SIGKILL")
+    assert ev.return_value is not None and ev.return_value.value >= 0
+
+
 def test_return_copy_reads_the_buffer_the_call_filled(running: Running,
                                                      two_cats: tuple[str, str],
                                                      tmp_path: Path) -> None:

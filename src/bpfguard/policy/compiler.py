@@ -230,6 +230,10 @@ class CompiledSelector:
     rate_scope: int = 0
     error: int = 0                    # Override: argError
     enforcing: tuple[str, ...] = ()   # action names, for events and messages
+    # the same split by list: matchActions' (Tetragon's action, at the call)
+    # and matchReturnActions' (its return_action, at the return)
+    call_enforcing: tuple[str, ...] = ()
+    ret_enforcing: tuple[str, ...] = ()
     # the rules pushdown's task filters (no policy has them): the task's name
     # in this exact-string set, its effective uid in this integer set; 0: none
     comm_set: int = 0
@@ -999,6 +1003,7 @@ class _Compiler:
         enforcing: list[str] = []
 
         def bits(acts: tuple[Action, ...]) -> int:
+            del enforcing[:]  # the names of this list of actions only
             b = 0
             for a in acts:
                 if a.action == "NotifyEnforcer":
@@ -1043,7 +1048,9 @@ class _Compiler:
             return b
 
         entry = bits(sel.match_actions)
+        entry_enforcing = list(enforcing)
         ret = bits(sel.match_return_actions)
+        ret_enforcing = list(enforcing)
         if ret & ACT["OVERRIDE"]:
             raise _Fail("Override in matchReturnActions: the function has returned by then; "
                         "use matchActions")
@@ -1051,7 +1058,9 @@ class _Compiler:
             raise _Fail("matchReturnActions needs return: true")
         out.actions = entry if sel.match_actions else ACT["POST"]
         out.ret_actions = ret
-        out.enforcing = tuple(dict.fromkeys(enforcing))
+        out.enforcing = tuple(dict.fromkeys(entry_enforcing + ret_enforcing))
+        out.call_enforcing = tuple(dict.fromkeys(entry_enforcing))
+        out.ret_enforcing = tuple(dict.fromkeys(ret_enforcing))
 
 
 def compile_policy(policy: Policy, *, nr_max: int = 512, seed: int = 0,

@@ -604,9 +604,16 @@ class PolicyEngine(Sensor):
         sel = h.selectors[e.selector] if e.selector < len(h.selectors) else h.selectors[0]
         args = tuple(self._arg(a, e.args[i], data) for i, a in enumerate(h.args))
         enforcement = self._enforcement(e, h, sel.enforcing, sel.signal)
+        # as Tetragon: `action` is what matchActions did at the call,
+        # `return_action` what matchReturnActions did at the return
         action = "KPROBE_ACTION_POST"
+        return_action = "KPROBE_ACTION_POST" if e.has_ret else ""
         for en in enforcement:
-            if en.done:
+            if not en.done:
+                continue
+            if en.action in sel.ret_enforcing and e.has_ret:
+                return_action = _TETRAGON_ACTION[en.action]
+            if en.action in sel.call_enforcing:
                 action = _TETRAGON_ACTION[en.action]
         ret = None
         if e.has_ret:  # a returned fd is shown as the number it is
@@ -614,7 +621,7 @@ class PolicyEngine(Sensor):
         common = dict(policy_name=lp.name, pid=e.hdr.tgid, tid=e.hdr.tid,
                       time_ns=boot_to_wall_ns(e.hdr.ktime_ns), ktime_ns=e.hdr.ktime_ns,
                       args=args, action=action, return_value=ret,
-                      return_action="KPROBE_ACTION_POST" if e.has_ret else "",
+                      return_action=return_action,
                       enforcement=enforcement, message=h.hook.message, tags=h.hook.tags,
                       selector=e.selector, uid=e.hdr.euid,
                       comm=bytes(e.hdr.comm).split(b"\0", 1)[0].decode(errors="replace"))

@@ -1162,6 +1162,7 @@ def test_return_actions() -> None:
                                                        "  index: 0\n  type: int\n"))
     s = c.hooks[0].selectors[0]
     assert (s.actions, s.ret_actions, s.enforcing) == (1, 4, ("Sigkill",))
+    assert (s.call_enforcing, s.ret_enforcing) == ((), ("Sigkill",))
     assert s.filters == [CompiledFilter("LT", 7, True, 0, (0,))]
 
 
