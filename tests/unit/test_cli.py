@@ -166,6 +166,7 @@ def test_policy_check_names_what_this_kernel_lacks(tmp_path: Path,
     rc = tmp_path / "rc.yaml"  # a problem only the compiler finds
     rc.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
                   "  name: rc\nspec:\n  kprobes:\n  - call: sys_read\n    return: true\n"
+                  "    returnArg: {index: 0, type: int}\n"
                   "    args: [{index: 1, type: char_buf, returnCopy: true}]\n"
                   "    selectors: [{matchArgs: [{index: 1, operator: Prefix, values: [x]}]}]\n")
     r = CliRunner().invoke(main, ["policy", "check", str(rc)])

@@ -398,8 +398,17 @@ class _Reader:
         if (ra := m.get("returnArg")) is not None:
             return_arg = self._arg(ra, (*path, "returnArg"), None)
             if not return_:
-                self.error(PolicyCode.BAD_VALUE, ra, (*path, "returnArg"),
-                           "returnArg is only read with return: true")
+                # Tetragon reads returnArg only with return: true, and takes the
+                # policy: so does bpfguard, saying so
+                self.warnings.append(Problem(
+                    PolicyCode.BAD_VALUE, "returnArg is ignored without return: true",
+                    self.ctx(ra, (*path, "returnArg"))))
+                return_arg = None
+        elif return_:
+            # Tetragon refuses it: "ReturnArg not specified with Return=true"
+            self.error(PolicyCode.BAD_VALUE, m.get("return") or node, (*path, "return"),
+                       "return: true needs returnArg (index 0 and the type of the "
+                       "return value), as Tetragon requires")
         action = self.enum(m, "returnArgAction", _RETURN_ARG_ACTIONS) or ""
         if action and not return_:
             self.error(PolicyCode.BAD_VALUE, m.get("returnArgAction") or node,

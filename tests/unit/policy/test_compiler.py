@@ -564,7 +564,8 @@ def test_syscall_other_arguments_and_nop() -> None:
 
 def test_return_copy_reads_at_return() -> None:
     [h] = _compile(_syscall("sys_read", "- index: 1\n  type: char_buf\n  returnCopy: true\n",
-                            extra="return: true")).hooks
+                            extra="return: true\nreturnArg:\n  index: 0\n  type: int\n")
+                     ).hooks
     assert [(a.type, a.src, a.size_arg) for a in h.args] == [("CHAR_BUF_RET", 1, 0)]
     assert h.ret
 
@@ -593,8 +594,12 @@ def test_return_hook_ret_type() -> None:
     c = _compile(_syscall("sys_openat", "", extra="return: true\nreturnArg:\n  index: 0\n"
                                                   "  type: fd\n"))
     assert (c.hooks[0].ret, c.hooks[0].ret_type) == (True, "fd")
-    c = _compile(_syscall("sys_openat", "", extra="return: true\n"))
-    assert (c.hooks[0].ret, c.hooks[0].ret_type) == (True, "int")
+    # as Tetragon: return: true needs returnArg; returnArg alone is ignored, with a warning
+    with pytest.raises(PolicyError, match="return: true needs returnArg"):
+        _policy(_syscall("sys_openat", "", extra="return: true\n"))
+    p = _policy(_syscall("sys_openat", "", extra="returnArg:\n  index: 0\n  type: int\n"))
+    assert p.hooks[0].return_arg is None  # type: ignore[union-attr]
+    assert [w.message for w in p.warnings] == ["returnArg is ignored without return: true"]
 
 
 def _tp(subsys: str, event: str, args: str, selectors: str = "", raw: bool = False) -> str:
