@@ -376,7 +376,12 @@ def parse_rate(text: str) -> int | None:
 # -- the compiler -----------------------------------------------------------------
 
 class _Fail(Exception):
-    """One problem; collected, not raised out of compile_policy."""
+    """One problem; collected, not raised out of compile_policy. `beyond`: a
+    problem that remains on a kernel that has what this one lacks."""
+
+    def __init__(self, message: str, beyond: str | None = None) -> None:
+        super().__init__(message)
+        self.beyond = beyond
 
 
 def _int(text: str) -> int:
@@ -464,6 +469,9 @@ class _Compiler:
                 hooks.extend(self.hook(hook))
             except _Fail as exc:
                 self.fail(hook.context, f"{hook.name}: {exc}")
+                if exc.beyond:
+                    self.fail(hook.context, f"{hook.name}: on a kernel that has it, still "
+                                            f"refused: {exc.beyond}")
         if len(hooks) > LIMITS.hooks:
             self.fail(self.policy.context, f"{len(hooks)} hooks; the engine holds {LIMITS.hooks}")
         for what, n in (("integer set", len(self.sets.ints)), ("string set", len(self.sets.strs)),
@@ -551,16 +559,30 @@ class _Compiler:
 
     def function_hook(self, hook: KProbe | LsmHook) -> CompiledHook:
         """A kernel function (kprobe) or LSM hook, on the programs the probe
-        allows: fentry or kprobe, fmod_ret when it may Override, lsm."""
+        allows: fentry or kprobe, fmod_ret when it may Override, lsm.
+
+        On a kernel without those programs, the hook is still compiled for
+        one that has them, so a refusal also names what bpfguard itself would
+        still refuse there."""
+        req = attach_requirement(hook, self.features)
+        if req.backend is not None:
+            return self._function_hook(hook, req.backend)
+        # the message leads with the hook's name; _Fail's gets it
+        lacking = req.message.removeprefix(f"{hook.name} ")
+        best = attach_requirement(hook, None).backend
+        try:
+            if best is not None:
+                self._function_hook(hook, best)
+        except _Fail as exc:
+            raise _Fail(lacking, beyond=str(exc)) from None
+        raise _Fail(lacking)
+
+    def _function_hook(self, hook: KProbe | LsmHook, backend: str) -> CompiledHook:
         lsm = isinstance(hook, LsmHook)
         name = hook.hook if isinstance(hook, LsmHook) else hook.call
         if name.startswith("list:"):
             raise _Fail("lists of kernel functions are not served by bpfguard yet; "
                         "list the functions as separate kprobes")
-        req = attach_requirement(hook, self.features)
-        if req.backend is None:  # the message leads with the hook's name; _Fail's gets it
-            raise _Fail(req.message.removeprefix(f"{hook.name} "))
-        backend = req.backend
         btf_name = "bpf_lsm_" + name if lsm else name
         proto = self.function_of(btf_name)
         if proto is None:

@@ -1417,3 +1417,29 @@ def test_tracepoint_with_nul_in_its_name_is_a_policy_error(tmp_path: Path) -> No
     with pytest.raises(PolicyError):
         compile_policy(policy, fields_of=lambda s, e: tracepoint_fields(
             s, e, roots=(str(tmp_path),)))
+
+
+def test_a_kernel_gap_does_not_hide_what_bpfguard_would_still_refuse() -> None:
+    """On a host without kprobes or fentry a function hook is refused for the
+    kernel, and compiled for one that has them: what bpfguard itself cannot
+    serve there is named too."""
+    body = """
+    kprobes:
+    - call: fd_install
+      syscall: false
+      args:
+      - index: 1
+        type: skb
+    - call: fd_install
+      syscall: false
+      args:
+      - index: 1
+        type: file
+    """
+    errs = _errors(body, features=HOST)
+    assert errs[0] == f"8:5 fd_install: {KPROBES_MSG}"
+    assert errs[1].startswith("8:5 fd_install: on a kernel that has it, still refused: "
+                              "argument 1 of type 'skb' is not read")
+    assert errs[2:] == [f"13:5 fd_install: {KPROBES_MSG}"]  # nothing more to say of this one
+    assert _errors(body, features=GUEST)[0].startswith("8:5 fd_install: argument 1 of type "
+                                                        "'skb'")
