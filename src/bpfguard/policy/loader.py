@@ -731,31 +731,18 @@ class _Reader:
                        f"expected a mapping, found {_kind(node)}")
             return None
         allowed = tuple(keys)
-        required = tuple(required)
-        # Tetragon decodes a policy file with Go's encoding/json, which matches
-        # keys case-insensitively; its schema check then wants required keys
-        # spelt exactly. The API server prunes a misspelt key instead.
-        folded = {k.casefold(): k for k in allowed if k not in required}
         items: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key, value in node.value:
             if not isinstance(key, yaml.ScalarNode):
                 self.error(PolicyCode.WRONG_TYPE, key, path, "keys must be strings")
-                continue
-            name = key.value
-            if name not in allowed and (canonical := folded.get(str(name).casefold())):
-                self.warnings.append(Problem(
-                    PolicyCode.UNKNOWN_KEY, f"key {name!r} read as {canonical!r}, as Tetragon "
-                    "reads policy files; Kubernetes' API server would drop it",
-                    self.ctx(key, (*path, name))))
-                name = canonical
-            if name in items:
+            elif key.value in items:
                 self.error(PolicyCode.BAD_VALUE, key, (*path, key.value),
                            f"key {key.value!r} appears twice")
-            elif name not in allowed:
+            elif key.value not in allowed:
                 self.error(PolicyCode.UNKNOWN_KEY, key, (*path, key.value),
                            f"unknown key {key.value!r}{_hint(key.value, allowed)}")
             else:
-                items[name] = (key, value)
+                items[key.value] = (key, value)
         for key in required:
             if key not in items:
                 self.error(PolicyCode.MISSING_KEY, node, path, f"missing required key {key!r}")

@@ -388,20 +388,3 @@ def test_monitor_mode_needs_no_enforcement() -> None:
         "attach", "Sigkill"]
     assert _problems(text.replace("monitor", "monitr")) == [
         "8:12 spec.options[0].value: option policy-mode takes enforce, monitor, not 'monitr'"]
-
-
-def test_keys_in_another_case_are_read_as_tetragon_reads_a_file() -> None:
-    """Go's encoding/json matches keys case-insensitively; Tetragon's schema
-    check then wants required keys spelt exactly."""
-    p = load_policy_text("p.yaml", HEAD + "  kprobes:\n  - call: sys_openat\n"
-                         "    Syscall: true\n    args:\n    - index: 1\n      TYPE: string\n"
-                         "    selectors:\n    - matchargs:\n      - index: 1\n"
-                         "        operator: Prefix\n        values: [/etc/]\n")
-    hook = p.hooks[0]
-    assert hook.args[0].type == "string"  # type: ignore[union-attr]
-    assert hook.selectors[0].match_args[0].values == ("/etc/",)  # type: ignore[union-attr]
-    assert [w.message.split(",")[0] for w in p.warnings] == [
-        "key 'Syscall' read as 'syscall'", "key 'TYPE' read as 'type'",
-        "key 'matchargs' read as 'matchArgs'"]
-    problems = _problems(HEAD + "  kprobes:\n  - Call: sys_openat\n")
-    assert problems[0] == "7:5 spec.kprobes[0].Call: unknown key 'Call' (did you mean 'call'?)"
