@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import bpfguard
 from bpfguard import errors
 
@@ -38,3 +40,12 @@ def test_import_is_lazy_and_typed() -> None:
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['bpfguard', 'bpfguard.errors']"
     assert (Path(bpfguard.__file__).parent / "py.typed").exists()
+
+
+@pytest.mark.parametrize("module", ["bpfguard.policy.compiler", "bpfguard.sensors.sensors",
+                                    "bpfguard.seccomp.hook", "bpfguard.containers.cache"])
+def test_each_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    """pytest imports packages in its own order, which hides import cycles."""
+    r = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

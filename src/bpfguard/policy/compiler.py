@@ -19,6 +19,7 @@ differs from any one, which with two values matches everything); string
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from ..errors import BpfguardError
 from ..rules.model import Context, Problem
 from .loader import PolicyCode, PolicyError
 from .model import (
@@ -375,6 +377,11 @@ def parse_rate(text: str) -> int | None:
 
 # -- the compiler -----------------------------------------------------------------
 
+def _btf_name(hook: KProbe | LsmHook) -> str:
+    """The BTF function a kernel-function or LSM hook attaches to."""
+    return "bpf_lsm_" + hook.hook if isinstance(hook, LsmHook) else hook.call
+
+
 class _Fail(Exception):
     """One problem; collected, not raised out of compile_policy. `beyond`: a
     problem that remains on a kernel that has what this one lacks."""
@@ -570,11 +577,17 @@ class _Compiler:
         # the message leads with the hook's name; _Fail's gets it
         lacking = req.message.removeprefix(f"{hook.name} ")
         best = attach_requirement(hook, None).backend
+        sets = dataclasses.replace(self.sets, **{k: list(v) for k, v in vars(self.sets).items()})
         try:
-            if best is not None:
+            # only where this kernel's BTF can tell (not an LSM hook without BPF LSM)
+            if best is not None and self.function_of(_btf_name(hook)) is not None:
                 self._function_hook(hook, best)
         except _Fail as exc:
             raise _Fail(lacking, beyond=str(exc)) from None
+        except (BpfguardError, OSError):
+            pass  # no BTF to read: the kernel's gap is all there is to say
+        finally:
+            self.sets = sets  # what the refused hook would have added does not count
         raise _Fail(lacking)
 
     def _function_hook(self, hook: KProbe | LsmHook, backend: str) -> CompiledHook:
@@ -583,8 +596,7 @@ class _Compiler:
         if name.startswith("list:"):
             raise _Fail("lists of kernel functions are not served by bpfguard yet; "
                         "list the functions as separate kprobes")
-        btf_name = "bpf_lsm_" + name if lsm else name
-        proto = self.function_of(btf_name)
+        proto = self.function_of(_btf_name(hook))
         if proto is None:
             what = f"LSM hook {name!r}" if lsm else f"kernel function {name!r}"
             raise _Fail(f"this kernel's BTF has no {what} (misspelt, inlined, or not "

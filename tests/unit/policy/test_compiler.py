@@ -1443,3 +1443,17 @@ def test_a_kernel_gap_does_not_hide_what_bpfguard_would_still_refuse() -> None:
     assert errs[2:] == [f"13:5 fd_install: {KPROBES_MSG}"]  # nothing more to say of this one
     assert _errors(body, features=GUEST)[0].startswith("8:5 fd_install: argument 1 of type "
                                                         "'skb'")
+
+
+def test_the_kernel_gap_alone_where_this_kernels_btf_cannot_tell_more() -> None:
+    from bpfguard.errors import KernelError
+
+    body = "lsmhooks:\n- hook: file_open\n  args:\n  - index: 0\n    type: file\n"
+    # no bpf_lsm_file_open in BTF (a kernel without BPF LSM): nothing to add
+    assert len(_errors(body, features=HOST, function_of=lambda _n: None)) == 1
+
+    def no_btf(_name: str) -> None:
+        raise KernelError("btf_load", 2)
+
+    kprobe = "kprobes:\n- call: fd_install\n  syscall: false\n"
+    assert len(_errors(kprobe, features=HOST, function_of=no_btf)) == 1
