@@ -350,7 +350,7 @@ def test_find_container_asks_every_runtime() -> None:
 
     down = FakeEngine({}, fail=True)
     assert find_container("web", [FakeEngine({"web": WEB}), down]) is WEB
-    with pytest.raises(ConfigError, match=r"'db' not found \(fake: no such container; "
+    with pytest.raises(ConfigError, match=r"'db' not found \(podman: no such container; "
                                           r"podman at /x: connection refused\)"):
         find_container("db", [FakeEngine({}), down])
     other = Container(id="f" * 64, runtime="containerd", name="web")

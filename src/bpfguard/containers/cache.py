@@ -350,14 +350,13 @@ def find_container(ref: str, engines: Iterable[Engine]) -> Container:
     what they answered."""
     asked, found = [], []
     for engine in engines:
-        runtime = type(engine).__name__.removesuffix("Engine").lower()
         try:
             c = engine.inspect(ref)
         except EngineError as exc:
             asked.append(str(exc))
             continue
         if c is None:
-            asked.append(f"{runtime}: no such container")
+            asked.append(f"{engine.name}: no such container")
         else:
             found.append(c)
     # Docker's containers are containerd's too (namespace moby, the same id):
