@@ -97,18 +97,7 @@ class Scope:
         tgids = self._maps["scope_tgids"]
         tgids.update(ctypes.c_uint32(pid), ctypes.c_uint8(state))
         if children and not armed:
-            # Again until nothing new turns up: a descendant not yet in scope
-            # may fork while /proc is read, and only the next pass sees that
-            # child. (Once the fork program runs, children of pids in scope join
-            # by themselves; the bound stops a tree that forks without pause.)
-            added: set[int] = set()
-            for _ in range(_DESCENDANT_PASSES):
-                fresh = set(_descendants(pid)) - added
-                if not fresh:
-                    break
-                for child in fresh:
-                    tgids.update(ctypes.c_uint32(child), ctypes.c_uint8(state))
-                added |= fresh
+            self._join_found(lambda: _descendants(pid), state)
         if follow:
             self._flags |= self._abi.scope_flags["FOLLOW"]
         self._set_flag("TGIDS")
@@ -142,15 +131,22 @@ class Scope:
     def join_mntns(self, inode: int) -> None:
         """Puts the processes of mount namespace `inode` in the pid scope now
         (call it once forks are followed: see :meth:`SensorSet.start`)."""
+        self._join_found(lambda: _in_mntns(inode), self._abi.scope_state["ACTIVE"])
+
+    def _join_found(self, find: Callable[[], list[int]], state: int) -> None:
+        """Puts the pids `find` reads from /proc in the pid scope, again until
+        nothing new turns up: a process not yet in scope may fork while /proc
+        is read, and only the next pass sees that child. (Once the fork
+        program runs, children of pids in scope join by themselves; the bound
+        stops a tree that forks without pause.)"""
         tgids = self._maps["scope_tgids"]
-        state = ctypes.c_uint8(self._abi.scope_state["ACTIVE"])
         added: set[int] = set()
-        for _ in range(_DESCENDANT_PASSES):  # as add_pid: one forked while /proc is read
-            fresh = set(_in_mntns(inode)) - added
+        for _ in range(_DESCENDANT_PASSES):
+            fresh = set(find()) - added
             if not fresh:
                 break
             for pid in fresh:
-                tgids.update(ctypes.c_uint32(pid), state)
+                tgids.update(ctypes.c_uint32(pid), ctypes.c_uint8(state))
             added |= fresh
 
     def apply(self) -> None:
