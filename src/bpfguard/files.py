@@ -3,47 +3,74 @@ and output files written whole or not at all."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["check_writable", "write_atomically", "yaml_files"]
+__all__ = ["check_writable", "write_atomically", "write_in_dir", "yaml_files"]
+
+
+def write_in_dir(dir_fd: int, name: str, text: str | None, where: str) -> None:
+    """Writes `text` to file `name` of the directory open as `dir_fd`, through
+    a temporary file there and a rename: a reader sees the old file or the
+    whole new one, never a part. Mode 0644. What is there must be a regular
+    file (a device such as /dev/null would be replaced; a symbolic link
+    would be). With `text` None, only checks that it could, now rather than
+    after a long run. `where` begins the errors (the option and path)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+    except FileNotFoundError:
+        pass
+    tmp = f".{name}.{secrets.token_hex(6)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644, dir_fd=dir_fd)
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            if text is not None:
+                os.fchmod(f.fileno(), 0o644)  # whatever the umask
+                f.write(text)
+        if text is not None:
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+
+
+def _in_dir_of(path: Path, text: str | None, what: str) -> None:
+    where = f"{what} {path}"
+    try:
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: directory {path.parent} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    try:
+        write_in_dir(fd, path.name, text, where)
+    finally:
+        os.close(fd)
 
 
 def check_writable(path: Path, what: str = "-o") -> None:
     """Fails now, not after a long run, when `path` cannot be written."""
-    if not path.parent.is_dir():
-        raise ConfigError(f"{what} {path}: directory {path.parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
-    os.close(fd)
-    os.unlink(tmp)
+    _in_dir_of(path, None, what)
 
 
 def write_atomically(path: Path, text: str, what: str = "-o") -> None:
-    """Writes `text` to `path` through a temporary file in the same directory
-    and a rename: a reader sees the old file or the whole new one, never a
-    part. Mode 0644. `what` names the option or key in errors."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        os.unlink(tmp)
-        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Writes `text` to `path` whole or not at all (see :func:`write_in_dir`).
+    `what` names the option or key in errors."""
+    _in_dir_of(path, text, what)
 
 
 def yaml_files(paths: Sequence[str], what: str = "", kind: str = "") -> list[Path]:

@@ -169,7 +169,8 @@ def test_install_writes_the_allowed_directories_into_the_entry(tmp_path: Path) -
 
 def test_the_profile_goes_where_prestart_checked_even_if_the_path_changes(
         tmp_path: Path) -> None:
-    from bpfguard.seccomp.hook import _open_output, _write_in
+    from bpfguard.files import write_in_dir
+    from bpfguard.seccomp.hook import _open_output
 
     allowed, elsewhere = tmp_path / "profiles", tmp_path / "etc"
     (allowed / "d").mkdir(parents=True)
@@ -179,7 +180,7 @@ def test_the_profile_goes_where_prestart_checked_even_if_the_path_changes(
         # between the container's start and its end, the directory is swapped
         (allowed / "d").rename(allowed / "d.old")
         (allowed / "d").symlink_to(elsewhere)
-        _write_in(out, "{}\n")
+        write_in_dir(out.dir_fd, out.name, "{}\n", "of:")
     finally:
         os.close(out.dir_fd)
     assert (allowed / "d.old" / "p.json").read_text() == "{}\n"

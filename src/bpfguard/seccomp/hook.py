@@ -37,7 +37,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import select
 import stat
 import sys
@@ -49,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BpfguardError, ConfigError
-from ..files import write_atomically
+from ..files import write_atomically, write_in_dir
 from .generate import RecordingInfo, profile_from_recording
 from .profile import Profile, loads_profile
 from .recorder import SeccompRecorder
@@ -301,41 +300,11 @@ def _open_output(path: Path, allowed: Sequence[Path]) -> _Output:
     try:
         _inside(fd, where, allowed)
         out = _Output(fd, path.name, path)
-        _write_in(out, None)  # fails now, not when the container exits
+        write_in_dir(fd, out.name, None, where)  # fails now, not when the container exits
         return out
     except BaseException:
         os.close(fd)
         raise
-
-
-def _write_in(out: _Output, text: str | None) -> None:
-    """Replaces the profile through its directory's descriptor, never a device
-    or a symbolic link. With `text` None, only checks that it could."""
-    where = f"of:{out.path}"
-    try:
-        st = os.stat(out.name, dir_fd=out.dir_fd, follow_symlinks=False)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{where}: not a regular file")
-    except FileNotFoundError:
-        pass
-    tmp = f".{out.name}.{secrets.token_hex(6)}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644, dir_fd=out.dir_fd)
-    except OSError as exc:
-        raise ConfigError(f"{where}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            if text is not None:
-                f.write(text)
-        if text is not None:
-            os.replace(tmp, out.name, src_dir_fd=out.dir_fd, dst_dir_fd=out.dir_fd)
-            return
-    except OSError as exc:
-        raise ConfigError(f"{where}: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=out.dir_fd)
 
 
 def start_recording(state: OciState, *, allowed: Sequence[Path] = (),
@@ -442,7 +411,8 @@ def _record_container(state: OciState, request: TraceRequest, out: _Output,
         info = RecordingInfo(source, result.started, result.ended,
                              str(request.base) if request.base else None)
         profile = profile_from_recording(result.recording, info, base=base)
-        _write_in(out, profile.dumps(base.format if base else "oci"))
+        write_in_dir(out.dir_fd, out.name, profile.dumps(base.format if base else "oci"),
+                     f"of:{out.path}")
         print(f"recorded {len(names)} syscalls of container {state.id[:12]} -> "
               f"{request.output}", flush=True)
         return 0
