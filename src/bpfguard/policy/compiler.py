@@ -383,12 +383,17 @@ def _btf_name(hook: KProbe | LsmHook) -> str:
 
 
 class _Fail(Exception):
-    """One problem; collected, not raised out of compile_policy. `beyond`: a
+    """One problem; collected, not raised out of compile_policy.
+
+    `unavailable`: what is missing is this machine's (a kernel feature,
+    function, tracepoint, syscall or binary), not bpfguard's; `beyond`: a
     problem that remains on a kernel that has what this one lacks."""
 
-    def __init__(self, message: str, beyond: str | None = None) -> None:
+    def __init__(self, message: str, beyond: str | None = None, *,
+                 unavailable: bool = False) -> None:
         super().__init__(message)
         self.beyond = beyond
+        self.unavailable = unavailable
 
 
 def _int(text: str) -> int:
@@ -433,10 +438,10 @@ def _syscall_ids(name: str, nr_max: int) -> list[tuple[int, bool]]:
 
     native, compat_arch = native_arches()
     if compat and compat_arch is None:
-        raise _Fail(f"{name}: this machine has no 32-bit syscall ABI")
+        raise _Fail(f"{name}: this machine has no 32-bit syscall ABI", unavailable=True)
     nr = syscall_number(n, compat=compat)
     if nr is None or nr >= nr_max:
-        raise _Fail(f"unknown syscall {name!r} on {native.name}")
+        raise _Fail(f"unknown syscall {name!r} on {native.name}", unavailable=True)
     return [(nr, compat)]
 
 
@@ -459,8 +464,8 @@ class _Compiler:
         self.problems: list[Problem] = []
         self.lists = {lst.name: lst for lst in policy.lists}
 
-    def fail(self, ctx: Context, msg: str) -> None:
-        self.problems.append(Problem(PolicyCode.UNSUPPORTED, msg, ctx))
+    def fail(self, ctx: Context, msg: str, code: PolicyCode = PolicyCode.UNSUPPORTED) -> None:
+        self.problems.append(Problem(code, msg, ctx))
 
     def new_set(self) -> int:
         s = self.next_set()
@@ -475,7 +480,8 @@ class _Compiler:
             try:
                 hooks.extend(self.hook(hook))
             except _Fail as exc:
-                self.fail(hook.context, f"{hook.name}: {exc}")
+                self.fail(hook.context, f"{hook.name}: {exc}",
+                          PolicyCode.UNAVAILABLE if exc.unavailable else PolicyCode.UNSUPPORTED)
                 if exc.beyond:
                     self.fail(hook.context, f"{hook.name}: on a kernel that has it, still "
                                             f"refused: {exc.beyond}")
@@ -508,12 +514,12 @@ class _Compiler:
         offset) or, without symbols, per file offset."""
         req = attach_requirement(hook, self.features)
         if req.backend is None:
-            raise _Fail(req.message.removeprefix(f"{hook.name} "))
+            raise _Fail(req.message.removeprefix(f"{hook.name} "), unavailable=True)
         binary = Path(hook.path)
         if not binary.is_absolute():
             raise _Fail(f"path {hook.path!r}: give the binary's absolute path")
         if not binary.is_file():
-            raise _Fail(f"path {hook.path}: no such file")
+            raise _Fail(f"path {hook.path}: no such file", unavailable=True)
         with binary.open("rb") as f:
             head = f.read(20)
         if len(head) < 20 or head[:4] != b"\x7fELF":
@@ -583,12 +589,12 @@ class _Compiler:
             if best is not None and self.function_of(_btf_name(hook)) is not None:
                 self._function_hook(hook, best)
         except _Fail as exc:
-            raise _Fail(lacking, beyond=str(exc)) from None
+            raise _Fail(lacking, beyond=str(exc), unavailable=True) from None
         except (BpfguardError, OSError):
             pass  # no BTF to read: the kernel's gap is all there is to say
         finally:
             self.sets = sets  # what the refused hook would have added does not count
-        raise _Fail(lacking)
+        raise _Fail(lacking, unavailable=True)
 
     def _function_hook(self, hook: KProbe | LsmHook, backend: str) -> CompiledHook:
         lsm = isinstance(hook, LsmHook)
@@ -600,7 +606,7 @@ class _Compiler:
         if proto is None:
             what = f"LSM hook {name!r}" if lsm else f"kernel function {name!r}"
             raise _Fail(f"this kernel's BTF has no {what} (misspelt, inlined, or not "
-                        "in this kernel version)")
+                        "in this kernel version)", unavailable=True)
         params, ret_c = proto
         ret = isinstance(hook, KProbe) and hook.return_
         if "fmod_ret" in backend and ret_c == "void":
@@ -719,7 +725,7 @@ class _Compiler:
             fields = self.fields_of(hook.subsystem, hook.event)
             if fields is None:
                 raise _Fail(f"no tracepoint {hook.subsystem}:{hook.event} on this kernel "
-                            "(see /sys/kernel/tracing/events)")
+                            "(see /sys/kernel/tracing/events)", unavailable=True)
             args = [self.tp_arg(hook, fields, a.index, a.type, a.label, pos)
                     for pos, a in enumerate(hook.args) if a.type != "nop"]
             kind = "TRACEPOINT"

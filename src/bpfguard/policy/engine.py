@@ -220,7 +220,7 @@ class PolicyEngine(Sensor):
             if policy.name in self.policies:
                 raise ConfigError(f"a policy named {policy.name!r} is loaded already; delete "
                                   "it first (bpfguard policy delete NAME)")
-            self._refuse_missing_features(policy)
+            lacking = self._missing_features(policy)
             allocated: list[int] = []
 
             def next_set() -> int:
@@ -228,8 +228,15 @@ class PolicyEngine(Sensor):
                 return allocated[-1]
 
             try:
-                compiled = compile_policy(policy, nr_max=self._nr_max, seed=self.seed,
-                                          next_set=next_set, features=self.features)
+                try:
+                    compiled = compile_policy(policy, nr_max=self._nr_max, seed=self.seed,
+                                              next_set=next_set, features=self.features)
+                except PolicyError as exc:  # every problem at once, in file order
+                    raise PolicyError(exc.name, sorted(
+                        (*lacking, *exc.problems),
+                        key=lambda p: (p.context.line, p.context.column))) from None
+                if lacking:
+                    raise PolicyError(policy.context.file, lacking)
                 return self._add(policy, compiled, source, cgroup)
             except BaseException:
                 if policy.name not in self.policies:  # (ids _unload gave back stay free)
@@ -307,13 +314,14 @@ class PolicyEngine(Sensor):
                             " so one return hook per syscall")
                     returns[idx] = policy.name
 
-    def _refuse_missing_features(self, policy: Policy) -> None:
+    def _missing_features(self, policy: Policy) -> list[Problem]:
+        """What the policy's actions need from this kernel and it lacks
+        (a hook's own program type is the compiler's to report)."""
         if self.features is None:
-            return
-        missing = [r for r in requirements(policy, self.features) if not r.available]
-        if missing:
-            raise PolicyError(policy.context.file, [
-                Problem(PolicyCode.NOT_APPLICABLE, r.message, r.context) for r in missing])
+            return []
+        return [Problem(PolicyCode.UNAVAILABLE, r.message, r.context)
+                for r in requirements(policy, self.features)
+                if not r.available and r.purpose != "attach"]
 
     def delete(self, name: str) -> None:
         """Detach and remove the policy called `name` (KeyError if none)."""

@@ -139,7 +139,8 @@ class PolicyCode(StrEnum):
     BAD_VALUE = "POLICY_BAD_VALUE"
     BAD_REFERENCE = "POLICY_BAD_REFERENCE"
     LIMIT = "POLICY_LIMIT"
-    UNSUPPORTED = "POLICY_UNSUPPORTED"
+    UNSUPPORTED = "POLICY_UNSUPPORTED"  # valid, but bpfguard does not serve it (yet)
+    UNAVAILABLE = "POLICY_UNAVAILABLE"  # valid, but this machine lacks what it needs
     NOT_APPLICABLE = "POLICY_NOT_APPLICABLE"
 
 
