@@ -255,7 +255,7 @@ SEC("kprobe")
 int bg_pol_kprobe(struct pt_regs *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct bg_pol_src src = {};
+	struct bg_pol_src src = { .regs = (__u64)ctx };
 
 	bg_pol_regs_args(ctx, &src);
 	src.compat = bg_is_compat(task);
@@ -300,10 +300,16 @@ int BPF_PROG(bg_pol_ima_file_b, struct file *file)
 SEC("uprobe")
 int bg_pol_uprobe(struct pt_regs *ctx)
 {
-	struct bg_pol_src src = { .nr = (__u32)bpf_get_attach_cookie(ctx) };
+	struct bg_pol_src src = { .nr = (__u32)bpf_get_attach_cookie(ctx), .regs = (__u64)ctx };
 
 	bg_pol_regs_args(ctx, &src);
 	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
 	return 0;
+}
+/* The return half of a uprobe with return: true. */
+SEC("uretprobe")
+int bg_pol_uretprobe(struct pt_regs *ctx)
+{
+	return bg_pol_func_exit(PT_REGS_RC(ctx));
 }
 #endif /* BG_NO_POLICY */

@@ -307,6 +307,7 @@ struct bg_argval_key {
  * BG_SYSCALL_SELECTORS + i, after every hook's */
 #define BG_SYSCALL_SELECTORS (BG_POL_HOOKS * BG_POL_SELECTORS)
 #define BG_POL_ARGS 5             /* arguments read per hook (Tetragon: 5) */
+#define BG_POL_RESOLVE 16         /* steps of an argument's resolve path (Tetragon: 10) */
 #define BG_POL_SELECTORS 8        /* selectors per hook (Tetragon: 5) */
 #define BG_POL_FILTERS 8          /* matchArgs + matchReturnArgs per selector (Tetragon: 5) */
 #define BG_POL_VALUES 8           /* inline integer values per filter (Tetragon: 4);
@@ -360,13 +361,26 @@ struct bg_pol_cred {
 	__u64 cap_inheritable, cap_permitted, cap_effective;
 };
 
+/* How an argument's resolve path (Tetragon's `resolve: "mm.owner.comm"`,
+ * `btfType`) ends; user space walks the path in BTF and writes the steps. */
+enum bg_pol_arg_flags {
+	BG_PA_LOAD = 1, /* BG_PT_INT: the value is the `size` bytes at the resolved address */
+	BG_PA_USER = 2, /* the path runs through user memory (uprobes) */
+	BG_PA_TASK = 4, /* data (source: current_task): the value is the current task */
+	BG_PA_REG = 8,  /* data (source: pt_regs): the register at byte src of pt_regs */
+};
+
 struct bg_pol_arg {
 	__u8 type;      /* enum bg_pol_type */
 	__u8 size;      /* BG_PT_INT: 1, 2, 4 or 8 bytes */
 	__u8 is_signed;
 	__u8 size_arg;  /* BG_PT_CHAR_BUF: 1-based hook argument holding the length */
 	__u16 src;      /* syscall or raw tracepoint: argument index; tracepoint: field offset */
+	__u8 nsteps;    /* resolve: steps in off[]; 0: the argument as it is */
+	__u8 flags;     /* enum bg_pol_arg_flags */
+	__u16 deref;    /* resolve: bit i set: step i then loads the pointer at its address */
 	__u16 pad;
+	__u32 off[BG_POL_RESOLVE]; /* resolve: the byte offset step i adds to the address */
 };
 
 enum bg_pol_op {
@@ -410,6 +424,17 @@ enum bg_pol_op {
 				 * the address families in vals (Falco's fd.type ipv4, ipv6,
 				 * unix of a dup's result or a connect's fd, at return); a
 				 * negative fd (a failed call's result: none at hand) holds */
+	BG_OP_IN_RANGE = 34,      /* InRange: vals[2i] <= value <= vals[2i+1], unsigned */
+	BG_OP_NOT_IN_RANGE = 35,
+	BG_OP_IN_SRANGE = 36,     /* ... signed */
+	BG_OP_NOT_IN_SRANGE = 37,
+	BG_OP_FILE_TYPE = 38,     /* the file's S_IFMT bits are one of vals (FileType) */
+	BG_OP_NOT_FILE_TYPE = 39,
+	BG_OP_SPORT_IN_SET = 40,  /* ports, ranges among them: integer set `set` */
+	BG_OP_NOT_SPORT_IN_SET = 41,
+	BG_OP_DPORT_IN_SET = 42,
+	BG_OP_NOT_DPORT_IN_SET = 43,
+	BG_OP_CAPS_GAINED = 44,   /* (value & ~argument vals[0]'s value) & vals[1] != 0 */
 };
 
 /* When a filter is decided. */
@@ -531,6 +556,7 @@ struct bg_pol_hook {
 	__u32 scope;   /* the policy's pod/container scope in pol_scope; 0: unscoped */
 	__u32 pad2;
 	struct bg_pol_arg args[BG_POL_ARGS];
+	struct bg_pol_arg retarg; /* returnArg: how to read the return value (type 0: int) */
 };
 
 /* pol_scope: the cgroups a scoped policy (podSelector, containerSelector,
@@ -625,7 +651,7 @@ struct bg_pol_value {
 	__u64 value;         /* integers; the raw pointer for the others */
 	struct bg_blob data; /* strings include their NUL */
 	__u16 flags;         /* enum bg_pol_value_flags */
-	__u16 pad;
+	__u16 mode;          /* files and paths: the inode's S_IFMT bits (FileType) */
 	struct bg_sock sock; /* sockaddr: family, both addresses and ports */
 };
 
@@ -645,6 +671,7 @@ struct bg_policy_event {
 	__u16 ima_len;
 	__s32 ima_err;   /* imaHash: bpf_ima_file_hash's error (-EOPNOTSUPP: IMA is off) */
 	struct bg_pol_value args[BG_POL_ARGS];
+	struct bg_pol_value retv; /* the return value read as returnArg's type (not int) */
 	__u8 data[];
 };
 

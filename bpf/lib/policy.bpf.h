@@ -133,6 +133,8 @@ struct bg_pol_src {
 	__u32 compat;
 	__u32 can_override; /* fmod_ret and lsm programs: the return value is ours */
 	__u32 pad;
+	__u64 regs;       /* struct pt_regs for pt_regs data: a kprobe's or uprobe's, a
+			   * syscall's user registers; 0: none (trampolines) */
 };
 
 static __always_inline void bg_pol_count(__u32 hook, __u32 stat)
@@ -162,6 +164,8 @@ static __always_inline __u32 bg_pol_put_path(struct bg_pol_area *a, __u32 pos,
 		v->flags |= BG_PV_UNREADABLE;
 		return pos;
 	}
+	v->mode = (file ? BPF_CORE_READ(file, f_inode, i_mode)
+			: BPF_CORE_READ(path, dentry, d_inode, i_mode)) & BG_S_IFMT;
 	n = bg_path_forward((struct bg_area *)a->ev.data, &req, &a->work);
 	if (n <= 0) {
 		v->flags |= BG_PV_UNREADABLE;
@@ -278,8 +282,49 @@ static __always_inline __u32 bg_pol_put_cred(struct bg_pol_area *a, __u32 pos, s
 	return pos + sizeof(*out);
 }
 
-/* Reads argument k of hook h into a->ev.args[k] and the payload at pos;
- * returns the new payload offset. */
+/* Follows an argument's resolve path from `addr`: each step adds its offset
+ * and, where its deref bit is set, loads the pointer found there; with
+ * BG_PA_LOAD the result is the `size`-byte integer at the final address.
+ * False when a load faults (a NULL or stale pointer on the way). */
+static __noinline bool bg_pol_resolve(struct bg_pol_arg *arg, __u64 *addr)
+{
+	__u64 at = *addr, v = 0;
+	bool user;
+	long err;
+	int i;
+
+	if (!arg)
+		return false;
+	user = arg->flags & BG_PA_USER;
+	for (i = 0; i < BG_POL_RESOLVE; i++) {
+		if (i >= arg->nsteps)
+			break;
+		at += arg->off[i];
+		if (!(arg->deref & (1 << i)))
+			continue;
+		err = user ? bpf_probe_read_user(&at, sizeof(at), (void *)at)
+			   : bpf_probe_read_kernel(&at, sizeof(at), (void *)at);
+		if (err)
+			return false;
+	}
+	if (arg->flags & BG_PA_LOAD) {
+		__u32 size = arg->size == 1 || arg->size == 2 || arg->size == 4 ? arg->size : 8;
+
+		bg_clamp(size, 8);
+		err = user ? bpf_probe_read_user(&v, size, (void *)at)
+			   : bpf_probe_read_kernel(&v, size, (void *)at);
+		if (err)
+			return false;
+		at = v;
+	}
+	*addr = at;
+	return true;
+}
+
+/* Reads argument k of hook h into a->ev.args[k] and the payload at pos, or
+ * with k == BG_POL_ARGS the return value (a->ev.ret, as returnArg's type)
+ * into a->ev.retv; returns the new payload offset. For the return value src
+ * is all zero: there is no other argument to take a length from. */
 __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 				 struct bg_pol_src *src, __u32 k, __u32 pos)
 {
@@ -289,11 +334,32 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 	struct bg_payload p;
 	__u64 raw, len;
 
-	if (!a || !h || !src || k >= BG_POL_ARGS)
+	if (!a || !h || !src || k > BG_POL_ARGS)
 		return pos;
-	arg = &h->args[k];
-	v = &a->ev.args[k];
-	raw = bg_pol_raw(h, arg, src, arg->size);
+	if (k < BG_POL_ARGS) {
+		bg_clamp(k, BG_POL_ARGS - 1); /* (the compiler drops the test's bound) */
+		arg = &h->args[k];
+		v = &a->ev.args[k];
+		if (arg->flags & BG_PA_TASK) {
+			raw = bpf_get_current_task(); /* a number to walk from, not a pointer */
+		} else if (arg->flags & BG_PA_REG) {
+			if (!src->regs || bpf_probe_read_kernel(&raw, sizeof(raw),
+								(void *)(src->regs + arg->src))) {
+				v->flags |= BG_PV_UNREADABLE;
+				return pos;
+			}
+		} else {
+			raw = bg_pol_raw(h, arg, src, arg->size);
+		}
+	} else {
+		arg = &h->retarg;
+		v = &a->ev.retv;
+		raw = a->ev.ret;
+	}
+	if ((arg->nsteps || arg->flags & BG_PA_LOAD) && !bg_pol_resolve(arg, &raw)) {
+		v->flags |= BG_PV_UNREADABLE;
+		return pos;
+	}
 	v->value = raw;
 	p.data = a->ev.data;
 	p.pos = pos;
@@ -335,7 +401,10 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 			return pos;
 		}
 		bg_clamp(len, BG_STR_MAX);
-		if (bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, (void *)raw)) {
+		/* a kernel function's buffer may be a user's (__user) or its own */
+		if (bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, (void *)raw) &&
+		    (h->kind != BG_HOOK_FUNC ||
+		     bpf_probe_read_kernel(a->ev.data + (pos & BG_DATA_MASK), len, (void *)raw))) {
 			v->flags |= BG_PV_UNREADABLE;
 			return pos;
 		}
@@ -652,6 +721,7 @@ static __noinline int bg_pol_enter(struct pt_regs *regs, long id, __u32 idx,
 			st->active = 0;
 	}
 	src.nr = idx;
+	src.regs = (__u64)regs; /* the task's user registers: pt_regs data */
 	bg_read_args(regs, src.compat, src.a);
 	for (int i = 0; i < BG_POL_SYSCALL_HOOKS; i++) {
 		if (i >= route->n)
@@ -717,6 +787,14 @@ static __always_inline int bg_pol_finish(struct bg_pol_stash *st, long ret)
 	a->ev.ret = ret;
 	a->ev.has_ret = 1;
 	bg_pol_copy_returned(st, h, ret);
+	if (h->retarg.type && h->retarg.type != BG_PT_INT) {
+		struct bg_pol_src none = {};
+		__u64 size = BG_POL_FIXED + bg_pol_read_arg(a, h, &none, BG_POL_ARGS,
+							    st->size - BG_POL_FIXED);
+
+		bg_clamp(size, BG_POL_FIXED + BG_DATA_LIMIT);
+		st->size = size;
+	}
 	for (int i = 0; i < BG_POL_SELECTORS; i++) {
 		struct bg_pol_selector *s;
 

@@ -176,6 +176,19 @@ static __always_inline bool bg_pol_in_vals(struct bg_pol_filter *f, __u64 x)
 	return false;
 }
 
+/* InRange: x in one of the inline [low, high] pairs. */
+static __always_inline bool bg_pol_in_ranges(struct bg_pol_filter *f, __u64 x, bool is_signed)
+{
+	for (int j = 0; j + 1 < BG_POL_VALUES; j += 2) {
+		if (j >= f->nvals)
+			break;
+		if (is_signed ? (__s64)f->vals[j] <= (__s64)x && (__s64)x <= (__s64)f->vals[j + 1]
+			      : f->vals[j] <= x && x <= f->vals[j + 1])
+			return true;
+	}
+	return false;
+}
+
 static __always_inline bool bg_pol_addr_in(__u32 set, struct bg_sock *s, bool remote)
 {
 	struct bg_pol_addr_key k = { .prefixlen = 32 + 128, .set = set };
@@ -223,6 +236,7 @@ __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 	op = f->op;
 	if (k == BG_POL_RET) {
 		x = a->ev.ret;
+		v = &a->ev.retv; /* a string or socket returnArg */
 	} else {
 		if (k >= BG_POL_ARGS)
 			return 0;
@@ -230,6 +244,20 @@ __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 		x = v->value;
 	}
 	switch (op) {
+	case BG_OP_IN_RANGE:
+	case BG_OP_NOT_IN_RANGE:
+	case BG_OP_IN_SRANGE:
+	case BG_OP_NOT_IN_SRANGE:
+		return bg_pol_in_ranges(f, x, op >= BG_OP_IN_SRANGE) ==
+		       (op == BG_OP_IN_RANGE || op == BG_OP_IN_SRANGE);
+	case BG_OP_CAPS_GAINED: {
+		__u32 other = f->vals[0];
+
+		if (other >= BG_POL_ARGS)
+			return 0;
+		bg_clamp(other, BG_POL_ARGS - 1);
+		return !!(x & ~a->ev.args[other].value & f->vals[1]);
+	}
 	case BG_OP_EQ:
 		return bg_pol_in_vals(f, x);
 	case BG_OP_NEQ:
@@ -266,6 +294,12 @@ __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 	if (!v)
 		return 0;
 	switch (op) {
+	case BG_OP_FILE_TYPE:
+	case BG_OP_NOT_FILE_TYPE:
+		/* an unreadable file has no type: only NotFileType holds */
+		if (!v->mode)
+			return op == BG_OP_NOT_FILE_TYPE;
+		return bg_pol_in_vals(f, v->mode) == (op == BG_OP_FILE_TYPE);
 	case BG_OP_STR_EQ:
 	case BG_OP_STR_NEQ:
 	case BG_OP_PREFIX:
@@ -304,6 +338,14 @@ __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 		return !bg_pol_in_vals(f, s->lport);
 	case BG_OP_DPORT:
 		return bg_pol_in_vals(f, s->rport);
+	case BG_OP_SPORT_IN_SET:
+	case BG_OP_NOT_SPORT_IN_SET:
+	case BG_OP_DPORT_IN_SET:
+	case BG_OP_NOT_DPORT_IN_SET:
+		ik.set = f->set;
+		ik.value = op >= BG_OP_DPORT_IN_SET ? s->rport : s->lport;
+		return (bpf_map_lookup_elem(&pol_ints, &ik) != NULL) ==
+		       (op == BG_OP_SPORT_IN_SET || op == BG_OP_DPORT_IN_SET);
 	case BG_OP_NOT_DPORT:
 		return !bg_pol_in_vals(f, s->rport);
 	case BG_OP_SPORT_PRIV:

@@ -525,6 +525,198 @@ def test_fixture_rawtp_reports_the_exec_binprm(running: Running) -> None:
                                                           "/usr/bin/true")]
 
 
+def test_resolve_reads_fields_through_a_raw_tracepoints_arguments(
+        running: Running, tmp_path: Path) -> None:
+    # resolve walks the arguments' BTF types: members, pointers followed
+    # (real_parent), an array element, a char * and a char array
+    target = tmp_path / "bg-resolve-target"
+    shutil.copy("/usr/bin/true", target)
+    running.add(f"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: resolve-exec
+        spec:
+          tracepoints:
+          - subsystem: sched
+            event: sched_process_exec
+            raw: true
+            args:
+            - {{index: 0, type: int, resolve: pid}}
+            - {{index: 0, type: int, resolve: real_parent.tgid}}
+            - {{index: 2, type: string, resolve: filename}}
+            - {{index: 2, type: uint8, resolve: "buf[1]"}}
+            - {{index: 2, type: string, resolve: file.f_path.dentry.d_name.name}}
+            selectors:
+            - matchArgs:
+              - index: 2
+                operator: Equal
+                values: ["{target}"]
+        """)
+    p = subprocess.Popen([target])
+    p.wait()
+    evs = [e for e in running.events() if e.policy_name == "resolve-exec"]
+    assert [[a.value for a in e.args] for e in evs] == [
+        [p.pid, os.getpid(), str(target), ord("E"), "bg-resolve-target"]]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    ("{index: 0, type: int, resolve: real_parent.no_such_field}", "UNAVAILABLE",
+     "argument 0: resolve 'real_parent.no_such_field': struct task_struct has no member "
+     "'no_such_field' in this kernel"),
+    ("{index: 0, type: uint8, resolve: 'comm[16]'}", "BAD_VALUE",
+     "argument 0: resolve 'comm[16]': [16] is past the end of char[16] (16 elements)"),
+    ("{index: 0, type: string, resolve: mm}", "BAD_VALUE",
+     "argument 0: resolve 'mm' ends at struct mm_struct *; type 'string' reads a char array "
+     "or char *"),
+    ("{index: 0, type: int, resolve: pid.x}", "BAD_VALUE",
+     "argument 0: resolve 'pid.x': pid_t has no member 'x'"),
+])
+def test_resolve_paths_that_do_not_fit_the_types_are_refused(
+        running: Running, args: str, code: str, message: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        running.add(f"""
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: resolve-bad
+            spec:
+              tracepoints:
+              - subsystem: sched
+                event: sched_process_exec
+                raw: true
+                args: [{args}]
+            """)
+    assert [(p.code.name, p.message) for p in info.value.problems] == [
+        (code, f"sched:sched_process_exec: {message}")]
+
+
+def test_get_url_and_dns_lookup_are_done_by_the_agent(running: Running) -> None:
+    import http.server
+
+    got: list[str] = []
+
+    class Canary(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            got.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Canary)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code = "import os, time; time.sleep(0.3); os.getppid()"
+        child = subprocess.Popen([*PY, code])
+        running.add(f"""
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: canary
+            spec:
+              kprobes:
+              - call: sys_getppid
+                syscall: true
+                selectors:
+                - matchPIDs:
+                  - {{operator: In, values: [{child.pid}]}}
+                  matchActions:
+                  - {{action: GetUrl, argUrl: "http://127.0.0.1:{server.server_port}/t?x=1"}}
+                  - {{action: DnsLookup, argFqdn: localhost}}
+            """)
+        child.wait()
+        evs = [e for e in running.events(settle=1.0) if e.policy_name == "canary"]
+        assert [e.action for e in evs] == ["KPROBE_ACTION_GETURL"]
+        deadline = time.monotonic() + 10  # the requests run beside the event path
+
+        def done() -> dict[str, int]:
+            [listed] = [p for p in running.engine.list() if p["name"] == "canary"]
+            return listed["agent_actions"]  # type: ignore[no-any-return]
+
+        while len(done()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert done() == {"DnsLookup ok": 1, "GetUrl ok": 1}
+        assert got == ["/t?x=1"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_pt_regs_data_of_a_syscall_are_its_user_registers(running: Running) -> None:
+    # as Tetragon's kprobe on the syscall wrapper: rdi, rsi, rdx, r10, r8 hold
+    # the arguments; matchData filters one, NotInRange another
+    code = "import ctypes; ctypes.CDLL(None).prctl(0xffff0, 1, 2, 3, 4)"
+    child = subprocess.Popen([*PY, f"import time; time.sleep(0.3); {code}"])
+    running.add(f"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: prctl-regs
+        spec:
+          kprobes:
+          - call: sys_prctl
+            syscall: true
+            data:
+            - {{index: 0, type: uint64, source: pt_regs, resolve: rdi}}
+            - {{index: 1, type: uint64, source: pt_regs, resolve: rsi}}
+            - {{index: 2, type: uint64, source: pt_regs, resolve: rdx}}
+            - {{index: 3, type: uint64, source: pt_regs, resolve: r10}}
+            - {{index: 4, type: uint32, source: pt_regs, resolve: r8d}}
+            selectors:
+            - matchPIDs:
+              - {{operator: In, values: [{child.pid}]}}
+              matchData:
+              - {{index: 0, operator: Equal, values: ["0xffff0"]}}
+              - {{index: 4, operator: NotInRange, values: ["5:9", "100:200"]}}
+        """)
+    child.wait()
+    evs = [e for e in running.events() if e.policy_name == "prctl-regs"]
+    assert [[d.value for d in e.data] for e in evs] == [[0xffff0, 1, 2, 3, 4]]
+
+
+def test_file_type_and_port_ranges(running: Running, tmp_path: Path) -> None:
+    # FileType on an fd argument; a DPort range on a sockaddr
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code = (f"import os, socket, time; time.sleep(0.3)\n"
+            f"fd = os.open({str(fifo)!r}, os.O_RDWR); os.read(fd, 0)\n"
+            f"f = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
+            "try: os.read(f, 0)\n"
+            "except OSError: pass\n"
+            "for port in (9921, 9925):\n"
+            "    s = socket.socket(); s.setblocking(False)\n"
+            "    try: s.connect(('127.0.0.1', port))\n"
+            "    except OSError: pass\n")
+    child = subprocess.Popen([*PY, code])
+    running.add(f"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: types-and-ports
+        spec:
+          kprobes:
+          - call: sys_read
+            syscall: true
+            args: [{{index: 0, type: fd}}]
+            selectors:
+            - matchPIDs: [{{operator: In, values: [{child.pid}]}}]
+              matchArgs: [{{index: 0, operator: FileType, values: [fifo, pipe]}}]
+          - call: sys_connect
+            syscall: true
+            args: [{{index: 1, type: sockaddr}}]
+            selectors:
+            - matchPIDs: [{{operator: In, values: [{child.pid}]}}]
+              matchArgs: [{{index: 1, operator: DPort, values: ["9922:9932"]}}]
+        """)
+    child.wait()
+    evs = [e for e in running.events() if e.policy_name == "types-and-ports"]
+    assert sorted((e.function_name.rsplit("_", 1)[-1], str(e.args[0].value)) for e in evs) == [
+        ("connect", str({"family": "AF_INET", "addr": "127.0.0.1", "port": 9925})),
+        ("read", str(fifo))]
+
+
 def test_fixture_raw_syscalls_reports_every_syscall(running: Running) -> None:
     evs = _fixture_events(running, "raw_syscalls", "import os; os.getppid()")
     assert syscall_number("getppid") in {e.args[0].value for e in evs}
@@ -830,6 +1022,64 @@ def test_fd_install_prefix_etc_posts_the_resolved_path(running: Running,
     assert h.programs == ("bg_pol_fentry",)
 
 
+@pytest.mark.needs("fentry")
+def test_kernel_function_arguments_resolved_cast_and_dereferenced(
+        running: Running, tmp_path: Path) -> None:
+    # resolve through a struct file *; an int declared on a pointer reads the
+    # address (as Tetragon does, with a warning); cap_effective reads the
+    # kernel_cap_t security_capset's third parameter points to
+    target = tmp_path / "bg-resolve-file"
+    target.write_text("x")
+    lp = running.add(f"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: resolve-func
+        spec:
+          kprobes:
+          - call: security_file_open
+            syscall: false
+            args:
+            - {{index: 0, type: file}}
+            - {{index: 0, type: string, resolve: f_path.dentry.d_name.name}}
+            - {{index: 0, type: uint32, resolve: f_flags}}
+            - {{index: 0, type: uint64}}
+            selectors:
+            - matchPIDs:
+              - {{operator: In, values: [{os.getpid()}]}}
+              matchArgs:
+              - {{index: 0, operator: Postfix, values: ["/bg-resolve-file"]}}
+          - call: security_capset
+            syscall: false
+            args:
+            - {{index: 2, type: cap_effective}}
+            selectors:
+            - matchPIDs:
+              - {{operator: In, values: [{os.getpid()}]}}
+        """)
+    assert [w.message for w in lp.compiled.warnings] == [
+        "security_file_open: argument 0 of security_file_open is a pointer (struct file * "
+        "file); type 'uint64' reads the address itself, as Tetragon does (resolve: reads "
+        "what it points to)"]
+    with open(target, "rb"):
+        pass
+    # capset(2) with the capabilities this process has: a change of nothing
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (ctypes.c_uint32 * 6)()
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.capget(header, data) == 0
+    assert libc.capset(header, data) == 0
+    evs = [(e.function_name, [a.value for a in e.args]) for e in running.events()
+           if e.policy_name == "resolve-func"]
+    opened = [a for f, a in evs if f == "security_file_open"]
+    assert len(opened) == 1, evs
+    path, name, flags, address = opened[0]
+    assert (path, name, flags & 3) == (str(target), "bg-resolve-file", os.O_RDONLY), evs
+    assert isinstance(address, int) and address >= 0xffff800000000000  # a kernel address
+    # the effective set, both halves
+    assert [v for f, v in evs if f == "security_capset"] == [[data[0] | data[3] << 32]]
+
+
 @pytest.mark.needs("kprobe")
 def test_fd_install_on_the_kprobe_backend(two_cats: tuple[str, str]) -> None:
     engine = PolicyEngine(features=_Without("fentry", "fexit"))  # type: ignore[arg-type]
@@ -1087,7 +1337,7 @@ def test_prevention_is_honest_on_every_kernel(running: Running, tmp_path: Path) 
 @pytest.fixture
 def uprobe_target(progs: dict[str, str]) -> str:
     """progs/uprobe_target.c: bg_other(n) then bg_guarded(n, word), each
-    printing a line when it runs."""
+    printing a line when it runs, then bg_greeting(n), returning "hello n"."""
     return progs["uprobe_target"]
 
 
@@ -1137,6 +1387,43 @@ def test_uprobe_sigkill_stops_the_user_function_before_it_runs(running: Running,
     [ev] = [e for e in running.events() if e.policy_name == "guard"]
     [kill] = ev.enforcement
     assert kill.done and kill.before_operation and ev.action == "KPROBE_ACTION_SIGKILL"
+
+
+@pytest.mark.needs("uprobe")
+def test_uprobe_return_filters_the_returned_string_and_reads_task_data(
+        running: Running, uprobe_target: str) -> None:
+    # a uretprobe: the returnArg is a string read at the return, filtered by
+    # matchReturnArgs; data entries read the current task, filtered by matchData
+    running.add(f"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: greeting
+        spec:
+          uprobes:
+          - path: {uprobe_target}
+            symbols: [bg_greeting]
+            args:
+            - {{index: 0, type: int}}
+            return: true
+            returnArg: {{index: 0, type: string}}
+            data:
+            - {{index: 0, type: string, source: current_task, resolve: comm}}
+            - {{index: 1, type: int, source: current_task, resolve: tgid}}
+            selectors:
+            - matchData:
+              - {{index: 1, operator: InRange, values: ["1:4194304"]}}
+              matchReturnArgs:
+              - {{index: 0, operator: Postfix, values: [" 7"]}}
+        """)
+    spare = subprocess.run([uprobe_target, "3", "x"], capture_output=True, text=True)
+    hit = subprocess.Popen([uprobe_target, "7", "x"], stdout=subprocess.PIPE, text=True)
+    hit.communicate()
+    assert spare.stdout.endswith("hello 3\n")
+    evs = [e for e in running.events() if e.policy_name == "greeting"]
+    assert [([a.value for a in e.args], e.return_value.value if e.return_value else None,
+             [d.value for d in e.data]) for e in evs] == [
+        ([7], "hello 7", [Path(uprobe_target).name[:15], hit.pid])]
 
 
 @pytest.mark.needs("uprobe")

@@ -204,6 +204,11 @@ def list_policies(as_json: bool, socket_path: str) -> None:
       WOULD-ACT     actions a monitor-mode policy would have taken
       RATE-LIMITED  events not reported because of a rateLimit
 
+    
+    --json also gives agent_actions: the GetUrl and DnsLookup requests the
+    agent made for the policy ("GetUrl ok", "... failed", and "... skipped":
+    one target is requested at most once a second, 64 at most wait).
+
     \b
     Examples:
       sudo bpfguard policy list

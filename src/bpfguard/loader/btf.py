@@ -132,6 +132,77 @@ class Btf:
         return ([(self._name(p.name_off), self.type_name(p.val)) for p in params],
                 self.type_name(int(proto.size_or_type)))
 
+    def function_ids(self, name: str) -> tuple[list[tuple[str, int]], int]:
+        """Like :meth:`function`, with BTF type ids instead of spellings."""
+        func = self._type(self.find(name, _FUNC))
+        proto = self._type(int(func.size_or_type))
+        params = self._tail(proto, L.BtfEnum, self._vlen(proto))
+        return ([(self._name(p.name_off), int(p.val) & 0xFFFFFFFF) for p in params],
+                int(proto.size_or_type))
+
+    def named_type(self, name: str) -> int:
+        """The id of the struct, union or typedef called `name` (``struct
+        sockaddr_in`` or ``sockaddr_in``). KeyError if there is none."""
+        bare = name.removeprefix("struct ").removeprefix("union ").strip()
+        kinds = {"struct": (_STRUCT,), "union": (_UNION,)}.get(name.split()[0],
+                                                               (_STRUCT, _UNION, _TYPEDEF))
+        for kind in kinds:
+            tid = L.btf__find_by_name_kind(self._h, bare.encode(), kind)
+            if tid > 0:
+                return int(tid)
+        raise KeyError(f"no struct, union or typedef {bare!r} in BTF")
+
+    def shape(self, tid: int) -> tuple[str, int, bool, int]:
+        """What a value of type `tid` is, qualifiers and typedefs dropped:
+        (kind, size, signed, inner) with kind one of ``int`` (enums too),
+        ``char`` (char, signed char, unsigned char: text), ``ptr``, ``array``, ``struct`` (unions
+        too), ``void``, ``other``; `inner` is a pointer's or array's element
+        type id."""
+        tid = self._strip(tid)
+        if tid == 0:
+            return ("void", 0, False, 0)
+        t = self._type(tid)
+        kind = self._kind(t)
+        if kind == _INT:
+            enc = int(self._tail(t, ctypes.c_uint32, 1)[0])
+            size = int(t.size_or_type)
+            if size == 1 and (enc >> 24 & 2 or self._name(t.name_off).endswith("char")):
+                return ("char", 1, bool(enc >> 24 & 1), 0)
+            return ("int", size, bool(enc >> 24 & 1), 0)
+        if kind in (_ENUM, _ENUM64):
+            return ("int", int(t.size_or_type), False, 0)
+        if kind == _PTR:
+            return ("ptr", 8, False, int(t.size_or_type))
+        if kind == _ARRAY:
+            arr = self._tail(t, L.BtfArray, 1)[0]
+            elem = self.shape(arr.type)[1]
+            return ("array", elem * int(arr.nelems), False, int(arr.type))
+        if kind in (_STRUCT, _UNION):
+            return ("struct", int(t.size_or_type), False, 0)
+        return ("other", 0, False, 0)
+
+    def member(self, tid: int, name: str) -> tuple[int, int] | None:
+        """(byte offset, type id) of member `name` of struct or union `tid`,
+        looked for inside anonymous members too; None if it has none.
+        ValueError for a bitfield, which has no byte address."""
+        t = self._type(self._strip(tid))
+        kflag = t.info >> 31
+        for m in self._tail(t, L.BtfMember, self._vlen(t)):
+            bit_off = m.offset & 0xFFFFFF if kflag else m.offset
+            mname = self._name(m.name_off)
+            if mname == name:
+                inner = self._type(self._strip(m.type))
+                if (kflag and m.offset >> 24) or bit_off % 8 or (
+                        self._kind(inner) == _INT
+                        and self._int_bits(m.type) != int(inner.size_or_type) * 8):
+                    raise ValueError(f"{name} is a bitfield")
+                return bit_off // 8, int(m.type)
+            if not mname and self._kind(self._type(self._strip(m.type))) in (_STRUCT, _UNION):
+                found = self.member(m.type, name)
+                if found is not None:
+                    return bit_off // 8 + found[0], found[1]
+        return None
+
     def type_name(self, tid: int) -> str:
         """A C spelling of type `tid`, qualifiers dropped: ``struct file *``."""
         if tid == 0:
@@ -142,6 +213,9 @@ class Btf:
             return self.type_name(int(t.size_or_type)) + " *"
         if kind in (_VOLATILE, _CONST, _RESTRICT, _TYPE_TAG):
             return self.type_name(int(t.size_or_type))
+        if kind == _ARRAY:
+            arr = self._tail(t, L.BtfArray, 1)[0]
+            return f"{self.type_name(arr.type)}[{arr.nelems}]"
         tag = {_STRUCT: "struct ", _UNION: "union ", _ENUM: "enum ", _ENUM64: "enum "}.get(kind, "")
         if kind == _FWD:
             tag = "union " if t.info >> 31 else "struct "

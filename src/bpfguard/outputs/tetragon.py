@@ -502,6 +502,7 @@ def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
         _put(body, "return_action", _action(ev.return_action))
         _put(body, "message", ev.message)
         _put(body, "tags", list(ev.tags))
+        _put(body, "data", [arg_json(a, machine=machine) for a in ev.data])
     elif ev.kind == "lsm":
         kind = "process_lsm"
         _put(body, "function_name", ev.function_name)
@@ -521,9 +522,13 @@ def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
             body["offset"] = ev.offset
         _put(body, "policy_name", ev.policy_name)
         _put(body, "message", ev.message)
-        _put(body, "args", args)
+        # ProcessUprobe has no return field: Tetragon merges the return
+        # event's value after the arguments
+        _put(body, "args", args + ([arg_json(ev.return_value, machine=machine)]
+                                   if ev.return_value is not None else []))
         _put(body, "action", _action(ev.action))
         _put(body, "tags", list(ev.tags))
+        _put(body, "data", [arg_json(a, machine=machine) for a in ev.data])
     else:
         kind = "process_tracepoint"
         _put(body, "subsys", ev.subsys)

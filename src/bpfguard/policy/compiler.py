@@ -26,13 +26,14 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ..errors import BpfguardError
 from ..rules.model import Context, Problem
 from .loader import PolicyCode, PolicyError
 from .model import (
     Action,
+    Arg,
     ArgSelector,
     BinarySelector,
     FeatureSet,
@@ -45,6 +46,9 @@ from .model import (
     UProbe,
     attach_requirement,
 )
+
+if TYPE_CHECKING:
+    from ..loader.btf import Btf
 
 __all__ = [
     "LIMITS",
@@ -71,6 +75,7 @@ class _Limits:
     """The engine's sizes (bpf/include/bpfguard.h); the docs quote them."""
 
     args: int = 5
+    resolve: int = 16  # steps of a resolve path
     selectors: int = 8
     filters: int = 8
     values: int = 8
@@ -100,7 +105,10 @@ OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT
              "DPORT": 18, "NOT_DPORT": 19, "SPORT_PRIV": 20, "NOT_SPORT_PRIV": 21,
              "DPORT_PRIV": 22, "NOT_DPORT_PRIV": 23, "PROTOCOL": 24, "FAMILY": 25, "STATE": 26,
              "STR_EQ": 27, "STR_NEQ": 28, "ACCMODE": 29, "FLAGS": 30, "SMALL_IN": 31,
-             "OPEN_PATH": 32, "FD_FAMILY": 33}
+             "OPEN_PATH": 32, "FD_FAMILY": 33, "IN_RANGE": 34, "NOT_IN_RANGE": 35,
+             "IN_SRANGE": 36, "NOT_IN_SRANGE": 37, "FILE_TYPE": 38, "NOT_FILE_TYPE": 39,
+             "SPORT_IN_SET": 40, "NOT_SPORT_IN_SET": 41, "DPORT_IN_SET": 42,
+             "NOT_DPORT_IN_SET": 43, "CAPS_GAINED": 44}
 ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8, "OVERRIDE": 16, "IMA_HASH": 32}
 PID_FLAG: Final = {"NOT_IN": 1, "NS": 2, "FOLLOW": 4}
 BIN_OP: Final = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}
@@ -117,9 +125,14 @@ _INT_TYPES: Final = {
     "int": (4, True), "int8": (1, True), "uint8": (1, False), "int16": (2, True),
     "uint16": (2, False), "int32": (4, True), "uint32": (4, False), "int64": (8, True),
     "uint64": (8, False), "size_t": (8, False), "auto": (8, True), "capability": (4, True),
+    "long": (8, True), "bpf_cmd": (4, True), "sint8": (1, True), "sint16": (2, True),
+    "sint32": (4, True), "sint64": (8, True), "ulong": (8, False),
     "kernel_cap_t": (8, False), "cap_inheritable": (8, False), "cap_permitted": (8, False),
     "cap_effective": (8, False),
 }
+# capability sets: a kernel function passes a kernel_cap_t *, read through it
+_CAP_SETS: Final = frozenset({"kernel_cap_t", "cap_inheritable", "cap_permitted",
+                              "cap_effective"})
 _STRING_TYPES: Final = frozenset({"STRING", "KSTRING", "DATA_LOC", "CHAR_BUF", "FD", "FILE",
                                   "PATH", "BINPRM"})
 _NOTIFY_ENFORCER: Final = (
@@ -137,12 +150,15 @@ _NOT_SUPPORTED: Final = {
                 "argument types, which bpfguard resolves at the hook",
     "UnfollowFD": "see FollowFD",
     "CopyFD": "see FollowFD",
-    "GetUrl": "GetUrl makes network requests from the agent; bpfguard does not",
-    "DnsLookup": "DnsLookup makes network requests from the agent; bpfguard does not",
     "TrackSock": "TrackSock/UntrackSock need kprobes on socket functions",
     "UntrackSock": "see TrackSock",
 }
 
+# FileType values (Tetragon's fileTypeTable) -> S_IFMT bits
+_FILE_TYPES: Final = {"sock": 0o140000, "socket": 0o140000, "lnk": 0o120000, "link": 0o120000,
+                      "reg": 0o100000, "regular": 0o100000, "blk": 0o060000,
+                      "block": 0o060000, "dir": 0o040000, "chr": 0o020000, "char": 0o020000,
+                      "fifo": 0o010000, "pipe": 0o010000}
 _FAMILIES: Final = {"AF_UNIX": 1, "AF_LOCAL": 1, "AF_INET": 2, "AF_INET6": 10,
                     "AF_NETLINK": 16, "AF_PACKET": 17}
 _PROTOCOLS: Final = {"IPPROTO_IP": 0, "IPPROTO_ICMP": 1, "IPPROTO_TCP": 6, "IPPROTO_UDP": 17,
@@ -197,6 +213,14 @@ class CompiledArg:
     declared: str   # the policy's type name, for the event
     label: str
     index: int      # the policy's index
+    # resolve: (offset, then load the pointer there) per step; load: the value
+    # is the integer at the final address; user: the path is in user memory
+    steps: tuple[tuple[int, bool], ...] = ()
+    load: bool = False
+    user: bool = False
+    # data entries: "task" (the value is the current task, src unused) or
+    # "reg" (the register at byte src of the probe's pt_regs); "" an argument
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -236,6 +260,10 @@ class CompiledSelector:
     # and matchReturnActions' (its return_action, at the return)
     call_enforcing: tuple[str, ...] = ()
     ret_enforcing: tuple[str, ...] = ()
+    # GetUrl/DnsLookup (action, URL or name): the agent's, at the call and at
+    # the return (the selector posts so that the agent learns of the match)
+    call_agent: tuple[tuple[str, str], ...] = ()
+    ret_agent: tuple[tuple[str, str], ...] = ()
     # the rules pushdown's task filters (no policy has them): the task's name
     # in this exact-string set, its effective uid in this integer set; 0: none
     comm_set: int = 0
@@ -253,6 +281,8 @@ class CompiledHook:
     selectors: list[CompiledSelector]
     ret: bool = False
     ret_type: str = "int"
+    # returnArg of a type other than an integer: how the engine reads it
+    retarg: CompiledArg | None = None
     syscalls: tuple[int, ...] = ()
     subsys: str = ""
     event: str = ""
@@ -286,6 +316,8 @@ class CompiledPolicy:
     hooks: list[CompiledHook]
     sets: SetEntries
     set_ids: list[int]
+    # what loads but may not read what the author meant (as Tetragon warns)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 # -- tracepoint formats ------------------------------------------------------------
@@ -340,18 +372,6 @@ def tracepoint_fields(subsys: str, event: str,
 FunctionProto = tuple[list[tuple[str, str]], str]  # (parameter name, C type)..., return type
 
 
-def kernel_function(name: str) -> FunctionProto | None:
-    """The prototype of kernel function `name` from the running kernel's
-    BTF; None when BTF has no such function (inlined, or not in this kernel)."""
-    from ..loader.btf import Btf
-
-    with Btf.vmlinux() as btf:
-        try:
-            return btf.function(name)
-        except KeyError:
-            return None
-
-
 # backend feature -> program of the sensor object (a kprobe backend brings its kretprobe)
 _PROGRAMS: Final = {"fentry": "bg_pol_fentry", "fexit": "bg_pol_fexit", "kprobe": "bg_pol_kprobe",
                     "fmod_ret": "bg_pol_fmod_ret", "lsm": "bg_pol_lsm"}
@@ -364,6 +384,90 @@ _FUNC_POINTER_ARGS: Final = {
     "linux_binprm": ("BINPRM", "struct linux_binprm *"), "sock": ("SOCK", "struct sock *"),
     "cred": ("CRED", "struct cred *"), "string": ("KSTRING", "char *"),
 }
+
+
+_RESOLVE_PART: Final = re.compile(r"(?P<name>[A-Za-z_]\w*)?(?P<idx>(?:\[\d+\])*)")
+
+
+def resolve_path(btf: Btf, tid: int, path: str, *, pointee: bool = False
+                 ) -> tuple[list[tuple[int, bool]], int, int, bool]:
+    """Walks Tetragon's ``resolve`` path (``mm.owner.comm``, ``sa_data[0]``,
+    ``[1]``) from a value of BTF type `tid` (with `pointee`: a value that
+    points to a `tid`). Returns (steps, type, offset, addressed): the steps
+    (offset, then load the pointer there) that reach the object, its type,
+    and the offset of the object from the last address reached; addressed
+    is False for an empty path (the value itself). Raises _Fail naming the
+    component that does not fit."""
+    steps: list[tuple[int, bool]] = []
+    cur, off, addressed = tid, 0, pointee
+    for comp in (c for c in path.split(".") if c) if path else ():
+        m = _RESOLVE_PART.fullmatch(comp)
+        if m is None or not (m.group("name") or m.group("idx")):
+            raise _Fail(f"resolve {path!r}: {comp!r} is not a field name or [index]",
+                        code=PolicyCode.BAD_VALUE)
+        ops: list[str | int] = [m.group("name")] if m.group("name") else []
+        ops += [int(i) for i in re.findall(r"\d+", m.group("idx"))]
+        for op in ops:
+            kind, size, _, inner = btf.shape(cur)
+            if isinstance(op, int):
+                if addressed and kind == "array":
+                    esize = btf.shape(inner)[1]
+                    if size and op * esize >= size:
+                        raise _Fail(f"resolve {path!r}: [{op}] is past the end of "
+                                    f"{btf.type_name(cur)} ({size // max(esize, 1)} elements)",
+                                    code=PolicyCode.BAD_VALUE)
+                    cur, off = inner, off + op * esize
+                elif kind == "ptr":  # the op-th element of what it points to
+                    if addressed:
+                        steps.append((off, True))
+                    cur, off, addressed = inner, op * btf.shape(inner)[1], True
+                else:
+                    raise _Fail(f"resolve {path!r}: [{op}] indexes {btf.type_name(cur)}, "
+                                "not an array or pointer", code=PolicyCode.BAD_VALUE)
+                continue
+            # a member: through pointers (a struct cred ** too) to the struct
+            while kind == "ptr" or not addressed:
+                if kind != "ptr":
+                    raise _Fail(f"resolve {path!r}: at {comp!r} the value is "
+                                f"{btf.type_name(cur)}, not a pointer to follow",
+                                code=PolicyCode.BAD_VALUE)
+                if addressed:
+                    steps.append((off, True))
+                cur, off, addressed = inner, 0, True
+                kind, _, _, inner = btf.shape(cur)
+            if kind != "struct":
+                raise _Fail(f"resolve {path!r}: {btf.type_name(cur)} has no member {op!r}",
+                            code=PolicyCode.BAD_VALUE)
+            try:
+                found = btf.member(cur, op)
+            except ValueError as exc:
+                raise _Fail(f"resolve {path!r}: {exc}; it has no address to read",
+                            code=PolicyCode.BAD_VALUE) from None
+            if found is None:  # struct layouts change between kernels
+                raise _Fail(f"resolve {path!r}: {btf.type_name(cur)} has no member {op!r} "
+                            "in this kernel", code=PolicyCode.UNAVAILABLE)
+            off, cur = off + found[0], found[1]
+    return steps, cur, off, addressed
+
+
+_ERROR_INJECTION_LIST: Final = "/sys/kernel/debug/error_injection/list"
+
+
+def _modifiable(function: str) -> bool:
+    """Whether the kernel lets fmod_ret change `function`'s return value:
+    security_* functions, and those on the error-injection list (readable
+    with debugfs mounted; without it, the load decides)."""
+    if function.startswith("security_"):
+        return True
+    try:
+        with open(_ERROR_INJECTION_LIST) as f:
+            return any(line.split("\t", 1)[0] == function for line in f)
+    except OSError:
+        return True
+
+
+def _one_of_types(kinds: Mapping[str, str]) -> str:
+    return "integer, " + ", ".join(sorted(kinds))
 
 
 def parse_rate(text: str) -> int | None:
@@ -385,15 +489,17 @@ def _btf_name(hook: KProbe | LsmHook) -> str:
 class _Fail(Exception):
     """One problem; collected, not raised out of compile_policy.
 
-    `unavailable`: what is missing is this machine's (a kernel feature,
-    function, tracepoint, syscall or binary), not bpfguard's; `beyond`: a
+    `code`: UNSUPPORTED for what bpfguard does not serve, UNAVAILABLE for
+    what this machine lacks (a kernel feature, function, struct member,
+    tracepoint, syscall or binary), BAD_VALUE for what no kernel could serve
+    (a resolve path through a field that is not a pointer); `beyond`: a
     problem that remains on a kernel that has what this one lacks."""
 
-    def __init__(self, message: str, beyond: str | None = None, *,
-                 unavailable: bool = False) -> None:
+    def __init__(self, message: str, beyond: _Fail | None = None, *,
+                 code: PolicyCode = PolicyCode.UNSUPPORTED) -> None:
         super().__init__(message)
         self.beyond = beyond
-        self.unavailable = unavailable
+        self.code = code
 
 
 def _int(text: str) -> int:
@@ -438,10 +544,10 @@ def _syscall_ids(name: str, nr_max: int) -> list[tuple[int, bool]]:
 
     native, compat_arch = native_arches()
     if compat and compat_arch is None:
-        raise _Fail(f"{name}: this machine has no 32-bit syscall ABI", unavailable=True)
+        raise _Fail(f"{name}: this machine has no 32-bit syscall ABI", code=PolicyCode.UNAVAILABLE)
     nr = syscall_number(n, compat=compat)
     if nr is None or nr >= nr_max:
-        raise _Fail(f"unknown syscall {name!r} on {native.name}", unavailable=True)
+        raise _Fail(f"unknown syscall {name!r} on {native.name}", code=PolicyCode.UNAVAILABLE)
     return [(nr, compat)]
 
 
@@ -449,10 +555,12 @@ class _Compiler:
     def __init__(self, policy: Policy, *, nr_max: int, seed: int,
                  next_set: Callable[[], int],
                  fields_of: Callable[[str, str], list[TracepointField] | None],
-                 ns_root: str, function_of: Callable[[str], FunctionProto | None],
+                 ns_root: str, function_of: Callable[[str], FunctionProto | None] | None,
+                 btf_of: Callable[[], Btf],
                  features: FeatureSet | Mapping[str, bool] | None) -> None:
         self.policy = policy
-        self.function_of = function_of
+        # kernel function prototypes: from the compile's one BTF unless given
+        self.function_of = function_of or self._kernel_function
         self.features = features
         self.nr_max = nr_max
         self.seed = seed
@@ -462,7 +570,27 @@ class _Compiler:
         self.sets = SetEntries()
         self.set_ids: list[int] = []
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.btf_of = btf_of
+        self._btf: Btf | None = None
         self.lists = {lst.name: lst for lst in policy.lists}
+
+    def warn(self, hook: Hook, msg: str) -> None:
+        self.warnings.append(Problem(PolicyCode.BAD_VALUE, f"{hook.name}: {msg}",
+                                     hook.context))
+
+    def btf(self) -> Btf:
+        """This kernel's BTF, opened once per compile: parsing it is most of
+        a compile's time (tenfold under TCG)."""
+        if self._btf is None:
+            self._btf = self.btf_of()
+        return self._btf
+
+    def _kernel_function(self, name: str) -> FunctionProto | None:
+        try:
+            return self.btf().function(name)
+        except KeyError:
+            return None
 
     def fail(self, ctx: Context, msg: str, code: PolicyCode = PolicyCode.UNSUPPORTED) -> None:
         self.problems.append(Problem(code, msg, ctx))
@@ -475,16 +603,23 @@ class _Compiler:
     # -- hooks --
 
     def compile(self) -> CompiledPolicy:
+        try:
+            return self._compile()
+        finally:
+            if self._btf is not None:
+                self._btf.close()
+
+    def _compile(self) -> CompiledPolicy:
         hooks: list[CompiledHook] = []
         for hook in self.policy.hooks:
             try:
                 hooks.extend(self.hook(hook))
             except _Fail as exc:
-                self.fail(hook.context, f"{hook.name}: {exc}",
-                          PolicyCode.UNAVAILABLE if exc.unavailable else PolicyCode.UNSUPPORTED)
+                self.fail(hook.context, f"{hook.name}: {exc}", exc.code)
                 if exc.beyond:
                     self.fail(hook.context, f"{hook.name}: on a kernel that has it, still "
-                                            f"refused: {exc.beyond}")
+                                            f"refused: {exc.beyond}",
+                              exc.beyond.code)
         if len(hooks) > LIMITS.hooks:
             self.fail(self.policy.context, f"{len(hooks)} hooks; the engine holds {LIMITS.hooks}")
         for what, n in (("integer set", len(self.sets.ints)), ("string set", len(self.sets.strs)),
@@ -496,7 +631,7 @@ class _Compiler:
                           f"{LIMITS.set_entries}")
         if self.problems:
             raise PolicyError(self.policy.context.file, self.problems)
-        return CompiledPolicy(self.policy, hooks, self.sets, self.set_ids)
+        return CompiledPolicy(self.policy, hooks, self.sets, self.set_ids, self.warnings)
 
     def hook(self, hook: Hook) -> list[CompiledHook]:
         if isinstance(hook, KProbe):
@@ -514,12 +649,12 @@ class _Compiler:
         offset) or, without symbols, per file offset."""
         req = attach_requirement(hook, self.features)
         if req.backend is None:
-            raise _Fail(req.message.removeprefix(f"{hook.name} "), unavailable=True)
+            raise _Fail(req.message.removeprefix(f"{hook.name} "), code=PolicyCode.UNAVAILABLE)
         binary = Path(hook.path)
         if not binary.is_absolute():
             raise _Fail(f"path {hook.path!r}: give the binary's absolute path")
         if not binary.is_file():
-            raise _Fail(f"path {hook.path}: no such file", unavailable=True)
+            raise _Fail(f"path {hook.path}: no such file", code=PolicyCode.UNAVAILABLE)
         with binary.open("rb") as f:
             head = f.read(20)
         if len(head) < 20 or head[:4] != b"\x7fELF":
@@ -545,9 +680,30 @@ class _Compiler:
                 for a in hook.args if a.type != "nop"]
         if len(args) > LIMITS.args:
             raise _Fail(f"{len(args)} arguments; at most {LIMITS.args}")
-        sels = self.selectors(hook, hook.selectors, args, index_is_position=False)
-        return CompiledHook(hook, "UPROBE", args, sels, programs=("bg_pol_uprobe",),
-                            binary=hook.path, targets=targets)
+        args += self.data_args(hook, len(args))
+        retarg = self.return_arg(hook, {"string": "STRING"})
+        sels = self.selectors(hook, hook.selectors, args, index_is_position=False,
+                              retarg=retarg)
+        programs = ("bg_pol_uprobe", "bg_pol_uretprobe") if hook.return_ else ("bg_pol_uprobe",)
+        return CompiledHook(hook, "UPROBE", args, sels, ret=hook.return_,
+                            ret_type=hook.return_arg.type if hook.return_arg else "int",
+                            retarg=retarg, programs=programs, binary=hook.path,
+                            targets=targets)
+
+    def return_arg(self, hook: KProbe | UProbe, kinds: Mapping[str, str]) -> CompiledArg | None:
+        """How the engine reads a returnArg that is not an integer (`kinds`:
+        the types the hook kind returns, as PT kinds); None for an integer,
+        which the event carries as it is."""
+        if not hook.return_ or hook.return_arg is None:
+            return None
+        type_ = hook.return_arg.type
+        if type_ in _INT_TYPES or type_ == "fd":
+            return None
+        if type_ not in kinds:
+            raise _Fail(f"returnArg type {type_!r}: bpfguard reads {_one_of_types(kinds)} "
+                        "return values here")
+        return CompiledArg(kinds[type_], 8, False, 0, RET_ARG, type_, hook.return_arg.label,
+                           RET_ARG)
 
     def uprobe_arg(self, index: int, type_: str, size_arg: int, label: str) -> CompiledArg:
         # read from the registers of the first integer/pointer parameters (the
@@ -589,12 +745,12 @@ class _Compiler:
             if best is not None and self.function_of(_btf_name(hook)) is not None:
                 self._function_hook(hook, best)
         except _Fail as exc:
-            raise _Fail(lacking, beyond=str(exc), unavailable=True) from None
+            raise _Fail(lacking, beyond=exc, code=PolicyCode.UNAVAILABLE) from None
         except (BpfguardError, OSError):
             pass  # no BTF to read: the kernel's gap is all there is to say
         finally:
             self.sets = sets  # what the refused hook would have added does not count
-        raise _Fail(lacking, unavailable=True)
+        raise _Fail(lacking, code=PolicyCode.UNAVAILABLE)
 
     def _function_hook(self, hook: KProbe | LsmHook, backend: str) -> CompiledHook:
         lsm = isinstance(hook, LsmHook)
@@ -606,23 +762,30 @@ class _Compiler:
         if proto is None:
             what = f"LSM hook {name!r}" if lsm else f"kernel function {name!r}"
             raise _Fail(f"this kernel's BTF has no {what} (misspelt, inlined, or not "
-                        "in this kernel version)", unavailable=True)
+                        "in this kernel version)", code=PolicyCode.UNAVAILABLE)
         params, ret_c = proto
         ret = isinstance(hook, KProbe) and hook.return_
+        if "fmod_ret" in backend and isinstance(hook, KProbe) and not _modifiable(name):
+            raise _Fail(f"Override on {name}: fmod_ret works on security_* functions and "
+                        "on the kernel's error-injection list "
+                        f"({_ERROR_INJECTION_LIST}), and {name} is on neither",
+                        code=PolicyCode.BAD_VALUE)
         if "fmod_ret" in backend and ret_c == "void":
             raise _Fail(f"Override: {name} returns void, so there is no return value to "
                         "override")
-        args = [self.function_arg(name, params, a.index, a.type, a.label)
-                for a in hook.args if a.type != "nop"]
+        args = [self.function_arg(hook, name, params, a) for a in hook.args if a.type != "nop"]
         if len(args) > LIMITS.args:
             raise _Fail(f"{len(args)} arguments; at most {LIMITS.args}")
+        if isinstance(hook, KProbe):
+            args += self.data_args(hook, len(args))
         ret_type = "int"
+        retarg = None
         if isinstance(hook, KProbe) and hook.return_arg:
             ret_type = hook.return_arg.type
-            if ret_type not in _INT_TYPES:
-                raise _Fail(f"returnArg type {ret_type!r}: bpfguard reads integer return "
-                            "values")
-        sels = self.selectors(hook, hook.selectors, args, index_is_position=False)
+            retarg = self.return_arg(hook, {"string": "KSTRING", **{
+                t: kind for t, (kind, _) in _FUNC_POINTER_ARGS.items()}})
+        sels = self.selectors(hook, hook.selectors, args, index_is_position=False,
+                              retarg=retarg)
         programs = [_PROGRAMS[b] for b in backend.split("+")]
         if backend == "kprobe" and ret:
             programs.append("bg_pol_kretprobe")
@@ -635,34 +798,170 @@ class _Compiler:
                             f"{first or 'absent'}")
             # one sleepable copy on each side of bg_pol_lsm (see bg_pol_ima)
             programs = [f"bg_pol_ima_{hashed}_a", *programs, f"bg_pol_ima_{hashed}_b"]
-        return CompiledHook(hook, "FUNC", args, sels, ret=ret, ret_type=ret_type,
+        return CompiledHook(hook, "FUNC", args, sels, ret=ret, ret_type=ret_type, retarg=retarg,
                             function_name=name, nparams=len(params),
                             programs=tuple(programs))
 
-    def function_arg(self, fn: str, params: list[tuple[str, str]], index: int, type_: str,
-                     label: str) -> CompiledArg:
+    def function_arg(self, hook: KProbe | LsmHook, fn: str, params: list[tuple[str, str]],
+                     arg: Arg) -> CompiledArg:
+        index, type_ = arg.index, arg.type
         top = min(len(params), LIMITS.args)
         if not 0 <= index < top:
-            raise _Fail(f"argument index {index}: {fn} has {len(params)} parameters; "
-                        f"bpfguard reads the first {LIMITS.args} (0-{top - 1})")
+            # (a function's parameters change between kernels: tty_write's did)
+            raise _Fail(f"argument index {index}: {fn} has {len(params)} parameters in this "
+                        f"kernel; bpfguard reads the first {LIMITS.args} (0-{top - 1})",
+                        code=PolicyCode.UNAVAILABLE if index < LIMITS.args
+                        else PolicyCode.UNSUPPORTED)
         pname, ctype = params[index]
+        label = arg.label or pname
+        if arg.resolve or arg.btf_type:
+            start = self.btf().function_ids(_btf_name(hook))[0][index][1]
+            return self.resolved_arg(start, arg, label)
+        if type_ in _CAP_SETS and ctype.endswith("*"):
+            return CompiledArg("INT", 8, False, 0, index, type_, label, index, load=True)
         if type_ in _INT_TYPES or type_ == "fd":
             if ctype.endswith("*"):
-                raise _Fail(f"argument {index} of {fn} is a pointer ({ctype} {pname}), not "
-                            f"an integer of type {type_!r}")
+                self.warn(hook, f"argument {index} of {fn} is a pointer ({ctype} {pname}); "
+                                f"type {type_!r} reads the address itself, as Tetragon does "
+                                "(resolve: reads what it points to)")
             if type_ == "fd":
-                return CompiledArg("FD", 4, False, 0, index, type_, label or pname, index)
+                return CompiledArg("FD", 4, False, 0, index, type_, label, index)
             size, signed = _INT_TYPES[type_]
-            return CompiledArg("INT", size, signed, 0, index, type_, label or pname, index)
+            return CompiledArg("INT", size, signed, 0, index, type_, label, index)
+        if type_ == "char_buf":
+            if not arg.size_arg_index:
+                raise _Fail(f"argument {index}: char_buf needs sizeArgIndex")
+            return CompiledArg("CHAR_BUF", 8, False, arg.size_arg_index, index, type_, label,
+                               index)
         if type_ not in _FUNC_POINTER_ARGS:
             raise _Fail(f"argument {index} of type {type_!r} is not read from kernel "
-                        "functions by bpfguard (int types, fd, string, file, path, "
-                        "linux_binprm, sock, cred)")
+                        "functions by bpfguard (int types, fd, string, char_buf, file, "
+                        "path, linux_binprm, sock, cred)")
         kind, want = _FUNC_POINTER_ARGS[type_]
         if ctype != want:
-            raise _Fail(f"argument {index} of {fn} is {ctype} {pname}; type {type_!r} "
-                        f"reads a {want}")
-        return CompiledArg(kind, 8, False, 0, index, type_, label or pname, index)
+            self.warn(hook, f"argument {index} of {fn} is {ctype} {pname}; type {type_!r} "
+                            f"reads it as a {want}, as Tetragon does")
+        return CompiledArg(kind, 8, False, 0, index, type_, label, index)
+
+    def resolved_arg(self, start: int, arg: Arg, label: str, *,
+                     user: bool = False, pointee: bool = False) -> CompiledArg:
+        """An argument of BTF type `start` (with `pointee`: that points to a
+        `start`) read through its ``resolve`` path (and ``btfType`` cast),
+        walked in this kernel's BTF."""
+        btf = self.btf()
+        index = arg.index
+        if arg.btf_type:
+            try:
+                start, pointee = btf.named_type(arg.btf_type), True
+            except KeyError:
+                raise _Fail(f"argument {index}: btfType {arg.btf_type!r}: this kernel's BTF "
+                            "has no such struct", code=PolicyCode.UNAVAILABLE) from None
+        try:
+            steps, cur, off, addressed = resolve_path(btf, start, arg.resolve, pointee=pointee)
+        except _Fail as exc:
+            raise _Fail(f"argument {index}: {exc}", code=exc.code) from None
+        kind, _, _, inner = btf.shape(cur)
+        if not addressed:  # no path: the value itself, as without resolve
+            kind = "value"
+        inner_kind = btf.shape(inner)[0] if kind in ("ptr", "array") else ""
+        type_ = arg.type
+        if type_ == "auto":
+            type_ = "string" if inner_kind == "char" else "uint64" if kind == "ptr" else "int64"
+        what = f"argument {index}: resolve {arg.resolve!r} ends at {btf.type_name(cur)}"
+        if type_ in _INT_TYPES or type_ == "fd":
+            size, signed = _INT_TYPES.get(type_, (4, False))
+            if kind == "value":
+                return CompiledArg("FD" if type_ == "fd" else "INT", size, signed, 0, index,
+                                   type_, label, index)
+            if kind not in ("int", "char", "ptr"):
+                raise _Fail(f"{what}, not an integer", code=PolicyCode.BAD_VALUE)
+            steps.append((off, False))
+            pt = "FD" if type_ == "fd" else "INT"
+            return self._resolved(pt, size, signed, arg, type_, label, steps, True, user)
+        if type_ in ("string", "filename"):
+            if kind == "array" and inner_kind == "char":
+                steps.append((off, False))
+            elif kind == "ptr" and inner_kind == "char":
+                steps.append((off, True))
+            elif kind != "value":
+                raise _Fail(f"{what}; type {type_!r} reads a char array or char *",
+                            code=PolicyCode.BAD_VALUE)
+            return self._resolved("STRING" if user else "KSTRING", 8, False, arg, type_, label,
+                                  steps, False, user)
+        if type_ in _FUNC_POINTER_ARGS and not user:
+            pt, want = _FUNC_POINTER_ARGS[type_]
+            target = want.removesuffix(" *")
+            if kind == "ptr" and btf.type_name(inner) == target:
+                steps.append((off, True))
+            elif kind == "struct" and btf.type_name(cur) == target:
+                steps.append((off, False))
+            elif kind != "value":
+                raise _Fail(f"{what}; type {type_!r} reads a {want} (or a {target} in place)",
+                            code=PolicyCode.BAD_VALUE)
+            return self._resolved(pt, 8, False, arg, type_, label, steps, False, user)
+        raise _Fail(f"argument {index} of type {type_!r}: bpfguard resolves integer, fd, "
+                    "string" + ("" if user else ", file, path, linux_binprm, sock and cred")
+                    + " arguments")
+
+    def data_args(self, hook: KProbe | UProbe, nargs: int) -> list[CompiledArg]:
+        """The hook's data entries, read after its arguments (matchData
+        filters them by position)."""
+        out = []
+        for d in hook.data:
+            label = d.label or d.resolve
+            if d.source == "current_task":
+                task = self.btf().named_type("struct task_struct")
+                out.append(dataclasses.replace(
+                    self.resolved_arg(task, dataclasses.replace(d, btf_type=""), label,
+                                      pointee=True), source="task"))
+                continue
+            # pt_regs: a register by its x86-64 name: a kprobe's or uprobe's,
+            # for a syscall hook the task's user registers at the syscall (as
+            # Tetragon's kprobe on the syscall wrapper reads them)
+            off, size = self.register(d.resolve)
+            if d.type not in _INT_TYPES:
+                raise _Fail(f"data {d.resolve!r}: a register is an integer, not {d.type!r}",
+                            code=PolicyCode.BAD_VALUE)
+            isize, signed = _INT_TYPES[d.type]
+            out.append(CompiledArg("INT", min(isize, size), signed, 0, off, d.type, label,
+                                   d.index, source="reg"))
+        if nargs + len(out) > LIMITS.args:
+            raise _Fail(f"{nargs} arguments and {len(out)} data entries; the engine reads "
+                        f"{LIMITS.args} in all")
+        return out
+
+    def register(self, name: str) -> tuple[int, int]:
+        """(offset in struct pt_regs, size) of an x86-64 register named as
+        Tetragon's asm.RegOffsetSize does: rax, eax, ax, al, r8, r8d, ..."""
+        n = name.strip().lower().removeprefix("%")
+        m = re.fullmatch(r"r(\d+)([dwb]?)", n)
+        if m and 8 <= int(m.group(1)) <= 15:
+            member, size = f"r{m.group(1)}", {"": 8, "d": 4, "w": 2, "b": 1}[m.group(2)]
+        else:
+            legacy = {"ax": "ax", "bx": "bx", "cx": "cx", "dx": "dx", "si": "si", "di": "di",
+                      "bp": "bp", "sp": "sp", "ip": "ip"}
+            base = n[1:] if n[:1] in ("r", "e") and n[1:] in legacy else n
+            size = 8 if n[:1] == "r" else 4 if n[:1] == "e" else 2
+            if base not in legacy and len(n) == 2 and n[1] == "l" and n[0] in "abcd":
+                base, size = n[0] + "x", 1
+            if base not in legacy:
+                raise _Fail(f"data {name!r}: not an x86-64 register name (rax, eax, r8, ...)",
+                            code=PolicyCode.BAD_VALUE)
+            member = legacy[base]
+        btf = self.btf()
+        found = btf.member(btf.named_type("struct pt_regs"), member)
+        if found is None:
+            raise _Fail(f"data {name!r}: this kernel's struct pt_regs has no {member}",
+                        code=PolicyCode.UNAVAILABLE)
+        return found[0], size
+
+    def _resolved(self, pt: str, size: int, signed: bool, arg: Arg, type_: str, label: str,
+                  steps: list[tuple[int, bool]], load: bool, user: bool) -> CompiledArg:
+        if len(steps) > LIMITS.resolve:
+            raise _Fail(f"argument {arg.index}: resolve {arg.resolve!r} takes {len(steps)} "
+                        f"steps (pointers followed); the engine follows {LIMITS.resolve}")
+        return CompiledArg(pt, size, signed, 0, arg.index, type_, label, arg.index,
+                           steps=tuple(steps), load=load, user=user)
 
     def _calls(self, call: str) -> list[str]:
         if call.startswith("list:"):
@@ -687,6 +986,7 @@ class _Compiler:
                 for a in hook.args if a.type != "nop"]
         if len(args) > LIMITS.args:
             raise _Fail(f"{len(args)} arguments; at most {LIMITS.args}")
+        args += self.data_args(hook, len(args))
         ret_type = hook.return_arg.type if hook.return_arg else "int"
         if hook.return_ and ret_type not in _INT_TYPES and ret_type != "fd":
             raise _Fail(f"returnArg type {ret_type!r}: syscall hooks return integers")
@@ -718,14 +1018,14 @@ class _Compiler:
         # A tracepoint's matchArgs index is the position in its args list
         # (Tetragon remaps it so), which CompiledArg.index records.
         if hook.raw:
-            args = [self.raw_arg(a.index, a.type, a.label, pos)
-                    for pos, a in enumerate(hook.args) if a.type != "nop"]
+            args = [self.raw_arg(hook, a, pos) for pos, a in enumerate(hook.args)
+                    if a.type != "nop"]
             kind = "RAW_TP"
         else:
             fields = self.fields_of(hook.subsystem, hook.event)
             if fields is None:
                 raise _Fail(f"no tracepoint {hook.subsystem}:{hook.event} on this kernel "
-                            "(see /sys/kernel/tracing/events)", unavailable=True)
+                            "(see /sys/kernel/tracing/events)", code=PolicyCode.UNAVAILABLE)
             args = [self.tp_arg(hook, fields, a.index, a.type, a.label, pos)
                     for pos, a in enumerate(hook.args) if a.type != "nop"]
             kind = "TRACEPOINT"
@@ -734,10 +1034,25 @@ class _Compiler:
         sels = self.selectors(hook, hook.selectors, args, index_is_position=True)
         return CompiledHook(hook, kind, args, sels, subsys=hook.subsystem, event=hook.event)
 
-    def raw_arg(self, index: int, type_: str, label: str, pos: int) -> CompiledArg:
+    def raw_arg(self, hook: Tracepoint, arg: Arg, pos: int) -> CompiledArg:
+        index, type_, label = arg.index, arg.type, arg.label
         if not 0 <= index < LIMITS.args:
             raise _Fail(f"argument index {index}: raw tracepoints pass at most "
                         f"{LIMITS.args} arguments (0-{LIMITS.args - 1})")
+        if arg.resolve or arg.btf_type:
+            # the raw arguments' types: the tracepoint's BTF trace function,
+            # whose first parameter is the probe's data (as Tetragon reads them)
+            fn = f"__bpf_trace_{hook.event}"
+            try:
+                params = self.btf().function_ids(fn)[0][1:]
+            except KeyError:
+                raise _Fail(f"argument {index}: resolve needs the argument's type, and this "
+                            f"kernel's BTF has no {fn}", code=PolicyCode.UNAVAILABLE) from None
+            if index >= len(params):
+                raise _Fail(f"argument index {index}: {hook.name} has {len(params)} "
+                            "arguments in this kernel", code=PolicyCode.UNAVAILABLE)
+            return dataclasses.replace(self.resolved_arg(params[index][1], arg, label),
+                                       src=index, index=pos)
         if type_ in _INT_TYPES:
             size, signed = _INT_TYPES[type_]
             return CompiledArg("INT", size, signed, 0, index, type_, label, pos)
@@ -787,12 +1102,13 @@ class _Compiler:
     # -- selectors --
 
     def selectors(self, hook: Hook, sels: tuple[Selector, ...], args: list[CompiledArg],
-                  *, index_is_position: bool) -> list[CompiledSelector]:
+                  *, index_is_position: bool, retarg: CompiledArg | None = None
+                  ) -> list[CompiledSelector]:
         if len(sels) > LIMITS.selectors:
             raise _Fail(f"{len(sels)} selectors; the engine evaluates {LIMITS.selectors}")
         if not sels:
             return [CompiledSelector()]
-        return [self.selector(hook, s, args, index_is_position) for s in sels]
+        return [self.selector(hook, s, args, index_is_position, retarg) for s in sels]
 
     def _position(self, args: list[CompiledArg], index: int, positional: bool) -> int:
         for k, a in enumerate(args):
@@ -802,18 +1118,37 @@ class _Compiler:
         raise _Fail(f"a filter on argument {what} {index}, which the hook does not read "
                     "(declare it under args)")
 
+    @staticmethod
+    def _at_position(hook: Hook, position: int) -> int:
+        """The compiled argument of the policy's args entry at `position`
+        (nop entries are not read, so they have none)."""
+        if position >= len(hook.args) or hook.args[position].type == "nop":
+            raise _Fail(f"a filter on args position {position}, which the hook does not "
+                        "read", code=PolicyCode.BAD_REFERENCE)
+        return sum(1 for a in hook.args[:position] if a.type != "nop")
+
     def selector(self, hook: Hook, sel: Selector, args: list[CompiledArg],
-                 positional: bool) -> CompiledSelector:
+                 positional: bool, retarg: CompiledArg | None = None) -> CompiledSelector:
         out = CompiledSelector()
         for f in sel.match_args:
-            for idx in f.indexes:
-                k = self._position(args, idx, positional)
-                out.filters.append(self.arg_filter(f, args[k], k, ret=False))
+            k = (self._at_position(hook, f.args[0]) if f.args
+                 else self._position(args, f.index, positional))
+            if f.operator == "CapabilitiesGained":
+                out.filters.append(self.caps_gained(hook, f, args, k))
+                continue
+            out.filters.append(self.arg_filter(f, args[k], k, ret=False))
+        data = [k for k, a in enumerate(args) if a.source]  # after the arguments
+        for f in sel.match_data:
+            pos = f.args[0] if f.args else f.index
+            if pos >= len(data):
+                raise _Fail(f"matchData on data position {pos}; the hook has {len(data)} "
+                            "data entries", code=PolicyCode.BAD_REFERENCE)
+            out.filters.append(self.arg_filter(f, args[data[pos]], data[pos], ret=False))
         for f in sel.match_return_args:
-            if isinstance(hook, KProbe) and hook.return_:
-                out.filters.append(self.int_filter(f, RET_ARG, ret=True, ret_type="int"))
-            else:
+            if not isinstance(hook, (KProbe, UProbe)) or not hook.return_:
                 raise _Fail("matchReturnArgs needs return: true")
+            out.filters.append(self.arg_filter(f, retarg, RET_ARG, ret=True) if retarg
+                               else self.int_filter(f, RET_ARG, ret=True, ret_type="int"))
         if len(out.filters) > LIMITS.filters:
             raise _Fail(f"{len(out.filters)} argument filters in one selector; the engine "
                         f"evaluates {LIMITS.filters}")
@@ -827,7 +1162,8 @@ class _Compiler:
         self.actions(hook, sel, out)
         return out
 
-    def int_filter(self, f: ArgSelector, k: int, *, ret: bool, ret_type: str) -> CompiledFilter:
+    def int_filter(self, f: ArgSelector, k: int, *, ret: bool, ret_type: str,
+                   signed: bool = True) -> CompiledFilter:
         op = f.operator
         if op in ("InMap", "NotInMap"):
             s = self.new_set()
@@ -835,6 +1171,8 @@ class _Compiler:
                 for value in self.map_values(v):
                     self.sets.ints.append((s, value))
             return CompiledFilter("IN_SET" if op == "InMap" else "NOT_IN_SET", k, ret, s)
+        if op in ("InRange", "NotInRange"):
+            return self.range_filter(f, k, ret=ret, signed=signed)
         vals = [_int(v) & _M64 for v in f.values]
         if op in ("Equal", "NotEqual"):
             if len(vals) > LIMITS.values:
@@ -853,6 +1191,50 @@ class _Compiler:
                 mask |= value
             return CompiledFilter("MASK", k, ret, 0, (mask,))
         raise _Fail(f"operator {op} does not apply to an integer ({ret_type})")
+
+    def caps_gained(self, hook: Hook, f: ArgSelector, args: list[CompiledArg],
+                    k: int) -> CompiledFilter:
+        """CapabilitiesGained: args gives the new capability set, then the
+        old; it holds when the new one has one of `values` the old lacks."""
+        if len(f.args) != 2:
+            raise _Fail("CapabilitiesGained compares two arguments: give both in args "
+                        "(the new set, then the old)", code=PolicyCode.BAD_VALUE)
+        old = self._at_position(hook, f.args[1])
+        for a in (args[k], args[old]):
+            if a.declared not in _CAP_SETS:
+                raise _Fail(f"CapabilitiesGained compares capability sets "
+                            f"({', '.join(sorted(_CAP_SETS))}), not {a.declared}",
+                            code=PolicyCode.BAD_VALUE)
+        mask = 0
+        for v in f.values:
+            if v not in _CAPS:
+                raise _Fail(f"unknown capability {v!r}", code=PolicyCode.BAD_VALUE)
+            mask |= 1 << _CAPS[v]
+        return CompiledFilter("CAPS_GAINED", k, 0, 0, (old, mask))
+
+    def range_filter(self, f: ArgSelector, k: int, *, ret: bool,
+                     signed: bool) -> CompiledFilter:
+        """InRange/NotInRange: inclusive ranges ``low:high`` (or one value),
+        compared as the argument's type is signed or not; more ranges than
+        fit inline become an integer set when they hold few values."""
+        pairs = []
+        for v in f.values:
+            lo_text, sep, hi_text = v.partition(":")
+            lo, hi = _int(lo_text), _int(hi_text) if sep else _int(lo_text)
+            if hi < lo:
+                raise _Fail(f"range {v!r}: the low end comes first", code=PolicyCode.BAD_VALUE)
+            pairs.append((lo, hi))
+        inside = f.operator == "InRange"
+        if len(pairs) * 2 <= LIMITS.values:
+            name = ("IN_" if inside else "NOT_IN_") + ("SRANGE" if signed else "RANGE")
+            return CompiledFilter(name, k, ret, 0, tuple(x & _M64 for p in pairs for x in p))
+        if sum(hi - lo + 1 for lo, hi in pairs) > 65536:
+            raise _Fail(f"{len(pairs)} ranges of {f.operator}: the engine holds "
+                        f"{LIMITS.values // 2} ranges, or ranges of 65536 values in all",
+                        code=PolicyCode.LIMIT)
+        s = self.new_set()
+        self.sets.ints.extend((s, x & _M64) for lo, hi in pairs for x in range(lo, hi + 1))
+        return CompiledFilter("IN_SET" if inside else "NOT_IN_SET", k, ret, s)
 
     def map_values(self, v: str) -> list[int]:
         if v.startswith("list:"):
@@ -876,12 +1258,24 @@ class _Compiler:
 
     def arg_filter(self, f: ArgSelector, a: CompiledArg, k: int, *, ret: bool) -> CompiledFilter:
         op = f.operator
+        if op in ("SubString", "SubStringIgnCase", "CelExpr"):
+            raise _Fail(f"operator {op} is not served by bpfguard yet")
+        if op == "CapabilitiesGained":
+            raise _Fail("CapabilitiesGained compares two arguments: give both in args "
+                        "(the new set, then the old)", code=PolicyCode.BAD_VALUE)
         if a.type in ("INT", "SYSCALL64"):
-            return self.int_filter(f, k, ret=ret, ret_type=a.declared)
+            return self.int_filter(f, k, ret=ret, ret_type=a.declared, signed=a.is_signed)
+        if op in ("FileType", "NotFileType"):
+            if a.type not in ("FILE", "PATH", "FD", "BINPRM"):
+                raise _Fail(f"{op} filters file and path arguments, not {a.declared}",
+                            code=PolicyCode.BAD_VALUE)
+            types = tuple(dict.fromkeys(_FILE_TYPES[v] for v in f.values))
+            return CompiledFilter("FILE_TYPE" if op == "FileType" else "NOT_FILE_TYPE", k,
+                                  int(ret), 0, types)
         if a.type in _STRING_TYPES:
-            return self.string_filter(f, k)
+            return dataclasses.replace(self.string_filter(f, k), ret=int(ret))
         if a.type in ("SOCKADDR", "SOCK"):  # sockaddr: the one address is both ends
-            return self.sock_filter(f, k)
+            return dataclasses.replace(self.sock_filter(f, k), ret=int(ret))
         if a.type == "CHAR_BUF_RET":
             raise _Fail(f"matchArgs on argument {a.index}: its returnCopy bytes exist only at "
                         "return, and bpfguard filters arguments at entry")
@@ -928,6 +1322,16 @@ class _Compiler:
                 self.sets.addrs.append((s, bits, addr))
             name = {"SAddr": "SADDR", "NotSAddr": "NOT_SADDR", "DAddr": "DADDR",
                     "NotDAddr": "NOT_DADDR"}[op]
+            return CompiledFilter(name, k, False, s)
+        if op in ("SPort", "NotSPort", "DPort", "NotDPort") and (
+                len(f.values) > LIMITS.values or any(":" in v for v in f.values)):
+            # ranges (a:b) and long lists: an integer set of the ports
+            s = self.new_set()
+            for v in f.values:
+                lo, _, hi = v.partition(":")
+                self.sets.ints.extend((s, p) for p in range(_int(lo), _int(hi or lo) + 1))
+            name = {"SPort": "SPORT_IN_SET", "NotSPort": "NOT_SPORT_IN_SET",
+                    "DPort": "DPORT_IN_SET", "NotDPort": "NOT_DPORT_IN_SET"}[op]
             return CompiledFilter(name, k, False, s)
         simple = {"SPort": "SPORT", "NotSPort": "NOT_SPORT", "DPort": "DPORT",
                   "NotDPort": "NOT_DPORT", "Protocol": "PROTOCOL", "Family": "FAMILY",
@@ -1041,9 +1445,11 @@ class _Compiler:
 
     def actions(self, hook: Hook, sel: Selector, out: CompiledSelector) -> None:
         enforcing: list[str] = []
+        agent: list[tuple[str, str]] = []
 
         def bits(acts: tuple[Action, ...]) -> int:
             del enforcing[:]  # the names of this list of actions only
+            del agent[:]
             b = 0
             for a in acts:
                 if a.action == "NotifyEnforcer":
@@ -1065,6 +1471,9 @@ class _Compiler:
                         out.rate_scope = RATE_SCOPE.get(a.rate_limit_scope or "thread", 0)
                 elif a.action == "NoPost":
                     b |= ACT["NOPOST"]
+                elif a.action in ("GetUrl", "DnsLookup"):
+                    b |= ACT["POST"]
+                    agent.append((a.action, a.arg_url if a.action == "GetUrl" else a.arg_fqdn))
                 elif a.action == "Sigkill":
                     b |= ACT["SIGKILL"]
                     enforcing.append("Sigkill")
@@ -1080,21 +1489,26 @@ class _Compiler:
                     if not isinstance(hook, (KProbe, LsmHook)):
                         raise _Fail("Override changes a function's return value: it needs a "
                                     "kprobe on a kernel function or an lsmhooks hook")
-                    if a.arg_error is None or not -4095 <= a.arg_error < 0:
-                        raise _Fail("Override needs argError, a negative errno (-4095 to -1)")
+                    if not a.arg_error:
+                        # 0 is what fmod_ret and LSM programs return to change nothing
+                        raise _Fail("Override needs a nonzero argError: the value the "
+                                    "function returns instead (a negative errno, or a "
+                                    "value its callers read, like 1 from "
+                                    "security_inode_copy_up_xattr)")
                     b |= ACT["OVERRIDE"]
                     out.error = a.arg_error
                     enforcing.append("Override")
             return b
 
         entry = bits(sel.match_actions)
-        entry_enforcing = list(enforcing)
+        entry_enforcing, out.call_agent = list(enforcing), tuple(agent)
         ret = bits(sel.match_return_actions)
-        ret_enforcing = list(enforcing)
+        ret_enforcing, out.ret_agent = list(enforcing), tuple(agent)
         if ret & ACT["OVERRIDE"]:
             raise _Fail("Override in matchReturnActions: the function has returned by then; "
                         "use matchActions")
-        if sel.match_return_actions and not (isinstance(hook, KProbe) and hook.return_):
+        if sel.match_return_actions and not (isinstance(hook, (KProbe, UProbe))
+                                             and hook.return_):
             raise _Fail("matchReturnActions needs return: true")
         out.actions = entry if sel.match_actions else ACT["POST"]
         out.ret_actions = ret
@@ -1108,7 +1522,8 @@ def compile_policy(policy: Policy, *, nr_max: int = 512, seed: int = 0,
                    fields_of: Callable[[str, str], list[TracepointField] | None]
                    = tracepoint_fields,
                    ns_root: str | None = None,
-                   function_of: Callable[[str], FunctionProto | None] = kernel_function,
+                   function_of: Callable[[str], FunctionProto | None] | None = None,
+                   btf_of: Callable[[], Btf] | None = None,
                    features: FeatureSet | Mapping[str, bool] | None = None) -> CompiledPolicy:
     """Compile `policy` for the in-kernel engine, or raise PolicyError naming
     every hook that cannot be served here and why (at the hook's line).
@@ -1117,7 +1532,9 @@ def compile_policy(policy: Policy, *, nr_max: int = 512, seed: int = 0,
     default), `seed` is the engine's exact-string hash key, `fields_of`
     reads tracepoint formats (tracefs by default), `ns_root` is where
     ``host_ns`` namespaces are read (default: :func:`host_ns_root`),
-    `function_of` reads kernel function prototypes (kernel BTF by default),
+    `function_of` reads kernel function prototypes (by default from the BTF
+    `btf_of` opens),
+    `btf_of` opens the BTF that ``resolve`` paths are walked in (the kernel's),
     `features` (the probe's verdicts) picks the programs of kernel-function
     and LSM hooks; None picks the best (fentry, fmod_ret, lsm).
     """
@@ -1125,7 +1542,13 @@ def compile_policy(policy: Policy, *, nr_max: int = 512, seed: int = 0,
     return _Compiler(policy, nr_max=nr_max, seed=seed,
                      next_set=next_set or (lambda: next(counter)), fields_of=fields_of,
                      ns_root=ns_root or host_ns_root(), function_of=function_of,
-                     features=features).compile()
+                     btf_of=btf_of or _vmlinux_btf, features=features).compile()
+
+
+def _vmlinux_btf() -> Btf:
+    from ..loader.btf import Btf
+
+    return Btf.vmlinux()
 
 
 def host_ns_root(proc: str = "/proc") -> str:

@@ -45,6 +45,7 @@ from ..rules.model import Problem
 from ..sensors.events import boot_to_wall_ns
 from ..sensors.selectors import SelectorSets, encode_selector
 from ..sensors.sensors import Sensor, sensor_btf
+from .agent_actions import AgentActions
 from .compiler import (
     ACT,
     BIN_OP,
@@ -56,6 +57,7 @@ from .compiler import (
     PID_FLAG,
     PT,
     RATE_SCOPE,
+    CompiledArg,
     CompiledHook,
     CompiledPolicy,
     compile_policy,
@@ -90,7 +92,8 @@ _DIGEST_SIZE = {"md4": 16, "md5": 16, "sha1": 20, "ripe_md_160": 20, "sha256": 3
 # maps each hook copy keeps for itself (besides global data): per-CPU scratch
 _PRIVATE_MAPS = ("scratch", "pol_lpm_keys")
 _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL",
-                    "Override": "KPROBE_ACTION_OVERRIDE"}
+                    "Override": "KPROBE_ACTION_OVERRIDE", "GetUrl": "KPROBE_ACTION_GETURL",
+                    "DnsLookup": "KPROBE_ACTION_DNSLOOKUP"}
 _FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}
 
 
@@ -137,6 +140,7 @@ class PolicyEngine(Sensor):
         self._gen = 0
         self._free_follow = list(range(LIMITS.follow))  # reused oldest first
         self._lock = threading.RLock()
+        self.agent_actions = AgentActions()  # GetUrl, DnsLookup
         self._has_syscall_hooks = False  # kept by _write_routes
         self._routed: set[int] = set()  # syscall indexes with hooks (_write_routes)
         btf = sensor_btf()
@@ -173,6 +177,7 @@ class PolicyEngine(Sensor):
                                     "rebuild the BPF objects (make -C bpf)")
         self._mode = enum("bg_pol_mode", "BG_MODE_")
         self._vflags = enum("bg_pol_value_flags", "BG_PV_")
+        self._arg_flags = enum("bg_pol_arg_flags", "BG_PA_")
         stats = enum("bg_pol_stat", "BG_PST_")
         self._nstats = stats.pop("MAX")
         self._stats = {_STAT_NAMES[k]: v for k, v in stats.items()}
@@ -355,7 +360,8 @@ class PolicyEngine(Sensor):
         with self._lock:
             return [{"name": lp.name, "mode": lp.mode, "hooks": len(lp.slots),
                      "scope": self.scope_text(lp),
-                     "file": lp.source, "counters": self.counters(lp.name)}
+                     "file": lp.source, "counters": self.counters(lp.name),
+                     "agent_actions": self.agent_actions.for_policy(lp.name)}
                     for lp in self.policies.values()]
 
     def scope_text(self, lp: LoadedPolicy) -> str:
@@ -393,6 +399,7 @@ class PolicyEngine(Sensor):
         return True
 
     def close(self) -> None:
+        self.agent_actions.close()
         with self._lock:
             for lp in list(self.policies.values()):
                 for c in lp.copies:
@@ -474,11 +481,9 @@ class PolicyEngine(Sensor):
         enc.cgroup = lp.cgroup
         enc.scope = lp.scope_id
         for i, a in enumerate(h.args):
-            enc.args[i].type = PT[a.type]
-            enc.args[i].size = a.size
-            enc.args[i].is_signed = int(a.is_signed)
-            enc.args[i].size_arg = a.size_arg
-            enc.args[i].src = a.src
+            self._encode_arg(enc.args[i], a)
+        if h.retarg is not None:
+            self._encode_arg(enc.retarg, h.retarg)
         sels = self.obj.map("pol_selectors")
         for i, s in enumerate(h.selectors):
             e = encode_selector(t["bg_pol_selector"], s, OP)
@@ -552,7 +557,8 @@ class PolicyEngine(Sensor):
                     _room_for_fds(len(h.targets))  # a perf event fd per link
                     for cookie, (symbol, offset, ref_ctr) in enumerate(h.targets):
                         prog.attach_uprobe(h.binary, symbol, offset=offset,
-                                           ref_ctr_offset=ref_ctr, cookie=cookie)
+                                           ref_ctr_offset=ref_ctr, cookie=cookie,
+                                           retprobe=name == "bg_pol_uretprobe")
                 elif name in ("bg_pol_kprobe", "bg_pol_kretprobe"):
                     prog.attach_kprobe(h.function_name, retprobe=name == "bg_pol_kretprobe")
                 else:  # trampolines and LSM: the target was set before the load
@@ -562,13 +568,31 @@ class PolicyEngine(Sensor):
             copy.close()
             hint = ("; imaHash runs a sleepable BPF LSM program, which the kernel allows on "
                     "some hooks only (bprm_check_security, file_open, mmap_file, ...)"
-                    if any(p in _IMA_PROGRAMS for p in h.programs) else "")
+                    if any(p in _IMA_PROGRAMS for p in h.programs) else
+                    "; fmod_ret (Override) works on security_* functions and on the "
+                    "kernel's error-injection list only"
+                    if "bg_pol_fmod_ret" in h.programs else "")
             raise PolicyError(h.hook.context.file, [Problem(
                 PolicyCode.NOT_APPLICABLE, f"{h.hook.name}: cannot attach: {exc}{hint}",
                 h.hook.context)]) from None
         except BaseException:
             copy.close()
             raise
+
+    def _encode_arg(self, dst: Any, a: CompiledArg) -> None:
+        """A bg_pol_arg."""
+        dst.type = PT[a.type]
+        dst.size = a.size
+        dst.is_signed = int(a.is_signed)
+        dst.size_arg = a.size_arg
+        dst.src = a.src
+        dst.nsteps = len(a.steps)
+        f = self._arg_flags
+        dst.flags = (f["LOAD"] if a.load else 0) | (f["USER"] if a.user else 0) | (
+            f["TASK"] if a.source == "task" else f["REG"] if a.source == "reg" else 0)
+        dst.deref = sum(1 << k for k, (_, deref) in enumerate(a.steps) if deref)
+        for k, (off, _) in enumerate(a.steps):
+            dst.off[k] = off
 
     def _unload(self, lp: LoadedPolicy) -> None:
         if lp.scope_id:
@@ -610,7 +634,9 @@ class PolicyEngine(Sensor):
         lp, h = found
         data = rec[t.data.offset:]
         sel = h.selectors[e.selector] if e.selector < len(h.selectors) else h.selectors[0]
-        args = tuple(self._arg(a, e.args[i], data) for i, a in enumerate(h.args))
+        values = [self._arg(a, e.args[i], data) for i, a in enumerate(h.args)]
+        args = tuple(v for v, a in zip(values, h.args, strict=True) if not a.source)
+        extra_data = tuple(v for v, a in zip(values, h.args, strict=True) if a.source)
         enforcement = self._enforcement(e, h, sel.enforcing, sel.signal)
         # as Tetragon: `action` is what matchActions did at the call,
         # `return_action` what matchReturnActions did at the return
@@ -623,12 +649,24 @@ class PolicyEngine(Sensor):
                 return_action = _TETRAGON_ACTION[en.action]
             if en.action in sel.call_enforcing:
                 action = _TETRAGON_ACTION[en.action]
+        # GetUrl/DnsLookup: the agent's to do, once per event it decodes
+        for agent, at_return in ((sel.call_agent, False), (sel.ret_agent, True)):
+            if at_return and not e.has_ret:
+                continue
+            for act, target in agent:
+                self.agent_actions.submit(lp.name, act, target)
+                if at_return and return_action == "KPROBE_ACTION_POST":
+                    return_action = _TETRAGON_ACTION[act]
+                elif not at_return and action == "KPROBE_ACTION_POST":
+                    action = _TETRAGON_ACTION[act]
         ret = None
-        if e.has_ret:  # a returned fd is shown as the number it is
+        if e.has_ret and h.retarg is not None:  # a string, a socket, ...
+            ret = self._arg(h.retarg, e.retv, data)
+        elif e.has_ret:  # a returned fd is shown as the number it is
             ret = PolicyArg("int" if h.ret_type == "fd" else h.ret_type, int(e.ret))
         common = dict(policy_name=lp.name, pid=e.hdr.tgid, tid=e.hdr.tid,
                       time_ns=boot_to_wall_ns(e.hdr.ktime_ns), ktime_ns=e.hdr.ktime_ns,
-                      args=args, action=action, return_value=ret,
+                      args=args, data=extra_data, action=action, return_value=ret,
                       return_action=return_action,
                       enforcement=enforcement, message=h.hook.message, tags=h.hook.tags,
                       selector=e.selector, uid=e.hdr.euid,

@@ -89,6 +89,7 @@ class PolicyEvent:
     offset: int = 0
     return_value: PolicyArg | None = None
     return_action: str = ""
+    data: tuple[PolicyArg, ...] = ()  # the hook's data entries (source: current_task, ...)
     enforcement: tuple[Enforcement, ...] = ()
     message: str = ""
     tags: tuple[str, ...] = ()

@@ -106,7 +106,9 @@ _METADATA_KEYS: Final = ("name", "namespace", "labels", "annotations", "uid", "g
 # pkg/selectors checks these when it writes the selector maps).
 _INT_TYPES: Final = frozenset({"int", "int8", "uint8", "int16", "uint16", "uint32", "int32",
                                "uint64", "int64", "size_t", "fd", "syscall64", "kernel_cap_t",
-                               "cap_inheritable", "cap_permitted", "cap_effective"})
+                               "cap_inheritable", "cap_permitted", "cap_effective", "long",
+                               "ulong", "sint8", "sint16", "sint32", "sint64", "bpf_cmd",
+                               "capability"})
 _STRING_TYPES: Final = frozenset({"string", "char_buf", "char_iovec", "filename", "file",
                                   "path", "fd", "dentry", "linux_binprm", "data_loc",
                                   "net_device"})
@@ -119,6 +121,10 @@ _PRIV_OPS: Final = frozenset({"SPortPriv", "NotSportPriv", "NotSPortPriv", "DPor
                               "NotDPortPriv"})
 _NET_OPS: Final = _ADDR_OPS | _PORT_OPS | _PRIV_OPS | {"Protocol", "Family", "State"}
 _MAP_OPS: Final = frozenset({"InMap", "NotInMap"})
+_RANGE_OPS: Final = frozenset({"InRange", "NotInRange"})
+_FILE_TYPE_OPS: Final = frozenset({"FileType", "NotFileType"})
+_FILE_TYPE_NAMES: Final = frozenset({"sock", "socket", "lnk", "link", "reg", "regular", "blk",
+                                     "block", "dir", "chr", "char", "fifo", "pipe"})
 
 _NAME_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _RATE_RE: Final = re.compile(r"\d+[smh]?")
@@ -385,7 +391,7 @@ class _Reader:
     def _kprobe(self, node: yaml.Node, path: _Where) -> KProbe | None:
         m = self.mapping(node, path, ("call", "syscall", "return", "message", "args",
                                       "returnArg", "returnArgAction", "selectors", "tags",
-                                      "ignore"), required=("call",))
+                                      "ignore", "data"), required=("call",))
         if m is None:
             return None
         call = self.string(m, "call") or ""
@@ -394,6 +400,26 @@ class _Reader:
             self.error(PolicyCode.BAD_VALUE, call_node, (*path, "call"), "call is empty")
         self.check_list_ref(call, call_node, (*path, "call"))
         args = self.args(m, path, MAX_KPROBE_ARG_INDEX)
+        return_, return_arg = self.returns(m, node, path)
+        action = self.enum(m, "returnArgAction", _RETURN_ARG_ACTIONS) or ""
+        if action and not return_:
+            self.error(PolicyCode.BAD_VALUE, m.get("returnArgAction") or node,
+                       (*path, "returnArgAction"), "returnArgAction needs return: true")
+        ignore = False
+        if (ig := m.get("ignore")) is not None:
+            im = self.mapping(ig, (*path, "ignore"), ("callNotFound",))
+            ignore = im is not None and self.boolean(im, "callNotFound")
+        data = self.data(m, path)
+        hook = _HookShape("kprobe", args, return_arg, by_position=False, data=data)
+        selectors = self.selectors(m, path, hook, returns=return_)
+        return KProbe(call=call, context=self.ctx(node, path),
+                      syscall=self.boolean(m, "syscall", default=True), return_=return_,
+                      message=self.message(m, path), args=args, return_arg=return_arg,
+                      return_arg_action=action, selectors=selectors, tags=self.tags(m, path),
+                      ignore_call_not_found=ignore, data=data)
+
+    def returns(self, m: _Map, node: yaml.Node, path: _Where) -> tuple[bool, Arg | None]:
+        """``return`` and ``returnArg`` of a kprobe or uprobe."""
         return_ = self.boolean(m, "return")
         return_arg = None
         if (ra := m.get("returnArg")) is not None:
@@ -410,21 +436,7 @@ class _Reader:
             self.error(PolicyCode.BAD_VALUE, m.get("return") or node, (*path, "return"),
                        "return: true needs returnArg (index 0 and the type of the "
                        "return value), as Tetragon requires")
-        action = self.enum(m, "returnArgAction", _RETURN_ARG_ACTIONS) or ""
-        if action and not return_:
-            self.error(PolicyCode.BAD_VALUE, m.get("returnArgAction") or node,
-                       (*path, "returnArgAction"), "returnArgAction needs return: true")
-        ignore = False
-        if (ig := m.get("ignore")) is not None:
-            im = self.mapping(ig, (*path, "ignore"), ("callNotFound",))
-            ignore = im is not None and self.boolean(im, "callNotFound")
-        hook = _HookShape("kprobe", args, return_arg, by_position=False)
-        selectors = self.selectors(m, path, hook, returns=return_)
-        return KProbe(call=call, context=self.ctx(node, path),
-                      syscall=self.boolean(m, "syscall", default=True), return_=return_,
-                      message=self.message(m, path), args=args, return_arg=return_arg,
-                      return_arg_action=action, selectors=selectors, tags=self.tags(m, path),
-                      ignore_call_not_found=ignore)
+        return return_, return_arg
 
     def _tracepoint(self, node: yaml.Node, path: _Where) -> Tracepoint | None:
         m = self.mapping(node, path, ("subsystem", "event", "raw", "message", "args",
@@ -453,7 +465,8 @@ class _Reader:
 
     def _uprobe(self, node: yaml.Node, path: _Where) -> UProbe | None:
         m = self.mapping(node, path, ("path", "symbol", "symbols", "offsets", "refCtrOffsets",
-                                      "message", "args", "selectors", "tags"), required=("path",))
+                                      "message", "args", "selectors", "tags", "return",
+                                      "returnArg", "data"), required=("path",))
         if m is None:
             return None
         # `symbol` (one) is what Tetragon's releases before `symbols` took
@@ -465,22 +478,51 @@ class _Reader:
         if not symbols and not offsets:
             self.error(PolicyCode.MISSING_KEY, node, path, "a uprobe needs symbols or offsets")
         args = self.args(m, path, MAX_KPROBE_ARG_INDEX)
-        hook = _HookShape("uprobe", args, None, by_position=False)
+        return_, return_arg = self.returns(m, node, path)
+        data = self.data(m, path)
+        hook = _HookShape("uprobe", args, return_arg, by_position=False, data=data)
         return UProbe(path=self.string(m, "path") or "", context=self.ctx(node, path),
                       symbols=symbols, offsets=offsets,
                       ref_ctr_offsets=self.ints(m, "refCtrOffsets"),
                       message=self.message(m, path), args=args,
-                      selectors=self.selectors(m, path, hook, returns=False),
-                      tags=self.tags(m, path))
+                      selectors=self.selectors(m, path, hook, returns=return_),
+                      tags=self.tags(m, path), return_=return_, return_arg=return_arg,
+                      data=data)
 
     # -- arguments
 
     def args(self, m: _Map, path: _Where, max_index: int | None) -> tuple[Arg, ...]:
-        return self.seq(m, "args", lambda n, p: self._arg(n, p, max_index))
+        def one(node: yaml.Node, p: _Where) -> Arg | None:
+            a = self._arg(node, p, max_index)
+            if a is not None and a.source:
+                self.error(PolicyCode.BAD_VALUE, node, p, "source is for data entries, not args")
+            return a
+
+        return self.seq(m, "args", one)
+
+    def data(self, m: _Map, path: _Where) -> tuple[Arg, ...]:
+        """``data``: values read beside the arguments, from the current
+        task's fields (source: current_task) or a register (pt_regs)."""
+        def one(node: yaml.Node, p: _Where) -> Arg | None:
+            d = self._arg(node, p, None)
+            if d is None or not isinstance(node, yaml.MappingNode):
+                return d
+            keys = {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+            if "source" not in keys:
+                self.error(PolicyCode.MISSING_KEY, node, p,
+                           f"a data entry needs source ({_one_of(_DATA_SOURCES)})")
+            elif not d.resolve:
+                self.error(PolicyCode.MISSING_KEY, node, p,
+                           "a data entry needs resolve: a field path of the task "
+                           "(current_task) or a register name (pt_regs)")
+            return d
+
+        return self.seq(m, "data", one)
 
     def _arg(self, node: yaml.Node, path: _Where, max_index: int | None) -> Arg | None:
         m = self.mapping(node, path, ("index", "type", "label", "sizeArgIndex", "returnCopy",
-                                      "maxData", "resolve"), required=("index",))
+                                      "maxData", "resolve", "btfType", "source"),
+                         required=("index",))
         if m is None:
             return None
         index = self.integer(m, "index", 0, 2**32 - 1) or 0
@@ -498,7 +540,9 @@ class _Reader:
                            f"not {typ}")
         return Arg(index=index, type=typ, label=self.string(m, "label") or "",
                    size_arg_index=size, return_copy=self.boolean(m, "returnCopy"),
-                   max_data=self.boolean(m, "maxData"), resolve=self.string(m, "resolve") or "")
+                   max_data=self.boolean(m, "maxData"), resolve=self.string(m, "resolve") or "",
+                   btf_type=self.string(m, "btfType") or "",
+                   source=self.enum(m, "source", _DATA_SOURCES) or "")
 
     def message(self, m: _Map, path: _Where) -> str:
         msg = self.string(m, "message") or ""
@@ -532,7 +576,7 @@ class _Reader:
             "matchPIDs", "matchArgs", "matchReturnArgs", "matchBinaries",
             "matchParentBinaries", "matchNamespaces", "matchNamespaceChanges",
             "matchCapabilities", "matchCapabilityChanges", "matchActions",
-            "matchReturnActions"))
+            "matchReturnActions", "matchData"))
         if m is None:
             return None
         for key in ("matchReturnArgs", "matchReturnActions"):
@@ -553,6 +597,8 @@ class _Reader:
             match_actions=self.seq(m, "matchActions", lambda n, p: self._action(n, p, hook)),
             match_return_actions=self.seq(m, "matchReturnActions",
                                           lambda n, p: self._action(n, p, hook)),
+            match_data=self.seq(m, "matchData", lambda n, p: self._arg_sel(
+                n, p, _HookShape("data", hook.data, None, by_position=True), False)),
         )
 
     def _arg_sel(self, node: yaml.Node, path: _Where, hook: _HookShape,
@@ -568,14 +614,27 @@ class _Reader:
         if op is None:
             return None
         sel = ArgSelector(op, values, index, arg_idx)
-        where = m.get("args") if arg_idx else m.get("index")
         types: list[str] = []
-        for i in sel.indexes:
-            typ = hook.type_of(i, is_return)
+        if arg_idx:
+            where = m.get("args") or node
+            if len(arg_idx) > 1:  # (CelExpr reads several; it is not served)
+                self.warnings.append(Problem(
+                    PolicyCode.BAD_VALUE, f"args lists {len(arg_idx)} positions; this "
+                    f"operator filters one, and Tetragon reads the first ({arg_idx[0]})",
+                    self.ctx(where, (*path, "args"))))
+            typ = hook.type_at(arg_idx[0], is_return)
             if typ is None:
-                self.error(PolicyCode.BAD_REFERENCE, where or node,
-                           (*path, "args" if arg_idx else "index"),
-                           hook.missing(i, is_return))
+                self.error(PolicyCode.BAD_REFERENCE, where, (*path, "args"),
+                           f"args: position {arg_idx[0]} is out of range: "
+                           f"{'the returnArg is position 0' if is_return else ''}"
+                           f"{'' if is_return else f'the hook has {len(hook.args)} args'}")
+            else:
+                types.append(typ)
+        else:
+            typ = hook.type_of(index, is_return)
+            if typ is None:
+                self.error(PolicyCode.BAD_REFERENCE, m.get("index") or node, (*path, "index"),
+                           hook.missing(index, is_return))
             else:
                 types.append(typ)
         for typ in types:
@@ -591,8 +650,10 @@ class _Reader:
             family, what = _INT_TYPES, "integer"
         elif op in _STRING_OPS:
             family, what = _STRING_TYPES, "string or file"
-        elif op in _MAP_OPS:
+        elif op in _MAP_OPS or op in _RANGE_OPS:
             family, what = _INT_TYPES, "integer"
+        elif op in _FILE_TYPE_OPS:
+            family, what = frozenset({"file", "path", "fd", "linux_binprm"}), "file or path"
         if family is not None and typ != "auto" and typ not in family:
             self.error(PolicyCode.BAD_VALUE, node, path,
                        f"{op} filters {what} arguments; this argument is {typ}")
@@ -609,7 +670,9 @@ class _Reader:
         if not values:
             self.error(PolicyCode.MISSING_KEY, vnode or m.node, path, f"{op} needs values")
             return
-        numeric = bool(types) and all(t in _INT_TYPES for t in types)
+        # an fd is compared as the path of its file (Tetragon: GenericFdType
+        # is among the string types of Equal and Prefix)
+        numeric = bool(types) and all(t in _INT_TYPES and t != "fd" for t in types)
         for i, (value, item) in enumerate(zip(values, items, strict=False)):
             why = _bad_value(op, value, numeric)
             if why is None and op in _MAP_OPS:
@@ -700,6 +763,13 @@ class _Reader:
         if act == "NotifyEnforcer" and m.get("argError") is None and m.get("argSig") is None:
             self.error(PolicyCode.MISSING_KEY, node, path,
                        "NotifyEnforcer needs argError, argSig or both")
+        if act in ("GetUrl", "DnsLookup") and hook.kind == "uprobe":
+            self.error(PolicyCode.BAD_VALUE, m.get("action") or node, (*path, "action"),
+                       "GetUrl and DnsLookup actions are not supported on uprobes (as in "
+                       "Tetragon)")
+        if act == "GetUrl" and a.arg_url and not a.arg_url.startswith(("http://", "https://")):
+            self.error(PolicyCode.BAD_VALUE, m.get("argUrl") or node, (*path, "argUrl"),
+                       f"argUrl {a.arg_url!r} is not an http:// or https:// URL")
         if act == "Override" and hook.kind in ("tracepoint", "uprobe"):
             self.error(PolicyCode.BAD_VALUE, m.get("action") or node, (*path, "action"),
                        f"Override changes a function's return value: kprobes and lsmhooks "
@@ -897,6 +967,7 @@ class _HookShape:
     args: tuple[Arg, ...]
     return_arg: Arg | None
     by_position: bool
+    data: tuple[Arg, ...] = ()
 
     def type_of(self, index: int, is_return: bool) -> str | None:
         if is_return:
@@ -906,11 +977,21 @@ class _HookShape:
             return self.args[index].type if index < len(self.args) else None
         return next((a.type for a in self.args if a.index == index), None)
 
+    def type_at(self, position: int, is_return: bool) -> str | None:
+        """The type of the argument at `position` in args (the returnArg:
+        position 0 of matchReturnArgs)."""
+        if is_return:
+            return self.return_arg.type if self.return_arg and position == 0 else None
+        return self.args[position].type if position < len(self.args) else None
+
     def missing(self, index: int, is_return: bool) -> str:
         if is_return:
             if self.return_arg is None:
                 return "the kprobe has no returnArg to filter"
             return f"index {index} is not the returnArg's index ({self.return_arg.index})"
+        if self.kind == "data":
+            return (f"index {index} is out of range: a matchData index is a position in "
+                    f"the hook's data, which has {len(self.args)}")
         if self.by_position:
             return (f"index {index} is out of range: a tracepoint selector's index is a "
                     f"position in its args, which has {len(self.args)}")
@@ -919,6 +1000,7 @@ class _HookShape:
 
 
 _CONSTRUCT: Final = yaml.constructor.SafeConstructor()
+_DATA_SOURCES: Final = frozenset({"current_task", "pt_regs"})
 
 
 def _is_null(node: yaml.Node) -> bool:
@@ -997,6 +1079,13 @@ def _bad_value(op: str, value: str, numeric: bool) -> str | None:
             lo, sep, hi = value.partition(":")
             if not (sep and _go_int(lo) is not None and _go_int(hi) is not None):
                 return f"{value!r} is neither an integer, a range (a:b) nor list:NAME"
+    elif op in _RANGE_OPS:
+        lo, sep, hi = value.partition(":")
+        if _go_int(lo) is None or (sep and _go_int(hi) is None):
+            return f"{value!r} is neither an integer nor a range (low:high)"
+    elif op in _FILE_TYPE_OPS:
+        if value not in _FILE_TYPE_NAMES:
+            return f"{value!r} is not a file type ({_one_of(_FILE_TYPE_NAMES)})"
     elif op in ("Prefix", "NotPrefix") and len(value.encode()) > MAX_PREFIX:
         return f"a prefix is at most {MAX_PREFIX} bytes; this one is {len(value.encode())}"
     elif op in ("Postfix", "NotPostfix") and len(value.encode()) > MAX_POSTFIX:

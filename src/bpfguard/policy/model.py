@@ -53,21 +53,23 @@ __all__ = [
 ]
 
 ARG_TYPES: Final = frozenset({
-    "auto", "int", "int8", "uint8", "int16", "uint16", "uint32", "int32", "uint64", "int64",
-    "char_buf", "char_iovec", "size_t", "skb", "sock", "sockaddr", "socket", "string", "fd",
-    "file", "filename", "path", "dentry", "nop", "bpf_attr", "perf_event", "bpf_map",
-    "user_namespace", "capability", "kiocb", "iov_iter", "cred", "load_info", "module",
-    "syscall64", "kernel_cap_t", "cap_inheritable", "cap_permitted", "cap_effective",
-    "linux_binprm", "data_loc", "net_device",
+    "auto", "int", "sint8", "int8", "uint8", "sint16", "int16", "uint16", "uint32", "sint32",
+    "int32", "ulong", "uint64", "size_t", "long", "sint64", "int64", "char_buf", "char_iovec",
+    "skb", "sock", "sockaddr", "socket", "sockaddr_un", "string", "fd", "file", "filename",
+    "path", "nop", "bpf_attr", "perf_event", "bpf_map", "user_namespace", "capability",
+    "kiocb", "iov_iter", "cred", "const_buf", "load_info", "module", "syscall64",
+    "kernel_cap_t", "cap_inheritable", "cap_permitted", "cap_effective", "linux_binprm",
+    "data_loc", "net_device", "bpf_cmd", "dentry", "bpf_prog",
 })
-"""Argument types: the CRD's ``KProbeArg.Type`` enum, plus ``sockaddr``,
-``socket`` and ``dentry`` which later Tetragon releases accept."""
+"""Argument types: the CRD's ``KProbeArg.Type`` enum (Tetragon 4fbfe2d74)."""
 
 ARG_OPERATORS: Final = frozenset({
     "Equal", "NotEqual", "Prefix", "NotPrefix", "Postfix", "NotPostfix", "GreaterThan",
     "LessThan", "GT", "LT", "Mask", "SPort", "NotSPort", "SPortPriv", "NotSportPriv",
     "NotSPortPriv", "DPort", "NotDPort", "DPortPriv", "NotDPortPriv", "SAddr", "NotSAddr",
     "DAddr", "NotDAddr", "Protocol", "Family", "State", "InMap", "NotInMap",
+    "CapabilitiesGained", "InRange", "NotInRange", "SubString", "SubStringIgnCase",
+    "CelExpr", "FileType", "NotFileType",
 })
 """``matchArgs``/``matchReturnArgs`` operators (the CRD's ``ArgSelector.Operator``
 enum; ``NotSportPriv`` is Tetragon's historical spelling, ``NotSPortPriv`` the
@@ -95,25 +97,25 @@ class Arg:
     size_arg_index: int = 0
     return_copy: bool = False
     max_data: bool = False
-    resolve: str = ""
+    resolve: str = ""  # a field path read through the argument (Tetragon's resolve)
+    btf_type: str = ""  # the struct the argument points to, for resolve (btfType)
+    # a data entry's source: current_task (resolve from the task), pt_regs
+    # (resolve names a register); "" for an argument
+    source: str = ""
 
 
 @dataclass(frozen=True)
 class ArgSelector:
-    """A ``matchArgs``/``matchReturnArgs`` filter. `index` is the argument it
-    filters (``args`` lists several, in later Tetragon releases). For
-    kprobes, LSM hooks and uprobes it is an argument's ``index``; for
-    tracepoints it is the position in the hook's ``args`` list."""
+    """A ``matchArgs``/``matchReturnArgs`` filter of one argument. `index`
+    names it as Tetragon does: for kprobes, LSM hooks and uprobes the first
+    argument with that ``index``, for tracepoints the position in the hook's
+    ``args`` list. ``args`` (later Tetragon releases) gives the position
+    instead, for every hook kind; Tetragon reads its first entry only."""
 
     operator: str
     values: tuple[str, ...] = ()
     index: int = 0
     args: tuple[int, ...] = ()
-
-    @property
-    def indexes(self) -> tuple[int, ...]:
-        """The arguments this filter reads."""
-        return self.args or (self.index,)
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ class Selector:
     match_capability_changes: tuple[CapabilitiesSelector, ...] = ()
     match_actions: tuple[Action, ...] = ()
     match_return_actions: tuple[Action, ...] = ()
+    match_data: tuple[ArgSelector, ...] = ()  # on the hook's data entries, by position
 
     @property
     def actions(self) -> tuple[Action, ...]:
@@ -217,6 +220,7 @@ class KProbe:
     args: tuple[Arg, ...] = ()
     return_arg: Arg | None = None
     return_arg_action: str = ""
+    data: tuple[Arg, ...] = ()  # values read beside the arguments (source: ...)
     selectors: tuple[Selector, ...] = ()
     tags: tuple[str, ...] = ()
     ignore_call_not_found: bool = False
@@ -278,6 +282,9 @@ class UProbe:
     args: tuple[Arg, ...] = ()
     selectors: tuple[Selector, ...] = ()
     tags: tuple[str, ...] = ()
+    return_: bool = False  # also at the function's return (a uretprobe)
+    return_arg: Arg | None = None
+    data: tuple[Arg, ...] = ()  # values read beside the arguments (source: ...)
 
     @property
     def name(self) -> str:
@@ -478,6 +485,8 @@ def _attach_candidates(hook: Hook) -> tuple[str, ...]:
             return ("tp_btf",)
         if overrides(hook):  # whatever the mode: monitor can become enforce live
             return ("fmod_ret+fexit" if hook.return_ else "fmod_ret",)
+        if any(d.source == "pt_regs" for d in hook.data):  # registers: a kprobe's
+            return ("kprobe",)
         if hook.fentry:
             return ("fentry+fexit" if hook.return_ else "fentry",)
         return ("fentry+fexit" if hook.return_ else "fentry", "kprobe")

@@ -102,12 +102,13 @@ def _compile(yaml_text: str | Policy, **kw: object) -> CompiledPolicy:
 
 
 def _errors(yaml_text: str | Policy, **kw: object) -> list[str]:
-    """Each compile problem as 'line:col message' (bpfguard's or this
-    machine's: UNSUPPORTED or UNAVAILABLE)."""
+    """Each compile problem as 'line:col message' (bpfguard's, this
+    machine's or the policy's own)."""
     with pytest.raises(PolicyError) as info:
         _compile(yaml_text, **kw)
-    assert {p.code for p in info.value.problems} <= {PolicyCode.UNSUPPORTED,
-                                                     PolicyCode.UNAVAILABLE}
+    assert {p.code for p in info.value.problems} <= {
+        PolicyCode.UNSUPPORTED, PolicyCode.UNAVAILABLE, PolicyCode.BAD_VALUE,
+        PolicyCode.BAD_REFERENCE}
     return [f"{p.context.line}:{p.context.column} {p.message}" for p in info.value.problems]
 
 
@@ -971,12 +972,20 @@ def test_ports_protocols_families() -> None:
         assert _filters(_sock_filter(op, [])) == [CompiledFilter(name, 0, False, 0, ())]
 
 
-def test_socket_filter_errors() -> None:
+def test_port_ranges_and_long_port_lists_become_a_set() -> None:
+    # Tetragon's a:b port ranges; more ports than fit inline
     nine = ", ".join(f'"{p}"' for p in range(1, 10))
-    assert _one_error(_syscall("sys_connect", "- index: 1\n  type: sockaddr\n",
-                               "- matchArgs:\n  - index: 1\n    operator: DPort\n"
-                               f"    values: [{nine}]\n")) == (
-        "sys_connect: 9 values; DPort takes at most 8")
+    for values, ports in ((f"[{nine}]", set(range(1, 10))),
+                          ('["9922:9932", "80"]', {*range(9922, 9933), 80})):
+        compiled = _compile(_syscall("sys_connect", "- index: 1\n  type: sockaddr\n",
+                                     "- matchArgs:\n  - index: 1\n    operator: NotDPort\n"
+                                     f"    values: {values}\n"))
+        [f] = compiled.hooks[0].selectors[0].filters
+        assert f.op == "NOT_DPORT_IN_SET"
+        assert {v for s, v in compiled.sets.ints if s == f.set} == ports
+
+
+def test_socket_filter_errors() -> None:
     policy = _policy(_syscall("sys_connect", "- index: 1\n  type: sockaddr\n"))
     bad_addr = Selector(match_args=(ArgSelector("SAddr", ("nope",), 1),))
     assert _one_error(_replace_selectors(policy, bad_addr)) == (
@@ -1225,13 +1234,19 @@ def test_unsupported_actions() -> None:
         "the fd or file argument types, which bpfguard resolves at the hook")
     assert _one_error(_actions("- action: UnfollowFD\n  argFd: 0")) == (
         "sys_setuid: UnfollowFD: see FollowFD")
-    assert _one_error(_actions("- action: GetUrl\n  argUrl: http://x")) == (
-        "sys_setuid: GetUrl: GetUrl makes network requests from the agent; bpfguard does not")
     assert _one_error(_actions("- action: Post\n  kernelStackTrace: true")) == (
         "sys_setuid: Post: stack traces are not served by bpfguard yet")
     assert _one_error(_actions("- action: Post\n  imaHash: true")) == (
         "sys_setuid: imaHash: bpfguard hashes files on lsmhooks hooks (the hash is taken in "
         "a sleepable BPF LSM program)")
+
+
+def test_get_url_and_dns_lookup_post_for_the_agent() -> None:
+    [h] = _compile(_actions("- action: GetUrl\n  argUrl: http://x\n"
+                            "- action: DnsLookup\n  argFqdn: canary.example")).hooks
+    [s] = h.selectors
+    assert s.actions == ACT["POST"]
+    assert s.call_agent == (("GetUrl", "http://x"), ("DnsLookup", "canary.example"))
 
 
 def test_ima_hash_needs_a_file_or_binprm_first() -> None:
@@ -1288,7 +1303,8 @@ def test_hook_count_limit() -> None:
 
 def test_limits_match_the_engine_header() -> None:
     header = (Path(__file__).resolve().parents[3] / "bpf" / "include" / "bpfguard.h").read_text()
-    for name, value in (("BG_POL_ARGS", LIMITS.args), ("BG_POL_SELECTORS", LIMITS.selectors),
+    for name, value in (("BG_POL_ARGS", LIMITS.args), ("BG_POL_RESOLVE", LIMITS.resolve),
+                        ("BG_POL_SELECTORS", LIMITS.selectors),
                         ("BG_POL_FILTERS", LIMITS.filters), ("BG_POL_VALUES", LIMITS.values),
                         ("BG_POL_NS_FILTERS", LIMITS.ns_filters),
                         ("BG_POL_NS_VALUES", LIMITS.ns_values),
@@ -1462,3 +1478,64 @@ def test_the_kernel_gap_alone_where_this_kernels_btf_cannot_tell_more() -> None:
 
     kprobe = "kprobes:\n- call: fd_install\n  syscall: false\n"
     assert len(_errors(kprobe, features=HOST, function_of=no_btf)) == 1
+
+
+# -- matchArgs args: positions in the args list ------------------------------------
+
+def test_match_args_args_is_a_position_not_an_index() -> None:
+    # as Tetragon's argIndexType: args[0] is a position in the hook's args,
+    # index names the first argument with that index
+    body = _syscall("sys_lseek", """
+        - {index: 2, type: int}
+        - {index: 1, type: int}
+        - {index: 0, type: nop}
+        - {index: 1, type: int}
+        """, """
+        - matchArgs:
+          - {args: [3], operator: Equal, values: ["7"]}
+          - {index: 1, operator: Equal, values: ["8"]}
+        """)
+    [sel] = _compile(body).hooks[0].selectors
+    # position 3 is the third argument read (the nop is not); index 1 is position 1
+    assert [(f.arg, f.vals) for f in sel.filters] == [(2, (7,)), (1, (8,))]
+
+
+def test_match_args_args_out_of_range_or_nop() -> None:
+    with pytest.raises(PolicyError) as info:
+        _policy(_syscall("sys_lseek", "- {index: 0, type: int}",
+                         "- matchArgs: [{args: [1], operator: Equal, values: ['1']}]"))
+    assert [p.message for p in info.value.problems] == [
+        "args: position 1 is out of range: the hook has 1 args"]
+    body = _syscall("sys_lseek", "- {index: 0, type: nop}\n- {index: 1, type: int}",
+                    "- matchArgs: [{args: [0], operator: Equal, values: ['1']}]")
+    assert _errors(body) == ["7:5 sys_lseek: a filter on args position 0, which the hook "
+                             "does not read"]
+
+
+def test_match_args_args_with_several_positions_warns_and_reads_the_first() -> None:
+    policy = _policy(_syscall(
+        "sys_lseek", "- {index: 0, type: int}\n- {index: 1, type: int}",
+        "- matchArgs: [{args: [1, 0], operator: Equal, values: ['1']}]"))
+    assert [w.message for w in policy.warnings] == [
+        "args lists 2 positions; this operator filters one, and Tetragon reads the first (1)"]
+    [sel] = _compile(policy).hooks[0].selectors
+    assert [f.arg for f in sel.filters] == [1]
+
+
+def test_in_range_inline_pairs_signed_as_the_argument_then_a_set() -> None:
+    def filt(type_: str, values: str) -> tuple[CompiledFilter, CompiledPolicy]:
+        c = _compile(_syscall("sys_setuid", f"- {{index: 0, type: {type_}}}",
+                              f"- matchArgs: [{{index: 0, operator: NotInRange, "
+                              f"values: {values}}}]"))
+        return c.hooks[0].selectors[0].filters[0], c
+
+    f, _ = filt("int", '["-5:-1", "7"]')
+    assert (f.op, f.vals) == ("NOT_IN_SRANGE", (M64 - 4, M64, 7, 7))
+    f, _ = filt("uint32", '["1:2"]')
+    assert (f.op, f.vals) == ("NOT_IN_RANGE", (1, 2))
+    f, c = filt("uint32", '["1:2", "4", "6", "8", "10:11"]')  # five: past the inline four
+    assert f.op == "NOT_IN_SET"
+    assert sorted(v for s, v in c.sets.ints if s == f.set) == [1, 2, 4, 6, 8, 10, 11]
+    assert _errors(_syscall("sys_setuid", "- {index: 0, type: int}",
+                            "- matchArgs: [{index: 0, operator: InRange, values: ['9:1']}]")
+                   ) == ["7:5 sys_setuid: range '9:1': the low end comes first"]

@@ -388,3 +388,87 @@ def test_monitor_mode_needs_no_enforcement() -> None:
         "attach", "Sigkill"]
     assert _problems(text.replace("monitor", "monitr")) == [
         "8:12 spec.options[0].value: option policy-mode takes enforce, monitor, not 'monitr'"]
+
+
+def test_data_entries_need_a_source_and_what_to_read() -> None:
+    text = HEAD + _body("""\
+      kprobes:
+      - call: sys_prctl
+        args:
+        - {index: 0, type: int, source: current_task}
+        data:
+        - {index: 0, type: int, resolve: tgid}
+        - {index: 1, type: int, source: pt_regs}
+        - {index: 2, type: int, source: registers, resolve: rdi}
+        selectors:
+        - matchData:
+          - {index: 3, operator: Equal, values: ["1"]}
+    """)
+    assert _problems(text) == [
+        "9:7 spec.kprobes[0].args[0]: source is for data entries, not args",
+        "11:7 spec.kprobes[0].data[0]: a data entry needs source (current_task, pt_regs)",
+        "12:7 spec.kprobes[0].data[1]: a data entry needs resolve: a field path of the task "
+        "(current_task) or a register name (pt_regs)",
+        "13:37 spec.kprobes[0].data[2].source: source 'registers' is not one of "
+        "current_task, pt_regs",
+        "16:17 spec.kprobes[0].selectors[0].matchData[0].index: index 3 is out of range: a "
+        "matchData index is a position in the hook's data, which has 3",
+    ]
+
+
+def test_range_file_type_and_agent_action_values() -> None:
+    text = HEAD + _body("""\
+      kprobes:
+      - call: sys_read
+        args:
+        - {index: 0, type: fd}
+        - {index: 2, type: size_t}
+        selectors:
+        - matchArgs:
+          - {index: 2, operator: InRange, values: ["1:10", "x:2"]}
+          - {index: 0, operator: FileType, values: [reg, socket, door]}
+          - {index: 2, operator: FileType, values: [reg]}
+          matchActions:
+          - {action: GetUrl, argUrl: "file:///etc/shadow"}
+      uprobes:
+      - path: /bin/true
+        symbols: [main]
+        selectors:
+        - matchActions:
+          - {action: DnsLookup, argFqdn: example.com}
+    """)
+    assert _problems(text) == [
+        "13:56 spec.kprobes[0].selectors[0].matchArgs[0].values[1]: 'x:2' is neither an "
+        "integer nor a range (low:high)",
+        "14:62 spec.kprobes[0].selectors[0].matchArgs[1].values[2]: 'door' is not a file "
+        "type (blk, block, char, chr, dir, fifo, link, lnk, pipe, reg, regular, sock, "
+        "socket)",
+        "15:30 spec.kprobes[0].selectors[0].matchArgs[2].operator: FileType filters file or "
+        "path arguments; this argument is size_t",
+        "17:34 spec.kprobes[0].selectors[0].matchActions[0].argUrl: argUrl "
+        "'file:///etc/shadow' is not an http:// or https:// URL",
+        "23:18 spec.uprobes[0].selectors[0].matchActions[0].action: GetUrl and DnsLookup "
+        "actions are not supported on uprobes (as in Tetragon)",
+    ]
+
+
+def test_uprobe_return_and_return_arg() -> None:
+    policy = load_policy_text("p.yaml", HEAD + _body("""\
+      uprobes:
+      - path: /bin/true
+        symbols: [main]
+        return: true
+        returnArg: {index: 0, type: string}
+        selectors:
+        - matchReturnArgs:
+          - {index: 0, operator: Prefix, values: [sudo]}
+    """))
+    [hook] = policy.uprobes
+    assert hook.return_ and hook.return_arg is not None and hook.return_arg.type == "string"
+    assert _problems(HEAD + _body("""\
+      uprobes:
+      - path: /bin/true
+        symbols: [main]
+        return: true
+    """)) == ["9:13 spec.uprobes[0].return: return: true needs returnArg (index 0 and the type "
+              "of the return value), as Tetragon requires"]
