@@ -308,6 +308,7 @@ struct bg_argval_key {
 #define BG_SYSCALL_SELECTORS (BG_POL_HOOKS * BG_POL_SELECTORS)
 #define BG_POL_ARGS 5             /* arguments read per hook (Tetragon: 5) */
 #define BG_POL_RESOLVE 16         /* steps of an argument's resolve path (Tetragon: 10) */
+#define BG_POL_IOVECS 8           /* buffers of a char_iovec argument read */
 #define BG_POL_SELECTORS 8        /* selectors per hook (Tetragon: 5) */
 #define BG_POL_FILTERS 8          /* matchArgs + matchReturnArgs per selector (Tetragon: 5) */
 #define BG_POL_VALUES 8           /* inline integer values per filter (Tetragon: 4);
@@ -351,6 +352,16 @@ enum bg_pol_type {
 	BG_PT_SOCK = 12,     /* struct sock *: family, protocol, state, addresses, ports */
 	BG_PT_CRED = 13,     /* struct cred *: a bg_pol_cred in the payload */
 	BG_PT_CHAR_BUF_RET = 14, /* returnCopy: user bytes read at return, as many as returned */
+	BG_PT_DENTRY = 15,   /* struct dentry *: its path within its filesystem */
+	BG_PT_SKB = 16,      /* struct sk_buff *: family, protocol, addresses and ports of its
+			      * IPv4 or IPv6 header and TCP or UDP header */
+	BG_PT_SOCKADDR_UN = 17, /* struct sockaddr_un *: the family, and sun_path as a string */
+	BG_PT_BYTES = 18,    /* `len` bytes of kernel memory at the (resolved) address: the
+			      * fields of a bpf_attr, bpf_map, module, ... user space decodes */
+	BG_PT_CHAR_IOVEC = 19, /* a user struct iovec array, its count argument size_arg
+				* (1-based): the bytes of its first BG_POL_IOVECS buffers */
+	BG_PT_CHAR_IOVEC_RET = 20, /* returnCopy: the same, read at return, as many bytes as
+				    * the call returned */
 };
 
 /* A cred argument, as written into the event's payload. */
@@ -379,7 +390,7 @@ struct bg_pol_arg {
 	__u8 nsteps;    /* resolve: steps in off[]; 0: the argument as it is */
 	__u8 flags;     /* enum bg_pol_arg_flags */
 	__u16 deref;    /* resolve: bit i set: step i then loads the pointer at its address */
-	__u16 pad;
+	__u16 len;      /* BG_PT_BYTES: bytes copied */
 	__u32 off[BG_POL_RESOLVE]; /* resolve: the byte offset step i adds to the address */
 };
 
@@ -460,6 +471,16 @@ enum bg_pol_action {
 	BG_ACT_SIGNAL = 1 << 3,
 	BG_ACT_OVERRIDE = 1 << 4, /* the hooked function returns bg_pol_selector.error */
 	BG_ACT_IMA_HASH = 1 << 5, /* Post imaHash: an LSM hook's event carries the file's IMA hash */
+	BG_ACT_TRACK_SOCK = 1 << 6,   /* TrackSock: the sock of argument sock_arg is the task's */
+	BG_ACT_UNTRACK_SOCK = 1 << 7, /* UntrackSock: forget it */
+};
+
+/* TrackSock: who owns a socket, so that events on it in another task's
+ * context (a packet delivered in softirq) name the owner, as Tetragon's do. */
+#define BG_POL_SOCKS 16384 /* tracked sockets, all policies together (LRU) */
+struct bg_pol_sock_owner {
+	__u32 tgid;
+	__u32 tid;
 };
 
 enum bg_pol_pid_flags {
@@ -530,6 +551,8 @@ struct bg_pol_selector {
 	__u8 pbin_follow;  /* ... of pbin_set */
 	__u8 comm_in;      /* the task's name (comm) must be in exact set comm_set */
 	__u8 euid_in;      /* its effective uid must be in integer set euid_set */
+	__u8 sock_arg;     /* TrackSock/UntrackSock: the argument (position) holding the sock */
+	__u8 pad[3];
 	__s32 error;       /* BG_ACT_OVERRIDE: the return value (argError) */
 	__u32 comm_set;
 	__u32 euid_set;
@@ -550,7 +573,8 @@ struct bg_pol_hook {
 	__u8 nsel;
 	__u8 ret;      /* return: true: post at return, with the return value */
 	__u8 mode;     /* enum bg_pol_mode */
-	__u8 pad;
+	__u8 ret_sock; /* returnArgAction: BG_ACT_TRACK_SOCK or BG_ACT_UNTRACK_SOCK on the
+			* returned sock; 0: none */
 	__u16 gen;     /* generation of the slot: events of a removed hook are told apart */
 	__u64 cgroup;  /* cgroup v2 id the hook is limited to (and its descendants); 0: all */
 	__u32 scope;   /* the policy's pod/container scope in pol_scope; 0: unscoped */

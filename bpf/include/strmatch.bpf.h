@@ -99,7 +99,8 @@ enum bg_fwd_flags {
 				    * empty name) */
 };
 
-/* Writes the path of req->file (or req->path) as "/a/b/c" plus NUL at
+/* Writes the path of req->file (or req->path; one without a mount is a
+ * dentry's, up to its filesystem's root) as "/a/b/c" plus NUL at
  * req->pos, walking dentries and mounts up to the task's root as d_path does
  * (no " (deleted)" suffix). Returns the bytes written; req->pad gets enum
  * bg_fwd_flags, w->leaf where the last name starts. The walk takes the same
@@ -128,8 +129,8 @@ __noinline int bg_path_forward(struct bg_area *a, struct bg_file_req *req, struc
 	if (!path)
 		return 0;
 	d = BPF_CORE_READ(path, dentry);
-	vfsmnt = BPF_CORE_READ(path, mnt);
-	if (!d || !vfsmnt)
+	vfsmnt = BPF_CORE_READ(path, mnt); /* none: a dentry's path within its filesystem */
+	if (!d)
 		return 0;
 	mnt = container_of(vfsmnt, struct mount, mnt);
 	root_dentry = BPF_CORE_READ(task, fs, root.dentry);
@@ -151,6 +152,11 @@ __noinline int bg_path_forward(struct bg_area *a, struct bg_file_req *req, struc
 			vfsmnt = __builtin_preserve_access_index(&up->mnt);
 			continue;
 		}
+		parent = BPF_CORE_READ(d, d_parent);
+		if (!vfsmnt && parent == d) { /* a dentry alone: its filesystem's root */
+			flags &= ~BG_FWD_UNREAD;
+			break;
+		}
 		/* the depth lives in memory, not a register: read back it is an
 		 * unknown scalar, so loop states differing only in it are pruned */
 		n = *(volatile __u32 *)&w->depth;
@@ -162,7 +168,6 @@ __noinline int bg_path_forward(struct bg_area *a, struct bg_file_req *req, struc
 		bg_clamp(k, BG_PATH_DEPTH - 1);
 		w->names[k] = (__u64)BPF_CORE_READ(d, d_name.name);
 		w->depth = n + 1;
-		parent = BPF_CORE_READ(d, d_parent);
 		if (parent == d) {
 			flags = (flags & ~BG_FWD_UNREAD) | BG_FWD_PSEUDO;
 			break;

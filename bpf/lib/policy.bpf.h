@@ -29,6 +29,8 @@
 #include "selectors.bpf.h"
 #include "syscall.bpf.h"
 
+#define BG_UNIX_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path), the kernel's UNIX_PATH_MAX */
+
 /* errno values (vmlinux.h has no macros) */
 #define EPERM 1
 #define E2BIG 7
@@ -57,6 +59,66 @@ struct {
 } pol_hooks SEC(".maps");
 
 
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BG_POL_SOCKS);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct bg_pol_sock_owner);
+} pol_socks SEC(".maps");
+
+/* TrackSock/UntrackSock on `sk`. */
+static __always_inline void bg_pol_track_sock(__u64 sk, bool track)
+{
+	struct bg_pol_sock_owner o;
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!sk)
+		return;
+	if (!track) {
+		bpf_map_delete_elem(&pol_socks, &sk);
+		return;
+	}
+	o.tgid = id >> 32;
+	o.tid = (__u32)id;
+	bpf_map_update_elem(&pol_socks, &sk, &o, BPF_ANY);
+}
+
+/* TrackSock/UntrackSock on the sock of argument k (argSock). */
+static __always_inline void bg_pol_track_arg(struct bg_pol_area *a, __u32 k, bool track)
+{
+	if (k >= BG_POL_ARGS)
+		return;
+	bg_clamp(k, BG_POL_ARGS - 1);
+	bg_pol_track_sock(a->ev.args[k].value, track);
+}
+
+/* An event on a tracked socket names the socket's owner (the first sock or
+ * skb argument tracked), whichever task's context it ran in. */
+static __always_inline void bg_pol_sock_owner(struct bg_pol_area *a, struct bg_pol_hook *h)
+{
+	for (int k = 0; k < BG_POL_ARGS; k++) {
+		struct bg_pol_sock_owner *o;
+		struct sk_buff *skb;
+		__u64 sk;
+
+		if (k >= h->nargs)
+			break;
+		sk = a->ev.args[k].value;
+		if (h->args[k].type == BG_PT_SKB) {
+			skb = (struct sk_buff *)sk; /* (a local: CO-RE relocates kernel types only) */
+			sk = (__u64)BPF_CORE_READ(skb, sk);
+		} else if (h->args[k].type != BG_PT_SOCK) {
+			continue;
+		}
+		o = sk ? bpf_map_lookup_elem(&pol_socks, &sk) : NULL;
+		if (o) {
+			a->ev.hdr.tgid = o->tgid;
+			a->ev.hdr.tid = o->tid;
+			return;
+		}
+	}
+}
 
 struct bg_pol_rate_key {
 	__u32 hook;
@@ -235,7 +297,9 @@ static __always_inline void bg_pol_sockaddr(struct bg_pol_value *v, const void *
 
 	if (len > sizeof(sa))
 		len = sizeof(sa);
-	if (len < 4 || bpf_probe_read_user(&sa, len & 31, uaddr)) {
+	/* a syscall's address is the user's; a kernel function's, its own copy */
+	if (len < 4 || (bpf_probe_read_user(&sa, len & 31, uaddr) &&
+			bpf_probe_read_kernel(&sa, len & 31, uaddr))) {
 		v->flags |= BG_PV_UNREADABLE;
 		return;
 	}
@@ -249,6 +313,110 @@ static __always_inline void bg_pol_sockaddr(struct bg_pol_value *v, const void *
 		__builtin_memcpy(v->sock.laddr, sa.v6, 16);
 		__builtin_memcpy(v->sock.raddr, sa.v6, 16);
 	}
+}
+
+/* An sk_buff's network and transport headers: the packet's own addresses
+ * and ports (laddr/lport its source), as Tetragon's skb type reads them. A
+ * global function: its headers on the stack stay out of the frames of the
+ * path walk's call chain (512 bytes in all). */
+__noinline int bg_pol_skb(struct bg_pol_value *v, __u64 raw)
+{
+	struct sk_buff *skb = (struct sk_buff *)raw;
+	unsigned char *head;
+	__u16 net, trans;
+	__u8 version = 0, proto = 0;
+	__u16 ports[2] = {};
+
+	if (!v)
+		return 0;
+	head = BPF_CORE_READ(skb, head);
+	net = BPF_CORE_READ(skb, network_header);
+	trans = BPF_CORE_READ(skb, transport_header);
+	if (!head || bpf_probe_read_kernel(&version, 1, head + net)) {
+		v->flags |= BG_PV_UNREADABLE;
+		return 0;
+	}
+	version >>= 4;
+	if (version == 4) {
+		struct iphdr ip;
+
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + net))
+			goto unreadable;
+		proto = ip.protocol;
+		v->sock.family = BG_AF_INET;
+		__builtin_memcpy(v->sock.laddr, &ip.saddr, 4);
+		__builtin_memcpy(v->sock.raddr, &ip.daddr, 4);
+	} else if (version == 6) {
+		struct ipv6hdr ip6;
+
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + net))
+			goto unreadable;
+		proto = ip6.nexthdr;
+		v->sock.family = BG_AF_INET6;
+		__builtin_memcpy(v->sock.laddr, &ip6.saddr, 16);
+		__builtin_memcpy(v->sock.raddr, &ip6.daddr, 16);
+	} else {
+		goto unreadable;
+	}
+	v->sock.protocol = proto;
+	/* the transport header is set once the stack has parsed or built it */
+	if ((proto == 6 || proto == 17) && trans != (__u16)~0U &&
+	    !bpf_probe_read_kernel(ports, sizeof(ports), head + trans)) {
+		v->sock.lport = bpf_ntohs(ports[0]);
+		v->sock.rport = bpf_ntohs(ports[1]);
+	}
+	v->flags |= BG_PV_SOCK;
+	return 0;
+unreadable:
+	v->flags |= BG_PV_UNREADABLE;
+	return 0;
+}
+
+/* char_iovec: the bytes of the first BG_POL_IOVECS buffers of the user
+ * iovec array at v->value (`count` of them), at most `max` in all, into the
+ * payload at pos; returns the new payload offset. A global function: the
+ * verifier checks its loop once, not once per argument of every caller. */
+__noinline __u32 bg_pol_put_iovec(struct bg_pol_area *a, struct bg_pol_value *v,
+					 __u64 count, __u64 max, __u32 pos)
+{
+	__u32 start = pos;
+	__u64 left, n;
+	int i;
+
+	if (!a || !v)
+		return pos;
+	left = max < BG_STR_MAX ? max : BG_STR_MAX;
+	for (i = 0; i < BG_POL_IOVECS; i++) {
+		struct {
+			__u64 base;
+			__u64 len;
+		} iov;
+
+		if (i >= count || !left)
+			break;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(v->value + i * sizeof(iov)))) {
+			v->flags |= BG_PV_UNREADABLE;
+			break;
+		}
+		n = iov.len < left ? iov.len : left;
+		if (pos + n > BG_DATA_LIMIT) {
+			v->flags |= BG_PV_TRUNCATED;
+			break;
+		}
+		bg_clamp(n, BG_STR_MAX);
+		if (n && bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), n, (void *)iov.base)) {
+			v->flags |= BG_PV_UNREADABLE;
+			break;
+		}
+		pos += n;
+		left -= n;
+	}
+	if (i == BG_POL_IOVECS && i < count && left)
+		v->flags |= BG_PV_TRUNCATED;
+	v->data.off = start;
+	v->data.len = pos - start;
+	v->flags |= BG_PV_DATA;
+	return pos;
 }
 
 static __always_inline __u32 bg_pol_put_cred(struct bg_pol_area *a, __u32 pos, struct cred *c,
@@ -390,6 +558,14 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 		return p.pos;
 	case BG_PT_CHAR_BUF_RET:
 		return pos; /* the pointer (in value) is read at return */
+	case BG_PT_CHAR_IOVEC:
+		len = arg->size_arg ? bg_pol_src_arg(src, arg->size_arg - 1) : 0;
+		return bg_pol_put_iovec(a, v, len, BG_STR_MAX, pos);
+	case BG_PT_CHAR_IOVEC_RET:
+		/* the array (in value) is read at return; its count is kept in
+		 * mode, which only files use */
+		v->mode = arg->size_arg ? bg_pol_src_arg(src, arg->size_arg - 1) : 0;
+		return pos;
 	case BG_PT_CHAR_BUF:
 		len = arg->size_arg ? bg_pol_src_arg(src, arg->size_arg - 1) : 0;
 		if (len > BG_STR_MAX) {
@@ -435,6 +611,48 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 		return pos;
 	case BG_PT_CRED:
 		return bg_pol_put_cred(a, pos, (struct cred *)raw, v);
+	case BG_PT_DENTRY: {
+		/* a path with no mount: the walk stops at the filesystem's root */
+		struct path within = { .dentry = (struct dentry *)raw };
+
+		return bg_pol_put_path(a, pos, task, NULL, raw ? &within : NULL, v);
+	}
+	case BG_PT_SKB:
+		bg_pol_skb(v, raw);
+		return pos;
+	case BG_PT_BYTES:
+		len = arg->len;
+		if (len > BG_STR_MAX)
+			len = BG_STR_MAX;
+		if (pos + len > BG_DATA_LIMIT) {
+			v->flags |= BG_PV_TRUNCATED;
+			return pos;
+		}
+		bg_clamp(len, BG_STR_MAX);
+		if (!raw || bpf_probe_read_kernel(a->ev.data + (pos & BG_DATA_MASK), len,
+						  (void *)raw)) {
+			v->flags |= BG_PV_UNREADABLE;
+			return pos;
+		}
+		v->data.off = pos;
+		v->data.len = len;
+		v->flags |= BG_PV_DATA;
+		return pos + len;
+	case BG_PT_SOCKADDR_UN: {
+		__u16 family = 0;
+
+		/* sun_path follows the 2-byte family; a kernel function's copy */
+		if (!raw || bpf_probe_read_kernel(&family, 2, (void *)raw)) {
+			v->flags |= BG_PV_UNREADABLE;
+			return pos;
+		}
+		v->sock.family = family;
+		v->flags |= BG_PV_SOCK;
+		if (bg_put_str(&p, (void *)(raw + 2), BG_UNIX_PATH_MAX, &v->data, false))
+			return pos;
+		v->flags |= BG_PV_DATA;
+		return p.pos;
+	}
 	}
 	return pos;
 }
@@ -663,6 +881,9 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	if (!sel)
 		return 0;
 	err = bg_pol_act(a, h, hook, sel, sel->actions, src->can_override);
+	if (sel->actions & (BG_ACT_TRACK_SOCK | BG_ACT_UNTRACK_SOCK))
+		bg_pol_track_arg(a, sel->sock_arg, sel->actions & BG_ACT_TRACK_SOCK);
+	bg_pol_sock_owner(a, h);
 	size = BG_POL_FIXED + pos;
 	bg_clamp(size, BG_POL_FIXED + BG_DATA_LIMIT);
 	if (sel->actions & BG_ACT_IMA_HASH) {
@@ -745,6 +966,16 @@ static __always_inline void bg_pol_copy_returned(struct bg_pol_stash *st, struct
 
 		if (k >= h->nargs)
 			break;
+		if (h->args[k].type == BG_PT_CHAR_IOVEC_RET) {
+			__u64 size = st->size;
+
+			size += bg_pol_put_iovec(&st->area, v, v->mode, ret > 0 ? ret : 0,
+						 pos) - pos;
+			bg_clamp(size, BG_POL_FIXED + BG_DATA_LIMIT);
+			st->size = size;
+			v->mode = 0;
+			continue;
+		}
 		if (h->args[k].type != BG_PT_CHAR_BUF_RET)
 			continue;
 		if (ret <= 0) { /* nothing returned: no bytes */
@@ -808,9 +1039,13 @@ static __always_inline int bg_pol_finish(struct bg_pol_stash *st, long ret)
 			break;
 		}
 	}
+	if (h->ret_sock) /* returnArgAction: the returned sock */
+		bg_pol_track_sock(ret, h->ret_sock == BG_ACT_TRACK_SOCK);
 	if (!sel)
 		return 0;
 	bg_pol_act(a, h, hook, sel, sel->ret_actions, 0);
+	if (sel->ret_actions & (BG_ACT_TRACK_SOCK | BG_ACT_UNTRACK_SOCK))
+		bg_pol_track_arg(a, sel->sock_arg, sel->ret_actions & BG_ACT_TRACK_SOCK);
 	bg_pol_post(a, sel, hook, st->size);
 	return 0;
 }

@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -608,8 +609,8 @@ def test_get_url_and_dns_lookup_are_done_by_the_agent(running: Running) -> None:
     server = http.server.HTTPServer(("127.0.0.1", 0), Canary)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        code = "import os, time; time.sleep(0.3); os.getppid()"
-        child = subprocess.Popen([*PY, code])
+        code = "import os, sys; sys.stdin.readline(); os.getppid()"
+        child = subprocess.Popen([*PY, code], stdin=subprocess.PIPE)
         running.add(f"""
             apiVersion: cilium.io/v1alpha1
             kind: TracingPolicy
@@ -626,7 +627,7 @@ def test_get_url_and_dns_lookup_are_done_by_the_agent(running: Running) -> None:
                   - {{action: GetUrl, argUrl: "http://127.0.0.1:{server.server_port}/t?x=1"}}
                   - {{action: DnsLookup, argFqdn: localhost}}
             """)
-        child.wait()
+        child.communicate(b"go\n")  # released once the policy is in
         evs = [e for e in running.events(settle=1.0) if e.policy_name == "canary"]
         assert [e.action for e in evs] == ["KPROBE_ACTION_GETURL"]
         deadline = time.monotonic() + 10  # the requests run beside the event path
@@ -648,7 +649,8 @@ def test_pt_regs_data_of_a_syscall_are_its_user_registers(running: Running) -> N
     # as Tetragon's kprobe on the syscall wrapper: rdi, rsi, rdx, r10, r8 hold
     # the arguments; matchData filters one, NotInRange another
     code = "import ctypes; ctypes.CDLL(None).prctl(0xffff0, 1, 2, 3, 4)"
-    child = subprocess.Popen([*PY, f"import time; time.sleep(0.3); {code}"])
+    child = subprocess.Popen([*PY, f"import sys; sys.stdin.readline(); {code}"],
+                             stdin=subprocess.PIPE)
     running.add(f"""
         apiVersion: cilium.io/v1alpha1
         kind: TracingPolicy
@@ -671,7 +673,7 @@ def test_pt_regs_data_of_a_syscall_are_its_user_registers(running: Running) -> N
               - {{index: 0, operator: Equal, values: ["0xffff0"]}}
               - {{index: 4, operator: NotInRange, values: ["5:9", "100:200"]}}
         """)
-    child.wait()
+    child.communicate(b"go\n")
     evs = [e for e in running.events() if e.policy_name == "prctl-regs"]
     assert [[d.value for d in e.data] for e in evs] == [[0xffff0, 1, 2, 3, 4]]
 
@@ -680,7 +682,7 @@ def test_file_type_and_port_ranges(running: Running, tmp_path: Path) -> None:
     # FileType on an fd argument; a DPort range on a sockaddr
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    code = (f"import os, socket, time; time.sleep(0.3)\n"
+    code = (f"import os, socket, sys; sys.stdin.readline()\n"
             f"fd = os.open({str(fifo)!r}, os.O_RDWR); os.read(fd, 0)\n"
             f"f = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
             "try: os.read(f, 0)\n"
@@ -689,7 +691,7 @@ def test_file_type_and_port_ranges(running: Running, tmp_path: Path) -> None:
             "    s = socket.socket(); s.setblocking(False)\n"
             "    try: s.connect(('127.0.0.1', port))\n"
             "    except OSError: pass\n")
-    child = subprocess.Popen([*PY, code])
+    child = subprocess.Popen([*PY, code], stdin=subprocess.PIPE)
     running.add(f"""
         apiVersion: cilium.io/v1alpha1
         kind: TracingPolicy
@@ -710,11 +712,45 @@ def test_file_type_and_port_ranges(running: Running, tmp_path: Path) -> None:
             - matchPIDs: [{{operator: In, values: [{child.pid}]}}]
               matchArgs: [{{index: 1, operator: DPort, values: ["9922:9932"]}}]
         """)
-    child.wait()
-    evs = [e for e in running.events() if e.policy_name == "types-and-ports"]
-    assert sorted((e.function_name.rsplit("_", 1)[-1], str(e.args[0].value)) for e in evs) == [
-        ("connect", str({"family": "AF_INET", "addr": "127.0.0.1", "port": 9925})),
-        ("read", str(fifo))]
+    child.communicate(b"go\n")
+    evs = [(e.function_name.rsplit("_", 1)[-1], e.args[0].value) for e in running.events()
+           if e.policy_name == "types-and-ports"]
+    # the fifo (and the stdin pipe the child waited on: a fifo too), not the directory
+    assert ("read", str(fifo)) in evs and ("read", str(tmp_path)) not in evs
+    assert [v for f, v in evs if f == "connect"] == [
+        {"family": "AF_INET", "addr": "127.0.0.1", "port": 9925}]
+
+
+def test_char_iovec_reads_the_buffers_of_writev_and_what_readv_filled(
+        running: Running) -> None:
+    code = ("import os, sys; sys.stdin.readline()\n"
+            "r, w = os.pipe()\n"
+            "os.writev(w, [b'hello ', b'iovec'])\n"
+            "a, b = bytearray(4), bytearray(8)\n"
+            "os.readv(r, [a, b])\n")
+    child = subprocess.Popen([*PY, code], stdin=subprocess.PIPE)
+    running.add(f"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: iovecs
+        spec:
+          kprobes:
+          - call: sys_writev
+            syscall: true
+            args: [{{index: 1, type: char_iovec, sizeArgIndex: 3}}]
+            selectors: [{{matchPIDs: [{{operator: In, values: [{child.pid}]}}]}}]
+          - call: sys_readv
+            syscall: true
+            args: [{{index: 1, type: char_iovec, sizeArgIndex: 3, returnCopy: true}}]
+            selectors: [{{matchPIDs: [{{operator: In, values: [{child.pid}]}}]}}]
+        """)
+    child.communicate(b"go\n")
+    assert child.returncode == 0
+    evs = {e.function_name.rsplit("_", 1)[-1]: (e.args[0].value, e.return_value)
+           for e in running.events() if e.policy_name == "iovecs"}
+    # readv filled 4 + 7 bytes: as many as it returned; no return value shown
+    assert evs == {"writev": (b"hello iovec", None), "readv": (b"hello iovec", None)}
 
 
 def test_fixture_raw_syscalls_reports_every_syscall(running: Running) -> None:
@@ -1027,9 +1063,19 @@ def test_kernel_function_arguments_resolved_cast_and_dereferenced(
         running: Running, tmp_path: Path) -> None:
     # resolve through a struct file *; an int declared on a pointer reads the
     # address (as Tetragon does, with a warning); cap_effective reads the
-    # kernel_cap_t security_capset's third parameter points to
+    # kernel_cap_t security_capset's third parameter points to. A child does
+    # it: bpfguard never reports its own process.
     target = tmp_path / "bg-resolve-file"
     target.write_text("x")
+    code = (f"import ctypes, sys; sys.stdin.readline(); open({str(target)!r}, 'rb').close()\n"
+            "header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3\n"
+            "data = (ctypes.c_uint32 * 6)()\n"
+            "libc = ctypes.CDLL(None)\n"
+            "assert libc.capget(header, data) == 0\n"
+            "assert libc.capset(header, data) == 0  # the same sets: a change of nothing\n"
+            "print(data[0] | data[3] << 32)\n")
+    child = subprocess.Popen([*PY, code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
     lp = running.add(f"""
         apiVersion: cilium.io/v1alpha1
         kind: TracingPolicy
@@ -1046,38 +1092,318 @@ def test_kernel_function_arguments_resolved_cast_and_dereferenced(
             - {{index: 0, type: uint64}}
             selectors:
             - matchPIDs:
-              - {{operator: In, values: [{os.getpid()}]}}
+              - {{operator: In, values: [{child.pid}]}}
               matchArgs:
-              - {{index: 0, operator: Postfix, values: ["/bg-resolve-file"]}}
+              - {{index: 0, operator: Equal, values: ["{target}"]}}
           - call: security_capset
             syscall: false
             args:
             - {{index: 2, type: cap_effective}}
             selectors:
             - matchPIDs:
-              - {{operator: In, values: [{os.getpid()}]}}
+              - {{operator: In, values: [{child.pid}]}}
         """)
     assert [w.message for w in lp.compiled.warnings] == [
         "security_file_open: argument 0 of security_file_open is a pointer (struct file * "
         "file); type 'uint64' reads the address itself, as Tetragon does (resolve: reads "
         "what it points to)"]
-    with open(target, "rb"):
-        pass
-    # capset(2) with the capabilities this process has: a change of nothing
-    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-    data = (ctypes.c_uint32 * 6)()
-    libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.capget(header, data) == 0
-    assert libc.capset(header, data) == 0
+    effective = int(child.communicate("go\n")[0])
+    assert child.returncode == 0
     evs = [(e.function_name, [a.value for a in e.args]) for e in running.events()
            if e.policy_name == "resolve-func"]
-    opened = [a for f, a in evs if f == "security_file_open"]
-    assert len(opened) == 1, evs
-    path, name, flags, address = opened[0]
-    assert (path, name, flags & 3) == (str(target), "bg-resolve-file", os.O_RDONLY), evs
-    assert isinstance(address, int) and address >= 0xffff800000000000  # a kernel address
-    # the effective set, both halves
-    assert [v for f, v in evs if f == "security_capset"] == [[data[0] | data[3] << 32]]
+    opened = [a for f, a in evs if f == "security_file_open"]  # (Python opens it twice)
+    assert opened and all(a[:2] == [str(target), "bg-resolve-file"] for a in opened), evs
+    assert any(a[2] & 3 == os.O_RDONLY for a in opened)
+    # a kernel address: the canonical upper half (4- or 5-level paging)
+    assert all(isinstance(a[3], int) and a[3] >= 0xff00000000000000 for a in opened)
+    assert [v for f, v in evs if f == "security_capset"] == [[effective]]
+
+
+@pytest.mark.needs("fentry")
+def test_capabilities_gained_compares_the_new_set_with_the_old(running: Running) -> None:
+    # the old effective set is resolved from the old cred; a capset that
+    # raises CAP_NET_RAW back into the effective set gains it, the one that
+    # drops it does not
+    code = ("import ctypes, sys; sys.stdin.readline()\n"
+            "header = (ctypes.c_uint32 * 2)(0x20080522, 0)\n"
+            "data = (ctypes.c_uint32 * 6)()\n"
+            "libc = ctypes.CDLL(None)\n"
+            "assert libc.capget(header, data) == 0\n"
+            "full = data[0]\n"
+            "data[0] = full & ~(1 << 13)  # CAP_NET_RAW out of the effective set\n"
+            "assert libc.capset(header, data) == 0\n"
+            "data[0] = full\n"
+            "assert libc.capset(header, data) == 0\n")
+    child = subprocess.Popen([*PY, code], stdin=subprocess.PIPE)
+    running.add(f"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: caps-gained
+        spec:
+          kprobes:
+          - call: security_capset
+            syscall: false
+            args:
+            - {{index: 2, type: cap_effective}}
+            - {{index: 1, type: cap_effective, resolve: cap_effective}}
+            selectors:
+            - matchPIDs:
+              - {{operator: In, values: [{child.pid}]}}
+              matchArgs:
+              - {{args: [0, 1], operator: CapabilitiesGained, values: [CAP_NET_RAW]}}
+        """)
+    child.communicate(b"go\n")
+    assert child.returncode == 0
+    evs = [[a.value for a in e.args] for e in running.events()
+           if e.policy_name == "caps-gained"]
+    assert len(evs) == 1
+    new, old = evs[0]
+    assert new & (1 << 13) and not old & (1 << 13)
+
+
+@pytest.mark.needs("fentry")
+def test_socket_sockaddr_skb_net_device_and_dentry_arguments(
+        running: Running, tmp_path: Path) -> None:
+    # a child connects over TCP and over a unix socket, sends a UDP datagram
+    # and unlinks a file; each kernel function reads its arguments' objects
+    unix_path = tmp_path / "bg-unix.sock"
+    doomed = tmp_path / "bg-unlink-me"
+    doomed.write_text("x")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(unix_path))
+    listener.listen()
+    code = ("import os, socket, sys; sys.stdin.readline()\n"
+            "s = socket.socket(); s.setblocking(False)\n"
+            "try: s.connect(('127.0.0.1', 9927))\n"
+            "except OSError: pass\n"
+            f"u = socket.socket(socket.AF_UNIX); u.connect({str(unix_path)!r})\n"
+            "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', 9928))\n"
+            f"os.unlink({str(doomed)!r})\n")
+    child = subprocess.Popen([*PY, code], stdin=subprocess.PIPE)
+    pids = f"matchPIDs: [{{operator: In, values: [{child.pid}]}}]"
+    try:
+        running.add(f"""
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: net-objects
+            spec:
+              kprobes:
+              - call: security_socket_connect
+                syscall: false
+                args:
+                - {{index: 0, type: socket}}
+                - {{index: 1, type: sockaddr}}
+                selectors:
+                - {pids}
+                  matchArgs: [{{index: 1, operator: DPort, values: ["9927"]}}]
+              - call: security_unix_stream_connect
+                syscall: false
+                args:
+                - {{index: 0, type: sock}}
+                selectors:
+                - {pids}
+              - call: ip_send_skb
+                syscall: false
+                args:
+                - {{index: 1, type: skb}}
+                selectors:
+                - {pids}
+                  matchArgs: [{{index: 1, operator: DPort, values: ["9928"]}}]
+              - call: dev_hard_start_xmit
+                syscall: false
+                args:
+                - {{index: 1, type: net_device}}
+                selectors:
+                - {pids}
+                  matchArgs: [{{index: 1, operator: Equal, values: [lo]}}]
+              - call: security_path_unlink
+                syscall: false
+                args:
+                - {{index: 1, type: dentry}}
+                selectors:
+                - {pids}
+                  matchArgs: [{{index: 1, operator: Postfix, values: ["/bg-unlink-me"]}}]
+            """)
+        child.communicate(b"go\n")
+        assert child.returncode == 0
+    finally:
+        listener.close()
+    evs: dict[str, list[Any]] = {}
+    for e in running.events():
+        if e.policy_name == "net-objects":
+            evs.setdefault(e.function_name, []).append([a.value for a in e.args])
+    [[sock, addr]] = evs["security_socket_connect"]
+    assert (sock["family"], sock["type"], sock["protocol"]) == (2, 1, 6)
+    assert addr == {"family": "AF_INET", "addr": "127.0.0.1", "port": 9927}
+    assert evs["security_unix_stream_connect"][0][0]["family"] == 1
+    [[skb]] = evs["ip_send_skb"]
+    assert (skb["saddr"], skb["daddr"], skb["dport"], skb["protocol"]) == (
+        "127.0.0.1", "127.0.0.1", 9928, 17)
+    assert ["lo"] in evs["dev_hard_start_xmit"]
+    [[where]] = evs["security_path_unlink"]
+    assert where.endswith("/bg-unlink-me") and str(tmp_path).endswith(where.rsplit("/", 1)[0])
+
+
+@pytest.mark.needs("fentry")
+def test_sockaddr_un_gives_the_family_and_the_path(running: Running, tmp_path: Path) -> None:
+    unix_path = tmp_path / "bg-unix2.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(unix_path))
+    listener.listen()
+    code = (f"import socket, sys; sys.stdin.readline()\n"
+            f"socket.socket(socket.AF_UNIX).connect({str(unix_path)!r})\n")
+    child = subprocess.Popen([*PY, code], stdin=subprocess.PIPE)
+    try:
+        running.add(f"""
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: unix-connect
+            spec:
+              kprobes:
+              - call: security_socket_connect
+                syscall: false
+                args:
+                - {{index: 1, type: sockaddr_un}}
+                selectors:
+                - matchPIDs: [{{operator: In, values: [{child.pid}]}}]
+                  matchArgs:
+                  - {{index: 1, operator: Family, values: [AF_UNIX]}}
+                  - {{index: 1, operator: Postfix, values: ["/bg-unix2.sock"]}}
+            """)
+        child.communicate(b"go\n")
+        assert child.returncode == 0
+    finally:
+        listener.close()
+    evs = [e.args[0].value for e in running.events() if e.policy_name == "unix-connect"]
+    assert evs == [{"family": "AF_UNIX", "path": str(unix_path)}]
+
+
+_BPF_OBJECTS_CHILD = """
+import ctypes, os, sys
+sys.stdin.readline()
+libc = ctypes.CDLL(None, use_errno=True)
+attr = ctypes.create_string_buffer(128)  # perf_event_open: a software CPU clock
+ctypes.memmove(attr, (1).to_bytes(4, "little") + (128).to_bytes(4, "little"), 8)
+fd = libc.syscall(298, attr, 0, -1, -1, 0)
+assert fd >= 0, ctypes.get_errno()
+mattr = ctypes.create_string_buffer(128)  # BPF_MAP_CREATE: a hash map named bgmap
+ctypes.memmove(mattr, b"".join(n.to_bytes(4, "little") for n in (1, 4, 8, 4)), 16)
+ctypes.memmove(ctypes.addressof(mattr) + 28, b"bgmap", 5)
+assert libc.syscall(321, 0, mattr, 128) >= 0, ctypes.get_errno()
+insns = ctypes.create_string_buffer(bytes([0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]))
+license = ctypes.create_string_buffer(b"GPL")
+pattr = ctypes.create_string_buffer(128)  # BPF_PROG_LOAD: r0 = 0; exit, named bgprog
+ctypes.memmove(pattr, (1).to_bytes(4, "little") + (2).to_bytes(4, "little")
+               + ctypes.addressof(insns).to_bytes(8, "little")
+               + ctypes.addressof(license).to_bytes(8, "little"), 24)
+ctypes.memmove(ctypes.addressof(pattr) + 48, b"bgprog", 6)
+assert libc.syscall(321, 5, pattr, 128) >= 0, ctypes.get_errno()
+os.setuid(0)  # a capability check in the initial user namespace
+"""
+
+
+@pytest.mark.needs("fentry")
+def test_kernel_objects_shown_field_by_field(running: Running) -> None:
+    # bpf_attr, bpf_map, perf_event and user_namespace arguments: the fields
+    # Tetragon's messages name, laid out from this kernel's BTF
+    child = subprocess.Popen([*PY, _BPF_OBJECTS_CHILD], stdin=subprocess.PIPE)
+    pids = f"matchPIDs: [{{operator: In, values: [{child.pid}]}}]"
+    running.add(f"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: bpf-objects
+        spec:
+          kprobes:
+          - call: bpf_check
+            syscall: false
+            args: [{{index: 1, type: bpf_attr}}]
+            selectors: [{{{pids}}}]
+          - call: security_bpf_map_alloc
+            syscall: false
+            args: [{{index: 0, type: bpf_map}}]
+            selectors: [{{{pids}}}]
+          - call: security_perf_event_alloc
+            syscall: false
+            args: [{{index: 0, type: perf_event}}]
+            selectors: [{{{pids}}}]
+          - call: cap_capable
+            syscall: false
+            args: [{{index: 1, type: user_namespace}}, {{index: 2, type: capability}}]
+            selectors:
+            - {pids}
+              matchArgs: [{{index: 2, operator: Equal, values: ["7"]}}]
+        """)
+    child.communicate(b"go\n")
+    assert child.returncode == 0
+    evs: dict[str, list[Any]] = {}
+    for e in running.events():
+        if e.policy_name == "bpf-objects":
+            evs.setdefault(e.function_name, []).append(e.args[0].value)
+    assert evs["bpf_check"] == [{"ProgType": "BPF_PROG_TYPE_SOCKET_FILTER", "InsnCnt": 2,
+                                 "ProgName": "bgprog"}]
+    assert evs["security_bpf_map_alloc"] == [{
+        "MapType": "BPF_MAP_TYPE_HASH", "KeySize": 4, "ValueSize": 8, "MaxEntries": 4,
+        "MapName": "bgmap"}]
+    assert {"Type": 1, "Config": 0, "ProbeOffset": 0} in evs["security_perf_event_alloc"]
+    host_userns = os.stat("/proc/1/ns/user").st_ino
+    assert {"level": 0, "owner": 0, "group": 0,
+            "ns": {"inum": host_userns}} in evs["cap_capable"]
+
+
+@pytest.mark.needs("fentry", "fexit")
+def test_track_sock_names_the_sockets_owner_in_another_tasks_context(running: Running) -> None:
+    # the receiver's socket is tracked when sk_alloc returns it; a datagram
+    # the sender sends is queued on it in the sender's context, and the event
+    # of that names the receiver, as Tetragon's socket tracking does
+    receiver = subprocess.Popen(
+        [*PY, "import socket, sys; sys.stdin.readline()\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "s.bind(('127.0.0.1', 0)); print(s.getsockname()[1], flush=True)\n"
+              "s.recv(16)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    running.add(f"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata:
+          name: track-sock
+        spec:
+          kprobes:
+          - call: sk_alloc
+            syscall: false
+            return: true
+            args: [{{index: 1, type: int, label: Family}}]
+            returnArg: {{index: 0, type: sock}}
+            returnArgAction: TrackSock
+            selectors:
+            - matchPIDs: [{{operator: In, values: [{receiver.pid}]}}]
+          - call: __udp_enqueue_schedule_skb
+            syscall: false
+            args: [{{index: 0, type: sock}}]
+            selectors:
+            - matchArgs: [{{index: 0, operator: SAddr, values: [127.0.0.1/32]}}]
+          - call: __sk_free
+            syscall: false
+            args: [{{index: 0, type: sock}}]
+            selectors:
+            - matchActions: [{{action: UntrackSock, argSock: 0}}]
+        """)
+    assert receiver.stdin is not None and receiver.stdout is not None
+    receiver.stdin.write("go\n")
+    receiver.stdin.flush()
+    port = int(receiver.stdout.readline())
+    sender = subprocess.run([*PY, "import socket; socket.socket(socket.AF_INET, "
+                                  f"socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', {port}))"])
+    assert sender.returncode == 0 and receiver.wait(timeout=30) == 0
+    receiver.stdin.close()
+    receiver.stdout.close()
+    evs = [e for e in running.events() if e.policy_name == "track-sock"]
+    queued = [e.pid for e in evs if e.function_name == "__udp_enqueue_schedule_skb"
+              and e.args[0].value["sport"] == port]
+    assert queued == [receiver.pid]
 
 
 @pytest.mark.needs("kprobe")

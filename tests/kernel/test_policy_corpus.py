@@ -46,6 +46,8 @@ GUEST_COVER = (
     "kprobe-amd64-test-f2bb3d9489.yaml",  # kprobe (pt_regs data)
     "lsm-bprm-check-613da358b3.yaml",  # lsm + imaHash
     "override-security-dee49db5be.yaml",  # fmod_ret
+    "creds-capability-usage-9f6604408b.yaml",  # fentry + fexit, a socket (resolve)
+    "security-socket-connect-block-others-1c5b05404c.yaml",  # fmod_ret, a socket
 )
 
 

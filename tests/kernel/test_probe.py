@@ -200,6 +200,26 @@ def test_kprobe_verdict_matches_the_pmu(probed: Any) -> None:
         assert "CONFIG_KPROBES is off" in kprobe.detail
 
 
+def test_error_injection_verdict_matches_the_kernel_config(probed: Any) -> None:
+    import gzip
+    import os
+    import re
+
+    found = probed[0].get("error_injection")
+    listed = Path("/sys/kernel/debug/error_injection/list").exists()
+    config = ""
+    for path in ("/proc/config.gz", f"/boot/config-{os.uname().release}"):
+        if Path(path).exists():
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt") as f:  # type: ignore[operator]
+                config = f.read()
+            break
+    built = bool(re.search(r"^CONFIG_FUNCTION_ERROR_INJECTION=y$", config, re.M))
+    assert found.available == (listed or built)
+    if not found.available and config:
+        assert "CONFIG_FUNCTION_ERROR_INJECTION" in found.detail
+
+
 def test_lockdown_is_the_bracketed_mode(probed: Any) -> None:
     found: Features = probed[0]
     word = _lockdown_word()

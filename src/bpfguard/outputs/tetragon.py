@@ -74,7 +74,7 @@ _INT_ARGS: dict[str, tuple[str, int, bool]] = {
     "int64": ("long_arg", 64, True),
     "uint64": ("size_arg", 64, False), "size_t": ("size_arg", 64, False),
 }
-_STRING_TYPES = frozenset({"string", "filename", "net_device", "data_loc"})
+_STRING_TYPES = frozenset({"string", "filename", "data_loc"})
 _BYTES_TYPES = frozenset({"char_buf", "char_iovec", "iov_iter"})
 _FILE_TYPES = {"fd": "file_arg", "file": "file_arg", "kiocb": "file_arg",
                "path": "path_arg", "dentry": "path_arg",
@@ -375,9 +375,20 @@ def _syscall_id(v: int, machine: str) -> JSON:
     return d
 
 
+# Tetragon's TaintedBitsType: a module's taint bits by name
+_TAINTS = ((1, "TAINT_PROPRIETARY_MODULE"), (2, "TAINT_FORCED_MODULE"),
+           (4, "TAINT_FORCED_UNLOAD_MODULE"), (1024, "TAINT_STAGED_MODULE"),
+           (4096, "TAINT_OUT_OF_TREE_MODULE"), (8192, "TAINT_UNSIGNED_MODULE"),
+           (32768, "TAINT_KERNEL_LIVE_PATCH_MODULE"), (262144, "TAINT_TEST_MODULE"))
+
+
 def _passthrough(v: Mapping[str, Any]) -> JSON:
     d: JSON = {}
     for k, x in v.items():
+        if k == "tainted" and isinstance(x, int):  # KprobeModule: the names of the bits
+            x = [name for bit, name in _TAINTS if x & bit]
+        elif k == "Type" and isinstance(x, int):  # KprobePerfEvent: a string
+            x = str(x)
         _put(d, k, str(x & _U64) if k in _U64_FIELDS and isinstance(x, int) else x)
     return d
 
@@ -397,6 +408,8 @@ def _value(a: PolicyArg, machine: str) -> tuple[str, Any] | None:
         return _FILE_TYPES[t], {"path": v} if v else {}
     if t in _STRING_TYPES and isinstance(v, str):
         return "string_arg", v
+    if t == "net_device" and isinstance(v, str):
+        return "net_dev_arg", {"name": v}
     if t in _BYTES_TYPES and isinstance(v, bytes | str):
         raw = v.encode() if isinstance(v, str) else v
         b64 = base64.b64encode(raw).decode("ascii")
@@ -418,6 +431,11 @@ def _value(a: PolicyArg, machine: str) -> tuple[str, Any] | None:
             _put(sa, "addr", v.get("addr"))
             _put(sa, "port", v.get("port"))
             return "sockaddr_arg", sa
+        if t == "sockaddr_un":
+            un: JSON = {}
+            _put(un, "family", _family(v.get("family")))
+            _put(un, "path", v.get("path"))
+            return "sockaddrun_arg", un
         if t in ("sock", "socket"):
             return "sock_arg", _sock(v)
         if t == "skb":

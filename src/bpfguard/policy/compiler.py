@@ -45,6 +45,7 @@ from .model import (
     Tracepoint,
     UProbe,
     attach_requirement,
+    has_feature,
 )
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ LIMITS: Final = _Limits()
 HOOK_KIND: Final = {"SYSCALL": 1, "TRACEPOINT": 2, "RAW_TP": 3, "FUNC": 4, "UPROBE": 5}
 PT: Final = {"NONE": 0, "INT": 1, "STRING": 2, "KSTRING": 3, "DATA_LOC": 4, "CHAR_BUF": 5,
              "FD": 6, "FILE": 7, "PATH": 8, "BINPRM": 9, "SOCKADDR": 10, "SYSCALL64": 11,
-             "SOCK": 12, "CRED": 13, "CHAR_BUF_RET": 14}
+             "SOCK": 12, "CRED": 13, "CHAR_BUF_RET": 14, "DENTRY": 15, "SKB": 16,
+             "SOCKADDR_UN": 17, "BYTES": 18, "CHAR_IOVEC": 19, "CHAR_IOVEC_RET": 20}
 OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT_POSTFIX": 6,
              "GT": 7, "LT": 8, "MASK": 9, "IN_SET": 10, "NOT_IN_SET": 11, "SADDR": 12,
              "NOT_SADDR": 13, "DADDR": 14, "NOT_DADDR": 15, "SPORT": 16, "NOT_SPORT": 17,
@@ -109,7 +111,8 @@ OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT
              "IN_SRANGE": 36, "NOT_IN_SRANGE": 37, "FILE_TYPE": 38, "NOT_FILE_TYPE": 39,
              "SPORT_IN_SET": 40, "NOT_SPORT_IN_SET": 41, "DPORT_IN_SET": 42,
              "NOT_DPORT_IN_SET": 43, "CAPS_GAINED": 44}
-ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8, "OVERRIDE": 16, "IMA_HASH": 32}
+ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8, "OVERRIDE": 16, "IMA_HASH": 32,
+              "TRACK_SOCK": 64, "UNTRACK_SOCK": 128}
 PID_FLAG: Final = {"NOT_IN": 1, "NS": 2, "FOLLOW": 4}
 BIN_OP: Final = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}
 NS_KIND: Final = {"Uts": 1, "Ipc": 2, "Mnt": 3, "Pid": 4, "PidForChildren": 5, "Net": 6,
@@ -134,24 +137,21 @@ _INT_TYPES: Final = {
 _CAP_SETS: Final = frozenset({"kernel_cap_t", "cap_inheritable", "cap_permitted",
                               "cap_effective"})
 _STRING_TYPES: Final = frozenset({"STRING", "KSTRING", "DATA_LOC", "CHAR_BUF", "FD", "FILE",
-                                  "PATH", "BINPRM"})
+                                  "PATH", "BINPRM", "DENTRY", "CHAR_IOVEC"})
 _NOTIFY_ENFORCER: Final = (
-    "NotifyEnforcer: bpfguard has no enforcer programs; the fmod_ret they need works only on "
-    "functions on the kernel's error-injection list (CONFIG_FUNCTION_ERROR_INJECTION), which "
-    "syscalls are not on Debian's kernels. Use Sigkill, or Override on an lsmhooks hook or a "
+    "NotifyEnforcer: bpfguard has no enforcer programs yet (they would be fmod_ret programs "
+    "on the enforcers' syscalls). Use Sigkill, or Override on an lsmhooks hook or a "
     "security_* kprobe")
 _SYSCALL_OVERRIDE: Final = (
     "Override on a syscall: bpfguard serves syscall kprobes on the syscall tracepoints, which "
-    "cannot change a return value (fmod_ret on a syscall needs the kernel's error-injection "
-    "list). Override the LSM hook or security_* function the syscall calls instead, e.g. "
-    "lsmhooks path_symlink or kprobe security_path_symlink")
+    "cannot change a return value, and has no fmod_ret path for syscalls yet. Override the "
+    "LSM hook or security_* function the syscall calls instead, e.g. lsmhooks path_symlink "
+    "or kprobe security_path_symlink")
 _NOT_SUPPORTED: Final = {
     "FollowFD": "FollowFD/UnfollowFD/CopyFD are deprecated in Tetragon; use the fd or file "
                 "argument types, which bpfguard resolves at the hook",
     "UnfollowFD": "see FollowFD",
     "CopyFD": "see FollowFD",
-    "TrackSock": "TrackSock/UntrackSock need kprobes on socket functions",
-    "UntrackSock": "see TrackSock",
 }
 
 # FileType values (Tetragon's fileTypeTable) -> S_IFMT bits
@@ -221,6 +221,10 @@ class CompiledArg:
     # data entries: "task" (the value is the current task, src unused) or
     # "reg" (the register at byte src of the probe's pt_regs); "" an argument
     source: str = ""
+    # BYTES: bytes copied, and the fields in them: (name, offset, size, how,
+    # the enum's (value, name) pairs for how "enum")
+    length: int = 0
+    fields: tuple[tuple[str, int, int, str, tuple[tuple[int, str], ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -264,6 +268,7 @@ class CompiledSelector:
     # the return (the selector posts so that the agent learns of the match)
     call_agent: tuple[tuple[str, str], ...] = ()
     ret_agent: tuple[tuple[str, str], ...] = ()
+    sock_arg: int = 0  # TrackSock/UntrackSock: the position of the argSock argument
     # the rules pushdown's task filters (no policy has them): the task's name
     # in this exact-string set, its effective uid in this integer set; 0: none
     comm_set: int = 0
@@ -280,9 +285,11 @@ class CompiledHook:
     args: list[CompiledArg]
     selectors: list[CompiledSelector]
     ret: bool = False
+    reports_return: bool = True  # False: posted at the return for returnCopy only
     ret_type: str = "int"
     # returnArg of a type other than an integer: how the engine reads it
     retarg: CompiledArg | None = None
+    ret_sock: str = ""  # returnArgAction: TrackSock or UntrackSock on the returned sock
     syscalls: tuple[int, ...] = ()
     subsys: str = ""
     event: str = ""
@@ -383,6 +390,40 @@ _FUNC_POINTER_ARGS: Final = {
     "file": ("FILE", "struct file *"), "path": ("PATH", "struct path *"),
     "linux_binprm": ("BINPRM", "struct linux_binprm *"), "sock": ("SOCK", "struct sock *"),
     "cred": ("CRED", "struct cred *"), "string": ("KSTRING", "char *"),
+    "dentry": ("DENTRY", "struct dentry *"), "skb": ("SKB", "struct sk_buff *"),
+    "sockaddr": ("SOCKADDR", "struct sockaddr *"),
+    "sockaddr_un": ("SOCKADDR_UN", "struct sockaddr_un *"),
+}
+# Kernel objects shown field by field as Tetragon's Kprobe* messages: the
+# struct, and per field its name in the message ("ns.inum": nested), its
+# member path and how it reads (u: unsigned, s: signed, str: a char array,
+# bool, enum:NAME: the name of a value of the kernel's enum NAME). The engine
+# copies the span of the struct that holds them; a member this kernel lacks
+# (sig_ok without CONFIG_MODULE_SIG) is left out of the event.
+_STRUCT_ARGS: Final = {
+    "bpf_attr": ("union bpf_attr", (("ProgType", "prog_type", "enum:bpf_prog_type"),
+                                    ("InsnCnt", "insn_cnt", "u"),
+                                    ("ProgName", "prog_name", "str"))),
+    "bpf_map": ("struct bpf_map", (("MapType", "map_type", "enum:bpf_map_type"),
+                                   ("KeySize", "key_size", "u"),
+                                   ("ValueSize", "value_size", "u"),
+                                   ("MaxEntries", "max_entries", "u"),
+                                   ("MapName", "name", "str"))),
+    "perf_event": ("struct perf_event", (("Type", "attr.type", "u"),
+                                         ("Config", "attr.config", "u"),
+                                         ("ProbeOffset", "attr.config2", "u"))),
+    "user_namespace": ("struct user_namespace", (("level", "level", "s"),
+                                                 ("owner", "owner.val", "u"),
+                                                 ("group", "group.val", "u"),
+                                                 ("ns.inum", "ns.inum", "u"))),
+    "module": ("struct module", (("name", "name", "str"), ("signature_ok", "sig_ok", "bool"),
+                                 ("tainted", "taints", "u"))),
+}
+# types read through a member of what the parameter points to (Tetragon reads
+# a socket's sock, a net_device's name): (the type read, its resolve path, the struct)
+_FUNC_MEMBER_ARGS: Final = {
+    "socket": ("sock", "sk", "struct socket *"),
+    "net_device": ("string", "name", "struct net_device *"),
 }
 
 
@@ -451,19 +492,6 @@ def resolve_path(btf: Btf, tid: int, path: str, *, pointee: bool = False
 
 
 _ERROR_INJECTION_LIST: Final = "/sys/kernel/debug/error_injection/list"
-
-
-def _modifiable(function: str) -> bool:
-    """Whether the kernel lets fmod_ret change `function`'s return value:
-    security_* functions, and those on the error-injection list (readable
-    with debugfs mounted; without it, the load decides)."""
-    if function.startswith("security_"):
-        return True
-    try:
-        with open(_ERROR_INJECTION_LIST) as f:
-            return any(line.split("\t", 1)[0] == function for line in f)
-    except OSError:
-        return True
 
 
 def _one_of_types(kinds: Mapping[str, str]) -> str:
@@ -591,6 +619,33 @@ class _Compiler:
             return self.btf().function(name)
         except KeyError:
             return None
+
+    def modifiable(self, function: str) -> bool:
+        """Whether the kernel lets fmod_ret change `function`'s return value:
+        security_* functions, and those on the error-injection list, which
+        a kernel without CONFIG_FUNCTION_ERROR_INJECTION does not have (with
+        the list not readable, debugfs unmounted, the load decides)."""
+        if function.startswith("security_"):
+            return True
+        if self.features is not None and not has_feature(self.features, "error_injection"):
+            return False
+        try:
+            with open(_ERROR_INJECTION_LIST) as f:
+                return any(line.split("\t", 1)[0] == function for line in f)
+        except OSError:
+            return True
+
+    def syscall_override(self, action: str, gap: str) -> _Fail:
+        """The refusal of an action that changes what a syscall returns: on a
+        kernel without the error-injection list no BPF program may (fmod_ret
+        reaches security_* functions only), which is the kernel's gap; on
+        one with it, bpfguard's."""
+        if self.features is not None and not has_feature(self.features, "error_injection"):
+            return _Fail(f"{action} changes what a syscall returns, which needs fmod_ret (or "
+                         "bpf_override_return) on the syscall's function: only a kernel built "
+                         "with CONFIG_FUNCTION_ERROR_INJECTION allows it, and this one is not",
+                         beyond=_Fail(gap), code=PolicyCode.UNAVAILABLE)
+        return _Fail(gap)
 
     def fail(self, ctx: Context, msg: str, code: PolicyCode = PolicyCode.UNSUPPORTED) -> None:
         self.problems.append(Problem(code, msg, ctx))
@@ -765,7 +820,7 @@ class _Compiler:
                         "in this kernel version)", code=PolicyCode.UNAVAILABLE)
         params, ret_c = proto
         ret = isinstance(hook, KProbe) and hook.return_
-        if "fmod_ret" in backend and isinstance(hook, KProbe) and not _modifiable(name):
+        if "fmod_ret" in backend and isinstance(hook, KProbe) and not self.modifiable(name):
             raise _Fail(f"Override on {name}: fmod_ret works on security_* functions and "
                         "on the kernel's error-injection list "
                         f"({_ERROR_INJECTION_LIST}), and {name} is on neither",
@@ -798,7 +853,14 @@ class _Compiler:
                             f"{first or 'absent'}")
             # one sleepable copy on each side of bg_pol_lsm (see bg_pol_ima)
             programs = [f"bg_pol_ima_{hashed}_a", *programs, f"bg_pol_ima_{hashed}_b"]
+        ret_sock = ""
+        if isinstance(hook, KProbe) and hook.return_arg_action:
+            if ret_type not in ("sock", "socket"):
+                raise _Fail(f"returnArgAction {hook.return_arg_action} acts on a returned sock; "
+                            f"the returnArg is a {ret_type}", code=PolicyCode.BAD_VALUE)
+            ret_sock = hook.return_arg_action
         return CompiledHook(hook, "FUNC", args, sels, ret=ret, ret_type=ret_type, retarg=retarg,
+                            ret_sock=ret_sock,
                             function_name=name, nparams=len(params),
                             programs=tuple(programs))
 
@@ -828,6 +890,17 @@ class _Compiler:
                 return CompiledArg("FD", 4, False, 0, index, type_, label, index)
             size, signed = _INT_TYPES[type_]
             return CompiledArg("INT", size, signed, 0, index, type_, label, index)
+        if type_ in _STRUCT_ARGS:
+            return self.struct_arg(hook, fn, pname, ctype, arg, label)
+        if type_ in _FUNC_MEMBER_ARGS:
+            read, member, want = _FUNC_MEMBER_ARGS[type_]
+            if ctype != want:
+                self.warn(hook, f"argument {index} of {fn} is {ctype} {pname}; type "
+                                f"{type_!r} reads it as a {want}, as Tetragon does")
+            start = self.btf().named_type(want.removesuffix(" *"))
+            return dataclasses.replace(self.resolved_arg(
+                start, dataclasses.replace(arg, type=read, resolve=member, btf_type=""),
+                label, pointee=True), declared=type_)
         if type_ == "char_buf":
             if not arg.size_arg_index:
                 raise _Fail(f"argument {index}: char_buf needs sizeArgIndex")
@@ -836,12 +909,43 @@ class _Compiler:
         if type_ not in _FUNC_POINTER_ARGS:
             raise _Fail(f"argument {index} of type {type_!r} is not read from kernel "
                         "functions by bpfguard (int types, fd, string, char_buf, file, "
-                        "path, linux_binprm, sock, cred)")
+                        "path, dentry, linux_binprm, sock, socket, skb, sockaddr, "
+                        "sockaddr_un, net_device, cred)")
         kind, want = _FUNC_POINTER_ARGS[type_]
-        if ctype != want:
+        if ctype != want and not (type_ == "sockaddr_un" and ctype == "struct sockaddr *"):
             self.warn(hook, f"argument {index} of {fn} is {ctype} {pname}; type {type_!r} "
                             f"reads it as a {want}, as Tetragon does")
         return CompiledArg(kind, 8, False, 0, index, type_, label, index)
+
+    def struct_arg(self, hook: KProbe | LsmHook, fn: str, pname: str, ctype: str, arg: Arg,
+                   label: str) -> CompiledArg:
+        """A kernel object shown field by field (_STRUCT_ARGS): the span of
+        it that holds the fields, laid out from this kernel's BTF."""
+        struct, spec = _STRUCT_ARGS[arg.type]
+        if ctype != f"{struct} *":
+            self.warn(hook, f"argument {arg.index} of {fn} is {ctype} {pname}; type "
+                            f"{arg.type!r} reads it as a {struct} *, as Tetragon does")
+        btf = self.btf()
+        start = btf.named_type(struct)
+        found = []
+        for name, path, how in spec:
+            try:
+                steps, cur, off, _ = resolve_path(btf, start, path, pointee=True)
+            except _Fail:
+                continue  # not in this kernel's struct: not in its events
+            assert not steps, path  # fields inside the struct, no pointer followed
+            names: tuple[tuple[int, str], ...] = ()
+            if how.startswith("enum:"):
+                names = tuple((v, k) for k, v in btf.enum(how[5:]).items())
+            found.append((name, off, btf.shape(cur)[1], how, names))
+        if not found:
+            raise _Fail(f"argument {arg.index}: this kernel's {struct} has none of the fields "
+                        f"a {arg.type} argument shows", code=PolicyCode.UNAVAILABLE)
+        lo = min(off for _, off, _, _, _ in found)
+        hi = max(off + size for _, off, size, _, _ in found)
+        fields = tuple((n, off - lo, size, how, names) for n, off, size, how, names in found)
+        return CompiledArg("BYTES", 8, False, 0, arg.index, arg.type, label, arg.index,
+                           steps=((lo, False),), length=hi - lo, fields=fields)
 
     def resolved_arg(self, start: int, arg: Arg, label: str, *,
                      user: bool = False, pointee: bool = False) -> CompiledArg:
@@ -860,7 +964,7 @@ class _Compiler:
             steps, cur, off, addressed = resolve_path(btf, start, arg.resolve, pointee=pointee)
         except _Fail as exc:
             raise _Fail(f"argument {index}: {exc}", code=exc.code) from None
-        kind, _, _, inner = btf.shape(cur)
+        kind, size, _, inner = btf.shape(cur)
         if not addressed:  # no path: the value itself, as without resolve
             kind = "value"
         inner_kind = btf.shape(inner)[0] if kind in ("ptr", "array") else ""
@@ -873,7 +977,9 @@ class _Compiler:
             if kind == "value":
                 return CompiledArg("FD" if type_ == "fd" else "INT", size, signed, 0, index,
                                    type_, label, index)
-            if kind not in ("int", "char", "ptr"):
+            # (a small struct too: kernel_cap_t is { u32 cap[2] } or { u64 val })
+            if kind not in ("int", "char", "ptr") and not (kind in ("struct", "array")
+                                                          and 0 < size <= 8):
                 raise _Fail(f"{what}, not an integer", code=PolicyCode.BAD_VALUE)
             steps.append((off, False))
             pt = "FD" if type_ == "fd" else "INT"
@@ -981,8 +1087,7 @@ class _Compiler:
         for name in self._calls(hook.call):
             for nr, compat in _syscall_ids(name, self.nr_max):
                 routes.append(nr + (self.nr_max if compat else 0))
-        args = [self.syscall_arg(a.index, a.type, a.size_arg_index, a.label,
-                                 a.return_copy, hook.return_)
+        args = [self.syscall_arg(a.index, a.type, a.size_arg_index, a.label, a.return_copy)
                 for a in hook.args if a.type != "nop"]
         if len(args) > LIMITS.args:
             raise _Fail(f"{len(args)} arguments; at most {LIMITS.args}")
@@ -993,24 +1098,33 @@ class _Compiler:
         sels = self.selectors(hook, hook.selectors, args, index_is_position=False)
         # a list's events name the syscall that ran (the engine fills it per event)
         fn = "" if hook.call.startswith("list:") else _function_name(hook.call)
-        return CompiledHook(hook, "SYSCALL", args, sels, ret=hook.return_, ret_type=ret_type,
+        # returnCopy bytes exist at the return: the event waits for it, as
+        # Tetragon's retprobe does, but shows a return value only with return: true
+        copies = any(a.type in ("CHAR_BUF_RET", "CHAR_IOVEC_RET") for a in args)
+        return CompiledHook(hook, "SYSCALL", args, sels, ret=hook.return_ or copies,
+                            reports_return=hook.return_, ret_type=ret_type,
                             syscalls=tuple(dict.fromkeys(routes)), function_name=fn)
 
     def syscall_arg(self, index: int, type_: str, size_arg: int, label: str,
-                    return_copy: bool, returns: bool) -> CompiledArg:
+                    return_copy: bool) -> CompiledArg:
         if not 0 <= index < 6:
             raise _Fail(f"argument index {index}: syscalls have 6 arguments (0-5)")
+        if return_copy and type_ == "char_iovec":
+            if not size_arg:
+                raise _Fail(f"argument {index}: char_iovec needs sizeArgIndex (the count)")
+            return CompiledArg("CHAR_IOVEC_RET", 8, False, size_arg, index, type_, label, index)
         if return_copy:
             if type_ != "char_buf":
-                raise _Fail(f"argument {index}: returnCopy reads char_buf, not {type_}")
-            if not returns:
-                raise _Fail(f"argument {index}: returnCopy reads the buffer at return; it "
-                            "needs return: true")
+                raise _Fail(f"argument {index}: returnCopy reads char_buf or char_iovec, not "
+                            f"{type_}")
             # as many bytes as the call returned: sizeArgIndex is not needed
             return CompiledArg("CHAR_BUF_RET", 8, False, 0, index, type_, label, index)
+        if type_ == "char_iovec" and not size_arg:
+            raise _Fail(f"argument {index}: char_iovec needs sizeArgIndex (the count)")
         return self.user_arg(index, type_, size_arg, label,
                              {"string": "STRING", "filename": "STRING", "char_buf": "CHAR_BUF",
-                              "fd": "FD", "sockaddr": "SOCKADDR", "syscall64": "SYSCALL64"},
+                              "char_iovec": "CHAR_IOVEC", "fd": "FD", "sockaddr": "SOCKADDR",
+                              "syscall64": "SYSCALL64"},
                              "a syscall argument is a user value (use int, string, char_buf, "
                              "fd or sockaddr)")
 
@@ -1159,7 +1273,7 @@ class _Compiler:
         if sel.match_namespace_changes or sel.match_capability_changes:
             raise _Fail("matchNamespaceChanges/matchCapabilityChanges need kprobes on "
                         "commit_creds and the namespace functions")
-        self.actions(hook, sel, out)
+        self.actions(hook, sel, out, args)
         return out
 
     def int_filter(self, f: ArgSelector, k: int, *, ret: bool, ret_type: str,
@@ -1266,17 +1380,20 @@ class _Compiler:
         if a.type in ("INT", "SYSCALL64"):
             return self.int_filter(f, k, ret=ret, ret_type=a.declared, signed=a.is_signed)
         if op in ("FileType", "NotFileType"):
-            if a.type not in ("FILE", "PATH", "FD", "BINPRM"):
+            if a.type not in ("FILE", "PATH", "FD", "BINPRM", "DENTRY"):
                 raise _Fail(f"{op} filters file and path arguments, not {a.declared}",
                             code=PolicyCode.BAD_VALUE)
             types = tuple(dict.fromkeys(_FILE_TYPES[v] for v in f.values))
             return CompiledFilter("FILE_TYPE" if op == "FileType" else "NOT_FILE_TYPE", k,
                                   int(ret), 0, types)
+        if a.type == "SOCKADDR_UN":  # the family, and sun_path as a string
+            filt = (self.sock_filter(f, k) if op == "Family" else self.string_filter(f, k))
+            return dataclasses.replace(filt, ret=int(ret))
         if a.type in _STRING_TYPES:
             return dataclasses.replace(self.string_filter(f, k), ret=int(ret))
-        if a.type in ("SOCKADDR", "SOCK"):  # sockaddr: the one address is both ends
+        if a.type in ("SOCKADDR", "SOCK", "SKB"):  # sockaddr: the one address is both ends
             return dataclasses.replace(self.sock_filter(f, k), ret=int(ret))
-        if a.type == "CHAR_BUF_RET":
+        if a.type in ("CHAR_BUF_RET", "CHAR_IOVEC_RET"):
             raise _Fail(f"matchArgs on argument {a.index}: its returnCopy bytes exist only at "
                         "return, and bpfguard filters arguments at entry")
         raise _Fail(f"operator {op} on a {a.declared} argument")
@@ -1443,7 +1560,8 @@ class _Compiler:
         out.cap_type = CAP_TYPE.get(f.type, 0)
         out.cap_mask = mask
 
-    def actions(self, hook: Hook, sel: Selector, out: CompiledSelector) -> None:
+    def actions(self, hook: Hook, sel: Selector, out: CompiledSelector,
+                args: list[CompiledArg]) -> None:
         enforcing: list[str] = []
         agent: list[tuple[str, str]] = []
 
@@ -1453,7 +1571,7 @@ class _Compiler:
             b = 0
             for a in acts:
                 if a.action == "NotifyEnforcer":
-                    raise _Fail(_NOTIFY_ENFORCER)
+                    raise self.syscall_override(a.action, _NOTIFY_ENFORCER)
                 if a.action in _NOT_SUPPORTED:
                     raise _Fail(f"{a.action}: {_NOT_SUPPORTED[a.action]}")
                 if a.kernel_stack_trace or a.user_stack_trace:
@@ -1471,6 +1589,15 @@ class _Compiler:
                         out.rate_scope = RATE_SCOPE.get(a.rate_limit_scope or "thread", 0)
                 elif a.action == "NoPost":
                     b |= ACT["NOPOST"]
+                elif a.action in ("TrackSock", "UntrackSock"):
+                    k = self._position(args, a.arg_sock or 0, isinstance(hook, Tracepoint))
+                    if args[k].type not in ("SOCK",):
+                        raise _Fail(f"{a.action}: argSock {a.arg_sock or 0} is a "
+                                    f"{args[k].declared}, not a sock or socket",
+                                    code=PolicyCode.BAD_VALUE)
+                    b |= ACT["POST"] | ACT["TRACK_SOCK" if a.action == "TrackSock"
+                                           else "UNTRACK_SOCK"]
+                    out.sock_arg = k
                 elif a.action in ("GetUrl", "DnsLookup"):
                     b |= ACT["POST"]
                     agent.append((a.action, a.arg_url if a.action == "GetUrl" else a.arg_fqdn))
@@ -1485,7 +1612,7 @@ class _Compiler:
                     enforcing.append("Signal")
                 elif a.action == "Override":
                     if isinstance(hook, KProbe) and hook.syscall:
-                        raise _Fail(_SYSCALL_OVERRIDE)
+                        raise self.syscall_override(a.action, _SYSCALL_OVERRIDE)
                     if not isinstance(hook, (KProbe, LsmHook)):
                         raise _Fail("Override changes a function's return value: it needs a "
                                     "kprobe on a kernel function or an lsmhooks hook")

@@ -476,6 +476,8 @@ class PolicyEngine(Sensor):
         enc.nargs = len(h.args)
         enc.nsel = len(h.selectors)
         enc.ret = int(h.ret)
+        enc.ret_sock = ACT[{"TrackSock": "TRACK_SOCK", "UntrackSock": "UNTRACK_SOCK"}[
+            h.ret_sock]] if h.ret_sock else 0
         enc.mode = self._mode[lp.mode.upper()]
         enc.gen = self._gens[slot]
         enc.cgroup = lp.cgroup
@@ -593,6 +595,7 @@ class PolicyEngine(Sensor):
         dst.deref = sum(1 << k for k, (_, deref) in enumerate(a.steps) if deref)
         for k, (off, _) in enumerate(a.steps):
             dst.off[k] = off
+        dst.len = a.length
 
     def _unload(self, lp: LoadedPolicy) -> None:
         if lp.scope_id:
@@ -641,7 +644,8 @@ class PolicyEngine(Sensor):
         # as Tetragon: `action` is what matchActions did at the call,
         # `return_action` what matchReturnActions did at the return
         action = "KPROBE_ACTION_POST"
-        return_action = "KPROBE_ACTION_POST" if e.has_ret else ""
+        shows_return = e.has_ret and h.reports_return
+        return_action = "KPROBE_ACTION_POST" if shows_return else ""
         for en in enforcement:
             if not en.done:
                 continue
@@ -660,9 +664,9 @@ class PolicyEngine(Sensor):
                 elif not at_return and action == "KPROBE_ACTION_POST":
                     action = _TETRAGON_ACTION[act]
         ret = None
-        if e.has_ret and h.retarg is not None:  # a string, a socket, ...
+        if shows_return and h.retarg is not None:  # a string, a socket, ...
             ret = self._arg(h.retarg, e.retv, data)
-        elif e.has_ret:  # a returned fd is shown as the number it is
+        elif shows_return:  # a returned fd is shown as the number it is
             ret = PolicyArg("int" if h.ret_type == "fd" else h.ret_type, int(e.ret))
         common = dict(policy_name=lp.name, pid=e.hdr.tgid, tid=e.hdr.tid,
                       time_ns=boot_to_wall_ns(e.hdr.ktime_ns), ktime_ns=e.hdr.ktime_ns,
@@ -755,7 +759,16 @@ class PolicyEngine(Sensor):
             return PolicyArg(a.declared, {"family": _FAMILY.get(fam, str(fam)),
                                           "addr": _addr(fam, bytes(s.raddr)),
                                           "port": int(s.rport)}, a.label)
-        if a.type == "SOCK":
+        if a.type == "SOCKADDR_UN":
+            if not flags & vf["SOCK"]:
+                return PolicyArg(a.declared, None, a.label)
+            path = (data[v.data.off:v.data.off + v.data.len].split(b"\0", 1)[0]
+                    if flags & vf["DATA"] else b"")
+            fam = int(v.sock.family)
+            return PolicyArg(a.declared, {"family": _FAMILY.get(fam, str(fam)),
+                                          "path": path.decode(errors="surrogateescape")},
+                             a.label, truncated)
+        if a.type in ("SOCK", "SKB"):
             if not flags & vf["SOCK"]:
                 return PolicyArg(a.declared, None, a.label)
             s = v.sock
@@ -768,6 +781,8 @@ class PolicyEngine(Sensor):
         if not flags & vf["DATA"]:
             return PolicyArg(a.declared, None, a.label, truncated)
         raw = data[v.data.off:v.data.off + v.data.len]
+        if a.type == "BYTES":
+            return PolicyArg(a.declared, _struct_value(a, raw), a.label)
         if a.type == "CRED":
             c = self._t["bg_pol_cred"].from_buffer_copy(raw.ljust(self._cred_size, b"\0"))
             ids = {k: int(getattr(c, k)) for k in ("uid", "gid", "euid", "egid", "suid",
@@ -775,10 +790,31 @@ class PolicyEngine(Sensor):
             return PolicyArg(a.declared, {**ids, "caps": {
                 "permitted": int(c.cap_permitted), "effective": int(c.cap_effective),
                 "inheritable": int(c.cap_inheritable)}}, a.label)
-        if a.type in ("CHAR_BUF", "CHAR_BUF_RET"):
+        if a.type in ("CHAR_BUF", "CHAR_BUF_RET", "CHAR_IOVEC", "CHAR_IOVEC_RET"):
             return PolicyArg(a.declared, raw, a.label, truncated)
         return PolicyArg(a.declared, raw.split(b"\0", 1)[0].decode(errors="surrogateescape"),
                          a.label, truncated)
+
+
+def _struct_value(a: CompiledArg, raw: bytes) -> dict[str, Any]:
+    """The fields of a bpf_attr, bpf_map, module, ... argument, as Tetragon's
+    Kprobe* message names them ("ns.inum" nests)."""
+    out: dict[str, Any] = {}
+    for name, off, size, how, names in a.fields:
+        b = raw[off:off + size]
+        value: Any
+        if how == "str":
+            value = b.split(b"\0", 1)[0].decode(errors="surrogateescape")
+        else:
+            n = int.from_bytes(b, "little", signed=how == "s")
+            value = (bool(n) if how == "bool" else dict(names).get(n, str(n))
+                     if how.startswith("enum:") else n)
+        where = out
+        *outer, leaf = name.split(".")
+        for part in outer:
+            where = where.setdefault(part, {})
+        where[leaf] = value
+    return out
 
 
 def _room_for_fds(n: int) -> None:

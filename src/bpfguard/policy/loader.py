@@ -91,7 +91,7 @@ _CAPABILITIES: Final = frozenset(f"CAP_{n}" for n in (
 ))
 """Linux capability names, in the kernel's order (CAP_CHOWN is 0)."""
 _LIST_TYPES: Final = frozenset({"syscalls", "generated_syscalls", "generated_ftrace"})
-_RETURN_ARG_ACTIONS: Final = frozenset({"Post", "TrackSock", "UntrackSock"})
+_RETURN_ARG_ACTIONS: Final = frozenset({"TrackSock", "UntrackSock"})
 _RATE_LIMIT_SCOPES: Final = frozenset({"thread", "process", "global"})
 _OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     "policy-mode": frozenset({"enforce", "monitor"}),
@@ -111,8 +111,8 @@ _INT_TYPES: Final = frozenset({"int", "int8", "uint8", "int16", "uint16", "uint3
                                "capability"})
 _STRING_TYPES: Final = frozenset({"string", "char_buf", "char_iovec", "filename", "file",
                                   "path", "fd", "dentry", "linux_binprm", "data_loc",
-                                  "net_device"})
-_NET_TYPES: Final = frozenset({"sock", "skb", "sockaddr", "socket"})
+                                  "net_device", "sockaddr_un"})
+_NET_TYPES: Final = frozenset({"sock", "skb", "sockaddr", "socket", "sockaddr_un"})
 _STRING_OPS: Final = frozenset({"Prefix", "NotPrefix", "Postfix", "NotPostfix"})
 _NUMBER_OPS: Final = frozenset({"GreaterThan", "LessThan", "GT", "LT", "Mask"})
 _ADDR_OPS: Final = frozenset({"SAddr", "NotSAddr", "DAddr", "NotDAddr"})
@@ -401,8 +401,12 @@ class _Reader:
         self.check_list_ref(call, call_node, (*path, "call"))
         args = self.args(m, path, MAX_KPROBE_ARG_INDEX)
         return_, return_arg = self.returns(m, node, path)
-        action = self.enum(m, "returnArgAction", _RETURN_ARG_ACTIONS) or ""
-        if action and not return_:
+        action = self.enum(m, "returnArgAction", _RETURN_ARG_ACTIONS | {"Post"}) or ""
+        if action == "Post":  # Tetragon: TestKprobeValidationReturnArgActionPost
+            self.error(PolicyCode.BAD_VALUE, m.get("returnArgAction") or node,
+                       (*path, "returnArgAction"), "returnArgAction Post: omit "
+                       "returnArgAction or use 'TrackSock'/'UntrackSock', as Tetragon says")
+        elif action and not return_:
             self.error(PolicyCode.BAD_VALUE, m.get("returnArgAction") or node,
                        (*path, "returnArgAction"), "returnArgAction needs return: true")
         ignore = False
@@ -617,7 +621,7 @@ class _Reader:
         types: list[str] = []
         if arg_idx:
             where = m.get("args") or node
-            if len(arg_idx) > 1:  # (CelExpr reads several; it is not served)
+            if len(arg_idx) > 1 and op != "CapabilitiesGained":  # (it compares two)
                 self.warnings.append(Problem(
                     PolicyCode.BAD_VALUE, f"args lists {len(arg_idx)} positions; this "
                     f"operator filters one, and Tetragon reads the first ({arg_idx[0]})",
@@ -756,8 +760,8 @@ class _Reader:
             user_stack_trace=self.boolean(m, "userStackTrace"),
             ima_hash=self.boolean(m, "imaHash"))
         need = {"Override": "argError", "Signal": "argSig", "FollowFD": "argFd",
-                "CopyFD": "argFd", "UnfollowFD": "argFd", "TrackSock": "argSock",
-                "UntrackSock": "argSock", "GetUrl": "argUrl", "DnsLookup": "argFqdn"}
+                "CopyFD": "argFd", "UnfollowFD": "argFd", "GetUrl": "argUrl",
+                "DnsLookup": "argFqdn"}  # (argSock defaults to 0, as in Tetragon)
         if (key := need.get(act)) is not None and m.get(key) is None:
             self.error(PolicyCode.MISSING_KEY, node, path, f"{act} needs {key}")
         if act == "NotifyEnforcer" and m.get("argError") is None and m.get("argSig") is None:

@@ -28,6 +28,7 @@ __all__ = [
     "ARG_TYPES",
     "Action",
     "attach_requirement",
+    "has_feature",
     "overrides",
     "Arg",
     "ArgSelector",
@@ -447,7 +448,8 @@ class Requirement:
         return self.backend is not None
 
 
-def _has(features: FeatureSet | Mapping[str, bool], name: str) -> bool:
+def has_feature(features: FeatureSet | Mapping[str, bool], name: str) -> bool:
+    """Whether `features` has every ``+``-joined part of `name`."""
     if isinstance(features, Mapping):
         return all(bool(features.get(part, False)) for part in name.split("+"))
     return all(features.has(part) for part in name.split("+"))
@@ -464,7 +466,7 @@ def _choose(hook: Hook, purpose: str, candidates: tuple[str, ...],
             features: FeatureSet | Mapping[str, bool]) -> Requirement:
     subject = hook.name if purpose == "attach" else f"{purpose} on {hook.name}"
     for cand in candidates:
-        if _has(features, cand):
+        if has_feature(features, cand):
             return Requirement(hook.name, purpose, candidates, cand,
                                f"{subject} uses {_FEATURE_TEXT.get(cand, cand)}", hook.context)
     lack = {1: "does not have it", 2: "has neither"}.get(len(candidates), "has none of them")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -510,6 +512,45 @@ def probe_lockdown(run: Run) -> Feature:
     return Feature("lockdown", True, f"{mode}: {_LOCKDOWN_MEANS.get(mode, 'unrecognised mode')}")
 
 
+def probe_error_injection(run: Run) -> Feature:
+    """Whether fmod_ret may change functions beyond security_*: the
+    error-injection list (syscalls among them), which only a kernel built
+    with CONFIG_FUNCTION_ERROR_INJECTION has. Read from debugfs when it is
+    mounted, else from the kernel's config (/proc/config.gz, /boot)."""
+    listed = Path("/sys/kernel/debug/error_injection/list")
+    if listed.exists():
+        return Feature("error_injection", True, f"{listed}: fmod_ret may override the "
+                       "functions listed there (syscalls among them)")
+    option = _kernel_config("CONFIG_FUNCTION_ERROR_INJECTION")
+    if option is None:
+        return Feature("error_injection", False, "neither debugfs's error_injection/list nor "
+                       "the kernel's config is readable: assumed absent")
+    if option == "y":
+        return Feature("error_injection", True, "CONFIG_FUNCTION_ERROR_INJECTION=y: fmod_ret "
+                       "may override syscalls and the other listed functions")
+    return Feature("error_injection", False, "the kernel is built without "
+                   "CONFIG_FUNCTION_ERROR_INJECTION: fmod_ret may override security_* "
+                   "functions only, never a syscall")
+
+
+def _kernel_config(option: str) -> str | None:
+    """`option`'s value in the running kernel's config ("" when not set),
+    None when no config is readable."""
+    release = os.uname().release
+    for path in ("/proc/config.gz", f"/boot/config-{release}"):
+        try:
+            if path.endswith(".gz"):
+                with gzip.open(path, "rt") as f:
+                    text = f.read()
+            else:
+                text = Path(path).read_text()
+        except OSError:
+            continue
+        m = re.search(rf"^{option}=(\S+)$", text, re.M)
+        return m.group(1) if m else ""
+    return None
+
+
 PROBES: dict[str, Callable[[Run], Feature]] = {
     "btf": probe_btf,
     "ringbuf": probe_ringbuf,
@@ -528,6 +569,7 @@ PROBES: dict[str, Callable[[Run], Feature]] = {
     "task_storage": probe_task_storage,
     "bpf_loop": probe_bpf_loop,
     "lockdown": probe_lockdown,
+    "error_injection": probe_error_injection,
 }
 
 

@@ -209,19 +209,33 @@ LSM_MSG = "needs BPF LSM; this kernel does not have it"
 FMOD_RET_MSG = "needs BPF trampolines (fmod_ret); this kernel does not have it"
 OVERRIDE_MSG = (
     "Override on a syscall: bpfguard serves syscall kprobes on the syscall tracepoints, which "
-    "cannot change a return value (fmod_ret on a syscall needs the kernel's error-injection "
-    "list). Override the LSM hook or security_* function the syscall calls instead, e.g. "
-    "lsmhooks path_symlink or kprobe security_path_symlink")
+    "cannot change a return value, and has no fmod_ret path for syscalls yet. Override the "
+    "LSM hook or security_* function the syscall calls instead, e.g. lsmhooks path_symlink "
+    "or kprobe security_path_symlink")
 NOTIFY_MSG = (
-    "NotifyEnforcer: bpfguard has no enforcer programs; the fmod_ret they need works only on "
-    "functions on the kernel's error-injection list (CONFIG_FUNCTION_ERROR_INJECTION), which "
-    "syscalls are not on Debian's kernels. Use Sigkill, or Override on an lsmhooks hook or a "
+    "NotifyEnforcer: bpfguard has no enforcer programs yet (they would be fmod_ret programs "
+    "on the enforcers' syscalls). Use Sigkill, or Override on an lsmhooks hook or a "
     "security_* kprobe")
 
-# refused on both kernels
+
+def _no_error_injection(action: str) -> str:
+    return (f"{action} changes what a syscall returns, which needs fmod_ret (or "
+            "bpf_override_return) on the syscall's function: only a kernel built with "
+            "CONFIG_FUNCTION_ERROR_INJECTION allows it, and this one is not")
+
+
+# refused on both kernels: neither has the error-injection list, and bpfguard
+# would still refuse on one that has it
 ALWAYS_REFUSED = {
-    "killer.yaml": [("17:5", "spec.tracepoints[0]", f"raw_syscalls:sys_enter: {NOTIFY_MSG}")],
-    "symlink-override.yaml": [("12:5", "spec.kprobes[0]", f"sys_symlinkat: {OVERRIDE_MSG}")],
+    "killer.yaml": [
+        ("17:5", "spec.tracepoints[0]",
+         f"raw_syscalls:sys_enter: {_no_error_injection('NotifyEnforcer')}"),
+        ("17:5", "spec.tracepoints[0]",
+         f"raw_syscalls:sys_enter: on a kernel that has it, still refused: {NOTIFY_MSG}")],
+    "symlink-override.yaml": [
+        ("12:5", "spec.kprobes[0]", f"sys_symlinkat: {_no_error_injection('Override')}"),
+        ("12:5", "spec.kprobes[0]",
+         f"sys_symlinkat: on a kernel that has it, still refused: {OVERRIDE_MSG}")],
 }
 # refused here, served in the guest
 FIXTURE_ERRORS = {
@@ -298,8 +312,7 @@ def test_fixture_refused_with_the_missing_capability_at_the_hook(
     text = str(info.value)
     for (where, ctx_name, msg), p in zip(expected, info.value.problems, strict=True):
         # the kernel's gaps apart from bpfguard's
-        code = (PolicyCode.UNSUPPORTED if name in ALWAYS_REFUSED or "still refused" in msg
-                else PolicyCode.UNAVAILABLE)
+        code = (PolicyCode.UNSUPPORTED if "still refused" in msg else PolicyCode.UNAVAILABLE)
         assert p.code == code
         assert f"{path}:{where}: {ctx_name}: {msg} [{code}]" in text
 
@@ -573,7 +586,12 @@ def test_return_copy_reads_at_return() -> None:
                             extra="return: true\nreturnArg:\n  index: 0\n  type: int\n")
                      ).hooks
     assert [(a.type, a.src, a.size_arg) for a in h.args] == [("CHAR_BUF_RET", 1, 0)]
-    assert h.ret
+    assert h.ret and h.reports_return
+    # without return: true the event still waits for the bytes (as Tetragon's
+    # retprobe does), and shows no return value
+    [h] = _compile(_syscall("sys_read", "- index: 1\n  type: char_buf\n  returnCopy: true\n")
+                   ).hooks
+    assert h.ret and not h.reports_return
 
 
 def test_syscall_argument_errors() -> None:
@@ -582,10 +600,6 @@ def test_syscall_argument_errors() -> None:
     assert _one_error(_syscall("sys_write", "- index: 1\n  type: file\n")) == (
         "sys_write: argument 1 of type 'file': a syscall argument is a user value (use int, "
         "string, char_buf, fd or sockaddr)")
-    assert _one_error(_syscall(
-        "sys_read", "- index: 1\n  type: char_buf\n  sizeArgIndex: 3\n  returnCopy: true\n")
-    ) == ("sys_read: argument 1: returnCopy reads the buffer at return; it needs "
-          "return: true")
     six = "".join(f"- index: {i % 5}\n  type: int\n" for i in range(6))
     assert _one_error(_syscall("sys_write", six)) == "sys_write: 6 arguments; at most 5"
     assert _one_error(_syscall("sys_openat", "", extra="""\
@@ -1450,7 +1464,7 @@ def test_a_kernel_gap_does_not_hide_what_bpfguard_would_still_refuse() -> None:
       syscall: false
       args:
       - index: 1
-        type: skb
+        type: iov_iter
     - call: fd_install
       syscall: false
       args:
@@ -1460,10 +1474,10 @@ def test_a_kernel_gap_does_not_hide_what_bpfguard_would_still_refuse() -> None:
     errs = _errors(body, features=HOST)
     assert errs[0] == f"8:5 fd_install: {KPROBES_MSG}"
     assert errs[1].startswith("8:5 fd_install: on a kernel that has it, still refused: "
-                              "argument 1 of type 'skb' is not read")
+                              "argument 1 of type 'iov_iter' is not read")
     assert errs[2:] == [f"13:5 fd_install: {KPROBES_MSG}"]  # nothing more to say of this one
     assert _errors(body, features=GUEST)[0].startswith("8:5 fd_install: argument 1 of type "
-                                                        "'skb'")
+                                                        "'iov_iter'")
 
 
 def test_the_kernel_gap_alone_where_this_kernels_btf_cannot_tell_more() -> None:
