@@ -310,6 +310,6 @@ int bg_pol_uprobe(struct pt_regs *ctx)
 SEC("uretprobe")
 int bg_pol_uretprobe(struct pt_regs *ctx)
 {
-	return bg_pol_func_exit(PT_REGS_RC(ctx));
+	return bg_pol_uprobe_exit(PT_REGS_RC(ctx), (__u32)bpf_get_attach_cookie(ctx));
 }
 #endif /* BG_NO_POLICY */

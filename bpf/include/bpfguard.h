@@ -376,7 +376,6 @@ struct bg_pol_cred {
  * `btfType`) ends; user space walks the path in BTF and writes the steps. */
 enum bg_pol_arg_flags {
 	BG_PA_LOAD = 1, /* BG_PT_INT: the value is the `size` bytes at the resolved address */
-	BG_PA_USER = 2, /* the path runs through user memory (uprobes) */
 	BG_PA_TASK = 4, /* data (source: current_task): the value is the current task */
 	BG_PA_REG = 8,  /* data (source: pt_regs): the register at byte src of pt_regs */
 };
@@ -445,7 +444,8 @@ enum bg_pol_op {
 	BG_OP_NOT_SPORT_IN_SET = 41,
 	BG_OP_DPORT_IN_SET = 42,
 	BG_OP_NOT_DPORT_IN_SET = 43,
-	BG_OP_CAPS_GAINED = 44,   /* (value & ~argument vals[0]'s value) & vals[1] != 0 */
+	BG_OP_CAPS_GAINED = 44,   /* argument vals[0] (the new set) has a bit of vals[1] the
+				   * value (the old set) lacks */
 };
 
 /* When a filter is decided. */
@@ -479,8 +479,10 @@ enum bg_pol_action {
  * context (a packet delivered in softirq) name the owner, as Tetragon's do. */
 #define BG_POL_SOCKS 16384 /* tracked sockets, all policies together (LRU) */
 struct bg_pol_sock_owner {
+	__u32 hook;  /* the hook slot that tracked it: its policy's unload forgets it */
 	__u32 tgid;
 	__u32 tid;
+	__u32 pad;
 };
 
 enum bg_pol_pid_flags {
@@ -552,7 +554,8 @@ struct bg_pol_selector {
 	__u8 comm_in;      /* the task's name (comm) must be in exact set comm_set */
 	__u8 euid_in;      /* its effective uid must be in integer set euid_set */
 	__u8 sock_arg;     /* TrackSock/UntrackSock: the argument (position) holding the sock */
-	__u8 pad[3];
+	__u8 ret_sock_arg; /* ... of matchReturnActions */
+	__u8 pad[2];
 	__s32 error;       /* BG_ACT_OVERRIDE: the return value (argError) */
 	__u32 comm_set;
 	__u32 euid_set;

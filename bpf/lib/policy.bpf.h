@@ -67,57 +67,28 @@ struct {
 	__type(value, struct bg_pol_sock_owner);
 } pol_socks SEC(".maps");
 
-/* TrackSock/UntrackSock on `sk`. */
-static __always_inline void bg_pol_track_sock(__u64 sk, bool track)
+/* TrackSock/UntrackSock on `sk`, for hook slot `hook`. */
+static __always_inline void bg_pol_track_sock(__u64 sk, __u32 hook, bool track)
 {
-	struct bg_pol_sock_owner o;
 	__u64 id = bpf_get_current_pid_tgid();
+	struct bg_pol_sock_owner o = { .hook = hook, .tgid = id >> 32, .tid = (__u32)id };
 
 	if (!sk)
 		return;
-	if (!track) {
+	if (track)
+		bpf_map_update_elem(&pol_socks, &sk, &o, BPF_ANY);
+	else
 		bpf_map_delete_elem(&pol_socks, &sk);
-		return;
-	}
-	o.tgid = id >> 32;
-	o.tid = (__u32)id;
-	bpf_map_update_elem(&pol_socks, &sk, &o, BPF_ANY);
 }
 
 /* TrackSock/UntrackSock on the sock of argument k (argSock). */
-static __always_inline void bg_pol_track_arg(struct bg_pol_area *a, __u32 k, bool track)
+static __always_inline void bg_pol_track_arg(struct bg_pol_area *a, __u32 k, __u32 hook,
+					     bool track)
 {
 	if (k >= BG_POL_ARGS)
 		return;
 	bg_clamp(k, BG_POL_ARGS - 1);
-	bg_pol_track_sock(a->ev.args[k].value, track);
-}
-
-/* An event on a tracked socket names the socket's owner (the first sock or
- * skb argument tracked), whichever task's context it ran in. */
-static __always_inline void bg_pol_sock_owner(struct bg_pol_area *a, struct bg_pol_hook *h)
-{
-	for (int k = 0; k < BG_POL_ARGS; k++) {
-		struct bg_pol_sock_owner *o;
-		struct sk_buff *skb;
-		__u64 sk;
-
-		if (k >= h->nargs)
-			break;
-		sk = a->ev.args[k].value;
-		if (h->args[k].type == BG_PT_SKB) {
-			skb = (struct sk_buff *)sk; /* (a local: CO-RE relocates kernel types only) */
-			sk = (__u64)BPF_CORE_READ(skb, sk);
-		} else if (h->args[k].type != BG_PT_SOCK) {
-			continue;
-		}
-		o = sk ? bpf_map_lookup_elem(&pol_socks, &sk) : NULL;
-		if (o) {
-			a->ev.hdr.tgid = o->tgid;
-			a->ev.hdr.tid = o->tid;
-			return;
-		}
-	}
+	bg_pol_track_sock(a->ev.args[k].value, hook, track);
 }
 
 struct bg_pol_rate_key {
@@ -286,7 +257,8 @@ static __always_inline __u64 bg_pol_int(__u64 v, __u32 size, bool is_signed)
 	return v;
 }
 
-static __always_inline void bg_pol_sockaddr(struct bg_pol_value *v, const void *uaddr, __u64 len)
+static __always_inline void bg_pol_sockaddr(struct bg_pol_value *v, const void *uaddr, __u64 len,
+					    bool kernel)
 {
 	struct {
 		__u16 family;
@@ -297,9 +269,10 @@ static __always_inline void bg_pol_sockaddr(struct bg_pol_value *v, const void *
 
 	if (len > sizeof(sa))
 		len = sizeof(sa);
-	/* a syscall's address is the user's; a kernel function's, its own copy */
-	if (len < 4 || (bpf_probe_read_user(&sa, len & 31, uaddr) &&
-			bpf_probe_read_kernel(&sa, len & 31, uaddr))) {
+	/* a syscall's address is the user's (never read as the kernel's: the
+	 * user picks it); a kernel function's is the kernel's own copy */
+	if (len < 4 || (kernel ? bpf_probe_read_kernel(&sa, len & 31, uaddr)
+			       : bpf_probe_read_user(&sa, len & 31, uaddr))) {
 		v->flags |= BG_PV_UNREADABLE;
 		return;
 	}
@@ -377,46 +350,54 @@ unreadable:
  * payload at pos; returns the new payload offset. A global function: the
  * verifier checks its loop once, not once per argument of every caller. */
 __noinline __u32 bg_pol_put_iovec(struct bg_pol_area *a, struct bg_pol_value *v,
-					 __u64 count, __u64 max, __u32 pos)
+				  __u64 count, __u64 max, __u32 pos)
 {
-	__u32 start = pos;
-	__u64 left, n;
+	__u64 left, n, cur, at;
 	int i;
 
 	if (!a || !v)
 		return pos;
-	left = max < BG_STR_MAX ? max : BG_STR_MAX;
+	if (max > BG_STR_MAX)
+		max = BG_STR_MAX;
+	v->data.off = pos;
+	v->data.len = 0;
+	v->flags |= BG_PV_DATA;
 	for (i = 0; i < BG_POL_IOVECS; i++) {
 		struct {
 			__u64 base;
 			__u64 len;
 		} iov;
 
-		if (i >= count || !left)
+		if (i >= count)
 			break;
+		/* the bytes so far live in memory, not a register: read back they
+		 * are an unknown scalar, so the iterations' states prune */
+		cur = *(volatile __u16 *)&v->data.len;
+		if (cur >= max)
+			break;
+		left = max - cur;
 		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(v->value + i * sizeof(iov)))) {
 			v->flags |= BG_PV_UNREADABLE;
 			break;
 		}
 		n = iov.len < left ? iov.len : left;
-		if (pos + n > BG_DATA_LIMIT) {
+		if (n < iov.len) /* the cap ends the copy inside this buffer */
+			v->flags |= BG_PV_TRUNCATED;
+		at = pos + cur;
+		if (at + n > BG_DATA_LIMIT) {
 			v->flags |= BG_PV_TRUNCATED;
 			break;
 		}
 		bg_clamp(n, BG_STR_MAX);
-		if (n && bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), n, (void *)iov.base)) {
+		if (n && bpf_probe_read_user(a->ev.data + (at & BG_DATA_MASK), n, (void *)iov.base)) {
 			v->flags |= BG_PV_UNREADABLE;
 			break;
 		}
-		pos += n;
-		left -= n;
+		v->data.len = cur + n;
 	}
-	if (i == BG_POL_IOVECS && i < count && left)
+	if (i == BG_POL_IOVECS && i < count && v->data.len < max)
 		v->flags |= BG_PV_TRUNCATED;
-	v->data.off = start;
-	v->data.len = pos - start;
-	v->flags |= BG_PV_DATA;
-	return pos;
+	return pos + v->data.len;
 }
 
 static __always_inline __u32 bg_pol_put_cred(struct bg_pol_area *a, __u32 pos, struct cred *c,
@@ -450,38 +431,31 @@ static __always_inline __u32 bg_pol_put_cred(struct bg_pol_area *a, __u32 pos, s
 	return pos + sizeof(*out);
 }
 
-/* Follows an argument's resolve path from `addr`: each step adds its offset
- * and, where its deref bit is set, loads the pointer found there; with
- * BG_PA_LOAD the result is the `size`-byte integer at the final address.
- * False when a load faults (a NULL or stale pointer on the way). */
+/* Follows an argument's resolve path from `addr` through kernel memory: each
+ * step adds its offset and, where its deref bit is set, loads the pointer
+ * found there; with BG_PA_LOAD the result is the `size`-byte integer at the
+ * final address. False when a load faults (a NULL or stale pointer). */
 static __noinline bool bg_pol_resolve(struct bg_pol_arg *arg, __u64 *addr)
 {
 	__u64 at = *addr, v = 0;
-	bool user;
-	long err;
 	int i;
 
 	if (!arg)
 		return false;
-	user = arg->flags & BG_PA_USER;
 	for (i = 0; i < BG_POL_RESOLVE; i++) {
 		if (i >= arg->nsteps)
 			break;
 		at += arg->off[i];
 		if (!(arg->deref & (1 << i)))
 			continue;
-		err = user ? bpf_probe_read_user(&at, sizeof(at), (void *)at)
-			   : bpf_probe_read_kernel(&at, sizeof(at), (void *)at);
-		if (err)
+		if (bpf_probe_read_kernel(&at, sizeof(at), (void *)at))
 			return false;
 	}
 	if (arg->flags & BG_PA_LOAD) {
 		__u32 size = arg->size == 1 || arg->size == 2 || arg->size == 4 ? arg->size : 8;
 
 		bg_clamp(size, 8);
-		err = user ? bpf_probe_read_user(&v, size, (void *)at)
-			   : bpf_probe_read_kernel(&v, size, (void *)at);
-		if (err)
+		if (bpf_probe_read_kernel(&v, size, (void *)at))
 			return false;
 		at = v;
 	}
@@ -577,10 +551,9 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 			return pos;
 		}
 		bg_clamp(len, BG_STR_MAX);
-		/* a kernel function's buffer may be a user's (__user) or its own */
-		if (bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, (void *)raw) &&
-		    (h->kind != BG_HOOK_FUNC ||
-		     bpf_probe_read_kernel(a->ev.data + (pos & BG_DATA_MASK), len, (void *)raw))) {
+		/* user memory only, on kernel functions too: a __user buffer the
+		 * caller pointed into the kernel must not be read as the kernel's */
+		if (bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, (void *)raw)) {
 			v->flags |= BG_PV_UNREADABLE;
 			return pos;
 		}
@@ -599,7 +572,7 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 				       BPF_CORE_READ((struct linux_binprm *)raw, file), NULL, v);
 	case BG_PT_SOCKADDR:
 		len = arg->src + 1 < BG_ARGC ? bg_pol_src_arg(src, arg->src + 1) : 16;
-		bg_pol_sockaddr(v, (void *)raw, len);
+		bg_pol_sockaddr(v, (void *)raw, len, h->kind == BG_HOOK_FUNC);
 		return pos;
 	case BG_PT_SOCK:
 		if (!raw) {
@@ -882,8 +855,7 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 		return 0;
 	err = bg_pol_act(a, h, hook, sel, sel->actions, src->can_override);
 	if (sel->actions & (BG_ACT_TRACK_SOCK | BG_ACT_UNTRACK_SOCK))
-		bg_pol_track_arg(a, sel->sock_arg, sel->actions & BG_ACT_TRACK_SOCK);
-	bg_pol_sock_owner(a, h);
+		bg_pol_track_arg(a, sel->sock_arg, hook, sel->actions & BG_ACT_TRACK_SOCK);
 	size = BG_POL_FIXED + pos;
 	bg_clamp(size, BG_POL_FIXED + BG_DATA_LIMIT);
 	if (sel->actions & BG_ACT_IMA_HASH) {
@@ -904,6 +876,8 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 		a->ev.ima_err = -EBUSY;
 	}
 	if (h->ret) {
+		/* (one slot for functions and uprobes: a third map would triple
+		 * what 6.1's verifier walks after it) */
 		st = bpf_task_storage_get(h->kind == BG_HOOK_SYSCALL ? (void *)&pol_stash
 								     : (void *)&pol_fstash,
 					  task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -1040,12 +1014,12 @@ static __always_inline int bg_pol_finish(struct bg_pol_stash *st, long ret)
 		}
 	}
 	if (h->ret_sock) /* returnArgAction: the returned sock */
-		bg_pol_track_sock(ret, h->ret_sock == BG_ACT_TRACK_SOCK);
+		bg_pol_track_sock(ret, hook, h->ret_sock == BG_ACT_TRACK_SOCK);
 	if (!sel)
 		return 0;
 	bg_pol_act(a, h, hook, sel, sel->ret_actions, 0);
 	if (sel->ret_actions & (BG_ACT_TRACK_SOCK | BG_ACT_UNTRACK_SOCK))
-		bg_pol_track_arg(a, sel->sock_arg, sel->ret_actions & BG_ACT_TRACK_SOCK);
+		bg_pol_track_arg(a, sel->ret_sock_arg, hook, sel->ret_actions & BG_ACT_TRACK_SOCK);
 	bg_pol_post(a, sel, hook, st->size);
 	return 0;
 }
@@ -1091,6 +1065,20 @@ static __always_inline long bg_pol_ctx_ret(void *ctx)
 
 	bpf_probe_read_kernel(&ret, 8, ctx + 8 * (targ_nargs & 15));
 	return ret;
+}
+
+/* The return half of a return: true uprobe: the call of its link (cookie);
+ * another symbol's return leaves the event pending. */
+static __always_inline int bg_pol_uprobe_exit(long ret, __u32 cookie)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_stash *st;
+
+	st = bpf_task_storage_get(&pol_fstash, task, 0, 0);
+	if (!st || !st->active || st->ima || st->hook != targ_hook || st->nr != cookie)
+		return 0;
+	st->active = 0;
+	return bg_pol_finish(st, ret);
 }
 
 /* The return half of a return: true function hook (fexit, kretprobe). */

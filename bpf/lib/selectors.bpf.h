@@ -256,7 +256,8 @@ __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 		if (other >= BG_POL_ARGS)
 			return 0;
 		bg_clamp(other, BG_POL_ARGS - 1);
-		return !!(x & ~a->ev.args[other].value & f->vals[1]);
+		/* x is the old set, `other` the new (Tetragon's order) */
+		return !!(~x & a->ev.args[other].value & f->vals[1]);
 	}
 	case BG_OP_EQ:
 		return bg_pol_in_vals(f, x);

@@ -46,6 +46,7 @@ from .model import (
     UProbe,
     attach_requirement,
     has_feature,
+    overrides,
 )
 
 if TYPE_CHECKING:
@@ -214,10 +215,9 @@ class CompiledArg:
     label: str
     index: int      # the policy's index
     # resolve: (offset, then load the pointer there) per step; load: the value
-    # is the integer at the final address; user: the path is in user memory
+    # is the integer at the final address
     steps: tuple[tuple[int, bool], ...] = ()
     load: bool = False
-    user: bool = False
     # data entries: "task" (the value is the current task, src unused) or
     # "reg" (the register at byte src of the probe's pt_regs); "" an argument
     source: str = ""
@@ -268,7 +268,10 @@ class CompiledSelector:
     # the return (the selector posts so that the agent learns of the match)
     call_agent: tuple[tuple[str, str], ...] = ()
     ret_agent: tuple[tuple[str, str], ...] = ()
-    sock_arg: int = 0  # TrackSock/UntrackSock: the position of the argSock argument
+    # TrackSock/UntrackSock: the compiled argument argSock names, in
+    # matchActions and in matchReturnActions
+    sock_arg: int = 0
+    ret_sock_arg: int = 0
     # the rules pushdown's task filters (no policy has them): the task's name
     # in this exact-string set, its effective uid in this integer set; 0: none
     comm_set: int = 0
@@ -620,15 +623,16 @@ class _Compiler:
         except KeyError:
             return None
 
-    def modifiable(self, function: str) -> bool:
+    def modifiable(self, function: str) -> bool | None:
         """Whether the kernel lets fmod_ret change `function`'s return value:
-        security_* functions, and those on the error-injection list, which
-        a kernel without CONFIG_FUNCTION_ERROR_INJECTION does not have (with
-        the list not readable, debugfs unmounted, the load decides)."""
+        security_* functions, and those on the error-injection list. None
+        when this kernel has no such list (no CONFIG_FUNCTION_ERROR_INJECTION);
+        True when the list is not readable (debugfs unmounted: the load
+        decides)."""
         if function.startswith("security_"):
             return True
         if self.features is not None and not has_feature(self.features, "error_injection"):
-            return False
+            return None
         try:
             with open(_ERROR_INJECTION_LIST) as f:
                 return any(line.split("\t", 1)[0] == function for line in f)
@@ -731,6 +735,7 @@ class _Compiler:
                          hook.offsets[i] if hook.offsets else 0,
                          hook.ref_ctr_offsets[i] if hook.ref_ctr_offsets else 0)
                         for i in range(n))
+        self.no_resolve(hook, "uprobes: user memory")
         args = [self.uprobe_arg(a.index, a.type, a.size_arg_index, a.label)
                 for a in hook.args if a.type != "nop"]
         if len(args) > LIMITS.args:
@@ -820,11 +825,16 @@ class _Compiler:
                         "in this kernel version)", code=PolicyCode.UNAVAILABLE)
         params, ret_c = proto
         ret = isinstance(hook, KProbe) and hook.return_
-        if "fmod_ret" in backend and isinstance(hook, KProbe) and not self.modifiable(name):
-            raise _Fail(f"Override on {name}: fmod_ret works on security_* functions and "
-                        "on the kernel's error-injection list "
-                        f"({_ERROR_INJECTION_LIST}), and {name} is on neither",
-                        code=PolicyCode.BAD_VALUE)
+        if "fmod_ret" in backend and isinstance(hook, KProbe):
+            listed = self.modifiable(name)
+            if listed is False:  # the list was read: the policy's error
+                raise _Fail(f"Override on {name}: fmod_ret works on security_* functions and "
+                            f"on the kernel's error-injection list ({_ERROR_INJECTION_LIST}), "
+                            f"and {name} is on neither", code=PolicyCode.BAD_VALUE)
+            if listed is None:  # this kernel has no list: another one may
+                raise _Fail(f"Override on {name}: fmod_ret works on security_* functions "
+                            "only on this kernel, built without the error-injection list "
+                            "(CONFIG_FUNCTION_ERROR_INJECTION)", code=PolicyCode.UNAVAILABLE)
         if "fmod_ret" in backend and ret_c == "void":
             raise _Fail(f"Override: {name} returns void, so there is no return value to "
                         "override")
@@ -855,7 +865,7 @@ class _Compiler:
             programs = [f"bg_pol_ima_{hashed}_a", *programs, f"bg_pol_ima_{hashed}_b"]
         ret_sock = ""
         if isinstance(hook, KProbe) and hook.return_arg_action:
-            if ret_type not in ("sock", "socket"):
+            if ret_type != "sock":
                 raise _Fail(f"returnArgAction {hook.return_arg_action} acts on a returned sock; "
                             f"the returnArg is a {ret_type}", code=PolicyCode.BAD_VALUE)
             ret_sock = hook.return_arg_action
@@ -943,12 +953,15 @@ class _Compiler:
                         f"a {arg.type} argument shows", code=PolicyCode.UNAVAILABLE)
         lo = min(off for _, off, _, _, _ in found)
         hi = max(off + size for _, off, size, _, _ in found)
+        if hi - lo > LIMITS.string + 2:  # what the engine copies at most (BG_STR_MAX)
+            raise _Fail(f"argument {arg.index}: the fields of this kernel's {struct} span "
+                        f"{hi - lo} bytes; the engine copies {LIMITS.string + 2}")
         fields = tuple((n, off - lo, size, how, names) for n, off, size, how, names in found)
         return CompiledArg("BYTES", 8, False, 0, arg.index, arg.type, label, arg.index,
                            steps=((lo, False),), length=hi - lo, fields=fields)
 
     def resolved_arg(self, start: int, arg: Arg, label: str, *,
-                     user: bool = False, pointee: bool = False) -> CompiledArg:
+                     pointee: bool = False) -> CompiledArg:
         """An argument of BTF type `start` (with `pointee`: that points to a
         `start`) read through its ``resolve`` path (and ``btfType`` cast),
         walked in this kernel's BTF."""
@@ -983,7 +996,7 @@ class _Compiler:
                 raise _Fail(f"{what}, not an integer", code=PolicyCode.BAD_VALUE)
             steps.append((off, False))
             pt = "FD" if type_ == "fd" else "INT"
-            return self._resolved(pt, size, signed, arg, type_, label, steps, True, user)
+            return self._resolved(pt, size, signed, arg, type_, label, steps, True)
         if type_ in ("string", "filename"):
             if kind == "array" and inner_kind == "char":
                 steps.append((off, False))
@@ -992,9 +1005,8 @@ class _Compiler:
             elif kind != "value":
                 raise _Fail(f"{what}; type {type_!r} reads a char array or char *",
                             code=PolicyCode.BAD_VALUE)
-            return self._resolved("STRING" if user else "KSTRING", 8, False, arg, type_, label,
-                                  steps, False, user)
-        if type_ in _FUNC_POINTER_ARGS and not user:
+            return self._resolved("KSTRING", 8, False, arg, type_, label, steps, False)
+        if type_ in _FUNC_POINTER_ARGS:
             pt, want = _FUNC_POINTER_ARGS[type_]
             target = want.removesuffix(" *")
             if kind == "ptr" and btf.type_name(inner) == target:
@@ -1004,10 +1016,19 @@ class _Compiler:
             elif kind != "value":
                 raise _Fail(f"{what}; type {type_!r} reads a {want} (or a {target} in place)",
                             code=PolicyCode.BAD_VALUE)
-            return self._resolved(pt, 8, False, arg, type_, label, steps, False, user)
+            return self._resolved(pt, 8, False, arg, type_, label, steps, False)
         raise _Fail(f"argument {index} of type {type_!r}: bpfguard resolves integer, fd, "
-                    "string" + ("" if user else ", file, path, linux_binprm, sock and cred")
-                    + " arguments")
+                    "string, file, path, linux_binprm, sock and cred arguments")
+
+    @staticmethod
+    def no_resolve(hook: Hook, where: str) -> None:
+        """Refuses resolve and btfType where bpfguard does not walk them yet,
+        rather than report the argument itself as if resolved."""
+        for a in hook.args:
+            if a.resolve or a.btf_type:
+                raise _Fail(f"argument {a.index}: resolve/btfType are not served by bpfguard "
+                            f"on {where}; kernel functions, LSM hooks and raw tracepoints "
+                            "take them")
 
     def data_args(self, hook: KProbe | UProbe, nargs: int) -> list[CompiledArg]:
         """The hook's data entries, read after its arguments (matchData
@@ -1021,6 +1042,9 @@ class _Compiler:
                     self.resolved_arg(task, dataclasses.replace(d, btf_type=""), label,
                                       pointee=True), source="task"))
                 continue
+            if overrides(hook):
+                raise _Fail(f"data {d.resolve!r}: pt_regs data need a kprobe, and a hook that "
+                            "may Override runs as fmod_ret, which has no pt_regs")
             # pt_regs: a register by its x86-64 name: a kprobe's or uprobe's,
             # for a syscall hook the task's user registers at the syscall (as
             # Tetragon's kprobe on the syscall wrapper reads them)
@@ -1062,12 +1086,12 @@ class _Compiler:
         return found[0], size
 
     def _resolved(self, pt: str, size: int, signed: bool, arg: Arg, type_: str, label: str,
-                  steps: list[tuple[int, bool]], load: bool, user: bool) -> CompiledArg:
+                  steps: list[tuple[int, bool]], load: bool) -> CompiledArg:
         if len(steps) > LIMITS.resolve:
             raise _Fail(f"argument {arg.index}: resolve {arg.resolve!r} takes {len(steps)} "
                         f"steps (pointers followed); the engine follows {LIMITS.resolve}")
         return CompiledArg(pt, size, signed, 0, arg.index, type_, label, arg.index,
-                           steps=tuple(steps), load=load, user=user)
+                           steps=tuple(steps), load=load)
 
     def _calls(self, call: str) -> list[str]:
         if call.startswith("list:"):
@@ -1087,6 +1111,7 @@ class _Compiler:
         for name in self._calls(hook.call):
             for nr, compat in _syscall_ids(name, self.nr_max):
                 routes.append(nr + (self.nr_max if compat else 0))
+        self.no_resolve(hook, "syscall arguments: user memory")
         args = [self.syscall_arg(a.index, a.type, a.size_arg_index, a.label, a.return_copy)
                 for a in hook.args if a.type != "nop"]
         if len(args) > LIMITS.args:
@@ -1136,6 +1161,8 @@ class _Compiler:
                     if a.type != "nop"]
             kind = "RAW_TP"
         else:
+            self.no_resolve(hook, "tracepoint fields (raw: true reads the arguments, which "
+                                  "resolve walks)")
             fields = self.fields_of(hook.subsystem, hook.event)
             if fields is None:
                 raise _Fail(f"no tracepoint {hook.subsystem}:{hook.event} on this kernel "
@@ -1261,8 +1288,11 @@ class _Compiler:
         for f in sel.match_return_args:
             if not isinstance(hook, (KProbe, UProbe)) or not hook.return_:
                 raise _Fail("matchReturnArgs needs return: true")
+            ret_type = hook.return_arg.type if hook.return_arg else "int"
             out.filters.append(self.arg_filter(f, retarg, RET_ARG, ret=True) if retarg
-                               else self.int_filter(f, RET_ARG, ret=True, ret_type="int"))
+                               else self.int_filter(f, RET_ARG, ret=True, ret_type=ret_type,
+                                                    signed=_INT_TYPES.get(ret_type,
+                                                                          (8, True))[1]))
         if len(out.filters) > LIMITS.filters:
             raise _Fail(f"{len(out.filters)} argument filters in one selector; the engine "
                         f"evaluates {LIMITS.filters}")
@@ -1308,23 +1338,25 @@ class _Compiler:
 
     def caps_gained(self, hook: Hook, f: ArgSelector, args: list[CompiledArg],
                     k: int) -> CompiledFilter:
-        """CapabilitiesGained: args gives the new capability set, then the
-        old; it holds when the new one has one of `values` the old lacks."""
+        """CapabilitiesGained: args gives the old capability set, then the
+        new (Tetragon's order); it holds when the new one has a capability
+        the old lacks. `values`, which Tetragon does not read, narrows that
+        to the capabilities listed (bpfguard's)."""
         if len(f.args) != 2:
             raise _Fail("CapabilitiesGained compares two arguments: give both in args "
-                        "(the new set, then the old)", code=PolicyCode.BAD_VALUE)
-        old = self._at_position(hook, f.args[1])
-        for a in (args[k], args[old]):
+                        "(the old set, then the new)", code=PolicyCode.BAD_VALUE)
+        new = self._at_position(hook, f.args[1])
+        for a in (args[k], args[new]):
             if a.declared not in _CAP_SETS:
                 raise _Fail(f"CapabilitiesGained compares capability sets "
                             f"({', '.join(sorted(_CAP_SETS))}), not {a.declared}",
                             code=PolicyCode.BAD_VALUE)
-        mask = 0
+        mask = 0 if f.values else _M64
         for v in f.values:
             if v not in _CAPS:
                 raise _Fail(f"unknown capability {v!r}", code=PolicyCode.BAD_VALUE)
             mask |= 1 << _CAPS[v]
-        return CompiledFilter("CAPS_GAINED", k, 0, 0, (old, mask))
+        return CompiledFilter("CAPS_GAINED", k, 0, 0, (new, mask))
 
     def range_filter(self, f: ArgSelector, k: int, *, ret: bool,
                      signed: bool) -> CompiledFilter:
@@ -1376,11 +1408,11 @@ class _Compiler:
             raise _Fail(f"operator {op} is not served by bpfguard yet")
         if op == "CapabilitiesGained":
             raise _Fail("CapabilitiesGained compares two arguments: give both in args "
-                        "(the new set, then the old)", code=PolicyCode.BAD_VALUE)
+                        "(the old set, then the new)", code=PolicyCode.BAD_VALUE)
         if a.type in ("INT", "SYSCALL64"):
             return self.int_filter(f, k, ret=ret, ret_type=a.declared, signed=a.is_signed)
         if op in ("FileType", "NotFileType"):
-            if a.type not in ("FILE", "PATH", "FD", "BINPRM", "DENTRY"):
+            if a.type not in ("FILE", "PATH", "FD", "BINPRM"):
                 raise _Fail(f"{op} filters file and path arguments, not {a.declared}",
                             code=PolicyCode.BAD_VALUE)
             types = tuple(dict.fromkeys(_FILE_TYPES[v] for v in f.values))
@@ -1564,10 +1596,12 @@ class _Compiler:
                 args: list[CompiledArg]) -> None:
         enforcing: list[str] = []
         agent: list[tuple[str, str]] = []
+        sock_args: list[int] = []
 
         def bits(acts: tuple[Action, ...]) -> int:
             del enforcing[:]  # the names of this list of actions only
             del agent[:]
+            del sock_args[:]
             b = 0
             for a in acts:
                 if a.action == "NotifyEnforcer":
@@ -1590,14 +1624,15 @@ class _Compiler:
                 elif a.action == "NoPost":
                     b |= ACT["NOPOST"]
                 elif a.action in ("TrackSock", "UntrackSock"):
-                    k = self._position(args, a.arg_sock or 0, isinstance(hook, Tracepoint))
-                    if args[k].type not in ("SOCK",):
+                    # argSock: a position in args (Tetragon's argsoff[socki])
+                    k = self._at_position(hook, a.arg_sock or 0)
+                    if args[k].type != "SOCK":
                         raise _Fail(f"{a.action}: argSock {a.arg_sock or 0} is a "
                                     f"{args[k].declared}, not a sock or socket",
                                     code=PolicyCode.BAD_VALUE)
                     b |= ACT["POST"] | ACT["TRACK_SOCK" if a.action == "TrackSock"
                                            else "UNTRACK_SOCK"]
-                    out.sock_arg = k
+                    sock_args.append(k)
                 elif a.action in ("GetUrl", "DnsLookup"):
                     b |= ACT["POST"]
                     agent.append((a.action, a.arg_url if a.action == "GetUrl" else a.arg_fqdn))
@@ -1629,8 +1664,10 @@ class _Compiler:
 
         entry = bits(sel.match_actions)
         entry_enforcing, out.call_agent = list(enforcing), tuple(agent)
+        out.sock_arg = sock_args[-1] if sock_args else 0
         ret = bits(sel.match_return_actions)
         ret_enforcing, out.ret_agent = list(enforcing), tuple(agent)
+        out.ret_sock_arg = sock_args[-1] if sock_args else 0
         if ret & ACT["OVERRIDE"]:
             raise _Fail("Override in matchReturnActions: the function has returned by then; "
                         "use matchActions")

@@ -141,13 +141,14 @@ class PolicyEngine(Sensor):
         self._free_follow = list(range(LIMITS.follow))  # reused oldest first
         self._lock = threading.RLock()
         self.agent_actions = AgentActions()  # GetUrl, DnsLookup
+        self._tracking = False  # a policy tracks sockets: events look their owners up
         self._has_syscall_hooks = False  # kept by _write_routes
         self._routed: set[int] = set()  # syscall indexes with hooks (_write_routes)
         btf = sensor_btf()
         self._t = {n: btf.struct(n) for n in (
             "bg_pol_hook", "bg_pol_selector", "bg_pol_route", "bg_pol_int_key",
             "bg_pol_str_key", "bg_pol_lpm_key", "bg_pol_addr_key", "bg_pol_exe", "bg_pol_follow",
-            "bg_policy_event", "bg_pol_cred", "bg_pol_scope_key")}
+            "bg_policy_event", "bg_pol_cred", "bg_pol_scope_key", "bg_pol_sock_owner")}
         # which containers each scoped policy applies to (follow_containers)
         self.scopes = ScopeTracker(self._write_scope, lambda: ())
         self._cred_size = ctypes.sizeof(self._t["bg_pol_cred"])
@@ -242,7 +243,9 @@ class PolicyEngine(Sensor):
                         key=lambda p: (p.context.line, p.context.column))) from None
                 if lacking:
                     raise PolicyError(policy.context.file, lacking)
-                return self._add(policy, compiled, source, cgroup)
+                lp = self._add(policy, compiled, source, cgroup)
+                self._tracking = self._tracks_sockets()
+                return lp
             except BaseException:
                 if policy.name not in self.policies:  # (ids _unload gave back stay free)
                     self._sets.release(allocated)
@@ -334,6 +337,7 @@ class PolicyEngine(Sensor):
             lp = self.policies.pop(name)
             self._write_routes()
             self._unload(lp)
+            self._tracking = self._tracks_sockets()
 
     def set_mode(self, name: str, mode: str) -> None:
         """Switch a loaded policy between enforce and monitor, live."""
@@ -581,6 +585,28 @@ class PolicyEngine(Sensor):
             copy.close()
             raise
 
+    def _tracks_sockets(self) -> bool:
+        """Whether a loaded policy tracks sockets (TrackSock, returnArgAction)."""
+        bits = ACT["TRACK_SOCK"] | ACT["UNTRACK_SOCK"]
+        return any(h.ret_sock or any((sel.actions | sel.ret_actions) & bits
+                                     for sel in h.selectors)
+                   for lp in self.policies.values() for h in lp.compiled.hooks)
+
+    def _sock_owner(self, h: CompiledHook, e: Any) -> tuple[int, int] | None:
+        """(pid, tid) of the task that owns the event's first tracked sock
+        argument (TrackSock), looked up in the kernel's map of them."""
+        if not self._tracking:
+            return None
+        socks = self.obj.map("pol_socks")
+        for i, a in enumerate(h.args):
+            if a.type != "SOCK" or not e.args[i].value:
+                continue
+            found = socks.lookup(ctypes.c_uint64(e.args[i].value))
+            if isinstance(found, bytes):
+                o = self._t["bg_pol_sock_owner"].from_buffer_copy(found)
+                return int(o.tgid), int(o.tid)
+        return None
+
     def _encode_arg(self, dst: Any, a: CompiledArg) -> None:
         """A bg_pol_arg."""
         dst.type = PT[a.type]
@@ -590,7 +616,7 @@ class PolicyEngine(Sensor):
         dst.src = a.src
         dst.nsteps = len(a.steps)
         f = self._arg_flags
-        dst.flags = (f["LOAD"] if a.load else 0) | (f["USER"] if a.user else 0) | (
+        dst.flags = (f["LOAD"] if a.load else 0) | (
             f["TASK"] if a.source == "task" else f["REG"] if a.source == "reg" else 0)
         dst.deref = sum(1 << k for k, (_, deref) in enumerate(a.steps) if deref)
         for k, (off, _) in enumerate(a.steps):
@@ -615,6 +641,13 @@ class PolicyEngine(Sensor):
             self._gens.pop(slot, None)
             for i in range(self._nstats):  # the slot's next hook starts from zero
                 stats.update(ctypes.c_uint32(slot * self._nstats + i), zero)
+        socks = self.obj.map("pol_socks")  # the sockets its TrackSock recorded
+        gone = set(lp.slots)
+        owner_t = self._t["bg_pol_sock_owner"]
+        for key in list(socks.keys()):
+            value = socks.lookup(key)
+            if value is not None and owner_t.from_buffer_copy(value).hook in gone:
+                socks.delete(key)
         lp.slots.clear()
         self._drop_follow(lp)
         self._sets.release(lp.compiled.set_ids)
@@ -675,6 +708,11 @@ class PolicyEngine(Sensor):
                       enforcement=enforcement, message=h.hook.message, tags=h.hook.tags,
                       selector=e.selector, uid=e.hdr.euid,
                       comm=bytes(e.hdr.comm).split(b"\0", 1)[0].decode(errors="replace"))
+        owner = self._sock_owner(h, e)
+        if owner is not None:  # a tracked socket's owner, not the task that ran
+            common["pid"], common["tid"] = owner
+            common["comm"], common["uid"] = _identity(owner[0], common["comm"],
+                                                      common["uid"])
         if h.kind == "SYSCALL":
             return PolicyEvent(kind="kprobe", function_name=h.function_name or _syscall_fn(
                 e.nr, self._nr_max), **common)
@@ -794,6 +832,19 @@ class PolicyEngine(Sensor):
             return PolicyArg(a.declared, raw, a.label, truncated)
         return PolicyArg(a.declared, raw.split(b"\0", 1)[0].decode(errors="surrogateescape"),
                          a.label, truncated)
+
+
+def _identity(pid: int, comm: Any, uid: Any) -> tuple[Any, Any]:
+    """The name and effective uid of process `pid` from /proc; `comm` and
+    `uid` when it is gone."""
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().rstrip("\n")
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return name, int(line.split()[2])
+        return name, uid
+    except (OSError, ValueError, IndexError):
+        return comm, uid
 
 
 def _struct_value(a: CompiledArg, raw: bytes) -> dict[str, Any]:

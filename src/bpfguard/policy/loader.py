@@ -672,7 +672,8 @@ class _Reader:
                            f"{op} takes no values")
             return
         if not values:
-            self.error(PolicyCode.MISSING_KEY, vnode or m.node, path, f"{op} needs values")
+            if op != "CapabilitiesGained":  # (any capability gained, as in Tetragon)
+                self.error(PolicyCode.MISSING_KEY, vnode or m.node, path, f"{op} needs values")
             return
         # an fd is compared as the path of its file (Tetragon: GenericFdType
         # is among the string types of Equal and Prefix)
@@ -774,10 +775,13 @@ class _Reader:
         if act == "GetUrl" and a.arg_url and not a.arg_url.startswith(("http://", "https://")):
             self.error(PolicyCode.BAD_VALUE, m.get("argUrl") or node, (*path, "argUrl"),
                        f"argUrl {a.arg_url!r} is not an http:// or https:// URL")
-        if act == "Override" and hook.kind in ("tracepoint", "uprobe"):
+        if act == "Override" and hook.kind == "tracepoint":
             self.error(PolicyCode.BAD_VALUE, m.get("action") or node, (*path, "action"),
-                       f"Override changes a function's return value: kprobes and lsmhooks "
-                       f"only, not {hook.kind}s")
+                       "Override changes a function's return value: kprobes and lsmhooks "
+                       "only, not tracepoints")
+        elif act == "Override" and hook.kind == "uprobe":  # Tetragon sets registers there
+            self.error(PolicyCode.UNSUPPORTED, m.get("action") or node, (*path, "action"),
+                       "Override on a uprobe is not served by bpfguard yet")
         for key in ("rateLimit", "rateLimitScope", "kernelStackTrace", "userStackTrace",
                     "imaHash"):
             if (v := m.get(key)) is not None and act != "Post" and _truthy(v):
