@@ -32,6 +32,7 @@ from ..errors import BpfguardError
 from ..rules.model import Context, Problem
 from .loader import PolicyCode, PolicyError
 from .model import (
+    FILE_TYPES,
     Action,
     Arg,
     ArgSelector,
@@ -155,11 +156,6 @@ _NOT_SUPPORTED: Final = {
     "CopyFD": "see FollowFD",
 }
 
-# FileType values (Tetragon's fileTypeTable) -> S_IFMT bits
-_FILE_TYPES: Final = {"sock": 0o140000, "socket": 0o140000, "lnk": 0o120000, "link": 0o120000,
-                      "reg": 0o100000, "regular": 0o100000, "blk": 0o060000,
-                      "block": 0o060000, "dir": 0o040000, "chr": 0o020000, "char": 0o020000,
-                      "fifo": 0o010000, "pipe": 0o010000}
 _FAMILIES: Final = {"AF_UNIX": 1, "AF_LOCAL": 1, "AF_INET": 2, "AF_INET6": 10,
                     "AF_NETLINK": 16, "AF_PACKET": 17}
 _PROTOCOLS: Final = {"IPPROTO_IP": 0, "IPPROTO_ICMP": 1, "IPPROTO_TCP": 6, "IPPROTO_UDP": 17,
@@ -1415,7 +1411,7 @@ class _Compiler:
             if a.type not in ("FILE", "PATH", "FD", "BINPRM"):
                 raise _Fail(f"{op} filters file and path arguments, not {a.declared}",
                             code=PolicyCode.BAD_VALUE)
-            types = tuple(dict.fromkeys(_FILE_TYPES[v] for v in f.values))
+            types = tuple(dict.fromkeys(FILE_TYPES[v] for v in f.values))
             return CompiledFilter("FILE_TYPE" if op == "FileType" else "NOT_FILE_TYPE", k,
                                   int(ret), 0, types)
         if a.type == "SOCKADDR_UN":  # the family, and sun_path as a string

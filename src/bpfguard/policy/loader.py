@@ -36,6 +36,7 @@ from .model import (
     ACTIONS,
     ARG_OPERATORS,
     ARG_TYPES,
+    FILE_TYPES,
     Action,
     Arg,
     ArgSelector,
@@ -123,8 +124,6 @@ _NET_OPS: Final = _ADDR_OPS | _PORT_OPS | _PRIV_OPS | {"Protocol", "Family", "St
 _MAP_OPS: Final = frozenset({"InMap", "NotInMap"})
 _RANGE_OPS: Final = frozenset({"InRange", "NotInRange"})
 _FILE_TYPE_OPS: Final = frozenset({"FileType", "NotFileType"})
-_FILE_TYPE_NAMES: Final = frozenset({"sock", "socket", "lnk", "link", "reg", "regular", "blk",
-                                     "block", "dir", "chr", "char", "fifo", "pipe"})
 
 _NAME_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _RATE_RE: Final = re.compile(r"\d+[smh]?")
@@ -1092,8 +1091,8 @@ def _bad_value(op: str, value: str, numeric: bool) -> str | None:
         if _go_int(lo) is None or (sep and _go_int(hi) is None):
             return f"{value!r} is neither an integer nor a range (low:high)"
     elif op in _FILE_TYPE_OPS:
-        if value not in _FILE_TYPE_NAMES:
-            return f"{value!r} is not a file type ({_one_of(_FILE_TYPE_NAMES)})"
+        if value not in FILE_TYPES:
+            return f"{value!r} is not a file type ({_one_of(FILE_TYPES)})"
     elif op in ("Prefix", "NotPrefix") and len(value.encode()) > MAX_PREFIX:
         return f"a prefix is at most {MAX_PREFIX} bytes; this one is {len(value.encode())}"
     elif op in ("Postfix", "NotPostfix") and len(value.encode()) > MAX_POSTFIX:

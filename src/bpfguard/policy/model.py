@@ -26,6 +26,7 @@ __all__ = [
     "ACTIONS",
     "ARG_OPERATORS",
     "ARG_TYPES",
+    "FILE_TYPES",
     "Action",
     "attach_requirement",
     "has_feature",
@@ -75,6 +76,13 @@ ARG_OPERATORS: Final = frozenset({
 """``matchArgs``/``matchReturnArgs`` operators (the CRD's ``ArgSelector.Operator``
 enum; ``NotSportPriv`` is Tetragon's historical spelling, ``NotSPortPriv`` the
 later one)."""
+
+FILE_TYPES: Final = {"sock": 0o140000, "socket": 0o140000, "lnk": 0o120000, "link": 0o120000,
+                     "reg": 0o100000, "regular": 0o100000, "blk": 0o060000,
+                     "block": 0o060000, "dir": 0o040000, "chr": 0o020000, "char": 0o020000,
+                     "fifo": 0o010000, "pipe": 0o010000}
+"""FileType/NotFileType values, as Tetragon's fileTypeTable names them, and
+the S_IFMT bits of each."""
 
 ACTIONS: Final = frozenset({
     "Post", "FollowFD", "UnfollowFD", "Sigkill", "CopyFD", "Override", "GetUrl", "DnsLookup",
