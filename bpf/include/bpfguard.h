@@ -375,9 +375,12 @@ struct bg_pol_cred {
 /* How an argument's resolve path (Tetragon's `resolve: "mm.owner.comm"`,
  * `btfType`) ends; user space walks the path in BTF and writes the steps. */
 enum bg_pol_arg_flags {
-	BG_PA_LOAD = 1, /* BG_PT_INT: the value is the `size` bytes at the resolved address */
+	BG_PA_LOAD = 1, /* the value is the `size` bytes at the resolved address */
+	BG_PA_USER = 2, /* ... read from user memory (a USDT operand disp(%reg)) */
 	BG_PA_TASK = 4, /* data (source: current_task): the value is the current task */
-	BG_PA_REG = 8,  /* data (source: pt_regs): the register at byte src of pt_regs */
+	BG_PA_REG = 8,  /* data (source: pt_regs), a USDT operand: the register at byte src
+			 * of pt_regs */
+	BG_PA_CONST = 16, /* a USDT operand $N: the value is off[0] | off[1] << 32 */
 };
 
 struct bg_pol_arg {
@@ -390,7 +393,8 @@ struct bg_pol_arg {
 	__u8 flags;     /* enum bg_pol_arg_flags */
 	__u16 deref;    /* resolve: bit i set: step i then loads the pointer at its address */
 	__u16 len;      /* BG_PT_BYTES: bytes copied */
-	__u32 off[BG_POL_RESOLVE]; /* resolve: the byte offset step i adds to the address */
+	__u32 off[BG_POL_RESOLVE]; /* resolve: the byte offset step i adds to the address
+				    * (signed: a USDT operand's displacement) */
 };
 
 enum bg_pol_op {

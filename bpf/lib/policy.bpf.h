@@ -434,7 +434,8 @@ static __always_inline __u32 bg_pol_put_cred(struct bg_pol_area *a, __u32 pos, s
 /* Follows an argument's resolve path from `addr` through kernel memory: each
  * step adds its offset and, where its deref bit is set, loads the pointer
  * found there; with BG_PA_LOAD the result is the `size`-byte integer at the
- * final address. False when a load faults (a NULL or stale pointer). */
+ * final address (in user memory with BG_PA_USER). False when a load faults
+ * (a NULL or stale pointer). */
 static __noinline bool bg_pol_resolve(struct bg_pol_arg *arg, __u64 *addr)
 {
 	__u64 at = *addr, v = 0;
@@ -445,7 +446,7 @@ static __noinline bool bg_pol_resolve(struct bg_pol_arg *arg, __u64 *addr)
 	for (i = 0; i < BG_POL_RESOLVE; i++) {
 		if (i >= arg->nsteps)
 			break;
-		at += arg->off[i];
+		at += (__s64)(__s32)arg->off[i];
 		if (!(arg->deref & (1 << i)))
 			continue;
 		if (bpf_probe_read_kernel(&at, sizeof(at), (void *)at))
@@ -455,7 +456,8 @@ static __noinline bool bg_pol_resolve(struct bg_pol_arg *arg, __u64 *addr)
 		__u32 size = arg->size == 1 || arg->size == 2 || arg->size == 4 ? arg->size : 8;
 
 		bg_clamp(size, 8);
-		if (bpf_probe_read_kernel(&v, size, (void *)at))
+		if (arg->flags & BG_PA_USER ? bpf_probe_read_user(&v, size, (void *)at)
+					    : bpf_probe_read_kernel(&v, size, (void *)at))
 			return false;
 		at = v;
 	}
@@ -484,6 +486,8 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 		v = &a->ev.args[k];
 		if (arg->flags & BG_PA_TASK) {
 			raw = bpf_get_current_task(); /* a number to walk from, not a pointer */
+		} else if (arg->flags & BG_PA_CONST) {
+			raw = arg->off[0] | (__u64)arg->off[1] << 32;
 		} else if (arg->flags & BG_PA_REG) {
 			if (!src->regs || bpf_probe_read_kernel(&raw, sizeof(raw),
 								(void *)(src->regs + arg->src))) {

@@ -1767,6 +1767,79 @@ def test_uprobe_on_a_missing_symbol_is_refused_and_leaves_nothing(running: Runni
     assert running.events() == []
 
 
+# -- USDT probes --
+
+@pytest.fixture
+def usdt_target(progs: dict[str, str]) -> str:
+    """progs/usdt_target.c: probes bpfguard_test:args (n in a register,
+    -1000*n in another, argv[2] a pointer in memory), :memory (a global
+    read rip-relative, and the constant 42) and :gated, which the program
+    fires only while its semaphore says a probe is attached."""
+    return progs["usdt_target"]
+
+
+def _usdt_policy(binary: str, probe: str, args: str, selectors: str = "") -> str:
+    return f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: usdt-{probe}
+    spec:
+      usdts:
+      - path: {binary}
+        provider: bpfguard_test
+        name: {probe}
+        args: {args}
+        {selectors}
+    """
+
+
+@pytest.mark.needs("uprobe")
+def test_usdt_reads_register_memory_and_constant_operands(running: Running,
+                                                          usdt_target: str) -> None:
+    running.add(_usdt_policy(
+        usdt_target, "args",
+        "[{index: 0, type: int32}, {index: 1, type: int64}, {index: 2, type: string}]",
+        "selectors: [{matchArgs: [{index: 0, operator: Equal, values: ['7']}]}]"))
+    running.add(_usdt_policy(usdt_target, "memory",
+                             "[{index: 0, type: int64}, {index: 1, type: int32}]"))
+    subprocess.run([usdt_target, "3", "spare"], check=True, capture_output=True)
+    subprocess.run([usdt_target, "7", "match"], check=True, capture_output=True)
+    evs = running.events()
+    assert [(e.kind, e.policy_name, e.path, e.provider, e.probe, [a.value for a in e.args])
+            for e in evs] == [
+        ("usdt", "usdt-memory", usdt_target, "bpfguard_test", "memory", [-5, 42]),
+        ("usdt", "usdt-args", usdt_target, "bpfguard_test", "args", [7, -7000, "match"]),
+        ("usdt", "usdt-memory", usdt_target, "bpfguard_test", "memory", [-5, 42])]
+
+
+@pytest.mark.needs("uprobe")
+def test_usdt_semaphore_is_raised_while_the_probe_is_watched(running: Running,
+                                                             usdt_target: str) -> None:
+    """The program fires `gated` only when its semaphore is non-zero: the
+    uprobe's reference counter raises it while the policy is loaded."""
+    running.add(_usdt_policy(usdt_target, "gated", "[{index: 0, type: int}]"))
+    subprocess.run([usdt_target, "5", "x"], check=True, capture_output=True)
+    assert [[a.value for a in e.args] for e in running.events()] == [[5]]
+    running.engine.delete("usdt-gated")
+    subprocess.run([usdt_target, "5", "x"], check=True, capture_output=True)
+    assert running.events() == []
+
+
+@pytest.mark.needs("uprobe")
+def test_usdt_refusals_name_the_missing_probe_and_a_bad_index(running: Running,
+                                                              usdt_target: str) -> None:
+    with pytest.raises(PolicyError) as missing:
+        running.add(_usdt_policy(usdt_target, "nowhere", "[]"))
+    [p] = missing.value.problems
+    assert p.code == "POLICY_UNAVAILABLE" and "no USDT probe bpfguard_test:nowhere" in p.message
+    with pytest.raises(PolicyError) as index:
+        running.add(_usdt_policy(usdt_target, "gated", "[{index: 1, type: int}]"))
+    [p] = index.value.problems
+    assert p.code == "POLICY_BAD_VALUE" and "has 1 arguments" in p.message
+    assert running.engine.list() == []
+
+
 def _read_lines(stream: Any, n: int, timeout: float = 30.0) -> list[str]:
     """`n` lines of `stream`, failing (not hanging) if they do not come in time."""
     got: queue.Queue[str] = queue.Queue()

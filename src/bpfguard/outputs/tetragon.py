@@ -494,7 +494,8 @@ def _lineage(table: ProcessTable, pid: int) -> tuple[Process | None, list[Proces
 def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
                       ancestors: bool = False, machine: str = _HOST_MACHINE) -> JSON:
     """A ``process_kprobe`` (kind "kprobe"), ``process_lsm`` (kind "lsm"),
-    ``process_uprobe`` (kind "uprobe") or ``process_tracepoint`` event.
+    ``process_uprobe`` (kind "uprobe"), ``process_usdt`` (kind "usdt") or
+    ``process_tracepoint`` event.
 
     The process is looked up in `table` (or /proc); if it is gone, the event
     still carries its pid, tid and uid. With `ancestors`, the processes above
@@ -547,6 +548,16 @@ def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
         _put(body, "action", _action(ev.action))
         _put(body, "tags", list(ev.tags))
         _put(body, "data", [arg_json(a, machine=machine) for a in ev.data])
+    elif ev.kind == "usdt":
+        kind = "process_usdt"
+        _put(body, "path", ev.path)
+        _put(body, "provider", ev.provider)
+        _put(body, "name", ev.probe)
+        _put(body, "policy_name", ev.policy_name)
+        _put(body, "message", ev.message)
+        _put(body, "args", args)
+        _put(body, "tags", list(ev.tags))
+        _put(body, "action", _action(ev.action))
     else:
         kind = "process_tracepoint"
         _put(body, "subsys", ev.subsys)

@@ -36,6 +36,7 @@ from .model import (
     Selector,
     Tracepoint,
     UProbe,
+    Usdt,
     requirements,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "Selector",
     "Tracepoint",
     "UProbe",
+    "Usdt",
     "load_policy",
     "load_policy_text",
     "render_problem",

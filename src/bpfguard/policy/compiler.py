@@ -45,10 +45,12 @@ from .model import (
     Selector,
     Tracepoint,
     UProbe,
+    Usdt,
     attach_requirement,
     has_feature,
     overrides,
 )
+from .usdt import UsdtArg, UsdtError, UsdtSite, read_sites
 
 if TYPE_CHECKING:
     from ..loader.btf import Btf
@@ -214,9 +216,13 @@ class CompiledArg:
     # is the integer at the final address
     steps: tuple[tuple[int, bool], ...] = ()
     load: bool = False
-    # data entries: "task" (the value is the current task, src unused) or
-    # "reg" (the register at byte src of the probe's pt_regs); "" an argument
+    # where the value comes from: "task" (the current task, src unused),
+    # "reg" (the register at byte src of the probe's pt_regs), "const" (the
+    # number `const`, a USDT operand); "": the hook's argument src
     source: str = ""
+    data: bool = False   # a data entry (matchData), not an argument
+    user: bool = False   # load reads user memory (a USDT operand), not the kernel's
+    const: int = 0
     # BYTES: bytes copied, and the fields in them: (name, offset, size, how,
     # the enum's (value, name) pairs for how "enum")
     length: int = 0
@@ -697,7 +703,94 @@ class _Compiler:
             return [self.tracepoint_hook(hook)]
         if isinstance(hook, LsmHook):
             return [self.function_hook(hook)]
+        if isinstance(hook, Usdt):
+            return self.usdt_hooks(hook)
         return [self.uprobe_hook(hook)]
+
+    def usdt_hooks(self, hook: Usdt) -> list[CompiledHook]:
+        """A USDT probe: a uprobe link per site of it in the binary (with
+        its semaphore as the reference counter), the arguments read as the
+        site's operands say. Sites whose operands differ (the compiler
+        placed the values differently) are separate hooks."""
+        if any(a.action == "Set" for sel in hook.selectors for a in sel.match_actions):
+            # (before the binary: a policy checked where it is missing still learns this)
+            raise _Fail("Set (a write into the traced program's memory, "
+                        "bpf_probe_write_user) is not served by bpfguard yet")
+        req = attach_requirement(hook, self.features)
+        if req.backend is None:
+            raise _Fail(req.message.removeprefix(f"{hook.name} "), code=PolicyCode.UNAVAILABLE)
+        binary = Path(hook.path)
+        if not binary.is_file():
+            raise _Fail(f"path {hook.path}: no such file", code=PolicyCode.UNAVAILABLE)
+        if not binary.is_absolute():
+            raise _Fail(f"path {hook.path!r}: give the binary's absolute path (the agent's "
+                        "working directory is no place to find it)", code=PolicyCode.BAD_VALUE)
+        try:
+            sites = [s for s in read_sites(binary)
+                     if s.provider == hook.provider and s.name == hook.probe]
+        except UsdtError as exc:
+            raise _Fail(str(exc), code=PolicyCode.BAD_VALUE) from exc
+        if not sites:
+            raise _Fail(f"{hook.path} has no USDT probe {hook.provider}:{hook.probe} "
+                        "(readelf -n lists a binary's probes)", code=PolicyCode.UNAVAILABLE)
+        if len(sites) > LIMITS.uprobe_targets:
+            raise _Fail(f"{len(sites)} sites of the probe; bpfguard attaches at most "
+                        f"{LIMITS.uprobe_targets} per hook", code=PolicyCode.LIMIT)
+        args = [a for a in hook.args if a.type != "nop"]
+        if len(args) > LIMITS.args:
+            raise _Fail(f"{len(args)} arguments; at most {LIMITS.args}", code=PolicyCode.LIMIT)
+        for a in args:
+            if a.resolve or a.btf_type:
+                raise _Fail(f"argument {a.index}: resolve/btfType walk kernel types; a USDT "
+                            "argument is a user value", code=PolicyCode.BAD_VALUE)
+        groups: dict[tuple[UsdtArg, ...], list[UsdtSite]] = {}
+        for site in sites:
+            if site.problem:
+                raise _Fail(f"probe site at file offset {site.offset:#x}: {site.problem}",
+                            code=PolicyCode.UNSUPPORTED)
+            for a in args:
+                if a.index >= len(site.args):
+                    raise _Fail(f"argument {a.index}: probe {hook.provider}:{hook.probe} has "
+                                f"{len(site.args)} arguments (index counts from 0)",
+                                code=PolicyCode.BAD_VALUE)
+            groups.setdefault(tuple(site.args[a.index] for a in args), []).append(site)
+        out = []
+        for operands, group in groups.items():
+            compiled = [self.usdt_arg(a, op) for a, op in zip(args, operands, strict=True)]
+            sels = self.selectors(hook, hook.selectors, compiled, index_is_position=False)
+            out.append(CompiledHook(hook, "UPROBE", compiled, sels, programs=("bg_pol_uprobe",),
+                                    binary=hook.path,
+                                    targets=tuple(("", s.offset, s.semaphore) for s in group)))
+        return out
+
+    def usdt_arg(self, arg: Arg, op: UsdtArg) -> CompiledArg:
+        """One USDT argument: the operand's value (read at its own size and
+        sign, as libbpf's bpf_usdt_arg does), an integer or a user string's
+        pointer."""
+        label = arg.label
+        if arg.type in _INT_TYPES:
+            pt = "INT"
+        elif arg.type == "string":
+            pt = "STRING"
+            if op.size != 8:
+                raise _Fail(f"argument {arg.index} of type string: the probe's operand "
+                            f"{op.text!r} is {op.size} bytes, not a pointer",
+                            code=PolicyCode.BAD_VALUE)
+        else:
+            raise _Fail(f"argument {arg.index} of type {arg.type!r}: a USDT argument is a "
+                        "user value (use int types or string)", code=PolicyCode.BAD_VALUE)
+        base = CompiledArg(pt, op.size, op.signed, 0, arg.index, arg.type, label, arg.index)
+        if op.kind == "const":
+            return dataclasses.replace(base, source="const", const=op.value)
+        try:
+            off, _ = self.register(op.reg)
+        except _Fail as exc:
+            raise _Fail(f"argument {arg.index}: operand {op.text!r}: {exc}",
+                        code=exc.code) from exc
+        reg = dataclasses.replace(base, source="reg", src=off)
+        if op.kind == "reg":
+            return reg
+        return dataclasses.replace(reg, steps=((op.value, False),), load=True, user=True)
 
     def uprobe_hook(self, hook: UProbe) -> CompiledHook:
         """User functions of one binary: a uprobe link per symbol (plus its
@@ -1036,7 +1129,7 @@ class _Compiler:
                 task = self.btf().named_type("struct task_struct")
                 out.append(dataclasses.replace(
                     self.resolved_arg(task, dataclasses.replace(d, btf_type=""), label,
-                                      pointee=True), source="task"))
+                                      pointee=True), source="task", data=True))
                 continue
             if overrides(hook):
                 raise _Fail(f"data {d.resolve!r}: pt_regs data need a kprobe, and a hook that "
@@ -1050,7 +1143,7 @@ class _Compiler:
                             code=PolicyCode.BAD_VALUE)
             isize, signed = _INT_TYPES[d.type]
             out.append(CompiledArg("INT", min(isize, size), signed, 0, off, d.type, label,
-                                   d.index, source="reg"))
+                                   d.index, source="reg", data=True))
         if nargs + len(out) > LIMITS.args:
             raise _Fail(f"{nargs} arguments and {len(out)} data entries; the engine reads "
                         f"{LIMITS.args} in all")
@@ -1070,6 +1163,8 @@ class _Compiler:
             size = 8 if n[:1] == "r" else 4 if n[:1] == "e" else 2
             if base not in legacy and len(n) == 2 and n[1] == "l" and n[0] in "abcd":
                 base, size = n[0] + "x", 1
+            elif n in ("sil", "dil", "bpl", "spl"):  # the low bytes gcc's USDT operands use
+                base, size = n[:2], 1
             if base not in legacy:
                 raise _Fail(f"data {name!r}: not an x86-64 register name (rax, eax, r8, ...)",
                             code=PolicyCode.BAD_VALUE)
@@ -1274,7 +1369,7 @@ class _Compiler:
                 out.filters.append(self.caps_gained(hook, f, args, k))
                 continue
             out.filters.append(self.arg_filter(f, args[k], k, ret=False))
-        data = [k for k, a in enumerate(args) if a.source]  # after the arguments
+        data = [k for k, a in enumerate(args) if a.data]  # after the arguments
         for f in sel.match_data:
             pos = f.args[0] if f.args else f.index
             if pos >= len(data):

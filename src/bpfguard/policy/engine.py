@@ -65,7 +65,7 @@ from .compiler import (
 )
 from .events import Enforcement, PolicyArg, PolicyEvent
 from .loader import PolicyCode, PolicyError
-from .model import LsmHook, Policy, requirements
+from .model import LsmHook, Policy, Usdt, requirements
 from .scope import PolicyScope, ScopeTracker, scope_of
 
 __all__ = ["LoadedPolicy", "PolicyEngine"]
@@ -616,11 +616,13 @@ class PolicyEngine(Sensor):
         dst.src = a.src
         dst.nsteps = len(a.steps)
         f = self._arg_flags
-        dst.flags = (f["LOAD"] if a.load else 0) | (
-            f["TASK"] if a.source == "task" else f["REG"] if a.source == "reg" else 0)
+        dst.flags = ((f["LOAD"] if a.load else 0) | (f["USER"] if a.user else 0)
+                     | {"task": f["TASK"], "reg": f["REG"], "const": f["CONST"]}.get(a.source, 0))
         dst.deref = sum(1 << k for k, (_, deref) in enumerate(a.steps) if deref)
         for k, (off, _) in enumerate(a.steps):
-            dst.off[k] = off
+            dst.off[k] = off & 0xFFFFFFFF  # the kernel adds it as signed (a USDT disp(%reg))
+        if a.source == "const":  # the 64-bit constant, in the first two steps' room
+            dst.off[0], dst.off[1] = a.const & 0xFFFFFFFF, (a.const >> 32) & 0xFFFFFFFF
         dst.len = a.length
 
     def _unload(self, lp: LoadedPolicy) -> None:
@@ -671,8 +673,8 @@ class PolicyEngine(Sensor):
         data = rec[t.data.offset:]
         sel = h.selectors[e.selector] if e.selector < len(h.selectors) else h.selectors[0]
         values = [self._arg(a, e.args[i], data) for i, a in enumerate(h.args)]
-        args = tuple(v for v, a in zip(values, h.args, strict=True) if not a.source)
-        extra_data = tuple(v for v, a in zip(values, h.args, strict=True) if a.source)
+        args = tuple(v for v, a in zip(values, h.args, strict=True) if not a.data)
+        extra_data = tuple(v for v, a in zip(values, h.args, strict=True) if a.data)
         enforcement = self._enforcement(e, h, sel.enforcing, sel.signal)
         # as Tetragon: `action` is what matchActions did at the call,
         # `return_action` what matchReturnActions did at the return
@@ -725,6 +727,9 @@ class PolicyEngine(Sensor):
                 common["ima_error"] = -e.ima_err
             return PolicyEvent(kind="lsm" if isinstance(h.hook, LsmHook) else "kprobe",
                                function_name=h.function_name, **common)
+        if isinstance(h.hook, Usdt):
+            return PolicyEvent(kind="usdt", path=h.binary, provider=h.hook.provider,
+                               probe=h.hook.probe, **common)
         if h.kind == "UPROBE":
             symbol, offset, _ = h.targets[min(e.nr, len(h.targets) - 1)]
             return PolicyEvent(kind="uprobe", path=h.binary, symbol=symbol, offset=offset,

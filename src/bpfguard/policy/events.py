@@ -4,8 +4,8 @@ A :class:`PolicyEvent` is what one selector match produced: the hook, the
 arguments as the policy declared them (resolved paths, parsed socket
 addresses), the return value for ``return: true`` hooks, and what bpfguard
 really did about it. :mod:`bpfguard.outputs.tetragon` renders it as
-Tetragon's ``process_kprobe``, ``process_tracepoint``, ``process_lsm`` or
-``process_uprobe`` JSON.
+Tetragon's ``process_kprobe``, ``process_tracepoint``, ``process_lsm``,
+``process_uprobe`` or ``process_usdt`` JSON.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ class PolicyEvent:
     syscalls served by the syscall tracepoints), ``tracepoint`` or ``lsm``
     (``lsmhooks``; `function_name` is the hook, e.g. ``file_open``) or
     ``uprobe`` (`path` is the binary, `symbol` the function, `offset` the
-    offset past it, or into the file when `symbol` is empty).
+    offset past it, or into the file when `symbol` is empty) or ``usdt``
+    (`path`, and the probe's `provider` and name `probe`).
     `function_name` is the kprobe's function as Tetragon names it (for
     syscalls, ``__x64_sys_openat`` style); `subsys`/`event` name a tracepoint.
     `action` is Tetragon's KprobeAction name of what happened
@@ -73,7 +74,7 @@ class PolicyEvent:
     been done.
     """
 
-    kind: Literal["kprobe", "tracepoint", "lsm", "uprobe"]
+    kind: Literal["kprobe", "tracepoint", "lsm", "uprobe", "usdt"]
     policy_name: str
     pid: int
     tid: int
@@ -87,6 +88,8 @@ class PolicyEvent:
     path: str = ""
     symbol: str = ""
     offset: int = 0
+    provider: str = ""
+    probe: str = ""
     return_value: PolicyArg | None = None
     return_action: str = ""
     data: tuple[PolicyArg, ...] = ()  # the hook's data entries (source: current_task, ...)

@@ -55,6 +55,7 @@ from .model import (
     Selector,
     Tracepoint,
     UProbe,
+    Usdt,
 )
 
 __all__ = ["PolicyCode", "PolicyError", "load_policy", "load_policy_text", "render_problem"]
@@ -276,9 +277,6 @@ class _Reader:
         lists = self.seq(spec, "lists", self._list)
         for spec_list in lists:
             self.lists.setdefault(spec_list.name, spec_list)
-        if (usdts := spec.get("usdts")) is not None:
-            self.error(PolicyCode.UNSUPPORTED, usdts, ("spec", "usdts"),
-                       "USDT probes are not supported by bpfguard")
         if kind == "TracingPolicyNamespaced":
             if not namespace:
                 self.error(PolicyCode.MISSING_KEY, top.get("metadata") or node,
@@ -300,6 +298,7 @@ class _Reader:
             tracepoints=self.seq(spec, "tracepoints", self._tracepoint),
             lsmhooks=self.seq(spec, "lsmhooks", self._lsmhook),
             uprobes=self.seq(spec, "uprobes", self._uprobe),
+            usdts=self.seq(spec, "usdts", self._usdt),
             lists=lists,
             options=self.seq(spec, "options", self._option),
             enforcers=self.seq(spec, "enforcers", self._enforcer),
@@ -491,6 +490,25 @@ class _Reader:
                       selectors=self.selectors(m, path, hook, returns=return_),
                       tags=self.tags(m, path), return_=return_, return_arg=return_arg,
                       data=data)
+
+    def _usdt(self, node: yaml.Node, path: _Where) -> Usdt | None:
+        m = self.mapping(node, path, ("path", "btfPath", "provider", "name", "message", "args",
+                                      "selectors", "tags"),
+                         required=("path", "provider", "name"))
+        if m is None:
+            return None
+        if (btf := m.get("btfPath")) is not None:
+            self.error(PolicyCode.UNSUPPORTED, btf, (*path, "btfPath"),
+                       "btfPath (a BTF file for resolve in a user binary) is not served by "
+                       "bpfguard yet")
+        # (the probe's own argument count bounds index: the compiler checks)
+        args = self.args(m, path, None)
+        hook = _HookShape("usdt", args, None, by_position=False)
+        return Usdt(path=self.string(m, "path") or "", provider=self.string(m, "provider") or "",
+                    probe=self.string(m, "name") or "", context=self.ctx(node, path),
+                    message=self.message(m, path), args=args,
+                    selectors=self.selectors(m, path, hook, returns=False),
+                    tags=self.tags(m, path))
 
     # -- arguments
 
@@ -739,9 +757,9 @@ class _Reader:
 
     def _action(self, node: yaml.Node, path: _Where, hook: _HookShape) -> Action | None:
         m = self.mapping(node, path, ("action", "argError", "argSig", "argFd", "argName",
-                                      "argSock", "argUrl", "argFqdn", "rateLimit",
-                                      "rateLimitScope", "kernelStackTrace", "userStackTrace",
-                                      "imaHash"), required=("action",))
+                                      "argSock", "argUrl", "argFqdn", "argIndex", "argValue",
+                                      "rateLimit", "rateLimitScope", "kernelStackTrace",
+                                      "userStackTrace", "imaHash"), required=("action",))
         if m is None:
             return None
         act = self.enum(m, "action", ACTIONS)
@@ -754,6 +772,8 @@ class _Reader:
             arg_name=self.integer(m, "argName", 0, 2**32 - 1),
             arg_sock=self.integer(m, "argSock", 0, 2**32 - 1),
             arg_url=self.string(m, "argUrl") or "", arg_fqdn=self.string(m, "argFqdn") or "",
+            arg_index=self.integer(m, "argIndex", 0, 2**32 - 1) or 0,
+            arg_value=self.integer(m, "argValue", 0, 2**32 - 1) or 0,
             rate_limit=self.string(m, "rateLimit") or "",
             rate_limit_scope=self.enum(m, "rateLimitScope", _RATE_LIMIT_SCOPES) or "",
             kernel_stack_trace=self.boolean(m, "kernelStackTrace"),
@@ -767,6 +787,9 @@ class _Reader:
         if act == "NotifyEnforcer" and m.get("argError") is None and m.get("argSig") is None:
             self.error(PolicyCode.MISSING_KEY, node, path,
                        "NotifyEnforcer needs argError, argSig or both")
+        if act == "Set" and hook.kind != "usdt":
+            self.error(PolicyCode.BAD_VALUE, m.get("action") or node, (*path, "action"),
+                       "Set writes a USDT probe's argument: usdts only (as in Tetragon)")
         if act in ("GetUrl", "DnsLookup") and hook.kind == "uprobe":
             self.error(PolicyCode.BAD_VALUE, m.get("action") or node, (*path, "action"),
                        "GetUrl and DnsLookup actions are not supported on uprobes (as in "

@@ -51,6 +51,7 @@ __all__ = [
     "Selector",
     "Tracepoint",
     "UProbe",
+    "Usdt",
     "requirements",
 ]
 
@@ -86,11 +87,12 @@ the S_IFMT bits of each."""
 
 ACTIONS: Final = frozenset({
     "Post", "FollowFD", "UnfollowFD", "Sigkill", "CopyFD", "Override", "GetUrl", "DnsLookup",
-    "NoPost", "Signal", "TrackSock", "UntrackSock", "NotifyEnforcer",
+    "NoPost", "Signal", "TrackSock", "UntrackSock", "NotifyEnforcer", "Set",
 })
 """``matchActions``/``matchReturnActions`` actions (``ActionSelector.Action``)."""
 
-ENFORCING_ACTIONS: Final = frozenset({"Sigkill", "Signal", "Override", "NotifyEnforcer"})
+ENFORCING_ACTIONS: Final = frozenset({"Sigkill", "Signal", "Override", "NotifyEnforcer",
+                                     "Set"})
 """Actions that change what the traced process sees; ``policy-mode: monitor``
 turns them off, as in Tetragon."""
 
@@ -186,6 +188,8 @@ class Action:
     arg_sock: int | None = None
     arg_url: str = ""
     arg_fqdn: str = ""
+    arg_index: int = 0   # Set: the USDT argument written ...
+    arg_value: int = 0   # ... with this 32-bit value
     rate_limit: str = ""
     rate_limit_scope: str = ""
     kernel_stack_trace: bool = False
@@ -301,7 +305,28 @@ class UProbe:
         return f"{self.path}:{','.join(self.symbols) or 'offsets'}"
 
 
-Hook = KProbe | Tracepoint | LsmHook | UProbe
+@dataclass(frozen=True)
+class Usdt:
+    """A ``usdts`` entry: the USDT probe `provider`:`probe` of the binary
+    at `path` (every site of it). The CRD's ``name`` is `probe` here, since
+    every hook's `name` is the text messages call it by."""
+
+    path: str
+    provider: str
+    probe: str
+    context: Context = field(compare=False, repr=False)
+    message: str = ""
+    args: tuple[Arg, ...] = ()   # index: the probe's argument, 0-based
+    selectors: tuple[Selector, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """``path:provider:name``, for messages."""
+        return f"{self.path}:{self.provider}:{self.probe}"
+
+
+Hook = KProbe | Tracepoint | LsmHook | UProbe | Usdt
 
 
 @dataclass(frozen=True)
@@ -383,6 +408,7 @@ class Policy:
     tracepoints: tuple[Tracepoint, ...] = ()
     lsmhooks: tuple[LsmHook, ...] = ()
     uprobes: tuple[UProbe, ...] = ()
+    usdts: tuple[Usdt, ...] = ()
     lists: tuple[ListSpec, ...] = ()
     options: tuple[Option, ...] = ()
     enforcers: tuple[Enforcer, ...] = ()
@@ -395,7 +421,7 @@ class Policy:
     def hooks(self) -> tuple[Hook, ...]:
         """Every hook, kprobes first, in file order within each kind."""
         return (*self.kprobes, *self.fentries, *self.tracepoints, *self.lsmhooks,
-                *self.uprobes)
+                *self.uprobes, *self.usdts)
 
     @property
     def mode(self) -> Literal["enforce", "monitor"]:
@@ -532,7 +558,7 @@ def requirements(policy: Policy,
       ``fentries`` entries: the same without the kprobe fallback;
     * tracepoint: tracepoint; with ``raw: true``, a raw tracepoint;
     * lsmhook: BPF LSM (which also serves its Override action);
-    * uprobe: uprobe;
+    * uprobe and usdt: uprobe;
     * Sigkill and Signal: bpf_send_signal.
 
     Enforcing actions need nothing in ``policy-mode: monitor``, which

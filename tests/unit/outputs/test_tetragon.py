@@ -454,6 +454,21 @@ def test_uprobe_envelope_names_the_binary_and_symbol() -> None:
     assert "symbol" not in body and body["offset"] == 0x1234
 
 
+def test_usdt_envelope_names_the_binary_provider_and_probe() -> None:
+    ev = PolicyEvent(kind="usdt", policy_name="probes", pid=300, tid=300, time_ns=BOOT,
+                     ktime_ns=1, args=(PolicyArg("int32", 7), PolicyArg("string", "hi")),
+                     path="/usr/bin/python3", provider="python", probe="function__entry",
+                     tags=("trace",))
+    d = policy_event_json(ev, family(), node="n1")
+    body = d["process_usdt"]
+    assert list(d) == ["process_usdt", "node_name", "time"]
+    assert list(body) == ["process", "parent", "path", "provider", "name", "policy_name",
+                          "args", "tags", "action"]
+    assert (body["path"], body["provider"], body["name"]) == (
+        "/usr/bin/python3", "python", "function__entry")
+    assert body["args"] == [{"int_arg": 7}, {"string_arg": "hi"}]
+
+
 def test_sock_and_cred_arguments_of_kernel_functions() -> None:
     sock = {"family": 2, "type": 1, "protocol": 6, "state": 2, "saddr": "127.0.0.1",
             "daddr": "127.0.0.1", "sport": 40000, "dport": 80}
