@@ -479,6 +479,15 @@ enum bg_pol_action {
 	BG_ACT_UNTRACK_SOCK = 1 << 7, /* UntrackSock: forget it */
 };
 
+/* The stacks a Post takes (kernelStackTrace, userStackTrace): return
+ * addresses, innermost first, at most BG_POL_STACK_DEPTH of each (the
+ * kernel's PERF_MAX_STACK_DEPTH, as Tetragon's stack map). */
+#define BG_POL_STACK_DEPTH 127
+enum bg_pol_stack {
+	BG_STACK_KERNEL = 1,
+	BG_STACK_USER = 2,
+};
+
 /* TrackSock: who owns a socket, so that events on it in another task's
  * context (a packet delivered in softirq) name the owner, as Tetragon's do. */
 #define BG_POL_SOCKS 16384 /* tracked sockets, all policies together (LRU) */
@@ -559,7 +568,8 @@ struct bg_pol_selector {
 	__u8 euid_in;      /* its effective uid must be in integer set euid_set */
 	__u8 sock_arg;     /* TrackSock/UntrackSock: the argument (position) holding the sock */
 	__u8 ret_sock_arg; /* ... of matchReturnActions */
-	__u8 pad[2];
+	__u8 stacks;       /* Post kernelStackTrace/userStackTrace: enum bg_pol_stack */
+	__u8 pad;
 	__s32 error;       /* BG_ACT_OVERRIDE: the return value (argError) */
 	__u32 comm_set;
 	__u32 euid_set;
@@ -701,6 +711,10 @@ struct bg_policy_event {
 	__u16 ima_off;   /* imaHash: the digest in data[], BG_IMA_DIGEST bytes (0 long: none) */
 	__u16 ima_len;
 	__s32 ima_err;   /* imaHash: bpf_ima_file_hash's error (-EOPNOTSUPP: IMA is off) */
+	__u16 kstack_off; /* kernelStackTrace: __u64 addresses in data[] (0 long: none) */
+	__u16 kstack_len; /* ... in bytes */
+	__u16 ustack_off; /* userStackTrace */
+	__u16 ustack_len;
 	struct bg_pol_value args[BG_POL_ARGS];
 	struct bg_pol_value retv; /* the return value read as returnArg's type (not int) */
 	__u8 data[];

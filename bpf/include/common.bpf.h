@@ -112,6 +112,7 @@ struct bg_abi {
 	enum bg_pol_ns_kind pol_ns_kind;
 	enum bg_pol_cap_type pol_cap_type;
 	enum bg_pol_rate_scope pol_rate_scope;
+	enum bg_pol_stack pol_stack;
 	enum bg_pol_mode pol_mode;
 	enum bg_pol_stat pol_stat;
 	enum bg_pol_value_flags pol_value_flags;

@@ -780,6 +780,44 @@ static __always_inline void bg_pol_stash_put(struct bg_pol_stash *st, struct bg_
 	st->size = size;
 }
 
+/* Post's kernelStackTrace/userStackTrace: the current task's stacks into the
+ * payload at pos; returns the new offset. bpf_get_task_stack, not a stack
+ * map's bpf_get_stackid: it needs no program context, which the selector
+ * code shared by every program type does not have. The kernel stack so
+ * starts inside bpfguard's own program; user space cuts those frames. */
+#define BG_POL_STACK_BYTES (BG_POL_STACK_DEPTH * 8)
+_Static_assert(BG_POL_STACK_BYTES <= BG_STR_MAX, "a stack must fit the area's spare room");
+__noinline __u32 bg_pol_stacks(struct bg_pol_area *a, __u32 which, __u32 pos)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	long n;
+
+	if (!a)
+		return pos;
+	for (__u32 user = 0; user < 2; user++) {
+		if (!(which & (user ? BG_STACK_USER : BG_STACK_KERNEL)))
+			continue;
+		if (pos > BG_DATA_LIMIT - BG_POL_STACK_BYTES) {
+			a->ev.hdr.flags |= BG_EV_TRUNCATED;
+			return pos;
+		}
+		bg_clamp(pos, BG_DATA_LIMIT - BG_POL_STACK_BYTES);
+		n = bpf_get_task_stack(task, a->ev.data + pos, BG_POL_STACK_BYTES,
+				       user ? BPF_F_USER_STACK : 0);
+		if (n <= 0)
+			continue;
+		if (user) {
+			a->ev.ustack_off = pos;
+			a->ev.ustack_len = n;
+		} else {
+			a->ev.kstack_off = pos;
+			a->ev.kstack_len = n;
+		}
+		pos += n;
+	}
+	return pos;
+}
+
 /* Runs hook `hook` on the current task: read, select, act, post (or stash
  * the event until the syscall or function returns). Returns the Override
  * value for the hooked function, 0 for none. */
@@ -857,6 +895,8 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	}
 	if (!sel)
 		return 0;
+	if (sel->stacks)
+		pos = bg_pol_stacks(a, sel->stacks, pos);
 	err = bg_pol_act(a, h, hook, sel, sel->actions, src->can_override);
 	if (sel->actions & (BG_ACT_TRACK_SOCK | BG_ACT_UNTRACK_SOCK))
 		bg_pol_track_arg(a, sel->sock_arg, hook, sel->actions & BG_ACT_TRACK_SOCK);

@@ -18,7 +18,8 @@ def progs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     for src in sorted(PROGS.glob("*.c")):
         exe = out / src.stem
         extra = {"int80_open": ["-no-pie"], "only_exit": ["-nostdlib", "-static"],
-                 "open_loop": ["-static"]}.get(src.stem, [])
+                 "open_loop": ["-static"],
+                 "stack_target": ["-fno-omit-frame-pointer"]}.get(src.stem, [])
         subprocess.run(["gcc", "-O2", "-pthread", *extra, "-o", str(exe), str(src)], check=True)
         built[src.stem] = str(exe)
     return built

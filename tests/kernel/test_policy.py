@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import socket
 import subprocess
@@ -93,6 +94,17 @@ class Running:
 
     def add(self, text: str, name: str = "test.yaml") -> Any:
         return self.engine.add(load_policy_text(name, textwrap.dedent(text)))
+
+    def wait_events(self, n: int, timeout: float = 20.0) -> list[PolicyEvent]:
+        """The events, once `n` have arrived (decoding may be slow: naming a
+        stack's frames under the guest's emulation), or when `timeout` ends."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self._got) >= n:
+                    break
+            time.sleep(0.05)
+        return self.events(settle=0.1)
 
     def events(self, settle: float = 0.3) -> list[PolicyEvent]:
         time.sleep(settle)
@@ -1765,6 +1777,103 @@ def test_uprobe_on_a_missing_symbol_is_refused_and_leaves_nothing(running: Runni
     assert running.engine.obj is not None
     subprocess.run([uprobe_target, "7", "x"], check=True, capture_output=True)
     assert running.events() == []
+
+
+# -- stack traces --
+
+@pytest.mark.needs("tp_btf")
+def test_stack_traces_name_the_kernel_and_user_callers(running: Running,
+                                                       progs: dict[str, str]) -> None:
+    """kernelStackTrace/userStackTrace on a syscall kprobe: the kernel stack
+    starts at the syscall's callers (bpfguard's own frames cut), the user
+    stack names the program's functions and its file."""
+    target = progs["stack_target"]
+    running.add(f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: stacks
+    spec:
+      kprobes:
+      - call: sys_openat
+        args: [{{index: 1, type: string}}]
+        selectors:
+        - matchArgs: [{{index: 1, operator: Equal, values: ["/etc/hostname"]}}]
+          matchBinaries: [{{operator: In, values: ["{target}"]}}]
+          matchActions: [{{action: Post, kernelStackTrace: true, userStackTrace: true}}]
+    """)
+    with subprocess.Popen([target, "/etc/hostname"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        proc.stdout.readline()  # it has opened; it waits for the next line
+        [ev] = running.wait_events(1)
+        proc.stdin.write(b"\n")
+    kernel = [f.symbol for f in ev.kernel_stack]
+    assert "do_syscall_64" in kernel[:3], kernel
+    assert not _BPF_GLUE.match(kernel[0]) and not ev.kernel_stack[0].module, kernel
+    user = [(f.symbol, f.module) for f in ev.user_stack[:3]]
+    assert user == [("bg_open_it", target), ("bg_outer", target), ("main", target)]
+
+
+_BPF_GLUE = re.compile(r"_*bpf|_*trace")
+
+
+def _stacks_of_one_open(r: Running, target: str, policy: str) -> PolicyEvent:
+    r.add(policy)
+    with subprocess.Popen([target, "/etc/hostname"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        proc.stdout.readline()  # it has opened; it waits for the next line
+        [ev] = r.wait_events(1)
+        proc.stdin.write(b"\n")
+    return ev
+
+
+def _check_function_stacks(backend: str, progs: dict[str, str]) -> None:
+    """The kernel stack of fd_install starts at the hooked function's
+    callers: the trampoline's or kprobe's dispatch is cut."""
+    target = progs["stack_target"]
+    without = ("kprobe",) if backend == "fentry" else ("fentry", "fexit")
+    engine = PolicyEngine(features=_Without(*without))  # type: ignore[arg-type]
+    with SensorSet(syscalls=(), extra=[engine]) as sensors:
+        sensors.start()
+        r = Running(engine, sensors)
+        try:
+            ev = _stacks_of_one_open(r, target, f"""
+            apiVersion: cilium.io/v1alpha1
+            kind: TracingPolicy
+            metadata:
+              name: stacks
+            spec:
+              kprobes:
+              - call: fd_install
+                syscall: false
+                args: [{{index: 0, type: int}}, {{index: 1, type: file}}]
+                selectors:
+                - matchBinaries: [{{operator: In, values: ["{target}"]}}]
+                  matchArgs: [{{index: 1, operator: Equal, values: ["/etc/hostname"]}}]
+                  matchActions: [{{action: Post, kernelStackTrace: true, userStackTrace: true}}]
+            """)
+        finally:
+            r.stop()
+    kernel = [f.symbol for f in ev.kernel_stack]
+    assert "do_sys_openat2" in kernel and "do_syscall_64" in kernel, kernel
+    assert not any(f.module == "bpf" for f in ev.kernel_stack), kernel
+    assert [f.symbol for f in ev.user_stack[:2]] == ["bg_open_it", "bg_outer"], ev.user_stack
+
+
+@pytest.mark.needs("fentry")
+def test_stack_traces_of_a_kernel_function_on_fentry(progs: dict[str, str]) -> None:
+    _check_function_stacks("fentry", progs)
+
+
+@pytest.mark.needs("kprobe")
+def test_stack_traces_of_a_kernel_function_on_kprobe(progs: dict[str, str]) -> None:
+    _check_function_stacks("kprobe", progs)
 
 
 # -- USDT probes --

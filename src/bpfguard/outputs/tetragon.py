@@ -39,6 +39,7 @@ from ..containers import Container, ContainerCache
 from ..policy.events import Enforcement, PolicyArg, PolicyEvent
 from ..proctable import Process, ProcessTable
 from ..sensors.events import ExitEvent, boot_to_wall_ns
+from ..symbols import StackFrame
 from ..timefmt import rfc3339 as _rfc3339
 
 __all__ = [
@@ -480,6 +481,22 @@ def _action(name: str) -> str:
     return "" if name == "KPROBE_ACTION_UNKNOWN" else name
 
 
+def _frame(f: StackFrame) -> JSON:
+    """A StackTraceEntry as Tetragon writes it: symbol and offset, and the
+    file of a user frame (or the kernel module), without the address
+    (Tetragon shows addresses only with --expose-stack-addresses: kernel
+    ones would undo KASLR for the event's readers). A frame no symbol names
+    keeps its address, and a user one's offset is into its file."""
+    out: JSON = {}
+    if not f.symbol:
+        out["address"] = f.address
+    if f.offset:
+        out["offset"] = f.offset
+    _put(out, "symbol", f.symbol)
+    _put(out, "module", f.module)
+    return out
+
+
 def _lineage(table: ProcessTable, pid: int) -> tuple[Process | None, list[Process]]:
     """The process and its ancestry, parent first, reading /proc for either."""
     p = table.lookup_or_read(pid)
@@ -517,10 +534,12 @@ def policy_event_json(ev: PolicyEvent, table: ProcessTable, *, node: str,
         if ev.return_value is not None:
             body["return"] = arg_json(ev.return_value, machine=machine)
         _put(body, "action", _action(ev.action))
+        _put(body, "kernel_stack_trace", [_frame(f) for f in ev.kernel_stack])
         _put(body, "policy_name", ev.policy_name)
         _put(body, "return_action", _action(ev.return_action))
         _put(body, "message", ev.message)
         _put(body, "tags", list(ev.tags))
+        _put(body, "user_stack_trace", [_frame(f) for f in ev.user_stack])
         _put(body, "data", [arg_json(a, machine=machine) for a in ev.data])
     elif ev.kind == "lsm":
         kind = "process_lsm"

@@ -126,6 +126,7 @@ _NS_PROC: Final = {"Uts": "uts", "Ipc": "ipc", "Mnt": "mnt", "Pid": "pid",
                    "TimeForChildren": "time_for_children", "Cgroup": "cgroup", "User": "user"}
 CAP_TYPE: Final = {"Effective": 0, "Inheritable": 1, "Permitted": 2}
 RATE_SCOPE: Final = {"thread": 0, "process": 1, "global": 2}
+STACK: Final = {"KERNEL": 1, "USER": 2}
 RET_ARG: Final = 7
 
 _INT_TYPES: Final = {
@@ -260,6 +261,7 @@ class CompiledSelector:
     cap_mask: int = 0
     rate_ms: int = 0
     rate_scope: int = 0
+    stacks: int = 0                   # Post kernelStackTrace/userStackTrace: STACK bits
     error: int = 0                    # Override: argError
     enforcing: tuple[str, ...] = ()   # action names, for events and messages
     # the same split by list: matchActions' (Tetragon's action, at the call)
@@ -1700,7 +1702,13 @@ class _Compiler:
                 if a.action in _NOT_SUPPORTED:
                     raise _Fail(f"{a.action}: {_NOT_SUPPORTED[a.action]}")
                 if a.kernel_stack_trace or a.user_stack_trace:
-                    raise _Fail(f"{a.action}: stack traces are not served by bpfguard yet")
+                    if not isinstance(hook, KProbe):
+                        # the loader allows them with Post only
+                        raise _Fail("kernelStackTrace/userStackTrace: Tetragon's events carry "
+                                    "stack traces on kprobes only (process_kprobe)",
+                                    code=PolicyCode.BAD_VALUE)
+                    out.stacks |= ((STACK["KERNEL"] if a.kernel_stack_trace else 0)
+                                   | (STACK["USER"] if a.user_stack_trace else 0))
                 if a.ima_hash and not isinstance(hook, LsmHook):
                     raise _Fail("imaHash: bpfguard hashes files on lsmhooks hooks (the hash "
                                 "is taken in a sleepable BPF LSM program)")

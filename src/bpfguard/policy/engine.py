@@ -31,10 +31,11 @@ import os
 import re
 import resource
 import secrets
+import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ..containers import ContainerCache
 from ..errors import BpfguardError, ConfigError, KernelError
@@ -45,6 +46,7 @@ from ..rules.model import Problem
 from ..sensors.events import boot_to_wall_ns
 from ..sensors.selectors import SelectorSets, encode_selector
 from ..sensors.sensors import Sensor, sensor_btf
+from ..symbols import KernelSymbols, StackFrame, UserSymbols
 from .agent_actions import AgentActions
 from .compiler import (
     ACT,
@@ -57,6 +59,7 @@ from .compiler import (
     PID_FLAG,
     PT,
     RATE_SCOPE,
+    STACK,
     CompiledArg,
     CompiledHook,
     CompiledPolicy,
@@ -154,6 +157,8 @@ class PolicyEngine(Sensor):
         self._cred_size = ctypes.sizeof(self._t["bg_pol_cred"])
         self._nr_max = self.abi.nr_max
         self._hash_algos: dict[int, str] | None = None
+        self._ksyms = KernelSymbols()  # read by the first policy that takes kernel stacks
+        self._usyms = UserSymbols()
         self._event_type = self.abi.event_type["POLICY"]
         self._check_abi()
 
@@ -170,7 +175,8 @@ class PolicyEngine(Sensor):
                 ("bg_pol_op", "BG_OP_", OP), ("bg_pol_action", "BG_ACT_", ACT),
                 ("bg_pol_pid_flags", "BG_PID_", PID_FLAG), ("bg_pol_str_op", "BG_BIN_", BIN_OP),
                 ("bg_pol_ns_kind", "BG_NS_", NS_KIND), ("bg_pol_cap_type", "BG_CAP_", CAP_TYPE),
-                ("bg_pol_rate_scope", "BG_RATE_", RATE_SCOPE)):
+                ("bg_pol_rate_scope", "BG_RATE_", RATE_SCOPE),
+                ("bg_pol_stack", "BG_STACK_", STACK)):
             # the compiler keys some tables by Tetragon's spelling: NotIn, PidForChildren
             spelled = {re.sub(r"(?<=[a-z])(?=[A-Z])", "_", k).upper(): v for k, v in table.items()}
             if enum(name, prefix) != spelled:
@@ -243,6 +249,10 @@ class PolicyEngine(Sensor):
                         key=lambda p: (p.context.line, p.context.column))) from None
                 if lacking:
                     raise PolicyError(policy.context.file, lacking)
+                if any(s.stacks & STACK["KERNEL"] for h in compiled.hooks for s in h.selectors):
+                    # before the events: kallsyms is long, and the first
+                    # event's reader should not be the one to wait for it
+                    self._ksyms.load()
                 lp = self._add(policy, compiled, source, cgroup)
                 self._tracking = self._tracks_sockets()
                 return lp
@@ -703,13 +713,15 @@ class PolicyEngine(Sensor):
             ret = self._arg(h.retarg, e.retv, data)
         elif shows_return:  # a returned fd is shown as the number it is
             ret = PolicyArg("int" if h.ret_type == "fd" else h.ret_type, int(e.ret))
+        stacks = self._stacks(e, data)
         common = dict(policy_name=lp.name, pid=e.hdr.tgid, tid=e.hdr.tid,
                       time_ns=boot_to_wall_ns(e.hdr.ktime_ns), ktime_ns=e.hdr.ktime_ns,
                       args=args, data=extra_data, action=action, return_value=ret,
                       return_action=return_action,
                       enforcement=enforcement, message=h.hook.message, tags=h.hook.tags,
                       selector=e.selector, uid=e.hdr.euid,
-                      comm=bytes(e.hdr.comm).split(b"\0", 1)[0].decode(errors="replace"))
+                      comm=bytes(e.hdr.comm).split(b"\0", 1)[0].decode(errors="replace"),
+                      kernel_stack=stacks[0], user_stack=stacks[1])
         owner = self._sock_owner(h, e)
         if owner is not None:  # a tracked socket's owner, not the task that ran
             common["pid"], common["tid"] = owner
@@ -736,6 +748,24 @@ class PolicyEngine(Sensor):
                                **common)
         return PolicyEvent(kind="tracepoint", subsys=h.subsys, event=h.event,
                            **common)
+
+    def _stacks(self, e: Any, data: bytes
+                ) -> tuple[tuple[StackFrame, ...], tuple[StackFrame, ...]]:
+        """The event's kernel and user stacks, named; the kernel's without
+        the frames of bpfguard's program and the kernel's BPF dispatch,
+        which sit on top of the hooked call's (see bg_pol_stacks)."""
+        def addresses(off: int, size: int) -> list[int]:
+            raw = data[off:off + size]
+            return [a for a in struct.unpack(f"<{len(raw) // 8}Q", raw[:len(raw) // 8 * 8]) if a]
+
+        kernel: tuple[StackFrame, ...] = ()
+        user: tuple[StackFrame, ...] = ()
+        if e.kstack_len:
+            frames = [self._ksyms.frame(a) for a in addresses(e.kstack_off, e.kstack_len)]
+            kernel = tuple(_without_bpf_frames(frames))
+        if e.ustack_len:
+            user = self._usyms.frames(e.hdr.tgid, addresses(e.ustack_off, e.ustack_len))
+        return kernel, user
 
     def _hash_algo(self, algo: int) -> str:
         """The kernel's name for an IMA hash algorithm (its BTF enum hash_algo)."""
@@ -871,6 +901,29 @@ def _struct_value(a: CompiledArg, raw: bytes) -> dict[str, Any]:
             where = where.setdefault(part, {})
         where[leaf] = value
     return out
+
+
+# the kernel's code that runs a BPF program for a hook, between the hooked
+# call's frames and the program's own (module "bpf"): tracepoint, kprobe,
+# uprobe and trampoline dispatch
+_BPF_DISPATCH: Final = re.compile(
+    r"bpf_trace_run\d+|__bpf_trace_\w+|__traceiter_\w+|trace_call_bpf|perf_trace_run_bpf_submit|"
+    r"perf_trace_\w+|perf_syscall_(enter|exit)|kprobe_perf_func|kretprobe_perf_func|"
+    r"kprobe_dispatcher|kretprobe_dispatcher|__uprobe_perf_func|uprobe_dispatcher|"
+    r"__bpf_prog_(enter|exit)\w*|bpf_prog_run\w*|__bpf_get_stack|__bpf_get_task_stack|"
+    r"bpf_get_task_stack\w*")
+
+
+def _without_bpf_frames(frames: list[StackFrame]) -> list[StackFrame]:
+    """`frames` from the hooked call outward: bg_pol_stacks took the stack
+    inside bpfguard's program, so the helper, the program (module ``bpf``:
+    JITed programs and trampolines) and the kernel's dispatch to it come
+    first."""
+    last = max((i for i, f in enumerate(frames) if f.module == "bpf"), default=-1)
+    rest = frames[last + 1:]
+    while rest and _BPF_DISPATCH.fullmatch(rest[0].symbol):
+        rest = rest[1:]
+    return rest
 
 
 def _room_for_fds(n: int) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..symbols import StackFrame
+
 __all__ = ["Enforcement", "PolicyArg", "PolicyEvent"]
 
 
@@ -98,6 +100,9 @@ class PolicyEvent:
     tags: tuple[str, ...] = ()
     ima_hash: str = ""           # imaHash: "sha256:<hex>" of the hook's file
     ima_error: int = 0           # imaHash: the errno the kernel's hash failed with
+    # Post kernelStackTrace/userStackTrace: the call's stacks, innermost first
+    kernel_stack: tuple[StackFrame, ...] = ()
+    user_stack: tuple[StackFrame, ...] = ()
     selector: int = 0
     uid: int = 0
     comm: str = ""

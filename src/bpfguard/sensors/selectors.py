@@ -132,6 +132,7 @@ def encode_selector(t: Any, s: CompiledSelector, ops: dict[str, int]) -> Any:
     e.comm_in, e.comm_set = int(bool(s.comm_set)), s.comm_set
     e.euid_in, e.euid_set = int(bool(s.euid_set)), s.euid_set
     e.sock_arg, e.ret_sock_arg = s.sock_arg, s.ret_sock_arg
+    e.stacks = s.stacks
     for j, f in enumerate(s.filters):
         e.filters[j].op = ops[f.op]
         e.filters[j].arg = f.arg

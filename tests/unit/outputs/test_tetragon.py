@@ -24,6 +24,7 @@ from bpfguard.outputs.tetragon import (
 from bpfguard.policy.events import Enforcement, PolicyArg, PolicyEvent
 from bpfguard.proctable import Process, ProcessTable
 from bpfguard.sensors.events import ExecEvent, ExitEvent, FileRef
+from bpfguard.symbols import StackFrame
 
 # 2023-11-14T22:13:20Z: boot time 0 maps here, so times below are exact.
 BOOT = 1_700_000_000 * 10**9
@@ -467,6 +468,23 @@ def test_usdt_envelope_names_the_binary_provider_and_probe() -> None:
     assert (body["path"], body["provider"], body["name"]) == (
         "/usr/bin/python3", "python", "function__entry")
     assert body["args"] == [{"int_arg": 7}, {"string_arg": "hi"}]
+
+
+def test_stack_traces_as_tetragon_writes_them() -> None:
+    ev = kprobe(function_name="fd_install", kernel_stack=(
+        StackFrame(0xffffffff81001010, "do_sys_openat2", 0x10),
+        StackFrame(0xffffffffc0000000)),
+        user_stack=(StackFrame(0x401010, "main", 0x10, "/usr/bin/cat"),
+                    StackFrame(0x7f0000001000, "", 0x1000, "/usr/lib/libc.so.6")))
+    body = policy_event_json(ev, family(), node="n")["process_kprobe"]
+    keys = list(body)
+    assert keys.index("action") < keys.index("kernel_stack_trace") < keys.index("policy_name")
+    # no kernel address where a symbol names the frame (Tetragon hides them)
+    assert body["kernel_stack_trace"] == [{"offset": 16, "symbol": "do_sys_openat2"},
+                                          {"address": 0xffffffffc0000000}]
+    assert body["user_stack_trace"] == [
+        {"offset": 16, "symbol": "main", "module": "/usr/bin/cat"},
+        {"address": 0x7f0000001000, "offset": 0x1000, "module": "/usr/lib/libc.so.6"}]
 
 
 def test_sock_and_cred_arguments_of_kernel_functions() -> None:

@@ -26,6 +26,7 @@ from bpfguard.policy.compiler import (
     ACT,
     LIMITS,
     RET_ARG,
+    STACK,
     CompiledArg,
     CompiledFilter,
     CompiledPolicy,
@@ -1248,11 +1249,29 @@ def test_unsupported_actions() -> None:
         "the fd or file argument types, which bpfguard resolves at the hook")
     assert _one_error(_actions("- action: UnfollowFD\n  argFd: 0")) == (
         "sys_setuid: UnfollowFD: see FollowFD")
-    assert _one_error(_actions("- action: Post\n  kernelStackTrace: true")) == (
-        "sys_setuid: Post: stack traces are not served by bpfguard yet")
     assert _one_error(_actions("- action: Post\n  imaHash: true")) == (
         "sys_setuid: imaHash: bpfguard hashes files on lsmhooks hooks (the hash is taken in "
         "a sleepable BPF LSM program)")
+
+
+def test_stack_traces_on_kprobes_only() -> None:
+    [h] = _compile(_actions("- action: Post\n  kernelStackTrace: true\n"
+                            "  userStackTrace: true")).hooks
+    assert h.selectors[0].stacks == STACK["KERNEL"] | STACK["USER"]
+    [h] = _compile(_actions("- action: Post\n  userStackTrace: true")).hooks
+    assert h.selectors[0].stacks == STACK["USER"]
+    tp = """
+    tracepoints:
+    - subsystem: syscalls
+      event: sys_enter_openat
+      selectors:
+      - matchActions:
+        - action: Post
+          kernelStackTrace: true
+    """
+    assert _one_error(tp) == (
+        "syscalls:sys_enter_openat: kernelStackTrace/userStackTrace: Tetragon's events carry "
+        "stack traces on kprobes only (process_kprobe)")
 
 
 def test_get_url_and_dns_lookup_post_for_the_agent() -> None:
