@@ -525,6 +525,7 @@ enum bg_pol_ns_kind {
 	BG_NS_CGROUP = 9,
 	BG_NS_USER = 10,
 };
+#define BG_NS_KINDS 11 /* indexes of bg_pol_exe.ns: by kind, 0 unused */
 
 struct bg_pol_ns_filter {
 	__u8 kind;   /* enum bg_pol_ns_kind */
@@ -569,7 +570,13 @@ struct bg_pol_selector {
 	__u8 sock_arg;     /* TrackSock/UntrackSock: the argument (position) holding the sock */
 	__u8 ret_sock_arg; /* ... of matchReturnActions */
 	__u8 stacks;       /* Post kernelStackTrace/userStackTrace: enum bg_pol_stack */
-	__u8 pad;
+	__u8 nsc_op;       /* matchNamespaceChanges: 1 In, 2 NotIn; 0: none */
+	__u16 nsc_mask;    /* ... the namespaces (bit: enum bg_pol_ns_kind) */
+	__u8 capc_op;      /* matchCapabilityChanges: 1 In, 2 NotIn; 0: none */
+	__u8 capc_type;    /* ... enum bg_pol_cap_type */
+	__u32 cap_userns;  /* isNamespaceCapability: the host's user namespace, where
+			    * the capability filters do not match; 0: anywhere */
+	__u64 capc_mask;
 	__s32 error;       /* BG_ACT_OVERRIDE: the return value (argError) */
 	__u32 comm_set;
 	__u32 euid_set;
@@ -632,7 +639,13 @@ enum bg_pol_stat {
 	BG_PST_WOULD = 2,        /* enforcing actions not done: monitor mode */
 	BG_PST_RATE_LIMITED = 3, /* posts suppressed by rateLimit */
 	BG_PST_NO_RETURN = 4,    /* return: true events posted at entry: another was pending */
-	BG_PST_MAX = 5,
+	/* per action, as Tetragon's TracingPolicyActionCounters count them */
+	BG_PST_SIGNALS = 5,        /* Sigkill and Signal sent */
+	BG_PST_OVERRIDES = 6,      /* return values overridden */
+	BG_PST_WOULD_SIGNAL = 7,   /* ... not sent: monitor mode */
+	BG_PST_WOULD_OVERRIDE = 8,
+	BG_PST_NOPOST = 9,         /* events NoPost kept back */
+	BG_PST_MAX = 10,
 };
 
 struct bg_pol_int_key {
@@ -670,6 +683,11 @@ struct bg_pol_exe {
 	__u64 hash;
 	__u8 head[BG_POL_PREFIX_MAX];
 	__u8 tail[BG_POL_PREFIX_MAX]; /* the last bytes, reversed */
+	/* what the process had at exec, for matchNamespaceChanges and
+	 * matchCapabilityChanges (updated once a change was reported) */
+	__u32 ns[BG_NS_KINDS];       /* namespace inode numbers by enum bg_pol_ns_kind */
+	__u32 pad2;
+	__u64 caps[3];               /* by enum bg_pol_cap_type */
 };
 
 /* A followChildren filter: a process descends from a matching executable

@@ -650,6 +650,10 @@ static __always_inline int bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook 
 	if (h->mode == BG_MODE_MONITOR) {
 		a->ev.would |= bits;
 		bg_pol_count(hook, BG_PST_WOULD);
+		if (bits & (BG_ACT_SIGKILL | BG_ACT_SIGNAL))
+			bg_pol_count(hook, BG_PST_WOULD_SIGNAL);
+		if (bits & BG_ACT_OVERRIDE)
+			bg_pol_count(hook, BG_PST_WOULD_OVERRIDE);
 		return 0;
 	}
 	if (bits & BG_ACT_SIGKILL) {
@@ -674,6 +678,10 @@ static __always_inline int bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook 
 	}
 	if (a->ev.done)
 		bg_pol_count(hook, BG_PST_ACTED);
+	if (a->ev.done & (BG_ACT_SIGKILL | BG_ACT_SIGNAL))
+		bg_pol_count(hook, BG_PST_SIGNALS);
+	if (a->ev.done & BG_ACT_OVERRIDE)
+		bg_pol_count(hook, BG_PST_OVERRIDES);
 	return err;
 }
 
@@ -720,8 +728,10 @@ static __always_inline bool bg_pol_rate_ok(struct bg_pol_area *a, struct bg_pol_
 static __always_inline void bg_pol_post(struct bg_pol_area *a, struct bg_pol_selector *s,
 					__u32 hook, __u64 size)
 {
-	if ((s->actions | s->ret_actions) & BG_ACT_NOPOST)
+	if ((s->actions | s->ret_actions) & BG_ACT_NOPOST) {
+		bg_pol_count(hook, BG_PST_NOPOST);
 		return;
+	}
 	if (!bg_pol_rate_ok(a, s, hook))
 		return;
 	bg_clamp(size, BG_POL_FIXED + BG_DATA_LIMIT);
@@ -897,6 +907,8 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 		return 0;
 	if (sel->stacks)
 		pos = bg_pol_stacks(a, sel->stacks, pos);
+	if (sel->nsc_op || sel->capc_op) /* reported: compare with what it has now */
+		bg_pol_exe_state(tgid);
 	err = bg_pol_act(a, h, hook, sel, sel->actions, src->can_override);
 	if (sel->actions & (BG_ACT_TRACK_SOCK | BG_ACT_UNTRACK_SOCK))
 		bg_pol_track_arg(a, sel->sock_arg, hook, sel->actions & BG_ACT_TRACK_SOCK);
@@ -1283,6 +1295,7 @@ static __always_inline void bg_pol_on_exec(struct task_struct *task)
 			break;
 		exe->tail[i] = a->ev.data[(len - 1 - i) & BG_DATA_MASK];
 	}
+	bg_pol_exe_state(tgid);
 	bg_pol_follow_exec(exe, tgid);
 }
 

@@ -530,18 +530,101 @@ static __always_inline bool bg_pol_namespaces(struct bg_pol_selector *s, struct 
 	return true;
 }
 
-static __always_inline bool bg_pol_caps(struct bg_pol_selector *s, struct task_struct *task)
+static __always_inline __u64 bg_pol_task_caps(struct task_struct *task, __u8 type)
 {
 	const struct cred *cred = BPF_CORE_READ(task, cred);
 	__u64 caps = 0;
 
-	if (s->cap_type == BG_CAP_PERMITTED)
+	if (type == BG_CAP_PERMITTED)
 		BPF_CORE_READ_INTO(&caps, cred, cap_permitted);
-	else if (s->cap_type == BG_CAP_INHERITABLE)
+	else if (type == BG_CAP_INHERITABLE)
 		BPF_CORE_READ_INTO(&caps, cred, cap_inheritable);
 	else
 		BPF_CORE_READ_INTO(&caps, cred, cap_effective);
-	return ((caps & s->cap_mask) != 0) == (s->cap_op == 1);
+	return caps;
+}
+
+static __always_inline bool bg_pol_caps(struct bg_pol_selector *s, struct task_struct *task)
+{
+	return ((bg_pol_task_caps(task, s->cap_type) & s->cap_mask) != 0) == (s->cap_op == 1);
+}
+
+/* matchNamespaceChanges, as Tetragon's: In, a namespace of the mask differs
+ * from the one the process had at exec; NotIn, one outside the mask does.
+ * Kinds recorded as 0 (unknown at exec) are skipped. */
+static __always_inline bool bg_pol_ns_changed(struct bg_pol_selector *s, struct task_struct *task,
+					      struct bg_pol_exe *exe)
+{
+	/* unrolled: each kind's read is then a constant one, and 6.1's CFG
+	 * check refuses the loop clang makes of it otherwise (a fall-through
+	 * back edge) */
+#pragma unroll
+	for (__u32 k = 1; k < BG_NS_KINDS; k++) {
+		bool listed = s->nsc_mask & (1 << k);
+
+		if (listed != (s->nsc_op == 1) || !exe->ns[k])
+			continue;
+		if (exe->ns[k] != bg_pol_ns_inum(task, k))
+			return true;
+	}
+	return false;
+}
+
+/* matchCapabilityChanges, as Tetragon's: In, a capability of the mask in
+ * the set differs from exec's; NotIn, only others do. */
+static __always_inline bool bg_pol_caps_changed(struct bg_pol_selector *s,
+						struct task_struct *task, struct bg_pol_exe *exe)
+{
+	__u32 type = s->capc_type;
+	__u64 was, now;
+
+	bg_clamp(type, 2);
+	was = exe->caps[type];
+	now = bg_pol_task_caps(task, type);
+	if ((was & s->capc_mask) != (now & s->capc_mask))
+		return s->capc_op == 1;
+	return was != now && s->capc_op == 2;
+}
+
+/* The namespaces and capabilities the current process's later events are
+ * compared with (at its exec; again after a change was reported). A global
+ * function, verified once: inlined, its reads multiply the states of its
+ * callers past 6.1's budget. */
+__noinline int bg_pol_exe_state(__u32 tgid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct bg_pol_exe *exe = bpf_map_lookup_elem(&pol_exe, &tgid);
+
+	if (!exe)
+		return 0;
+#pragma unroll
+	for (__u32 k = 1; k < BG_NS_KINDS; k++)
+		exe->ns[k] = bg_pol_ns_inum(task, k);
+#pragma unroll
+	for (__u32 t = 0; t < 3; t++)
+		exe->caps[t] = bg_pol_task_caps(task, t);
+	return 1;
+}
+
+/* matchNamespaceChanges and matchCapabilityChanges of selector s on the
+ * current task (global, for the same reason). */
+__noinline int bg_pol_changed(struct bg_pol_selector *s)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tgid = task->tgid;
+	struct bg_pol_exe *exe;
+
+	if (!s)
+		return 0;
+	exe = bpf_map_lookup_elem(&pol_exe, &tgid);
+	/* a process not seen at exec has nothing to compare with (as Tetragon) */
+	if (!exe)
+		return 0;
+	if (s->nsc_op && !bg_pol_ns_changed(s, task, exe))
+		return 0;
+	if (s->capc_op && !bg_pol_caps_changed(s, task, exe))
+		return 0;
+	return 1;
 }
 
 /* The task's name (comm) is in exact set `set`: hashed where the event's
@@ -595,7 +678,14 @@ __noinline int bg_pol_match_task(struct bg_pol_area *a, struct bg_pol_selector *
 		return 0;
 	if (s->nns && !bg_pol_namespaces(s, task))
 		return 0;
+	/* isNamespaceCapability: capability filters match outside the host's
+	 * user namespace only */
+	if ((s->cap_op || s->capc_op) && s->cap_userns &&
+	    bg_pol_ns_inum(task, BG_NS_USER) == s->cap_userns)
+		return 0;
 	if (s->cap_op && !bg_pol_caps(s, task))
+		return 0;
+	if ((s->nsc_op || s->capc_op) && !bg_pol_changed(s))
 		return 0;
 	return 1;
 }

@@ -227,6 +227,30 @@ def test_mode_switches_live(running: Running, two_cats: tuple[str, str]) -> None
     assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == -9
 
 
+def test_disable_detaches_and_enable_restores_mode_and_counters(
+        running: Running, two_cats: tuple[str, str]) -> None:
+    victim, _ = two_cats
+    running.add(kill_policy(victim))
+    running.engine.set_mode("kill-etc", "monitor")
+    assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == 0
+    running.engine.disable("kill-etc")
+    [lp] = running.engine.list()
+    assert (lp["state"], lp["hooks"], lp["counters"]["would_signal"]) == ("disabled", 0, 1)
+    assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == 0
+    assert len(running.events()) == 1  # the first open only
+    with pytest.raises(ConfigError, match="disabled already"):
+        running.engine.disable("kill-etc")
+    running.engine.enable("kill-etc")
+    [lp] = running.engine.list()
+    assert (lp["state"], lp["mode"], lp["hooks"]) == ("enabled", "monitor", 1)
+    assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == 0
+    assert running.engine.counters("kill-etc")["would_signal"] == 2
+    running.engine.set_mode("kill-etc", "enforce")
+    assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == -9
+    c = running.engine.counters("kill-etc")
+    assert (c["signals"], c["posted"]) == (1, 3)
+
+
 def test_inmap_syscall_list_on_raw_syscalls_matches_only_listed(running: Running,
                                                                 tmp_path: Path) -> None:
     # the fixture unmodified: InMap list:dups (sys_dup, sys_dup2) on raw_syscalls/sys_enter
@@ -1777,6 +1801,137 @@ def test_uprobe_on_a_missing_symbol_is_refused_and_leaves_nothing(running: Runni
     assert running.engine.obj is not None
     subprocess.run([uprobe_target, "7", "x"], check=True, capture_output=True)
     assert running.events() == []
+
+
+# -- generated lists --
+
+def _run_stack_target(target: str) -> None:
+    subprocess.run([target, "/etc/hostname"], input=b"\n\n", check=True, capture_output=True)
+
+
+@pytest.mark.needs("tp_btf")
+def test_generated_syscalls_list_hooks_every_syscall(running: Running,
+                                                     progs: dict[str, str]) -> None:
+    target = progs["stack_target"]
+    running.add(f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: all-syscalls
+    spec:
+      lists:
+      - name: all
+        type: generated_syscalls
+      kprobes:
+      - call: list:all
+        selectors:
+        - matchBinaries: [{{operator: In, values: ["{target}"]}}]
+    """)
+    _run_stack_target(target)
+    seen = {e.function_name for e in running.wait_events(5)}
+    assert {"__x64_sys_openat", "__x64_sys_read", "__x64_sys_close",
+            "__x64_sys_exit_group"} <= seen, seen
+
+
+@pytest.mark.needs("fentry")
+def test_generated_ftrace_list_hooks_each_matching_function(running: Running,
+                                                            progs: dict[str, str]) -> None:
+    target = progs["stack_target"]
+    running.add(f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: open-path
+    spec:
+      lists:
+      - name: open
+        type: generated_ftrace
+        pattern: ^(do_sys_openat2|fd_install)$
+      kprobes:
+      - call: list:open
+        selectors:
+        - matchBinaries: [{{operator: In, values: ["{target}"]}}]
+    """)
+    [lp] = running.engine.list()
+    _run_stack_target(target)
+    seen = {e.function_name for e in running.wait_events(2)}
+    assert seen == {"do_sys_openat2", "fd_install"}, (seen, lp)
+
+
+# -- namespace and capability changes --
+
+_CHANGER = """
+import ctypes, os, sys
+def opened():
+    open("/etc/hostname").close()
+sys.stdin.readline()
+opened()                  # as at exec: no change yet
+if sys.argv[1] == "uts":
+    assert ctypes.CDLL(None, use_errno=True).unshare(0x04000000) == 0  # CLONE_NEWUTS
+elif sys.argv[1] == "setuid":
+    os.setuid(65534)      # root -> nobody: the effective capabilities go
+opened()                  # changed: reported
+opened()                  # the change was reported: compared with it now
+"""
+
+
+def _changes_policy(name: str, selector: str) -> str:
+    return f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: {name}
+    spec:
+      kprobes:
+      - call: sys_openat
+        args: [{{index: 1, type: string}}]
+        selectors:
+        - matchArgs: [{{index: 1, operator: Equal, values: ["/etc/hostname"]}}]
+          {selector}
+    """
+
+
+def _changer(how: str) -> None:
+    """A child that opens /etc/hostname, changes (`how`), opens it twice."""
+    subprocess.run([sys.executable, "-c", _CHANGER, how], input=b"go\n",
+                   capture_output=True, check=True)
+
+
+@pytest.mark.needs("tp_btf")
+def test_namespace_changes_report_the_first_call_after_an_unshare(running: Running) -> None:
+    running.add(_changes_policy("ns-changes",
+                                "matchNamespaceChanges: [{operator: In, values: [Uts]}]"))
+    _changer("none")
+    assert running.events() == []
+    _changer("uts")
+    [ev] = running.wait_events(1)
+    assert ev.policy_name == "ns-changes" and ev.args[0].value == "/etc/hostname"
+
+
+@pytest.mark.needs("tp_btf")
+def test_capability_changes_report_a_dropped_capability(running: Running) -> None:
+    running.add(_changes_policy(
+        "cap-changes",
+        "matchCapabilityChanges: [{type: Effective, operator: In, values: [CAP_SYS_ADMIN]}]"))
+    _changer("none")
+    assert running.events() == []
+    _changer("setuid")
+    [ev] = running.wait_events(1)
+    assert ev.policy_name == "cap-changes" and ev.uid == 65534
+
+
+@pytest.mark.needs("tp_btf")
+def test_namespace_capability_matches_outside_the_host_user_namespace(
+        running: Running) -> None:
+    running.add(_changes_policy(
+        "ns-caps", "matchCapabilities: [{type: Effective, operator: In, "
+                   "isNamespaceCapability: true, values: [CAP_SYS_ADMIN]}]"))
+    subprocess.run(["cat", "/etc/hostname"], check=True, capture_output=True)
+    assert running.events() == []  # root, but in the host's user namespace
+    subprocess.run(["unshare", "--user", "--map-root-user", "cat", "/etc/hostname"],
+                   check=True, capture_output=True)
+    [ev] = running.wait_events(1)
+    assert ev.comm == "cat"
 
 
 # -- stack traces --

@@ -163,6 +163,12 @@ def test_policy_check_names_what_this_kernel_lacks(tmp_path: Path,
     assert r.exit_code == 1, r.output
     assert f"{lsm}:7:5: spec.lsmhooks[0]: file_open: needs BPF LSM" in r.output
     assert "MISSING file_open needs BPF LSM" in r.output
+    assert "  1 for what this machine lacks (POLICY_UNAVAILABLE)" in r.output
+    r = CliRunner().invoke(main, ["policy", "check", "--json", str(lsm)])
+    [entry] = json.loads(r.stdout)
+    [p] = entry["problems"]
+    assert (p["line"], p["column"], p["code"], p["whose"]) == (
+        7, 5, "POLICY_UNAVAILABLE", "machine")
     rc = tmp_path / "rc.yaml"  # a problem only the compiler finds
     rc.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
                   "  name: rc\nspec:\n  kprobes:\n  - call: sys_read\n    return: true\n"
@@ -183,3 +189,11 @@ def test_policy_check_names_what_this_kernel_lacks(tmp_path: Path,
                    "  name: bad\nspec:\n  kprobes:\n  - call: fd_install\n    syscal: false\n")
     r = CliRunner().invoke(main, ["policy", "check", str(bad)])
     assert r.exit_code == 1 and f"{bad}:8:" in r.output and "syscall" in r.output
+    assert "  1 in the policy itself" in r.output
+    usdt = tmp_path / "usdt.yaml"  # bpfguard's gap, named even where the binary is missing
+    usdt.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
+                    "  name: u\nspec:\n  usdts:\n  - {path: /nonexistent, provider: p, "
+                    "name: n, selectors: [{matchActions: [{action: Set}]}]}\n")
+    monkeypatch.setattr("bpfguard.probe.features", lambda: {"uprobe": True})
+    r = CliRunner().invoke(main, ["policy", "check", str(usdt)])
+    assert r.exit_code == 1 and "1 bpfguard does not serve yet (POLICY_UNSUPPORTED)" in r.output

@@ -73,9 +73,13 @@ class FakePolicies:
                 raise RuntimeError("boom")
             pol = load_policy_text(source, text)
             self.policies[pol.name] = {
-                "name": pol.name, "mode": pol.mode, "hooks": len(pol.hooks),
+                "id": len(self.policies) + 1, "name": pol.name, "namespace": "",
+                "state": "enabled", "mode": pol.mode, "hooks": len(pol.hooks),
+                "sensors": ["generic_kprobe"], "filter_id": 3,
                 "scope": "containers name=main (1 running)", "file": source,
-                "counters": {"posted": 7, "actions": 1, "would_act": 0, "rate_limited": 2}}
+                "counters": {"posted": 7, "actions": 1, "would_act": 0, "rate_limited": 2,
+                             "signals": 1, "overrides": 0, "would_signal": 0,
+                             "would_override": 0, "nopost": 0}}
             return {"name": pol.name, "mode": pol.mode, "hooks": len(pol.hooks)}
         finally:
             self.active -= 1
@@ -96,6 +100,11 @@ class FakePolicies:
         if mode not in ("enforce", "monitor"):
             raise ValueError(f"bad mode {mode!r}")
         self.policies[name]["mode"] = mode
+
+    def set_policy_enabled(self, name: str, enabled: bool) -> None:
+        self._enter()
+        self.active -= 1
+        self.policies[name]["state"] = "enabled" if enabled else "disabled"
 
 
 @pytest.fixture
@@ -371,14 +380,33 @@ def test_cli_add_list_mode_delete(server: ControlServer, sock_path: Path, tmp_pa
     r = _cli("list", "--socket", str(sock_path))
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "MODE", "HOOKS", "SCOPE", "EVENTS", "ACTIONS",
-                                "WOULD-ACT", "RATE-LIMITED", "FILE"]
-    assert lines[1].split() == ["p1", "enforce", "2", "containers", "name=main", "(1",
-                                "running)", "7", "1", "0", "2", str(f)]
+    # tetra tracingpolicy list's columns first, in its order
+    assert lines[0].split() == ["ID", "NAME", "DOMAIN", "STATE", "FILTERID", "NAMESPACE",
+                                "SENSORS", "KERNELMEMORY", "MODE", "NPOST", "NENFORCE",
+                                "NMONITOR", "HOOKS", "SCOPE", "RATE-LIMITED", "FILE"]
+    assert lines[1].split() == ["1", "p1", "grpc", "enabled", "3", "(global)",
+                                "generic_kprobe", "0", "B", "enforce", "7", "1", "0", "2",
+                                "containers", "name=main", "(1", "running)", "2", str(f)]
 
     r = _cli("list", "--json", "--socket", str(sock_path))
     assert r.exit_code == 0
     assert json.loads(r.stdout)[0]["name"] == "p1"
+    r = _cli("list", "-o", "json", "--socket", str(sock_path))
+    assert r.exit_code == 0
+    # as tetra prints Tetragon's ListTracingPoliciesResponse: protojson
+    assert json.loads(r.stdout) == {"policies": [{
+        "id": "1", "name": "p1", "sensors": ["generic_kprobe"], "enabled": True,
+        "filter_id": "3", "state": "TP_STATE_ENABLED", "mode": "TP_MODE_ENFORCE",
+        "stats": {"action_counters": {"post": "7", "signal": "1"}}, "domain": "grpc"}]}
+
+    r = _cli("disable", "p1", "--socket", str(sock_path))
+    assert (r.exit_code, r.stdout) == (0, "tracing policy 'p1' disabled\n")
+    assert handler.policies["p1"]["state"] == "disabled"
+    r = _cli("enable", "p1", "--socket", str(sock_path))
+    assert (r.exit_code, r.stdout) == (0, "tracing policy 'p1' enabled\n")
+    assert handler.policies["p1"]["state"] == "enabled"
+    r = _cli("enable", "nope", "--socket", str(sock_path))
+    assert r.exit_code == 1 and "no policy named 'nope'" in r.stderr
 
     r = _cli("mode", "p1", "monitor", "--socket", str(sock_path))
     assert r.exit_code == 0, r.output

@@ -11,6 +11,7 @@ sends one JSON request line and reads one JSON response line::
     -> {"op": "delete", "name": "NAME"}            <- {"ok": true, "result": null}
     -> {"op": "mode", "name": "NAME", "mode": "monitor"}
     <- {"ok": false, "error": "no policy named 'NAME'; ..."}
+    -> {"op": "disable", "name": "NAME"}   detach its hooks, keep it (and "enable")
 
     -> {"op": "reload"}    the agent re-reads its configuration (as on SIGHUP)
     -> {"op": "status"}    health, what runs, the last reload error
@@ -87,7 +88,8 @@ MAX_REQUEST = 4 * 1024 * 1024
 _MAX_RESPONSE = 64 * 1024 * 1024
 _MAX_CONNECTIONS = 8
 _MODES = ("enforce", "monitor")
-_OPS = ("add", "list", "delete", "mode", "reload", "status", "rules", "firewall")
+_OPS = ("add", "list", "delete", "mode", "enable", "disable", "reload", "status", "rules",
+        "firewall")
 # requests only the full agent serves, and its method for each
 _AGENT_OPS = {"reload": "reload", "status": "status", "rules": "list_rules",
               "firewall": "change_firewall"}
@@ -133,6 +135,11 @@ class PolicyControl(Protocol):
     def set_policy_mode(self, name: str, mode: str) -> None:
         """Switch a policy to "enforce" or "monitor"; KeyError for an unknown
         name, ValueError for a bad mode."""
+        ...
+
+    def set_policy_enabled(self, name: str, enabled: bool) -> None:
+        """Enable or disable a policy (disabled: loaded, no hooks); KeyError
+        for an unknown name."""
         ...
 
 
@@ -477,7 +484,7 @@ class ControlServer:
             if not isinstance(src, str):
                 raise _BadRequest("bad request: 'source' must be a string")
             source = src
-        elif op in ("delete", "mode"):
+        elif op in ("delete", "mode", "enable", "disable"):
             name = _param(req, "name")
             if op == "mode":
                 mode = _param(req, "mode")
@@ -503,12 +510,15 @@ class ControlServer:
                 if op == "delete":
                     self.handler.delete_policy(name)
                     return None
+                if op in ("enable", "disable"):
+                    self.handler.set_policy_enabled(name, op == "enable")
+                    return None
                 self.handler.set_policy_mode(name, mode)
                 return None
             except BpfguardError as exc:
                 raise _BadRequest(str(exc)) from None
             except KeyError as exc:
-                if op not in ("delete", "mode"):
+                if op not in ("delete", "mode", "enable", "disable"):
                     log.exception("control socket: %s failed", op)
                     raise _BadRequest(f"internal error in the agent: KeyError: {exc}") \
                         from None

@@ -558,6 +558,11 @@ class Agent:
         with self._reload_lock:
             self._engine().set_mode(name, mode)
 
+    def set_policy_enabled(self, name: str, enabled: bool) -> None:
+        with self._reload_lock:
+            engine = self._engine()
+            (engine.enable if enabled else engine.disable)(name)
+
     def list_rules(self) -> list[dict[str, Any]]:
         matcher = self.matcher
         if matcher is None:

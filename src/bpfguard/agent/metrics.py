@@ -104,10 +104,16 @@ class MetricsSource(Protocol):
 
 _POLICY_COUNTERS = {
     "posted": "TracingPolicy events posted to user space (the kernel's count).",
-    "actions": "Enforcing actions (Sigkill, Signal, Override) a policy took.",
-    "would_act": "Enforcing actions monitor mode held back.",
+    "actions": "Events on which a policy took enforcing actions (Sigkill, Signal, "
+               "Override).",
+    "would_act": "Events on which monitor mode held enforcing actions back.",
     "rate_limited": "Events a policy's rateLimit suppressed.",
     "no_return": "Entries whose return probe never came (the task died first).",
+    "signals": "Signals (Sigkill, Signal) a policy sent.",
+    "overrides": "Return values a policy's Override replaced.",
+    "would_signal": "Signals monitor mode held back.",
+    "would_override": "Overrides monitor mode held back.",
+    "nopost": "Events a policy's NoPost kept back.",
 }
 
 

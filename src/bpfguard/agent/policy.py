@@ -220,3 +220,6 @@ class PolicyAgent:
     def set_policy_mode(self, name: str, mode: str) -> None:
         self.engine.set_mode(name, mode)
 
+    def set_policy_enabled(self, name: str, enabled: bool) -> None:
+        (self.engine.enable if enabled else self.engine.disable)(name)
+

@@ -33,10 +33,11 @@ def policy() -> None:
       bpfguard policy add more.yaml                load another one into the agent, live
       bpfguard policy list                         loaded policies, events, actions
       bpfguard policy mode block-shadow monitor    stop acting, keep reporting
+      bpfguard policy disable block-shadow         detach it, keep it (enable: back)
       bpfguard policy delete block-shadow          unload it
 
     \b
-    add, list, mode and delete talk to the agent started by `bpfguard run
+    add, list, mode, enable, disable and delete talk to the agent started by `bpfguard run
     --policy ...` over its control socket (/run/bpfguard/control.sock, or
     --socket), which only root may use. `check` works without an agent.
     """
@@ -49,13 +50,20 @@ def policy() -> None:
 def check(files: tuple[Path, ...], as_json: bool) -> None:
     """Validate TracingPolicy files and show what each hook needs from this kernel.
 
-    Every problem is reported with file:line:column, the field's path and why;
-    exit code 1 if any file has one, or (as root) needs what this kernel
-    lacks. As root, the policy is also compiled as
-    `policy add` would (kernel functions checked against BTF, tracepoint
-    fields, uprobe binaries), and each hook and action is matched against
-    what `bpfguard probe` finds this kernel can do (e.g. "fd_install needs
-    kprobes or BPF trampolines (fentry); this kernel has neither").
+    Every problem is reported with file:line:column, the field's path and why,
+    and sorted by whose it is: the policy's own (a bad value, an unknown
+    key), this machine's (POLICY_UNAVAILABLE: a kernel feature, function or
+    binary it lacks) or bpfguard's (POLICY_UNSUPPORTED: not served yet). A
+    kernel-function hook refused here for lack of kprobes or trampolines is
+    still compiled for a kernel that has them, so what would remain there
+    is named too ("on a kernel that has it, still refused: ..."). Exit code
+    1 if any file has a problem, or (as root) needs what this kernel lacks.
+
+    As root, the policy is also compiled as `policy add` would (kernel
+    functions checked against BTF, tracepoint fields, uprobe binaries), and
+    each hook and action is matched against what `bpfguard probe` finds
+    this kernel can do (e.g. "fd_install needs kprobes or BPF trampolines
+    (fentry); this kernel has neither").
     """
     from ..policy import PolicyError, load_policy, requirements
     from ..policy.compiler import compile_policy
@@ -72,33 +80,35 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
             pol = load_policy(f)
         except PolicyError as exc:
             failed = True
-            report.append({"file": str(f), "ok": False, "problems": str(exc)})
+            report.append({"file": str(f), "ok": False, "problems": _problems(exc)})
             if not as_json:
                 click.echo(str(exc))
+                click.echo(_tally(exc))
             continue
-        problems = ""
+        compiled_error: PolicyError | None = None
         if feats is not None:  # compiled as `policy add` would: this kernel's BTF, tracefs
             try:
                 compile_policy(pol, features=feats)
             except PolicyError as exc:
                 failed = True
-                problems = str(exc)
+                compiled_error = exc
         reqs = requirements(pol, feats) if feats is not None else []
         servable = all(r.available for r in reqs)  # policy add refuses the rest too
         failed = failed or not servable
-        entry = {"file": str(f), "ok": not problems and servable, "name": pol.name,
-                 "mode": pol.mode,
-                 "warnings": [str(w) for w in pol.warnings],
-                 "requirements": [{"hook": r.hook, "purpose": r.purpose, "backend": r.backend,
-                                   "available": r.available, "message": r.message}
-                                  for r in reqs]}
-        if problems:
-            entry["problems"] = problems
+        entry: dict[str, Any] = {
+            "file": str(f), "ok": compiled_error is None and servable, "name": pol.name,
+            "mode": pol.mode, "warnings": [str(w) for w in pol.warnings],
+            "requirements": [{"hook": r.hook, "purpose": r.purpose, "backend": r.backend,
+                              "available": r.available, "message": r.message}
+                             for r in reqs]}
+        if compiled_error is not None:
+            entry["problems"] = _problems(compiled_error)
         report.append(entry)
         if as_json:
             continue
-        if problems:
-            click.echo(problems)
+        if compiled_error is not None:
+            click.echo(str(compiled_error))
+            click.echo(_tally(compiled_error))
         elif not entry["ok"]:
             click.echo(f"{f}: policy {pol.name!r} cannot load on this kernel:")
         else:
@@ -115,6 +125,32 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
     if failed:
         sys.exit(1)
 
+
+def _whose(code: str) -> str:
+    """Whose problem a refusal is: this machine's (a kernel feature, function
+    or binary it lacks), bpfguard's (what it does not serve yet), or the
+    policy's own."""
+    return {"POLICY_UNAVAILABLE": "machine", "POLICY_UNSUPPORTED": "bpfguard"}.get(code,
+                                                                              "policy")
+
+
+def _problems(exc: Any) -> list[dict[str, Any]]:
+    return [{"line": p.context.line, "column": p.context.column, "path": p.context.name,
+             "code": str(p.code), "whose": _whose(str(p.code)), "message": p.message}
+            for p in exc.problems]
+
+
+def _tally(exc: Any) -> str:
+    """One line that sorts a policy's problems by whose they are."""
+    n = {"machine": 0, "bpfguard": 0, "policy": 0}
+    for p in exc.problems:
+        n[_whose(str(p.code))] += 1
+    parts = [f"{n['policy']} in the policy itself"] if n["policy"] else []
+    if n["machine"]:
+        parts.append(f"{n['machine']} for what this machine lacks (POLICY_UNAVAILABLE)")
+    if n["bpfguard"]:
+        parts.append(f"{n['bpfguard']} bpfguard does not serve yet (POLICY_UNSUPPORTED)")
+    return "  " + "; ".join(parts)
 
 
 def _say_error(msg: str) -> None:
@@ -171,67 +207,165 @@ def add(files: tuple[Path, ...], socket_path: str) -> None:
         sys.exit(1)
 
 
-_COLUMNS = ("NAME", "MODE", "HOOKS", "SCOPE", "EVENTS", "ACTIONS", "WOULD-ACT", "RATE-LIMITED",
-            "FILE")
+# tetra tracingpolicy list's columns, in its order, then bpfguard's own
+_COLUMNS = ("ID", "NAME", "DOMAIN", "STATE", "FILTERID", "NAMESPACE", "SENSORS", "KERNELMEMORY",
+            "MODE", "NPOST", "NENFORCE", "NMONITOR", "HOOKS", "SCOPE", "RATE-LIMITED", "FILE")
+_NUMERIC = {"ID", "FILTERID", "NPOST", "NENFORCE", "NMONITOR", "HOOKS", "RATE-LIMITED"}
+# Tetragon's domain for policies not from Kubernetes (its gRPC API and files)
+_DOMAIN = "grpc"
+
+
+def _counts(p: dict[str, Any]) -> dict[str, int]:
+    counters = p.get("counters")
+    return {k: v for k, v in counters.items() if isinstance(v, int)} \
+        if isinstance(counters, dict) else {}
 
 
 def _row(p: dict[str, Any]) -> tuple[str, ...]:
-    counters = p.get("counters")
-    c: dict[str, Any] = counters if isinstance(counters, dict) else {}
+    c = _counts(p)
 
     def cell(v: Any) -> str:
-        return "-" if v is None else str(v)
+        return "-" if v is None or v == "" else str(v)
 
-    return (cell(p.get("name")), cell(p.get("mode")), cell(p.get("hooks")), cell(p.get("scope")),
-            cell(c.get("posted")), cell(c.get("actions")), cell(c.get("would_act")),
-            cell(c.get("rate_limited")), cell(p.get("file")))
+    enforced = c.get("signals", 0) + c.get("overrides", 0)
+    monitored = c.get("would_signal", 0) + c.get("would_override", 0)
+    return (cell(p.get("id")), cell(p.get("name")), _DOMAIN, cell(p.get("state")),
+            cell(p.get("filter_id")), p.get("namespace") or "(global)",
+            ",".join(p.get("sensors") or ()), "0 B", cell(p.get("mode")),
+            cell(c.get("posted")), str(enforced), str(monitored), cell(p.get("hooks")),
+            cell(p.get("scope")), cell(c.get("rate_limited")), cell(p.get("file")))
+
+
+def _u64(v: Any) -> str:
+    return str(int(v))  # protojson writes 64-bit integers as strings
+
+
+def tetragon_list_json(policies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The agent's policies as Tetragon's ListTracingPoliciesResponse in
+    protojson (tetra tracingpolicy list -o json): proto field names, enums
+    by name, 64-bit integers as strings, zero values left out."""
+    out = []
+    for p in policies:
+        c = _counts(p)
+        enabled = p.get("state") == "enabled"
+        entry: dict[str, Any] = {"id": _u64(p.get("id", 0)), "name": p.get("name", "")}
+        if p.get("namespace"):
+            entry["namespace"] = p["namespace"]
+        if p.get("sensors"):
+            entry["sensors"] = list(p["sensors"])
+        if enabled:
+            entry["enabled"] = True
+        if p.get("filter_id"):
+            entry["filter_id"] = _u64(p["filter_id"])
+        entry["state"] = "TP_STATE_ENABLED" if enabled else "TP_STATE_DISABLED"
+        entry["mode"] = "TP_MODE_MONITOR" if p.get("mode") == "monitor" else "TP_MODE_ENFORCE"
+        counters = {k: _u64(c[src]) for k, src in (
+            ("post", "posted"), ("signal", "signals"), ("monitor_signal", "would_signal"),
+            ("override", "overrides"), ("monitor_override", "would_override"),
+            ("nopost", "nopost")) if c.get(src)}
+        entry["stats"] = {"action_counters": counters} if counters else {}
+        entry["domain"] = _DOMAIN
+        out.append(entry)
+    return {"policies": out} if out else {}
 
 
 @policy.command(name="list", context_settings=_CTX)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True,
+              help="json: Tetragon's ListTracingPoliciesResponse, as `tetra tracingpolicy "
+                   "list -o json` prints it.")
+@click.option("--json", "as_json", is_flag=True,
+              help="bpfguard's own JSON: every counter, the scope, the GetUrl/DnsLookup "
+                   "requests.")
 @socket_option
-def list_policies(as_json: bool, socket_path: str) -> None:
-    """Show the policies loaded in the running agent, with their counters.
+def list_policies(output: str, as_json: bool, socket_path: str) -> None:
+    """Show the policies of the running agent, with their counters.
 
     \b
-    Columns:
+    The first columns are `tetra tracingpolicy list`'s, so scripts written
+    for tetra read them the same:
+      ID            in load order
+      DOMAIN        grpc (Tetragon's name for policies not from Kubernetes)
+      STATE         enabled, or disabled (`bpfguard policy disable`)
+      FILTERID      the policy's container filter (0: host and all containers)
+      NAMESPACE     a TracingPolicyNamespaced's, else (global)
+      SENSORS       Tetragon's sensor names for its hooks (generic_kprobe, ...)
+      KERNELMEMORY  maps of its own: none (every policy shares the engine's)
+      NPOST         events reported
+      NENFORCE      signals sent and return values overridden
+      NMONITOR      the same not done because the policy is in monitor mode
+    and bpfguard's:
+      HOOKS         hooks attached (0 while disabled)
       SCOPE         where it applies: the host and every container, or the
                     containers its podSelector, containerSelector or
-                    namespace (TracingPolicyNamespaced) select, with how
-                    many of them run now
-      EVENTS        events the policy's hooks reported
-      ACTIONS       actions taken (enforce mode): Sigkill, Override, ...
-      WOULD-ACT     actions a monitor-mode policy would have taken
+                    namespace select, with how many run now
       RATE-LIMITED  events not reported because of a rateLimit
 
-    
-    --json also gives agent_actions: the GetUrl and DnsLookup requests the
-    agent made for the policy ("GetUrl ok", "... failed", and "... skipped":
+    --json gives every counter and agent_actions: the GetUrl and DnsLookup
+    requests the agent made ("GetUrl ok", "... failed", and "... skipped":
     one target is requested at most once a second, 64 at most wait).
 
     \b
     Examples:
       sudo bpfguard policy list
+      sudo bpfguard policy list -o json | jq '.policies[].stats'
       sudo bpfguard policy list --json | jq '.[].counters'
 
     Needs an agent started with `bpfguard run --policy FILE`; the control
     socket is root-only.
     """
     result = request("list", socket_path=socket_path)
-    policies: list[Any] = result if isinstance(result, list) else []
+    policies: list[Any] = [p for p in result if isinstance(p, dict)] \
+        if isinstance(result, list) else []
     if as_json:
         click.echo(json.dumps(policies, indent=2))
+        return
+    if output == "json":
+        click.echo(json.dumps(tetragon_list_json(policies)))
         return
     if not policies:
         click.echo("no policies loaded (add one with `bpfguard policy add FILE`)", err=True)
         return
-    rows = [_COLUMNS] + [_row(p) for p in policies if isinstance(p, dict)]
+    rows = [_COLUMNS] + [_row(p) for p in policies]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-    numeric = {2, 4, 5, 6, 7}   # HOOKS and the counters; SCOPE is text
     for r in rows:
-        cells = [v.rjust(w) if i in numeric else v.ljust(w)
+        cells = [v.rjust(w) if _COLUMNS[i] in _NUMERIC else v.ljust(w)
                  for i, (v, w) in enumerate(zip(r, widths, strict=True))]
-        click.echo("  ".join(cells).rstrip())
+        click.echo("   ".join(cells).rstrip())
+
+
+@policy.command(context_settings=_CTX)
+@click.argument("name")
+@socket_option
+def enable(name: str, socket_path: str) -> None:
+    """Load a disabled policy's hooks again (as `tetra tracingpolicy enable`).
+
+    The policy is compiled afresh for this kernel and keeps its mode and
+    counters; if it no longer loads, it stays disabled and the reason is
+    shown.
+
+    \b
+    Example:
+      sudo bpfguard policy enable block-shadow
+    """
+    request("enable", socket_path=socket_path, name=name)
+    click.echo(f"tracing policy {name!r} enabled")
+
+
+@policy.command(context_settings=_CTX)
+@click.argument("name")
+@socket_option
+def disable(name: str, socket_path: str) -> None:
+    """Detach a policy's hooks but keep it loaded (as `tetra tracingpolicy
+    disable`): it stops reporting and acting at once, stays in `policy
+    list` as disabled with its counters, and `policy enable` brings it back.
+
+    \b
+    Example:
+      sudo bpfguard policy disable block-shadow
+    """
+    request("disable", socket_path=socket_path, name=name)
+    click.echo(f"tracing policy {name!r} disabled")
 
 
 @policy.command(context_settings=_CTX)

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+import re2
+
 from ..errors import BpfguardError
 from ..rules.model import Context, Problem
 from .loader import PolicyCode, PolicyError
@@ -40,6 +42,7 @@ from .model import (
     FeatureSet,
     Hook,
     KProbe,
+    ListSpec,
     LsmHook,
     Policy,
     Selector,
@@ -121,7 +124,7 @@ PID_FLAG: Final = {"NOT_IN": 1, "NS": 2, "FOLLOW": 4}
 BIN_OP: Final = {"In": 1, "NotIn": 2, "Prefix": 3, "NotPrefix": 4, "Postfix": 5, "NotPostfix": 6}
 NS_KIND: Final = {"Uts": 1, "Ipc": 2, "Mnt": 3, "Pid": 4, "PidForChildren": 5, "Net": 6,
                   "Time": 7, "TimeForChildren": 8, "Cgroup": 9, "User": 10}
-_NS_PROC: Final = {"Uts": "uts", "Ipc": "ipc", "Mnt": "mnt", "Pid": "pid",
+NS_PROC: Final = {"Uts": "uts", "Ipc": "ipc", "Mnt": "mnt", "Pid": "pid",
                    "PidForChildren": "pid_for_children", "Net": "net", "Time": "time",
                    "TimeForChildren": "time_for_children", "Cgroup": "cgroup", "User": "user"}
 CAP_TYPE: Final = {"Effective": 0, "Inheritable": 1, "Permitted": 2}
@@ -259,6 +262,12 @@ class CompiledSelector:
     cap_op: int = 0
     cap_type: int = 0
     cap_mask: int = 0
+    cap_userns: int = 0   # isNamespaceCapability: the host's user namespace inode
+    nsc_op: int = 0       # matchNamespaceChanges: 1 In, 2 NotIn
+    nsc_mask: int = 0     # ... bit NS_KIND[kind]
+    capc_op: int = 0      # matchCapabilityChanges
+    capc_type: int = 0
+    capc_mask: int = 0
     rate_ms: int = 0
     rate_scope: int = 0
     stacks: int = 0                   # Post kernelStackTrace/userStackTrace: STACK bits
@@ -499,6 +508,10 @@ def resolve_path(btf: Btf, tid: int, path: str, *, pointee: bool = False
 
 
 _ERROR_INJECTION_LIST: Final = "/sys/kernel/debug/error_injection/list"
+# the functions ftrace (so kprobes and fentry) can attach to: generated_ftrace lists
+_AVAILABLE_FUNCTIONS: Final = ("/sys/kernel/tracing/available_filter_functions",
+                               "/sys/kernel/debug/tracing/available_filter_functions")
+
 
 
 def _one_of_types(kinds: Mapping[str, str]) -> str:
@@ -698,7 +711,13 @@ class _Compiler:
 
     def hook(self, hook: Hook) -> list[CompiledHook]:
         if isinstance(hook, KProbe):
-            if not hook.syscall:
+            lst = self.lists.get(hook.call[5:]) if hook.call.startswith("list:") else None
+            if lst is not None and lst.type not in ("syscalls", "generated_syscalls"):
+                # a list of kernel functions: a hook each (as Tetragon, which
+                # takes a syscall list's calls as syscalls whatever `syscall` says)
+                return [self.function_hook(dataclasses.replace(hook, call=fn, syscall=False))
+                        for fn in self.list_functions(lst)]
+            if not hook.syscall and lst is None:
                 return [self.function_hook(hook)]
             return [self.syscall_hook(hook)]
         if isinstance(hook, Tracepoint):
@@ -708,6 +727,44 @@ class _Compiler:
         if isinstance(hook, Usdt):
             return self.usdt_hooks(hook)
         return [self.uprobe_hook(hook)]
+
+    def list_functions(self, lst: ListSpec) -> list[str]:
+        """The kernel functions of a list a kprobe calls: its values, or for
+        generated_ftrace the functions ftrace can trace whose names match
+        its pattern (an RE2 regular expression, searched as Go's
+        MatchString does) and that this kernel's BTF describes."""
+        if lst.type != "generated_ftrace":
+            return list(lst.values)
+        text, why = None, "no such file (no CONFIG_DYNAMIC_FTRACE, or tracefs not mounted)"
+        for path in _AVAILABLE_FUNCTIONS:
+            try:
+                with open(path) as f:
+                    text = f.read()
+                break
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                why = f"{path}: {exc.strerror}"
+                break
+        if text is None:
+            raise _Fail(f"list {lst.name!r}: generated_ftrace reads the functions ftrace can "
+                        f"trace ({' or '.join(_AVAILABLE_FUNCTIONS)}): {why}",
+                        code=PolicyCode.UNAVAILABLE)
+        try:
+            pattern = re2.compile(lst.pattern or "")
+        except re2.error as exc:
+            raise _Fail(f"list {lst.name!r}: pattern {lst.pattern!r} is not a regular "
+                        f"expression ({exc})", code=PolicyCode.BAD_VALUE) from None
+        names = dict.fromkeys(line.split(maxsplit=1)[0] for line in text.splitlines()
+                              if line.strip())
+        out = [n for n in names if pattern.search(n) and self.function_of(n) is not None]
+        if not out:
+            raise _Fail(f"list {lst.name!r}: no traceable function of this kernel matches "
+                        f"{lst.pattern!r}", code=PolicyCode.UNAVAILABLE)
+        if len(out) > LIMITS.hooks:
+            raise _Fail(f"list {lst.name!r}: {len(out)} functions match {lst.pattern!r}; the "
+                        f"engine holds {LIMITS.hooks} hooks", code=PolicyCode.LIMIT)
+        return out
 
     def usdt_hooks(self, hook: Usdt) -> list[CompiledHook]:
         """A USDT probe: a uprobe link per site of it in the binary (with
@@ -906,9 +963,6 @@ class _Compiler:
     def _function_hook(self, hook: KProbe | LsmHook, backend: str) -> CompiledHook:
         lsm = isinstance(hook, LsmHook)
         name = hook.hook if isinstance(hook, LsmHook) else hook.call
-        if name.startswith("list:"):
-            raise _Fail("lists of kernel functions are not served by bpfguard yet; "
-                        "list the functions as separate kprobes")
         proto = self.function_of(_btf_name(hook))
         if proto is None:
             what = f"LSM hook {name!r}" if lsm else f"kernel function {name!r}"
@@ -1195,9 +1249,23 @@ class _Compiler:
                 raise _Fail(f"list {lst.name!r} is of type {lst.type or 'none'}; syscall "
                             "hooks take lists of type syscalls")
             if lst.type == "generated_syscalls":
-                raise _Fail(f"list {lst.name!r}: generated_syscalls lists need kprobes")
+                return self.every_syscall()
             return list(lst.values)
         return [call]
+
+    def every_syscall(self) -> list[str]:
+        """A generated_syscalls list, as Tetragon generates it: every syscall
+        of the native ABI whose entry function (``__x64_sys_NAME``) is in
+        this kernel's BTF."""
+        from ..sensors.syscall_table import syscall_name  # not at the top: see _syscall_ids
+
+        names = [syscall_name(nr) for nr in range(self.nr_max)]
+        out = [n for n in names if not n.startswith("syscall_")
+               and self.function_of(_function_name(n)) is not None]
+        if not out:
+            raise _Fail("a generated_syscalls list: this kernel's BTF has none of the syscall "
+                        "entry functions", code=PolicyCode.UNAVAILABLE)
+        return out
 
     def syscall_hook(self, hook: KProbe) -> CompiledHook:
         routes: list[int] = []
@@ -1393,9 +1461,7 @@ class _Compiler:
         self.binaries(sel, out)
         self.namespaces(sel, out)
         self.capabilities(sel, out)
-        if sel.match_namespace_changes or sel.match_capability_changes:
-            raise _Fail("matchNamespaceChanges/matchCapabilityChanges need kprobes on "
-                        "commit_creds and the namespace functions")
+        self.changes(sel, out)
         self.actions(hook, sel, out, args)
         return out
 
@@ -1658,7 +1724,7 @@ class _Compiler:
             for v in f.values:
                 if v == "host_ns":
                     try:
-                        vals.append(os.stat(f"{self.ns_root}/{_NS_PROC[f.namespace]}").st_ino)
+                        vals.append(os.stat(f"{self.ns_root}/{NS_PROC[f.namespace]}").st_ino)
                     except OSError as exc:
                         raise _Fail(f"host_ns for {f.namespace}: {exc.strerror}") from None
                 else:
@@ -1674,16 +1740,54 @@ class _Compiler:
         if len(sel.match_capabilities) > 1:
             raise _Fail("more than one matchCapabilities filter in a selector")
         f = sel.match_capabilities[0]
-        if f.is_namespace_capability:
-            raise _Fail("isNamespaceCapability is not served by bpfguard yet")
+        out.cap_op = 1 if f.operator == "In" else 2
+        out.cap_type = CAP_TYPE.get(f.type, 0)
+        out.cap_mask = self.cap_mask(f.values)
+        out.cap_userns = self.host_userns() if f.is_namespace_capability else 0
+
+    @staticmethod
+    def cap_mask(values: tuple[str, ...]) -> int:
         mask = 0
-        for v in f.values:
+        for v in values:
             if v not in _CAPS:
                 raise _Fail(f"unknown capability {v!r}")
             mask |= 1 << _CAPS[v]
-        out.cap_op = 1 if f.operator == "In" else 2
-        out.cap_type = CAP_TYPE.get(f.type, 0)
-        out.cap_mask = mask
+        return mask
+
+    def host_userns(self) -> int:
+        """isNamespaceCapability: the host's user namespace (Tetragon's
+        /proc/1/ns/user), where the filter does not match."""
+        try:
+            return os.stat(f"{self.ns_root}/user").st_ino
+        except OSError as exc:
+            raise _Fail(f"isNamespaceCapability: the host's user namespace "
+                        f"({self.ns_root}/user): {exc.strerror}",
+                        code=PolicyCode.UNAVAILABLE) from None
+
+    def changes(self, sel: Selector, out: CompiledSelector) -> None:
+        """matchNamespaceChanges and matchCapabilityChanges: compared with
+        what the process had at exec (the engine records it then)."""
+        for key, filters in (("matchNamespaceChanges", sel.match_namespace_changes),
+                             ("matchCapabilityChanges", sel.match_capability_changes)):
+            if len(filters) > 1:
+                raise _Fail(f"more than one {key} filter in a selector (as in Tetragon)",
+                            code=PolicyCode.BAD_VALUE)
+        if sel.match_namespace_changes:
+            n = sel.match_namespace_changes[0]
+            out.nsc_op = 1 if n.operator == "In" else 2
+            out.nsc_mask = sum(1 << NS_KIND[v] for v in dict.fromkeys(n.values))
+        if sel.match_capability_changes:
+            c = sel.match_capability_changes[0]
+            out.capc_op = 1 if c.operator == "In" else 2
+            out.capc_type = CAP_TYPE.get(c.type, 0)
+            out.capc_mask = self.cap_mask(c.values)
+            userns = self.host_userns() if c.is_namespace_capability else 0
+            if out.cap_op and userns != out.cap_userns:
+                raise _Fail("matchCapabilities and matchCapabilityChanges of one selector "
+                            "with different isNamespaceCapability: bpfguard checks the "
+                            "user namespace once per selector; split them into two "
+                            "selectors")
+            out.cap_userns = userns
 
     def actions(self, hook: Hook, sel: Selector, out: CompiledSelector,
                 args: list[CompiledArg]) -> None:

@@ -55,6 +55,7 @@ from .compiler import (
     HOOK_KIND,
     LIMITS,
     NS_KIND,
+    NS_PROC,
     OP,
     PID_FLAG,
     PT,
@@ -77,7 +78,9 @@ log = logging.getLogger("bpfguard.policy")
 
 # counter names for `bpfguard policy list`, by enum bg_pol_stat name
 _STAT_NAMES = {"POSTED": "posted", "ACTED": "actions", "WOULD": "would_act",
-               "RATE_LIMITED": "rate_limited", "NO_RETURN": "no_return"}
+               "RATE_LIMITED": "rate_limited", "NO_RETURN": "no_return",
+               "SIGNALS": "signals", "OVERRIDES": "overrides", "WOULD_SIGNAL": "would_signal",
+               "WOULD_OVERRIDE": "would_override", "NOPOST": "nopost"}
 # programs loaded only in per-hook copies of the object
 _IMA_PROGRAMS = ("bg_pol_ima_bprm_a", "bg_pol_ima_bprm_b", "bg_pol_ima_file_a",
                  "bg_pol_ima_file_b")
@@ -111,6 +114,10 @@ class LoadedPolicy:
     slots: list[int] = field(default_factory=list)
     copies: list[BpfObject] = field(default_factory=list)
     cgroup: int = 0
+    cgroup_path: str | None = None    # what `add` was given, to load it again (enable)
+    enabled: bool = True              # False: disabled, kept without hooks
+    id: int = 0                       # in load order, as Tetragon numbers policies
+    counted: dict[str, int] = field(default_factory=dict)  # counters before a disable
     scope: PolicyScope | None = None  # its pods/containers; None: host and all containers
     scope_id: int = 0                 # its set in pol_scope (0: unscoped)
     # its followChildren slots, by (hook slot, selector, "bin" or "pbin")
@@ -158,6 +165,7 @@ class PolicyEngine(Sensor):
         self._nr_max = self.abi.nr_max
         self._hash_algos: dict[int, str] | None = None
         self._ksyms = KernelSymbols()  # read by the first policy that takes kernel stacks
+        self._loaded = 0  # policies loaded so far: their ids
         self._usyms = UserSymbols()
         self._event_type = self.abi.event_type["POLICY"]
         self._check_abi()
@@ -203,10 +211,23 @@ class PolicyEngine(Sensor):
         return self._has_syscall_hooks
 
     def _seed_executables(self) -> None:
-        """pol_exe for processes that exec'd before the engine: from /proc."""
+        """pol_exe for processes that exec'd before the engine: from /proc,
+        with the namespaces and capabilities they have now (what
+        matchNamespaceChanges/matchCapabilityChanges compare with)."""
         exe_map = self.obj.map("pol_exe")
         for pid, (_, exe) in _processes().items():
-            exe_map.update(ctypes.c_uint32(pid), self._exe_entry(os.fsencode(exe)))
+            e = self._exe_entry(os.fsencode(exe))
+            for kind, k in NS_KIND.items():
+                with contextlib.suppress(OSError):
+                    e.ns[k] = os.stat(f"/proc/{pid}/ns/{NS_PROC[kind]}").st_ino
+            with contextlib.suppress(OSError, ValueError):
+                status = dict(line.split(":", 1) for line in
+                              Path(f"/proc/{pid}/status").read_text().splitlines()
+                              if ":" in line)
+                for name, t in (("CapEff", "Effective"), ("CapInh", "Inheritable"),
+                                ("CapPrm", "Permitted")):
+                    e.caps[CAP_TYPE[t]] = int(status[name], 16)
+            exe_map.update(ctypes.c_uint32(pid), e)
 
     def _exe_entry(self, path: bytes) -> Any:
         e = self._t["bg_pol_exe"]()
@@ -274,7 +295,10 @@ class PolicyEngine(Sensor):
                 raise ConfigError(f"{policy.name}: {len(compiled.hooks)} hooks, but only "
                                   f"{len(free)} of {LIMITS.hooks} hook slots are free")
             self._check_routes(policy, compiled)
-            lp = LoadedPolicy(policy, compiled, source or policy.context.file, policy.mode)
+            lp = LoadedPolicy(policy, compiled, source or policy.context.file, policy.mode,
+                              cgroup_path=cgroup)
+            self._loaded += 1
+            lp.id = self._loaded
             lp.scope = scope_of(policy)
             if lp.scope is not None and free:
                 lp.scope_id = free[0] + 1   # its first slot's: unique while it is loaded
@@ -349,6 +373,38 @@ class PolicyEngine(Sensor):
             self._unload(lp)
             self._tracking = self._tracks_sockets()
 
+    def disable(self, name: str) -> None:
+        """Detach a policy's hooks but keep it, its mode and its counters,
+        to enable later (Tetragon's `tetra tracingpolicy disable`)."""
+        with self._lock:
+            lp = self.policies[name]
+            if not lp.enabled:
+                raise ConfigError(f"policy {name!r} is disabled already")
+            lp.counted = self.counters(name)
+            del self.policies[name]  # its syscall routes go first, as in delete
+            self._write_routes()
+            self._unload(lp)
+            lp.enabled = False
+            self.policies[name] = lp
+            self._tracking = self._tracks_sockets()
+
+    def enable(self, name: str) -> None:
+        """Load a disabled policy again, compiled afresh for this kernel;
+        all or nothing (a failure leaves it disabled)."""
+        with self._lock:
+            old = self.policies[name]
+            if old.enabled:
+                raise ConfigError(f"policy {name!r} is enabled already")
+            del self.policies[name]
+            try:
+                lp = self.add(old.policy, source=old.source, cgroup=old.cgroup_path)
+            except BaseException:
+                self.policies[name] = old
+                raise
+            lp.id, lp.counted = old.id, old.counted
+            if lp.mode != old.mode:
+                self.set_mode(name, old.mode)
+
     def set_mode(self, name: str, mode: str) -> None:
         """Switch a loaded policy between enforce and monitor, live."""
         if mode not in ("enforce", "monitor"):
@@ -356,14 +412,17 @@ class PolicyEngine(Sensor):
         with self._lock:
             lp = self.policies[name]
             lp.mode = mode  # type: ignore[assignment]
-            for slot in lp.slots:
+            for slot in lp.slots:  # (none while disabled: enable writes the mode)
                 self._write_hook(slot, lp, self._slots[slot][1])
 
     def counters(self, name: str) -> dict[str, int]:
-        """Per-policy totals: posted, actions, would_act, rate_limited, no_return."""
+        """Per-policy totals: posted, actions and would_act (events acted on,
+        or that would have been in monitor mode), rate_limited, no_return,
+        and per action signals, overrides, would_signal, would_override,
+        nopost."""
         lp = self.policies[name]
         stats = self.obj.map("pol_stats")
-        out = dict.fromkeys(self._stats, 0)
+        out = dict.fromkeys(self._stats, 0) | lp.counted
         for slot in lp.slots:
             for key, i in self._stats.items():
                 out[key] += stats.sum_percpu_u64(ctypes.c_uint32(slot * self._nstats + i))
@@ -372,11 +431,22 @@ class PolicyEngine(Sensor):
     def list(self) -> list[dict[str, Any]]:
         """Loaded policies with their counters, for `bpfguard policy list`."""
         with self._lock:
-            return [{"name": lp.name, "mode": lp.mode, "hooks": len(lp.slots),
-                     "scope": self.scope_text(lp),
+            return [{"id": lp.id, "name": lp.name, "namespace": lp.policy.namespace,
+                     "state": "enabled" if lp.enabled else "disabled", "mode": lp.mode,
+                     "hooks": len(lp.slots), "sensors": self._sensors(lp),
+                     "filter_id": lp.scope_id, "scope": self.scope_text(lp),
                      "file": lp.source, "counters": self.counters(lp.name),
                      "agent_actions": self.agent_actions.for_policy(lp.name)}
                     for lp in self.policies.values()]
+
+    @staticmethod
+    def _sensors(lp: LoadedPolicy) -> tuple[str, ...]:
+        """Tetragon's names for the sensors the policy's hooks need."""
+        p = lp.policy
+        kinds = (("generic_kprobe", p.kprobes or p.fentries), ("generic_tracepoint", p.tracepoints),
+                 ("generic_lsm", p.lsmhooks), ("generic_uprobe", p.uprobes),
+                 ("generic_usdt", p.usdts))
+        return tuple(name for name, hooks in kinds if hooks)
 
     def scope_text(self, lp: LoadedPolicy) -> str:
         """Where the policy applies, for `bpfguard policy list`."""

@@ -127,6 +127,9 @@ def encode_selector(t: Any, s: CompiledSelector, ops: dict[str, int]) -> Any:
         for m, v in enumerate(vals):
             e.ns[j].vals[m] = v
     e.cap_op, e.cap_type, e.cap_mask = s.cap_op, s.cap_type, s.cap_mask
+    e.cap_userns = s.cap_userns
+    e.nsc_op, e.nsc_mask = s.nsc_op, s.nsc_mask
+    e.capc_op, e.capc_type, e.capc_mask = s.capc_op, s.capc_type, s.capc_mask
     e.rate_ms, e.rate_scope = s.rate_ms, s.rate_scope
     e.error = s.error
     e.comm_in, e.comm_set = int(bool(s.comm_set)), s.comm_set

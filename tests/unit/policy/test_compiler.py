@@ -24,7 +24,9 @@ from bpfguard.policy import (
 )
 from bpfguard.policy.compiler import (
     ACT,
+    CAP_TYPE,
     LIMITS,
+    NS_KIND,
     RET_ARG,
     STACK,
     CompiledArg,
@@ -460,6 +462,47 @@ def test_list_hook_function_name_is_left_to_the_event() -> None:
     assert _compile(body).hooks[0].function_name == ""
 
 
+def test_generated_syscalls_is_every_syscall_whose_entry_is_in_btf() -> None:
+    body = dedent("""\
+    lists:
+    - name: all
+      type: generated_syscalls
+    """) + _syscall("list:all", "")
+    known = {"__x64_sys_dup", "__x64_sys_dup2", "__x64_sys_openat"}
+    [h] = _compile(body, function_of=lambda n: ([], "long") if n in known else None).hooks
+    assert h.syscalls == (DUP, DUP2, syscall_number("openat"))
+    assert _one_error(body, function_of=lambda n: None) == (
+        "list:all: a generated_syscalls list: this kernel's BTF has none of the syscall "
+        "entry functions")
+
+
+def test_a_list_of_kernel_functions_is_a_hook_each(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    funcs = tmp_path / "available_filter_functions"
+    funcs.write_text("fd_install\ntcp_connect\ntcp_close [some_module]\nvfs_read\n")
+    import bpfguard.policy.compiler as compiler
+
+    monkeypatch.setattr(compiler, "_AVAILABLE_FUNCTIONS", (str(tmp_path / "none"), str(funcs)))
+    generated = dedent("""\
+    lists:
+    - name: tcp
+      type: generated_ftrace
+      pattern: ^tcp_
+    kprobes:
+    - call: list:tcp
+    """)
+    hooks = _compile(generated, features=GUEST).hooks
+    assert [h.function_name for h in hooks] == ["tcp_connect", "tcp_close"]
+    plain = "lists:\n- name: fs\n  values: [vfs_read, fd_install]\nkprobes:\n- call: list:fs\n"
+    assert [h.function_name for h in _compile(plain, features=GUEST).hooks] == [
+        "vfs_read", "fd_install"]
+    assert _one_error(generated.replace("^tcp_", "^udp_"), features=GUEST) == (
+        "list:tcp: list 'tcp': no traceable function of this kernel matches '^udp_'")
+    funcs.unlink()
+    assert _one_error(generated, features=GUEST).startswith(
+        "list:tcp: list 'tcp': generated_ftrace reads the functions ftrace can trace")
+
+
 def test_function_name_on_aarch64(monkeypatch: pytest.MonkeyPatch) -> None:
     arm = machine("aarch64")
     import bpfguard.sensors.syscall_table as table  # where the compiler reads it, at use
@@ -475,19 +518,15 @@ def test_syscall_hook_errors() -> None:
     # a number beyond the engine's routing table is as unknown
     assert _one_error(_syscall("sys_openat", ""), nr_max=OPENAT) == (
         f"sys_openat: unknown syscall 'sys_openat' on {native}")
-    gen = dedent("""\
-    lists:
-    - name: g
-      type: generated_syscalls
-    """) + _syscall("list:g", "")
-    assert _one_error(gen) == "list:g: list 'g': generated_syscalls lists need kprobes"
     untyped = dedent("""\
     lists:
     - name: fns
       values: [do_sys_open]
     """) + _syscall("list:fns", "")
-    assert _one_error(untyped) == ("list:fns: list 'fns' is of type none; syscall hooks take "
-                                   "lists of type syscalls")
+    # a list of no type names kernel functions, whatever `syscall` says (as Tetragon)
+    assert _one_error(untyped) == (
+        "list:fns: this kernel's BTF has no kernel function 'do_sys_open' (misspelt, "
+        "inlined, or not in this kernel version)")
 
 
 def _uprobe(extra: str = "", path: str = "/bin/sh", symbols: str = "[main, exit]") -> str:
@@ -1151,19 +1190,34 @@ def test_match_capabilities() -> None:
     assert (s.cap_op, s.cap_type, s.cap_mask) == (1, 1, 1 << 5)
 
 
-def test_match_capabilities_errors() -> None:
+def test_match_capabilities_errors(tmp_path: Path) -> None:
     sel = ("- matchCapabilities:\n  - operator: In\n    isNamespaceCapability: true\n"
            "    values: [CAP_CHOWN]\n")
     assert _one_error(_syscall("sys_setuid", "", sel)) == (
-        "sys_setuid: isNamespaceCapability is not served by bpfguard yet")
+        "sys_setuid: isNamespaceCapability: the host's user namespace "
+        "(/nonexistent-ns-root/user): No such file or directory")
     two = ("- matchCapabilities:\n  - operator: In\n    values: [CAP_CHOWN]\n"
            "  - operator: In\n    values: [CAP_KILL]\n")
     assert _one_error(_syscall("sys_setuid", "", two)) == (
         "sys_setuid: more than one matchCapabilities filter in a selector")
-    changes = "- matchCapabilityChanges:\n  - operator: In\n    values: [CAP_SYS_ADMIN]\n"
-    assert _one_error(_syscall("sys_setuid", "", changes)) == (
-        "sys_setuid: matchNamespaceChanges/matchCapabilityChanges need kprobes on "
-        "commit_creds and the namespace functions")
+    (tmp_path / "user").write_text("")
+    mixed = ("- matchCapabilities:\n  - operator: In\n    values: [CAP_CHOWN]\n"
+             "  matchCapabilityChanges:\n  - operator: In\n    isNamespaceCapability: true\n"
+             "    values: [CAP_KILL]\n")
+    assert "different isNamespaceCapability" in _one_error(
+        _syscall("sys_setuid", "", mixed), ns_root=str(tmp_path))
+
+
+def test_capability_and_namespace_changes(tmp_path: Path) -> None:
+    (tmp_path / "user").write_text("")
+    sel = ("- matchCapabilityChanges:\n  - type: Permitted\n    operator: NotIn\n"
+           "    isNamespaceCapability: true\n    values: [CAP_SYS_ADMIN, CAP_KILL]\n"
+           "  matchNamespaceChanges:\n  - operator: In\n    values: [Mnt, User]\n")
+    [s] = _compile(_syscall("sys_setuid", "", sel), ns_root=str(tmp_path)).hooks[0].selectors
+    assert (s.capc_op, s.capc_type, s.capc_mask) == (2, CAP_TYPE["Permitted"],
+                                                    1 << 21 | 1 << 5)
+    assert s.cap_userns == (tmp_path / "user").stat().st_ino and s.cap_op == 0
+    assert (s.nsc_op, s.nsc_mask) == (1, 1 << NS_KIND["Mnt"] | 1 << NS_KIND["User"])
 
 
 # -- actions ----------------------------------------------------------------------
