@@ -2104,6 +2104,31 @@ def test_usdt_refusals_name_the_missing_probe_and_a_bad_index(running: Running,
     assert running.engine.list() == []
 
 
+@pytest.mark.needs("uprobe")
+def test_uprobe_binary_digests_attach_only_to_the_trusted_binary(
+        running: Running, uprobe_target: str) -> None:
+    sha = hashlib.sha256(Path(uprobe_target).read_bytes()).hexdigest()
+    other = "sha256:" + "0" * 64
+
+    def policy(digests: str, ignore: str = "") -> str:
+        return _uprobe_policy(uprobe_target, "Post").replace(
+            "symbols:", f"binaryDigests: {digests}\n        {ignore}\n        symbols:")
+
+    running.add(policy(f"[{other}, 'sha256:{sha}']"))
+    subprocess.run([uprobe_target, "7", "x"], check=True, capture_output=True)
+    assert len(running.events()) == 2  # bg_other and bg_guarded
+    running.engine.delete("guard")
+    with pytest.raises(PolicyError) as refused:
+        running.add(policy(f"[{other}]"))
+    [p] = refused.value.problems
+    assert p.code == "POLICY_UNAVAILABLE" and f"sha256:{sha}" in p.message
+    running.add(policy(f"[{other}]", "ignore: {digestVerificationFailure: true}"))
+    [lp] = running.engine.list()
+    assert lp["hooks"] == 0  # loaded, that uprobe skipped (as Tetragon's DIGEST_REJECTED)
+    subprocess.run([uprobe_target, "7", "x"], check=True, capture_output=True)
+    assert running.events() == []
+
+
 def _read_lines(stream: Any, n: int, timeout: float = 30.0) -> list[str]:
     """`n` lines of `stream`, failing (not hanging) if they do not come in time."""
     got: queue.Queue[str] = queue.Queue()

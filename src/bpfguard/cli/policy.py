@@ -86,9 +86,10 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
                 click.echo(_tally(exc))
             continue
         compiled_error: PolicyError | None = None
+        warnings = list(pol.warnings)
         if feats is not None:  # compiled as `policy add` would: this kernel's BTF, tracefs
             try:
-                compile_policy(pol, features=feats)
+                warnings += compile_policy(pol, features=feats).warnings
             except PolicyError as exc:
                 failed = True
                 compiled_error = exc
@@ -97,7 +98,7 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
         failed = failed or not servable
         entry: dict[str, Any] = {
             "file": str(f), "ok": compiled_error is None and servable, "name": pol.name,
-            "mode": pol.mode, "warnings": [str(w) for w in pol.warnings],
+            "mode": pol.mode, "warnings": [str(w) for w in warnings],
             "requirements": [{"hook": r.hook, "purpose": r.purpose, "backend": r.backend,
                               "available": r.available, "message": r.message}
                              for r in reqs]}
@@ -114,7 +115,7 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
         else:
             click.echo(f"{f}: ok: policy {pol.name!r} ({pol.mode} mode), "
                        f"{len(pol.hooks)} hook(s)")
-        for w in pol.warnings:
+        for w in warnings:
             click.echo(f"  warning: {w}")
         if feats is None:
             click.echo("  (not root: what this kernel provides is not probed)")

@@ -32,6 +32,7 @@ import re2
 
 from ..errors import BpfguardError
 from ..rules.model import Context, Problem
+from .digest import matching_digest
 from .loader import PolicyCode, PolicyError
 from .model import (
     FILE_TYPES,
@@ -318,6 +319,7 @@ class CompiledHook:
     # a link's cookie is its position here, which the event carries back
     binary: str = ""
     targets: tuple[tuple[str, int, int], ...] = ()
+    digests: tuple[str, ...] = ()  # binaryDigests: the engine attaches only to such a file
 
 
 @dataclass
@@ -726,7 +728,7 @@ class _Compiler:
             return [self.function_hook(hook)]
         if isinstance(hook, Usdt):
             return self.usdt_hooks(hook)
-        return [self.uprobe_hook(hook)]
+        return self.uprobe_hook(hook)
 
     def list_functions(self, lst: ListSpec) -> list[str]:
         """The kernel functions of a list a kprobe calls: its values, or for
@@ -851,9 +853,11 @@ class _Compiler:
             return reg
         return dataclasses.replace(reg, steps=((op.value, False),), load=True, user=True)
 
-    def uprobe_hook(self, hook: UProbe) -> CompiledHook:
+    def uprobe_hook(self, hook: UProbe) -> list[CompiledHook]:
         """User functions of one binary: a uprobe link per symbol (plus its
-        offset) or, without symbols, per file offset."""
+        offset) or, without symbols, per file offset. With binaryDigests,
+        none when the binary has none of them and the policy says to
+        ignore that."""
         req = attach_requirement(hook, self.features)
         if req.backend is None:
             raise _Fail(req.message.removeprefix(f"{hook.name} "), code=PolicyCode.UNAVAILABLE)
@@ -870,6 +874,20 @@ class _Compiler:
         if head[4] != 2 or int.from_bytes(head[18:20], "little") != _EM_X86_64:
             raise _Fail(f"path {hook.path}: not an x86-64 ELF object; bpfguard reads uprobe "
                         "arguments by the x86-64 calling convention")
+        if hook.binary_digests:
+            # told here (policy check); the engine verifies again when it
+            # attaches, through the descriptor it attaches by
+            fd = os.open(binary, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                found, has = matching_digest(fd, hook.binary_digests)
+            finally:
+                os.close(fd)
+            if found is None:
+                msg = (f"{hook.path} has none of binaryDigests (it has {has})")
+                if not hook.ignore_digest_failure:
+                    raise _Fail(msg, code=PolicyCode.UNAVAILABLE)
+                self.warn(hook, f"{msg}: not attached (ignore.digestVerificationFailure)")
+                return []
         n = len(hook.symbols) or len(hook.offsets)
         for key, vals in (("offsets", hook.offsets), ("refCtrOffsets", hook.ref_ctr_offsets)):
             if vals and len(vals) != n:
@@ -893,10 +911,10 @@ class _Compiler:
         sels = self.selectors(hook, hook.selectors, args, index_is_position=False,
                               retarg=retarg)
         programs = ("bg_pol_uprobe", "bg_pol_uretprobe") if hook.return_ else ("bg_pol_uprobe",)
-        return CompiledHook(hook, "UPROBE", args, sels, ret=hook.return_,
-                            ret_type=hook.return_arg.type if hook.return_arg else "int",
-                            retarg=retarg, programs=programs, binary=hook.path,
-                            targets=targets)
+        return [CompiledHook(hook, "UPROBE", args, sels, ret=hook.return_,
+                             ret_type=hook.return_arg.type if hook.return_arg else "int",
+                             retarg=retarg, programs=programs, binary=hook.path,
+                             targets=targets, digests=hook.binary_digests)]
 
     def return_arg(self, hook: KProbe | UProbe, kinds: Mapping[str, str]) -> CompiledArg | None:
         """How the engine reads a returnArg that is not an integer (`kinds`:

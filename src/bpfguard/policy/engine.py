@@ -33,6 +33,7 @@ import resource
 import secrets
 import struct
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -67,8 +68,9 @@ from .compiler import (
     compile_policy,
     string_hash,
 )
+from .digest import matching_digest
 from .events import Enforcement, PolicyArg, PolicyEvent
-from .loader import PolicyCode, PolicyError
+from .loader import PolicyCode, PolicyError, render_problem
 from .model import LsmHook, Policy, Usdt, requirements
 from .scope import PolicyScope, ScopeTracker, scope_of
 
@@ -270,6 +272,8 @@ class PolicyEngine(Sensor):
                         key=lambda p: (p.context.line, p.context.column))) from None
                 if lacking:
                     raise PolicyError(policy.context.file, lacking)
+                for w in compiled.warnings:  # loads, but may not do what the author meant
+                    log.warning("%s", render_problem(w))
                 if any(s.stacks & STACK["KERNEL"] for h in compiled.hooks for s in h.selectors):
                     # before the events: kallsyms is long, and the first
                     # event's reader should not be the one to wait for it
@@ -641,10 +645,11 @@ class PolicyEngine(Sensor):
                     prog.attach_tracepoint(h.subsys, h.event)
                 elif h.kind == "UPROBE":
                     _room_for_fds(len(h.targets))  # a perf event fd per link
-                    for cookie, (symbol, offset, ref_ctr) in enumerate(h.targets):
-                        prog.attach_uprobe(h.binary, symbol, offset=offset,
-                                           ref_ctr_offset=ref_ctr, cookie=cookie,
-                                           retprobe=name == "bg_pol_uretprobe")
+                    with _verified_binary(h) as binary:
+                        for cookie, (symbol, offset, ref_ctr) in enumerate(h.targets):
+                            prog.attach_uprobe(binary, symbol, offset=offset,
+                                               ref_ctr_offset=ref_ctr, cookie=cookie,
+                                               retprobe=name == "bg_pol_uretprobe")
                 elif name in ("bg_pol_kprobe", "bg_pol_kretprobe"):
                     prog.attach_kprobe(h.function_name, retprobe=name == "bg_pol_kretprobe")
                 else:  # trampolines and LSM: the target was set before the load
@@ -994,6 +999,25 @@ def _without_bpf_frames(frames: list[StackFrame]) -> list[StackFrame]:
     while rest and _BPF_DISPATCH.fullmatch(rest[0].symbol):
         rest = rest[1:]
     return rest
+
+
+@contextlib.contextmanager
+def _verified_binary(h: CompiledHook) -> Iterator[str]:
+    """The path to attach a uprobe hook by: with binaryDigests, the file
+    opened and found to have one of them, by its descriptor, so that what
+    is attached is what was verified (a binary replaced since is refused)."""
+    if not h.digests:
+        yield h.binary
+        return
+    fd = os.open(h.binary, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        found, has = matching_digest(fd, h.digests)
+        if found is None:
+            raise ConfigError(f"{h.binary} has none of binaryDigests (it has {has}); it "
+                              "changed since the policy was compiled")
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 def _room_for_fds(n: int) -> None:

@@ -32,6 +32,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..rules.model import Context, Problem
+from .digest import digest_problem
 from .model import (
     ACTIONS,
     ARG_OPERATORS,
@@ -468,7 +469,8 @@ class _Reader:
     def _uprobe(self, node: yaml.Node, path: _Where) -> UProbe | None:
         m = self.mapping(node, path, ("path", "symbol", "symbols", "offsets", "refCtrOffsets",
                                       "message", "args", "selectors", "tags", "return",
-                                      "returnArg", "data"), required=("path",))
+                                      "returnArg", "data", "binaryDigests", "ignore"),
+                         required=("path",))
         if m is None:
             return None
         # `symbol` (one) is what Tetragon's releases before `symbols` took
@@ -483,7 +485,19 @@ class _Reader:
         return_, return_arg = self.returns(m, node, path)
         data = self.data(m, path)
         hook = _HookShape("uprobe", args, return_arg, by_position=False, data=data)
+        digests = self.strings(m, "binaryDigests")
+        for i, d in enumerate(digests):
+            if (why := digest_problem(d)) is not None:
+                item = m.get("binaryDigests")
+                node_i = item.value[i] if isinstance(item, yaml.SequenceNode) else node
+                self.error(PolicyCode.BAD_VALUE, node_i, (*path, "binaryDigests", i), why)
+        ignore = self.mapping(m.get("ignore"), (*path, "ignore"),
+                              ("digestVerificationFailure",)) \
+            if m.get("ignore") is not None else None
         return UProbe(path=self.string(m, "path") or "", context=self.ctx(node, path),
+                      binary_digests=digests,
+                      ignore_digest_failure=ignore is not None and self.boolean(
+                          ignore, "digestVerificationFailure"),
                       symbols=symbols, offsets=offsets,
                       ref_ctr_offsets=self.ints(m, "refCtrOffsets"),
                       message=self.message(m, path), args=args,

@@ -298,6 +298,10 @@ class UProbe:
     return_: bool = False  # also at the function's return (a uretprobe)
     return_arg: Arg | None = None
     data: tuple[Arg, ...] = ()  # values read beside the arguments (source: ...)
+    # binaryDigests: "<algo>:<hex>"; the uprobe attaches only to a binary
+    # with one of them; ignore.digestVerificationFailure: else skip it
+    binary_digests: tuple[str, ...] = ()
+    ignore_digest_failure: bool = False
 
     @property
     def name(self) -> str:
