@@ -362,6 +362,8 @@ enum bg_pol_type {
 				* (1-based): the bytes of its first BG_POL_IOVECS buffers */
 	BG_PT_CHAR_IOVEC_RET = 20, /* returnCopy: the same, read at return, as many bytes as
 				    * the call returned */
+	BG_PT_IOV_ITER = 21, /* struct iov_iter *: the user bytes of its buffer (ITER_UBUF)
+			      * or first segment (ITER_IOVEC), at most BG_STR_MAX */
 };
 
 /* A cred argument, as written into the event's payload. */

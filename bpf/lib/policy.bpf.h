@@ -465,6 +465,53 @@ static __noinline bool bg_pol_resolve(struct bg_pol_arg *arg, __u64 *addr)
 	return true;
 }
 
+/* An iov_iter's bytes, as Tetragon's copy_iov_iter reads them: the user
+ * buffer of an ITER_UBUF (6.0+), the first segment of an ITER_IOVEC; other
+ * kinds (kernel, pipe, bio vectors) are unreadable here. */
+static __always_inline __u32 bg_pol_put_iov_iter(struct bg_pol_area *a, struct bg_pol_value *v,
+						 struct iov_iter *it, __u32 pos)
+{
+	const void *buf = NULL;
+	__u64 len = 0;
+	__u8 type;
+
+	if (!bpf_core_field_exists(it->iter_type))
+		goto unreadable;
+	type = BPF_CORE_READ(it, iter_type);
+	if (bpf_core_enum_value_exists(enum iter_type, ITER_UBUF) &&
+	    type == bpf_core_enum_value(enum iter_type, ITER_UBUF)) {
+		buf = BPF_CORE_READ(it, ubuf);
+		len = BPF_CORE_READ(it, count);
+	} else if (type == bpf_core_enum_value(enum iter_type, ITER_IOVEC)) {
+		/* (kvec: the union member of the same layout as iov, whose
+		 * name changed to __iov in 6.4) */
+		const struct kvec *seg = BPF_CORE_READ(it, kvec);
+
+		buf = BPF_CORE_READ(seg, iov_base);
+		len = BPF_CORE_READ(seg, iov_len);
+	} else {
+		goto unreadable;
+	}
+	if (len > BG_STR_MAX) {
+		len = BG_STR_MAX;
+		v->flags |= BG_PV_TRUNCATED;
+	}
+	if (pos + len > BG_DATA_LIMIT) {
+		v->flags |= BG_PV_TRUNCATED;
+		return pos;
+	}
+	bg_clamp(len, BG_STR_MAX);
+	if (bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, buf))
+		goto unreadable;
+	v->data.off = pos;
+	v->data.len = len;
+	v->flags |= BG_PV_DATA;
+	return pos + len;
+unreadable:
+	v->flags |= BG_PV_UNREADABLE;
+	return pos;
+}
+
 /* Reads argument k of hook h into a->ev.args[k] and the payload at pos, or
  * with k == BG_POL_ARGS the return value (a->ev.ret, as returnArg's type)
  * into a->ev.retv; returns the new payload offset. For the return value src
@@ -565,6 +612,8 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 		v->data.len = len;
 		v->flags |= BG_PV_DATA;
 		return pos + len;
+	case BG_PT_IOV_ITER:
+		return bg_pol_put_iov_iter(a, v, (struct iov_iter *)raw, pos);
 	case BG_PT_FD:
 		return bg_pol_put_path(a, pos, task, bg_fd_file(task, (long)(int)raw), NULL, v);
 	case BG_PT_FILE:

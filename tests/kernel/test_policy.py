@@ -1343,6 +1343,66 @@ os.setuid(0)  # a capability check in the initial user namespace
 """
 
 
+_TTY_WRITES = """
+import os, pty
+master, slave = pty.openpty()
+print(os.ttyname(slave), flush=True)
+os.write(slave, b"one buffer")                 # an ITER_UBUF (or one-segment ITER_IOVEC)
+os.writev(slave, [b"first segment", b" more"])  # an ITER_IOVEC: its first segment is read
+"""
+
+
+@pytest.mark.needs("fentry")
+def test_kiocb_and_iov_iter_read_the_file_and_the_written_bytes(running: Running) -> None:
+    running.add("""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: tty
+    spec:
+      kprobes:
+      - call: tty_write
+        syscall: false
+        args:
+        - {index: 0, type: kiocb}
+        - {index: 1, type: iov_iter, maxData: true}
+    """)
+    child = subprocess.run([*PY, _TTY_WRITES], check=True, capture_output=True, text=True)
+    tty = child.stdout.strip()
+    got = [[a.value for a in e.args] for e in running.wait_events(2) if e.args[0].value == tty]
+    assert got == [[tty, b"one buffer"], [tty, b"first segment"]]
+
+
+_ALG_BIND = ("import socket; s = socket.socket(socket.AF_ALG, socket.SOCK_SEQPACKET); "
+             "s.bind(('hash', 'sha256'))")
+
+
+@pytest.mark.needs("fentry")
+def test_btf_type_of_a_module_is_read_in_its_btf(running: Running) -> None:
+    """btfTypeModule: struct sockaddr_alg_new is af_alg's, in that module's
+    BTF (loaded by the first AF_ALG socket), over the kernel's."""
+    subprocess.run([*PY, _ALG_BIND], check=True)  # the kernel loads af_alg for it
+    running.add("""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: af-alg-bind
+    spec:
+      kprobes:
+      - call: security_socket_bind
+        syscall: false
+        args:
+        - {index: 1, type: uint16, btfType: sockaddr_alg_new, btfTypeModule: af_alg,
+           resolve: salg_family}
+        - {index: 1, type: string, btfType: sockaddr_alg_new, btfTypeModule: af_alg,
+           resolve: salg_name}
+    """)
+    child = subprocess.Popen([*PY, _ALG_BIND])
+    assert child.wait() == 0
+    [ev] = [e for e in running.wait_events(1) if e.pid == child.pid]
+    assert [a.value for a in ev.args] == [socket.AF_ALG, "sha256"]
+
+
 @pytest.mark.needs("fentry")
 def test_kernel_objects_shown_field_by_field(running: Running) -> None:
     # bpf_attr, bpf_map, perf_event and user_namespace arguments: the fields

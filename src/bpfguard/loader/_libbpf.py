@@ -253,6 +253,7 @@ ring_buffer__epoll_fd = _fn("ring_buffer__epoll_fd", c_int, rb_p)
 
 # BTF
 btf__parse = _fn("btf__parse", btf_p, c_char_p, c_void_p)
+btf__parse_split = _fn("btf__parse_split", btf_p, c_char_p, c_void_p)
 btf__load_vmlinux_btf = _fn("btf__load_vmlinux_btf", btf_p)
 btf__free = _fn("btf__free", None, btf_p)
 btf__type_cnt = _fn("btf__type_cnt", c_uint32, btf_p)

@@ -61,6 +61,15 @@ class Btf:
         """The running kernel's BTF."""
         return cls(L.check_ptr(L.btf__load_vmlinux_btf(), "load kernel BTF"), owned=True)
 
+    @classmethod
+    def module(cls, name: str, base: Btf) -> Btf:
+        """A loaded kernel module's BTF (``/sys/kernel/btf/NAME``), split
+        over `base`, the kernel's: its types see the kernel's. `base` must
+        outlive it."""
+        path = f"/sys/kernel/btf/{name}"
+        return cls(L.check_ptr(L.btf__parse_split(path.encode(), base._h),
+                               f"parse BTF of module {name} ({path})"), owned=True)
+
     def close(self) -> None:
         if self._owned and self._h:
             L.btf__free(self._h)

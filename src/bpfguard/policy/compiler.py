@@ -108,7 +108,8 @@ HOOK_KIND: Final = {"SYSCALL": 1, "TRACEPOINT": 2, "RAW_TP": 3, "FUNC": 4, "UPRO
 PT: Final = {"NONE": 0, "INT": 1, "STRING": 2, "KSTRING": 3, "DATA_LOC": 4, "CHAR_BUF": 5,
              "FD": 6, "FILE": 7, "PATH": 8, "BINPRM": 9, "SOCKADDR": 10, "SYSCALL64": 11,
              "SOCK": 12, "CRED": 13, "CHAR_BUF_RET": 14, "DENTRY": 15, "SKB": 16,
-             "SOCKADDR_UN": 17, "BYTES": 18, "CHAR_IOVEC": 19, "CHAR_IOVEC_RET": 20}
+             "SOCKADDR_UN": 17, "BYTES": 18, "CHAR_IOVEC": 19, "CHAR_IOVEC_RET": 20,
+             "IOV_ITER": 21}
 OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT_POSTFIX": 6,
              "GT": 7, "LT": 8, "MASK": 9, "IN_SET": 10, "NOT_IN_SET": 11, "SADDR": 12,
              "NOT_SADDR": 13, "DADDR": 14, "NOT_DADDR": 15, "SPORT": 16, "NOT_SPORT": 17,
@@ -146,7 +147,7 @@ _INT_TYPES: Final = {
 _CAP_SETS: Final = frozenset({"kernel_cap_t", "cap_inheritable", "cap_permitted",
                               "cap_effective"})
 _STRING_TYPES: Final = frozenset({"STRING", "KSTRING", "DATA_LOC", "CHAR_BUF", "FD", "FILE",
-                                  "PATH", "BINPRM", "DENTRY", "CHAR_IOVEC"})
+                                  "PATH", "BINPRM", "DENTRY", "CHAR_IOVEC", "IOV_ITER"})
 _NOTIFY_ENFORCER: Final = (
     "NotifyEnforcer: bpfguard has no enforcer programs yet (they would be fmod_ret programs "
     "on the enforcers' syscalls). Use Sigkill, or Override on an lsmhooks hook or a "
@@ -411,6 +412,7 @@ _FUNC_POINTER_ARGS: Final = {
     "dentry": ("DENTRY", "struct dentry *"), "skb": ("SKB", "struct sk_buff *"),
     "sockaddr": ("SOCKADDR", "struct sockaddr *"),
     "sockaddr_un": ("SOCKADDR_UN", "struct sockaddr_un *"),
+    "iov_iter": ("IOV_ITER", "struct iov_iter *"),
 }
 # Kernel objects shown field by field as Tetragon's Kprobe* messages: the
 # struct, and per field its name in the message ("ns.inum": nested), its
@@ -442,6 +444,7 @@ _STRUCT_ARGS: Final = {
 _FUNC_MEMBER_ARGS: Final = {
     "socket": ("sock", "sk", "struct socket *"),
     "net_device": ("string", "name", "struct net_device *"),
+    "kiocb": ("file", "ki_filp", "struct kiocb *"),  # its file, as Tetragon reads it
 }
 
 
@@ -623,11 +626,31 @@ class _Compiler:
         self.warnings: list[Problem] = []
         self.btf_of = btf_of
         self._btf: Btf | None = None
+        self._module_btf: dict[str, Btf] = {}
         self.lists = {lst.name: lst for lst in policy.lists}
 
     def warn(self, hook: Hook, msg: str) -> None:
         self.warnings.append(Problem(PolicyCode.BAD_VALUE, f"{hook.name}: {msg}",
                                      hook.context))
+
+    def module_btf(self, name: str) -> Btf:
+        """A loaded module's BTF over this kernel's (btfTypeModule)."""
+        if name not in self._module_btf:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+                raise _Fail(f"btfTypeModule {name!r} is not a module name",
+                            code=PolicyCode.BAD_VALUE)
+            if not os.path.exists(f"/sys/kernel/btf/{name}"):
+                raise _Fail(f"btfTypeModule {name!r}: the module is not loaded, or this "
+                            f"kernel has no BTF for modules (no /sys/kernel/btf/{name})",
+                            code=PolicyCode.UNAVAILABLE)
+            from ..loader.btf import Btf
+
+            try:
+                self._module_btf[name] = Btf.module(name, self.btf())
+            except BpfguardError as exc:
+                raise _Fail(f"btfTypeModule {name!r}: {exc}",
+                            code=PolicyCode.UNAVAILABLE) from None
+        return self._module_btf[name]
 
     def btf(self) -> Btf:
         """This kernel's BTF, opened once per compile: parsing it is most of
@@ -684,6 +707,8 @@ class _Compiler:
         try:
             return self._compile()
         finally:
+            for module in self._module_btf.values():  # (split over the kernel's: first)
+                module.close()
             if self._btf is not None:
                 self._btf.close()
 
@@ -1083,7 +1108,7 @@ class _Compiler:
             raise _Fail(f"argument {index} of type {type_!r} is not read from kernel "
                         "functions by bpfguard (int types, fd, string, char_buf, file, "
                         "path, dentry, linux_binprm, sock, socket, skb, sockaddr, "
-                        "sockaddr_un, net_device, cred)")
+                        "sockaddr_un, net_device, cred, kiocb, iov_iter)")
         kind, want = _FUNC_POINTER_ARGS[type_]
         if ctype != want and not (type_ == "sockaddr_un" and ctype == "struct sockaddr *"):
             self.warn(hook, f"argument {index} of {fn} is {ctype} {pname}; type {type_!r} "
@@ -1130,12 +1155,16 @@ class _Compiler:
         walked in this kernel's BTF."""
         btf = self.btf()
         index = arg.index
+        if arg.btf_type_module:
+            btf = self.module_btf(arg.btf_type_module)
         if arg.btf_type:
             try:
                 start, pointee = btf.named_type(arg.btf_type), True
             except KeyError:
-                raise _Fail(f"argument {index}: btfType {arg.btf_type!r}: this kernel's BTF "
-                            "has no such struct", code=PolicyCode.UNAVAILABLE) from None
+                where = (f"module {arg.btf_type_module}'s BTF" if arg.btf_type_module
+                         else "this kernel's BTF")
+                raise _Fail(f"argument {index}: btfType {arg.btf_type!r}: {where} has no such "
+                            "struct", code=PolicyCode.UNAVAILABLE) from None
         try:
             steps, cur, off, addressed = resolve_path(btf, start, arg.resolve, pointee=pointee)
         except _Fail as exc:

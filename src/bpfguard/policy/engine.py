@@ -938,7 +938,7 @@ class PolicyEngine(Sensor):
             return PolicyArg(a.declared, {**ids, "caps": {
                 "permitted": int(c.cap_permitted), "effective": int(c.cap_effective),
                 "inheritable": int(c.cap_inheritable)}}, a.label)
-        if a.type in ("CHAR_BUF", "CHAR_BUF_RET", "CHAR_IOVEC", "CHAR_IOVEC_RET"):
+        if a.type in ("CHAR_BUF", "CHAR_BUF_RET", "CHAR_IOVEC", "CHAR_IOVEC_RET", "IOV_ITER"):
             return PolicyArg(a.declared, raw, a.label, truncated)
         return PolicyArg(a.declared, raw.split(b"\0", 1)[0].decode(errors="surrogateescape"),
                          a.label, truncated)

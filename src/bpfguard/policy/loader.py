@@ -556,7 +556,8 @@ class _Reader:
 
     def _arg(self, node: yaml.Node, path: _Where, max_index: int | None) -> Arg | None:
         m = self.mapping(node, path, ("index", "type", "label", "sizeArgIndex", "returnCopy",
-                                      "maxData", "resolve", "btfType", "source"),
+                                      "maxData", "resolve", "btfType", "btfTypeModule",
+                                      "source"),
                          required=("index",))
         if m is None:
             return None
@@ -567,16 +568,22 @@ class _Reader:
                        f"0-{max_index}")
         typ = self.enum(m, "type", ARG_TYPES) or "auto"
         size = self.integer(m, "sizeArgIndex", 0, MAX_KPROBE_ARG_INDEX + 1) or 0
-        buffer = typ in ("char_buf", "char_iovec")
-        for key in ("sizeArgIndex", "returnCopy", "maxData"):
-            if (v := m.get(key)) is not None and not buffer and _truthy(v):
+        for key, types in (("sizeArgIndex", ("char_buf", "char_iovec")),
+                           ("returnCopy", ("char_buf", "char_iovec")),
+                           ("maxData", ("char_buf", "char_iovec", "iov_iter"))):
+            if (v := m.get(key)) is not None and typ not in types and _truthy(v):
                 self.error(PolicyCode.BAD_VALUE, v, (*path, key),
-                           f"{key} is only used with char_buf and char_iovec arguments, "
-                           f"not {typ}")
+                           f"{key} is only used with {', '.join(types[:-1])} and "
+                           f"{types[-1]} arguments, not {typ}")
+        module = self.string(m, "btfTypeModule") or ""
+        if module and not m.get("btfType"):
+            self.error(PolicyCode.MISSING_KEY, m.get("btfTypeModule") or node,
+                       (*path, "btfTypeModule"), "btfTypeModule names the module of btfType: "
+                       "give btfType too")
         return Arg(index=index, type=typ, label=self.string(m, "label") or "",
                    size_arg_index=size, return_copy=self.boolean(m, "returnCopy"),
                    max_data=self.boolean(m, "maxData"), resolve=self.string(m, "resolve") or "",
-                   btf_type=self.string(m, "btfType") or "",
+                   btf_type=self.string(m, "btfType") or "", btf_type_module=module,
                    source=self.enum(m, "source", _DATA_SOURCES) or "")
 
     def message(self, m: _Map, path: _Where) -> str:

@@ -110,6 +110,7 @@ class Arg:
     max_data: bool = False
     resolve: str = ""  # a field path read through the argument (Tetragon's resolve)
     btf_type: str = ""  # the struct the argument points to, for resolve (btfType)
+    btf_type_module: str = ""  # the kernel module whose BTF has btf_type (btfTypeModule)
     # a data entry's source: current_task (resolve from the task), pt_regs
     # (resolve names a register); "" for an argument
     source: str = ""

@@ -1537,7 +1537,7 @@ def test_a_kernel_gap_does_not_hide_what_bpfguard_would_still_refuse() -> None:
       syscall: false
       args:
       - index: 1
-        type: iov_iter
+        type: load_info
     - call: fd_install
       syscall: false
       args:
@@ -1547,10 +1547,10 @@ def test_a_kernel_gap_does_not_hide_what_bpfguard_would_still_refuse() -> None:
     errs = _errors(body, features=HOST)
     assert errs[0] == f"8:5 fd_install: {KPROBES_MSG}"
     assert errs[1].startswith("8:5 fd_install: on a kernel that has it, still refused: "
-                              "argument 1 of type 'iov_iter' is not read")
+                              "argument 1 of type 'load_info' is not read")
     assert errs[2:] == [f"13:5 fd_install: {KPROBES_MSG}"]  # nothing more to say of this one
     assert _errors(body, features=GUEST)[0].startswith("8:5 fd_install: argument 1 of type "
-                                                        "'iov_iter'")
+                                                        "'load_info'")
 
 
 def test_the_kernel_gap_alone_where_this_kernels_btf_cannot_tell_more() -> None:
