@@ -452,6 +452,52 @@ enum bg_pol_op {
 	BG_OP_NOT_DPORT_IN_SET = 43,
 	BG_OP_CAPS_GAINED = 44,   /* argument vals[0] (the new set) has a bit of vals[1] the
 				   * value (the old set) lacks */
+	BG_OP_CEL = 45,           /* CelExpr: the program in pol_cel under set is true */
+};
+
+/* CelExpr: a postfix program over the hook's integer arguments, which
+ * user space compiles from Tetragon's CEL (src/bpfguard/policy/cel.py). */
+#define BG_POL_CEL_OPS 32     /* instructions of one program */
+#define BG_POL_CEL_STACK 8    /* values it may hold at once */
+#define BG_POL_CEL_PROGS 1024 /* programs loaded at once, all policies */
+enum bg_pol_cel_code {
+	BG_CEL_ARG = 1,   /* push argument `arg`'s value */
+	BG_CEL_CONST = 2, /* push imm */
+	BG_CEL_ADD = 3,
+	BG_CEL_SUB = 4,
+	BG_CEL_NEG = 5,
+	BG_CEL_BAND = 6,
+	BG_CEL_BOR = 7,
+	BG_CEL_BXOR = 8,
+	BG_CEL_BNOT = 9,
+	BG_CEL_I32 = 10,  /* int32(): the low 32 bits, sign-extended */
+	BG_CEL_U32 = 11,  /* uint32(): the low 32 bits */
+	BG_CEL_EQ = 12,
+	BG_CEL_NE = 13,
+	BG_CEL_LT = 14,   /* signed */
+	BG_CEL_LE = 15,
+	BG_CEL_GT = 16,
+	BG_CEL_GE = 17,
+	BG_CEL_LTU = 18,  /* unsigned */
+	BG_CEL_LEU = 19,
+	BG_CEL_GTU = 20,
+	BG_CEL_GEU = 21,
+	BG_CEL_AND = 22,  /* logical, on 0/1 */
+	BG_CEL_OR = 23,
+	BG_CEL_NOT = 24,
+};
+
+struct bg_pol_cel_op {
+	__u8 code;  /* enum bg_pol_cel_code */
+	__u8 arg;   /* BG_CEL_ARG: the argument */
+	__u8 pad[6];
+	__s64 imm;  /* BG_CEL_CONST */
+};
+
+struct bg_pol_cel {
+	__u32 n;    /* instructions in ops */
+	__u32 pad;
+	struct bg_pol_cel_op ops[BG_POL_CEL_OPS];
 };
 
 /* When a filter is decided. */

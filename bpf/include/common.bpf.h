@@ -113,6 +113,8 @@ struct bg_abi {
 	enum bg_pol_cap_type pol_cap_type;
 	enum bg_pol_rate_scope pol_rate_scope;
 	enum bg_pol_stack pol_stack;
+	enum bg_pol_cel_code pol_cel_code;
+	struct bg_pol_cel pol_cel;
 	enum bg_pol_mode pol_mode;
 	enum bg_pol_stat pol_stat;
 	enum bg_pol_value_flags pol_value_flags;

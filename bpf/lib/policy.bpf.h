@@ -691,7 +691,7 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 static __always_inline int bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook *h, __u32 hook,
 				      struct bg_pol_selector *s, __u8 acts, __u32 can_override)
 {
-	__u8 bits = acts & (BG_ACT_SIGKILL | BG_ACT_SIGNAL | BG_ACT_OVERRIDE);
+	__u8 bits = acts & (BG_ACT_SIGKILL | BG_ACT_SIGNAL | BG_ACT_OVERRIDE), done = 0;
 	int err = 0;
 
 	if (!bits)
@@ -705,31 +705,33 @@ static __always_inline int bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook 
 			bg_pol_count(hook, BG_PST_WOULD_OVERRIDE);
 		return 0;
 	}
+	/* (what this call does: a return's actions add to the entry's) */
 	if (bits & BG_ACT_SIGKILL) {
 		if (bpf_send_signal(9) == 0)
-			a->ev.done |= BG_ACT_SIGKILL;
+			done |= BG_ACT_SIGKILL;
 		else
 			a->ev.failed |= BG_ACT_SIGKILL;
 	}
 	if (bits & BG_ACT_SIGNAL) {
 		if (bpf_send_signal(s->signal) == 0)
-			a->ev.done |= BG_ACT_SIGNAL;
+			done |= BG_ACT_SIGNAL;
 		else
 			a->ev.failed |= BG_ACT_SIGNAL;
 	}
 	if (bits & BG_ACT_OVERRIDE) {
 		if (can_override && s->error) {
-			a->ev.done |= BG_ACT_OVERRIDE;
+			done |= BG_ACT_OVERRIDE;
 			err = s->error;
 		} else {
 			a->ev.failed |= BG_ACT_OVERRIDE;
 		}
 	}
-	if (a->ev.done)
+	a->ev.done |= done;
+	if (done)
 		bg_pol_count(hook, BG_PST_ACTED);
-	if (a->ev.done & (BG_ACT_SIGKILL | BG_ACT_SIGNAL))
+	if (done & (BG_ACT_SIGKILL | BG_ACT_SIGNAL))
 		bg_pol_count(hook, BG_PST_SIGNALS);
-	if (a->ev.done & BG_ACT_OVERRIDE)
+	if (done & BG_ACT_OVERRIDE)
 		bg_pol_count(hook, BG_PST_OVERRIDES);
 	return err;
 }

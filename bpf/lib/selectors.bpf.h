@@ -33,6 +33,15 @@ struct {
 	__type(value, __u8);
 } pol_ints SEC(".maps");
 
+/* CelExpr programs, by the set id the filter holds */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BG_POL_CEL_PROGS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct bg_pol_cel);
+} pol_cel SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BG_POL_SETS);
@@ -109,6 +118,8 @@ struct bg_pol_area {
 	/* the dentry names of a path being written forward: part of the area, so
 	 * that programs preempting each other on a CPU never share it */
 	struct bg_pol_work work;
+	__s64 cel[BG_POL_CEL_STACK]; /* a CelExpr program's values (not on the stack: 6.1
+				      * counts 512 bytes for the deepest call chain) */
 };
 _Static_assert(sizeof(struct bg_pol_area) <= BG_SCRATCH_SIZE, "scratch too small");
 
@@ -221,6 +232,109 @@ static __always_inline __u32 bg_fd_family(long fd)
 }
 
 /* One matchArgs / matchReturnArgs filter. */
+/* CelExpr: one program step per bpf_loop call, so the verifier checks the
+ * step once, whatever the program's length. */
+struct bg_pol_cel_run {
+	struct bg_pol_area *a; /* the arguments, and the values (a->cel) */
+	__u32 set;
+	__u32 sp;   /* values on a->cel */
+	__u32 bad;  /* an ill-formed program: no match */
+	__u32 pad;
+};
+
+static long bg_pol_cel_step(__u32 i, struct bg_pol_cel_run *r)
+{
+	struct bg_pol_cel *prog = bpf_map_lookup_elem(&pol_cel, &r->set);
+	struct bg_pol_area *a = r->a;
+	struct bg_pol_cel_op *op;
+	__u32 sp = r->sp, m = BG_POL_CEL_STACK - 1, at = i, k;
+	__s64 x, y, z;
+	__u8 code;
+
+	if (!prog || !a || i >= prog->n || i >= BG_POL_CEL_OPS) {
+		r->bad |= !prog || !a;
+		return 1;
+	}
+	bg_clamp(at, BG_POL_CEL_OPS - 1); /* (the compiler drops the test's bound) */
+	op = &prog->ops[at];
+	code = op->code;
+	if (code == BG_CEL_ARG || code == BG_CEL_CONST) {
+		if (sp >= BG_POL_CEL_STACK) {
+			r->bad = 1;
+			return 1;
+		}
+		k = op->arg;
+		bg_clamp(k, BG_POL_ARGS - 1);
+		a->cel[sp & m] = code == BG_CEL_CONST ? op->imm : (__s64)a->ev.args[k].value;
+		r->sp = sp + 1;
+		return 0;
+	}
+	if (sp < 1) {
+		r->bad = 1;
+		return 1;
+	}
+	x = a->cel[(sp - 1) & m];
+	switch (code) { /* one operand */
+	case BG_CEL_NEG:
+		a->cel[(sp - 1) & m] = -x;
+		return 0;
+	case BG_CEL_BNOT:
+		a->cel[(sp - 1) & m] = ~x;
+		return 0;
+	case BG_CEL_I32:
+		a->cel[(sp - 1) & m] = (__s32)x;
+		return 0;
+	case BG_CEL_U32:
+		a->cel[(sp - 1) & m] = (__u32)x;
+		return 0;
+	case BG_CEL_NOT:
+		a->cel[(sp - 1) & m] = !x;
+		return 0;
+	}
+	if (sp < 2) {
+		r->bad = 1;
+		return 1;
+	}
+	y = x;
+	x = a->cel[(sp - 2) & m];
+	switch (code) { /* two: x below y */
+	case BG_CEL_ADD: z = x + y; break;
+	case BG_CEL_SUB: z = x - y; break;
+	case BG_CEL_BAND: z = x & y; break;
+	case BG_CEL_BOR: z = x | y; break;
+	case BG_CEL_BXOR: z = x ^ y; break;
+	case BG_CEL_EQ: z = x == y; break;
+	case BG_CEL_NE: z = x != y; break;
+	case BG_CEL_LT: z = x < y; break;
+	case BG_CEL_LE: z = x <= y; break;
+	case BG_CEL_GT: z = x > y; break;
+	case BG_CEL_GE: z = x >= y; break;
+	case BG_CEL_LTU: z = (__u64)x < (__u64)y; break;
+	case BG_CEL_LEU: z = (__u64)x <= (__u64)y; break;
+	case BG_CEL_GTU: z = (__u64)x > (__u64)y; break;
+	case BG_CEL_GEU: z = (__u64)x >= (__u64)y; break;
+	case BG_CEL_AND: z = x && y; break;
+	case BG_CEL_OR: z = x || y; break;
+	default:
+		r->bad = 1;
+		return 1;
+	}
+	a->cel[(sp - 2) & m] = z;
+	r->sp = sp - 1;
+	return 0;
+}
+
+/* A CelExpr filter: its program (pol_cel under `set`) left one true value. */
+__noinline int bg_pol_cel(struct bg_pol_area *a, __u32 set)
+{
+	struct bg_pol_cel_run r = { .a = a, .set = set };
+
+	if (!a)
+		return 0;
+	bpf_loop(BG_POL_CEL_OPS, bg_pol_cel_step, &r, 0);
+	return !r.bad && r.sp == 1 && a->cel[0] != 0;
+}
+
 __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 {
 	struct bg_pol_int_key ik = {};
@@ -244,6 +358,8 @@ __noinline int bg_pol_filter(struct bg_pol_area *a, struct bg_pol_filter *f)
 		x = v->value;
 	}
 	switch (op) {
+	case BG_OP_CEL:
+		return bg_pol_cel(a, f->set);
 	case BG_OP_IN_RANGE:
 	case BG_OP_NOT_IN_RANGE:
 	case BG_OP_IN_SRANGE:

@@ -134,12 +134,13 @@ class _ElfSymbols:
 class UserSymbols:
     """Names for a process's user addresses: its ``/proc/PID/maps`` at the
     time of the call (a process that has exited gives addresses only), and
-    the symbol tables of the files mapped there (a stripped file gives the
-    file and the offset into it)."""
+    the symbol tables of the files mapped there, opened through
+    ``/proc/PID/root`` so a container's files are its own (a stripped file
+    gives the file and the offset into it)."""
 
     def __init__(self, proc: str = "/proc") -> None:
         self._proc = proc
-        self._files: OrderedDict[tuple[str, int, int], _ElfSymbols | None] = OrderedDict()
+        self._files: OrderedDict[tuple[int, int, int], _ElfSymbols | None] = OrderedDict()
 
     def _maps(self, pid: int) -> list[_Mapping]:
         out = []
@@ -160,7 +161,7 @@ class UserSymbols:
             st = os.stat(path)
         except OSError:
             return None
-        key = (path, st.st_ino, st.st_mtime_ns)
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns)
         if key in self._files:
             self._files.move_to_end(key)
             return self._files[key]
@@ -182,7 +183,9 @@ class UserSymbols:
                 out.append(StackFrame(addr))
                 continue
             file_offset = addr - m.start + m.offset
-            syms = self._symbols(m.path)
+            # the file as the process sees it (a container's, not the host's
+            # of the same name)
+            syms = self._symbols(f"{self._proc}/{pid}/root{m.path}")
             name, off = syms.name(file_offset) if syms is not None else ("", 0)
             out.append(StackFrame(addr, name, off if name else file_offset, m.path))
         return tuple(out)

@@ -227,6 +227,7 @@ def test_mode_switches_live(running: Running, two_cats: tuple[str, str]) -> None
     assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == -9
 
 
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
 def test_disable_detaches_and_enable_restores_mode_and_counters(
         running: Running, two_cats: tuple[str, str]) -> None:
     victim, _ = two_cats
@@ -249,6 +250,19 @@ def test_disable_detaches_and_enable_restores_mode_and_counters(
     assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == -9
     c = running.engine.counters("kill-etc")
     assert (c["signals"], c["posted"]) == (1, 3)
+
+
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
+def test_deleting_a_disabled_policy_leaves_the_others_sets_alone(
+        running: Running, two_cats: tuple[str, str]) -> None:
+    """disable gave the policy's sets back; delete must not give them back
+    again when another policy holds them by then."""
+    victim, bystander = two_cats
+    running.add(kill_policy(victim, name="first"))
+    running.engine.disable("first")
+    running.add(kill_policy(bystander, name="second"))  # may take the sets first had
+    running.engine.delete("first")
+    assert subprocess.run([bystander, "/etc/hostname"], capture_output=True).returncode == -9
 
 
 def test_inmap_syscall_list_on_raw_syscalls_matches_only_listed(running: Running,
@@ -1863,12 +1877,48 @@ def test_uprobe_on_a_missing_symbol_is_refused_and_leaves_nothing(running: Runni
     assert running.events() == []
 
 
+# -- CelExpr --
+
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.needs("tp_btf")
+def test_cel_expressions_filter_in_the_kernel(running: Running) -> None:
+    """Two expressions (ORed) over args entries, signed and unsigned."""
+    running.add("""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: lseek-cel
+    spec:
+      kprobes:
+      - call: sys_lseek
+        args:
+        - {index: 2, type: int, label: whence}
+        - {index: 0, type: int, label: fd}
+        - {index: 1, type: long, label: offset}
+        selectors:
+        - matchArgs:
+          - operator: CelExpr
+            values:
+            - "arg2 - 7 == 993 && arg0 == 0 && arg1 >= int32(0)"
+            - "uint(arg2) > 1000000u && arg0 == 2"
+    """)
+    child = subprocess.Popen([*PY, "import os\n"
+                              "fd = os.open('/etc/hostname', os.O_RDONLY)\n"
+                              "for off, how in ((1000, 0), (5, 0), (1000, 1), (-5, 2), (5, 2)):\n"
+                              "    try: os.lseek(fd, off, how)\n"
+                              "    except OSError: pass\n"])
+    assert child.wait() == 0
+    got = [[a.value for a in e.args] for e in running.wait_events(2) if e.pid == child.pid]
+    assert [(w, off) for w, _, off in got] == [(0, 1000), (2, -5)]
+
+
 # -- generated lists --
 
 def _run_stack_target(target: str) -> None:
     subprocess.run([target, "/etc/hostname"], input=b"\n\n", check=True, capture_output=True)
 
 
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
 @pytest.mark.needs("tp_btf")
 def test_generated_syscalls_list_hooks_every_syscall(running: Running,
                                                      progs: dict[str, str]) -> None:
@@ -1957,6 +2007,7 @@ def _changer(how: str) -> None:
                    capture_output=True, check=True)
 
 
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
 @pytest.mark.needs("tp_btf")
 def test_namespace_changes_report_the_first_call_after_an_unshare(running: Running) -> None:
     running.add(_changes_policy("ns-changes",
@@ -1968,6 +2019,7 @@ def test_namespace_changes_report_the_first_call_after_an_unshare(running: Runni
     assert ev.policy_name == "ns-changes" and ev.args[0].value == "/etc/hostname"
 
 
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
 @pytest.mark.needs("tp_btf")
 def test_capability_changes_report_a_dropped_capability(running: Running) -> None:
     running.add(_changes_policy(
@@ -1980,6 +2032,7 @@ def test_capability_changes_report_a_dropped_capability(running: Running) -> Non
     assert ev.policy_name == "cap-changes" and ev.uid == 65534
 
 
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
 @pytest.mark.needs("tp_btf")
 def test_namespace_capability_matches_outside_the_host_user_namespace(
         running: Running) -> None:
@@ -1996,6 +2049,7 @@ def test_namespace_capability_matches_outside_the_host_user_namespace(
 
 # -- stack traces --
 
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
 @pytest.mark.needs("tp_btf")
 def test_stack_traces_name_the_kernel_and_user_callers(running: Running,
                                                        progs: dict[str, str]) -> None:
@@ -2048,47 +2102,54 @@ def _stacks_of_one_open(r: Running, target: str, policy: str) -> PolicyEvent:
     return ev
 
 
-def _check_function_stacks(backend: str, progs: dict[str, str]) -> None:
-    """The kernel stack of fd_install starts at the hooked function's
-    callers: the trampoline's or kprobe's dispatch is cut."""
-    target = progs["stack_target"]
-    without = ("kprobe",) if backend == "fentry" else ("fentry", "fexit")
-    engine = PolicyEngine(features=_Without(*without))  # type: ignore[arg-type]
-    with SensorSet(syscalls=(), extra=[engine]) as sensors:
-        sensors.start()
-        r = Running(engine, sensors)
-        try:
-            ev = _stacks_of_one_open(r, target, f"""
-            apiVersion: cilium.io/v1alpha1
-            kind: TracingPolicy
-            metadata:
-              name: stacks
-            spec:
-              kprobes:
-              - call: fd_install
-                syscall: false
-                args: [{{index: 0, type: int}}, {{index: 1, type: file}}]
-                selectors:
-                - matchBinaries: [{{operator: In, values: ["{target}"]}}]
-                  matchArgs: [{{index: 1, operator: Equal, values: ["/etc/hostname"]}}]
-                  matchActions: [{{action: Post, kernelStackTrace: true, userStackTrace: true}}]
-            """)
-        finally:
-            r.stop()
+def _fd_install_stacks_policy(target: str) -> str:
+    return f"""
+    apiVersion: cilium.io/v1alpha1
+    kind: TracingPolicy
+    metadata:
+      name: stacks
+    spec:
+      kprobes:
+      - call: fd_install
+        syscall: false
+        args: [{{index: 0, type: int}}, {{index: 1, type: file}}]
+        selectors:
+        - matchBinaries: [{{operator: In, values: ["{target}"]}}]
+          matchArgs: [{{index: 1, operator: Equal, values: ["/etc/hostname"]}}]
+          matchActions: [{{action: Post, kernelStackTrace: true, userStackTrace: true}}]
+    """
+
+
+def _check_function_stacks(ev: PolicyEvent) -> None:
+    """The kernel stack of fd_install starts at the hooked function: the
+    trampoline's or kprobe's dispatch is cut."""
     kernel = [f.symbol for f in ev.kernel_stack]
+    assert kernel[0] == "fd_install", kernel  # the hooked function first, as Tetragon's
     assert "do_sys_openat2" in kernel and "do_syscall_64" in kernel, kernel
     assert not any(f.module == "bpf" for f in ev.kernel_stack), kernel
     assert [f.symbol for f in ev.user_stack[:2]] == ["bg_open_it", "bg_outer"], ev.user_stack
 
 
 @pytest.mark.needs("fentry")
-def test_stack_traces_of_a_kernel_function_on_fentry(progs: dict[str, str]) -> None:
-    _check_function_stacks("fentry", progs)
+def test_stack_traces_of_a_kernel_function_on_fentry(running: Running,
+                                                      progs: dict[str, str]) -> None:
+    target = progs["stack_target"]
+    _check_function_stacks(_stacks_of_one_open(running, target,
+                                               _fd_install_stacks_policy(target)))
 
 
 @pytest.mark.needs("kprobe")
 def test_stack_traces_of_a_kernel_function_on_kprobe(progs: dict[str, str]) -> None:
-    _check_function_stacks("kprobe", progs)
+    target = progs["stack_target"]
+    engine = PolicyEngine(features=_Without("fentry", "fexit"))  # type: ignore[arg-type]
+    with SensorSet(syscalls=(), extra=[engine]) as sensors:
+        sensors.start()
+        r = Running(engine, sensors)
+        try:
+            _check_function_stacks(_stacks_of_one_open(r, target,
+                                                       _fd_install_stacks_policy(target)))
+        finally:
+            r.stop()
 
 
 # -- USDT probes --
@@ -2118,6 +2179,7 @@ def _usdt_policy(binary: str, probe: str, args: str, selectors: str = "") -> str
     """
 
 
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
 @pytest.mark.needs("uprobe")
 def test_usdt_reads_register_memory_and_constant_operands(running: Running,
                                                           usdt_target: str) -> None:
@@ -2137,6 +2199,7 @@ def test_usdt_reads_register_memory_and_constant_operands(running: Running,
         ("usdt", "usdt-memory", usdt_target, "bpfguard_test", "memory", [-5, 42])]
 
 
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
 @pytest.mark.needs("uprobe")
 def test_usdt_semaphore_is_raised_while_the_probe_is_watched(running: Running,
                                                              usdt_target: str) -> None:
@@ -2150,6 +2213,7 @@ def test_usdt_semaphore_is_raised_while_the_probe_is_watched(running: Running,
     assert running.events() == []
 
 
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
 @pytest.mark.needs("uprobe")
 def test_usdt_refusals_name_the_missing_probe_and_a_bad_index(running: Running,
                                                               usdt_target: str) -> None:
@@ -2164,6 +2228,7 @@ def test_usdt_refusals_name_the_missing_probe_and_a_bad_index(running: Running,
     assert running.engine.list() == []
 
 
+@pytest.mark.host_covers  # the same engine code as the guest's other tests
 @pytest.mark.needs("uprobe")
 def test_uprobe_binary_digests_attach_only_to_the_trusted_binary(
         running: Running, uprobe_target: str) -> None:

@@ -315,6 +315,9 @@ def list_policies(output: str, as_json: bool, socket_path: str) -> None:
     Needs an agent started with `bpfguard run --policy FILE`; the control
     socket is root-only.
     """
+    if as_json and output == "json":
+        raise click.UsageError("--json (bpfguard's) and -o json (Tetragon's) are two formats; "
+                               "give one")
     result = request("list", socket_path=socket_path)
     policies: list[Any] = [p for p in result if isinstance(p, dict)] \
         if isinstance(result, list) else []

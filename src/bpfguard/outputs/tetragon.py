@@ -487,11 +487,11 @@ def _frame(f: StackFrame) -> JSON:
     (Tetragon shows addresses only with --expose-stack-addresses: kernel
     ones would undo KASLR for the event's readers). A frame no symbol names
     keeps its address, and a user one's offset is into its file."""
-    out: JSON = {}
+    out: JSON = {}  # (uint64s, which protojson writes as strings)
     if not f.symbol:
-        out["address"] = f.address
+        out["address"] = str(f.address)
     if f.offset:
-        out["offset"] = f.offset
+        out["offset"] = str(f.offset)
     _put(out, "symbol", f.symbol)
     _put(out, "module", f.module)
     return out

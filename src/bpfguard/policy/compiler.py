@@ -26,12 +26,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import re2
 
 from ..errors import BpfguardError
 from ..rules.model import Context, Problem
+from .cel import CelError, CelOp, compile_cel
 from .digest import matching_digest
 from .loader import PolicyCode, PolicyError
 from .model import (
@@ -52,6 +53,7 @@ from .model import (
     Usdt,
     attach_requirement,
     has_feature,
+    is_syscall_hook,
     overrides,
 )
 from .usdt import UsdtArg, UsdtError, UsdtSite, read_sites
@@ -95,6 +97,8 @@ class _Limits:
     follow: int = 64  # matchBinaries/matchParentBinaries with followChildren, all policies
     string: int = 4094  # a read of 4096 bytes ending without NUL is cut: no exact match
     uprobe_targets: int = 1024  # symbols/offsets of one uprobes entry (one link each)
+    cel_ops: int = 32    # instructions of one CelExpr filter
+    cel_stack: int = 8   # values it holds at once
     syscall_hooks: int = 8
     hooks: int = 512
     set_entries: int = 65536
@@ -119,7 +123,7 @@ OP: Final = {"EQ": 1, "NEQ": 2, "PREFIX": 3, "NOT_PREFIX": 4, "POSTFIX": 5, "NOT
              "OPEN_PATH": 32, "FD_FAMILY": 33, "IN_RANGE": 34, "NOT_IN_RANGE": 35,
              "IN_SRANGE": 36, "NOT_IN_SRANGE": 37, "FILE_TYPE": 38, "NOT_FILE_TYPE": 39,
              "SPORT_IN_SET": 40, "NOT_SPORT_IN_SET": 41, "DPORT_IN_SET": 42,
-             "NOT_DPORT_IN_SET": 43, "CAPS_GAINED": 44}
+             "NOT_DPORT_IN_SET": 43, "CAPS_GAINED": 44, "CEL": 45}
 ACT: Final = {"POST": 1, "NOPOST": 2, "SIGKILL": 4, "SIGNAL": 8, "OVERRIDE": 16, "IMA_HASH": 32,
               "TRACK_SOCK": 64, "UNTRACK_SOCK": 128}
 PID_FLAG: Final = {"NOT_IN": 1, "NS": 2, "FOLLOW": 4}
@@ -334,6 +338,9 @@ class SetEntries:
     prefixes: list[tuple[int, bytes]] = field(default_factory=list)
     postfixes: list[tuple[int, bytes]] = field(default_factory=list)
     addrs: list[tuple[int, int, bytes]] = field(default_factory=list)
+    # CelExpr programs: (set, ((code, operand), ...)); operand: an ARG's
+    # compiled argument, a CONST's value
+    cel: list[tuple[int, tuple[tuple[str, int], ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -738,15 +745,13 @@ class _Compiler:
 
     def hook(self, hook: Hook) -> list[CompiledHook]:
         if isinstance(hook, KProbe):
+            if is_syscall_hook(hook, self.lists):
+                return [self.syscall_hook(hook)]
             lst = self.lists.get(hook.call[5:]) if hook.call.startswith("list:") else None
-            if lst is not None and lst.type not in ("syscalls", "generated_syscalls"):
-                # a list of kernel functions: a hook each (as Tetragon, which
-                # takes a syscall list's calls as syscalls whatever `syscall` says)
+            if lst is not None:  # a list of kernel functions: a hook each
                 return [self.function_hook(dataclasses.replace(hook, call=fn, syscall=False))
                         for fn in self.list_functions(lst)]
-            if not hook.syscall and lst is None:
-                return [self.function_hook(hook)]
-            return [self.syscall_hook(hook)]
+            return [self.function_hook(hook)]
         if isinstance(hook, Tracepoint):
             return [self.tracepoint_hook(hook)]
         if isinstance(hook, LsmHook):
@@ -1480,6 +1485,9 @@ class _Compiler:
                  positional: bool, retarg: CompiledArg | None = None) -> CompiledSelector:
         out = CompiledSelector()
         for f in sel.match_args:
+            if f.operator == "CelExpr":
+                out.filters.append(self.cel_filter(hook, f, args))
+                continue
             k = (self._at_position(hook, f.args[0]) if f.args
                  else self._position(args, f.index, positional))
             if f.operator == "CapabilitiesGained":
@@ -1511,6 +1519,41 @@ class _Compiler:
         self.changes(sel, out)
         self.actions(hook, sel, out, args)
         return out
+
+    def cel_filter(self, hook: Hook, f: ArgSelector, args: list[CompiledArg]
+                   ) -> CompiledFilter:
+        """CelExpr: each value an expression over the args entries (argN is
+        entry N); any one true matches, so they are ORed into one program,
+        which the engine keeps under a set id of its own."""
+        def arg_type(n: int) -> Literal["int", "uint"] | None:
+            if n >= len(hook.args) or hook.args[n].type == "nop":
+                return None
+            a = args[self._at_position(hook, n)]
+            if a.type not in ("INT", "SYSCALL64", "FD"):
+                return None
+            return "int" if a.is_signed else "uint"
+
+        ops: list[CelOp] = []
+        depth = 0
+        for i, text in enumerate(f.values):
+            try:
+                code, need = compile_cel(text, arg_type)
+            except CelError as exc:
+                raise _Fail(f"CelExpr: {exc}", code=PolicyCode.BAD_VALUE) from None
+            # (ORed after the first: the first result waits under the next one)
+            depth = max(depth, need + (1 if i else 0))
+            ops += code + ([CelOp("OR")] if i else [])
+        if len(ops) > LIMITS.cel_ops or depth > LIMITS.cel_stack:
+            raise _Fail(f"CelExpr: {len(ops)} instructions and {depth} values at once; the "
+                        f"engine runs {LIMITS.cel_ops} and holds {LIMITS.cel_stack}",
+                        code=PolicyCode.LIMIT)
+        s = self.new_set()
+        compiled = []
+        for op in ops:
+            operand = self._at_position(hook, op.operand) if op.code == "ARG" else op.operand
+            compiled.append((op.code, operand))
+        self.sets.cel.append((s, tuple(compiled)))
+        return CompiledFilter("CEL", 0, False, s)
 
     def int_filter(self, f: ArgSelector, k: int, *, ret: bool, ret_type: str,
                    signed: bool = True) -> CompiledFilter:
@@ -1610,8 +1653,11 @@ class _Compiler:
 
     def arg_filter(self, f: ArgSelector, a: CompiledArg, k: int, *, ret: bool) -> CompiledFilter:
         op = f.operator
-        if op in ("SubString", "SubStringIgnCase", "CelExpr"):
+        if op in ("SubString", "SubStringIgnCase"):
             raise _Fail(f"operator {op} is not served by bpfguard yet")
+        if op == "CelExpr":  # (matchArgs' are compiled by cel_filter)
+            raise _Fail("CelExpr is served in matchArgs; in matchReturnArgs and matchData "
+                        "not by bpfguard yet")
         if op == "CapabilitiesGained":
             raise _Fail("CapabilitiesGained compares two arguments: give both in args "
                         "(the old set, then the new)", code=PolicyCode.BAD_VALUE)

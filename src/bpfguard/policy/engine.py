@@ -49,6 +49,7 @@ from ..sensors.selectors import SelectorSets, encode_selector
 from ..sensors.sensors import Sensor, sensor_btf
 from ..symbols import KernelSymbols, StackFrame, UserSymbols
 from .agent_actions import AgentActions
+from .cel import CEL_OPS
 from .compiler import (
     ACT,
     BIN_OP,
@@ -186,12 +187,22 @@ class PolicyEngine(Sensor):
                 ("bg_pol_pid_flags", "BG_PID_", PID_FLAG), ("bg_pol_str_op", "BG_BIN_", BIN_OP),
                 ("bg_pol_ns_kind", "BG_NS_", NS_KIND), ("bg_pol_cap_type", "BG_CAP_", CAP_TYPE),
                 ("bg_pol_rate_scope", "BG_RATE_", RATE_SCOPE),
-                ("bg_pol_stack", "BG_STACK_", STACK)):
+                ("bg_pol_stack", "BG_STACK_", STACK),
+                ("bg_pol_cel_code", "BG_CEL_", CEL_OPS)):
             # the compiler keys some tables by Tetragon's spelling: NotIn, PidForChildren
             spelled = {re.sub(r"(?<=[a-z])(?=[A-Z])", "_", k).upper(): v for k, v in table.items()}
             if enum(name, prefix) != spelled:
                 raise BpfguardError(f"policy compiler and {name} in sensor.bpf.o disagree; "
                                     "rebuild the BPF objects (make -C bpf)")
+        cel_t, area_t = btf.struct("bg_pol_cel"), btf.struct("bg_pol_area")
+        for what, compiler_has, object_has in (
+                ("BG_POL_CEL_OPS", LIMITS.cel_ops, cel_t.ops.size // ctypes.sizeof(
+                    btf.struct("bg_pol_cel_op"))),
+                ("BG_POL_CEL_STACK", LIMITS.cel_stack, area_t.cel.size // 8)):
+            if compiler_has != object_has:
+                raise BpfguardError(f"policy compiler ({compiler_has}) and {what} in "
+                                    f"sensor.bpf.o ({object_has}) disagree; rebuild the BPF "
+                                    "objects (make -C bpf)")
         self._mode = enum("bg_pol_mode", "BG_MODE_")
         self._vflags = enum("bg_pol_value_flags", "BG_PV_")
         self._arg_flags = enum("bg_pol_arg_flags", "BG_PA_")
@@ -243,7 +254,8 @@ class PolicyEngine(Sensor):
 
     # -- adding and removing policies --
 
-    def add(self, policy: Policy, *, source: str = "", cgroup: str | None = None) -> LoadedPolicy:
+    def add(self, policy: Policy, *, source: str = "", cgroup: str | None = None,
+            mode: Literal["enforce", "monitor"] | None = None) -> LoadedPolicy:
         """Validate, compile and load `policy`; all or nothing.
 
         Raises PolicyError (hooks or actions this kernel or bpfguard cannot
@@ -278,7 +290,7 @@ class PolicyEngine(Sensor):
                     # before the events: kallsyms is long, and the first
                     # event's reader should not be the one to wait for it
                     self._ksyms.load()
-                lp = self._add(policy, compiled, source, cgroup)
+                lp = self._add(policy, compiled, source, cgroup, mode or policy.mode)
                 self._tracking = self._tracks_sockets()
                 return lp
             except BaseException:
@@ -292,14 +304,14 @@ class PolicyEngine(Sensor):
         return self._set.selector_sets
 
     def _add(self, policy: Policy, compiled: CompiledPolicy, source: str,
-             cgroup: str | None) -> LoadedPolicy:
+             cgroup: str | None, mode: Literal["enforce", "monitor"]) -> LoadedPolicy:
         with self._lock:
             free = [s for s in range(LIMITS.hooks) if s not in self._slots]
             if len(compiled.hooks) > len(free):
                 raise ConfigError(f"{policy.name}: {len(compiled.hooks)} hooks, but only "
                                   f"{len(free)} of {LIMITS.hooks} hook slots are free")
             self._check_routes(policy, compiled)
-            lp = LoadedPolicy(policy, compiled, source or policy.context.file, policy.mode,
+            lp = LoadedPolicy(policy, compiled, source or policy.context.file, mode,
                               cgroup_path=cgroup)
             self._loaded += 1
             lp.id = self._loaded
@@ -374,7 +386,7 @@ class PolicyEngine(Sensor):
         with self._lock:
             lp = self.policies.pop(name)
             self._write_routes()
-            self._unload(lp)
+            self._unload(lp)  # (a disabled one has nothing left to give back)
             self._tracking = self._tracks_sockets()
 
     def disable(self, name: str) -> None:
@@ -388,6 +400,10 @@ class PolicyEngine(Sensor):
             del self.policies[name]  # its syscall routes go first, as in delete
             self._write_routes()
             self._unload(lp)
+            # what _unload gave back is no longer the policy's (delete must not
+            # give it back again: another policy may hold it by then)
+            lp.compiled.set_ids.clear()
+            lp.scope_id = 0
             lp.enabled = False
             self.policies[name] = lp
             self._tracking = self._tracks_sockets()
@@ -400,14 +416,13 @@ class PolicyEngine(Sensor):
             if old.enabled:
                 raise ConfigError(f"policy {name!r} is enabled already")
             del self.policies[name]
-            try:
-                lp = self.add(old.policy, source=old.source, cgroup=old.cgroup_path)
+            try:  # in the mode it had: its hooks must never act in another
+                lp = self.add(old.policy, source=old.source, cgroup=old.cgroup_path,
+                              mode=old.mode)
             except BaseException:
                 self.policies[name] = old
                 raise
             lp.id, lp.counted = old.id, old.counted
-            if lp.mode != old.mode:
-                self.set_mode(name, old.mode)
 
     def set_mode(self, name: str, mode: str) -> None:
         """Switch a loaded policy between enforce and monitor, live."""
@@ -456,6 +471,8 @@ class PolicyEngine(Sensor):
         """Where the policy applies, for `bpfguard policy list`."""
         if lp.scope is None:
             where = "host and every container"
+        elif not lp.enabled:
+            where = lp.scope.describe()
         else:
             n = len(self.scopes.members(lp.scope_id))
             where = f"{lp.scope.describe()} ({n} running)"
@@ -788,7 +805,7 @@ class PolicyEngine(Sensor):
             ret = self._arg(h.retarg, e.retv, data)
         elif shows_return:  # a returned fd is shown as the number it is
             ret = PolicyArg("int" if h.ret_type == "fd" else h.ret_type, int(e.ret))
-        stacks = self._stacks(e, data)
+        stacks = self._stacks(e, data, h)
         common = dict(policy_name=lp.name, pid=e.hdr.tgid, tid=e.hdr.tid,
                       time_ns=boot_to_wall_ns(e.hdr.ktime_ns), ktime_ns=e.hdr.ktime_ns,
                       args=args, data=extra_data, action=action, return_value=ret,
@@ -824,7 +841,7 @@ class PolicyEngine(Sensor):
         return PolicyEvent(kind="tracepoint", subsys=h.subsys, event=h.event,
                            **common)
 
-    def _stacks(self, e: Any, data: bytes
+    def _stacks(self, e: Any, data: bytes, h: CompiledHook
                 ) -> tuple[tuple[StackFrame, ...], tuple[StackFrame, ...]]:
         """The event's kernel and user stacks, named; the kernel's without
         the frames of bpfguard's program and the kernel's BPF dispatch,
@@ -836,8 +853,14 @@ class PolicyEngine(Sensor):
         kernel: tuple[StackFrame, ...] = ()
         user: tuple[StackFrame, ...] = ()
         if e.kstack_len:
-            frames = [self._ksyms.frame(a) for a in addresses(e.kstack_off, e.kstack_len)]
-            kernel = tuple(_without_bpf_frames(frames))
+            frames = _without_bpf_frames(
+                [self._ksyms.frame(a) for a in addresses(e.kstack_off, e.kstack_len)])
+            # a kernel function's stack starts at it: what is left above it
+            # is dispatch kallsyms cannot name (6.1 lists no trampolines)
+            top = [f.symbol for f in frames[:_DISPATCH_DEPTH]]
+            if h.kind == "FUNC" and h.function_name in top:
+                frames = frames[top.index(h.function_name):]
+            kernel = tuple(frames)
         if e.ustack_len:
             user = self._usyms.frames(e.hdr.tgid, addresses(e.ustack_off, e.ustack_len))
         return kernel, user
@@ -985,18 +1008,28 @@ _BPF_DISPATCH: Final = re.compile(
     r"bpf_trace_run\d+|__bpf_trace_\w+|__traceiter_\w+|trace_call_bpf|perf_trace_run_bpf_submit|"
     r"perf_trace_\w+|perf_syscall_(enter|exit)|kprobe_perf_func|kretprobe_perf_func|"
     r"kprobe_dispatcher|kretprobe_dispatcher|__uprobe_perf_func|uprobe_dispatcher|"
-    r"__bpf_prog_(enter|exit)\w*|bpf_prog_run\w*|__bpf_get_stack|__bpf_get_task_stack|"
-    r"bpf_get_task_stack\w*")
+    r"__bpf_prog_(enter|exit)\w*|bpf_prog_run\w*|_*bpf_prog_run\d*|__bpf_get_stack|"
+    r"__bpf_get_task_stack|bpf_get_task_stack\w*|kprobe_ftrace_handler|"
+    r"arch_ftrace_ops_list_func|ftrace_\w*trampoline\w*|ftrace_regs_caller\w*|"
+    r"ftrace_caller\w*|kprobe_int3_handler|exc_int3|asm_exc_int3|pre_handler_kretprobe|"
+    r"kretprobe_trampoline\w*|__kretprobe_trampoline\w*|arch_rethook_\w+|rethook_\w+")
+# frames a hooked function's own may follow, unnamed or misnamed dispatch
+_DISPATCH_DEPTH: Final = 4
+# frames in these "modules" are dispatch too: ftrace's trampolines
+_DISPATCH_MODULES: Final = frozenset({"__builtin__ftrace", "__builtin__kprobes"})
 
 
 def _without_bpf_frames(frames: list[StackFrame]) -> list[StackFrame]:
     """`frames` from the hooked call outward: bg_pol_stacks took the stack
     inside bpfguard's program, so the helper, the program (module ``bpf``:
-    JITed programs and trampolines) and the kernel's dispatch to it come
-    first."""
+    JITed programs and trampolines) and the kernel's dispatch to it (the
+    tracepoint's, ftrace's or kprobe's) come first. What is left starts at
+    the hooked function, as Tetragon's stacks do (a syscall tracepoint's at
+    syscall_trace_enter)."""
     last = max((i for i, f in enumerate(frames) if f.module == "bpf"), default=-1)
     rest = frames[last + 1:]
-    while rest and _BPF_DISPATCH.fullmatch(rest[0].symbol):
+    while rest and (_BPF_DISPATCH.fullmatch(rest[0].symbol)
+                    or rest[0].module in _DISPATCH_MODULES):
         rest = rest[1:]
     return rest
 

@@ -657,6 +657,11 @@ class _Reader:
             return None
         sel = ArgSelector(op, values, index, arg_idx)
         types: list[str] = []
+        if op == "CelExpr":  # its expressions name the arguments (argN); no index
+            if not values:
+                self.error(PolicyCode.MISSING_KEY, node, path,
+                           "CelExpr needs values: the expressions (any one true matches)")
+            return sel
         if arg_idx:
             where = m.get("args") or node
             if len(arg_idx) > 1 and op != "CapabilitiesGained":  # (it compares two)

@@ -30,6 +30,7 @@ __all__ = [
     "Action",
     "attach_requirement",
     "has_feature",
+    "is_syscall_hook",
     "overrides",
     "Arg",
     "ArgSelector",
@@ -520,9 +521,22 @@ def overrides(hook: Hook) -> bool:
                for a in sel.actions)
 
 
-def _attach_candidates(hook: Hook) -> tuple[str, ...]:
+SYSCALL_LIST_TYPES: Final = frozenset({"syscalls", "generated_syscalls"})
+
+
+def is_syscall_hook(hook: KProbe, lists: Mapping[str, ListSpec]) -> bool:
+    """Whether a kprobe hooks syscalls: its `syscall` flag, but for a
+    ``list:`` call the list's type decides, as in Tetragon (a syscalls
+    list's calls are syscalls, any other list's kernel functions)."""
+    if hook.call.startswith("list:") and (lst := lists.get(hook.call[5:])) is not None:
+        return lst.type in SYSCALL_LIST_TYPES
+    return hook.syscall
+
+
+def _attach_candidates(hook: Hook, lists: Mapping[str, ListSpec] | None = None
+                       ) -> tuple[str, ...]:
     if isinstance(hook, KProbe):
-        if hook.syscall:
+        if is_syscall_hook(hook, lists or {}):
             return ("tp_btf",)
         if overrides(hook):  # whatever the mode: monitor can become enforce live
             return ("fmod_ret+fexit" if hook.return_ else "fmod_ret",)
@@ -571,8 +585,9 @@ def requirements(policy: Policy,
     """
     out: list[Requirement] = []
     enforce = policy.mode == "enforce"
+    lists = {lst.name: lst for lst in policy.lists}
     for hook in policy.hooks:
-        out.append(_choose(hook, "attach", _attach_candidates(hook), features))
+        out.append(_choose(hook, "attach", _attach_candidates(hook, lists), features))
         if not enforce:
             continue
         seen: set[str] = set()

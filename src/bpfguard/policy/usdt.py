@@ -160,7 +160,7 @@ def read_sites(path: str | Path) -> list[UsdtSite]:
                 for note in sec.iter_notes():
                     if note["n_name"] != _NOTE_OWNER or note["n_type"] not in _NOTE_TYPES:
                         continue
-                    raw = note["n_desc"]
+                    raw = note["n_descdata"]  # (n_desc: decoded by the GNU type's rules)
                     if not isinstance(raw, bytes) or len(raw) < 24:
                         raise UsdtError(f"{path}: a stapsdt note too short for its addresses")
                     pc, base, sema = struct.unpack_from("<QQQ", raw)

@@ -23,7 +23,7 @@ __all__ = ["SelectorSets", "encode_selector"]
 _LPM_TRIE = 11  # BPF_MAP_TYPE_LPM_TRIE
 _NO_PREALLOC = 1  # BPF_F_NO_PREALLOC, which LPM tries require
 # maps keyed by a set id: where the id sits in a key (after an LPM key's prefix length)
-_KEYED_BY_SET = (("pol_ints", 0), ("pol_strs", 0), ("pol_addrs", 4))
+_KEYED_BY_SET = (("pol_ints", 0), ("pol_strs", 0), ("pol_addrs", 4), ("pol_cel", 0))
 
 
 class SelectorSets:
@@ -35,7 +35,10 @@ class SelectorSets:
     def __init__(self, obj: BpfObject, btf: Btf) -> None:
         self.obj = obj
         self._t = {n: btf.struct(n) for n in (
-            "bg_pol_int_key", "bg_pol_str_key", "bg_pol_lpm_key", "bg_pol_addr_key")}
+            "bg_pol_int_key", "bg_pol_str_key", "bg_pol_lpm_key", "bg_pol_addr_key",
+            "bg_pol_cel")}
+        self._cel_codes = {k.removeprefix("BG_CEL_"): v
+                           for k, v in btf.enum("bg_pol_cel_code").items()}
         # the sizes are the C's (bpf/include/bpfguard.h), read from the object
         self.capacity = obj.map("pol_prefix").max_entries - 1  # id 0: none
         self.set_entries = obj.map("pol_strs").max_entries
@@ -80,6 +83,16 @@ class SelectorSets:
                 k.prefixlen = 8 * len(data)
                 ctypes.memmove(k.data, data, len(data))
                 trie.update(k, one)
+        for s, program in entries.cel:
+            prog = t["bg_pol_cel"]()
+            prog.n = len(program)
+            for i, (code, operand) in enumerate(program):
+                prog.ops[i].code = self._cel_codes[code]
+                if code == "ARG":
+                    prog.ops[i].arg = operand
+                else:  # (as the kernel's __s64)
+                    prog.ops[i].imm = operand - (1 << 64) if operand >= 1 << 63 else operand
+            self.obj.map("pol_cel").update(ctypes.c_uint32(s), prog)
         for s, bits, addr in entries.addrs:
             k = t["bg_pol_addr_key"]()
             k.prefixlen, k.set = 32 + bits, s

@@ -480,11 +480,12 @@ def test_stack_traces_as_tetragon_writes_them() -> None:
     keys = list(body)
     assert keys.index("action") < keys.index("kernel_stack_trace") < keys.index("policy_name")
     # no kernel address where a symbol names the frame (Tetragon hides them)
-    assert body["kernel_stack_trace"] == [{"offset": 16, "symbol": "do_sys_openat2"},
-                                          {"address": 0xffffffffc0000000}]
+    assert body["kernel_stack_trace"] == [{"offset": "16", "symbol": "do_sys_openat2"},
+                                          {"address": str(0xffffffffc0000000)}]
     assert body["user_stack_trace"] == [
-        {"offset": 16, "symbol": "main", "module": "/usr/bin/cat"},
-        {"address": 0x7f0000001000, "offset": 0x1000, "module": "/usr/lib/libc.so.6"}]
+        {"offset": "16", "symbol": "main", "module": "/usr/bin/cat"},
+        {"address": str(0x7f0000001000), "offset": str(0x1000),
+         "module": "/usr/lib/libc.so.6"}]
 
 
 def test_sock_and_cred_arguments_of_kernel_functions() -> None:
