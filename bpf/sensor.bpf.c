@@ -232,6 +232,17 @@ int bg_pol_fmod_ret(void *ctx)
 	return bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
 }
 
+/* An enforcers function of a policy whose NotifyEnforcer may arm it. */
+SEC("fmod_ret")
+int bg_pol_enforce(void *ctx)
+{
+	long prev = bg_pol_ctx_ret(ctx);
+
+	if (prev)
+		return prev; /* an earlier fmod_ret program overrode already */
+	return bg_pol_enforce_call();
+}
+
 SEC("lsm")
 int bg_pol_lsm(void *ctx)
 {

@@ -333,6 +333,8 @@ enum bg_pol_hook_kind {
 				 * bg_pol_kretprobe for return: true), as the probe allows */
 	BG_HOOK_UPROBE = 5,     /* user functions: a copy of bg_pol_uprobe per hook, one link per
 				 * symbol, the link's cookie naming the symbol */
+	BG_HOOK_ENFORCER = 6,   /* an enforcers call: a copy of bg_pol_enforce (fmod_ret) per
+				 * function, which NotifyEnforcer arms for the thread */
 };
 
 /* How one hook argument is read. */
@@ -617,6 +619,9 @@ struct bg_pol_selector {
 	__u8 euid_in;      /* its effective uid must be in integer set euid_set */
 	__u8 sock_arg;     /* TrackSock/UntrackSock: the argument (position) holding the sock */
 	__u8 ret_sock_arg; /* ... of matchReturnActions */
+	__u8 notify;       /* NotifyEnforcer: arm the policy's enforcers for the thread */
+	__u8 notify_sig;   /* ... the signal they send (0: none) */
+	__s32 notify_error; /* ... the error they return (0: the function runs) */
 	__u8 stacks;       /* Post kernelStackTrace/userStackTrace: enum bg_pol_stack */
 	__u8 nsc_op;       /* matchNamespaceChanges: 1 In, 2 NotIn; 0: none */
 	__u16 nsc_mask;    /* ... the namespaces (bit: enum bg_pol_ns_kind) */
@@ -650,9 +655,24 @@ struct bg_pol_hook {
 	__u16 gen;     /* generation of the slot: events of a removed hook are told apart */
 	__u64 cgroup;  /* cgroup v2 id the hook is limited to (and its descendants); 0: all */
 	__u32 scope;   /* the policy's pod/container scope in pol_scope; 0: unscoped */
-	__u32 pad2;
+	__u32 policy;  /* the policy's id: its NotifyEnforcer arms its enforcers only */
 	struct bg_pol_arg args[BG_POL_ARGS];
 	struct bg_pol_arg retarg; /* returnArg: how to read the return value (type 0: int) */
+};
+
+/* NotifyEnforcer: a thread armed for a policy's enforcers (Tetragon's
+ * enforcer map): the next call of an enforcers function in that thread
+ * returns `error` and sends `sig`, then the entry is gone. An LRU map: a
+ * thread armed whose enforcer never comes is forgotten eventually. */
+#define BG_POL_ENFORCE 16384
+struct bg_pol_enforce_key {
+	__u64 thread;  /* bpf_get_current_pid_tgid() */
+	__u32 policy;
+	__u32 pad;
+};
+struct bg_pol_enforce {
+	__s32 error;
+	__u32 sig;
 };
 
 /* pol_scope: the cgroups a scoped policy (podSelector, containerSelector,
@@ -693,7 +713,9 @@ enum bg_pol_stat {
 	BG_PST_WOULD_SIGNAL = 7,   /* ... not sent: monitor mode */
 	BG_PST_WOULD_OVERRIDE = 8,
 	BG_PST_NOPOST = 9,         /* events NoPost kept back */
-	BG_PST_MAX = 10,
+	BG_PST_NOTIFIED = 10,      /* NotifyEnforcer: the thread's next enforcer call armed */
+	BG_PST_WOULD_NOTIFY = 11,  /* ... not armed: monitor mode */
+	BG_PST_MAX = 12,
 };
 
 struct bg_pol_int_key {
@@ -777,6 +799,8 @@ struct bg_policy_event {
 	__u16 ima_off;   /* imaHash: the digest in data[], BG_IMA_DIGEST bytes (0 long: none) */
 	__u16 ima_len;
 	__s32 ima_err;   /* imaHash: bpf_ima_file_hash's error (-EOPNOTSUPP: IMA is off) */
+	__u8 notified;    /* NotifyEnforcer: 1 armed, 2 monitor mode (not armed) */
+	__u8 pad3;
 	__u16 kstack_off; /* kernelStackTrace: __u64 addresses in data[] (0 long: none) */
 	__u16 kstack_len; /* ... in bytes */
 	__u16 ustack_off; /* userStackTrace */

@@ -114,6 +114,7 @@ struct bg_abi {
 	enum bg_pol_rate_scope pol_rate_scope;
 	enum bg_pol_stack pol_stack;
 	enum bg_pol_cel_code pol_cel_code;
+	struct bg_pol_enforce_key pol_enforce_key;
 	struct bg_pol_cel pol_cel;
 	enum bg_pol_mode pol_mode;
 	enum bg_pol_stat pol_stat;

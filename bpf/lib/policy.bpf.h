@@ -688,6 +688,32 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 /* Carries out the enforcing actions in `acts`, or counts them in monitor
  * mode. Returns the value an Override makes the hooked function return (0:
  * none), which only fmod_ret and lsm programs (can_override) can apply. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BG_POL_ENFORCE);
+	__type(key, struct bg_pol_enforce_key);
+	__type(value, struct bg_pol_enforce);
+} pol_enforce SEC(".maps");
+
+/* NotifyEnforcer: arms the policy's enforcers for this thread. */
+static __always_inline void bg_pol_notify(struct bg_pol_area *a, struct bg_pol_hook *h,
+					  __u32 hook, struct bg_pol_selector *s)
+{
+	struct bg_pol_enforce_key k = { .thread = bpf_get_current_pid_tgid(),
+					.policy = h->policy };
+	struct bg_pol_enforce v = { .error = s->notify_error, .sig = s->notify_sig };
+
+	if (h->mode == BG_MODE_MONITOR) {
+		a->ev.notified = 2;
+		bg_pol_count(hook, BG_PST_WOULD_NOTIFY);
+		return;
+	}
+	if (bpf_map_update_elem(&pol_enforce, &k, &v, BPF_ANY) == 0) {
+		a->ev.notified = 1;
+		bg_pol_count(hook, BG_PST_NOTIFIED);
+	}
+}
+
 static __always_inline int bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook *h, __u32 hook,
 				      struct bg_pol_selector *s, __u8 acts, __u32 can_override)
 {
@@ -961,6 +987,8 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 	if (sel->nsc_op || sel->capc_op) /* reported: compare with what it has now */
 		bg_pol_exe_state(tgid);
 	err = bg_pol_act(a, h, hook, sel, sel->actions, src->can_override);
+	if (sel->notify)
+		bg_pol_notify(a, h, hook, sel);
 	if (sel->actions & (BG_ACT_TRACK_SOCK | BG_ACT_UNTRACK_SOCK))
 		bg_pol_track_arg(a, sel->sock_arg, hook, sel->actions & BG_ACT_TRACK_SOCK);
 	size = BG_POL_FIXED + pos;
@@ -1203,6 +1231,30 @@ static __always_inline int bg_pol_func_exit(long ret)
 
 
 
+
+/* An enforcers function (fmod_ret): what NotifyEnforcer armed this thread
+ * for, once: the signal, and the error returned instead of the call. */
+static __always_inline int bg_pol_enforce_call(void)
+{
+	struct bg_pol_enforce_key k = { .thread = bpf_get_current_pid_tgid() };
+	__u32 hook = targ_hook;
+	struct bg_pol_enforce *e;
+	struct bg_pol_hook *h;
+	int err;
+
+	h = bpf_map_lookup_elem(&pol_hooks, &hook);
+	if (!h || h->kind != BG_HOOK_ENFORCER)
+		return 0;
+	k.policy = h->policy;
+	e = bpf_map_lookup_elem(&pol_enforce, &k);
+	if (!e)
+		return 0;
+	err = e->error;
+	if (e->sig)
+		bpf_send_signal(e->sig);
+	bpf_map_delete_elem(&pol_enforce, &k);
+	return err;
+}
 
 /* Kernels from 6.12 check that an LSM program returns 0 or an errno. */
 static __always_inline int bg_lsm_ret(int err)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import bisect
 import os
+import stat
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import BinaryIO, Final
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -100,20 +101,19 @@ class _ElfSymbols:
     """One file's function symbols, by address, and how its file offsets
     map to those addresses (its loadable segments)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, f: BinaryIO) -> None:
         self.segments: list[tuple[int, int, int]] = []  # (file offset, vaddr, size)
         rows: list[tuple[int, int, str]] = []
-        with open(path, "rb") as f:
-            elf = ELFFile(f)
-            for seg in elf.iter_segments():
-                if seg["p_type"] == "PT_LOAD":
-                    self.segments.append((seg["p_offset"], seg["p_vaddr"], seg["p_filesz"]))
-            for sec in elf.iter_sections():
-                if not isinstance(sec, SymbolTableSection):
-                    continue
-                for sym in sec.iter_symbols():
-                    if sym["st_info"]["type"] == "STT_FUNC" and sym["st_value"] and sym.name:
-                        rows.append((sym["st_value"], sym["st_size"], sym.name))
+        elf = ELFFile(f)  # (f: open, the caller's to close)
+        for seg in elf.iter_segments():
+            if seg["p_type"] == "PT_LOAD":
+                self.segments.append((seg["p_offset"], seg["p_vaddr"], seg["p_filesz"]))
+        for sec in elf.iter_sections():
+            if not isinstance(sec, SymbolTableSection):
+                continue
+            for sym in sec.iter_symbols():
+                if sym["st_info"]["type"] == "STT_FUNC" and sym["st_value"] and sym.name:
+                    rows.append((sym["st_value"], sym["st_size"], sym.name))
         rows.sort()
         self.starts = [r[0] for r in rows]
         self.rows = rows
@@ -157,18 +157,24 @@ class UserSymbols:
         return out
 
     def _symbols(self, path: str) -> _ElfSymbols | None:
+        # the path is the traced process's to choose (a FIFO where its
+        # unlinked library was): never block on it, read regular files only
         try:
-            st = os.stat(path)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return None
-        key = (st.st_dev, st.st_ino, st.st_mtime_ns)
-        if key in self._files:
-            self._files.move_to_end(key)
-            return self._files[key]
-        try:
-            syms: _ElfSymbols | None = _ElfSymbols(path)
-        except (OSError, ELFError):
-            syms = None
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+            if key in self._files:
+                self._files.move_to_end(key)
+                return self._files[key]
+            try:
+                syms: _ElfSymbols | None = _ElfSymbols(f)
+            except (OSError, ELFError):
+                syms = None
         self._files[key] = syms
         if len(self._files) > _ELF_CACHE:
             self._files.popitem(last=False)

@@ -114,6 +114,8 @@ _POLICY_COUNTERS = {
     "would_signal": "Signals monitor mode held back.",
     "would_override": "Overrides monitor mode held back.",
     "nopost": "Events a policy's NoPost kept back.",
+    "notify_enforcer": "Threads NotifyEnforcer armed a policy's enforcers for.",
+    "would_notify_enforcer": "NotifyEnforcer actions monitor mode held back.",
 }
 
 

@@ -7,8 +7,10 @@ part of CEL Tetragon documents: ``argN`` (the N-th entry of the hook's
 ``args``, from 0), integer literals (``7``, ``0x10``, ``7u``), ``+``, ``-``,
 comparisons, ``&&``, ``||``, ``!``, the casts ``int32()`` and ``uint32()``,
 ``int()``/``uint()``, and the bitwise ``and()``, ``or()``, ``xor()``,
-``not()``. Types are CEL's: a comparison or sum of a signed and an unsigned
-value is refused ("no matching overload"), as CEL refuses it.
+``not()``. Types are Tetragon's: an argument of 4 bytes or less is an
+int32 or uint32, computed in 32 bits as Tetragon does, a wider one an int
+or uint; a comparison or sum of two types is refused ("no matching
+overload"), as CEL refuses it, so ``arg0 == int32(3)`` for an int argument.
 
 lark parses; the type checking and the code are here.
 """
@@ -48,14 +50,18 @@ _GRAMMAR: Final = r"""
 RELOP: "==" | "!=" | "<=" | ">=" | "<" | ">"
 ADDOP: "+" | "-"
 ARG.2: /arg[0-9]+\b/
-UINT.2: /(0x[0-9a-fA-F]+|[0-9]+)[uU]/
-INT: /0x[0-9a-fA-F]+|[0-9]+/
+UINT.2: /(0x[0-9a-fA-F]+|0|[1-9][0-9]*)[uU]/
+INT: /0x[0-9a-fA-F]+|0|[1-9][0-9]*/
 NAME: /[A-Za-z_][A-Za-z0-9_]*/
 %ignore /\s+/
 """
 _PARSER: Final = Lark(_GRAMMAR, parser="lalr")
 
-Type = Literal["int", "uint", "bool"]
+# int/uint: 64 bits; int32/uint32: 32, kept cut to 32 after each sum or
+# bitwise operation, as Tetragon computes them; values are held 64 bits wide,
+# sign- or zero-extended, so comparisons are the 64-bit ones
+Type = Literal["int", "uint", "int32", "uint32", "bool"]
+_CUT: Final = {"int32": "I32", "uint32": "U32"}
 _M64: Final = (1 << 64) - 1
 
 
@@ -80,7 +86,7 @@ class _Code:
 
 
 def _a(t: str) -> str:
-    return f"an {t}" if t == "int" else f"a {t}"
+    return f"an {t}" if t.startswith("int") else f"a {t}"
 
 
 _REL: Final = {"==": "EQ", "!=": "NE", "<": "LT", "<=": "LE", ">": "GT", ">=": "GE"}
@@ -103,7 +109,8 @@ def compile_cel(text: str, arg_type: Callable[[int], Type | None]) -> tuple[list
 
 def _gen(node: Tree[Token] | Token, arg_type: Callable[[int], Type | None]) -> _Code:
     def binary(a: _Code, b: _Code, op: str, out: Type) -> _Code:
-        return _Code([*a.ops, *b.ops, CelOp(op)], out, max(a.depth, b.depth + 1))
+        cut = [CelOp(_CUT[out])] if out in _CUT else []
+        return _Code([*a.ops, *b.ops, CelOp(op), *cut], out, max(a.depth, b.depth + 1))
 
     def same(a: _Code, b: _Code, what: str) -> None:
         if a.type != b.type or a.type == "bool":
@@ -123,15 +130,16 @@ def _gen(node: Tree[Token] | Token, arg_type: Callable[[int], Type | None]) -> _
         return _Code([CelOp("ARG", n)], t, 1)
     if kind in ("int", "uint"):
         raw = str(kids[0]).rstrip("uU")
-        value = int(raw, 0)
+        value = int(raw, 16) if raw[:2].lower() == "0x" else int(raw)
         if value > _M64 or (kind == "int" and value >= 1 << 63):
             raise CelError(f"{kids[0]!s} does not fit a 64-bit {kind}")
         return _Code([CelOp("CONST", value)], "uint" if kind == "uint" else "int", 1)
     if kind == "neg":
         a = _gen(kids[0], arg_type)
-        if a.type != "int":
+        if a.type not in ("int", "int32"):
             raise CelError(f"-x of {_a(a.type)}: no matching overload")
-        return _Code([*a.ops, CelOp("NEG")], "int", a.depth)
+        cut = [CelOp(_CUT[a.type])] if a.type in _CUT else []
+        return _Code([*a.ops, CelOp("NEG"), *cut], a.type, a.depth)
     if kind == "not_":
         a = _gen(kids[0], arg_type)
         if a.type != "bool":
@@ -152,7 +160,8 @@ def _gen(node: Tree[Token] | Token, arg_type: Callable[[int], Type | None]) -> _
         if a.type == "bool" and b.type == "bool" and op in ("==", "!="):
             return binary(a, b, _REL[op], "bool")
         same(a, b, f"x {op} y")
-        code = _REL[op] + ("U" if a.type == "uint" and op not in ("==", "!=") else "")
+        code = _REL[op] + ("U" if a.type in ("uint", "uint32") and op not in ("==", "!=")
+                           else "")
         return binary(a, b, code, "bool")
     if kind == "sum":
         out = _gen(kids[0], arg_type)
@@ -164,8 +173,11 @@ def _gen(node: Tree[Token] | Token, arg_type: Callable[[int], Type | None]) -> _
     if kind == "call":
         name = str(kids[0])
         args = [_gen(k, arg_type) for k in kids[1:] if k is not None]
-        casts: dict[str, tuple[str, Type]] = {"int32": ("I32", "int"), "uint32": ("U32", "uint"),
-                                              "int": ("", "int"), "uint": ("", "uint")}
+        # int() and uint() take the 64 bits as they are (CEL's raise when
+        # the value does not fit; Tetragon has neither)
+        casts: dict[str, tuple[str, Type]] = {
+            "int32": ("I32", "int32"), "uint32": ("U32", "uint32"), "int": ("", "int"),
+            "uint": ("", "uint")}
         if name in casts:
             if len(args) != 1 or args[0].type == "bool":
                 raise CelError(f"{name}() takes one integer")
@@ -180,7 +192,9 @@ def _gen(node: Tree[Token] | Token, arg_type: Callable[[int], Type | None]) -> _
         if name == "not":
             if len(args) != 1 or args[0].type == "bool":
                 raise CelError("not() takes one integer")
-            return _Code([*args[0].ops, CelOp("BNOT")], args[0].type, args[0].depth)
+            t = args[0].type
+            cut = [CelOp(_CUT[t])] if t in _CUT else []
+            return _Code([*args[0].ops, CelOp("BNOT"), *cut], t, args[0].depth)
         raise CelError(f"{name}(): not a function of Tetragon's CelExpr (int32, uint32, int, "
                        "uint, and, or, xor, not)")
     raise CelError(f"unexpected {kind}")

@@ -37,10 +37,12 @@ from .digest import matching_digest
 from .loader import PolicyCode, PolicyError
 from .model import (
     FILE_TYPES,
+    SYSCALL_LIST_TYPES,
     Action,
     Arg,
     ArgSelector,
     BinarySelector,
+    Enforcer,
     FeatureSet,
     Hook,
     KProbe,
@@ -99,6 +101,7 @@ class _Limits:
     uprobe_targets: int = 1024  # symbols/offsets of one uprobes entry (one link each)
     cel_ops: int = 32    # instructions of one CelExpr filter
     cel_stack: int = 8   # values it holds at once
+    cel_progs: int = 1024  # CelExpr filters loaded, all policies
     syscall_hooks: int = 8
     hooks: int = 512
     set_entries: int = 65536
@@ -108,7 +111,8 @@ LIMITS: Final = _Limits()
 
 # enum values of bpf/include/bpfguard.h; checked against the object's BTF by
 # the engine at load (PolicyEngine._check_abi), so a drift fails loudly.
-HOOK_KIND: Final = {"SYSCALL": 1, "TRACEPOINT": 2, "RAW_TP": 3, "FUNC": 4, "UPROBE": 5}
+HOOK_KIND: Final = {"SYSCALL": 1, "TRACEPOINT": 2, "RAW_TP": 3, "FUNC": 4, "UPROBE": 5,
+                     "ENFORCER": 6}
 PT: Final = {"NONE": 0, "INT": 1, "STRING": 2, "KSTRING": 3, "DATA_LOC": 4, "CHAR_BUF": 5,
              "FD": 6, "FILE": 7, "PATH": 8, "BINPRM": 9, "SOCKADDR": 10, "SYSCALL64": 11,
              "SOCK": 12, "CRED": 13, "CHAR_BUF_RET": 14, "DENTRY": 15, "SKB": 16,
@@ -152,10 +156,6 @@ _CAP_SETS: Final = frozenset({"kernel_cap_t", "cap_inheritable", "cap_permitted"
                               "cap_effective"})
 _STRING_TYPES: Final = frozenset({"STRING", "KSTRING", "DATA_LOC", "CHAR_BUF", "FD", "FILE",
                                   "PATH", "BINPRM", "DENTRY", "CHAR_IOVEC", "IOV_ITER"})
-_NOTIFY_ENFORCER: Final = (
-    "NotifyEnforcer: bpfguard has no enforcer programs yet (they would be fmod_ret programs "
-    "on the enforcers' syscalls). Use Sigkill, or Override on an lsmhooks hook or a "
-    "security_* kprobe")
 _SYSCALL_OVERRIDE: Final = (
     "Override on a syscall: bpfguard serves syscall kprobes on the syscall tracepoints, which "
     "cannot change a return value, and has no fmod_ret path for syscalls yet. Override the "
@@ -278,6 +278,9 @@ class CompiledSelector:
     rate_scope: int = 0
     stacks: int = 0                   # Post kernelStackTrace/userStackTrace: STACK bits
     error: int = 0                    # Override: argError
+    notify: int = 0                   # NotifyEnforcer: arm the enforcers with ...
+    notify_error: int = 0             # ... argError
+    notify_sig: int = 0               # ... argSig
     enforcing: tuple[str, ...] = ()   # action names, for events and messages
     # the same split by list: matchActions' (Tetragon's action, at the call)
     # and matchReturnActions' (its return_action, at the return)
@@ -730,6 +733,18 @@ class _Compiler:
                     self.fail(hook.context, f"{hook.name}: on a kernel that has it, still "
                                             f"refused: {exc.beyond}",
                               exc.beyond.code)
+        method = next((o.value for o in self.policy.options if o.name == "override-method"),
+                      "fmod-ret")
+        if method == "override-return" and (self.policy.enforcers or any(
+                overrides(h) for h in self.policy.hooks)):
+            self.fail(self.policy.context, "override-method override-return: bpfguard "
+                      "overrides return values by fmod_ret only (bpf_override_return on "
+                      "kprobes is not served)", PolicyCode.UNSUPPORTED)
+        for enf in self.policy.enforcers:
+            try:
+                hooks.extend(self.enforcer_hooks(enf))
+            except _Fail as exc:
+                self.fail(enf.context, f"enforcers: {exc}", exc.code)
         if len(hooks) > LIMITS.hooks:
             self.fail(self.policy.context, f"{len(hooks)} hooks; the engine holds {LIMITS.hooks}")
         for what, n in (("integer set", len(self.sets.ints)), ("string set", len(self.sets.strs)),
@@ -742,6 +757,50 @@ class _Compiler:
         if self.problems:
             raise PolicyError(self.policy.context.file, self.problems)
         return CompiledPolicy(self.policy, hooks, self.sets, self.set_ids, self.warnings)
+
+    def enforcer_hooks(self, enf: Enforcer) -> list[CompiledHook]:
+        """An enforcers entry: an fmod_ret program on each of its functions,
+        which NotifyEnforcer arms for a thread (a syscalls list or ``sys_``
+        name means the syscall's entry function)."""
+        functions: list[str] = []
+        for call in enf.calls:
+            if call.startswith("list:"):
+                lst = self.lists.get(call[5:])
+                if lst is None:
+                    raise _Fail(f"no list named {call[5:]!r}", code=PolicyCode.BAD_REFERENCE)
+                names = (self.every_syscall() if lst.type == "generated_syscalls"
+                         else list(self.list_functions(lst)) if lst.type not in
+                         SYSCALL_LIST_TYPES else list(lst.values))
+                syscalls = lst.type in SYSCALL_LIST_TYPES
+            else:
+                names, syscalls = [call], call.startswith(("sys_", "__x64_sys_", "__ia32_sys_",
+                                                            "__arm64_sys_"))
+            functions += [_function_name(n) if syscalls else n for n in names]
+        out = []
+        for fn in dict.fromkeys(functions):
+            carrier = KProbe(call=fn, context=enf.context, syscall=False)
+            req = attach_requirement(dataclasses.replace(
+                carrier, selectors=(Selector(match_actions=(Action("Override", arg_error=-1),)),)),
+                self.features)
+            if req.backend is None:
+                raise _Fail(f"{fn}: an enforcer is an fmod_ret program; this kernel has no "
+                            "BPF trampolines (fmod_ret)", code=PolicyCode.UNAVAILABLE)
+            proto = self.function_of(fn)
+            if proto is None:
+                raise _Fail(f"{fn}: this kernel's BTF has no such function",
+                            code=PolicyCode.UNAVAILABLE)
+            listed = self.modifiable(fn)
+            if listed is False:
+                raise _Fail(f"{fn}: fmod_ret works on security_* functions and on the "
+                            f"kernel's error-injection list ({_ERROR_INJECTION_LIST}), and {fn} "
+                            "is on neither", code=PolicyCode.BAD_VALUE)
+            if listed is None:
+                raise _Fail(f"{fn}: an enforcer returns its error by fmod_ret, which this "
+                            "kernel allows on security_* functions only (built without "
+                            "CONFIG_FUNCTION_ERROR_INJECTION)", code=PolicyCode.UNAVAILABLE)
+            out.append(CompiledHook(carrier, "ENFORCER", [], [], programs=("bg_pol_enforce",),
+                                    function_name=fn, nparams=len(proto[0])))
+        return out
 
     def hook(self, hook: Hook) -> list[CompiledHook]:
         if isinstance(hook, KProbe):
@@ -1525,12 +1584,16 @@ class _Compiler:
         """CelExpr: each value an expression over the args entries (argN is
         entry N); any one true matches, so they are ORed into one program,
         which the engine keeps under a set id of its own."""
-        def arg_type(n: int) -> Literal["int", "uint"] | None:
+        def arg_type(n: int) -> Literal["int", "uint", "int32", "uint32"] | None:
+            # integers only, as Tetragon (an fd's or syscall id's upper bits
+            # are the caller's to set: a filter on them could be evaded)
             if n >= len(hook.args) or hook.args[n].type == "nop":
                 return None
             a = args[self._at_position(hook, n)]
-            if a.type not in ("INT", "SYSCALL64", "FD"):
+            if a.type != "INT":
                 return None
+            if a.size <= 4:
+                return "int32" if a.is_signed else "uint32"
             return "int" if a.is_signed else "uint"
 
         ops: list[CelOp] = []
@@ -1543,6 +1606,9 @@ class _Compiler:
             # (ORed after the first: the first result waits under the next one)
             depth = max(depth, need + (1 if i else 0))
             ops += code + ([CelOp("OR")] if i else [])
+        if len(self.sets.cel) >= LIMITS.cel_progs:
+            raise _Fail(f"CelExpr: more than {LIMITS.cel_progs} CelExpr filters in one policy; "
+                        "the engine holds that many in all", code=PolicyCode.LIMIT)
         if len(ops) > LIMITS.cel_ops or depth > LIMITS.cel_stack:
             raise _Fail(f"CelExpr: {len(ops)} instructions and {depth} values at once; the "
                         f"engine runs {LIMITS.cel_ops} and holds {LIMITS.cel_stack}",
@@ -1895,7 +1961,14 @@ class _Compiler:
             b = 0
             for a in acts:
                 if a.action == "NotifyEnforcer":
-                    raise self.syscall_override(a.action, _NOTIFY_ENFORCER)
+                    if not self.policy.enforcers:
+                        raise _Fail("NotifyEnforcer arms the policy's enforcers, and it has "
+                                    "none (spec.enforcers)", code=PolicyCode.BAD_VALUE)
+                    out.notify = 1
+                    out.notify_error = a.arg_error or 0
+                    out.notify_sig = a.arg_sig or 0
+                    enforcing.append("NotifyEnforcer")
+                    continue
                 if a.action in _NOT_SUPPORTED:
                     raise _Fail(f"{a.action}: {_NOT_SUPPORTED[a.action]}")
                 if a.kernel_stack_trace or a.user_stack_trace:

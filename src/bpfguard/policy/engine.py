@@ -83,12 +83,13 @@ log = logging.getLogger("bpfguard.policy")
 _STAT_NAMES = {"POSTED": "posted", "ACTED": "actions", "WOULD": "would_act",
                "RATE_LIMITED": "rate_limited", "NO_RETURN": "no_return",
                "SIGNALS": "signals", "OVERRIDES": "overrides", "WOULD_SIGNAL": "would_signal",
-               "WOULD_OVERRIDE": "would_override", "NOPOST": "nopost"}
+               "WOULD_OVERRIDE": "would_override", "NOPOST": "nopost",
+               "NOTIFIED": "notify_enforcer", "WOULD_NOTIFY": "would_notify_enforcer"}
 # programs loaded only in per-hook copies of the object
 _IMA_PROGRAMS = ("bg_pol_ima_bprm_a", "bg_pol_ima_bprm_b", "bg_pol_ima_file_a",
                  "bg_pol_ima_file_b")
 _TRAMPOLINE_PROGRAMS = ("bg_pol_fentry", "bg_pol_fexit", "bg_pol_fmod_ret", "bg_pol_lsm",
-                        *_IMA_PROGRAMS)
+                        "bg_pol_enforce", *_IMA_PROGRAMS)
 # what really happens for each program of an Override hook
 _OVERRIDE_BACKEND = {"bg_pol_fmod_ret": "fmod_ret", "bg_pol_lsm": "bpf_lsm"}
 _BIN_OP_NAME = {v: k for k, v in BIN_OP.items()}
@@ -102,7 +103,8 @@ _DIGEST_SIZE = {"md4": 16, "md5": 16, "sha1": 20, "ripe_md_160": 20, "sha256": 3
 _PRIVATE_MAPS = ("scratch", "pol_lpm_keys")
 _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL",
                     "Override": "KPROBE_ACTION_OVERRIDE", "GetUrl": "KPROBE_ACTION_GETURL",
-                    "DnsLookup": "KPROBE_ACTION_DNSLOOKUP"}
+                    "DnsLookup": "KPROBE_ACTION_DNSLOOKUP",
+                    "NotifyEnforcer": "KPROBE_ACTION_NOTIFYENFORCER"}
 _FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}
 
 
@@ -216,6 +218,11 @@ class PolicyEngine(Sensor):
         self.obj.rodata["targ_policy"] = 1  # the lifecycle programs track executables
 
     def after_load(self) -> None:
+        progs = self.obj.map("pol_cel").max_entries
+        if progs != LIMITS.cel_progs:
+            raise BpfguardError(f"policy compiler ({LIMITS.cel_progs}) and BG_POL_CEL_PROGS in "
+                                f"sensor.bpf.o ({progs}) disagree; rebuild the BPF objects "
+                                "(make -C bpf)")
         self._seed_executables()
 
     def wants_syscalls(self) -> bool:
@@ -587,6 +594,7 @@ class PolicyEngine(Sensor):
         enc.gen = self._gens[slot]
         enc.cgroup = lp.cgroup
         enc.scope = lp.scope_id
+        enc.policy = lp.id
         for i, a in enumerate(h.args):
             self._encode_arg(enc.args[i], a)
         if h.retarg is not None:
@@ -639,7 +647,7 @@ class PolicyEngine(Sensor):
         hook, sharing every map."""
         copy = BpfObject.open(self.obj.path)   # the variant of the set's own object
         try:
-            want = (h.programs if h.kind in ("FUNC", "UPROBE") else
+            want = (h.programs if h.kind in ("FUNC", "UPROBE", "ENFORCER") else
                     ("bg_pol_raw_tp",) if h.kind == "RAW_TP" else ("bg_pol_tp",))
             for p in copy.programs:
                 p.autoload = p.name in want
@@ -692,7 +700,7 @@ class PolicyEngine(Sensor):
         bits = ACT["TRACK_SOCK"] | ACT["UNTRACK_SOCK"]
         return any(h.ret_sock or any((sel.actions | sel.ret_actions) & bits
                                      for sel in h.selectors)
-                   for lp in self.policies.values() for h in lp.compiled.hooks)
+                   for lp in self.policies.values() if lp.enabled for h in lp.compiled.hooks)
 
     def _sock_owner(self, h: CompiledHook, e: Any) -> tuple[int, int] | None:
         """(pid, tid) of the task that owns the event's first tracked sock
@@ -878,6 +886,16 @@ class PolicyEngine(Sensor):
         override = next((_OVERRIDE_BACKEND[p] for p in h.programs if p in _OVERRIDE_BACKEND), "")
         prevented = bool(e.done & ACT["OVERRIDE"])
         for name in names:
+            if name == "NotifyEnforcer":
+                if e.notified:
+                    armed = e.notified == 1
+                    out.append(Enforcement(
+                        action=name, done=armed, mode="enforce" if armed else "monitor",
+                        backend="fmod_ret", before_operation=False,
+                        note="the policy's enforcers act on this thread's next call of one of "
+                             "them (its error, its signal)" if armed else
+                             "monitor mode: counted, the enforcers not armed"))
+                continue
             bit = ACT[name.upper()]
             if not (e.done | e.would | e.failed) & bit:
                 continue

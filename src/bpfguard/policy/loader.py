@@ -100,6 +100,7 @@ _OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     "policy-mode": frozenset({"enforce", "monitor"}),
     "disable-kprobe-multi": frozenset({"true", "false", "1", "0"}),
     "disable-uprobe-multi": frozenset({"true", "false", "1", "0"}),
+    "override-method": frozenset({"fmod-ret", "override-return"}),
 }
 _METADATA_KEYS: Final = ("name", "namespace", "labels", "annotations", "uid", "generation",
                          "resourceVersion", "creationTimestamp", "generateName",

@@ -92,7 +92,11 @@ class SelectorSets:
                     prog.ops[i].arg = operand
                 else:  # (as the kernel's __s64)
                     prog.ops[i].imm = operand - (1 << 64) if operand >= 1 << 63 else operand
-            self.obj.map("pol_cel").update(ctypes.c_uint32(s), prog)
+            try:
+                self.obj.map("pol_cel").update(ctypes.c_uint32(s), prog)
+            except OSError as exc:  # (E2BIG: the map is full)
+                raise ConfigError(f"no room for another CelExpr filter ({exc.strerror}); "
+                                  "delete a policy first") from None
         for s, bits, addr in entries.addrs:
             k = t["bg_pol_addr_key"]()
             k.prefixlen, k.set = 32 + bits, s
@@ -145,6 +149,7 @@ def encode_selector(t: Any, s: CompiledSelector, ops: dict[str, int]) -> Any:
     e.capc_op, e.capc_type, e.capc_mask = s.capc_op, s.capc_type, s.capc_mask
     e.rate_ms, e.rate_scope = s.rate_ms, s.rate_scope
     e.error = s.error
+    e.notify, e.notify_error, e.notify_sig = s.notify, s.notify_error, s.notify_sig
     e.comm_in, e.comm_set = int(bool(s.comm_set)), s.comm_set
     e.euid_in, e.euid_set = int(bool(s.euid_set)), s.euid_set
     e.sock_arg, e.ret_sock_arg = s.sock_arg, s.ret_sock_arg

@@ -204,6 +204,7 @@ PROTOS = {
                      ("size", "size_t")], "int"),
     "vfs_read": ([("file", "struct file *"), ("buf", "char *"), ("count", "size_t"),
                   ("pos", "loff_t *")], "ssize_t"),
+    "__x64_sys_dup": ([("regs", "const struct pt_regs *")], "long"),
 }
 KPROBES_MSG = "needs BPF trampolines (fentry) or kprobes; this kernel has neither"
 KPROBES_RET_MSG = ("needs BPF trampolines (fentry and fexit) or kprobes; this kernel has "
@@ -215,12 +216,6 @@ OVERRIDE_MSG = (
     "cannot change a return value, and has no fmod_ret path for syscalls yet. Override the "
     "LSM hook or security_* function the syscall calls instead, e.g. lsmhooks path_symlink "
     "or kprobe security_path_symlink")
-NOTIFY_MSG = (
-    "NotifyEnforcer: bpfguard has no enforcer programs yet (they would be fmod_ret programs "
-    "on the enforcers' syscalls). Use Sigkill, or Override on an lsmhooks hook or a "
-    "security_* kprobe")
-
-
 def _no_error_injection(action: str) -> str:
     return (f"{action} changes what a syscall returns, which needs fmod_ret (or "
             "bpf_override_return) on the syscall's function: only a kernel built with "
@@ -230,11 +225,13 @@ def _no_error_injection(action: str) -> str:
 # refused on both kernels: neither has the error-injection list, and bpfguard
 # would still refuse on one that has it
 ALWAYS_REFUSED = {
-    "killer.yaml": [
-        ("17:5", "spec.tracepoints[0]",
-         f"raw_syscalls:sys_enter: {_no_error_injection('NotifyEnforcer')}"),
-        ("17:5", "spec.tracepoints[0]",
-         f"raw_syscalls:sys_enter: on a kernel that has it, still refused: {NOTIFY_MSG}")],
+    # the enforcers: fmod_ret programs, on syscalls, which need the list
+    "killer.yaml": {
+        "host": [("14:5", "spec.enforcers[0]", "enforcers: __x64_sys_dup: an enforcer is an "
+                  "fmod_ret program; this kernel has no BPF trampolines (fmod_ret)")],
+        "guest": [("14:5", "spec.enforcers[0]", "enforcers: __x64_sys_dup: an enforcer returns "
+                   "its error by fmod_ret, which this kernel allows on security_* functions "
+                   "only (built without CONFIG_FUNCTION_ERROR_INJECTION)")]},
     "symlink-override.yaml": [
         ("12:5", "spec.kprobes[0]", f"sys_symlinkat: {_no_error_injection('Override')}"),
         ("12:5", "spec.kprobes[0]",
@@ -309,6 +306,8 @@ def test_fixture_refused_with_the_missing_capability_at_the_hook(
     with pytest.raises(PolicyError) as info:
         _fixture(name, features)
     expected = (FIXTURE_ERRORS | ALWAYS_REFUSED)[name]
+    if isinstance(expected, dict):
+        expected = expected["guest" if features is GUEST else "host"]
     got = [(f"{p.context.line}:{p.context.column}", p.context.name, p.message)
            for p in info.value.problems]
     assert got == expected
@@ -1297,7 +1296,8 @@ def test_unsupported_actions() -> None:
     assert _one_error(_actions("- action: Override\n  argError: -1")) == (
         f"sys_setuid: {OVERRIDE_MSG}")
     assert _one_error(_actions("- action: NotifyEnforcer\n  argSig: 9")) == (
-        f"sys_setuid: {NOTIFY_MSG}")
+        "sys_setuid: NotifyEnforcer arms the policy's enforcers, and it has none "
+        "(spec.enforcers)")
     assert _one_error(_actions("- action: FollowFD\n  argFd: 0\n  argName: 0")) == (
         "sys_setuid: FollowFD: FollowFD/UnfollowFD/CopyFD are deprecated in Tetragon; use "
         "the fd or file argument types, which bpfguard resolves at the hook")
@@ -1326,6 +1326,25 @@ def test_stack_traces_on_kprobes_only() -> None:
     assert _one_error(tp) == (
         "syscalls:sys_enter_openat: kernelStackTrace/userStackTrace: Tetragon's events carry "
         "stack traces on kprobes only (process_kprobe)")
+
+
+def test_notify_enforcer_arms_fmod_ret_enforcers() -> None:
+    body = ("enforcers:\n- calls: [security_file_permission]\n"
+            + _actions("- action: NotifyEnforcer\n  argError: -1\n  argSig: 9"))
+    hooks = _compile(body, features=GUEST).hooks
+    assert [(h.kind, h.function_name, h.programs, h.nparams) for h in hooks[1:]] == [
+        ("ENFORCER", "security_file_permission", ("bg_pol_enforce",), 2)]
+    s = hooks[0].selectors[0]
+    assert (s.notify, s.notify_error, s.notify_sig, s.enforcing) == (
+        1, -1, 9, ("NotifyEnforcer",))
+    assert _one_error(body.replace("security_file_permission", "vfs_read"),
+                      features=GUEST).endswith("vfs_read: an enforcer returns its error by "
+                                               "fmod_ret, which this kernel allows on "
+                                               "security_* functions only (built without "
+                                               "CONFIG_FUNCTION_ERROR_INJECTION)")
+    method = "options:\n- {name: override-method, value: override-return}\n" + body
+    assert "override-method override-return: bpfguard overrides return values by fmod_ret" \
+        in _one_error(method, features=GUEST)
 
 
 def test_get_url_and_dns_lookup_post_for_the_agent() -> None:
