@@ -685,9 +685,6 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 
 /* ---- actions and posting ---- */
 
-/* Carries out the enforcing actions in `acts`, or counts them in monitor
- * mode. Returns the value an Override makes the hooked function return (0:
- * none), which only fmod_ret and lsm programs (can_override) can apply. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, BG_POL_ENFORCE);
@@ -714,6 +711,9 @@ static __always_inline void bg_pol_notify(struct bg_pol_area *a, struct bg_pol_h
 	}
 }
 
+/* Carries out the enforcing actions in `acts`, or counts them in monitor
+ * mode. Returns the value an Override makes the hooked function return (0:
+ * none), which only fmod_ret and lsm programs (can_override) can apply. */
 static __always_inline int bg_pol_act(struct bg_pol_area *a, struct bg_pol_hook *h, __u32 hook,
 				      struct bg_pol_selector *s, __u8 acts, __u32 can_override)
 {
@@ -1237,7 +1237,7 @@ static __always_inline int bg_pol_func_exit(long ret)
 static __always_inline int bg_pol_enforce_call(void)
 {
 	struct bg_pol_enforce_key k = { .thread = bpf_get_current_pid_tgid() };
-	__u32 hook = targ_hook;
+	__u32 hook = targ_hook, sig;
 	struct bg_pol_enforce *e;
 	struct bg_pol_hook *h;
 	int err;
@@ -1250,9 +1250,16 @@ static __always_inline int bg_pol_enforce_call(void)
 	if (!e)
 		return 0;
 	err = e->error;
-	if (e->sig)
-		bpf_send_signal(e->sig);
+	sig = e->sig;
 	bpf_map_delete_elem(&pol_enforce, &k);
+	if (h->mode == BG_MODE_MONITOR) { /* switched since it was armed */
+		bg_pol_count(hook, sig ? BG_PST_WOULD_SIGNAL : BG_PST_WOULD_OVERRIDE);
+		return 0;
+	}
+	if (sig && bpf_send_signal(sig) == 0)
+		bg_pol_count(hook, BG_PST_SIGNALS);
+	if (err)
+		bg_pol_count(hook, BG_PST_OVERRIDES);
 	return err;
 }
 

@@ -789,6 +789,9 @@ class _Compiler:
             if proto is None:
                 raise _Fail(f"{fn}: this kernel's BTF has no such function",
                             code=PolicyCode.UNAVAILABLE)
+            if proto[1] == "void":
+                raise _Fail(f"{fn} returns void: an enforcer has no return value to "
+                            "replace", code=PolicyCode.BAD_VALUE)
             listed = self.modifiable(fn)
             if listed is False:
                 raise _Fail(f"{fn}: fmod_ret works on security_* functions and on the "
@@ -1591,7 +1594,8 @@ class _Compiler:
                 return None
             a = args[self._at_position(hook, n)]
             if a.type != "INT":
-                return None
+                raise CelError(f"arg{n} is {hook.args[n].type!r}: CelExpr reads integer "
+                               "arguments (not fd or syscall64, as Tetragon)")
             if a.size <= 4:
                 return "int32" if a.is_signed else "uint32"
             return "int" if a.is_signed else "uint"
@@ -2040,6 +2044,9 @@ class _Compiler:
         if ret & ACT["OVERRIDE"]:
             raise _Fail("Override in matchReturnActions: the function has returned by then; "
                         "use matchActions")
+        if "NotifyEnforcer" in ret_enforcing:
+            raise _Fail("NotifyEnforcer in matchReturnActions: bpfguard arms the enforcers at "
+                        "the call; use matchActions")
         if sel.match_return_actions and not (isinstance(hook, (KProbe, UProbe))
                                              and hook.return_):
             raise _Fail("matchReturnActions needs return: true")

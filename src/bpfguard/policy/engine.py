@@ -122,6 +122,7 @@ class LoadedPolicy:
     cgroup_path: str | None = None    # what `add` was given, to load it again (enable)
     enabled: bool = True              # False: disabled, kept without hooks
     id: int = 0                       # in load order, as Tetragon numbers policies
+    kernel_id: int = 0                # this load's, which its hooks and enforcers share
     counted: dict[str, int] = field(default_factory=dict)  # counters before a disable
     scope: PolicyScope | None = None  # its pods/containers; None: host and all containers
     scope_id: int = 0                 # its set in pol_scope (0: unscoped)
@@ -321,7 +322,7 @@ class PolicyEngine(Sensor):
             lp = LoadedPolicy(policy, compiled, source or policy.context.file, mode,
                               cgroup_path=cgroup)
             self._loaded += 1
-            lp.id = self._loaded
+            lp.id = lp.kernel_id = self._loaded  # (enable keeps the id, not the kernel's)
             lp.scope = scope_of(policy)
             if lp.scope is not None and free:
                 lp.scope_id = free[0] + 1   # its first slot's: unique while it is loaded
@@ -594,7 +595,7 @@ class PolicyEngine(Sensor):
         enc.gen = self._gens[slot]
         enc.cgroup = lp.cgroup
         enc.scope = lp.scope_id
-        enc.policy = lp.id
+        enc.policy = lp.kernel_id
         for i, a in enumerate(h.args):
             self._encode_arg(enc.args[i], a)
         if h.retarg is not None:
@@ -687,7 +688,8 @@ class PolicyEngine(Sensor):
                     if any(p in _IMA_PROGRAMS for p in h.programs) else
                     "; fmod_ret (Override) works on security_* functions and on the "
                     "kernel's error-injection list only"
-                    if "bg_pol_fmod_ret" in h.programs else "")
+                    if "bg_pol_fmod_ret" in h.programs or "bg_pol_enforce" in h.programs
+                    else "")
             raise PolicyError(h.hook.context.file, [Problem(
                 PolicyCode.NOT_APPLICABLE, f"{h.hook.name}: cannot attach: {exc}{hint}",
                 h.hook.context)]) from None
@@ -753,6 +755,11 @@ class PolicyEngine(Sensor):
             self._gens.pop(slot, None)
             for i in range(self._nstats):  # the slot's next hook starts from zero
                 stats.update(ctypes.c_uint32(slot * self._nstats + i), zero)
+        if any(h.kind == "ENFORCER" for h in lp.compiled.hooks):  # threads it armed
+            enforce = self.obj.map("pol_enforce")
+            for key in list(enforce.keys()):
+                if int.from_bytes(key[8:12], "little") == lp.kernel_id:
+                    enforce.delete(key)
         socks = self.obj.map("pol_socks")  # the sockets its TrackSock recorded
         gone = set(lp.slots)
         owner_t = self._t["bg_pol_sock_owner"]

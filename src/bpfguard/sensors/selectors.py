@@ -14,7 +14,7 @@ import ctypes
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, KernelError
 from ..loader import BpfObject, Btf, Map
 from ..policy.compiler import CompiledSelector, SetEntries
 
@@ -94,9 +94,9 @@ class SelectorSets:
                     prog.ops[i].imm = operand - (1 << 64) if operand >= 1 << 63 else operand
             try:
                 self.obj.map("pol_cel").update(ctypes.c_uint32(s), prog)
-            except OSError as exc:  # (E2BIG: the map is full)
-                raise ConfigError(f"no room for another CelExpr filter ({exc.strerror}); "
-                                  "delete a policy first") from None
+            except KernelError as exc:  # (E2BIG: the map is full)
+                raise ConfigError(f"no room for another CelExpr filter ({exc}); delete a "
+                                  "policy first") from None
         for s, bits, addr in entries.addrs:
             k = t["bg_pol_addr_key"]()
             k.prefixlen, k.set = 32 + bits, s

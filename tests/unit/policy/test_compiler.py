@@ -1342,6 +1342,10 @@ def test_notify_enforcer_arms_fmod_ret_enforcers() -> None:
                                                "fmod_ret, which this kernel allows on "
                                                "security_* functions only (built without "
                                                "CONFIG_FUNCTION_ERROR_INJECTION)")
+    at_return = ("enforcers:\n- calls: [security_file_permission]\n" + _syscall(
+        "sys_setuid", "", "- matchReturnActions:\n  - action: NotifyEnforcer\n"
+        "    argSig: 9\n", "return: true\nreturnArg: {index: 0, type: int}"))
+    assert "NotifyEnforcer in matchReturnActions" in _errors(at_return, features=GUEST)[0]
     method = "options:\n- {name: override-method, value: override-return}\n" + body
     assert "override-method override-return: bpfguard overrides return values by fmod_ret" \
         in _one_error(method, features=GUEST)
