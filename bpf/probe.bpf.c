@@ -25,6 +25,9 @@ const volatile __u32 targ_signal = 0;    /* send_signal: which signal */
  * number alone (no device): st_dev is not s_dev on btrfs or overlayfs, and
  * the thread filter already confines the denial to the probe's own open. */
 const volatile __u64 targ_deny_ino = 0;
+/* write_user: where in the probing process to write, and what */
+const volatile __u64 targ_write_addr = 0;
+const volatile __u32 targ_write_value = 0;
 
 /* Read by user space after the trigger. */
 __u64 hits;
@@ -142,6 +145,18 @@ SEC("uprobe")
 int bgp_uprobe(void *ctx)
 {
 	if (mine())
+		__sync_fetch_and_add(&hits, 1);
+	return 0;
+}
+
+/* bpf_probe_write_user: lockdown (integrity and up) refuses the helper at
+ * load, so a program holding it never loads there. */
+SEC("uprobe")
+int bgp_write_user(void *ctx)
+{
+	__u32 value = targ_write_value;
+
+	if (mine() && bpf_probe_write_user((void *)targ_write_addr, &value, sizeof(value)) == 0)
 		__sync_fetch_and_add(&hits, 1);
 	return 0;
 }

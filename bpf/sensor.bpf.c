@@ -317,6 +317,17 @@ int bg_pol_uprobe(struct pt_regs *ctx)
 	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
 	return 0;
 }
+/* A usdt with a Set action: the one program that may write user memory. */
+SEC("uprobe")
+int bg_pol_usdt_set(struct pt_regs *ctx)
+{
+	struct bg_pol_src src = { .nr = (__u32)bpf_get_attach_cookie(ctx), .regs = (__u64)ctx };
+
+	bg_pol_regs_args(ctx, &src);
+	if (bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC) == BG_POL_SET_PENDING)
+		bg_pol_set(ctx);
+	return 0;
+}
 /* The return half of a uprobe with return: true. */
 SEC("uretprobe")
 int bg_pol_uretprobe(struct pt_regs *ctx)

@@ -627,12 +627,14 @@ struct bg_pol_selector {
 	__u16 nsc_mask;    /* ... the namespaces (bit: enum bg_pol_ns_kind) */
 	__u8 capc_op;      /* matchCapabilityChanges: 1 In, 2 NotIn; 0: none */
 	__u8 capc_type;    /* ... enum bg_pol_cap_type */
+	__u8 set_arg;      /* Set (usdts): 1 + the position of the argument written; 0: none */
 	__u32 cap_userns;  /* isNamespaceCapability: the host's user namespace, where
 			    * the capability filters do not match; 0: anywhere */
 	__u64 capc_mask;
 	__s32 error;       /* BG_ACT_OVERRIDE: the return value (argError) */
 	__u32 comm_set;
 	__u32 euid_set;
+	__u32 set_value;   /* ... the 4 bytes written at its address */
 	__u32 pids[BG_POL_VALUES];
 	__u64 cap_mask;
 	struct bg_pol_ns_filter ns[BG_POL_NS_FILTERS];
@@ -769,6 +771,12 @@ struct bg_pol_follow {
 	__u32 set;
 };
 
+enum bg_pol_set_result {
+	BG_SET_WRITTEN = 1,
+	BG_SET_WOULD = 2,  /* monitor mode: not written */
+	BG_SET_FAILED = 3, /* the operand's address was unreadable or not writable */
+};
+
 enum bg_pol_value_flags {
 	BG_PV_DATA = 1 << 0,       /* data holds the string, path or bytes */
 	BG_PV_SOCK = 1 << 1,       /* sock is filled */
@@ -800,7 +808,7 @@ struct bg_policy_event {
 	__u16 ima_len;
 	__s32 ima_err;   /* imaHash: bpf_ima_file_hash's error (-EOPNOTSUPP: IMA is off) */
 	__u8 notified;    /* NotifyEnforcer: 1 armed, 2 monitor mode (not armed) */
-	__u8 pad3;
+	__u8 set;         /* Set: enum bg_pol_set_result (0: no Set) */
 	__u16 kstack_off; /* kernelStackTrace: __u64 addresses in data[] (0 long: none) */
 	__u16 kstack_len; /* ... in bytes */
 	__u16 ustack_off; /* userStackTrace */

@@ -119,6 +119,7 @@ struct bg_abi {
 	enum bg_pol_mode pol_mode;
 	enum bg_pol_stat pol_stat;
 	enum bg_pol_value_flags pol_value_flags;
+	enum bg_pol_set_result pol_set_result;
 	enum bg_pol_arg_flags pol_arg_flags;
 	struct bg_pol_sock_owner pol_sock_owner;
 	struct bg_pol_hook pol_hook;

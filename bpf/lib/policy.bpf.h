@@ -42,6 +42,9 @@
 const volatile __u32 targ_hook = 0;  /* tracepoint copies: the hook they serve */
 const volatile __u32 targ_nargs = 0; /* function copies: the function's parameter count */
 const volatile __u32 targ_ima = 0;   /* LSM copies: the bg_pol_ima programs are loaded too */
+/* USDT copies whose policy has a Set action (bg_pol_usdt_set): bg_pol_run
+ * leaves their events to post after the write. */
+const volatile __u32 targ_write_user = 0;
 
 /* User space reads this payload layout from the object's BTF; a global keeps
  * the type in it (a pointer inside an inlined function does not). */
@@ -905,6 +908,10 @@ __noinline __u32 bg_pol_stacks(struct bg_pol_area *a, __u32 which, __u32 pos)
 	return pos;
 }
 
+/* bg_pol_run's return when a Set is left to its caller: no Override value
+ * (those are errnos and small numbers). */
+#define BG_POL_SET_PENDING 0x5e7
+
 /* Runs hook `hook` on the current task: read, select, act, post (or stash
  * the event until the syscall or function returns). Returns the Override
  * value for the hooked function, 0 for none. */
@@ -1027,6 +1034,11 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 			return err;
 		}
 		bg_pol_count(hook, BG_PST_NO_RETURN);
+	}
+	if (targ_write_user && sel->set_arg) {
+		/* bg_pol_usdt_set writes first, then posts: the event tells how it went */
+		a->ev.hdr.size = size;
+		return BG_POL_SET_PENDING;
 	}
 	bg_pol_post(a, sel, hook, size);
 	return err;
@@ -1214,6 +1226,53 @@ static __always_inline int bg_pol_uprobe_exit(long ret, __u32 cookie)
 		return 0;
 	st->active = 0;
 	return bg_pol_finish(st, ret);
+}
+
+/* Set (usdts), after bg_pol_run matched a selector with it: writes the
+ * selector's 4-byte value where the argument's operand points (register +
+ * displacement; the compiler accepts no other operand), so the traced
+ * program reads it back after the probe; then posts the event. Only
+ * bg_pol_usdt_set calls this: lockdown refuses every program that holds
+ * bpf_probe_write_user. (Not inlined: its frame beside bg_pol_run's would
+ * pass 6.1's 512 bytes for a call chain.) */
+static __noinline void bg_pol_set(struct pt_regs *ctx)
+{
+	struct bg_pol_selector *sel;
+	struct bg_pol_arg *arg;
+	struct bg_pol_hook *h;
+	struct bg_pol_area *a;
+	struct bg_scratch *scr;
+	__u32 hook = targ_hook, key, k, value;
+	__u64 at;
+
+	scr = bg_scratch(BG_SCRATCH_POLICY_FUNC);
+	h = bpf_map_lookup_elem(&pol_hooks, &hook);
+	if (!scr || !h)
+		return;
+	a = (void *)scr->buf;
+	key = hook * BG_POL_SELECTORS + (a->ev.selector & (BG_POL_SELECTORS - 1));
+	sel = bpf_map_lookup_elem(&pol_selectors, &key);
+	if (!sel)
+		return;
+	if (h->mode == BG_MODE_MONITOR) {
+		a->ev.set = BG_SET_WOULD;
+		bg_pol_count(hook, BG_PST_WOULD);
+	} else {
+		k = sel->set_arg - 1;
+		bg_clamp(k, BG_POL_ARGS - 1);
+		arg = &h->args[k];
+		value = sel->set_value;
+		at = 0;
+		if (bpf_probe_read_kernel(&at, sizeof(at), (void *)ctx + (arg->src & 0xff)) == 0 &&
+		    bpf_probe_write_user((void *)(at + (__s64)(__s32)arg->off[0]), &value,
+					 sizeof(value)) == 0) {
+			a->ev.set = BG_SET_WRITTEN;
+			bg_pol_count(hook, BG_PST_ACTED);
+		} else {
+			a->ev.set = BG_SET_FAILED;
+		}
+	}
+	bg_pol_post(a, sel, hook, a->ev.hdr.size);
 }
 
 /* The return half of a return: true function hook (fexit, kretprobe). */

@@ -28,6 +28,7 @@ import yaml
 
 from bpfguard.errors import ConfigError
 from bpfguard.policy import PolicyError, load_policy, load_policy_text
+from bpfguard.policy.compiler import compile_policy
 from bpfguard.policy.engine import PolicyEngine
 from bpfguard.policy.events import PolicyEvent
 from bpfguard.probe import features
@@ -2278,6 +2279,59 @@ def test_usdt_refusals_name_the_missing_probe_and_a_bad_index(running: Running,
     [p] = index.value.problems
     assert p.code == "POLICY_BAD_VALUE" and "has 1 arguments" in p.message
     assert running.engine.list() == []
+
+
+_VERDICT_SET = """selectors:
+        - matchArgs: [{index: 1, operator: Equal, values: ['7']}]
+          matchActions: [{action: Set, argIndex: 0, argValue: 32}]"""
+
+
+@pytest.mark.needs("uprobe", "write_user")
+def test_usdt_set_writes_the_value_the_program_reads_back(running: Running,
+                                                           usdt_target: str) -> None:
+    """Set writes argValue into the probe's memory operand: the program
+    prints the local it passed to the probe. The run with another n is
+    left alone (the selector's matchArgs), and the event shows the value
+    as it was at the probe, before the write."""
+    running.add(_usdt_policy(usdt_target, "verdict",
+                             "[{index: 0, type: int32}, {index: 1, type: int32}]",
+                             _VERDICT_SET))
+    spared = subprocess.run([usdt_target, "3", "x"], check=True, capture_output=True, text=True)
+    hit = subprocess.run([usdt_target, "7", "x"], check=True, capture_output=True, text=True)
+    assert (spared.stdout, hit.stdout) == ("ran 3 verdict 0\n", "ran 7 verdict 32\n")
+    [e] = running.events()
+    assert ([a.value for a in e.args], e.action) == ([0, 7], "KPROBE_ACTION_SET")
+    [set_] = e.enforcement
+    assert (set_.action, set_.done, set_.mode, set_.backend) == (
+        "Set", True, "enforce", "bpf_probe_write_user")
+    running.engine.set_mode("usdt-verdict", "monitor")
+    monitored = subprocess.run([usdt_target, "7", "x"], check=True, capture_output=True,
+                               text=True)
+    assert monitored.stdout == "ran 7 verdict 0\n"
+    [e] = running.events()
+    assert [(x.action, x.done, x.mode) for x in e.enforcement] == [("Set", False, "monitor")]
+
+
+@pytest.mark.host_covers  # compiled only: no program is loaded
+def test_usdt_set_refusals_name_the_operand_and_the_kernel(usdt_target: str) -> None:
+    """Set writes a 4-byte memory operand only (Tetragon's rule); a kernel
+    that refuses bpf_probe_write_user refuses the policy, naming it."""
+    def problems(probe: str, args: str, arg_index: int, **features: bool) -> list[str]:
+        sel = f"selectors: [{{matchActions: [{{action: Set, argIndex: {arg_index}}}]}}]"
+        policy = load_policy_text("set.yaml", textwrap.dedent(
+            _usdt_policy(usdt_target, probe, args, sel)))
+        with pytest.raises(PolicyError) as exc:
+            compile_policy(policy, features={"uprobe": True, **features})
+        return [f"{p.code} {p.message}" for p in exc.value.problems]
+
+    [reg] = problems("args", "[{index: 0, type: int32}]", 0, write_user=True)
+    assert reg.startswith("POLICY_BAD_VALUE") and "'-4@%" in reg and "4-byte memory" in reg
+    [wide] = problems("memory", "[{index: 0, type: int64}]", 0, write_user=True)
+    assert "'-8@in_memory(%rip)'" in wide and "4-byte memory" in wide
+    [beyond] = problems("verdict", "[{index: 0, type: int32}]", 1, write_user=True)
+    assert "the probe's args list has 1 entries" in beyond
+    [locked] = problems("verdict", "[{index: 0, type: int32}]", 0, write_user=False)
+    assert locked.startswith("POLICY_UNAVAILABLE") and "bpf_probe_write_user" in locked
 
 
 @pytest.mark.host_covers  # the same engine code as the guest's other tests

@@ -135,7 +135,8 @@ def test_every_feature_is_reported_with_a_reason(probed: Any) -> None:
         assert "probe failed" not in f.detail, f"{f.name} crashed: {f.detail}"
         if f.detail.startswith("refused:"):
             # the step, the errno by name and meaning, then what it implies
-            assert re.search(r"failed with E[A-Z0-9]+ \(.+\) — \S", f.detail), f.detail
+            assert re.search(r"failed with E[A-Z0-9]+ \([^)]+\)( \[verifier: [^]]+\])? — \S",
+                             f.detail), f.detail
 
 
 def test_sensor_prerequisites_are_available_here(probed: Any) -> None:
@@ -249,6 +250,15 @@ def test_send_signal_really_kills(probed: Any) -> None:
             child.kill()
         child.wait()
         child.stdin.close()
+
+
+def test_write_user_follows_lockdown(probed: Any) -> None:
+    """bpf_probe_write_user (usdt Set) works exactly where lockdown allows it."""
+    found: Features = probed[0]
+    locked = _lockdown_word() in ("integrity", "confidentiality")
+    assert found.has("write_user") is not locked, found.get("write_user").detail
+    if locked:
+        assert "lockdown" in found.get("write_user").detail
 
 
 def test_probing_leaves_nothing_behind(probed: Any) -> None:

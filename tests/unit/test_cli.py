@@ -190,10 +190,19 @@ def test_policy_check_names_what_this_kernel_lacks(tmp_path: Path,
     r = CliRunner().invoke(main, ["policy", "check", str(bad)])
     assert r.exit_code == 1 and f"{bad}:8:" in r.output and "syscall" in r.output
     assert "  1 in the policy itself" in r.output
-    usdt = tmp_path / "usdt.yaml"  # bpfguard's gap, named even where the binary is missing
+    usdt = tmp_path / "usdt.yaml"  # the helper Set needs, named even where the binary is missing
     usdt.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
                     "  name: u\nspec:\n  usdts:\n  - {path: /nonexistent, provider: p, "
                     "name: n, selectors: [{matchActions: [{action: Set}]}]}\n")
     monkeypatch.setattr("bpfguard.probe.features", lambda: {"uprobe": True})
     r = CliRunner().invoke(main, ["policy", "check", str(usdt)])
+    assert r.exit_code == 1 and "1 for what this machine lacks (POLICY_UNAVAILABLE)" in r.output
+    assert "MISSING Set on /nonexistent:p:n needs bpf_probe_write_user" in r.output
+    gap = tmp_path / "gap.yaml"  # bpfguard's own gap: on a kernel that could, still refused
+    gap.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
+                   "  name: g\nspec:\n  kprobes:\n  - call: sys_openat\n    syscall: true\n"
+                   "    selectors: [{matchActions: [{action: Override, argError: -1}]}]\n")
+    monkeypatch.setattr("bpfguard.probe.features",
+                        lambda: {"tp_btf": True, "error_injection": True})
+    r = CliRunner().invoke(main, ["policy", "check", str(gap)])
     assert r.exit_code == 1 and "1 bpfguard does not serve yet (POLICY_UNSUPPORTED)" in r.output

@@ -281,6 +281,8 @@ class CompiledSelector:
     notify: int = 0                   # NotifyEnforcer: arm the enforcers with ...
     notify_error: int = 0             # ... argError
     notify_sig: int = 0               # ... argSig
+    set_arg: int = 0                  # Set (usdts): 1 + the position of the argument written
+    set_value: int = 0                # ... with this 32-bit value
     enforcing: tuple[str, ...] = ()   # action names, for events and messages
     # the same split by list: matchActions' (Tetragon's action, at the call)
     # and matchReturnActions' (its return_action, at the return)
@@ -543,6 +545,21 @@ def parse_rate(text: str) -> int | None:
 
 
 # -- the compiler -----------------------------------------------------------------
+
+def _set_position(hook: Usdt, action: Action) -> int:
+    """The position, among the compiled (non-nop) arguments, of the argument a
+    Set action writes: its argIndex counts entries of the policy's args list,
+    as in Tetragon."""
+    if action.arg_index >= len(hook.args):
+        raise _Fail(f"Set argIndex {action.arg_index}: the probe's args list has "
+                    f"{len(hook.args)} entries (argIndex counts from 0)",
+                    code=PolicyCode.BAD_VALUE)
+    target = hook.args[action.arg_index]
+    if target.type == "nop":
+        raise _Fail(f"Set argIndex {action.arg_index}: that entry's type is nop; give the "
+                    "operand an integer type (int32)", code=PolicyCode.BAD_VALUE)
+    return [a for a in hook.args if a.type != "nop"].index(target)
+
 
 def _btf_name(hook: KProbe | LsmHook) -> str:
     """The BTF function a kernel-function or LSM hook attaches to."""
@@ -865,10 +882,15 @@ class _Compiler:
         its semaphore as the reference counter), the arguments read as the
         site's operands say. Sites whose operands differ (the compiler
         placed the values differently) are separate hooks."""
-        if any(a.action == "Set" for sel in hook.selectors for a in sel.match_actions):
-            # (before the binary: a policy checked where it is missing still learns this)
-            raise _Fail("Set (a write into the traced program's memory, "
-                        "bpf_probe_write_user) is not served by bpfguard yet")
+        sets = [a for sel in hook.selectors for a in sel.match_actions if a.action == "Set"]
+        if sets and self.features is not None and not has_feature(self.features, "write_user"):
+            # (whatever the mode, as for Override: monitor can become enforce
+            # live; before the binary, so a policy checked where it is
+            # missing still learns this)
+            raise _Fail("Set writes into the traced program with bpf_probe_write_user, "
+                        "which this kernel refuses (kernel lockdown, integrity or "
+                        "confidentiality, refuses it; `bpfguard probe` says why here)",
+                        code=PolicyCode.UNAVAILABLE)
         req = attach_requirement(hook, self.features)
         if req.backend is None:
             raise _Fail(req.message.removeprefix(f"{hook.name} "), code=PolicyCode.UNAVAILABLE)
@@ -896,6 +918,8 @@ class _Compiler:
             if a.resolve or a.btf_type:
                 raise _Fail(f"argument {a.index}: resolve/btfType walk kernel types; a USDT "
                             "argument is a user value", code=PolicyCode.BAD_VALUE)
+        # Set argIndex -> the position in `args` of the argument it writes
+        written = {a.arg_index: _set_position(hook, a) for a in sets}
         groups: dict[tuple[UsdtArg, ...], list[UsdtSite]] = {}
         for site in sites:
             if site.problem:
@@ -906,12 +930,22 @@ class _Compiler:
                     raise _Fail(f"argument {a.index}: probe {hook.provider}:{hook.probe} has "
                                 f"{len(site.args)} arguments (index counts from 0)",
                                 code=PolicyCode.BAD_VALUE)
+            for index, pos in written.items():
+                op = site.args[args[pos].index]
+                if op.kind != "deref" or op.size != 4:
+                    # Tetragon's rule: the program reads the value back from memory
+                    raise _Fail(f"Set argIndex {index}: the probe's "
+                                f"argument {args[pos].index} is {op.text!r} at file offset "
+                                f"{site.offset:#x}; Set writes only a 4-byte memory operand "
+                                "(like -4@-4(%rbp))", code=PolicyCode.BAD_VALUE)
             groups.setdefault(tuple(site.args[a.index] for a in args), []).append(site)
         out = []
         for operands, group in groups.items():
             compiled = [self.usdt_arg(a, op) for a, op in zip(args, operands, strict=True)]
             sels = self.selectors(hook, hook.selectors, compiled, index_is_position=False)
-            out.append(CompiledHook(hook, "UPROBE", compiled, sels, programs=("bg_pol_uprobe",),
+            # (only a Set's program holds bpf_probe_write_user: lockdown refuses it)
+            program = "bg_pol_usdt_set" if sets else "bg_pol_uprobe"
+            out.append(CompiledHook(hook, "UPROBE", compiled, sels, programs=(program,),
                                     binary=hook.path,
                                     targets=tuple(("", s.offset, s.semaphore) for s in group)))
         return out
@@ -2009,6 +2043,13 @@ class _Compiler:
                 elif a.action in ("GetUrl", "DnsLookup"):
                     b |= ACT["POST"]
                     agent.append((a.action, a.arg_url if a.action == "GetUrl" else a.arg_fqdn))
+                elif a.action == "Set":  # (usdt_hooks checked its argument)
+                    if not isinstance(hook, Usdt):  # (the loader refuses it first)
+                        raise _Fail("Set writes a USDT probe's argument: usdts only",
+                                    code=PolicyCode.BAD_VALUE)
+                    out.set_arg = 1 + _set_position(hook, a)
+                    out.set_value = a.arg_value
+                    enforcing.append("Set")
                 elif a.action == "Sigkill":
                     b |= ACT["SIGKILL"]
                     enforcing.append("Sigkill")

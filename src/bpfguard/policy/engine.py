@@ -104,7 +104,7 @@ _PRIVATE_MAPS = ("scratch", "pol_lpm_keys")
 _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION_SIGNAL",
                     "Override": "KPROBE_ACTION_OVERRIDE", "GetUrl": "KPROBE_ACTION_GETURL",
                     "DnsLookup": "KPROBE_ACTION_DNSLOOKUP",
-                    "NotifyEnforcer": "KPROBE_ACTION_NOTIFYENFORCER"}
+                    "NotifyEnforcer": "KPROBE_ACTION_NOTIFYENFORCER", "Set": "KPROBE_ACTION_SET"}
 _FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}
 
 
@@ -208,6 +208,7 @@ class PolicyEngine(Sensor):
                                     "objects (make -C bpf)")
         self._mode = enum("bg_pol_mode", "BG_MODE_")
         self._vflags = enum("bg_pol_value_flags", "BG_PV_")
+        self._set_result = enum("bg_pol_set_result", "BG_SET_")
         self._arg_flags = enum("bg_pol_arg_flags", "BG_PA_")
         stats = enum("bg_pol_stat", "BG_PST_")
         self._nstats = stats.pop("MAX")
@@ -662,6 +663,7 @@ class PolicyEngine(Sensor):
             copy.rodata["targ_seed"] = self.seed
             copy.rodata["targ_nargs"] = h.nparams
             copy.rodata["targ_ima"] = int(any(p in _IMA_PROGRAMS for p in want))
+            copy.rodata["targ_write_user"] = int(any(s.set_arg for s in h.selectors))
             copy.load()
             for name in want:
                 prog = copy.program(name)
@@ -902,6 +904,17 @@ class PolicyEngine(Sensor):
                         note="the policy's enforcers act on this thread's next call of one of "
                              "them (its error, its signal)" if armed else
                              "monitor mode: counted, the enforcers not armed"))
+                continue
+            if name == "Set":
+                if e.set:
+                    written = e.set == self._set_result["WRITTEN"]
+                    monitor = e.set == self._set_result["WOULD"]
+                    out.append(Enforcement(
+                        action=name, done=written, mode="monitor" if monitor else "enforce",
+                        backend="bpf_probe_write_user", before_operation=written,
+                        note="written at the probe: the program reads the new value after it"
+                        if written else "monitor mode: counted, not written" if monitor else
+                        "the operand's address was unreadable or not writable"))
                 continue
             bit = ACT[name.upper()]
             if not (e.done | e.would | e.failed) & bit:

@@ -461,6 +461,7 @@ _FEATURE_TEXT: Final[Mapping[str, str]] = {
     "fmod_ret": "BPF trampolines (fmod_ret)",
     "uprobe": "uprobes",
     "send_signal": "bpf_send_signal",
+    "write_user": "bpf_probe_write_user",
 }
 
 
@@ -578,16 +579,21 @@ def requirements(policy: Policy,
     * tracepoint: tracepoint; with ``raw: true``, a raw tracepoint;
     * lsmhook: BPF LSM (which also serves its Override action);
     * uprobe and usdt: uprobe;
-    * Sigkill and Signal: bpf_send_signal.
+    * Sigkill and Signal: bpf_send_signal;
+    * Set (usdts): bpf_probe_write_user.
 
     Enforcing actions need nothing in ``policy-mode: monitor``, which
-    turns them off. Each (hook, purpose) is listed once, in policy order.
+    turns them off, but Set, like Override, needs its helper whatever the
+    mode: the program that may write must be loaded for a live switch to
+    enforce. Each (hook, purpose) is listed once, in policy order.
     """
     out: list[Requirement] = []
     enforce = policy.mode == "enforce"
     lists = {lst.name: lst for lst in policy.lists}
     for hook in policy.hooks:
         out.append(_choose(hook, "attach", _attach_candidates(hook, lists), features))
+        if any(a.action == "Set" for sel in hook.selectors for a in sel.actions):
+            out.append(_choose(hook, "Set", ("write_user",), features))
         if not enforce:
             continue
         seen: set[str] = set()

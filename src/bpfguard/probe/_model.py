@@ -15,7 +15,7 @@ __all__ = ["FEATURE_NAMES", "Feature", "Features", "render_table"]
 FEATURE_NAMES: tuple[str, ...] = (
     "btf", "ringbuf", "raw_tp", "tp_btf", "tracepoint", "fentry", "fexit", "fmod_ret", "lsm",
     "kprobe", "uprobe", "cgroup", "xdp_native", "xdp_generic", "tc", "send_signal", "d_path",
-    "task_storage", "bpf_loop", "lockdown", "error_injection",
+    "task_storage", "bpf_loop", "lockdown", "error_injection", "write_user",
 )
 
 

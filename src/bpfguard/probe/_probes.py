@@ -10,6 +10,7 @@ errno and what it implies for bpfguard.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import gzip
 import os
@@ -112,8 +113,9 @@ def refused(exc: KernelError, implies: Mapping[int, str] | str | None = None) ->
     meaning = "not supported" if exc.errno == _ENOTSUPP else os.strerror(exc.errno)
     text = f"refused: {step} failed with {errno_name(exc.errno)} ({meaning})"
     if isinstance(exc, LoadError):
+        # (not the statistics line a refusal ends with: "processed 15 insns ...")
         lines = [ln.strip() for ln in exc.log.splitlines()
-                 if ln.strip() and not ln.startswith("libbpf:")]
+                 if ln.strip() and not ln.startswith(("libbpf:", "processed "))]
         if lines:  # the verifier's own last word, e.g. "unknown func bpf_loop#181"
             text += f" [verifier: {lines[-1][:160]}]"
     if isinstance(implies, str):
@@ -335,6 +337,30 @@ def probe_uprobe(run: Run) -> Feature:
         implies = dict.fromkeys((errno.ENOENT, errno.EINVAL, errno.EOPNOTSUPP, _ENOTSUPP), why)
     return _counted("uprobe", "bgp_uprobe", f"uprobe {libc}:getpid", os.getpid, implies,
                     attach=lambda p: p.attach_uprobe(libc, "getpid", pid=os.getpid()))
+
+
+def probe_write_user(run: Run) -> Feature:
+    """Whether bpf_probe_write_user works: a uprobe on getpid writes a value
+    into this process's memory, and the value must be there after."""
+    libc = _system.libc_path()
+    if libc is None:
+        return Feature("write_user", False, "no C library mapped in this process to probe")
+    cell = ctypes.c_uint32(0)
+    value = 0x62677721  # any value the cell cannot hold by chance
+    try:
+        with loaded("bgp_write_user", targ_write_addr=ctypes.addressof(cell),
+                    targ_write_value=value) as (obj, p):
+            p.attach_uprobe(libc, "getpid", pid=os.getpid())
+            os.getpid()
+            hits = int(obj.bss["hits"])
+    except KernelError as exc:
+        why = (f"lockdown={run.lockdown} refuses bpf_probe_write_user to every program"
+               if run.lockdown in ("integrity", "confidentiality") else "")
+        return Feature("write_user", False, refused(exc, why or None))
+    if not hits or cell.value != value:
+        return Feature("write_user", False, f"loaded and attached, but the write did not land "
+                       f"(runs {hits}, cell {cell.value:#x})")
+    return Feature("write_user", True, "a uprobe wrote 4 bytes into the probing process")
 
 
 def probe_cgroup(run: Run) -> Feature:
@@ -563,6 +589,7 @@ PROBES: dict[str, Callable[[Run], Feature]] = {
     "lsm": probe_lsm,
     "kprobe": probe_kprobe,
     "uprobe": probe_uprobe,
+    "write_user": probe_write_user,
     "cgroup": probe_cgroup,
     "send_signal": probe_send_signal,
     "d_path": probe_d_path,

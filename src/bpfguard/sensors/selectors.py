@@ -150,6 +150,7 @@ def encode_selector(t: Any, s: CompiledSelector, ops: dict[str, int]) -> Any:
     e.rate_ms, e.rate_scope = s.rate_ms, s.rate_scope
     e.error = s.error
     e.notify, e.notify_error, e.notify_sig = s.notify, s.notify_error, s.notify_sig
+    e.set_arg, e.set_value = s.set_arg, s.set_value
     e.comm_in, e.comm_set = int(bool(s.comm_set)), s.comm_set
     e.euid_in, e.euid_set = int(bool(s.euid_set)), s.euid_set
     e.sock_arg, e.ret_sock_arg = s.sock_arg, s.ret_sock_arg
