@@ -468,6 +468,32 @@ static __noinline bool bg_pol_resolve(struct bg_pol_arg *arg, __u64 *addr)
 	return true;
 }
 
+/* `len` bytes of user memory at `buf` into the payload at pos (at most
+ * BG_STR_MAX, marked truncated beyond it or where the payload is full).
+ * User memory only, on kernel functions too: a __user buffer the caller
+ * pointed into the kernel must not be read as the kernel's. */
+static __always_inline __u32 bg_pol_put_user_bytes(struct bg_pol_area *a, struct bg_pol_value *v,
+						   const void *buf, __u64 len, __u32 pos)
+{
+	if (len > BG_STR_MAX) {
+		len = BG_STR_MAX;
+		v->flags |= BG_PV_TRUNCATED;
+	}
+	if (pos + len > BG_DATA_LIMIT) {
+		v->flags |= BG_PV_TRUNCATED;
+		return pos;
+	}
+	bg_clamp(len, BG_STR_MAX);
+	if (bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, buf)) {
+		v->flags |= BG_PV_UNREADABLE;
+		return pos;
+	}
+	v->data.off = pos;
+	v->data.len = len;
+	v->flags |= BG_PV_DATA;
+	return pos + len;
+}
+
 /* An iov_iter's bytes, as Tetragon's copy_iov_iter reads them: the user
  * buffer of an ITER_UBUF (6.0+), the first segment of an ITER_IOVEC; other
  * kinds (kernel, pipe, bio vectors) are unreadable here. */
@@ -495,21 +521,7 @@ static __always_inline __u32 bg_pol_put_iov_iter(struct bg_pol_area *a, struct b
 	} else {
 		goto unreadable;
 	}
-	if (len > BG_STR_MAX) {
-		len = BG_STR_MAX;
-		v->flags |= BG_PV_TRUNCATED;
-	}
-	if (pos + len > BG_DATA_LIMIT) {
-		v->flags |= BG_PV_TRUNCATED;
-		return pos;
-	}
-	bg_clamp(len, BG_STR_MAX);
-	if (bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, buf))
-		goto unreadable;
-	v->data.off = pos;
-	v->data.len = len;
-	v->flags |= BG_PV_DATA;
-	return pos + len;
+	return bg_pol_put_user_bytes(a, v, buf, len, pos);
 unreadable:
 	v->flags |= BG_PV_UNREADABLE;
 	return pos;
@@ -596,25 +608,7 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 		return pos;
 	case BG_PT_CHAR_BUF:
 		len = arg->size_arg ? bg_pol_src_arg(src, arg->size_arg - 1) : 0;
-		if (len > BG_STR_MAX) {
-			len = BG_STR_MAX;
-			v->flags |= BG_PV_TRUNCATED;
-		}
-		if (pos + len > BG_DATA_LIMIT) {
-			v->flags |= BG_PV_TRUNCATED;
-			return pos;
-		}
-		bg_clamp(len, BG_STR_MAX);
-		/* user memory only, on kernel functions too: a __user buffer the
-		 * caller pointed into the kernel must not be read as the kernel's */
-		if (bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, (void *)raw)) {
-			v->flags |= BG_PV_UNREADABLE;
-			return pos;
-		}
-		v->data.off = pos;
-		v->data.len = len;
-		v->flags |= BG_PV_DATA;
-		return pos + len;
+		return bg_pol_put_user_bytes(a, v, (const void *)raw, len, pos);
 	case BG_PT_IOV_ITER:
 		return bg_pol_put_iov_iter(a, v, (struct iov_iter *)raw, pos);
 	case BG_PT_FD:

@@ -229,7 +229,7 @@ def test_mode_switches_live(running: Running, two_cats: tuple[str, str]) -> None
     assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == -9
 
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_disable_detaches_and_enable_restores_mode_and_counters(
         running: Running, two_cats: tuple[str, str]) -> None:
     victim, _ = two_cats
@@ -254,7 +254,7 @@ def test_disable_detaches_and_enable_restores_mode_and_counters(
     assert (c["signals"], c["posted"]) == (1, 3)
 
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_deleting_a_disabled_policy_leaves_the_others_sets_alone(
         running: Running, two_cats: tuple[str, str]) -> None:
     """disable gave the policy's sets back; delete must not give them back
@@ -1932,7 +1932,7 @@ def test_uprobe_on_a_missing_symbol_is_refused_and_leaves_nothing(running: Runni
 
 # -- CelExpr --
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 @pytest.mark.needs("tp_btf")
 def test_cel_expressions_filter_in_the_kernel(running: Running) -> None:
     """Two expressions (ORed) over args entries, signed and unsigned."""
@@ -1971,7 +1971,7 @@ def _run_stack_target(target: str) -> None:
     subprocess.run([target, "/etc/hostname"], input=b"\n\n", check=True, capture_output=True)
 
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 @pytest.mark.needs("tp_btf")
 def test_generated_syscalls_list_hooks_every_syscall(running: Running,
                                                      progs: dict[str, str]) -> None:
@@ -2060,7 +2060,7 @@ def _changer(how: str) -> None:
                    capture_output=True, check=True)
 
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 @pytest.mark.needs("tp_btf")
 def test_namespace_changes_report_the_first_call_after_an_unshare(running: Running) -> None:
     running.add(_changes_policy("ns-changes",
@@ -2072,7 +2072,7 @@ def test_namespace_changes_report_the_first_call_after_an_unshare(running: Runni
     assert ev.policy_name == "ns-changes" and ev.args[0].value == "/etc/hostname"
 
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 @pytest.mark.needs("tp_btf")
 def test_capability_changes_report_a_dropped_capability(running: Running) -> None:
     running.add(_changes_policy(
@@ -2085,7 +2085,7 @@ def test_capability_changes_report_a_dropped_capability(running: Running) -> Non
     assert ev.policy_name == "cap-changes" and ev.uid == 65534
 
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 @pytest.mark.needs("tp_btf")
 def test_namespace_capability_matches_outside_the_host_user_namespace(
         running: Running) -> None:
@@ -2102,7 +2102,7 @@ def test_namespace_capability_matches_outside_the_host_user_namespace(
 
 # -- stack traces --
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 @pytest.mark.needs("tp_btf")
 def test_stack_traces_name_the_kernel_and_user_callers(running: Running,
                                                        progs: dict[str, str]) -> None:
@@ -2232,7 +2232,7 @@ def _usdt_policy(binary: str, probe: str, args: str, selectors: str = "") -> str
     """
 
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 @pytest.mark.needs("uprobe")
 def test_usdt_reads_register_memory_and_constant_operands(running: Running,
                                                           usdt_target: str) -> None:
@@ -2252,7 +2252,7 @@ def test_usdt_reads_register_memory_and_constant_operands(running: Running,
         ("usdt", "usdt-memory", usdt_target, "bpfguard_test", "memory", [-5, 42])]
 
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 @pytest.mark.needs("uprobe")
 def test_usdt_semaphore_is_raised_while_the_probe_is_watched(running: Running,
                                                              usdt_target: str) -> None:
@@ -2266,7 +2266,7 @@ def test_usdt_semaphore_is_raised_while_the_probe_is_watched(running: Running,
     assert running.events() == []
 
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 @pytest.mark.needs("uprobe")
 def test_usdt_refusals_name_the_missing_probe_and_a_bad_index(running: Running,
                                                               usdt_target: str) -> None:
@@ -2334,7 +2334,7 @@ def test_usdt_set_refusals_name_the_operand_and_the_kernel(usdt_target: str) -> 
     assert locked.startswith("POLICY_UNAVAILABLE") and "bpf_probe_write_user" in locked
 
 
-@pytest.mark.host_covers  # the same engine code as the guest's other tests
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 @pytest.mark.needs("uprobe")
 def test_uprobe_binary_digests_attach_only_to_the_trusted_binary(
         running: Running, uprobe_target: str) -> None:

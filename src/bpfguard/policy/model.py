@@ -505,15 +505,19 @@ def _describe(candidates: tuple[str, ...]) -> str:
 
 def _choose(hook: Hook, purpose: str, candidates: tuple[str, ...],
             features: FeatureSet | Mapping[str, bool]) -> Requirement:
-    subject = hook.name if purpose == "attach" else f"{purpose} on {hook.name}"
+    return _choose_for(hook.name, hook.context, purpose, candidates, features)
+
+
+def _choose_for(name: str, context: Context, purpose: str, candidates: tuple[str, ...],
+                features: FeatureSet | Mapping[str, bool]) -> Requirement:
+    subject = name if purpose == "attach" else f"{purpose} on {name}"
     for cand in candidates:
         if has_feature(features, cand):
-            return Requirement(hook.name, purpose, candidates, cand,
-                               f"{subject} uses {_FEATURE_TEXT.get(cand, cand)}", hook.context)
+            return Requirement(name, purpose, candidates, cand,
+                               f"{subject} uses {_FEATURE_TEXT.get(cand, cand)}", context)
     lack = {1: "does not have it", 2: "has neither"}.get(len(candidates), "has none of them")
-    return Requirement(hook.name, purpose, candidates, None,
-                       f"{subject} needs {_describe(candidates)}; this kernel {lack}",
-                       hook.context)
+    return Requirement(name, purpose, candidates, None,
+                       f"{subject} needs {_describe(candidates)}; this kernel {lack}", context)
 
 
 def overrides(hook: Hook) -> bool:
@@ -580,7 +584,9 @@ def requirements(policy: Policy,
     * lsmhook: BPF LSM (which also serves its Override action);
     * uprobe and usdt: uprobe;
     * Sigkill and Signal: bpf_send_signal;
-    * Set (usdts): bpf_probe_write_user.
+    * Set (usdts): bpf_probe_write_user;
+    * each ``enforcers`` entry: fmod_ret on its functions (whatever the
+      mode, as Override); NotifyEnforcer with argSig: bpf_send_signal.
 
     Enforcing actions need nothing in ``policy-mode: monitor``, which
     turns them off, but Set, like Override, needs its helper whatever the
@@ -602,4 +608,12 @@ def requirements(policy: Policy,
                 if act.action in ("Sigkill", "Signal") and act.action not in seen:
                     seen.add(act.action)
                     out.append(_choose(hook, act.action, ("send_signal",), features))
+                if (act.action == "NotifyEnforcer" and act.arg_sig
+                        and "NotifyEnforcer" not in seen):
+                    seen.add("NotifyEnforcer")
+                    out.append(_choose(hook, "NotifyEnforcer argSig", ("send_signal",),
+                                       features))
+    for enf in policy.enforcers:
+        out.append(_choose_for("enforcers " + ", ".join(enf.calls), enf.context, "attach",
+                               ("fmod_ret",), features))
     return out

@@ -351,7 +351,9 @@ def test_requirements_on_this_host() -> None:
     assert _reqs("tcp-connect-only-private-addrs.yaml", THIS_HOST)[1] == (
         "tcp_connect", "Sigkill", "send_signal", "Sigkill on tcp_connect uses bpf_send_signal")
     assert [r[2] for r in _reqs("rawtp.yaml", THIS_HOST)] == ["raw_tp"]
-    assert [r[1:3] for r in _reqs("killer.yaml", THIS_HOST)] == [("attach", "tracepoint")]
+    # its enforcer is an fmod_ret program, whatever the hooks use
+    assert [r[1:3] for r in _reqs("killer.yaml", THIS_HOST)] == [
+        ("attach", "tracepoint"), ("NotifyEnforcer argSig", "send_signal"), ("attach", None)]
 
 
 def test_requirements_on_a_full_guest() -> None:
@@ -388,6 +390,34 @@ def test_monitor_mode_needs_no_enforcement() -> None:
         "attach", "Sigkill"]
     assert _problems(text.replace("monitor", "monitr")) == [
         "8:12 spec.options[0].value: option policy-mode takes enforce, monitor, not 'monitr'"]
+
+
+def test_enforcers_set_and_notify_signals_name_what_they_need() -> None:
+    text = HEAD + _body("""\
+      enforcers:
+      - calls: [security_file_permission]
+      kprobes:
+      - call: sys_pwrite64
+        syscall: true
+        selectors:
+        - matchActions:
+          - {action: NotifyEnforcer, argError: -1, argSig: 9}
+      usdts:
+      - {path: /bin/true, provider: p, name: n, selectors: [{matchActions: [{action: Set}]}]}
+    """)
+    reqs = [(r.purpose, r.backend, r.message) for r in requirements(
+        load_policy_text("p.yaml", text), THIS_HOST)]
+    assert reqs == [
+        ("attach", "tp_btf", "sys_pwrite64 uses BTF tracepoints (tp_btf)"),
+        ("NotifyEnforcer argSig", "send_signal",
+         "NotifyEnforcer argSig on sys_pwrite64 uses bpf_send_signal"),
+        ("attach", "uprobe", "/bin/true:p:n uses uprobes"),
+        ("Set", None, "Set on /bin/true:p:n needs bpf_probe_write_user; this kernel does not "
+                      "have it"),
+        ("attach", None, "enforcers security_file_permission needs BPF trampolines "
+                         "(fmod_ret); this kernel does not have it")]
+    assert all(r.available for r in requirements(load_policy_text("p.yaml", text),
+                                                 {**FULL, "write_user": True}))
 
 
 def test_data_entries_need_a_source_and_what_to_read() -> None:
