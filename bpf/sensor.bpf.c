@@ -324,8 +324,8 @@ int bg_pol_usdt_set(struct pt_regs *ctx)
 	struct bg_pol_src src = { .nr = (__u32)bpf_get_attach_cookie(ctx), .regs = (__u64)ctx };
 
 	bg_pol_regs_args(ctx, &src);
-	if (bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC) == BG_POL_SET_PENDING)
-		bg_pol_set(ctx);
+	bg_pol_run(targ_hook, &src, BG_SCRATCH_POLICY_FUNC);
+	bg_pol_set(); /* what bg_pol_run asked for, if anything */
 	return 0;
 }
 /* The return half of a uprobe with return: true. */

@@ -717,7 +717,10 @@ enum bg_pol_stat {
 	BG_PST_NOPOST = 9,         /* events NoPost kept back */
 	BG_PST_NOTIFIED = 10,      /* NotifyEnforcer: the thread's next enforcer call armed */
 	BG_PST_WOULD_NOTIFY = 11,  /* ... not armed: monitor mode */
-	BG_PST_MAX = 12,
+	BG_PST_SETS = 12,          /* Set (usdts): values written */
+	BG_PST_WOULD_SET = 13,     /* ... not written: monitor mode */
+	BG_PST_SET_FAILED = 14,    /* ... the address was unreadable or not writable */
+	BG_PST_MAX = 15,
 };
 
 struct bg_pol_int_key {

@@ -43,7 +43,7 @@ const volatile __u32 targ_hook = 0;  /* tracepoint copies: the hook they serve *
 const volatile __u32 targ_nargs = 0; /* function copies: the function's parameter count */
 const volatile __u32 targ_ima = 0;   /* LSM copies: the bg_pol_ima programs are loaded too */
 /* USDT copies whose policy has a Set action (bg_pol_usdt_set): bg_pol_run
- * leaves their events to post after the write. */
+ * leaves the event of a Set to post after the write. */
 const volatile __u32 targ_write_user = 0;
 
 /* User space reads this payload layout from the object's BTF; a global keeps
@@ -172,6 +172,24 @@ struct bg_pol_src {
 	__u64 regs;       /* struct pt_regs for pt_regs data: a kprobe's or uprobe's, a
 			   * syscall's user registers; 0: none (trampolines) */
 };
+
+/* Set (usdts), from bg_pol_run to bg_pol_usdt_set: what to write where. Per
+ * task, not in the per-CPU scratch area, which a program preempting this one
+ * on the CPU may reuse (uprobe programs are preemptible): it decides where
+ * user memory is written. (Not in bg_pol_src either: 16 bytes more there
+ * would pass the 512-byte stack of bg_sys_enter's call chain.) */
+struct bg_pol_set_req {
+	__u64 addr;
+	__u32 value;
+	__u32 sel;  /* 1 + the selector whose Set is to be done; 0: none */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bg_pol_set_req);
+} pol_set_req SEC(".maps");
 
 static __always_inline void bg_pol_count(__u32 hook, __u32 stat)
 {
@@ -708,6 +726,47 @@ static __always_inline void bg_pol_notify(struct bg_pol_area *a, struct bg_pol_h
 	}
 }
 
+/* Set (usdts), in bg_pol_run: in monitor mode counts it and says so in the
+ * event; else leaves in the task's pol_set_req the address the argument's
+ * operand points to (register + displacement: the compiler accepts no other
+ * operand) and the value, and returns true: bg_pol_usdt_set writes, then
+ * posts. */
+static __noinline bool bg_pol_set_target(struct bg_pol_area *a, struct bg_pol_hook *h,
+					 __u32 hook, struct bg_pol_selector *s,
+					 struct bg_pol_src *src)
+{
+	struct bg_pol_set_req *req;
+	struct bg_pol_arg *arg;
+	__u64 base = 0;
+	__u32 k;
+
+	if (!a || !h || !s || !src)
+		return false;
+	if (h->mode == BG_MODE_MONITOR) {
+		a->ev.set = BG_SET_WOULD;
+		if (!a->ev.would) /* (once an event, with bg_pol_act's) */
+			bg_pol_count(hook, BG_PST_WOULD);
+		bg_pol_count(hook, BG_PST_WOULD_SET);
+		return false;
+	}
+	k = s->set_arg - 1;
+	if (k >= BG_POL_ARGS)
+		return false;
+	arg = &h->args[k];
+	req = bpf_task_storage_get(&pol_set_req, bpf_get_current_task_btf(), 0,
+				   BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!req || !(arg->flags & BG_PA_REG) || !src->regs ||
+	    bpf_probe_read_kernel(&base, sizeof(base), (void *)(src->regs + arg->src))) {
+		a->ev.set = BG_SET_FAILED;
+		bg_pol_count(hook, BG_PST_SET_FAILED);
+		return false;
+	}
+	req->addr = base + (__s64)(__s32)arg->off[0];
+	req->value = s->set_value;
+	req->sel = 1 + a->ev.selector;
+	return true;
+}
+
 /* Carries out the enforcing actions in `acts`, or counts them in monitor
  * mode. Returns the value an Override makes the hooked function return (0:
  * none), which only fmod_ret and lsm programs (can_override) can apply. */
@@ -902,10 +961,6 @@ __noinline __u32 bg_pol_stacks(struct bg_pol_area *a, __u32 which, __u32 pos)
 	return pos;
 }
 
-/* bg_pol_run's return when a Set is left to its caller: no Override value
- * (those are errnos and small numbers). */
-#define BG_POL_SET_PENDING 0x5e7
-
 /* Runs hook `hook` on the current task: read, select, act, post (or stash
  * the event until the syscall or function returns). Returns the Override
  * value for the hooked function, 0 for none. */
@@ -1029,10 +1084,10 @@ __noinline int bg_pol_run(__u32 hook, struct bg_pol_src *src, __u32 role)
 		}
 		bg_pol_count(hook, BG_PST_NO_RETURN);
 	}
-	if (targ_write_user && sel->set_arg) {
+	if (targ_write_user && sel->set_arg && bg_pol_set_target(a, h, hook, sel, src)) {
 		/* bg_pol_usdt_set writes first, then posts: the event tells how it went */
 		a->ev.hdr.size = size;
-		return BG_POL_SET_PENDING;
+		return err;
 	}
 	bg_pol_post(a, sel, hook, size);
 	return err;
@@ -1222,50 +1277,38 @@ static __always_inline int bg_pol_uprobe_exit(long ret, __u32 cookie)
 	return bg_pol_finish(st, ret);
 }
 
-/* Set (usdts), after bg_pol_run matched a selector with it: writes the
- * selector's 4-byte value where the argument's operand points (register +
- * displacement; the compiler accepts no other operand), so the traced
- * program reads it back after the probe; then posts the event. Only
- * bg_pol_usdt_set calls this: lockdown refuses every program that holds
- * bpf_probe_write_user. (Not inlined: its frame beside bg_pol_run's would
- * pass 6.1's 512 bytes for a call chain.) */
-static __noinline void bg_pol_set(struct pt_regs *ctx)
+/* Set (usdts), after bg_pol_run left a request in the task's pol_set_req:
+ * writes the value and posts the event, which tells whether the write
+ * landed. Only bg_pol_usdt_set calls this: lockdown refuses every program
+ * that holds bpf_probe_write_user. (Not inlined: its frame beside
+ * bg_pol_run's would pass 6.1's 512 bytes for a call chain.) */
+static __noinline void bg_pol_set(void)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct bg_pol_selector *sel;
-	struct bg_pol_arg *arg;
-	struct bg_pol_hook *h;
+	struct bg_pol_set_req *req;
 	struct bg_pol_area *a;
 	struct bg_scratch *scr;
-	__u32 hook = targ_hook, key, k, value;
-	__u64 at;
+	__u32 hook = targ_hook, key, value, sel_pos;
+	bool written;
 
+	req = bpf_task_storage_get(&pol_set_req, task, 0, 0);
+	if (!req || !req->sel)
+		return;
+	value = req->value;
+	sel_pos = req->sel - 1;
+	req->sel = 0; /* done, whatever happens: never written twice */
+	written = bpf_probe_write_user((void *)req->addr, &value, sizeof(value)) == 0;
+	bg_pol_count(hook, written ? BG_PST_SETS : BG_PST_SET_FAILED);
 	scr = bg_scratch(BG_SCRATCH_POLICY_FUNC);
-	h = bpf_map_lookup_elem(&pol_hooks, &hook);
-	if (!scr || !h)
+	key = hook * BG_POL_SELECTORS + (sel_pos & (BG_POL_SELECTORS - 1));
+	sel = bpf_map_lookup_elem(&pol_selectors, &key);
+	if (!scr || !sel)
 		return;
 	a = (void *)scr->buf;
-	key = hook * BG_POL_SELECTORS + (a->ev.selector & (BG_POL_SELECTORS - 1));
-	sel = bpf_map_lookup_elem(&pol_selectors, &key);
-	if (!sel)
-		return;
-	if (h->mode == BG_MODE_MONITOR) {
-		a->ev.set = BG_SET_WOULD;
-		bg_pol_count(hook, BG_PST_WOULD);
-	} else {
-		k = sel->set_arg - 1;
-		bg_clamp(k, BG_POL_ARGS - 1);
-		arg = &h->args[k];
-		value = sel->set_value;
-		at = 0;
-		if (bpf_probe_read_kernel(&at, sizeof(at), (void *)ctx + (arg->src & 0xff)) == 0 &&
-		    bpf_probe_write_user((void *)(at + (__s64)(__s32)arg->off[0]), &value,
-					 sizeof(value)) == 0) {
-			a->ev.set = BG_SET_WRITTEN;
-			bg_pol_count(hook, BG_PST_ACTED);
-		} else {
-			a->ev.set = BG_SET_FAILED;
-		}
-	}
+	if (written && !a->ev.done) /* (once an event, with bg_pol_act's) */
+		bg_pol_count(hook, BG_PST_ACTED);
+	a->ev.set = written ? BG_SET_WRITTEN : BG_SET_FAILED;
 	bg_pol_post(a, sel, hook, a->ev.hdr.size);
 }
 

@@ -2310,6 +2310,9 @@ def test_usdt_set_writes_the_value_the_program_reads_back(running: Running,
     assert monitored.stdout == "ran 7 verdict 0\n"
     [e] = running.events()
     assert [(x.action, x.done, x.mode) for x in e.enforcement] == [("Set", False, "monitor")]
+    c = running.engine.counters("usdt-verdict")
+    assert (c["sets"], c["would_set"], c["set_failed"], c["actions"], c["would_act"],
+            c["posted"]) == (1, 1, 0, 1, 1, 2)
 
 
 @pytest.mark.host_covers  # compiled only: no program is loaded
@@ -2332,6 +2335,11 @@ def test_usdt_set_refusals_name_the_operand_and_the_kernel(usdt_target: str) -> 
     assert "the probe's args list has 1 entries" in beyond
     [locked] = problems("verdict", "[{index: 0, type: int32}]", 0, write_user=False)
     assert locked.startswith("POLICY_UNAVAILABLE") and "bpf_probe_write_user" in locked
+    # a locked-down host still learns what else is wrong
+    locked, also = problems("args", "[{index: 0, type: int32}]", 0, write_user=False)
+    assert locked.startswith("POLICY_UNAVAILABLE") and "bpf_probe_write_user" in locked
+    assert also.startswith("POLICY_BAD_VALUE") and "still refused" in also
+    assert "4-byte memory" in also
 
 
 @pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions

@@ -196,7 +196,7 @@ def test_policy_check_names_what_this_kernel_lacks(tmp_path: Path,
                     "name: n, selectors: [{matchActions: [{action: Set}]}]}\n")
     monkeypatch.setattr("bpfguard.probe.features", lambda: {"uprobe": True})
     r = CliRunner().invoke(main, ["policy", "check", str(usdt)])
-    assert r.exit_code == 1 and "1 for what this machine lacks (POLICY_UNAVAILABLE)" in r.output
+    assert r.exit_code == 1 and "2 for what this machine lacks (POLICY_UNAVAILABLE)" in r.output
     assert "MISSING Set on /nonexistent:p:n needs bpf_probe_write_user" in r.output
     gap = tmp_path / "gap.yaml"  # bpfguard's own gap: on a kernel that could, still refused
     gap.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"

@@ -105,7 +105,7 @@ class MetricsSource(Protocol):
 _POLICY_COUNTERS = {
     "posted": "TracingPolicy events posted to user space (the kernel's count).",
     "actions": "Events on which a policy took enforcing actions (Sigkill, Signal, "
-               "Override).",
+               "Override, Set).",
     "would_act": "Events on which monitor mode held enforcing actions back.",
     "rate_limited": "Events a policy's rateLimit suppressed.",
     "no_return": "Entries whose return probe never came (the task died first).",
@@ -116,6 +116,10 @@ _POLICY_COUNTERS = {
     "nopost": "Events a policy's NoPost kept back.",
     "notify_enforcer": "Threads NotifyEnforcer armed a policy's enforcers for.",
     "would_notify_enforcer": "NotifyEnforcer actions monitor mode held back.",
+    "sets": "Values a usdt Set action wrote into the traced program.",
+    "would_set": "Set actions monitor mode held back.",
+    "set_failed": "Set actions whose write the kernel refused (an unmapped, read-only or "
+                  "not yet faulted-in address).",
 }
 
 

@@ -228,9 +228,10 @@ def _row(p: dict[str, Any]) -> tuple[str, ...]:
     def cell(v: Any) -> str:
         return "-" if v is None or v == "" else str(v)
 
-    enforced = c.get("signals", 0) + c.get("overrides", 0) + c.get("notify_enforcer", 0)
+    enforced = (c.get("signals", 0) + c.get("overrides", 0) + c.get("notify_enforcer", 0)
+                + c.get("sets", 0))
     monitored = (c.get("would_signal", 0) + c.get("would_override", 0)
-                 + c.get("would_notify_enforcer", 0))
+                 + c.get("would_notify_enforcer", 0) + c.get("would_set", 0))
     return (cell(p.get("id")), cell(p.get("name")), _DOMAIN, cell(p.get("state")),
             cell(p.get("filter_id")), p.get("namespace") or "(global)",
             ",".join(p.get("sensors") or ()), "0 B", cell(p.get("mode")),
@@ -266,6 +267,7 @@ def tetragon_list_json(policies: list[dict[str, Any]]) -> dict[str, Any]:
             ("override", "overrides"), ("monitor_override", "would_override"),
             ("notify_enforcer", "notify_enforcer"),
             ("monitor_notify_enforcer", "would_notify_enforcer"),
+            ("set", "sets"), ("monitor_set", "would_set"),
             ("nopost", "nopost")) if c.get(src)}
         entry["stats"] = {"action_counters": counters} if counters else {}
         entry["domain"] = _DOMAIN

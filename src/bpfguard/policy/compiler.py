@@ -881,16 +881,26 @@ class _Compiler:
         """A USDT probe: a uprobe link per site of it in the binary (with
         its semaphore as the reference counter), the arguments read as the
         site's operands say. Sites whose operands differ (the compiler
-        placed the values differently) are separate hooks."""
+        placed the values differently) are separate hooks. A Set needs
+        bpf_probe_write_user whatever the mode (as Override needs fmod_ret:
+        monitor can become enforce live); without it the hook is still
+        compiled, so that the refusal also names what else is wrong."""
         sets = [a for sel in hook.selectors for a in sel.match_actions if a.action == "Set"]
-        if sets and self.features is not None and not has_feature(self.features, "write_user"):
-            # (whatever the mode, as for Override: monitor can become enforce
-            # live; before the binary, so a policy checked where it is
-            # missing still learns this)
-            raise _Fail("Set writes into the traced program with bpf_probe_write_user, "
-                        "which this kernel refuses (kernel lockdown, integrity or "
-                        "confidentiality, refuses it; `bpfguard probe` says why here)",
-                        code=PolicyCode.UNAVAILABLE)
+        if not sets or self.features is None or has_feature(self.features, "write_user"):
+            return self._usdt_hooks(hook, sets)
+        lacking = ("Set writes into the traced program with bpf_probe_write_user, which this "
+                   "kernel refuses (kernel lockdown, integrity or confidentiality, refuses it; "
+                   "`bpfguard probe` says why here)")
+        saved = dataclasses.replace(self.sets, **{k: list(v) for k, v in vars(self.sets).items()})
+        try:
+            self._usdt_hooks(hook, sets)
+        except _Fail as exc:
+            raise _Fail(lacking, beyond=exc, code=PolicyCode.UNAVAILABLE) from None
+        finally:
+            self.sets = saved  # what the refused hook would have added does not count
+        raise _Fail(lacking, code=PolicyCode.UNAVAILABLE)
+
+    def _usdt_hooks(self, hook: Usdt, sets: list[Action]) -> list[CompiledHook]:
         req = attach_requirement(hook, self.features)
         if req.backend is None:
             raise _Fail(req.message.removeprefix(f"{hook.name} "), code=PolicyCode.UNAVAILABLE)
@@ -2044,9 +2054,12 @@ class _Compiler:
                     b |= ACT["POST"]
                     agent.append((a.action, a.arg_url if a.action == "GetUrl" else a.arg_fqdn))
                 elif a.action == "Set":  # (usdt_hooks checked its argument)
-                    if not isinstance(hook, Usdt):  # (the loader refuses it first)
+                    if not isinstance(hook, Usdt):  # (a Policy built without the loader)
                         raise _Fail("Set writes a USDT probe's argument: usdts only",
                                     code=PolicyCode.BAD_VALUE)
+                    if out.set_arg:
+                        raise _Fail("two Set actions in one selector: bpfguard writes one "
+                                    "argument per match; use one Set per selector")
                     out.set_arg = 1 + _set_position(hook, a)
                     out.set_value = a.arg_value
                     enforcing.append("Set")

@@ -84,7 +84,8 @@ _STAT_NAMES = {"POSTED": "posted", "ACTED": "actions", "WOULD": "would_act",
                "RATE_LIMITED": "rate_limited", "NO_RETURN": "no_return",
                "SIGNALS": "signals", "OVERRIDES": "overrides", "WOULD_SIGNAL": "would_signal",
                "WOULD_OVERRIDE": "would_override", "NOPOST": "nopost",
-               "NOTIFIED": "notify_enforcer", "WOULD_NOTIFY": "would_notify_enforcer"}
+               "NOTIFIED": "notify_enforcer", "WOULD_NOTIFY": "would_notify_enforcer",
+               "SETS": "sets", "WOULD_SET": "would_set", "SET_FAILED": "set_failed"}
 # programs loaded only in per-hook copies of the object
 _IMA_PROGRAMS = ("bg_pol_ima_bprm_a", "bg_pol_ima_bprm_b", "bg_pol_ima_file_a",
                  "bg_pol_ima_file_b")

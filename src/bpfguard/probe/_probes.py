@@ -341,7 +341,9 @@ def probe_uprobe(run: Run) -> Feature:
 
 def probe_write_user(run: Run) -> Feature:
     """Whether bpf_probe_write_user works: a uprobe on getpid writes a value
-    into this process's memory, and the value must be there after."""
+    into this process's memory, and the value must be there after. (Where
+    it loads, the kernel logs that such a program "may corrupt user
+    memory": it says so once per load, for every program with the helper.)"""
     libc = _system.libc_path()
     if libc is None:
         return Feature("write_user", False, "no C library mapped in this process to probe")
@@ -353,10 +355,12 @@ def probe_write_user(run: Run) -> Feature:
             p.attach_uprobe(libc, "getpid", pid=os.getpid())
             os.getpid()
             hits = int(obj.bss["hits"])
-    except KernelError as exc:
+    except LoadError as exc:
         why = (f"lockdown={run.lockdown} refuses bpf_probe_write_user to every program"
-               if run.lockdown in ("integrity", "confidentiality") else "")
-        return Feature("write_user", False, refused(exc, why or None))
+               if run.lockdown in ("integrity", "confidentiality") else None)
+        return Feature("write_user", False, refused(exc, why))
+    except KernelError as exc:
+        return Feature("write_user", False, refused(exc))
     if not hits or cell.value != value:
         return Feature("write_user", False, f"loaded and attached, but the write did not land "
                        f"(runs {hits}, cell {cell.value:#x})")
