@@ -1,9 +1,11 @@
 """Files as users name them: lists of YAML files (or directories of them),
-and output files written whole or not at all."""
+output files written whole or not at all, and the directories the agent
+writes in, reached without following a path another user could steer."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -12,7 +14,154 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["check_writable", "write_atomically", "write_in_dir", "yaml_files"]
+__all__ = ["check_output_path", "check_trusted_dir", "check_writable", "open_in_trusted_dir",
+           "open_trusted_dir", "write_atomically", "write_in_dir", "yaml_files"]
+
+_MAX_LINKS = 40  # symbolic links followed in one path, as the kernel's MAXSYMLINKS
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _owner_ok(st: os.stat_result) -> bool:
+    return st.st_uid in (0, os.geteuid())
+
+
+def _check_dir(st: os.stat_result, shown: str, where: str) -> bool:
+    """Raises unless only root (or this process's user) can change what is
+    in the directory: its owner is one of them, and neither group nor
+    others may write it, except with the sticky bit (/tmp), where each
+    entry is its owner's alone. Returns whether it is such a shared
+    directory, whose entries must then be checked for their owner."""
+    if not _owner_ok(st):
+        raise ConfigError(f"{where}: directory {shown} belongs to uid {st.st_uid}, who could "
+                          "replace what bpfguard writes there with a link to another file; "
+                          "use a directory only root can write")
+    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable and not st.st_mode & stat.S_ISVTX:
+        raise ConfigError(f"{where}: directory {shown} is writable by "
+                          f"{'others' if writable & stat.S_IWOTH else 'its group'} (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}), who could replace what bpfguard "
+                          "writes there with a link to another file; use a directory only "
+                          "root can write")
+    return bool(writable)
+
+
+def open_trusted_dir(path: str | os.PathLike[str], where: str, *, create: bool = False,
+                     dir_mode: int = 0o750, shared: bool = True) -> int:
+    """Opens directory `path` (O_RDONLY) walking it from / one component at
+    a time, so that no user but root (or this process's) can steer where
+    it leads: every directory passed through must pass :func:`_check_dir`,
+    a symbolic link is followed only where it lies in such a directory
+    and belongs to root or this user, and an entry of a shared sticky
+    directory (/tmp) only when it belongs to them. With `create`, missing
+    directories are made (mode `dir_mode`). With `shared` False, the directory
+    itself may not be a shared one (for a writer that creates other files
+    there by name, as SQLite does). Raises ConfigError naming the
+    component and why; `where` begins it (the option and path)."""
+    todo = list(Path(os.path.abspath(path)).parts[1:])
+    fd = os.open("/", _DIR_FLAGS)
+    shown = Path("/")
+    links = 0
+    try:
+        while todo:
+            name = todo.pop(0)
+            in_shared = _check_dir(os.fstat(fd), str(shown), where)
+            if name in ("", "."):
+                continue
+            if name == "..":  # (only from a link's target: abspath removed the others)
+                up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd, shown = up, shown.parent
+                continue
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                if not create:
+                    raise ConfigError(f"{where}: directory {shown / name} does not exist"
+                                      ) from None
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, dir_mode, dir_fd=fd)
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if in_shared and not _owner_ok(st):
+                raise ConfigError(f"{where}: {shown / name} belongs to uid {st.st_uid} in the "
+                                  f"shared directory {shown}; bpfguard writes only through "
+                                  "its own or root's entries there")
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > _MAX_LINKS:
+                    raise ConfigError(f"{where}: more than {_MAX_LINKS} symbolic links")
+                target = Path(os.readlink(name, dir_fd=fd))
+                if target.is_absolute():
+                    root = os.open("/", _DIR_FLAGS)
+                    os.close(fd)
+                    fd, shown = root, Path("/")
+                todo[:0] = target.parts[1:] if target.is_absolute() else target.parts
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise ConfigError(f"{where}: {shown / name} is not a directory")
+            sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            if (os.fstat(sub).st_ino, os.fstat(sub).st_dev) != (st.st_ino, st.st_dev):
+                os.close(sub)
+                raise ConfigError(f"{where}: {shown / name} was replaced while it was opened")
+            os.close(fd)
+            fd, shown = sub, shown / name
+        if _check_dir(os.fstat(fd), str(shown), where) and not shared:
+            raise ConfigError(f"{where}: directory {shown} is shared (sticky, writable by "
+                              "others), and other files are made there by name; use a "
+                              "directory only root can write")
+    except OSError as exc:
+        os.close(fd)
+        raise ConfigError(f"{where}: {shown}: {exc.strerror}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_trusted_dir(path: str | os.PathLike[str], where: str, *, create: bool = False,
+                      dir_mode: int = 0o700) -> None:
+    """:func:`open_trusted_dir` for code that then uses the path (libbpf's
+    pins, a socket's bind): in a directory only root can change, the path
+    still leads where it was checked."""
+    os.close(open_trusted_dir(path, where, create=create, dir_mode=dir_mode))
+
+
+def open_in_trusted_dir(path: str | os.PathLike[str], flags: int, where: str, *,
+                        mode: int = 0o600, create_dirs: bool = False,
+                        shared: bool = True) -> int:
+    """Opens file `path` with `flags` (O_NOFOLLOW and O_CLOEXEC added) in
+    its directory reached by :func:`open_trusted_dir`: a symbolic link, a
+    file that is not a regular one, one that belongs to another user or
+    has other hard links is refused (ConfigError), whatever
+    fs.protected_symlinks and fs.protected_hardlinks say."""
+    path = Path(os.path.abspath(path))
+    dir_fd = open_trusted_dir(path.parent, where, create=create_dirs, shared=shared)
+    try:
+        fd = os.open(path.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode,
+                     dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{where}: {path} is a symbolic link; bpfguard does not follow "
+                              "links to the files it writes (name the file itself)") from None
+        if exc.errno == errno.ENXIO:  # a FIFO without a reader, a device without its driver
+            raise ConfigError(f"{where}: {path} is not a regular file; bpfguard writes only "
+                              "its own regular files") from None
+        raise ConfigError(f"{where}: {path}: {exc.strerror}") from None
+    finally:
+        os.close(dir_fd)
+    try:
+        st = os.fstat(fd)
+        problem = ("is not a regular file" if not stat.S_ISREG(st.st_mode) else
+                   f"belongs to uid {st.st_uid}" if not _owner_ok(st) else
+                   f"has {st.st_nlink} hard links (another name reaches the same file)"
+                   if st.st_nlink > 1 else "")
+        if problem:
+            raise ConfigError(f"{where}: {path} {problem}; bpfguard writes only its own "
+                              "regular files")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def write_in_dir(dir_fd: int, name: str, text: str | None, where: str) -> None:
@@ -60,6 +209,22 @@ def _in_dir_of(path: Path, text: str | None, what: str) -> None:
         write_in_dir(fd, path.name, text, where)
     finally:
         os.close(fd)
+
+
+def check_output_path(path: str | os.PathLike[str], where: str, *, shared: bool = True) -> None:
+    """What a check can tell of an output path before the agent makes its
+    missing directories: the directories that exist, and the file if it
+    does, pass :func:`open_in_trusted_dir`'s rules (ConfigError if not).
+    Creates nothing."""
+    target = Path(os.path.abspath(path))
+    parent = target.parent
+    while not os.path.lexists(parent):
+        parent = parent.parent
+    # (where the file's own directory is still to be made, the agent makes
+    # it, its own: whether the existing one above is shared does not matter)
+    os.close(open_trusted_dir(parent, where, shared=shared or parent != target.parent))
+    if os.path.lexists(target):
+        os.close(open_in_trusted_dir(target, os.O_RDONLY, where, shared=shared))
 
 
 def check_writable(path: Path, what: str = "-o") -> None:

@@ -68,6 +68,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from ..errors import BpfguardError, ConfigError
+from ..files import check_trusted_dir
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -269,10 +270,14 @@ class ControlServer:
 
     def _bind(self) -> socket.socket:
         """A listening, non-blocking socket at :attr:`path`, mode 0600."""
-        parent = Path(self.path).parent
+        # a directory only root can change: bind, chmod and the stale-socket
+        # removal below go by path
         try:
-            if not parent.exists():
-                parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            check_trusted_dir(Path(self.path).parent, f"control socket {self.path}",
+                              create=True)
+        except ConfigError as exc:
+            raise ControlError(str(exc)) from None
+        try:
             self._remove_stale()
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         except OSError as exc:

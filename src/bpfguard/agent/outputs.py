@@ -4,8 +4,6 @@ and the optional per-rule rate limiter in front of them."""
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
 from typing import TextIO
 
 from ..outputs.channels import (
@@ -35,12 +33,9 @@ def build_channels(cfg: AgentConfig, stdout: TextIO | None = None) -> list[Chann
     if o["stdout"]["enabled"]:
         chans.append(StdoutChannel(fmt, stream=stdout, capacity=cap))
     if o["file"]["enabled"]:
-        path = Path(o["file"]["path"])
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        chans.append(FileChannel(path, fmt, keep_alive=True, capacity=cap,
+        chans.append(FileChannel(o["file"]["path"], fmt, keep_alive=True, capacity=cap,
                                  max_bytes=o["file"]["max_bytes"],
-                                 backups=o["file"]["backups"]))
+                                 backups=o["file"]["backups"], create_dirs=True))
     if o["syslog"]["enabled"]:
         chans.append(Rfc5424SyslogChannel(fmt, address=o["syslog"]["address"],
                                           facility=o["syslog"]["facility"], capacity=cap))

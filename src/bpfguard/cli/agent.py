@@ -53,6 +53,7 @@ def check(config_path: str) -> None:
     from ..agent.config import load_config
     from ..agent.detect import build_engine
     from ..agent.policy import read_policies
+    from ..files import check_output_path
     from ..firewall.config import load_firewall_config
 
     try:
@@ -89,9 +90,11 @@ def check(config_path: str) -> None:
             problems.append(f"control.tcp_token_file {token_file}: {exc.strerror}")
     for key in ("outputs.file", "outputs.sqlite"):
         if cfg[f"{key}.enabled"]:
-            parent = Path(cfg[f"{key}.path"]).parent
-            if not parent.exists() and not parent.parent.exists():
-                problems.append(f"{key}.path: no directory {parent} (nor its parent)")
+            path = cfg[f"{key}.path"]
+            try:  # (SQLite makes its -wal and -shm by name: not in a shared directory)
+                check_output_path(path, f"{key}.path {path}", shared=key == "outputs.file")
+            except ConfigError as exc:
+                problems.append(str(exc))
     if problems:
         click.echo("\n".join(f"{config_path}: {p}" for p in problems), err=True)
         sys.exit(1)

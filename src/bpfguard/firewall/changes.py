@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BpfguardError, ConfigError
+from ..files import open_in_trusted_dir
 from ..loader.net import XdpMode
 from .config import load_firewall_config_text, rule_from_options
 from .model import FirewallConfig, Limits, parse_network
@@ -75,8 +76,9 @@ def locked(timeout: float | None = None) -> Iterator[bool]:
     it (flock has no timeout of its own: polled)."""
     if os.geteuid() != 0:
         raise BpfguardError("needs root: the firewall's pinned maps are root-only")
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK, "w") as f:
+    fd = open_in_trusted_dir(LOCK, os.O_WRONLY | os.O_CREAT, f"firewall lock {LOCK}",
+                             create_dirs=True)
+    with os.fdopen(fd, "w") as f:
         if timeout is None:
             fcntl.flock(f, fcntl.LOCK_EX)
             yield True

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import AttachError, KernelError
+from ..files import check_trusted_dir
 from . import _libbpf as L
 from .btf import Btf
 from .object import Program
@@ -80,7 +81,7 @@ def pin_xdp_link(prog: Program, ifindex: int, mode: XdpMode, path: str | os.Path
         raise AttachError(f"attach XDP program '{prog.name}' ({mode}) to ifindex {ifindex}",
                           L.errno_now())
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        check_trusted_dir(Path(path).parent, f"pin {path}", create=True)
         L.check(L.bpf_obj_pin(fd, os.fsencode(path)), f"pin XDP link at {path}")
     finally:
         os.close(fd)
@@ -89,6 +90,7 @@ def pin_xdp_link(prog: Program, ifindex: int, mode: XdpMode, path: str | os.Path
 def detach_pinned_link(path: str | os.PathLike[str]) -> None:
     """Detaches the link pinned at `path` now (even if some process still holds
     it) and removes the pin."""
+    check_trusted_dir(Path(path).parent, f"pinned link {path}")
     fd = L.bpf_obj_get(os.fsencode(path))
     if fd < 0:
         raise KernelError(f"open pinned link {path}", L.errno_now())

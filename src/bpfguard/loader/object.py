@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AttachError, KernelError, LoadError
+from ..files import check_trusted_dir
 from . import _libbpf as L
 from .btf import Btf
 
@@ -76,7 +77,7 @@ class Link:
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pins the link so the attachment outlives this process."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        check_trusted_dir(Path(path).parent, f"pin {path}", create=True)
         L.check(L.bpf_link__pin(self._h, os.fsencode(path)), f"pin link at {path}")
 
     def unpin(self) -> None:
@@ -229,7 +230,9 @@ class Map:
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike[str]) -> Map:
-        """Opens a pinned map (the caller owns the fd; close() releases it)."""
+        """Opens a pinned map (the caller owns the fd; close() releases it),
+        in a directory only root can change."""
+        check_trusted_dir(Path(path).parent, f"pinned map {path}")
         fd = L.bpf_obj_get(os.fsencode(path))
         if fd < 0:
             raise KernelError(f"open pinned map {path}", L.errno_now())
@@ -376,7 +379,9 @@ class Map:
         return sum(int.from_bytes(v[:8], "little") for v in items)
 
     def pin(self, path: str | os.PathLike[str]) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # (bpffs at /sys/fs/bpf may be world-writable: a directory another
+        # user made or could rename must not hold what bpfguard pins)
+        check_trusted_dir(Path(path).parent, f"pin {path}", create=True)
         L.check(L.bpf_obj_pin(self._fd, os.fsencode(path)), f"pin map {self.name} at {path}")
 
     def __repr__(self) -> str:

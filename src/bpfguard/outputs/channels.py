@@ -82,6 +82,7 @@ from urllib.parse import unquote, urlsplit
 
 from .. import __version__
 from ..errors import ConfigError
+from ..files import open_in_trusted_dir, open_trusted_dir
 from ..timefmt import RFC3339_RE as _RFC3339
 from ..timefmt import local_clock, parse_rfc3339, rfc3339
 from .alert import DROP_RULE, Alert, drop_alert
@@ -532,6 +533,13 @@ class FileChannel(_QueuedChannel[bytes]):
             file is deleted and a new one started, nothing kept (where
             ``RotatingFileHandler`` would never rotate).
 
+    The file is opened without following a symbolic link, in a directory
+    reached from / through directories only root (or this user) can
+    change (see :func:`bpfguard.files.open_in_trusted_dir`): a user who can
+    write there could otherwise point root's appends at any file. A
+    refusal is a ConfigError at construction and a failed alert later.
+    New files get mode 0600.
+
     The size is the file's on opening plus the bytes written since; another
     writer to the same file goes uncounted until the next open. A rotation that
     fails (say, a read-only directory) is logged and the line appended anyway:
@@ -541,11 +549,15 @@ class FileChannel(_QueuedChannel[bytes]):
     def __init__(self, path: str | os.PathLike[str], fmt: Format = Format(), *,
                  keep_alive: bool = False, buffered: bool = False, max_bytes: int = 0,
                  backups: int = 5, name: str = "file",
-                 capacity: int = DEFAULT_CAPACITY) -> None:
+                 capacity: int = DEFAULT_CAPACITY, create_dirs: bool = False) -> None:
         super().__init__(name, capacity=capacity, backoff=_NO_RETRY)
-        self.path = os.fspath(path)
-        if not os.path.isdir(os.path.dirname(os.path.abspath(self.path))):
-            raise ConfigError(f"file channel: no directory for {self.path}")
+        self.path = os.path.abspath(os.fspath(path))
+        # checked now (config check, start) and at every open: the
+        # directory may change in between
+        where = f"file channel {self.path}"
+        os.close(open_trusted_dir(os.path.dirname(self.path), where, create=create_dirs))
+        if os.path.lexists(self.path):
+            os.close(open_in_trusted_dir(self.path, os.O_WRONLY | os.O_APPEND, where))
         if max_bytes < 0 or backups < 0:
             raise ConfigError(f"file channel: max_bytes and backups must be >= 0, "
                               f"got {max_bytes} and {backups}")
@@ -579,8 +591,10 @@ class FileChannel(_QueuedChannel[bytes]):
             self._close_file()
 
     def _open(self) -> IO[bytes]:
-        self._file = open(self.path, "ab")  # noqa: SIM115
-        self._size = os.fstat(self._file.fileno()).st_size
+        fd = open_in_trusted_dir(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                 f"file channel {self.path}")
+        self._file = os.fdopen(fd, "ab")
+        self._size = os.fstat(fd).st_size
         return self._file
 
     def _rotate(self) -> IO[bytes]:

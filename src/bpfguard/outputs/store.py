@@ -63,6 +63,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import ConfigError
+from ..files import open_in_trusted_dir, open_trusted_dir
 from ..timefmt import parse_rfc3339
 from .alert import Alert
 from .channels import (
@@ -230,8 +231,10 @@ class SqliteChannel(_QueuedChannel[_Row]):
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
-        # created here, not by SQLite, to get 0600 (the -wal and -shm follow it)
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        # created here, not by SQLite, to get 0600 (the -wal and -shm follow
+        # it), and checked again: the directory may have changed since
+        os.close(open_in_trusted_dir(self.path, os.O_RDWR | os.O_CREAT,
+                                     f"{self.name} channel {self.path}", shared=False))
         # autocommit: _write's BEGIN IMMEDIATE takes the write lock up front
         conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
         try:
@@ -270,26 +273,25 @@ class SqliteChannel(_QueuedChannel[_Row]):
 
 
 def _check_path(name: str, path: str) -> None:
-    """ConfigError unless the worker will be able to open a database at `path`."""
-    parent = os.path.dirname(os.path.abspath(path))
+    """ConfigError unless the worker will be able to open a database at
+    `path`, in a directory only root (or this user) can change: SQLite
+    opens the database and its -wal and -shm files there by name, so a
+    user who could write there could point them at another file (see
+    :func:`bpfguard.files.open_in_trusted_dir`)."""
+    where = f"{name} channel {path}"
+    os.close(open_trusted_dir(os.path.dirname(os.path.abspath(path)), where, create=True,
+                              dir_mode=0o700, shared=False))
+    if not os.path.lexists(path):
+        return  # (made at the first alert, not by a check)
+    fd = open_in_trusted_dir(path, os.O_RDWR, where, shared=False)
     try:
-        os.makedirs(parent, mode=0o700, exist_ok=True)
+        head = os.pread(fd, 16, 0)
     except OSError as exc:
-        raise ConfigError(f"{name} channel: cannot create {parent}: {exc.strerror}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        # SQLite writes its -wal and -shm next to the database
-        raise ConfigError(f"{name} channel: cannot write in {parent}")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ConfigError(f"{name} channel: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"{where}: cannot read it: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     if head and head != b"SQLite format 3\x00":
         raise ConfigError(f"{name} channel: {path} exists and is not an SQLite database")
-    if not os.access(path, os.W_OK):
-        raise ConfigError(f"{name} channel: cannot write {path}")
 
 
 @contextlib.contextmanager
