@@ -8,17 +8,29 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from .errors import ConfigError
 
-__all__ = ["check_output_path", "check_trusted_dir", "check_writable", "open_in_trusted_dir",
-           "open_trusted_dir", "write_atomically", "write_in_dir", "yaml_files"]
+__all__ = ["DIR_MODE", "absolute", "check_output_path", "check_trusted_dir", "check_writable",
+           "open_in_trusted_dir", "open_trusted_dir", "remove_tree", "write_atomically",
+           "write_in_dir", "yaml_files"]
 
 _MAX_LINKS = 40  # symbolic links followed in one path, as the kernel's MAXSYMLINKS
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_MODE = 0o750  # the directories bpfguard makes on the way
+
+
+def absolute(path: str | os.PathLike[str]) -> str:
+    """`path` made absolute from the working directory, but not normalised:
+    ``a/../b`` keeps its ``..``, which the kernel resolves after following
+    whatever link ``a`` is, as the walk below does too."""
+    p = os.fspath(path)
+    return p if os.path.isabs(p) else os.path.join(os.getcwd(), p)
 
 
 def _owner_ok(st: os.stat_result) -> bool:
@@ -26,48 +38,40 @@ def _owner_ok(st: os.stat_result) -> bool:
 
 
 def _check_dir(st: os.stat_result, shown: str, where: str) -> bool:
-    """Raises unless only root (or this process's user) can change what is
-    in the directory: its owner is one of them, and neither group nor
-    others may write it, except with the sticky bit (/tmp), where each
-    entry is its owner's alone. Returns whether it is such a shared
-    directory, whose entries must then be checked for their owner."""
+    """Raises unless only root (or this process's user) own the directory
+    and no one else may replace what is in it: others may not write it
+    unless it is sticky (/tmp). Returns whether others share it (a sticky
+    world-writable or a group-writable one, as Ubuntu's /var/log): its
+    entries must then be checked for their owner, since another user can
+    put theirs there."""
     if not _owner_ok(st):
         raise ConfigError(f"{where}: directory {shown} belongs to uid {st.st_uid}, who could "
                           "replace what bpfguard writes there with a link to another file; "
                           "use a directory only root can write")
-    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if writable and not st.st_mode & stat.S_ISVTX:
-        raise ConfigError(f"{where}: directory {shown} is writable by "
-                          f"{'others' if writable & stat.S_IWOTH else 'its group'} (mode "
-                          f"{stat.S_IMODE(st.st_mode):04o}), who could replace what bpfguard "
-                          "writes there with a link to another file; use a directory only "
-                          "root can write")
-    return bool(writable)
+    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+        raise ConfigError(f"{where}: directory {shown} is writable by anyone (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}, not sticky), who could replace "
+                          "what bpfguard writes there with a link to another file; use a "
+                          "directory only root can write")
+    return bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
-def open_trusted_dir(path: str | os.PathLike[str], where: str, *, create: bool = False,
-                     dir_mode: int = 0o750, shared: bool = True) -> int:
-    """Opens directory `path` (O_RDONLY) walking it from / one component at
-    a time, so that no user but root (or this process's) can steer where
-    it leads: every directory passed through must pass :func:`_check_dir`,
-    a symbolic link is followed only where it lies in such a directory
-    and belongs to root or this user, and an entry of a shared sticky
-    directory (/tmp) only when it belongs to them. With `create`, missing
-    directories are made (mode `dir_mode`). With `shared` False, the directory
-    itself may not be a shared one (for a writer that creates other files
-    there by name, as SQLite does). Raises ConfigError naming the
-    component and why; `where` begins it (the option and path)."""
-    todo = list(Path(os.path.abspath(path)).parts[1:])
+def _walk(path: str | os.PathLike[str], where: str, create: bool, dir_mode: int,
+          shared: bool) -> tuple[int, bool]:
+    """:func:`open_trusted_dir`'s walk; also returns whether the directory
+    reached is shared."""
+    todo = list(Path(absolute(path)).parts[1:])
     fd = os.open("/", _DIR_FLAGS)
     shown = Path("/")
     links = 0
+    name = ""
     try:
         while todo:
             name = todo.pop(0)
             in_shared = _check_dir(os.fstat(fd), str(shown), where)
             if name in ("", "."):
                 continue
-            if name == "..":  # (only from a link's target: abspath removed the others)
+            if name == "..":  # from the directory reached, as the kernel does
                 up = os.open("..", _DIR_FLAGS, dir_fd=fd)
                 os.close(fd)
                 fd, shown = up, shown.parent
@@ -82,9 +86,9 @@ def open_trusted_dir(path: str | os.PathLike[str], where: str, *, create: bool =
                     os.mkdir(name, dir_mode, dir_fd=fd)
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             if in_shared and not _owner_ok(st):
-                raise ConfigError(f"{where}: {shown / name} belongs to uid {st.st_uid} in the "
-                                  f"shared directory {shown}; bpfguard writes only through "
-                                  "its own or root's entries there")
+                raise ConfigError(f"{where}: {shown / name} belongs to uid {st.st_uid} in "
+                                  f"{shown}, which others may write; bpfguard goes only "
+                                  "through root's own entries there")
             if stat.S_ISLNK(st.st_mode):
                 links += 1
                 if links > _MAX_LINKS:
@@ -99,64 +103,109 @@ def open_trusted_dir(path: str | os.PathLike[str], where: str, *, create: bool =
             if not stat.S_ISDIR(st.st_mode):
                 raise ConfigError(f"{where}: {shown / name} is not a directory")
             sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            if (os.fstat(sub).st_ino, os.fstat(sub).st_dev) != (st.st_ino, st.st_dev):
+            try:
+                opened = os.fstat(sub)
+            except BaseException:
+                os.close(sub)
+                raise
+            if (opened.st_ino, opened.st_dev) != (st.st_ino, st.st_dev):
                 os.close(sub)
                 raise ConfigError(f"{where}: {shown / name} was replaced while it was opened")
             os.close(fd)
-            fd, shown = sub, shown / name
-        if _check_dir(os.fstat(fd), str(shown), where) and not shared:
-            raise ConfigError(f"{where}: directory {shown} is shared (sticky, writable by "
-                              "others), and other files are made there by name; use a "
-                              "directory only root can write")
+            fd, shown, name = sub, shown / name, ""
+        is_shared = _check_dir(os.fstat(fd), str(shown), where)
+        if is_shared and not shared:
+            raise ConfigError(f"{where}: directory {shown} may be written by others, and "
+                              "files are made there by name; use a directory only root can "
+                              "write")
     except OSError as exc:
         os.close(fd)
-        raise ConfigError(f"{where}: {shown}: {exc.strerror}") from None
+        raise ConfigError(f"{where}: {shown / name}: {exc.strerror}") from None
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, is_shared
+
+
+def open_trusted_dir(path: str | os.PathLike[str], where: str, *, create: bool = False,
+                     dir_mode: int = DIR_MODE, shared: bool = True) -> int:
+    """Opens directory `path` (O_RDONLY) walking it from / one component at
+    a time, so that no user but root (or this process's) can steer where
+    it leads: every directory passed through must pass :func:`_check_dir`;
+    in one others may write (sticky /tmp, a group-writable /var/log), an
+    entry is passed through only when root (or this user) owns it; a
+    symbolic link is followed only where it lies in such a directory; a
+    ``..`` goes up from the directory reached, as the kernel's does. With
+    `create`, missing directories are made (mode `dir_mode`). With
+    `shared` False, the directory itself may not be one others can write
+    (for a writer that then works by name there: SQLite's side files, a
+    socket's bind, a pin). Raises ConfigError naming the component and
+    why; `where` begins it (the option and path)."""
+    return _walk(path, where, create, dir_mode, shared)[0]
 
 
 def check_trusted_dir(path: str | os.PathLike[str], where: str, *, create: bool = False,
-                      dir_mode: int = 0o700) -> None:
-    """:func:`open_trusted_dir` for code that then uses the path (libbpf's
-    pins, a socket's bind): in a directory only root can change, the path
-    still leads where it was checked."""
-    os.close(open_trusted_dir(path, where, create=create, dir_mode=dir_mode))
+                      dir_mode: int = DIR_MODE, shared: bool = False) -> None:
+    """:func:`open_trusted_dir` for code that then uses paths in it (libbpf's
+    pins, a socket's bind): in a directory only root can change, a path in
+    it still leads where it was checked, so by default it may not be one
+    others can write."""
+    os.close(open_trusted_dir(path, where, create=create, dir_mode=dir_mode, shared=shared))
+
+
+def remove_tree(path: str | os.PathLike[str], where: str) -> None:
+    """Removes directory `path` and what is in it, if it is there, through
+    its parent reached by :func:`open_trusted_dir` (not by a path someone
+    could have pointed elsewhere); ConfigError when the parent is not
+    trusted, and nothing is removed."""
+    full = absolute(path)
+    parent, name = os.path.split(full)
+    if not os.path.lexists(parent):
+        return
+    fd = open_trusted_dir(parent, where)
+    try:
+        shutil.rmtree(name, ignore_errors=True, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def open_in_trusted_dir(path: str | os.PathLike[str], flags: int, where: str, *,
-                        mode: int = 0o600, create_dirs: bool = False,
+                        mode: int = 0o644, create_dirs: bool = False,
                         shared: bool = True) -> int:
-    """Opens file `path` with `flags` (O_NOFOLLOW and O_CLOEXEC added) in
-    its directory reached by :func:`open_trusted_dir`: a symbolic link, a
-    file that is not a regular one, one that belongs to another user or
-    has other hard links is refused (ConfigError), whatever
-    fs.protected_symlinks and fs.protected_hardlinks say."""
-    path = Path(os.path.abspath(path))
-    dir_fd = open_trusted_dir(path.parent, where, create=create_dirs, shared=shared)
+    """Opens file `path` with `flags` (O_NOFOLLOW, O_NOCTTY and O_CLOEXEC
+    added) in its directory reached by :func:`open_trusted_dir`: a
+    symbolic link or a file that is not a regular one is refused
+    (ConfigError), whatever fs.protected_symlinks says; in a directory
+    others may write, so is a file of another user's or one with other
+    hard links. New files get `mode` (less the umask)."""
+    full = absolute(path)
+    parent, name = os.path.split(full)
+    if name in ("", ".", ".."):
+        raise ConfigError(f"{where}: {full} does not name a file")
+    dir_fd, in_shared = _walk(parent, where, create_dirs, DIR_MODE, shared)
     try:
-        fd = os.open(path.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode,
-                     dir_fd=dir_fd)
+        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK,
+                     mode, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise ConfigError(f"{where}: {path} is a symbolic link; bpfguard does not follow "
+            raise ConfigError(f"{where}: {full} is a symbolic link; bpfguard does not follow "
                               "links to the files it writes (name the file itself)") from None
         if exc.errno == errno.ENXIO:  # a FIFO without a reader, a device without its driver
-            raise ConfigError(f"{where}: {path} is not a regular file; bpfguard writes only "
-                              "its own regular files") from None
-        raise ConfigError(f"{where}: {path}: {exc.strerror}") from None
+            raise ConfigError(f"{where}: {full} is not a regular file; bpfguard writes only "
+                              "regular files") from None
+        raise ConfigError(f"{where}: {full}: {exc.strerror}") from None
     finally:
         os.close(dir_fd)
     try:
         st = os.fstat(fd)
         problem = ("is not a regular file" if not stat.S_ISREG(st.st_mode) else
-                   f"belongs to uid {st.st_uid}" if not _owner_ok(st) else
+                   f"belongs to uid {st.st_uid}" if in_shared and not _owner_ok(st) else
                    f"has {st.st_nlink} hard links (another name reaches the same file)"
-                   if st.st_nlink > 1 else "")
+                   if in_shared and st.st_nlink > 1 else "")
         if problem:
-            raise ConfigError(f"{where}: {path} {problem}; bpfguard writes only its own "
-                              "regular files")
+            rule = ("in a directory others may write, bpfguard writes only its own regular "
+                    "files" if stat.S_ISREG(st.st_mode) else "bpfguard writes only regular files")
+            raise ConfigError(f"{where}: {full} {problem}; {rule}")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -211,20 +260,28 @@ def _in_dir_of(path: Path, text: str | None, what: str) -> None:
         os.close(fd)
 
 
-def check_output_path(path: str | os.PathLike[str], where: str, *, shared: bool = True) -> None:
-    """What a check can tell of an output path before the agent makes its
-    missing directories: the directories that exist, and the file if it
-    does, pass :func:`open_in_trusted_dir`'s rules (ConfigError if not).
-    Creates nothing."""
-    target = Path(os.path.abspath(path))
-    parent = target.parent
-    while not os.path.lexists(parent):
-        parent = parent.parent
-    # (where the file's own directory is still to be made, the agent makes
-    # it, its own: whether the existing one above is shared does not matter)
-    os.close(open_trusted_dir(parent, where, shared=shared or parent != target.parent))
-    if os.path.lexists(target):
-        os.close(open_in_trusted_dir(target, os.O_RDONLY, where, shared=shared))
+def check_output_path(path: str | os.PathLike[str], where: str, *,
+                      missing: Literal["fail", "make", "allow"] = "fail",
+                      dir_mode: int = DIR_MODE, shared: bool = True) -> None:
+    """Checks an output path as :func:`open_in_trusted_dir` would open it,
+    without writing: its directories, and the file if there is one.
+    Missing directories `fail` (ConfigError), are made (`make`), or are
+    left to whoever makes them later (`allow`, for a check that makes
+    nothing: the directories that exist are checked)."""
+    full = absolute(path)
+    parent = os.path.dirname(full)
+    if missing != "allow":
+        os.close(open_trusted_dir(parent, where, create=missing == "make", dir_mode=dir_mode,
+                                  shared=shared))
+    else:
+        existing = parent
+        while not os.path.lexists(existing):
+            existing = os.path.dirname(existing)
+        # (a directory still to be made is made by the agent, its own: whether
+        # the existing one above it is shared does not matter)
+        os.close(open_trusted_dir(existing, where, shared=shared or existing != parent))
+    if os.path.lexists(full):
+        os.close(open_in_trusted_dir(full, os.O_RDONLY, where, shared=shared))
 
 
 def check_writable(path: Path, what: str = "-o") -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bpfguard.errors import ConfigError
-from bpfguard.files import open_in_trusted_dir, open_trusted_dir
+from bpfguard.files import open_in_trusted_dir, open_trusted_dir, remove_tree
 from bpfguard.outputs.alert import Alert
 from bpfguard.outputs.channels import FileChannel
 from bpfguard.outputs.store import SqliteChannel
@@ -35,7 +35,7 @@ def _users_dir(path: Path, mode: int = 0o755) -> Path:
     return path
 
 
-def _refusal(path: Path, **kw: bool) -> str:
+def _refusal(path: Path | str, **kw: bool) -> str:
     with pytest.raises(ConfigError) as exc:
         os.close(open_in_trusted_dir(path, APPEND, "test", **kw))
     return str(exc.value)
@@ -91,37 +91,62 @@ def test_links_that_only_root_could_make_are_followed(tmp_path: Path) -> None:
     assert (tmp_path / "real" / "a.json").is_file()
 
 
-def test_group_or_world_writable_directories_are_refused(tmp_path: Path) -> None:
-    for mode, who in ((0o775, "its group"), (0o757, "others")):
-        d = tmp_path / f"d{mode:o}"
-        d.mkdir()
-        d.chmod(mode)
-        assert f"is writable by {who} (mode 0{mode:o})" in _refusal(d / "a.json")
+def test_a_world_writable_directory_is_refused_unless_sticky(tmp_path: Path) -> None:
+    d = tmp_path / "open"
+    d.mkdir()
+    d.chmod(0o757)
+    assert "is writable by anyone (mode 0757, not sticky)" in _refusal(d / "a.json")
 
 
-def test_a_sticky_directory_allows_only_our_own_entries(tmp_path: Path) -> None:
-    shared = tmp_path / "tmp"
-    shared.mkdir()
-    shared.chmod(0o1777)
-    os.close(open_in_trusted_dir(shared / "ours.json", APPEND, "test"))
-    planted = shared / "planted.json"
-    planted.write_text("")
-    os.chown(planted, NOBODY, NOBODY)
-    assert "belongs to uid 65534" in _refusal(planted)
-    users = _users_dir(shared / "theirs")
-    assert f"{users} belongs to uid 65534 in the shared directory" in _refusal(users / "a")
-    # SQLite names its side files itself: a shared directory is refused
-    with pytest.raises(ConfigError, match="is shared"):
-        SqliteChannel(shared / "alerts.db")
+def test_shared_directories_pass_only_our_own_entries(tmp_path: Path) -> None:
+    """A sticky /tmp, or a group-writable /var/log (Ubuntu's is root:syslog
+    0775): others may put entries there, so only root's are used."""
+    for mode in (0o1777, 0o775):
+        shared = tmp_path / f"d{mode:o}"
+        shared.mkdir()
+        shared.chmod(mode)
+        os.close(open_in_trusted_dir(shared / "ours.json", APPEND, "test"))
+        planted = shared / "planted.json"
+        planted.write_text("")
+        os.chown(planted, NOBODY, NOBODY)
+        assert "belongs to uid 65534; in a directory others may write" in _refusal(planted)
+        users = _users_dir(shared / "theirs")
+        assert f"{users} belongs to uid 65534 in {shared}, which others may write" in \
+            _refusal(users / "a")
+        os.symlink("/etc", shared / "link")
+        os.lchown(shared / "link", NOBODY, NOBODY)
+        assert "belongs to uid 65534" in _refusal(shared / "link" / "passwd")
+        target = shared / "file"
+        target.write_text("")
+        os.link(target, shared / "alias")
+        assert "has 2 hard links" in _refusal(shared / "alias")
+        # SQLite names its side files itself: a shared directory is refused
+        with pytest.raises(ConfigError, match="may be written by others"):
+            SqliteChannel(shared / "alerts.db")
 
 
-def test_hard_links_and_other_file_kinds_are_refused(tmp_path: Path) -> None:
-    target = tmp_path / "file"
-    target.write_text("")
-    os.link(target, tmp_path / "alias")
-    assert "has 2 hard links" in _refusal(tmp_path / "alias")
+def test_in_a_directory_only_root_writes_any_regular_file_will_do(tmp_path: Path) -> None:
+    """(logrotate's `create 0640 syslog adm` makes the file another user's)"""
+    theirs = tmp_path / "alerts.json"
+    theirs.write_text("")
+    os.chown(theirs, NOBODY, NOBODY)
+    os.link(theirs, tmp_path / "alias")
+    for p in (theirs, tmp_path / "alias"):
+        os.close(open_in_trusted_dir(p, APPEND, "test"))
     os.mkfifo(tmp_path / "fifo")
     assert "is not a regular file" in _refusal(tmp_path / "fifo")
+
+
+def test_dot_dot_is_taken_where_the_kernel_takes_it(tmp_path: Path) -> None:
+    """`a/evil/../x`: the kernel goes up from where the link evil leads, not
+    back to a; so does the check (a textual clean-up would check a/x)."""
+    users = _users_dir(tmp_path / "home")
+    (users / "sub").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "evil").symlink_to(users / "sub")
+    assert "belongs to uid 65534" in _refusal(f"{tmp_path}/a/evil/../x.json")
+    os.close(open_in_trusted_dir(f"{tmp_path}/a/../a/x.json", APPEND, "test"))
+    assert (tmp_path / "a" / "x.json").is_file()
 
 
 def test_missing_directories_are_made_only_when_asked(tmp_path: Path) -> None:
@@ -150,3 +175,22 @@ def test_config_check_refuses_a_steerable_output_path_and_makes_nothing(
     cfg.write_text(f"outputs:\n  file: {{enabled: true, path: {tmp_path}/new/a.json}}\n")
     r = CliRunner().invoke(main, ["config", "check", "-c", str(cfg)])
     assert r.exit_code == 0, r.output
+
+
+def test_remove_tree_goes_only_through_a_parent_root_owns(tmp_path: Path) -> None:
+    """A pin directory is removed through its parent: a user's directory
+    (a world-writable /sys/fs/bpf lets one make `bpfguard` there) or a
+    link planted in place of the tree never leads root's removal away."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("")
+    users = _users_dir(tmp_path / "home")
+    (users / "pins").symlink_to(victim)
+    with pytest.raises(ConfigError, match="belongs to uid 65534"):
+        remove_tree(users / "pins", "test")
+    (tmp_path / "pins").symlink_to(victim)
+    remove_tree(tmp_path / "pins", "test")  # the link itself is no tree: left alone
+    assert (victim / "keep").exists()
+    remove_tree(victim, "test")
+    assert not victim.exists()
+    remove_tree(tmp_path / "nothing" / "here", "test")  # nothing there: nothing to do

@@ -274,7 +274,7 @@ class ControlServer:
         # removal below go by path
         try:
             check_trusted_dir(Path(self.path).parent, f"control socket {self.path}",
-                              create=True)
+                              create=True, dir_mode=0o700)
         except ConfigError as exc:
             raise ControlError(str(exc)) from None
         try:

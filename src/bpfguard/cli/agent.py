@@ -92,7 +92,8 @@ def check(config_path: str) -> None:
         if cfg[f"{key}.enabled"]:
             path = cfg[f"{key}.path"]
             try:  # (SQLite makes its -wal and -shm by name: not in a shared directory)
-                check_output_path(path, f"{key}.path {path}", shared=key == "outputs.file")
+                check_output_path(path, f"{key}.path {path}", missing="allow",
+                                  shared=key == "outputs.file")
             except ConfigError as exc:
                 problems.append(str(exc))
     if problems:

@@ -18,11 +18,11 @@ import contextlib
 import ctypes
 import ipaddress
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from ..errors import BpfguardError
+from ..files import check_trusted_dir, remove_tree
 from ..loader import PIN_ROOT, BpfObject, Map, RingBuffer, bpf_object_path
 from ..loader.net import detach_pinned_link
 from .abi import abi, lpm_key
@@ -116,7 +116,9 @@ class Egress:
                                 "change its rules live, or unload it first")
         limit = len(abi("egress").structs["bg_eg_deny"]().e)
         flatten(dict(enumerate(rules, 1)), limit)  # refuse before touching the kernel
-        shutil.rmtree(pins, ignore_errors=True)
+        # through a parent root owns (/sys/fs/bpf may be world-writable)
+        check_trusted_dir(pins.parent, f"egress pins {pins}", create=True)
+        remove_tree(pins, f"egress pins {pins}")
         obj = BpfObject.open(bpf_object_path("egress"))
         try:
             obj.load()
@@ -128,7 +130,7 @@ class Egress:
             for p in _PROGRAMS:
                 obj.program(p).attach_cgroup(cg).pin(pins / p)
         except BaseException:
-            shutil.rmtree(pins, ignore_errors=True)
+            remove_tree(pins, f"egress pins {pins}")
             obj.close()
             raise
         eg._maps = {n: Map.from_pin(pins / n) for n in _MAPS}
@@ -150,7 +152,7 @@ class Egress:
             if (self.pin_dir / p).exists():
                 detach_pinned_link(self.pin_dir / p)
         self.close()
-        shutil.rmtree(self.pin_dir, ignore_errors=True)
+        remove_tree(self.pin_dir, f"egress pins {self.pin_dir}")
         with contextlib.suppress(OSError):
             EGRESS_PINS.rmdir()
 

@@ -7,11 +7,14 @@ dependency for that.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import time
 from types import TracebackType
 from typing import BinaryIO
+
+from ..errors import ConfigError
 
 __all__ = ["PcapWriter"]
 
@@ -30,8 +33,22 @@ class PcapWriter:
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], snaplen: int) -> PcapWriter:
-        """A new pcap file at `path` (truncated if it exists)."""
-        return cls(open(path, "wb"), snaplen)  # noqa: SIM115 - closed by close()
+        """A new pcap file at `path` (truncated if it exists). A symbolic link
+        there is refused, not followed: root would truncate whatever it
+        points to (ConfigError, as for any file it cannot make)."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                         | os.O_NOCTTY | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            why = ("is a symbolic link; name the file itself" if exc.errno == errno.ELOOP
+                   else exc.strerror)
+            raise ConfigError(f"pcap file {os.fspath(path)}: {why}") from None
+        out = os.fdopen(fd, "wb")
+        try:
+            return cls(out, snaplen)
+        except BaseException:
+            out.close()
+            raise
 
     def write(self, data: bytes, orig_len: int, when: float | None = None) -> None:
         t = time.time() if when is None else when

@@ -21,13 +21,13 @@ import contextlib
 import ctypes
 import errno
 import ipaddress
-import shutil
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import BpfguardError, ConfigError, KernelError
+from ..files import check_trusted_dir, remove_tree
 from ..loader import PIN_ROOT, BpfObject, Map, RingBuffer, bpf_object_path
 from ..loader import _libbpf as L
 from ..loader.net import (
@@ -167,8 +167,10 @@ class Firewall:
             if len(shapes) > max_classes:
                 raise FirewallError(f"the rules have {len(shapes)} distinct shapes (family, "
                                     f"prefix lengths, L4 fields); at most {max_classes} fit")
-            if pins.exists():
-                shutil.rmtree(pins, ignore_errors=True)  # leftovers of an interrupted load
+            # leftovers of an interrupted load; removed through a parent root owns
+            # (/sys/fs/bpf may be world-writable: a user's directory there is refused)
+            check_trusted_dir(pins.parent, f"firewall pins {pins}", create=True)
+            remove_tree(pins, f"firewall pins {pins}")
             obj.load()
             maps = {n: obj.map(n) for n in _MAPS}
             fw = cls(ifname, netns, maps, fresh=True)
@@ -184,7 +186,8 @@ class Firewall:
                     _detach_foreign(ifname, ifindex, present)
                 pin_xdp_link(obj.program("bg_fw_xdp"), ifindex, xdp_mode, pins / _LINK)
         except BaseException as exc:
-            shutil.rmtree(pins, ignore_errors=True)
+            with contextlib.suppress(ConfigError):  # (refused: nothing of ours is there)
+                remove_tree(pins, f"firewall pins {pins}")
             obj.close()
             if isinstance(exc, KernelError) and exc.errno == errno.EOPNOTSUPP \
                     and xdp_mode == "native":
@@ -230,7 +233,7 @@ class Firewall:
         if link.exists():
             detach_pinned_link(link)
         self.close()
-        shutil.rmtree(self.pin_dir, ignore_errors=True)
+        remove_tree(self.pin_dir, f"firewall pins {self.pin_dir}")
         with contextlib.suppress(OSError):
             FIREWALL_PINS.rmdir()
 

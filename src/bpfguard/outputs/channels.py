@@ -82,7 +82,7 @@ from urllib.parse import unquote, urlsplit
 
 from .. import __version__
 from ..errors import ConfigError
-from ..files import open_in_trusted_dir, open_trusted_dir
+from ..files import absolute, check_output_path, open_in_trusted_dir
 from ..timefmt import RFC3339_RE as _RFC3339
 from ..timefmt import local_clock, parse_rfc3339, rfc3339
 from .alert import DROP_RULE, Alert, drop_alert
@@ -538,7 +538,7 @@ class FileChannel(_QueuedChannel[bytes]):
     change (see :func:`bpfguard.files.open_in_trusted_dir`): a user who can
     write there could otherwise point root's appends at any file. A
     refusal is a ConfigError at construction and a failed alert later.
-    New files get mode 0600.
+    New files get mode 0644 less the umask, as Falco's.
 
     The size is the file's on opening plus the bytes written since; another
     writer to the same file goes uncounted until the next open. A rotation that
@@ -551,13 +551,10 @@ class FileChannel(_QueuedChannel[bytes]):
                  backups: int = 5, name: str = "file",
                  capacity: int = DEFAULT_CAPACITY, create_dirs: bool = False) -> None:
         super().__init__(name, capacity=capacity, backoff=_NO_RETRY)
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = absolute(path)
         # checked now (config check, start) and at every open: the
         # directory may change in between
-        where = f"file channel {self.path}"
-        os.close(open_trusted_dir(os.path.dirname(self.path), where, create=create_dirs))
-        if os.path.lexists(self.path):
-            os.close(open_in_trusted_dir(self.path, os.O_WRONLY | os.O_APPEND, where))
+        check_output_path(self.path, self._where, missing="make" if create_dirs else "fail")
         if max_bytes < 0 or backups < 0:
             raise ConfigError(f"file channel: max_bytes and backups must be >= 0, "
                               f"got {max_bytes} and {backups}")
@@ -590,10 +587,17 @@ class FileChannel(_QueuedChannel[bytes]):
         if not self._keep_alive:
             self._close_file()
 
+    @property
+    def _where(self) -> str:
+        return f"file channel {self.path}"
+
     def _open(self) -> IO[bytes]:
-        fd = open_in_trusted_dir(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                                 f"file channel {self.path}")
-        self._file = os.fdopen(fd, "ab")
+        fd = open_in_trusted_dir(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self._where)
+        try:
+            self._file = os.fdopen(fd, "ab")
+        except BaseException:
+            os.close(fd)
+            raise
         self._size = os.fstat(fd).st_size
         return self._file
 

@@ -63,7 +63,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import ConfigError
-from ..files import open_in_trusted_dir, open_trusted_dir
+from ..files import absolute, check_output_path, open_in_trusted_dir
 from ..timefmt import parse_rfc3339
 from .alert import Alert
 from .channels import (
@@ -171,7 +171,7 @@ class SqliteChannel(_QueuedChannel[_Row]):
         if max_rows < 1 or batch < 1:
             raise ConfigError(f"{name} channel: max_rows and batch must be >= 1, "
                               f"got {max_rows} and {batch}")
-        self.path = os.fspath(path)
+        self.path = absolute(path)
         _check_path(name, self.path)
         self._max_rows = max_rows
         self._batch = batch
@@ -234,7 +234,8 @@ class SqliteChannel(_QueuedChannel[_Row]):
         # created here, not by SQLite, to get 0600 (the -wal and -shm follow
         # it), and checked again: the directory may have changed since
         os.close(open_in_trusted_dir(self.path, os.O_RDWR | os.O_CREAT,
-                                     f"{self.name} channel {self.path}", shared=False))
+                                     f"{self.name} channel {self.path}", mode=0o600,
+                                     shared=False))
         # autocommit: _write's BEGIN IMMEDIATE takes the write lock up front
         conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
         try:
@@ -279,11 +280,10 @@ def _check_path(name: str, path: str) -> None:
     user who could write there could point them at another file (see
     :func:`bpfguard.files.open_in_trusted_dir`)."""
     where = f"{name} channel {path}"
-    os.close(open_trusted_dir(os.path.dirname(os.path.abspath(path)), where, create=True,
-                              dir_mode=0o700, shared=False))
+    check_output_path(path, where, missing="make", dir_mode=0o700, shared=False)
     if not os.path.lexists(path):
-        return  # (made at the first alert, not by a check)
-    fd = open_in_trusted_dir(path, os.O_RDWR, where, shared=False)
+        return  # (made at the first alert)
+    fd = open_in_trusted_dir(path, os.O_RDONLY, where, shared=False)
     try:
         head = os.pread(fd, 16, 0)
     except OSError as exc:
