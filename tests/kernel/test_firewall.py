@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from bpfguard.errors import BpfguardError
 from bpfguard.firewall import (
     Egress,
     EgressRule,
@@ -374,6 +375,46 @@ def test_bad_input_changes_nothing(lab: None) -> None:
             Firewall.load(DUT, FirewallConfig(), netns=DUT)
         with pytest.raises(FirewallError, match="no rule 7"):
             fw.delete_rule(7)
+
+
+@host_covers
+def test_a_rule_that_does_not_fit_changes_nothing(lab: None) -> None:
+    """A rule without a protocol needs a TCP and a UDP key: with room for
+    one, it is refused before any write (the check), and a refusal only the
+    kernel sees (the table filled behind the firewall's back) undoes the
+    TCP half (issue 22, defect 3)."""
+    from bpfguard.firewall.tss import MatchKey
+
+    both = Rule("drop", dst=parse_network(f"{B}/32"), dport=7777)
+    with firewall(FirewallConfig(rules=[Rule("drop", proto="tcp", dport=8081)])) as fw:
+        table = fw._maps["fw_rules4"]
+        before = fw.rules
+        full = table.max_entries
+        table.max_entries = 2  # the check counts the firewall's own keys: one in use
+        try:
+            with pytest.raises(FirewallError, match="needs 2 more IPv4 match keys and the "
+                                                    "table has room for 1"):
+                fw.add_rule(both)
+        finally:
+            table.max_entries = full
+        assert fw.rules == before and tcp_ok(A1, B, 7777)
+        # fill all but one slot through the map itself, in a class no rule uses
+        zero = bytes(16)
+        filler = [fw._key(fw._max_classes - 1, MatchKey(4, 6, 0, i >> 16, i & 0xFFFF, zero,
+                                                        zero))[1] for i in range(full - 2)]
+        match = fw._t["bg_fw_match"]()
+        for k in filler:
+            table.update(k, match)
+        with pytest.raises(BpfguardError, match="E2BIG|No space|Argument list too long"):
+            fw.add_rule(both)
+        assert fw.rules == before
+        assert sum(1 for _ in table.keys()) == full - 1  # noqa: SIM118 (a Map): the TCP half went
+        assert tcp_ok(A1, B, 7777) and udp_received(A1, B, 7777) == 1
+        for k in filler:
+            table.delete(k)
+        rid = fw.add_rule(both)  # and with room, it goes in whole
+        assert not tcp_ok(A1, B, 7777) and udp_received(A1, B, 7777) == 0
+        assert [i for i, _ in fw.rules][-1] == rid
 
 
 def _ids(kind: str, fw_dir: Path) -> list[int]:

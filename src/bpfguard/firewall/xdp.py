@@ -441,27 +441,78 @@ class Firewall:
         self._store_config(c)
 
     def add_rule(self, rule: Rule) -> int:
-        """Appends `rule` (it matches after every existing rule); its id."""
+        """Appends `rule` (it matches after every existing rule); its id.
+        All or nothing: the room it needs (an id, a class, a hash key per
+        protocol and address) is checked before any map is written, and a
+        write the kernel still refuses undoes the ones before it."""
         rid = self._top_id + 1
         if rid >= self._max_rules:  # the top id is taken: reuse a freed one
             rid = next((i for i in range(1, self._max_rules) if i not in self._rules), 0)
             if not rid:
                 raise FirewallError(f"the firewall holds at most {self._max_rules - 1} rules")
+        shape = shape_of(rule)
+        keys = self._index_keys(rule)
+        self._check_room(rule, shape, keys)
+        before = (self._top_id, self._next_prio)
         prio = self._next_prio
         self._next_prio += 1
         self._top_id = max(self._top_id, rid)
-        shape = shape_of(rule)
-        slot = self._class_slot(shape)
-        meta = self._meta(rule, prio)
-        self._maps["fw_rule_stats"].update(ctypes.c_uint32(rid),
-                                           [bytes(16)] * self._maps["fw_rule_stats"].cpus)
-        self._maps["fw_rule_meta"].update(ctypes.c_uint32(rid), meta)
         self._rules[rid] = (prio, rule)
-        for ik in self._index_keys(rule):
-            self._index.setdefault(ik, {})[rid] = prio
-            self._install(slot, ik)
+        try:
+            slot = self._class_slot(shape)
+            self._maps["fw_rule_stats"].update(ctypes.c_uint32(rid),
+                                               [bytes(16)] * self._maps["fw_rule_stats"].cpus)
+            self._maps["fw_rule_meta"].update(ctypes.c_uint32(rid), self._meta(rule, prio))
+            for ik in keys:
+                self._index.setdefault(ik, {})[rid] = prio
+                self._install(slot, ik)
+        except BaseException:
+            self._undo_add(rid, shape, keys)
+            self._top_id, self._next_prio = before
+            raise
         self._new_generation()
         return rid
+
+    def _undo_add(self, rid: int, shape: Shape, keys: list[tuple[Shape, MatchKey]]) -> None:
+        """Takes back what a failed add_rule of `rid` wrote, whatever step it
+        failed at (a failed undo step leaves no worse than it found)."""
+        self._rules.pop(rid, None)
+        slot = self._classes.get(shape)
+        with contextlib.suppress(BpfguardError):
+            for ik in keys:
+                if (holders := self._index.get(ik)) is not None:
+                    holders.pop(rid, None)
+                if slot is not None:
+                    self._install(slot, ik)  # (back to the rule before, or removed)
+            self._maps["fw_rule_meta"].update(ctypes.c_uint32(rid),
+                                              bytes(self._t["bg_fw_rule"]()))
+            if slot is not None and not any(shape_of(r) == shape
+                                            for _, r in self._rules.values()):
+                del self._classes[shape]
+                self._maps["fw_classes"].update(ctypes.c_uint32(slot),
+                                                bytes(self._t["bg_fw_class"]()))
+                self._sync_nclasses()
+
+    def _check_room(self, rule: Rule, shape: Shape, keys: list[tuple[Shape, MatchKey]]) -> None:
+        """FirewallError, before any write, when `rule` cannot fit: its shape
+        needs a class slot none is free for, or its new hash keys (one per
+        protocol and address it covers, fewer where other rules share them)
+        more than the rule table has left."""
+        if shape not in self._classes and len(self._classes) >= self._max_classes:
+            raise FirewallError(f"`{rule.describe()}` needs a new shape (family, prefix "
+                                f"lengths, L4 fields) and all {self._max_classes} are in use")
+        for v6, family, table in ((False, 4, "fw_rules4"), (True, 6, "fw_rules6")):
+            # (a key of either family, 0, lives in the IPv4 table: see _key)
+            new = sum(1 for ik in dict.fromkeys(keys)
+                      if (ik[1].family == 6) == v6 and ik not in self._index)
+            if not new:
+                continue
+            used = sum(1 for ik in self._index if (ik[1].family == 6) == v6)
+            room = self._maps[table].max_entries - used
+            if new > room:
+                raise FirewallError(f"`{rule.describe()}` needs {new} more IPv{family} match "
+                                    f"keys and the table has room for {room} (of "
+                                    f"{self._maps[table].max_entries}); nothing was changed")
 
     def _new_generation(self) -> None:
         """Invalidates the kernel's per-CPU flow caches: call after the rule
