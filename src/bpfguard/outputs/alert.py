@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from ..containers import Container
     from ..policy.events import PolicyEvent
 
-__all__ = ["DROP_RULE", "Alert", "drop_alert", "policy_alert", "rfc3339", "seccomp_alert"]
+__all__ = ["DROP_RULE", "Alert", "drop_alert", "merge_drop_alerts", "policy_alert", "rfc3339",
+           "seccomp_alert"]
 
 #: The rule of Falco's event-drop alert (``syscall_event_drops.actions: [alert]``).
 DROP_RULE = "Falco internal: syscall event drop"
@@ -152,6 +153,23 @@ def drop_alert(record: Mapping[str, Any], *, hostname: str) -> Alert:
         message = f"{DROP_RULE}. {n} system calls dropped in last second."
     return Alert(time_ns=int(record.get("time_ns") or time.time_ns()), rule=DROP_RULE,
                  priority="Debug", source="internal", hostname=hostname, output=message,
+                 output_fields=fields, tags=None)
+
+
+def merge_drop_alerts(first: Alert, then: Alert) -> Alert:
+    """One drop alert for two of the same kind (the same output, or both the
+    kernel's): the counts added (``n_drops`` and each ``n_drops_<cause>``),
+    the later time. For a notice an output could not queue: it is held and
+    merged, never dropped, so every counted loss reaches the stream."""
+    fields = {k: str(v) for k, v in first.output_fields.items()}
+    for k, v in then.output_fields.items():
+        fields[k] = str(int(fields.get(k, 0)) + int(v)) if k.startswith("n_drops") else str(v)
+    n = int(fields["n_drops"])
+    channel = fields.get("bpfguard.output")
+    what = f"alerts dropped by output {channel}" if channel else "system calls dropped"
+    return Alert(time_ns=then.time_ns, rule=DROP_RULE, priority="Debug",
+                 source="internal", hostname=then.hostname,
+                 output=f"{DROP_RULE}. {n} {what} while the output's queue was full.",
                  output_fields=fields, tags=None)
 
 

@@ -85,7 +85,7 @@ from ..errors import ConfigError
 from ..files import absolute, check_output_path, open_in_trusted_dir
 from ..timefmt import RFC3339_RE as _RFC3339
 from ..timefmt import local_clock, parse_rfc3339, rfc3339
-from .alert import DROP_RULE, Alert, drop_alert
+from .alert import DROP_RULE, Alert, drop_alert, merge_drop_alerts
 from .ratelimit import RateLimiter, strip_prefix
 
 __all__ = [
@@ -316,6 +316,9 @@ class _QueuedChannel(Generic[_T]):
         self._abort = threading.Event()
         self._sent = self._failed = self._dropped = 0
         self._reopens = 0  # reopen markers in the queue (not alerts)
+        # drop notices that found even the reserve full, merged by the output
+        # they report ("": the kernel's losses): queued as room comes
+        self._held: dict[str, Alert] = {}
         self._drops_logged = 0
         self._failures = 0  # consecutive transient failures: the backoff exponent
         self._failing = False
@@ -338,6 +341,15 @@ class _QueuedChannel(Generic[_T]):
                 self._failed += 1
             return
         with self._cv:
+            if not self._closing and notice and isinstance(alert, Alert) and \
+                    len(self._q) >= self._capacity + NOTICE_RESERVE:
+                # past the reserve too: held and merged, not dropped, so the
+                # counts it carries still reach the stream (the worker queues
+                # it when there is room)
+                key = str(alert.output_fields.get("bpfguard.output", ""))
+                held = self._held.get(key)
+                self._held[key] = alert if held is None else merge_drop_alerts(held, alert)
+                return
             if self._closing or \
                     len(self._q) >= self._capacity + (NOTICE_RESERVE if notice else 0):
                 self._dropped += 1
@@ -353,7 +365,8 @@ class _QueuedChannel(Generic[_T]):
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until all that was queued has been handled."""
         with self._cv:
-            return self._cv.wait_for(lambda: not self._q and not self._busy, timeout)
+            return self._cv.wait_for(lambda: not self._q and not self._busy and not self._held,
+                                     timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Delivers what is queued within `timeout`, then drops the rest."""
@@ -378,7 +391,7 @@ class _QueuedChannel(Generic[_T]):
     def stats(self) -> ChannelStats:
         with self._cv:
             return ChannelStats(sent=self._sent, failed=self._failed, dropped=self._dropped,
-                                queued=len(self._q) - self._reopens)
+                                queued=len(self._q) - self._reopens + len(self._held))
 
     def _push(self, item: _T | _Reopen) -> None:
         if item is _Reopen.REOPEN:
@@ -392,11 +405,24 @@ class _QueuedChannel(Generic[_T]):
 
     # -- worker side ----------------------------------------------------------
 
+    def _queue_held(self) -> None:
+        """Queues the held drop notices the reserve has room for (lock held)."""
+        while self._held and len(self._q) < self._capacity + NOTICE_RESERVE:
+            key = next(iter(self._held))
+            notice = self._held.pop(key)
+            try:
+                self._q.append(self._prepare(notice))
+            except Exception:
+                log.exception("%s: cannot format alert %r", self.name, notice)
+                self._failed += 1
+
     def _run(self) -> None:
         while True:
             with self._cv:
+                self._queue_held()
                 while not self._q and not self._closing:
                     self._cv.wait()
+                    self._queue_held()
                 if not self._q or self._abort.is_set():
                     break
                 item = self._q.popleft()
@@ -411,7 +437,8 @@ class _QueuedChannel(Generic[_T]):
                     self._cv.notify_all()
             self._log_drops()
         with self._cv:
-            self._dropped += len(self._q) - self._reopens
+            self._dropped += len(self._q) - self._reopens + len(self._held)
+            self._held.clear()
             self._q.clear()
             self._reopens = 0
             self._cv.notify_all()

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from bpfguard.errors import ConfigError
+from bpfguard.outputs import channels as channels_module
 from bpfguard.outputs.channels import (
     DROP_RULE,
     Backoff,
@@ -627,6 +628,36 @@ def test_drop_notices_get_through_a_full_queue(serve: Callable[..., _Server]) ->
     # and close() reported r2, which the full queue dropped: no loss goes unreported
     assert bodies[-1]["output_fields"] == {"bpfguard.output": "http", "ebpf_enabled": "1",
                                            "n_drops": "1", "n_drops_output_queue_full": "1"}
+
+
+def test_drop_notices_past_the_reserve_are_merged_not_lost(
+        serve: Callable[..., _Server], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even the reserve full (issue 22, defect 4): the notices that find no
+    room are held and merged, so the counts they carry all arrive."""
+    monkeypatch.setattr(channels_module, "NOTICE_RESERVE", 1)
+    gate = threading.Event()
+    srv = serve(gate=gate)
+    ch = HttpChannel(srv.url(), capacity=1, backoff=FAST)
+    out = Channels([ch], hostname="h")
+    try:
+        out.send(make_alert(rule="r0"))
+        srv.wait_requests(1)             # r0 is in flight, the server holds it
+        out.send(make_alert(rule="r1"))  # the queue is full
+        for n in (1, 2, 3, 4):           # one in the reserve, three held as one
+            out.notice({"type": "loss", "reason": "ringbuf_full", "count": n, "total": n})
+        out.notice({"type": "loss", "reason": "queue_full", "count": 5, "total": 5})
+        assert ch.stats() == ChannelStats(queued=3)
+        gate.set()
+        assert ch.flush(5)
+    finally:
+        gate.set()
+        out.close()
+    drops = [json.loads(r.body)["output_fields"] for r in srv.requests
+             if json.loads(r.body)["rule"] == DROP_RULE]
+    assert drops == [
+        {"ebpf_enabled": "1", "n_drops": "1", "n_drops_ringbuf_full": "1"},
+        {"ebpf_enabled": "1", "n_drops": "14", "n_drops_ringbuf_full": "9",
+         "n_drops_queue_full": "5"}]
 
 
 def test_http_reconnects_at_once_when_the_server_hung_up(
