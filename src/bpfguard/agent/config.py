@@ -31,9 +31,13 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..inputs import GuardedLoader, InputError, read_text
 
 __all__ = ["SCHEMA", "AgentConfig", "Key", "ListOf", "default_config", "load_config",
            "parse_config", "parse_listen", "render_reference"]
+
+#: A configuration file larger is refused before it is read.
+MAX_CONFIG_BYTES = 1 << 20
 
 _MODES = ("enforce", "monitor")
 
@@ -430,7 +434,9 @@ def parse_config(text: str, name: str) -> AgentConfig:
     data = default_config()
     root: yaml.Node | None = None
     try:
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=GuardedLoader)
+    except InputError as exc:
+        raise ConfigError(f"{name}:{exc.line}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark else name
@@ -450,9 +456,11 @@ def load_config(path: str | Path | None) -> AgentConfig:
         return AgentConfig(default_config())
     p = Path(path)
     try:
-        text = p.read_text()
+        text = read_text(p, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError(f"{p}: {exc.strerror}") from None
+    except InputError as exc:
+        raise ConfigError(f"{p}:{exc.line}: {exc}" if exc.line else f"{p}: {exc}") from None
     return parse_config(text, str(p))
 
 

@@ -69,6 +69,7 @@ from typing import Any, Protocol
 
 from ..errors import BpfguardError, ConfigError
 from ..files import check_trusted_dir
+from ..inputs import InputError, check_json_nesting
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -441,7 +442,10 @@ class ControlServer:
         if not line.strip():
             return None
         try:
+            check_json_nesting(line)  # (the decoder recurses a level a call)
             req = json.loads(line)
+        except InputError as exc:
+            return {"ok": False, "error": f"bad request: {exc}"}
         except (ValueError, UnicodeDecodeError) as exc:
             return {"ok": False, "error": f"bad request: not JSON ({exc})"}
         if not isinstance(req, dict):
@@ -654,7 +658,10 @@ def request(op: str, *, socket_path: str | os.PathLike[str] = DEFAULT_SOCKET,
     if not line:
         raise ControlError(f"{path}: the agent closed the connection without an answer")
     try:
+        check_json_nesting(line)
         resp = json.loads(line)
+    except InputError as exc:
+        raise ControlError(f"{path}: the agent's answer is {exc}") from None
     except ValueError:
         raise ControlError(f"{path}: the agent's answer is not JSON") from None
     if not isinstance(resp, dict) or "ok" not in resp:

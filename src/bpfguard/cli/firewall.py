@@ -192,13 +192,18 @@ def load(iface: str, xdp_mode: str, policy: str | None, audit: bool, config_file
       sampling:
         per_second: 100          # sampled would-drop events per CPU per second
     """
+    from ..firewall.config import MAX_FIREWALL_CONFIG_BYTES
+    from ..inputs import InputError, read_text
+
     text = None
     if config_file is not None:
         try:
-            text = config_file.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{config_file}: {getattr(exc, 'strerror', None) or exc}") \
-                from None
+            text = read_text(config_file, MAX_FIREWALL_CONFIG_BYTES)
+        except InputError as exc:
+            raise ConfigError(f"{config_file}:{exc.line}: {exc}" if exc.line else
+                              f"{config_file}: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{config_file}: {exc.strerror}") from None
     _change("load", iface, netns, socket_path, direct, xdp_mode=xdp_mode, policy=policy,
             audit=audit, force=force, text=text, source=str(config_file) if config_file else None)
 

@@ -181,12 +181,19 @@ def add(files: tuple[Path, ...], socket_path: str) -> None:
     Needs an agent started with `bpfguard run --policy FILE`; the control
     socket is root-only.
     """
+    from ..inputs import InputError, read_text
+    from ..policy.loader import MAX_POLICY_BYTES
+
     failed = False
     for f in files:
         try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            _say_error(f"{f}: {getattr(exc, 'strerror', None) or exc}")
+            text = read_text(f, MAX_POLICY_BYTES)
+        except InputError as exc:
+            _say_error(f"{f}:{exc.line}:{exc.column}: {exc}" if exc.line else f"{f}: {exc}")
+            failed = True
+            continue
+        except OSError as exc:
+            _say_error(f"{f}: {exc.strerror}")
             failed = True
             continue
         try:

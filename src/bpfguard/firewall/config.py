@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import yaml
 
 from ..errors import ConfigError
+from ..inputs import GuardedLoader, InputError, read_text
 from .model import (
     EgressRule,
     FirewallConfig,
@@ -59,11 +60,19 @@ T = TypeVar("T")
 _CONSTRUCT = yaml.constructor.SafeConstructor()
 
 
+#: A firewall config larger is refused before it is read (65,535 rules, the
+#: most the firewall holds, take about 5 MB).
+MAX_FIREWALL_CONFIG_BYTES = 16 << 20
+
+
 def _read(path: str | Path) -> str:
     try:
-        return Path(path).read_text()
+        return read_text(path, MAX_FIREWALL_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
+    except InputError as exc:
+        raise ConfigError(f"{path}:{exc.line}: {exc}" if exc.line else f"{path}: {exc}"
+                          ) from None
 
 
 class _Doc:
@@ -73,7 +82,9 @@ class _Doc:
     def __init__(self, name: str, text: str) -> None:
         self.name = name
         try:
-            self.root = yaml.compose(text)
+            self.root = yaml.compose(text, Loader=GuardedLoader)
+        except InputError as exc:
+            raise ConfigError(f"{self.name}:{exc.line}: {exc}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{self.name}:{mark.line + 1}" if mark else self.name

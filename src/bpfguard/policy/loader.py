@@ -31,6 +31,7 @@ from typing import Final, TypeVar
 import yaml
 
 from ..errors import ConfigError
+from ..inputs import GuardedLoader, InputError, read_text
 from ..rules.model import Context, Problem
 from .digest import digest_problem
 from .model import (
@@ -59,7 +60,12 @@ from .model import (
     Usdt,
 )
 
-__all__ = ["PolicyCode", "PolicyError", "load_policy", "load_policy_text", "render_problem"]
+__all__ = ["MAX_POLICY_BYTES", "PolicyCode", "PolicyError", "load_policy", "load_policy_text",
+           "render_problem"]
+
+#: A policy file larger is refused before it is read (Kubernetes keeps an
+#: object, a TracingPolicy CRD among them, to 1.5 MiB).
+MAX_POLICY_BYTES: Final = 4 << 20
 
 T = TypeVar("T")
 
@@ -176,9 +182,12 @@ def load_policy(path: str | Path) -> Policy:
     Raises PolicyError (a ConfigError) listing every problem."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_text(path, MAX_POLICY_BYTES)
+    except OSError as exc:
         ctx = Context(name, 0, 0, "policy", "")
+        raise PolicyError(name, [Problem(PolicyCode.FILE_READ, str(exc), ctx)]) from None
+    except InputError as exc:
+        ctx = Context(name, exc.line, exc.column, "policy", "")
         raise PolicyError(name, [Problem(PolicyCode.FILE_READ, str(exc), ctx)]) from None
     return load_policy_text(name, text)
 
@@ -239,8 +248,13 @@ class _Reader:
 
     def read(self) -> Policy:
         try:
-            docs = [d for d in yaml.compose_all(self.text, Loader=yaml.SafeLoader)
+            docs = [d for d in yaml.compose_all(self.text, Loader=GuardedLoader)
                     if d is not None]
+        except InputError as exc:
+            ctx = Context(self.name, exc.line, exc.column, "policy", "", self.root, exc.offset,
+                          self.text)
+            raise PolicyError(self.name, [Problem(PolicyCode.YAML_PARSE, str(exc), ctx)]) \
+                from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line, col, off = (mark.line + 1, mark.column + 1, mark.index) if mark else (0, 0, 0)

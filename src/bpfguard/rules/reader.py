@@ -27,6 +27,7 @@ from typing import Final
 
 import yaml
 
+from ..inputs import GuardedLoader, InputError, read_text
 from .collector import Collector
 from .items import (
     IDENTIFIER,
@@ -49,7 +50,11 @@ from .items import (
 )
 from .model import Context, ErrorCode, PluginVersion, Priority, WarningCode
 
-__all__ = ["Source", "open_source", "read", "source_name"]
+__all__ = ["MAX_RULES_FILE_BYTES", "Source", "open_source", "read", "source_name"]
+
+#: A rules file larger is refused before it is read (Falco's whole stock
+#: ruleset is about 0.3 MB).
+MAX_RULES_FILE_BYTES: Final = 16 << 20
 
 Source = str | Path | tuple[str, str]
 """A rules file: a path, or a ``(name, yaml text)`` pair."""
@@ -66,11 +71,14 @@ def open_source(source: Source, problems: Problems) -> RulesFile | None:
     if isinstance(source, tuple):
         return RulesFile(name, source[1])
     try:
-        return RulesFile(name, Path(source).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        return RulesFile(name, read_text(source, MAX_RULES_FILE_BYTES))
+    except OSError as exc:
         problems.error(ErrorCode.LOAD_ERR_FILE_READ, f"Could not read {name}: {exc}",
                        Context(name, 0, 0, "rules content"))
-        return None
+    except InputError as exc:
+        problems.error(ErrorCode.LOAD_ERR_FILE_READ, f"Could not read {name}: {exc}",
+                       Context(name, exc.line, exc.column, "rules content"))
+    return None
 
 
 def read(file: RulesFile, collector: Collector, problems: Problems) -> None:
@@ -241,7 +249,11 @@ class _Reader:
 
     def read(self, file: RulesFile) -> None:
         try:
-            docs = list(yaml.compose_all(file.text, Loader=yaml.SafeLoader))
+            docs = list(yaml.compose_all(file.text, Loader=GuardedLoader))
+        except InputError as exc:
+            self.problems.error(ErrorCode.LOAD_ERR_YAML_PARSE, str(exc),
+                                file.context(exc.offset, "rules content"))
+            return
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             ctx = file.context(mark.index, "rules content") if mark else file.root

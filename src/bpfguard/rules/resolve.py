@@ -56,7 +56,11 @@ from .items import (
 )
 from .model import Context, ErrorCode, Problem, Rule, WarningCode
 
-__all__ = ["resolve"]
+__all__ = ["MAX_MACRO_NESTING", "resolve"]
+
+#: Macros used inside macros: a longer chain is refused by name (Falco's
+#: stock rules nest about five deep; the resolver recurses a level a macro).
+MAX_MACRO_NESTING: Final = 64
 
 
 def resolve(collected: Collected, problems: Problems) -> list[Rule]:
@@ -257,6 +261,13 @@ class _Resolver:
         if node.name in path:
             self._fault(ErrorCode.LOAD_ERR_VALIDATE,
                         origin.say(f"reference loop in macro '{node.name}'"),
+                        origin.at(node.pos))
+            return node
+        if len(path) >= MAX_MACRO_NESTING:
+            chain = " -> ".join((*path[:3], "...", *path[-2:], node.name))
+            self._fault(ErrorCode.LOAD_ERR_VALIDATE,
+                        origin.say(f"macros nested more than {MAX_MACRO_NESTING} deep "
+                                   f"({chain})"),
                         origin.at(node.pos))
             return node
         self._used_macros.add(node.name)

@@ -49,6 +49,7 @@ from typing import Any
 
 from ..errors import BpfguardError, ConfigError
 from ..files import write_atomically, write_in_dir
+from ..inputs import InputError, check_json_nesting
 from .generate import RecordingInfo, profile_from_recording
 from .profile import Profile, loads_profile
 from .recorder import SeccompRecorder
@@ -130,7 +131,10 @@ class OciState:
     @classmethod
     def parse(cls, text: str) -> OciState:
         try:
+            check_json_nesting(text)  # (the decoder recurses a level a call)
             data = json.loads(text)
+        except InputError as exc:
+            raise ConfigError(f"OCI state on stdin: {exc} at {exc.line}:{exc.column}") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"OCI state on stdin: invalid JSON at {exc.lineno}:{exc.colno}: "
                               f"{exc.msg} (this command is run by the container runtime)"

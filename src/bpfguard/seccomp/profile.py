@@ -17,6 +17,7 @@ import errno
 import functools
 import itertools
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,10 @@ __all__ = [
     "loads_profile",
     "parse_profile",
 ]
+
+#: A profile file larger is refused before it is read (Docker's default
+#: profile is 20 kB).
+MAX_PROFILE_BYTES = 16 << 20
 
 ACTIONS = ("SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
            "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP", "SCMP_ACT_TRACE", "SCMP_ACT_LOG",
@@ -910,9 +915,17 @@ def load_profile(path: str | Path) -> Profile:
     """Reads and validates a profile file (either format)."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with p.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_PROFILE_BYTES:
+                raise ProfileError(str(p), [f"{size:,} bytes: larger than the "
+                                            f"{MAX_PROFILE_BYTES:,} a profile may have"])
+            raw = f.read(MAX_PROFILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{p}: {exc.strerror}") from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(str(p), [f"larger than the {MAX_PROFILE_BYTES:,} bytes a profile "
+                                    "may have"])
     return loads_profile(raw, str(p))
 
 

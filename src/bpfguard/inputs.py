@@ -1,0 +1,130 @@
+"""One guard for what users hand bpfguard (rules, policies, configs, seccomp
+profiles, firewall configs, control-socket requests): its size, its encoding
+and how deeply it nests, checked before a parser reads all of it or recurses
+into it. Python's YAML composer and JSON decoder recurse once per level, so
+20,000 nested brackets end in a RecursionError, not a message; a 1 GB file
+is read whole before anything says it is too big. Each check raises
+:class:`InputError` with the line and column it concerns, which the caller
+turns into its own error (file:line:col, every problem of its kind).
+
+Limits: :data:`MAX_NESTING` levels of YAML or JSON collections (Falco's
+rules nest about six deep, Tetragon's policies about eight), and a byte
+size per kind of input that the caller names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+__all__ = ["MAX_NESTING", "GuardedLoader", "InputError", "check_json_nesting", "decode_text",
+           "read_text"]
+
+#: Collections (mappings, sequences; objects, arrays) inside each other.
+MAX_NESTING: Final = 128
+
+
+@dataclass
+class InputError(ValueError):
+    """What is wrong with an input, and where: 1-based line and column (0:
+    the whole input), and the offset in the text (characters; bytes for
+    what is not text)."""
+
+    message: str
+    line: int = 0
+    column: int = 0
+    offset: int = 0
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _line_col(data: bytes | str, offset: int) -> tuple[int, int]:
+    head = data[:offset]
+    nl = b"\n" if isinstance(head, bytes) else "\n"
+    line = head.count(nl) + 1  # type: ignore[arg-type]
+    return line, offset - (head.rfind(nl) + 1) + 1  # type: ignore[arg-type]
+
+
+def decode_text(data: bytes) -> str:
+    """`data` as UTF-8 text; InputError at the first byte that is not, or at
+    a NUL (a binary file)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(data, exc.start)
+        raise InputError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset "
+                         f"{exc.start}", line, col, exc.start) from None
+    nul = text.find("\0")
+    if nul >= 0:
+        line, col = _line_col(text, nul)
+        raise InputError("binary data (a NUL byte), not text", line, col, nul)
+    return text
+
+
+def read_text(path: str | os.PathLike[str], max_bytes: int) -> str:
+    """The UTF-8 text of file `path`, refused (InputError) before it is read
+    when it is larger than `max_bytes`. OSError as open and read raise it."""
+    with Path(path).open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise InputError(f"{size:,} bytes: larger than the {max_bytes:,} bytes bpfguard "
+                             "reads from such a file")
+        data = f.read(max_bytes + 1)  # (a file that grew meanwhile, or one /proc says is 0)
+    if len(data) > max_bytes:
+        raise InputError(f"larger than the {max_bytes:,} bytes bpfguard reads from such a file")
+    return decode_text(data)
+
+
+class GuardedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing (InputError) collections nested more
+    than :data:`MAX_NESTING` deep as it composes them: its composer
+    recurses a level a call, and 20,000 brackets would exhaust Python's
+    stack. Use it where ``yaml.SafeLoader`` would be (``compose``,
+    ``compose_all``)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        nests = isinstance(event, yaml.CollectionStartEvent)
+        if nests:
+            self._depth += 1
+            if self._depth > MAX_NESTING:
+                mark = event.start_mark
+                raise InputError(f"nested more than {MAX_NESTING} levels deep (mappings and "
+                                 "sequences inside each other)",
+                                 mark.line + 1 if mark else 0, mark.column + 1 if mark else 0,
+                                 mark.index if mark else 0)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if nests:
+                self._depth -= 1
+
+
+# a JSON string (skipped whole) or a bracket
+_JSON_TOKENS: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def check_json_nesting(text: str | bytes, limit: int = MAX_NESTING) -> None:
+    """InputError where `text`'s objects and arrays nest more than `limit`
+    deep (brackets inside strings do not count). Linear; the JSON itself is
+    the decoder's to check."""
+    data = text.encode() if isinstance(text, str) else text
+    depth = 0
+    for m in _JSON_TOKENS.finditer(data):
+        token = m.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                line, col = _line_col(data, m.start())
+                raise InputError(f"nested more than {limit} levels deep (objects and arrays "
+                                 "inside each other)", line, col, m.start())
+        elif token in (b"]", b"}"):
+            depth -= 1
