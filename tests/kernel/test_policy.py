@@ -230,6 +230,46 @@ def test_mode_switches_live(running: Running, two_cats: tuple[str, str]) -> None
 
 
 @pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
+def test_twenty_reloads_of_a_changed_enforce_policy_let_nothing_through(
+        running: Running, two_cats: tuple[str, str]) -> None:
+    """Make before break (issue 22, defect 1): while a changed version of
+    an enforce-mode policy replaces the running one, twenty times, a loop
+    of forbidden opens keeps being killed: not one run survives."""
+    from bpfguard.agent.policy import PolicySubscriber
+
+    victim, _ = two_cats
+    subscriber = PolicySubscriber.__new__(PolicySubscriber)  # its apply(), on this engine
+    subscriber.engine, subscriber.from_config, subscriber.cgroup = running.engine, {}, None
+
+    def version(i: int) -> dict[str, Any]:
+        text = textwrap.dedent(kill_policy(victim)).replace(
+            "    syscall: true\n", f"    syscall: true\n    message: version {i}\n")
+        return {"kill-etc": (load_policy_text("kill.yaml", text), "kill.yaml")}
+
+    subscriber.apply(version(0), None)
+    stop = threading.Event()
+    outcomes: list[int] = []
+
+    def hammer() -> None:
+        while not stop.is_set():
+            outcomes.append(subprocess.run([victim, "/etc/hostname"],
+                                           capture_output=True).returncode)
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        for i in range(1, 21):
+            subscriber.apply(version(i), None)
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        t.join()
+    assert len(outcomes) >= 20 and set(outcomes) == {-9}, outcomes
+    [lp] = running.engine.list()
+    assert lp["name"] == "kill-etc" and lp["hooks"] == 1  # the old versions are gone
+
+
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_disable_detaches_and_enable_restores_mode_and_counters(
         running: Running, two_cats: tuple[str, str]) -> None:
     victim, _ = two_cats

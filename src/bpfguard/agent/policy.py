@@ -9,7 +9,6 @@ sensor, a :class:`Pipeline` whose handler renders Tetragon JSON, and a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -99,29 +98,38 @@ class PolicySubscriber:
                 raise ConfigError(f"policy {name!r} (from {wanted[name][1]}) is loaded already "
                                   "through the control socket; delete it first")
         moved = cgroup != self.cgroup   # a new scope reloads every config policy
-        gone = [n for n in self.from_config if moved or n not in wanted
-                or wanted[n][0] != self.from_config[n][0]]
-        new = [n for n in wanted if moved or n not in self.from_config
-               or wanted[n][0] != self.from_config[n][0]]
-        removed: list[str] = []
-        added: list[str] = []
+        changed = [n for n in wanted if n in self.from_config
+                   and (moved or wanted[n][0] != self.from_config[n][0])]
+        gone = [n for n in self.from_config if n not in wanted]
+        new = [n for n in wanted if n not in self.from_config]
+        # make before break: a changed policy is replaced in place (the new
+        # version attached before the old detaches), new ones are added,
+        # and only then do removed ones go
+        done: list[tuple[str, str]] = []
         try:
-            for n in gone:
-                self.engine.delete(n)
-                removed.append(n)
+            for n in changed:
+                pol, src = wanted[n]
+                self.engine.replace(pol, source=src, cgroup=cgroup)
+                done.append(("replaced", n))
             for n in new:
                 pol, src = wanted[n]
                 self.engine.add(pol, source=src, cgroup=cgroup)
-                added.append(n)
+                done.append(("added", n))
+            for n in gone:
+                self.engine.delete(n)
+                done.append(("removed", n))
         except BaseException:
-            for n in added:
-                with contextlib.suppress(KeyError):
-                    self.engine.delete(n)
-            for n in removed:
-                pol, src = self.from_config[n]
+            for how, n in reversed(done):
                 try:
-                    self.engine.add(pol, source=src, cgroup=self.cgroup)
-                except BpfguardError as exc:  # pragma: no cover - it loaded before
+                    if how == "added":
+                        self.engine.delete(n)
+                        continue
+                    pol, src = self.from_config[n]
+                    if how == "replaced":
+                        self.engine.replace(pol, source=src, cgroup=self.cgroup)
+                    else:
+                        self.engine.add(pol, source=src, cgroup=self.cgroup)
+                except (BpfguardError, KeyError) as exc:  # pragma: no cover - it loaded before
                     log.error("policy %s could not be restored: %s", n, exc)
             raise
         self.from_config = dict(wanted)

@@ -159,6 +159,7 @@ class PolicyEngine(Sensor):
         self._lock = threading.RLock()
         self.agent_actions = AgentActions()  # GetUrl, DnsLookup
         self._tracking = False  # a policy tracks sockets: events look their owners up
+        self._replacing: LoadedPolicy | None = None  # the old version, during replace()
         self._has_syscall_hooks = False  # kept by _write_routes
         self._routed: set[int] = set()  # syscall indexes with hooks (_write_routes)
         btf = sensor_btf()
@@ -320,7 +321,7 @@ class PolicyEngine(Sensor):
             if len(compiled.hooks) > len(free):
                 raise ConfigError(f"{policy.name}: {len(compiled.hooks)} hooks, but only "
                                   f"{len(free)} of {LIMITS.hooks} hook slots are free")
-            self._check_routes(policy, compiled)
+            self._check_routes(policy, compiled, self._replacing)
             lp = LoadedPolicy(policy, compiled, source or policy.context.file, mode,
                               cgroup_path=cgroup)
             self._loaded += 1
@@ -355,16 +356,18 @@ class PolicyEngine(Sensor):
                 raise
             return lp
 
-    def _check_routes(self, policy: Policy, compiled: CompiledPolicy) -> None:
+    def _check_routes(self, policy: Policy, compiled: CompiledPolicy,
+                      replacing: LoadedPolicy | None = None) -> None:
         """Room on every syscall the policy hooks, counting its own hooks too;
         and one return: true hook per syscall (the kernel stashes one pending
-        event per thread)."""
+        event per thread), but for the version it is `replacing`, whose hooks
+        overlap its own for the moment of the swap."""
         users: dict[int, int] = {}
         returns: dict[int, str] = {}
         for lp_, other in self._slots.values():
             for idx in other.syscalls:
                 users[idx] = users.get(idx, 0) + 1
-                if other.ret:
+                if other.ret and lp_ is not replacing:
                     returns[idx] = lp_.name
         for h in compiled.hooks:
             for idx in h.syscalls:
@@ -390,6 +393,36 @@ class PolicyEngine(Sensor):
         return [Problem(PolicyCode.UNAVAILABLE, r.message, r.context)
                 for r in requirements(policy, self.features)
                 if not r.available and r.purpose != "attach"]
+
+    def replace(self, policy: Policy, *, source: str = "", cgroup: str | None = None,
+                mode: Literal["enforce", "monitor"] | None = None) -> LoadedPolicy:
+        """Load `policy` in place of the loaded policy of its name, make
+        before break: the new version's hooks are attached before the old
+        one's are detached, so its enforcement never lapses (for the moment
+        both are attached, an event may be reported by each). All or
+        nothing: a new version that does not load leaves the old one
+        running. When the engine has no room for both at once (hook slots,
+        hooks per syscall) it says so rather than open a gap."""
+        with self._lock:
+            old = self.policies.get(policy.name)
+            if old is None:
+                raise KeyError(policy.name)
+            if not old.enabled:  # nothing attached: nothing to keep running
+                self.delete(policy.name)
+                return self.add(policy, source=source, cgroup=cgroup, mode=mode)
+            del self.policies[policy.name]  # (the name, for add; its hooks stay)
+            self._replacing = old
+            try:
+                lp = self.add(policy, source=source, cgroup=cgroup, mode=mode)
+            except BaseException:
+                self.policies[policy.name] = old
+                raise
+            finally:
+                self._replacing = None
+            self._write_routes()
+            self._unload(old)
+            self._tracking = self._tracks_sockets()
+            return lp
 
     def delete(self, name: str) -> None:
         """Detach and remove the policy called `name` (KeyError if none)."""
@@ -619,7 +652,8 @@ class PolicyEngine(Sensor):
         attach when the first syscall hook arrives and detach with the last."""
         routes: dict[int, list[int]] = {}
         ret_nrs: set[int] = set()
-        for lp in self.policies.values():
+        # (a version being replaced stays routed until its successor is)
+        for lp in [*self.policies.values(), *filter(None, [self._replacing])]:
             for slot in lp.slots:
                 h = self._slots[slot][1]
                 for idx in h.syscalls:
