@@ -518,7 +518,8 @@ class StdoutChannel(_QueuedChannel[str]):
     Args:
         fmt: text (default) or JSON.
         stream: where to write (default: ``sys.stdout`` as it is now).
-        buffered: Falco's ``buffered_outputs``; False flushes every line.
+        buffered: Falco's ``buffered_outputs``: lines are written 64 KiB at a
+            time (and at reopen and close); False writes every line at once.
     """
 
     def __init__(self, fmt: Format = Format(), *, stream: IO[str] | None = None,
@@ -539,6 +540,10 @@ class StdoutChannel(_QueuedChannel[str]):
 
     def _shutdown(self) -> None:
         self._stream.flush()
+
+
+_FILE_BUFFER = 64 << 10        # buffered file output: bytes held before a write
+_TORN_LINE_WINDOW = 1 << 20    # how far back a torn line's start is looked for
 
 
 class FileChannel(_QueuedChannel[bytes]):
@@ -567,6 +572,10 @@ class FileChannel(_QueuedChannel[bytes]):
     refusal is a ConfigError at construction and a failed alert later.
     New files get mode 0644 less the umask, as Falco's.
 
+    A line is written whole or not at all: a write that fails (a full disk)
+    is cut back to the last newline, and the lines lost are counted as
+    failed.
+
     The size is the file's on opening plus the bytes written since; another
     writer to the same file goes uncounted until the next open. A rotation that
     fails (say, a read-only directory) is logged and the line appended anyway:
@@ -590,7 +599,9 @@ class FileChannel(_QueuedChannel[bytes]):
         self._buffered = buffered
         self._max_bytes = max_bytes
         self._backups = backups
-        self._file: IO[bytes] | None = None
+        self._fd = -1
+        self._pending = bytearray()  # lines not written yet (buffered)
+        self._pending_lines = 0
         self._size = 0
         self._rotate_failing = False
 
@@ -600,35 +611,64 @@ class FileChannel(_QueuedChannel[bytes]):
         return (self._fmt.line(alert) + "\n").encode("utf-8", "replace")
 
     def _deliver(self, item: bytes) -> None:
-        f = self._file if self._file is not None else self._open()
+        if self._fd < 0:
+            self._open()
         if self._max_bytes and self._size and self._size + len(item) > self._max_bytes:
-            f = self._rotate()
-        try:
-            f.write(item)
-            if not self._buffered:
-                f.flush()
-        except OSError:
-            self._close_file()  # a full disk or a vanished mount: start afresh next time
-            raise
+            self._rotate()
+        self._pending += item
+        self._pending_lines += 1
         self._size += len(item)
+        if not self._buffered or len(self._pending) >= _FILE_BUFFER:
+            self._write_out(in_hand=1)
         if not self._keep_alive:
             self._close_file()
+
+    def _write_out(self, in_hand: int = 0) -> None:
+        """Writes what is pending; on a failure (a full disk, a vanished
+        mount) cuts the file back to its last whole line, counts the lines
+        lost as failed, not sent (but `in_hand`, the caller's to count),
+        and closes: the next alert starts afresh."""
+        data, lines = bytes(self._pending), self._pending_lines
+        self._pending.clear()
+        self._pending_lines = 0
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            self._cut_torn_line()
+            os.close(self._fd)
+            self._fd = -1
+            with self._cv:  # (buffered lines were counted sent when they were taken)
+                lost = max(0, lines - in_hand)
+                self._sent -= lost
+                self._failed += lost
+            raise
+
+    def _cut_torn_line(self) -> None:
+        """After a failed write: back to the last newline, so that a reader
+        (a log shipper, jq) never meets half a line."""
+        with contextlib.suppress(OSError):
+            size = os.fstat(self._fd).st_size
+            window = min(size, _TORN_LINE_WINDOW)
+            tail = os.pread(self._fd, window, size - window)
+            if not tail or tail.endswith(b"\n"):
+                return
+            cut = tail.rfind(b"\n")
+            os.ftruncate(self._fd, size - window + cut + 1 if cut >= 0 else size - window)
+            self._size = os.fstat(self._fd).st_size
 
     @property
     def _where(self) -> str:
         return f"file channel {self.path}"
 
-    def _open(self) -> IO[bytes]:
-        fd = open_in_trusted_dir(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self._where)
-        try:
-            self._file = os.fdopen(fd, "ab")
-        except BaseException:
-            os.close(fd)
-            raise
-        self._size = os.fstat(fd).st_size
-        return self._file
+    def _open(self) -> None:
+        # read too: a torn line is found by reading the file's end
+        self._fd = open_in_trusted_dir(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT,
+                                       self._where)
+        self._size = os.fstat(self._fd).st_size
 
-    def _rotate(self) -> IO[bytes]:
+    def _rotate(self) -> None:
         self._close_file()
         try:
             if self._backups == 0:
@@ -645,12 +685,18 @@ class FileChannel(_QueuedChannel[bytes]):
             self._rotate_failing = True
         else:
             self._rotate_failing = False
-        return self._open()
+        self._open()
 
     def _close_file(self) -> None:
-        f, self._file = self._file, None
-        if f is not None:
-            f.close()
+        if self._fd < 0:
+            return
+        try:
+            if self._pending:
+                self._write_out()
+        finally:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     _reopen = _close_file
     _shutdown = _close_file

@@ -18,6 +18,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import syslog
 import threading
 import time
@@ -222,6 +223,38 @@ def test_sighup_reopens_files_and_close_restores_the_handler(tmp_path: Path,
         out.close()
     assert signal.getsignal(sig) == before
     assert rotated.read_text().endswith("m1\n") and path.read_text().endswith("m2\n")
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_a_full_disk_never_leaves_half_a_line(tmp_path: Path, buffered: bool) -> None:
+    """A write the file system refuses midway (a full disk; here the file
+    size limit, RLIMIT_FSIZE, in a child process) is cut back to the last
+    whole line, and every alert that did not make it is counted failed
+    (issue 22, defect 12)."""
+    path = tmp_path / "alerts.json"
+    script = f"""
+import json, resource, signal
+from bpfguard.outputs.channels import FileChannel, Format
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+ch = FileChannel({str(path)!r}, Format(json_output=True), keep_alive=True,
+                 buffered={buffered})
+for i in range(40):
+    ch.send({{"time": "2024-01-01T00:00:00.000000000Z", "rule": "r", "priority": "Warning",
+              "output": "x" * 60, "hostname": "h", "output_fields": {{"n": i}}}})
+ch.close()
+s = ch.stats()
+print(json.dumps([s.sent, s.failed]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    sent, failed = json.loads(out.stdout)
+    data = path.read_bytes()
+    assert 0 < len(data) <= 1000 and data.endswith(b"\n")
+    lines = data.decode().splitlines()
+    assert all(json.loads(line)["rule"] == "r" for line in lines)
+    assert sent + failed == 40 and failed > 0
+    assert len(lines) == (sent if not buffered else len(lines))
 
 
 def test_file_channel_needs_its_directory(tmp_path: Path) -> None:
