@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import yaml
 
@@ -82,34 +82,65 @@ def read_text(path: str | os.PathLike[str], max_bytes: int) -> str:
 
 
 class GuardedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing (InputError) collections nested more
-    than :data:`MAX_NESTING` deep as it composes them: its composer
-    recurses a level a call, and 20,000 brackets would exhaust Python's
-    stack. Use it where ``yaml.SafeLoader`` would be (``compose``,
-    ``compose_all``)."""
+    """PyYAML's safe loader, refusing (InputError) what would make it or the
+    code walking its nodes recurse without bound: collections nested more
+    than :data:`MAX_NESTING` deep (its composer recurses a level a call),
+    counting what an alias brings in; an alias inside the collection it
+    names (a cycle); and an alias to a collection that holds aliases
+    itself (expanded, such chains grow exponentially). Use it where
+    ``yaml.SafeLoader`` would be (``compose``, ``compose_all``)."""
 
-    _depth = 0
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._peak = 0                       # deepest level reached in the current collection
+        self._open: list[str] = []           # anchors of the collections being composed
+        self._heights: dict[str, int] = {}   # anchored collection -> levels it spans
+        self._aliasing: set[str] = set()     # anchored collections holding an alias
+
+    def _refuse(self, message: str, mark: Any) -> InputError:
+        return InputError(message, mark.line + 1 if mark else 0,
+                          mark.column + 1 if mark else 0, mark.index if mark else 0)
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()  # type: ignore[no-untyped-call]
-        nests = isinstance(event, yaml.CollectionStartEvent)
-        if nests:
-            self._depth += 1
-            if self._depth > MAX_NESTING:
-                mark = event.start_mark
-                raise InputError(f"nested more than {MAX_NESTING} levels deep (mappings and "
-                                 "sequences inside each other)",
-                                 mark.line + 1 if mark else 0, mark.column + 1 if mark else 0,
-                                 mark.index if mark else 0)
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self._open:
+            raise self._refuse(f"alias *{event.anchor} inside the collection &{event.anchor} "
+                               "it names (a cycle)", event.start_mark)
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self._heights:
+            anchor = event.anchor
+            if anchor in self._aliasing:
+                raise self._refuse(f"alias *{anchor} to a collection that holds aliases itself "
+                                   "(expanded, such chains grow exponentially)",
+                                   event.start_mark)
+            self._aliasing.update(self._open)
+            self._peak = max(self._peak, self._depth + self._heights[anchor])
+            if self._peak > MAX_NESTING:
+                raise self._refuse(f"nested more than {MAX_NESTING} levels deep with what "
+                                   f"alias *{anchor} brings in", event.start_mark)
+            return super().compose_node(parent, index)
+        if not isinstance(event, yaml.CollectionStartEvent):
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            raise self._refuse(f"nested more than {MAX_NESTING} levels deep (mappings and "
+                               "sequences inside each other)", event.start_mark)
+        outer_peak, self._peak = self._peak, self._depth
+        if event.anchor:
+            self._open.append(event.anchor)
         try:
             return super().compose_node(parent, index)
         finally:
-            if nests:
-                self._depth -= 1
+            if event.anchor:
+                self._open.pop()
+                self._heights[event.anchor] = self._peak - self._depth + 1
+            self._peak = max(outer_peak, self._peak)
+            self._depth -= 1
 
 
-# a JSON string (skipped whole) or a bracket
-_JSON_TOKENS: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+# a JSON string (skipped whole; possessive, and an unclosed one runs to the
+# end, so that the scan stays linear) or a bracket
+_JSON_TOKENS: Final = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
 
 
 def check_json_nesting(text: str | bytes, limit: int = MAX_NESTING) -> None:

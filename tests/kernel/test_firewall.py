@@ -409,6 +409,12 @@ def test_a_rule_that_does_not_fit_changes_nothing(lab: None) -> None:
             fw.add_rule(both)
         assert fw.rules == before
         assert sum(1 for _ in table.keys()) == full - 1  # noqa: SIM118 (a Map): the TCP half went
+        assert fw.config().nclasses == 1  # the new rule's shape took no class slot
+        again = Firewall.open(DUT, DUT)  # what the pins say, read afresh
+        try:
+            assert again.rules == before
+        finally:
+            again.close()
         assert tcp_ok(A1, B, 7777) and udp_received(A1, B, 7777) == 1
         for k in filler:
             table.delete(k)

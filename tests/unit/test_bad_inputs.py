@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bpfguard.agent import control
 from bpfguard.agent.config import load_config
 from bpfguard.agent.control import ControlServer
 from bpfguard.errors import BpfguardError
@@ -43,7 +44,32 @@ def _nested(draw: st.DrawFn) -> bytes:
     return ('{"a":' * depth + "1" + "}" * depth).encode()
 
 
-INPUTS = st.one_of(st.binary(max_size=600), _YAMLISH.map(str.encode), _nested(),
+@st.composite
+def _chained(draw: st.DrawFn) -> bytes:
+    """What a loader takes but its consumers may recurse on or expand: YAML
+    aliases (cycles, chains that double), long macro and list chains, an
+    unclosed JSON string full of escapes."""
+    n = draw(st.integers(min_value=2, max_value=3000))
+    kind = draw(st.sampled_from(["cycle", "laughs", "macros", "lists", "string"]))
+    if kind == "cycle":
+        return b"- list: l\n  items: &a [x, *a]\n"
+    if kind == "laughs":
+        levels = min(n, 40)
+        lines = ["- list: l0", "  items: &a0 [x, x]"]
+        lines += [f"- list: l{i}\n  items: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, levels)]
+        return ("\n".join(lines) + "\n").encode()
+    if kind in ("macros", "lists"):
+        k = kind[:-1]
+        body = "condition" if k == "macro" else "items"
+        first = "evt.type = open" if k == "macro" else "[x]"
+        lines = [f"- {k}: m0\n  {body}: {first}"]
+        lines += [f"- {k}: m{i}\n  {body}: {'m' + str(i - 1) if k == 'macro' else [f'm{i - 1}']}"
+                  for i in range(1, n)]
+        return ("\n".join(lines) + "\n").encode()
+    return b'{"op": "' + b'\\"' * n
+
+
+INPUTS = st.one_of(st.binary(max_size=600), _YAMLISH.map(str.encode), _nested(), _chained(),
                    st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
 EXAMPLES = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -80,11 +106,14 @@ def test_files_of_any_bytes_are_refused_with_an_error_never_a_traceback(entry: s
         check()
 
 
-def test_control_requests_of_any_bytes_get_an_answer(tmp_path: Path) -> None:
+def test_control_requests_of_any_bytes_get_an_answer(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     class NoPolicies:
         def __getattr__(self, name: str) -> object:
             raise AssertionError(f"a bad request reached the handler: {name}")
 
+    # as root, whatever runs the test: a refused peer would never reach the parser
+    monkeypatch.setattr(control, "peer_uid", lambda conn: 0)
     sock_path = Path(tempfile.mkdtemp(prefix="bpfg")) / "c.sock"
     with ControlServer(sock_path, NoPolicies(), timeout=2.0, max_request=1 << 20):
         lock = threading.Lock()

@@ -61,11 +61,7 @@ def read_policies(cfg: AgentConfig) -> dict[str, tuple[Policy, str]]:
         wanted += [(p, cfg["policies.defaults_mode"]) for p in default_policy_files()]
     wanted += [(p, None) for p in yaml_files(cfg["policies.files"], "policies.files: ", "policy")]
     for path, mode in wanted:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"{path}: {exc.strerror}") from None
-        pol = load_policy_text(str(path), text)
+        pol = load_policy(path)
         if mode is not None:
             pol = _with_mode(pol, mode)
         if pol.name in out:

@@ -606,9 +606,16 @@ def hook_run(allowed: tuple[Path, ...]) -> None:
     unrecorded). At poststop: waits for the profile to be written and
     reports it; exits 1 if the recording failed.
     """
-    from ..seccomp.hook import OciState, finish_recording, start_recording
+    from ..inputs import InputError, decode_text
+    from ..seccomp.hook import OCI_STATE_MAX, OciState, finish_recording, start_recording
 
-    state = OciState.parse(sys.stdin.read())
+    raw = sys.stdin.buffer.read(OCI_STATE_MAX + 1)
+    if len(raw) > OCI_STATE_MAX:
+        raise ConfigError(f"OCI state on stdin: more than {OCI_STATE_MAX:,} bytes")
+    try:
+        state = OciState.parse(decode_text(raw))
+    except InputError as exc:
+        raise ConfigError(f"OCI state on stdin: {exc} at {exc.line}:{exc.column}") from None
     if state.status == "stopped":
         said = finish_recording(state)
         if said:

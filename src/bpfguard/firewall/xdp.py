@@ -475,23 +475,29 @@ class Firewall:
 
     def _undo_add(self, rid: int, shape: Shape, keys: list[tuple[Shape, MatchKey]]) -> None:
         """Takes back what a failed add_rule of `rid` wrote, whatever step it
-        failed at (a failed undo step leaves no worse than it found)."""
+        failed at; each step on its own, so one that fails does not keep the
+        others from being undone."""
         self._rules.pop(rid, None)
         slot = self._classes.get(shape)
-        with contextlib.suppress(BpfguardError):
-            for ik in keys:
-                if (holders := self._index.get(ik)) is not None:
-                    holders.pop(rid, None)
-                if slot is not None:
+        for ik in keys:
+            if (holders := self._index.get(ik)) is not None:
+                holders.pop(rid, None)
+            if slot is not None:
+                with contextlib.suppress(BpfguardError):
                     self._install(slot, ik)  # (back to the rule before, or removed)
+        with contextlib.suppress(BpfguardError):
             self._maps["fw_rule_meta"].update(ctypes.c_uint32(rid),
                                               bytes(self._t["bg_fw_rule"]()))
-            if slot is not None and not any(shape_of(r) == shape
-                                            for _, r in self._rules.values()):
-                del self._classes[shape]
+        if slot is not None and not any(shape_of(r) == shape for _, r in self._rules.values()):
+            del self._classes[shape]
+            with contextlib.suppress(BpfguardError):
                 self._maps["fw_classes"].update(ctypes.c_uint32(slot),
                                                 bytes(self._t["bg_fw_class"]()))
+            with contextlib.suppress(BpfguardError):
                 self._sync_nclasses()
+        with contextlib.suppress(BpfguardError):
+            # a packet that met the half-installed rule cached its verdict
+            self._new_generation()
 
     def _check_room(self, rule: Rule, shape: Shape, keys: list[tuple[Shape, MatchKey]]) -> None:
         """FirewallError, before any write, when `rule` cannot fit: its shape

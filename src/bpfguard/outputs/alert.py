@@ -169,7 +169,8 @@ def merge_drop_alerts(first: Alert, then: Alert) -> Alert:
     what = f"alerts dropped by output {channel}" if channel else "system calls dropped"
     return Alert(time_ns=then.time_ns, rule=DROP_RULE, priority="Debug",
                  source="internal", hostname=then.hostname,
-                 output=f"{DROP_RULE}. {n} {what} while the output's queue was full.",
+                 output=f"{DROP_RULE}. {n} {what} (reported late: this output's queue was "
+                        "full).",
                  output_fields=fields, tags=None)
 
 

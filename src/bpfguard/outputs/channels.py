@@ -354,6 +354,8 @@ class _QueuedChannel(Generic[_T]):
                     len(self._q) >= self._capacity + (NOTICE_RESERVE if notice else 0):
                 self._dropped += 1
                 return
+            if notice:
+                self._queue_held()  # (older counts first)
             self._push(item)
 
     def reopen(self) -> None:
@@ -1300,8 +1302,8 @@ class Channels:
         """For each channel whose queue dropped alerts since the last report,
         one drop notice on every channel (reason :data:`OUTPUT_DROP_REASON`,
         the count, the channel's name as ``bpfguard.output``). Returns the
-        alerts reported. A notice a full reserve drops in turn is counted,
-        and so reported, with the next ones."""
+        alerts reported. A notice that finds even the reserve full is held
+        and merged with the next of its kind, never dropped."""
         total = 0
         with self._drops_lock:
             for ch in self._channels:

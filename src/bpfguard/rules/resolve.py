@@ -56,11 +56,14 @@ from .items import (
 )
 from .model import Context, ErrorCode, Problem, Rule, WarningCode
 
-__all__ = ["MAX_MACRO_NESTING", "resolve"]
+__all__ = ["MAX_LIST_ITEMS", "MAX_MACRO_NESTING", "resolve"]
 
-#: Macros used inside macros: a longer chain is refused by name (Falco's
-#: stock rules nest about five deep; the resolver recurses a level a macro).
+#: Macros used inside macros, and lists naming lists: a longer chain is
+#: refused by name (Falco's stock rules nest about five deep; the resolver
+#: recurses a level a macro or list).
 MAX_MACRO_NESTING: Final = 64
+#: Items of one list once the lists it names are expanded.
+MAX_LIST_ITEMS: Final = 100_000
 
 
 def resolve(collected: Collected, problems: Problems) -> list[Rule]:
@@ -346,6 +349,11 @@ class _Resolver:
             return None
         if name in self._list_words:
             return self._list_words[name]
+        if len(path) >= MAX_MACRO_NESTING:
+            chain = " -> ".join((*path[:3], "...", *path[-2:], name))
+            self._fault(ErrorCode.LOAD_ERR_VALIDATE,
+                        f"lists nested more than {MAX_MACRO_NESTING} deep ({chain})", ctx)
+            return None
         self._list_words[name] = None  # a failure stays one
         words: list[ast.Word] = []
         ok = True
@@ -355,6 +363,11 @@ class _Resolver:
                 sub = self._expand_list(text, (*path, name), ictx)
                 ok = ok and sub is not None
                 words.extend(sub or ())
+                if len(words) > MAX_LIST_ITEMS:  # lists naming lists can grow exponentially
+                    self._fault(ErrorCode.LOAD_ERR_VALIDATE,
+                                f"list '{name}' expands to more than {MAX_LIST_ITEMS:,} items",
+                                ictx)
+                    return None
                 continue
             if not text.strip() and len(lst.item.items) > 1:
                 # Falco writes the items into the condition joined by

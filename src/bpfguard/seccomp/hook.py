@@ -59,6 +59,7 @@ __all__ = [
     "ANNOTATION",
     "DEFAULT_HOOKS_DIR",
     "HOOK_FILE",
+    "OCI_STATE_MAX",
     "STATE_DIR",
     "OciState",
     "TraceRequest",
@@ -282,6 +283,11 @@ def _read_base(path: Path, allowed: Sequence[Path]) -> Profile:
         return loads_profile(os.read(fd, MAX_BASE_BYTES + 1), str(path))
     finally:
         os.close(fd)
+
+
+#: The OCI state a runtime writes on the hook's stdin (an id, a pid, a
+#: bundle path and the annotations): more is refused unread.
+OCI_STATE_MAX = 1 << 20
 
 
 @dataclass(frozen=True)
