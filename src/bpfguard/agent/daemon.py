@@ -610,6 +610,12 @@ class Agent:
         details: dict[str, Any] = {"readers": [SENSORS_LABEL] if p is not None else []}
         if self.last_reload_error:
             details["last_reload_error"] = self.last_reload_error
+        # an output that fails leaves the agent up and enforcing: degraded,
+        # not unhealthy (a liveness probe must not restart it for a syslog down)
+        failing = sorted(name for name, st in self.channels.stats().items() if st.failing)
+        if failing:
+            details["degraded"] = [f"output {name} is failing (see the log and "
+                                   "bpfguard_output_failed_total)" for name in failing]
         if problems:
             details["problems"] = problems
         return not problems, details

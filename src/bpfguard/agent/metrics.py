@@ -352,8 +352,9 @@ class MetricsServer:
                     body, ctype, code = generate_latest(reg), CONTENT_TYPE_LATEST, 200
                 elif path == "/healthz":
                     ok, details = health()
-                    body = json.dumps({"status": "ok" if ok else "unhealthy",
-                                       **details}).encode()
+                    status = ("unhealthy" if not ok else
+                              "degraded" if details.get("degraded") else "ok")
+                    body = json.dumps({"status": status, **details}).encode()
                     ctype, code = "application/json", 200 if ok else 503
                 else:
                     body, ctype, code = b"see /metrics and /healthz\n", "text/plain", 404

@@ -75,7 +75,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import IO, Any, Generic, Protocol, Self, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -244,6 +244,8 @@ class ChannelStats:
     dropped: alerts never tried (queue full, or still queued at close).
     suppressed: alerts the fan-out's limiter held back from this channel.
     queued: alerts waiting now.
+    failing: its last delivery failed (a syslog daemon down, a full disk):
+        true until one succeeds.
     """
 
     sent: int = 0
@@ -251,6 +253,7 @@ class ChannelStats:
     dropped: int = 0
     suppressed: int = 0
     queued: int = 0
+    failing: bool = field(default=False, compare=False)  # (a state, not a counter)
 
 
 class Channel(Protocol):
@@ -393,7 +396,8 @@ class _QueuedChannel(Generic[_T]):
     def stats(self) -> ChannelStats:
         with self._cv:
             return ChannelStats(sent=self._sent, failed=self._failed, dropped=self._dropped,
-                                queued=len(self._q) - self._reopens + len(self._held))
+                                queued=len(self._q) - self._reopens + len(self._held),
+                                failing=self._failing)
 
     def _push(self, item: _T | _Reopen) -> None:
         if item is _Reopen.REOPEN:

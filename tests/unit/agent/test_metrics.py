@@ -27,6 +27,7 @@ class Source:
     def __init__(self) -> None:
         self.stats = True
         self.healthy = True
+        self.degraded: list[str] = []
 
     def metric_events(self) -> Mapping[tuple[str, str], int]:
         return {("detection", "syscall"): 10, ("policy", "exec"): 2}
@@ -68,8 +69,9 @@ class Source:
         return {"found": 4, "lookup_failures": 1, "pending": 2, "unenriched_events": 3}
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        return self.healthy, ({} if self.healthy else {"problems": ["the detection reader "
-                                                                    "stopped"]})
+        details: dict[str, Any] = {"degraded": self.degraded} if self.degraded else {}
+        return self.healthy, ({**details} if self.healthy else
+                              {"problems": ["the detection reader stopped"]})
 
 
 def _samples(src: Source) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -143,6 +145,9 @@ def test_healthz_and_metrics_over_http(server: tuple[MetricsServer, Source]) -> 
     assert code == 200 and json.loads(body)["status"] == "ok"
     code, body = _get(srv, "/metrics")
     assert code == 200 and b"bpfguard_up 1.0" in body
+    src.degraded = ["output syslog is failing"]  # up and enforcing: 200, but said
+    code, body = _get(srv, "/healthz")
+    assert code == 200 and json.loads(body)["status"] == "degraded"
     src.healthy = False
     code, body = _get(srv, "/healthz")
     assert code == 503 and json.loads(body)["problems"] == ["the detection reader stopped"]

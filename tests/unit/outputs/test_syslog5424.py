@@ -375,3 +375,4 @@ def test_unix_socket_missing_is_retried_and_fails(tmp_path: Path) -> None:
         ch.send(make_alert())
         assert ch.flush(5)
         assert ch.stats() == ChannelStats(failed=1)
+        assert ch.stats().failing  # what /healthz reports as degraded
