@@ -77,7 +77,13 @@ def _at_least(n: int) -> Callable[[Any], str | None]:
 def _power_of_two_kib(v: int) -> str | None:
     if v < 4 or v & (v - 1):
         return "must be a power of two, at least 4 (KiB)"
+    if v > _RINGBUF_MAX_KIB:
+        return (f"at most {_RINGBUF_MAX_KIB} KiB (2 GiB: the kernel's map size is a 32-bit "
+                "count of bytes)")
     return None
+
+
+_RINGBUF_MAX_KIB = 1 << 21
 
 
 def parse_listen(text: str) -> tuple[str, int]:

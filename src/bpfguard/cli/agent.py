@@ -54,6 +54,7 @@ def check(config_path: str) -> None:
     from ..agent.detect import build_engine
     from ..agent.policy import read_policies
     from ..files import check_output_path
+    from ..firewall import Firewall
     from ..firewall.config import load_firewall_config
 
     try:
@@ -77,7 +78,7 @@ def check(config_path: str) -> None:
     for i, fw in enumerate(cfg["firewall.interfaces"]):
         if fw["config"]:
             try:
-                load_firewall_config(fw["config"])
+                Firewall.check_fits(load_firewall_config(fw["config"]))
             except BpfguardError as exc:
                 problems.append(f"firewall.interfaces[{i}].config: {exc}")
     token_file = cfg["control.tcp_token_file"]
@@ -88,6 +89,9 @@ def check(config_path: str) -> None:
                                 "at least 16 characters")
         except OSError as exc:
             problems.append(f"control.tcp_token_file {token_file}: {exc.strerror}")
+    cgroup = cfg["policies.cgroup"]
+    if cfg["policies.enabled"] and cgroup and not Path(cgroup).is_dir():
+        problems.append(f"policies.cgroup {cgroup}: no such cgroup directory")
     for key in ("outputs.file", "outputs.sqlite"):
         if cfg[f"{key}.enabled"]:
             path = cfg[f"{key}.path"]

@@ -101,6 +101,33 @@ def _bytes16(net: Network) -> bytes:
     return net.network_address.packed.ljust(16, b"\0")
 
 
+def _masked(shape: Shape, mk: MatchKey) -> MatchKey:
+    """`mk` as its class's hash key: the addresses under the shape's masks."""
+    def m(a: bytes, mask: bytes) -> bytes:
+        return bytes(x & y for x, y in zip(a, mask, strict=True))
+    return MatchKey(mk.family, mk.proto, mk.icmp_type, mk.sport, mk.dport,
+                    m(mk.src, shape.src_mask), m(mk.dst, shape.dst_mask))
+
+
+def _check_fits(obj: BpfObject, config: FirewallConfig) -> None:
+    """The object's own sizes (read from it, not loaded) against `config`."""
+    max_rules = obj.map("fw_rule_meta").max_entries - 1
+    max_classes = obj.map("fw_classes").max_entries
+    if len(config.rules) > max_rules:
+        raise FirewallError(f"{len(config.rules):,} rules: at most {max_rules:,} fit")
+    shapes = {shape_of(r) for r in config.rules}
+    if len(shapes) > max_classes:
+        raise FirewallError(f"the rules have {len(shapes)} distinct shapes (family, prefix "
+                            f"lengths, L4 fields); at most {max_classes} fit")
+    for v6, table in ((False, "fw_rules4"), (True, "fw_rules6")):
+        keys = {(shape, _masked(shape, mk)) for r in config.rules
+                for shape in (shape_of(r),) for mk in match_keys(r) if (mk.family == 6) == v6}
+        room = obj.map(table).max_entries
+        if len(keys) > room:
+            raise FirewallError(f"the rules need {len(keys):,} IPv{6 if v6 else 4} match keys "
+                                f"(one per protocol and address each covers); {room:,} fit")
+
+
 class Firewall:
     """A pinned XDP firewall on one interface."""
 
@@ -139,6 +166,17 @@ class Firewall:
 
     # -- lifecycle -------------------------------------------------------------
 
+    @staticmethod
+    def check_fits(config: FirewallConfig) -> None:
+        """FirewallError when `config` needs more than the firewall holds
+        (rules, distinct rule shapes, match keys): what load would refuse,
+        told without a kernel (config check)."""
+        obj = BpfObject.open(bpf_object_path("firewall"))
+        try:
+            _check_fits(obj, config)
+        finally:
+            obj.close()
+
     @classmethod
     def load(cls, ifname: str, config: FirewallConfig, *, xdp_mode: XdpMode = "native",
              netns: str | None = None, force: bool = False) -> Firewall:
@@ -158,15 +196,7 @@ class Firewall:
                 f"{present.mode}); bpfguard will not replace it without --force")
         obj = BpfObject.open(bpf_object_path("firewall"))
         try:
-            # the object's own sizes, before anything reaches the kernel
-            max_rules = obj.map("fw_rule_meta").max_entries - 1
-            max_classes = obj.map("fw_classes").max_entries
-            if len(config.rules) > max_rules:
-                raise FirewallError(f"{len(config.rules)} rules: at most {max_rules:,} fit")
-            shapes = {shape_of(r) for r in config.rules}
-            if len(shapes) > max_classes:
-                raise FirewallError(f"the rules have {len(shapes)} distinct shapes (family, "
-                                    f"prefix lengths, L4 fields); at most {max_classes} fit")
+            _check_fits(obj, config)  # before anything reaches the kernel
             # leftovers of an interrupted load; removed through a parent root owns
             # (/sys/fs/bpf may be world-writable: a user's directory there is refused)
             check_trusted_dir(pins.parent, f"firewall pins {pins}", create=True)
@@ -411,10 +441,7 @@ class Firewall:
         return self._maps["fw_rules6" if v6 else "fw_rules4"], k
 
     def _masked(self, shape: Shape, mk: MatchKey) -> MatchKey:
-        def m(a: bytes, mask: bytes) -> bytes:
-            return bytes(x & y for x, y in zip(a, mask, strict=True))
-        return MatchKey(mk.family, mk.proto, mk.icmp_type, mk.sport, mk.dport,
-                        m(mk.src, shape.src_mask), m(mk.dst, shape.dst_mask))
+        return _masked(shape, mk)
 
     def _class_slot(self, shape: Shape) -> int:
         if shape in self._classes:

@@ -331,7 +331,11 @@ class _Reader:
         if meta is None:
             return "", ""
         name = self.string(meta, "name") or ""
-        if name and (len(name) > 253 or not _NAME_RE.fullmatch(name)):
+        if not name and meta.get("name") is not None:
+            self.error(PolicyCode.BAD_VALUE, meta.get("name") or meta.node, ("metadata", "name"),
+                       "the name is empty; every policy needs one (it is how bpfguard policy "
+                       "delete and the events name it)")
+        elif name and (len(name) > 253 or not _NAME_RE.fullmatch(name)):
             self.error(PolicyCode.BAD_VALUE, meta.get("name") or meta.node, ("metadata", "name"),
                        f"{name!r} is not a valid Kubernetes object name (lower-case letters, "
                        "digits, '-' and '.', at most 253 characters)")

@@ -185,3 +185,28 @@ def test_cli_config_default_and_check(tmp_path: Path) -> None:
     bad.write_text(f"rules:\n  files: [{broken}]\n")
     r = CliRunner().invoke(main, ["config", "check", "-c", str(bad)])
     assert r.exit_code == 1 and "rules.yaml:2" in r.output
+
+
+def test_config_check_says_what_a_start_would_refuse(tmp_path: Path) -> None:
+    """(issue 22, defect 9) a ring buffer no kernel map can have, a missing
+    cgroup, a firewall config over what the firewall holds, a policy
+    without a name: each said by `config check`, not at start."""
+    with pytest.raises(ConfigError, match=r"sensors.ringbuf_kb: at most 2097152 KiB"):
+        parse_config("sensors: {ringbuf_kb: 1073741824}\n", "big.yaml")
+    fw = tmp_path / "fw.yaml"
+    fw.write_text("rules:\n" + "".join(
+        f"- {{action: drop, src: 198.19.0.0/{n}, dst: 198.18.0.0/{m}}}\n"
+        for n in range(16, 25) for m in range(16, 24)))
+    unnamed = tmp_path / "unnamed.yaml"
+    unnamed.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
+                       "  name: ''\nspec:\n  kprobes:\n  - {call: sys_openat, syscall: true}\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"rules: {{enabled: false}}\n"
+                   f"policies: {{defaults: false, files: [{unnamed}], "
+                   f"cgroup: {tmp_path}/no-such-cgroup}}\n"
+                   f"firewall: {{interfaces: [{{interface: lo, config: {fw}}}]}}\n")
+    r = CliRunner().invoke(main, ["config", "check", "-c", str(cfg)])
+    assert r.exit_code == 1
+    assert "the name is empty" in r.output
+    assert f"policies.cgroup {tmp_path}/no-such-cgroup: no such cgroup directory" in r.output
+    assert "the rules have 72 distinct shapes" in r.output
