@@ -486,12 +486,13 @@ static __noinline bool bg_pol_resolve(struct bg_pol_arg *arg, __u64 *addr)
 	return true;
 }
 
-/* `len` bytes of user memory at `buf` into the payload at pos (at most
- * BG_STR_MAX, marked truncated beyond it or where the payload is full).
- * User memory only, on kernel functions too: a __user buffer the caller
- * pointed into the kernel must not be read as the kernel's. */
-static __always_inline __u32 bg_pol_put_user_bytes(struct bg_pol_area *a, struct bg_pol_value *v,
-						   const void *buf, __u64 len, __u32 pos)
+/* `len` bytes at `buf` into the payload at pos (at most BG_STR_MAX, marked
+ * truncated beyond it or where the payload is full), from user memory or,
+ * with `user` false, the kernel's. (A __user buffer the caller pointed into
+ * the kernel is read as user memory on kernel functions too: never as the
+ * kernel's.) */
+static __always_inline __u32 bg_pol_put_bytes(struct bg_pol_area *a, struct bg_pol_value *v,
+					      const void *buf, __u64 len, __u32 pos, bool user)
 {
 	if (len > BG_STR_MAX) {
 		len = BG_STR_MAX;
@@ -502,7 +503,8 @@ static __always_inline __u32 bg_pol_put_user_bytes(struct bg_pol_area *a, struct
 		return pos;
 	}
 	bg_clamp(len, BG_STR_MAX);
-	if (bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, buf)) {
+	if (!buf || (user ? bpf_probe_read_user(a->ev.data + (pos & BG_DATA_MASK), len, buf)
+			  : bpf_probe_read_kernel(a->ev.data + (pos & BG_DATA_MASK), len, buf))) {
 		v->flags |= BG_PV_UNREADABLE;
 		return pos;
 	}
@@ -539,7 +541,7 @@ static __always_inline __u32 bg_pol_put_iov_iter(struct bg_pol_area *a, struct b
 	} else {
 		goto unreadable;
 	}
-	return bg_pol_put_user_bytes(a, v, buf, len, pos);
+	return bg_pol_put_bytes(a, v, buf, len, pos, true);
 unreadable:
 	v->flags |= BG_PV_UNREADABLE;
 	return pos;
@@ -626,7 +628,7 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 		return pos;
 	case BG_PT_CHAR_BUF:
 		len = arg->size_arg ? bg_pol_src_arg(src, arg->size_arg - 1) : 0;
-		return bg_pol_put_user_bytes(a, v, (const void *)raw, len, pos);
+		return bg_pol_put_bytes(a, v, (const void *)raw, len, pos, true);
 	case BG_PT_IOV_ITER:
 		return bg_pol_put_iov_iter(a, v, (struct iov_iter *)raw, pos);
 	case BG_PT_FD:
@@ -662,23 +664,7 @@ __noinline __u32 bg_pol_read_arg(struct bg_pol_area *a, struct bg_pol_hook *h,
 		bg_pol_skb(v, raw);
 		return pos;
 	case BG_PT_BYTES:
-		len = arg->len;
-		if (len > BG_STR_MAX)
-			len = BG_STR_MAX;
-		if (pos + len > BG_DATA_LIMIT) {
-			v->flags |= BG_PV_TRUNCATED;
-			return pos;
-		}
-		bg_clamp(len, BG_STR_MAX);
-		if (!raw || bpf_probe_read_kernel(a->ev.data + (pos & BG_DATA_MASK), len,
-						  (void *)raw)) {
-			v->flags |= BG_PV_UNREADABLE;
-			return pos;
-		}
-		v->data.off = pos;
-		v->data.len = len;
-		v->flags |= BG_PV_DATA;
-		return pos + len;
+		return bg_pol_put_bytes(a, v, (const void *)raw, arg->len, pos, false);
 	case BG_PT_SOCKADDR_UN: {
 		__u16 family = 0;
 

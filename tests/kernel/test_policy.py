@@ -247,6 +247,7 @@ def test_twenty_reloads_of_a_changed_enforce_policy_let_nothing_through(
         return {"kill-etc": (load_policy_text("kill.yaml", text), "kill.yaml")}
 
     subscriber.apply(version(0), None)
+    [first] = running.engine.list()
     stop = threading.Event()
     outcomes: list[int] = []
 
@@ -267,6 +268,8 @@ def test_twenty_reloads_of_a_changed_enforce_policy_let_nothing_through(
     assert len(outcomes) >= 20 and set(outcomes) == {-9}, outcomes
     [lp] = running.engine.list()
     assert lp["name"] == "kill-etc" and lp["hooks"] == 1  # the old versions are gone
+    # one policy all along: its id, and the kills of every version counted
+    assert lp["id"] == first["id"] and lp["counters"]["signals"] >= len(outcomes) // 2
 
 
 @pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions

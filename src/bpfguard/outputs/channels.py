@@ -397,7 +397,7 @@ class _QueuedChannel(Generic[_T]):
         with self._cv:
             return ChannelStats(sent=self._sent, failed=self._failed, dropped=self._dropped,
                                 queued=len(self._q) - self._reopens + len(self._held),
-                                failing=self._failing)
+                                failing=self._failing_now())
 
     def _push(self, item: _T | _Reopen) -> None:
         if item is _Reopen.REOPEN:
@@ -424,6 +424,11 @@ class _QueuedChannel(Generic[_T]):
 
     def _run(self) -> None:
         while True:
+            with self._cv:
+                self._queue_held()
+                idle = not self._q and not self._closing
+            if idle:
+                self._idle()  # (outside the lock: it may write)
             with self._cv:
                 self._queue_held()
                 while not self._q and not self._closing:
@@ -508,6 +513,13 @@ class _QueuedChannel(Generic[_T]):
     def _deliver(self, item: _T) -> None:
         raise NotImplementedError
 
+    def _idle(self) -> None:
+        """The queue is empty: write out what is buffered (worker thread)."""
+
+    def _failing_now(self) -> bool:
+        """Whether deliveries fail now (stats' `failing`; lock held)."""
+        return self._failing
+
     def _reopen(self) -> None:
         """Closes what is open; the next alert opens it anew."""
 
@@ -525,7 +537,8 @@ class StdoutChannel(_QueuedChannel[str]):
         fmt: text (default) or JSON.
         stream: where to write (default: ``sys.stdout`` as it is now).
         buffered: Falco's ``buffered_outputs``: lines are written 64 KiB at a
-            time (and at reopen and close); False writes every line at once.
+            time, and whenever the queue is empty (and at reopen and close);
+            False writes every line at once.
     """
 
     def __init__(self, fmt: Format = Format(), *, stream: IO[str] | None = None,
@@ -548,8 +561,7 @@ class StdoutChannel(_QueuedChannel[str]):
         self._stream.flush()
 
 
-_FILE_BUFFER = 64 << 10        # buffered file output: bytes held before a write
-_TORN_LINE_WINDOW = 1 << 20    # how far back a torn line's start is looked for
+_FILE_BUFFER = 64 << 10  # buffered file output: bytes held before a write (or an idle queue)
 
 
 class FileChannel(_QueuedChannel[bytes]):
@@ -608,6 +620,7 @@ class FileChannel(_QueuedChannel[bytes]):
         self._fd = -1
         self._pending = bytearray()  # lines not written yet (buffered)
         self._pending_lines = 0
+        self._write_failing = False  # the last write failed (a buffered line may not say)
         self._size = 0
         self._rotate_failing = False
 
@@ -624,45 +637,58 @@ class FileChannel(_QueuedChannel[bytes]):
         self._pending += item
         self._pending_lines += 1
         self._size += len(item)
-        if not self._buffered or len(self._pending) >= _FILE_BUFFER:
+        if not self._buffered or not self._keep_alive or len(self._pending) >= _FILE_BUFFER:
             self._write_out(in_hand=1)
         if not self._keep_alive:
             self._close_file()
 
+    def _idle(self) -> None:
+        # buffered lines are not held once the queue is empty: a crash then
+        # loses nothing counted sent
+        if self._pending and self._fd >= 0:
+            try:
+                self._write_out()
+            except OSError as exc:
+                log.warning("%s: alerts not written: %s", self.name, exc)
+
     def _write_out(self, in_hand: int = 0) -> None:
-        """Writes what is pending; on a failure (a full disk, a vanished
-        mount) cuts the file back to its last whole line, counts the lines
-        lost as failed, not sent (but `in_hand`, the caller's to count),
-        and closes: the next alert starts afresh."""
+        """Writes what is pending. On a failure (a full disk, a vanished
+        mount) cuts what was written of a line back off, counts the lines
+        not written as failed, not sent (but `in_hand`, the last, which is
+        the caller's to count), and closes: the next alert starts afresh."""
         data, lines = bytes(self._pending), self._pending_lines
         self._pending.clear()
         self._pending_lines = 0
-        view = memoryview(data)
+        start = os.fstat(self._fd).st_size  # (O_APPEND: ours go at the end)
+        written = 0
         try:
-            while view:
-                view = view[os.write(self._fd, view):]
+            while written < len(data):
+                written += os.write(self._fd, memoryview(data)[written:])
         except OSError:
-            self._cut_torn_line()
+            self._write_failing = True
+            self._cut_torn_line(start, data[:written])
             os.close(self._fd)
             self._fd = -1
             with self._cv:  # (buffered lines were counted sent when they were taken)
-                lost = max(0, lines - in_hand)
+                lost = lines - data[:written].count(b"\n") - in_hand
                 self._sent -= lost
                 self._failed += lost
             raise
+        self._write_failing = False
 
-    def _cut_torn_line(self) -> None:
-        """After a failed write: back to the last newline, so that a reader
-        (a log shipper, jq) never meets half a line."""
+    def _cut_torn_line(self, start: int, written: bytes) -> None:
+        """After a failed write of `written` at `start`: its part line off
+        again, so that a reader (a log shipper, jq) never meets half a line.
+        Only when the file is as this write left it: another writer's
+        lines are not ours to cut."""
+        keep = start + written.rfind(b"\n") + 1
         with contextlib.suppress(OSError):
-            size = os.fstat(self._fd).st_size
-            window = min(size, _TORN_LINE_WINDOW)
-            tail = os.pread(self._fd, window, size - window)
-            if not tail or tail.endswith(b"\n"):
-                return
-            cut = tail.rfind(b"\n")
-            os.ftruncate(self._fd, size - window + cut + 1 if cut >= 0 else size - window)
-            self._size = os.fstat(self._fd).st_size
+            if os.fstat(self._fd).st_size == start + len(written) and keep < start + len(written):
+                os.ftruncate(self._fd, keep)
+                self._size = keep
+
+    def _failing_now(self) -> bool:
+        return self._failing or self._write_failing
 
     @property
     def _where(self) -> str:

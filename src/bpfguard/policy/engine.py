@@ -109,6 +109,10 @@ _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION
 _FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}
 
 
+class _NoOverlap(ConfigError):
+    """A new version does not fit beside the one it replaces (replace())."""
+
+
 @dataclass
 class LoadedPolicy:
     """A policy in the kernel: its hook slots, sets and tracepoint copies."""
@@ -319,8 +323,9 @@ class PolicyEngine(Sensor):
         with self._lock:
             free = [s for s in range(LIMITS.hooks) if s not in self._slots]
             if len(compiled.hooks) > len(free):
-                raise ConfigError(f"{policy.name}: {len(compiled.hooks)} hooks, but only "
-                                  f"{len(free)} of {LIMITS.hooks} hook slots are free")
+                raise (ConfigError if self._replacing is None else _NoOverlap)(
+                    f"{policy.name}: {len(compiled.hooks)} hooks, but only {len(free)} of "
+                    f"{LIMITS.hooks} hook slots are free")
             self._check_routes(policy, compiled, self._replacing)
             lp = LoadedPolicy(policy, compiled, source or policy.context.file, mode,
                               cgroup_path=cgroup)
@@ -364,22 +369,23 @@ class PolicyEngine(Sensor):
         overlap its own for the moment of the swap."""
         users: dict[int, int] = {}
         returns: dict[int, str] = {}
+        fail = ConfigError if replacing is None else _NoOverlap
         for lp_, other in self._slots.values():
             for idx in other.syscalls:
                 users[idx] = users.get(idx, 0) + 1
-                if other.ret and lp_ is not replacing:
+                if other.ret:
                     returns[idx] = lp_.name
         for h in compiled.hooks:
             for idx in h.syscalls:
                 users[idx] = users.get(idx, 0) + 1
                 name = _syscall_fn(idx, self._nr_max)
                 if users[idx] > LIMITS.syscall_hooks:
-                    raise ConfigError(f"{policy.name}: more than {LIMITS.syscall_hooks} hooks "
+                    raise fail(f"{policy.name}: more than {LIMITS.syscall_hooks} hooks "
                                       f"on {name}, all policies together; the engine routes "
                                       f"at most {LIMITS.syscall_hooks} per syscall")
                 if h.ret:
                     if idx in returns:
-                        raise ConfigError(
+                        raise fail(
                             f"{policy.name}: {name} already has a return: true hook (policy "
                             f"{returns[idx]!r}); the engine keeps one pending event per thread,"
                             " so one return hook per syscall")
@@ -398,31 +404,58 @@ class PolicyEngine(Sensor):
                 mode: Literal["enforce", "monitor"] | None = None) -> LoadedPolicy:
         """Load `policy` in place of the loaded policy of its name, make
         before break: the new version's hooks are attached before the old
-        one's are detached, so its enforcement never lapses (for the moment
-        both are attached, an event may be reported by each). All or
-        nothing: a new version that does not load leaves the old one
-        running. When the engine has no room for both at once (hook slots,
-        hooks per syscall) it says so rather than open a gap."""
+        one's are detached, so its enforcement never lapses (for that moment
+        an event may be reported by both). It keeps the old one's id and
+        counters. All or nothing: a new version that does not load leaves
+        the old one as it was. Where both cannot be loaded at once (hook
+        slots, hooks on one syscall, a return: true hook on the same
+        syscall: the kernel keeps one pending return per thread), the old
+        one goes first, with a warning that the swap had a gap."""
         with self._lock:
-            old = self.policies.get(policy.name)
-            if old is None:
-                raise KeyError(policy.name)
-            if not old.enabled:  # nothing attached: nothing to keep running
-                self.delete(policy.name)
-                return self.add(policy, source=source, cgroup=cgroup, mode=mode)
-            del self.policies[policy.name]  # (the name, for add; its hooks stay)
-            self._replacing = old
+            old = self.policies.pop(policy.name)  # (KeyError: none of that name)
+            self._replacing = old if old.enabled else None
             try:
                 lp = self.add(policy, source=source, cgroup=cgroup, mode=mode)
+            except _NoOverlap as exc:
+                self._replacing = None
+                log.warning("policy %s: replaced with a gap, the old version first: %s",
+                            policy.name, exc)
+                return self._replace_with_gap(old, policy, source, cgroup, mode)
             except BaseException:
                 self.policies[policy.name] = old
                 raise
             finally:
                 self._replacing = None
-            self._write_routes()
-            self._unload(old)
+            counted = self.counters_of(old)
+            try:
+                self._write_routes()
+            finally:
+                self._unload(old)
+            lp.id, lp.counted = old.id, counted
             self._tracking = self._tracks_sockets()
             return lp
+
+    def _replace_with_gap(self, old: LoadedPolicy, policy: Policy, source: str,
+                          cgroup: str | None, mode: Literal["enforce", "monitor"] | None
+                          ) -> LoadedPolicy:
+        """replace() where both versions do not fit: the old one out, then
+        the new one in; if that fails, the old one again."""
+        counted = self.counters_of(old)
+        self._write_routes()
+        self._unload(old)
+        try:
+            lp = self.add(policy, source=source, cgroup=cgroup, mode=mode)
+        except BaseException:
+            try:
+                back = self.add(old.policy, source=old.source, cgroup=old.cgroup_path,
+                                mode=old.mode)
+                back.id, back.counted = old.id, counted
+            except BpfguardError as exc:  # (it loaded before: not expected)
+                log.error("policy %s could not be restored: %s", policy.name, exc)
+            raise
+        lp.id, lp.counted = old.id, counted
+        self._tracking = self._tracks_sockets()
+        return lp
 
     def delete(self, name: str) -> None:
         """Detach and remove the policy called `name` (KeyError if none)."""
@@ -482,7 +515,10 @@ class PolicyEngine(Sensor):
         or that would have been in monitor mode), rate_limited, no_return,
         and per action signals, overrides, would_signal, would_override,
         nopost."""
-        lp = self.policies[name]
+        return self.counters_of(self.policies[name])
+
+    def counters_of(self, lp: LoadedPolicy) -> dict[str, int]:
+        """:meth:`counters` of a loaded policy object."""
         stats = self.obj.map("pol_stats")
         out = dict.fromkeys(self._stats, 0) | lp.counted
         for slot in lp.slots:
