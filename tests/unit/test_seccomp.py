@@ -29,7 +29,7 @@ from bpfguard.seccomp import (
     resolve_for,
 )
 from bpfguard.seccomp.audit import parse_record
-from bpfguard.seccomp.profile import Chain, libseccomp_adds
+from bpfguard.seccomp.profile import Chain, libseccomp_adds, loads_profile
 from bpfguard.seccomp.recorder import CLONE_NS_MASK
 from bpfguard.seccomp.runtime_base import runtime_base
 
@@ -590,3 +590,25 @@ def test_with_args_an_unrecorded_prctl_gets_only_the_runtimes_operations() -> No
     # without --args every recorded name is allowed whole, and prctl is too
     plain = profile_from_recording(rec, INFO)
     assert any("prctl" in r.names and not r.args for r in plain.syscalls)
+
+
+def test_repeated_rules_are_planned_and_paired_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(issue 22, defect 8) repeats of a rule change nothing: the filter gets
+    one libseccomp rule, and the conflict check meets each kind of rule
+    once, not every pair of 2,000 repeats (which made large profiles take
+    minutes)."""
+    from bpfguard.seccomp import profile as profile_module
+
+    repeats = [{"names": ["read", "read"], "action": "SCMP_ACT_ALLOW"}] * 2000
+    raw = json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        *repeats, {"names": ["read"], "action": "SCMP_ACT_LOG"}]}).encode()
+    pairs = []
+    real = profile_module._conflict
+    monkeypatch.setattr(profile_module, "_conflict",
+                        lambda *a: pairs.append(a[3:]) or real(*a))
+    prof = loads_profile(raw, "many.json")
+    assert pairs == [(0, 2000)]
+    assert any("$.syscalls[2000]: read: also in $.syscalls[0]" in w for w in prof.warnings)
+    plan = plan_filter(prof)  # (libseccomp keeps the first unconditional rule of read)
+    assert [(r.name, r.action) for r in plan.rules] == [("read", "SCMP_ACT_ALLOW")]
+    assert any("3999 rule(s) repeating an earlier one" in s for s in plan.skipped)

@@ -203,6 +203,11 @@ def plan_filter(profile: Profile, *, target: Target | None = None, audit: bool =
         if a not in LIBSECCOMP_ARCHES:
             plan.skipped.append(f"architecture {a}: unknown to this libseccomp, left out")
     plan.arches = tuple(a for a in arches if a in LIBSECCOMP_ARCHES)
+    # a rule libseccomp has already (the same name, action and conditions)
+    # changes nothing, and it searches its rules for each one added: repeats
+    # made a large profile quadratic (80k names: minutes)
+    planned: set[tuple[str, int | None, str, tuple[tuple[int, str, int, int], ...]]] = set()
+    repeats = 0
     for i, rule in enumerate(profile.syscalls):
         src = f"$.syscalls[{i}]"
         if not _applies(rule, t):
@@ -227,7 +232,14 @@ def plan_filter(profile: Profile, *, target: Target | None = None, audit: bool =
             if name in unknown:
                 continue
             for g in groups:
+                if (action, data, name, g) in planned:
+                    repeats += 1
+                    continue
+                planned.add((action, data, name, g))
                 plan.rules.append(PlannedRule(action, data, name, g, src, rule.comment))
+    if repeats:
+        plan.skipped.append(f"{repeats} rule(s) repeating an earlier one (the same syscall, "
+                            "action and conditions) left out: they change nothing")
     plan.rules = _shadowed_left_out(plan)
     if audit:  # after the above, which needs the actions that enforcing has
         logged = (r if r.action == "SCMP_ACT_ALLOW" else

@@ -722,12 +722,23 @@ def _conflict(default: Verdict, rules: Sequence[SyscallRule], named: list[int], 
 
 def _conflict_warnings(default: Verdict, rules: Sequence[SyscallRule]) -> list[str]:
     """One syscall in several rules with different actions, where they can meet."""
-    named: dict[str, list[int]] = {}
+    # a rule that repeats an earlier one for a syscall (the same action,
+    # conditions and scope) meets the others as that one does: only the
+    # first of each kind is paired, so 80k repeats are not 3.2 billion pairs
+    kinds: dict[int, tuple[object, ...]] = {
+        i: (effective_action(r.action, r.errno_ret),
+            tuple(_chain_of(g) for g in runc_arg_groups(r.args)),
+            repr(r.includes), repr(r.excludes))
+        for i, r in enumerate(rules)}
+    named: dict[str, dict[tuple[object, ...], int]] = {}
     for i, r in enumerate(rules):
         for n in dict.fromkeys(r.names):
-            named.setdefault(n, []).append(i)
+            named.setdefault(n, {}).setdefault(kinds[i], i)
     found: dict[tuple[int, int, str], list[str]] = {}
-    for name, idx in named.items():
+    for name, first in named.items():
+        idx = sorted(first.values())
+        if len({kinds[i][0] for i in idx}) < 2:
+            continue  # one action for the syscall: nothing to meet
         for i, j in itertools.combinations(idx, 2):
             if (outcome := _conflict(default, rules, idx, i, j)) is not None:
                 found.setdefault((j, i, outcome), []).append(name)
