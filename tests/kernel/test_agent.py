@@ -273,6 +273,76 @@ def test_policy_added_through_the_socket_takes_effect_without_restart(
     assert agent.stop() == 0
 
 
+def _run_victim(path: str) -> int:
+    return subprocess.run([path, "/etc/hostname"], capture_output=True).returncode
+
+
+def _sys_enter_links() -> int:
+    return sum(1 for li in _bpftool("link", "show") if li.get("tp_name") == "sys_enter")
+
+
+def test_kill_9_leaves_the_policies_enforcing_and_the_next_agent_adopts_them(
+        tmp_path: Path, start_agent: Callable[[Path | None], AgentProcess],
+        binary: Callable[[str, str], str]) -> None:
+    pins = Path(f"/sys/fs/bpf/bpfguard-test-{os.getpid()}")
+    from bpfguard.files import remove_tree
+
+    remove_tree(pins, "test pins")
+    victim, victim2 = binary("cat", "bgpinned"), binary("cat", "bgpinned2")
+    pol = tmp_path / "kill.yaml"
+    pol.write_text(_KILL_POLICY.format(binary=victim))
+    added = tmp_path / "added.yaml"
+    added.write_text(_KILL_POLICY.format(binary=victim2).replace("agent-live-kill",
+                                                                  "added-live-kill"))
+    cfg, sock, _ = _config(tmp_path, f"rules: {{enabled: false}}\npolicies: {{defaults: false, "
+                                     f"files: [{pol}], pin_dir: {pins}}}")
+    sys_enter_before = _sys_enter_links()
+    try:
+        first = start_agent(cfg)
+        r = _bpfguard("policy", "add", "--socket", str(sock), str(added))
+        assert _run_victim(victim) == -9 and _run_victim(victim2) == -9
+        assert _sys_enter_links() == sys_enter_before + 1
+        # a second agent beside a live one's pins is refused, before it loads anything
+        (tmp_path / "other").mkdir()
+        other, _, _ = _config(tmp_path / "other", cfg.read_text().split("\ncontrol:")[0])
+        r = subprocess.run([sys.executable, "-m", "bpfguard", "run", "-c", str(other)],
+                           capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert r.returncode != 0
+        assert f"agent pid {first.proc.pid} is running and pins its policies there" in r.stderr
+        assert first.stop(signal.SIGKILL) == -9
+        # no agent: the kernel still kills, from the pins, and counts
+        assert _run_victim(victim) == -9 and _run_victim(victim2) == -9
+        r = _bpfguard("policy", "list", "--socket", str(sock), "--pin-dir", str(pins))
+        assert f"agent pid {first.proc.pid} died" in r.stderr
+        listed = {line.split()[1]: line.split() for line in r.stdout.splitlines()[1:]}
+        assert set(listed) == {"agent-live-kill", "added-live-kill"}
+        assert listed["agent-live-kill"][10:12] == ["2", "2"]   # NPOST NENFORCE ("0 B" is two)
+        # the next agent loads the config's policy and the socket's again,
+        # then releases the dead one's pins: one copy of each, counters kept
+        second = start_agent(cfg)
+        second.wait_log(f"adopted the policies agent pid {first.proc.pid} pinned")
+        assert [p.name for p in pins.iterdir()] == [f"{second.proc.pid}-" + (
+            Path(f"/proc/{second.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])]
+        assert _sys_enter_links() == sys_enter_before + 1
+        r = _bpfguard("policy", "list", "--json", "--socket", str(sock))
+        counters = {p["name"]: p["counters"]["signals"] for p in json.loads(r.stdout)}
+        assert counters == {"agent-live-kill": 2, "added-live-kill": 2}
+        assert _run_victim(victim) == -9 and _run_victim(victim2) == -9
+        # with no enforce-mode policy nothing is pinned (monitor needs the agent)
+        for name in ("agent-live-kill", "added-live-kill"):
+            _bpfguard("policy", "mode", "--socket", str(sock), name, "monitor")
+        assert list(pins.iterdir()) == []
+        _bpfguard("policy", "mode", "--socket", str(sock), "added-live-kill", "enforce")
+        assert len(list(pins.iterdir())) == 1
+        # a stop ends enforcement: nothing stays pinned or attached
+        assert second.stop() == 0
+        assert list(pins.iterdir()) == []
+        assert _sys_enter_links() == sys_enter_before
+        assert _run_victim(victim) == 0 and _run_victim(victim2) == 0
+    finally:
+        remove_tree(pins, "test pins")
+
+
 _CLIENT = """
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX)

@@ -170,6 +170,13 @@ SCHEMA: Node = {
                                "in the mode its spec.options say."),
         "cgroup": Key(str, "", "Limit the policies of `files` to this cgroup v2 directory "
                                "and below (a container, outside Kubernetes). Empty: all."),
+        "pin_dir": Key(str, "/sys/fs/bpf/bpfguard/policies",
+                       "Where, while an enforce-mode policy is loaded, the agent pins its "
+                       "programs (on a BPF filesystem, in a directory only root controls), so "
+                       "that a crash (kill -9, the OOM killer) leaves them enforcing; the next "
+                       "agent adopts them, and `bpfguard policy list` reads them when no agent "
+                       "runs. A stop (SIGTERM) removes them. Read at start. Empty: nothing is "
+                       "pinned; enforcement ends with the agent, however it ends."),
     },
     "seccomp_audit": {
         "enabled": Key(bool, False, "Report the syscalls seccomp filters log (SCMP_ACT_LOG, "

@@ -56,6 +56,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 from ..containers import Container
@@ -78,6 +79,7 @@ from .control import ControlServer, TcpControlServer, read_token
 from .detect import ENV_BYTES, RuleMatcher, build_containers, build_engine
 from .firewalls import Firewalls
 from .outputs import build_channels, build_limiter
+from .pins import AgentPins, PinnedAgent
 from .policy import PolicySubscriber, read_policies
 
 __all__ = ["Agent"]
@@ -144,6 +146,9 @@ class Agent:
         self._retire_lock = threading.Lock()
         self._unplaced: dict[int, float] = {}   # audit pids not placed in a container, until
         self.policies: PolicySubscriber | None = None
+        self.pins: AgentPins | None = None   # policies.pin_dir: enforcement outlives a crash
+        self._previous: list[PinnedAgent] = []   # dead agents' pins, released once we run
+        self._texts: dict[str, str] = {}   # the YAML of policies added through the socket
         self.firewalls = Firewalls()
         self.audit: Any = None
         self._audit_thread: threading.Thread | None = None
@@ -172,6 +177,12 @@ class Agent:
                 self._make_sensors()
             if self.policies is not None:
                 self.policies.apply(wanted, data["policies"]["cgroup"] or None)
+            if data["policies"]["pin_dir"]:
+                self.pins = AgentPins(Path(data["policies"]["pin_dir"]), self.sensors,
+                                      self.policies.engine if self.policies else None,
+                                      self._policy_origin)
+                self._previous = self.pins.previous()
+                self._adopt_policies()
             self.firewalls.load(data["firewall"]["interfaces"])
             if data["seccomp_audit"]["enabled"]:
                 from ..seccomp.audit import AuditReader
@@ -239,6 +250,60 @@ class Agent:
                     held, unenriched = held + m.held, unenriched + m.unenriched
         return held, unenriched
 
+    def _adopt_policies(self) -> None:
+        """The policies dead agents pinned: those they had been given
+        through the control socket are loaded again (the configuration's
+        are the configuration's now), and every one keeps its counters."""
+        if self.policies is None:
+            if any(a.policies for a in self._previous):
+                log.warning("policies are off: the pinned ones of %s go once this agent runs",
+                            ", ".join(str(a.path) for a in self._previous))
+            return
+        engine = self.policies.engine
+        for prev in self._previous:
+            for p in prev.policies:
+                name = p["name"]
+                if p.get("origin") == "control" and isinstance(p.get("text"), str):
+                    if name in engine.policies:
+                        log.warning("policy %s was added through the control socket of agent "
+                                    "pid %d; the configuration's of that name is kept",
+                                    name, prev.pid)
+                        continue
+                    try:
+                        engine.add(load_policy_text(p["file"], p["text"]), source=p["file"],
+                                   mode=p["mode"])
+                    except BpfguardError as exc:
+                        raise ConfigError(
+                            f"policy {name}, pinned by agent pid {prev.pid} at {prev.path}, "
+                            f"does not load again: {exc}\n(`rm -r {prev.path}` ends the "
+                            "enforcement of what that agent pinned)") from None
+                    self._texts[name] = p["text"]
+                    if p.get("state") == "disabled":
+                        engine.disable(name)
+                lp = engine.policies.get(name)
+                if lp is not None:
+                    for k, v in p["counters"].items():
+                        lp.counted[k] = lp.counted.get(k, 0) + v
+
+    def _policy_origin(self, name: str) -> tuple[str, str | None]:
+        """Where a loaded policy came from, and the YAML of one that came
+        through the control socket (the pins keep it, to load again)."""
+        if self.policies is not None and name in self.policies.from_config:
+            return "config", None
+        return "control", self._texts.get(name)
+
+    def _sync_pins(self) -> None:
+        """The pins follow a policy change (see agent.pins). A failure leaves
+        the change in force and is logged: it only weakens what a crash
+        would leave behind."""
+        if self.pins is None or not self._started:
+            return
+        try:
+            self.pins.sync()
+        except BpfguardError as exc:
+            log.error("the policies' pins could not be updated (a crash now would leave "
+                      "the previous ones enforcing): %s", exc)
+
     def _make_control(self) -> None:
         ctl = self.cfg.data["control"]
         if ctl["socket"]:
@@ -254,6 +319,11 @@ class Agent:
         self.containers.start()
         if self.pipeline is not None:
             self.pipeline.start()
+        if self.pins is not None:
+            # ours attached and pinned before the dead agents' go: no lapse
+            self.pins.sync()
+            self.pins.adopt(self._previous)
+            self._previous = []
         if self.audit is not None:
             self._audit_thread = threading.Thread(target=self._audit_loop,
                                                   name="bpfguard-seccomp-audit", daemon=True)
@@ -425,10 +495,10 @@ class Agent:
         fixed = [s for s in _RESTART_SECTIONS if data[s] != old_cfg.data[s]]
         for s in _RESTART_SECTIONS:
             data[s] = old_cfg.data[s]
-        for s in ("rules", "policies"):
-            if data[s]["enabled"] != old_cfg.data[s]["enabled"]:
-                fixed.append(f"{s}.enabled")
-                data[s]["enabled"] = old_cfg.data[s]["enabled"]
+        for s, key in (("rules", "enabled"), ("policies", "enabled"), ("policies", "pin_dir")):
+            if data[s][key] != old_cfg.data[s][key]:
+                fixed.append(f"{s}.{key}")
+                data[s][key] = old_cfg.data[s][key]
         merged = AgentConfig(data, new.source)
         # everything new is built and validated before anything changes
         matcher: RuleMatcher | None = None
@@ -453,6 +523,7 @@ class Agent:
             try:
                 if self.policies is not None:
                     self.policies.apply(wanted, cgroup)
+                    self._sync_pins()
             except BaseException:
                 if change is not None:
                     change.rollback()
@@ -516,6 +587,9 @@ class Agent:
             self._audit_thread = None
         with self._send_lock:
             self.channels.close()
+        if self.pins is not None:
+            with contextlib.suppress(BpfguardError):   # destroying the links unpins them too
+                self.pins.unpin()
         if self.sensors is not None:
             self.sensors.close()
         if self.audit is not None:
@@ -543,6 +617,8 @@ class Agent:
         pol = load_policy_text(source, text)
         with self._reload_lock:
             lp = self._engine().add(pol, source=source)
+            self._texts[lp.name] = text
+            self._sync_pins()
         return {"name": lp.name, "mode": lp.mode, "hooks": len(lp.slots)}
 
     def list_policies(self) -> list[dict[str, Any]]:
@@ -553,15 +629,19 @@ class Agent:
             self._engine().delete(name)
             if self.policies is not None:
                 self.policies.from_config.pop(name, None)
+            self._texts.pop(name, None)
+            self._sync_pins()
 
     def set_policy_mode(self, name: str, mode: str) -> None:
         with self._reload_lock:
             self._engine().set_mode(name, mode)
+            self._sync_pins()
 
     def set_policy_enabled(self, name: str, enabled: bool) -> None:
         with self._reload_lock:
             engine = self._engine()
             (engine.enable if enabled else engine.disable)(name)
+            self._sync_pins()
 
     def list_rules(self) -> list[dict[str, Any]]:
         matcher = self.matcher

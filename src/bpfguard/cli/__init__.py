@@ -261,7 +261,9 @@ def run(config_path: str | None, events: bool, policies: tuple[str, ...],
       bpfguard agent status                                  health, last reload error
       bpfguard alerts query --since 1h --priority warning    with outputs.sqlite on
     SIGTERM or Ctrl-C: outputs are flushed and every program detached; only
-    a configured firewall's pinned state stays.
+    a configured firewall's pinned state stays. Killed (kill -9, the OOM
+    killer), the agent leaves its enforce-mode policies pinned and enforcing
+    (policies.pin_dir); the next agent adopts them. --policy pins nothing.
 
     \b
     Single-purpose modes, without the agent:

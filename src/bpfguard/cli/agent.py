@@ -92,6 +92,13 @@ def check(config_path: str) -> None:
     cgroup = cfg["policies.cgroup"]
     if cfg["policies.enabled"] and cgroup and not Path(cgroup).is_dir():
         problems.append(f"policies.cgroup {cgroup}: no such cgroup directory")
+    if cfg["policies.enabled"] and cfg["policies.pin_dir"]:
+        from ..agent.pins import check_pin_dir
+
+        try:
+            check_pin_dir(Path(cfg["policies.pin_dir"]))
+        except ConfigError as exc:
+            problems.append(str(exc))
     for key in ("outputs.file", "outputs.sqlite"):
         if cfg[f"{key}.enabled"]:
             path = cfg[f"{key}.path"]

@@ -282,6 +282,22 @@ def tetragon_list_json(policies: list[dict[str, Any]]) -> dict[str, Any]:
     return {"policies": out} if out else {}
 
 
+def _pinned_policies(pin_dir: Path | None) -> list[dict[str, Any]] | None:
+    """The policies dead agents left pinned (see bpfguard.agent.pins), with a
+    note on stderr; None when there are none."""
+    from ..agent.pins import POLICY_PINS, pinned_agents
+
+    agents = [a for a in pinned_agents(pin_dir or POLICY_PINS) if not a.alive]
+    if not agents:
+        return None
+    for a in agents:
+        click.echo(f"no agent answers; agent pid {a.pid} died and left "
+                   f"{len(a.policies)} policies enforced by the kernel, pinned at {a.path} "
+                   f"(the next agent adopts them; `rm -r {a.path}` ends them)", err=True)
+    return [{k: v for k, v in p.items() if k not in ("origin", "text")}
+            for a in agents for p in a.policies]
+
+
 @policy.command(name="list", context_settings=_CTX)
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
               show_default=True,
@@ -290,8 +306,11 @@ def tetragon_list_json(policies: list[dict[str, Any]]) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True,
               help="bpfguard's own JSON: every counter, the scope, the GetUrl/DnsLookup "
                    "requests.")
+@click.option("--pin-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Where agents pin their enforcement (the agent's policies.pin_dir; "
+                   "default /sys/fs/bpf/bpfguard/policies), read when no agent answers.")
 @socket_option
-def list_policies(output: str, as_json: bool, socket_path: str) -> None:
+def list_policies(output: str, as_json: bool, socket_path: str, pin_dir: Path | None) -> None:
     """Show the policies of the running agent, with their counters.
 
     \b
@@ -318,6 +337,11 @@ def list_policies(output: str, as_json: bool, socket_path: str) -> None:
     requests the agent made ("GetUrl ok", "... failed", and "... skipped":
     one target is requested at most once a second, 64 at most wait).
 
+    With no agent listening, the policies an agent pinned (it died with an
+    enforce-mode policy loaded, and the kernel still enforces them) are
+    listed from the pins, with their counters, and a note on stderr says
+    so; `rm -r` of the directory it names ends their enforcement.
+
     \b
     Examples:
       sudo bpfguard policy list
@@ -330,7 +354,12 @@ def list_policies(output: str, as_json: bool, socket_path: str) -> None:
     if as_json and output == "json":
         raise click.UsageError("--json (bpfguard's) and -o json (Tetragon's) are two formats; "
                                "give one")
-    result = request("list", socket_path=socket_path)
+    try:
+        result = request("list", socket_path=socket_path)
+    except AgentNotListening:
+        result = _pinned_policies(pin_dir)
+        if result is None:
+            raise
     policies: list[Any] = [p for p in result if isinstance(p, dict)] \
         if isinstance(result, list) else []
     if as_json:

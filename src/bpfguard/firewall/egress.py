@@ -128,7 +128,7 @@ class Egress:
             for n in _MAPS:
                 maps[n].pin(pins / n)
             for p in _PROGRAMS:
-                obj.program(p).attach_cgroup(cg).pin(pins / p)
+                obj.program(p).attach_cgroup(cg).pin(pins / p, lasting=True)
         except BaseException:
             remove_tree(pins, f"egress pins {pins}")
             obj.close()

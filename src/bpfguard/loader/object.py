@@ -65,26 +65,37 @@ def _possible_cpus() -> int:
 
 
 class Link:
-    """An attachment of a program. Destroying it detaches (unless pinned)."""
+    """An attachment of a program. Destroying it detaches it, unless it was
+    pinned `lasting`."""
 
     def __init__(self, handle: int, description: str) -> None:
         self._h = handle
         self.description = description
+        self.pinned: Path | None = None   # a pin that destroy() removes
 
     @property
     def fd(self) -> int:
         return int(L.bpf_link__fd(self._h))
 
-    def pin(self, path: str | os.PathLike[str]) -> None:
-        """Pins the link so the attachment outlives this process."""
+    def pin(self, path: str | os.PathLike[str], *, lasting: bool = False) -> None:
+        """Pins the link so the attachment outlives this process if it dies
+        without destroying it (a crash); `lasting`: however it ends (a
+        firewall, whose whole state is its pins)."""
         check_trusted_dir(Path(path).parent, f"pin {path}", create=True)
         L.check(L.bpf_link__pin(self._h, os.fsencode(path)), f"pin link at {path}")
+        if not lasting:
+            self.pinned = Path(path)
 
     def unpin(self) -> None:
-        L.check(L.bpf_link__unpin(self._h), "unpin link")
+        if self.pinned is not None:
+            L.check(L.bpf_link__unpin(self._h), f"unpin link at {self.pinned}")
+            self.pinned = None
 
     def destroy(self) -> None:
         if self._h:
+            # the pin first: a pin left behind would keep the program attached
+            with contextlib.suppress(KernelError):
+                self.unpin()
             L.bpf_link__destroy(self._h)
             self._h = 0
 

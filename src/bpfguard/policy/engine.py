@@ -40,7 +40,7 @@ from typing import Any, Final, Literal
 
 from ..containers import ContainerCache
 from ..errors import BpfguardError, ConfigError, KernelError
-from ..loader import BpfObject
+from ..loader import BpfObject, Link
 from ..loader.object import BPF_EXIST
 from ..probe import Features
 from ..rules.model import Problem
@@ -232,6 +232,11 @@ class PolicyEngine(Sensor):
                                 f"sensor.bpf.o ({progs}) disagree; rebuild the BPF objects "
                                 "(make -C bpf)")
         self._seed_executables()
+
+    def links(self) -> list[Link]:
+        with self._lock:
+            return [link for lp in self.policies.values() for c in lp.copies
+                    for link in c.links]
 
     def wants_syscalls(self) -> bool:
         # a flag, not a walk under self._lock: the set asks while holding its
@@ -509,6 +514,16 @@ class PolicyEngine(Sensor):
             lp.mode = mode  # type: ignore[assignment]
             for slot in lp.slots:  # (none while disabled: enable writes the mode)
                 self._write_hook(slot, lp, self._slots[slot][1])
+
+    @property
+    def nstats(self) -> int:
+        """Counters per hook slot in pol_stats (enum bg_pol_stat)."""
+        return self._nstats
+
+    @property
+    def stat_index(self) -> dict[str, int]:
+        """Each counter's index within a slot's."""
+        return dict(self._stats)
 
     def counters(self, name: str) -> dict[str, int]:
         """Per-policy totals: posted, actions and would_act (events acted on,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BpfguardError, ConfigError
-from ..loader import BpfObject, Btf, bpf_object_path
+from ..loader import BpfObject, Btf, Link, bpf_object_path
 from ..policy.compiler import (
     LIMITS,
     RET_ARG,
@@ -119,6 +119,10 @@ class Sensor:
         """Whether the sys_exit program must run for this part (by default,
         whenever it wants syscalls)."""
         return self.wants_syscalls()
+
+    def links(self) -> list[Link]:
+        """The attachments this part holds beyond the shared object's."""
+        return []
 
     def close(self) -> None:
         """Frees what this part holds beyond the shared object."""

@@ -332,6 +332,12 @@ class SensorSet:
                 elif not want and name in self._syscall_links:
                     self._syscall_links.pop(name).destroy()
 
+    def links(self) -> list[Link]:
+        """Every attachment of the set: its programs' and its parts' own."""
+        with self._links_lock:
+            own = self.obj.links
+        return own + [link for s in self.sensors for link in s.links()]
+
     def program_stats(self) -> dict[str, dict[str, int]]:
         """Run counts and times of the object's loaded programs (BPF stats on)."""
         return {p.name: p.stats() for p in self.obj.programs if p.fd >= 0}

@@ -203,10 +203,12 @@ def test_config_check_says_what_a_start_would_refuse(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"rules: {{enabled: false}}\n"
                    f"policies: {{defaults: false, files: [{unnamed}], "
-                   f"cgroup: {tmp_path}/no-such-cgroup}}\n"
+                   f"cgroup: {tmp_path}/no-such-cgroup, pin_dir: {tmp_path}/pins}}\n"
                    f"firewall: {{interfaces: [{{interface: lo, config: {fw}}}]}}\n")
     r = CliRunner().invoke(main, ["config", "check", "-c", str(cfg)])
     assert r.exit_code == 1
     assert "the name is empty" in r.output
     assert f"policies.cgroup {tmp_path}/no-such-cgroup: no such cgroup directory" in r.output
+    assert f"policies.pin_dir {tmp_path}/pins: is on a" in r.output
+    assert "pins live on a BPF filesystem" in r.output
     assert "the rules have 72 distinct shapes" in r.output
