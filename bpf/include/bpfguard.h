@@ -277,7 +277,11 @@ enum bg_scope_state {
 
 struct bg_scope_config {
 	__u32 flags;     /* enum bg_scope_flags */
-	__u32 self_tgid; /* bpfguard itself: never reported */
+	__u32 self_tgid; /* bpfguard itself: never reported ... */
+	/* ... if its start time is this, in /proc's starttime unit (clock ticks
+	 * since boot): programs pinned past the agent's death must not spare
+	 * the next process given its pid. 0: the pid alone. */
+	__u64 self_start;
 };
 
 /* Seccomp recorder (lib/record.bpf.h): which argument value it collects, per

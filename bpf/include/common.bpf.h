@@ -266,13 +266,28 @@ static __always_inline bool bg_cgroup_in_scope(struct task_struct *task)
 	return false;
 }
 
+/* /proc's starttime unit: NSEC_PER_SEC / USER_HZ, USER_HZ being 100 on
+ * x86 and arm64 (user space writes no self_start where it is not) */
+#define BG_NSEC_PER_CLOCK_TICK 10000000ULL
+
+/* Is `tgid` (whose task is `task`) bpfguard itself? */
+static __always_inline bool bg_is_self(struct bg_scope_config *cfg, struct task_struct *task,
+				       __u32 tgid)
+{
+	if (tgid != cfg->self_tgid)
+		return false;
+	return !cfg->self_start ||
+	       BPF_CORE_READ(task, group_leader, start_boottime) / BG_NSEC_PER_CLOCK_TICK ==
+		       cfg->self_start;
+}
+
 /* Is `task` (the current task) one bpfguard reports on? */
 static __always_inline bool bg_in_scope(struct task_struct *task, __u32 tgid)
 {
 	struct bg_scope_config *cfg = bg_scope_cfg();
 	__u32 flags;
 
-	if (!cfg || tgid == cfg->self_tgid)
+	if (!cfg || bg_is_self(cfg, task, tgid))
 		return false;
 	flags = cfg->flags;
 	if (!(flags & (BG_SCOPE_TGIDS | BG_SCOPE_CGROUPS | BG_SCOPE_MNTNS)))

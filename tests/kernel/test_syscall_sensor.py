@@ -181,6 +181,36 @@ def test_out_of_scope_events_are_not_delivered(tmp_path: Path) -> None:
     assert pids <= in_scope, pids - in_scope
 
 
+def test_bpfguard_spares_itself_by_pid_and_start_time(tmp_path: Path) -> None:
+    """Programs pinned past the agent's death spare the agent's pid only
+    while it names the process that started then: not another one the
+    kernel gives that pid."""
+    import ctypes
+
+    from bpfguard.sensors.sensorset import self_start
+
+    marker = tmp_path / "self-marker"
+    marker.write_text("x")
+    with SensorSet(syscalls=["openat"]) as sensors:
+        sensors.start()
+        seen = {}
+        for label, start_delta in (("other start", 1), ("its start", 0)):
+            child = subprocess.Popen(["sh", "-c", f"read x; : < {marker}"],  # (sh opens it)
+                                     stdin=subprocess.PIPE)
+            cfg = sensors.abi.scope_config()
+            cfg.self_tgid, cfg.self_start = child.pid, self_start(child.pid) + start_delta
+            sensors.maps["scope_config"].update(ctypes.c_uint32(0), cfg)
+            child.communicate(b"go\n")
+            deadline = time.monotonic() + 2
+            events: list[Any] = []
+            while time.monotonic() < deadline:
+                events += sensors.read(timeout_ms=100)
+            # (the shell's own start-up opens may come before the update)
+            seen[label] = [e for e in events if getattr(e, "pid", 0) == child.pid
+                           and e.type == "syscall" and str(marker) in str(e.to_dict())]
+        assert seen["other start"] and not seen["its start"]
+
+
 def test_cgroup_scope(tmp_path: Path) -> None:
     from bpfguard.sensors.sensorset import _is_cgroup2
 

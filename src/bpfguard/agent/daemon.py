@@ -79,7 +79,7 @@ from .control import ControlServer, TcpControlServer, read_token
 from .detect import ENV_BYTES, RuleMatcher, build_containers, build_engine
 from .firewalls import Firewalls
 from .outputs import build_channels, build_limiter
-from .pins import AgentPins, PinnedAgent
+from .pins import AgentPins, PinnedAgent, previous_agents
 from .policy import PolicySubscriber, read_policies
 
 __all__ = ["Agent"]
@@ -147,6 +147,8 @@ class Agent:
         self._unplaced: dict[int, float] = {}   # audit pids not placed in a container, until
         self.policies: PolicySubscriber | None = None
         self.pins: AgentPins | None = None   # policies.pin_dir: enforcement outlives a crash
+        self._pins_live = False   # from start() on, policy changes update the pins
+        self._pin_error: str | None = None   # the last pin update's failure, for /healthz
         self._previous: list[PinnedAgent] = []   # dead agents' pins, released once we run
         self._texts: dict[str, str] = {}   # the YAML of policies added through the socket
         self.firewalls = Firewalls()
@@ -167,6 +169,9 @@ class Agent:
                                            pushdown=config["rules.pushdown"],
                                            hold_ns=config["containers.hold_ms"] * 1_000_000)
             wanted = read_policies(config)
+            if data["policies"]["pin_dir"]:
+                # before anything loads: no second agent beside a live one's pins
+                self._previous = previous_agents(Path(data["policies"]["pin_dir"]), os.getpid())
             if data["policies"]["enabled"]:
                 from ..probe import features as probe_features
 
@@ -177,12 +182,11 @@ class Agent:
                 self._make_sensors()
             if self.policies is not None:
                 self.policies.apply(wanted, data["policies"]["cgroup"] or None)
-            if data["policies"]["pin_dir"]:
+            if data["policies"]["pin_dir"] and self.policies is not None:
+                assert self.sensors is not None
                 self.pins = AgentPins(Path(data["policies"]["pin_dir"]), self.sensors,
-                                      self.policies.engine if self.policies else None,
-                                      self._policy_origin)
-                self._previous = self.pins.previous()
-                self._adopt_policies()
+                                      self.policies.engine, self._policy_origin)
+            self._adopt_policies()
             self.firewalls.load(data["firewall"]["interfaces"])
             if data["seccomp_audit"]["enabled"]:
                 from ..seccomp.audit import AuditReader
@@ -265,9 +269,9 @@ class Agent:
                 name = p["name"]
                 if p.get("origin") == "control" and isinstance(p.get("text"), str):
                     if name in engine.policies:
-                        log.warning("policy %s was added through the control socket of agent "
-                                    "pid %d; the configuration's of that name is kept",
-                                    name, prev.pid)
+                        log.warning("policy %s, added through the control socket of agent "
+                                    "pid %d, is not loaded again: one of that name is (%s)",
+                                    name, prev.pid, engine.policies[name].source)
                         continue
                     try:
                         engine.add(load_policy_text(p["file"], p["text"]), source=p["file"],
@@ -296,13 +300,16 @@ class Agent:
         """The pins follow a policy change (see agent.pins). A failure leaves
         the change in force and is logged: it only weakens what a crash
         would leave behind."""
-        if self.pins is None or not self._started:
+        if self.pins is None or not self._pins_live:
             return
         try:
             self.pins.sync()
-        except BpfguardError as exc:
+            self._pin_error = None
+        except Exception as exc:  # noqa: BLE001 - the change itself is made; say, go on
+            self._pin_error = str(exc) if isinstance(exc, BpfguardError) else \
+                f"{type(exc).__name__}: {exc}"
             log.error("the policies' pins could not be updated (a crash now would leave "
-                      "the previous ones enforcing): %s", exc)
+                      "what was pinned before, or nothing, enforcing): %s", self._pin_error)
 
     def _make_control(self) -> None:
         ctl = self.cfg.data["control"]
@@ -319,11 +326,8 @@ class Agent:
         self.containers.start()
         if self.pipeline is not None:
             self.pipeline.start()
-        if self.pins is not None:
-            # ours attached and pinned before the dead agents' go: no lapse
-            self.pins.sync()
-            self.pins.adopt(self._previous)
-            self._previous = []
+        self._pins_live = True
+        self._sync_pins()   # (a failure is logged and shown by /healthz: enforcement runs)
         if self.audit is not None:
             self._audit_thread = threading.Thread(target=self._audit_loop,
                                                   name="bpfguard-seccomp-audit", daemon=True)
@@ -332,6 +336,10 @@ class Agent:
             c.start()
         if self.metrics is not None:
             self.metrics.start()
+        # last, once nothing can fail the start: ours attached and pinned
+        # before the dead agents' go, so enforcement never lapses
+        AgentPins.adopt(self._previous)
+        self._previous = []
         self._started = True
 
     def _check_reader(self) -> None:
@@ -522,8 +530,10 @@ class Agent:
                 change.widen()
             try:
                 if self.policies is not None:
-                    self.policies.apply(wanted, cgroup)
-                    self._sync_pins()
+                    try:
+                        self.policies.apply(wanted, cgroup)
+                    finally:   # (a rollback also loads anew what it restores)
+                        self._sync_pins()
             except BaseException:
                 if change is not None:
                     change.rollback()
@@ -588,7 +598,8 @@ class Agent:
         with self._send_lock:
             self.channels.close()
         if self.pins is not None:
-            with contextlib.suppress(BpfguardError):   # destroying the links unpins them too
+            self._pins_live = False
+            with contextlib.suppress(Exception):   # destroying the links unpins them too
                 self.pins.unpin()
         if self.sensors is not None:
             self.sensors.close()
@@ -693,9 +704,13 @@ class Agent:
         # an output that fails leaves the agent up and enforcing: degraded,
         # not unhealthy (a liveness probe must not restart it for a syslog down)
         failing = sorted(name for name, st in self.channels.stats().items() if st.failing)
-        if failing:
-            details["degraded"] = [f"output {name} is failing (see the log and "
-                                   "bpfguard_output_failed_total)" for name in failing]
+        degraded = [f"output {name} is failing (see the log and "
+                    "bpfguard_output_failed_total)" for name in failing]
+        if self._pin_error:
+            degraded.append(f"the policies are not pinned: a crash would end their "
+                            f"enforcement ({self._pin_error})")
+        if degraded:
+            details["degraded"] = degraded
         if problems:
             details["problems"] = problems
         return not problems, details

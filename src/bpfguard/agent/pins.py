@@ -12,8 +12,12 @@ reader; the ring buffer fills and further ones are dropped.
 The next agent adopts them. It loads its own policies (its configuration's,
 plus those the dead agent had been given through the control socket, read
 back from the state), attaches them, and only then removes the dead
-agent's pins: enforcement never lapses, and the two run side by side only
-for that moment. The adopted policies keep their counters.
+agent's pins: enforcement never lapses. The two run side by side from the
+new agent's load until it runs (a second or two), and the dead agent's
+programs spare the new agent's pid from its first step on, not the dead
+one's, which the kernel may have given to another process. Between the
+crash and the next start, that reuse is the hole: a process given the dead
+agent's pid is spared. The adopted policies keep their counters.
 
 A stop (SIGTERM, `bpfguard agent stop`) destroys the links, which removes
 their pins: a stopped agent enforces nothing. With no enforce-mode policy
@@ -29,10 +33,12 @@ start), GetUrl/DnsLookup (the agent makes the requests), and the events.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
 import os
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,32 +50,22 @@ from ..files import check_trusted_dir, remove_tree
 from ..loader import PIN_ROOT, Map
 from ..policy.engine import PolicyEngine
 from ..sensors import SensorSet
+from ..sensors.events import Abi
+from ..sensors.sensors import sensor_btf
+from ..sensors.sensorset import self_start, start_ticks
 
-__all__ = ["POLICY_PINS", "AgentPins", "PinnedAgent", "check_pin_dir", "pinned_agents"]
+__all__ = ["POLICY_PINS", "AgentPins", "PinnedAgent", "check_pin_dir", "pinned_agents",
+           "previous_agents"]
 
 log = logging.getLogger("bpfguard.agent")
 
 POLICY_PINS = PIN_ROOT / "policies"
-_STATE, _STATS = "state", "stats"
+_STATE, _STATS, _SCOPE = "state", "stats", "scope"
 _ARRAY = 2   # BPF_MAP_TYPE_ARRAY
 # an array map's value is kmalloc'ed: the kernel refuses values over
 # KMALLOC_MAX_SIZE (4 MiB with 4 KiB pages); compressed policies stay far below
 _STATE_MAX = 4 << 20
 _FORMAT = 1
-
-
-def _start_time(pid: int) -> int | None:
-    """A live process's start time (clock ticks since boot), which with its
-    pid names it across pid reuse; None if there is no such process, or
-    only its zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    # fields 3 (state) and 22, counted after the parenthesised comm (which
-    # may hold spaces)
-    fields = stat[stat.rindex(b")") + 2:].split()
-    return None if fields[0] in (b"Z", b"X") else int(fields[19])
 
 
 @dataclass(frozen=True)
@@ -82,18 +78,32 @@ class PinnedAgent:
     alive: bool
     policies: list[dict[str, Any]]
 
-    def texts(self) -> list[tuple[str, str, str]]:
-        """(name, source, text) of each policy given through the control
-        socket: the ones no configuration file brings back."""
-        return [(p["name"], p["file"], p["text"]) for p in self.policies
-                if p.get("origin") == "control" and isinstance(p.get("text"), str)]
-
-    def counters(self, name: str) -> dict[str, int]:
-        return next((dict(p["counters"]) for p in self.policies if p["name"] == name), {})
+    def exempt(self, pid: int) -> None:
+        """Makes the dead agent's programs spare process `pid` (the agent
+        adopting them) instead of the dead agent's pid, which the kernel
+        may give to any process meanwhile."""
+        try:
+            m = Map.from_pin(self.path / _SCOPE)
+        except (KernelError, ConfigError) as exc:
+            log.warning("%s: its programs' exemption not moved to this agent: %s",
+                        self.path, exc)
+            return
+        try:
+            cfg = Abi(sensor_btf()).scope_config()
+            old = m.lookup(ctypes.c_uint32(0))
+            assert isinstance(old, bytes)
+            ctypes.memmove(ctypes.addressof(cfg), old, min(len(old), ctypes.sizeof(cfg)))
+            cfg.self_tgid, cfg.self_start = pid, self_start(pid)
+            m.update(ctypes.c_uint32(0), cfg)
+        finally:
+            m.close()
 
     def release(self) -> None:
         """Removes the pins: the links go, and with them the programs."""
         remove_tree(self.path, f"policies.pin_dir {self.path}")
+        if self.path.exists():   # (remove_tree ignores what it could not remove)
+            raise ConfigError(f"{self.path}: could not remove every pin; what is left stays "
+                              "attached (remove it with rm -r)")
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -125,6 +135,12 @@ def _counters(stats_pin: Path, state: dict[str, Any], slots: list[int]) -> dict[
     return out
 
 
+def _unescape(field: str) -> str:
+    """A mountinfo field: the kernel writes space, tab, newline and backslash
+    as three octal digits after a backslash."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def _fs_type(path: Path) -> str:
     """The type of the filesystem `path` (or, missing, its nearest existing
     ancestor) is on, from the mount table."""
@@ -134,7 +150,7 @@ def _fs_type(path: Path) -> str:
     best, fstype = "", ""
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split()
-        mount = fields[4].encode().decode("unicode_escape")  # (\040 for a space)
+        mount = _unescape(fields[4])
         inside = real == mount or real.startswith(mount.rstrip("/") + "/")
         if inside and len(mount) >= len(best):
             best, fstype = mount, fields[fields.index("-") + 1]
@@ -164,7 +180,9 @@ def check_pin_dir(pin_dir: Path) -> None:
 
 def pinned_agents(pin_dir: Path = POLICY_PINS) -> list[PinnedAgent]:
     """Every agent's pins under `pin_dir`, oldest first. ConfigError when
-    `pin_dir` is not a directory only root controls."""
+    `pin_dir` is not a directory only root controls. An agent is taken for
+    alive while a process of its pid and start time runs in this pid
+    namespace: agents run in the host's (as Tetragon's, hostPID)."""
     if not pin_dir.exists():
         return []
     check_trusted_dir(pin_dir, f"policies.pin_dir {pin_dir}")
@@ -174,12 +192,16 @@ def pinned_agents(pin_dir: Path = POLICY_PINS) -> list[PinnedAgent]:
         if not (entry.is_dir() and pid_s.isdigit() and start_s.isdigit()):
             continue
         pid = int(pid_s)
-        alive = _start_time(pid) == int(start_s)
+        alive = start_ticks(pid) == int(start_s)
         policies: list[dict[str, Any]] = []
         try:
             state = _read_state(entry / _STATE)
             for p in state["policies"]:
-                p["counters"] = _counters(entry / _STATS, state, p.pop("slots"))
+                # the kernel's counts since this agent loaded it, and what it
+                # had counted before (adopted, or disabled meanwhile)
+                before = p.pop("counted", {})
+                counted = _counters(entry / _STATS, state, p.pop("slots"))
+                p["counters"] = {k: v + int(before.get(k, 0)) for k, v in counted.items()}
                 policies.append(p)
         except (BpfguardError, OSError, ValueError, KeyError, zlib.error) as exc:
             # links pinned before the first state was: what they enforce is
@@ -187,6 +209,24 @@ def pinned_agents(pin_dir: Path = POLICY_PINS) -> list[PinnedAgent]:
             log.warning("%s: no readable state (%s)", entry, exc)
         out.append(PinnedAgent(entry, pid, alive, policies))
     return sorted(out, key=lambda a: int(a.path.name.partition("-")[2]))
+
+
+def previous_agents(pin_dir: Path, pid: int) -> list[PinnedAgent]:
+    """The pins dead agents left under `pin_dir`, for agent `pid` to adopt;
+    their programs spare `pid` from here on. ConfigError if a live agent
+    pins there: two agents would each enforce, and take the other's pins
+    for a dead one's. Call before loading anything."""
+    if not pin_dir.exists():
+        return []
+    found = [a for a in pinned_agents(pin_dir) if a.pid != pid]
+    for a in found:
+        if a.alive:
+            raise ConfigError(f"policies.pin_dir {pin_dir}: agent pid {a.pid} is running and "
+                              "pins its policies there; stop it, or give this agent another "
+                              "policies.pin_dir")
+    for a in found:
+        a.exempt(pid)
+    return found
 
 
 class AgentPins:
@@ -200,48 +240,38 @@ class AgentPins:
             the control socket's, its YAML text.
     """
 
-    def __init__(self, pin_dir: Path, sensors: SensorSet | None, engine: PolicyEngine | None,
+    def __init__(self, pin_dir: Path, sensors: SensorSet, engine: PolicyEngine,
                  describe: Callable[[str], tuple[str, str | None]]) -> None:
         self.pin_dir = pin_dir
         self.sensors = sensors
         self.engine = engine
         self.describe = describe
         pid = os.getpid()
-        self.path = pin_dir / f"{pid}-{_start_time(pid)}"
+        start = start_ticks(pid)
+        if start is None:
+            raise ConfigError("policies.pin_dir: /proc/self/stat is not readable; the pins "
+                              "are named by the agent's pid and start time")
+        self.path = pin_dir / f"{pid}-{start}"
         self._seq = 0
-        self._stats: Map | None = None   # pinned while this agent pins
         self.pinned = False
 
-    def previous(self) -> list[PinnedAgent]:
-        """The pins dead agents left, to adopt. ConfigError if a live agent
-        pins there: two agents would each enforce, and take the other's
-        pins for a dead one's."""
-        check_pin_dir(self.pin_dir)
-        found = [a for a in pinned_agents(self.pin_dir) if a.path != self.path]
-        for a in found:
-            if a.alive:
-                raise ConfigError(f"policies.pin_dir {self.pin_dir}: agent pid {a.pid} is "
-                                  "running and pins its policies there; stop it, or give "
-                                  "this agent another policies.pin_dir")
-        return found
-
     def _wanted(self) -> bool:
-        return self.engine is not None and any(
-            lp.enabled and lp.mode == "enforce" for lp in self.engine.policies.values())
+        return any(lp.enabled and lp.mode == "enforce" for lp in self.engine.policies.values())
 
     def sync(self) -> None:
         """Pins what is attached while an enforce-mode policy is loaded (and
         rewrites the state), unpins all when none is. Call after every
         change to the policies."""
-        if not self._wanted() or self.sensors is None or self.engine is None:
+        if not self._wanted():
             self.unpin()
             return
-        check_trusted_dir(self.pin_dir, f"policies.pin_dir {self.pin_dir}", create=True)
-        check_trusted_dir(self.path, f"policies.pin_dir {self.path}", create=True)
-        self.pinned = True
-        if self._stats is None:
+        if not self.pinned:
+            check_pin_dir(self.pin_dir)
+            check_trusted_dir(self.pin_dir, f"policies.pin_dir {self.pin_dir}", create=True)
+            check_trusted_dir(self.path, f"policies.pin_dir {self.path}", create=True)
+            self.pinned = True
             self.engine.obj.map("pol_stats").pin(self.path / _STATS)
-            self._stats = self.engine.obj.map("pol_stats")
+            self.engine.obj.map("scope_config").pin(self.path / _SCOPE)
         for link in self.sensors.links():
             if link.pinned is None:
                 link.pin(self.path / f"link-{self._seq}")
@@ -249,16 +279,16 @@ class AgentPins:
         self._write_state()
 
     def _write_state(self) -> None:
-        assert self.engine is not None
         policies = []
         for p in self.engine.list():
             origin, text = self.describe(p["name"])
             lp = self.engine.policies[p["name"]]
             policies.append({k: v for k, v in p.items() if k not in ("counters", "agent_actions")}
-                            | {"origin": origin, "text": text, "slots": list(lp.slots)})
+                            | {"origin": origin, "text": text, "slots": list(lp.slots),
+                               "counted": dict(lp.counted)})
         blob = zlib.compress(json.dumps({
-            "format": _FORMAT, "pid": os.getpid(), "nstats": self.engine.nstats,
-            "stats": self.engine.stat_index, "policies": policies}).encode())
+            "format": _FORMAT, "nstats": self.engine.nstats, "stats": self.engine.stat_index,
+            "policies": policies}).encode())
         if len(blob) + 4 > _STATE_MAX:
             raise ConfigError(f"the policies' state for {self.path} is {len(blob)} bytes "
                               f"compressed; at most {_STATE_MAX - 4} fit in a pinned map")
@@ -270,7 +300,7 @@ class AgentPins:
             # pinned beside, then renamed over the old one: a reader (or the
             # next agent) sees the old state or the new, never none
             tmp = self.path / f"{_STATE}-new"   # (bpffs refuses names with a dot)
-            if tmp.exists():
+            with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             m.pin(tmp)
             tmp.rename(self.path / _STATE)
@@ -281,21 +311,25 @@ class AgentPins:
         """Removes this agent's pins (its links stay attached while it runs)."""
         if not self.pinned:
             return
-        if self.sensors is not None:
-            for link in self.sensors.links():
-                try:
-                    link.unpin()
-                except KernelError as exc:
-                    log.warning("%s", exc)
-        self._stats = None
+        for link in self.sensors.links():
+            try:
+                link.unpin()
+            except KernelError as exc:
+                log.warning("%s", exc)
         self._seq = 0
         remove_tree(self.path, f"policies.pin_dir {self.path}")
         self.pinned = False
 
-    def adopt(self, previous: list[PinnedAgent]) -> None:
+    @staticmethod
+    def adopt(previous: list[PinnedAgent]) -> None:
         """After this agent's own programs are attached (and pinned): the
         dead agents' pins go."""
         for a in previous:
+            try:
+                a.release()
+            except (BpfguardError, OSError) as exc:
+                log.error("the pins agent pid %d left could not all be removed, and what is "
+                          "left enforces beside this agent: %s", a.pid, exc)
+                continue
             log.info("adopted the policies agent pid %d pinned (%s): %s", a.pid, a.path,
                      ", ".join(p["name"] for p in a.policies) or "none readable")
-            a.release()

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ..agent.control import DEFAULT_SOCKET, AgentNotListening, ControlError, request
+from ..errors import BpfguardError
 
 __all__ = ["policy", "socket_option"]
 
@@ -287,13 +288,18 @@ def _pinned_policies(pin_dir: Path | None) -> list[dict[str, Any]] | None:
     note on stderr; None when there are none."""
     from ..agent.pins import POLICY_PINS, pinned_agents
 
-    agents = [a for a in pinned_agents(pin_dir or POLICY_PINS) if not a.alive]
+    try:
+        agents = [a for a in pinned_agents(pin_dir or POLICY_PINS) if not a.alive]
+    except (OSError, BpfguardError):   # not root, say: the socket's error is the one to show
+        return None
     if not agents:
         return None
     for a in agents:
-        click.echo(f"no agent answers; agent pid {a.pid} died and left "
-                   f"{len(a.policies)} policies enforced by the kernel, pinned at {a.path} "
-                   f"(the next agent adopts them; `rm -r {a.path}` ends them)", err=True)
+        what = f"{len(a.policies)} policies" if a.policies else "pins of unknown policies " \
+            "(their state is unreadable)"
+        click.echo(f"no agent answers; agent pid {a.pid} died and left {what} enforced by the "
+                   f"kernel, pinned at {a.path} (the next agent adopts them; `rm -r {a.path}` "
+                   "ends them)", err=True)
     return [{k: v for k, v in p.items() if k not in ("origin", "text")}
             for a in agents for p in a.policies]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import logging
 import mmap
 import os
 from collections.abc import Iterator
@@ -42,6 +43,8 @@ __all__ = [
     "kernel_has_helper",
     "kernel_has_map_type",
 ]
+
+log = logging.getLogger("bpfguard.loader")
 
 PIN_ROOT = Path("/sys/fs/bpf/bpfguard")
 # verifier log room per program being loaded; allocated for the load only
@@ -94,8 +97,10 @@ class Link:
     def destroy(self) -> None:
         if self._h:
             # the pin first: a pin left behind would keep the program attached
-            with contextlib.suppress(KernelError):
+            try:
                 self.unpin()
+            except KernelError as exc:
+                log.error("%s stays attached: %s", self.description, exc)
             L.bpf_link__destroy(self._h)
             self._h = 0
 

@@ -64,6 +64,28 @@ def _boot_id() -> str:
 _DESCENDANT_PASSES = 8
 
 
+def start_ticks(pid: int) -> int | None:
+    """A live process's start time, in /proc's unit (clock ticks since
+    boot), which with its pid names it across pid reuse; None if there is
+    no such process, or only its zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # fields 3 (state) and 22, counted after the parenthesised comm (which
+    # may hold spaces)
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return None if fields[0] in (b"Z", b"X") else int(fields[19])
+
+
+def self_start(pid: int) -> int:
+    """bg_scope_config.self_start for agent `pid`: its start time, where
+    the kernel's programs can compare it (0: they compare the pid alone)."""
+    if os.sysconf("SC_CLK_TCK") != 100:   # BG_NSEC_PER_CLOCK_TICK assumes USER_HZ 100
+        return 0
+    return start_ticks(pid) or 0
+
+
 class Scope:
     """Which processes the sensors report, enforced in the kernel.
 
@@ -82,6 +104,7 @@ class Scope:
         cfg = self._abi.scope_config()
         cfg.flags = self._flags
         cfg.self_tgid = self.self_tgid
+        cfg.self_start = self_start(self.self_tgid)
         self._maps["scope_config"].update(ctypes.c_uint32(0), cfg)
 
     def _set_flag(self, name: str) -> None:
