@@ -428,6 +428,14 @@ def under_agent(tmp: Path, exe: Path, kind: str, procs: int, seconds: float,
         res["drained"] = drained
         res["drain_s"] = quiet_since - t_end if drained else None
         final = _last_good(samples)
+        # does the memory go back? RSS sampled until `settle` s after the storm
+        settled: list[Sample] = []
+        while ag.alive and time.monotonic() - t_end < args.settle:
+            time.sleep(1.0)
+            settled.append(ag.sample())
+        good = [x for x in settled if x.rss is not None]
+        res["settle_s"] = args.settle
+        res["rss_settled"] = good[-1].rss if good else None
         res["alive_after"] = ag.alive
         code, body = ag.healthz()
         res["healthz"] = code
@@ -467,7 +475,7 @@ def under_agent(tmp: Path, exe: Path, kind: str, procs: int, seconds: float,
     lastw = [s.rss for s in storm_s if t_end - s.t <= edge + 0.05]
     rss_all = [s.rss for s in samples if s.rss is not None]
     res["rss_start"] = before.rss
-    res["rss_peak"] = max(rss_all) if rss_all else None
+    res["rss_peak"] = max(rss_all + [x.rss for x in settled if x.rss is not None], default=None)
     res["rss_end"] = final.rss
     res["rss_first"] = sum(first) / len(first) if first else None
     res["rss_last"] = sum(lastw) / len(lastw) if lastw else None
@@ -550,6 +558,10 @@ def build_rows(rep: dict[str, Any]) -> list[tuple[str, list[str]]]:
     row("RSS first / last fifth of the storm", lambda a, g: f"{mib(g['rss_first'])} / "
         f"{mib(g['rss_last'])}")
     row("  last / first", lambda a, g: x(ratio(g["rss_last"], g["rss_first"])))
+    row("RSS settled (s after the storm)", lambda a, g: f"{mib(g['rss_settled'])} "
+        f"({g['settle_s']:g} s)" if g["settle_s"] else "-")
+    row("  settled / before", lambda a, g: x(ratio(g["rss_settled"], g["rss_start"]))
+        if g["settle_s"] else "-")
     row("agent CPU s (storm + drain)", lambda a, g: f"{g['total_cpu']:.1f} s")
     row("  agent CPUs busy during the storm", lambda a, g: f"{g['storm_cpu_per_s']:.2f}")
     row("BPF programs: CPUs busy during the storm", lambda a, g: f"{g['storm_bpf_s_per_s']:.2f}")
@@ -650,6 +662,12 @@ def verdict(rep: dict[str, Any]) -> list[str]:
         out.append(f"{k}: stayed up: {'yes' if up else 'NO'}; RSS bounded: "
                    f"{'yes' if bounded else 'NO'} (last/first {x(grew)}); drops in the metrics "
                    f"and as drop alerts: {'yes' if reported else 'NO'}")
+        if g["settle_s"]:
+            peak, back = ratio(g["rss_peak"], g["rss_start"]), ratio(g["rss_settled"],
+                                                                      g["rss_start"])
+            ok = peak is not None and back is not None and peak <= 2 and abs(back - 1) <= 0.1
+            out.append(f"{k}: memory: peak {x(peak)} idle (<= 2x), {g['settle_s']:g} s after "
+                       f"the storm {x(back)} idle (within 10%): {'yes' if ok else 'NO'}")
     return out
 
 
@@ -665,6 +683,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="storm processes for every kind (default: per kind)")
     ap.add_argument("--kinds", default=",".join(KINDS),
                     help=f"storm kinds, comma-separated (default {','.join(KINDS)})")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="after each storm, go on sampling RSS for this many seconds: does "
+                         "it come back to its idle level? (default 0)")
+    ap.add_argument("--memory", action="store_true",
+                    help="the memory check: a 60 s open storm, then 60 s to settle; prints "
+                         "peak / idle and settled / idle (idle: RSS before the storm)")
     ap.add_argument("--no-policies", action="store_true",
                     help="run the agent with policies.enabled: false")
     ap.add_argument("--no-pushdown", action="store_true",
@@ -673,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the agent with metrics.bpf_stats: true (per-program run "
                          "metrics, at two clock reads per BPF program run)")
     args = ap.parse_args(argv)
+    if args.memory:
+        args.kinds, args.seconds, args.settle = "open", args.seconds or 60.0, args.settle or 60.0
     kinds = [k for k in args.kinds.split(",") if k]
     if (args.seconds is not None and args.seconds <= 0) or \
             (args.procs is not None and args.procs < 1) or not kinds or \

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import gc
 import logging
 import os
@@ -112,6 +113,24 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
+# a storm: more events than this per second read; once under it for
+# _CALM_S, what the storm made the process hold is given back
+_STORM_EVENTS_PER_S = 1000
+_CALM_S = 5.0
+
+
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0): freed heap memory back to the kernel. Python
+    frees its small-object arenas itself, but glibc keeps the pages of the
+    larger blocks (event and alert buffers) a storm freed, and RSS stays
+    at the storm's level for as long as the process lives."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):   # not glibc
+        return
+    trim(0)
+
+
 class Agent:
     """The composed agent.
 
@@ -159,6 +178,7 @@ class Agent:
         self._stats_fd = -1
         self._started = False
         self._fatal: str | None = None
+        self._storm = (0, 0.0, False)   # events read, when counted, a storm since the trim
         data = config.data
         self.channels = Channels([], hostname=self.hostname)
         try:
@@ -435,11 +455,34 @@ class Agent:
                         self._stop.set()
                 self._check_reader()
                 self.channels.tick()
+                self._after_storm()
         finally:
             self.close()   # under our handlers: a second Ctrl-C cannot cut the flush short
             for sig, old in handlers.items():
                 signal.signal(sig, old)
         return 1 if self._fatal else 0
+
+    def _after_storm(self) -> None:
+        """Once a storm of events is over, the memory it grew goes back: a
+        full collection, then malloc_trim (the agent's RSS then returns to
+        within a few percent of its idle level; see bench/agent_load.py
+        --memory)."""
+        p = self.pipeline
+        if p is None:
+            return
+        events, at, stormed = self._storm
+        now = time.monotonic()
+        if now - at < 1.0:
+            return
+        rate = (p.events - events) / (now - at)
+        if rate > _STORM_EVENTS_PER_S:
+            self._storm = (p.events, now, True)
+        elif stormed and now - at >= _CALM_S:
+            gc.collect()
+            _malloc_trim()
+            self._storm = (p.events, now, False)
+        elif not stormed:
+            self._storm = (p.events, now, False)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signals.append(signum)
