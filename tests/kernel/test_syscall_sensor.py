@@ -181,6 +181,21 @@ def test_out_of_scope_events_are_not_delivered(tmp_path: Path) -> None:
     assert pids <= in_scope, pids - in_scope
 
 
+def test_a_path_deeper_than_the_walk_never_reads_as_absolute(tmp_path: Path) -> None:
+    """(issue 22, defect 11) the kernel walks BG_PATH_DEPTH components; a
+    deeper path keeps its innermost ones, after "...", and is flagged."""
+    deep = tmp_path.joinpath(*["d"] * 120)
+    deep.mkdir(parents=True)
+    (deep / "f").write_text("x")
+    t = trace(["cat", "f"], syscalls=["openat"], cwd=str(deep))
+    opened = [r for r in _opens(t) if r["args"]["pathname"]["user"] == "f"]
+    assert len(opened) == 1
+    f = opened[0]["ret_file"]
+    assert f["truncated"] is True
+    assert f["path"].startswith(".../d/d/") and f["path"].endswith("/d/f")
+    assert not f["path"].startswith("/")
+
+
 def test_bpfguard_spares_itself_by_pid_and_start_time(tmp_path: Path) -> None:
     """Programs pinned past the agent's death spare the agent's pid only
     while it names the process that started then: not another one the

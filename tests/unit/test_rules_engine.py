@@ -165,6 +165,24 @@ def test_process_and_ancestry_fields() -> None:
     assert check("evt.hostname = host1 and evt.source = syscall", e)
 
 
+def test_a_cut_argv_is_marked_in_every_field_that_shows_it() -> None:
+    """(issue 22, defect 11) an argv longer than the kernel reads ends in
+    "..." wherever it is shown, and proc.args_truncated says so."""
+    import dataclasses
+
+    from bpfguard.outputs.tetragon import process_json
+
+    whole = OPEN.proc
+    assert whole is not None and check("proc.args_truncated = false", OPEN)
+    cut = dataclasses.replace(whole, args=["python3", "x.py", "--fl"], args_truncated=True)
+    e = dataclasses.replace(OPEN, proc=cut)
+    assert check("proc.args_truncated = true", e)
+    assert check("proc.cmdline = 'python3 x.py --fl...' and proc.args = 'x.py --fl...'", e)
+    assert cut.cmdline == "python3 x.py --fl..."
+    assert process_json(cut, node="n")["flags"] == "execve truncArgs"
+    assert process_json(whole, node="n")["flags"] == "execve"
+
+
 def test_failed_open_describes_the_file_it_tried() -> None:
     e = _open("/etc/nope", ret=-2)
     assert check("fd.num = -1 and fd.typechar = f and fd.name = /etc/nope", e)

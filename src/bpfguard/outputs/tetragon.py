@@ -213,11 +213,14 @@ def process_json(p: Process, *, node: str, tid: int | None = None,
     are. `tid` is the thread the event came from (Tetragon reports it per
     event); it defaults to the pid, as for exec and exit. `uid` is the
     effective uid, which the proto documents it to be. `flags` is ``execve``
-    or ``procFS`` (seeded from /proc), with ``rootcwd`` when the cwd is "/".
+    or ``procFS`` (seeded from /proc), with ``truncArgs`` when the kernel cut
+    argv and ``rootcwd`` when the cwd is "/".
     `containers` gives ``pod`` (Tetragon's Pod) for a process in a pod.
     """
     del node
     flags = ["procFS" if p.from_proc else "execve"]
+    if p.args_truncated:
+        flags.append("truncArgs")   # Tetragon's flag for an argv it cut
     if p.cwd == "/":
         flags.append("rootcwd")
     container = p.container

@@ -107,6 +107,8 @@ _TETRAGON_ACTION = {"Sigkill": "KPROBE_ACTION_SIGKILL", "Signal": "KPROBE_ACTION
                     "DnsLookup": "KPROBE_ACTION_DNSLOOKUP",
                     "NotifyEnforcer": "KPROBE_ACTION_NOTIFYENFORCER", "Set": "KPROBE_ACTION_SET"}
 _FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6"}
+# argument types whose value is a path the kernel walked (enum bg_pol_type)
+_PATH_TYPES = ("FD", "FILE", "PATH", "BINPRM", "DENTRY")
 
 
 class _NoOverlap(ConfigError):
@@ -1087,8 +1089,12 @@ class PolicyEngine(Sensor):
                 "inheritable": int(c.cap_inheritable)}}, a.label)
         if a.type in ("CHAR_BUF", "CHAR_BUF_RET", "CHAR_IOVEC", "CHAR_IOVEC_RET", "IOV_ITER"):
             return PolicyArg(a.declared, raw, a.label, truncated)
-        return PolicyArg(a.declared, raw.split(b"\0", 1)[0].decode(errors="surrogateescape"),
-                         a.label, truncated)
+        text = raw.split(b"\0", 1)[0].decode(errors="surrogateescape")
+        if truncated and a.type in _PATH_TYPES and text.startswith("/"):
+            # the innermost components of a path deeper than the walk: never
+            # shown as if it were absolute (as the sensors' paths)
+            text = "..." + text
+        return PolicyArg(a.declared, text, a.label, truncated)
 
 
 def _identity(pid: int, comm: Any, uid: Any) -> tuple[Any, Any]:

@@ -27,8 +27,12 @@ from ..containers import ContainerCache
 from ..containers.cgroups import cgroup_paths, container_id_from_cgroup, container_of
 from ..sensors.events import Event, ExecEvent, ExitEvent, ForkEvent
 
-__all__ = ["Process", "ProcessTable", "cgroup_paths", "container_id_from_cgroup",
+__all__ = ["TRUNCATED", "Process", "ProcessTable", "cgroup_paths", "container_id_from_cgroup",
            "container_of", "read_proc"]
+
+# what ends a command line the kernel cut (Falco's marker of truncated data)
+TRUNCATED = "..."
+
 
 @dataclass
 class Process:
@@ -39,6 +43,7 @@ class Process:
     comm: str
     exe: str | None = None
     args: list[str] = field(default_factory=list)
+    args_truncated: bool = False  # argv was longer than the kernel reads at exec
     cwd: str | None = None
     uid: int = 0
     gid: int = 0
@@ -85,7 +90,7 @@ class Process:
 
     @property
     def cmdline(self) -> str:
-        return " ".join(self.args)
+        return " ".join(self.args) + (TRUNCATED if self.args_truncated else "")
 
     def summary(self) -> dict[str, Any]:
         return {"pid": self.pid, "exec_id": self.exec_id, "exe": self.exe,
@@ -93,7 +98,8 @@ class Process:
 
 
 # What a forked child shares with its parent until it execs (or changes it).
-_INHERITED = ("exe", "args", "cwd", "cgroup", "cgroup_v1", "euid", "egid", "loginuid", "tty",
+_INHERITED = ("exe", "args", "args_truncated", "cwd", "cgroup", "cgroup_v1", "euid", "egid",
+              "loginuid", "tty",
               "tty_nr", "exe_from_memfd", "sid", "pgid", "cap_effective", "cap_permitted",
               "exe_ino", "exe_mode", "exe_uid", "exe_gid", "exe_fs_magic", "exe_upper_layer",
               "env")
@@ -168,7 +174,8 @@ class ProcessTable:
         exe = ev.exe.path if ev.exe else None
         p = Process(
             pid=ev.pid, ppid=ev.ppid, start_ns=ev.start_ns, exec_id=ev.exec_id, comm=ev.comm,
-            exe=exe, args=ev.args, cwd=ev.cwd.path if ev.cwd else None, uid=ev.uid,
+            exe=exe, args=ev.args, args_truncated=ev.args_truncated,
+            cwd=ev.cwd.path if ev.cwd else None, uid=ev.uid,
             gid=ev.gid, euid=ev.euid if ev.euid is not None else ev.uid,
             loginuid=ev.loginuid, cgroup=ev.cgroup, cgroup_v1=ev.cgroup_v1, tty=ev.tty,
             exe_from_memfd=bool(exe and ev.exe and ev.exe.detached

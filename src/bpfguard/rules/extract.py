@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..containers import Container, Mount, Pod
-from ..proctable import Process
+from ..proctable import TRUNCATED, Process
 from ..seccomp.profile import CAPABILITIES
 from ..timefmt import rfc3339
 from .ast import FieldRef
@@ -98,7 +98,7 @@ def _cmdline(p: Process | None, comm: str | None = None) -> str | None:
     if p is None:
         return None
     name = comm or p.comm
-    return " ".join([name, *p.args[1:]])
+    return " ".join([name, *p.args[1:]]) + (TRUNCATED if p.args_truncated else "")
 
 
 def _ancestor(e: RuleEvent, n: int) -> Process | None:
@@ -432,7 +432,9 @@ _EXTRACT: dict[str, _E] = {
     "proc.pexepath": _parent(lambda p: memfd_exepath(p.exe)),
     "proc.aexepath": _by_ancestor(lambda p: memfd_exepath(p.exe)),
     "proc.cmdline": lambda e, a: _cmdline(e.proc, e.event.comm),
-    "proc.args": _proc(lambda e, p: " ".join(p.args[1:])),
+    "proc.args": _proc(lambda e, p: " ".join(p.args[1:]) + (TRUNCATED if p.args_truncated
+                                                             else "")),
+    "proc.args_truncated": _proc(lambda e, p: p.args_truncated),
     "proc.pid": lambda e, a: e.event.pid,
     "proc.ppid": _proc(lambda e, p: p.ppid),
     "proc.vpid": _absent,

@@ -90,8 +90,11 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("proc.exepath", S, "the executable's full path, from the kernel"),
     ("proc.pexepath", S, "the parent's executable path"),
     ("proc.aexepath", S, "an ancestor's executable path ([1] the parent)", IDX),
-    ("proc.cmdline", S, "name and arguments"),
-    ("proc.args", S, "arguments, space separated"),
+    ("proc.cmdline", S, "name and arguments (ending in ... when argv was cut)"),
+    ("proc.args", S, "arguments, space separated; ending in ... when the kernel cut argv "
+                     "(longer than sensors.args_max)"),
+    ("proc.args_truncated", B, "bpfguard: argv was longer than the kernel reads at exec; "
+                               "proc.args and proc.cmdline end in ..."),
     ("proc.pid", N, "process id"),
     ("proc.ppid", N, "parent process id"),
     ("proc.vpid", N, "process id in its pid namespace (absent: not recorded)"),

@@ -298,7 +298,9 @@ def _file_of(abi: Abi, data: bytes, ino: int, dev: int, fs_magic: int, mode: int
     elif fs_magic == _ANON_INODE_FS_MAGIC:
         path = f"anon_inode:{parts[-1] if parts else ''}"
     else:
-        path = "/" + "/".join(parts)
+        # a path deeper than the kernel walks holds its innermost components
+        # only: "..." before them, so it never reads as an absolute path
+        path = ("..." if fflags & truncated else "") + "/" + "/".join(parts)
         # d_path: " (deleted)" for unlinked files, and simple_dname() names
         # pseudo files (memfd, ...) the same way
         if gone:
