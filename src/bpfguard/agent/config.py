@@ -22,6 +22,7 @@ import copy
 import difflib
 import ipaddress
 import logging
+import resource
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -75,8 +76,9 @@ def _at_least(n: int) -> Callable[[Any], str | None]:
 
 
 def _power_of_two_kib(v: int) -> str | None:
-    if v < 4 or v & (v - 1):
-        return "must be a power of two, at least 4 (KiB)"
+    page_kib = resource.getpagesize() // 1024   # the kernel's least ring buffer: a page
+    if v < page_kib or v & (v - 1):
+        return f"must be a power of two, at least the page size ({page_kib} KiB)"
     if v > _RINGBUF_MAX_KIB:
         return (f"at most {_RINGBUF_MAX_KIB} KiB (2 GiB: the kernel's map size is a 32-bit "
                 "count of bytes)")

@@ -90,8 +90,12 @@ def check(config_path: str) -> None:
         except OSError as exc:
             problems.append(f"control.tcp_token_file {token_file}: {exc.strerror}")
     cgroup = cfg["policies.cgroup"]
-    if cfg["policies.enabled"] and cgroup and not Path(cgroup).is_dir():
-        problems.append(f"policies.cgroup {cgroup}: no such cgroup directory")
+    if cfg["policies.enabled"] and cgroup:
+        from ..sensors.sensorset import cgroup2_problem
+
+        why = cgroup2_problem(cgroup)
+        if why is not None:
+            problems.append(f"policies.cgroup {cgroup}: {why}")
     if cfg["policies.enabled"] and cfg["policies.pin_dir"]:
         from ..agent.pins import check_pin_dir
 

@@ -47,6 +47,7 @@ from ..rules.model import Problem
 from ..sensors.events import boot_to_wall_ns
 from ..sensors.selectors import SelectorSets, encode_selector
 from ..sensors.sensors import Sensor, sensor_btf
+from ..sensors.sensorset import cgroup2_problem
 from ..symbols import KernelSymbols, StackFrame, UserSymbols
 from .agent_actions import AgentActions
 from .cel import CEL_OPS
@@ -342,10 +343,14 @@ class PolicyEngine(Sensor):
             if lp.scope is not None and free:
                 lp.scope_id = free[0] + 1   # its first slot's: unique while it is loaded
             if cgroup is not None:
+                why = cgroup2_problem(cgroup)
                 try:
-                    lp.cgroup = os.stat(cgroup).st_ino
+                    if why is None:
+                        lp.cgroup = os.stat(cgroup).st_ino
                 except OSError as exc:
-                    raise ConfigError(f"--cgroup {cgroup}: {exc.strerror}") from None
+                    why = exc.strerror
+                if why is not None:
+                    raise ConfigError(f"cgroup {cgroup}: {why}")
             try:
                 self._sets.write(compiled.sets)
                 for h in compiled.hooks:

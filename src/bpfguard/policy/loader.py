@@ -330,8 +330,9 @@ class _Reader:
                             required=("name",))
         if meta is None:
             return "", ""
-        name = self.string(meta, "name") or ""
-        if not name and meta.get("name") is not None:
+        given = self.string(meta, "name")   # None: absent or not a string (said already)
+        name = given or ""
+        if given == "":
             self.error(PolicyCode.BAD_VALUE, meta.get("name") or meta.node, ("metadata", "name"),
                        "the name is empty; every policy needs one (it is how bpfguard policy "
                        "delete and the events name it)")

@@ -186,6 +186,22 @@ def _is_cgroup2(p: Path) -> bool:
     return False
 
 
+def cgroup2_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` is not a cgroup v2 directory a scope can name; None if it is."""
+    p = Path(path)
+    if not p.is_dir():
+        return "no such directory" if not p.exists() else "not a directory"
+    if not _is_cgroup2(p):
+        return ("not on the cgroup v2 filesystem (on this host it is mounted at "
+                + (", ".join(_cgroup2_mounts()) or "no place") + ")")
+    return None
+
+
+def _cgroup2_mounts() -> list[str]:
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if line.split()[line.split().index("-") + 1] == "cgroup2"]
+
+
 def _in_mntns(inode: int) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():

@@ -3,6 +3,7 @@ the embedded default and the reference `bpfguard config default` prints."""
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,8 @@ def test_every_error_is_reported_at_once() -> None:
     errs = _errors("sensors:\n  ringbuf_kb: 1000\n  str_max: 0\nrules:\n  priority: loud\n"
                    "  files: /etc/falco\noutputs:\n  stdout: yes\n  queue_size: -3\n")
     assert errs == [
-        "agent.yaml:2: sensors.ringbuf_kb: must be a power of two, at least 4 (KiB)",
+        "agent.yaml:2: sensors.ringbuf_kb: must be a power of two, at least the page size "
+        f"({resource.getpagesize() // 1024} KiB)",
         "agent.yaml:3: sensors.str_max: must be within 1..4096",
         "agent.yaml:5: rules.priority: 'loud' is not one of: emergency, alert, critical, "
         "error, warning, notice, informational, info, debug",
@@ -187,6 +189,25 @@ def test_cli_config_default_and_check(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "rules.yaml:2" in r.output
 
 
+def test_config_check_small_gaps(tmp_path: Path) -> None:
+    """(issue 22, defect 9) a ring buffer under a page, a cgroup that is a
+    plain directory, and a null policy name said once."""
+    page_kib = resource.getpagesize() // 1024
+    with pytest.raises(ConfigError, match=rf"at least the page size \({page_kib} KiB\)"):
+        parse_config(f"sensors: {{ringbuf_kb: {page_kib // 2 or 1}}}\n" if page_kib > 1
+                     else "sensors: {ringbuf_kb: 0}\n", "small.yaml")
+    unnamed = tmp_path / "null.yaml"
+    unnamed.write_text("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n"
+                       "  name:\nspec:\n  kprobes:\n  - {call: sys_openat, syscall: true}\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"rules: {{enabled: false}}\n"
+                   f"policies: {{defaults: false, files: [{unnamed}], cgroup: {tmp_path}}}\n")
+    r = CliRunner().invoke(main, ["config", "check", "-c", str(cfg)])
+    assert r.exit_code == 1
+    assert f"policies.cgroup {tmp_path}: not on the cgroup v2 filesystem" in r.output
+    assert r.output.count("metadata.name") == 1, r.output
+
+
 def test_config_check_says_what_a_start_would_refuse(tmp_path: Path) -> None:
     """(issue 22, defect 9) a ring buffer no kernel map can have, a missing
     cgroup, a firewall config over what the firewall holds, a policy
@@ -208,7 +229,7 @@ def test_config_check_says_what_a_start_would_refuse(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["config", "check", "-c", str(cfg)])
     assert r.exit_code == 1
     assert "the name is empty" in r.output
-    assert f"policies.cgroup {tmp_path}/no-such-cgroup: no such cgroup directory" in r.output
+    assert f"policies.cgroup {tmp_path}/no-such-cgroup: no such directory" in r.output
     assert f"policies.pin_dir {tmp_path}/pins: is on a" in r.output
     assert "pins live on a BPF filesystem" in r.output
     assert "the rules have 72 distinct shapes" in r.output
