@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -136,6 +137,35 @@ class GuardedLoader(yaml.SafeLoader):
                 self._heights[event.anchor] = self._peak - self._depth + 1
             self._peak = max(outer_peak, self._peak)
             self._depth -= 1
+
+
+    def top_items(self) -> Iterator[tuple[bool, yaml.Node]]:
+        """The stream's documents, a top-level sequence's composed one item
+        at a time: (True, item) for each item of a document that is a
+        sequence, (False, document) for any other document. Memory holds
+        one item's nodes at a time, not a whole file's; errors are raised
+        where the parser meets them, as compose_all would."""
+        self.get_event()  # type: ignore[no-untyped-call]  # stream start
+        while not self.check_event(yaml.StreamEndEvent):
+            self.get_event()  # type: ignore[no-untyped-call]  # document start
+            if self.check_event(yaml.SequenceStartEvent):
+                start = self.get_event()  # type: ignore[no-untyped-call]
+                if start.anchor:   # an alias to the sequence from inside it: a cycle
+                    self._open.append(start.anchor)
+                self._depth = self._peak = 1
+                while not self.check_event(yaml.SequenceEndEvent):
+                    node = self.compose_node(None, 0)
+                    assert node is not None
+                    yield True, node
+                self.get_event()  # type: ignore[no-untyped-call]  # sequence end
+                self._depth = self._peak = 0
+                self._open.clear()
+            else:
+                node = self.compose_node(None, 0)
+                assert node is not None
+                yield False, node
+            self.get_event()  # type: ignore[no-untyped-call]  # document end
+            self.anchors = {}
 
 
 # a JSON string (skipped whole; possessive, and an unclosed one runs to the

@@ -803,3 +803,22 @@ def test_inlined_comparisons_decide_as_their_checks(field: str, op: str, values:
     except TypeError:
         got = TypeError
     assert got == want, cond
+
+
+def test_many_conditions_are_matched_in_chunks_in_order(monkeypatch: Any) -> None:
+    """(issue 22, defect 8) one generated function for 100k conditions took
+    gigabytes to compile; past MATCHER_CHUNK they are split, and match the
+    same: every hit, in order, or the first only."""
+    import bpfguard.rules.compiler as compiler
+
+    monkeypatch.setattr(compiler, "MATCHER_CHUNK", 3)
+    names = ["nginx", "python3", "bash", "python3", "sshd", "python3", "x", "python3"]
+    conds = [parse_condition(f"proc.name = {n}") for n in names]
+    want = [i for i, n in enumerate(names) if n == "python3"]
+
+    def fail(i: int, exc: Exception) -> None:
+        raise AssertionError(f"condition {i}: {exc}")
+
+    assert compiler.compile_matcher(conds, first=False)(OPEN, fail) == want
+    assert compiler.compile_matcher(conds, first=True)(OPEN, fail) == want[:1]
+    assert compiler.compile_matcher([], first=False)(OPEN, fail) == []

@@ -284,10 +284,42 @@ def compile_matcher(conditions: Sequence[ast.Condition | bool], *, first: bool,
 
     A condition that raises does not hold; the matcher calls `on_error` with
     its position and goes on with the next. `checks` keeps each comparison's
-    compiled check, to share between matchers (see :func:`prepare`)."""
-    gen = _Codegen({} if checks is None else checks, _repeated(conditions))
+    compiled check, to share between matchers (see :func:`prepare`).
+
+    At most MATCHER_CHUNK conditions go into one generated function: the
+    memory compile() takes grows with the function, so 100k rules on one
+    syscall in one function took gigabytes. More are matched by a function
+    per chunk, in order (a comparison repeated across chunks is decided
+    once per chunk)."""
+    checks = {} if checks is None else checks
+    parts = [_compile_part(conditions[at:at + MATCHER_CHUNK], at, first, checks)
+             for at in range(0, len(conditions), MATCHER_CHUNK)] or \
+        [_compile_part((), 0, first, checks)]
+    if len(parts) == 1:
+        return parts[0]
+
+    def match(e: RuleEvent, on_error: OnError) -> list[int]:
+        hits: list[int] = []
+        for part in parts:
+            hits += part(e, on_error)
+            if first and hits:
+                break
+        return hits
+    return match
+
+
+# conditions per generated function (see compile_matcher); the stock rules
+# have 100-odd in all, so they stay one function
+MATCHER_CHUNK = 512
+
+
+def _compile_part(conditions: Sequence[ast.Condition | bool], offset: int, first: bool,
+                  checks: dict[ast.Compare, Check]) -> Matcher:
+    """One generated function for `conditions`, the first of which is
+    number `offset` of the whole list."""
+    gen = _Codegen(checks, _repeated(conditions))
     body = []
-    for i, cond in enumerate(conditions):
+    for i, cond in enumerate(conditions, offset):
         body += ["    try:",
                  f"        if {gen.expr(cond)}:",
                  f"            hits.append({i})"]

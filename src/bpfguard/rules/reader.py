@@ -20,10 +20,10 @@ rule's exceptions inside the rule, and so on up to the file).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, cast
 
 import yaml
 
@@ -50,11 +50,15 @@ from .items import (
 )
 from .model import Context, ErrorCode, PluginVersion, Priority, WarningCode
 
-__all__ = ["MAX_RULES_FILE_BYTES", "Source", "open_source", "read", "source_name"]
+__all__ = ["MAX_RULES_FILE_BYTES", "MAX_RULES_ITEMS", "Source", "open_source", "read",
+           "source_name"]
 
 #: A rules file larger is refused before it is read (Falco's whole stock
 #: ruleset is about 0.3 MB).
 MAX_RULES_FILE_BYTES: Final = 16 << 20
+# top-level items (rules, macros, lists) read from one file; the stock
+# ruleset has a few hundred, and every rule costs each event it could match
+MAX_RULES_ITEMS: Final = 20_000
 
 Source = str | Path | tuple[str, str]
 """A rules file: a path, or a ``(name, yaml text)`` pair."""
@@ -237,6 +241,41 @@ _ERROR_OVERRIDE_APPEND: Final = ("Keys 'override' and 'append: true' cannot be u
                                  "'override' instead.")
 
 
+class _Deferred:
+    """Stands for the collector and the problems while a file is read: the
+    calls made of either, item by item, replayed in order once the file has
+    parsed. The collector refuses some (ItemError: an append to nothing,
+    ...); as when it is called at once, that ends its item."""
+
+    def __init__(self) -> None:
+        self.items: list[list[tuple[bool, str, tuple[Any, ...]]]] = [[]]
+        self.collector = cast(Collector, _Recorder(self, to_problems=False))
+        self.problems = cast(Problems, _Recorder(self, to_problems=True))
+
+    def next_item(self) -> None:
+        self.items.append([])
+
+    def replay(self, collector: Collector, problems: Problems) -> None:
+        for calls in self.items:
+            for to_problems, name, args in calls:
+                try:
+                    getattr(problems if to_problems else collector, name)(*args)
+                except ItemError as fail:
+                    problems.error(fail.code, fail.message, fail.ctx)
+                    break
+
+
+class _Recorder:
+    def __init__(self, deferred: _Deferred, *, to_problems: bool) -> None:
+        self._deferred = deferred
+        self._to_problems = to_problems
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def record(*args: Any) -> None:
+            self._deferred.items[-1].append((self._to_problems, name, args))
+        return record
+
+
 class _Reader:
     """Reads files into one collector."""
 
@@ -248,37 +287,61 @@ class _Reader:
         self.problems.warn(code, message, ctx)
 
     def read(self, file: RulesFile) -> None:
+        # Items are composed and read one at a time (a whole file's YAML
+        # nodes took gigabytes for 100k rules), and what they give the
+        # collector and the problems waits for the end of the file: a YAML
+        # error anywhere leaves that one error, and nothing of the file, as
+        # Falco's whole-file parse does.
+        collector, problems = self.collector, self.problems
+        deferred = _Deferred()
+        self.collector, self.problems = deferred.collector, deferred.problems
+        loader: GuardedLoader | None = None
         try:
-            docs = list(yaml.compose_all(file.text, Loader=GuardedLoader))
+            loader = GuardedLoader(file.text)   # (it checks the characters first)
+            items = 0
+            for in_sequence, node in loader.top_items():
+                if not in_sequence:
+                    if isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG:
+                        continue
+                    message = ("Rules content is not yaml array of objects"
+                               if isinstance(node, yaml.MappingNode) else
+                               "Rules content is not yaml")
+                    self.problems.error(ErrorCode.LOAD_ERR_YAML_VALIDATE, message, file.root)
+                    continue
+                if isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG:
+                    continue
+                items += 1
+                if items > MAX_RULES_ITEMS:
+                    # refused here, not after the rest is parsed
+                    problems.error(ErrorCode.LOAD_ERR_YAML_VALIDATE,
+                                   f"more than {MAX_RULES_ITEMS:,} items (rules, macros, lists) "
+                                   "in one file; bpfguard reads at most that many",
+                                   _at(file, node, "rules content"))
+                    return
+                deferred.next_item()
+                try:
+                    self._read_item(node, file)
+                except ItemError as fail:
+                    self.problems.error(fail.code, fail.message, fail.ctx)
         except InputError as exc:
-            self.problems.error(ErrorCode.LOAD_ERR_YAML_PARSE, str(exc),
-                                file.context(exc.offset, "rules content"))
+            problems.error(ErrorCode.LOAD_ERR_YAML_PARSE, str(exc),
+                           file.context(exc.offset, "rules content"))
             return
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             ctx = file.context(mark.index, "rules content") if mark else file.root
             message = " ".join(m for m in (exc.context, exc.problem) if m) or str(exc)
-            self.problems.error(ErrorCode.LOAD_ERR_YAML_PARSE, message, ctx)
+            problems.error(ErrorCode.LOAD_ERR_YAML_PARSE, message, ctx)
             return
         except yaml.YAMLError as exc:
             ctx = file.context(getattr(exc, "position", 0), "rules content")
-            self.problems.error(ErrorCode.LOAD_ERR_YAML_PARSE, str(exc), ctx)
+            problems.error(ErrorCode.LOAD_ERR_YAML_PARSE, str(exc), ctx)
             return
-        for doc in docs:
-            if isinstance(doc, yaml.ScalarNode) and doc.tag == _NULL_TAG:
-                continue
-            if not isinstance(doc, yaml.SequenceNode):
-                message = ("Rules content is not yaml array of objects"
-                           if isinstance(doc, yaml.MappingNode) else "Rules content is not yaml")
-                self.problems.error(ErrorCode.LOAD_ERR_YAML_VALIDATE, message, file.root)
-                continue
-            for node in doc.value:
-                if isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG:
-                    continue
-                try:
-                    self._read_item(node, file)
-                except ItemError as fail:
-                    self.problems.error(fail.code, fail.message, fail.ctx)
+        finally:
+            if loader is not None:
+                loader.dispose()
+            self.collector, self.problems = collector, problems
+        deferred.replay(collector, problems)
 
     def _read_item(self, node: yaml.Node, file: RulesFile) -> None:
         item = _mapping(node, file, "rules content item",

@@ -133,3 +133,31 @@ def test_open_source(tmp_path: Path) -> None:
     assert open_source(tmp_path / "none.yaml", problems) is None
     assert [(p.code, p.context.file) for p in problems.errors] == [
         (ErrorCode.LOAD_ERR_FILE_READ, str(tmp_path / "none.yaml"))]
+
+
+def test_a_yaml_error_late_in_a_file_leaves_nothing_of_it() -> None:
+    """Items are read one at a time, but handed over only once the whole
+    file has parsed: a YAML error at the end leaves that error alone."""
+    collector, problems = read_text("- macro: m\n  condition: evt.type = open\n"
+                                    "- rule: r\n  desc: d\n  condition: m\n  output: o\n"
+                                    "  priority: INFO\n- [unclosed\n")
+    assert collector.calls == []
+    assert [e.code for e in problems.errors] == [ErrorCode.LOAD_ERR_YAML_PARSE]
+    assert problems.errors[0].context.line == 9   # (the end, where it is found unclosed)
+
+
+def test_more_items_than_a_file_may_hold_are_refused_where_the_limit_is_passed(
+        monkeypatch: Any) -> None:
+    """(issue 22, defect 8) 100k rules took 132 s and 6.7 GB to read; a file
+    is refused at its MAX_RULES_ITEMS + 1st item, before the rest is parsed,
+    and nothing of it is taken."""
+    import bpfguard.rules.reader as reader
+
+    monkeypatch.setattr(reader, "MAX_RULES_ITEMS", 2)
+    text = "".join(f"- list: l{i}\n  items: [a]\n" for i in range(3)) + "- [unclosed\n"
+    collector, problems = read_text(text)
+    assert collector.calls == []
+    assert len(problems.errors) == 1   # (the YAML error after it is never reached)
+    err = problems.errors[0]
+    assert "more than 2 items (rules, macros, lists) in one file" in err.message
+    assert err.context.line == 5
