@@ -91,8 +91,13 @@ class GuardedLoader(yaml.SafeLoader):
     itself (expanded, such chains grow exponentially). Use it where
     ``yaml.SafeLoader`` would be (``compose``, ``compose_all``)."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, *, max_items: int | None = None,
+                 max_items_why: str = "") -> None:
         super().__init__(stream)
+        # a list longer is refused at its first item too many, before the
+        # rest is composed (`max_items_why` ends the message: whose limit)
+        self._max_items = max_items
+        self._max_items_why = max_items_why
         self._depth = 0
         self._peak = 0                       # deepest level reached in the current collection
         self._open: list[str] = []           # anchors of the collections being composed
@@ -105,6 +110,11 @@ class GuardedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()  # type: ignore[no-untyped-call]
+        if self._max_items is not None and isinstance(parent, yaml.SequenceNode) \
+                and index >= self._max_items:
+            raise self._refuse(f"a list of more than {self._max_items:,} items"
+                               + (f": {self._max_items_why}" if self._max_items_why else ""),
+                               event.start_mark)
         if isinstance(event, yaml.AliasEvent) and event.anchor in self._open:
             raise self._refuse(f"alias *{event.anchor} inside the collection &{event.anchor} "
                                "it names (a cycle)", event.start_mark)

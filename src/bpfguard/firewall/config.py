@@ -35,6 +35,7 @@ The egress config (``bpfguard egress load CGROUP -c FILE``) is::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -44,6 +45,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..inputs import GuardedLoader, InputError, read_text
+from ..loader import BpfObject, bpf_object_path
 from .model import (
     EgressRule,
     FirewallConfig,
@@ -65,6 +67,14 @@ _CONSTRUCT = yaml.constructor.SafeConstructor()
 MAX_FIREWALL_CONFIG_BYTES = 16 << 20
 
 
+@functools.cache
+def max_rules() -> int:
+    """The rules the firewall holds (its rule map's size, less the slot
+    kept free for a change: read from the object, not loaded)."""
+    with BpfObject.open(bpf_object_path("firewall")) as obj:
+        return int(obj.map("fw_rule_meta").max_entries) - 1
+
+
 def _read(path: str | Path) -> str:
     try:
         return read_text(path, MAX_FIREWALL_CONFIG_BYTES)
@@ -82,7 +92,13 @@ class _Doc:
     def __init__(self, name: str, text: str) -> None:
         self.name = name
         try:
-            self.root = yaml.compose(text, Loader=GuardedLoader)
+            most = max_rules()
+            loader = GuardedLoader(text, max_items=most,
+                                   max_items_why=f"the firewall holds at most {most:,} rules")
+            try:
+                self.root = loader.get_single_node()
+            finally:
+                loader.dispose()
         except InputError as exc:
             raise ConfigError(f"{self.name}:{exc.line}: {exc}") from None
         except yaml.YAMLError as exc:

@@ -373,3 +373,19 @@ def test_an_empty_rules_list_is_no_rules(tmp_path: Path) -> None:
     f.write_text("rules:\n  # - {src: 198.18.0.1, action: drop}\nallow:\n")
     cfg = load_firewall_config(f)
     assert cfg.rules == [] and cfg.allow == []
+
+
+def test_more_rules_than_the_firewall_holds_are_refused_at_the_first_too_many(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """(issue 22, defect 8) 400k rules took 79 s and 1.7 GB before "at most
+    65,535 fit"; the list is refused where it passes the firewall's size,
+    before the rest is composed."""
+    import bpfguard.firewall.config as config
+
+    assert config.max_rules() == 65_535   # (read from the object)
+    monkeypatch.setattr(config, "max_rules", lambda: 2)
+    text = "rules:\n" + "".join(f"- {{action: drop, src: 10.0.0.{i}/32}}\n" for i in range(4)) \
+        + "- [unclosed\n"
+    with pytest.raises(ConfigError, match=r"^fw.yaml:4: a list of more than 2 items: the "
+                                          r"firewall holds at most 2 rules$"):
+        config.load_firewall_config_text("fw.yaml", text)
