@@ -266,10 +266,21 @@ def test_policy_added_through_the_socket_takes_effect_without_restart(
     assert alert["source"] == "tetragon" and alert["priority"] == "Critical"
     assert alert["tetragon"]["process_kprobe"]["action"] == "KPROBE_ACTION_SIGKILL"
     assert alert["output_fields"]["proc.exepath"] == victim
+    # a new version in place, make before break: another binary is killed,
+    # under the same id, with the counters so far
+    other = binary("cat", "bgvictim2")
+    pol.write_text(_KILL_POLICY.format(binary=other))
+    _bpfguard("policy", "add", "--replace", "--socket", str(sock), str(pol))
+    assert subprocess.run([other, "/etc/hostname"], capture_output=True).returncode == -9
+    assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == 0
+    listed = json.loads(_bpfguard("policy", "list", "--json", "--socket", str(sock)).stdout)
+    assert [(p["name"], p["id"], p["counters"]["signals"]) for p in listed] == [
+        ("agent-live-kill", 1, 2)]
     r = subprocess.run([sys.executable, "-m", "bpfguard", "policy", "delete", "--socket",
                         str(sock), "agent-live-kill"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert subprocess.run([victim, "/etc/hostname"], capture_output=True).returncode == 0
+    assert subprocess.run([other, "/etc/hostname"], capture_output=True).returncode == 0
     assert agent.stop() == 0
 
 

@@ -63,8 +63,9 @@ class FakePolicies:
         if self.delay:
             time.sleep(self.delay)
 
-    def add_policy(self, text: str, source: str) -> dict[str, Any]:
+    def add_policy(self, text: str, source: str, replace: bool = False) -> dict[str, Any]:
         self._enter()
+        self.replaced = replace
         try:
             if "needs-lsm" in text:
                 raise UnsupportedError(f"{source}: hook lsm/file_open needs BPF LSM; "
@@ -170,6 +171,13 @@ def test_round_trips(server: ControlServer, sock_path: Path, handler: FakePolici
     assert handler.policies["p1"]["mode"] == "monitor"
     assert request("delete", socket_path=sock_path, name="p2") is None
     assert list(handler.policies) == ["p1"]
+    assert handler.replaced is False
+    request("add", socket_path=sock_path, text=POLICY.format(name="p1"), source="p1.yaml",
+            replace=True)
+    assert handler.replaced is True
+    with pytest.raises(ControlError, match="'replace' must be true or false"):
+        request("add", socket_path=sock_path, text=POLICY.format(name="p1"), source="p1.yaml",
+                replace="yes")
 
 
 def test_policy_error_text_reaches_the_client(server: ControlServer, sock_path: Path) -> None:

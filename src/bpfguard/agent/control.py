@@ -6,6 +6,7 @@ sends one JSON request line and reads one JSON response line::
 
     -> {"op": "add", "text": "<TracingPolicy YAML>", "source": "file.yaml"}
     <- {"ok": true, "result": {"name": "...", "mode": "enforce", "hooks": 2}}
+       ("replace": true: in place of the loaded one of its name, make before break)
 
     -> {"op": "list"}                              <- {"ok": true, "result": [...]}
     -> {"op": "delete", "name": "NAME"}            <- {"ok": true, "result": null}
@@ -121,9 +122,11 @@ class PolicyControl(Protocol):
     unknown names as KeyError, a bad mode as ValueError.
     """
 
-    def add_policy(self, text: str, source: str) -> dict[str, Any]:
+    def add_policy(self, text: str, source: str, replace: bool = False) -> dict[str, Any]:
         """Load the TracingPolicy in YAML `text` (from file `source`, for
-        messages), all or nothing; a summary such as {"name", "mode", "hooks"}."""
+        messages), all or nothing; a summary such as {"name", "mode", "hooks"}.
+        With `replace`, one loaded of its name is replaced, make before break
+        (its new version attached before the old one is detached)."""
         ...
 
     def list_policies(self) -> list[dict[str, Any]]:
@@ -487,8 +490,12 @@ class ControlServer:
                                   "not by `bpfguard run --policy`", unsupported=True)
         # validate before taking the lock
         text = source = name = mode = ""
+        replace = False
         if op == "add":
             text = _param(req, "text")
+            if not isinstance(req.get("replace", False), bool):
+                raise _BadRequest("bad request: 'replace' must be true or false")
+            replace = bool(req.get("replace", False))
             src = req.get("source") or "<control socket>"
             if not isinstance(src, str):
                 raise _BadRequest("bad request: 'source' must be a string")
@@ -513,7 +520,7 @@ class ControlServer:
                 if method is not None:
                     return method(*args)
                 if op == "add":
-                    return self.handler.add_policy(text, source)
+                    return self.handler.add_policy(text, source, replace)
                 if op == "list":
                     return self.handler.list_policies()
                 if op == "delete":

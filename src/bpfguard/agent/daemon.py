@@ -667,10 +667,16 @@ class Agent:
 
     # live changes wait for a reload in progress, which reads the same policies
 
-    def add_policy(self, text: str, source: str) -> dict[str, Any]:
+    def add_policy(self, text: str, source: str, replace: bool = False) -> dict[str, Any]:
         pol = load_policy_text(source, text)
         with self._reload_lock:
-            lp = self._engine().add(pol, source=source)
+            engine = self._engine()
+            if replace and pol.name in engine.policies:
+                lp = engine.replace(pol, source=source)   # make before break
+                if self.policies is not None:   # the socket's now, not the configuration's
+                    self.policies.from_config.pop(lp.name, None)
+            else:
+                lp = engine.add(pol, source=source)
             self._texts[lp.name] = text
             self._sync_pins()
         return {"name": lp.name, "mode": lp.mode, "hooks": len(lp.slots)}

@@ -210,9 +210,10 @@ class PolicyAgent:
 
     # -- PolicyControl, for the control socket --
 
-    def add_policy(self, text: str, source: str) -> dict[str, Any]:
+    def add_policy(self, text: str, source: str, replace: bool = False) -> dict[str, Any]:
         pol = load_policy_text(source, text)
-        lp = self.engine.add(pol, source=source)
+        lp = (self.engine.replace if replace and pol.name in self.engine.policies
+              else self.engine.add)(pol, source=source)
         return {"name": lp.name, "mode": lp.mode, "hooks": len(lp.slots)}
 
     def list_policies(self) -> list[dict[str, Any]]:

@@ -162,8 +162,13 @@ def _say_error(msg: str) -> None:
 @policy.command(context_settings=_CTX)
 @click.argument("files", nargs=-1, required=True, metavar="POLICY.yaml...",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--replace", is_flag=True,
+              help="Replace a loaded policy of the same name, make before break: its new "
+                   "version is attached before the old one is detached, so enforcement "
+                   "never lapses (delete then add leaves a gap). It keeps the old one's id and "
+                   "counters.")
 @socket_option
-def add(files: tuple[Path, ...], socket_path: str) -> None:
+def add(files: tuple[Path, ...], socket_path: str, replace: bool) -> None:
     """Load TracingPolicy files into the running agent.
 
     \b
@@ -177,6 +182,7 @@ def add(files: tuple[Path, ...], socket_path: str) -> None:
     Examples:
       sudo bpfguard policy add block-shadow.yaml
       sudo bpfguard policy add policies/*.yaml
+      sudo bpfguard policy add --replace block-shadow.yaml   a new version, no gap
       sudo bpfguard policy add --socket /run/other/control.sock p.yaml
 
     Needs an agent started with `bpfguard run --policy FILE`; the control
@@ -198,7 +204,8 @@ def add(files: tuple[Path, ...], socket_path: str) -> None:
             failed = True
             continue
         try:
-            summary: Any = request("add", socket_path=socket_path, text=text, source=str(f))
+            summary: Any = request("add", socket_path=socket_path, text=text, source=str(f),
+                                   replace=replace)
         except AgentNotListening:
             raise
         except ControlError as exc:
