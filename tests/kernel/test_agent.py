@@ -738,6 +738,38 @@ def test_metrics_expose_ring_buffer_drops_that_match_the_kernel_counters(
     assert reported >= kernel
 
 
+def test_every_alert_a_small_output_queue_drops_is_counted_in_the_stream(
+        tmp_path: Path, start_agent: Callable[[Path | None], AgentProcess]) -> None:
+    """(issue 22, defect 4) with a 64-alert queue, a storm of alerts: the
+    n_drops of the drop alerts add up to what the metrics count, kernel
+    drops and the queue's alike."""
+    cfg, _sock, port = _config(tmp_path, "outputs: {queue_size: 64}\npolicies: {enabled: false}")
+    agent = start_agent(cfg)
+    storm = tmp_path / "shadowstorm"
+    shutil.copy2(os.path.realpath(sys.executable), storm)   # an untrusted reader
+    subprocess.run([str(storm), "-I", "-S", "-c", "import os\nfor _ in range(20000): "
+                    "os.close(os.open('/etc/shadow', os.O_RDONLY))"], check=True)
+    last = None
+    for _ in range(60):   # until the counts stop moving
+        text = _metrics(port)
+        now = (_metric(text, "bpfguard_output_dropped_total", output="stdout"),
+               _metric(text, "bpfguard_kernel_drops_total"),
+               _metric(text, "bpfguard_output_sent_total", output="stdout"))
+        if now == last:
+            break
+        last = now
+        time.sleep(0.5)
+    queue_dropped, kernel_dropped, _ = now
+    assert queue_dropped > 0, "the storm was meant to overflow the queue"
+    assert agent.stop() == 0
+    drops = [a["output_fields"] for a in agent.seen + _drain(agent)
+             if a["rule"] == "Falco internal: syscall event drop"]
+    assert sum(int(f["n_drops"]) for f in drops if "n_drops_output_queue_full" in f) \
+        == queue_dropped
+    assert sum(int(f["n_drops"]) for f in drops if "n_drops_output_queue_full" not in f) \
+        == kernel_dropped
+
+
 def _drain(agent: AgentProcess) -> list[dict[str, Any]]:
     out = []
     with contextlib.suppress(queue.Empty):
