@@ -360,6 +360,36 @@ def test_loading_over_another_xdp_program_is_refused_unless_forced(lab: None) ->
 
 
 @host_covers
+def test_pin_directories_another_user_owns_are_refused(lab: None) -> None:
+    """(issue 22, defect 6) on a host whose /sys/fs/bpf anyone may write, a
+    pin directory a user made (and could later rename) is refused, for the
+    firewall's pins and the agent's policy pins alike; nothing attaches."""
+    from bpfguard.agent.pins import check_pin_dir
+    from bpfguard.errors import ConfigError
+
+    nobody = 65534
+    made = not FIREWALL_PINS.exists()
+    FIREWALL_PINS.mkdir(parents=True, exist_ok=True)
+    owner = FIREWALL_PINS.stat()
+    users = Path(f"/sys/fs/bpf/bpfguard-test-user-{os.getpid()}")
+    users.mkdir()
+    try:
+        os.chown(FIREWALL_PINS, nobody, nobody)
+        with pytest.raises(ConfigError, match="belongs to uid 65534"):
+            Firewall.load(DUT, FirewallConfig(), netns=DUT)
+        with entered(DUT):
+            assert xdp_program_on(socket.if_nametoindex(DUT)) is None
+        os.chown(users, nobody, nobody)
+        with pytest.raises(ConfigError, match="belongs to uid 65534"):
+            check_pin_dir(users / "policies")
+    finally:
+        os.chown(FIREWALL_PINS, owner.st_uid, owner.st_gid)
+        if made:
+            FIREWALL_PINS.rmdir()
+        users.rmdir()
+
+
+@host_covers
 def test_bad_input_changes_nothing(lab: None) -> None:
     with pytest.raises(FirewallError, match="no interface 'nosuch0' in netns"):
         Firewall.load("nosuch0", FirewallConfig(), netns=DUT)
