@@ -339,6 +339,9 @@ def test_kill_9_leaves_the_policies_enforcing_and_the_next_agent_adopts_them(
         counters = {p["name"]: p["counters"]["signals"] for p in json.loads(r.stdout)}
         assert counters == {"agent-live-kill": 2, "added-live-kill": 2}
         assert _run_victim(victim) == -9 and _run_victim(victim2) == -9
+        # a configuration's policy is changed in its file: --replace says so
+        r = _bpfguard("policy", "add", "--replace", "--socket", str(sock), str(pol), check=False)
+        assert r.returncode == 1 and "comes from the configuration" in r.stderr
         # with no enforce-mode policy nothing is pinned (monitor needs the agent)
         for name in ("agent-live-kill", "added-live-kill"):
             _bpfguard("policy", "mode", "--socket", str(sock), name, "monitor")

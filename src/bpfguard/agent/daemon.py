@@ -113,8 +113,10 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-# a storm: more events than this per second read; once under it for
-# _CALM_S, what the storm made the process hold is given back
+# a storm: more events than this per second read at its peak; over once the
+# rate has stayed under a quarter of that peak for _CALM_S (what the host
+# reads in its normal run is no storm, however high, and a rate hovering
+# near the floor does not trim over and over)
 _STORM_EVENTS_PER_S = 1000
 _CALM_S = 5.0
 
@@ -178,7 +180,9 @@ class Agent:
         self._stats_fd = -1
         self._started = False
         self._fatal: str | None = None
-        self._storm = (0, 0.0, False)   # events read, when counted, a storm since the trim
+        # events read and when, last second's; the peak rate since the last
+        # trim; since when the rate has been calm
+        self._storm = (0, 0.0, 0.0, 0.0)
         data = config.data
         self.channels = Channels([], hostname=self.hostname)
         try:
@@ -470,19 +474,19 @@ class Agent:
         p = self.pipeline
         if p is None:
             return
-        events, at, stormed = self._storm
+        events, at, peak, calm_since = self._storm
         now = time.monotonic()
         if now - at < 1.0:
             return
         rate = (p.events - events) / (now - at)
-        if rate > _STORM_EVENTS_PER_S:
-            self._storm = (p.events, now, True)
-        elif stormed and now - at >= _CALM_S:
+        peak = max(peak, rate)
+        if rate >= peak / 4:
+            calm_since = now
+        elif peak > _STORM_EVENTS_PER_S and now - calm_since >= _CALM_S:
             gc.collect()
             _malloc_trim()
-            self._storm = (p.events, now, False)
-        elif not stormed:
-            self._storm = (p.events, now, False)
+            peak = rate
+        self._storm = (p.events, now, peak, calm_since)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signals.append(signum)
@@ -672,9 +676,14 @@ class Agent:
         with self._reload_lock:
             engine = self._engine()
             if replace and pol.name in engine.policies:
-                lp = engine.replace(pol, source=source)   # make before break
-                if self.policies is not None:   # the socket's now, not the configuration's
-                    self.policies.from_config.pop(lp.name, None)
+                if self.policies is not None and pol.name in self.policies.from_config:
+                    raise ConfigError(
+                        f"policy {pol.name!r} comes from the configuration "
+                        f"({self.policies.from_config[pol.name][1]}); change that file and "
+                        "reload (SIGHUP or bpfguard agent reload), which replaces it make "
+                        "before break too")
+                old = engine.policies[pol.name]   # make before break, in the old one's scope
+                lp = engine.replace(pol, source=source, cgroup=old.cgroup_path)
             else:
                 lp = engine.add(pol, source=source)
             self._texts[lp.name] = text

@@ -91,10 +91,15 @@ class PinnedAgent:
         try:
             cfg = Abi(sensor_btf()).scope_config()
             old = m.lookup(ctypes.c_uint32(0))
-            assert isinstance(old, bytes)
-            ctypes.memmove(ctypes.addressof(cfg), old, min(len(old), ctypes.sizeof(cfg)))
+            if not isinstance(old, bytes) or len(old) != ctypes.sizeof(cfg):
+                raise ValueError(f"its scope_config holds {len(old or b'')} bytes, this "
+                                 f"bpfguard's {ctypes.sizeof(cfg)} (another version's pins)")
+            ctypes.memmove(ctypes.addressof(cfg), old, len(old))
             cfg.self_tgid, cfg.self_start = pid, self_start(pid)
             m.update(ctypes.c_uint32(0), cfg)
+        except (BpfguardError, ValueError) as exc:
+            log.warning("%s: its programs' exemption not moved to this agent: %s",
+                        self.path, exc)
         finally:
             m.close()
 

@@ -212,8 +212,9 @@ class PolicyAgent:
 
     def add_policy(self, text: str, source: str, replace: bool = False) -> dict[str, Any]:
         pol = load_policy_text(source, text)
-        lp = (self.engine.replace if replace and pol.name in self.engine.policies
-              else self.engine.add)(pol, source=source)
+        old = self.engine.policies.get(pol.name) if replace else None
+        lp = (self.engine.replace(pol, source=source, cgroup=old.cgroup_path) if old is not None
+              else self.engine.add(pol, source=source))
         return {"name": lp.name, "mode": lp.mode, "hooks": len(lp.slots)}
 
     def list_policies(self) -> list[dict[str, Any]]:

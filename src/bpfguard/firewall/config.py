@@ -89,12 +89,11 @@ class _Doc:
     """A YAML document read node by node, so every error names file:line
     (`name` is the file's, for the messages)."""
 
-    def __init__(self, name: str, text: str) -> None:
+    def __init__(self, name: str, text: str, *, max_items: int | None = None,
+                 max_items_why: str = "") -> None:
         self.name = name
         try:
-            most = max_rules()
-            loader = GuardedLoader(text, max_items=most,
-                                   max_items_why=f"the firewall holds at most {most:,} rules")
+            loader = GuardedLoader(text, max_items=max_items, max_items_why=max_items_why)
             try:
                 self.root = loader.get_single_node()
             finally:
@@ -200,7 +199,10 @@ def load_firewall_config(path: str | Path) -> FirewallConfig:
 def load_firewall_config_text(source: str, text: str) -> FirewallConfig:
     """A firewall config from its YAML `text`; errors name `source` (its file) and line.
     The agent reads a client's config this way: the client sends the text, not a path."""
-    doc = _Doc(source, text)
+    most = max_rules()   # no list of it may be longer: refused before the rest is read
+    doc = _Doc(source, text, max_items=most,
+               max_items_why=f"no list of a firewall config may be longer than the {most:,} "
+                             "rules the firewall holds")
     top = doc.mapping(doc.root, "", ("mode", "policy", "rules", "allow", "limits",
                                      "amplification", "sampling"))
     cfg = FirewallConfig()

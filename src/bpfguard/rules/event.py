@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ..proctable import Process, ProcessTable
+from ..proctable import TRUNCATED, Process, ProcessTable
 from ..sensors.events import (
     Event,
     ExecEvent,
@@ -168,7 +168,8 @@ class RuleEvent:
         out = {"res": 0}
         ex = self.exec
         if ex is not None:
-            out.update(exe=ex.args[0] if ex.args else ex.filename, args=" ".join(ex.args[1:]),
+            out.update(exe=ex.args[0] if ex.args else ex.filename,
+                       args=" ".join(ex.args[1:]) + (TRUNCATED if ex.args_truncated else ""),
                        tid=ex.tid, pid=ex.pid, ptid=ex.ppid, cwd=ex.cwd.path if ex.cwd else None,
                        comm=ex.comm, uid=ex.euid if ex.euid is not None else ex.uid,
                        loginuid=ex.loginuid, pgid=ex.pgid,

@@ -303,6 +303,7 @@ class _Reader:
                 if not in_sequence:
                     if isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG:
                         continue
+                    deferred.next_item()   # (not the last item's: its failure ends it)
                     message = ("Rules content is not yaml array of objects"
                                if isinstance(node, yaml.MappingNode) else
                                "Rules content is not yaml")

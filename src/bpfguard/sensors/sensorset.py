@@ -83,6 +83,15 @@ def self_start(pid: int) -> int:
     the kernel's programs can compare it (0: they compare the pid alone)."""
     if os.sysconf("SC_CLK_TCK") != 100:   # BG_NSEC_PER_CLOCK_TICK assumes USER_HZ 100
         return 0
+    # in a time namespace /proc adds its boot-time offset; the kernel's
+    # start_boottime has none
+    try:
+        offsets = Path("/proc/self/timens_offsets").read_text().split("\n")
+    except OSError:
+        offsets = []
+    if any(line.split()[:1] == ["boottime"] and line.split()[1:] != ["0", "0"]
+           for line in offsets):
+        return 0
     return start_ticks(pid) or 0
 
 

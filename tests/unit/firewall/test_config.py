@@ -386,6 +386,7 @@ def test_more_rules_than_the_firewall_holds_are_refused_at_the_first_too_many(
     monkeypatch.setattr(config, "max_rules", lambda: 2)
     text = "rules:\n" + "".join(f"- {{action: drop, src: 10.0.0.{i}/32}}\n" for i in range(4)) \
         + "- [unclosed\n"
-    with pytest.raises(ConfigError, match=r"^fw.yaml:4: a list of more than 2 items: the "
-                                          r"firewall holds at most 2 rules$"):
+    with pytest.raises(ConfigError, match=r"^fw.yaml:4: a list of more than 2 items: no list "
+                                          r"of a firewall config may be longer than the 2 "
+                                          r"rules the firewall holds$"):
         config.load_firewall_config_text("fw.yaml", text)

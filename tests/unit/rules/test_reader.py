@@ -161,3 +161,12 @@ def test_more_items_than_a_file_may_hold_are_refused_where_the_limit_is_passed(
     err = problems.errors[0]
     assert "more than 2 items (rules, macros, lists) in one file" in err.message
     assert err.context.line == 5
+
+
+def test_a_document_that_is_not_a_list_is_said_after_a_refused_item() -> None:
+    collector, problems = read_text("- macro: m\n  condition: evt.type = open\n  append: true\n"
+                                    "---\n{a: 1}\n")
+    assert [e.message for e in problems.errors] == [
+        "Macro uses 'append' or 'override.condition: append' but no macro by that name "
+        "already exists",
+        "Rules content is not yaml array of objects"]
