@@ -125,6 +125,8 @@ __noinline int bg_resolve(struct bg_area *a, struct bg_file_req *req, struct bg_
 			d = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = up;
 			vfsmnt = __builtin_preserve_access_index(&up->mnt);
+			if (i == BG_PATH_DEPTH - 1 && !(d == root_dentry && vfsmnt == root_mnt))
+				out->flags |= BG_FILE_TRUNCATED;
 			continue;
 		}
 		/* The cursor lives in memory, not a register: read back, it is an
@@ -148,7 +150,8 @@ __noinline int bg_resolve(struct bg_area *a, struct bg_file_req *req, struct bg_
 			break;
 		}
 		d = parent;
-		if (i == BG_PATH_DEPTH - 1)
+		/* the loop's last step short of the root: the innermost names only */
+		if (i == BG_PATH_DEPTH - 1 && !(d == root_dentry && vfsmnt == root_mnt))
 			out->flags |= BG_FILE_TRUNCATED;
 	}
 	return pos + out->name.len;

@@ -87,17 +87,25 @@ struct bg_pol_work {
 	__u32 pad;
 };
 
-/* What bg_path_forward reports in req->pad besides the path. Only TRUNCATED
- * means the string is cut; the others say where it differs from what the
+/* What bg_path_forward reports in req->pad besides the path. TRUNCATED and
+ * DEEP mean the string is cut; the others say where it differs from what the
  * syscall sensor reports (struct bg_file, joined in user space): a rules
  * pushdown must not decide on such a path. */
 enum bg_fwd_flags {
-	BG_FWD_TRUNCATED = 1 << 0, /* deeper than BG_PATH_DEPTH, or no room left */
+	BG_FWD_TRUNCATED = 1 << 0, /* no room left: the string's end is missing */
 	BG_FWD_DETACHED = 1 << 1,  /* a mount without parent that is not the task's root */
 	BG_FWD_PSEUDO = 1 << 2,    /* a pseudo dentry (its own parent): pipe, socket, memfd */
 	BG_FWD_UNREAD = 1 << 3,    /* the walk did not reach the root (loop bound, unreadable or
 				    * empty name) */
+	BG_FWD_DEEP = 1 << 4,      /* BG_PATH_DEPTH names or more: the string holds the
+				    * innermost names (a path of exactly that many is whole,
+				    * but taken for cut), and begins with '.', not '/', so that
+				    * no prefix or equality test takes it for the path from
+				    * the root */
 };
+
+_Static_assert(BG_FWD_DEEP == BG_FWD_UNREAD << 1 && BG_FWD_DEEP == 1 << 4 && '/' - 1 == '.',
+	       "bg_path_forward's arithmetic on its flags");
 
 /* Writes the path of req->file (or req->path; one without a mount is a
  * dentry's, up to its filesystem's root) as "/a/b/c" plus NUL at
@@ -160,10 +168,6 @@ __noinline int bg_path_forward(struct bg_area *a, struct bg_file_req *req, struc
 		/* the depth lives in memory, not a register: read back it is an
 		 * unknown scalar, so loop states differing only in it are pruned */
 		n = *(volatile __u32 *)&w->depth;
-		if (n >= BG_PATH_DEPTH) {
-			flags |= BG_FWD_TRUNCATED;
-			break;
-		}
 		k = n;
 		bg_clamp(k, BG_PATH_DEPTH - 1);
 		w->names[k] = (__u64)BPF_CORE_READ(d, d_name.name);
@@ -174,6 +178,11 @@ __noinline int bg_path_forward(struct bg_area *a, struct bg_file_req *req, struc
 		}
 		d = parent;
 	}
+	/* the loop's bound reached (every break above clears UNREAD): the names
+	 * taken may not reach the root. BG_FWD_DEEP by arithmetic: a branch on
+	 * flags would keep the verifier from pruning the loop below, and the
+	 * whole program is near its 1M-instruction budget on 6.1 */
+	flags |= (flags & BG_FWD_UNREAD) << 1;
 	n = *(volatile __u32 *)&w->depth;
 	if (!n) {
 		a->b[pos & BG_DATA_MASK] = '/';
@@ -203,6 +212,10 @@ __noinline int bg_path_forward(struct bg_area *a, struct bg_file_req *req, struc
 		pos += got - 1;
 	}
 	a->b[pos & BG_DATA_MASK] = 0;
+	/* '.' for the first '/' of a DEEP path (every path's first character
+	 * is '/'); arithmetic, not a branch, which would split the verifier's
+	 * states at every exit of the loop above */
+	a->b[start & BG_DATA_MASK] = '/' - ((flags & BG_FWD_DEEP) >> 4);
 	req->pad = flags;
 	return pos + 1 - start;
 }

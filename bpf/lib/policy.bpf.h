@@ -227,7 +227,8 @@ static __always_inline __u32 bg_pol_put_path(struct bg_pol_area *a, __u32 pos,
 	}
 	v->data.off = pos;
 	v->data.len = n;
-	v->flags |= BG_PV_DATA | (req.pad & BG_FWD_TRUNCATED ? BG_PV_TRUNCATED : 0);
+	v->flags |= BG_PV_DATA | (req.pad & BG_FWD_TRUNCATED ? BG_PV_TRUNCATED : 0) |
+		    (req.pad & BG_FWD_DEEP ? BG_PV_TRUNCATED | BG_PV_DEEP : 0);
 	return pos + n;
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bpfguard.agent import Pipeline
@@ -65,3 +66,10 @@ def trace(argv: list[str], *, syscalls: list[str] | None = None, cwd: str | None
         extra = during(pid) if during else None
         status = stream(pipe, out, pid)
     return Traced(out.records, table, status, pid, {"during": extra})
+
+
+def mounts_crossed(path: Path) -> int:
+    """Mount points above `path` (the root not counted): each is a step of
+    the kernel's walk, as a name is."""
+    return sum(os.path.ismount(p) for p in path.parents if p != Path("/")) + \
+        os.path.ismount(path)

@@ -2505,3 +2505,48 @@ def test_pod_selector_applies_in_the_selected_containers_cgroups_only(
             assert cat(cg) == "0"
         finally:
             nested.rmdir()
+
+
+def test_a_path_deeper_than_the_walk_is_marked_and_matches_no_prefix(
+        running: Running, two_cats: tuple[str, str], tmp_path: Path) -> None:
+    """(issue 22, defect 11) a policy's path argument deeper than the walk
+    holds the innermost names: shown after ".../", flagged truncated, and
+    never taken for the path from the root by a Prefix selector; a shorter
+    one is whole."""
+    victim, _ = two_cats
+    base = len(tmp_path.parts) - 1
+    deep = tmp_path.joinpath(*["d"] * (120 - base))
+    deep.mkdir(parents=True)
+    (deep / "f").write_text("x")
+    # one step short of BG_PATH_DEPTH (a step: a name, or a mount crossed):
+    # whole (the policies' walk takes a path of exactly that many for cut)
+    from .helpers import mounts_crossed
+
+    exact = tmp_path.joinpath(*["e"] * (95 - base - mounts_crossed(tmp_path) - 1))
+    exact.mkdir(parents=True)
+    (exact / "f").write_text("x")
+    top = f"/{tmp_path.parts[1]}/"   # /tmp/: where both files are
+    for name, selector in (("reads-any", ""),
+                           ("reads-tmp", f'matchArgs: [{{index: 0, operator: Prefix, '
+                                         f'values: ["{top}"]}}]')):
+        running.add(f"""
+        apiVersion: cilium.io/v1alpha1
+        kind: TracingPolicy
+        metadata: {{name: {name}}}
+        spec:
+          kprobes:
+          - call: sys_read
+            syscall: true
+            args: [{{index: 0, type: fd}}]
+            selectors:
+            - matchBinaries: [{{operator: In, values: ["{victim}"]}}]
+              {selector}
+        """)
+    for f in (deep / "f", exact / "f"):
+        assert subprocess.run([victim, str(f)], capture_output=True).returncode == 0
+    evs = running.events()
+    got = {(e.policy_name, e.args[0].value, e.args[0].truncated) for e in evs
+           if e.args[0].value and e.args[0].value.endswith("/f")}
+    shown = ".../" + "/".join(deep.parts[-95:] + ("f",))
+    assert got == {("reads-any", shown, True), ("reads-any", str(exact / "f"), False),
+                   ("reads-tmp", str(exact / "f"), False)}, got

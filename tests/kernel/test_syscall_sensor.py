@@ -14,7 +14,7 @@ import pytest
 
 from bpfguard.sensors import SensorSet
 
-from .helpers import trace
+from .helpers import mounts_crossed, trace
 
 pytestmark = pytest.mark.kernel
 
@@ -194,6 +194,15 @@ def test_a_path_deeper_than_the_walk_never_reads_as_absolute(tmp_path: Path) -> 
     assert f["truncated"] is True
     assert f["path"].startswith(".../d/d/") and f["path"].endswith("/d/f")
     assert not f["path"].startswith("/")
+    # exactly BG_PATH_DEPTH steps, the file the last: whole, not flagged (a
+    # step is a name or a mount crossed: the guest's /tmp is a mount)
+    steps = len(tmp_path.parts) - 1 + mounts_crossed(tmp_path)
+    exact = tmp_path.joinpath(*["e"] * (96 - steps - 1))
+    exact.mkdir(parents=True)
+    (exact / "f").write_text("x")
+    t = trace(["cat", "f"], syscalls=["openat"], cwd=str(exact))
+    f = [r for r in _opens(t) if r["args"]["pathname"]["user"] == "f"][0]["ret_file"]
+    assert f["path"] == str(exact / "f") and "truncated" not in f
 
 
 def test_bpfguard_spares_itself_by_pid_and_start_time(tmp_path: Path) -> None:

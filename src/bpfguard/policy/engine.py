@@ -1095,10 +1095,14 @@ class PolicyEngine(Sensor):
         if a.type in ("CHAR_BUF", "CHAR_BUF_RET", "CHAR_IOVEC", "CHAR_IOVEC_RET", "IOV_ITER"):
             return PolicyArg(a.declared, raw, a.label, truncated)
         text = raw.split(b"\0", 1)[0].decode(errors="surrogateescape")
-        if truncated and a.type in _PATH_TYPES and text.startswith("/"):
-            # the innermost components of a path deeper than the walk: never
-            # shown as if it were absolute (as the sensors' paths)
-            text = "..." + text
+        if truncated and a.type in _PATH_TYPES:
+            if flags & vf["DEEP"]:
+                # the innermost names of a path deeper than the walk (the
+                # kernel wrote '.' for its first '/'): never shown as if it
+                # were absolute, as the sensors' paths
+                text = ".../" + text[1:]
+            else:   # the end did not fit
+                text += "..."
         return PolicyArg(a.declared, text, a.label, truncated)
 
 
