@@ -113,7 +113,7 @@ static __always_inline void bg_record(struct pt_regs *regs, long id, bool compat
  * collect changes nothing: answer that from global data first, and pay for
  * the scope lookup only for syscalls not seen yet. After a workload's first
  * moments that is almost none, in scope or not. */
-static __always_inline void bg_record_enter(struct pt_regs *regs, long id)
+static __noinline void bg_record_enter(struct pt_regs *regs, long id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	bool compat = bg_is_compat(task);
