@@ -789,8 +789,8 @@ enum bg_pol_value_flags {
 	BG_PV_SOCK = 1 << 1,       /* sock is filled */
 	BG_PV_TRUNCATED = 1 << 2,
 	BG_PV_UNREADABLE = 1 << 3,
-	BG_PV_DEEP = 1 << 4,       /* with TRUNCATED: a path's innermost names (the string
-				    * begins with '.'), not its end cut */
+	BG_PV_DEEP = 1 << 4,       /* a path's innermost names (the string begins with '.'):
+				    * its start is cut, its end whole (TRUNCATED: the end) */
 };
 
 struct bg_pol_value {

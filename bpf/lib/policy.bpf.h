@@ -227,8 +227,10 @@ static __always_inline __u32 bg_pol_put_path(struct bg_pol_area *a, __u32 pos,
 	}
 	v->data.off = pos;
 	v->data.len = n;
+	/* DEEP alone, not TRUNCATED: the selectors read TRUNCATED as an unknown
+	 * end, and a deep path's end is whole (Postfix still matches it) */
 	v->flags |= BG_PV_DATA | (req.pad & BG_FWD_TRUNCATED ? BG_PV_TRUNCATED : 0) |
-		    (req.pad & BG_FWD_DEEP ? BG_PV_TRUNCATED | BG_PV_DEEP : 0);
+		    (req.pad & BG_FWD_DEEP ? BG_PV_DEEP : 0);
 	return pos + n;
 }
 

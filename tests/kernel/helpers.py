@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,11 @@ def trace(argv: list[str], *, syscalls: list[str] | None = None, cwd: str | None
 
 
 def mounts_crossed(path: Path) -> int:
-    """Mount points above `path` (the root not counted): each is a step of
-    the kernel's walk, as a name is."""
-    return sum(os.path.ismount(p) for p in path.parents if p != Path("/")) + \
-        os.path.ismount(path)
+    """Mounts the kernel's walk up from `path` crosses, each a step as a name
+    is: every mount on `path` or above it but the root (stacked ones each
+    count), from the mount table (os.path.ismount misses a bind mount of
+    the same filesystem and takes a btrfs subvolume for one)."""
+    points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+              for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    real = Path(os.path.realpath(path))
+    return sum(1 for p in points if p != "/" and (real == Path(p) or Path(p) in real.parents))

@@ -2525,10 +2525,15 @@ def test_a_path_deeper_than_the_walk_is_marked_and_matches_no_prefix(
     exact = tmp_path.joinpath(*["e"] * (95 - base - mounts_crossed(tmp_path) - 1))
     exact.mkdir(parents=True)
     (exact / "f").write_text("x")
-    top = f"/{tmp_path.parts[1]}/"   # /tmp/: where both files are
+    # Prefix "/d/" would match the deep path's innermost names taken for the
+    # path from the root; Postfix matches its end, which is whole
     for name, selector in (("reads-any", ""),
+                           ("reads-d", 'matchArgs: [{index: 0, operator: Prefix, '
+                                       'values: ["/d/"]}]'),
                            ("reads-tmp", f'matchArgs: [{{index: 0, operator: Prefix, '
-                                         f'values: ["{top}"]}}]')):
+                                         f'values: ["/{tmp_path.parts[1]}/"]}}]'),
+                           ("reads-end", 'matchArgs: [{index: 0, operator: Postfix, '
+                                         'values: ["/d/f"]}]')):
         running.add(f"""
         apiVersion: cilium.io/v1alpha1
         kind: TracingPolicy
@@ -2549,4 +2554,4 @@ def test_a_path_deeper_than_the_walk_is_marked_and_matches_no_prefix(
            if e.args[0].value and e.args[0].value.endswith("/f")}
     shown = ".../" + "/".join(deep.parts[-95:] + ("f",))
     assert got == {("reads-any", shown, True), ("reads-any", str(exact / "f"), False),
-                   ("reads-tmp", str(exact / "f"), False)}, got
+                   ("reads-tmp", str(exact / "f"), False), ("reads-end", shown, True)}, got

@@ -1045,7 +1045,7 @@ class PolicyEngine(Sensor):
     def _arg(self, a: Any, v: Any, data: bytes) -> PolicyArg:
         flags = v.flags
         vf = self._vflags
-        truncated = bool(flags & vf["TRUNCATED"])
+        truncated = bool(flags & (vf["TRUNCATED"] | vf["DEEP"]))   # its end, or its start
         if flags & vf["UNREADABLE"]:
             return PolicyArg(a.declared, None, a.label, truncated)
         if a.type in ("INT", "SYSCALL64"):
