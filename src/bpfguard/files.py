@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -17,8 +18,8 @@ from typing import Literal
 from .errors import ConfigError
 
 __all__ = ["DIR_MODE", "absolute", "check_output_path", "check_trusted_dir", "check_writable",
-           "open_in_trusted_dir", "open_trusted_dir", "remove_tree", "write_atomically",
-           "write_in_dir", "yaml_files"]
+           "fs_type", "mounts", "open_in_trusted_dir", "open_trusted_dir", "remove_tree",
+           "write_atomically", "write_in_dir", "yaml_files"]
 
 _MAX_LINKS = 40  # symbolic links followed in one path, as the kernel's MAXSYMLINKS
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -315,3 +316,30 @@ def yaml_files(paths: Sequence[str], what: str = "", kind: str = "") -> list[Pat
         else:
             raise ConfigError(f"{what}{p}: no such file or directory")
     return out
+
+
+def mounts() -> list[tuple[str, str]]:
+    """(mount point, filesystem type) of every mount, in mount order, from
+    /proc/self/mountinfo (where the kernel writes space, tab, newline and
+    backslash as a backslash and three octal digits)."""
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, tail = line.partition(" - ")
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields.split()[4])
+        out.append((point, tail.split()[0]))
+    return out
+
+
+def fs_type(path: str | os.PathLike[str]) -> str:
+    """The type of the filesystem `path` (or, missing, its nearest existing
+    ancestor) is on: the last mount over it in the mount table."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    real = os.path.realpath(p)
+    best, kind = "", ""
+    for point, fstype in mounts():
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fstype
+    return kind

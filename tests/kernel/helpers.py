@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 from bpfguard.agent import Pipeline
 from bpfguard.agent.launch import spawn_waiting, stream
+from bpfguard.files import mounts
 from bpfguard.proctable import ProcessTable
 from bpfguard.sensors import SensorSet
 
@@ -74,7 +74,6 @@ def mounts_crossed(path: Path) -> int:
     is: every mount on `path` or above it but the root (stacked ones each
     count), from the mount table (os.path.ismount misses a bind mount of
     the same filesystem and takes a btrfs subvolume for one)."""
-    points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
-              for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    points = [point for point, _ in mounts()]
     real = Path(os.path.realpath(path))
     return sum(1 for p in points if p != "/" and (real == Path(p) or Path(p) in real.parents))

@@ -38,7 +38,6 @@ import ctypes
 import json
 import logging
 import os
-import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BpfguardError, ConfigError, KernelError
-from ..files import check_trusted_dir, remove_tree
+from ..files import check_trusted_dir, fs_type, remove_tree
 from ..loader import PIN_ROOT, Map
 from ..policy.engine import PolicyEngine
 from ..sensors import SensorSet
@@ -140,34 +139,12 @@ def _counters(stats_pin: Path, state: dict[str, Any], slots: list[int]) -> dict[
     return out
 
 
-def _unescape(field: str) -> str:
-    """A mountinfo field: the kernel writes space, tab, newline and backslash
-    as three octal digits after a backslash."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def _fs_type(path: Path) -> str:
-    """The type of the filesystem `path` (or, missing, its nearest existing
-    ancestor) is on, from the mount table."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    real = os.path.realpath(path)
-    best, fstype = "", ""
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        mount = _unescape(fields[4])
-        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
-        if inside and len(mount) >= len(best):
-            best, fstype = mount, fields[fields.index("-") + 1]
-    return fstype
-
-
 def check_pin_dir(pin_dir: Path) -> None:
     """What a start needs of ``policies.pin_dir``: on a BPF filesystem, in
     directories only root controls (ConfigError otherwise)."""
     if not pin_dir.is_absolute():
         raise ConfigError(f"policies.pin_dir {pin_dir}: must be an absolute path")
-    fstype = _fs_type(pin_dir)
+    fstype = fs_type(pin_dir)
     if fstype != "bpf":
         raise ConfigError(f"policies.pin_dir {pin_dir}: is on a {fstype or 'unknown'} "
                           "filesystem; pins live on a BPF filesystem (mount -t bpf bpf "

@@ -69,8 +69,8 @@ MAX_FIREWALL_CONFIG_BYTES = 16 << 20
 
 @functools.cache
 def max_rules() -> int:
-    """The rules the firewall holds (its rule map's size, less the slot
-    kept free for a change: read from the object, not loaded)."""
+    """The rules the firewall holds: its rule map's size less id 0, which
+    no rule has (read from the object, not loaded)."""
     with BpfObject.open(bpf_object_path("firewall")) as obj:
         return int(obj.map("fw_rule_meta").max_entries) - 1
 

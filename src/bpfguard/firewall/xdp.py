@@ -41,6 +41,7 @@ from ..loader.net import (
 )
 from . import netns as _netns
 from .abi import abi, lpm_key
+from .config import max_rules
 from .model import PROTOCOLS, FirewallConfig, Limits, Network, Rule
 from .tss import F_DPORT, F_ICMP_TYPE, F_PROTO, F_SPORT, MatchKey, Shape, match_keys, shape_of
 
@@ -111,10 +112,9 @@ def _masked(shape: Shape, mk: MatchKey) -> MatchKey:
 
 def _check_fits(obj: BpfObject, config: FirewallConfig) -> None:
     """The object's own sizes (read from it, not loaded) against `config`."""
-    max_rules = obj.map("fw_rule_meta").max_entries - 1
     max_classes = obj.map("fw_classes").max_entries
-    if len(config.rules) > max_rules:
-        raise FirewallError(f"{len(config.rules):,} rules: at most {max_rules:,} fit")
+    if len(config.rules) > max_rules():
+        raise FirewallError(f"{len(config.rules):,} rules: at most {max_rules():,} fit")
     shapes = {shape_of(r) for r in config.rules}
     if len(shapes) > max_classes:
         raise FirewallError(f"the rules have {len(shapes)} distinct shapes (family, prefix "

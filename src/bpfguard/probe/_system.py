@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from ..files import mounts
+
 T = TypeVar("T")
 
 SECURITYFS = Path("/sys/kernel/security")
@@ -39,16 +41,6 @@ _MNT_DETACH = 2
 def _os_error(what: str) -> OSError:
     err = ctypes.get_errno() or errno.EIO
     return OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def mounts() -> list[tuple[str, str]]:
-    """(mount point, filesystem type) of every mount, from /proc/self/mountinfo."""
-    out = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields, _, tail = line.partition(" - ")
-        point = fields.split()[4].replace("\\040", " ")
-        out.append((point, tail.split()[0]))
-    return out
 
 
 @contextlib.contextmanager

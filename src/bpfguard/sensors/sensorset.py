@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import fs_type, mounts
 from ..loader import BpfObject, Link, Map, RingBuffer, bpf_object_path
 from .events import Abi, Decoder, LossEvent
 from .routes import SyscallRoutes
@@ -186,13 +187,7 @@ class Scope:
 
 
 def _is_cgroup2(p: Path) -> bool:
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        sep = fields.index("-")
-        if fields[sep + 1] == "cgroup2" and (p.resolve().as_posix() + "/").startswith(
-                fields[4].rstrip("/") + "/"):
-            return True
-    return False
+    return fs_type(p) == "cgroup2"
 
 
 def cgroup2_problem(path: str | os.PathLike[str]) -> str | None:
@@ -201,14 +196,10 @@ def cgroup2_problem(path: str | os.PathLike[str]) -> str | None:
     if not p.is_dir():
         return "no such directory" if not p.exists() else "not a directory"
     if not _is_cgroup2(p):
+        at = [point for point, kind in mounts() if kind == "cgroup2"]
         return ("not on the cgroup v2 filesystem (on this host it is mounted at "
-                + (", ".join(_cgroup2_mounts()) or "no place") + ")")
+                + (", ".join(at) or "no place") + ")")
     return None
-
-
-def _cgroup2_mounts() -> list[str]:
-    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-            if line.split()[line.split().index("-") + 1] == "cgroup2"]
 
 
 def _in_mntns(inode: int) -> list[int]:
