@@ -8,6 +8,8 @@
  *    needs them);
  *  - syscalls.bpf.h: the syscall sensor (its interest bitmap, specs,
  *    pushdown, entry stash, exit-time resolution);
+ *  - io_uring.bpf.h: io_uring requests, reported by the syscall sensor as
+ *    the syscalls they stand for;
  *  - selectors.bpf.h: the one in-kernel filter engine (selectors, their
  *    sets, matchBinaries' executables), which decides both the rules
  *    pushdown and the TracingPolicies;
@@ -24,6 +26,7 @@
 #include "process.bpf.h"
 #ifndef BG_NO_SYSCALLS
 #include "syscalls.bpf.h"
+#include "io_uring.bpf.h"
 /* The syscall sensor's bitmap. */
 #define BG_WANTS(w) (interest[w])
 #else
@@ -128,6 +131,8 @@ int BPF_PROG(bg_sched_exec, struct task_struct *task, pid_t old_pid, struct linu
 	__u32 tgid = task->tgid;
 	bool opened = bg_scope_on_exec(task, tgid);
 
+	bg_name_on_exec(task);
+
 	if (targ_process_events)
 		bg_process_exec(task, old_pid, bprm);
 #ifndef BG_NO_POLICY
@@ -145,6 +150,7 @@ int BPF_PROG(bg_sched_fork, struct task_struct *parent, struct task_struct *chil
 	__u32 tgid = child->tgid;
 	bool joined = false;
 
+	bg_name_on_fork(parent, child);
 	if (child->pid == tgid) /* a new process, not a thread */
 		joined = bg_scope_on_fork(parent->tgid, tgid);
 	if (targ_process_events)
@@ -171,6 +177,29 @@ int BPF_PROG(bg_sched_exit, struct task_struct *task)
 #endif
 	return 0;
 }
+
+#ifndef BG_NO_SYSCALLS
+/* io_uring requests, reported as the syscalls they stand for (user space
+ * attaches these with the syscall sensor, to the submit tracepoint this
+ * kernel has: io_uring_submit_req, or io_uring_submit_sqe before 6.4; the
+ * request is the first argument of both, and the second of io_uring_complete
+ * in every version). */
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(bg_iou_submit_tp, struct io_kiocb *req)
+{
+	if (targ_syscalls)
+		bg_iou_submit(req);
+	return 0;
+}
+
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(bg_iou_complete_tp, void *ring, void *req)
+{
+	if (targ_syscalls)
+		bg_iou_complete(req);
+	return 0;
+}
+#endif
 
 #ifndef BG_NO_POLICY
 /* ---- policy hooks on other kernel events: one loaded copy per hook ---- */

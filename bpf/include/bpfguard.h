@@ -44,6 +44,11 @@ enum bg_event_flags {
 	BG_EV_TRUNCATED = 1 << 0, /* the payload did not fit BG_DATA_LIMIT */
 	BG_EV_COMPAT = 1 << 1,    /* 32-bit (ia32) syscall ABI */
 	BG_EV_NO_ENTRY = 1 << 2,  /* syscall exit seen without its entry */
+	BG_EV_IO_URING = 1 << 3,  /* an io_uring request, reported as the syscall that does
+				   * the same (lib/io_uring.bpf.h) */
+	BG_EV_FIXED_FILE = 1 << 4, /* ... on a registered file: its fd argument is the
+				    * index in the ring's file table */
+	BG_EV_FIXED_RESULT = 1 << 5, /* ... whose result is a slot in that table, not an fd */
 };
 
 /* Why an event never reached user space; counted per CPU in the `drops` map. */
@@ -52,7 +57,8 @@ enum bg_drop_reason {
 				   * event: user space is behind */
 	BG_DROP_NO_SCRATCH = 1,   /* per-CPU scratch unavailable */
 	BG_DROP_STASH_ALLOC = 2,  /* task storage for a syscall entry not allocated */
-	BG_DROP_MAX = 3,
+	BG_DROP_IO_URING = 3,     /* an io_uring request not stashed: BG_IOU_INFLIGHT in flight */
+	BG_DROP_MAX = 4,
 };
 
 struct bg_blob {
@@ -72,7 +78,15 @@ struct bg_event_header {
 	__u32 euid; /* effective ids: what permission checks (and Falco's user.uid) use */
 	__u32 egid;
 	__u64 cgroup_id; /* cgroup v2 id */
+	/* The name the process was executed as (Falco's proc.name): the
+	 * thread's comm at its last execve, which the kernel took from the
+	 * executed file's name; a forked child keeps its parent's. A process
+	 * cannot change it: prctl(PR_SET_NAME) and /proc/PID/comm change only
+	 * thread_comm. For a process already running when the sensor loaded:
+	 * its thread's comm where that is the start of its executable's file
+	 * name, else that file name (cut to 15 bytes, as comm is). */
 	char comm[BG_COMM_LEN];
+	char thread_comm[BG_COMM_LEN]; /* the thread's comm now: whatever it set */
 };
 
 enum bg_file_flags {
@@ -102,7 +116,8 @@ struct bg_file {
 	__u64 ino;
 	__u32 dev;
 	__u32 fs_magic;
-	__u32 mode;
+	__u16 mode;  /* i_mode */
+	__u16 nlink; /* hard links to the inode (i_nlink), at most 65535 */
 	__u16 flags; /* enum bg_file_flags */
 	__u16 depth; /* components in name */
 	struct bg_blob name; /* components, leaf first, each NUL-terminated */

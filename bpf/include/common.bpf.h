@@ -30,7 +30,10 @@ enum bg_scratch_role {
 	BG_SCRATCH_POLICY_ENTER = 4, /* the policy engine: syscall entry */
 	BG_SCRATCH_POLICY_TP = 5,    /* the policy engine: tracepoints and raw tracepoints */
 	BG_SCRATCH_POLICY_FUNC = 6,  /* the policy engine: kernel functions and LSM hooks */
-	BG_SCRATCH_ROLES = 7,
+	BG_SCRATCH_IOU_SUBMIT = 7,   /* io_uring submissions: the stash being built */
+	BG_SCRATCH_IOU_PUSH = 8,     /* ... the pushdown's work area beside it */
+	BG_SCRATCH_IOU_COMPLETE = 9, /* io_uring completions */
+	BG_SCRATCH_ROLES = 10,
 };
 
 struct bg_scratch {
@@ -161,6 +164,68 @@ static __always_inline struct bg_scratch *bg_scratch(__u32 role)
 	return s;
 }
 
+/* A task name, as a type a global function can take a pointer to. */
+struct bg_comm {
+	char c[BG_COMM_LEN];
+};
+
+/* The name each process was executed as (the header's comm), on its group
+ * leader: set at every execve, given to a forked child. Task storage, so the
+ * kernel frees it with the task; the exec'ing thread is the leader once
+ * execve succeeds (de_thread), so a multi-threaded process has one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bg_comm);
+} exec_names SEC(".maps");
+
+/* The name of the current process when the sensor did not see it exec
+ * (it ran before the sensor loaded): its executable's file name, cut as comm
+ * is, unless the thread's comm `live` is the start of that name (a symlink's
+ * name, python3 for python3.11, or the name cut at 15 bytes), when `live` is
+ * kept: a rename to anything else is not believed. Kernel threads have no
+ * executable and keep their comm. A global function (verified once), which
+ * takes no BTF pointer: the untyped current task, read with probe reads. */
+__noinline int bg_comm_of_exe(struct bg_comm *out, struct bg_comm *live)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	const unsigned char *name;
+	int i;
+
+	if (!out || !live)
+		return 0;
+	__builtin_memcpy(out, live, sizeof(*out));
+	name = BPF_CORE_READ(task, mm, exe_file, f_path.dentry, d_name.name);
+	if (!name || bpf_probe_read_kernel_str(out->c, BG_COMM_LEN, name) <= 0) {
+		__builtin_memcpy(out, live, sizeof(*out));
+		return 0;
+	}
+	for (i = 0; i < BG_COMM_LEN; i++) {
+		if (!live->c[i])
+			break;
+		if (live->c[i] != out->c[i])
+			return 0;
+	}
+	if (i > 0)
+		__builtin_memcpy(out, live, sizeof(*out));
+	return 0;
+}
+
+/* `task`'s exec-time name into out; live: its thread's comm, already read.
+ * `task` must be a BTF pointer (task storage takes no other), and current or
+ * a child it just forked (which runs the same executable). */
+static __always_inline void bg_exec_comm(struct task_struct *task, struct bg_comm *out,
+					 struct bg_comm *live)
+{
+	struct bg_comm *n = bpf_task_storage_get(&exec_names, task->group_leader, 0, 0);
+
+	if (n)
+		__builtin_memcpy(out, n, sizeof(*out));
+	else
+		bg_comm_of_exe(out, live);
+}
+
 static __always_inline void bg_fill_header(struct bg_event_header *h, struct task_struct *task,
 					   __u16 type)
 {
@@ -174,7 +239,8 @@ static __always_inline void bg_fill_header(struct bg_event_header *h, struct tas
 	h->euid = BPF_CORE_READ(task, cred, euid.val);
 	h->egid = BPF_CORE_READ(task, cred, egid.val);
 	h->cgroup_id = bpf_get_current_cgroup_id();
-	BPF_CORE_READ_STR_INTO(&h->comm, task, comm);
+	BPF_CORE_READ_STR_INTO(&h->thread_comm, task, comm);
+	bg_exec_comm(task, (struct bg_comm *)h->comm, (struct bg_comm *)h->thread_comm);
 }
 
 /* Bounds `var` (a __u64) to `max` in the register the verifier will check:

@@ -73,7 +73,7 @@ __noinline int bg_resolve(struct bg_area *a, struct bg_file_req *req, struct bg_
 	struct vfsmount *vfsmnt, *root_mnt;
 	struct mount *mnt;
 	struct inode *inode;
-	__u32 pos;
+	__u32 pos, nlink;
 	int i;
 
 	if (!a || !req || !out)
@@ -90,6 +90,8 @@ __noinline int bg_resolve(struct bg_area *a, struct bg_file_req *req, struct bg_
 	inode = BPF_CORE_READ(d, d_inode);
 	out->ino = BPF_CORE_READ(inode, i_ino);
 	out->mode = BPF_CORE_READ(inode, i_mode);
+	nlink = BPF_CORE_READ(inode, i_nlink);
+	out->nlink = nlink > 0xffff ? 0xffff : nlink;
 	out->dev = BPF_CORE_READ(d, d_sb, s_dev);
 	out->fs_magic = BPF_CORE_READ(d, d_sb, s_magic);
 	out->flags = BG_FILE_VALID;

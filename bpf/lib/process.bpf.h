@@ -188,6 +188,35 @@ static __always_inline void bg_args(struct task_struct *task, struct bg_payload 
 	p->pos += len;
 }
 
+/* The exec-time name (the header's comm): what execve just made the comm. */
+static __always_inline void bg_name_on_exec(struct task_struct *task)
+{
+	struct bg_comm *n = bpf_task_storage_get(&exec_names, task, 0,
+						 BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (n)
+		BPF_CORE_READ_STR_INTO(&n->c, task, comm);
+}
+
+#define BG_PF_KTHREAD 0x00200000 /* include/linux/sched.h */
+
+/* A new process runs its parent's image, under the parent's exec-time name,
+ * until it execs. Threads share their leader's; kernel threads never exec
+ * and name themselves after they start: their comm is their name. */
+static __always_inline void bg_name_on_fork(struct task_struct *parent, struct task_struct *child)
+{
+	struct bg_comm live = {};
+	struct bg_comm *n;
+
+	if (child->pid != child->tgid || (child->flags & BG_PF_KTHREAD))
+		return;
+	n = bpf_task_storage_get(&exec_names, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!n)
+		return;
+	BPF_CORE_READ_STR_INTO(&live.c, parent, comm);
+	bg_exec_comm(parent, n, &live);
+}
+
 static __always_inline int bg_process_exec(struct task_struct *task, pid_t old_pid,
 					   struct linux_binprm *bprm)
 {

@@ -743,14 +743,17 @@ __noinline int bg_pol_changed(struct bg_pol_selector *s)
 	return 1;
 }
 
-/* The task's name (comm) is in exact set `set`: hashed where the event's
- * data goes, which no argument has been read into yet. */
-static __always_inline bool bg_pol_comm_in(struct bg_pol_area *a, __u32 set)
+/* The process's exec-time name (proc.name, the header's comm) is in exact
+ * set `set`: hashed where the event's data goes, which no argument has been
+ * read into yet (the thread's comm, which the fallback needs, just after). */
+static __always_inline bool bg_pol_comm_in(struct bg_pol_area *a, struct task_struct *task,
+					   __u32 set)
 {
 	struct bg_pol_str_key sk = { .set = set };
 	__u32 len = 0;
 
-	bpf_get_current_comm(a->ev.data, BG_COMM_LEN);
+	bpf_get_current_comm(a->ev.data + BG_COMM_LEN, BG_COMM_LEN);
+	bg_exec_comm(task, (struct bg_comm *)a->ev.data, (struct bg_comm *)(a->ev.data + BG_COMM_LEN));
 	for (int i = 0; i < BG_COMM_LEN; i++) {
 		if (!a->ev.data[i])
 			break;
@@ -781,7 +784,7 @@ __noinline int bg_pol_match_task(struct bg_pol_area *a, struct bg_pol_selector *
 
 	if (!a || !s)
 		return 0;
-	if (s->comm_in && !bg_pol_comm_in(a, s->comm_set))
+	if (s->comm_in && !bg_pol_comm_in(a, task, s->comm_set))
 		return 0;
 	if (s->euid_in && !bg_pol_euid_in(task, s->euid_set))
 		return 0;

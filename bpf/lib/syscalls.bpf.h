@@ -119,6 +119,7 @@ struct bg_stash {
 	__u32 data_len;
 	__u32 ring_full; /* no room at entry: the exit counts a drop and builds nothing */
 	__u32 gen;       /* the spec's enablement at entry (bg_syscall_spec.gen) */
+	__u64 user_data; /* an io_uring request's: its completion carries the same */
 	struct bg_blob arg_data[BG_ARGC];
 	__u8 data[BG_STASH_DATA];
 };
@@ -239,7 +240,8 @@ static __always_inline bool bg_push_str_in(struct bg_push_area *a, __u32 off, __
  * scan of the user's string, six bytes per step. A global function: the
  * verifier checks it once, and bg_exit continues from one state whatever it
  * found, instead of being walked again for every way out of it. */
-__noinline int bg_push_path_keep(struct bg_stash *st, struct bg_pol_filter *flt, long ret)
+__noinline int bg_push_path_keep(struct bg_stash *st, struct bg_pol_filter *flt, long ret,
+			      __u32 role)
 {
 	/* a global function takes no BTF pointer: the untyped current task */
 	struct task_struct *task = (void *)bpf_get_current_task();
@@ -281,7 +283,7 @@ __noinline int bg_push_path_keep(struct bg_stash *st, struct bg_pol_filter *flt,
 	/* d_unlinked(): user space appends " (deleted)" */
 	if (!BPF_CORE_READ(leafd, d_hash.pprev) && BPF_CORE_READ(leafd, d_parent) != leafd)
 		return 1;
-	s = bg_scratch(BG_SCRATCH_SYSCALL);
+	s = bg_scratch(role);
 	if (!s)
 		return 1;
 	a = (void *)s->buf;
@@ -323,12 +325,13 @@ __noinline int bg_push_path_keep(struct bg_stash *st, struct bg_pol_filter *flt,
 
 /* The selector's BG_PHASE_FILE filters (the path tests of an open): all hold. */
 static __always_inline bool bg_push_paths_keep(struct bg_stash *st, struct bg_pol_selector *s,
-					       long ret)
+					       long ret, __u32 role)
 {
 	for (int i = 0; i < BG_POL_FILTERS; i++) {
 		if (i >= s->nfilters)
 			break;
-		if (s->filters[i].ret == BG_PHASE_FILE && !bg_push_path_keep(st, &s->filters[i], ret))
+		if (s->filters[i].ret == BG_PHASE_FILE &&
+		    !bg_push_path_keep(st, &s->filters[i], ret, role))
 			return false;
 	}
 	return true;
@@ -338,9 +341,9 @@ static __always_inline bool bg_push_paths_keep(struct bg_stash *st, struct bg_po
  * on the arguments stashed at entry (an fd argument's file as the fd table
  * has it now, as user space will name it). */
 static __always_inline bool bg_push_keep_ret(struct bg_stash *st, struct bg_syscall_spec *spec,
-					     struct bg_pol_selector *s, long ret)
+					     struct bg_pol_selector *s, long ret, __u32 role)
 {
-	struct bg_scratch *scr = bg_scratch(BG_SCRATCH_SYSCALL);
+	struct bg_scratch *scr = bg_scratch(role);
 	struct bg_pol_area *a;
 
 	if (!scr)
@@ -465,6 +468,7 @@ struct bg_exit_ctx {
 	struct bg_payload *p;
 	struct file *last_file;	  /* the file the last fd named, and where it went: */
 	struct bg_file *last_out; /* dup2(fd, fd2)'s fd and its result name one file */
+	struct file *fd_file;	  /* an io_uring request's file: what its fd argument names */
 };
 
 /* Resolves `fd`, or copies the last resolution when it names the same file:
@@ -496,7 +500,10 @@ static long bg_exit_arg(__u32 i, void *ctx)
 	kind = c->spec->arg[k];
 	out = &c->e->arg_file[k];
 	if (kind == BG_ARG_FD) {
-		bg_exit_fd(c, (int)st->args[k], out);
+		if (c->fd_file) /* a registered file's index is no fd */
+			bg_resolve_file(c->task, c->fd_file, c->p, out);
+		else
+			bg_exit_fd(c, (int)st->args[k], out);
 		return 0;
 	}
 	if (kind != BG_ARG_PATH && kind != BG_ARG_PATH_AT && kind != BG_ARG_STR)
@@ -516,38 +523,28 @@ static long bg_exit_arg(__u32 i, void *ctx)
 	return 0;
 }
 
-static __noinline int bg_exit(long id, long ret)
+/* Completes the event of a stashed call with its result and emits it: the
+ * syscall exit's work, and an io_uring completion's (its scratch `role`, and
+ * fd_file, the request's file, which its fd argument names). */
+static __always_inline int bg_exit_stash(struct task_struct *task, struct bg_stash *st,
+					 struct bg_syscall_spec *spec, long ret, __u32 role,
+					 struct file *fd_file)
 {
 	struct bg_pol_selector *sel = NULL;
-	struct bg_syscall_route *route;
-	struct task_struct *task;
-	struct bg_syscall_spec *spec;
 	struct bg_syscall_event *e;
 	struct bg_scratch *s;
-	struct bg_stash *st;
 	struct bg_payload p = {};
 	struct bg_exit_ctx c;
 	__u64 len;
 
-	task = bpf_get_current_task_btf();
-	st = bpf_task_storage_get(&stash, task, 0, 0);
-	if (!st || !st->active)
-		return 0;
-	st->active = 0;
-	if ((st->nr & (BG_NR_MAX - 1)) != id)
-		return 0;
-	route = bpf_map_lookup_elem(&routes, &st->nr);
-	if (!route)
-		return 0;
-	spec = &route->spec;
-	if (spec->gen != st->gen)
-		return 0; /* entered under another enablement: not this call's entry */
-	if (spec->filtered) {
+	/* the selector engine finds an fd argument's file in the fd table: a
+	 * registered file's index is no fd there, so such a request keeps all */
+	if (spec->filtered && !(st->flags & BG_EV_FIXED_FILE)) {
 		__u32 key = BG_SYSCALL_SELECTORS + st->nr;
 
 		sel = bpf_map_lookup_elem(&pol_selectors, &key);
 	}
-	if (sel && !bg_push_keep_ret(st, spec, sel, ret)) {
+	if (sel && !bg_push_keep_ret(st, spec, sel, ret, role)) {
 		bg_count_pushed(BG_PUSHED_AT_EXIT);
 		return 0;
 	}
@@ -555,7 +552,9 @@ static __noinline int bg_exit(long id, long ret)
 		bg_count_drop(BG_DROP_RINGBUF_FULL);
 		return 0;
 	}
-	if (sel && !bg_push_paths_keep(st, sel, ret)) {
+	/* a registered file slot's number is no fd: the path tests take it as
+	 * unresolved (kept), as a failed open */
+	if (sel && !bg_push_paths_keep(st, sel, (st->flags & BG_EV_FIXED_RESULT) ? -1 : ret, role)) {
 		bg_count_pushed(BG_PUSHED_BY_PATH);
 		return 0;
 	}
@@ -563,7 +562,7 @@ static __noinline int bg_exit(long id, long ret)
 		bg_count_drop(BG_DROP_RINGBUF_FULL);
 		return 0;
 	}
-	s = bg_scratch(BG_SCRATCH_SYSCALL);
+	s = bg_scratch(role);
 	if (!s)
 		return 0;
 	e = (void *)s->buf;
@@ -591,10 +590,11 @@ static __noinline int bg_exit(long id, long ret)
 	c.p = &p;
 	c.last_file = NULL;
 	c.last_out = NULL;
+	c.fd_file = fd_file;
 	/* the result first, right after the entry strings: what the syscall
 	 * acted on gets the room before the arguments' bases, and its offset is
 	 * one the path tests of the pushdown can predict (bg_push_path_keep) */
-	if (ret >= 0) {
+	if (ret >= 0 && !(st->flags & BG_EV_FIXED_RESULT)) {
 		if (spec->ret == BG_RET_FD)
 			bg_exit_fd(&c, ret, &e->ret_file);
 		else if (spec->ret == BG_RET_EXEC)
@@ -605,6 +605,27 @@ static __noinline int bg_exit(long id, long ret)
 		e->hdr.flags |= BG_EV_TRUNCATED;
 	bg_emit(e, offsetof(struct bg_syscall_event, data), p.pos);
 	return 0;
+}
+
+static __noinline int bg_exit(long id, long ret)
+{
+	struct bg_syscall_route *route;
+	struct task_struct *task;
+	struct bg_stash *st;
+
+	task = bpf_get_current_task_btf();
+	st = bpf_task_storage_get(&stash, task, 0, 0);
+	if (!st || !st->active)
+		return 0;
+	st->active = 0;
+	if ((st->nr & (BG_NR_MAX - 1)) != id)
+		return 0;
+	route = bpf_map_lookup_elem(&routes, &st->nr);
+	if (!route)
+		return 0;
+	if (route->spec.gen != st->gen)
+		return 0; /* entered under another enablement: not this call's entry */
+	return bg_exit_stash(task, st, &route->spec, ret, BG_SCRATCH_SYSCALL, NULL);
 }
 
 #endif /* BPFGUARD_LIB_SYSCALLS_BPF_H */

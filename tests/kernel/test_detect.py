@@ -76,6 +76,46 @@ def test_untrusted_process_reads_etc_shadow(engine: Engine) -> None:
     assert hit[0]["output"].startswith("Sensitive file opened for reading by non-trusted program")
 
 
+# a rule on the thread's own name, beside the stock rules
+_THREAD_COMM_RULE = """
+- rule: Renamed thread reads shadow
+  desc: test rule on thread.comm
+  condition: evt.type in (open, openat, openat2) and fd.name=/etc/shadow and thread.comm=sshd
+  output: "renamed %proc.name %thread.comm %proc.pname"
+  priority: NOTICE
+"""
+
+
+@host_covers
+def test_a_renamed_process_keeps_its_exec_name(tmp_path: Path) -> None:
+    """prctl(PR_SET_NAME, "sshd") does not make a program sshd, which the stock
+    rules trust to read /etc/shadow: proc.name stays the name it was executed
+    as, in the kernel's filter and in user space, for it and for a child it
+    forks after the rename; thread.comm tells the name it set."""
+    extra = tmp_path / "thread_comm.yaml"
+    extra.write_text(_THREAD_COMM_RULE)
+    eng = Engine(load_rules_or_raise([str(stock_rules_path()), str(extra)]).rules,
+                 rule_matching="all")
+    code = ("import ctypes, os\n"
+            "ctypes.CDLL(None).prctl(15, b'sshd', 0, 0, 0)\n"
+            "open('/etc/shadow').read()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    open('/etc/shadow').read()\n"
+            "    os._exit(0)\n"
+            "os.waitpid(pid, 0)\n")
+    alerts = detect(eng, [*PY, code])
+    name = Path(sys.executable).name[:15]
+    hit = [a for a in alerts if a["rule"] == "Read sensitive file untrusted"]
+    assert len(hit) == 2, rules_of(alerts)
+    assert {a["output_fields"]["proc.name"] for a in hit} == {name}
+    renamed = [a["output_fields"] for a in alerts if a["rule"] == "Renamed thread reads shadow"]
+    assert len(renamed) == 2
+    assert {(f["proc.name"], f["thread.comm"]) for f in renamed} == {(name, "sshd")}
+    # the child's parent is the renamed program, still known by its exec name
+    assert name in {f["proc.pname"] for f in renamed}
+
+
 @host_covers
 def test_traversal_read_is_seen_through(engine: Engine) -> None:
     # the kernel resolves /etc/../../etc/shadow to /etc/shadow; the raw path shows the traversal

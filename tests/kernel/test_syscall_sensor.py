@@ -71,6 +71,17 @@ def test_open_via_symlink_reports_target(tree: Path) -> None:
     assert ev["ret_file"]["ino"] == os.stat(tree / "file").st_ino
 
 
+@pytest.mark.host_covers
+def test_a_hard_link_keeps_its_name_and_tells_the_inode(tree: Path) -> None:
+    """fd.name is the name used; dev, ino and the link count identify the file."""
+    os.link(tree / "file", tree / "alias")
+    t = trace(["cat", f"{tree}/alias"], syscalls=["openat"])
+    f = _open_of(t, f"{tree}/alias")["ret_file"]
+    st = os.stat(tree / "file")
+    assert f["path"] == f"{tree}/alias"
+    assert (f["ino"], f["nlink"]) == (st.st_ino, 2)
+
+
 def test_failing_syscalls_report_errno_names(tree: Path) -> None:
     t = trace(["sh", "-c", f"mkdir {tree}; rm {tree}/nothing; true"],
               syscalls=["mkdir", "mkdirat", "unlink", "unlinkat"])

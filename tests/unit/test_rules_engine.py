@@ -183,6 +183,39 @@ def test_a_cut_argv_is_marked_in_every_field_that_shows_it() -> None:
     assert process_json(whole, node="n")["flags"] == "execve"
 
 
+def test_exec_name_thread_name_io_uring_and_link_count_fields() -> None:
+    """proc.name is the exec-time name the kernel gives (the header's comm);
+    thread.comm the thread's own; an io_uring open into a file slot has the
+    slot for its fd; fd.nlink counts the inode's links."""
+    import dataclasses
+
+    sc = OPEN.syscall
+    assert sc is not None and sc.ret_file is not None
+    renamed = dataclasses.replace(sc, thread_comm="sshd",
+                                  ret_file=dataclasses.replace(sc.ret_file, nlink=2))
+    e = dataclasses.replace(OPEN, event=renamed)
+    assert check("proc.name = python3 and thread.comm = sshd and fd.nlink = 2", e)
+    assert check("evt.is_io_uring = false", e)
+    slot = dataclasses.replace(sc, ret=0, ret_file=None, io_uring=True, fixed_result=True)
+    e = dataclasses.replace(OPEN, event=slot)
+    assert check("evt.is_io_uring = true and fd.num = 0 and fd.name = /etc/shadow", e)
+
+
+@pytest.mark.parametrize(("comm", "exe", "want"), [
+    ("python3", "/usr/bin/python3.11", "python3"),          # a symlink's name: believed
+    ("sshd", "/usr/bin/python3.11", "python3.11"),          # a rename: not believed
+    ("", "/usr/bin/python3.11", "python3.11"),
+    ("a_very_long_pro", "/opt/a_very_long_program_name", "a_very_long_pro"),
+    ("x", "/memfd:payload (deleted)", "memfd:payload"),
+    ("kworker/0:1", None, "kworker/0:1"),                  # a kernel thread
+])
+def test_a_process_seen_before_its_exec_is_named_by_its_executable(
+        comm: str, exe: str | None, want: str) -> None:
+    from bpfguard.proctable import exec_name
+
+    assert exec_name(comm, exe) == want
+
+
 def test_failed_open_describes_the_file_it_tried() -> None:
     e = _open("/etc/nope", ret=-2)
     assert check("fd.num = -1 and fd.typechar = f and fd.name = /etc/nope", e)
@@ -416,7 +449,7 @@ def test_the_socket_type_of_the_events_fd_is_pushed_as_its_family() -> None:
                      ("evt.type = dup2 and fd.typechar = u", "dup2"),  # a userfaultfd's too
                      ("evt.type = dup2 and not fd.type = ipv4", "dup2"),       # a negation
                      ("evt.type = accept and fd.type = ipv4", "accept"),       # fd: result or arg
-                     ("evt.type = read and fd.type = ipv4", "read")):          # not traced
+                     ("evt.type = sendto and fd.type = ipv4", "sendto")):      # no fd spec
         assert _need(cond, sc).families is None, cond
 
 

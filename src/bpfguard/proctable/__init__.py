@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import os
+import posixpath
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from ..containers.cgroups import cgroup_paths, container_id_from_cgroup, contain
 from ..sensors.events import Event, ExecEvent, ExitEvent, ForkEvent
 
 __all__ = ["TRUNCATED", "Process", "ProcessTable", "cgroup_paths", "container_id_from_cgroup",
-           "container_of", "read_proc"]
+           "container_of", "exec_name", "read_proc"]
 
 # what ends a command line the kernel cut (Falco's marker of truncated data)
 TRUNCATED = "..."
@@ -260,6 +261,21 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _GONE_S = 1.0
 
 
+_COMM_LEN = 15  # TASK_COMM_LEN without its NUL
+
+
+def exec_name(comm: str, exe: str | None) -> str:
+    """The name of a process running before bpfguard saw its exec, as the
+    kernel side tells it (bg_comm_of_exe in bpf/include/common.bpf.h): its
+    thread's `comm` where that starts its executable's file name, else the
+    file name cut as comm is. A process may set its comm to anything
+    (prctl PR_SET_NAME); it cannot change its executable."""
+    if not exe:
+        return comm  # a kernel thread, or an exe /proc would not show
+    name = posixpath.basename(exe.removesuffix(" (deleted)"))[:_COMM_LEN]
+    return comm if comm and name.startswith(comm) else name
+
+
 def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Process | None:
     """A Process from /proc/<pid>, or None if it is gone (or a kernel thread)."""
     base = Path(root) / str(pid)
@@ -300,6 +316,7 @@ def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Pr
     except (OSError, ValueError):
         loginuid = -1
     exe = _link("exe")
+    comm = exec_name(comm, exe)
     try:
         st = os.stat(base / "exe")
         exe_stat: dict[str, Any] = {"exe_ino": st.st_ino, "exe_mode": st.st_mode,

@@ -254,7 +254,9 @@ def _fd_of(sc: SyscallEvent, flags: str | None) -> FdInfo | None:
             f = sc.ret_file
             return FdInfo(sc.ret, f.path, _user_path(sc, "pathname"), ftype, ch, f.ino, f.dev, f)
         path = sc.args.get("pathname") or {}
-        return FdInfo(-1, path.get("resolved"), path.get("user"), ftype, ch)
+        # an io_uring open into a registered file slot: no fd, the slot's number
+        num = sc.ret if sc.fixed_result and sc.ret >= 0 else -1
+        return FdInfo(num, path.get("resolved"), path.get("user"), ftype, ch)
     if sc.ret_file is not None and sc.ret >= 0:  # accept, dup, socket, memfd_create
         f = sc.ret_file
         ftype, ch = _file_types(f)
@@ -290,7 +292,7 @@ def _file_from_dict(d: dict[str, Any]) -> FileRef:
         sock = SockInfo(**d["sock"])
     return FileRef(path=d["path"], ino=d.get("ino", 0), dev=d.get("dev", 0), fs_magic=0,
                    mode=int(d.get("mode", "0"), 8) if isinstance(d.get("mode"), str)
-                   else int(d.get("mode", 0)), sock=sock)
+                   else int(d.get("mode", 0)), nlink=d.get("nlink", 0), sock=sock)
 
 
 def _fd_name(f: FileRef, server_local: bool) -> str:

@@ -421,6 +421,7 @@ _EXTRACT: dict[str, _E] = {
     "evt.is_open_write": _is_open("write"),
     "evt.is_open_exec": _is_open("exec"),
     "evt.is_open_create": _is_open("create"),
+    "evt.is_io_uring": lambda e, a: e.syscall.io_uring if e.syscall else False,
     "evt.latency": lambda e, a: e.syscall.latency_ns if e.syscall else 0,
     "evt.hostname": lambda e, a: e.hostname,
     "evt.source": _const("syscall"),
@@ -469,6 +470,7 @@ _EXTRACT: dict[str, _E] = {
     "proc.stdin.name": _absent,
     "proc.stdout.name": _absent,
     "thread.tid": lambda e, a: e.event.tid,
+    "thread.comm": lambda e, a: e.event.thread_comm,
     "thread.cap_effective": _proc(lambda e, p: _caps(p.cap_effective)),
     "thread.cap_permitted": _proc(lambda e, p: _caps(p.cap_permitted)),
     # user and group: the effective ids at the event, as Falco's (and the kernel filter's)
@@ -491,6 +493,7 @@ _EXTRACT: dict[str, _E] = {
     "fd.types": _absent,
     "fd.ino": lambda e, a: e.fd.ino if e.fd else None,
     "fd.dev": lambda e, a: e.fd.dev if e.fd else None,
+    "fd.nlink": lambda e, a: (e.fd.file.nlink or None) if e.fd and e.fd.file else None,
     "fd.sip": _end(0, 0), "fd.sport": _end(0, 1),
     "fd.cip": _end(1, 0), "fd.cport": _end(1, 1),
     "fd.lip": _local_end(True, 0), "fd.lport": _local_end(True, 1),

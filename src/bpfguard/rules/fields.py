@@ -80,12 +80,16 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("evt.is_open_write", B, "an open for writing"),
     ("evt.is_open_exec", B, "an open of a file for execution (O_EXEC flag or exec)"),
     ("evt.is_open_create", B, "an open that creates (O_CREAT)"),
+    ("evt.is_io_uring", B, "submitted through io_uring: the request reported as the syscall "
+                           "that does the same (bpfguard's; Falco sees none of them)"),
     ("evt.latency", FieldType.DURATION, "syscall duration (ns)"),
     ("evt.hostname", S, "host name"),
     ("evt.source", S, "event source: syscall"),
     ("syscall.type", S, "syscall name (absent for a program start seen by the process sensor)"),
     # -- process
-    ("proc.name", S, "comm: the process name (15 chars)"),
+    ("proc.name", S, "the name the process was executed as (15 chars), from the kernel at "
+                     "its execve; a forked child keeps its parent's. prctl(PR_SET_NAME) "
+                     "does not change it (see thread.comm)"),
     ("proc.exe", S, "argv[0] as the process passed it"),
     ("proc.exepath", S, "the executable's full path, from the kernel"),
     ("proc.pexepath", S, "the parent's executable path"),
@@ -98,10 +102,11 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("proc.pid", N, "process id"),
     ("proc.ppid", N, "parent process id"),
     ("proc.vpid", N, "process id in its pid namespace (absent: not recorded)"),
-    ("proc.pname", S, "parent's name"),
+    ("proc.pname", S, "parent's name (as proc.name)"),
     ("proc.pexe", S, "parent's argv[0]"),
     ("proc.pcmdline", S, "parent's command line"),
-    ("proc.aname", S, "an ancestor's name ([1] parent, [2] grandparent); no index: any", IDX),
+    ("proc.aname", S, "an ancestor's name, as proc.name ([1] parent, [2] grandparent); "
+                      "no index: any", IDX),
     ("proc.apid", N, "an ancestor's pid; no index: any", IDX),
     ("proc.sid", N, "session id"),
     ("proc.sname", S, "session leader's name"),
@@ -127,6 +132,8 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("proc.stdin.name", S, "what fd 0 refers to"),
     ("proc.stdout.name", S, "what fd 1 refers to"),
     ("thread.tid", N, "thread id"),
+    ("thread.comm", S, "the thread's name at the event, whatever it set with "
+                       "prctl(PR_SET_NAME) or /proc/PID/comm (bpfguard's; Falco has none)"),
     ("thread.cap_effective", S, "effective capabilities"),
     ("thread.cap_permitted", S, "permitted capabilities"),
     # -- user and group
@@ -149,6 +156,8 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("fd.types", FieldType.LIST, "types of the process's fds (absent: not tracked)", IDX),
     ("fd.ino", N, "inode number"),
     ("fd.dev", N, "device number"),
+    ("fd.nlink", N, "hard links to the file's inode, at most 65535 (bpfguard's): with "
+                    "fd.dev and fd.ino it names the file however it was reached"),
     ("fd.sip", FieldType.IP, "server IP"),
     ("fd.cip", FieldType.IP, "client IP"),
     ("fd.lip", FieldType.IP, "local IP"),

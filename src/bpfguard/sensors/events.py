@@ -115,6 +115,7 @@ class FileRef:
     dev: int
     fs_magic: int
     mode: int
+    nlink: int = 0  # hard links to the inode, at most 65535 (0: not told)
     deleted: bool = False
     truncated: bool = False
     detached: bool = False
@@ -122,7 +123,7 @@ class FileRef:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"path": self.path, "ino": self.ino, "dev": self.dev,
-                             "mode": oct(self.mode)}
+                             "mode": oct(self.mode), "nlink": self.nlink}
         if self.deleted:
             d["deleted"] = True
         if self.truncated:
@@ -141,11 +142,16 @@ class Event:
     uid: int
     gid: int
     cgroup_id: int
+    # the name the process was executed as (Falco's proc.name), which it
+    # cannot change; see struct bg_event_header
     comm: str
     truncated: bool
     # effective ids at the event (the process table's are as of the last exec)
     euid: int | None = field(default=None, kw_only=True)
     egid: int | None = field(default=None, kw_only=True)
+    # the thread's name at the event, as prctl(PR_SET_NAME) left it (None:
+    # not from a kernel event)
+    thread_comm: str | None = field(default=None, kw_only=True)
 
     @property
     def time_ns(self) -> int:
@@ -224,6 +230,13 @@ class SyscallEvent(Event):
     latency_ns: int
     args: Mapping[str, Any]  # a SyscallArgs when decoded from a record
     ret_file: FileRef | None = None
+    # submitted through io_uring (the request reported as this syscall;
+    # bpf/lib/io_uring.bpf.h), on a registered file (its fd argument is an
+    # index in the ring's file table), and into a file slot (ret is a slot
+    # of that table, not an fd)
+    io_uring: bool = field(default=False, kw_only=True)
+    fixed_file: bool = field(default=False, kw_only=True)
+    fixed_result: bool = field(default=False, kw_only=True)
 
 
 @dataclass
@@ -274,12 +287,12 @@ def _blob(data: bytes, blob: Any) -> bytes:
 
 
 def _file(abi: Abi, data: bytes, f: Any) -> FileRef | None:
-    return _file_of(abi, data, f.ino, f.dev, f.fs_magic, f.mode, f.flags, f.depth, f.name.off,
-                    f.name.len, lambda: f.sock)
+    return _file_of(abi, data, f.ino, f.dev, f.fs_magic, f.mode, f.nlink, f.flags, f.depth,
+                    f.name.off, f.name.len, lambda: f.sock)
 
 
-def _file_of(abi: Abi, data: bytes, ino: int, dev: int, fs_magic: int, mode: int, fflags: int,
-             depth: int, name_off: int, name_len: int,
+def _file_of(abi: Abi, data: bytes, ino: int, dev: int, fs_magic: int, mode: int, nlink: int,
+             fflags: int, depth: int, name_off: int, name_len: int,
              sock: Callable[[], Any]) -> FileRef | None:
     """A struct bg_file's fields as a FileRef (None when not resolved). `sock`
     gives its bg_sock, called only for a socket."""
@@ -305,7 +318,7 @@ def _file_of(abi: Abi, data: bytes, ino: int, dev: int, fs_magic: int, mode: int
         # pseudo files (memfd, ...) the same way
         if gone:
             path += " (deleted)"
-    return FileRef(path, ino, dev, fs_magic, mode, bool(gone), bool(fflags & truncated),
+    return FileRef(path, ino, dev, fs_magic, mode, nlink, bool(gone), bool(fflags & truncated),
                    bool(fflags & detached),
                    _sock(sock()) if fflags & is_sock else None)
 
@@ -398,8 +411,9 @@ _AT_FDCWD = -100
 # the fields of the fixed part the syscall decoder reads, in layout order (each
 # group is read as one slice of the unpacked tuple; the decoder checks the order)
 _HDR_FIELDS = ("ktime_ns", "flags", "tgid", "tid", "uid", "gid", "euid", "egid",
-               "cgroup_id", "comm")
-_FILE_FIELDS = ("ino", "dev", "fs_magic", "mode", "flags", "depth", "name.off", "name.len")
+               "cgroup_id", "comm", "thread_comm")
+_FILE_FIELDS = ("ino", "dev", "fs_magic", "mode", "nlink", "flags", "depth", "name.off",
+                "name.len")
 _E = TypeVar("_E", bound=Event)
 
 
@@ -455,6 +469,8 @@ class Decoder:
         self._sc_fixed = sc.data.offset
         self._compat_flag = abi.event_flags["COMPAT"]
         self._truncated_flag = abi.event_flags["TRUNCATED"]
+        self._iou_flags = (abi.event_flags["IO_URING"], abi.event_flags["FIXED_FILE"],
+                           abi.event_flags["FIXED_RESULT"])
         # (number, compat) -> name and spec: the same few syscalls, event after event
         self._syscalls: dict[tuple[int, bool], tuple[str, SyscallSpec]] = {}
         self._sock_t = dict(layout["ret_file"]._fields_)["sock"]
@@ -462,7 +478,8 @@ class Decoder:
     def _base(self, cls: type[_E], h: Any, **kw: Any) -> _E:
         ev = cls(type=kw.pop("type"), ktime_ns=h.ktime_ns, pid=h.tgid, tid=h.tid, uid=h.uid,
                  gid=h.gid, cgroup_id=h.cgroup_id, comm=_cstr(bytes(h.comm)),
-                 truncated=bool(h.flags & self.abi.event_flags["TRUNCATED"]), **kw)
+                 truncated=bool(h.flags & self.abi.event_flags["TRUNCATED"]),
+                 thread_comm=_cstr(bytes(h.thread_comm)), **kw)
         ev.euid, ev.egid = h.euid, h.egid
         return ev
 
@@ -540,7 +557,11 @@ class Decoder:
             arch=self._arch[1] if compat else self._arch[0], ret=ret, errno=err,
             latency_ns=ktime - t[i_enter], args=args,
             ret_file=args.file(len(self._sc_files) - 1) if ret >= 0 else None,
-            euid=t[h + 6], egid=t[h + 7])
+            euid=t[h + 6], egid=t[h + 7], thread_comm=_cstr(t[h + 10]))
+        if hflags & self._iou_flags[0]:
+            ev.io_uring = True
+            ev.fixed_file = bool(hflags & self._iou_flags[1])
+            ev.fixed_result = bool(hflags & self._iou_flags[2])
         return ev
 
     def _sc_arg(self, a: SyscallArgs, i: int) -> Any:
@@ -635,8 +656,8 @@ class SyscallArgs(Mapping[str, Any]):
         """The struct bg_file of argument i (the last: the returned fd's)."""
         d = self._decoder
         k, off = d._sc_files[i], d._sc_socks[i]
-        ino, dev, magic, mode, fflags, depth, name_off, name_len = self.t[k:k + 8]
-        return _file_of(d.abi, self.rec, ino, dev, magic, mode, fflags, depth,
+        ino, dev, magic, mode, nlink, fflags, depth, name_off, name_len = self.t[k:k + 9]
+        return _file_of(d.abi, self.rec, ino, dev, magic, mode, nlink, fflags, depth,
                         d._sc_fixed + name_off, name_len,
                         functools.partial(d._sock_t.from_buffer_copy, self.rec, off))
 

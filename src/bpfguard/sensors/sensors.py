@@ -32,6 +32,7 @@ from ..policy.compiler import (
     string_hash,
 )
 from .events import Abi
+from .io_uring import opcode_syscalls
 from .selectors import SelectorSets, encode_selector
 from .syscall_specs import DEFAULT_SYSCALLS, SyscallSpec, spec_for
 from .syscall_table import native_arches, syscall_number
@@ -446,6 +447,8 @@ class SyscallSensor(Sensor):
     def configure(self) -> None:
         self.obj.rodata["targ_syscalls"] = 1
         self.obj.rodata["targ_str_max"] = self.str_max
+        iou = self.obj.rodata.var("targ_iou_nr")
+        iou[:] = opcode_syscalls(self.obj.kernel_btf(), len(iou), self.abi.nr_max)
 
     def _check_room(self, sets: SelectorSets, *, freed: int = 0) -> None:
         """Room for this sensor's selector sets beside the policies' (after

@@ -31,6 +31,7 @@ from ..errors import ConfigError
 from ..files import fs_type, mounts
 from ..loader import BpfObject, Link, Map, RingBuffer, bpf_object_path
 from .events import Abi, Decoder, LossEvent
+from .io_uring import submit_tracepoint
 from .routes import SyscallRoutes
 from .selectors import SelectorSets
 from .sensors import (
@@ -53,6 +54,8 @@ __all__ = ["Scope", "SensorSet"]
 # policy engine's per-hook copies
 _LIFECYCLE_PROGRAMS = ("bg_sched_exec", "bg_sched_fork", "bg_sched_exit")
 _SYSCALL_PROGRAMS = ("bg_sys_enter", "bg_sys_exit")
+# io_uring requests as syscalls (the syscall sensor's, on kernels with io_uring)
+_IO_URING_PROGRAMS = ("bg_iou_submit_tp", "bg_iou_complete_tp")
 
 
 def _boot_id() -> str:
@@ -275,8 +278,13 @@ class SensorSet:
             SENSOR_OBJECT_NO_POLICY if not with_policy else
             SENSOR_OBJECT if with_syscalls else SENSOR_OBJECT_NO_SYSCALLS))
         try:
+            submit = submit_tracepoint(self.obj.kernel_btf()) if with_syscalls else None
+            self._io_uring = _IO_URING_PROGRAMS if submit else ()
             for prog in self.obj.programs:
-                prog.autoload = prog.name in _LIFECYCLE_PROGRAMS + _SYSCALL_PROGRAMS
+                prog.autoload = prog.name in (_LIFECYCLE_PROGRAMS + _SYSCALL_PROGRAMS
+                                              + self._io_uring)
+            if submit:
+                self.obj.program(_IO_URING_PROGRAMS[0]).set_attach_target(submit)
             self.process = ProcessSensor(args_max=args_max, env_max=env_max)
             self.sensors.append(self.process)
             self.syscalls: SyscallSensor | None = None
@@ -342,7 +350,8 @@ class SensorSet:
         """
         self._rb = RingBuffer(self.maps["events"])
         with self._links_lock:
-            self._links = [self.obj.program(n).attach() for n in _LIFECYCLE_PROGRAMS]
+            self._links = [self.obj.program(n).attach()
+                           for n in _LIFECYCLE_PROGRAMS + self._io_uring]
             for s in self.sensors:
                 s.attach()
             if before_syscalls is not None:

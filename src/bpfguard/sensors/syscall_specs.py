@@ -121,10 +121,18 @@ SPECS: dict[str, SyscallSpec] = {s.name: s for s in [
        ("arg5", UINT)),
     _s("unshare", ("flags", UINT)),
     _s("setns", ("fd", FD), ("nstype", INT)),
+    # reads and writes: traced when a rule names them (io_uring's are reported
+    # as these), never by default
+    _s("read", ("fd", FD), ("buf", PTR), ("count", UINT)),
+    _s("write", ("fd", FD), ("buf", PTR), ("count", UINT)),
+    _s("readv", ("fd", FD), ("iov", PTR), ("iovcnt", UINT)),
+    _s("writev", ("fd", FD), ("iov", PTR), ("iovcnt", UINT)),
 ]}
 
-# What `bpfguard run` and `bpfguard trace` watch when no syscall is named.
-DEFAULT_SYSCALLS: tuple[str, ...] = tuple(SPECS)
+# What `bpfguard run` and `bpfguard trace` watch when no syscall is named:
+# every syscall with a spec but the reads and writes, which would drown the rest.
+DEFAULT_SYSCALLS: tuple[str, ...] = tuple(
+    n for n in SPECS if n not in ("read", "write", "readv", "writev"))
 
 
 def spec_for(name: str) -> SyscallSpec:

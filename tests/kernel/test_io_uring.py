@@ -1,0 +1,93 @@
+"""io_uring requests reported as the syscalls they stand for: each operation
+uring_ops (progs/uring_ops.c) submits, through io_uring only, is an event
+flagged io_uring with its files resolved from kernel objects, and the stock
+rules that watch the equivalent syscall fire on it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bpfguard.rules import stock_rules_path
+from bpfguard.rules.engine import Engine
+from bpfguard.rules.loader import load_rules_or_raise
+
+from .helpers import trace
+from .test_detect import detect, rules_of
+
+pytestmark = pytest.mark.kernel
+
+_OPS = ["openat", "read", "write", "connect", "unlinkat", "renameat2", "mkdirat", "linkat",
+        "symlinkat", "io_uring_setup", "io_uring_enter"]
+
+
+def _events(t: Any, pid: int) -> list[dict[str, Any]]:
+    return [r for r in t.records if r.get("type") == "syscall" and r["pid"] == pid]
+
+
+def test_io_uring_operations_are_events_with_kernel_resolved_files(
+        progs: dict[str, str], tmp_path: Path) -> None:
+    d = tmp_path
+    t = trace([progs["uring_ops"],
+               "read", "/etc/hostname",
+               "slot-read", "/etc/hostname",
+               "create", str(d / "x"),
+               "mkdir", str(d / "sub"),
+               "rename", str(d / "x"), str(d / "y"),
+               "link", str(d / "y"), str(d / "z"),
+               "symlink", "/etc", str(d / "s"),
+               "unlink", str(d / "z"),
+               "connect", "127.0.0.1", "1"], syscalls=_OPS)
+    evs = _events(t, t.pid)
+    uring = [e for e in evs if e.get("io_uring")]
+    by = {}
+    for e in uring:
+        by.setdefault(e["syscall"], []).append(e)
+    # the ring itself is set up by syscalls, never flagged
+    assert {e["syscall"] for e in evs if not e.get("io_uring")} >= {"io_uring_setup",
+                                                                   "io_uring_enter"}
+    opens = by["openat"]
+    assert [o["args"]["pathname"]["user"] for o in opens] == [
+        "/etc/hostname", "/etc/hostname", str(d / "x")]
+    plain, slot, create = opens
+    assert plain["ret"] >= 0 and plain["ret_file"]["path"] == "/etc/hostname"
+    assert not plain.get("fixed_result")
+    # into a registered file slot: no fd to resolve, the slot is the result
+    assert slot["fixed_result"] and slot["ret"] == 0 and slot.get("ret_file") is None
+    assert "O_CREAT" in create["args"]["flags"]
+    reads = by["read"]
+    assert [r["args"]["fd"]["path"] for r in reads] == ["/etc/hostname", "/etc/hostname"]
+    assert not reads[0].get("fixed_file") and reads[1]["fixed_file"]
+    assert reads[1]["args"]["fd"]["fd"] == 0  # the registered file's index
+    assert by["write"][0]["args"]["fd"]["path"] == str(d / "x")
+    assert by["mkdirat"][0]["args"]["pathname"]["resolved"] == str(d / "sub")
+    ren = by["renameat2"][0]["args"]
+    assert (ren["oldpath"]["resolved"], ren["newpath"]["resolved"]) == (str(d / "x"),
+                                                                      str(d / "y"))
+    ln = by["linkat"][0]["args"]
+    assert (ln["oldpath"]["resolved"], ln["newpath"]["resolved"]) == (str(d / "y"), str(d / "z"))
+    sl = by["symlinkat"][0]["args"]
+    assert (sl["target"], sl["linkpath"]["resolved"]) == ("/etc", str(d / "s"))
+    assert by["unlinkat"][0]["args"]["pathname"]["resolved"] == str(d / "z")
+    conn = by["connect"][0]
+    assert conn["errno"] == "ECONNREFUSED"
+    assert conn["args"]["addr"]["port"] == 1 and conn["args"]["fd"]["path"].startswith("socket:")
+    # each reported in the process's name (exec-time), whichever thread ran it
+    assert {e["comm"] for e in uring} == {"uring_ops"}
+
+
+@pytest.mark.host_covers  # the guest runs the same programs in the test above
+def test_an_io_uring_read_of_etc_shadow_raises_the_stock_rule(progs: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    exe = tmp_path / "uring_reader"  # a name no stock list trusts
+    shutil.copy(progs["uring_ops"], exe)
+    engine = Engine(load_rules_or_raise([str(stock_rules_path())]).rules, rule_matching="all")
+    alerts = detect(engine, [str(exe), "read", "/etc/shadow"])
+    hit = [a for a in alerts if a["rule"] == "Read sensitive file untrusted"]
+    assert hit, rules_of(alerts)
+    f = hit[0]["output_fields"]
+    assert f["fd.name"] == "/etc/shadow" and f["proc.name"] == "uring_reader"
+    assert f["evt.type"] == "openat"
