@@ -49,6 +49,9 @@ enum bg_event_flags {
 	BG_EV_FIXED_FILE = 1 << 4, /* ... on a registered file: its fd argument is the
 				    * index in the ring's file table */
 	BG_EV_FIXED_RESULT = 1 << 5, /* ... whose result is a slot in that table, not an fd */
+	BG_EV_NO_COMPLETION = 1 << 6, /* ... that posts no completion when it succeeds
+				       * (IOSQE_CQE_SKIP_SUCCESS): reported at submission,
+				       * its result unknown (0) */
 };
 
 /* Why an event never reached user space; counted per CPU in the `drops` map. */

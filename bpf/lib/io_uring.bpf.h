@@ -15,14 +15,15 @@
  *    file from the fd table, an fd argument's from the request's own file
  *    (a registered file's too), a relative path's base from the dirfd.
  *
- * Not seen: a request that posts no completion when it succeeds
- * (IOSQE_CQE_SKIP_SUCCESS) is not stashed and not reported; nor are the
- * completions a multishot accept posts before its last (the kernel traces
- * them without their request). An open or accept into a registered file
- * slot (file_index) returns no fd: its file is named from the path string
- * (flag BG_EV_FIXED_RESULT). At most BG_IOU_INFLIGHT requests of interest
- * are stashed at once: past that, a request is counted as a BG_DROP_IO_URING
- * drop at submit. */
+ * A request that posts no completion when it succeeds (IOSQE_CQE_SKIP_SUCCESS)
+ * is reported at submission instead, its result unknown (0, flag
+ * BG_EV_NO_COMPLETION), its fd arguments and relative paths resolved then.
+ * Not seen: the completions a multishot accept posts before its last (the
+ * kernel traces them without their request). An open or accept into a
+ * registered file slot (file_index) returns no fd: its file is named from
+ * the path string (flag BG_EV_FIXED_RESULT). At most BG_IOU_INFLIGHT
+ * requests of interest are stashed at once: past that, a request is counted
+ * as a BG_DROP_IO_URING drop at submit. */
 #ifndef BPFGUARD_LIB_IO_URING_BPF_H
 #define BPFGUARD_LIB_IO_URING_BPF_H
 
@@ -230,8 +231,9 @@ static __noinline int bg_iou_submit(struct io_kiocb *req)
 	st->flags = BG_EV_IO_URING;
 	/* the low half of the word (io_req_flags_t is 64 bits since 6.9) */
 	bpf_probe_read_kernel(&rflags, sizeof(rflags), __builtin_preserve_access_index(&req->flags));
+	/* its success posts no completion: reported now, its result unknown */
 	if (rflags & BG_REQ_F_CQE_SKIP)
-		return 0;
+		st->flags |= BG_EV_NO_COMPLETION | BG_EV_FIXED_RESULT;
 	if (rflags & BG_REQ_F_FIXED_FILE)
 		st->flags |= BG_EV_FIXED_FILE;
 	st->enter_ns = bpf_ktime_get_boot_ns();
@@ -247,6 +249,8 @@ static __noinline int bg_iou_submit(struct io_kiocb *req)
 		}
 	}
 	st->ring_full = bg_ring_full();
+	if (st->flags & BG_EV_NO_COMPLETION)
+		return bg_exit_stash(task, st, spec, 0, BG_SCRATCH_IOU_PUSH, NULL);
 	if (bpf_map_update_elem(&iou_stash, &key, st, BPF_ANY))
 		bg_count_drop(BG_DROP_IO_URING);
 	return 0;

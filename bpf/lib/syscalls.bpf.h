@@ -500,9 +500,11 @@ static long bg_exit_arg(__u32 i, void *ctx)
 	kind = c->spec->arg[k];
 	out = &c->e->arg_file[k];
 	if (kind == BG_ARG_FD) {
-		if (c->fd_file) /* a registered file's index is no fd */
+		/* a registered file's index is no fd: its file is the request's, or
+		 * unknown before the request has it */
+		if (c->fd_file)
 			bg_resolve_file(c->task, c->fd_file, c->p, out);
-		else
+		else if (!(st->flags & BG_EV_FIXED_FILE))
 			bg_exit_fd(c, (int)st->args[k], out);
 		return 0;
 	}

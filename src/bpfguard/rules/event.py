@@ -254,7 +254,8 @@ def _fd_of(sc: SyscallEvent, flags: str | None) -> FdInfo | None:
             f = sc.ret_file
             return FdInfo(sc.ret, f.path, _user_path(sc, "pathname"), ftype, ch, f.ino, f.dev, f)
         path = sc.args.get("pathname") or {}
-        # an io_uring open into a registered file slot: no fd, the slot's number
+        # an io_uring open into a registered file slot, or one whose success
+        # posts no completion: no fd; the slot's number (0: not told)
         num = sc.ret if sc.fixed_result and sc.ret >= 0 else -1
         return FdInfo(num, path.get("resolved"), path.get("user"), ftype, ch)
     if sc.ret_file is not None and sc.ret >= 0:  # accept, dup, socket, memfd_create

@@ -237,6 +237,9 @@ class SyscallEvent(Event):
     io_uring: bool = field(default=False, kw_only=True)
     fixed_file: bool = field(default=False, kw_only=True)
     fixed_result: bool = field(default=False, kw_only=True)
+    # ... that posts no completion when it succeeds (IOSQE_CQE_SKIP_SUCCESS):
+    # reported at submission, ret 0 for a result nobody is told
+    no_completion: bool = field(default=False, kw_only=True)
 
 
 @dataclass
@@ -470,7 +473,7 @@ class Decoder:
         self._compat_flag = abi.event_flags["COMPAT"]
         self._truncated_flag = abi.event_flags["TRUNCATED"]
         self._iou_flags = (abi.event_flags["IO_URING"], abi.event_flags["FIXED_FILE"],
-                           abi.event_flags["FIXED_RESULT"])
+                           abi.event_flags["FIXED_RESULT"], abi.event_flags["NO_COMPLETION"])
         # (number, compat) -> name and spec: the same few syscalls, event after event
         self._syscalls: dict[tuple[int, bool], tuple[str, SyscallSpec]] = {}
         self._sock_t = dict(layout["ret_file"]._fields_)["sock"]
@@ -562,6 +565,7 @@ class Decoder:
             ev.io_uring = True
             ev.fixed_file = bool(hflags & self._iou_flags[1])
             ev.fixed_result = bool(hflags & self._iou_flags[2])
+            ev.no_completion = bool(hflags & self._iou_flags[3])
         return ev
 
     def _sc_arg(self, a: SyscallArgs, i: int) -> Any:

@@ -5,6 +5,9 @@
  *     read PATH          IORING_OP_OPENAT (O_RDONLY), then IORING_OP_READ of it
  *     slot-read PATH     the same into a registered file slot (file_index),
  *                        the read on the registered file (IOSQE_FIXED_FILE)
+ *     quiet-read PATH    slot-read whose open posts no completion when it
+ *                        succeeds (IOSQE_CQE_SKIP_SUCCESS, linked to a NOP
+ *                        that does)
  *     create PATH        IORING_OP_OPENAT (O_WRONLY|O_CREAT), IORING_OP_WRITE
  *     unlink PATH        IORING_OP_UNLINKAT
  *     rename OLD NEW     IORING_OP_RENAMEAT
@@ -60,18 +63,31 @@ static void setup(void)
 	cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
 }
 
+/* quiet-read: the open posts no completion, a NOP linked after it does */
+static int quiet;
+
 /* Submits the request `fill` wrote and returns its result. */
 static int run(const char *what, void (*fill)(struct io_uring_sqe *, void *), void *arg)
 {
-	unsigned tail = *sq_tail, idx = tail & *sq_mask, head;
+	unsigned tail = *sq_tail, idx = tail & *sq_mask, head, n = 1;
 	struct io_uring_sqe *sqe = &sqes[idx];
 	int res;
 
 	memset(sqe, 0, sizeof(*sqe));
 	fill(sqe, arg);
 	sq_array[idx] = idx;
-	__atomic_store_n(sq_tail, tail + 1, __ATOMIC_RELEASE);
-	if (syscall(__NR_io_uring_enter, ring_fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) {
+	if (quiet) {
+		struct io_uring_sqe *nop = &sqes[(tail + 1) & *sq_mask];
+
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS | IOSQE_IO_LINK;
+		memset(nop, 0, sizeof(*nop));
+		nop->opcode = IORING_OP_NOP;
+		sq_array[(tail + 1) & *sq_mask] = (tail + 1) & *sq_mask;
+		n = 2;
+		quiet = 0;
+	}
+	__atomic_store_n(sq_tail, tail + n, __ATOMIC_RELEASE);
+	if (syscall(__NR_io_uring_enter, ring_fd, n, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) {
 		perror("io_uring_enter");
 		exit(2);
 	}
@@ -204,10 +220,11 @@ int main(int argc, char **argv)
 			a.flags = O_RDONLY;
 			open_then(&a, 0);
 			i += 1;
-		} else if (!strcmp(op, "slot-read")) {
+		} else if (!strcmp(op, "slot-read") || !strcmp(op, "quiet-read")) {
 			int none = -1;
 
 			syscall(__NR_io_uring_register, ring_fd, IORING_REGISTER_FILES, &none, 1);
+			quiet = op[0] == 'q';
 			a.flags = O_RDONLY;
 			a.slot = 1; /* file_index is the slot plus one */
 			open_then(&a, 0);
