@@ -88,7 +88,9 @@ _sensor_options = [
     click.option("--syscall", "-s", "syscalls", multiple=True, metavar="NAME",
                  help="Report this syscall (repeatable, or comma-separated). Default: the "
                       f"{len(DEFAULT_SYSCALLS)} security-relevant syscalls bpfguard knows "
-                      "(open*, exec*, connect, unlink*, setuid, ptrace, bpf, ...)."),
+                      "(open*, exec*, connect, unlink*, setuid, ptrace, bpf, ...; read and "
+                      "write only when named). io_uring requests that do the same are "
+                      "reported as these syscalls, with io_uring: true."),
     click.option("--no-syscalls", is_flag=True,
                  help="Only process lifecycle events (exec, fork, exit)."),
     click.option("--str-max", default=4096, show_default=True, type=click.IntRange(1, 4096),
