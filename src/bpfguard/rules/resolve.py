@@ -25,12 +25,13 @@ of when it finds none.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Final
 
-from . import ast
+from . import STOCK_PREFIX, ast, stock_rules_path
 from .fields import FIELDS, check_field, split_field
 from .grammar import (
     TRANSFORMERS,
@@ -258,7 +259,8 @@ class _Resolver:
         macro = self.macros.get(node.name)
         if macro is None or (visibility is not None and macro.index >= visibility):
             self._fault(ErrorCode.LOAD_ERR_VALIDATE,
-                        origin.say(f"Undefined macro '{node.name}' used in filter."),
+                        origin.say(f"Undefined macro '{node.name}' used in filter."
+                                   + _stable_hint(node.name)),
                         origin.at(node.pos))
             return node
         if node.name in path:
@@ -466,6 +468,25 @@ class _Resolver:
 
 
 # -- helpers for the resolving stage -----------------------------------------
+
+@functools.cache
+def _stable_macros() -> frozenset[str]:
+    """The macros Falco's stable ruleset defines (the shipped copy, whose
+    items each start a line with ``- macro: NAME``)."""
+    text = stock_rules_path().read_text()
+    return frozenset(re.findall(r"^- macro:\s*(\S+)\s*$", text, re.MULTILINE))
+
+
+def _stable_hint(name: str) -> str:
+    """What to do about an undefined macro that Falco's stable ruleset
+    defines: rules written for Falco (its incubating and sandbox rules
+    until they carried copies, and most local rules) expect that file to be
+    loaded first, as Falco's packages do."""
+    if name not in _stable_macros():
+        return ""
+    return (f" Falco's stable rules define it: load {STOCK_PREFIX}stable (falco_rules.yaml) "
+            "before this file.")
+
 
 def _exception_text(ex: ExceptionItem) -> str:
     """The condition Falco builds for one exception (rule_loader_compiler.cpp:

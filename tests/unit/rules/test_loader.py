@@ -140,6 +140,46 @@ def test_the_engine_version_gates_the_stock_ruleset() -> None:
     assert ENGINE_VERSION == "0.57.0"
 
 
+# -- the stock rulesets by name -------------------------------------------------
+
+def test_stock_rulesets_are_named_and_shipped_as_source_says() -> None:
+    from bpfguard.rules import STOCK_RULESETS, rule_files, stock_rules_path
+
+    source = (STOCK.parent / "SOURCE").read_text().splitlines()
+    assert [line.split()[1] for line in source] == \
+        [f"rules/{f}" for f in STOCK_RULESETS.values()]
+    assert stock_rules_path() == STOCK == stock_rules_path("stable")
+    for name, file in STOCK_RULESETS.items():
+        assert stock_rules_path(name).is_file() and stock_rules_path(name).name == file
+    # stock names and paths mix, in the order given; no path is stable alone
+    assert rule_files(["stock:sandbox", str(STOCK)]) == \
+        [str(stock_rules_path("sandbox")), str(STOCK)]
+    assert rule_files([]) == [str(STOCK)]
+
+
+def test_an_unknown_stock_name_lists_the_known_ones() -> None:
+    from bpfguard.rules import rule_files
+
+    with pytest.raises(ConfigError) as err:
+        rule_files(["stock:stable", "stock:incubation"], what="rules.files: ")
+    assert str(err.value) == ("rules.files: stock:incubation: no such stock ruleset; known: "
+                              "stock:stable, stock:incubating, stock:sandbox")
+    with pytest.raises(ConfigError, match="^-r stock:: no such stock ruleset"):
+        rule_files(["stock:"], what="-r ")
+
+
+def test_a_macro_of_the_stable_rules_used_without_them_says_to_load_them() -> None:
+    result = load(rule("", condition="spawned_process and proc.name = bash"))
+    assert the_error(result).message == (
+        "Undefined macro 'spawned_process' used in filter. Falco's stable rules define "
+        "it: load stock:stable (falco_rules.yaml) before this file.")
+    # with them first it loads; a macro stable lacks gets no such advice
+    assert load_rules([STOCK, ("mine.yaml", rule("", condition="spawned_process"))]).ok
+    assert the_error(load(rule("", condition="spawned_proces"))).message == \
+        "Undefined macro 'spawned_proces' used in filter."
+
+
+
 # -- items and keys -----------------------------------------------------------
 
 def test_minimal_rule() -> None:
