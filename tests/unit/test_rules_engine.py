@@ -147,6 +147,9 @@ def test_process_and_ancestry_fields() -> None:
     assert check("proc.aname in (nginx, systemd)", e)
     assert not check("proc.aname = nginx", e)
     assert not check("proc.aname[9] != nginx", e)  # no such ancestor: absent
+    assert check("proc.aexe[1] = -bash and proc.aexe[2] = sshd: and proc.aexe = /sbin/init", e)
+    assert check("proc.aexe[0] = python3 and proc.aexepath[2] = /usr/sbin/sshd", e)
+    assert not check("proc.aexe[9] exists", e)
     assert check("proc.apid[1] = 200 and proc.ppid = 200 and proc.pid = 300", e)
     assert check("proc.exe = python3 and proc.exepath = /usr/bin/python3.11", e)
     assert check("proc.cmdline = 'python3 x.py --flag' and proc.args = 'x.py --flag'", e)

@@ -321,7 +321,9 @@ def reload(socket_path: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 def validate(files: tuple[str, ...], as_json: bool) -> None:
     """Load rules files as `detect` would and report every error and warning
-    with file:line:column and the offending text. Exit code 1 on errors.
+    with file:line:column and the offending text, and each rule refused
+    because it needs a field bpfguard cannot provide (the rest loads). Exit
+    code 1 on errors.
 
     \b
     Examples:
@@ -332,6 +334,7 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
     from ..rules.loader import load_rules
 
     result = load_rules(rule_files(files))
+    refused = [r for r in result.rules if r.unavailable]
     compile_error = None
     if result.ok:
         try:
@@ -342,13 +345,21 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
         data = json.loads(result.render("json"))
         if compile_error:
             data.setdefault("errors", []).append({"message": compile_error})
+        data["refused_rules"] = [
+            {"rule": r.name, "fields": list(r.unavailable),
+             "position": {"name": r.context.file, "line": r.context.line,
+                          "column": r.context.column}} for r in refused]
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo(result.render("text"))
         if compile_error:
             click.echo(compile_error)
+        for r in refused:
+            click.echo(f"{r.context}: refused: rule '{r.name}' needs "
+                       f"{', '.join(r.unavailable)}, which bpfguard cannot provide")
         if result.ok and not compile_error:
-            click.echo(f"{', '.join(files)}: ok: {len(result.rules)} rules")
+            click.echo(f"{', '.join(files)}: ok: {len(result.rules) - len(refused)} rules"
+                       + (f", {len(refused)} refused" if refused else ""))
     if not result.ok or compile_error:
         sys.exit(1)
 
@@ -365,7 +376,8 @@ def list_rules(rule_paths: tuple[str, ...]) -> None:
     for r in result.rules:
         types = event_types(r.condition) if r.condition is not None else ALL_TYPES
         t = "all event types" if types is ALL_TYPES else ",".join(sorted(types))
-        state = "enabled" if r.enabled else "disabled"
+        state = f"refused (needs {', '.join(r.unavailable)})" if r.unavailable \
+            else "enabled" if r.enabled else "disabled"
         click.echo(f"{r.name}\n    {r.priority}, {state}, {t}; tags: "
                    f"{', '.join(r.tags) or '-'}")
 

@@ -25,7 +25,7 @@ from ..seccomp.profile import CAPABILITIES
 from ..timefmt import rfc3339
 from .ast import FieldRef
 from .event import RuleEvent, exe_writable, memfd_exepath
-from .fields import FIELDS
+from .fields import ABSENT, FIELDS
 
 __all__ = ["ABSENT_FIELDS", "AnyOf", "Extractor", "extractor", "render"]
 
@@ -381,7 +381,7 @@ def _const(value: Any) -> Callable[[RuleEvent, str | None], Any]:
 
 
 def _absent(_e: RuleEvent, _a: str | None) -> Any:
-    """A field bpfguard never has a value for (said so in fields.py)."""
+    """A field bpfguard never has a value for (fields.ABSENT says why)."""
     return None
 
 
@@ -412,6 +412,7 @@ _EXTRACT: dict[str, _E] = {
     "evt.dir": _const("<"),
     "evt.cpu": _absent,
     "evt.args": lambda e, a: _args_text(e),
+    "evt.buffer": _absent,
     "evt.arg": _arg,
     "evt.rawarg": lambda e, a: (e.syscall.args.get(a) if e.syscall and a else None),
     "evt.res": lambda e, a: _res(e),
@@ -440,6 +441,7 @@ _EXTRACT: dict[str, _E] = {
     "proc.vpid": _absent,
     "proc.pname": _parent(lambda p: p.comm),
     "proc.pexe": _parent(_argv0),
+    "proc.aexe": _by_ancestor(_argv0),
     "proc.pcmdline": _parent(_cmdline),
     "proc.aname": _by_ancestor(lambda p: p.comm),
     "proc.apid": _by_ancestor(lambda p: p.pid),
@@ -502,6 +504,9 @@ _EXTRACT: dict[str, _E] = {
     "fd.sockfamily": lambda e, a: ({"4": "ip", "6": "ip", "u": "unix"}.get(e.fd.typechar or "")
                                    if e.fd else None),
     "fd.sip.name": _absent,
+    "fd.cip.name": _absent,
+    "fd.lip.name": _absent,
+    "fd.rip.name": _absent,
     "fd.connected": lambda e, a: e.fd.connected if e.fd else None,
     "fd.name_changed": _absent,
     "fs.path.name": _fs_path("name", False),
@@ -542,6 +547,7 @@ assert set(_EXTRACT) == set(FIELDS), set(FIELDS) ^ set(_EXTRACT)
 
 # Comparisons on these are always false: the pushdown planner drops branches on them.
 ABSENT_FIELDS = frozenset(k for k, v in _EXTRACT.items() if v is _absent)
+assert set(ABSENT) == ABSENT_FIELDS, ABSENT_FIELDS ^ set(ABSENT)
 
 
 def extractor(ref: FieldRef) -> Extractor:
