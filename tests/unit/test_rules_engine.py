@@ -129,6 +129,36 @@ def test_operators(cond: str, expected: bool) -> None:
     assert check(cond, OPEN) is expected
 
 
+def _with_args(e: RuleEvent, syscall: str, **args: Any) -> RuleEvent:
+    ev = copy.copy(e.event)
+    assert isinstance(ev, SyscallEvent)
+    ev.syscall, ev.args = syscall, {**ev.args, **args}
+    return RuleEvent(e.num, syscall, ev, e.proc, e.table, e.hostname)
+
+
+def test_is_open_exec_is_a_created_file_with_an_execute_bit() -> None:
+    # Falco's mark of a dropped binary (the sandbox "Container Drift Detected
+    # (open+create)"): created (O_CREAT) with an execute bit in the mode
+    flags = "O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC"
+    assert check("evt.is_open_exec = true", _with_args(_open("/tmp/x", flags=flags), "openat",
+                                                       mode=0o755))
+    assert check("evt.is_open_exec = false", _with_args(_open("/tmp/x", flags=flags), "openat",
+                                                        mode=0o644))
+    assert check("evt.is_open_exec = false", _with_args(_open("/tmp/x"), "openat", mode=0o755))
+    assert check("evt.is_open_exec = false", OPEN)   # no mode: a read open
+    assert not check("evt.is_open_exec exists", _with_args(_open("/x"), "openat2", how=flags,
+                                                           mode=None))
+
+
+def test_a_chmod_mode_reads_as_falco_renders_it() -> None:
+    e = _with_args(_open("/tmp/x"), "fchmodat", mode=0o4755)
+    assert check("evt.arg.mode = '04755(S_IXOTH|S_IROTH|S_IXGRP|S_IRGRP|S_IXUSR|S_IWUSR|"
+                 "S_IRUSR|S_ISUID)'", e)
+    assert check("evt.arg.mode contains S_ISUID and evt.rawarg.mode = 2541", e)
+    assert not check("evt.arg.mode contains S_ISGID", e)
+    assert check("evt.arg.mode = '0()'", _with_args(e, "chmod", mode=0))
+
+
 def test_absent_fields_make_every_comparison_false() -> None:
     # a container no runtime has described: its image is absent, and Falco's
     # comparisons on an absent value are false for = and != alike

@@ -335,9 +335,22 @@ def _is_open(mode: str) -> Callable[[RuleEvent, str | None], Any]:
     return extract
 
 
+def _is_open_exec(e: RuleEvent) -> bool | None:
+    """Falco's evt.is_open_exec: an open that creates a file (evt.is_open_create)
+    with an execute bit in its mode, the mark of a binary being dropped.
+    Absent for openat2, whose mode bpfguard does not decode."""
+    flags = e.open_flags
+    if flags is None:
+        return False if e.syscall is not None else None
+    mode = e.syscall.args.get("mode") if e.syscall is not None else None
+    if not isinstance(mode, int):
+        return None
+    return "create" in _open_modes(flags) and bool(mode & 0o111)
+
+
 @functools.lru_cache(maxsize=1024)  # a workload opens with few distinct flag words
 def _open_modes(flags: str) -> frozenset[str]:
-    """What evt.is_open_read/write/create say of open flags (no O_EXEC on Linux)."""
+    """What evt.is_open_read/write/create say of open flags."""
     names = set(flags.split("|"))
     return frozenset(m for m, bits in (("read", {"O_RDONLY", "O_RDWR"}),
                                        ("write", {"O_WRONLY", "O_RDWR"}),
@@ -420,7 +433,7 @@ _EXTRACT: dict[str, _E] = {
     "evt.failed": lambda e, a: e.ret < 0,
     "evt.is_open_read": _is_open("read"),
     "evt.is_open_write": _is_open("write"),
-    "evt.is_open_exec": _is_open("exec"),
+    "evt.is_open_exec": lambda e, a: _is_open_exec(e),
     "evt.is_open_create": _is_open("create"),
     "evt.latency": lambda e, a: e.syscall.latency_ns if e.syscall else 0,
     "evt.hostname": lambda e, a: e.hostname,

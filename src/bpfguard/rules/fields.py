@@ -79,7 +79,7 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("evt.failed", B, "the syscall failed"),
     ("evt.is_open_read", B, "an open for reading"),
     ("evt.is_open_write", B, "an open for writing"),
-    ("evt.is_open_exec", B, "an open of a file for execution (O_EXEC flag or exec)"),
+    ("evt.is_open_exec", B, "an open that creates a file with an execute bit in its mode"),
     ("evt.is_open_create", B, "an open that creates (O_CREAT)"),
     ("evt.latency", FieldType.DURATION, "syscall duration (ns)"),
     ("evt.hostname", S, "host name"),
