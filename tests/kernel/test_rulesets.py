@@ -574,3 +574,69 @@ def test_every_event_generator_syscall_action_is_covered_or_explained(engine: En
     for action, rule in listed.items():
         assert rule in rules or action in NOT_COVERED, (action, rule)
     assert "Java Process Class File Download" in refused
+
+
+# -- benign work ------------------------------------------------------------------
+
+BENIGN = r"""
+set -e
+cd "$1"
+cat > hello.c <<'C'
+#include <stdio.h>
+int main(void) { puts("hello"); return 0; }
+C
+printf 'hello: hello.c\n\tcc -O2 -o hello hello.c\n' > Makefile
+make -s && ./hello > /dev/null
+mkdir pkg && printf 'def f():\n    return 1\n' > pkg/mod.py
+python3 -m compileall -q pkg
+dpkg -l > /dev/null
+apt-cache policy bash > /dev/null
+ls -la /etc > /dev/null; cat /etc/os-release > /dev/null; grep -c root /etc/passwd > /dev/null
+echo "$HOME $PATH" | tr ':' '\n' | sort | uniq > paths.txt; wc -l paths.txt > /dev/null
+git init -q repo && cd repo
+git config user.email t@example.org && git config user.name t
+echo text > file && git add file && git commit -qm first && git log --oneline > /dev/null
+"""
+
+
+# The sandbox rules benign work raises, and why (README, "Stock rulesets").
+SANDBOX_ON_BENIGN_WORK = {
+    "Create Hidden Files or Directories":
+        "git init and commit create .git and its files; Falco ships the rule disabled",
+}
+
+
+def test_benign_work_raises_no_incubating_rule_and_few_sandbox_ones(
+        engine: Engine, tmp_path: Path) -> None:
+    """A small C and Python build, package queries, shell use and git, with
+    the three rulesets and the sandbox rules Falco ships disabled enabled
+    (ENABLE): nothing from stable or incubating, from sandbox only
+    SANDBOX_ON_BENIGN_WORK, all of which are disabled as shipped; so the
+    rulesets as shipped raise nothing. (With rule_matching "all" each rule
+    is decided alone: the enabled ones cannot hide another's alert.)"""
+    with Detector(engine) as det:
+        child, release = spawn_waiting("/bin/sh", ["sh", "-c", BENIGN, "sh", str(tmp_path)],
+                                       cwd=str(tmp_path))
+        det.scope.add_pid(child, armed=True)
+        det.start()
+        os.write(release, b"x")
+        os.close(release)
+        status: list[int] = []
+
+        def done() -> bool:
+            if not status:
+                pid, st = os.waitpid(child, os.WNOHANG)
+                if pid:
+                    status.append(os.waitstatus_to_exitcode(st))
+            return bool(status)
+
+        alerts = _collect(det, done, drain=0.5)
+        assert det.evaluated > 1000   # the work was seen
+    assert status == [0]
+    origin = {c.name: Path(c.rule.context.file).name for c in engine.compiled}
+    by_file: dict[str, set[str]] = {}
+    for a in alerts:
+        by_file.setdefault(origin[a["rule"]], set()).add(a["rule"])
+    assert set(by_file) <= {"falco-sandbox_rules.yaml"}, by_file
+    assert by_file.get("falco-sandbox_rules.yaml", set()) <= set(SANDBOX_ON_BENIGN_WORK), by_file
+    assert set(SANDBOX_ON_BENIGN_WORK) <= set(ENABLE)
