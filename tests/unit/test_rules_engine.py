@@ -159,6 +159,15 @@ def test_a_chmod_mode_reads_as_falco_renders_it() -> None:
     assert check("evt.arg.mode = '0()'", _with_args(e, "chmod", mode=0))
 
 
+def test_one_argument_reads_as_in_all_of_them() -> None:
+    # RuleEvent.arg decodes one argument: the same value as args has for it
+    events = [OPEN, _open("/x", ret=-2), _connect("8.8.8.8", 53),
+              _with_args(OPEN, "fchmodat", mode=0o4755), _with_args(OPEN, "socket", domain=17)]
+    for e in events:
+        names = [*e.args, "pathname", "how", "nonesuch", "res", "fd", "tuple", "addr"]
+        assert {n: e.arg(n) for n in names} == {n: e.args.get(n) for n in names}, e.type
+
+
 def test_absent_fields_make_every_comparison_false() -> None:
     # a container no runtime has described: its image is absent, and Falco's
     # comparisons on an absent value are false for = and != alike

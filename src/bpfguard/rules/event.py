@@ -181,6 +181,29 @@ class RuleEvent:
                        flags=_exe_flags(self.proc), filename=ex.filename)
         return out
 
+    def arg(self, name: str) -> Any:
+        """``args[name]``, decoding and rendering that argument alone: a rule
+        testing evt.arg.flags of every open need not render the rest."""
+        sc = self.syscall
+        if sc is None:
+            return self.args.get(name)
+        alias = FALCO_ARGS.get(sc.syscall, {})
+        ours = alias.get(name, name)
+        if ours == "$ret":
+            return sc.ret
+        # an argument Falco renames is in args only under Falco's name
+        if ours in sc.args and (name in alias or name not in alias.values()):
+            value = sc.args[ours]
+            if isinstance(value, int):
+                names = NAMED_ARGS.get(sc.syscall, {}).get(ours)
+                if names is not None:
+                    return names.get(value, str(value))
+                render = FLAG_ARGS.get(sc.syscall, {}).get(ours)
+                if render is not None:
+                    return render(value)
+            return _render_arg(value)
+        return sc.ret if name == "res" else None
+
     @_once
     def fd(self) -> FdInfo | None:
         sc = self.syscall

@@ -305,13 +305,13 @@ def _arg(e: RuleEvent, arg: str | None) -> Any:
     """evt.arg.NAME / evt.arg[N]: Falco's parameter, as text (evt.rawarg is the value)."""
     if arg is None:
         return None
-    args = e.args
     if arg.isdigit():
+        args = e.args
         keys = list(args)
         i = int(arg)
         v = args[keys[i]] if i < len(keys) else None
     else:
-        v = args.get(arg)
+        v = e.arg(arg)
     return None if v is None else render(v)
 
 
