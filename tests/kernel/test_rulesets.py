@@ -177,8 +177,9 @@ def host_steps(t: str, names: str, home_ssh: str, shm: str, local_ip: str) -> li
              _py(f"open('{home_ssh}/authorized_keys', 'w').write('ssh-rsa <ssh_public_key>\\n')")),
         Step("ReadSshInformation", "Read ssh information",
              _py(f"open('{home_ssh}/known_hosts', 'w+').close()")),   # Go's os.Create: O_RDWR
+        # setns with bogus arguments, as the generator's: the attempt is what counts
         Step("ChangeThreadNamespace", "Change thread namespace",
-             _py("import ctypes; ctypes.CDLL(None).setns(0, 0)")),   # bogus arguments, as its
+             _py("import ctypes; ctypes.CDLL(None).setns(0, 0)")),
         Step("CreateFilesBelowDev", "Create files below dev", _mkstemp_in("/dev"),
              mark=_in("/dev")),
         Step("DbProgramSpawnedProcess", "DB program spawned process",
