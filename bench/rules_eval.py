@@ -6,6 +6,7 @@ Run as root from the repository root::
 
     sudo .venv/bin/python bench/rules_eval.py          # ~30 s
     sudo .venv/bin/python bench/rules_eval.py --json
+    sudo .venv/bin/python bench/rules_eval.py --rulesets   # + Falco's three rulesets
 
 One workload (tar of /usr/include piped through cat, a find over /usr/share,
 ls -R /etc, a Python program opening and stat'ing files), measured in one run:
@@ -20,7 +21,12 @@ ls -R /etc, a Python program opening and stat'ing files), measured in one run:
    process table applying each event, the stock rules matching it, as the
    reader thread does), against the rate at which the workload produced them;
 5. the rate at which the alerts of that replay are formatted (Falco's JSON)
-   and written to a file, as the agent's file output does.
+   and written to a file, as the agent's file output does;
+6. with ``--rulesets``: Falco's stable, incubating and sandbox rulesets
+   loaded together against the stable one alone, in the same run, over the
+   same records (the workload's events for every syscall either set traces,
+   captured without kernel filters): the whole path's rate and the rules'
+   own time per event (the matcher's share of it), and their ratios.
 
 Nothing is asserted; it prints numbers.
 """
@@ -142,10 +148,61 @@ def pipeline_rate(engine: Engine, sensors: SensorSet, records: list[bytes], pass
             "alerts_written_per_s": written if alerts else None}
 
 
+def rules_share(engine: Engine, sensors: SensorSet, records: list[bytes]
+                ) -> tuple[float, float]:
+    """One pass of the reader thread's path over `records` (as pipeline_rate),
+    timing the rules' part of it apart: its events/s, and the matcher's
+    microseconds per event."""
+    clock = time.perf_counter
+    table = ProcessTable()
+    table.seed_from_proc()
+    matcher = RuleMatcher(engine, table, "bench")
+    decode, apply, handle = sensors.decode, table.apply, matcher.handle
+    in_rules = 0.0
+    t0 = clock()
+    for rec in records:
+        ev = decode(rec)
+        if ev is None:
+            continue
+        apply(ev)
+        t = clock()
+        handle(ev)
+        in_rules += clock() - t
+    return len(records) / (clock() - t0), 1e6 * in_rules / len(records)
+
+
+def compare_rulesets(stable: Engine, passes: int) -> dict[str, Any]:
+    """Item 6 of the module's docstring. The two alternate pass by pass, and
+    each ratio is the median of the passes' own: a machine whose load
+    changes during the run moves both sides of a ratio alike."""
+    files = [str(stock_rules_path(n)) for n in ("stable", "incubating", "sandbox")]
+    every = Engine(load_rules_or_raise(files).rules)
+    captured: list[bytes] = []
+    run = run_detect(every, pushdown=False, capture=captured)
+    pairs = []
+    with SensorSet(syscalls=()) as decoder:
+        for _ in range(passes):
+            pairs.append((rules_share(stable, decoder, captured),
+                          rules_share(every, decoder, captured)))
+    med = statistics.median
+    return {"records": len(captured), "traced_syscalls": run["traced_syscalls"],
+            "passes": passes,
+            "rules": {"stable": len(stable.compiled), "three": len(every.compiled)},
+            **{name: {"events_per_s": med(p[k][0] for p in pairs),
+                      "rules_us_per_event": med(p[k][1] for p in pairs)}
+               for k, name in enumerate(("stable", "three"))},
+            "rate_ratio": med(a[0] / b[0] for a, b in pairs),
+            "rules_time_ratio": med(b[1] / a[1] for a, b in pairs)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--rulesets", action="store_true",
+                    help="also: the three stock rulesets against stable alone (item 6)")
+    ap.add_argument("--ruleset-passes", type=int, default=21,
+                    help="passes of each, alternating, for --rulesets")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
@@ -172,6 +229,8 @@ def main() -> int:
         "evaluation": {**rate, "arrival_events_per_s": arrival,
                        "headroom": rate["median_events_per_s"] / arrival},
     }
+    if args.rulesets:
+        report["rulesets"] = compare_rulesets(engine, args.ruleset_passes)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -198,6 +257,18 @@ def main() -> int:
         print(f"alerts formatted (JSON) and written to a file: "
               f"{e['alerts_written_per_s']:,.0f}/s ({e['alerts_per_pass']} alerts per pass, "
               "replayed many times)")
+    if args.rulesets:
+        c = report["rulesets"]
+        print(f"stable + incubating + sandbox ({c['rules']['three']} rules) against stable "
+              f"alone ({c['rules']['stable']}), the same {c['records']} records (the "
+              f"{c['traced_syscalls']} syscalls the three trace, no kernel filter), median of "
+              f"{c['passes']} alternating passes:")
+        for name in ("stable", "three"):
+            r = c[name]
+            print(f"  {name:<7} {r['events_per_s']:>9,.0f} events/s; rules "
+                  f"{r['rules_us_per_event']:.2f} us/event")
+        print(f"  three / stable: {c['rate_ratio']:.2f}x the whole path's time, "
+              f"{c['rules_time_ratio']:.2f}x the rules' time")
     return 0
 
 

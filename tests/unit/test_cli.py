@@ -113,6 +113,29 @@ def test_rules_validate_reports_file_line_and_text(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "ok: 1 rules" in r.output
 
 
+def test_rules_validate_names_each_refused_rule_and_its_field() -> None:
+    files = ["stock:stable", "stock:incubating", "stock:sandbox"]
+    r = CliRunner().invoke(main, ["rules", "validate", *files])
+    assert r.exit_code == 0, r.output
+    assert r.output.rstrip().endswith(f"{', '.join(files)}: ok: 84 rules, 9 refused")
+    assert "falco-sandbox_rules.yaml:1676:9)\n------\n    and evt.buffer bcontains" in r.output
+    assert "falco-sandbox_rules.yaml:1670:3: refused: rule 'Java Process Class File " \
+           "Download' needs evt.buffer, which bpfguard cannot provide" in r.output
+    r = CliRunner().invoke(main, ["rules", "validate", "--json", *files])
+    data = json.loads(r.output)
+    assert data["successful"] and len(data["warnings"]) == len(data["refused_rules"]) == 9
+    java = data["refused_rules"][-1]
+    assert java["rule"] == "Java Process Class File Download"
+    assert java["fields"] == ["evt.buffer"] and java["position"]["line"] == 1670
+    r = CliRunner().invoke(main, ["rules", "list", "-r", "stock:sandbox"])
+    assert r.exit_code == 0
+    assert "Java Process Class File Download\n    Critical, refused (needs evt.buffer)" in r.output
+    r = CliRunner().invoke(main, ["rules", "explain", "-r", "stock:stable", "-r", "stock:nope"])
+    assert r.exit_code == 1
+    assert "-r stock:nope: no such stock ruleset; known: stock:stable, stock:incubating, " \
+           "stock:sandbox" in r.output
+
+
 def test_rules_list_and_explain_on_the_stock_ruleset() -> None:
     r = CliRunner().invoke(main, ["rules", "list"])
     assert r.exit_code == 0 and "Read sensitive file untrusted" in r.output

@@ -129,6 +129,45 @@ def test_operators(cond: str, expected: bool) -> None:
     assert check(cond, OPEN) is expected
 
 
+def _with_args(e: RuleEvent, syscall: str, **args: Any) -> RuleEvent:
+    ev = copy.copy(e.event)
+    assert isinstance(ev, SyscallEvent)
+    ev.syscall, ev.args = syscall, {**ev.args, **args}
+    return RuleEvent(e.num, syscall, ev, e.proc, e.table, e.hostname)
+
+
+def test_is_open_exec_is_a_created_file_with_an_execute_bit() -> None:
+    # Falco's mark of a dropped binary (the sandbox "Container Drift Detected
+    # (open+create)"): created (O_CREAT) with an execute bit in the mode
+    flags = "O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC"
+    assert check("evt.is_open_exec = true", _with_args(_open("/tmp/x", flags=flags), "openat",
+                                                       mode=0o755))
+    assert check("evt.is_open_exec = false", _with_args(_open("/tmp/x", flags=flags), "openat",
+                                                        mode=0o644))
+    assert check("evt.is_open_exec = false", _with_args(_open("/tmp/x"), "openat", mode=0o755))
+    assert check("evt.is_open_exec = false", OPEN)   # no mode: a read open
+    assert not check("evt.is_open_exec exists", _with_args(_open("/x"), "openat2", how=flags,
+                                                           mode=None))
+
+
+def test_a_chmod_mode_reads_as_falco_renders_it() -> None:
+    e = _with_args(_open("/tmp/x"), "fchmodat", mode=0o4755)
+    assert check("evt.arg.mode = '04755(S_IXOTH|S_IROTH|S_IXGRP|S_IRGRP|S_IXUSR|S_IWUSR|"
+                 "S_IRUSR|S_ISUID)'", e)
+    assert check("evt.arg.mode contains S_ISUID and evt.rawarg.mode = 2541", e)
+    assert not check("evt.arg.mode contains S_ISGID", e)
+    assert check("evt.arg.mode = '0()'", _with_args(e, "chmod", mode=0))
+
+
+def test_one_argument_reads_as_in_all_of_them() -> None:
+    # RuleEvent.arg decodes one argument: the same value as args has for it
+    events = [OPEN, _open("/x", ret=-2), _connect("8.8.8.8", 53),
+              _with_args(OPEN, "fchmodat", mode=0o4755), _with_args(OPEN, "socket", domain=17)]
+    for e in events:
+        names = [*e.args, "pathname", "how", "nonesuch", "res", "fd", "tuple", "addr"]
+        assert {n: e.arg(n) for n in names} == {n: e.args.get(n) for n in names}, e.type
+
+
 def test_absent_fields_make_every_comparison_false() -> None:
     # a container no runtime has described: its image is absent, and Falco's
     # comparisons on an absent value are false for = and != alike
@@ -147,6 +186,9 @@ def test_process_and_ancestry_fields() -> None:
     assert check("proc.aname in (nginx, systemd)", e)
     assert not check("proc.aname = nginx", e)
     assert not check("proc.aname[9] != nginx", e)  # no such ancestor: absent
+    assert check("proc.aexe[1] = -bash and proc.aexe[2] = sshd: and proc.aexe = /sbin/init", e)
+    assert check("proc.aexe[0] = python3 and proc.aexepath[2] = /usr/sbin/sshd", e)
+    assert not check("proc.aexe[9] exists", e)
     assert check("proc.apid[1] = 200 and proc.ppid = 200 and proc.pid = 300", e)
     assert check("proc.exe = python3 and proc.exepath = /usr/bin/python3.11", e)
     assert check("proc.cmdline = 'python3 x.py --flag' and proc.args = 'x.py --flag'", e)

@@ -129,8 +129,10 @@ SCHEMA: Node = {
     "rules": {
         "enabled": Key(bool, True, "Run Falco rules on the syscall and process sensors."),
         "files": Key(list, [], "Falco rules files or directories, in load order (later "
-                               "override earlier, as in Falco). Empty: Falco's stock "
-                               "ruleset, shipped with bpfguard."),
+                               "override earlier, as in Falco); stock:stable, "
+                               "stock:incubating, stock:sandbox name the rulesets shipped "
+                               "with bpfguard (stable first, as in Falco). Empty: "
+                               "stock:stable."),
         "priority": Key(str, "debug", "Rules below this priority are not run.",
                         choices=_PRIORITIES),
         "rule_matching": Key(str, "first", "first: the first matching rule alerts (Falco's "

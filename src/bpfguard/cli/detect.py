@@ -151,9 +151,11 @@ def _channels(opts: dict[str, Any]) -> Any:
 
 
 @click.command(context_settings=_CTX)
-@click.option("-r", "--rules", "rule_paths", multiple=True, metavar="FILE|DIR",
+@click.option("-r", "--rules", "rule_paths", multiple=True, metavar="FILE|DIR|stock:NAME",
               help="Rules file or directory (repeatable; later files override earlier ones, "
-                   "as in Falco). Default: Falco's stock ruleset, shipped with bpfguard.")
+                   "as in Falco), or a ruleset shipped with bpfguard: stock:stable, "
+                   "stock:incubating, stock:sandbox (Falco's maturity levels; load stable "
+                   "first, as Falco does). Default: stock:stable.")
 @click.option("--json/--text", "json_flag", default=None,
               help="Alerts as Falco's JSON (json_output) or its text line (default).")
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE",
@@ -199,6 +201,7 @@ def detect(rule_paths: tuple[str, ...], json_flag: bool | None, options: tuple[s
       bpfguard detect                                   stock rules, text alerts
       bpfguard detect --json -r my_rules.yaml           stock rules replaced by mine
       bpfguard detect -r /etc/falco/falco_rules.yaml -r /etc/falco/rules.d
+      bpfguard detect -r stock:stable -r stock:incubating -r stock:sandbox
       bpfguard detect -o file_output.enabled=true -o file_output.filename=/var/log/alerts
       bpfguard detect -o http_output.enabled=true -o http_output.url=http://sidekick:2801
       bpfguard detect -- ./suspicious.sh                watch one command, exit with its code
@@ -314,15 +317,24 @@ def reload(socket_path: str) -> None:
 
 
 @rules.command(context_settings=_CTX)
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.argument("files", nargs=-1, required=True, metavar="FILE|DIR|stock:NAME...")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 def validate(files: tuple[str, ...], as_json: bool) -> None:
     """Load rules files as `detect` would and report every error and warning
-    with file:line:column and the offending text. Exit code 1 on errors."""
+    with file:line:column and the offending text, and each rule refused
+    because it needs a field bpfguard cannot provide (the rest loads). Exit
+    code 1 on errors.
+
+    \b
+    Examples:
+      bpfguard rules validate my_rules.yaml
+      bpfguard rules validate stock:stable stock:incubating stock:sandbox my_rules.yaml
+    """
     from ..rules.engine import Engine
     from ..rules.loader import load_rules
 
     result = load_rules(rule_files(files))
+    refused = [r for r in result.rules if r.unavailable]
     compile_error = None
     if result.ok:
         try:
@@ -333,20 +345,29 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
         data = json.loads(result.render("json"))
         if compile_error:
             data.setdefault("errors", []).append({"message": compile_error})
+        data["refused_rules"] = [
+            {"rule": r.name, "fields": list(r.unavailable),
+             "position": {"name": r.context.file, "line": r.context.line,
+                          "column": r.context.column}} for r in refused]
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo(result.render("text"))
         if compile_error:
             click.echo(compile_error)
+        for r in refused:
+            click.echo(f"{r.context}: refused: rule '{r.name}' needs "
+                       f"{', '.join(r.unavailable)}, which bpfguard cannot provide")
         if result.ok and not compile_error:
-            click.echo(f"{', '.join(files)}: ok: {len(result.rules)} rules")
+            click.echo(f"{', '.join(files)}: ok: {len(result.rules) - len(refused)} rules"
+                       + (f", {len(refused)} refused" if refused else ""))
     if not result.ok or compile_error:
         sys.exit(1)
 
 
 @rules.command(name="list", context_settings=_CTX)
-@click.option("-r", "--rules", "rule_paths", multiple=True, metavar="FILE|DIR",
-              help="Rules files (default: the stock ruleset).")
+@click.option("-r", "--rules", "rule_paths", multiple=True, metavar="FILE|DIR|stock:NAME",
+              help="Rules files, or stock:stable, stock:incubating, stock:sandbox "
+                   "(default: stock:stable).")
 def list_rules(rule_paths: tuple[str, ...]) -> None:
     """List the loaded rules: priority, enabled, event types, tags."""
     from ..rules.compiler import ALL_TYPES, event_types
@@ -355,14 +376,16 @@ def list_rules(rule_paths: tuple[str, ...]) -> None:
     for r in result.rules:
         types = event_types(r.condition) if r.condition is not None else ALL_TYPES
         t = "all event types" if types is ALL_TYPES else ",".join(sorted(types))
-        state = "enabled" if r.enabled else "disabled"
+        state = f"refused (needs {', '.join(r.unavailable)})" if r.unavailable \
+            else "enabled" if r.enabled else "disabled"
         click.echo(f"{r.name}\n    {r.priority}, {state}, {t}; tags: "
                    f"{', '.join(r.tags) or '-'}")
 
 
 @rules.command(context_settings=_CTX)
-@click.option("-r", "--rules", "rule_paths", multiple=True, metavar="FILE|DIR",
-              help="Rules files (default: the stock ruleset).")
+@click.option("-r", "--rules", "rule_paths", multiple=True, metavar="FILE|DIR|stock:NAME",
+              help="Rules files, or stock:stable, stock:incubating, stock:sandbox "
+                   "(default: stock:stable).")
 @click.option("--no-pushdown", is_flag=True, help="Show the plan without in-kernel filters.")
 def explain(rule_paths: tuple[str, ...], no_pushdown: bool) -> None:
     """Show, per rule, the syscalls it needs and what of its condition the kernel

@@ -112,7 +112,7 @@ class Engine:
     """Compiled, enabled rules, indexed by event type.
 
     Args:
-        rules: loaded rules (disabled ones are skipped).
+        rules: loaded rules (disabled and refused ones are skipped).
         min_priority: rules below it are not run (Falco's priority setting).
         rule_matching: "first" (Falco's default: the first matching rule in file
             order alerts) or "all".
@@ -151,7 +151,7 @@ class Engine:
         errors = []
         for i, r in enumerate(self.rules):
             if not r.enabled or r.condition is None or r.source != "syscall" \
-                    or r.priority < self.min_priority:
+                    or r.unavailable or r.priority < self.min_priority:
                 continue
             if r.name in off_rules or off_tags & set(r.tags):
                 continue

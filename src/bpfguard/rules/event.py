@@ -25,7 +25,8 @@ from ..sensors.events import (
     SyscallEvent,
 )
 
-__all__ = ["FALCO_ARGS", "NAMED_ARGS", "FdInfo", "RuleEvent", "event_type", "from_event"]
+__all__ = ["FALCO_ARGS", "FLAG_ARGS", "NAMED_ARGS", "FdInfo", "RuleEvent", "event_type",
+           "from_event"]
 
 # Falco's parameter names where they differ from bpfguard's (the man pages'):
 # Falco name -> bpfguard argument name, "$ret" for the result. Every syscall
@@ -164,6 +165,10 @@ class RuleEvent:
                 v = sc.args.get(name)
                 if isinstance(v, int):
                     out[back.get(name, name)] = names.get(v, str(v))
+            for name, render in FLAG_ARGS.get(sc.syscall, {}).items():
+                v = sc.args.get(name)
+                if isinstance(v, int):
+                    out[back.get(name, name)] = render(v)
             return out
         out = {"res": 0}
         ex = self.exec
@@ -175,6 +180,29 @@ class RuleEvent:
                        loginuid=ex.loginuid, pgid=ex.pgid,
                        flags=_exe_flags(self.proc), filename=ex.filename)
         return out
+
+    def arg(self, name: str) -> Any:
+        """``args[name]``, decoding and rendering that argument alone: a rule
+        testing evt.arg.flags of every open need not render the rest."""
+        sc = self.syscall
+        if sc is None:
+            return self.args.get(name)
+        alias = FALCO_ARGS.get(sc.syscall, {})
+        ours = alias.get(name, name)
+        if ours == "$ret":
+            return sc.ret
+        # an argument Falco renames is in args only under Falco's name
+        if ours in sc.args and (name in alias or name not in alias.values()):
+            value = sc.args[ours]
+            if isinstance(value, int):
+                names = NAMED_ARGS.get(sc.syscall, {}).get(ours)
+                if names is not None:
+                    return names.get(value, str(value))
+                render = FLAG_ARGS.get(sc.syscall, {}).get(ours)
+                if render is not None:
+                    return render(value)
+            return _render_arg(value)
+        return sc.ret if name == "res" else None
 
     @_once
     def fd(self) -> FdInfo | None:
@@ -353,3 +381,23 @@ NAMED_ARGS: dict[str, dict[str, dict[int, str]]] = {
     "ptrace": {"request": _PTRACE_REQUESTS},
     "socket": {"domain": {int(f): f.name for f in socket.AddressFamily}},
 }
+
+# sys/stat.h: the permission bits, in the order of Falco's chmod_mode table
+_MODE_BITS = (("S_IXOTH", 0o1), ("S_IWOTH", 0o2), ("S_IROTH", 0o4), ("S_IXGRP", 0o10),
+              ("S_IWGRP", 0o20), ("S_IRGRP", 0o40), ("S_IXUSR", 0o100), ("S_IWUSR", 0o200),
+              ("S_IRUSR", 0o400), ("S_ISVTX", 0o1000), ("S_ISGID", 0o2000),
+              ("S_ISUID", 0o4000))
+
+
+def _mode(value: int) -> str:
+    """A chmod mode as Falco renders it: the octal value, then the bits' names
+    (``0755(S_IXOTH|S_IROTH|...)``), which rules test with ``contains S_ISUID``."""
+    names = "|".join(n for n, bit in _MODE_BITS if value & bit)
+    return f"0{value:o}({names})" if value else "0()"
+
+
+# Integer arguments Falco renders as a set of flags, by syscall and argument.
+# Not in NAMED_ARGS: the pushdown does not decide tests of these (a mode is
+# UINT, which it leaves to user space).
+FLAG_ARGS: dict[str, dict[str, Callable[[int], str]]] = {
+    sc: {"mode": _mode} for sc in ("chmod", "fchmod", "fchmodat", "fchmodat2")}

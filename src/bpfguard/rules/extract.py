@@ -25,7 +25,7 @@ from ..seccomp.profile import CAPABILITIES
 from ..timefmt import rfc3339
 from .ast import FieldRef
 from .event import RuleEvent, exe_writable, memfd_exepath
-from .fields import FIELDS
+from .fields import ABSENT, FIELDS
 
 __all__ = ["ABSENT_FIELDS", "AnyOf", "Extractor", "extractor", "render"]
 
@@ -305,13 +305,13 @@ def _arg(e: RuleEvent, arg: str | None) -> Any:
     """evt.arg.NAME / evt.arg[N]: Falco's parameter, as text (evt.rawarg is the value)."""
     if arg is None:
         return None
-    args = e.args
     if arg.isdigit():
+        args = e.args
         keys = list(args)
         i = int(arg)
         v = args[keys[i]] if i < len(keys) else None
     else:
-        v = args.get(arg)
+        v = e.arg(arg)
     return None if v is None else render(v)
 
 
@@ -335,9 +335,22 @@ def _is_open(mode: str) -> Callable[[RuleEvent, str | None], Any]:
     return extract
 
 
+def _is_open_exec(e: RuleEvent) -> bool | None:
+    """Falco's evt.is_open_exec: an open that creates a file (evt.is_open_create)
+    with an execute bit in its mode, the mark of a binary being dropped.
+    Absent for openat2, whose mode bpfguard does not decode."""
+    flags = e.open_flags
+    if flags is None:
+        return False if e.syscall is not None else None
+    mode = e.syscall.args.get("mode") if e.syscall is not None else None
+    if not isinstance(mode, int):
+        return None
+    return "create" in _open_modes(flags) and bool(mode & 0o111)
+
+
 @functools.lru_cache(maxsize=1024)  # a workload opens with few distinct flag words
 def _open_modes(flags: str) -> frozenset[str]:
-    """What evt.is_open_read/write/create say of open flags (no O_EXEC on Linux)."""
+    """What evt.is_open_read/write/create say of open flags."""
     names = set(flags.split("|"))
     return frozenset(m for m, bits in (("read", {"O_RDONLY", "O_RDWR"}),
                                        ("write", {"O_WRONLY", "O_RDWR"}),
@@ -381,7 +394,7 @@ def _const(value: Any) -> Callable[[RuleEvent, str | None], Any]:
 
 
 def _absent(_e: RuleEvent, _a: str | None) -> Any:
-    """A field bpfguard never has a value for (said so in fields.py)."""
+    """A field bpfguard never has a value for (fields.ABSENT says why)."""
     return None
 
 
@@ -412,6 +425,7 @@ _EXTRACT: dict[str, _E] = {
     "evt.dir": _const("<"),
     "evt.cpu": _absent,
     "evt.args": lambda e, a: _args_text(e),
+    "evt.buffer": _absent,
     "evt.arg": _arg,
     "evt.rawarg": lambda e, a: (e.syscall.args.get(a) if e.syscall and a else None),
     "evt.res": lambda e, a: _res(e),
@@ -419,7 +433,7 @@ _EXTRACT: dict[str, _E] = {
     "evt.failed": lambda e, a: e.ret < 0,
     "evt.is_open_read": _is_open("read"),
     "evt.is_open_write": _is_open("write"),
-    "evt.is_open_exec": _is_open("exec"),
+    "evt.is_open_exec": lambda e, a: _is_open_exec(e),
     "evt.is_open_create": _is_open("create"),
     "evt.is_io_uring": lambda e, a: e.syscall.io_uring if e.syscall else False,
     "evt.latency": lambda e, a: e.syscall.latency_ns if e.syscall else 0,
@@ -441,6 +455,7 @@ _EXTRACT: dict[str, _E] = {
     "proc.vpid": _absent,
     "proc.pname": _parent(lambda p: p.comm),
     "proc.pexe": _parent(_argv0),
+    "proc.aexe": _by_ancestor(_argv0),
     "proc.pcmdline": _parent(_cmdline),
     "proc.aname": _by_ancestor(lambda p: p.comm),
     "proc.apid": _by_ancestor(lambda p: p.pid),
@@ -505,6 +520,9 @@ _EXTRACT: dict[str, _E] = {
     "fd.sockfamily": lambda e, a: ({"4": "ip", "6": "ip", "u": "unix"}.get(e.fd.typechar or "")
                                    if e.fd else None),
     "fd.sip.name": _absent,
+    "fd.cip.name": _absent,
+    "fd.lip.name": _absent,
+    "fd.rip.name": _absent,
     "fd.connected": lambda e, a: e.fd.connected if e.fd else None,
     "fd.name_changed": _absent,
     "fs.path.name": _fs_path("name", False),
@@ -545,6 +563,7 @@ assert set(_EXTRACT) == set(FIELDS), set(FIELDS) ^ set(_EXTRACT)
 
 # Comparisons on these are always false: the pushdown planner drops branches on them.
 ABSENT_FIELDS = frozenset(k for k, v in _EXTRACT.items() if v is _absent)
+assert set(ABSENT) == ABSENT_FIELDS, ABSENT_FIELDS ^ set(ABSENT)
 
 
 def extractor(ref: FieldRef) -> Extractor:

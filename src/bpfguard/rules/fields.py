@@ -13,8 +13,8 @@ from enum import Enum
 
 from .ast import FieldRef
 
-__all__ = ["FIELDS", "SUGGESTED_FIELDS", "ArgKind", "FieldSpec", "FieldType", "check_field",
-           "split_field"]
+__all__ = ["ABSENT", "FIELDS", "SUGGESTED_FIELDS", "ArgKind", "FieldSpec", "FieldType",
+           "check_field", "split_field"]
 
 
 class FieldType(Enum):
@@ -68,8 +68,9 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("evt.rawtime", FieldType.TIME, "event time (ns since the epoch)"),
     ("evt.type", S, "syscall name (execve for a new program)"),
     ("evt.dir", S, "'<' for an exit event: bpfguard reports syscalls at exit"),
-    ("evt.cpu", N, "CPU number (absent: not recorded)"),
+    ("evt.cpu", N, "CPU number"),
     ("evt.args", S, "all arguments as text"),
+    ("evt.buffer", S, "the data a read or write moved"),
     ("evt.arg", S, "one argument by name (evt.arg.flags) or index (evt.arg[0])",
      ArgKind.KEY_REQUIRED),
     ("evt.rawarg", S, "one argument's raw value by name", ArgKind.KEY_REQUIRED),
@@ -78,7 +79,7 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("evt.failed", B, "the syscall failed"),
     ("evt.is_open_read", B, "an open for reading"),
     ("evt.is_open_write", B, "an open for writing"),
-    ("evt.is_open_exec", B, "an open of a file for execution (O_EXEC flag or exec)"),
+    ("evt.is_open_exec", B, "an open that creates a file with an execute bit in its mode"),
     ("evt.is_open_create", B, "an open that creates (O_CREAT)"),
     ("evt.is_io_uring", B, "submitted through io_uring: the request reported as the syscall "
                            "that does the same (bpfguard's; Falco sees none of them)"),
@@ -101,9 +102,10 @@ FIELDS: dict[str, FieldSpec] = _specs(
                                "proc.args and proc.cmdline end in ..."),
     ("proc.pid", N, "process id"),
     ("proc.ppid", N, "parent process id"),
-    ("proc.vpid", N, "process id in its pid namespace (absent: not recorded)"),
+    ("proc.vpid", N, "process id in its pid namespace"),
     ("proc.pname", S, "parent's name (as proc.name)"),
     ("proc.pexe", S, "parent's argv[0]"),
+    ("proc.aexe", S, "an ancestor's argv[0] ([1] the parent); no index: any", IDX),
     ("proc.pcmdline", S, "parent's command line"),
     ("proc.aname", S, "an ancestor's name, as proc.name ([1] parent, [2] grandparent); "
                       "no index: any", IDX),
@@ -153,7 +155,7 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("fd.filename", S, "file name part of fd.name"),
     ("fd.type", S, "file, directory, ipv4, ipv6, unix, pipe, event, signalfd, memfd, ..."),
     ("fd.typechar", S, "f, 4, 6, u, p, e, ... (Falco's one-letter type)"),
-    ("fd.types", FieldType.LIST, "types of the process's fds (absent: not tracked)", IDX),
+    ("fd.types", FieldType.LIST, "types of the process's fds", IDX),
     ("fd.ino", N, "inode number"),
     ("fd.dev", N, "device number"),
     ("fd.nlink", N, "hard links to the file's inode, at most 65535 (bpfguard's): with "
@@ -175,9 +177,12 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("fd.lnet", FieldType.NET, "local network"),
     ("fd.rnet", FieldType.NET, "remote network"),
     ("fd.net", FieldType.NET, "either end's network"),
-    ("fd.sip.name", S, "server host name (absent: bpfguard resolves no names)"),
+    ("fd.sip.name", S, "server host name"),
+    ("fd.cip.name", S, "client host name"),
+    ("fd.lip.name", S, "local host name"),
+    ("fd.rip.name", S, "remote host name"),
     ("fd.connected", B, "the socket is connected"),
-    ("fd.name_changed", B, "the fd name changed (absent: not tracked)"),
+    ("fd.name_changed", B, "the fd name changed"),
     ("fs.path.name", S, "path a syscall named (resolved, absolute)"),
     ("fs.path.nameraw", S, "path a syscall named, as passed"),
     ("fs.path.source", S, "source path of a rename/link (resolved)"),
@@ -219,6 +224,35 @@ FIELDS: dict[str, FieldSpec] = _specs(
     ("k8s.pod.label", S, "a pod label by key", ArgKind.KEY_REQUIRED),
     ("k8s.pod.labels", S, "pod labels, k:v comma-separated"),
 )
+
+
+_NO_NAMES = ("bpfguard resolves no host names (Falco resolves the names a rule compares "
+             "with and matches their addresses)")
+_NO_FDS = "bpfguard does not keep a table of each process's fds"
+_NO_INODE_TIMES = "bpfguard reads no inode times at exec"
+
+#: The fields bpfguard never has a value for, and why. A comparison on one
+#: is false (``!=`` too), as on any field Falco cannot extract; the loader
+#: refuses a rule that this would turn into one that never matches, or
+#: whose exclusions it would silently turn off (see :mod:`.resolve`).
+ABSENT: dict[str, str] = {
+    "evt.cpu": "bpfguard does not record the CPU an event ran on",
+    "evt.buffer": "bpfguard captures no read/write buffers",
+    "proc.vpid": "bpfguard does not record a process's pid inside its pid namespace",
+    "proc.exe_ino.ctime": _NO_INODE_TIMES,
+    "proc.exe_ino.mtime": _NO_INODE_TIMES,
+    "proc.exe_ino.ctime_duration_proc_start": _NO_INODE_TIMES,
+    "proc.stdin.name": _NO_FDS,
+    "proc.stdout.name": _NO_FDS,
+    "fd.types": _NO_FDS,
+    "fd.name_changed": "bpfguard does not follow an fd's name after it is opened",
+    "fd.sip.name": _NO_NAMES,
+    "fd.cip.name": _NO_NAMES,
+    "fd.lip.name": _NO_NAMES,
+    "fd.rip.name": _NO_NAMES,
+}
+
+assert set(ABSENT) <= set(FIELDS), set(ABSENT) - set(FIELDS)
 
 
 #: The fields Falco 0.41's container plugin marks as suggested output, which

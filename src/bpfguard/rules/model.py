@@ -215,6 +215,9 @@ class Rule:
     `condition_text` is the rule's own condition as written (after appends
     and overrides), without exceptions. `tags` are sorted and unique, as in
     Falco (a set). `context` is where the rule is first defined.
+    `unavailable` names the fields bpfguard cannot provide that the rule
+    cannot do without: such a rule is refused (a warning says why) and
+    never run, whatever `enabled` says.
     """
 
     name: str
@@ -233,6 +236,7 @@ class Rule:
     capture_duration: int = 0
     capture_events: int = 0
     capture_filesize: int = 0
+    unavailable: tuple[str, ...] = ()
 
 
 def _location(ctx: Context) -> dict[str, object]:

@@ -15,7 +15,14 @@ checked rules (Falco's ``rule_loader_compiler.cpp``; bpfguard's
   error, or skips the rule with a warning when it has
   ``skip-if-unknown-filter``;
 * warns, as libsinsp's compiler does, of values that look like fields or
-  simpler regexes, and of a condition matching too many event types.
+  simpler regexes, and of a condition matching too many event types;
+* refuses, with a warning, a rule that a field bpfguard cannot provide
+  (:data:`.fields.ABSENT`) would change the meaning of: one that could then
+  never match, or whose exclusions (``not ...``, exceptions) test such a
+  field and so would never exclude. The rule stays in the result, marked
+  (``Rule.unavailable``), and the engine does not run it; the rest loads.
+  A comparison on such a field elsewhere (one alternative of an ``or``)
+  only narrows the rule, as Falco's own absent values do, and is kept.
 
 Rules of other sources are passed through unresolved. As Falco's, this
 stage runs only when reading and collecting found no error, and once it
@@ -25,13 +32,14 @@ of when it finds none.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Final
 
-from . import ast
-from .fields import FIELDS, check_field, split_field
+from . import STOCK_PREFIX, ast, stock_rules_path
+from .fields import ABSENT, FIELDS, check_field, split_field
 from .grammar import (
     TRANSFORMERS,
     ConditionSyntaxError,
@@ -115,6 +123,9 @@ class _Resolver:
         self._macro_trees: dict[str, ast.Condition | None] = {}
         self._failed_macros: set[str] = set()
         self._broken = False  # the condition being resolved has an error
+        # the rule being resolved: its comparisons on absent fields, by id of
+        # the resolved node, with the field and where it is written
+        self._absent_at: dict[int, tuple[str, Context]] = {}
 
     def warn(self, code: str, message: str, ctx: Context) -> None:
         self.problems.warn(code, message, ctx)
@@ -186,6 +197,7 @@ class _Resolver:
             self.warn(WarningCode.LOAD_UNKNOWN_FILTER, unknown[0].message, unknown[0].context)
             return None
         self._broken = False
+        self._absent_at = {}
         origin = _Origin(info.cond, info.cond_ctx)
         tree = self._parse(origin)
         clauses = self._exception_clauses(info)
@@ -212,7 +224,29 @@ class _Resolver:
             self.warn(WarningCode.LOAD_NO_EVTTYPE,
                       "Rule matches too many evt.type values. This has a significant "
                       "performance penalty.", info.ctx)
-        return replace(base, condition=cond, output=output)
+        return replace(base, condition=cond, output=output,
+                       unavailable=self._refusal(info, cond))
+
+    def _refusal(self, info: RuleItem, cond: ast.Condition) -> tuple[str, ...]:
+        """The absent fields that change what the rule means (none: it runs
+        as written), after warning of them, at the first one's position."""
+        if not self._absent_at:
+            return ()
+        decided = _decided(cond, self._absent_at)
+        if decided is False:
+            hits = [self._absent_at[i] for i in _absent_ids(cond, self._absent_at, False)]
+            why = "it could never match"
+        else:
+            hits = [self._absent_at[i] for i in _absent_ids(cond, self._absent_at, True)]
+            why = "what it excludes by it would never be excluded"
+        if decided is None and not hits:
+            return ()
+        fields = tuple(dict.fromkeys(f for f, _ in hits))
+        reasons = "; ".join(f"{f}: {ABSENT[f]}" for f in fields)
+        self.warn(WarningCode.LOAD_UNKNOWN_FILTER,
+                  f"rule '{info.name}' refused: it needs {', '.join(fields)}, which bpfguard "
+                  f"cannot provide, and without it {why} ({reasons})", hits[0][1])
+        return fields
 
     def _exception_clauses(self, info: RuleItem
                            ) -> list[tuple[ast.Condition, _Origin]] | None:
@@ -258,7 +292,8 @@ class _Resolver:
         macro = self.macros.get(node.name)
         if macro is None or (visibility is not None and macro.index >= visibility):
             self._fault(ErrorCode.LOAD_ERR_VALIDATE,
-                        origin.say(f"Undefined macro '{node.name}' used in filter."),
+                        origin.say(f"Undefined macro '{node.name}' used in filter."
+                                   + _stable_hint(node.name)),
                         origin.at(node.pos))
             return node
         if node.name in path:
@@ -297,6 +332,9 @@ class _Resolver:
         if unknown is not None:
             self._check_fields(resolved, origin, unknown)
             self._value_warnings(resolved, origin)
+            for ref in _compare_refs(resolved):
+                if ref.name in ABSENT:
+                    self._absent_at.setdefault(id(resolved), (ref.name, origin.at(ref.pos)))
         return resolved
 
     def _resolve_word(self, op: str, word: ast.Word, origin: _Origin
@@ -467,6 +505,25 @@ class _Resolver:
 
 # -- helpers for the resolving stage -----------------------------------------
 
+@functools.cache
+def _stable_macros() -> frozenset[str]:
+    """The macros Falco's stable ruleset defines (the shipped copy, whose
+    items each start a line with ``- macro: NAME``)."""
+    text = stock_rules_path().read_text()
+    return frozenset(re.findall(r"^- macro:\s*(\S+)\s*$", text, re.MULTILINE))
+
+
+def _stable_hint(name: str) -> str:
+    """What to do about an undefined macro that Falco's stable ruleset
+    defines: rules written for Falco (its incubating and sandbox rules
+    until they carried copies, and most local rules) expect that file to be
+    loaded first, as Falco's packages do."""
+    if name not in _stable_macros():
+        return ""
+    return (f" Falco's stable rules define it: load {STOCK_PREFIX}stable (falco_rules.yaml) "
+            "before this file.")
+
+
 def _exception_text(ex: ExceptionItem) -> str:
     """The condition Falco builds for one exception (rule_loader_compiler.cpp:
     build_rule_exception_infos): values are written in as text, quoted only
@@ -504,6 +561,43 @@ def _field_refs(operand: ast.Operand) -> Iterator[ast.FieldRef]:
     while isinstance(operand, ast.Transform):
         operand = operand.operand
     yield operand
+
+
+def _compare_refs(node: ast.Compare) -> Iterator[ast.FieldRef]:
+    """The fields a comparison reads: its left side, and a ``val()`` right."""
+    yield from _field_refs(node.left)
+    if isinstance(node.right, ast.Value):
+        yield from _field_refs(node.right.operand)
+
+
+def _decided(node: ast.Condition, absent: dict[int, tuple[str, Context]]) -> bool | None:
+    """What `node` is whatever the event, when comparisons on absent fields
+    (the ids in `absent`) are false, as they always are; None when it still
+    depends on the event."""
+    if isinstance(node, ast.Not):
+        inner = _decided(node.item, absent)
+        return None if inner is None else not inner
+    if isinstance(node, ast.And | ast.Or):
+        stop = isinstance(node, ast.Or)  # the value that decides: true for or
+        values = [_decided(item, absent) for item in node.items]
+        if stop in values:
+            return stop
+        return None if None in values else not stop
+    return False if id(node) in absent else None
+
+
+def _absent_ids(node: ast.Condition, absent: dict[int, tuple[str, Context]],
+                negated: bool, under_not: bool = False) -> Iterator[int]:
+    """The ids of comparisons on absent fields in `node`: under a ``not``
+    (`negated`: an exclusion, which such a comparison can never make), or
+    not (all of them)."""
+    if isinstance(node, ast.Not):
+        yield from _absent_ids(node.item, absent, negated, not under_not)
+    elif isinstance(node, ast.And | ast.Or):
+        for item in node.items:
+            yield from _absent_ids(item, absent, negated, under_not)
+    elif id(node) in absent and (under_not or not negated):
+        yield id(node)
 
 
 _REGEX_SPECIAL: Final = set(".+*?^$()[]{}|\\")

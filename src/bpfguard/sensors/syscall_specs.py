@@ -108,6 +108,7 @@ SPECS: dict[str, SyscallSpec] = {s.name: s for s in [
     _s("setfsuid", ("fsuid", U32)),
     _s("setfsgid", ("fsgid", U32)),
     _s("memfd_create", ("name", STR), ("flags", UINT), ret=RET_FD),
+    _s("userfaultfd", ("flags", UINT), ret=RET_FD),
     _s("init_module", ("module_image", PTR), ("len", UINT), ("param_values", STR)),
     _s("finit_module", ("fd", FD), ("param_values", STR), ("flags", UINT)),
     _s("bpf", ("cmd", INT), ("attr", PTR), ("size", UINT)),

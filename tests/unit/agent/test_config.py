@@ -233,3 +233,19 @@ def test_config_check_says_what_a_start_would_refuse(tmp_path: Path) -> None:
     assert f"policies.pin_dir {tmp_path}/pins: is on a" in r.output
     assert "pins live on a BPF filesystem" in r.output
     assert "the rules have 72 distinct shapes" in r.output
+
+
+def test_rules_files_name_the_stock_rulesets_as_the_agent_loads_them() -> None:
+    from bpfguard.agent.detect import build_engine
+
+    cfg = parse_config("rules:\n  files: [stock:stable, stock:incubating, stock:sandbox]\n",
+                       "agent.yaml")
+    names = {c.name for c in build_engine(cfg).compiled}
+    assert {"Read sensitive file untrusted", "Schedule Cron Jobs", "Write below etc"} <= names
+    cfg = parse_config("rules:\n  files: [stock:stable, stock:experimental]\n", "agent.yaml")
+    with pytest.raises(ConfigError, match="^rules.files: stock:experimental: no such stock "
+                                          "ruleset; known: stock:stable, stock:incubating, "
+                                          "stock:sandbox$"):
+        build_engine(cfg)
+    # the reference says how
+    assert "stock:incubating" in render_reference()

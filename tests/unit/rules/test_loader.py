@@ -87,9 +87,16 @@ def stock() -> LoadResult:
 def test_stock_ruleset_loads_clean(stock: LoadResult) -> None:
     # Falco itself loads this file without a warning: every macro and list
     # is used, every rule restricts evt.type, no value looks like a field.
+    # bpfguard's one warning: the rule that needs a host name it cannot know.
     assert stock.ok, stock.render()
     assert stock.errors == ()
-    assert stock.warnings == ()
+    [refusal] = stock.warnings
+    assert refusal.code == "LOAD_UNKNOWN_FILTER"
+    assert refusal.message.startswith("rule 'Contact K8S API Server From Container' refused: "
+                                      "it needs fd.sip.name, which bpfguard cannot provide")
+    assert (refusal.context.line, refusal.context.column) == (822, 15)
+    assert [r.name for r in stock.rules if r.unavailable] == \
+        ["Contact K8S API Server From Container"]
     assert len(stock.rules) == 25
     assert stock.required_engine_version == "0.57.0"
     assert stock.required_plugin_versions == ((PluginVersion("container", "0.4.0"),),)
@@ -138,6 +145,149 @@ def test_the_engine_version_gates_the_stock_ruleset() -> None:
     assert problem.message == "Rules require engine version 0.57.0, but engine version is 0.56.0"
     assert problem.context.line == 28
     assert ENGINE_VERSION == "0.57.0"
+
+
+# -- the stock rulesets by name -------------------------------------------------
+
+def test_stock_rulesets_are_named_and_shipped_as_source_says() -> None:
+    from bpfguard.rules import STOCK_RULESETS, rule_files, stock_rules_path
+
+    source = (STOCK.parent / "SOURCE").read_text().splitlines()
+    assert [line.split()[1] for line in source] == \
+        [f"rules/{f}" for f in STOCK_RULESETS.values()]
+    assert stock_rules_path() == STOCK == stock_rules_path("stable")
+    for name, file in STOCK_RULESETS.items():
+        assert stock_rules_path(name).is_file() and stock_rules_path(name).name == file
+    # stock names and paths mix, in the order given; no path is stable alone
+    assert rule_files(["stock:sandbox", str(STOCK)]) == \
+        [str(stock_rules_path("sandbox")), str(STOCK)]
+    assert rule_files([]) == [str(STOCK)]
+
+
+def test_an_unknown_stock_name_lists_the_known_ones() -> None:
+    from bpfguard.rules import rule_files
+
+    with pytest.raises(ConfigError) as err:
+        rule_files(["stock:stable", "stock:incubation"], what="rules.files: ")
+    assert str(err.value) == ("rules.files: stock:incubation: no such stock ruleset; known: "
+                              "stock:stable, stock:incubating, stock:sandbox")
+    with pytest.raises(ConfigError, match="^-r stock:: no such stock ruleset"):
+        rule_files(["stock:"], what="-r ")
+
+
+def test_a_macro_of_the_stable_rules_used_without_them_says_to_load_them() -> None:
+    result = load(rule("", condition="spawned_process and proc.name = bash"))
+    assert the_error(result).message == (
+        "Undefined macro 'spawned_process' used in filter. Falco's stable rules define "
+        "it: load stock:stable (falco_rules.yaml) before this file.")
+    # with them first it loads; a macro stable lacks gets no such advice
+    assert load_rules([STOCK, ("mine.yaml", rule("", condition="spawned_process"))]).ok
+    assert the_error(load(rule("", condition="spawned_proces"))).message == \
+        "Undefined macro 'spawned_proces' used in filter."
+
+
+
+def test_the_three_stock_rulesets_load_together_and_each_alone() -> None:
+    from bpfguard.rules import stock_rules_path
+
+    paths = [stock_rules_path(n) for n in ("stable", "incubating", "sandbox")]
+    every = load_rules(paths)
+    assert every.ok and len(every.rules) == 25 + 31 + 37, every.render()
+    assert all(p.code == "LOAD_UNKNOWN_FILTER" for p in every.warnings), every.render()
+    refused = {r.name: r.unavailable for r in every.rules if r.unavailable}
+    assert refused == {
+        "Contact K8S API Server From Container": ("fd.sip.name",),
+        "Launch Privileged Container": ("proc.vpid",),
+        "Launch Excessively Capable Container": ("proc.vpid",),
+        "Unexpected inbound connection source": ("fd.cip.name",),
+        "Launch Sensitive Mount Container": ("proc.vpid",),
+        "Launch Disallowed Container": ("proc.vpid",),
+        "Detect outbound connections to common miner pool ports": ("fd.sip.name",),
+        "Container Run as Root User": ("proc.vpid",),
+        "Java Process Class File Download": ("evt.buffer",),
+    }
+    assert len(every.warnings) == len(refused)
+    # at this commit incubating and sandbox carry copies of what they use
+    for path in paths[1:]:
+        alone = load_rules([path])
+        assert alone.ok and not alone.errors, alone.render()
+
+
+# -- fields bpfguard cannot provide --------------------------------------------
+
+def refusals(result: LoadResult) -> dict[str, tuple[str, ...]]:
+    assert result.ok, result.render()
+    return {r.name: r.unavailable for r in result.rules if r.unavailable}
+
+
+@pytest.mark.parametrize(("condition", "refused"), [
+    # never matches: a conjunct, every alternative, or all of a list
+    ("evt.type = read and evt.buffer bcontains cafebabe", ("evt.buffer",)),
+    ("evt.type = connect and (fd.sip.name = a or fd.rip.name = b)",
+     ("fd.sip.name", "fd.rip.name")),
+    ("evt.type = connect and fd.sip.name != a", ("fd.sip.name",)),   # != is false too
+    # an exclusion that could never exclude
+    ("evt.type = accept and not fd.cip.name in (google.com)", ("fd.cip.name",)),
+    ("evt.type = accept and not (fd.cip = 1.2.3.4 or fd.cip.name = x)", ("fd.cip.name",)),
+    # one alternative among others only narrows the rule: kept, as Falco's absent values
+    ("evt.type = sendto and (fd.connected = true or fd.name_changed = true)", ()),
+    ("evt.type = connect and not not fd.sip.name = a or evt.type = accept", ()),
+    ("evt.type = execve and proc.aexe[2] endswith java", ()),   # provided
+])
+def test_a_rule_that_needs_an_absent_field_is_refused(condition: str,
+                                                      refused: tuple[str, ...]) -> None:
+    result = load(rule("", condition=condition) + rule("", name="Other"))
+    assert refusals(result) == ({"R": refused} if refused else {})
+    assert [r.name for r in result.rules] == ["R", "Other"]   # the rest loads
+    if refused:
+        [warning] = result.warnings
+        assert warning.code == "LOAD_UNKNOWN_FILTER"
+        assert warning.message.startswith(
+            f"rule 'R' refused: it needs {', '.join(refused)}, which bpfguard cannot provide")
+        assert warning.context.file == "file1.yaml" and warning.context.line == 4
+        assert condition[warning.context.column - len("  condition: ") - 1:].startswith(
+            refused[0])
+    else:
+        assert result.warnings == ()
+
+
+def test_a_refusal_in_an_exception_or_a_macro_points_at_the_field() -> None:
+    text = """
+- macro: from_pool
+  condition: fd.sip.name in (pool.example)
+- rule: Pool
+  desc: d
+  condition: evt.type = connect and from_pool
+  output: "%proc.name"
+  priority: WARNING
+- rule: Allowed
+  desc: d
+  condition: evt.type = accept
+  output: "%proc.name"
+  priority: WARNING
+  exceptions:
+    - name: by_name
+      fields: fd.cip.name
+      values: [a.example]
+"""
+    result = load(text)
+    assert refusals(result) == {"Pool": ("fd.sip.name",), "Allowed": ("fd.cip.name",)}
+    pool, allowed = result.warnings
+    assert (pool.context.line, pool.context.column) == (3, 14)
+    assert pool.context.parent is not None and pool.context.parent.kind == "macro condition"
+    assert "would never be excluded" in allowed.message
+    assert [c.kind for c in allowed.context.chain()][:3] == ["rules content", "rule",
+                                                              "exception"]
+
+
+def test_the_engine_never_runs_a_refused_rule() -> None:
+    from bpfguard.rules.engine import Engine
+
+    result = load(rule("", condition="evt.type = read and evt.buffer contains x")
+                  + rule("", name="Other"))
+    engine = Engine(result.rules, disable_rules=["R"])   # a refused rule can still be named
+    assert [c.name for c in Engine(result.rules).compiled] == ["Other"]
+    assert [c.name for c in engine.compiled] == ["Other"]
 
 
 # -- items and keys -----------------------------------------------------------
