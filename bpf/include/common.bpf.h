@@ -195,7 +195,6 @@ __noinline int bg_comm_of_exe(struct bg_comm *out, struct bg_comm *live)
 
 	if (!out || !live)
 		return 0;
-	__builtin_memcpy(out, live, sizeof(*out));
 	name = BPF_CORE_READ(task, mm, exe_file, f_path.dentry, d_name.name);
 	if (!name || bpf_probe_read_kernel_str(out->c, BG_COMM_LEN, name) <= 0) {
 		__builtin_memcpy(out, live, sizeof(*out));
@@ -220,10 +219,19 @@ static __always_inline void bg_exec_comm(struct task_struct *task, struct bg_com
 {
 	struct bg_comm *n = bpf_task_storage_get(&exec_names, task->group_leader, 0, 0);
 
-	if (n)
+	if (n) {
 		__builtin_memcpy(out, n, sizeof(*out));
-	else
-		bg_comm_of_exe(out, live);
+		return;
+	}
+	bg_comm_of_exe(out, live);
+	/* kept: later events pay no walk, and a later rename to another
+	 * beginning of the executable's name does not change it */
+	if (task != bpf_get_current_task_btf())
+		return;
+	n = bpf_task_storage_get(&exec_names, task->group_leader, 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (n)
+		__builtin_memcpy(n, out, sizeof(*n));
 }
 
 static __always_inline void bg_fill_header(struct bg_event_header *h, struct task_struct *task,

@@ -9,12 +9,16 @@
  *    stashed by request address, with the rules pushdown's entry tests (task
  *    and argument filters) deciding first whether any rule wants it;
  *  - complete (io_uring_complete), where the result is posted, in a thread
- *    of the same process (the submitter, an io-wq worker or the SQPOLL
- *    thread, which share its files): the stash is taken back and the event
+ *    that shares the submitter's files (itself, an io-wq worker, the SQPOLL
+ *    thread; a kworker while it exits): the stash is taken back and the event
  *    completed as a syscall exit is, from kernel objects: the returned fd's
  *    file from the fd table, an fd argument's from the request's own file
  *    (a registered file's too), a relative path's base from the dirfd.
  *
+ * The event names the submitter (its header is filled at submit), and fds
+ * are looked up only in the submitter's table. Not seen: a completion that
+ * overflows the CQ ring (traced without its request; its stash stays until
+ * the request's memory is reused, whose submit deletes it).
  * A request that posts no completion when it succeeds (IOSQE_CQE_SKIP_SUCCESS)
  * is reported at submission instead, its result unknown (0, flag
  * BG_EV_NO_COMPLETION), its fd arguments and relative paths resolved then.
@@ -60,6 +64,7 @@ struct {
 static __always_inline __u32 bg_iou_name(struct bg_stash *st, __u32 pos, struct filename *fn,
 					 int i)
 {
+	__u64 max;
 	long n;
 
 	if (i >= BG_ARGC) /* a constant: folds away */
@@ -69,8 +74,9 @@ static __always_inline __u32 bg_iou_name(struct bg_stash *st, __u32 pos, struct 
 		st->flags |= BG_EV_TRUNCATED;
 		return pos;
 	}
-	n = bpf_probe_read_kernel_str(st->data + (pos & BG_STASH_MASK), targ_str_max & BG_STR_MAX,
-				      BPF_CORE_READ(fn, name));
+	max = targ_str_max;
+	bg_clamp(max, BG_STR_MAX);
+	n = bpf_probe_read_kernel_str(st->data + (pos & BG_STASH_MASK), max, BPF_CORE_READ(fn, name));
 	if (n < 0)
 		n = 0;
 	st->arg_data[i].off = pos;
@@ -79,8 +85,10 @@ static __always_inline __u32 bg_iou_name(struct bg_stash *st, __u32 pos, struct 
 }
 
 /* The syscall arguments of request `req` with opcode op, as the syscall it is
- * reported as takes them (syscall_specs.py); strings into the stash. */
-static __always_inline void bg_iou_args(struct bg_stash *st, struct io_kiocb *req, __u8 op)
+ * reported as takes them (syscall_specs.py); strings into the stash. False
+ * for an opcode this does not know how to read (then not reported, whatever
+ * user space mapped it to). */
+static __always_inline bool bg_iou_args(struct bg_stash *st, struct io_kiocb *req, __u8 op)
 {
 	void *cmd = BG_IOU_CMD(req);
 	__u32 pos = 0;
@@ -165,15 +173,34 @@ static __always_inline void bg_iou_args(struct bg_stash *st, struct io_kiocb *re
 			st->flags |= BG_EV_FIXED_RESULT;
 		break;
 	}
-	default: { /* the reads and writes: fd, buffer, length */
+	case IORING_OP_SOCKET: {
+		struct io_socket *so = cmd;
+
+		st->args[0] = BPF_CORE_READ(so, domain);
+		st->args[1] = BPF_CORE_READ(so, type);
+		st->args[2] = BPF_CORE_READ(so, protocol);
+		if (BPF_CORE_READ(so, file_slot))
+			st->flags |= BG_EV_FIXED_RESULT;
+		break;
+	}
+	case IORING_OP_READ:
+	case IORING_OP_READ_FIXED:
+	case IORING_OP_READV:
+	case IORING_OP_WRITE:
+	case IORING_OP_WRITE_FIXED:
+	case IORING_OP_WRITEV: { /* fd, buffer (or iovec array), length (or count) */
 		struct io_rw *rw = cmd;
 
 		st->args[0] = fd;
 		st->args[1] = BPF_CORE_READ(rw, addr);
 		st->args[2] = BPF_CORE_READ(rw, len);
+		break;
 	}
+	default:
+		return false;
 	}
 	st->data_len = pos;
+	return true;
 }
 
 /* The pushdown's entry tests on a request's arguments (bg_push_keep's, with
@@ -214,6 +241,9 @@ static __noinline int bg_iou_submit(struct io_kiocb *req)
 	idx = bg_iou_index(req, &op);
 	if (idx >= BG_NR_MAX || !(interest[BG_WORD(idx)] & BG_BIT(idx)))
 		return 0;
+	/* a request this address held before may have left a stash (one whose
+	 * completion was not traced: a CQ overflow): this one must not meet it */
+	bpf_map_delete_elem(&iou_stash, &key);
 	if (!bg_in_scope(task, task->tgid))
 		return 0;
 	route = bpf_map_lookup_elem(&routes, &idx);
@@ -227,7 +257,6 @@ static __noinline int bg_iou_submit(struct io_kiocb *req)
 	__builtin_memset(st, 0, offsetof(struct bg_stash, data));
 	st->nr = idx;
 	st->gen = spec->gen;
-	st->active = 1;
 	st->flags = BG_EV_IO_URING;
 	/* the low half of the word (io_req_flags_t is 64 bits since 6.9) */
 	bpf_probe_read_kernel(&rflags, sizeof(rflags), __builtin_preserve_access_index(&req->flags));
@@ -238,7 +267,13 @@ static __noinline int bg_iou_submit(struct io_kiocb *req)
 		st->flags |= BG_EV_FIXED_FILE;
 	st->enter_ns = bpf_ktime_get_boot_ns();
 	st->user_data = BPF_CORE_READ(req, cqe.user_data);
-	bg_iou_args(st, req, op);
+	st->files = (__u64)BPF_CORE_READ(task, files);
+	/* the submitter: a completion may run in another thread of it, or in a
+	 * kworker while it exits. ring_full stays 0: the arguments are read
+	 * here whatever the ring, and the completion tests the ring itself. */
+	bg_fill_header(&st->hdr, task, BG_EVENT_SYSCALL);
+	if (!bg_iou_args(st, req, op))
+		return 0;
 	if (spec->filtered && !(st->flags & BG_EV_FIXED_FILE)) { /* see bg_exit_stash */
 		__u32 k = BG_SYSCALL_SELECTORS + idx;
 		struct bg_pol_selector *sel = bpf_map_lookup_elem(&pol_selectors, &k);
@@ -248,7 +283,6 @@ static __noinline int bg_iou_submit(struct io_kiocb *req)
 			return 0;
 		}
 	}
-	st->ring_full = bg_ring_full();
 	if (st->flags & BG_EV_NO_COMPLETION)
 		return bg_exit_stash(task, st, spec, 0, BG_SCRATCH_IOU_PUSH, NULL);
 	if (bpf_map_update_elem(&iou_stash, &key, st, BPF_ANY))

@@ -119,7 +119,12 @@ struct bg_stash {
 	__u32 data_len;
 	__u32 ring_full; /* no room at entry: the exit counts a drop and builds nothing */
 	__u32 gen;       /* the spec's enablement at entry (bg_syscall_spec.gen) */
-	__u64 user_data; /* an io_uring request's: its completion carries the same */
+	/* an io_uring request's: its user_data (its completion carries the
+	 * same), its submitter's fd table, and its submitter as the event names
+	 * it (a completion may run in another thread, or a kworker) */
+	__u64 user_data;
+	__u64 files;
+	struct bg_event_header hdr;
 	struct bg_blob arg_data[BG_ARGC];
 	__u8 data[BG_STASH_DATA];
 };
@@ -349,6 +354,7 @@ static __always_inline bool bg_push_keep_ret(struct bg_stash *st, struct bg_sysc
 	if (!scr)
 		return true;
 	a = (void *)scr->buf;
+	a->work.role = role;
 	bg_push_args(a, spec, st->args, st->flags & BG_EV_COMPAT);
 	a->ev.ret = ret;
 	return bg_pol_match_args(a, s, BG_PHASE_RETURN);
@@ -469,6 +475,7 @@ struct bg_exit_ctx {
 	struct file *last_file;	  /* the file the last fd named, and where it went: */
 	struct bg_file *last_out; /* dup2(fd, fd2)'s fd and its result name one file */
 	struct file *fd_file;	  /* an io_uring request's file: what its fd argument names */
+	bool fdtable;		  /* the task's fd table and cwd are the caller's */
 };
 
 /* Resolves `fd`, or copies the last resolution when it names the same file:
@@ -504,7 +511,7 @@ static long bg_exit_arg(__u32 i, void *ctx)
 		 * unknown before the request has it */
 		if (c->fd_file)
 			bg_resolve_file(c->task, c->fd_file, c->p, out);
-		else if (!(st->flags & BG_EV_FIXED_FILE))
+		else if (!(st->flags & BG_EV_FIXED_FILE) && c->fdtable)
 			bg_exit_fd(c, (int)st->args[k], out);
 		return 0;
 	}
@@ -515,7 +522,7 @@ static long bg_exit_arg(__u32 i, void *ctx)
 		bg_put_str(c->p, (void *)st->args[k], targ_str_max, &c->e->arg_data[k], true);
 		c->e->late_args |= 1 << k;
 	}
-	if (kind == BG_ARG_STR || !bg_relative(c->e, k))
+	if (kind == BG_ARG_STR || !bg_relative(c->e, k) || !c->fdtable)
 		return 0;
 	if (kind == BG_ARG_PATH)
 		return bg_resolve_cwd(c->task, c->p, out), 0;
@@ -537,6 +544,10 @@ static __always_inline int bg_exit_stash(struct task_struct *task, struct bg_sta
 	struct bg_scratch *s;
 	struct bg_payload p = {};
 	struct bg_exit_ctx c;
+	bool iou = st->flags & BG_EV_IO_URING;
+	/* an io_uring completion a kworker runs (its task exiting) has none of
+	 * the submitter's fds: nothing is looked up in its table */
+	bool fdtable = !iou || (__u64)BPF_CORE_READ(task, files) == st->files;
 	__u64 len;
 
 	/* the selector engine finds an fd argument's file in the fd table: a
@@ -556,7 +567,8 @@ static __always_inline int bg_exit_stash(struct task_struct *task, struct bg_sta
 	}
 	/* a registered file slot's number is no fd: the path tests take it as
 	 * unresolved (kept), as a failed open */
-	if (sel && !bg_push_paths_keep(st, sel, (st->flags & BG_EV_FIXED_RESULT) ? -1 : ret, role)) {
+	if (sel && !bg_push_paths_keep(st, sel,
+				       (st->flags & BG_EV_FIXED_RESULT) || !fdtable ? -1 : ret, role)) {
 		bg_count_pushed(BG_PUSHED_BY_PATH);
 		return 0;
 	}
@@ -569,7 +581,12 @@ static __always_inline int bg_exit_stash(struct task_struct *task, struct bg_sta
 		return 0;
 	e = (void *)s->buf;
 	__builtin_memset(e, 0, sizeof(*e));
-	bg_fill_header(&e->hdr, task, BG_EVENT_SYSCALL);
+	if (iou) {
+		__builtin_memcpy(&e->hdr, &st->hdr, sizeof(e->hdr));
+		e->hdr.ktime_ns = bpf_ktime_get_boot_ns();
+	} else {
+		bg_fill_header(&e->hdr, task, BG_EVENT_SYSCALL);
+	}
 	e->hdr.flags = st->flags;
 	e->enter_ns = st->enter_ns;
 	e->ret = ret;
@@ -593,10 +610,11 @@ static __always_inline int bg_exit_stash(struct task_struct *task, struct bg_sta
 	c.last_file = NULL;
 	c.last_out = NULL;
 	c.fd_file = fd_file;
+	c.fdtable = fdtable;
 	/* the result first, right after the entry strings: what the syscall
 	 * acted on gets the room before the arguments' bases, and its offset is
 	 * one the path tests of the pushdown can predict (bg_push_path_keep) */
-	if (ret >= 0 && !(st->flags & BG_EV_FIXED_RESULT)) {
+	if (ret >= 0 && !(st->flags & BG_EV_FIXED_RESULT) && fdtable) {
 		if (spec->ret == BG_RET_FD)
 			bg_exit_fd(&c, ret, &e->ret_file);
 		else if (spec->ret == BG_RET_EXEC)

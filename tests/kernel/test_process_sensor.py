@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from bpfguard.sensors import SensorSet
 
 from .helpers import trace
 
@@ -77,6 +81,36 @@ def test_prctl_rename_keeps_true_exe() -> None:
     assert ev["thread_comm"] == "innocent"  # what the process claims
     assert ev["comm"] == os.path.basename(sys.executable)[:15]  # the name it ran as
     assert ev["process"]["exe"] == os.path.realpath(sys.executable)  # kernel truth
+
+
+def test_a_renamed_process_running_before_the_sensor_is_named_by_its_executable(
+        tmp_path: Path) -> None:
+    """The sensor never saw its exec: its comm is not believed unless it
+    begins its executable's name, and the name found is kept."""
+    go = tmp_path / "go"
+    code = ("import ctypes, os, time\n"
+            "ctypes.CDLL(None).prctl(15, b'sshd', 0, 0, 0)\n"
+            f"while not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+            "open('/etc/hostname').close()\n"
+            "ctypes.CDLL(None).prctl(15, b'py', 0, 0, 0)\n"
+            "open('/etc/hostname').close()\n")
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", code])
+    comm = Path(f"/proc/{proc.pid}/comm")
+    deadline = time.monotonic() + 10
+    while comm.read_text().strip() != "sshd" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    opens = []
+    with SensorSet(syscalls=["openat"]) as sensors:
+        sensors.scope.add_pid(proc.pid)
+        sensors.start()
+        go.write_text("x")
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while len(opens) < 2 and time.monotonic() < deadline:
+            opens += [e for e in sensors.read(100) if getattr(e, "syscall", None) == "openat"
+                      and e.args["pathname"]["user"] == "/etc/hostname"]
+    exe = os.path.basename(os.path.realpath(sys.executable))[:15]
+    assert [(e.comm, e.thread_comm) for e in opens] == [(exe, "sshd"), (exe, "py")]
 
 
 def test_exec_from_memfd() -> None:

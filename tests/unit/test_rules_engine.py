@@ -475,9 +475,10 @@ def test_pushdown_open_type_is_the_o_directory_flag() -> None:
 
 
 def test_pushdown_leaves_what_the_syscall_itself_changes() -> None:
-    # the kernel checks comm and euid at entry; these syscalls change them before the exit
-    assert _need("evt.type = prctl and proc.name = renamed", "prctl").comms is None
+    # the kernel checks euid at entry; these syscalls change it before the exit
     assert _need("evt.type = setresuid and user.uid = 0", "setresuid").euids is None
+    # prctl(PR_SET_NAME) changes the thread's name, never proc.name: pushed
+    assert _need("evt.type = prctl and proc.name = renamed", "prctl").comms == {"renamed"}
     assert _need("evt.type = openat and evt.failed = true", "openat").results == {"failure"}
 
 

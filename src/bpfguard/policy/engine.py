@@ -43,6 +43,7 @@ from ..errors import BpfguardError, ConfigError, KernelError
 from ..loader import BpfObject, Link
 from ..loader.object import BPF_EXIST
 from ..probe import Features
+from ..proctable import exec_name
 from ..rules.model import Problem
 from ..sensors.events import boot_to_wall_ns
 from ..sensors.selectors import SelectorSets, encode_selector
@@ -1107,10 +1108,15 @@ class PolicyEngine(Sensor):
 
 
 def _identity(pid: int, comm: Any, uid: Any) -> tuple[Any, Any]:
-    """The name and effective uid of process `pid` from /proc; `comm` and
-    `uid` when it is gone."""
+    """The name (as the sensor names a process it did not see exec) and
+    effective uid of process `pid` from /proc; `comm` and `uid` when it is
+    gone."""
     try:
-        name = Path(f"/proc/{pid}/comm").read_text().rstrip("\n")
+        try:
+            exe: str | None = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            exe = None
+        name = exec_name(Path(f"/proc/{pid}/comm").read_text().rstrip("\n"), exe)
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("Uid:"):
                 return name, int(line.split()[2])

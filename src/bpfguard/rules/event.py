@@ -321,7 +321,7 @@ def _file_from_dict(d: dict[str, Any]) -> FileRef:
         sock = SockInfo(**d["sock"])
     return FileRef(path=d["path"], ino=d.get("ino", 0), dev=d.get("dev", 0), fs_magic=0,
                    mode=int(d.get("mode", "0"), 8) if isinstance(d.get("mode"), str)
-                   else int(d.get("mode", 0)), nlink=d.get("nlink", 0), sock=sock)
+                   else int(d.get("mode", 0)), nlink=d.get("nlink"), sock=sock)
 
 
 def _fd_name(f: FileRef, server_local: bool) -> str:

@@ -508,7 +508,7 @@ _EXTRACT: dict[str, _E] = {
     "fd.types": _absent,
     "fd.ino": lambda e, a: e.fd.ino if e.fd else None,
     "fd.dev": lambda e, a: e.fd.dev if e.fd else None,
-    "fd.nlink": lambda e, a: (e.fd.file.nlink or None) if e.fd and e.fd.file else None,
+    "fd.nlink": lambda e, a: e.fd.file.nlink if e.fd and e.fd.file else None,
     "fd.sip": _end(0, 0), "fd.sport": _end(0, 1),
     "fd.cip": _end(1, 0), "fd.cport": _end(1, 1),
     "fd.lip": _local_end(True, 0), "fd.lport": _local_end(True, 1),

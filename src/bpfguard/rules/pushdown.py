@@ -36,7 +36,7 @@ from typing import Any
 
 from ..sensors import PathFilter, SyscallFilter
 from ..sensors.sensors import path_key_bytes, ret_values
-from ..sensors.syscall_specs import SPECS
+from ..sensors.syscall_specs import DEFAULT_SYSCALLS, SPECS
 from . import ast
 from .compiler import ALL_TYPES
 from .engine import CompiledRule, Engine
@@ -58,8 +58,8 @@ _O_DIRECTORY = os.O_DIRECTORY
 # the flags are an argument (openat2's in struct open_how, which the kernel reads)
 _FLAGS_SYSCALLS = frozenset({"open", "openat", "openat2"})
 # syscalls that change what the kernel filter checks at entry before the exit
-# event is built: their comm (prctl PR_SET_NAME) or euid (the set*uid family)
-_CHANGES_COMM = frozenset({"prctl"})
+# event is built: their euid (the set*uid family). (prctl PR_SET_NAME changes
+# only the thread's name, never proc.name: the name the process was executed as.)
 _CHANGES_EUID = frozenset({"setuid", "setreuid", "setresuid", "setfsuid"})
 _EQUAL = frozenset({"=", "==", "in", "intersects"})
 # arguments a selector reads (bg_pol_value args[] of the engine's area)
@@ -278,7 +278,7 @@ def _compare(node: ast.Compare, syscall: str) -> Need:
     if name == "evt.type" and positive:
         words = _words(node)
         return TOP if words is None or syscall in words else NEVER
-    if name == "proc.name" and positive and syscall not in _CHANGES_COMM \
+    if name == "proc.name" and positive \
             and (words := _words(node)) is not None:
         return Need(comms=frozenset(w[:15] for w in words))
     if name == "user.uid" and positive and syscall not in _CHANGES_EUID \
@@ -438,7 +438,9 @@ def plan_pushdown(engine: Engine, *, enabled: bool = True) -> Plan:
         types = _types_of(c)
         if types is None:
             plan.all_types_rules.append(c.name)
-            types = list(SPECS)
+            # what `trace` watches by default: the reads and writes only
+            # when a rule names them
+            types = list(DEFAULT_SYSCALLS)
         per: dict[str, Need] = {}
         for t in sorted(types):
             if t in PROCESS_EVENTS:

@@ -115,7 +115,7 @@ class FileRef:
     dev: int
     fs_magic: int
     mode: int
-    nlink: int = 0  # hard links to the inode, at most 65535 (0: not told)
+    nlink: int | None = None  # hard links to the inode, at most 65535 (None: not told)
     deleted: bool = False
     truncated: bool = False
     detached: bool = False

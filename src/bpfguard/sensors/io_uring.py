@@ -14,14 +14,16 @@ from .syscall_table import syscall_number
 __all__ = ["IO_URING_SYSCALLS", "opcode_syscalls", "submit_tracepoint"]
 
 # IORING_OP_<name> -> the syscall it is reported as. The reads and writes of
-# registered buffers (READ_FIXED, WRITE_FIXED) are reads and writes.
+# registered buffers (READ_FIXED, WRITE_FIXED) are reads and writes. The
+# kernel side reads each opcode's arguments itself (bg_iou_args): an opcode
+# mapped here that it does not know is not reported.
 IO_URING_SYSCALLS: dict[str, str] = {
     "OPENAT": "openat", "OPENAT2": "openat2",
     "READ": "read", "READ_FIXED": "read", "READV": "readv",
     "WRITE": "write", "WRITE_FIXED": "write", "WRITEV": "writev",
     "CONNECT": "connect", "ACCEPT": "accept4",
     "UNLINKAT": "unlinkat", "RENAMEAT": "renameat2", "MKDIRAT": "mkdirat",
-    "LINKAT": "linkat", "SYMLINKAT": "symlinkat",
+    "LINKAT": "linkat", "SYMLINKAT": "symlinkat", "SOCKET": "socket",
 }
 
 

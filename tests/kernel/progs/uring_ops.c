@@ -8,6 +8,8 @@
  *     quiet-read PATH    slot-read whose open posts no completion when it
  *                        succeeds (IOSQE_CQE_SKIP_SUCCESS, linked to a NOP
  *                        that does)
+ *     async-read PATH    read whose open runs in an io-wq worker (IOSQE_ASYNC)
+ *     socket             IORING_OP_SOCKET (AF_INET, SOCK_DGRAM)
  *     create PATH        IORING_OP_OPENAT (O_WRONLY|O_CREAT), IORING_OP_WRITE
  *     unlink PATH        IORING_OP_UNLINKAT
  *     rename OLD NEW     IORING_OP_RENAMEAT
@@ -63,8 +65,9 @@ static void setup(void)
 	cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
 }
 
-/* quiet-read: the open posts no completion, a NOP linked after it does */
-static int quiet;
+/* quiet-read: the open posts no completion, a NOP linked after it does;
+ * async-read: the open is punted to an io-wq worker thread */
+static int quiet, async_next;
 
 /* Submits the request `fill` wrote and returns its result. */
 static int run(const char *what, void (*fill)(struct io_uring_sqe *, void *), void *arg)
@@ -76,6 +79,10 @@ static int run(const char *what, void (*fill)(struct io_uring_sqe *, void *), vo
 	memset(sqe, 0, sizeof(*sqe));
 	fill(sqe, arg);
 	sq_array[idx] = idx;
+	if (async_next) {
+		sqe->flags |= IOSQE_ASYNC;
+		async_next = 0;
+	}
 	if (quiet) {
 		struct io_uring_sqe *nop = &sqes[(tail + 1) & *sq_mask];
 
@@ -179,6 +186,14 @@ static void f_symlink(struct io_uring_sqe *s, void *v)
 	s->addr2 = (unsigned long)a->b;
 }
 
+static void f_socket(struct io_uring_sqe *s, void *v)
+{
+	(void)v;
+	s->opcode = IORING_OP_SOCKET;
+	s->fd = AF_INET;
+	s->off = SOCK_DGRAM;
+}
+
 static void f_connect(struct io_uring_sqe *s, void *v)
 {
 	struct path_args *a = v;
@@ -216,10 +231,16 @@ int main(int argc, char **argv)
 
 		a.a = i < argc ? argv[i] : NULL;
 		a.b = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(op, "read")) {
+		if (!strcmp(op, "read") || !strcmp(op, "async-read")) {
 			a.flags = O_RDONLY;
+			async_next = op[0] == 'a';
 			open_then(&a, 0);
 			i += 1;
+		} else if (!strcmp(op, "socket")) {
+			int fd = run(op, f_socket, &a);
+
+			if (fd >= 0)
+				close(fd);
 		} else if (!strcmp(op, "slot-read") || !strcmp(op, "quiet-read")) {
 			int none = -1;
 
