@@ -158,7 +158,7 @@ struct bg_exec_event {
 	__u32 exe_uid; /* owner of the executable's inode */
 	__u32 exe_gid;
 	__u32 tty_dev; /* controlling terminal, MKDEV(major, minor); 0 for none */
-	__u32 pad;
+	__u32 vpid;    /* the pid in the process's own pid namespace (1: a container's init) */
 	struct bg_file exe;   /* mm->exe_file */
 	struct bg_file cwd;   /* fs->pwd */
 	struct bg_blob args;  /* argv, NUL-separated */
@@ -174,7 +174,7 @@ struct bg_fork_event {
 	struct bg_event_header hdr; /* the child */
 	__u64 start_ns;
 	__u32 ppid;
-	__u32 pad;
+	__u32 vpid; /* the child's pid in its own pid namespace */
 	__u8 data[];
 };
 

@@ -19,7 +19,9 @@ static __always_inline __u32 bg_ppid(struct task_struct *task)
 	return BPF_CORE_READ(task, real_parent, tgid);
 }
 
-static __always_inline __u32 bg_pidns_inum(struct task_struct *task)
+/* The task's pid in its own (deepest) pid namespace, and that namespace's
+ * inode. */
+static __always_inline __u32 bg_pid_in_ns(struct task_struct *task, __u32 *inum)
 {
 	struct pid *pid = BPF_CORE_READ(task, thread_pid);
 	unsigned int level = BPF_CORE_READ(pid, level);
@@ -27,7 +29,9 @@ static __always_inline __u32 bg_pidns_inum(struct task_struct *task)
 
 	/* numbers[] is a flexible array: read the element at `level` by address */
 	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
-	return BPF_CORE_READ(up.ns, ns.inum);
+	if (inum)
+		*inum = BPF_CORE_READ(up.ns, ns.inum);
+	return up.nr;
 }
 
 struct kernfs_node___pre615 {
@@ -251,7 +255,7 @@ static __always_inline int bg_process_exec(struct task_struct *task, pid_t old_p
 	e->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 	e->cgroupns = BPF_CORE_READ(task, nsproxy, cgroup_ns, ns.inum);
 	e->userns = BPF_CORE_READ(cred, user_ns, ns.inum);
-	e->pidns = bg_pidns_inum(task);
+	e->vpid = bg_pid_in_ns(task, &e->pidns);
 	e->argc = BPF_CORE_READ(bprm, argc);
 	e->sid = bg_leader_nr(task, PIDTYPE_SID);
 	e->pgid = bg_leader_nr(task, PIDTYPE_PGID);
@@ -299,6 +303,7 @@ static __always_inline int bg_process_fork(struct task_struct *parent, struct ta
 	bg_fill_header(&e->hdr, child, BG_EVENT_FORK);
 	e->start_ns = BPF_CORE_READ(child, start_boottime);
 	e->ppid = ptgid;
+	e->vpid = bg_pid_in_ns(child, NULL);
 	bg_emit(e, offsetof(struct bg_fork_event, data), 0);
 	return 0;
 }

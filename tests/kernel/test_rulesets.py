@@ -560,6 +560,17 @@ def test_container_action_raises_its_rule(
     assert _raised(step, alerts), sorted(_rules(alerts))
 
 
+def test_a_privileged_containers_first_process_is_found_by_its_vpid(
+        container_alerts: dict[str, list[dict[str, Any]]]) -> None:
+    """incubating's container_started macro: spawned_process and proc.vpid=1
+    (the container's init, as its own pid namespace numbers it)."""
+    started = [a["output_fields"] for a in container_alerts["privileged"]
+               if a["rule"] == "Launch Privileged Container"]
+    assert started and started[0]["proc.name"] == "sh", sorted(_rules(
+        container_alerts["privileged"]))
+    assert "Launch Privileged Container" not in _rules(container_alerts["container"])
+
+
 def test_every_event_generator_syscall_action_is_covered_or_explained(engine: Engine) -> None:
     """The closing list: the generator's 66 syscall actions (events/syscall
     at 09fdcda0121907680a6550bc49bcee172aa257c5, 68 files with utils.go and

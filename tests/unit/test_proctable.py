@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +153,12 @@ def test_a_forked_child_inherits_the_v1_path() -> None:
     t.apply(ev)
     child = t.apply(fork_ev(11, 10))
     assert child is not None and child.container_id == "cd" * 6
+
+
+def test_a_process_read_from_proc_has_its_pid_in_its_namespace_and_exec_name() -> None:
+    from bpfguard.proctable import read_proc
+
+    p = read_proc(os.getpid())
+    assert p is not None and p.vpid == os.getpid()  # the host's namespace: the same
+    exe = Path(os.path.realpath("/proc/self/exe")).name
+    assert p.comm and (p.comm == exe[:15] or exe.startswith(p.comm))

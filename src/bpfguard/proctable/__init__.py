@@ -58,6 +58,7 @@ class Process:
     egid: int = 0
     sid: int = 0
     pgid: int = 0
+    vpid: int | None = None  # the pid in its own pid namespace
     cap_effective: int | None = None
     cap_permitted: int | None = None
     exe_ino: int | None = None
@@ -187,7 +188,7 @@ class ProcessTable:
             cap_permitted=ev.cap_permitted, exe_uid=ev.exe_uid, exe_gid=ev.exe_gid,
             exe_ino=ev.exe.ino if ev.exe else None, exe_mode=ev.exe.mode if ev.exe else None,
             exe_fs_magic=ev.exe.fs_magic if ev.exe else None,
-            exe_upper_layer=ev.exe_upper_layer, env=ev.env,
+            exe_upper_layer=ev.exe_upper_layer, env=ev.env, vpid=ev.vpid,
             parent_exec_id=parent.exec_id if parent else None,
         )
         self._put(p)
@@ -198,7 +199,7 @@ class ProcessTable:
         p = Process(
             pid=ev.pid, ppid=ev.ppid, start_ns=ev.start_ns,
             exec_id=f"{self.boot_id}:{ev.ktime_ns}:{ev.pid}", comm=ev.comm, uid=ev.uid,
-            gid=ev.gid, parent_exec_id=parent.exec_id if parent else None,
+            gid=ev.gid, parent_exec_id=parent.exec_id if parent else None, vpid=ev.vpid,
         )
         if parent is not None:  # a forked child runs its parent's image until it execs
             for name in _INHERITED:
@@ -299,6 +300,7 @@ def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Pr
             return None
 
     uid = gid = euid = egid = 0
+    vpid: int | None = None
     caps: dict[str, int] = {}
     for line in status.splitlines():
         if line.startswith("Uid:"):
@@ -307,6 +309,8 @@ def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Pr
             gid, egid = (int(x) for x in line.split()[1:3])
         elif line.startswith(("CapEff:", "CapPrm:")):
             caps[line[:6]] = int(line.split()[1], 16)
+        elif line.startswith("NSpid:"):  # the pid in each namespace, its own last
+            vpid = int(line.split()[-1])
     try:
         cgroup, cgroup_v1 = cgroup_paths((base / "cgroup").read_text())
     except OSError:
@@ -329,6 +333,6 @@ def read_proc(pid: int, *, root: str = "/proc", boot_id: str = "00000000") -> Pr
         egid=egid, loginuid=loginuid, cgroup=cgroup, cgroup_v1=cgroup_v1,
         tty=str(tty_nr) if tty_nr else None,
         exe_from_memfd=bool(exe and exe.startswith("/memfd:")), from_proc=True,
-        sid=int(fields[3]), pgid=int(fields[2]), cap_effective=caps.get("CapEff"),
+        sid=int(fields[3]), pgid=int(fields[2]), vpid=vpid, cap_effective=caps.get("CapEff"),
         cap_permitted=caps.get("CapPrm"), **exe_stat,
     )

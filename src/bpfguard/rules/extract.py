@@ -452,7 +452,7 @@ _EXTRACT: dict[str, _E] = {
     "proc.args_truncated": _proc(lambda e, p: p.args_truncated),
     "proc.pid": lambda e, a: e.event.pid,
     "proc.ppid": _proc(lambda e, p: p.ppid),
-    "proc.vpid": _absent,
+    "proc.vpid": _proc(lambda e, p: p.vpid),
     "proc.pname": _parent(lambda p: p.comm),
     "proc.pexe": _parent(_argv0),
     "proc.aexe": _by_ancestor(_argv0),

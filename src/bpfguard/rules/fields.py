@@ -238,7 +238,6 @@ _NO_INODE_TIMES = "bpfguard reads no inode times at exec"
 ABSENT: dict[str, str] = {
     "evt.cpu": "bpfguard does not record the CPU an event ran on",
     "evt.buffer": "bpfguard captures no read/write buffers",
-    "proc.vpid": "bpfguard does not record a process's pid inside its pid namespace",
     "proc.exe_ino.ctime": _NO_INODE_TIMES,
     "proc.exe_ino.mtime": _NO_INODE_TIMES,
     "proc.exe_ino.ctime_duration_proc_start": _NO_INODE_TIMES,

@@ -202,12 +202,14 @@ class ExecEvent(Event):
     # the path in the pids controller's cgroup v1 hierarchy (None: not read):
     # on a v1-only host, where the v2 path is always the root, the container's
     cgroup_v1: str | None = None
+    vpid: int | None = None  # the pid in its own pid namespace (1: a container's init)
 
 
 @dataclass
 class ForkEvent(Event):
     ppid: int
     start_ns: int
+    vpid: int | None = None  # the child's pid in its own pid namespace
 
 
 @dataclass
@@ -496,7 +498,8 @@ class Decoder:
             return self._exec(rec)
         if kind == "FORK":
             e = self.abi.fork.from_buffer_copy(rec[: ctypes.sizeof(self.abi.fork)])
-            return self._base(ForkEvent, e.hdr, type="fork", ppid=e.ppid, start_ns=e.start_ns)
+            return self._base(ForkEvent, e.hdr, type="fork", ppid=e.ppid, start_ns=e.start_ns,
+                              vpid=e.vpid)
         if kind == "EXIT":
             e = self.abi.exit.from_buffer_copy(rec[: ctypes.sizeof(self.abi.exit)])
             st = e.exit_code
@@ -529,7 +532,7 @@ class Decoder:
             env=_strings(_blob(data, e.env)) if self.env_read else None,
             env_truncated=bool(e.exec_flags & flags["ENV_TRUNCATED"]),
             exe_upper_layer=bool(e.exec_flags & flags["EXE_UPPER"])
-            if e.exec_flags & flags["EXE_LAYER"] else None,
+            if e.exec_flags & flags["EXE_LAYER"] else None, vpid=e.vpid,
         )
 
     def _syscall(self, rec: bytes) -> SyscallEvent:
