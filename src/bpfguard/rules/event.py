@@ -286,6 +286,8 @@ def _fd_of(sc: SyscallEvent, flags: str | None) -> FdInfo | None:
         # posts no completion: no fd; the slot's number (0: not told)
         num = sc.ret if sc.fixed_result and sc.ret >= 0 else -1
         return FdInfo(num, path.get("resolved"), path.get("user"), ftype, ch)
+    if sc.fixed_result:  # an io_uring accept or socket into a file slot: no fd
+        return None
     if sc.ret_file is not None and sc.ret >= 0:  # accept, dup, socket, memfd_create
         f = sc.ret_file
         ftype, ch = _file_types(f)
