@@ -6,8 +6,11 @@
  *  - submit (io_uring_submit_req; io_uring_submit_sqe before 6.4), in the
  *    submitting thread, after the request's prep copied its path strings
  *    into the kernel (struct filename): the arguments, and those strings, are
- *    stashed by request address, with the rules pushdown's entry tests (task
- *    and argument filters) deciding first whether any rule wants it;
+ *    stashed by request address. The rules pushdown does not run here: its
+ *    selector engine would be verified again in both programs (more than
+ *    doubling the sensor's load time), for requests far rarer than syscalls;
+ *    every request of a traced syscall reaches user space, whose rules
+ *    decide;
  *  - complete (io_uring_complete), where the result is posted, in a thread
  *    that shares the submitter's files (itself, an io-wq worker, the SQPOLL
  *    thread; a kworker while it exits): the stash is taken back and the event
@@ -59,15 +62,17 @@ struct {
  * kernel overlays on the start of the request. */
 #define BG_IOU_CMD(req) ((void *)(req) + bpf_core_field_offset(struct io_kiocb, cmd))
 
-/* Copies a kernel struct filename's name into the stash, as bg_stash_str does
- * a user string; the argument keeps the user address it was read from. */
-static __always_inline __u32 bg_iou_name(struct bg_stash *st, __u32 pos, struct filename *fn,
-					 int i)
+/* Copies a kernel struct filename's name into the stash as argument i, as
+ * bg_stash_str does a user string; the argument keeps the user address it
+ * was read from. A global function (verified once, not per opcode): the
+ * filename comes as an address. */
+__noinline __u32 bg_iou_name(struct bg_stash *st, __u32 pos, __u64 fn_addr, __u32 i)
 {
+	struct filename *fn = (void *)fn_addr;
 	__u64 max;
 	long n;
 
-	if (i >= BG_ARGC) /* a constant: folds away */
+	if (!st || i >= BG_ARGC)
 		return pos;
 	st->args[i] = (__u64)BPF_CORE_READ(fn, uptr);
 	if (pos > BG_STASH_MASK) {
@@ -100,7 +105,7 @@ static __always_inline bool bg_iou_args(struct bg_stash *st, struct io_kiocb *re
 		struct io_open *o = cmd;
 
 		st->args[0] = (__u64)(__s64)BPF_CORE_READ(o, dfd);
-		pos = bg_iou_name(st, pos, BPF_CORE_READ(o, filename), 1);
+		pos = bg_iou_name(st, pos, (__u64)BPF_CORE_READ(o, filename), 1);
 		st->args[2] = BPF_CORE_READ(o, how.flags);
 		st->args[3] = op == IORING_OP_OPENAT ? BPF_CORE_READ(o, how.mode)
 						     : bpf_core_type_size(struct open_how);
@@ -112,7 +117,7 @@ static __always_inline bool bg_iou_args(struct bg_stash *st, struct io_kiocb *re
 		struct io_unlink *u = cmd;
 
 		st->args[0] = (__u64)(__s64)BPF_CORE_READ(u, dfd);
-		pos = bg_iou_name(st, pos, BPF_CORE_READ(u, filename), 1);
+		pos = bg_iou_name(st, pos, (__u64)BPF_CORE_READ(u, filename), 1);
 		st->args[2] = BPF_CORE_READ(u, flags);
 		break;
 	}
@@ -120,7 +125,7 @@ static __always_inline bool bg_iou_args(struct bg_stash *st, struct io_kiocb *re
 		struct io_mkdir *m = cmd;
 
 		st->args[0] = (__u64)(__s64)BPF_CORE_READ(m, dfd);
-		pos = bg_iou_name(st, pos, BPF_CORE_READ(m, filename), 1);
+		pos = bg_iou_name(st, pos, (__u64)BPF_CORE_READ(m, filename), 1);
 		st->args[2] = BPF_CORE_READ(m, mode);
 		break;
 	}
@@ -128,9 +133,9 @@ static __always_inline bool bg_iou_args(struct bg_stash *st, struct io_kiocb *re
 		struct io_rename *r = cmd;
 
 		st->args[0] = (__u64)(__s64)BPF_CORE_READ(r, old_dfd);
-		pos = bg_iou_name(st, pos, BPF_CORE_READ(r, oldpath), 1);
+		pos = bg_iou_name(st, pos, (__u64)BPF_CORE_READ(r, oldpath), 1);
 		st->args[2] = (__u64)(__s64)BPF_CORE_READ(r, new_dfd);
-		pos = bg_iou_name(st, pos, BPF_CORE_READ(r, newpath), 3);
+		pos = bg_iou_name(st, pos, (__u64)BPF_CORE_READ(r, newpath), 3);
 		st->args[4] = BPF_CORE_READ(r, flags);
 		break;
 	}
@@ -138,18 +143,18 @@ static __always_inline bool bg_iou_args(struct bg_stash *st, struct io_kiocb *re
 		struct io_link *l = cmd;
 
 		st->args[0] = (__u64)(__s64)BPF_CORE_READ(l, old_dfd);
-		pos = bg_iou_name(st, pos, BPF_CORE_READ(l, oldpath), 1);
+		pos = bg_iou_name(st, pos, (__u64)BPF_CORE_READ(l, oldpath), 1);
 		st->args[2] = (__u64)(__s64)BPF_CORE_READ(l, new_dfd);
-		pos = bg_iou_name(st, pos, BPF_CORE_READ(l, newpath), 3);
+		pos = bg_iou_name(st, pos, (__u64)BPF_CORE_READ(l, newpath), 3);
 		st->args[4] = BPF_CORE_READ(l, flags);
 		break;
 	}
 	case IORING_OP_SYMLINKAT: {
 		struct io_link *l = cmd;
 
-		pos = bg_iou_name(st, pos, BPF_CORE_READ(l, oldpath), 0); /* the target */
+		pos = bg_iou_name(st, pos, (__u64)BPF_CORE_READ(l, oldpath), 0); /* the target */
 		st->args[1] = (__u64)(__s64)BPF_CORE_READ(l, new_dfd);
-		pos = bg_iou_name(st, pos, BPF_CORE_READ(l, newpath), 2);
+		pos = bg_iou_name(st, pos, (__u64)BPF_CORE_READ(l, newpath), 2);
 		break;
 	}
 	case IORING_OP_CONNECT: {
@@ -201,24 +206,6 @@ static __always_inline bool bg_iou_args(struct bg_stash *st, struct io_kiocb *re
 	}
 	st->data_len = pos;
 	return true;
-}
-
-/* The pushdown's entry tests on a request's arguments (bg_push_keep's, with
- * the arguments given, not read from registers). */
-static __always_inline bool bg_iou_push_keep(struct bg_stash *st, struct bg_syscall_spec *spec,
-					     struct bg_pol_selector *s)
-{
-	struct bg_scratch *scr = bg_scratch(BG_SCRATCH_IOU_PUSH);
-	struct bg_pol_area *a;
-
-	if (!scr)
-		return true;
-	a = (void *)scr->buf;
-	a->work.role = BG_SCRATCH_IOU_PUSH;
-	if (!bg_pol_match_task(a, s))
-		return false;
-	bg_push_args(a, spec, st->args, false);
-	return bg_pol_match_args(a, s, BG_PHASE_ENTRY);
 }
 
 static __always_inline __u32 bg_iou_index(struct io_kiocb *req, __u8 *op)
@@ -274,17 +261,8 @@ static __noinline int bg_iou_submit(struct io_kiocb *req)
 	bg_fill_header(&st->hdr, task, BG_EVENT_SYSCALL);
 	if (!bg_iou_args(st, req, op))
 		return 0;
-	if (spec->filtered && !(st->flags & BG_EV_FIXED_FILE)) { /* see bg_exit_stash */
-		__u32 k = BG_SYSCALL_SELECTORS + idx;
-		struct bg_pol_selector *sel = bpf_map_lookup_elem(&pol_selectors, &k);
-
-		if (sel && !bg_iou_push_keep(st, spec, sel)) {
-			bg_count_pushed(BG_PUSHED_AT_ENTRY);
-			return 0;
-		}
-	}
 	if (st->flags & BG_EV_NO_COMPLETION)
-		return bg_exit_stash(task, st, spec, 0, BG_SCRATCH_IOU_PUSH, NULL);
+		return bg_exit_stash(task, st, spec, 0, BG_SCRATCH_IOU_PUSH, NULL, false);
 	if (bpf_map_update_elem(&iou_stash, &key, st, BPF_ANY))
 		bg_count_drop(BG_DROP_IO_URING);
 	return 0;
@@ -313,7 +291,7 @@ static __noinline int bg_iou_complete(struct io_kiocb *req)
 	    st->user_data == BPF_CORE_READ(req, cqe.user_data) &&
 	    (interest[BG_WORD(idx)] & BG_BIT(idx)))
 		bg_exit_stash(task, st, &route->spec, BPF_CORE_READ(req, cqe.res),
-			      BG_SCRATCH_IOU_COMPLETE, BPF_CORE_READ(req, file));
+			      BG_SCRATCH_IOU_COMPLETE, BPF_CORE_READ(req, file), false);
 	bpf_map_delete_elem(&iou_stash, &key);
 	return 0;
 }

@@ -533,11 +533,12 @@ static long bg_exit_arg(__u32 i, void *ctx)
 }
 
 /* Completes the event of a stashed call with its result and emits it: the
- * syscall exit's work, and an io_uring completion's (its scratch `role`, and
+ * syscall exit's work (with the rules pushdown's exit tests), and an io_uring
+ * request's (push false: none, see io_uring.bpf.h; its scratch `role`, and
  * fd_file, the request's file, which its fd argument names). */
 static __always_inline int bg_exit_stash(struct task_struct *task, struct bg_stash *st,
 					 struct bg_syscall_spec *spec, long ret, __u32 role,
-					 struct file *fd_file)
+					 struct file *fd_file, bool push)
 {
 	struct bg_pol_selector *sel = NULL;
 	struct bg_syscall_event *e;
@@ -550,9 +551,7 @@ static __always_inline int bg_exit_stash(struct task_struct *task, struct bg_sta
 	bool fdtable = !iou || (__u64)BPF_CORE_READ(task, files) == st->files;
 	__u64 len;
 
-	/* the selector engine finds an fd argument's file in the fd table: a
-	 * registered file's index is no fd there, so such a request keeps all */
-	if (spec->filtered && !(st->flags & BG_EV_FIXED_FILE)) {
+	if (push && spec->filtered) {
 		__u32 key = BG_SYSCALL_SELECTORS + st->nr;
 
 		sel = bpf_map_lookup_elem(&pol_selectors, &key);
@@ -645,7 +644,7 @@ static __noinline int bg_exit(long id, long ret)
 		return 0;
 	if (route->spec.gen != st->gen)
 		return 0; /* entered under another enablement: not this call's entry */
-	return bg_exit_stash(task, st, &route->spec, ret, BG_SCRATCH_SYSCALL, NULL);
+	return bg_exit_stash(task, st, &route->spec, ret, BG_SCRATCH_SYSCALL, NULL, true);
 }
 
 #endif /* BPFGUARD_LIB_SYSCALLS_BPF_H */
