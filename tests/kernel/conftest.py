@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,16 +12,27 @@ import pytest
 PROGS = Path(__file__).parent / "progs"
 
 
+# Compiled helpers are kept here by a hash of their source and flags: the CI's
+# guest stage (TCG, where gcc takes ~25 s for them all) sees the host stage's
+# through the shared filesystem, and reuses them.
+CACHE = Path(__file__).resolve().parents[2] / "build" / "progs"
+
+
 @pytest.fixture(scope="session")
-def progs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The C helper programs, compiled once per session."""
-    out = tmp_path_factory.mktemp("progs")
+def progs() -> dict[str, str]:
+    """The C helper programs, compiled once (cached in build/progs)."""
     built = {}
     for src in sorted(PROGS.glob("*.c")):
-        exe = out / src.stem
         extra = {"int80_open": ["-no-pie"], "only_exit": ["-nostdlib", "-static"],
                  "open_loop": ["-static"],
                  "stack_target": ["-fno-omit-frame-pointer"]}.get(src.stem, [])
-        subprocess.run(["gcc", "-O2", "-pthread", *extra, "-o", str(exe), str(src)], check=True)
+        argv = ["gcc", "-O2", "-pthread", *extra]
+        key = hashlib.sha256(src.read_bytes() + "\0".join(argv).encode()).hexdigest()[:16]
+        exe = CACHE / key / src.stem  # its own name: tests look for it by name
+        if not exe.exists():
+            exe.parent.mkdir(parents=True, exist_ok=True)
+            tmp = exe.with_name(f"{exe.name}.{os.getpid()}")
+            subprocess.run([*argv, "-o", str(tmp), str(src)], check=True)
+            tmp.replace(exe)  # whole or absent, should two sessions build at once
         built[src.stem] = str(exe)
     return built

@@ -207,6 +207,7 @@ def test_ipv6_rules_and_neighbour_discovery_under_default_deny(lab: None) -> Non
         assert not tcp_ok(A3, B, 8080)
 
 
+@pytest.mark.host_covers  # the firewall program the guest's drop tests run
 def test_audit_mode_passes_everything_but_counts_and_samples(lab: None) -> None:
     cfg = FirewallConfig(mode="audit", rules=[Rule("drop", src=parse_network(A1))])
     with firewall(cfg) as fw, fw.samples() as rb:

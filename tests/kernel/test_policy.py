@@ -310,6 +310,7 @@ def test_deleting_a_disabled_policy_leaves_the_others_sets_alone(
     assert subprocess.run([bystander, "/etc/hostname"], capture_output=True).returncode == -9
 
 
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_inmap_syscall_list_on_raw_syscalls_matches_only_listed(running: Running,
                                                                 tmp_path: Path) -> None:
     # the fixture unmodified: InMap list:dups (sys_dup, sys_dup2) on raw_syscalls/sys_enter
@@ -529,6 +530,7 @@ def test_return_copy_reads_the_buffer_the_call_filled(running: Running,
             for e in evs] == [(note.read_bytes(), 27), (b"", 0)]  # the data, then EOF
 
 
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_removing_a_policy_detaches_everything(running: Running,
                                                two_cats: tuple[str, str]) -> None:
     victim, _ = two_cats
@@ -850,6 +852,7 @@ def test_char_iovec_reads_the_buffers_of_writev_and_what_readv_filled(
     assert evs == {"writev": (b"hello iovec", None), "readv": (b"hello iovec", None)}
 
 
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_fixture_raw_syscalls_reports_every_syscall(running: Running) -> None:
     evs = _fixture_events(running, "raw_syscalls", "import os; os.getppid()")
     assert syscall_number("getppid") in {e.args[0].value for e in evs}
@@ -1899,6 +1902,7 @@ def _uprobe_policy(binary: str, action: str, symbols: str = "[bg_other, bg_guard
 
 
 @pytest.mark.needs("uprobe")
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_uprobe_posts_which_symbol_ran_with_its_arguments(running: Running,
                                                           uprobe_target: str) -> None:
     running.add(_uprobe_policy(uprobe_target, "Post"))
@@ -1910,6 +1914,7 @@ def test_uprobe_posts_which_symbol_ran_with_its_arguments(running: Running,
 
 
 @pytest.mark.needs("uprobe", "send_signal")
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_uprobe_sigkill_stops_the_user_function_before_it_runs(running: Running,
                                                                uprobe_target: str) -> None:
     running.add(_uprobe_policy(uprobe_target, "Sigkill", symbols="[bg_guarded]"))
@@ -1924,6 +1929,7 @@ def test_uprobe_sigkill_stops_the_user_function_before_it_runs(running: Running,
 
 
 @pytest.mark.needs("uprobe")
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_uprobe_return_filters_the_returned_string_and_reads_task_data(
         running: Running, uprobe_target: str) -> None:
     # a uretprobe: the returnArg is a string read at the return, filtered by
@@ -1963,6 +1969,7 @@ def test_uprobe_return_filters_the_returned_string_and_reads_task_data(
 
 
 @pytest.mark.needs("uprobe")
+@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_uprobe_on_a_missing_symbol_is_refused_and_leaves_nothing(running: Running,
                                                                   uprobe_target: str) -> None:
     with pytest.raises(PolicyError, match="no_such_function"):

@@ -140,6 +140,7 @@ def test_the_launcher_leaves_nothing_in_the_profile(tmp_path: Path,
     assert not {"execve", "exit_group"} & set(base["names"])  # recorded: in the first rule
 
 
+@pytest.mark.host_covers  # the recorder's program is the one the guest's other record tests load
 def test_compat_syscalls_are_recorded_under_their_own_architecture(
         tmp_path: Path, progs: dict[str, str]) -> None:
     bpfguard("record", "-o", "c.json", "--", progs["int80_open"], cwd=tmp_path)
@@ -204,6 +205,7 @@ def test_docker_default_loads_and_enforces(tmp_path: Path) -> None:
     assert [d["syscall"] for d in load(tmp_path / "d.json")["denials"]] == ["keyctl"]
 
 
+@pytest.mark.host_covers  # the recorder's program is the one the guest's other record tests load
 def test_record_a_running_tree_by_pid_follows_its_forks(tmp_path: Path) -> None:
     go = tmp_path / "go"
     # waits for the recorder, then forks a child that makes a directory
@@ -386,6 +388,7 @@ def test_record_by_pid_ends_when_the_tree_is_gone_even_with_a_zombie(tmp_path: P
 
 
 @pytest.mark.parametrize("verb", ["record", "run"])
+@pytest.mark.host_covers  # the recorder's program is the one the guest's other record tests load
 def test_record_and_run_leave_the_commands_signals_as_bare(tmp_path: Path, verb: str) -> None:
     """Python ignores SIGPIPE and SIGXFSZ; a command bpfguard starts must not
     inherit that: `yes | head -1` under pipefail exits 141 (yes killed by

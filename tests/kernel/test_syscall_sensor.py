@@ -166,6 +166,7 @@ def test_compat_syscall_is_named_for_its_abi(progs: dict[str, str]) -> None:
     assert t.exit_code == 0
 
 
+@pytest.mark.host_covers  # the same selector engine the guest's pushdown tests run
 def test_out_of_scope_events_are_not_delivered(tmp_path: Path) -> None:
     marker = tmp_path / "outsider-marker"
     marker.write_text("x")
@@ -319,6 +320,7 @@ def test_mount_namespace_scope() -> None:
     assert {e.comm for e in hostname_opens} == {"cat"}
 
 
+@pytest.mark.host_covers  # the same selector engine the guest's pushdown tests run
 def test_ring_buffer_loss_is_counted_and_reported(tmp_path: Path) -> None:
     n = 2000
     code = f"import os\nfor _ in range({n}): os.close(os.open('/etc/hostname', os.O_RDONLY))"
@@ -368,6 +370,7 @@ def test_pushdown_filters_drop_in_the_kernel_what_no_rule_wants(tmp_path: Path) 
     assert nobody.syscalls("openat") == []
 
 
+@pytest.mark.host_covers  # the same selector engine the guest's pushdown tests run
 def test_pushdown_open_flags_drop_directory_opens() -> None:
     from bpfguard.sensors import SyscallFilter
 
@@ -385,6 +388,7 @@ def test_pushdown_open_flags_drop_directory_opens() -> None:
         assert not any("O_DIRECTORY" in f for _, f in opened)
 
 
+@pytest.mark.host_covers  # the same selector engine the guest's pushdown tests run
 def test_openat2_flags_are_read_from_open_how(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import ctypes, os
@@ -474,6 +478,7 @@ for line in sys.stdin:
 """
 
 
+@pytest.mark.host_covers  # the same selector engine the guest's pushdown tests run
 def test_a_rules_change_retraces_the_running_sensor_in_two_steps(tmp_path: Path) -> None:
     """What a rules reload does to a running sensor (SyscallChange): after
     widen + narrow it traces and filters as the new rules ask; after widen +
@@ -536,6 +541,7 @@ def test_a_rules_change_retraces_the_running_sensor_in_two_steps(tmp_path: Path)
         worker.stdout.close()
 
 
+@pytest.mark.host_covers  # the same selector engine the guest's pushdown tests run
 def test_pushdown_keeps_only_the_listed_results() -> None:
     """rets (the dup rule's evt.rawres in (0, 1, 2)): a dup onto fd 1 reaches user
     space, one onto fd 200 is dropped in the kernel and counted there."""
@@ -557,6 +563,7 @@ def test_pushdown_keeps_only_the_listed_results() -> None:
         assert events == [] and sensors.pushed_down_by()["at_exit"] >= 1
 
 
+@pytest.mark.host_covers  # the same selector engine the guest's pushdown tests run
 def test_pushdown_keeps_a_dup_of_a_socket_of_the_listed_families() -> None:
     """families (the dup rule's fd.type in (ipv4, ipv6)), decided on the fd the
     kernel returned: a TCP socket dup'd onto fd 1 reaches user space; a pipe
@@ -579,6 +586,7 @@ def test_pushdown_keeps_a_dup_of_a_socket_of_the_listed_families() -> None:
     assert kept[0]["ret_file"]["sock"]["family"] == "AF_INET6"
 
 
+@pytest.mark.host_covers  # the same selector engine the guest's pushdown tests run
 def test_pushdown_keeps_a_connect_of_an_inet_socket_only(tmp_path: Path) -> None:
     """families on a connect (the stock outbound macro's fd.typechar 4 or 6),
     decided at exit on the socket its fd argument names: a unix-socket
@@ -597,6 +605,7 @@ def test_pushdown_keeps_a_connect_of_an_inet_socket_only(tmp_path: Path) -> None
     assert [r["args"]["fd"]["sock"]["family"] for r in kept] == ["AF_INET"]
 
 
+@pytest.mark.host_covers  # the same selector engine the guest's pushdown tests run
 def test_a_c_int_argument_is_what_the_syscall_saw_and_is_filtered_so() -> None:
     """socket's domain is a C int: the kernel's wrapper drops the register's
     high half, so socket(1 << 32 | AF_PACKET) makes a packet socket. The event
