@@ -31,7 +31,7 @@ enum bg_scratch_role {
 	BG_SCRATCH_POLICY_TP = 5,    /* the policy engine: tracepoints and raw tracepoints */
 	BG_SCRATCH_POLICY_FUNC = 6,  /* the policy engine: kernel functions and LSM hooks */
 	BG_SCRATCH_IOU_SUBMIT = 7,   /* io_uring submissions: the stash being built */
-	BG_SCRATCH_IOU_PUSH = 8,     /* ... the pushdown's work area beside it */
+	BG_SCRATCH_IOU_NOCQE = 8,    /* ... the event of one that posts no completion */
 	BG_SCRATCH_IOU_COMPLETE = 9, /* io_uring completions */
 	BG_SCRATCH_ROLES = 10,
 };

@@ -262,7 +262,7 @@ static __noinline int bg_iou_submit(struct io_kiocb *req)
 	if (!bg_iou_args(st, req, op))
 		return 0;
 	if (st->flags & BG_EV_NO_COMPLETION)
-		return bg_exit_stash(task, st, spec, 0, BG_SCRATCH_IOU_PUSH, NULL, false);
+		return bg_exit_stash(task, st, spec, 0, BG_SCRATCH_IOU_NOCQE, NULL, false);
 	if (bpf_map_update_elem(&iou_stash, &key, st, BPF_ANY))
 		bg_count_drop(BG_DROP_IO_URING);
 	return 0;

@@ -564,10 +564,7 @@ static __always_inline int bg_exit_stash(struct task_struct *task, struct bg_sta
 		bg_count_drop(BG_DROP_RINGBUF_FULL);
 		return 0;
 	}
-	/* a registered file slot's number is no fd: the path tests take it as
-	 * unresolved (kept), as a failed open */
-	if (sel && !bg_push_paths_keep(st, sel,
-				       (st->flags & BG_EV_FIXED_RESULT) || !fdtable ? -1 : ret, role)) {
+	if (sel && !bg_push_paths_keep(st, sel, ret, role)) {
 		bg_count_pushed(BG_PUSHED_BY_PATH);
 		return 0;
 	}

@@ -22,12 +22,15 @@ CACHE = Path(__file__).resolve().parents[2] / "build" / "progs"
 def progs() -> dict[str, str]:
     """The C helper programs, compiled once (cached in build/progs)."""
     built = {}
+    gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True,
+                         check=True).stdout
     for src in sorted(PROGS.glob("*.c")):
         extra = {"int80_open": ["-no-pie"], "only_exit": ["-nostdlib", "-static"],
                  "open_loop": ["-static"],
                  "stack_target": ["-fno-omit-frame-pointer"]}.get(src.stem, [])
         argv = ["gcc", "-O2", "-pthread", *extra]
-        key = hashlib.sha256(src.read_bytes() + "\0".join(argv).encode()).hexdigest()[:16]
+        key = hashlib.sha256(src.read_bytes() + "\0".join([gcc, *argv]).encode()
+                             ).hexdigest()[:16]
         exe = CACHE / key / src.stem  # its own name: tests look for it by name
         if not exe.exists():
             exe.parent.mkdir(parents=True, exist_ok=True)

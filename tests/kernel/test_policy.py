@@ -1906,7 +1906,6 @@ def _uprobe_policy(binary: str, action: str, symbols: str = "[bg_other, bg_guard
 
 
 @pytest.mark.needs("uprobe")
-@pytest.mark.host_covers  # host hooks (syscalls, uprobes): the guest runs kernel functions
 def test_uprobe_posts_which_symbol_ran_with_its_arguments(running: Running,
                                                           uprobe_target: str) -> None:
     running.add(_uprobe_policy(uprobe_target, "Post"))

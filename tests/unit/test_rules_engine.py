@@ -241,6 +241,13 @@ def test_exec_name_thread_name_io_uring_and_link_count_fields() -> None:
     slot = dataclasses.replace(sc, ret=0, ret_file=None, io_uring=True, fixed_result=True)
     e = dataclasses.replace(OPEN, event=slot)
     assert check("evt.is_io_uring = true and fd.num = 0 and fd.name = /etc/shadow", e)
+    # a connect that posts no completion: its socket is still its fd argument's
+    conn = _connect("93.184.216.34", 443)
+    assert conn.syscall is not None
+    quiet = dataclasses.replace(conn.syscall, io_uring=True, fixed_result=True,
+                                no_completion=True)
+    e = dataclasses.replace(conn, event=quiet)
+    assert check("fd.typechar = 4 and fd.sip = 93.184.216.34 and fd.sport = 443", e)
 
 
 @pytest.mark.parametrize(("comm", "exe", "want"), [

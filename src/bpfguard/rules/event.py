@@ -286,7 +286,9 @@ def _fd_of(sc: SyscallEvent, flags: str | None) -> FdInfo | None:
         # posts no completion: no fd; the slot's number (0: not told)
         num = sc.ret if sc.fixed_result and sc.ret >= 0 else -1
         return FdInfo(num, path.get("resolved"), path.get("user"), ftype, ch)
-    if sc.fixed_result:  # an io_uring accept or socket into a file slot: no fd
+    # an io_uring accept or socket into a file slot, or one that posts no
+    # completion: no fd to name (a connect's or a read's is its fd argument)
+    if sc.fixed_result and (name.startswith("accept") or name == "socket"):
         return None
     if sc.ret_file is not None and sc.ret >= 0:  # accept, dup, socket, memfd_create
         f = sc.ret_file
