@@ -245,8 +245,7 @@ static __always_inline bool bg_push_str_in(struct bg_push_area *a, __u32 off, __
  * scan of the user's string, six bytes per step. A global function: the
  * verifier checks it once, and bg_exit continues from one state whatever it
  * found, instead of being walked again for every way out of it. */
-__noinline int bg_push_path_keep(struct bg_stash *st, struct bg_pol_filter *flt, long ret,
-			      __u32 role)
+__noinline int bg_push_path_keep(struct bg_stash *st, struct bg_pol_filter *flt, long ret)
 {
 	/* a global function takes no BTF pointer: the untyped current task */
 	struct task_struct *task = (void *)bpf_get_current_task();
@@ -288,7 +287,7 @@ __noinline int bg_push_path_keep(struct bg_stash *st, struct bg_pol_filter *flt,
 	/* d_unlinked(): user space appends " (deleted)" */
 	if (!BPF_CORE_READ(leafd, d_hash.pprev) && BPF_CORE_READ(leafd, d_parent) != leafd)
 		return 1;
-	s = bg_scratch(role);
+	s = bg_scratch(BG_SCRATCH_SYSCALL);
 	if (!s)
 		return 1;
 	a = (void *)s->buf;
@@ -330,13 +329,12 @@ __noinline int bg_push_path_keep(struct bg_stash *st, struct bg_pol_filter *flt,
 
 /* The selector's BG_PHASE_FILE filters (the path tests of an open): all hold. */
 static __always_inline bool bg_push_paths_keep(struct bg_stash *st, struct bg_pol_selector *s,
-					       long ret, __u32 role)
+					       long ret)
 {
 	for (int i = 0; i < BG_POL_FILTERS; i++) {
 		if (i >= s->nfilters)
 			break;
-		if (s->filters[i].ret == BG_PHASE_FILE &&
-		    !bg_push_path_keep(st, &s->filters[i], ret, role))
+		if (s->filters[i].ret == BG_PHASE_FILE && !bg_push_path_keep(st, &s->filters[i], ret))
 			return false;
 	}
 	return true;
@@ -346,15 +344,15 @@ static __always_inline bool bg_push_paths_keep(struct bg_stash *st, struct bg_po
  * on the arguments stashed at entry (an fd argument's file as the fd table
  * has it now, as user space will name it). */
 static __always_inline bool bg_push_keep_ret(struct bg_stash *st, struct bg_syscall_spec *spec,
-					     struct bg_pol_selector *s, long ret, __u32 role)
+					     struct bg_pol_selector *s, long ret)
 {
-	struct bg_scratch *scr = bg_scratch(role);
+	struct bg_scratch *scr = bg_scratch(BG_SCRATCH_SYSCALL);
 	struct bg_pol_area *a;
 
 	if (!scr)
 		return true;
 	a = (void *)scr->buf;
-	a->work.role = role;
+	a->work.role = BG_SCRATCH_SYSCALL;
 	bg_push_args(a, spec, st->args, st->flags & BG_EV_COMPAT);
 	a->ev.ret = ret;
 	return bg_pol_match_args(a, s, BG_PHASE_RETURN);
@@ -556,7 +554,7 @@ static __always_inline int bg_exit_stash(struct task_struct *task, struct bg_sta
 
 		sel = bpf_map_lookup_elem(&pol_selectors, &key);
 	}
-	if (sel && !bg_push_keep_ret(st, spec, sel, ret, role)) {
+	if (sel && !bg_push_keep_ret(st, spec, sel, ret)) {
 		bg_count_pushed(BG_PUSHED_AT_EXIT);
 		return 0;
 	}
@@ -564,7 +562,7 @@ static __always_inline int bg_exit_stash(struct task_struct *task, struct bg_sta
 		bg_count_drop(BG_DROP_RINGBUF_FULL);
 		return 0;
 	}
-	if (sel && !bg_push_paths_keep(st, sel, ret, role)) {
+	if (sel && !bg_push_paths_keep(st, sel, ret)) {
 		bg_count_pushed(BG_PUSHED_BY_PATH);
 		return 0;
 	}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bpfguard.agent import Pipeline
+from bpfguard.agent.detect import Detector
 from bpfguard.agent.launch import spawn_waiting, stream
 from bpfguard.files import mounts
 from bpfguard.proctable import ProcessTable
@@ -67,6 +68,17 @@ def trace(argv: list[str], *, syscalls: list[str] | None = None, cwd: str | None
         extra = during(pid) if during else None
         status = stream(pipe, out, pid)
     return Traced(out.records, table, status, pid, {"during": extra})
+
+
+def start_watched(det: Detector, exe: str, argv: list[str], *, cwd: str | None = None) -> int:
+    """Starts `det` watching argv from its exec on (nothing of the launch
+    shows) and lets it run; its pid."""
+    child, release = spawn_waiting(exe, argv, cwd=cwd)
+    det.scope.add_pid(child, armed=True)
+    det.start()
+    os.write(release, b"x")
+    os.close(release)
+    return child
 
 
 def mounts_crossed(path: Path) -> int:

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from bpfguard.agent.detect import Detector
-from bpfguard.agent.launch import spawn_waiting
 from bpfguard.rules import stock_rules_path
 from bpfguard.rules.engine import Engine
 from bpfguard.rules.loader import load_rules_or_raise
+
+from .helpers import start_watched
 
 pytestmark = pytest.mark.kernel
 
@@ -45,11 +46,7 @@ def detect(engine: Engine, argv: list[str], *, cwd: str | None = None,
     exe = shutil.which(argv[0]) or argv[0]
     out: list[dict[str, Any]] = []
     with Detector(engine, pushdown=pushdown) as det:
-        child, release = spawn_waiting(exe, argv, cwd=cwd)
-        det.scope.add_pid(child, armed=True)
-        det.start()
-        os.write(release, b"x")
-        os.close(release)
+        child = start_watched(det, exe, argv, cwd=cwd)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             out += det.alerts(timeout=0.05)
@@ -294,11 +291,7 @@ def test_stock_rules_keep_benign_opens_in_the_kernel(engine: Engine, progs: dict
         alerts: list[dict[str, Any]] = []
         with Detector(engine) as det:
             before = det.sensors.pushed_down_by()["by_path"]
-            child, release = spawn_waiting(exe, [exe, path, str(count)])
-            det.scope.add_pid(child, armed=True)
-            det.start()
-            os.write(release, b"x")
-            os.close(release)
+            child = start_watched(det, exe, [exe, path, str(count)])
             deadline = time.monotonic() + 60
             status = None
             while time.monotonic() < deadline and status is None:

@@ -43,12 +43,12 @@ from typing import Any
 import pytest
 
 from bpfguard.agent.detect import Detector
-from bpfguard.agent.launch import spawn_waiting
 from bpfguard.containers.cache import ContainerCache, engines_at
 from bpfguard.rules import stock_rules_path
 from bpfguard.rules.engine import Engine
 from bpfguard.rules.loader import load_rules_or_raise
 
+from .helpers import start_watched
 from .test_containers import IMAGE, runtimes  # noqa: F401  (the podman service fixture)
 from .test_detect import PTRACE
 
@@ -479,11 +479,7 @@ def host_alerts(engine: Engine) -> Iterator[list[dict[str, Any]]]:
         wire = json.dumps([{"argv": s.argv, "env": s.env, "background": s.background,
                             "loginuid": s.loginuid} for s in steps])
         with Detector(engine) as det:
-            child, release = spawn_waiting(PY, [PY, "-I", "-S", "-c", DRIVER, wire])
-            det.scope.add_pid(child, armed=True)
-            det.start()
-            os.write(release, b"x")
-            os.close(release)
+            child = start_watched(det, PY, [PY, "-I", "-S", "-c", DRIVER, wire])
             status: list[int] = []
 
             def done() -> bool:
@@ -627,12 +623,8 @@ def test_benign_work_raises_no_incubating_rule_and_few_sandbox_ones(
     rulesets as shipped raise nothing. (With rule_matching "all" each rule
     is decided alone: the enabled ones cannot hide another's alert.)"""
     with Detector(engine) as det:
-        child, release = spawn_waiting("/bin/sh", ["sh", "-c", BENIGN, "sh", str(tmp_path)],
-                                       cwd=str(tmp_path))
-        det.scope.add_pid(child, armed=True)
-        det.start()
-        os.write(release, b"x")
-        os.close(release)
+        child = start_watched(det, "/bin/sh", ["sh", "-c", BENIGN, "sh", str(tmp_path)],
+                              cwd=str(tmp_path))
         status: list[int] = []
 
         def done() -> bool:
